@@ -1,0 +1,131 @@
+"""The ``facerec`` command: fit / validate / test through LightningCLI, plus our own tools.
+
+``facerec fit --config configs/quickstart.yaml`` trains; dotted overrides such as
+``--trainer.max_steps 10`` or ``--data.root DIR`` change any key. The other subcommands
+(synth, eval, export, embed) are plain argparse programs in their own modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+from facerec.errors import FacerecError
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+#: subcommand -> (module, one-line description); each module has ``main(argv) -> int``.
+TOOL_COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("facerec.data.synthetic", "write synthetic face identities as an image folder"),
+    "eval": (
+        "facerec.eval.cli",
+        "verification (LFW .bin, pairs) and FAISS identification benchmarks",
+    ),
+    "export": ("facerec.export.cli", "export the embedding network to ONNX and check it"),
+    "embed": ("facerec.export.embed", "embed images or a folder into embeddings.npy"),
+    "plot-features": ("facerec.tools.plot_features", "draw 2-D/3-D features learned by each head"),
+}
+
+HELP = """usage: facerec <command> [options]
+
+Face-recognition training and evaluation.
+
+training (LightningCLI; `facerec fit --help` for every option):
+  fit        train a model:  facerec fit --config configs/quickstart.yaml
+  validate   run held-out verification of a checkpoint (--ckpt_path)
+  test       same as validate on the test split
+
+tools:
+{tools}
+
+Any config key can be overridden with dotted options, e.g. --trainer.max_steps 10 --data.root DIR.
+"""
+
+
+def _cli_class():
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+    from facerec.callbacks import AtomicCheckpointIO, VerificationSummary
+    from facerec.data.datamodule import FaceDataModule
+    from facerec.module import FaceRecognitionModule
+
+    class FacerecCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults(
+                {
+                    "checkpoint.monitor": "val/acc",
+                    "checkpoint.mode": "max",
+                    "checkpoint.save_last": True,
+                    "checkpoint.filename": "epoch{epoch:03d}-step{step:06d}-acc{val/acc:.4f}",
+                    "checkpoint.auto_insert_metric_name": False,
+                }
+            )
+
+        def instantiate_trainer(self, **kwargs):
+            callbacks = list(kwargs.pop("callbacks", None) or [])
+            callbacks += [VerificationSummary(), LearningRateMonitor(logging_interval="step")]
+            plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
+            plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+            if not any(isinstance(p, AtomicCheckpointIO) for p in plugins):
+                plugins.append(AtomicCheckpointIO())
+            return super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
+
+    return FacerecCLI, FaceRecognitionModule, FaceDataModule
+
+
+def run_lightning(argv: list[str]) -> int:
+    cli_cls, module_cls, dm_cls = _cli_class()
+    cli_cls(
+        module_cls,
+        dm_cls,
+        args=argv,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"default_root_dir": "runs"},
+        parser_kwargs={"prog": "facerec"},
+        seed_everything_default=0,
+        auto_configure_optimizers=False,
+    )
+    return 0
+
+
+def _tool(name: str) -> Callable[[list[str]], int]:
+    module, _ = TOOL_COMMANDS[name]
+    return importlib.import_module(module).main
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``facerec`` console script and ``python -m facerec``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        tools = "\n".join(f"  {k:<10} {v[1]}" for k, v in TOOL_COMMANDS.items())
+        print(HELP.format(tools=tools))
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from facerec import __version__
+
+        print(f"facerec {__version__}")
+        return 0
+    try:
+        if argv[0] in TOOL_COMMANDS:
+            return int(_tool(argv[0])(argv[1:]) or 0)
+        if argv[0] in LIGHTNING_COMMANDS:
+            return run_lightning(argv)
+        print(
+            f"facerec: error: unknown command {argv[0]!r}; expected one of "
+            f"{', '.join(LIGHTNING_COMMANDS + tuple(TOOL_COMMANDS))} (see facerec --help)",
+            file=sys.stderr,
+        )
+        return 2
+    except FacerecError as e:
+        print(f"facerec: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facerec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""FaceDataModule: image folders, RecordIO or the embedded synthetic faces, with held-out pairs.
+
+Training data come from ``root`` (root/<identity>/<image>, or a folder holding insightface
+``train.rec``/``train.idx``) or, when ``root`` is not set, from the procedural synthetic faces.
+A set of identities is held out of training; verification pairs drawn from their images form
+the validation set (``val/acc``). The number of training identities reaches the margin head
+through ``num_classes`` (LightningCLI links it), and ``class_names`` is the label → identity
+map saved with every checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from facerec.data.datasets import ArrayLoader, FaceDataset, IndexedDataset, PathLoader
+from facerec.data.folder import read_name_list, scan_image_folder
+from facerec.data.image import ResizeMode
+from facerec.data.pairs import make_pairs
+from facerec.data.transforms import DEFAULT_AUGMENT, build_augment
+from facerec.errors import ConfigError, DataError
+
+#: Synthetic validation identities are drawn from this range, disjoint from training ids.
+SYNTHETIC_VAL_OFFSET = 1_000_000
+
+
+@dataclass
+class SyntheticOptions:
+    """The embedded synthetic data set used when ``data.root`` is not set.
+
+    identities / images_per_identity: training identities and images of each.
+    size: side of the rendered square image (then brought to ``image_size``).
+    seed: generator seed; difficulty: scale of the per-image nuisance variation.
+    """
+
+    identities: int = 200
+    images_per_identity: int = 20
+    size: int = 112
+    seed: int = 0
+    difficulty: float = 1.0
+
+
+@dataclass
+class PKOptions:
+    """P identities × K images per batch (used when ``sampler: pk``; P·K replaces batch_size)."""
+
+    p: int = 32
+    k: int = 4
+    min_images: int = 2
+
+
+class FaceDataModule(pl.LightningDataModule):
+    """Face images for training and held-out verification pairs for validation.
+
+    Args:
+        root: image folder root/<identity>/<image> or a folder with train.rec/train.idx
+            (insightface RecordIO); None uses the synthetic faces.
+        image_size: (height, width) of the network input; images of other sizes are resized or
+            centre-cropped (``resize_mode``).
+        batch_size: images per batch per process (with ``sampler: pk`` it is P·K).
+        num_workers: DataLoader worker processes.
+        sampler: ``random`` (shuffle) or ``pk`` (P identities × K images, see ``pk``).
+        augment: albumentations pipeline as a list of {name: ..., args...}.
+        val_identities: number of identities held out of training for validation pairs
+            (synthetic: fresh identities; folders: chosen with ``seed``). 0 disables validation.
+        val_list: a file naming held-out identities (folders only), instead of a count.
+        val_images_per_identity: images of each held-out synthetic identity.
+        val_pairs: genuine and impostor pairs each for ``val/acc``.
+        strict: make a corrupt training image an error instead of a counted skip.
+        seed: seed for the held-out split, pairs and sampling.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: tuple[int, int] = (112, 112),
+        resize_mode: ResizeMode = "resize",
+        batch_size: int = 128,
+        num_workers: int = 2,
+        sampler: Literal["random", "pk"] = "random",
+        pk: PKOptions = PKOptions(),
+        augment: list[dict[str, Any]] | None = None,
+        synthetic: SyntheticOptions = SyntheticOptions(),
+        val_identities: int = 50,
+        val_list: str | None = None,
+        val_images_per_identity: int = 10,
+        val_pairs: int = 1000,
+        strict: bool = False,
+        seed: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.root = root
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.resize_mode = resize_mode
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.sampler = sampler
+        self.pk = pk if isinstance(pk, PKOptions) else PKOptions()
+        self.augment_spec = DEFAULT_AUGMENT if augment is None else augment
+        self.synthetic = (
+            synthetic if isinstance(synthetic, SyntheticOptions) else SyntheticOptions()
+        )
+        self.val_identities = val_identities
+        self.val_list = val_list
+        self.val_images_per_identity = val_images_per_identity
+        self.val_pairs = val_pairs
+        self.strict = strict
+        self.seed = seed
+        self.pin_memory = pin_memory
+        if sampler not in ("random", "pk"):
+            raise ConfigError(f"data.sampler is {sampler!r}; expected 'random' or 'pk'")
+        if sampler == "pk":
+            batch_size = self.pk.p * self.pk.k
+            self.batch_size = batch_size
+        build_augment(self.augment_spec)  # fail at configuration time on a bad pipeline
+        self._index: dict[str, Any] | None = None
+        self.train_set: FaceDataset | None = None
+        self.val_set: FaceDataset | None = None
+        self.pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ index
+    def _build_index(self) -> dict[str, Any]:
+        """Decide the training and held-out samples (cheap: lists files, renders nothing)."""
+        if self._index is not None:
+            return self._index
+        if self.root is None:
+            s = self.synthetic
+            if s.identities < 2 or s.images_per_identity < 1:
+                raise ConfigError(
+                    "data.synthetic needs identities >= 2 and images_per_identity >= 1, got "
+                    f"{s.identities} and {s.images_per_identity}"
+                )
+            index = {
+                "kind": "synthetic",
+                "class_names": [f"id_{i:05d}" for i in range(s.identities)],
+            }
+        elif (Path(self.root) / "train.rec").exists() or str(self.root).endswith(".rec"):
+            from facerec.data.recordio import RecordIODataset
+
+            rec = RecordIODataset(self.root)
+            labels = np.asarray(rec.labels, dtype=np.int64)
+            index = {
+                "kind": "recordio",
+                "rec": rec,
+                "train_idx": np.arange(len(labels)),
+                "train_labels": labels,
+                "class_names": [str(i) for i in range(int(rec.num_classes))],
+            }
+        else:
+            paths, labels, names = scan_image_folder(self.root)
+            held = self._held_out_names(names)
+            keep = np.array([names[lb] not in held for lb in labels])
+            train_names = [n for n in names if n not in held]
+            if len(train_names) < 2:
+                raise DataError(
+                    f"data root {self.root} leaves {len(train_names)} training identities after "
+                    f"holding out {len(held)} for validation; expected at least 2"
+                )
+            remap = {names.index(n): i for i, n in enumerate(train_names)}
+            val_names = sorted(held)
+            val_remap = {names.index(n): i for i, n in enumerate(val_names)}
+            index = {
+                "kind": "folder",
+                "train_paths": [p for p, k in zip(paths, keep, strict=True) if k],
+                "train_labels": np.array([remap[lb] for lb in labels[keep]], dtype=np.int64),
+                "val_paths": [p for p, k in zip(paths, keep, strict=True) if not k],
+                "val_labels": np.array([val_remap[lb] for lb in labels[~keep]], dtype=np.int64),
+                "class_names": train_names,
+            }
+        self._index = index
+        return index
+
+    def _held_out_names(self, names: list[str]) -> set[str]:
+        if self.val_list:
+            listed = read_name_list(self.val_list)
+            unknown = [n for n in listed if n not in names]
+            if unknown:
+                raise DataError(
+                    f"data.val_list {self.val_list} names identities not under {self.root}: "
+                    f"{', '.join(unknown[:5])}"
+                )
+            return set(listed)
+        if self.val_identities <= 0:
+            return set()
+        if self.val_identities >= len(names) - 1:
+            raise DataError(
+                f"data.val_identities={self.val_identities} holds out too many of the "
+                f"{len(names)} identities under {self.root}; expected fewer than {len(names) - 1}"
+            )
+        rng = np.random.default_rng(self.seed)
+        return set(rng.choice(names, size=self.val_identities, replace=False).tolist())
+
+    @property
+    def num_classes(self) -> int:
+        """Number of training identities (what the margin head's class count must be)."""
+        return len(self._build_index()["class_names"])
+
+    @property
+    def class_names(self) -> list[str]:
+        """Label → identity name of the training set."""
+        return list(self._build_index()["class_names"])
+
+    @property
+    def has_validation(self) -> bool:
+        if self.root is None or self._build_index()["kind"] == "folder":
+            return self.val_identities > 0 or bool(self.val_list)
+        return False
+
+    # ------------------------------------------------------------------ setup
+    def _render_synthetic(self, ids: np.ndarray, per_id: int) -> tuple[np.ndarray, np.ndarray]:
+        from facerec.data.synthetic import SyntheticFaces
+
+        s = self.synthetic
+        gen = SyntheticFaces(
+            num_identities=s.identities,
+            images_per_identity=per_id,
+            size=s.size,
+            seed=s.seed,
+            difficulty=s.difficulty,
+        )
+        images = np.stack([gen.render(int(i), j) for i in ids for j in range(per_id)])
+        labels = np.repeat(np.arange(len(ids)), per_id)
+        return images, labels
+
+    def setup(self, stage: str | None = None) -> None:
+        index = self._build_index()
+        augment = build_augment(self.augment_spec)
+        common = {"image_size": self.image_size, "resize_mode": self.resize_mode}
+        if self.train_set is None:
+            if index["kind"] == "synthetic":
+                s = self.synthetic
+                images, labels = self._render_synthetic(
+                    np.arange(s.identities), s.images_per_identity
+                )
+                loader: Any = ArrayLoader(images)
+            elif index["kind"] == "recordio":
+                loader, labels = index["rec"].load_image, index["train_labels"]
+            else:
+                loader, labels = PathLoader(index["train_paths"]), index["train_labels"]
+            self.train_set = FaceDataset(
+                loader, labels, augment=augment, strict=self.strict, seed=self.seed, **common
+            )
+        if self.val_set is None and self.has_validation:
+            if index["kind"] == "synthetic":
+                ids = SYNTHETIC_VAL_OFFSET + np.arange(self.val_identities)
+                images, labels = self._render_synthetic(ids, self.val_images_per_identity)
+                val_loader: Any = ArrayLoader(images)
+            else:
+                val_loader, labels = PathLoader(index["val_paths"]), index["val_labels"]
+            self.val_set = FaceDataset(val_loader, labels, strict=True, **common)
+            self.pairs = make_pairs(labels, self.val_pairs, seed=self.seed)
+        if self.sampler == "pk" and self.trainer is not None:
+            # PKSampler is already distributed-aware; Lightning must not wrap it.
+            self.trainer._accelerator_connector.use_distributed_sampler = False
+
+    # ------------------------------------------------------------ dataloaders
+    def _loader_kwargs(self) -> dict[str, Any]:
+        return {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup() first"
+        if self.sampler == "pk":
+            from facerec.data.samplers import PKSampler
+
+            batch_sampler = PKSampler(
+                self.train_set.labels,
+                p=self.pk.p,
+                k=self.pk.k,
+                min_images=self.pk.min_images,
+                seed=self.seed,
+            )
+            self._pk_sampler = batch_sampler
+            return DataLoader(self.train_set, batch_sampler=batch_sampler, **self._loader_kwargs())
+        if len(self.train_set) < self.batch_size:
+            raise DataError(
+                f"the training set has {len(self.train_set)} images, fewer than data.batch_size="
+                f"{self.batch_size}; lower the batch size"
+            )
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(self.seed),
+            **self._loader_kwargs(),
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None:
+            return []
+        return DataLoader(
+            IndexedDataset(self.val_set),
+            batch_size=min(256, max(self.batch_size, 64)),
+            shuffle=False,
+            **self._loader_kwargs(),
+        )
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self.val_dataloader()
+
+    # -------------------------------------------------------------- baselines
+    def raw_pixel_accuracy(self) -> float | None:
+        """Verification accuracy of raw pixels (mean-centred, cosine) on the validation pairs."""
+        if self.val_set is None or self.pairs is None:
+            return None
+        from facerec.eval.verification import best_threshold_accuracy
+
+        x = np.stack([self.val_set.load(i).reshape(-1) for i in range(len(self.val_set))])
+        x = x.astype(np.float32)
+        x -= x.mean(axis=0, keepdims=True)
+        x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
+        i1, i2, same = self.pairs
+        acc, _ = best_threshold_accuracy((x[i1] * x[i2]).sum(1), same)
+        return float(acc)
+
+
+def default_num_workers() -> int:
+    return min(4, os.cpu_count() or 1)

@@ -1,0 +1,79 @@
+"""Image decoding and resizing with OpenCV; the one place images are read.
+
+Convention (the published ArcFace models'): images are RGB uint8 (H, W, 3); the network input is
+``(x - 127.5) / 127.5`` in RGB channel order, shape (3, H, W) float32.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from facerec.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
+MEAN = 127.5
+STD = 127.5
+ResizeMode = Literal["resize", "center_crop"]
+
+
+def decode_image(data: bytes | np.ndarray, source: str = "<bytes>") -> np.ndarray:
+    """Decode encoded image bytes (JPEG, PNG, BMP, PGM, ...) to RGB uint8 (H, W, 3).
+
+    Greyscale is promoted to 3 channels and an alpha channel dropped. Raises :class:`DataError`
+    naming ``source`` when the bytes do not decode.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if img is None:
+        raise DataError(f"{source}: not a decodable image (expected JPEG, PNG, BMP or PGM data)")
+    if img.dtype != np.uint8:  # 16-bit PNG/TIFF
+        img = (img / (65535.0 if img.dtype == np.uint16 else img.max() or 1) * 255).astype(np.uint8)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3); :class:`DataError` if missing or corrupt."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read image ({e.strerror})") from None
+    return decode_image(data, source=str(path))
+
+
+def fit_to_size(img: np.ndarray, size: tuple[int, int], mode: ResizeMode = "resize") -> np.ndarray:
+    """Bring an (H, W, 3) image to ``size`` = (height, width).
+
+    ``resize`` scales to the exact size (aspect ratio not kept); ``center_crop`` scales the
+    shorter side to fit and crops the centre, keeping the aspect ratio. An image already of the
+    right size is returned unchanged.
+    """
+    h, w = size
+    if img.shape[0] == h and img.shape[1] == w:
+        return img
+    if mode == "resize":
+        interp = cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_LINEAR
+        return cv2.resize(img, (w, h), interpolation=interp)
+    if mode != "center_crop":
+        raise DataError(f"resize mode {mode!r} is not known; expected 'resize' or 'center_crop'")
+    scale = max(h / img.shape[0], w / img.shape[1])
+    nh, nw = max(h, round(img.shape[0] * scale)), max(w, round(img.shape[1] * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    img = cv2.resize(img, (nw, nh), interpolation=interp)
+    top, left = (nh - h) // 2, (nw - w) // 2
+    return img[top : top + h, left : left + w]
+
+
+def to_tensor_array(img: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> normalised float32 (3, H, W): (x - 127.5) / 127.5."""
+    return ((img.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1).copy()

@@ -1,0 +1,45 @@
+"""Verification pairs from labelled samples: balanced, deterministic for a seed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facerec.errors import DataError
+
+
+def make_pairs(
+    labels: np.ndarray, num_pairs: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``num_pairs`` genuine and ``num_pairs`` impostor pairs over sample indices.
+
+    Args:
+        labels: (N,) identity of each sample.
+        num_pairs: pairs of each kind; genuine pairs are distinct samples of one identity,
+            impostor pairs samples of two different identities.
+        seed: the same seed and labels give the same pairs.
+
+    Returns:
+        (idx1, idx2, issame): int64 (2·num_pairs,), int64 (2·num_pairs,), bool (2·num_pairs,),
+        genuine and impostor pairs interleaved.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    ids, inverse = np.unique(labels, return_inverse=True)
+    members = [np.flatnonzero(inverse == i) for i in range(len(ids))]
+    multi = [m for m in members if len(m) >= 2]
+    if len(ids) < 2 or not multi:
+        raise DataError(
+            f"cannot build verification pairs from {len(ids)} identities: expected at least two "
+            "identities and one with two or more images"
+        )
+    idx1 = np.empty(2 * num_pairs, dtype=np.int64)
+    idx2 = np.empty(2 * num_pairs, dtype=np.int64)
+    issame = np.zeros(2 * num_pairs, dtype=bool)
+    for n in range(num_pairs):
+        m = multi[rng.integers(len(multi))]
+        a, b = rng.choice(m, size=2, replace=False)
+        idx1[2 * n], idx2[2 * n], issame[2 * n] = a, b, True
+        i, j = rng.choice(len(members), size=2, replace=False)
+        idx1[2 * n + 1] = members[i][rng.integers(len(members[i]))]
+        idx2[2 * n + 1] = members[j][rng.integers(len(members[j]))]
+    return idx1, idx2, issame

@@ -1,0 +1,63 @@
+"""Augmentation pipelines built from YAML with albumentations.
+
+A pipeline is a list of transforms, each a mapping with ``name`` (a class of albumentations)
+and its keyword arguments, e.g.::
+
+    augment:
+      - {name: HorizontalFlip, p: 0.5}
+      - {name: RandomBrightnessContrast, brightness_limit: 0.2, contrast_limit: 0.2, p: 0.5}
+
+Augmentations act on RGB uint8 (H, W, 3) images after they are brought to the input size and
+before normalisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import albumentations as A
+import numpy as np
+
+from facerec.errors import ConfigError
+
+DEFAULT_AUGMENT: list[dict[str, Any]] = [{"name": "HorizontalFlip", "p": 0.5}]
+
+
+def build_augment(specs: Sequence[Mapping[str, Any]] | None) -> A.Compose | None:
+    """Build an ``albumentations.Compose`` from a list of ``{name: ..., **kwargs}`` mappings.
+
+    Returns None for an empty or missing list. Raises :class:`ConfigError` naming the entry
+    when a name is not an albumentations transform or its arguments are rejected.
+    """
+    if not specs:
+        return None
+    transforms = []
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, Mapping) or "name" not in spec:
+            raise ConfigError(
+                f"data.augment[{i}] is {spec!r}; expected a mapping with a 'name' key, "
+                "e.g. {name: HorizontalFlip, p: 0.5}"
+            )
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        cls = getattr(A, str(spec["name"]), None)
+        if not isinstance(cls, type) or not issubclass(cls, A.BasicTransform):
+            raise ConfigError(
+                f"data.augment[{i}]: {spec['name']!r} is not an albumentations transform "
+                "(expected a class name such as HorizontalFlip, Affine, GaussNoise)"
+            )
+        try:
+            transforms.append(cls(**kwargs))
+        except Exception as e:  # albumentations validates with pydantic; report one line
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(
+                f"data.augment[{i}] ({spec['name']}): bad arguments {kwargs}: {msg}"
+            ) from None
+    return A.Compose(transforms)
+
+
+def apply_augment(augment: A.Compose | None, image: np.ndarray) -> np.ndarray:
+    """Apply a pipeline (or nothing) to an RGB uint8 (H, W, 3) image."""
+    if augment is None:
+        return image
+    return augment(image=image)["image"]

@@ -1,0 +1,36 @@
+"""The contract every backbone meets: (B, 3, H, W) normalised RGB -> (B, D) raw embeddings."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from facerec.errors import ConfigError
+
+
+class Backbone(nn.Module):
+    """Base class of the embedding networks (backbone + embedding head: what is exported).
+
+    Subclasses set ``embedding_dim`` and ``input_size`` (height, width) and implement
+    ``forward``: (B, 3, H, W) float, (x − 127.5)/127.5 in RGB order -> (B, D) float, not
+    normalised.
+    """
+
+    embedding_dim: int
+    input_size: tuple[int, int]
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear :class:`ConfigError` when ``x`` is not (B, 3, H, W) at the input size."""
+        if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != tuple(self.input_size):
+            h, w = self.input_size
+            raise ConfigError(
+                f"{type(self).__name__} got input of shape {tuple(x.shape)}; expected "
+                f"(B, 3, {h}, {w}) — set data.image_size to the model's input size"
+            )
+
+
+def conv_output_size(size: int, stages: int) -> int:
+    """Spatial size after ``stages`` 3×3 stride-2 convolutions with padding 1."""
+    for _ in range(stages):
+        size = (size - 1) // 2 + 1
+    return size

@@ -1,0 +1,38 @@
+"""The embedding head of the published ArcFace models: BN2d → flatten → Dropout → Linear → BN1d."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class EmbeddingHead(nn.Module):
+    """Map a feature map (B, C, H, W) to an embedding (B, D).
+
+    As in insightface's IResNet: BatchNorm2d over the final feature map, flatten (C·H·W), Dropout,
+    Linear to ``embedding_dim`` and BatchNorm1d whose affine weight is frozen at 1 (its bias is
+    learned). The output is *not* L2-normalised; margin heads and evaluation normalise it.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        spatial: tuple[int, int],
+        embedding_dim: int = 512,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.bn2 = nn.BatchNorm2d(in_channels, eps=1e-5)
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(in_channels * spatial[0] * spatial[1], embedding_dim)
+        self.features = nn.BatchNorm1d(embedding_dim, eps=1e-5)
+        nn.init.constant_(self.features.weight, 1.0)
+        self.features.weight.requires_grad = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, D)."""
+        x = self.bn2(x)
+        x = torch.flatten(x, 1)
+        x = self.dropout(x)
+        x = self.fc(x)
+        return self.features(x)

@@ -1,0 +1,76 @@
+"""torchvision ResNets as face backbones, through an adapter.
+
+The torchvision network's ``fc`` and global pooling are dropped; the final feature map feeds the
+same :class:`EmbeddingHead` as IResNet. Weights start random (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+from facerec.errors import ConfigError
+from facerec.models.base import Backbone, conv_output_size
+
+from .embedding import EmbeddingHead
+
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+class TorchvisionResNet(Backbone):
+    """A torchvision ResNet trunk + the face :class:`EmbeddingHead`.
+
+    Args:
+        arch: one of resnet18, resnet34, resnet50, resnet101, resnet152.
+        embedding_dim: size D of the output embedding.
+        dropout: dropout before the embedding Linear.
+        input_size: (height, width) of the input, 112×112 by default.
+        face_stem: replace the 7×7/2 conv + max-pool stem by a 3×3 stride-1 conv (as IResNet
+            does for 112×112 faces), so the final map is H/16 instead of H/32.
+
+    Shapes: (B, 3, H, W) float in [-1, 1] -> (B, embedding_dim).
+    """
+
+    def __init__(
+        self,
+        arch: str = "resnet50",
+        embedding_dim: int = 512,
+        dropout: float = 0.0,
+        input_size: tuple[int, int] = (112, 112),
+        face_stem: bool = True,
+    ) -> None:
+        super().__init__()
+        if arch not in ARCHS:
+            raise ConfigError(
+                f"torchvision backbone {arch!r} does not exist; expected one of {ARCHS}"
+            )
+        self.arch = arch
+        self.embedding_dim = embedding_dim
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        net = getattr(torchvision.models, arch)(weights=None)
+        if face_stem:
+            net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+            stages = 3  # layer2..layer4 halve the size
+        else:
+            stages = 5  # conv1, maxpool, layer2..layer4
+        self.trunk = nn.Sequential(
+            net.conv1,
+            net.bn1,
+            net.relu,
+            net.maxpool,
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        )
+        channels = net.fc.in_features
+        spatial = tuple(conv_output_size(s, stages) for s in self.input_size)
+        self.head = EmbeddingHead(channels, spatial, embedding_dim, dropout)  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, embedding_dim) raw embedding."""
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            self.check_input(x)
+        return self.head(self.trunk(x))

@@ -1,0 +1,330 @@
+"""FaceRecognitionModule: backbone + embedding head + margin head + losses, wired for Lightning.
+
+No maths lives here: the backbone, heads and losses are plain modules tested on their own. This
+class only joins them, logs, validates on held-out pairs and sets up the optimiser.
+
+Checkpoints carry, besides the weights and hyper-parameters, a ``facerec`` entry with the
+label → identity map (``class_names``) and the preprocessing the embedding network expects, so
+``FaceRecognitionModule.load_from_checkpoint(path)`` needs no other argument and the exporter
+and evaluator know how to feed the network.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from jsonargparse import lazy_instance
+from torch import nn
+
+from facerec import __version__
+from facerec.data.image import MEAN, STD
+from facerec.errors import ConfigError, FacerecError
+from facerec.heads.base import MarginHead
+from facerec.models.base import Backbone
+from facerec.models.iresnet import IResNet
+from facerec.optim import OptimizerName, ScheduleName, build_optimizer, lr_factor
+
+HeadFactory = Callable[[int, int], MarginHead]
+
+
+@dataclass
+class CenterLossOptions:
+    """CenterLoss (Wen et al. 2016): total loss += weight·L_c; centres move by rate alpha."""
+
+    weight: float = 0.01
+    alpha: float = 0.5
+
+
+def _default_head() -> HeadFactory:
+    from facerec.heads import ArcFaceHead
+
+    return ArcFaceHead
+
+
+class FaceRecognitionModule(pl.LightningModule):
+    """Train an embedding network with a margin head, CenterLoss and/or a metric loss.
+
+    Args:
+        backbone: the embedding network, (B, 3, H, W) -> (B, D) (IResNet, TorchvisionResNet).
+        head: margin head class (and its arguments), built as ``head(D, num_classes)``;
+            None trains with ``metric_loss`` alone.
+        num_classes: training identities; LightningCLI links it from ``data.num_classes``.
+        center_loss: add CenterLoss with this weight and centre learning rate alpha.
+        metric_loss: a triplet/contrastive loss on the embeddings, added with
+            ``metric_loss_weight``.
+        optimizer: ``sgd`` (momentum) or ``adamw``.
+        lr: base learning rate for a global batch of ``lr_reference_batch`` images; the
+            learning rate used is lr·global_batch/lr_reference_batch (linear scaling rule).
+            Set ``lr_reference_batch: null`` to use ``lr`` as it is.
+        momentum, weight_decay: optimiser settings (weight decay applies to every parameter,
+            as in insightface's recipes).
+        warmup_epochs: linear warm-up length in epochs (fractions allowed).
+        lr_schedule: ``poly`` (power ``poly_power``), ``cosine`` or ``constant`` after warm-up.
+        channels_last: run the backbone in channels-last memory format.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone = lazy_instance(IResNet, depth=50),
+        head: HeadFactory | None = None,
+        num_classes: int = 0,
+        center_loss: CenterLossOptions | None = None,
+        metric_loss: nn.Module | None = None,
+        metric_loss_weight: float = 1.0,
+        optimizer: OptimizerName = "sgd",
+        lr: float = 0.1,
+        lr_reference_batch: int | None = 512,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        warmup_epochs: float = 1.0,
+        lr_schedule: ScheduleName = "poly",
+        poly_power: float = 2.0,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
+
+        if _given_hyperparameters.get() is not None:  # built from a config: store the config
+            self.save_hyperparameters()
+        else:  # built in Python from objects: store what is plain data
+            self.save_hyperparameters(ignore=["backbone", "head", "metric_loss"])
+        if head is None and metric_loss is None:
+            head = _default_head()
+        self.backbone = backbone
+        self.embedding_dim = int(backbone.embedding_dim)
+        self.head: MarginHead | None = None
+        if head is not None:
+            if num_classes < 2:
+                raise ConfigError(
+                    f"model.num_classes is {num_classes}; a margin head needs the number of "
+                    "training identities (>= 2). With `facerec fit` it comes from the data."
+                )
+            self.head = head(self.embedding_dim, num_classes)
+        self.center_loss = None
+        self.center_loss_weight = 0.0
+        if center_loss is not None:
+            if num_classes < 2:
+                raise ConfigError("model.center_loss needs model.num_classes >= 2")
+            from facerec.losses.center import CenterLoss
+
+            opts = (
+                center_loss
+                if isinstance(center_loss, CenterLossOptions)
+                else CenterLossOptions(**center_loss)
+            )
+            self.center_loss = CenterLoss(num_classes, self.embedding_dim, alpha=opts.alpha)
+            self.center_loss_weight = opts.weight
+        self.metric_loss = metric_loss
+        self.metric_loss_weight = metric_loss_weight
+        self.optimizer_name = optimizer
+        self.lr = lr
+        self.lr_reference_batch = lr_reference_batch
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.lr_schedule = lr_schedule
+        self.poly_power = poly_power
+        self.channels_last = channels_last
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        self.class_names: list[str] | None = None
+        self.val_history: list[tuple[int, float]] = []
+        self.untrained_val_acc: float | None = None
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._corrupt = 0
+
+    # ------------------------------------------------------------- building
+    @classmethod
+    def from_config(cls, **config: Any) -> FaceRecognitionModule:
+        """Build from a config dict as written in YAML (class_path/init_args), e.g.::
+
+            FaceRecognitionModule.from_config(
+                backbone={"class_path": "facerec.models.IResNet", "init_args": {"depth": 18}},
+                head={"class_path": "facerec.heads.CosFaceHead"}, num_classes=100)
+
+        The config is stored as the hyper-parameters, so the checkpoint reloads with
+        ``load_from_checkpoint(path)`` alone, as it does for models built by ``facerec fit``.
+        """
+        from pytorch_lightning.cli import instantiate_module
+        from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters_context
+
+        with _given_hyperparameters_context(
+            hparams=config, instantiator="pytorch_lightning.cli.instantiate_module"
+        ):
+            return instantiate_module(cls, config)
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        """What the embedding network expects as input (stored in checkpoints and ONNX files)."""
+        h, w = self.backbone.input_size
+        return {
+            "input_size": [int(h), int(w)],
+            "channel_order": "RGB",
+            "mean": [MEAN] * 3,
+            "std": [STD] * 3,
+            "layout": "NCHW",
+            "embedding_dim": self.embedding_dim,
+            "normalized_output": False,
+        }
+
+    # -------------------------------------------------------------- forward
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised RGB -> (B, D) raw embeddings."""
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.backbone(images)
+
+    def compute_losses(
+        self, embeddings: torch.Tensor, labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """All loss terms for a batch; ``loss`` is their weighted sum."""
+        out: dict[str, torch.Tensor] = {}
+        total = embeddings.new_zeros((), dtype=torch.float32)
+        if self.head is not None:
+            logits = self.head(embeddings, labels)
+            out["ce"] = F.cross_entropy(logits.float(), labels)
+            total = total + out["ce"]
+            reg = self.head.regularizer(embeddings)
+            if reg is not None:
+                out["head_reg"] = reg
+                total = total + reg
+            with torch.no_grad():
+                out["acc"] = (logits.argmax(1) == labels).float().mean()
+        if self.center_loss is not None:
+            out["center"] = self.center_loss(embeddings.float(), labels)
+            total = total + self.center_loss_weight * out["center"]
+        if self.metric_loss is not None:
+            out["metric"] = self.metric_loss(embeddings, labels)
+            total = total + self.metric_loss_weight * out["metric"]
+        out["loss"] = total
+        return out
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        images, labels = batch[0], batch[1]
+        if len(batch) > 2:
+            self._corrupt += int(batch[2].sum())
+        losses = self.compute_losses(self(images), labels)
+        if not torch.isfinite(losses["loss"]):
+            bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+            raise FacerecError(
+                f"non-finite loss at global step {self.global_step}: {', '.join(bad)} "
+                "became NaN/inf; lower the learning rate, check the data, or use bf16 not fp16"
+            )
+        bs = images.shape[0]
+        for k, v in losses.items():
+            self.log(f"train/{k}", v.detach(), prog_bar=k in ("loss", "acc"), batch_size=bs)
+        stats = getattr(self.metric_loss, "stats", None) or {}
+        for k, v in stats.items():
+            self.log(f"train/metric/{k}", v, batch_size=bs)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
+        return losses["loss"]
+
+    def on_train_epoch_end(self) -> None:
+        if self._corrupt:
+            warnings.warn(
+                f"skipped {self._corrupt} corrupt or unreadable training images so far (each was "
+                "replaced by another image of the same identity); set data.strict: true to stop",
+                stacklevel=1,
+            )
+
+    # ----------------------------------------------------------- validation
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        images, index = batch
+        emb = self(images) + self(torch.flip(images, dims=[3]))  # flip test
+        self._val_outputs.append((F.normalize(emb.float(), dim=1), index))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        emb = torch.cat([e for e, _ in self._val_outputs])
+        idx = torch.cat([i for _, i in self._val_outputs])
+        self._val_outputs.clear()
+        if self.trainer.world_size > 1:
+            emb = self.all_gather(emb).flatten(0, 1)
+            idx = self.all_gather(idx).flatten(0, 1)
+        dm = self.trainer.datamodule
+        pairs = getattr(dm, "pairs", None)
+        if pairs is None:
+            return
+        from facerec.eval.verification import best_threshold_accuracy
+
+        full = torch.zeros(int(idx.max()) + 1, emb.shape[1], dtype=emb.dtype, device=emb.device)
+        full[idx] = emb
+        full = full.cpu().numpy()
+        i1, i2, same = pairs
+        acc, thr = best_threshold_accuracy((full[i1] * full[i2]).sum(1), same)
+        if self.trainer.sanity_checking:
+            self.untrained_val_acc = float(acc)
+            return
+        self.val_history.append((self.global_step, float(acc)))
+        self.log("val/acc", float(acc), prog_bar=True, sync_dist=False)
+        self.log("val/threshold", float(thr), sync_dist=False)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self.on_validation_epoch_end()
+
+    # ------------------------------------------------------------ optimiser
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        lr = self.lr
+        if self.lr_reference_batch:
+            dm = self.trainer.datamodule if self._trainer is not None else None
+            per_device = getattr(dm, "batch_size", None)
+            if per_device:
+                world = self.trainer.world_size * self.trainer.accumulate_grad_batches
+                lr = self.lr * per_device * world / self.lr_reference_batch
+        opt = build_optimizer(params, self.optimizer_name, lr, self.momentum, self.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = (
+            self.trainer.max_epochs
+            if self.trainer.max_epochs and self.trainer.max_epochs > 0
+            else None
+        )
+        steps_per_epoch = total / epochs if epochs else total
+        warmup = round(self.warmup_epochs * steps_per_epoch)
+        warmup = min(warmup, total // 2)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt,
+            lambda s: lr_factor(s, total, warmup, self.lr_schedule, self.poly_power),
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---------------------------------------------------------- checkpoints
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        names = getattr(dm, "class_names", None)
+        if names is not None:
+            if self.head is not None and len(names) != self.hparams.get("num_classes", len(names)):
+                raise ConfigError(
+                    f"the data have {len(names)} identities but the model was built for "
+                    f"{self.hparams.get('num_classes')}; leave model.num_classes unset so "
+                    "`facerec fit` links it from the data"
+                )
+            self.class_names = list(names)
+        size = getattr(dm, "image_size", None)
+        if size is not None and tuple(size) != tuple(self.backbone.input_size):
+            raise ConfigError(
+                f"data.image_size is {tuple(size)} but the backbone takes "
+                f"{tuple(self.backbone.input_size)}; set model.backbone.init_args.input_size "
+                "to the same value"
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["facerec"] = {
+            "version": __version__,
+            "class_names": self.class_names,
+            "preprocess": self.preprocess,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("facerec") or {}
+        self.class_names = meta.get("class_names")
