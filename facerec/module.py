@@ -186,7 +186,11 @@ class FaceRecognitionModule(pl.LightningModule):
         """All loss terms for a batch; ``loss`` is their weighted sum."""
         out: dict[str, torch.Tensor] = {}
         total = embeddings.new_zeros((), dtype=torch.float32)
-        if self.head is not None:
+        if self.head is not None and getattr(self.head, "returns_loss", False):
+            # A head that computes its own (e.g. distributed) cross-entropy, such as Partial FC.
+            out["ce"] = self.head(embeddings, labels)
+            total = total + out["ce"]
+        elif self.head is not None:
             logits = self.head(embeddings, labels)
             out["ce"] = F.cross_entropy(logits.float(), labels)
             total = total + out["ce"]
@@ -300,6 +304,11 @@ class FaceRecognitionModule(pl.LightningModule):
 
     # ---------------------------------------------------------- checkpoints
     def setup(self, stage: str) -> None:
+        # Parameters a head keeps per rank (a sharded class-centre matrix) must stay out of
+        # DDP's gradient all-reduce; DDP reads this attribute when it wraps the module.
+        ignore = getattr(self.head, "ddp_ignore", None)
+        if ignore:
+            self._ddp_params_and_buffers_to_ignore = [f"head.{n}" for n in ignore]
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         names = getattr(dm, "class_names", None)
         if names is not None:
