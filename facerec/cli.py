@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Callable
 
-from facerec.errors import FacerecError
+from facerec.errors import ConfigError, FacerecError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 #: subcommand -> (module, one-line description); each module has ``main(argv) -> int``.
@@ -64,6 +64,11 @@ def _cli_class():
                 }
             )
 
+        def init_parser(self, **kwargs) -> LightningArgumentParser:
+            parser = super().init_parser(**kwargs)
+            parser.exit_on_error = False  # errors reach main() as one line, not a usage page
+            return parser
+
         def instantiate_trainer(self, **kwargs):
             callbacks = list(kwargs.pop("callbacks", None) or [])
             callbacks += [VerificationSummary(), LearningRateMonitor(logging_interval="step")]
@@ -77,18 +82,31 @@ def _cli_class():
 
 
 def run_lightning(argv: list[str]) -> int:
+    """Run fit / validate / test; configuration errors are raised as :class:`ConfigError`."""
+    from jsonargparse import ArgumentError
+
     cli_cls, module_cls, dm_cls = _cli_class()
+    try:
+        _run_cli(cli_cls, module_cls, dm_cls, argv)
+    except ArgumentError as e:
+        msg = " ".join(str(e).split())
+        raise ConfigError(f"{msg} (see facerec {argv[0]} --help)") from None
+    return 0
+
+
+def _run_cli(cli_cls, module_cls, dm_cls, argv: list[str]) -> None:
+    # LightningCLI warns when ``args`` differ from sys.argv; pass None when they are the same.
+    args = None if argv == sys.argv[1:] else argv
     cli_cls(
         module_cls,
         dm_cls,
-        args=argv,
+        args=args,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"default_root_dir": "runs"},
         parser_kwargs={"prog": "facerec"},
         seed_everything_default=0,
         auto_configure_optimizers=False,
     )
-    return 0
 
 
 def _tool(name: str) -> Callable[[list[str]], int]:

@@ -101,7 +101,8 @@ class FaceDataset(Dataset):
         rng = np.random.default_rng([self.seed, i, attempt])
         same = self._by_label[int(self.labels[i])]
         pool = same if len(same) > 1 and attempt < 3 else np.arange(len(self.labels))
-        return int(pool[rng.integers(len(pool))])
+        pool = pool[pool != i]
+        return int(pool[rng.integers(len(pool))]) if len(pool) else i
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         j, bad = int(i), 0

@@ -13,6 +13,7 @@ before normalisation.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,7 +48,17 @@ def build_augment(specs: Sequence[Mapping[str, Any]] | None) -> A.Compose | None
                 "(expected a class name such as HorizontalFlip, Affine, GaussNoise)"
             )
         try:
-            transforms.append(cls(**kwargs))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                transforms.append(cls(**kwargs))
+            invalid = [str(w.message) for w in caught if "not valid" in str(w.message)]
+            if invalid:
+                raise ConfigError(
+                    f"data.augment[{i}] ({spec['name']}): {invalid[0]}; expected arguments of "
+                    f"albumentations.{spec['name']}"
+                )
+        except ConfigError:
+            raise
         except Exception as e:  # albumentations validates with pydantic; report one line
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ConfigError(

@@ -4,8 +4,9 @@ Layout (Deng et al. 2019; insightface ``iresnet.py``): a 3×3 stride-1 stem (64 
 PReLU), four stages of :class:`IBasicBlock` with stride 2 (112 → 56 → 28 → 14 → 7), stage widths
 64, 128, 256, 512, then the :class:`EmbeddingHead` (BN2d → Dropout → Linear → BN1d). Blocks per
 stage: r18 [2,2,2,2], r34 [3,4,6,3], r50 [3,4,14,3], r100 [3,13,30,3], r200 [6,26,60,6].
-With ``width=1`` and input 112×112 the parameter names and shapes match insightface's, so its
-published weights load with ``load_state_dict`` (prefix-free).
+With ``width=1`` and input 112×112 the shapes match insightface's; its published state dicts
+(top-level ``bn2``, ``fc``, ``features`` for the embedding head) load with
+:meth:`IResNet.load_insightface_state_dict`, which maps those names under ``head.``.
 """
 
 from __future__ import annotations
@@ -120,6 +121,14 @@ class IResNet(Backbone):
         self.inplanes = planes
         layers += [IBasicBlock(planes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
+
+    def load_insightface_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load a state dict saved by insightface's arcface_torch ``iresnet`` (strict)."""
+        renamed = {
+            (f"head.{k}" if k.split(".")[0] in ("bn2", "fc", "features") else k): v
+            for k, v in state_dict.items()
+        }
+        self.load_state_dict(renamed, strict=True)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> final feature map (B, C, H/16, W/16)."""

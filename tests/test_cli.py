@@ -1,0 +1,163 @@
+"""The ``facerec`` command end to end: help, errors, fit on synthetic faces, reload."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from facerec.cli import TOOL_COMMANDS, main
+from facerec.module import FaceRecognitionModule
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = [
+    "--data.synthetic.identities",
+    "16",
+    "--data.synthetic.images_per_identity",
+    "8",
+    "--data.synthetic.size",
+    "64",
+    "--data.val_identities",
+    "6",
+    "--data.val_pairs",
+    "40",
+    "--data.num_workers",
+    "0",
+    "--trainer.enable_progress_bar",
+    "false",
+]
+
+
+def fit(tmp: Path, *extra: str, config: str = "configs/quickstart.yaml") -> int:
+    return main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / config),
+            "--trainer.default_root_dir",
+            str(tmp),
+            *SMALL,
+            *extra,
+        ]
+    )
+
+
+def test_help_lists_every_subcommand(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("fit", "validate", "test", *TOOL_COMMANDS):
+        assert f"  {cmd}" in out
+    res = subprocess.run(
+        [sys.executable, "-m", "facerec", "--help"], capture_output=True, text=True
+    )
+    assert res.returncode == 0 and "fit" in res.stdout and "eval" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model.foo", "3"], "--model.foo"),
+        (["--model.backbone.init_args.depth", "19"], "depth 19 does not exist"),
+        (["--data.root", "/no/such/dir"], "/no/such/dir does not exist"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
+    assert fit(tmp_path, "--trainer.max_steps", "1", *args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("facerec: error:") and message in err[-1]
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_unknown_command(capsys):
+    assert main(["trian"]) == 2
+    assert "unknown command 'trian'" in capsys.readouterr().err
+
+
+def _losses(root: Path) -> list[float]:
+    metrics = sorted(root.rglob("metrics.csv"))[-1]
+    rows = list(csv.DictReader(metrics.open()))
+    return [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+
+
+def test_quickstart_fits_loss_falls_and_checkpoint_reloads(tmp_path, capsys):
+    steps = [
+        "--trainer.max_steps",
+        "24",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--data.batch_size",
+        "32",
+        "--model.lr_reference_batch",
+        "32",
+    ]
+    assert fit(tmp_path, *steps) == 0
+    out = capsys.readouterr().out
+    assert "trained network" in out and "untrained network" in out and "raw-pixel" in out
+    losses = _losses(tmp_path)
+    assert len(losses) >= 20
+    assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4, losses
+
+    ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert ckpt.exists()
+    m = FaceRecognitionModule.load_from_checkpoint(ckpt).eval()
+    meta = torch.load(ckpt, weights_only=False)["facerec"]
+    assert meta["class_names"][:2] == ["id_00000", "id_00001"] and len(meta["class_names"]) == 16
+    assert m.class_names == meta["class_names"] and meta["preprocess"]["input_size"] == [64, 64]
+    x = torch.randn(3, 3, 64, 64)
+    m2 = FaceRecognitionModule.load_from_checkpoint(ckpt).eval()
+    with torch.no_grad():
+        assert torch.equal(m(x), m2(x))
+
+    # a second run in the same folder works (LightningCLI's saved config is overwritten)
+    assert fit(tmp_path, "--trainer.max_steps", "2") == 0
+    # validate a checkpoint
+    assert (
+        main(
+            [
+                "validate",
+                "--config",
+                str(ROOT / "configs/quickstart.yaml"),
+                *SMALL,
+                "--trainer.default_root_dir",
+                str(tmp_path),
+                "--ckpt_path",
+                str(ckpt),
+            ]
+        )
+        == 0
+    )
+
+
+def test_arcface_r50_recipe_runs_two_steps(tmp_path):
+    assert (
+        fit(
+            tmp_path,
+            "--trainer.max_steps",
+            "2",
+            "--trainer.precision",
+            "32-true",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.devices",
+            "1",
+            "--data.root",
+            "null",
+            "--data.batch_size",
+            "4",
+            "--data.num_workers",
+            "0",
+            "--data.pin_memory",
+            "false",
+            "--data.image_size",
+            "[112, 112]",
+            "--data.synthetic.size",
+            "112",
+            "--trainer.limit_val_batches",
+            "1",
+            config="configs/arcface_r50.yaml",
+        )
+        == 0
+    )
+    assert list(tmp_path.rglob("last.ckpt"))

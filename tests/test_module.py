@@ -1,0 +1,45 @@
+import itertools
+import math
+
+import pytest
+import torch
+
+from facerec.errors import ConfigError
+from facerec.module import FaceRecognitionModule
+from facerec.optim import lr_factor
+
+BACKBONE = {
+    "class_path": "facerec.models.IResNet",
+    "init_args": {"depth": 18, "width": 0.125, "embedding_dim": 16, "input_size": [32, 32]},
+}
+
+
+def test_lr_schedule_warmup_then_decay():
+    f = [lr_factor(s, 100, 10, "poly", 2.0) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[10] == pytest.approx(1.0)
+    assert f[55] == pytest.approx((1 - 45 / 90) ** 2)
+    assert all(a >= b for a, b in itertools.pairwise(f))
+    c = lr_factor(55, 100, 10, "cosine")
+    assert c == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(99, 100, 10, "constant") == 1.0
+
+
+def test_from_config_losses_and_gradients():
+    m = FaceRecognitionModule.from_config(
+        backbone=BACKBONE,
+        head={"class_path": "facerec.heads.ArcFaceHead", "init_args": {"scale": 16.0}},
+        num_classes=5,
+    )
+    assert m.hparams["backbone"]["class_path"] == "facerec.models.IResNet"
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    out = m.compute_losses(m(x), y)
+    assert set(out) >= {"loss", "ce", "acc"} and out["loss"] > 0
+    out["loss"].backward()
+    assert m.backbone.conv1.weight.grad is not None
+    assert m.head.weight.grad is not None
+
+
+def test_margin_head_needs_classes():
+    with pytest.raises(ConfigError, match="num_classes"):
+        FaceRecognitionModule.from_config(backbone=BACKBONE, num_classes=0)
