@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 
@@ -23,7 +24,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "export": ("facerec.export.cli", "export the embedding network to ONNX and check it"),
     "embed": ("facerec.export.embed", "embed images or a folder into embeddings.npy"),
-    "plot-features": ("facerec.tools.plot_features", "draw 2-D/3-D features learned by each head"),
+    "plot-features": ("facerec.visualize", "draw the 2-D/3-D features each margin head learns"),
 }
 
 HELP = """usage: facerec <command> [options]
@@ -54,6 +55,13 @@ def _cli_class():
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.add_argument(
+                "--checkpoint_every_n_steps",
+                type=int,
+                default=500,
+                help="also write checkpoints/last.ckpt every N training steps (0: off), so an "
+                "interrupted fit continues with --ckpt_path last",
+            )
             parser.set_defaults(
                 {
                     "checkpoint.monitor": "val/acc",
@@ -76,7 +84,22 @@ def _cli_class():
             plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
             if not any(isinstance(p, AtomicCheckpointIO) for p in plugins):
                 plugins.append(AtomicCheckpointIO())
-            return super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
+            trainer = super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
+            # One fixed checkpoint folder per run directory (not one per logger version), so a
+            # later `--ckpt_path last` finds the interrupted run's last.ckpt.
+            ckdir = os.path.join(trainer.default_root_dir, "checkpoints")
+            for cb in trainer.checkpoint_callbacks:
+                if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
+                    cb.dirpath = ckdir
+            every = self._get(self.config, "checkpoint_every_n_steps", default=0)
+            if every and self.subcommand == "fit":
+                # last.ckpt every N steps, so a killed fit resumes losing at most N steps
+                trainer.callbacks.append(
+                    ModelCheckpoint(
+                        dirpath=ckdir, every_n_train_steps=every, save_top_k=0, save_last=True
+                    )
+                )
+            return trainer
 
     return FacerecCLI, FaceRecognitionModule, FaceDataModule
 

@@ -1,0 +1,1 @@
+"""Data: image decoding, data sets (folders, RecordIO, synthetic), samplers, the DataModule."""

@@ -1,0 +1,492 @@
+"""Verification benchmark readers: insightface .bin, LFW pairs.txt, a pairs CSV, synthetic pairs.
+
+Every reader returns a :class:`PairBenchmark`: a lazily decoded list of images, (N, 2) indices of
+the two images of each pair, (N,) same/different flags and, where the format defines them, the
+fold of each pair. Images are decoded only when embedded, each image once even when it appears in
+several pairs.
+
+A .bin file is a pickle, and unpickling can run arbitrary code; it is therefore read with a
+restricted unpickler that builds only plain values (tuples, lists, bytes, str, bools, ints) and
+refuses any other object the pickle asks for, before anything of it runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from facerec.data.image import decode_image, read_image
+from facerec.errors import DataError
+from facerec.io import atomic_write_bytes
+
+#: First identity of the synthetic held-out set, far above any training range.
+SYNTHETIC_HELD_OUT_START = 100_000
+
+
+class ImageSource(Protocol):
+    """A random-access list of images: ``len(src)`` and ``src[i]`` -> RGB uint8 (H, W, 3)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> np.ndarray: ...
+
+
+class EncodedImages:
+    """Encoded image byte strings (JPEG, PNG, ...) decoded on access."""
+
+    def __init__(self, blobs: Sequence[bytes], source: str) -> None:
+        self.blobs = blobs
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return decode_image(self.blobs[i], source=f"{self.source} (image {i})")
+
+
+class FileImages:
+    """Image files read on access."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        self.paths = [str(p) for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return read_image(self.paths[i])
+
+
+@dataclass
+class PairBenchmark:
+    """A verification benchmark.
+
+    Attributes:
+        name: short name used in metric keys and file names ("lfw", "cfp_fp", ...).
+        images: the M distinct images, decoded lazily (:class:`ImageSource`).
+        pairs: (N, 2) int64 indices into ``images``.
+        issame: (N,) bool, True for a genuine pair.
+        folds: (N,) int64 fold of each pair when the format defines folds (LFW pairs.txt), else
+            None (then KFold on the pairs in file order).
+        source: where it was read from, for messages and the JSON report.
+    """
+
+    name: str
+    images: ImageSource
+    pairs: np.ndarray
+    issame: np.ndarray
+    folds: np.ndarray | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.pairs = np.asarray(self.pairs, dtype=np.int64).reshape(-1, 2)
+        self.issame = np.asarray(self.issame, dtype=bool).reshape(-1)
+        if self.pairs.shape[0] != self.issame.shape[0]:
+            raise DataError(
+                f"{self.source or self.name}: {self.pairs.shape[0]} pairs but "
+                f"{self.issame.shape[0]} same/different flags; expected one flag per pair"
+            )
+        if self.folds is not None:
+            self.folds = np.asarray(self.folds, dtype=np.int64).reshape(-1)
+
+    @property
+    def num_pairs(self) -> int:
+        """N, the number of pairs."""
+        return int(self.issame.shape[0])
+
+
+# --------------------------------------------------------------------------------------------
+# insightface .bin
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """The one callable a .bin pickle may use: how Python 3 pickles bytes at protocol 2."""
+    if encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}")
+    if not isinstance(text, str):
+        raise pickle.UnpicklingError("_codecs.encode of a non-string")
+    return text.encode("latin1")
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickler that admits no class or function except latin-1 encoding of bytes."""
+
+    def find_class(self, module: str, name: str):  # type: ignore[override]
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+
+    def persistent_load(self, pid):  # type: ignore[override]
+        raise pickle.UnpicklingError("refused persistent id")
+
+
+def load_bin(path: str | os.PathLike[str]) -> tuple[list[bytes], np.ndarray]:
+    """Read an insightface verification .bin safely: ``(bins, issame)``.
+
+    Args:
+        path: a pickle of ``(bins, issame_list)`` written by Python 2 or 3 (any protocol).
+
+    Returns:
+        ``bins``: list of 2N encoded image byte strings (pair i = bins[2i], bins[2i+1]);
+        ``issame``: (N,) bool.
+
+    Raises:
+        DataError: missing file, not a pickle, a pickle that asks for any class or function
+            (refused before it runs), or contents other than 2N byte strings and N flags.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{p}: verification .bin file not found") from None
+    except OSError as e:
+        raise DataError(f"{p}: cannot read verification .bin ({e.strerror})") from None
+    try:
+        # encoding="bytes": Python 2 str (the JPEG data) comes back as bytes, not decoded text.
+        obj = _PlainUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except pickle.UnpicklingError as e:
+        if "refused" in str(e):
+            raise DataError(
+                f"{p}: the pickle asks to run or build an object ({str(e)[8:]}); a verification "
+                ".bin may hold only a list of image bytes and a list of bools, so it was refused "
+                "without running anything"
+            ) from None
+        raise DataError(f"{p}: not a readable pickle ({e}); expected an insightface .bin") from None
+    except Exception as e:  # truncated or garbage data: EOFError, ValueError, KeyError, ...
+        raise DataError(
+            f"{p}: not a readable pickle ({type(e).__name__}: {e}); expected an insightface .bin"
+        ) from None
+    if not (isinstance(obj, tuple | list) and len(obj) == 2):
+        raise DataError(
+            f"{p}: holds a {type(obj).__name__}; expected a pair (list of images, list of flags)"
+        )
+    bins, flags = obj
+    if not isinstance(bins, list | tuple) or not isinstance(flags, list | tuple):
+        raise DataError(f"{p}: expected a list of encoded images and a list of same/diff flags")
+    for i, b in enumerate(bins):
+        if not isinstance(b, bytes | bytearray):
+            raise DataError(f"{p}: image {i} is a {type(b).__name__}; expected encoded image bytes")
+    for i, f in enumerate(flags):
+        if not (isinstance(f, bool) or (isinstance(f, int) and f in (0, 1))):
+            raise DataError(f"{p}: flag {i} is {f!r}; expected True/False (or 1/0)")
+    if len(bins) != 2 * len(flags):
+        raise DataError(
+            f"{p}: {len(bins)} images for {len(flags)} pairs; expected exactly two images per pair"
+        )
+    return [bytes(b) for b in bins], np.asarray(flags, dtype=bool)
+
+
+def write_bin(
+    path: str | os.PathLike[str], bins: Sequence[bytes], issame: Sequence[bool], protocol: int = 4
+) -> None:
+    """Write an insightface .bin (atomically): pickle of ``(list(bins), list(issame))``."""
+    if len(bins) != 2 * len(issame):
+        raise DataError(f"{len(bins)} images for {len(issame)} pairs; expected two per pair")
+    obj = ([bytes(b) for b in bins], [bool(x) for x in issame])
+    atomic_write_bytes(path, pickle.dumps(obj, protocol=protocol))
+
+
+def read_bin(path: str | os.PathLike[str], name: str | None = None) -> PairBenchmark:
+    """A .bin file as a :class:`PairBenchmark` named after the file stem (lfw.bin -> "lfw")."""
+    bins, issame = load_bin(path)
+    n = issame.shape[0]
+    pairs = np.arange(2 * n, dtype=np.int64).reshape(n, 2)
+    return PairBenchmark(
+        name=name or Path(path).stem,
+        images=EncodedImages(bins, str(path)),
+        pairs=pairs,
+        issame=issame,
+        source=str(path),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# LFW pairs.txt (View 2)
+
+
+@dataclass(frozen=True)
+class LfwPair:
+    """One line of pairs.txt: two (name, image number) references, same flag, fold index."""
+
+    name1: str
+    index1: int
+    name2: str
+    index2: int
+    issame: bool
+    fold: int
+    line: int
+
+
+def _positive_int(text: str) -> int | None:
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def parse_lfw_pairs(path: str | os.PathLike[str]) -> list[LfwPair]:
+    """Parse an LFW View 2 pairs.txt exactly.
+
+    Format: a header ``"F P"`` (F folds, P pairs per class per fold), then for each fold P matched
+    lines ``name i j`` followed by P mismatched lines ``name1 i name2 j`` (image numbers from 1).
+    Blank lines at the end are allowed. Raises :class:`DataError` naming the line number of the
+    first line that does not fit, or a line count that disagrees with the header.
+    """
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{p}: LFW pairs file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{p}: cannot read LFW pairs file ({e})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise DataError(f"{p}: empty; expected a header line 'folds pairs_per_fold'")
+    head = lines[0].split()
+    if len(head) != 2 or _positive_int(head[0]) is None or _positive_int(head[1]) is None:
+        raise DataError(
+            f"{p}: line 1 is {lines[0].strip()!r}; expected the View 2 header "
+            "'folds pairs_per_fold' (two positive integers, e.g. '10 300')"
+        )
+    n_folds, per = int(head[0]), int(head[1])
+    expected = n_folds * 2 * per
+    out: list[LfwPair] = []
+    for k, raw in enumerate(lines[1:]):
+        lineno = k + 2
+        if k >= expected:
+            raise DataError(
+                f"{p}: line {lineno} is beyond the {expected} pair lines the header "
+                f"'{n_folds} {per}' announces; expected the file to end there"
+            )
+        fold, pos = divmod(k, 2 * per)
+        matched = pos < per
+        f = raw.split()
+        if matched:
+            ok = len(f) == 3 and _positive_int(f[1]) is not None and _positive_int(f[2]) is not None
+            if not ok:
+                raise DataError(
+                    f"{p}: line {lineno} is {raw.strip()!r}; expected a matched pair 'name i j' "
+                    f"(fold {fold + 1}, matched pair {pos + 1} of {per})"
+                )
+            out.append(LfwPair(f[0], int(f[1]), f[0], int(f[2]), True, fold, lineno))
+        else:
+            ok = len(f) == 4 and _positive_int(f[1]) is not None and _positive_int(f[3]) is not None
+            if not ok:
+                raise DataError(
+                    f"{p}: line {lineno} is {raw.strip()!r}; expected a mismatched pair "
+                    f"'name1 i name2 j' (fold {fold + 1}, mismatched pair {pos - per + 1} of {per})"
+                )
+            out.append(LfwPair(f[0], int(f[1]), f[2], int(f[3]), False, fold, lineno))
+    if len(out) != expected:
+        raise DataError(
+            f"{p}: {len(out)} pair lines but the header '{n_folds} {per}' announces {expected} "
+            f"({n_folds} folds x {per} matched + {per} mismatched)"
+        )
+    return out
+
+
+def lfw_image_path(root: str | os.PathLike[str], name: str, index: int) -> Path:
+    """``root/name/name_%04d.jpg``, LFW's layout."""
+    return Path(root) / name / f"{name}_{index:04d}.jpg"
+
+
+def _index_paths(paths: list[Path]) -> tuple[list[Path], dict[Path, int]]:
+    uniq: dict[Path, int] = {}
+    for q in paths:
+        uniq.setdefault(q, len(uniq))
+    return list(uniq), uniq
+
+
+def _check_exist(paths: list[Path], what: str) -> None:
+    missing = [q for q in paths if not q.is_file()]
+    if missing:
+        raise DataError(
+            f"{missing[0]}: image not found ({len(missing)} of the {len(paths)} images that "
+            f"{what} names are missing)"
+        )
+
+
+def read_lfw(
+    pairs_path: str | os.PathLike[str], root: str | os.PathLike[str], name: str = "lfw"
+) -> PairBenchmark:
+    """LFW View 2: pairs.txt plus the image root (name/name_000i.jpg); folds from the file."""
+    parsed = parse_lfw_pairs(pairs_path)
+    if not Path(root).is_dir():
+        raise DataError(f"{root}: LFW image folder not found; expected root/name/name_0001.jpg")
+    refs = [
+        (lfw_image_path(root, q.name1, q.index1), lfw_image_path(root, q.name2, q.index2))
+        for q in parsed
+    ]
+    uniq, where = _index_paths([a for r in refs for a in r])
+    _check_exist(uniq, str(pairs_path))
+    return PairBenchmark(
+        name=name,
+        images=FileImages(uniq),
+        pairs=np.array([[where[a], where[b]] for a, b in refs], dtype=np.int64),
+        issame=np.array([q.issame for q in parsed]),
+        folds=np.array([q.fold for q in parsed]),
+        source=str(pairs_path),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# generic pairs CSV
+
+_TRUE = {"1", "true", "yes", "same", "y", "t"}
+_FALSE = {"0", "false", "no", "different", "diff", "n", "f"}
+
+
+def read_pairs_csv(
+    path: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+) -> PairBenchmark:
+    """A CSV of ``path1,path2,same`` rows (an optional header row ``path1,path2,same``).
+
+    Relative paths are taken from ``root`` (default: the CSV's folder). ``same`` is 1/0,
+    true/false, yes/no or same/different. Pairs are kept in file order; the 10-fold protocol then
+    splits them into contiguous folds, so the file should mix genuine and impostor pairs in each
+    tenth. Raises :class:`DataError` naming the line of the first bad row.
+    """
+    p = Path(path)
+    base = Path(root) if root is not None else p.parent
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{p}: pairs CSV not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{p}: cannot read pairs CSV ({e})") from None
+    refs: list[tuple[Path, Path]] = []
+    same: list[bool] = []
+    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or all(not c.strip() for c in row):
+            continue
+        cells = [c.strip() for c in row]
+        if lineno == 1 and [c.lower() for c in cells] == ["path1", "path2", "same"]:
+            continue
+        flag = cells[2].lower() if len(cells) == 3 else None
+        if len(cells) != 3 or not cells[0] or not cells[1] or flag not in _TRUE | _FALSE:
+            raise DataError(
+                f"{p}: line {lineno} is {','.join(row)!r}; expected 'path1,path2,same' with "
+                "same = 1/0 (or true/false, yes/no, same/different)"
+            )
+        refs.append((base / cells[0], base / cells[1]))
+        same.append(flag in _TRUE)
+    if not refs:
+        raise DataError(f"{p}: no pairs; expected rows 'path1,path2,same'")
+    uniq, where = _index_paths([a for r in refs for a in r])
+    _check_exist(uniq, str(p))
+    return PairBenchmark(
+        name=name or p.stem,
+        images=FileImages(uniq),
+        pairs=np.array([[where[a], where[b]] for a, b in refs], dtype=np.int64),
+        issame=np.array(same),
+        source=str(p),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# synthetic held-out pairs
+
+
+class SyntheticImages:
+    """Images rendered on access by ``renderer.render(identity, index)``."""
+
+    def __init__(self, renderer, refs: Sequence[tuple[int, int]]) -> None:
+        self.renderer = renderer
+        self.refs = list(refs)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        identity, index = self.refs[i]
+        return self.renderer.render(identity, index)
+
+
+def synthetic_pairs(
+    num_identities: int = 200,
+    images_per_identity: int = 4,
+    num_pairs: int = 2000,
+    size: int = 112,
+    seed: int = 0,
+    first_identity: int = SYNTHETIC_HELD_OUT_START,
+) -> PairBenchmark:
+    """Held-out synthetic verification pairs: identities ``first_identity ...`` never trained on.
+
+    Renders with ``facerec.data.synthetic.SyntheticFaces`` and picks ``num_pairs // 2``
+    genuine and as many impostor pairs, interleaved, with ``facerec.data.pairs.make_pairs``.
+    """
+    from facerec.data.pairs import make_pairs
+    from facerec.data.synthetic import SyntheticFaces
+
+    renderer = SyntheticFaces(
+        num_identities=num_identities,
+        images_per_identity=images_per_identity,
+        size=size,
+        seed=seed,
+    )
+    refs = [
+        (first_identity + i, j) for i in range(num_identities) for j in range(images_per_identity)
+    ]
+    labels = np.repeat(np.arange(num_identities), images_per_identity)
+    idx1, idx2, issame = make_pairs(labels, max(1, num_pairs // 2), seed)
+    return PairBenchmark(
+        name="synthetic",
+        images=SyntheticImages(renderer, refs),
+        pairs=np.stack([np.asarray(idx1), np.asarray(idx2)], axis=1),
+        issame=np.asarray(issame, dtype=bool),
+        source=f"synthetic identities {first_identity}..{first_identity + num_identities - 1}",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# identification folders
+
+
+def read_identity_folder(
+    root: str | os.PathLike[str], what: str = "image folder"
+) -> tuple[list[Path], list[str]]:
+    """Images in an ``identity/image`` layout: ``(paths, identity names)``, sorted.
+
+    Every sub-folder of ``root`` is an identity; its image files (by extension) are its images.
+    Raises :class:`DataError` when ``root`` is missing or holds no images.
+    """
+    from facerec.data.image import IMAGE_EXTENSIONS
+
+    r = Path(root)
+    if not r.is_dir():
+        raise DataError(f"{r}: {what} not found; expected a folder of identity sub-folders")
+    paths: list[Path] = []
+    names: list[str] = []
+    for d in sorted(q for q in r.iterdir() if q.is_dir()):
+        for f in sorted(d.iterdir()):
+            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
+                paths.append(f)
+                names.append(d.name)
+    if not paths:
+        raise DataError(
+            f"{r}: {what} holds no images; expected identity sub-folders of image files "
+            f"({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return paths, names
+
+
+def read_image_tree(root: str | os.PathLike[str], what: str = "distractor folder") -> list[Path]:
+    """All image files under ``root`` (any depth), sorted; :class:`DataError` if none."""
+    from facerec.data.image import IMAGE_EXTENSIONS
+
+    r = Path(root)
+    if not r.is_dir():
+        raise DataError(f"{r}: {what} not found; expected a folder of images")
+    paths = sorted(q for q in r.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise DataError(f"{r}: {what} holds no images")
+    return paths

@@ -1,0 +1,346 @@
+"""``facerec eval``: verification and identification benchmarks of one or more models.
+
+Example::
+
+    facerec eval --checkpoint runs/r50/last.ckpt --bin data/lfw.bin --bin data/cfp_fp.bin \\
+        --gallery data/gallery --probe data/probe --distractors data/distractors --out runs/eval
+
+Writes ``results.json`` (every number, keys in :data:`facerec.eval.report.JSON_KEYS_DOC`),
+``roc_<benchmark>.png`` (all models), ``hist_<benchmark>_<model>.png`` and ``cmc.png`` to
+``--out``, and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import facerec
+from facerec.errors import ConfigError, FacerecError
+
+from . import benchmarks as bm
+from .embed import (
+    Embedder,
+    EmbedStats,
+    embed_images,
+    l2_normalize,
+    load_checkpoint_embedder,
+    load_onnx_embedder,
+    resolve_device,
+    score_benchmark,
+)
+from .identification import INDEX_KINDS, faiss_gpu_count, identify
+from .report import format_table, plot_cmc, plot_histograms, plot_roc, write_json
+from .verification import DEFAULT_FARS, far_key, verification_report
+
+DIR_FARS = (1e-1, 1e-2, 1e-3)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``facerec eval`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="facerec eval",
+        description="Evaluate face-recognition models: verification (10-fold accuracy, ROC, AUC, "
+        "EER, TAR@FAR) and identification (FAISS, CMC, open-set DIR@FAR).",
+    )
+    m = p.add_argument_group("models (one or more)")
+    m.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="CKPT",
+        help="facerec Lightning checkpoint (repeatable)",
+    )
+    m.add_argument(
+        "--onnx",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="exported ONNX model (repeatable)",
+    )
+    b = p.add_argument_group("verification benchmarks")
+    b.add_argument(
+        "--bin",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="insightface verification .bin, e.g. lfw.bin (repeatable)",
+    )
+    b.add_argument("--lfw-pairs", metavar="FILE", help="LFW View 2 pairs.txt")
+    b.add_argument("--lfw-root", metavar="DIR", help="LFW images: DIR/name/name_0001.jpg")
+    b.add_argument(
+        "--pairs-csv",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="CSV of path1,path2,same (paths relative to the CSV; repeatable)",
+    )
+    b.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="held-out synthetic pairs (identities never used in training)",
+    )
+    b.add_argument(
+        "--synthetic-pairs",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="number of synthetic pairs (default 2000)",
+    )
+    b.add_argument(
+        "--folds", type=int, default=10, help="folds where the benchmark defines none (default 10)"
+    )
+    i = p.add_argument_group("identification")
+    i.add_argument("--gallery", metavar="DIR", help="gallery: DIR/identity/image")
+    i.add_argument("--probe", metavar="DIR", help="probes: DIR/identity/image")
+    i.add_argument(
+        "--distractors",
+        metavar="DIR",
+        help="images of people not in the gallery, searched as non-mated probes",
+    )
+    i.add_argument(
+        "--index",
+        choices=INDEX_KINDS,
+        default="flat",
+        help="FAISS index: flat (exact, default), ivf or hnsw",
+    )
+    o = p.add_argument_group("run")
+    o.add_argument("--batch-size", type=int, default=128)
+    o.add_argument("--no-flip", action="store_true", help="skip the flip test")
+    o.add_argument(
+        "--resize-mode",
+        choices=("resize", "center_crop"),
+        help="for images not at the model's input size (default: the model's)",
+    )
+    o.add_argument("--workers", type=int, default=2, help="image decoding threads (default 2)")
+    o.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    o.add_argument(
+        "--out", default="runs/eval", metavar="DIR", help="output folder (default runs/eval)"
+    )
+    return p
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
+
+
+def _unique_names(paths: list[str]) -> list[str]:
+    names: list[str] = []
+    for q in paths:
+        base = _safe(Path(q).stem)
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names
+
+
+def _load_benchmarks(args: argparse.Namespace) -> list[bm.PairBenchmark]:
+    out: list[bm.PairBenchmark] = [bm.read_bin(f) for f in args.bin]
+    if bool(args.lfw_pairs) != bool(args.lfw_root):
+        raise ConfigError("--lfw-pairs and --lfw-root go together; expected both or neither")
+    if args.lfw_pairs:
+        out.append(bm.read_lfw(args.lfw_pairs, args.lfw_root))
+    out += [bm.read_pairs_csv(f) for f in args.pairs_csv]
+    if args.synthetic:
+        out.append(bm.synthetic_pairs(num_pairs=args.synthetic_pairs))
+    names = _unique_names([b.name for b in out])
+    for b, n in zip(out, names, strict=True):
+        b.name = n
+    return out
+
+
+def _embed(
+    emb: Embedder, images: bm.ImageSource, args: argparse.Namespace
+) -> tuple[np.ndarray, EmbedStats]:
+    stats: list[EmbedStats] = []
+    e = embed_images(emb, images, args.batch_size, not args.no_flip, args.workers, stats)
+    return e, stats[0]
+
+
+def _identification(
+    emb: Embedder, args: argparse.Namespace, data: dict
+) -> tuple[dict, np.ndarray, int]:
+    g, _ = _embed(emb, bm.FileImages(data["gallery_paths"]), args)
+    p, _ = _embed(emb, bm.FileImages(data["probe_paths"]), args)
+    d = None
+    if data["distractor_paths"]:
+        d, _ = _embed(emb, bm.FileImages(data["distractor_paths"]), args)
+        d = l2_normalize(d)
+    t = time.perf_counter()
+    r = identify(
+        l2_normalize(g),
+        data["gallery_labels"],
+        l2_normalize(p),
+        data["probe_labels"],
+        distractors=d,
+        kind=args.index,
+        fars=DIR_FARS,
+    )
+    out = {
+        "gallery": args.gallery,
+        "probe": args.probe,
+        "distractors": args.distractors,
+        "index": args.index,
+        "faiss_gpu": faiss_gpu_count() > 0 and args.index != "hnsw",
+        "num_gallery_images": len(data["gallery_paths"]),
+        "num_gallery_identities": int(np.unique(data["gallery_labels"]).size),
+        "num_probes": len(data["probe_paths"]),
+        "num_mated": r.num_mated,
+        "num_nonmated": r.num_nonmated,
+        "rank1": r.rank1,
+        "rank5": r.rank5,
+        "rank10": r.rank10,
+        "cmc": r.cmc.tolist(),
+        "dir_at_far": {
+            far_key(x.far): {
+                "dir": x.dir,
+                "threshold": x.threshold,
+                "achieved_far": x.achieved_far,
+                "resolvable": x.resolvable,
+            }
+            for x in r.dir_at_far
+        },
+        "search_seconds": time.perf_counter() - t,
+        "plots": {"cmc": "cmc.png"},
+    }
+    return out, r.cmc, int(g.shape[1])
+
+
+def _load_identification(args: argparse.Namespace) -> dict | None:
+    if not (args.gallery or args.probe or args.distractors):
+        return None
+    if not (args.gallery and args.probe):
+        raise ConfigError(
+            "identification needs both --gallery and --probe (--distractors optional)"
+        )
+    gp, gn = bm.read_identity_folder(args.gallery, "gallery folder")
+    pp, pn = bm.read_identity_folder(args.probe, "probe folder")
+    ids = {n: k for k, n in enumerate(sorted(set(gn)))}
+    return {
+        "gallery_paths": gp,
+        "gallery_labels": np.array([ids[n] for n in gn], np.int64),
+        "probe_paths": pp,
+        "probe_labels": np.array([ids.get(n, -1) for n in pn], np.int64),
+        "distractor_paths": bm.read_image_tree(args.distractors) if args.distractors else [],
+    }
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> dict:
+    """Run the evaluation described by parsed ``args``; returns the results dict."""
+    if not args.checkpoint and not args.onnx:
+        raise ConfigError("no model given; expected --checkpoint CKPT or --onnx FILE")
+    if args.batch_size < 1 or args.folds < 2:
+        raise ConfigError("--batch-size must be >= 1 and --folds >= 2")
+    benches = _load_benchmarks(args)
+    ident = _load_identification(args)
+    if not benches and ident is None:
+        raise ConfigError(
+            "nothing to evaluate; expected --bin, --lfw-pairs/--lfw-root, --pairs-csv, "
+            "--synthetic or --gallery/--probe"
+        )
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = [("checkpoint", q) for q in args.checkpoint] + [("onnx", q) for q in args.onnx]
+    names = _unique_names([q for _, q in specs])
+    results: dict = {
+        "facerec_version": facerec.__version__,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": ["facerec", "eval", *argv],
+        "settings": {
+            "flip": not args.no_flip,
+            "folds": args.folds,
+            "index": args.index,
+            "batch_size": args.batch_size,
+            "device": device,
+            "fars": list(DEFAULT_FARS),
+            "dir_fars": list(DIR_FARS),
+        },
+        "models": {},
+        "plots": {"roc": {}},
+    }
+    roc_curves: dict[str, list] = {b.name: [] for b in benches}
+    cmc_curves = []
+    for (kind, path), name in zip(specs, names, strict=True):
+        if kind == "checkpoint":
+            emb = load_checkpoint_embedder(path, device, args.batch_size, args.resize_mode)
+        else:
+            emb = load_onnx_embedder(path, device, args.batch_size)
+            if args.resize_mode:
+                emb.resize_mode = args.resize_mode
+        model: dict = {
+            "kind": kind,
+            "path": path,
+            "input_size": list(emb.input_size),
+            "resize_mode": emb.resize_mode,
+            "embedding_dim": None,
+            "verification": {},
+        }
+        for b in benches:
+            print(f"[{name}] {b.name}: embedding images of {b.num_pairs} pairs", file=sys.stderr)
+            stats: list[EmbedStats] = []
+            scores = score_benchmark(
+                emb, b.images, b.pairs, args.batch_size, not args.no_flip, args.workers, stats
+            )
+            st = stats[0]
+            model["embedding_dim"] = st.dim
+            rep = verification_report(scores, b.issame, b.folds, args.folds, DEFAULT_FARS)
+            hist = f"hist_{b.name}_{name}.png"
+            plot_histograms(
+                out / hist, scores, b.issame, f"{b.name}: {name}", rep["threshold_mean"]
+            )
+            rep.update(
+                source=b.source,
+                num_images=st.num_images,
+                embed_seconds=st.seconds,
+                images_per_second=st.images_per_second,
+                plots={"roc": f"roc_{b.name}.png", "histogram": hist},
+            )
+            model["verification"][b.name] = rep
+            roc_curves[b.name].append(
+                (
+                    f"{name} (AUC {rep['auc']:.4f})",
+                    np.array(rep["roc"]["fpr"]),
+                    np.array(rep["roc"]["tpr"]),
+                )
+            )
+        if ident is not None:
+            print(f"[{name}] identification: embedding gallery and probes", file=sys.stderr)
+            model["identification"], curve, dim = _identification(emb, args, ident)
+            model["embedding_dim"] = dim
+            cmc_curves.append((name, curve))
+        results["models"][name] = model
+    for b in benches:
+        fname = f"roc_{b.name}.png"
+        plot_roc(out / fname, roc_curves[b.name], f"ROC: {b.name} ({b.num_pairs} pairs)")
+        results["plots"]["roc"][b.name] = fname
+    if cmc_curves:
+        plot_cmc(out / "cmc.png", cmc_curves, "CMC (closed set)")
+        results["plots"]["cmc"] = "cmc.png"
+    write_json(out / "results.json", results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``facerec eval``; returns the exit status (2 on a user error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        results = run(args, argv)
+    except FacerecError as e:
+        print(f"facerec eval: error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    print(f"\nwrote {Path(args.out) / 'results.json'} and plots to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

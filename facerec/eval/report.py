@@ -1,0 +1,259 @@
+"""Evaluation output: the console table, the JSON file and the PNG plots (matplotlib, Agg).
+
+The JSON layout is documented in :data:`JSON_KEYS_DOC` (also in the README).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from facerec.io import atomic_path, atomic_write_text
+
+JSON_KEYS_DOC = """\
+`results.json` holds every number of a `facerec eval` run. Rates are fractions in [0, 1]
+(not percent); thresholds are cosine similarities of L2-normalised (flip-summed) embeddings;
+a FAR is written as in metric names ("1e-4"); numbers that do not exist are `null`.
+
+- `facerec_version`, `created_utc` (ISO 8601), `command` (the argv list)
+- `settings`: `flip`, `folds` (for benchmarks without their own), `index`, `batch_size`,
+  `device`, `fars` (verification), `dir_fars` (open-set identification)
+- `models`: one entry per `--checkpoint` / `--onnx`, named by file stem (made unique: `_2`, ...)
+  - `kind` (`checkpoint` or `onnx`), `path`, `input_size` [h, w], `resize_mode`,
+    `embedding_dim`
+  - `verification`: one entry per benchmark (the .bin stem, `lfw`, the CSV stem, `synthetic`)
+    - `source`, `num_images` (images embedded), `num_pairs`, `num_genuine`, `num_impostor`,
+      `folds` (number of folds used: from pairs.txt for LFW, else `--folds`)
+    - `accuracy_mean`, `accuracy_std` (population std over folds, as insightface),
+      `fold_accuracies` [F], `fold_thresholds` [F] (each chosen on the other folds from
+      insightface's grid; same when score > t), `threshold_mean`
+    - `best_accuracy`, `best_threshold`: best accuracy over all pairs at one threshold chosen
+      on those same pairs (optimistic; what the training module logs as val/acc)
+    - `auc`, `eer`, `eer_threshold`
+    - `min_resolvable_far`: 1 / `num_impostor`, the smallest FAR these pairs can measure
+    - `tar_at_far`: per FAR, `tar`, `threshold` (calibrated: same when score >= t),
+      `achieved_far` (<= the FAR), `resolvable` (false when FAR < `min_resolvable_far`;
+      the numbers are then those at FAR 0, with the threshold above every impostor score)
+    - `roc`: `fpr`, `tpr`, `thresholds` (scikit-learn's roc_curve with collinear points
+      dropped; the first threshold, +inf, is `null`)
+    - `embed_seconds`, `images_per_second` (decode + resize + model, flip test included)
+    - `plots`: `roc`, `histogram` (PNG file names in the output folder)
+  - `identification` (with `--gallery` and `--probe`):
+    - `gallery`, `probe`, `distractors` (paths; `null` without), `index`, `faiss_gpu`
+    - `num_gallery_images`, `num_gallery_identities`, `num_probes`, `num_mated` (probes whose
+      identity is in the gallery), `num_nonmated` (other probes + distractor images)
+    - `rank1`, `rank5`, `rank10`, `cmc` [10]: closed-set, identity-level (an identity scores
+      its best gallery image), over mated probes
+    - `dir_at_far`: per FPIR, `dir` (mated probes identified at rank 1 with top score >=
+      `threshold`), `threshold`, `achieved_far`, `resolvable` (empty without non-mated
+      searches)
+    - `search_seconds`, `plots`: `cmc`
+- `plots`: `roc` (benchmark -> one ROC PNG with every model), `cmc` (all models)
+"""
+
+
+def _clean(obj):
+    """Make ``obj`` strict-JSON: NaN/inf -> None, numpy -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _clean(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: str | os.PathLike[str], results: dict) -> None:
+    """Write ``results`` as indented, strict JSON (no NaN), atomically."""
+    atomic_write_text(path, json.dumps(_clean(results), indent=2, allow_nan=False) + "\n")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
+
+
+def format_table(results: dict) -> str:
+    """The console summary of a results dict (see :data:`JSON_KEYS_DOC`)."""
+    lines: list[str] = []
+    models = results.get("models", {})
+    fars: list[str] = []
+    for m in models.values():
+        for v in m.get("verification", {}).values():
+            fars = fars or list(v["tar_at_far"])
+    ver_rows = [
+        (name, b, v) for name, m in models.items() for b, v in m.get("verification", {}).items()
+    ]
+    unresolvable = False
+    if ver_rows:
+        head = ["model", "benchmark", "pairs", "accuracy %", "AUC", "EER %"]
+        head += [f"TAR@{f}" for f in fars]
+        rows = []
+        for name, b, v in ver_rows:
+            row = [
+                name,
+                b,
+                str(v["num_pairs"]),
+                f"{100 * v['accuracy_mean']:.2f} ± {100 * v['accuracy_std']:.2f}",
+                f"{v['auc']:.4f}",
+                _pct(v["eer"]),
+            ]
+            for f in fars:
+                t = v["tar_at_far"].get(f)
+                if t is None or not t["resolvable"]:
+                    unresolvable = True
+                    row.append("-")
+                else:
+                    row.append(_pct(t["tar"]))
+            rows.append(row)
+        lines.append(f"Verification ({results.get('settings', {}).get('folds', 10)}-fold)")
+        lines += _grid(head, rows)
+        if unresolvable:
+            lines.append("  - : FAR below 1/(impostor pairs), not resolvable with this many pairs")
+        head = ["model", "benchmark", "k-fold", "EER"] + [f"thr@{f}" for f in fars]
+        rows = []
+        for name, b, v in ver_rows:
+            row = [name, b, f"{v['threshold_mean']:.4f}", f"{v['eer_threshold']:.4f}"]
+            for f in fars:
+                t = v["tar_at_far"].get(f)
+                row.append("-" if t is None or not t["resolvable"] else f"{t['threshold']:.4f}")
+            rows.append(row)
+        lines.append("")
+        lines.append("Calibrated cosine thresholds (k-fold: mean over folds, same if score > t; "
+                     "EER and FAR: same if score >= t)")  # fmt: skip
+        lines += _grid(head, rows)
+    id_rows = [(name, m["identification"]) for name, m in models.items() if m.get("identification")]
+    if id_rows:
+        dfars = list(id_rows[0][1].get("dir_at_far", {}))
+        head = ["model", "gallery ids", "mated", "non-mated", "rank-1 %", "rank-5 %", "rank-10 %"]
+        head += [f"DIR@{f}" for f in dfars]
+        rows = []
+        for name, r in id_rows:
+            row = [
+                name,
+                str(r["num_gallery_identities"]),
+                str(r["num_mated"]),
+                str(r["num_nonmated"]),
+                _pct(r["rank1"]),
+                _pct(r["rank5"]),
+                _pct(r["rank10"]),
+            ]
+            for f in dfars:
+                d = r["dir_at_far"].get(f)
+                row.append("-" if d is None or not d["resolvable"] else _pct(d["dir"]))
+            rows.append(row)
+        if lines:
+            lines.append("")
+        lines.append(f"Identification ({id_rows[0][1].get('index', 'flat')} index)")
+        lines += _grid(head, rows)
+    return "\n".join(lines)
+
+
+def _grid(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    out = [fmt.format(*head), "  ".join("-" * w for w in widths)]
+    out += [fmt.format(*r) for r in rows]
+    return out
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def plot_roc(
+    path: str | os.PathLike[str],
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    title: str,
+    min_far: float | None = None,
+) -> None:
+    """ROC curves (label, fpr, tpr) on one plot, log-scale FAR axis, written as PNG.
+
+    Points with FAR 0 cannot be drawn on a log axis; the axis starts at ``min_far`` (default
+    the smallest non-zero FAR among the curves).
+    """
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    lows = [float(np.min(f[f > 0])) for _, f, _ in curves if np.any(f > 0)]
+    lo = min_far or (min(lows) if lows else 1e-6)
+    lo = min(10.0 ** math.floor(math.log10(lo)), 0.1)  # a decade boundary, at least 1 decade
+    for label, fpr, tpr in curves:
+        fpr, tpr = np.asarray(fpr), np.asarray(tpr)
+        keep = fpr > 0
+        ax.plot(fpr[keep], tpr[keep], label=label, linewidth=1.4)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, 1.0)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel("false accept rate (log scale)")
+    ax.set_ylabel("true accept rate")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_histograms(
+    path: str | os.PathLike[str],
+    scores: np.ndarray,
+    issame: np.ndarray,
+    title: str,
+    threshold: float | None = None,
+) -> None:
+    """Genuine and impostor cosine-score histograms (density) on one plot, as PNG."""
+    plt = _figure()
+    s, y = np.asarray(scores, float), np.asarray(issame, bool)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    pad = 0.02 * max(1e-6, float(s.max() - s.min()))
+    bins = np.linspace(float(s.min()) - pad, float(s.max()) + pad, 81)
+    ax.hist(s[y], bins=bins, density=True, alpha=0.6, label=f"genuine ({int(y.sum())})")
+    ax.hist(s[~y], bins=bins, density=True, alpha=0.6, label=f"impostor ({int((~y).sum())})")
+    if threshold is not None and math.isfinite(threshold):
+        ax.axvline(
+            threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:.3f}"
+        )
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_cmc(
+    path: str | os.PathLike[str], curves: Sequence[tuple[str, np.ndarray]], title: str
+) -> None:
+    """CMC curves (label, (K,) rates) on one plot, as PNG."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for label, c in curves:
+        c = np.asarray(c, float)
+        ax.plot(np.arange(1, c.size + 1), c, marker="o", markersize=3, label=label)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("identification rate")
+    ax.set_ylim(0.0, 1.01)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+    plt.close(fig)

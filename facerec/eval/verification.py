@@ -1,0 +1,378 @@
+"""Pair-verification metrics on similarity scores (pure NumPy).
+
+Scores are similarities, higher meaning "more likely the same person": the cosine between the
+L2-normalised (flip-summed) embeddings of the two images of a pair. On unit vectors the squared
+L2 distance used by the insightface protocol is ``d = 2 - 2 * score``, so a distance threshold
+``t`` ("same" when ``d < t``) is the score threshold ``1 - t / 2`` ("same" when
+``score > 1 - t / 2``).
+
+Two threshold conventions, each the one of its reference:
+
+* :func:`kfold_accuracy` and :func:`best_threshold_accuracy` predict "same" when
+  ``score > threshold`` (insightface's strict ``dist < threshold``).
+* :func:`roc`, :func:`tar_at_far` and :func:`eer` follow scikit-learn's ``roc_curve``: "same"
+  when ``score >= threshold``, and every threshold is one of the scores.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from facerec.errors import DataError
+
+#: insightface's distance grid (0 ... 3.99, step 0.01) as score thresholds, in the same order, so
+#: that ties between thresholds are broken towards the smallest distance as insightface does.
+INSIGHTFACE_DISTANCE_THRESHOLDS = np.arange(0, 4, 0.01)
+INSIGHTFACE_SCORE_THRESHOLDS = 1.0 - INSIGHTFACE_DISTANCE_THRESHOLDS / 2.0
+
+#: The false-accept rates at which TAR and calibrated thresholds are reported.
+DEFAULT_FARS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+
+
+def _check(scores: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert to float64 scores (N,) and bool labels (N,)."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(issame).reshape(-1)
+    if s.shape != y.shape:
+        raise DataError(
+            f"{s.size} scores but {y.size} same/different flags; expected one flag per score"
+        )
+    if s.size == 0:
+        raise DataError("no pairs to evaluate; expected at least one scored pair")
+    if not np.all(np.isfinite(s)):
+        raise DataError("some pair scores are NaN or infinite; expected finite similarities")
+    return s, y.astype(bool)
+
+
+def pair_scores(emb1: np.ndarray, emb2: np.ndarray) -> np.ndarray:
+    """Cosine similarity of matching rows: (N, D), (N, D) -> (N,) float64.
+
+    Rows are L2-normalised first (a zero row gives score 0).
+    """
+    a = np.asarray(emb1, dtype=np.float64)
+    b = np.asarray(emb2, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise DataError(
+            f"pair embeddings of shapes {a.shape} and {b.shape}; expected two equal (N, D) arrays"
+        )
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return np.einsum("nd,nd->n", a, b)
+
+
+def accuracy_at_threshold(scores: np.ndarray, issame: np.ndarray, threshold: float) -> float:
+    """Fraction of pairs classified correctly when "same" means ``score > threshold``."""
+    s, y = _check(scores, issame)
+    return float(np.mean((s > threshold) == y))
+
+
+def best_threshold_accuracy(scores: np.ndarray, issame: np.ndarray) -> tuple[float, float]:
+    """Best accuracy over all thresholds on one set of pairs, and that threshold.
+
+    Args:
+        scores: (N,) similarities (e.g. cosine of L2-normalised embeddings), higher = same.
+        issame: (N,) bool, True for a genuine (same-identity) pair.
+
+    Returns:
+        ``(accuracy, threshold)``: accuracy in [0, 1] of the rule "same when ``score >
+        threshold``" with the threshold chosen on these same pairs (an optimistic, in-sample
+        number; use :func:`kfold_accuracy` for the reported protocol). The threshold is the
+        midpoint between the two neighbouring distinct scores where the cut is made, so ``>`` and
+        ``>=`` give the same result on these scores. Among equally good cuts the highest threshold
+        is returned. Exact (every distinct cut is tried), O(N log N).
+    """
+    s, y = _check(scores, issame)
+    order = np.argsort(-s, kind="stable")
+    ss, ys = s[order], y[order]
+    n = s.size
+    n_neg = n - int(ys.sum())
+    # cut k = "the top k scores are predicted same", valid only between distinct scores.
+    tp = np.concatenate([[0], np.cumsum(ys)])  # (N+1,)
+    k = np.arange(n + 1)
+    correct = tp + (n_neg - (k - tp))
+    valid = np.ones(n + 1, dtype=bool)
+    valid[1:n] = ss[:-1] > ss[1:]
+    correct = np.where(valid, correct, -1)
+    best = int(np.argmax(correct))  # first = fewest accepted = highest threshold
+    if best == 0:
+        thr = float(ss[0]) + 1e-6 * max(1.0, abs(float(ss[0])))
+    elif best == n:
+        thr = float(ss[-1]) - 1e-6 * max(1.0, abs(float(ss[-1])))
+    else:
+        hi, lo = float(ss[best - 1]), float(ss[best])
+        thr = (hi + lo) / 2.0
+        if not lo < thr < hi:  # neighbouring floats: fall back to the strict rule's cut
+            thr = lo
+    return float(correct[best]) / n, thr
+
+
+def fold_ids(n: int, n_folds: int = 10) -> np.ndarray:
+    """Fold index (N,) int of each pair for KFold(n_folds, shuffle=False) in file order.
+
+    As scikit-learn's ``KFold``: contiguous folds, the first ``n % n_folds`` one pair larger.
+    """
+    if n_folds < 2 or n_folds > n:
+        raise DataError(f"{n_folds} folds for {n} pairs; expected 2 <= folds <= number of pairs")
+    sizes = np.full(n_folds, n // n_folds)
+    sizes[: n % n_folds] += 1
+    return np.repeat(np.arange(n_folds), sizes)
+
+
+@dataclass
+class KFoldResult:
+    """Result of :func:`kfold_accuracy`.
+
+    Attributes:
+        accuracy_mean: mean of the per-fold test accuracies.
+        accuracy_std: population standard deviation (ddof=0, as insightface) of them.
+        fold_accuracies: (F,) test accuracy of each fold.
+        fold_thresholds: (F,) score threshold chosen on the other folds ("same" if score > thr).
+        threshold_mean: mean of ``fold_thresholds``.
+    """
+
+    accuracy_mean: float
+    accuracy_std: float
+    fold_accuracies: np.ndarray
+    fold_thresholds: np.ndarray
+    threshold_mean: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.threshold_mean = float(np.mean(self.fold_thresholds))
+
+
+def kfold_accuracy(
+    scores: np.ndarray,
+    issame: np.ndarray,
+    n_folds: int = 10,
+    thresholds: np.ndarray | None = None,
+    folds: np.ndarray | None = None,
+) -> KFoldResult:
+    """K-fold verification accuracy, each fold's threshold chosen on the other folds.
+
+    Args:
+        scores: (N,) similarities, higher = same.
+        issame: (N,) bool.
+        n_folds: number of contiguous folds in file order (KFold, no shuffle); ignored when
+            ``folds`` is given.
+        thresholds: (T,) candidate score thresholds, tried in order; the first one with the best
+            training accuracy wins. Default: insightface's distance grid 0 ... 3.99 step 0.01
+            mapped to scores (1.0, 0.995, ..., -0.995).
+        folds: optional (N,) int fold index of each pair (e.g. the folds of LFW's pairs.txt).
+
+    Returns:
+        :class:`KFoldResult`. For each fold f the threshold maximising accuracy on the pairs not
+        in f is applied to the pairs in f ("same" when ``score > threshold``).
+    """
+    s, y = _check(scores, issame)
+    thr = INSIGHTFACE_SCORE_THRESHOLDS if thresholds is None else np.asarray(thresholds, float)
+    thr = thr.reshape(-1)
+    if thr.size == 0:
+        raise DataError("empty threshold list; expected at least one candidate threshold")
+    if folds is None:
+        fid = fold_ids(s.size, n_folds)
+    else:
+        fid = np.asarray(folds).reshape(-1)
+        if fid.shape != s.shape:
+            raise DataError(f"{fid.size} fold ids for {s.size} pairs; expected one per pair")
+    uniq = np.unique(fid)
+    if uniq.size < 2:
+        raise DataError("all pairs are in one fold; expected at least two folds")
+    # correct[f, t] = pairs of fold f classified correctly at threshold t, by sorted counting.
+    correct = np.zeros((uniq.size, thr.size), dtype=np.int64)
+    sizes = np.zeros(uniq.size, dtype=np.int64)
+    for i, f in enumerate(uniq):
+        m = fid == f
+        pos = np.sort(s[m & y])
+        neg = np.sort(s[m & ~y])
+        tp = pos.size - np.searchsorted(pos, thr, side="right")  # pos with score > t
+        tn = np.searchsorted(neg, thr, side="right")  # neg with score <= t
+        correct[i] = tp + tn
+        sizes[i] = m.sum()
+    total = correct.sum(axis=0)
+    accs = np.empty(uniq.size)
+    chosen = np.empty(uniq.size)
+    for i in range(uniq.size):
+        train = (total - correct[i]) / (s.size - sizes[i])
+        best = int(np.argmax(train))
+        chosen[i] = thr[best]
+        accs[i] = correct[i, best] / sizes[i]
+    return KFoldResult(float(accs.mean()), float(accs.std()), accs, chosen)
+
+
+def _roc_counts(
+    scores: np.ndarray, issame: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """(fps, tps, thresholds) per distinct score (descending), n_pos, n_neg."""
+    s, y = _check(scores, issame)
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise DataError(
+            f"{n_pos} genuine and {n_neg} impostor pairs; expected at least one of each for a ROC"
+        )
+    order = np.argsort(-s, kind="mergesort")
+    ss, ys = s[order], y[order]
+    last = np.r_[np.nonzero(ss[:-1] != ss[1:])[0], ss.size - 1]  # last index of each score run
+    tps = np.cumsum(ys)[last]
+    fps = (last + 1) - tps
+    return fps, tps, ss[last], n_pos, n_neg
+
+
+def roc(
+    scores: np.ndarray, issame: np.ndarray, drop_intermediate: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC curve: ``(fpr, tpr, thresholds)``, each (K+1,), K = number of distinct scores.
+
+    Identical to ``sklearn.metrics.roc_curve(issame, scores, drop_intermediate=...)``:
+    thresholds decrease from ``inf`` (nothing accepted) through every distinct score, a pair
+    being accepted when ``score >= threshold``. With ``drop_intermediate`` collinear points are
+    dropped (the drawn curve is unchanged). Needs at least one genuine and one impostor pair.
+    """
+    fps, tps, thr, n_pos, n_neg = _roc_counts(scores, issame)
+    if drop_intermediate and fps.size > 2:
+        keep = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
+        fps, tps, thr = fps[keep], tps[keep], thr[keep]
+    return np.r_[0.0, fps / n_neg], np.r_[0.0, tps / n_pos], np.r_[np.inf, thr]
+
+
+def auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Area under a ROC curve by the trapezoidal rule (``fpr`` non-decreasing)."""
+    fpr = np.asarray(fpr, dtype=np.float64)
+    tpr = np.asarray(tpr, dtype=np.float64)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+
+def eer(scores: np.ndarray, issame: np.ndarray) -> tuple[float, float]:
+    """Equal error rate and its threshold: ``(eer, threshold)``.
+
+    The ROC is walked to the first point where the false-reject rate ``1 - tpr`` no longer
+    exceeds the false-accept rate; the EER is linearly interpolated between that point and the
+    previous one (where ``fnr - fpr`` changes sign), the threshold is the score at that point.
+    """
+    fpr, tpr, thr = roc(scores, issame)
+    fnr = 1.0 - tpr
+    diff = fnr - fpr  # decreasing from 1 to -1
+    i = int(np.argmax(diff <= 0))
+    if i == 0:
+        return float(fpr[0]), float(thr[0])
+    d0, d1 = diff[i - 1], diff[i]
+    w = d0 / (d0 - d1) if d0 != d1 else 0.0
+    rate = fpr[i - 1] + w * (fpr[i] - fpr[i - 1])
+    return float(rate), float(thr[i])
+
+
+@dataclass
+class TarAtFar:
+    """True-accept rate at one target false-accept rate.
+
+    Attributes:
+        far: the target FAR.
+        tar: the best TAR among operating points whose FAR is at most ``far``.
+        threshold: the calibrated score threshold of that point ("same" when score >= it).
+        achieved_far: the FAR actually reached at that threshold (<= ``far``).
+        resolvable: False when ``far * n_impostors < 1``: with this many impostor pairs the
+            smallest non-zero FAR is ``1 / n_impostors``, so the target cannot be measured and
+            the numbers are those at FAR 0 (the threshold lies above every impostor score).
+        n_impostors: number of impostor pairs behind the estimate.
+    """
+
+    far: float
+    tar: float
+    threshold: float
+    achieved_far: float
+    resolvable: bool
+    n_impostors: int
+
+
+def tar_at_far(
+    scores: np.ndarray, issame: np.ndarray, fars: tuple[float, ...] | list[float] = DEFAULT_FARS
+) -> list[TarAtFar]:
+    """TAR and calibrated threshold at each target FAR (see :class:`TarAtFar`).
+
+    At each target the operating point of the ROC (:func:`roc`) with the highest TPR whose FPR
+    does not exceed the target is taken, i.e. the lowest threshold admitting at most
+    ``floor(far * n_impostors)`` impostors.
+    """
+    s, y = _check(scores, issame)
+    fpr, tpr, thr = roc(s, y)
+    n_neg = int((~y).sum())
+    out = []
+    for far in fars:
+        ok = np.nonzero(fpr <= far + 1e-15)[0]
+        i = int(ok[-1])  # fpr non-decreasing, tpr too: the last admissible point is the best
+        t = float(thr[i])
+        if math.isinf(t):  # nothing accepted: report the threshold just above the top score
+            t = float(np.nextafter(s.max(), np.inf))
+        out.append(
+            TarAtFar(
+                far=float(far),
+                tar=float(tpr[i]),
+                threshold=t,
+                achieved_far=float(fpr[i]),
+                resolvable=far * n_neg >= 1.0,
+                n_impostors=n_neg,
+            )
+        )
+    return out
+
+
+def far_key(far: float) -> str:
+    """Canonical text of a FAR, as used in metric names and JSON keys: 1e-4 -> "1e-4"."""
+    mant, exp = f"{far:.0e}".split("e")
+    return f"{mant}e{int(exp)}" if float(f"{far:.0e}") == far else repr(float(far))
+
+
+def verification_report(
+    scores: np.ndarray,
+    issame: np.ndarray,
+    folds: np.ndarray | None = None,
+    n_folds: int = 10,
+    fars: tuple[float, ...] | list[float] = DEFAULT_FARS,
+) -> dict:
+    """Every verification number for one set of scored pairs, as a JSON-ready dict.
+
+    Keys: num_pairs, num_genuine, num_impostor, folds, accuracy_mean, accuracy_std,
+    fold_accuracies, fold_thresholds, threshold_mean, best_accuracy, best_threshold, auc, eer,
+    eer_threshold, min_resolvable_far, tar_at_far ({far_key: {tar, threshold, achieved_far,
+    resolvable}}), roc ({fpr, tpr, thresholds}; the first threshold, +inf, is None).
+    """
+    s, y = _check(scores, issame)
+    kf = kfold_accuracy(s, y, n_folds=n_folds, folds=folds)
+    best_acc, best_thr = best_threshold_accuracy(s, y)
+    fpr, tpr, thr = roc(s, y, drop_intermediate=True)
+    rate, eer_thr = eer(s, y)
+    n_neg = int((~y).sum())
+    return {
+        "num_pairs": int(s.size),
+        "num_genuine": int(y.sum()),
+        "num_impostor": n_neg,
+        "folds": int(kf.fold_accuracies.size),
+        "accuracy_mean": kf.accuracy_mean,
+        "accuracy_std": kf.accuracy_std,
+        "fold_accuracies": kf.fold_accuracies.tolist(),
+        "fold_thresholds": kf.fold_thresholds.tolist(),
+        "threshold_mean": kf.threshold_mean,
+        "best_accuracy": best_acc,
+        "best_threshold": best_thr,
+        "auc": auc(fpr, tpr),
+        "eer": rate,
+        "eer_threshold": eer_thr,
+        "min_resolvable_far": 1.0 / n_neg if n_neg else None,
+        "tar_at_far": {
+            far_key(t.far): {
+                "tar": t.tar,
+                "threshold": t.threshold,
+                "achieved_far": t.achieved_far,
+                "resolvable": t.resolvable,
+            }
+            for t in tar_at_far(s, y, fars)
+        },
+        "roc": {
+            "fpr": fpr.tolist(),
+            "tpr": tpr.tolist(),
+            "thresholds": [None if math.isinf(v) else float(v) for v in thr],
+        },
+    }

@@ -1,0 +1,288 @@
+"""``facerec embed``: embed image files or folders with a checkpoint or an ONNX model.
+
+Example::
+
+    facerec embed --onnx r50.onnx photos/ extra.jpg --out gallery.npy --flip --normalize
+
+writes ``gallery.npy`` (float32, (N, D)) and ``gallery.txt`` (``--list``), whose line ``i`` is
+the image of row ``i``. Files are taken in the order given; a folder contributes its images
+(recursively, by extension) in sorted path order. Images are decoded in threads one batch ahead
+of the model and brought to the model's input size with its resize mode. ``--flip`` adds the
+embedding of the mirror image (the flip test); ``--normalize`` L2-normalises each row last.
+
+An image that does not decode stops the run with its path named (``--skip-bad`` skips it
+instead: it is left out of both outputs and reported). Both outputs are written atomically:
+after any failure nothing is left at ``--out`` or ``--list``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from facerec.data.image import IMAGE_EXTENSIONS, ResizeMode, fit_to_size, read_image
+from facerec.errors import ConfigError, DataError, FacerecError
+from facerec.io import atomic_path
+
+Embedder = Callable[[np.ndarray], np.ndarray]
+
+
+def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files in the order given; each folder's image files recursively, sorted by path.
+
+    Raises:
+        DataError: an input does not exist, or a folder holds no image file.
+    """
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(
+                q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS and q.is_file()
+            )
+            if not found:
+                raise DataError(
+                    f"{p}: folder holds no image file; expected files ending in "
+                    f"{', '.join(IMAGE_EXTENSIONS)}"
+                )
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder; expected image files or folders")
+    return out
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for but CUDA is not available; use cpu")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ConfigError(f"device {device!r} is not known; expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def load_embedder(
+    checkpoint: str | None,
+    onnx: str | None,
+    device: str = "cpu",
+    batch_size: int = 64,
+    resize_mode: ResizeMode | None = None,
+) -> Embedder:
+    """The model as an embedder (``input_size``, ``resize_mode``, ``__call__``).
+
+    A checkpoint runs in PyTorch (facerec.eval.embed.TorchEmbedder) with its stored
+    preprocessing; an ONNX file runs in onnxruntime (:class:`facerec.export.onnx.OnnxEmbedder`)
+    with the preprocessing of its metadata.
+    """
+    if (checkpoint is None) == (onnx is None):
+        raise ConfigError("give exactly one model: --checkpoint CKPT or --onnx MODEL")
+    if onnx is not None:
+        from .onnx import OnnxEmbedder
+
+        return OnnxEmbedder(onnx, device=device, batch_size=batch_size, resize_mode=resize_mode)
+    from facerec.eval.embed import TorchEmbedder
+
+    from .checkpoint import load_facerec_checkpoint
+
+    dev = _resolve_device(device)
+    loaded = load_facerec_checkpoint(checkpoint)  # type: ignore[arg-type]
+    pre = loaded.preprocess
+    return TorchEmbedder(
+        loaded.backbone.to(dev),
+        input_size=loaded.input_size,
+        device=dev,
+        batch_size=batch_size,
+        resize_mode=resize_mode or pre.get("resize_mode", "resize"),
+        mean=pre.get("mean", 127.5),
+        std=pre.get("std", 127.5),
+        channel_order=str(pre.get("channel_order", "RGB")),
+    )
+
+
+def embed_files(
+    embedder: Embedder,
+    paths: Sequence[Path],
+    batch_size: int = 64,
+    flip: bool = False,
+    normalize: bool = False,
+    workers: int = 2,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
+    """Embed ``paths``: -> (embeddings (M, D) float32, the M paths kept, [(bad path, why)]).
+
+    With ``skip_bad`` images that do not decode are left out; otherwise the first one raises
+    :class:`DataError` naming it.
+    """
+    from tqdm import tqdm
+
+    size = tuple(embedder.input_size)  # type: ignore[attr-defined]
+    mode = getattr(embedder, "resize_mode", "resize")
+
+    def load(p: Path) -> np.ndarray | DataError:
+        try:
+            return fit_to_size(read_image(p), size, mode)  # type: ignore[arg-type]
+        except DataError as e:
+            return e
+
+    batches = [list(paths[s : s + batch_size]) for s in range(0, len(paths), batch_size)]
+    chunks: list[np.ndarray] = []
+    kept: list[Path] = []
+    bad: list[tuple[Path, str]] = []
+    bar = tqdm(
+        total=len(paths), unit="img", desc="embedding", disable=not progress, file=sys.stderr
+    )
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+
+        def submit(b: list[Path]) -> list[Future]:
+            return [pool.submit(load, p) for p in b]
+
+        pending = submit(batches[0]) if batches else []
+        for k, batch in enumerate(batches):
+            results = [f.result() for f in pending]
+            pending = submit(batches[k + 1]) if k + 1 < len(batches) else []
+            imgs = []
+            for p, r in zip(batch, results, strict=True):
+                if isinstance(r, DataError):
+                    if not skip_bad:
+                        bar.close()
+                        for f in pending:
+                            f.cancel()
+                        raise DataError(f"{r}; use --skip-bad to leave such files out")
+                    bad.append((p, str(r)))
+                    continue
+                imgs.append(r)
+                kept.append(p)
+            if imgs:
+                x = np.stack(imgs)
+                e = np.asarray(embedder(x), np.float32)
+                if flip:
+                    e = e + np.asarray(embedder(np.ascontiguousarray(x[:, :, ::-1])), np.float32)
+                if e.ndim != 2 or e.shape[0] != x.shape[0]:
+                    raise FacerecError(
+                        f"the model returned shape {e.shape} for {x.shape[0]} images; "
+                        "expected (N, D) embeddings"
+                    )
+                chunks.append(e)
+            bar.update(len(batch))
+    bar.close()
+    if not chunks:
+        raise DataError(f"none of the {len(paths)} images decoded; expected JPEG/PNG/... files")
+    emb = np.concatenate(chunks)
+    if normalize:
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return emb.astype(np.float32, copy=False), kept, bad
+
+
+def write_outputs(out: Path, list_path: Path, emb: np.ndarray, paths: Sequence[Path]) -> None:
+    """Write ``emb`` to ``out`` (.npy) and the paths, one a line, to ``list_path``; atomically."""
+    with atomic_path(out) as tmp_npy, atomic_path(list_path) as tmp_txt:
+        with open(tmp_npy, "wb") as f:
+            np.save(f, emb)
+        tmp_txt.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``facerec embed`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="facerec embed",
+        description="Embed images (files and/or folders) with a facerec checkpoint or ONNX model "
+        "into a .npy array, with the list of files beside it (line i = row i).",
+    )
+    m = p.add_mutually_exclusive_group(required=True)
+    m.add_argument("--checkpoint", metavar="CKPT", help="facerec checkpoint (PyTorch)")
+    m.add_argument("--onnx", metavar="MODEL", help="ONNX model written by facerec export")
+    p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER", help="image files or folders")
+    p.add_argument("--out", required=True, metavar="FILE", help="embeddings .npy (N, D) float32")
+    p.add_argument(
+        "--list",
+        metavar="FILE",
+        help="file list to write, line i = row i (default: --out with the suffix .txt)",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    p.add_argument("--flip", action="store_true", help="add the mirror image's embedding")
+    p.add_argument("--normalize", action="store_true", help="L2-normalise each embedding")
+    p.add_argument(
+        "--resize-mode",
+        choices=("resize", "center_crop"),
+        help="for images not at the model's input size (default: the model's)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    p.add_argument("--workers", type=int, default=2, help="image decoding threads (default 2)")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out images that do not decode (default: stop with an error)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
+    """Run ``facerec embed`` for parsed ``args``; returns the embeddings and their files."""
+    if args.batch_size < 1 or args.workers < 1:
+        raise ConfigError("--batch-size and --workers must be >= 1")
+    out = Path(args.out)
+    list_path = Path(args.list) if args.list else out.with_suffix(".txt")
+    if out.resolve() == list_path.resolve():
+        raise ConfigError(f"--out and --list are the same file {out}; expected two files")
+    for q in (out, list_path):
+        if q.is_dir():
+            raise ConfigError(f"{q} is a folder; expected a file name")
+    paths = collect_images(args.inputs)
+    embedder = load_embedder(
+        args.checkpoint, args.onnx, args.device, args.batch_size, args.resize_mode
+    )
+    emb, kept, bad = embed_files(
+        embedder,
+        paths,
+        batch_size=args.batch_size,
+        flip=args.flip,
+        normalize=args.normalize,
+        workers=args.workers,
+        skip_bad=args.skip_bad,
+        progress=not args.no_progress,
+    )
+    write_outputs(out, list_path, emb, kept)
+    for _, why in bad:
+        print(f"skipped: {why}", file=sys.stderr)
+    skipped = f", skipped {len(bad)} that did not decode" if bad else ""
+    print(
+        f"wrote {out} {emb.shape[0]}x{emb.shape[1]} float32"
+        f"{' L2-normalised' if args.normalize else ''}{' (flip-sum)' if args.flip else ''} "
+        f"and {list_path}{skipped}"
+    )
+    return emb, kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``facerec embed``; returns the exit status (2 on a user error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one line each, no source excerpt
+            run(args)
+    except FacerecError as e:
+        print(f"facerec embed: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+    print(f"facerec embed: warning: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""Base classes of the margin heads: ``(embeddings, labels) -> logits``.
+
+A margin head owns the class centres ``weight`` (num_classes, D) and turns raw embeddings (B, D)
+into logits (B, C); the cross-entropy is applied by the caller. Every head computes in float32
+with autocast disabled, whatever the precision of the backbone, so bf16/fp16 training is safe.
+
+:class:`CosineMarginHead` is the family whose logits are a function of cos θ (the cosine between
+the L2-normalised embedding and the L2-normalised centre) and of ‖x‖. It splits ``forward`` into
+:meth:`CosineMarginHead.cosine` and :meth:`CosineMarginHead.apply_margin` so that a sharded head
+(Partial FC) can compute the cosines of its own shard and reuse the margin maths unchanged.
+
+Weights are initialised as insightface's arcface_torch does for its FC layer: normal, mean 0,
+std 0.01 (the scale does not matter for the cosine heads, which normalise the centres).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from facerec.errors import ConfigError, FacerecError
+
+__all__ = [
+    "SINE_EPS",
+    "CosineMarginHead",
+    "MarginHead",
+    "arc_target",
+    "compute_dtype",
+    "margin_logits",
+    "normalized_cosine",
+    "target_cosine",
+]
+
+#: Lower clamp of 1 − cos² under the square root in sin θ = sqrt(1 − cos² θ). It keeps the
+#: gradient of cos(θ + m) finite (at most sin m / sqrt(SINE_EPS) = 1e4·sin m per unit of cos θ;
+#: the true one is infinite at θ = 0) and changes sin θ only for θ < 1e-4 rad. In float32,
+#: 1 − cos² is either 0 or above 1.1e-7, so the clamp acts only at |cos θ| = 1 exactly.
+SINE_EPS = 1e-8
+#: Lower clamp of the norms before dividing by them (as ``torch.nn.functional.normalize``).
+NORM_EPS = 1e-12
+
+
+def _check_positive_int(name: str, value: object, owner: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{owner}: {name} must be a positive integer, got {value!r}.")
+    return value
+
+
+def _check_float(
+    name: str,
+    value: object,
+    owner: str,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+) -> float:
+    """Return ``value`` as float after checking it lies in [low, high] (or (low, high])."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigError(f"{owner}: {name} must be a number, got {value!r}.")
+    value = float(value)
+    if value < low or value > high or (low_open and value == low):
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{owner}: {name} must be in {bracket}{low}, {high}], got {value!r}.")
+    return value
+
+
+class _NormalizedCosine(torch.autograd.Function):
+    """cos[b, j] = <x_b, w_j> / (‖x_b‖·‖w_j‖) without materialising the normalised (C, D) weight.
+
+    The forward is one (B, D) @ (D, C) product and an in-place rescale of its (B, C) output; the
+    backward is two products plus rank-one corrections applied in place, so neither pass makes a
+    (C, D) temporary beyond the weight gradient itself, and the backward makes one (B, C) buffer.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor) -> Tensor:
+        inv_x = torch.linalg.vector_norm(x, dim=1).clamp_min(NORM_EPS).reciprocal()  # (B,)
+        inv_w = torch.linalg.vector_norm(weight, dim=1).clamp_min(NORM_EPS).reciprocal()  # (C,)
+        cos = torch.mm(x, weight.t())  # (B, C)
+        cos.mul_(inv_x.unsqueeze(1)).mul_(inv_w.unsqueeze(0))
+        ctx.save_for_backward(x, weight, inv_x, inv_w, cos)
+        return cos
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        x, weight, inv_x, inv_w, cos = ctx.saved_tensors
+        # d cos_bj / d x_b = (ŵ_j − cos_bj·x̂_b)/‖x_b‖ ; d cos_bj / d w_j = (x̂_b − cos_bj·ŵ_j)/‖w_j‖
+        buf = torch.mul(grad, cos)  # (B, C), the only (B, C) buffer of the backward
+        row = buf.sum(dim=1)  # (B,)  Σ_j g·cos
+        col = buf.sum(dim=0)  # (C,)  Σ_b g·cos
+        scaled = torch.mul(grad, inv_x.unsqueeze(1), out=buf).mul_(inv_w.unsqueeze(0))
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.mm(scaled, weight)  # (B, D)
+            grad_x.addcmul_(x, (row * inv_x * inv_x).unsqueeze(1), value=-1.0)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.mm(scaled.t(), x)  # (C, D)
+            grad_w.addcmul_(weight, (col * inv_w * inv_w).unsqueeze(1), value=-1.0)
+        return grad_x, grad_w
+
+
+def normalized_cosine(x: Tensor, weight: Tensor) -> Tensor:
+    """Cosines between the rows of ``x`` (B, D) and of ``weight`` (C, D) -> (B, C), input dtype.
+
+    Equal to ``F.normalize(x) @ F.normalize(weight).T`` (norms clamped at 1e-12) with the exact
+    gradient, but without the normalised (C, D) copy of the weight in forward or backward.
+    """
+    return _NormalizedCosine.apply(x, weight)
+
+
+class _MarginLogits(torch.autograd.Function):
+    """logits = scale·clip(cos), then logits[b, y_b] = target_fn(cos[b, y_b], *extras)[b].
+
+    The (B, 1) target function runs on a detached copy of the gathered target cosines under its
+    own small autograd graph (as activation checkpointing does), so the (B, C) work is one
+    output tensor in forward and one gradient tensor in backward, with no dense gather/scatter
+    gradients to accumulate.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        cos: Tensor,
+        index: Tensor,
+        valid: Tensor,
+        scale: Tensor,
+        clip: float | None,
+        target_fn: Callable[..., Tensor],
+        *extras: Tensor,
+    ) -> Tensor:
+        with torch.enable_grad():
+            leaf = cos.gather(1, index).detach().requires_grad_()
+            extra_leaves = [e.detach().requires_grad_(e.requires_grad) for e in extras]
+            target = target_fn(leaf, *extra_leaves)
+        logits = cos.clamp(-clip, clip).mul_(scale) if clip is not None else cos * scale
+        logits.scatter_(1, index, torch.where(valid, target.detach(), logits.gather(1, index)))
+        ctx.graph = (leaf, extra_leaves, target)
+        ctx.clip = clip
+        ctx.save_for_backward(index, valid, scale, cos if clip is not None else None)
+        return logits
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        index, valid, scale, cos = ctx.saved_tensors
+        leaf, extra_leaves, target = ctx.graph
+        g_target = torch.where(valid, grad.gather(1, index), grad.new_zeros(()))
+        wanted = [leaf] + [e for e in extra_leaves if e.requires_grad]
+        if target.requires_grad:
+            with torch.enable_grad():
+                # retain the tiny (B, 1) graph so that a retain_graph=True outer backward can
+                # run again; it is freed with this node
+                grads = torch.autograd.grad(
+                    target, wanted, g_target, retain_graph=True, allow_unused=True
+                )
+        else:  # a target that does not depend on cos or the extras
+            grads = tuple(None for _ in wanted)
+        grads = [
+            g if g is not None else torch.zeros_like(w) for g, w in zip(grads, wanted, strict=True)
+        ]
+        if ctx.clip is not None:
+            # one fused kernel: grad where −clip < cos < clip, else 0 (the gradient of the clamp)
+            grad_cos = torch.ops.aten.hardtanh_backward(grad, cos, -ctx.clip, ctx.clip)
+            grad_cos.mul_(scale)
+        else:
+            grad_cos = grad * scale
+        grad_cos.scatter_(1, index, torch.where(valid, grads[0], grad_cos.gather(1, index)))
+        it = iter(grads[1:])
+        extra_grads = [next(it) if e.requires_grad else None for e in extra_leaves]
+        return (grad_cos, None, None, None, None, None, *extra_grads)
+
+
+def margin_logits(
+    cos: Tensor,
+    labels: Tensor,
+    scale: float | Tensor,
+    target_fn: Callable[..., Tensor],
+    *extras: Tensor,
+    clip: float | None = None,
+) -> Tensor:
+    """Scaled cosines with each row's target logit computed by ``target_fn``.
+
+    Args:
+        cos: (B, C) cosines (of all classes or of one shard of them).
+        labels: (B,) int64 column of each row's target in ``cos``, or −1 where the target is not
+            among these columns; such rows are ``scale·clip(cos)`` unchanged.
+        scale: a float, or a (B, 1) tensor (e.g. ‖x‖).
+        target_fn: ``target_fn(cos_t (B, 1), *extras) -> (B, 1)`` target logits, already scaled;
+            it gets the unclipped target cosines (of every row; the values of rows with label
+            −1 are discarded). It runs under its own small autograd graph: a tensor it reads
+            that needs a gradient must be passed in ``extras``; tensors it closes over are
+            constants.
+        extras: tensors ``target_fn`` also reads, e.g. a (B, 1) margin; gradients flow to them.
+        clip: if given, every non-target cosine is clamped to [−clip, clip] (gradient 0 outside).
+
+    Returns:
+        (B, C) logits. With a float scale (or one without grad) it makes one (B, C) tensor in
+        forward and one in backward; a scale that requires grad falls back to plain autograd.
+    """
+    valid = (labels >= 0).unsqueeze(1)
+    index = labels.clamp(min=0).unsqueeze(1)
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (cos, scale, *extras) if isinstance(t, Tensor)
+    )
+    if not needs_grad or (isinstance(scale, Tensor) and scale.requires_grad):
+        # inference (no graph to build) or a scale with gradient (W-Norm ‖x‖): plain ops
+        base = cos.clamp(-clip, clip) if clip is not None else cos
+        logits = base * scale
+        target = target_fn(cos.gather(1, index), *extras)
+        new = torch.where(valid, target, base.gather(1, index) * scale)
+        return logits.scatter_(1, index, new)  # in place: nothing saved `logits` for backward
+    if not isinstance(scale, Tensor):
+        scale = cos.new_tensor(float(scale))
+    return _MarginLogits.apply(cos, index, valid, scale, clip, target_fn, *extras)
+
+
+def target_cosine(cos: Tensor, labels: Tensor) -> Tensor:
+    """(B, C) cosines, (B,) labels (−1 allowed) -> (B, 1) cosine of each row's target (0 if −1)."""
+    picked = cos.gather(1, labels.clamp(min=0).unsqueeze(1))
+    return torch.where((labels >= 0).unsqueeze(1), picked, torch.zeros_like(picked))
+
+
+def arc_target(
+    cos_t: Tensor, margin: float | Tensor, *, easy_margin: bool = False, fallback: bool = True
+) -> Tensor:
+    """cos(θ + m) from cos θ with the ArcFace monotonic fallback; true gradient throughout.
+
+    Args:
+        cos_t: (B, 1) target cosines.
+        margin: additive angular margin m in radians, a float or a (B, 1) tensor.
+        easy_margin: use cos(θ + m) only where cos θ > 0 and cos θ elsewhere.
+        fallback: (when not easy_margin) where θ + m > π, i.e. cos θ < cos(π − m), use
+            cos θ − m·sin m instead, so the target decreases monotonically in θ.
+
+    Returns:
+        (B, 1) unscaled target values.
+
+    cos(θ + m) = cos θ·cos m − sin θ·sin m with sin θ = sqrt(clamp(1 − cos² θ, min=SINE_EPS)).
+    """
+    if isinstance(margin, Tensor):
+        cos_m, sin_m = torch.cos(margin), torch.sin(margin)
+        threshold = torch.cos(math.pi - margin)
+    else:
+        cos_m, sin_m = math.cos(margin), math.sin(margin)
+        threshold = math.cos(math.pi - margin)
+    sin_t = torch.sqrt(torch.clamp(1.0 - cos_t * cos_t, min=SINE_EPS))
+    phi = cos_t * cos_m - sin_t * sin_m
+    if easy_margin:
+        return torch.where(cos_t > 0, phi, cos_t)
+    if fallback:
+        return torch.where(cos_t > threshold, phi, cos_t - margin * sin_m)
+    return phi
+
+
+def compute_dtype(t: Tensor) -> torch.dtype:
+    """float32 for half/bfloat16/float32 inputs, float64 for float64 (used by the tests)."""
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+class MarginHead(nn.Module):
+    """Base of all heads: owns ``weight`` (rows, D) and maps (B, D) embeddings to (B, C) logits.
+
+    Args:
+        embedding_dim: D, the embedding size.
+        num_classes: C, the number of identities.
+        centres_per_class: rows of ``weight`` per class (1; K for sub-centre heads).
+
+    Attributes:
+        weight: (num_classes·centres_per_class, D) float32 class centres, N(0, 0.01²) at init.
+    """
+
+    def __init__(self, embedding_dim: int, num_classes: int, *, centres_per_class: int = 1) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.embedding_dim = _check_positive_int("embedding_dim", embedding_dim, name)
+        self.num_classes = _check_positive_int("num_classes", num_classes, name)
+        k = _check_positive_int("centres_per_class", centres_per_class, name)
+        self.weight = nn.Parameter(torch.empty(num_classes * k, embedding_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise ``weight`` as insightface does: normal with std 0.01."""
+        nn.init.normal_(self.weight, mean=0.0, std=0.01)
+
+    def extra_repr(self) -> str:
+        return f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}"
+
+    def _check_inputs(self, embeddings: Tensor, labels: Tensor | None) -> None:
+        name = type(self).__name__
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.embedding_dim:
+            raise FacerecError(
+                f"{name}: embeddings must have shape (B, {self.embedding_dim}), "
+                f"got {tuple(embeddings.shape)}."
+            )
+        if labels is None:
+            return
+        if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
+            raise FacerecError(
+                f"{name}: labels must have shape ({embeddings.shape[0]},) to match the "
+                f"embeddings, got {tuple(labels.shape)}."
+            )
+        if labels.dtype not in (torch.int64, torch.int32):
+            raise FacerecError(f"{name}: labels must be int64 class indices, got {labels.dtype}.")
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """(B, D) raw embeddings, (B,) int64 labels in [0, C) -> (B, C) float32 logits."""
+        raise NotImplementedError
+
+    def regularizer(self, embeddings: Tensor) -> Tensor | None:
+        """Extra loss term (a scalar) to add to the cross-entropy, or None (the default)."""
+        return None
+
+
+class CosineMarginHead(MarginHead):
+    """Heads whose logits are a function of cos θ (with L2-normalised centres) and of ‖x‖.
+
+    ``forward(x, y) == apply_margin(cosine(x), y, ‖x‖)``, all in float32 with autocast off.
+    """
+
+    def _class_cosine(self, x: Tensor, weight: Tensor) -> Tensor:
+        """(B, D), (rows, D) in the compute dtype -> (B, C) cosines; sub-centre heads override."""
+        return normalized_cosine(x, weight)
+
+    def cosine(self, embeddings: Tensor) -> Tensor:
+        """(B, D) raw embeddings -> (B, C) float32 cosines with the L2-normalised centres."""
+        self._check_inputs(embeddings, None)
+        dtype = compute_dtype(embeddings)
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            return self._class_cosine(embeddings.to(dtype), self.weight.to(dtype))
+
+    def apply_margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+        """Turn cosines into logits.
+
+        Args:
+            cos: (B, C') float32 cosines against a subset (or shard) of the classes.
+            labels: (B,) int64 column of each row's target in ``cos``, or −1 when the target is
+                not in this subset; rows with −1 get no margin.
+            norms: (B, 1) float32 ‖x‖, with its graph; heads detach it where their paper does.
+
+        Returns:
+            (B, C') float32 logits.
+        """
+        raise NotImplementedError
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """(B, D) raw embeddings, (B,) int64 labels in [0, C) -> (B, C) float32 logits."""
+        self._check_inputs(embeddings, labels)
+        dtype = compute_dtype(embeddings)
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            x = embeddings.to(dtype)
+            norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+            cos = self._class_cosine(x, self.weight.to(dtype))
+            return self.apply_margin(cos, labels.long(), norms)

@@ -1,0 +1,120 @@
+"""CurricularFace (Huang et al., CVPR 2020): ArcFace target, re-weighted hard negatives."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from facerec.distributed import all_reduce_
+from facerec.heads.base import (
+    CosineMarginHead,
+    _check_float,
+    arc_target,
+    margin_logits,
+    target_cosine,
+)
+
+__all__ = ["CurricularFaceHead"]
+
+
+class CurricularFaceHead(CosineMarginHead):
+    """CurricularFace head.
+
+    Target s·cos(θ_y + m) with the ArcFace fallback s·(cos θ_y − m·sin m) where θ_y + m > π.
+    A non-target cosine greater than cos(θ_y + m) (a hard negative) becomes cos θ_j·(t + cos θ_j),
+    other non-targets stay cos θ_j; all logits are scaled by s. t is a buffer (starts at 0,
+    saved in the state_dict) updated in training, before it is used, as in the official code:
+    t ← t_alpha·mean(cos θ_y) + (1 − t_alpha)·t, without gradient. The mean is over the rows
+    whose label is >= 0, summed over all DDP ranks with ``all_reduce_`` so t stays identical on
+    every rank; a step with no such row leaves t unchanged. Every rank must make the same
+    training-mode calls (as DDP steps do), since each one is a collective. Rows with label −1
+    (target in another shard) get plain s·cos θ_j: no hard-negative re-weighting, since
+    cos(θ_y + m) is unknown there.
+
+    The hard-negative mask is a constant (no gradient); the gradient of cos·(t + cos) is
+    t + 2·cos.
+
+    Args:
+        embedding_dim: D.
+        num_classes: C.
+        margin: m in radians, default 0.5.
+        scale: s, default 64.0.
+        t_alpha: EMA rate of t, default 0.01.
+
+    Shapes: embeddings (B, D), labels (B,) int64 -> logits (B, C) float32.
+    """
+
+    t: Tensor
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        margin: float = 0.5,
+        scale: float = 64.0,
+        t_alpha: float = 0.01,
+    ) -> None:
+        super().__init__(embedding_dim, num_classes)
+        name = type(self).__name__
+        self.margin = _check_float("margin", margin, name, low=0.0, high=math.pi)
+        self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
+        self.t_alpha = _check_float("t_alpha", t_alpha, name, low=0.0, high=1.0)
+        self.register_buffer("t", torch.zeros(()))
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, margin={self.margin}, scale={self.scale}, "
+            f"t_alpha={self.t_alpha}"
+        )
+
+    @torch.no_grad()
+    def _update_t(self, cos_t: Tensor, valid: Tensor) -> None:
+        """EMA of the mean target cosine over valid rows of all ranks; no host sync."""
+        stats = torch.stack(
+            [torch.where(valid, cos_t, torch.zeros_like(cos_t)).sum(), valid.sum()]
+        ).to(torch.float64)
+        all_reduce_(stats, "sum")
+        mean = stats[0] / stats[1].clamp(min=1.0)
+        new = self.t_alpha * mean + (1.0 - self.t_alpha) * self.t.to(torch.float64)
+        self.t.copy_(torch.where(stats[1] > 0, new, self.t.to(torch.float64)))
+
+    def apply_margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+        """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) norms (unused) -> logits."""
+        valid = (labels >= 0).unsqueeze(1)  # (B, 1)
+        index = labels.clamp(min=0).unsqueeze(1)
+        m, s = self.margin, self.scale
+        with torch.no_grad():
+            cos_t = target_cosine(cos, labels)  # (B, 1), constant: only the mask and t use it
+            if self.training:
+                self._update_t(cos_t, valid)
+            threshold = torch.where(valid, arc_target(cos_t, m, fallback=False), math.inf)
+        modulated = _HardNegatives.apply(cos, threshold, self.t.to(cos.dtype), index)
+        # the target column is left unmodulated above, so margin_logits reads cos θ_y there
+        return margin_logits(modulated, labels, s, lambda c: s * arc_target(c, m))
+
+
+class _HardNegatives(torch.autograd.Function):
+    """out = cos·(t + cos) where cos > threshold (per row) and not the target column, else cos.
+
+    Fused so that forward and backward each make one (B, C) tensor (plus a (B, C) bool mask);
+    the mask is a constant, d out/d cos = t + 2·cos on it and 1 elsewhere.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, cos: Tensor, threshold: Tensor, t: Tensor, index: Tensor
+    ) -> Tensor:
+        hard = cos > threshold  # (B, C) bool
+        hard.scatter_(1, index, False)
+        out = (cos + (t - 1.0)).mul_(cos).mul_(hard).add_(cos)  # cos + hard·(cos·(t + cos) − cos)
+        ctx.save_for_backward(cos, hard, t)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        cos, hard, t = ctx.saved_tensors
+        return (cos * 2.0).add_(t - 1.0).mul_(hard).add_(1.0).mul_(grad), None, None, None

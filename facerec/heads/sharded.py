@@ -1,0 +1,582 @@
+"""Sharded margin head (Partial FC, An et al. 2022; insightface ``partial_fc_v2.py``).
+
+Each of the W ranks holds 1/W of the class centres; embeddings and labels are gathered from all
+ranks; each rank computes the logits of its own classes, and the softmax cross-entropy over all C
+classes is computed across ranks (all-reduce of the row maximum and of the sum of exponentials).
+At sample rate 1.0 the loss and the gradients equal those of the unsharded head (up to float
+rounding); a sample rate ρ < 1 keeps, on each rank, every class centre that is a target in the
+global batch plus random other centres up to ⌊ρ·num_local⌋.
+
+Shard layout of rank r of W (insightface's): ``num_local = C//W + (r < C%W)`` classes starting at
+``class_start = (C//W)·r + min(r, C%W)``; a head with K sub-centres per class holds rows
+``class_start·K .. (class_start + num_local)·K`` of the (C·K, D) matrix.
+
+How it plugs into :class:`~facerec.module.FaceRecognitionModule`:
+
+* ``returns_loss = True``: the module calls ``loss = head(embeddings, labels)`` with its *local*
+  (B, D) embeddings and (B,) labels, and uses the result as the cross-entropy.
+* ``ddp_ignore = ["weight"]``: the module lists ``head.weight`` in
+  ``_ddp_params_and_buffers_to_ignore``, so DDP neither broadcasts the shard at start nor
+  all-reduces its gradient.
+* ``setup_shard()`` (optional; the first forward does it otherwise) lays out this rank's rows once
+  the process group exists, and ``attach_optimizer(opt)`` makes the optimiser's per-row state
+  (SGD momentum, Adam moments) follow the weight into and out of checkpoints.
+
+Gradient scaling. The loss returned on every rank is the *global* mean cross-entropy L over the
+N = Σ_r B_r gathered rows. Rank r back-propagates only through its own shard's logits, so the
+gradient that reaches the gathered embeddings on rank r is partial; the gather's backward sums
+these partials over all ranks (all-reduce) and keeps the local rows, which gives every rank the
+full ∂L/∂x for its own embeddings, and then multiplies them by W. DDP averages the backbone's
+gradients over the W ranks, so the backbone receives exactly ∂L/∂θ, the gradient of the
+global-batch mean loss. The shard weight is outside DDP and its gradient is ∂L/∂W_shard as it is,
+equal to the unsharded head's gradient for those rows. (This is insightface's
+``grad_out *= world_size`` in its AllGather.) Without DDP (W = 1) nothing is scaled.
+
+Checkpoints. ``state_dict()`` holds the *full* (C·K, D) matrix under ``weight``, assembled from
+all ranks (a collective: every rank must call ``state_dict()``, as Lightning's checkpointing does;
+with W > 1 the full matrix is assembled in host memory, never on one GPU), and loading slices this
+rank's rows, so a run resumes on a different number of processes, and a checkpoint loads into a
+single process to export the embedding network. The optimiser state of the shard is gathered and
+sliced the same way by the hooks :meth:`ShardedMarginHead.attach_optimizer` installs; a saved
+state whose rows fit neither layout is dropped with a warning (the momentum restarts at zero).
+
+Initial weights are N(0, 0.01²) as insightface's, drawn in blocks of 65,536 rows, block b from a
+generator seeded with (a seed drawn from torch's global generator at construction) + b, so the
+full matrix is the same whatever the number of processes, and no process ever materialises more
+than its shard. Until the layout is known (a model built before the process group exists, as
+LightningCLI does) ``weight`` is a (0, D) placeholder; :meth:`setup_shard`, the first forward,
+``state_dict()`` or ``load_state_dict()`` replace its data in place (same Parameter object, so an
+optimiser built before still holds it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from facerec import distributed
+from facerec.errors import ConfigError, FacerecError
+from facerec.heads.base import (
+    CosineMarginHead,
+    MarginHead,
+    _check_float,
+    _check_positive_int,
+    compute_dtype,
+    target_cosine,
+)
+
+__all__ = ["MarginFactory", "ShardedMarginHead", "distributed_cross_entropy", "shard_range"]
+
+#: A margin head class (or factory) called as ``margin(embedding_dim, num_classes)``.
+MarginFactory = Callable[[int, int], CosineMarginHead]
+#: Rows per block of the world-size-independent initialisation.
+INIT_BLOCK_ROWS = 65536
+#: Standard deviation of the initial centres (insightface's FC init).
+INIT_STD = 0.01
+
+
+def shard_range(num_classes: int, world: int, rank: int) -> tuple[int, int]:
+    """(class_start, num_local) of rank ``rank`` of ``world`` for ``num_classes`` classes.
+
+    num_local = C//W + (r < C%W); class_start = (C//W)·r + min(r, C%W) (insightface's layout).
+    """
+    base, extra = divmod(num_classes, world)
+    return base * rank + min(rank, extra), base + (1 if rank < extra else 0)
+
+
+def _process_group() -> tuple[int, int]:
+    """(world size, rank) of the default process group; (1, 0) without one."""
+    return distributed.world_size(), distributed.rank()
+
+
+# ----------------------------------------------------------------------------- collectives
+def _gather_sizes(n: int, device: torch.device) -> list[int]:
+    """Every rank's local batch size, in rank order."""
+    if not distributed.is_distributed():
+        return [n]
+    return distributed.all_gather_nograd(torch.tensor([n], device=device)).tolist()
+
+
+def _gather_padded(x: Tensor, sizes: list[int], fill: float | int = 0) -> Tensor:
+    """Concatenate (sizes[r], ...) tensors from all ranks in rank order; no gradient."""
+    if len(sizes) == 1:
+        return x
+    most = max(sizes)
+    if x.shape[0] < most:
+        pad = x.new_full((most - x.shape[0], *x.shape[1:]), fill)
+        x = torch.cat([x, pad])
+    parts = distributed.all_gather_nograd(x).split(most)
+    return torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)])
+
+
+class _GatherSumGrad(torch.autograd.Function):
+    """All-gather rows; backward sums the gradient over ranks, keeps the local rows, times W."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, sizes: list[int]) -> Tensor:
+        ctx.sizes = sizes
+        return _gather_padded(x, sizes)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
+        sizes: list[int] = ctx.sizes
+        world, rank = len(sizes), dist.get_rank()
+        total = grad.contiguous().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        start = sum(sizes[:rank])
+        # ×W: DDP averages the backbone gradients over the W ranks (see the module docstring).
+        return total[start : start + sizes[rank]].mul_(world), None
+
+
+def gather_embeddings(x: Tensor, sizes: list[int]) -> Tensor:
+    """(B_r, D) local rows -> (Σ B_r, D) rows of all ranks in rank order.
+
+    The gradient of rank r's rows is the sum over ranks of the gradients reaching them, times W
+    (for DDP's averaging); identity in a single process.
+    """
+    if len(sizes) == 1:
+        return x
+    return _GatherSumGrad.apply(x, sizes)
+
+
+# ---------------------------------------------------------------------- distributed softmax
+class _DistributedCrossEntropy(torch.autograd.Function):
+    """Mean softmax cross-entropy over classes split across ranks; see distributed_cross_entropy."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, logits: Tensor, labels: Tensor) -> Tensor:
+        n, cols = logits.shape
+        valid = labels >= 0
+        if cols:
+            row_max = logits.amax(dim=1, keepdim=True)
+        else:  # a shard (or sample) with no class: contributes nothing
+            row_max = logits.new_full((n, 1), -math.inf)
+        distributed.all_reduce_(row_max, "max")
+        index = labels.clamp(min=0).unsqueeze(1)
+        target = torch.zeros_like(row_max)
+        if cols:
+            target = torch.where(valid.unsqueeze(1), logits.gather(1, index) - row_max, target)
+        distributed.all_reduce_(target, "sum")  # z_y − max, from the rank holding the target
+        # The logits are only read by this function: turn them into probabilities in place.
+        probs = logits
+        probs.sub_(row_max).exp_()
+        denom = probs.sum(dim=1, keepdim=True)
+        distributed.all_reduce_(denom, "sum")
+        probs.div_(denom)
+        ctx.save_for_backward(probs, index, valid)
+        ctx.consumed = False
+        return (denom.log() - target).mean()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
+        if ctx.consumed:
+            raise FacerecError(
+                "ShardedMarginHead: the distributed cross-entropy was back-propagated twice; "
+                "it reuses its buffer for the gradient, so call backward once per forward."
+            )
+        ctx.consumed = True
+        probs, index, valid = ctx.saved_tensors
+        n = probs.shape[0]
+        if probs.shape[1]:
+            hit = probs.gather(1, index) - valid.unsqueeze(1).to(probs.dtype)
+            probs.scatter_(1, index, hit)
+        probs.mul_(grad / n)
+        return probs, None
+
+
+def distributed_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Softmax cross-entropy whose classes are split over the ranks (Partial FC).
+
+    Args:
+        logits: (N, C_r) float this rank's logits of all N gathered rows; its buffer is reused
+            for the probabilities and then for the gradient, so pass logits nothing else reads.
+        labels: (N,) int64 column of each row's target in ``logits``, or −1 where the target
+            lies on another rank (exactly one rank must hold each row's target).
+
+    Returns:
+        Scalar mean over the N rows of logsumexp_j(z_j) − z_y over all ranks' classes: the
+        same value on every rank. The gradient to ``logits`` is (softmax − one-hot)/N.
+        In a single process it equals ``F.cross_entropy(logits, labels)``.
+    """
+    return _DistributedCrossEntropy.apply(logits, labels)
+
+
+# ---------------------------------------------------------------------------------- the head
+def _build_margin(margin: MarginFactory | Mapping[str, Any] | None, dim: int) -> CosineMarginHead:
+    """Instantiate the margin head with one class; its own ``weight`` is removed."""
+    if margin is None:
+        from facerec.heads.arcface import ArcFaceHead
+
+        margin = ArcFaceHead
+    if isinstance(margin, Mapping):  # {class_path: ..., init_args: {...}} from Python
+        path = str(margin.get("class_path", ""))
+        module_name, _, cls_name = path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), cls_name)
+        except (ImportError, AttributeError, ValueError):
+            raise ConfigError(
+                f"ShardedMarginHead: margin class_path {path!r} is not importable; expected a "
+                "margin head such as facerec.heads.ArcFaceHead."
+            ) from None
+        args = dict(margin.get("init_args") or {})
+        margin = lambda d, c: cls(d, c, **args)  # noqa: E731
+    if not callable(margin):
+        raise ConfigError(
+            f"ShardedMarginHead: margin must be a margin head class or factory, got {margin!r}."
+        )
+    module = margin(dim, 1)
+    if not isinstance(module, CosineMarginHead):
+        raise ConfigError(
+            f"ShardedMarginHead: margin must build a cosine margin head (ArcFace, CosFace, "
+            f"CurricularFace, AdaFace, ...), got {type(module).__name__}, whose logits are not "
+            "a function of the cosines and cannot be sharded."
+        )
+    return module
+
+
+class ShardedMarginHead(MarginHead):
+    """Class centres split over the DDP ranks; returns the global-batch cross-entropy.
+
+    Args:
+        embedding_dim: D.
+        num_classes: C, over all ranks.
+        margin: the margin head whose ``apply_margin`` turns cosines into logits, as a class or a
+            factory called ``margin(D, 1)`` (from YAML: ``class_path`` + ``init_args``); default
+            ArcFace (s = 64, m = 0.5). It is built with a single class and its ``weight`` is
+            removed (not trained, not saved): this head owns the centres. Its running state
+            (CurricularFace t, AdaFace μ and σ, SphereFace's iteration) lives in it as buffers and
+            is saved under ``margin.``. Sub-centre margins (K centres per class) are supported.
+        sample_rate: ρ in (0, 1]; below 1, each training step keeps, per rank, every centre that
+            is a target in the global batch plus random other centres up to ⌊ρ·num_local⌋ (only
+            the targets if they are more). Evaluation mode uses all centres.
+
+    Attributes:
+        weight: (num_local·K, D) float32 this rank's centres ((0, D) until the layout is known).
+        margin: the margin module.
+        last_sample: (S,) int64 sorted shard-local class indices used by the last sampled step
+            (None at sample rate 1 or in evaluation).
+        returns_loss: True: ``forward`` returns the loss, not logits.
+        ddp_ignore: ["weight"]: parameters the module keeps out of DDP.
+
+    Shapes: forward(embeddings (B, D) float, labels (B,) int64 in [0, C)) -> scalar float32 loss
+    (the mean softmax cross-entropy over all ranks' rows, plus the margin's ``regularizer`` of
+    the local rows, e.g. MagFace's, which DDP then averages).
+    """
+
+    returns_loss = True
+    ddp_ignore = ["weight"]  # noqa: RUF012 - read by FaceRecognitionModule.setup
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        margin: MarginFactory | None = None,
+        sample_rate: float = 1.0,
+    ) -> None:
+        nn.Module.__init__(self)  # MarginHead.__init__ would allocate the full (C, D) matrix
+        name = type(self).__name__
+        embedding_dim = _check_positive_int("embedding_dim", embedding_dim, name)
+        num_classes = _check_positive_int("num_classes", num_classes, name)
+        sample_rate = _check_float(
+            "sample_rate", sample_rate, name, low=0.0, high=1.0, low_open=True
+        )
+        self.embedding_dim = embedding_dim
+        self.num_classes = num_classes
+        self.sample_rate = float(sample_rate)
+        self.margin = _build_margin(margin, embedding_dim)
+        self.k = int(self.margin.weight.shape[0])  # centres per class
+        self.margin.register_parameter("weight", None)
+        # CurricularFace re-weights non-target logits by a threshold from the target cosine,
+        # which another rank may hold: it gets the global target cosine (see _margin_logits).
+        from facerec.heads.curricularface import CurricularFaceHead
+
+        self._needs_target_cosine = isinstance(self.margin, CurricularFaceHead)
+        self.init_seed = int(torch.randint(0, 2**62, ()).item())
+        self.weight = nn.Parameter(torch.empty(0, embedding_dim))
+        self._layout: tuple[int, int] | None = None  # (world, rank) of the rows held
+        self.last_sample: Tensor | None = None
+        if distributed.is_distributed():
+            self.setup_shard()
+
+    # ------------------------------------------------------------------------------ layout
+    def extra_repr(self) -> str:
+        start, count = self.shard
+        return (
+            f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}, k={self.k}, "
+            f"sample_rate={self.sample_rate}, shard=[{start}, {start + count})"
+        )
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        """(class_start, num_local) of this rank in the current process group."""
+        world, rank = self._layout or _process_group()
+        return shard_range(self.num_classes, world, rank)
+
+    def _init_rows(self, start: int, stop: int) -> Tensor:
+        """Rows [start, stop) of the initial (C·K, D) matrix, independent of the layout."""
+        d, b = self.embedding_dim, INIT_BLOCK_ROWS
+        out = torch.empty(stop - start, d)
+        for block in range(start // b, (stop - 1) // b + 1 if stop > start else 0):
+            lo, hi = block * b, min((block + 1) * b, self.num_classes * self.k)
+            g = torch.Generator().manual_seed(self.init_seed + block)
+            rows = torch.randn(hi - lo, d, generator=g).mul_(INIT_STD)
+            a, z = max(lo, start), min(hi, stop)
+            out[a - start : z - start] = rows[a - lo : z - lo]
+        return out
+
+    def reset_parameters(self) -> None:
+        """Re-draw this rank's rows of the initial matrix (N(0, 0.01²), layout-independent)."""
+        start, count = self.shard
+        rows = self._init_rows(start * self.k, (start + count) * self.k)
+        self.weight.data = rows.to(device=self.weight.device, dtype=self.weight.dtype)
+
+    def setup_shard(self) -> None:
+        """Hold this rank's rows for the current process group (call once it exists).
+
+        Idempotent. A placeholder becomes the initial rows; a full matrix (from a single
+        process, e.g. loaded from a checkpoint) is sliced. Raises :class:`FacerecError` when the
+        rows of another multi-process layout are held: those cannot be re-split locally.
+        """
+        want = _process_group()
+        if self._layout == want:
+            return
+        world, rank = want
+        start, count = shard_range(self.num_classes, world, rank)
+        if self._layout is None:
+            self._layout = want
+            self.reset_parameters()
+            return
+        if self._layout[0] != 1:
+            raise FacerecError(
+                f"ShardedMarginHead holds the rows of rank {self._layout[1]} of "
+                f"{self._layout[0]} processes but runs as rank {rank} of {world}; save a "
+                "checkpoint and load it in the new process group instead."
+            )
+        rows = self.weight.data[start * self.k : (start + count) * self.k].clone()
+        self.weight.data = rows
+        self._layout = want
+
+    # ----------------------------------------------------------------------------- forward
+    def _sample(self, local: Tensor) -> tuple[Tensor, Tensor]:
+        """Pick the centres of a step: (S,) sorted shard-local classes and remapped labels."""
+        _, num_local = self.shard
+        num_sample = int(self.sample_rate * num_local)
+        valid = local >= 0
+        positive = torch.unique(local[valid], sorted=True)
+        if num_sample >= positive.numel():
+            perm = torch.rand(num_local, device=local.device)
+            perm[positive] = 2.0
+            index = torch.topk(perm, k=num_sample).indices.sort().values
+        else:
+            index = positive
+        remapped = torch.searchsorted(index, local.clamp(min=0))
+        return index, torch.where(valid, remapped, torch.full_like(local, -1))
+
+    def _margin_logits(self, cos: Tensor, local: Tensor, norms: Tensor) -> Tensor:
+        """(N, C') cosines, (N,) shard columns or −1, (N, 1) norms -> (N, C') logits."""
+        if not (self._needs_target_cosine and distributed.is_distributed()):
+            return self.margin.apply_margin(cos, local, norms)
+        # Every rank needs cos θ_y of every row: append it as a column that the rows whose
+        # target is elsewhere point at. Each row is then "valid" on all W ranks, so the running
+        # mean of cos θ_y sums each row W times over W·N rows: the same mean.
+        with torch.no_grad():
+            cos_t = target_cosine(cos, local)
+            distributed.all_reduce_(cos_t, "sum")
+        extended = torch.cat([cos, cos_t], dim=1)
+        labels = torch.where(local >= 0, local, torch.full_like(local, cos.shape[1]))
+        return self.margin.apply_margin(extended, labels, norms)[:, : cos.shape[1]]
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """(B, D) raw local embeddings, (B,) int64 labels in [0, C) -> scalar global loss."""
+        self._check_inputs(embeddings, labels)
+        self.setup_shard()
+        labels = labels.long()
+        if labels.numel() and bool(((labels < 0) | (labels >= self.num_classes)).any()):
+            raise FacerecError(
+                f"ShardedMarginHead: labels must be in [0, {self.num_classes}), got values from "
+                f"{int(labels.min())} to {int(labels.max())}."
+            )
+        start, num_local = self.shard
+        dtype = compute_dtype(embeddings)
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            x_local = embeddings.to(dtype)
+            sizes = _gather_sizes(x_local.shape[0], x_local.device)
+            x = gather_embeddings(x_local, sizes)  # (N, D)
+            y = _gather_padded(labels, sizes, fill=-1)  # (N,)
+            local = y - start
+            local = torch.where((local >= 0) & (local < num_local), local, -1)
+            weight = self.weight
+            self.last_sample = None
+            if self.training and self.sample_rate < 1.0:
+                index, local = self._sample(local)
+                self.last_sample = index
+                rows = (
+                    index
+                    if self.k == 1
+                    else (
+                        index.unsqueeze(1) * self.k + torch.arange(self.k, device=index.device)
+                    ).flatten()
+                )
+                weight = weight[rows]
+            norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+            cos = self.margin._class_cosine(x, weight.to(dtype))
+            # a fresh tensor that only the cross-entropy reads (it is overwritten in place)
+            logits = self._margin_logits(cos, local, norms)
+            loss = distributed_cross_entropy(logits, local)
+            reg = self.margin.regularizer(x_local)
+            if reg is not None:
+                loss = loss + reg
+        return loss
+
+    def regularizer(self, embeddings: Tensor) -> None:
+        """None: the margin's regulariser (MagFace) is already part of :meth:`forward`."""
+        return None
+
+    # ------------------------------------------------------------------------- checkpoints
+    def gather_full(self, rows: Tensor) -> Tensor:
+        """This rank's (num_local·K, ...) rows -> the full (C·K, ...) tensor from all ranks.
+
+        A collective (every rank must call it). In a single process returns ``rows``; otherwise
+        the result is in host memory, built one rank's shard at a time (broadcast), so no device
+        holds more than one shard of extra memory.
+        """
+        world, rank = self._layout or _process_group()
+        if world == 1:
+            return rows
+        if (world, rank) != _process_group():
+            raise FacerecError(
+                "ShardedMarginHead: the process group changed since the shard was laid out; "
+                "cannot gather the class centres."
+            )
+        most = shard_range(self.num_classes, world, 0)[1] * self.k
+        out = torch.empty(self.num_classes * self.k, *rows.shape[1:], dtype=rows.dtype)
+        buf = rows.new_empty(most, *rows.shape[1:])
+        for src in range(world):
+            s_start, s_count = shard_range(self.num_classes, world, src)
+            n = s_count * self.k
+            if src == rank:
+                buf[:n] = rows
+            dist.broadcast(buf, src=src)
+            out[s_start * self.k : s_start * self.k + n] = buf[:n].cpu()
+        return out
+
+    def _local_rows_of(self, full: Tensor) -> Tensor:
+        start, count = self.shard
+        return full[start * self.k : (start + count) * self.k]
+
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        self.setup_shard()
+        destination[prefix + "weight"] = self.gather_full(self.weight.detach())
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Mapping[str, Any],
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        key = prefix + "weight"
+        if key in state_dict:
+            full = state_dict[key]
+            expected = (self.num_classes * self.k, self.embedding_dim)
+            if tuple(full.shape) != expected:
+                error_msgs.append(
+                    f"ShardedMarginHead: {key} has shape {tuple(full.shape)}, expected the full "
+                    f"class-centre matrix {expected} (num_classes·k, embedding_dim)."
+                )
+                return
+            self._layout = _process_group()
+            local = self._local_rows_of(full)
+            self.weight.data = torch.empty_like(
+                local, device=self.weight.device, dtype=self.weight.dtype
+            )
+            state_dict = {**state_dict, key: local}
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    # --------------------------------------------------------------------------- optimiser
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Make ``optimizer``'s state of ``weight`` full-size in its state_dict, sliced on load.
+
+        Installs a state_dict post-hook (gathers the per-row state, e.g. SGD's momentum_buffer,
+        AdamW's exp_avg/exp_avg_sq, into (C·K, D) tensors; a collective, like ``state_dict()``)
+        and a load_state_dict pre-hook (slices this rank's rows; a state whose rows fit neither
+        the full matrix nor this shard is dropped with a warning, so the momentum restarts).
+        Calling it again for the same optimiser does nothing.
+        """
+        if not any(p is self.weight for g in optimizer.param_groups for p in g["params"]):
+            raise FacerecError(
+                "ShardedMarginHead.attach_optimizer: the optimiser does not hold head.weight."
+            )
+        attached = optimizer.__dict__.setdefault("_facerec_sharded_heads", set())
+        if id(self) in attached:  # idempotent
+            return
+        attached.add(id(self))
+        optimizer.register_state_dict_post_hook(self._gather_optimizer_state)
+        optimizer.register_load_state_dict_pre_hook(self._slice_optimizer_state)
+
+    def _state_id(self, optimizer: torch.optim.Optimizer, state_dict: dict) -> Any:
+        """The id under which ``weight`` appears in an optimiser state_dict."""
+        current = [p for g in optimizer.param_groups for p in g["params"]]
+        saved = list(itertools.chain.from_iterable(g["params"] for g in state_dict["param_groups"]))
+        pos = next(i for i, p in enumerate(current) if p is self.weight)
+        return saved[pos] if pos < len(saved) else None
+
+    def _gather_optimizer_state(self, optimizer: torch.optim.Optimizer, state_dict: dict) -> dict:
+        pid = self._state_id(optimizer, state_dict)
+        entry = state_dict["state"].get(pid)
+        if entry is None or (self._layout or (1, 0))[0] == 1:
+            return state_dict
+        rows = self.weight.shape[0]
+        state_dict["state"] = dict(state_dict["state"])
+        state_dict["state"][pid] = {
+            k: self.gather_full(v)
+            if isinstance(v, Tensor) and v.dim() and v.shape[0] == rows
+            else v
+            for k, v in entry.items()
+        }
+        return state_dict
+
+    def _slice_optimizer_state(self, optimizer: torch.optim.Optimizer, state_dict: dict) -> dict:
+        pid = self._state_id(optimizer, state_dict)
+        entry = state_dict["state"].get(pid)
+        if entry is None:
+            return state_dict
+        self.setup_shard()
+        full_rows, rows = self.num_classes * self.k, self.weight.shape[0]
+        state_dict = dict(state_dict)
+        state_dict["state"] = dict(state_dict["state"])
+        new: dict[str, Any] = {}
+        for k, v in entry.items():
+            if not isinstance(v, Tensor) or v.dim() == 0:
+                new[k] = v
+            elif v.shape[0] == full_rows:
+                new[k] = self._local_rows_of(v).clone()
+            elif v.shape[0] == rows and (self._layout or (1, 0))[0] == 1:
+                new[k] = v
+            else:
+                warnings.warn(
+                    f"ShardedMarginHead: optimiser state {k!r} of head.weight has {v.shape[0]} "
+                    f"rows, neither the full {full_rows} nor this shard's {rows}; its state is "
+                    "reset (momentum restarts at zero).",
+                    stacklevel=2,
+                )
+                del state_dict["state"][pid]
+                return state_dict
+        state_dict["state"][pid] = new
+        return state_dict

@@ -1,0 +1,72 @@
+"""Plain softmax classifier and NormFace (Wang et al., 2017) normalised softmax."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from facerec.heads.base import CosineMarginHead, MarginHead, _check_float, compute_dtype
+
+__all__ = ["NormFaceHead", "SoftmaxHead"]
+
+
+class SoftmaxHead(MarginHead):
+    """Plain linear classifier with bias, no normalisation: logits = x·Wᵀ + b.
+
+    Equivalent to ``nn.Linear(embedding_dim, num_classes)``; ``weight`` (C, D) starts N(0, 0.01²)
+    as in insightface and ``bias`` (C,) starts at 0. ``labels`` are accepted for the common
+    interface and ignored.
+
+    Shapes: embeddings (B, D), labels (B,) -> logits (B, C) float32.
+    """
+
+    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+        super().__init__(embedding_dim, num_classes)
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """(B, D) raw embeddings, (B,) labels (unused) -> (B, C) logits."""
+        self._check_inputs(embeddings, labels)
+        dtype = compute_dtype(embeddings)
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            return F.linear(embeddings.to(dtype), self.weight.to(dtype), self.bias.to(dtype))
+
+
+class NormFaceHead(CosineMarginHead):
+    """NormFace: softmax with L2-normalised class weights and no bias; no margin.
+
+    * W-Norm (``feature_norm=False``, default): logit_j = ‖x‖·cos θ_j (= x·ŵ_j); the gradient
+      goes through ‖x‖ and ``scale`` is unused.
+    * F-Norm (``feature_norm=True``): features normalised too, logit_j = s·cos θ_j. NormFace
+      showed a fixed s is needed for the normalised softmax to converge; 30 is our default (the
+      AM-Softmax value), not a number from the NormFace paper, which also learns s.
+
+    Args:
+        embedding_dim: D.
+        num_classes: C.
+        feature_norm: pick F-Norm instead of W-Norm, default False.
+        scale: s for F-Norm, default 30.0.
+
+    Shapes: embeddings (B, D), labels (B,) (unused) -> logits (B, C) float32.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        feature_norm: bool = False,
+        scale: float = 30.0,
+    ) -> None:
+        super().__init__(embedding_dim, num_classes)
+        self.feature_norm = bool(feature_norm)
+        self.scale = _check_float("scale", scale, type(self).__name__, low=0.0, low_open=True)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, feature_norm={self.feature_norm}, scale={self.scale}"
+
+    def apply_margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+        """(B, C') cosines, (B,) labels (unused), (B, 1) ‖x‖ -> (B, C') logits."""
+        if self.feature_norm:
+            return cos * self.scale
+        return cos * norms

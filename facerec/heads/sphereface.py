@@ -1,0 +1,130 @@
+"""SphereFace / A-Softmax (Liu et al., CVPR 2017): multiplicative angular margin with annealing."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from facerec.errors import ConfigError
+from facerec.heads.base import (
+    CosineMarginHead,
+    _check_float,
+    _check_positive_int,
+    margin_logits,
+)
+
+__all__ = ["SphereFaceHead", "chebyshev_cos_multiple", "sphereface_psi"]
+
+
+def chebyshev_cos_multiple(cos_t: Tensor, m: int) -> Tensor:
+    """cos(m·θ) from cos θ by the Chebyshev recurrence T_{n+1} = 2c·T_n − T_{n−1} (any shape).
+
+    For m = 4 this is 8c⁴ − 8c² + 1. Differentiable; exact for |c| <= 1.
+    """
+    prev, cur = torch.ones_like(cos_t), cos_t
+    if m == 0:
+        return prev
+    for _ in range(m - 1):
+        prev, cur = cur, 2.0 * cos_t * cur - prev
+    return cur
+
+
+def sphereface_psi(cos_t: Tensor, m: int) -> Tensor:
+    """ψ(θ) = (−1)^k·cos(mθ) − 2k with k = ⌊θ·m/π⌋ ∈ {0..m−1}, from cos θ (any shape).
+
+    k counts the thresholds cos(jπ/m), j = 1..m−1, that cos θ lies at or below, which equals
+    ⌊θ·m/π⌋ without an arccos (θ = π gives k = m − 1, the paper's last interval). k carries no
+    gradient (it is piecewise constant); ψ is continuous and decreasing on [0, π].
+    """
+    k = torch.zeros_like(cos_t)
+    for j in range(1, m):
+        k = k + (cos_t <= math.cos(j * math.pi / m)).to(cos_t.dtype)
+    sign = 1.0 - 2.0 * torch.remainder(k, 2.0)  # (−1)^k
+    return sign * chebyshev_cos_multiple(cos_t, m) - 2.0 * k
+
+
+class SphereFaceHead(CosineMarginHead):
+    """A-Softmax head with the annealed target of the released Caffe code.
+
+    Target logit ‖x‖·(λ·cos θ_y + ψ(θ_y))/(1 + λ), other logits ‖x‖·cos θ_j, where
+    ψ(θ) = (−1)^k·cos(mθ) − 2k, k = ⌊θm/π⌋ and
+    λ = max(lambda_min, base·(1 + gamma·iteration)^(−power)). ``iteration`` is a buffer (saved
+    in the state_dict) read before and incremented once by each training-mode call of
+    :meth:`apply_margin`, so the first step uses λ = base. With ``base = lambda_min = 0`` the
+    target is ‖x‖·ψ(θ_y), pytorch-metric-learning's SphereFaceLoss (which has no λ).
+
+    ``feature_norm=True`` gives the F-Norm variant: ‖x‖ is replaced by the fixed scale s
+    everywhere (normalised features). In the default W-Norm form the gradient flows through ‖x‖.
+
+    Args:
+        embedding_dim: D.
+        num_classes: C.
+        margin: integer m >= 1, default 4.
+        base: λ at iteration 0, default 1000.0.
+        gamma: default 0.12.
+        power: default 1.0.
+        lambda_min: floor of λ, default 5.0.
+        feature_norm: default False.
+        scale: s for the F-Norm variant, default 64.0 (unused otherwise).
+
+    Shapes: embeddings (B, D), labels (B,) int64 -> logits (B, C) float32.
+    """
+
+    iteration: Tensor
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        margin: int = 4,
+        base: float = 1000.0,
+        gamma: float = 0.12,
+        power: float = 1.0,
+        lambda_min: float = 5.0,
+        feature_norm: bool = False,
+        scale: float = 64.0,
+    ) -> None:
+        super().__init__(embedding_dim, num_classes)
+        name = type(self).__name__
+        if isinstance(margin, float) and margin.is_integer():
+            margin = int(margin)
+        self.margin = _check_positive_int("margin", margin, name)
+        if self.margin > 16:
+            raise ConfigError(f"{name}: margin must be an integer in [1, 16], got {margin!r}.")
+        self.base = _check_float("base", base, name, low=0.0)
+        self.gamma = _check_float("gamma", gamma, name, low=0.0)
+        self.power = _check_float("power", power, name, low=0.0)
+        self.lambda_min = _check_float("lambda_min", lambda_min, name, low=0.0)
+        self.feature_norm = bool(feature_norm)
+        self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.int64))
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, margin={self.margin}, base={self.base}, "
+            f"gamma={self.gamma}, power={self.power}, lambda_min={self.lambda_min}, "
+            f"feature_norm={self.feature_norm}"
+        )
+
+    def current_lambda(self) -> Tensor:
+        """λ for the current ``iteration``: a 0-d float64 tensor on the buffer's device."""
+        it = self.iteration.to(torch.float64)
+        lam = self.base * torch.pow(1.0 + self.gamma * it, -self.power)
+        return torch.clamp(lam, min=self.lambda_min)
+
+    def apply_margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+        """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) ‖x‖ -> (B, C') logits."""
+        lam = self.current_lambda().to(cos.dtype)
+        if self.training:
+            self.iteration += 1
+        m = self.margin
+
+        def mixed(c: Tensor) -> Tensor:
+            return (lam * c + sphereface_psi(c, m)) / (1.0 + lam)
+
+        if self.feature_norm:
+            s = self.scale
+            return margin_logits(cos, labels, s, lambda c: s * mixed(c))
+        return margin_logits(cos, labels, norms, lambda c, n: n * mixed(c), norms)

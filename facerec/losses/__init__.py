@@ -1,0 +1,25 @@
+"""Losses: metric-learning losses (triplet, contrastive) on embeddings, and CenterLoss.
+
+All take ``(embeddings (B, D), labels (B,))`` and return a scalar, so they can be used alone or
+added to a margin head's loss. ``CenterLoss`` lives in :mod:`facerec.losses.center` and is imported
+on first access.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from facerec.losses.base import MetricLoss, scale_gradient
+from facerec.losses.contrastive import ContrastiveLoss
+from facerec.losses.triplet import TripletLoss
+
+__all__ = ["CenterLoss", "ContrastiveLoss", "MetricLoss", "TripletLoss", "scale_gradient"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: facerec.losses.center is another module's; importing this package must not need it.
+    if name == "CenterLoss":
+        from facerec.losses.center import CenterLoss
+
+        return CenterLoss
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,94 @@
+"""Contrastive loss (Hadsell, Chopra & LeCun 2006) over every pair of the (gathered) batch.
+
+With Y = 0 for a similar pair (same label) and Y = 1 for a dissimilar one, and D the distance:
+L = (1 − Y)·½·max(0, D − m₊)² + Y·½·max(0, m − D)². With ``pos_margin`` m₊ = 0 (the default) the
+similar term is the paper's ½·D². The loss is the mean over all B·(B − 1)/2 unordered pairs i < j
+of the batch, the zero terms included (the paper sums over pairs; the mean keeps the scale
+independent of B). In a P×K batch most pairs are dissimilar (a share (B − K)/(B − 1)).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from facerec.errors import ConfigError
+from facerec.losses.base import MetricLoss
+from facerec.mining import Distance, check_distance, pairwise_distances
+
+
+class ContrastiveLoss(MetricLoss):
+    """Hadsell et al.'s contrastive loss, averaged over all pairs of the batch.
+
+    Args:
+        margin: m, dissimilar pairs closer than m are pushed apart (> 0).
+        pos_margin: m₊ ≥ 0, similar pairs closer than m₊ are left alone (0: the paper's ½·D²).
+        distance: ``"euclidean"`` (the paper's), ``"squared_euclidean"`` or ``"cosine"``.
+        normalize: L2-normalise the embeddings first.
+        gather: under DDP, use every pair of the global batch (see :mod:`facerec.losses.base`).
+
+    ``forward(embeddings (B, D), labels (B,)) -> scalar``. :attr:`stats` after a forward:
+    ``active_fraction`` (share of the pairs with a non-zero term), ``mean_d_pos``,
+    ``mean_d_neg`` (mean distance of the similar / dissimilar pairs), ``num_pairs``,
+    ``num_pos_pairs``.
+    """
+
+    def __init__(
+        self,
+        margin: float = 1.0,
+        pos_margin: float = 0.0,
+        distance: Distance = "euclidean",
+        normalize: bool = True,
+        gather: bool = True,
+    ) -> None:
+        super().__init__(gather=gather)
+        check_distance(distance)
+        if margin <= 0:
+            raise ConfigError(f"contrastive margin must be > 0, got {margin}")
+        if pos_margin < 0 or pos_margin >= margin:
+            raise ConfigError(
+                f"contrastive pos_margin must be in [0, margin={margin}), got {pos_margin}"
+            )
+        self.margin = float(margin)
+        self.pos_margin = float(pos_margin)
+        self.distance = distance
+        self.normalize = normalize
+
+    def compute(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Loss and stats on the whole batch ``embeddings`` (N, D), ``labels`` (N,)."""
+        if self.normalize:
+            embeddings = F.normalize(embeddings, dim=1)
+        n = embeddings.shape[0]
+        dist = pairwise_distances(embeddings, distance=self.distance)  # (N, N)
+        upper = torch.ones(n, n, dtype=torch.bool, device=dist.device).triu_(diagonal=1)
+        same = labels.unsqueeze(0) == labels.unsqueeze(1)
+        pos, neg = same & upper, ~same & upper
+        terms = torch.where(
+            same,
+            0.5 * F.relu(dist - self.pos_margin) ** 2,
+            0.5 * F.relu(self.margin - dist) ** 2,
+        )  # (N, N)
+        num_pairs = upper.sum()
+        if n < 2:
+            loss = dist.sum() * 0.0
+        else:
+            loss = terms[upper].sum() / num_pairs
+        with torch.no_grad():
+            d = dist.detach()
+            num_pos, num_neg = pos.sum(), neg.sum()
+            stats = {
+                "active_fraction": ((terms.detach() > 0) & upper).sum()
+                / num_pairs.clamp_min(1).to(d.dtype),
+                "mean_d_pos": (d * pos).sum() / num_pos.clamp_min(1).to(d.dtype),
+                "mean_d_neg": (d * neg).sum() / num_neg.clamp_min(1).to(d.dtype),
+                "num_pairs": num_pairs,
+                "num_pos_pairs": num_pos,
+            }
+        return loss, stats
+
+    def extra_repr(self) -> str:
+        return (
+            f"margin={self.margin}, pos_margin={self.pos_margin}, distance={self.distance!r}, "
+            f"normalize={self.normalize}, gather={self.gather}"
+        )

@@ -1,0 +1,337 @@
+"""Online triplet mining on a (B, B) distance matrix, vectorised, in O(B²) memory.
+
+Notation: ``dist`` is a (B, B) distance matrix (smaller = more similar, see
+:mod:`facerec.mining.distances`), ``labels`` (B,) integer identities. A *valid triplet* (a, p, n)
+has a ≠ p, y_a = y_p and y_n ≠ y_a. d_ap = dist[a, p], d_an = dist[a, n], α = margin.
+
+Per-triplet loss ("term"):
+
+* hinge (default): [d_ap − d_an + α]₊; the triplet is *active* when d_ap − d_an + α > 0;
+* soft margin (Hermans et al. 2017): log(1 + exp(d_ap − d_an)), α is not used; the triplet is
+  *active* when d_ap > d_an.
+
+Strategies (exact definitions; :mod:`facerec.mining.reference` spells each out as a plain loop):
+
+* **batch-all** (Hermans et al.): every valid triplet. Loss = sum of the terms over active
+  triplets / number of active triplets (hinge; 0 when none is active), or the mean of the terms
+  over all valid triplets (soft margin, where every term is positive).
+* **batch-hard** (Hermans et al.): one triplet per anchor that has at least one positive and one
+  negative: the hardest positive p = argmax_{p} d_ap and the hardest negative n = argmin_{n} d_an.
+  Loss = mean of the terms over those anchors.
+* **semi-hard** (FaceNet, as TensorFlow's ``triplet_semihard_loss`` implements it): one triplet per
+  anchor-positive pair (a, p) whose anchor has at least one negative. The negative is the one with
+  the smallest d_an among negatives with d_an > d_ap (strictly), i.e. the hardest negative beyond
+  the positive: when it lies in FaceNet's band d_ap < d_an < d_ap + α the triplet has a loss, when
+  it is beyond the band the pair is already satisfied (term 0). When no negative has d_an > d_ap
+  (every negative is harder than the positive), the fallback is used: ``"largest"`` (TensorFlow's
+  ``negatives_inside``, the default) takes the negative with the *largest* d_an, i.e. the least
+  hard one; ``"smallest"`` takes the hardest negative (smallest d_an). Loss = mean of the terms over
+  all the pairs, zero terms included (as TensorFlow divides by the number of positive pairs).
+
+Ties are broken towards the lowest index (``argmax``/``argmin`` return the first extremum).
+
+Memory: the (B, B, B) triplet cube is never built. Batch-all and semi-hard walk over the anchors
+in chunks; for each anchor only its positives are expanded: a padded table of the (at most
+P_max = largest identity count − 1) positives per anchor gives (chunk, P_max, B) slices of
+"d_ap − d_an" over all candidate negatives, with chunk·P_max·B ≤ ``max_chunk_elements``. In a
+P×K batch P_max = K − 1, so the work is O(B²·K) and the memory O(B² + max_chunk_elements).
+Batch-all does that work without autograd
+and differentiates analytically: the gradient of its loss with respect to ``dist`` is a (B, B)
+weight matrix W (for the hinge, W[a, p] = #active triplets (a, p, ·)/N and W[a, n] = −#active
+triplets (a, ·, n)/N), attached to the value by a small autograd function (the equivalent of
+``value + Σ W ⊙ (dist − dist.detach())``). Its value and first derivative are exact; second
+derivatives through it are not supported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from facerec.errors import ConfigError, FacerecError
+
+Mining = Literal["batch_hard", "batch_all", "semi_hard"]
+MININGS: tuple[str, ...] = ("batch_hard", "batch_all", "semi_hard")
+Fallback = Literal["largest", "smallest"]
+DEFAULT_CHUNK_ELEMENTS = 1 << 22  # 4 Mi elements: 16 MiB per float32 temporary
+
+
+class Triplets(NamedTuple):
+    """Index triplets into the batch, each (T,) int64."""
+
+    anchor: Tensor
+    positive: Tensor
+    negative: Tensor
+
+
+@dataclass
+class TripletLossResult:
+    """A mined triplet loss and its statistics (scalars; all but ``loss`` carry no gradient).
+
+    ``num_triplets`` is the number of triplets the loss is defined over (batch-all: every valid
+    triplet; batch-hard: anchors with a positive and a negative; semi-hard: anchor-positive pairs
+    with a negative); ``num_active`` how many of them are active; ``mean_d_ap``/``mean_d_an`` the
+    mean anchor-positive/anchor-negative distance over those triplets (0 when there are none).
+    """
+
+    loss: Tensor
+    num_triplets: Tensor
+    num_active: Tensor
+    mean_d_ap: Tensor
+    mean_d_an: Tensor
+
+    def stats(self) -> dict[str, Tensor]:
+        """Detached scalars: active_fraction, mean_d_ap, mean_d_an, num_valid_triplets."""
+        n = self.num_triplets.to(self.mean_d_ap.dtype)
+        return {
+            "active_fraction": (self.num_active.to(n.dtype) / n.clamp_min(1)).detach(),
+            "mean_d_ap": self.mean_d_ap.detach(),
+            "mean_d_an": self.mean_d_an.detach(),
+            "num_valid_triplets": self.num_triplets.detach(),
+        }
+
+
+def check_mining(mining: str) -> None:
+    """Raise :class:`ConfigError` unless ``mining`` is one of :data:`MININGS`."""
+    if mining not in MININGS:
+        raise ConfigError(
+            f"unknown triplet mining {mining!r}; expected one of {', '.join(map(repr, MININGS))}"
+        )
+
+
+def _check_inputs(dist: Tensor, labels: Tensor) -> None:
+    if dist.ndim != 2 or dist.shape[0] != dist.shape[1]:
+        raise FacerecError(f"distance matrix must be square (B, B), got shape {tuple(dist.shape)}")
+    if labels.ndim != 1 or labels.shape[0] != dist.shape[0]:
+        raise FacerecError(
+            f"labels must be (B,) = ({dist.shape[0]},) to match the distance matrix, "
+            f"got shape {tuple(labels.shape)}"
+        )
+
+
+def label_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
+    """(positive, negative) boolean masks (B, B): same label off the diagonal; different label."""
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
+    return same & ~eye, ~same
+
+
+def positives_table(pos: Tensor) -> tuple[Tensor, Tensor]:
+    """Each anchor's positives as a padded table, from the (B, B) positive mask.
+
+    Returns ``index`` (B, P_max) int64, the positives of each row in ascending order, padded with
+    the anchor's own index, and ``valid`` (B, P_max) bool marking the real entries. Reading the
+    valid entries row by row gives the anchor-positive pairs in row-major order.
+    """
+    b = pos.shape[0]
+    a_idx, p_idx = torch.nonzero(pos, as_tuple=True)  # row-major: rows ascending
+    counts = pos.sum(dim=1)
+    p_max = int(counts.max()) if b else 0
+    column = torch.arange(a_idx.shape[0], device=pos.device) - (counts.cumsum(0) - counts)[a_idx]
+    index = torch.arange(b, device=pos.device).unsqueeze(1).repeat(1, p_max)
+    index[a_idx, column] = p_idx
+    valid = torch.zeros(b, p_max, dtype=torch.bool, device=pos.device)
+    valid[a_idx, column] = True
+    return index, valid
+
+
+def _anchor_chunk(batch: int, p_max: int, max_chunk_elements: int) -> int:
+    """Anchors per chunk so that a (chunk, p_max, batch) temporary stays within the bound."""
+    return max(1, max_chunk_elements // max(batch * p_max, 1))
+
+
+def batch_hard(dist: Tensor, labels: Tensor) -> Triplets:
+    """Batch-hard triplets: per anchor (with a positive and a negative) the hardest of each.
+
+    ``dist`` (B, B), ``labels`` (B,). Returns :class:`Triplets` of length T ≤ B, anchors ascending.
+    """
+    _check_inputs(dist, labels)
+    with torch.no_grad():
+        pos, neg = label_masks(labels)
+        d = dist.detach()
+        hardest_pos = d.masked_fill(~pos, float("-inf")).argmax(dim=1)
+        hardest_neg = d.masked_fill(~neg, float("inf")).argmin(dim=1)
+        anchors = torch.nonzero(pos.any(dim=1) & neg.any(dim=1)).squeeze(1)
+        return Triplets(anchors, hardest_pos[anchors], hardest_neg[anchors])
+
+
+def semi_hard(
+    dist: Tensor,
+    labels: Tensor,
+    fallback: Fallback = "largest",
+    max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+) -> Triplets:
+    """FaceNet/TensorFlow semi-hard triplets: one per anchor-positive pair (see the module doc).
+
+    ``dist`` (B, B), ``labels`` (B,). Returns :class:`Triplets` of length T = number of
+    anchor-positive pairs whose anchor has a negative, in row-major (anchor, positive) order.
+    """
+    _check_inputs(dist, labels)
+    if fallback not in ("largest", "smallest"):
+        raise ConfigError(
+            f"unknown semi-hard fallback {fallback!r}; expected 'largest' or 'smallest'"
+        )
+    with torch.no_grad():
+        pos, neg = label_masks(labels)
+        d = dist.detach()
+        pos_index, pos_valid = positives_table(pos)  # (B, P)
+        pos_valid &= neg.any(dim=1, keepdim=True)  # the anchor needs a negative
+        if fallback == "largest":
+            fallback_neg = d.masked_fill(~neg, float("-inf")).argmax(dim=1)  # (B,)
+        else:
+            fallback_neg = d.masked_fill(~neg, float("inf")).argmin(dim=1)
+        neg_index = torch.zeros_like(pos_index)  # (B, P)
+        d_neg = d.masked_fill(~neg, float("inf"))  # (B, B): only negatives are finite
+        b, p_max = pos_index.shape
+        step = _anchor_chunk(b, p_max, max_chunk_elements)
+        for s in range(0, b if p_max else 0, step):
+            d_an = d_neg[s : s + step].unsqueeze(1)  # (c, 1, B)
+            d_ap = d[s : s + step].gather(1, pos_index[s : s + step]).unsqueeze(2)  # (c, P, 1)
+            # nearest negative with d_an > d_ap; +inf where there is none
+            nearest, nearest_idx = torch.where(d_an > d_ap, d_an, float("inf")).min(dim=2)
+            neg_index[s : s + step] = torch.where(
+                nearest < float("inf"), nearest_idx, fallback_neg[s : s + step].unsqueeze(1)
+            )
+        anchors = torch.arange(b, device=d.device).unsqueeze(1).expand(b, p_max)
+        return Triplets(anchors[pos_valid], pos_index[pos_valid], neg_index[pos_valid])
+
+
+def _terms(d_ap: Tensor, d_an: Tensor, margin: float, soft_margin: bool) -> tuple[Tensor, Tensor]:
+    """Per-triplet loss terms and active mask (any matching shapes)."""
+    if soft_margin:
+        x = d_ap - d_an
+        return F.softplus(x), x > 0
+    x = d_ap - d_an + margin
+    return F.relu(x), x > 0
+
+
+def triplet_loss_from_triplets(
+    dist: Tensor, triplets: Triplets, margin: float, soft_margin: bool = False
+) -> TripletLossResult:
+    """Mean of the per-triplet terms over ``triplets`` (0, still attached to ``dist``, if none).
+
+    Differentiable with respect to ``dist`` (B, B).
+    """
+    a, p, n = triplets
+    d_ap, d_an = dist[a, p], dist[a, n]  # (T,)
+    terms, active = _terms(d_ap, d_an, margin, soft_margin)
+    count = torch.tensor(a.shape[0], device=dist.device)
+    if a.shape[0] == 0:
+        zero = dist.sum() * 0.0
+        return TripletLossResult(zero, count, count.clone(), zero.detach(), zero.detach())
+    return TripletLossResult(
+        loss=terms.mean(),
+        num_triplets=count,
+        num_active=active.sum(),
+        mean_d_ap=d_ap.detach().mean(),
+        mean_d_an=d_an.detach().mean(),
+    )
+
+
+def batch_all(
+    dist: Tensor,
+    labels: Tensor,
+    margin: float,
+    soft_margin: bool = False,
+    max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+) -> TripletLossResult:
+    """Batch-all triplet loss over every valid triplet, computed in chunks of anchors.
+
+    ``dist`` (B, B), ``labels`` (B,). Hinge: mean over active triplets (0 if none); soft margin:
+    mean over all valid triplets. The gradient with respect to ``dist`` is exact (analytic
+    (B, B) weights, see the module doc); memory O(B² + max_chunk_elements).
+    """
+    _check_inputs(dist, labels)
+    device = dist.device
+    acc = torch.float64 if device.type != "mps" else torch.float32
+    with torch.no_grad():
+        pos, neg = label_masks(labels)
+        d = dist.detach()
+        if d.dtype in (torch.float16, torch.bfloat16):
+            d = d.float()  # sums and comparisons in at least float32
+        pos_index, pos_valid = positives_table(pos)  # (B, P)
+        n_pos = pos_valid.sum(dim=1)  # (B,)
+        n_neg = neg.sum(dim=1)  # (B,)
+        # Invalid combinations become -inf (d_ap = -inf on padding, d_an = +inf on non-negatives),
+        # so their hinge, softplus and sigmoid are all exactly 0 without a (c, P, B) mask.
+        d_neg = d.masked_fill(~neg, float("inf"))  # (B, B)
+        d_pos = d.gather(1, pos_index).masked_fill(~pos_valid, float("-inf"))  # (B, P)
+        if not soft_margin:
+            d_pos = d_pos + margin
+        weights = torch.zeros_like(d)  # d loss_sum / d dist, before normalisation
+        total = torch.zeros((), dtype=acc, device=device)
+        n_active = torch.zeros((), dtype=torch.long, device=device)
+        b, p_max = pos_index.shape
+        step = _anchor_chunk(b, p_max, max_chunk_elements)
+        for s in range(0, b if p_max else 0, step):
+            rows = slice(s, s + step)
+            x = d_pos[rows].unsqueeze(2) - d_neg[rows].unsqueeze(1)  # (c, P, B): d_ap (+α) - d_an
+            if soft_margin:
+                total += F.softplus(x).sum().to(acc)
+                grad = torch.sigmoid(x)  # d softplus(x)/dx
+                n_active += (x > 0).sum()
+            else:
+                grad = (x > 0).to(d.dtype)  # d [x]+/dx
+                total += x.clamp_min_(0).sum().to(acc)
+                n_active += grad.sum().to(torch.long)
+            # d term/d d_ap = grad, d term/d d_an = -grad; the padding scatters 0 on the diagonal
+            row = -grad.sum(dim=1)  # (c, B), non-zero on negatives only
+            row.scatter_add_(1, pos_index[rows], grad.sum(dim=2))
+            weights[rows] = row
+        n_valid = (n_pos * n_neg).sum()
+        # mean d_ap over valid triplets weights each pair by its anchor's negatives, and so on
+        sum_ap = ((d * pos).sum(dim=1).to(acc) * n_neg).sum()
+        sum_an = ((d * neg).sum(dim=1).to(acc) * n_pos).sum()
+        norm = n_valid if soft_margin else n_active
+        safe_norm = norm.clamp_min(1).to(acc)
+        value = (total / safe_norm).to(dist.dtype)
+        w = (weights / safe_norm.to(weights.dtype)).to(dist.dtype)
+        mean_ap = (sum_ap / n_valid.clamp_min(1).to(acc)).to(dist.dtype)
+        mean_an = (sum_an / n_valid.clamp_min(1).to(acc)).to(dist.dtype)
+    loss = _ValueWithGradient.apply(dist, value, w)
+    return TripletLossResult(loss, n_valid, n_active, mean_ap, mean_an)
+
+
+class _ValueWithGradient(torch.autograd.Function):
+    """Returns ``value`` (a constant scalar); its gradient with respect to ``dist`` is ``weights``.
+
+    Equivalent to ``value + Σ weights ⊙ (dist − dist.detach())`` without any (B, B) work forward.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, dist: Tensor, value: Tensor, weights: Tensor
+    ) -> Tensor:
+        ctx.save_for_backward(weights)
+        return value.clone()
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor, None, None]:
+        (weights,) = ctx.saved_tensors
+        return grad * weights, None, None
+
+
+def mined_triplet_loss(
+    dist: Tensor,
+    labels: Tensor,
+    mining: Mining = "batch_hard",
+    margin: float = 0.2,
+    soft_margin: bool = False,
+    semi_hard_fallback: Fallback = "largest",
+    max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+) -> TripletLossResult:
+    """Triplet loss of ``mining`` on ``dist`` (B, B) and ``labels`` (B,); see the module doc."""
+    check_mining(mining)
+    if mining == "batch_all":
+        return batch_all(dist, labels, margin, soft_margin, max_chunk_elements)
+    if mining == "batch_hard":
+        triplets = batch_hard(dist, labels)
+    else:
+        triplets = semi_hard(dist, labels, semi_hard_fallback, max_chunk_elements)
+    return triplet_loss_from_triplets(dist, triplets, margin, soft_margin)

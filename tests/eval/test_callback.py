@@ -1,0 +1,107 @@
+"""VerificationCallback in a real (tiny) Lightning fit: metrics logged, checkpoints selected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from facerec.errors import ConfigError
+from facerec.eval.benchmarks import write_bin
+from facerec.eval.callback import VerificationCallback
+
+
+class Tiny(pl.LightningModule):
+    def __init__(self, with_val: bool = False) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(
+            nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten()
+        )
+        self.preprocess = {"input_size": [16, 16], "resize_mode": "resize"}
+        self.with_val = with_val
+
+    def training_step(self, batch, batch_idx):
+        assert self.backbone.training  # the callback gives back train mode
+        return self.backbone(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self.backbone(batch[0]).pow(2).mean())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def loader():
+    return DataLoader(TensorDataset(torch.randn(16, 3, 16, 16)), batch_size=4)
+
+
+@pytest.fixture
+def bench_file(tmp_path):
+    rng = np.random.default_rng(0)
+    bins = []
+    for _ in range(40):
+        img = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+        bins.append(cv2.imencode(".png", img)[1].tobytes())
+    path = tmp_path / "tiny.bin"
+    write_bin(path, bins, [i % 2 == 0 for i in range(20)])
+    return path
+
+
+def trainer(tmp_path, callbacks, **kw):
+    return pl.Trainer(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        **kw,
+    )
+
+
+def test_every_n_steps_logs_and_selects_checkpoints(tmp_path, bench_file):
+    cb = VerificationCallback([str(bench_file)], every_n_steps=2, batch_size=8, fars=(1e-4, 1e-1))
+    ckpt = ModelCheckpoint(
+        dirpath=tmp_path / "ckpt", monitor="val/tiny/acc", mode="max", every_n_train_steps=2
+    )
+    model = Tiny()
+    tr = trainer(tmp_path, [cb, ckpt], max_steps=4)
+    tr.fit(model, loader())
+    keys = {"val/tiny/acc", "val/tiny/tar@far=1e-4", "val/tiny/tar@far=1e-1"}
+    assert keys <= set(tr.callback_metrics)
+    assert set(cb.last_metrics) == keys
+    assert all(0.0 <= v <= 1.0 for v in cb.last_metrics.values())
+    # evaluated at steps 2 and 4; the checkpoint kept is the one with the best accuracy
+    assert [step for step, _ in cb.history] == [2, 4]
+    best = max(m["val/tiny/acc"] for _, m in cb.history)
+    assert float(ckpt.best_model_score) == pytest.approx(best)
+    assert Path(ckpt.best_model_path).is_file()
+    # compute() on the final weights reproduces the last logged numbers
+    assert cb.compute(model) == pytest.approx(cb.last_metrics)
+
+
+def test_epoch_mode_with_and_without_validation(tmp_path, bench_file):
+    cb = VerificationCallback([str(bench_file)], batch_size=8)
+    tr = trainer(tmp_path, [cb], max_epochs=1, num_sanity_val_steps=0)
+    tr.fit(Tiny(), loader())
+    assert "val/tiny/acc" in tr.callback_metrics
+    cb2 = VerificationCallback([str(bench_file)], batch_size=8)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "c2", monitor="val/tiny/tar@far=1e-4", mode="max")
+    tr = trainer(tmp_path, [cb2, ckpt], max_epochs=1, num_sanity_val_steps=0)
+    tr.fit(Tiny(with_val=True), loader(), loader())
+    assert "val/tiny/acc" in tr.callback_metrics and "val/loss" in tr.callback_metrics
+    assert ckpt.best_model_score is not None
+
+
+def test_bad_arguments():
+    with pytest.raises(ConfigError, match="every_n_steps"):
+        VerificationCallback(["x.bin"], every_n_steps=0)
+    with pytest.raises(ConfigError, match="at least one"):
+        VerificationCallback([])

@@ -1,0 +1,124 @@
+"""Shared fixtures: one small trained checkpoint and its ONNX exports, made once per session."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+INPUT = 64
+DIM = 64
+NUM_CLASSES = 10
+
+
+def make_checkpoint(path: Path) -> Path:
+    """Fit IResNet-18 (width 0.25, 64x64, D=64) + ArcFace for one step; save a checkpoint."""
+    import pytorch_lightning as pl
+
+    from facerec.data.datamodule import FaceDataModule, SyntheticOptions
+    from facerec.module import FaceRecognitionModule
+
+    pl.seed_everything(0, verbose=False)
+    module = FaceRecognitionModule.from_config(
+        backbone={
+            "class_path": "facerec.models.IResNet",
+            "init_args": {
+                "depth": 18,
+                "width": 0.25,
+                "embedding_dim": DIM,
+                "input_size": [INPUT, INPUT],
+            },
+        },
+        head={"class_path": "facerec.heads.ArcFaceHead"},
+        num_classes=NUM_CLASSES,
+    )
+    dm = FaceDataModule(
+        image_size=(INPUT, INPUT),
+        synthetic=SyntheticOptions(identities=NUM_CLASSES, images_per_identity=4),
+        val_identities=0,
+        batch_size=8,
+        num_workers=0,
+    )
+    trainer = pl.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=str(path.parent),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, dm)
+    trainer.save_checkpoint(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("export")
+
+
+@pytest.fixture(scope="session")
+def ckpt(export_dir: Path) -> Path:
+    """A real facerec checkpoint (one training step)."""
+    return make_checkpoint(export_dir / "model.ckpt")
+
+
+@pytest.fixture(scope="session")
+def plain_onnx(ckpt: Path, export_dir: Path) -> Path:
+    """``facerec export`` of ``ckpt`` with default options (float32 NCHW input, raw output)."""
+    from facerec.cli import main
+
+    out = export_dir / "plain.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def baked_onnx(ckpt: Path, export_dir: Path) -> Path:
+    """``facerec export --bake-normalization`` of ``ckpt`` (uint8 NHWC input, raw output)."""
+    from facerec.cli import main
+
+    out = export_dir / "baked.onnx"
+    assert (
+        main(["export", "--checkpoint", str(ckpt), "--out", str(out), "--bake-normalization"]) == 0
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def faces() -> np.ndarray:
+    """Nine synthetic faces (RGB uint8, 64x64) of distinct identities."""
+    from facerec.export.onnx import synthetic_face_batch
+
+    return synthetic_face_batch(9, (INPUT, INPUT), seed=3)
+
+
+@pytest.fixture(scope="session")
+def image_folder(export_dir: Path, faces: np.ndarray) -> Path:
+    """A folder tree of face images at mixed sizes and formats: b/, a.png, c.jpg, b/x.png, ..."""
+    root = export_dir / "images"
+    (root / "b").mkdir(parents=True)
+    names = ["c.png", "a.png", "b/z.png", "b/x.bmp", "d.jpg"]
+    for name, img in zip(names, faces, strict=False):
+        if name.endswith(".bmp"):
+            img = cv2.resize(img, (96, 96))  # not at the input size: resized by the embedder
+        cv2.imwrite(str(root / name), np.ascontiguousarray(img[:, :, ::-1]))
+    (root / "notes.txt").write_text("not an image, ignored by extension")
+    return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_torch_trace_logs() -> None:
+    """torch.export logs every traced op at DEBUG to ``torch.__trace``; pytest's log capture
+    would format them all (slow). Keep that logger off."""
+    import logging
+
+    logging.getLogger("torch.__trace").setLevel(logging.WARNING)

@@ -1,0 +1,116 @@
+"""``facerec embed`` and ``facerec eval --onnx``: output shape and order, options, parity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facerec.cli import main
+from facerec.data.image import fit_to_size, read_image
+from facerec.export.onnx import OnnxEmbedder
+
+DIM = 64
+FOLDER_ORDER = ["a.png", "b/x.bmp", "b/z.png", "c.png", "d.jpg"]  # sorted paths, recursive
+
+
+def _embed(args: list[str], capsys) -> tuple[int, str]:
+    rc = main(["embed", "--no-progress", *args])
+    return rc, capsys.readouterr().err
+
+
+def _reference(emb: OnnxEmbedder, paths: list[Path], flip: bool = False) -> np.ndarray:
+    """One image at a time, straight through the embedder."""
+    rows = []
+    for p in paths:
+        img = fit_to_size(read_image(p), emb.input_size, emb.resize_mode)[None]
+        e = emb(img)
+        if flip:
+            e = e + emb(np.ascontiguousarray(img[:, :, ::-1]))
+        rows.append(e[0])
+    return np.stack(rows)
+
+
+def test_embed_folder_and_file_shape_and_order(
+    plain_onnx: Path, image_folder: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "emb.npy"
+    extra = image_folder / "c.png"  # a file after the folder: kept in command-line order
+    rc, err = _embed(
+        ["--onnx", str(plain_onnx), str(image_folder), str(extra), "--out", str(out)], capsys
+    )
+    assert rc == 0, err
+    emb = np.load(out)
+    listed = (tmp_path / "emb.txt").read_text().splitlines()
+    expected = [image_folder / n for n in FOLDER_ORDER] + [extra]
+    assert listed == [str(p) for p in expected]
+    assert emb.shape == (len(expected), DIM) and emb.dtype == np.float32
+    ref = _reference(OnnxEmbedder(plain_onnx), expected)
+    np.testing.assert_allclose(emb, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    np.testing.assert_array_equal(emb[3], emb[-1])  # the same file twice, the same row
+    assert not np.allclose(emb[0], emb[1])  # rows are not all the same face
+
+
+def test_embed_checkpoint_equals_onnx_with_flip_normalize_and_small_batches(
+    ckpt: Path, plain_onnx: Path, image_folder: Path, tmp_path: Path, capsys
+) -> None:
+    a, b = tmp_path / "ckpt.npy", tmp_path / "onnx.npy"
+    lst = tmp_path / "files.list"
+    common = [str(image_folder), "--flip", "--normalize"]
+    rc, err = _embed(
+        ["--checkpoint", str(ckpt), *common, "--out", str(a), "--batch-size", "2"], capsys
+    )
+    assert rc == 0, err
+    rc, err = _embed(
+        ["--onnx", str(plain_onnx), *common, "--out", str(b), "--list", str(lst)], capsys
+    )
+    assert rc == 0, err
+    ea, eb = np.load(a), np.load(b)
+    assert ea.shape == eb.shape == (len(FOLDER_ORDER), DIM)
+    np.testing.assert_allclose(np.linalg.norm(eb, axis=1), 1.0, rtol=1e-5)
+    assert (ea * eb).sum(1).min() >= 0.9999  # unit rows: the cosine
+    assert (tmp_path / "ckpt.txt").read_text() == lst.read_text()
+    assert not (tmp_path / "onnx.txt").exists()
+    # flip-sum then L2, as documented
+    paths = [image_folder / n for n in FOLDER_ORDER]
+    ref = _reference(OnnxEmbedder(plain_onnx), paths, flip=True)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(eb, ref, atol=1e-5)
+
+
+def test_embed_baked_model_equals_plain(
+    plain_onnx: Path, baked_onnx: Path, image_folder: Path, tmp_path: Path, capsys
+) -> None:
+    outs = []
+    for k, model in enumerate((plain_onnx, baked_onnx)):
+        out = tmp_path / f"{k}.npy"
+        rc, err = _embed(["--onnx", str(model), str(image_folder), "--out", str(out)], capsys)
+        assert rc == 0, err
+        outs.append(np.load(out))
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-4, atol=1e-4 * np.abs(outs[0]).max())
+
+
+def test_eval_onnx_matches_checkpoint_numbers(
+    ckpt: Path, plain_onnx: Path, baked_onnx: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "eval"
+    argv = ["eval", "--checkpoint", str(ckpt), "--onnx", str(plain_onnx), "--onnx"]
+    argv += [str(baked_onnx), "--synthetic", "--synthetic-pairs", "60"]
+    argv += ["--device", "cpu", "--workers", "1", "--out", str(out)]
+    rc = main(argv)
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    models = json.loads((out / "results.json").read_text())["models"]
+    kinds = {m["kind"] for m in models.values()}
+    assert kinds == {"checkpoint", "onnx"} and len(models) == 3
+    reps = {name: m["verification"]["synthetic"] for name, m in models.items()}
+    ref = next(r for n, r in reps.items() if models[n]["kind"] == "checkpoint")
+    for name, rep in reps.items():
+        assert models[name]["input_size"] == [64, 64]
+        assert rep["num_pairs"] == ref["num_pairs"] == 60
+        # the same embeddings up to float rounding: at most one pair may change side
+        assert abs(rep["accuracy_mean"] - ref["accuracy_mean"]) <= 1 / 60 + 1e-9, name
+        assert rep["auc"] == pytest.approx(ref["auc"], abs=2e-3), name
+        assert rep["eer"] == pytest.approx(ref["eer"], abs=1 / 30 + 1e-9), name
