@@ -99,8 +99,8 @@ def test_quickstart_fits_loss_falls_and_checkpoint_reloads(tmp_path, capsys):
     assert len(losses) >= 20
     assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4, losses
 
-    ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    assert ckpt.exists()
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    assert ckpt.exists(), sorted(tmp_path.rglob("*.ckpt"))
     m = FaceRecognitionModule.load_from_checkpoint(ckpt).eval()
     meta = torch.load(ckpt, weights_only=False)["facerec"]
     assert meta["class_names"][:2] == ["id_00000", "id_00001"] and len(meta["class_names"]) == 16

@@ -19,7 +19,8 @@ def test_lr_schedule_warmup_then_decay():
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert f[10] == pytest.approx(1.0)
     assert f[55] == pytest.approx((1 - 45 / 90) ** 2)
-    assert all(a >= b for a, b in itertools.pairwise(f))
+    assert all(a < b for a, b in itertools.pairwise(f[:10]))  # warm-up rises
+    assert all(a >= b for a, b in itertools.pairwise(f[9:]))  # then decays
     c = lr_factor(55, 100, 10, "cosine")
     assert c == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
     assert lr_factor(99, 100, 10, "constant") == 1.0

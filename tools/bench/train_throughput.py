@@ -21,19 +21,31 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from facerec.module import FaceRecognitionModule
 
-PRECISION = {"32": ("32-true", None), "bf16": ("bf16-mixed", torch.bfloat16),
-             "16": ("16-mixed", torch.float16)}
+PRECISION = {
+    "32": ("32-true", None),
+    "bf16": ("bf16-mixed", torch.bfloat16),
+    "16": ("16-mixed", torch.float16),
+}
 
 
 def make_module(args: argparse.Namespace) -> FaceRecognitionModule:
     torch.manual_seed(0)
     return FaceRecognitionModule.from_config(
-        backbone={"class_path": "facerec.models.IResNet",
-                  "init_args": {"depth": args.depth, "width": args.width,
-                                "input_size": [args.size, args.size]}},
+        backbone={
+            "class_path": "facerec.models.IResNet",
+            "init_args": {
+                "depth": args.depth,
+                "width": args.width,
+                "input_size": [args.size, args.size],
+            },
+        },
         head={"class_path": f"facerec.heads.{args.head}"},
-        num_classes=args.classes, lr=0.01, lr_reference_batch=None, warmup_epochs=0.0,
-        lr_schedule="constant", channels_last=args.channels_last,
+        num_classes=args.classes,
+        lr=0.01,
+        lr_reference_batch=None,
+        warmup_epochs=0.0,
+        lr_schedule="constant",
+        channels_last=args.channels_last,
     )
 
 
@@ -67,10 +79,17 @@ def run_lightning(args: argparse.Namespace) -> float:
     module = make_module(args)
     timer = Timer(args.warmup)
     trainer = pl.Trainer(
-        accelerator=args.device, devices=1, precision=PRECISION[args.precision][0],
-        max_steps=args.warmup + args.steps, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
-        num_sanity_val_steps=0, limit_val_batches=0,
+        accelerator=args.device,
+        devices=1,
+        precision=PRECISION[args.precision][0],
+        max_steps=args.warmup + args.steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
     )
     trainer.fit(module, train_dataloaders=loader(args, args.warmup + args.steps))
     return args.steps * args.batch / (timer.end - timer.start)
@@ -124,13 +143,18 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     plain = run_plain(args)
     light = run_lightning(args)
-    machine = (torch.cuda.get_device_name() if args.device == "cuda"
-               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    print(f"| backbone | head | batch | precision | plain img/s | facerec (Lightning) img/s "
-          f"| Lightning / plain | machine |\n|---|---|---|---|---|---|---|---|\n"
-          f"| IResNet-{args.depth} w{args.width} {args.size}px | {args.head} C={args.classes} "
-          f"| {args.batch} | {args.precision} | {plain:.1f} | {light:.1f} | {light / plain:.3f} "
-          f"| {machine} |")
+    machine = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"| backbone | head | batch | precision | plain img/s | facerec (Lightning) img/s "
+        f"| Lightning / plain | machine |\n|---|---|---|---|---|---|---|---|\n"
+        f"| IResNet-{args.depth} w{args.width} {args.size}px | {args.head} C={args.classes} "
+        f"| {args.batch} | {args.precision} | {plain:.1f} | {light:.1f} | {light / plain:.3f} "
+        f"| {machine} |"
+    )
 
 
 if __name__ == "__main__":
