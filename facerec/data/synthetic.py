@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -875,6 +876,30 @@ def write_synthetic_folder(
     return out
 
 
+def write_contact_sheet(
+    path: str | os.PathLike[str],
+    num_identities: int,
+    images_per_identity: int,
+    size: int = 112,
+    seed: int = 0,
+) -> Path:
+    """Draw a grid image (PNG or JPEG by the suffix of ``path``), one row per identity and
+    one column per image, written atomically."""
+    faces = SyntheticFaces(num_identities, images_per_identity, size=size, seed=seed)
+    rows = [
+        np.concatenate([faces.render(i, j) for j in range(images_per_identity)], axis=1)
+        for i in range(num_identities)
+    ]
+    path = Path(path)
+    ext = path.suffix.lower() if path.suffix.lower() in (".png", ".jpg", ".jpeg") else ".png"
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover
+        raise ConfigError("OpenCV could not encode the contact sheet")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+    return path
+
+
 def _positive_int(name: str, minimum: int = 1):
     def parse(text: str) -> int:
         try:
@@ -895,7 +920,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Write a procedurally generated face data set as an image-folder tree "
         "(OUT/id_00000/0000.png, ...).",
     )
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", type=Path, help="output folder")
+    parser.add_argument(
+        "--grid",
+        type=Path,
+        metavar="IMAGE",
+        help="instead of a folder, write one .png/.jpg image (row: identity, column: image)",
+    )
     parser.add_argument("--identities", required=True, type=_positive_int("--identities"))
     parser.add_argument(
         "--images-per-identity", required=True, type=_positive_int("--images-per-identity")
@@ -904,6 +935,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", default=0, type=_positive_int("--seed", 0))
     parser.add_argument("--ext", default=".png", choices=[".png", ".jpg", ".bmp"])
     args = parser.parse_args(argv)
+    if (args.out is None) == (args.grid is None):
+        parser.error("give exactly one of --out DIR or --grid IMAGE")
+    if args.grid is not None:
+        sheet = write_contact_sheet(
+            args.grid, args.identities, args.images_per_identity, args.size, args.seed
+        )
+        print(f"wrote {args.identities}x{args.images_per_identity} contact sheet to {sheet}")
+        return 0
     try:
         out = write_synthetic_folder(
             args.out, args.identities, args.images_per_identity, args.size, args.seed, args.ext

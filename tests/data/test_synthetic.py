@@ -172,3 +172,15 @@ def test_main_unwritable_output(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("facerec synth: error:") and str(blocker) in err
     assert err.count("\n") == 1  # one line, no traceback
+
+
+def test_main_contact_sheet(tmp_path, capsys) -> None:
+    sheet = tmp_path / "grid.png"
+    argv = ["--grid", str(sheet), "--identities", "2", "--images-per-identity", "3", "--size", "32"]
+    assert main(argv) == 0
+    img = read_image(sheet)
+    assert img.shape == (2 * 32, 3 * 32, 3)
+    faces = SyntheticFaces(2, 3, size=32, seed=0)
+    assert np.array_equal(img[32:, 64:], faces.render(1, 2))  # row = identity, column = image
+    with pytest.raises(SystemExit):
+        main([*argv, "--out", str(tmp_path / "both")])
