@@ -32,9 +32,9 @@ HELP = """usage: facerec <command> [options]
 Face-recognition training and evaluation.
 
 training (LightningCLI; `facerec fit --help` for every option):
-  fit        train a model:  facerec fit --config configs/quickstart.yaml
-  validate   run held-out verification of a checkpoint (--ckpt_path)
-  test       same as validate on the test split
+  fit           train a model:  facerec fit --config configs/quickstart.yaml
+  validate      run held-out verification of a checkpoint (--ckpt_path)
+  test          same as validate on the test split
 
 tools:
 {tools}
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``facerec`` console script and ``python -m facerec``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        tools = "\n".join(f"  {k:<10} {v[1]}" for k, v in TOOL_COMMANDS.items())
+        tools = "\n".join(f"  {k:<13} {v[1]}" for k, v in TOOL_COMMANDS.items())
         print(HELP.format(tools=tools))
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
