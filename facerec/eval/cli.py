@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="FAISS index: flat (exact, default), ivf or hnsw",
     )
     o = p.add_argument_group("run")
-    o.add_argument("--batch-size", type=int, default=128)
+    o.add_argument("--batch-size", type=int, default=128, help="images per forward (default 128)")
     o.add_argument("--no-flip", action="store_true", help="skip the flip test")
     o.add_argument(
         "--resize-mode",

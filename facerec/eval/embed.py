@@ -133,43 +133,23 @@ def load_checkpoint_embedder(
     batch_size: int = 256,
     resize_mode: ResizeMode | None = None,
 ) -> TorchEmbedder:
-    """A facerec Lightning checkpoint as a :class:`TorchEmbedder` of its ``backbone``.
+    """A facerec Lightning checkpoint as a :class:`TorchEmbedder` of its embedding network.
 
-    The input size, resize mode, channel order and mean/std come from the module's
-    ``preprocess`` dict (``hparams`` as fallback); ``resize_mode`` overrides the saved mode.
+    Loaded by :func:`facerec.export.checkpoint.load_facerec_checkpoint` (the one loader of
+    ``facerec eval``, ``facerec export`` and ``facerec embed``); the input size, resize mode,
+    channel order and mean/std come from the checkpoint's stored preprocessing;
+    ``resize_mode`` overrides the saved mode.
 
     Raises:
         DataError: the file is missing or is not a facerec checkpoint.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: checkpoint not found; expected a .ckpt written by facerec fit")
-    try:
-        from facerec.module import FaceRecognitionModule
-    except ImportError as e:
-        raise FacerecError(
-            f"cannot load checkpoints: facerec.module is not importable ({e})"
-        ) from e
-    try:
-        module = FaceRecognitionModule.load_from_checkpoint(str(p), map_location="cpu")
-    except FacerecError:
-        raise
-    except Exception as e:
-        msg = str(e).splitlines()[0][:200] if str(e) else ""
-        raise DataError(
-            f"{p}: not a facerec checkpoint ({type(e).__name__}: {msg}); expected a .ckpt "
-            "written by facerec fit"
-        ) from None
-    backbone = getattr(module, "backbone", None)
-    if not isinstance(backbone, nn.Module):
-        raise DataError(f"{p}: the checkpoint's module has no backbone; expected a facerec model")
-    pre = _preprocess_of(module)
-    size = pre.get("input_size", (112, 112))
-    if isinstance(size, int):
-        size = (size, size)
+    from facerec.export.checkpoint import load_facerec_checkpoint
+
+    loaded = load_facerec_checkpoint(path)
+    pre = loaded.preprocess
     return TorchEmbedder(
-        backbone.to(device),
-        input_size=(int(size[0]), int(size[1])),
+        loaded.backbone.to(device),
+        input_size=loaded.input_size,
         device=device,
         batch_size=batch_size,
         resize_mode=resize_mode or pre.get("resize_mode", "resize"),

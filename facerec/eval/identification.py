@@ -243,15 +243,22 @@ def dir_at_far(
         mated_top1_correct: (M,) bool, rank-1 identity is the true one.
         nonmated_top1_scores: (U,) top-1 score of each non-mated search (U >= 1).
     """
+    raw_neg = np.asarray(nonmated_top1_scores)
+    # the threshold is made in the scores' own precision (float32 from FAISS), so that it
+    # separates the same scores whether it is applied in float32 or in float64
+    dtype = raw_neg.dtype if raw_neg.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     ms = np.asarray(mated_top1_scores, np.float64)
     mc = np.asarray(mated_top1_correct, bool)
-    neg = np.sort(np.asarray(nonmated_top1_scores, np.float64))[::-1]
+    neg = np.sort(raw_neg.astype(np.float64))[::-1]
     if neg.size == 0:
         raise DataError("open-set DIR needs non-mated searches; expected distractor images")
     out = []
     for far in fars:
         allowed = math.floor(far * neg.size + 1e-9)
-        thr = -np.inf if allowed >= neg.size else float(np.nextafter(neg[allowed], np.inf))
+        if allowed >= neg.size:
+            thr = -np.inf
+        else:
+            thr = float(np.nextafter(dtype.type(neg[allowed]), dtype.type(np.inf)))
         if math.isinf(thr):
             thr = float(min(neg.min(), ms.min() if ms.size else neg.min()))
         rate = float(np.mean(mc & (ms >= thr))) if ms.size else float("nan")

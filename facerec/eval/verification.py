@@ -297,6 +297,8 @@ def tar_at_far(
     ``floor(far * n_impostors)`` impostors.
     """
     s, y = _check(scores, issame)
+    raw = np.asarray(scores)
+    dtype = raw.dtype if raw.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     fpr, tpr, thr = roc(s, y)
     n_neg = int((~y).sum())
     out = []
@@ -304,8 +306,9 @@ def tar_at_far(
         ok = np.nonzero(fpr <= far + 1e-15)[0]
         i = int(ok[-1])  # fpr non-decreasing, tpr too: the last admissible point is the best
         t = float(thr[i])
-        if math.isinf(t):  # nothing accepted: report the threshold just above the top score
-            t = float(np.nextafter(s.max(), np.inf))
+        if math.isinf(t):  # nothing accepted: the threshold just above the top score, in the
+            # scores' own precision (so float32 scores compare the same way)
+            t = float(np.nextafter(dtype.type(s.max()), dtype.type(np.inf)))
         out.append(
             TarAtFar(
                 far=float(far),

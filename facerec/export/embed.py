@@ -60,18 +60,6 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for but CUDA is not available; use cpu")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise ConfigError(f"device {device!r} is not known; expected auto, cpu, cuda or cuda:N")
-    return device
-
-
 def load_embedder(
     checkpoint: str | None,
     onnx: str | None,
@@ -91,23 +79,10 @@ def load_embedder(
         from .onnx import OnnxEmbedder
 
         return OnnxEmbedder(onnx, device=device, batch_size=batch_size, resize_mode=resize_mode)
-    from facerec.eval.embed import TorchEmbedder
+    from facerec.eval.embed import load_checkpoint_embedder, resolve_device
 
-    from .checkpoint import load_facerec_checkpoint
-
-    dev = _resolve_device(device)
-    loaded = load_facerec_checkpoint(checkpoint)  # type: ignore[arg-type]
-    pre = loaded.preprocess
-    return TorchEmbedder(
-        loaded.backbone.to(dev),
-        input_size=loaded.input_size,
-        device=dev,
-        batch_size=batch_size,
-        resize_mode=resize_mode or pre.get("resize_mode", "resize"),
-        mean=pre.get("mean", 127.5),
-        std=pre.get("std", 127.5),
-        channel_order=str(pre.get("channel_order", "RGB")),
-    )
+    dev = resolve_device(device)
+    return load_checkpoint_embedder(checkpoint, dev, batch_size, resize_mode)  # type: ignore[arg-type]
 
 
 def embed_files(

@@ -105,3 +105,34 @@ def test_bad_arguments():
         VerificationCallback(["x.bin"], every_n_steps=0)
     with pytest.raises(ConfigError, match="at least one"):
         VerificationCallback([])
+
+
+def test_callback_in_facerec_fit_logs_and_selects_the_checkpoint(fit_run) -> None:
+    """Configured under ``trainer.callbacks`` of a ``facerec fit`` YAML (see conftest), the
+    callback logs val/synthetic/acc and tar@far every step, and ``checkpoint.monitor:
+    val/synthetic/acc`` keeps the best-scoring step."""
+    import csv
+
+    rows = list(csv.DictReader(fit_run.metrics_csv.open()))
+    acc_key, tar_key = "val/synthetic/acc", "val/synthetic/tar@far=1e-4"
+    assert acc_key in rows[0] and tar_key in rows[0], list(rows[0])
+    logged = {int(r["step"]): float(r[acc_key]) for r in rows if r.get(acc_key)}
+    tars = [float(r[tar_key]) for r in rows if r.get(tar_key)]
+    assert len(logged) == 3 and len(tars) == 3  # every_n_steps: 1, max_steps: 3
+    assert all(0.0 <= v <= 1.0 for v in [*logged.values(), *tars])
+    # 20 impostor pairs: FAR 1e-4 is not resolvable, FAR 0.1 is
+    assert "val/synthetic/tar@far=1e-1" in rows[0]
+    ckpt = torch.load(fit_run.checkpoint, map_location="cpu", weights_only=False)
+    states = [s for k, s in ckpt["callbacks"].items() if s.get("monitor") == acc_key]
+    assert len(states) == 1, list(ckpt["callbacks"])
+    state = states[0]
+    assert float(state["best_model_score"]) == pytest.approx(max(logged.values()), abs=1e-6)
+    best = Path(state["best_model_path"])
+    assert best.is_file() and best.name.startswith("step") and "synacc" in best.name
+    # the callback's own state is not needed to reload: the best checkpoint evaluates the same
+    cb = VerificationCallback(["synthetic:40"], batch_size=64, num_workers=1, fars=(1e-4,))
+    from facerec.module import FaceRecognitionModule
+
+    module = FaceRecognitionModule.load_from_checkpoint(str(best), map_location="cpu")
+    got = cb.compute(module)[acc_key]
+    assert got == pytest.approx(float(state["best_model_score"]), abs=1e-6)

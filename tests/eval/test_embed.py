@@ -102,7 +102,7 @@ def test_load_checkpoint_embedder_errors(tmp_path):
         E.load_checkpoint_embedder(tmp_path / "nope.ckpt")
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(DataError, match="not a facerec checkpoint"):
+    with pytest.raises(DataError, match="not a PyTorch checkpoint"):
         E.load_checkpoint_embedder(bad)
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, other)

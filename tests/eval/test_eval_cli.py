@@ -17,31 +17,6 @@ from facerec.eval.benchmarks import write_bin
 from facerec.eval.cli import main as eval_main
 from facerec.eval.report import JSON_KEYS_DOC
 
-FIT_CONFIG = """\
-seed_everything: 0
-trainer:
-  accelerator: cpu
-  devices: 1
-  max_steps: 2
-  max_epochs: 1
-  precision: 32-true
-  num_sanity_val_steps: 0
-  enable_progress_bar: false
-  enable_model_summary: false
-model:
-  backbone:
-    class_path: facerec.models.IResNet
-    init_args: {depth: 18, width: 0.25, embedding_dim: 32, input_size: [32, 32]}
-  lr_reference_batch: null
-data:
-  image_size: [32, 32]
-  batch_size: 16
-  num_workers: 0
-  synthetic: {identities: 12, images_per_identity: 4}
-  val_identities: 4
-  val_pairs: 20
-"""
-
 
 def bgr(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
@@ -94,17 +69,10 @@ def make_data(root: Path) -> dict[str, Path]:
     return {"bin": root / "mini.bin", "pairs": root / "pairs.txt", "lfw": lfw}
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """Train 2 steps with `facerec fit` on synthetic faces; return the checkpoint."""
-    root = tmp_path_factory.mktemp("fit")
-    cfg = root / "fit.yaml"
-    cfg.write_text(FIT_CONFIG)
-    rc = facerec_main(["fit", "--config", str(cfg), "--trainer.default_root_dir", str(root)])
-    assert rc == 0
-    ckpts = sorted(root.rglob("*.ckpt"))
-    assert ckpts, "facerec fit wrote no checkpoint"
-    return ckpts[-1]
+@pytest.fixture
+def checkpoint(fit_run) -> Path:
+    """The checkpoint of the session's `facerec fit` run (tests/eval/conftest.py)."""
+    return fit_run.checkpoint
 
 
 def test_facerec_eval_end_to_end(tmp_path, checkpoint, capsys):

@@ -110,3 +110,98 @@ def test_identify_closed_and_open_set():
     # a gallery with fewer identities than rank 10 still reports a full-length CMC
     r = identify(gallery[:6], g_lab[:6], probes[:3], p_lab[:3], max_rank=10)
     assert r.cmc.shape == (10,) and r.rank10 == 1.0 and r.dir_at_far == []
+
+
+def slow_identification(gallery, g_lab, probes, p_lab, distractors, max_rank, fars):
+    """Closed-set CMC and open-set DIR@FPIR from their definitions, one probe at a time."""
+    ids = sorted(set(g_lab.tolist()))
+    queries = list(zip(probes, p_lab, strict=True)) + [(d, -1) for d in distractors]
+    ranks, mated_top, nonmated_top = [], [], []
+    for q, truth in queries:
+        # an identity's score is its best gallery image
+        per_id = {
+            i: max(float(q @ g) for g, lab in zip(gallery, g_lab, strict=True) if lab == i)
+            for i in ids
+        }
+        order = sorted(per_id, key=lambda i: -per_id[i])
+        top_id, top_score = order[0], per_id[order[0]]
+        if truth in per_id:
+            ranks.append(order.index(truth) + 1)
+            mated_top.append((top_score, top_id == truth))
+        else:
+            nonmated_top.append(top_score)
+    curve = np.array([np.mean([r <= k for r in ranks]) for k in range(1, max_rank + 1)])
+    dirs = []
+    for far in fars:
+        # the lowest threshold (among all top scores, or above them all) with FPIR <= far
+        candidates = sorted({s for s, _ in mated_top} | set(nonmated_top) | {np.inf})
+        ok = [t for t in candidates if np.mean([s >= t for s in nonmated_top]) <= far]
+        t = min(ok)
+        dirs.append(np.mean([c and s >= t for s, c in mated_top]))
+    return curve, dirs
+
+
+def test_identify_equals_a_slow_reference_on_noisy_data():
+    rng = np.random.default_rng(7)
+    n_ids, d = 30, 16
+    centres = unit(rng.normal(size=(n_ids, d)))
+    g_lab = np.r_[np.arange(n_ids), np.arange(0, n_ids, 2), np.arange(0, n_ids, 3)]  # 1-3 each
+    gallery = unit(centres[g_lab] + 0.2 * rng.normal(size=(g_lab.size, d)))
+    p_lab = np.r_[np.arange(n_ids), np.arange(n_ids), [-1] * 6]  # noisy: ranks spread out
+    probe_src = np.r_[centres, centres, unit(rng.normal(size=(6, d)))]
+    probes = unit(probe_src + 0.2 * rng.normal(size=probe_src.shape))
+    distractors = unit(rng.normal(size=(34, d)))
+    fars = (0.3, 0.1, 0.05)
+    r = identify(gallery, g_lab, probes, p_lab, distractors, fars=fars, chunk_size=7)
+    ref_cmc, ref_dir = slow_identification(gallery, g_lab, probes, p_lab, distractors, 10, fars)
+    np.testing.assert_allclose(r.cmc, ref_cmc)
+    assert 0.2 < r.rank1 < 0.95 and r.rank10 > r.rank1  # the case is not trivial
+    assert r.num_mated == 60 and r.num_nonmated == 40
+    np.testing.assert_allclose([x.dir for x in r.dir_at_far], ref_dir)
+    assert all(x.resolvable for x in r.dir_at_far)
+    for x in r.dir_at_far:
+        assert x.achieved_far <= x.far
+        assert np.mean(r.nonmated_top1_scores >= x.threshold) == pytest.approx(x.achieved_far)
+
+
+class SpyIndex:
+    """A FAISS index that records how many queries each search call got."""
+
+    def __init__(self, index) -> None:
+        self.index, self.calls = index, []
+        self.ntotal = index.ntotal
+
+    def search(self, q, k):
+        self.calls.append(q.shape[0])
+        return self.index.search(q, k)
+
+
+def test_chunked_search_memory_is_bounded():
+    rng = np.random.default_rng(3)
+    gallery = unit(rng.normal(size=(2000, 32)))
+    queries = unit(rng.normal(size=(300, 32)))
+    ref_s, ref_i = brute(gallery, queries, 5)
+    # FAISS: never more than chunk_size queries (a (chunk, k) result) per call
+    spy = SpyIndex(build_index(gallery, "flat", use_gpu=False))
+    s, i = faiss_search(spy, queries, 5, chunk_size=64)
+    assert max(spy.calls) <= 64 and sum(spy.calls) == 300
+    np.testing.assert_array_equal(i, ref_i)
+    # torch: every similarity block stays within max_elements, whatever the sizes
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    sizes: list[int] = []
+
+    class RecordMatmul(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func in (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__):
+                sizes.append(out.numel())
+            return out
+
+    with RecordMatmul():
+        ts, ti = torch_search(gallery, queries, 5, chunk_size=50, max_elements=50 * 300)
+    assert sizes and max(sizes) <= 50 * 300
+    assert len(sizes) == 6 * 7  # 6 query chunks x 7 gallery chunks of at most 300 rows
+    np.testing.assert_array_equal(ti, ref_i)
+    np.testing.assert_allclose(ts, ref_s, atol=1e-5)

@@ -184,6 +184,11 @@ def test_tar_at_far_matches_brute_force_and_flags_unresolvable():
     # unresolvable: the threshold sits above every impostor score
     assert res[-1].threshold > scores[~issame].max()
     assert res[-1].achieved_far == 0.0
+    # float32 scores: the calibrated thresholds hold when applied in float32 too
+    s32 = scores.astype(np.float32)
+    for r in tar_at_far(s32, issame, (1e-1, 1e-4)):
+        assert np.mean(s32[~issame] >= r.threshold) == pytest.approx(r.achieved_far)
+        assert np.mean(s32[issame] >= r.threshold) == pytest.approx(r.tar)
 
 
 def test_report_has_every_number_and_strict_json_values():

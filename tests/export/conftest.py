@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -122,3 +123,15 @@ def _quiet_torch_trace_logs() -> None:
     import logging
 
     logging.getLogger("torch.__trace").setLevel(logging.WARNING)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> Iterator[None]:
+    """Single-threaded torch: the tiny models here gain nothing from threads, and on a shared,
+    oversubscribed CI machine OpenMP threads spin-wait for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -114,3 +114,18 @@ def test_eval_onnx_matches_checkpoint_numbers(
         assert abs(rep["accuracy_mean"] - ref["accuracy_mean"]) <= 1 / 60 + 1e-9, name
         assert rep["auc"] == pytest.approx(ref["auc"], abs=2e-3), name
         assert rep["eer"] == pytest.approx(ref["eer"], abs=1 / 30 + 1e-9), name
+
+
+def test_onnx_and_checkpoint_scores_agree_pair_by_pair(
+    ckpt: Path, plain_onnx: Path, baked_onnx: Path
+) -> None:
+    """What `facerec eval` scores, pair by pair: the ONNX files give the checkpoint's cosines."""
+    from facerec.eval.benchmarks import synthetic_pairs
+    from facerec.eval.embed import load_checkpoint_embedder, load_onnx_embedder, score_benchmark
+
+    bench = synthetic_pairs(num_identities=20, images_per_identity=3, num_pairs=40, size=80)
+    ref = score_benchmark(load_checkpoint_embedder(ckpt), bench.images, bench.pairs, 16)
+    assert ref.std() > 1e-3  # the scores differ from pair to pair
+    for model in (plain_onnx, baked_onnx):
+        got = score_benchmark(load_onnx_embedder(model), bench.images, bench.pairs, 16)
+        np.testing.assert_allclose(got, ref, atol=1e-5)

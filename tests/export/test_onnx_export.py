@@ -29,7 +29,10 @@ BACKBONES = {
     "iresnet50": lambda: IResNet(50, width=0.125, embedding_dim=32, input_size=(32, 32)),
     "iresnet100": lambda: IResNet(100, width=0.125, embedding_dim=32, input_size=(32, 32)),
     "resnet18": lambda: TorchvisionResNet("resnet18", embedding_dim=32, input_size=(32, 32)),
-    "resnet50": lambda: TorchvisionResNet("resnet50", embedding_dim=32, input_size=(32, 48)),
+    # torchvision's own 7x7/2 + max-pool stem here (no width option: keep the compute small)
+    "resnet50": lambda: TorchvisionResNet(
+        "resnet50", embedding_dim=32, input_size=(32, 64), face_stem=False
+    ),
 }
 
 

@@ -7,6 +7,7 @@ network only (decoding and normalisation excluded). Prints a markdown table.
 
     python tools/bench/embed.py                       # IResNet-18/50, batch 1 and 64, 112x112
     python tools/bench/embed.py --depths 18 --batch-sizes 1 8 --no-compile --seconds 1
+    python tools/bench/embed.py --quick               # smoke run
 """
 
 from __future__ import annotations
@@ -129,7 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="for both runtimes")
     p.add_argument("--seconds", type=float, default=3.0, help="minimum timed seconds per cell")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: IResNet-18 only, batch 1 and 8, 0.3 s per cell (not the benchmark)",
+    )
     args = p.parse_args(argv)
+    if args.quick:
+        args.depths, args.batch_sizes, args.seconds = [18], [1, 8], 0.3
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     rows = []

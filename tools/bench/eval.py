@@ -24,6 +24,7 @@ Example::
 
     python tools/bench/eval.py                                   # everything, defaults
     python tools/bench/eval.py --parts search --gallery-sizes 100000 --device cpu
+    python tools/bench/eval.py --quick                           # smoke run, small sizes
 """
 
 from __future__ import annotations
@@ -246,7 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, help="torch and FAISS CPU threads (default: theirs)")
     p.add_argument("--json", metavar="FILE")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run at small sizes (1,000 probes, galleries of 10,000 and 50,000, "
+        "128 images through IResNet-18); the numbers are not the benchmark's",
+    )
     args = p.parse_args(argv)  # fmt: skip
+    if args.quick:
+        args.probes, args.gallery_sizes = 1000, [10_000, 50_000]
+        args.images, args.model, args.batch_size = 128, "iresnet18", 32
     import faiss
 
     if args.threads:
