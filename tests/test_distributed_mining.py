@@ -152,3 +152,103 @@ def test_two_process_gathered_losses_match_the_single_process_global_batch(
             for key, value in loss_fn.stats.items():
                 assert got["stats"][key] == pytest.approx(value.item(), rel=1e-10), (name, key)
         assert any(p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+SAMPLER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import numpy as np
+    import pytorch_lightning as pl
+    import torch
+
+    from facerec.data.datamodule import FaceDataModule, PKOptions, SyntheticOptions
+    from facerec.data.hard_identity import HardIdentityOptions
+    from facerec.data.offline_triplets import OfflineTripletOptions
+    from facerec.module import FaceRecognitionModule
+
+
+    class Record(pl.Callback):
+        def __init__(self):
+            self.labels = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.labels.append(batch[1].tolist())
+
+
+    def fit(name, out, **data_kw):
+        pl.seed_everything(0)
+        torch.set_num_threads(1)
+        dm = FaceDataModule(
+            image_size=(32, 32), num_workers=0, augment=[], val_identities=0,
+            synthetic=SyntheticOptions(identities=24, images_per_identity=4, size=32),
+            pk=PKOptions(p=3, k=2), **data_kw,
+        )
+        model = FaceRecognitionModule.from_config(
+            backbone={"class_path": "facerec.models.IResNet", "init_args": {
+                "depth": 18, "width": 0.0625, "embedding_dim": 16, "input_size": [32, 32]}},
+            metric_loss={"class_path": "facerec.losses.TripletLoss",
+                         "init_args": {"offline": "alongside"} if "offline" in data_kw else {}},
+            num_classes=24, lr=0.01, lr_reference_batch=None, warmup_epochs=0,
+        )
+        rec = Record()
+        trainer = pl.Trainer(
+            accelerator="cpu", devices=2, strategy="ddp", max_steps=3, logger=False,
+            callbacks=[rec], enable_progress_bar=False, enable_model_summary=False,
+            enable_checkpointing=False, num_sanity_val_steps=0,
+        )
+        trainer.fit(model, dm)
+        s = dm.train_batch_sampler
+        torch.save({
+            "labels": rec.labels,
+            "sampler": type(s).__name__,
+            "loader_uses_it": trainer.train_dataloader.batch_sampler is s,
+            "table": getattr(s, "neighbours", None),
+            "pool": getattr(s, "pool", None),
+            "len": len(s),
+            "metrics": sorted(trainer.callback_metrics),
+        }, f"{out}/{name}_rank{trainer.global_rank}.pt")
+
+
+    if __name__ == "__main__":
+        out = sys.argv[1]
+        fit("hard", out, sampler="hard_identity", hard_identity=HardIdentityOptions(
+            every_n_steps=1, neighbours=4, group_size=2, hard_fraction=1.0, centres="embeddings"))
+        fit("offline", out, sampler="offline_triplets", offline=OfflineTripletOptions(
+            triplets_per_batch=3, every_n_steps=1, identities=12, images_per_identity=3,
+            selection="hard"))
+    """
+)
+
+
+def test_hard_identity_and_offline_samplers_under_two_process_ddp(tmp_path: Path) -> None:
+    """Lightning leaves the samplers unwrapped; ranks agree on the mined tables, not on batches."""
+    (tmp_path / "fit.py").write_text(SAMPLER_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env["MASTER_PORT"] = str(free_port())
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "fit.py"), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for name in ("hard", "offline"):
+        r0, r1 = (torch.load(tmp_path / f"{name}_rank{r}.pt", weights_only=False) for r in (0, 1))
+        assert r0["loader_uses_it"] and r1["loader_uses_it"]  # no DistributedSampler around it
+        assert r0["len"] == r1["len"] and len(r0["labels"]) == len(r1["labels"]) == 3
+        for key in ("active_fraction", "mean_d_ap", "mean_d_an", "num_valid_triplets"):
+            assert f"train/metric/{key}" in r0["metrics"]
+        assert "train/mining/refresh_seconds" in r0["metrics"]
+        for b0, b1 in zip(r0["labels"], r1["labels"], strict=True):
+            if name == "hard":  # P×K, distinct identities within and across the ranks
+                assert len(b0) == len(b1) == 6
+                ids0, ids1 = set(b0[::2]), set(b1[::2])
+                assert len(ids0) == len(ids1) == 3 and not ids0 & ids1
+            else:  # (a, p, n) triplets on each rank
+                for b in (b0, b1):
+                    t = torch.tensor(b).view(3, 3)
+                    assert (t[:, 0] == t[:, 1]).all() and (t[:, 0] != t[:, 2]).all()
+    hard0, hard1 = (torch.load(tmp_path / f"hard_rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert hard0["sampler"] == "HardIdentitySampler" and hard0["table"] is not None
+    assert (hard0["table"] == hard1["table"]).all()
+    off0, off1 = (torch.load(tmp_path / f"offline_rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert len(off0["pool"]) > 0 and (off0["pool"] == off1["pool"]).all()

@@ -12,8 +12,16 @@ from typing import Any
 from facerec.losses.base import MetricLoss, scale_gradient
 from facerec.losses.contrastive import ContrastiveLoss
 from facerec.losses.triplet import TripletLoss
+from facerec.losses.tripletnet import TripletNetLoss
 
-__all__ = ["CenterLoss", "ContrastiveLoss", "MetricLoss", "TripletLoss", "scale_gradient"]
+__all__ = [
+    "CenterLoss",
+    "ContrastiveLoss",
+    "MetricLoss",
+    "TripletLoss",
+    "TripletNetLoss",
+    "scale_gradient",
+]
 
 
 def __getattr__(name: str) -> Any:

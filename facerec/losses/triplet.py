@@ -8,6 +8,8 @@ The exact mining and averaging rules are in :mod:`facerec.mining.triplets`.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -18,11 +20,16 @@ from facerec.mining import (
     Distance,
     Fallback,
     Mining,
+    Triplets,
     check_distance,
     check_mining,
     mined_triplet_loss,
     pairwise_distances,
+    triplet_loss_from_triplets,
 )
+from facerec.mining.offline import batch_layout_triplets
+
+Offline = Literal["off", "instead", "alongside"]
 
 
 class TripletLoss(MetricLoss):
@@ -40,6 +47,11 @@ class TripletLoss(MetricLoss):
         semi_hard_fallback: negative for a semi-hard pair without any d_an > d_ap: ``"largest"``
             d_an (TensorFlow, default) or ``"smallest"`` (the hardest negative).
         max_chunk_elements: bound on the (chunk, B) temporaries of batch-all and semi-hard.
+        offline: ``"off"`` (online mining only), ``"instead"`` (the batch is offline-selected
+            triplets laid out as [a, p, n, …] by ``data.sampler: offline_triplets``; the loss is
+            the mean of their terms and ``mining`` is not used) or ``"alongside"`` (those
+            triplets' loss plus the online-mined loss on the same batch; the offline triplets'
+            stats are logged with an ``offline_`` prefix).
 
     ``forward(embeddings (B, D), labels (B,)) -> scalar``. :attr:`stats` after a forward:
     ``active_fraction`` (share of the mined triplets with a non-zero hinge, or with d_ap > d_an
@@ -58,9 +70,16 @@ class TripletLoss(MetricLoss):
         gather: bool = True,
         semi_hard_fallback: Fallback = "largest",
         max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+        offline: Offline = "off",
     ) -> None:
         super().__init__(gather=gather)
         check_mining(mining)
+        if offline not in ("off", "instead", "alongside"):
+            raise ConfigError(
+                f"unknown TripletLoss offline mode {offline!r}; expected 'off', 'instead' or "
+                "'alongside'"
+            )
+        self.offline = offline
         check_distance(distance)
         if margin < 0:
             raise ConfigError(f"triplet margin must be >= 0, got {margin}")
@@ -84,6 +103,12 @@ class TripletLoss(MetricLoss):
         if self.normalize:
             embeddings = F.normalize(embeddings, dim=1)
         dist = pairwise_distances(embeddings, distance=self.distance)  # (N, N)
+        if self.offline != "off":
+            off = triplet_loss_from_triplets(
+                dist, Triplets(*batch_layout_triplets(labels)), self.margin, self.soft_margin
+            )
+            if self.offline == "instead":
+                return off.loss, off.stats()
         result = mined_triplet_loss(
             dist,
             labels,
@@ -93,10 +118,15 @@ class TripletLoss(MetricLoss):
             semi_hard_fallback=self.semi_hard_fallback,
             max_chunk_elements=self.max_chunk_elements,
         )
+        if self.offline == "alongside":
+            stats = result.stats()
+            stats.update({f"offline_{k}": v for k, v in off.stats().items()})
+            return result.loss + off.loss, stats
         return result.loss, result.stats()
 
     def extra_repr(self) -> str:
         return (
             f"margin={self.margin}, mining={self.mining!r}, distance={self.distance!r}, "
-            f"normalize={self.normalize}, soft_margin={self.soft_margin}, gather={self.gather}"
+            f"normalize={self.normalize}, soft_margin={self.soft_margin}, gather={self.gather}, "
+            f"offline={self.offline!r}"
         )

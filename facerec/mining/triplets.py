@@ -91,7 +91,7 @@ class TripletLossResult:
             "active_fraction": (self.num_active.to(n.dtype) / n.clamp_min(1)).detach(),
             "mean_d_ap": self.mean_d_ap.detach(),
             "mean_d_an": self.mean_d_an.detach(),
-            "num_valid_triplets": self.num_triplets.detach(),
+            "num_valid_triplets": self.num_triplets.detach().to(n.dtype),
         }
 
 

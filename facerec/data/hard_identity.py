@@ -1,0 +1,244 @@
+"""Hard-identity batches: P×K batches whose identities come partly from confusable neighbourhoods.
+
+:class:`HardIdentitySampler` is a :class:`~facerec.data.samplers.PKSampler` (same batch shape,
+same epoch length, same DDP sharding, same resume state) whose identity choice is changed once a
+neighbour table is set (:meth:`HardIdentitySampler.set_neighbours`, called by
+:class:`facerec.mining.refresh.HardIdentityRefresh` every N steps with each identity's nearest
+identities by class centre, found with FAISS).
+
+Composition of one global step (all ranks compute the same step; rank r keeps block r):
+
+1. PKSampler's order gives the step's R·P distinct identities, R blocks of P.
+2. In each block, ``h = round(hard_fraction·P)`` slots are *hard*: they are filled group by group.
+   A group starts at the block's next PK identity (the seed) and continues with the seed's nearest
+   identities (most similar first), skipping identities already in the step, until the group
+   holds ``group_size`` identities or the hard slots are full. The remaining P − h slots keep
+   their PK identities (random ones), in order, skipping any taken by a group.
+3. A slot that cannot be filled that way (neighbours exhausted or all taken) is filled with an
+   identity not yet in the step, drawn with the step's seeded generator.
+
+So every batch still holds exactly P distinct identities × K images, the ranks of one step hold
+disjoint identities, every rank yields ``len(sampler)`` batches, and the whole thing is a pure
+function of (seed, epoch, step, neighbour table). Before the first table, batches are PKSampler's.
+Identities replaced by neighbours are not visited in that epoch (a share of about
+hard_fraction·(1 − 1/group_size)); the next epoch's order differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from facerec.data.samplers import PKSampler
+from facerec.errors import ConfigError
+
+
+@dataclass
+class HardIdentityOptions:
+    """Hard-identity batches (``data.sampler: hard_identity``; P, K and min_images from ``pk``).
+
+    every_n_steps: recompute the neighbourhoods every N optimiser steps (0: once per epoch).
+    neighbours: nearest identities kept per identity (FAISS k).
+    group_size: identities per neighbourhood in a batch (the seed and its nearest).
+    hard_fraction: share of the P identities of a batch taken from neighbourhoods (0..1).
+    centres: ``head`` (the margin head's class weights), ``embeddings`` (mean embedding of
+        ``images_per_identity`` images per identity) or ``auto`` (head if the model has one).
+    images_per_identity / embed_batch_size: the embedding pass of ``centres: embeddings``.
+    index: FAISS index, ``flat`` (exact), ``ivf`` or ``hnsw`` (approximate, for millions).
+    """
+
+    every_n_steps: int = 1000
+    neighbours: int = 16
+    group_size: int = 4
+    hard_fraction: float = 0.5
+    centres: Literal["auto", "head", "embeddings"] = "auto"
+    images_per_identity: int = 4
+    embed_batch_size: int = 256
+    index: Literal["flat", "ivf", "hnsw"] = "flat"
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` on an out-of-range option."""
+        if self.every_n_steps < 0:
+            raise ConfigError(
+                f"data.hard_identity.every_n_steps must be >= 0, got {self.every_n_steps}"
+            )
+        if self.neighbours < 1:
+            raise ConfigError(f"data.hard_identity.neighbours must be >= 1, got {self.neighbours}")
+        if self.group_size < 2:
+            raise ConfigError(f"data.hard_identity.group_size must be >= 2, got {self.group_size}")
+        if not 0.0 <= self.hard_fraction <= 1.0:
+            raise ConfigError(
+                f"data.hard_identity.hard_fraction must be in [0, 1], got {self.hard_fraction}"
+            )
+        if self.centres not in ("auto", "head", "embeddings"):
+            raise ConfigError(
+                f"data.hard_identity.centres is {self.centres!r}; expected auto, head or embeddings"
+            )
+        if self.images_per_identity < 1 or self.embed_batch_size < 1:
+            raise ConfigError(
+                "data.hard_identity.images_per_identity and embed_batch_size must be >= 1"
+            )
+        if self.index not in ("flat", "ivf", "hnsw"):
+            raise ConfigError(
+                f"data.hard_identity.index is {self.index!r}; expected flat, ivf or hnsw"
+            )
+
+
+class HardIdentitySampler(PKSampler):
+    """PKSampler whose batches draw ``hard_fraction`` of their identities from neighbourhoods.
+
+    Args:
+        labels, p, k, min_images, seed, num_replicas, rank: as :class:`PKSampler`.
+        hard_fraction: share of each batch's P identities taken from neighbourhoods, in [0, 1].
+        group_size: identities per neighbourhood (the seed plus its nearest), ≥ 2.
+
+    The neighbour table (``set_neighbours``) is indexed by *label*: row y lists the labels of
+    identity y's nearest identities, most similar first (-1 entries are ignored). Labels that are
+    not usable (fewer than ``min_images`` images, or absent) are skipped when they appear there.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int] | np.ndarray,
+        p: int,
+        k: int,
+        min_images: int = 2,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        hard_fraction: float = 0.5,
+        group_size: int = 4,
+    ) -> None:
+        super().__init__(labels, p, k, min_images, seed, num_replicas, rank)
+        if not 0.0 <= hard_fraction <= 1.0:
+            raise ConfigError(f"hard_fraction must be in [0, 1], got {hard_fraction}")
+        if int(group_size) != group_size or group_size < 2:
+            raise ConfigError(f"group_size must be an integer >= 2, got {group_size}")
+        self.hard_fraction = float(hard_fraction)
+        self.group_size = int(group_size)
+        self.hard_slots = round(self.hard_fraction * self.p)
+        self._classes = np.unique(np.asarray(labels))  # label of each internal identity id
+        self._usable_mask = np.zeros(len(self._classes), dtype=bool)
+        self._usable_mask[self._usable] = True
+        self._neighbours: np.ndarray | None = None  # (num internal ids, k) internal ids, -1 pad
+        self.neighbours_version = 0
+
+    # -------------------------------------------------------------- neighbours
+    def set_neighbours(self, table: np.ndarray | None) -> None:
+        """Use ``table`` (C, k) int (row = label, entries = labels, -1 = none) from now on.
+
+        ``None`` goes back to plain PK batches. Every rank must set the same table.
+        """
+        if table is None:
+            self._neighbours = None
+            self.neighbours_version += 1
+            return
+        t = np.asarray(table)
+        if t.ndim != 2 or not np.issubdtype(t.dtype, np.integer):
+            raise ConfigError(
+                f"neighbour table must be a (C, k) integer array, got {t.shape} {t.dtype}"
+            )
+        # label -> internal id (-1 for labels this sampler does not know or cannot use)
+        top = int(max(int(self._classes.max()), t.shape[0] - 1, int(t.max(initial=0)))) + 1
+        to_id = np.full(top + 1, -1, dtype=np.int64)
+        to_id[self._classes] = np.arange(len(self._classes))
+        to_id[self._classes[~self._usable_mask]] = -1
+        rows = np.full((len(self._classes), t.shape[1]), -1, dtype=np.int64)
+        have = self._classes < t.shape[0]
+        src = t[self._classes[have]]
+        rows[have] = np.where(src >= 0, to_id[np.clip(src, 0, top)], -1)
+        self._neighbours = rows
+        self.neighbours_version += 1
+
+    @property
+    def neighbours(self) -> np.ndarray | None:
+        """The current table in internal identity ids (None before the first refresh)."""
+        return self._neighbours
+
+    # ------------------------------------------------------------- composition
+    def step_identities(self, identities: np.ndarray, step: int) -> np.ndarray:
+        """The R·P identity ids (internal) of global ``step``, given the epoch's PK order."""
+        step_size = self.num_replicas * self.p
+        base = identities[step * step_size : (step + 1) * step_size]
+        if self._neighbours is None or self.hard_slots == 0:
+            return base
+        rng = np.random.default_rng([self.seed, self.epoch, step, 7919])
+        used = np.zeros(len(self._classes), dtype=bool)
+        out = np.full(step_size, -1, dtype=np.int64)
+        blocks = base.reshape(self.num_replicas, self.p)
+        # pass 1: the hard slots of every block (groups), so that neighbours are claimed first
+        leftovers: list[list[int]] = []
+        for r in range(self.num_replicas):
+            block = [int(i) for i in blocks[r]]
+            filled = 0
+            pos = 0
+            while filled < self.hard_slots and pos < len(block):
+                seed_id = block[pos]
+                pos += 1
+                if used[seed_id]:
+                    continue
+                used[seed_id] = True
+                out[r * self.p + filled] = seed_id
+                filled += 1
+                in_group = 1
+                for nb in self._neighbours[seed_id]:
+                    if in_group >= self.group_size or filled >= self.hard_slots:
+                        break
+                    if nb < 0 or used[nb]:
+                        continue
+                    used[nb] = True
+                    out[r * self.p + filled] = nb
+                    filled += 1
+                    in_group += 1
+            leftovers.append(block[pos:])
+        # pass 2: the random slots keep the block's remaining PK identities, skipping taken ones
+        for r in range(self.num_replicas):
+            slot = r * self.p
+            while slot < (r + 1) * self.p and out[slot] >= 0:
+                slot += 1
+            for ident in leftovers[r]:
+                if slot >= (r + 1) * self.p:
+                    break
+                if used[ident]:
+                    continue
+                used[ident] = True
+                out[slot] = ident
+                slot += 1
+        # pass 3: anything still empty gets an unused usable identity
+        empty = np.flatnonzero(out < 0)
+        if len(empty):
+            free = np.flatnonzero(self._usable_mask & ~used)
+            out[empty] = rng.choice(free, size=len(empty), replace=False)
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        identities = self._epoch_identities()
+        start, self._start = self._start, 0
+        self._yielded = start
+        for step in range(start, self._steps):
+            chosen = self.step_identities(identities, step)
+            mine = chosen[self.rank * self.p : (self.rank + 1) * self.p]
+            rng = np.random.default_rng([self.seed, self.epoch, step, self.rank])
+            batch = np.concatenate([self._draw(int(i), rng) for i in mine])
+            self._yielded = step + 1
+            yield batch.tolist()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        # a tensor, not an ndarray, so the checkpoint loads with torch.load(weights_only=True)
+        nb = self._neighbours
+        state["neighbours"] = None if nb is None else torch.from_numpy(nb.copy())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        table = state.get("neighbours")
+        if table is not None:
+            self._neighbours = np.asarray(table).astype(np.int64)
+
+
+__all__ = ["HardIdentityOptions", "HardIdentitySampler"]

@@ -1,0 +1,206 @@
+"""Batches of offline-selected triplets (FaceNet): (anchor, positive, negative) image indices.
+
+:class:`OfflineTripletSampler` is a batch sampler whose batches are ``T`` triplets laid out as
+``[a₀, p₀, n₀, a₁, p₁, n₁, …]`` (3·T dataset indices). The triplets come from a pool that
+:class:`facerec.mining.refresh.OfflineTripletRefresh` replaces every N steps with the triplets it
+selects (:func:`facerec.mining.offline.select_triplets`) on a freshly embedded subset. A
+:class:`~facerec.losses.TripletLoss` with ``offline: instead`` (or ``alongside``) reads this
+layout back from the batch.
+
+Per global step s of epoch e, R·T pool rows are drawn with the generator seeded by
+(seed, e, s) (without replacement when the pool is large enough) and rank r keeps rows
+[r·T, (r + 1)·T): the ranks of a step hold different triplets, every rank yields
+``len(sampler)`` batches, and the batches are a pure function of (seed, epoch, step, pool). While
+the pool is empty (before the first selection, or when nothing qualified), the triplets are
+random: an identity with ≥ 2 images, two different images of it, and an image of another
+identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from facerec import distributed
+from facerec.errors import ConfigError
+
+
+@dataclass
+class OfflineTripletOptions:
+    """Offline triplet selection (``data.sampler: offline_triplets``).
+
+    triplets_per_batch: T; the batch holds 3·T images (this replaces ``batch_size``).
+    every_n_steps: select new triplets every N optimiser steps (0: once per epoch).
+    identities / images_per_identity: the subset embedded for each selection (identities with
+        at least 2 images, drawn at random; FaceNet: ~40 images per identity).
+    selection: ``semi_hard`` (FaceNet's band d_ap < d_an < d_ap + margin) or ``hard``.
+    margin / distance: the band's α and the distance (FaceNet: squared Euclidean, 0.2).
+    search_k: candidate negatives per anchor in the FAISS search.
+    embed_batch_size: images per forward pass of the embedding pass.
+    """
+
+    triplets_per_batch: int = 32
+    every_n_steps: int = 1000
+    identities: int = 1000
+    images_per_identity: int = 10
+    selection: Literal["semi_hard", "hard"] = "semi_hard"
+    margin: float = 0.2
+    distance: Literal["squared_euclidean", "euclidean", "cosine"] = "squared_euclidean"
+    search_k: int = 200
+    embed_batch_size: int = 256
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` on an out-of-range option."""
+        for name in ("triplets_per_batch", "identities", "search_k", "embed_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.offline.{name} must be >= 1, got {getattr(self, name)}")
+        if self.images_per_identity < 2:
+            raise ConfigError(
+                f"data.offline.images_per_identity must be >= 2 (anchor and positive), got "
+                f"{self.images_per_identity}"
+            )
+        if self.every_n_steps < 0:
+            raise ConfigError(f"data.offline.every_n_steps must be >= 0, got {self.every_n_steps}")
+        if self.selection not in ("semi_hard", "hard"):
+            raise ConfigError(
+                f"data.offline.selection is {self.selection!r}; expected semi_hard or hard"
+            )
+        if self.margin < 0:
+            raise ConfigError(f"data.offline.margin must be >= 0, got {self.margin}")
+
+
+class _EpochForwarder:
+    def __init__(self, owner: OfflineTripletSampler) -> None:
+        self.owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self.owner.set_epoch(epoch)
+
+
+class OfflineTripletSampler(Sampler[list[int]]):
+    """Batch sampler of T triplets (3·T dataset indices) from the current offline pool.
+
+    Args:
+        labels: identity of each dataset item, (N,) integers.
+        triplets_per_batch: T, triplets per batch per rank.
+        seed: base seed; num_replicas / rank: DDP layout (None: from torch.distributed).
+        batches_per_epoch: None → N // (R·3T) (at least 1), as a shuffled loader with drop_last.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int] | np.ndarray,
+        triplets_per_batch: int,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        batches_per_epoch: int | None = None,
+    ) -> None:
+        super().__init__()
+        y = np.asarray(labels)
+        if y.ndim != 1 or y.size == 0 or not np.issubdtype(y.dtype, np.integer):
+            raise ConfigError(f"OfflineTripletSampler needs 1-D integer labels, got {y.shape}")
+        if int(triplets_per_batch) != triplets_per_batch or triplets_per_batch < 1:
+            raise ConfigError(
+                f"triplets_per_batch must be an integer >= 1, got {triplets_per_batch}"
+            )
+        self.num_replicas = distributed.world_size() if num_replicas is None else int(num_replicas)
+        self.rank = distributed.rank() if rank is None else int(rank)
+        if not 0 <= self.rank < self.num_replicas:
+            raise ConfigError(f"rank must be in [0, {self.num_replicas}), got {self.rank}")
+        classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+        if (counts >= 2).sum() < 1 or len(classes) < 2:
+            raise ConfigError(
+                "offline triplets need at least one identity with >= 2 images and 2 identities"
+            )
+        self.labels = y
+        self.t = int(triplets_per_batch)
+        self.batch_size = 3 * self.t
+        self.seed = int(seed)
+        self._order = np.argsort(inverse, kind="stable")
+        self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self._counts = counts
+        self._inverse = inverse
+        self._anchor_ids = np.flatnonzero(counts >= 2)
+        per_step = self.num_replicas * self.batch_size
+        self._steps = int(batches_per_epoch) if batches_per_epoch else max(1, len(y) // per_step)
+        self.epoch = 0
+        self.sampler = _EpochForwarder(self)
+        self._pool = np.zeros((0, 3), dtype=np.int64)
+        self.pool_version = 0
+        self._start = 0
+        self._yielded = 0
+
+    def __len__(self) -> int:
+        return self._steps
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self._start = 0
+            self._yielded = 0
+        self.epoch = int(epoch)
+
+    def set_triplets(self, triplets: np.ndarray) -> None:
+        """Replace the pool with ``triplets`` (M, 3) dataset indices (a, p, n); M may be 0."""
+        t = np.asarray(triplets, dtype=np.int64).reshape(-1, 3)
+        if len(t) and (t.min() < 0 or t.max() >= len(self.labels)):
+            raise ConfigError("offline triplets index outside the dataset")
+        self._pool = t
+        self.pool_version += 1
+
+    @property
+    def pool(self) -> np.ndarray:
+        """The current (M, 3) pool of dataset-index triplets."""
+        return self._pool
+
+    def _random_triplets(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        ids = rng.choice(self._anchor_ids, size=n)
+        out = np.empty((n, 3), dtype=np.int64)
+        for i, c in enumerate(ids):
+            imgs = self._order[self._starts[c] : self._starts[c] + self._counts[c]]
+            out[i, :2] = rng.choice(imgs, size=2, replace=False)
+            other = rng.integers(len(self._counts) - 1)
+            other = other + (other >= c)
+            start = self._starts[other]
+            out[i, 2] = self._order[start + rng.integers(self._counts[other])]
+        return out
+
+    def step_triplets(self, step: int) -> np.ndarray:
+        """The (R·T, 3) triplets of global ``step`` of the current epoch (every rank's)."""
+        rng = np.random.default_rng([self.seed, self.epoch, step])
+        need = self.num_replicas * self.t
+        m = len(self._pool)
+        if m == 0:
+            return self._random_triplets(need, rng)
+        rows = rng.choice(m, size=need, replace=m < need)
+        return self._pool[rows]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        start, self._start = self._start, 0
+        self._yielded = start
+        for step in range(start, self._steps):
+            mine = self.step_triplets(step)[self.rank * self.t : (self.rank + 1) * self.t]
+            self._yielded = step + 1
+            yield mine.reshape(-1).tolist()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "batches_yielded": self._yielded,
+            "seed": self.seed,
+            "pool": torch.from_numpy(self._pool.copy()),  # loads with weights_only=True
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self._start = self._yielded = int(state["batches_yielded"])
+        if state.get("pool") is not None:
+            self._pool = np.asarray(state["pool"]).astype(np.int64).reshape(-1, 3)
+
+
+__all__ = ["OfflineTripletOptions", "OfflineTripletSampler"]

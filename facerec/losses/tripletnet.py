@@ -1,0 +1,152 @@
+"""Triplet network loss (Hoffer & Ailon 2015, "Deep metric learning using Triplet network").
+
+For a triplet (a, p, n) with d₊ = ‖f(a) − f(p)‖ and d₋ = ‖f(a) − f(n)‖ (Euclidean, not squared),
+the two distances go through a two-way softmax, (d₊', d₋') = softmax(d₊, d₋), and the loss is the
+squared error against the target (0, 1):
+
+    L = ‖(d₊', d₋' − 1)‖² = d₊'² + (d₋' − 1)² = 2·d₊'²,   d₊' = σ(d₊ − d₋),
+
+averaged over the triplets. It has no margin: it keeps pushing until d₋ ≫ d₊ (the gradient fades
+as σ(d₊ − d₋)² does). Which triplets: Hoffer & Ailon sample them at random; here ``mining``
+picks them on the batch (``batch_all`` every valid triplet, ``batch_hard``, ``semi_hard``, see
+:mod:`facerec.mining.triplets`) or takes the batch's offline triplets (``offline``: the layout of
+``data.sampler: offline_triplets``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from facerec.errors import ConfigError
+from facerec.losses.base import MetricLoss
+from facerec.mining import (
+    DEFAULT_CHUNK_ELEMENTS,
+    Distance,
+    Fallback,
+    batch_hard,
+    check_distance,
+    label_masks,
+    pairwise_distances,
+    semi_hard,
+)
+from facerec.mining.offline import batch_layout_triplets
+from facerec.mining.triplets import _anchor_chunk, positives_table
+
+TripletNetMining = Literal["batch_all", "batch_hard", "semi_hard", "offline"]
+TRIPLETNET_MININGS: tuple[str, ...] = ("batch_all", "batch_hard", "semi_hard", "offline")
+
+
+def tripletnet_terms(d_ap: Tensor, d_an: Tensor) -> Tensor:
+    """Per-triplet loss ‖softmax(d₊, d₋) − (0, 1)‖² = 2·σ(d₊ − d₋)², any matching shapes."""
+    return 2.0 * torch.sigmoid(d_ap - d_an) ** 2
+
+
+class TripletNetLoss(MetricLoss):
+    """Hoffer & Ailon's triplet-network loss as a metric loss (see the module doc).
+
+    Args:
+        mining: ``batch_all`` (default), ``batch_hard``, ``semi_hard`` or ``offline``.
+        distance: ``euclidean`` (the paper's), ``squared_euclidean`` or ``cosine``.
+        normalize: L2-normalise the embeddings first (the paper does not; with unit vectors
+            d ≤ 2, so the softmax stays soft: consider ``normalize: false`` for the paper's setup).
+        gather: under DDP, use the global batch (see :mod:`facerec.losses.base`).
+        semi_hard_fallback / max_chunk_elements: as :class:`~facerec.losses.TripletLoss`.
+
+    ``forward(embeddings (B, D), labels (B,)) -> scalar``. :attr:`stats`: ``active_fraction``
+    (share of the triplets still ordered wrongly, d₊ ≥ d₋), ``mean_d_ap``, ``mean_d_an``,
+    ``num_valid_triplets``.
+    """
+
+    def __init__(
+        self,
+        mining: TripletNetMining = "batch_all",
+        distance: Distance = "euclidean",
+        normalize: bool = True,
+        gather: bool = True,
+        semi_hard_fallback: Fallback = "largest",
+        max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    ) -> None:
+        super().__init__(gather=gather)
+        if mining not in TRIPLETNET_MININGS:
+            raise ConfigError(
+                f"unknown TripletNetLoss mining {mining!r}; expected one of {TRIPLETNET_MININGS}"
+            )
+        check_distance(distance)
+        if max_chunk_elements < 1:
+            raise ConfigError(f"max_chunk_elements must be >= 1, got {max_chunk_elements}")
+        self.mining = mining
+        self.distance = distance
+        self.normalize = normalize
+        self.semi_hard_fallback = semi_hard_fallback
+        self.max_chunk_elements = max_chunk_elements
+
+    def compute(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Loss and stats on the whole batch ``embeddings`` (N, D), ``labels`` (N,)."""
+        if self.normalize:
+            embeddings = F.normalize(embeddings, dim=1)
+        dist = pairwise_distances(embeddings, distance=self.distance)  # (N, N)
+        if self.mining == "batch_all":
+            return self._batch_all(dist, labels)
+        if self.mining == "offline":
+            a, p, n = batch_layout_triplets(labels)
+        elif self.mining == "batch_hard":
+            a, p, n = batch_hard(dist, labels)
+        else:
+            a, p, n = semi_hard(dist, labels, self.semi_hard_fallback, self.max_chunk_elements)
+        d_ap, d_an = dist[a, p], dist[a, n]
+        count = torch.tensor(a.shape[0], device=dist.device)
+        if a.shape[0] == 0:
+            zero = dist.sum() * 0.0
+            return zero, _stats(count, count, zero.detach(), zero.detach())
+        loss = tripletnet_terms(d_ap, d_an).mean()
+        with torch.no_grad():
+            stats = _stats(count, (d_ap >= d_an).sum(), d_ap.mean(), d_an.mean())
+        return loss, stats
+
+    def _batch_all(self, dist: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Mean over every valid triplet, in chunks of anchors: O(B²·P_max) memory."""
+        pos, neg = label_masks(labels)
+        pos_index, pos_valid = positives_table(pos)  # (B, P)
+        b, p_max = pos_index.shape
+        d_pos = dist.gather(1, pos_index).masked_fill(~pos_valid, float("-inf"))  # (B, P)
+        d_neg = dist.masked_fill(~neg, float("inf"))  # (B, B)
+        total = dist.sum() * 0.0
+        wrong = torch.zeros((), dtype=torch.long, device=dist.device)
+        step = _anchor_chunk(b, p_max, self.max_chunk_elements)
+        for s in range(0, b if p_max else 0, step):
+            x = d_pos[s : s + step].unsqueeze(2) - d_neg[s : s + step].unsqueeze(1)  # (c, P, B)
+            total = total + tripletnet_terms(x, torch.zeros((), dtype=x.dtype)).sum()
+            with torch.no_grad():
+                wrong += (x >= 0).sum()  # -inf on invalid combinations: never counted
+        with torch.no_grad():
+            n_pos, n_neg = pos_valid.sum(1), neg.sum(1)
+            count = (n_pos * n_neg).sum()
+            d = dist.detach()
+            denom = count.clamp_min(1).to(d.dtype)
+            mean_ap = ((d * pos).sum(1) * n_neg).sum() / denom
+            mean_an = ((d * neg).sum(1) * n_pos).sum() / denom
+        loss = total / count.clamp_min(1).to(dist.dtype)
+        return loss, _stats(count, wrong, mean_ap, mean_an)
+
+    def extra_repr(self) -> str:
+        return (
+            f"mining={self.mining!r}, distance={self.distance!r}, normalize={self.normalize}, "
+            f"gather={self.gather}"
+        )
+
+
+def _stats(count: Tensor, wrong: Tensor, mean_ap: Tensor, mean_an: Tensor) -> dict[str, Tensor]:
+    n = count.to(mean_ap.dtype)
+    return {
+        "active_fraction": (wrong.to(n.dtype) / n.clamp_min(1)).detach(),
+        "mean_d_ap": mean_ap.detach(),
+        "mean_d_an": mean_an.detach(),
+        "num_valid_triplets": count.detach().to(n.dtype),
+    }
+
+
+__all__ = ["TRIPLETNET_MININGS", "TripletNetLoss", "tripletnet_terms"]

@@ -1,0 +1,153 @@
+"""Nearest identities with FAISS: each class centre's k most similar other centres.
+
+Used to build hard-identity batches (:mod:`facerec.data.hard_identity`): identities whose centres
+are close are the ones the model confuses. Centres are compared by cosine similarity (they are
+L2-normalised first; for unit vectors that is the same order as Euclidean distance).
+
+Index types (``index``):
+
+* ``"flat"``: exact search (``IndexFlatIP``), O(C²·D) time. The default; fine up to ~100k
+  identities on a CPU.
+* ``"ivf"``: inverted lists (``IndexIVFFlat``, nlist ≈ 4·√C trained on up to 64·nlist centres,
+  ``nprobe`` lists searched); approximate, for 10⁵–10⁷ identities. Exact when nprobe = nlist.
+* ``"hnsw"``: graph index (``IndexHNSWFlat``, M = 32, efSearch ≥ 2k); approximate.
+
+Results are deterministic for ``flat`` and ``ivf`` (fixed training seed); under DDP compute them
+on one rank and broadcast (:func:`broadcast_neighbours`), so every rank uses the same table.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from facerec import distributed
+from facerec.errors import ConfigError, FacerecError
+
+IndexType = Literal["flat", "ivf", "hnsw"]
+INDEX_TYPES: tuple[str, ...] = ("flat", "ivf", "hnsw")
+
+
+def _as_float32(centres: Tensor | np.ndarray) -> np.ndarray:
+    x = centres.detach().float().cpu().numpy() if isinstance(centres, Tensor) else centres
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
+        raise FacerecError(f"class centres must be (C, D) with C >= 2, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise FacerecError("class centres contain NaN or inf; cannot search neighbours")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def nearest_identities(
+    centres: Tensor | np.ndarray,
+    k: int,
+    index: IndexType = "flat",
+    nprobe: int = 16,
+    threads: int | None = None,
+) -> np.ndarray:
+    """The ``k`` nearest other identities of each centre, most similar first.
+
+    Args:
+        centres: (C, D) class centres (any scale; normalised inside).
+        k: neighbours per identity, 1 ≤ k < C.
+        index: ``"flat"`` (exact), ``"ivf"`` or ``"hnsw"`` (approximate), see the module doc.
+        nprobe: inverted lists searched by ``"ivf"``.
+        threads: FAISS OpenMP threads (None: FAISS's default).
+
+    Returns:
+        (C, k) int64 identity indices; row c never contains c. Where an approximate index finds
+        fewer than k others, the row is padded with -1.
+    """
+    import faiss
+
+    if index not in INDEX_TYPES:
+        raise ConfigError(f"unknown neighbour index {index!r}; expected one of {INDEX_TYPES}")
+    x = _as_float32(centres)
+    c, d = x.shape
+    if int(k) != k or not 1 <= k < c:
+        raise ConfigError(f"neighbours k must be an integer in [1, {c - 1}], got {k}")
+    if threads is not None:
+        faiss.omp_set_num_threads(int(threads))
+    if index == "flat":
+        idx = faiss.IndexFlatIP(d)
+    elif index == "ivf":
+        nlist = max(1, min(c // 39, int(4 * math.sqrt(c))))
+        quantizer = faiss.IndexFlatIP(d)
+        idx = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        train = x if c <= 64 * nlist else x[rng.choice(c, 64 * nlist, replace=False)]
+        idx.cp.seed = 1234
+        idx.train(train)
+        idx.nprobe = min(int(nprobe), nlist)
+    else:
+        idx = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+        idx.hnsw.efSearch = max(64, 2 * (k + 1))
+    idx.add(x)
+    _, found = idx.search(x, k + 1)  # (C, k + 1), usually the centre itself first
+    return _drop_self(found.astype(np.int64), k)
+
+
+def _drop_self(found: np.ndarray, k: int) -> np.ndarray:
+    """Remove each row's own index (and -1 padding) from (C, k + 1) results, keep k columns."""
+    c = found.shape[0]
+    own = found == np.arange(c)[:, None]
+    keep = ~own & (found >= 0)
+    # stable: position of each kept entry among the kept ones of its row
+    order = np.argsort(~keep, axis=1, kind="stable")
+    out = np.take_along_axis(found, order, axis=1)[:, :k].copy()
+    kept = np.take_along_axis(keep, order, axis=1)[:, :k]
+    out[~kept] = -1
+    return out
+
+
+def brute_force_neighbours(centres: Tensor | np.ndarray, k: int) -> np.ndarray:
+    """Reference: (C, k) nearest other identities by cosine, from a full (C, C) matrix (float64).
+
+    Ties are broken towards the lower index.
+    """
+    x = _as_float32(centres).astype(np.float64)
+    sim = x @ x.T
+    np.fill_diagonal(sim, -np.inf)
+    order = np.argsort(-sim, axis=1, kind="stable")
+    return order[:, :k].astype(np.int64)
+
+
+def broadcast_neighbours(
+    table: np.ndarray | None, device: torch.device | str = "cpu"
+) -> np.ndarray:
+    """Rank 0's (C, k) int64 table on every rank (a no-op in a single process).
+
+    Every rank must call it; only rank 0's ``table`` is read (the others may pass None).
+    ``device`` is where the collective runs (the module's device: CUDA for NCCL).
+    """
+    if not distributed.is_distributed():
+        if table is None:
+            raise FacerecError("broadcast_neighbours: no table in a single process")
+        return table
+    import torch.distributed as dist
+
+    shape = torch.zeros(2, dtype=torch.int64, device=device)
+    if distributed.rank() == 0:
+        assert table is not None
+        shape[0], shape[1] = table.shape
+    dist.broadcast(shape, src=0)
+    if distributed.rank() == 0:
+        buf = torch.as_tensor(table, dtype=torch.int64).to(device)
+    else:
+        buf = torch.empty(int(shape[0]), int(shape[1]), dtype=torch.int64, device=device)
+    dist.broadcast(buf, src=0)
+    return buf.cpu().numpy()
+
+
+__all__ = [
+    "INDEX_TYPES",
+    "IndexType",
+    "broadcast_neighbours",
+    "brute_force_neighbours",
+    "nearest_identities",
+]

@@ -1,0 +1,208 @@
+"""Offline triplet selection (FaceNet, Schroff et al. 2015 §3.1) with FAISS.
+
+Every N steps the latest network embeds a subset of the training data (no gradient, eval mode);
+for every anchor-positive pair (a, p) of that subset a negative n is chosen there, and the chosen
+triplets are what the next batches are built from (:mod:`facerec.data.offline_triplets`).
+
+Definitions, with d the chosen distance between L2-normalised embeddings (FaceNet: squared
+Euclidean) and α the margin:
+
+* ``"hard"``: n = argmin over negatives of d(a, n) (the hardest negative of the anchor).
+* ``"semi_hard"``: n = argmin of d(a, n) over the negatives with d(a, p) < d(a, n) < d(a, p) + α
+  (FaceNet's semi-hard band, the hardest one inside it). Pairs without a negative in the band are
+  not used.
+
+Candidates are the anchor's ``search_k`` nearest neighbours in the subset (a FAISS flat search);
+with ``search_k ≥`` the subset size the choice is exact. With a smaller ``search_k``, ``hard`` is
+still exact as long as some candidate is a negative (the anchor's nearest negative is then among
+them) and ``semi_hard`` is exact whenever some candidate lies beyond d(a, p); a pair for which the
+candidates cannot decide (every candidate is a positive, or no candidate negative lies beyond
+d(a, p)) is dropped. Ties are broken towards the nearer FAISS rank, then the lower index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from facerec.errors import ConfigError, FacerecError
+from facerec.mining.distances import check_distance
+
+Selection = Literal["hard", "semi_hard"]
+SELECTIONS: tuple[str, ...] = ("hard", "semi_hard")
+
+
+def _search(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours (squared L2) of the rows of x (N, D) float32 among themselves."""
+    import faiss
+
+    idx = faiss.IndexFlatL2(x.shape[1])
+    idx.add(x)
+    return idx.search(x, k)
+
+
+def _to_distance(sq: Tensor, distance: str) -> Tensor:
+    """Squared Euclidean between unit vectors -> ``distance``."""
+    sq = sq.clamp_min(0.0)
+    if distance == "squared_euclidean":
+        return sq
+    if distance == "euclidean":
+        return sq.sqrt()
+    return sq / 2.0  # cosine distance 1 − cos = ‖a − b‖²/2 on the unit sphere
+
+
+def select_triplets(
+    embeddings: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray | Sequence[int],
+    selection: Selection = "semi_hard",
+    margin: float = 0.2,
+    distance: str = "squared_euclidean",
+    search_k: int = 200,
+) -> np.ndarray:
+    """Choose one negative for every anchor-positive pair of an embedded subset.
+
+    Args:
+        embeddings: (N, D) embeddings of the subset (normalised inside).
+        labels: (N,) integer identities.
+        selection: ``"hard"`` or ``"semi_hard"`` (see the module doc).
+        margin: α of the semi-hard band (in units of ``distance``).
+        distance: ``"squared_euclidean"`` (FaceNet), ``"euclidean"`` or ``"cosine"``.
+        search_k: candidate negatives per anchor (FAISS nearest neighbours in the subset).
+
+    Returns:
+        (T, 3) int64 rows (anchor, positive, negative) indexing the subset, ordered by anchor
+        then positive.
+    """
+    if selection not in SELECTIONS:
+        raise ConfigError(f"unknown offline selection {selection!r}; expected one of {SELECTIONS}")
+    check_distance(distance)
+    if margin < 0:
+        raise ConfigError(f"offline selection margin must be >= 0, got {margin}")
+    x = torch.as_tensor(
+        np.asarray(embeddings) if not isinstance(embeddings, Tensor) else embeddings
+    )
+    y = torch.as_tensor(np.asarray(labels)).long()
+    if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise FacerecError(
+            f"select_triplets needs embeddings (N, D) and labels (N,), got {tuple(x.shape)} and "
+            f"{tuple(y.shape)}"
+        )
+    n = x.shape[0]
+    empty = np.zeros((0, 3), dtype=np.int64)
+    if n < 3:
+        return empty
+    x = torch.nn.functional.normalize(x.detach().double().cpu(), dim=1)
+    k = int(min(max(int(search_k), 1) + 1, n))
+    _, nbr = _search(x.float().numpy(), k)  # (N, k) ascending distance (self usually first)
+    nbr_t = torch.from_numpy(nbr).long()
+    valid = nbr_t >= 0
+    nbr_t = nbr_t.clamp_min(0)
+    # exact distances (float64) to the candidates and to the positives
+    sq = ((x.unsqueeze(1) - x[nbr_t]) ** 2).sum(-1)  # (N, k)
+    d_cand = _to_distance(sq, distance)
+    cand_neg = valid & (y[nbr_t] != y.unsqueeze(1))  # (N, k)
+    # re-sort candidates by exact distance (stable: FAISS rank breaks ties)
+    d_sort = d_cand.masked_fill(~cand_neg, float("inf"))
+    order = torch.sort(d_sort, dim=1, stable=True).indices
+    d_sort = d_sort.gather(1, order)
+    nbr_sorted = nbr_t.gather(1, order)
+    has_neg = torch.isfinite(d_sort[:, 0])
+
+    same = y.unsqueeze(0) == y.unsqueeze(1)
+    same.fill_diagonal_(False)
+    a_idx, p_idx = torch.nonzero(same, as_tuple=True)  # row-major: anchor then positive
+    keep = has_neg[a_idx]
+    if selection == "hard":
+        neg = nbr_sorted[a_idx, 0]
+    else:
+        d_ap = _to_distance(((x[a_idx] - x[p_idx]) ** 2).sum(-1), distance)  # (T,)
+        out: list[Tensor] = []
+        keep_parts: list[Tensor] = []
+        chunk = max(1, (1 << 22) // k)
+        for s in range(0, a_idx.shape[0], chunk):
+            a, dap = a_idx[s : s + chunk], d_ap[s : s + chunk]
+            d_a = d_sort[a]  # (c, k), +inf past the negatives
+            beyond = d_a > dap.unsqueeze(1)
+            first = beyond.to(torch.int8).argmax(dim=1)  # first candidate with d_an > d_ap
+            found = beyond.any(dim=1)
+            d_first = d_a.gather(1, first.unsqueeze(1)).squeeze(1)
+            in_band = found & torch.isfinite(d_first) & (d_first < dap + margin)
+            out.append(nbr_sorted[a].gather(1, first.unsqueeze(1)).squeeze(1))
+            keep_parts.append(in_band)
+        neg = torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+        keep = keep & (torch.cat(keep_parts) if keep_parts else keep)
+    if not bool(keep.any()):
+        return empty
+    return torch.stack([a_idx[keep], p_idx[keep], neg[keep]], dim=1).numpy().astype(np.int64)
+
+
+def reference_select_triplets(
+    embeddings: Tensor,
+    labels: Sequence[int],
+    selection: Selection,
+    margin: float = 0.2,
+    distance: str = "squared_euclidean",
+) -> list[tuple[int, int, int]]:
+    """Loop reference of :func:`select_triplets` with an exhaustive search (tests)."""
+    from facerec.mining.reference import reference_distance
+
+    x = embeddings.detach().double()
+    x = x / x.norm(dim=1, keepdim=True)
+    labels = [int(v) for v in labels]
+    n = len(labels)
+    out = []
+    for a in range(n):
+        negatives = [j for j in range(n) if labels[j] != labels[a]]
+        if not negatives:
+            continue
+        d_an = {j: reference_distance(x[a], x[j], distance) for j in negatives}
+        for p in range(n):
+            if p == a or labels[p] != labels[a]:
+                continue
+            d_ap = reference_distance(x[a], x[p], distance)
+            if selection == "hard":
+                best = min(negatives, key=lambda j: (d_an[j], j))
+            else:
+                band = [j for j in negatives if d_ap < d_an[j] < d_ap + margin]
+                if not band:
+                    continue
+                best = min(band, key=lambda j: (d_an[j], j))
+            out.append((a, p, best))
+    return out
+
+
+def batch_layout_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The triplets of an offline batch laid out as [a₀, p₀, n₀, a₁, …]: (T,) index tensors.
+
+    ``labels`` (3·T,). Raises :class:`FacerecError` unless every consecutive three has
+    y_a = y_p ≠ y_n (the layout :class:`~facerec.data.offline_triplets.OfflineTripletSampler`
+    produces; under DDP the gathered batch keeps it, rank after rank).
+    """
+    b = labels.shape[0]
+    if b % 3 != 0 or b == 0:
+        raise FacerecError(
+            f"offline triplet loss needs a batch of 3·T images laid out as (anchor, positive, "
+            f"negative) triplets, got {b} images; use data.sampler: offline_triplets"
+        )
+    idx = torch.arange(b, device=labels.device)
+    a, p, n = idx[0::3], idx[1::3], idx[2::3]
+    if not bool((labels[a] == labels[p]).all() and (labels[a] != labels[n]).all()):
+        raise FacerecError(
+            "offline triplet loss: the batch is not laid out as (anchor, positive, negative) "
+            "triplets (labels of a and p must agree, of a and n differ); use "
+            "data.sampler: offline_triplets"
+        )
+    return a, p, n
+
+
+__all__ = [
+    "SELECTIONS",
+    "Selection",
+    "batch_layout_triplets",
+    "reference_select_triplets",
+    "select_triplets",
+]

@@ -1,0 +1,277 @@
+"""Lightning callbacks that refresh what the samplers mine from: neighbourhoods and triplet pools.
+
+* :class:`HardIdentityRefresh` (``data.sampler: hard_identity``): every N steps takes the class
+  centres (the margin head's weights, or the mean embedding of a few images per identity), finds
+  each identity's nearest identities with FAISS and hands the table to the
+  :class:`~facerec.data.hard_identity.HardIdentitySampler`.
+* :class:`OfflineTripletRefresh` (``data.sampler: offline_triplets``): at the start of training and
+  every N steps embeds a random subset with the current weights (no gradient, eval mode), selects
+  hard or semi-hard triplets there (:func:`facerec.mining.offline.select_triplets`) and hands them
+  to the :class:`~facerec.data.offline_triplets.OfflineTripletSampler`.
+
+The FaceDataModule attaches the right callback itself when its sampler needs one
+(:func:`attach`), so the sampler option is the only switch. Under DDP every rank takes part in the
+embedding pass (each embeds 1/R of the subset; the embeddings are all-gathered), rank 0 runs the
+FAISS search, and the result is broadcast, so all ranks use the same table. Batches the DataLoader
+has already prefetched (about ``2·num_workers``) still come from the previous table. Logged:
+``train/mining/refresh_seconds`` and ``train/mining/pool_size`` (offline) or
+``train/mining/neighbour_similarity`` (mean cosine of each identity to its nearest, hard-identity).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from facerec import distributed
+from facerec.data.hard_identity import HardIdentityOptions
+from facerec.data.offline_triplets import OfflineTripletOptions
+from facerec.errors import ConfigError, DataError
+from facerec.mining.neighbours import broadcast_neighbours, nearest_identities
+from facerec.mining.offline import select_triplets
+
+
+class _Unaugmented(Dataset):
+    """Images ``indices`` of a FaceDataset without augmentation: (image, ok) pairs."""
+
+    def __init__(self, base: Any, indices: np.ndarray) -> None:
+        self.base, self.indices = base, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
+        from facerec.data.image import to_tensor_array
+
+        try:
+            img = self.base.load(int(self.indices[i]))
+        except DataError:  # a corrupt image is left out of the selection
+            h, w = self.base.image_size
+            return torch.zeros(3, h, w), False
+        return torch.from_numpy(to_tensor_array(img)), True
+
+
+def embed_indices(
+    pl_module: pl.LightningModule,
+    dataset: Any,
+    indices: np.ndarray,
+    batch_size: int = 256,
+    num_workers: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embed dataset items ``indices`` (n,) with the current weights, shared across ranks.
+
+    Eval mode, no gradient, no augmentation; each rank embeds 1/R of the items and the results
+    are all-gathered. Returns (n, D) float32 raw embeddings on the CPU and an (n,) bool mask of
+    the images that could be read. Every rank must call it with the same ``indices``.
+    """
+    n = len(indices)
+    world, rank = distributed.world_size(), distributed.rank()
+    per = max(1, math.ceil(n / world))
+    padded = np.resize(np.asarray(indices, dtype=np.int64), per * world)
+    mine = padded[rank * per : (rank + 1) * per]
+    loader = DataLoader(_Unaugmented(dataset, mine), batch_size=batch_size, num_workers=num_workers)
+    was_training = pl_module.training
+    pl_module.eval()
+    parts, oks = [], []
+    try:
+        with torch.no_grad():
+            for images, ok in loader:
+                parts.append(pl_module(images.to(pl_module.device)).float())
+                oks.append(ok.to(pl_module.device))
+    finally:
+        pl_module.train(was_training)
+    local = torch.cat(parts)
+    ok_local = torch.cat(oks).to(torch.uint8)
+    emb = distributed.all_gather_nograd(local)[:n].cpu()
+    ok_all = distributed.all_gather_nograd(ok_local)[:n].cpu().bool()
+    return emb, ok_all
+
+
+def attach(trainer: pl.Trainer, callback: pl.Callback) -> None:
+    """Add ``callback`` to ``trainer`` unless one of its type is already there."""
+    if not any(type(cb) is type(callback) for cb in trainer.callbacks):
+        trainer.callbacks.append(callback)
+
+
+def _due(every: int, step: int, last: int) -> bool:
+    return every > 0 and step > 0 and step % every == 0 and step != last
+
+
+class HardIdentityRefresh(pl.Callback):
+    """Recompute the hard-identity neighbourhoods every ``options.every_n_steps`` steps.
+
+    ``every_n_steps: 0`` refreshes at the start of each epoch after the first. The first table
+    comes after N steps (or one epoch): until then the batches are plain PK batches.
+    """
+
+    def __init__(self, datamodule: Any, options: HardIdentityOptions, seed: int = 0) -> None:
+        self.dm = datamodule
+        self.options = options
+        self.seed = seed
+        self.refreshes = 0
+        self.last_step = -1
+        self.last_seconds: float | None = None
+        self.last_similarity: float | None = None
+
+    # ---------------------------------------------------------------- centres
+    def class_centres(self, pl_module: pl.LightningModule) -> torch.Tensor:
+        """(C, D) class centres by ``options.centres`` (identical on every rank)."""
+        mode = self.options.centres
+        head = getattr(pl_module, "head", None)
+        weight = getattr(head, "weight", None)
+        if mode == "auto":
+            mode = "head" if isinstance(weight, torch.Tensor) else "embeddings"
+        if mode == "head":
+            if not isinstance(weight, torch.Tensor):
+                raise ConfigError(
+                    "data.hard_identity.centres is 'head' but the model has no margin head with "
+                    "class weights; use centres: embeddings"
+                )
+            w = weight.detach()
+            if hasattr(head, "gather_full"):  # sharded head: every rank gathers the full matrix
+                w = head.gather_full(w)
+            c = int(getattr(head, "num_classes", w.shape[0]))
+            w = F.normalize(w.float().cpu().reshape(c, -1, w.shape[-1]), dim=2).mean(dim=1)
+            return w
+        labels = np.asarray(self.dm.train_set.labels)
+        rng = np.random.default_rng([self.seed, self.refreshes, 17])
+        order = np.argsort(labels, kind="stable")
+        bounds = np.flatnonzero(np.diff(labels[order])) + 1
+        picks = [
+            g
+            if len(g) <= self.options.images_per_identity
+            else rng.choice(g, self.options.images_per_identity, replace=False)
+            for g in np.split(order, bounds)
+        ]
+        idx = np.concatenate(picks)
+        emb, ok = embed_indices(pl_module, self.dm.train_set, idx, self.options.embed_batch_size)
+        emb = F.normalize(emb, dim=1) * ok.unsqueeze(1)
+        c = int(labels.max()) + 1
+        centres = torch.zeros(c, emb.shape[1]).index_add_(0, torch.from_numpy(labels[idx]), emb)
+        return centres
+
+    # ---------------------------------------------------------------- refresh
+    def refresh(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> np.ndarray:
+        """Compute the neighbour table, share it from rank 0 and give it to the sampler."""
+        start = time.perf_counter()
+        centres = self.class_centres(pl_module)
+        table = None
+        k = min(self.options.neighbours, centres.shape[0] - 1)
+        if distributed.rank() == 0:
+            table = nearest_identities(centres, k, index=self.options.index)
+        table = broadcast_neighbours(table, device=pl_module.device)
+        sampler = getattr(self.dm, "train_batch_sampler", None)
+        if sampler is not None:
+            sampler.set_neighbours(table)
+        x = F.normalize(centres, dim=1)
+        first = torch.from_numpy(table[:, 0]).clamp_min(0)
+        self.last_similarity = float((x * x[first]).sum(1).mean())
+        self.refreshes += 1
+        self.last_seconds = time.perf_counter() - start
+        return table
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.options.every_n_steps == 0 and trainer.current_epoch > 0:
+            self.refresh(trainer, pl_module)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        step = trainer.global_step
+        if _due(self.options.every_n_steps, step, self.last_step):
+            self.last_step = step
+            self.refresh(trainer, pl_module)
+        if self.last_seconds is not None:
+            pl_module.log("train/mining/refresh_seconds", self.last_seconds, batch_size=1)
+            pl_module.log(
+                "train/mining/neighbour_similarity", float(self.last_similarity), batch_size=1
+            )
+
+
+class OfflineTripletRefresh(pl.Callback):
+    """Select a new pool of offline triplets at the start and every ``every_n_steps`` steps.
+
+    ``every_n_steps: 0`` selects at the start of every epoch.
+    """
+
+    def __init__(self, datamodule: Any, options: OfflineTripletOptions, seed: int = 0) -> None:
+        self.dm = datamodule
+        self.options = options
+        self.seed = seed
+        self.refreshes = 0
+        self.last_step = -1
+        self.last_seconds: float | None = None
+        self.last_pool = 0
+
+    def subset(self) -> np.ndarray:
+        """Dataset indices of this refresh's subset (the same on every rank)."""
+        labels = np.asarray(self.dm.train_set.labels)
+        rng = np.random.default_rng([self.seed, self.refreshes, 29])
+        order = np.argsort(labels, kind="stable")
+        bounds = np.flatnonzero(np.diff(labels[order])) + 1
+        groups = [g for g in np.split(order, bounds) if len(g) >= 2]
+        n_ids = min(self.options.identities, len(groups))
+        chosen = rng.choice(len(groups), n_ids, replace=False)
+        m = self.options.images_per_identity
+        return np.concatenate(
+            [
+                groups[c] if len(groups[c]) <= m else rng.choice(groups[c], m, replace=False)
+                for c in np.sort(chosen)
+            ]
+        )
+
+    def refresh(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> np.ndarray:
+        """Embed a subset, select triplets on rank 0, share them and give them to the sampler."""
+        start = time.perf_counter()
+        idx = self.subset()
+        emb, ok = embed_indices(pl_module, self.dm.train_set, idx, self.options.embed_batch_size)
+        triplets = None
+        if distributed.rank() == 0:
+            labels = np.asarray(self.dm.train_set.labels)[idx][ok.numpy()]
+            kept = idx[ok.numpy()]
+            local = select_triplets(
+                emb[ok],
+                labels,
+                self.options.selection,
+                self.options.margin,
+                self.options.distance,
+                self.options.search_k,
+            )
+            triplets = kept[local] if len(local) else np.full((1, 3), -1, dtype=np.int64)
+        triplets = broadcast_neighbours(triplets, device=pl_module.device)
+        triplets = triplets[triplets[:, 0] >= 0]
+        sampler = getattr(self.dm, "train_batch_sampler", None)
+        if sampler is not None:
+            sampler.set_triplets(triplets)
+        self.refreshes += 1
+        self.last_pool = len(triplets)
+        self.last_seconds = time.perf_counter() - start
+        return triplets
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.refresh(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.options.every_n_steps == 0 and trainer.current_epoch > 0:
+            self.refresh(trainer, pl_module)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        step = trainer.global_step
+        if _due(self.options.every_n_steps, step, self.last_step):
+            self.last_step = step
+            self.refresh(trainer, pl_module)
+        if self.last_seconds is not None:
+            pl_module.log("train/mining/refresh_seconds", self.last_seconds, batch_size=1)
+            pl_module.log("train/mining/pool_size", float(self.last_pool), batch_size=1)
+
+
+__all__ = ["HardIdentityRefresh", "OfflineTripletRefresh", "attach", "embed_indices"]
