@@ -63,3 +63,50 @@ class VerificationSummary(pl.Callback):
         if ckpt:
             lines.append(f"  best checkpoint  : {ckpt}")
         print("\n".join(lines), flush=True)
+
+
+class FreezeBatchNorm(pl.Callback):
+    """Keep every BatchNorm layer in evaluation mode during training (running statistics).
+
+    For fine-tuning with small per-device batches, and for an exact comparison of a multi-process
+    run with a one-process run on CPUs, where BatchNorm's batch statistics are per process and
+    SyncBatchNorm (``--trainer.sync_batchnorm true``) needs GPUs. The affine weights still train.
+    Use: ``--trainer.callbacks+=facerec.callbacks.FreezeBatchNorm``.
+    """
+
+    def _freeze(self, pl_module: pl.LightningModule) -> None:
+        for m in pl_module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._freeze(pl_module)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._freeze(pl_module)  # validation puts the module back into train mode
+
+
+class ResumeLoaderState(pl.Callback):
+    """Hand a checkpoint's train-loader position to the loader even when Lightning does not.
+
+    Lightning saves the state of stateful train loaders (:class:`facerec.data.samplers.
+    ResumableDataLoader`) in checkpoints and loads it in ``FitLoop.setup_data``; but when
+    ``configure_optimizers`` reads ``trainer.estimated_stepping_batches`` (ours does, for the
+    schedule), the loader is set up and iterated before the checkpoint is restored, and the
+    saved position is silently dropped (Lightning issue #20550). At ``on_train_start``, after the
+    restore and before the first batch, this loads the pending state and restarts the loader's
+    iterator, as the proposed upstream fix does. It does nothing when no state is pending.
+    FaceDataModule adds it to the trainer.
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loop = trainer.fit_loop
+        pending = getattr(loop, "_combined_loader_states_to_load", None)
+        if not pending or getattr(loop, "_combined_loader", None) is None or not loop.restarting:
+            return
+        loop._load_combined_loader_states()
+        fetcher = getattr(loop, "_data_fetcher", None)
+        if fetcher is not None:
+            iter(fetcher)  # the old iterator (and its prefetched batch) predates the restore

@@ -69,8 +69,15 @@ def _cli_class():
                     "checkpoint.save_last": True,
                     "checkpoint.filename": "epoch{epoch:03d}-step{step:06d}-acc{val/acc:.4f}",
                     "checkpoint.auto_insert_metric_name": False,
+                    # both checkpoint callbacks write the one last.ckpt (no last-v1.ckpt)
+                    "checkpoint.enable_version_counter": False,
                 }
             )
+
+        def _instantiate_trainer(self, config, callbacks):
+            if config.get("enable_checkpointing") is False:  # drop our `checkpoint` callback
+                callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+            return super()._instantiate_trainer(config, callbacks)
 
         def init_parser(self, **kwargs) -> LightningArgumentParser:
             parser = super().init_parser(**kwargs)
@@ -78,8 +85,13 @@ def _cli_class():
             return parser
 
         def instantiate_trainer(self, **kwargs):
-            callbacks = list(kwargs.pop("callbacks", None) or [])
-            callbacks += [VerificationSummary(), LearningRateMonitor(logging_interval="step")]
+            # keep the callbacks of the config (--trainer.callbacks+=...) and add ours
+            given = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+            callbacks = list(given) if isinstance(given, list | tuple) else [given]
+            callbacks += list(kwargs.pop("callbacks", None) or [])
+            callbacks.append(VerificationSummary())
+            if self._get(self.config_init, "trainer", default={}).get("logger") is not False:
+                callbacks.append(LearningRateMonitor(logging_interval="step"))  # needs a logger
             plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
             plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
             if not any(isinstance(p, AtomicCheckpointIO) for p in plugins):
@@ -92,11 +104,15 @@ def _cli_class():
                 if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
                     cb.dirpath = ckdir
             every = self._get(self.config, "checkpoint_every_n_steps", default=0)
-            if every and self.subcommand == "fit":
+            if every and self.subcommand == "fit" and trainer.checkpoint_callbacks:
                 # last.ckpt every N steps, so a killed fit resumes losing at most N steps
                 trainer.callbacks.append(
                     ModelCheckpoint(
-                        dirpath=ckdir, every_n_train_steps=every, save_top_k=0, save_last=True
+                        dirpath=ckdir,
+                        every_n_train_steps=every,
+                        save_top_k=0,
+                        save_last=True,
+                        enable_version_counter=False,
                     )
                 )
             return trainer

@@ -67,6 +67,10 @@ class FaceRecognitionModule(pl.LightningModule):
         warmup_epochs: linear warm-up length in epochs (fractions allowed).
         lr_schedule: ``poly`` (power ``poly_power``), ``cosine`` or ``constant`` after warm-up.
         channels_last: run the backbone in channels-last memory format.
+        init_from: a facerec checkpoint (``.ckpt``) whose weights start a fit (fine-tuning):
+            the backbone's weights, all of which must be there with the same shapes, and the
+            margin head's when this model has one of the same shape. Loaded at the start of
+            ``fit`` only; ``--ckpt_path`` (resuming) overrides it.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class FaceRecognitionModule(pl.LightningModule):
         lr_schedule: ScheduleName = "poly",
         poly_power: float = 2.0,
         channels_last: bool = False,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
@@ -131,6 +136,7 @@ class FaceRecognitionModule(pl.LightningModule):
         self.lr_schedule = lr_schedule
         self.poly_power = poly_power
         self.channels_last = channels_last
+        self.init_from = init_from
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         self.class_names: list[str] | None = None
@@ -287,6 +293,9 @@ class FaceRecognitionModule(pl.LightningModule):
                 world = self.trainer.world_size * self.trainer.accumulate_grad_batches
                 lr = self.lr * per_device * world / self.lr_reference_batch
         opt = build_optimizer(params, self.optimizer_name, lr, self.momentum, self.weight_decay)
+        attach = getattr(self.head, "attach_optimizer", None)
+        if attach is not None:  # a sharded head saves its rows' optimiser state gathered
+            attach(opt)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = (
             self.trainer.max_epochs
@@ -304,6 +313,9 @@ class FaceRecognitionModule(pl.LightningModule):
 
     # ---------------------------------------------------------- checkpoints
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.init_from and not getattr(self, "_init_loaded", False):
+            load_init_weights(self, self.init_from)
+            self._init_loaded = True
         # Parameters a head keeps per rank (a sharded class-centre matrix) must stay out of
         # DDP's gradient all-reduce; DDP reads this attribute when it wraps the module.
         ignore = getattr(self.head, "ddp_ignore", None)
@@ -337,3 +349,46 @@ class FaceRecognitionModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("facerec") or {}
         self.class_names = meta.get("class_names")
+
+
+def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
+    """Copy the backbone (and a same-shaped margin head) from the checkpoint ``path``.
+
+    Returns the names of the parameters and buffers copied. Raises :class:`ConfigError` when the
+    file is missing or its backbone does not match this model's (missing keys or other shapes),
+    :class:`DataError` when it is not a checkpoint.
+    """
+    from pathlib import Path
+
+    from facerec.errors import DataError
+    from facerec.export.checkpoint import _read_checkpoint_dict
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"model.init_from: checkpoint {p} not found; expected a facerec .ckpt")
+    ckpt = _read_checkpoint_dict(p)
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict):
+        raise DataError(f"model.init_from: {p} has no 'state_dict'; expected a facerec .ckpt")
+    own = module.state_dict()
+    copied: list[str] = []
+    for part, required in (("backbone.", True), ("head.", False)):
+        keys = [k for k in own if k.startswith(part)]
+        if not keys:
+            continue
+        missing = [k for k in keys if k not in state]
+        wrong = [k for k in keys if k in state and state[k].shape != own[k].shape]
+        if missing or wrong:
+            if not required:
+                continue  # a head of another size (other identities) is simply not loaded
+            bad = ", ".join(
+                [f"{k} missing" for k in missing[:3]]
+                + [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3]]
+            )
+            raise ConfigError(
+                f"model.init_from: the backbone in {p} does not match this model's ({bad}); "
+                "expected a checkpoint of the same backbone architecture"
+            )
+        module.load_state_dict({k: state[k] for k in keys}, strict=False)
+        copied += keys
+    return copied

@@ -17,12 +17,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 from torch.utils.data import DataLoader
 
 from facerec.data.datasets import ArrayLoader, FaceDataset, IndexedDataset, PathLoader
 from facerec.data.folder import read_name_list, scan_image_folder
+from facerec.data.hard_identity import HardIdentityOptions
 from facerec.data.image import ResizeMode
+from facerec.data.offline_triplets import OfflineTripletOptions
 from facerec.data.pairs import make_pairs
 from facerec.data.transforms import DEFAULT_AUGMENT, build_augment
 from facerec.errors import ConfigError, DataError
@@ -66,7 +67,10 @@ class FaceDataModule(pl.LightningDataModule):
             centre-cropped (``resize_mode``).
         batch_size: images per batch per process (with ``sampler: pk`` it is P·K).
         num_workers: DataLoader worker processes.
-        sampler: ``random`` (shuffle) or ``pk`` (P identities × K images, see ``pk``).
+        sampler: ``random`` (shuffle), ``pk`` (P identities × K images, see ``pk``),
+            ``hard_identity`` (P×K batches partly from FAISS neighbourhoods of the class centres,
+            see ``hard_identity``; P and K from ``pk``) or ``offline_triplets`` (FaceNet's
+            offline selection, see ``offline``; the batch is 3 × triplets_per_batch).
         augment: albumentations pipeline as a list of {name: ..., args...}.
         val_identities: number of identities held out of training for validation pairs
             (synthetic: fresh identities; folders: chosen with ``seed``). 0 disables validation.
@@ -84,8 +88,10 @@ class FaceDataModule(pl.LightningDataModule):
         resize_mode: ResizeMode = "resize",
         batch_size: int = 128,
         num_workers: int = 2,
-        sampler: Literal["random", "pk"] = "random",
+        sampler: Literal["random", "pk", "hard_identity", "offline_triplets"] = "random",
         pk: PKOptions = PKOptions(),
+        hard_identity: HardIdentityOptions = HardIdentityOptions(),
+        offline: OfflineTripletOptions = OfflineTripletOptions(),
         augment: list[dict[str, Any]] | None = None,
         synthetic: SyntheticOptions = SyntheticOptions(),
         val_identities: int = 50,
@@ -104,6 +110,15 @@ class FaceDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.sampler = sampler
         self.pk = pk if isinstance(pk, PKOptions) else PKOptions()
+        self.hard_identity = (
+            hard_identity
+            if isinstance(hard_identity, HardIdentityOptions)
+            else HardIdentityOptions()
+        )
+        self.offline = (
+            offline if isinstance(offline, OfflineTripletOptions) else OfflineTripletOptions()
+        )
+        self.train_batch_sampler: Any = None
         self.augment_spec = DEFAULT_AUGMENT if augment is None else augment
         self.synthetic = (
             synthetic if isinstance(synthetic, SyntheticOptions) else SyntheticOptions()
@@ -115,11 +130,19 @@ class FaceDataModule(pl.LightningDataModule):
         self.strict = strict
         self.seed = seed
         self.pin_memory = pin_memory
-        if sampler not in ("random", "pk"):
-            raise ConfigError(f"data.sampler is {sampler!r}; expected 'random' or 'pk'")
-        if sampler == "pk":
+        if sampler not in ("random", "pk", "hard_identity", "offline_triplets"):
+            raise ConfigError(
+                f"data.sampler is {sampler!r}; expected 'random', 'pk', 'hard_identity' or "
+                "'offline_triplets'"
+            )
+        if sampler in ("pk", "hard_identity"):
             batch_size = self.pk.p * self.pk.k
             self.batch_size = batch_size
+        if sampler == "hard_identity":
+            self.hard_identity.check()
+        if sampler == "offline_triplets":
+            self.offline.check()
+            self.batch_size = 3 * self.offline.triplets_per_batch
         build_augment(self.augment_spec)  # fail at configuration time on a bad pipeline
         self._index: dict[str, Any] | None = None
         self.train_set: FaceDataset | None = None
@@ -257,9 +280,25 @@ class FaceDataModule(pl.LightningDataModule):
                 val_loader, labels = PathLoader(index["val_paths"]), index["val_labels"]
             self.val_set = FaceDataset(val_loader, labels, strict=True, **common)
             self.pairs = make_pairs(labels, self.val_pairs, seed=self.seed)
-        if self.sampler == "pk" and self.trainer is not None:
+        if self.trainer is not None:
+            # The train batch samplers shard by rank themselves (the same global batch for any
+            # number of processes); Lightning must not wrap them in a DistributedSampler.
+            self.trainer._accelerator_connector.use_distributed_sampler = False
+            from facerec.callbacks import ResumeLoaderState  # mid-epoch resume of the sampler
+
+            if not any(isinstance(c, ResumeLoaderState) for c in self.trainer.callbacks):
+                self.trainer.callbacks.append(ResumeLoaderState())
+        if self.sampler != "random" and self.trainer is not None:
             # PKSampler is already distributed-aware; Lightning must not wrap it.
             self.trainer._accelerator_connector.use_distributed_sampler = False
+            from facerec.mining import refresh
+
+            if self.sampler == "hard_identity":
+                cb: Any = refresh.HardIdentityRefresh(self, self.hard_identity, seed=self.seed)
+                refresh.attach(self.trainer, cb)
+            elif self.sampler == "offline_triplets":
+                cb = refresh.OfflineTripletRefresh(self, self.offline, seed=self.seed)
+                refresh.attach(self.trainer, cb)
 
     # ------------------------------------------------------------ dataloaders
     def _loader_kwargs(self) -> dict[str, Any]:
@@ -268,6 +307,15 @@ class FaceDataModule(pl.LightningDataModule):
             "pin_memory": self.pin_memory,
             "persistent_workers": self.num_workers > 0,
         }
+
+    def _resumable_loader(self, batch_sampler: Any) -> DataLoader:
+        """Train loader whose position Lightning checkpoints (``--ckpt_path`` resumes mid-epoch)."""
+        from facerec.data.samplers import ResumableDataLoader, lightning_batches_done
+
+        done = lightning_batches_done(self.trainer) if self.trainer is not None else None
+        return ResumableDataLoader(
+            self.train_set, batch_sampler=batch_sampler, batches_done=done, **self._loader_kwargs()
+        )
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
@@ -281,21 +329,40 @@ class FaceDataModule(pl.LightningDataModule):
                 min_images=self.pk.min_images,
                 seed=self.seed,
             )
-            self._pk_sampler = batch_sampler
-            return DataLoader(self.train_set, batch_sampler=batch_sampler, **self._loader_kwargs())
+            self._pk_sampler = self.train_batch_sampler = batch_sampler
+            return self._resumable_loader(batch_sampler)
+        if self.sampler == "hard_identity":
+            from facerec.data.hard_identity import HardIdentitySampler
+
+            self.train_batch_sampler = HardIdentitySampler(
+                self.train_set.labels,
+                p=self.pk.p,
+                k=self.pk.k,
+                min_images=self.pk.min_images,
+                seed=self.seed,
+                hard_fraction=self.hard_identity.hard_fraction,
+                group_size=self.hard_identity.group_size,
+            )
+            return self._resumable_loader(self.train_batch_sampler)
+        if self.sampler == "offline_triplets":
+            from facerec.data.offline_triplets import OfflineTripletSampler
+
+            self.train_batch_sampler = OfflineTripletSampler(
+                self.train_set.labels, self.offline.triplets_per_batch, seed=self.seed
+            )
+            return self._resumable_loader(self.train_batch_sampler)
         if len(self.train_set) < self.batch_size:
             raise DataError(
                 f"the training set has {len(self.train_set)} images, fewer than data.batch_size="
                 f"{self.batch_size}; lower the batch size"
             )
-        return DataLoader(
-            self.train_set,
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(self.seed),
-            **self._loader_kwargs(),
+        from facerec.data.samplers import ShuffleBatchSampler
+
+        # a shuffled global batch of batch_size × processes, split by rank (seeded by seed, epoch)
+        self.train_batch_sampler = ShuffleBatchSampler(
+            len(self.train_set), self.batch_size, seed=self.seed
         )
+        return self._resumable_loader(self.train_batch_sampler)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:

@@ -1,36 +1,195 @@
-"""Samplers: the P×K identity batch sampler for metric learning.
+"""Batch samplers that know the DDP ranks and can resume in the middle of an epoch.
 
-Use as ``DataLoader(dataset, batch_sampler=PKSampler(dataset_labels, p=..., k=...))``. Under
-Lightning with DDP, pass ``use_distributed_sampler=False`` to the Trainer: the sampler shards
-by rank itself (and Lightning cannot rebuild a custom batch sampler around a DistributedSampler;
-it raises a TypeError otherwise). Lightning calls ``set_epoch`` on ``loader.sampler`` and on
-``loader.batch_sampler.sampler`` only, so :attr:`PKSampler.sampler` forwards it to the sampler.
+* :class:`ShuffleBatchSampler` (``data.sampler: random``): a shuffled global batch of
+  ``batch_size × world_size`` images per step, rank r taking the r-th slice, so the images of a
+  step are the same for any number of processes with the same global batch.
+* :class:`PKSampler` (``data.sampler: pk``): P identities × K images per batch, for metric
+  learning; the ranks hold disjoint identities within a step.
+* :class:`ResumableDataLoader`: a DataLoader over one of these whose ``state_dict`` (the epoch
+  and the batches trained in it) Lightning stores in every checkpoint (the fit loop saves the
+  state of each *stateful* train loader, ``CombinedLoader._state_dicts``) and hands back before
+  the first batch of a resumed fit, so ``--ckpt_path last`` continues with the very next batch.
+
+Under Lightning with DDP pass ``use_distributed_sampler=False`` to the Trainer (FaceDataModule
+does): the samplers shard by rank themselves, and Lightning cannot rebuild a custom batch sampler
+around a DistributedSampler (it raises a TypeError otherwise). Lightning calls ``set_epoch`` on
+``loader.sampler`` and on ``loader.batch_sampler.sampler`` only, so each batch sampler's
+:attr:`sampler` attribute forwards it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from facerec import distributed
 from facerec.errors import ConfigError
 
+__all__ = ["PKSampler", "ResumableDataLoader", "ShuffleBatchSampler", "lightning_batches_done"]
+
 
 class _EpochForwarder:
-    """Found by Lightning at ``batch_sampler.sampler``: forwards ``set_epoch`` to the PKSampler."""
+    """Found by Lightning at ``batch_sampler.sampler``: forwards ``set_epoch`` to the owner."""
 
-    def __init__(self, owner: PKSampler) -> None:
+    def __init__(self, owner: _ResumableBatchSampler) -> None:
         self.owner = owner
 
     def set_epoch(self, epoch: int) -> None:
         self.owner.set_epoch(epoch)
 
 
-class PKSampler(Sampler[list[int]]):
+def _check_ranks(name: str, num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    num_replicas = distributed.world_size() if num_replicas is None else num_replicas
+    rank = distributed.rank() if rank is None else rank
+    if num_replicas < 1:
+        raise ConfigError(f"{name} num_replicas must be >= 1, got {num_replicas}")
+    if not 0 <= rank < num_replicas:
+        raise ConfigError(f"{name} rank must be in [0, {num_replicas}), got {rank}")
+    return int(num_replicas), int(rank)
+
+
+class _ResumableBatchSampler(Sampler[list[int]]):
+    """Epoch selection and mid-epoch resume shared by the batch samplers.
+
+    A subclass sets ``_steps`` (batches per epoch on every rank), implements
+    :meth:`_epoch_plan` and :meth:`_batch`, and lists in ``_resume_keys`` the settings a saved
+    state must match.
+    """
+
+    _steps: int
+    _resume_keys: tuple[str, ...] = ()
+
+    def _init_resume(self) -> None:
+        self.epoch = 0
+        self.sampler = _EpochForwarder(self)  # where Lightning looks for set_epoch
+        self._start = 0  # batches of the current epoch to skip on the next iteration
+        self._yielded = 0  # batches of the current epoch handed out so far
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank (the same on every rank)."""
+        return self._steps
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch; a new epoch starts from its first batch (a resumed one does not)."""
+        if epoch < 0:
+            raise ConfigError(f"{type(self).__name__} epoch must be >= 0, got {epoch}")
+        if epoch != self.epoch:
+            self._start = 0
+            self._yielded = 0
+        self.epoch = int(epoch)
+
+    def _epoch_plan(self) -> Any:
+        raise NotImplementedError
+
+    def _batch(self, plan: Any, step: int) -> list[int]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[list[int]]:
+        plan = self._epoch_plan()
+        start, self._start = self._start, 0
+        self._yielded = start
+        for step in range(start, self._steps):
+            batch = self._batch(plan, step)
+            self._yielded = step + 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epoch, batches handed out in it, and the settings a resume must match."""
+        state = {"epoch": self.epoch, "batches_yielded": self._yielded}
+        state.update({k: getattr(self, k) for k in self._resume_keys})
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue ``state["epoch"]`` after ``state["batches_yielded"]`` batches.
+
+        Raises :class:`ConfigError` when the state was saved with other settings (see
+        ``_resume_keys``) or its position does not fit this sampler.
+        """
+        name = type(self).__name__
+        for key in self._resume_keys:
+            if key in state and state[key] != getattr(self, key):
+                raise ConfigError(
+                    f"{name} state was saved with {key}={state[key]}, but this sampler has "
+                    f"{key}={getattr(self, key)}; resume with the same settings"
+                )
+        try:
+            epoch, done = int(state["epoch"]), int(state["batches_yielded"])
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(
+                f"{name} state must hold integers 'epoch' and 'batches_yielded', got "
+                f"{sorted(state) if isinstance(state, dict) else type(state).__name__}"
+            ) from None
+        if epoch < 0 or not 0 <= done <= self._steps:
+            raise ConfigError(
+                f"{name} state has epoch={epoch}, batches_yielded={done}; expected epoch >= 0 "
+                f"and 0 <= batches_yielded <= {self._steps}"
+            )
+        self.epoch, self._start, self._yielded = epoch, done, done
+
+
+class ShuffleBatchSampler(_ResumableBatchSampler):
+    """Shuffled batches of a global batch split over the ranks; drops the incomplete last one.
+
+    Per epoch, the dataset indices are permuted with a generator seeded by ``(seed, epoch)``; step
+    s takes the global batch ``perm[s·G : (s+1)·G]`` with G = ``batch_size × num_replicas``, and
+    rank r takes its r-th slice of ``batch_size``. So one process with batch 2b and two with
+    batch b train on the same images at every step, and every rank yields ``⌊N / G⌋`` batches.
+
+    Resuming: :meth:`state_dict` / :meth:`load_state_dict` (epoch and batches handed out), as for
+    :class:`PKSampler`. A state saved with another number of processes loads as long as the
+    global batch is the same: the position is counted in global batches.
+
+    Args:
+        num_samples: N, dataset size.
+        batch_size: b, images per batch on each rank.
+        seed: base seed (≥ 0).
+        num_replicas, rank: ``None`` → :mod:`facerec.distributed`'s.
+    """
+
+    _resume_keys = ("seed", "global_batch_size", "num_samples")
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        for key, value in (("num_samples", num_samples), ("batch_size", batch_size)):
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ConfigError(f"{name} {key} must be an integer >= 1, got {value}")
+        if int(seed) != seed or seed < 0:
+            raise ConfigError(f"{name} seed must be a non-negative integer, got {seed}")
+        self.num_replicas, self.rank = _check_ranks(name, num_replicas, rank)
+        self.num_samples, self.batch_size, self.seed = int(num_samples), int(batch_size), int(seed)
+        self.global_batch_size = self.batch_size * self.num_replicas
+        if self.num_samples < self.global_batch_size:
+            raise ConfigError(
+                f"{name}: {self.num_samples} samples are fewer than one global batch of "
+                f"batch_size × processes = {self.batch_size} × {self.num_replicas}; lower the "
+                "batch size"
+            )
+        self._steps = self.num_samples // self.global_batch_size
+        self._init_resume()
+
+    def _epoch_plan(self) -> np.ndarray:
+        """This epoch's permutation of the dataset indices, (N,) int64."""
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
+
+    def _batch(self, plan: np.ndarray, step: int) -> list[int]:
+        lo = step * self.global_batch_size + self.rank * self.batch_size
+        return plan[lo : lo + self.batch_size].tolist()
+
+
+class PKSampler(_ResumableBatchSampler):
     """Batch sampler: every batch holds exactly P identities × K images (dataset indices).
 
     Rules, per epoch:
@@ -52,8 +211,8 @@ class PKSampler(Sampler[list[int]]):
     Resuming mid-epoch: :meth:`state_dict` records the epoch and how many batches this sampler has
     handed out in it; after :meth:`load_state_dict` the next iteration of that epoch yields only
     the remaining batches, identical to those of an uninterrupted run. A DataLoader with workers
-    prefetches batch indices ahead of training, so the caller should store the number of batches
-    actually trained as ``batches_yielded`` when that is known.
+    (and Lightning's fetcher) takes batch indices ahead of training, so
+    :class:`ResumableDataLoader` stores the number of batches actually trained instead.
 
     Args:
         labels: identity label of each dataset item, (N,) integers.
@@ -64,6 +223,8 @@ class PKSampler(Sampler[list[int]]):
         num_replicas: number of ranks; ``None`` → :func:`facerec.distributed.world_size`.
         rank: this rank; ``None`` → :func:`facerec.distributed.rank`.
     """
+
+    _resume_keys = ("seed", "p", "k", "min_images", "num_replicas", "num_identities")
 
     def __init__(
         self,
@@ -88,12 +249,7 @@ class PKSampler(Sampler[list[int]]):
                 raise ConfigError(f"PKSampler {name} must be an integer >= {low}, got {value}")
         if int(seed) != seed or seed < 0:
             raise ConfigError(f"PKSampler seed must be a non-negative integer, got {seed}")
-        num_replicas = distributed.world_size() if num_replicas is None else num_replicas
-        rank = distributed.rank() if rank is None else rank
-        if num_replicas < 1:
-            raise ConfigError(f"PKSampler num_replicas must be >= 1, got {num_replicas}")
-        if not 0 <= rank < num_replicas:
-            raise ConfigError(f"PKSampler rank must be in [0, {num_replicas}), got {rank}")
+        num_replicas, rank = _check_ranks("PKSampler", num_replicas, rank)
 
         _, inverse, counts = np.unique(labels_arr, return_inverse=True, return_counts=True)
         self._order = np.argsort(inverse, kind="stable")  # dataset indices grouped by identity
@@ -110,34 +266,20 @@ class PKSampler(Sampler[list[int]]):
                 "min_images"
             )
         self.p, self.k, self.min_images, self.seed = int(p), int(k), int(min_images), int(seed)
-        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.num_replicas, self.rank = num_replicas, rank
         self.batch_size = self.p * self.k
         self.num_identities = len(self._usable)
         self._steps = math.ceil(self.num_identities / needed)
-        self.epoch = 0
-        self.sampler = _EpochForwarder(self)  # where Lightning looks for set_epoch
-        self._start = 0  # batches of the current epoch to skip on the next iteration
-        self._yielded = 0  # batches of the current epoch handed out so far
+        self._init_resume()
 
-    def __len__(self) -> int:
-        """Batches per epoch on this rank (the same on every rank)."""
-        return self._steps
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch; a new epoch starts from its first batch (a resumed one does not)."""
-        if epoch < 0:
-            raise ConfigError(f"PKSampler epoch must be >= 0, got {epoch}")
-        if epoch != self.epoch:
-            self._start = 0
-            self._yielded = 0
-        self.epoch = int(epoch)
-
-    def _epoch_identities(self) -> np.ndarray:
+    def _epoch_plan(self) -> np.ndarray:
         """This epoch's identity order, padded to steps·num_replicas·p: (steps·R·p,) ids."""
         rng = np.random.default_rng([self.seed, self.epoch])
         order = self._usable[rng.permutation(self.num_identities)]
         pad = self._steps * self.num_replicas * self.p - self.num_identities
         return np.concatenate([order, order[:pad]])
+
+    _epoch_identities = _epoch_plan
 
     def _draw(self, identity: int, rng: np.random.Generator) -> np.ndarray:
         """K dataset indices of ``identity``: (k,) int64."""
@@ -149,49 +291,69 @@ class PKSampler(Sampler[list[int]]):
             [rng.permutation(images), rng.choice(images, size=self.k - count, replace=True)]
         )
 
-    def __iter__(self) -> Iterator[list[int]]:
-        identities = self._epoch_identities()
-        start, self._start = self._start, 0
-        self._yielded = start
-        step_size = self.num_replicas * self.p
-        for step in range(start, self._steps):
-            offset = step * step_size + self.rank * self.p
-            rng = np.random.default_rng([self.seed, self.epoch, step, self.rank])
-            batch = np.concatenate(
-                [self._draw(int(i), rng) for i in identities[offset : offset + self.p]]
+    def _batch(self, plan: np.ndarray, step: int) -> list[int]:
+        offset = step * self.num_replicas * self.p + self.rank * self.p
+        rng = np.random.default_rng([self.seed, self.epoch, step, self.rank])
+        return np.concatenate(
+            [self._draw(int(i), rng) for i in plan[offset : offset + self.p]]
+        ).tolist()
+
+
+def lightning_batches_done(trainer: Any) -> Callable[[], int]:
+    """A function returning how many batches of the current epoch ``trainer`` has trained.
+
+    That is the fit loop's ``batch_progress.current.processed``, the count Lightning itself
+    resumes from (a checkpoint written in ``on_train_batch_end`` of batch i restarts at i + 1).
+    Holds the trainer by weak reference.
+    """
+    ref = weakref.ref(trainer)
+
+    def done() -> int:
+        t = ref()
+        if t is None:
+            raise RuntimeError("the trainer of this DataLoader no longer exists")
+        return int(t.fit_loop.epoch_loop.batch_progress.current.processed)
+
+    return done
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a resumable batch sampler that Lightning checkpoints and restores.
+
+    Lightning's fit loop saves ``state_dict()`` of every train loader that has ``state_dict`` and
+    ``load_state_dict`` (under ``loops.fit_loop.state_dict.combined_loader`` in the checkpoint)
+    and calls ``load_state_dict`` before it iterates a resumed epoch, so the first batch after
+    ``--ckpt_path`` is the one an uninterrupted run would have trained next.
+
+    The sampler hands out batch indices ahead of training (worker prefetching, and Lightning
+    fetches one batch ahead to know the last one), so the state stores ``batches_done()`` (see
+    :func:`lightning_batches_done`), the batches actually trained, when it is set; otherwise
+    the batches handed out.
+
+    Args: those of :class:`~torch.utils.data.DataLoader`, with ``batch_sampler`` required to have
+    ``state_dict``/``load_state_dict`` (:class:`ShuffleBatchSampler`, :class:`PKSampler`), and
+    ``batches_done``: optional () -> int.
+    """
+
+    def __init__(
+        self, *args: Any, batches_done: Callable[[], int] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        bs = self.batch_sampler
+        if not (callable(getattr(bs, "state_dict", None)) and hasattr(bs, "load_state_dict")):
+            raise ConfigError(
+                "ResumableDataLoader needs a batch_sampler with state_dict/load_state_dict "
+                f"(ShuffleBatchSampler, PKSampler), got {type(bs).__name__}"
             )
-            self._yielded = step + 1
-            yield batch.tolist()
+        self.batches_done = batches_done
 
     def state_dict(self) -> dict[str, Any]:
-        """Epoch, batches handed out in it, and the settings a resume must match."""
-        return {
-            "epoch": self.epoch,
-            "batches_yielded": self._yielded,
-            "seed": self.seed,
-            "p": self.p,
-            "k": self.k,
-            "min_images": self.min_images,
-            "num_replicas": self.num_replicas,
-            "num_identities": self.num_identities,
-        }
+        """The batch sampler's state, positioned after the batches trained in this epoch."""
+        state = dict(self.batch_sampler.state_dict())
+        if self.batches_done is not None:
+            state["batches_yielded"] = min(int(state["batches_yielded"]), self.batches_done())
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue ``state["epoch"]`` after ``state["batches_yielded"]`` batches.
-
-        Raises :class:`ConfigError` when the state was saved with different settings (seed, p, k,
-        min_images, num_replicas, or labels with a different number of usable identities).
-        """
-        for key in ("seed", "p", "k", "min_images", "num_replicas", "num_identities"):
-            if key in state and state[key] != getattr(self, key):
-                raise ConfigError(
-                    f"PKSampler state was saved with {key}={state[key]}, but this sampler has "
-                    f"{key}={getattr(self, key)}; resume with the same settings"
-                )
-        epoch, done = int(state["epoch"]), int(state["batches_yielded"])
-        if epoch < 0 or not 0 <= done <= self._steps:
-            raise ConfigError(
-                f"PKSampler state has epoch={epoch}, batches_yielded={done}; expected epoch >= 0 "
-                f"and 0 <= batches_yielded <= {self._steps}"
-            )
-        self.epoch, self._start, self._yielded = epoch, done, done
+        """Resume the batch sampler at ``state`` (before iterating)."""
+        self.batch_sampler.load_state_dict(state)

@@ -1,4 +1,4 @@
-"""PKSampler: batch shape, coverage, determinism, rank sharding, min_images, resume."""
+"""PKSampler, ShuffleBatchSampler, ResumableDataLoader: batches, rank sharding, resume."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from facerec.data.samplers import PKSampler
+from facerec.data.samplers import PKSampler, ResumableDataLoader, ShuffleBatchSampler
 from facerec.errors import ConfigError
 
 
@@ -171,3 +171,73 @@ def test_configuration_errors() -> None:
         PKSampler([], p=2, k=2)
     with pytest.raises(ConfigError, match="seed"):
         PKSampler(labels, p=2, k=2, seed=-1)
+
+
+# ------------------------------------------------------------------- ShuffleBatchSampler
+def test_shuffle_global_batch_is_the_same_for_one_and_two_ranks() -> None:
+    one = ShuffleBatchSampler(70, 8, seed=5, num_replicas=1, rank=0)
+    two = [ShuffleBatchSampler(70, 4, seed=5, num_replicas=2, rank=r) for r in range(2)]
+    assert len(one) == len(two[0]) == len(two[1]) == 70 // 8
+    for e in (0, 1):
+        single = epoch(one, e)
+        per_rank = [epoch(s, e) for s in two]
+        # step k: rank 0's batch then rank 1's is the one-process batch, in order
+        assert [a + b for a, b in zip(*per_rank, strict=True)] == single
+        flat = [i for b in single for i in b]
+        assert len(set(flat)) == len(flat) == 64  # no repeats; 70 - 64 dropped
+        expected = np.random.default_rng([5, e]).permutation(70)[:64].tolist()
+        assert flat == expected  # the permutation of (seed, epoch), cut in global batches
+    assert epoch(one, 0) != epoch(one, 1)
+
+
+def test_shuffle_resume_mid_epoch_and_with_another_world_size() -> None:
+    two = ShuffleBatchSampler(50, 5, seed=1, num_replicas=2, rank=1)
+    full = epoch(two, 3)
+    two.set_epoch(3)
+    it = iter(two)
+    head = [next(it) for _ in range(2)]
+    state = two.state_dict()
+    assert state["batches_yielded"] == 2 and state["global_batch_size"] == 10
+    again = ShuffleBatchSampler(50, 5, seed=1, num_replicas=2, rank=1)
+    again.load_state_dict(state)
+    again.set_epoch(3)
+    assert head + list(again) == full
+    # one process with the same global batch continues at the same global step
+    one = ShuffleBatchSampler(50, 10, seed=1, num_replicas=1, rank=0)
+    one.load_state_dict(state)
+    one.set_epoch(3)
+    assert [b[5:] for b in one] == full[2:]
+    with pytest.raises(ConfigError, match="global_batch_size=10, but this sampler has"):
+        ShuffleBatchSampler(50, 4, seed=1, num_replicas=2, rank=0).load_state_dict(state)
+    with pytest.raises(ConfigError, match="batches_yielded"):
+        again.load_state_dict({"epoch": 0})
+    with pytest.raises(ConfigError, match="fewer than one global batch"):
+        ShuffleBatchSampler(7, 4, num_replicas=2, rank=0)
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1"):
+        ShuffleBatchSampler(7, 0)
+
+
+def test_resumable_loader_saves_the_batches_trained_not_those_prefetched() -> None:
+    data = TensorDataset(torch.arange(40))
+    trained = {"n": 0}
+    loader = ResumableDataLoader(
+        data,
+        batch_sampler=ShuffleBatchSampler(40, 4, seed=2, num_replicas=1, rank=0),
+        batches_done=lambda: trained["n"],
+        num_workers=1,  # the worker runs ahead of training
+    )
+    full = [b[0].tolist() for b in loader]
+    it = iter(loader)
+    got = [next(it)[0].tolist() for _ in range(4)]
+    trained["n"] = 3  # the fourth batch was fetched but not trained when the checkpoint was made
+    state = loader.state_dict()
+    assert state["batches_yielded"] == 3
+    assert loader.batch_sampler.state_dict()["batches_yielded"] > 3
+    del it
+    fresh = ResumableDataLoader(
+        data, batch_sampler=ShuffleBatchSampler(40, 4, seed=2, num_replicas=1, rank=0)
+    )
+    fresh.load_state_dict(state)
+    assert got[:3] + [b[0].tolist() for b in fresh] == full
+    with pytest.raises(ConfigError, match="batch_sampler with state_dict"):
+        ResumableDataLoader(data, batch_size=4)

@@ -9,16 +9,18 @@ checkpoints with the full class-centre matrix.
   each rank's embedding gradient equals W × the unsharded one (DDP then averages), running
   buffers equal; sampling keeps positives and equals the cross-entropy over the sampled
   classes; state_dict/optimiser state hold the full matrix and load back sliced.
-* Lightning (the real CLI, ``configs/partial_fc_r50.yaml`` shrunk): a two-process fit keeps
-  ``head.weight`` out of DDP and writes the full matrix; a one-process load gives the same head
-  and embeddings, and a one-process resume restores the shard's momentum, gathered.
+* Lightning (the real CLI, ``configs/partial_fc_r50.yaml`` shrunk, with CenterLoss): two
+  processes (batch 8 each) give the per-step losses and weights, full class-centre matrix and
+  centres included, of one process (batch 16), BatchNorm frozen (per-process statistics on CPU);
+  the two-process fit keeps ``head.weight`` out of DDP and writes the full matrix; a one-process
+  load gives the same head and embeddings, and a one-process resume restores the shard's
+  momentum, gathered.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -454,117 +456,73 @@ def test_two_processes_checkpoint_state_is_full_and_slices_back(gloo_results):
 
 
 # ------------------------------------------------------------------- Lightning, real CLI
-SHARD_CHECK = r"""
-# The real `facerec fit` CLI plus a test callback that dumps per-rank facts about the sharded
-# head. (The callback is appended to the Trainer here because FacerecCLI.instantiate_trainer
-# currently drops callbacks given with --trainer.callbacks.)
-import os, sys
-
-import pytorch_lightning as pl
-import torch
-from torch.nn.parallel import DistributedDataParallel
-
-import facerec.cli as cli
-
-
-class ShardCheck(pl.Callback):
-    def on_fit_start(self, trainer, pl_module):
-        # stand-in for FaceRecognitionModule wiring attach_optimizer (idempotent)
-        pl_module.head.attach_optimizer(trainer.optimizers[0])
-
-    def on_train_start(self, trainer, pl_module):
-        head, opt = pl_module.head, trainer.optimizers[0]
-        momentum = opt.state.get(head.weight, {}).get("momentum_buffer")
-        self.start_momentum = None if momentum is None else momentum.clone()
-        self.start_weight = head.weight.detach().clone()
-
-    def on_train_end(self, trainer, pl_module):
-        head, rank = pl_module.head, trainer.global_rank
-        ddp = trainer.strategy.model
-        info = {"world": trainer.world_size, "shard": head.shard,
-                "weight": head.weight.detach().clone(), "start_weight": self.start_weight,
-                "start_momentum": self.start_momentum}
-        if isinstance(ddp, DistributedDataParallel):
-            info["ignored"] = sorted(ddp.parameters_to_ignore)
-            info["in_reducer"] = any(p is head.weight for p in ddp._module_parameters)
-            first = next(pl_module.backbone.parameters())
-            info["backbone_in_reducer"] = any(p is first for p in ddp._module_parameters)
-        g = torch.Generator().manual_seed(123)
-        x = torch.randn(4, 3, 32, 32, generator=g)
-        pl_module.eval()
-        with torch.no_grad():
-            info["embeddings"] = pl_module(x)
-        pl_module.train()
-        torch.save(info, os.path.join(os.environ["SHARD_CHECK_OUT"], f"rank{rank}.pt"))
-
-
-_original = cli._cli_class
-
-
-def _with_check():
-    cli_cls, module_cls, dm_cls = _original()
-
-    class CheckedCLI(cli_cls):
-        def instantiate_trainer(self, **kwargs):
-            trainer = super().instantiate_trainer(**kwargs)
-            trainer.callbacks.append(ShardCheck())
-            return trainer
-
-    return CheckedCLI, module_cls, dm_cls
-
-
-cli._cli_class = _with_check
-if __name__ == "__main__":
-    sys.exit(cli.main(sys.argv[1:]))
-"""
-
 TINY = [
+    "--config", str(REPO / "configs/partial_fc_r50.yaml"),
     "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
-    "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1",
-    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
     "--data.synthetic.identities", "16", "--data.synthetic.images_per_identity", "8",
     "--data.synthetic.size", "32", "--data.image_size", "[32,32]",
     "--model.backbone.init_args.input_size", "[32,32]", "--model.backbone.init_args.depth", "18",
     "--model.backbone.init_args.width", "0.125", "--model.backbone.init_args.embedding_dim", "16",
-    "--data.batch_size", "8", "--data.num_workers", "0", "--data.augment", "[]",
-    "--model.lr_schedule", "constant",
+    "--data.num_workers", "0", "--data.augment", "[]",
+    "--model.lr_schedule", "constant", "--model.lr", "0.001", "--model.lr_reference_batch", "null",
+    "--model.center_loss.weight", "0.01",
+    "--trainer.callbacks+=lightning_probe.Probe", "--trainer.callbacks+=lightning_probe.ShardCheck",
 ]  # fmt: skip
-
-
-def _fit(tmp: Path, name: str, devices: int, *extra: str) -> Path:
-    out = tmp / name
-    out.mkdir()
-    env = dict(os.environ, SHARD_CHECK_OUT=str(out))
-    cmd = [
-        PYTHON, str(tmp / "facerec_fit_checked.py"), "fit",
-        "--config", str(REPO / "configs/partial_fc_r50.yaml"),
-        *TINY, "--trainer.devices", str(devices), "--trainer.default_root_dir", str(out),
-        "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(out), *extra,
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return out
+#: BatchNorm uses per-process batch statistics on CPU (SyncBatchNorm needs GPUs): frozen for the
+#: one- against two-process comparison.
+FROZEN_BN = ("--trainer.callbacks+=facerec.callbacks.FreezeBatchNorm",)
 
 
 @pytest.fixture(scope="module")
 def lightning_runs(tmp_path_factory):
+    """One process (batch 16) and two (batch 8 each), sample rate 1, then a one-process resume
+    (sample rate 0.5) of the two-process checkpoint."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from lightning_probe import fit
+
     tmp = tmp_path_factory.mktemp("sharded_fit")
-    (tmp / "facerec_fit_checked.py").write_text(SHARD_CHECK)
-    two = _fit(
-        tmp, "two", 2, "--trainer.max_steps", "3", "--model.head.init_args.sample_rate", "0.5"
-    )
-    ckpt = next(two.rglob("last.ckpt"))
-    one = _fit(
-        tmp, "resume", 1, "--trainer.max_steps", "4", "--trainer.max_epochs", "2",
-        "--ckpt_path", str(ckpt),
+    runs = {}
+    for devices in (1, 2):
+        out = tmp / f"devices{devices}"
+        proc = fit(
+            out, *TINY, *FROZEN_BN, "--trainer.devices", str(devices),
+            "--data.batch_size", str(16 // devices), "--trainer.max_steps", "3",
+            "--model.head.init_args.sample_rate", "1.0",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        runs[devices] = out
+    ckpt = runs[2] / "checkpoints" / "last.ckpt"
+    one = tmp / "resume"
+    proc = fit(
+        one, *TINY, "--trainer.devices", "1", "--data.batch_size", "16",
+        "--trainer.max_steps", "4", "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt),
         "--model.head.init_args.sample_rate", "0.5",
     )  # fmt: skip
-    return two, ckpt, one
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return runs[1], runs[2], ckpt, one
+
+
+def test_two_process_fit_equals_one_process_with_sharded_head_and_center_loss(lightning_runs):
+    one, two, _, _ = lightning_runs
+    a = json.loads((one / "probe.json").read_text())["steps"]
+    b = json.loads((two / "probe.json").read_text())["steps"]
+    assert [s["step"] for s in a] == [s["step"] for s in b] == [1, 2, 3]
+    for x, y in zip(a, b, strict=True):
+        assert x["labels"] == y["labels"]  # the same global batch
+        assert abs(x["loss"] - y["loss"]) <= 1e-5 * abs(x["loss"]), (x, y)
+    w1, w2 = torch.load(one / "weights.pt"), torch.load(two / "weights.pt")
+    assert w1.keys() == w2.keys() and w2["head.weight"].shape == (16, 16)
+    assert w1["center_loss.centers"].abs().sum() > 0
+    for k in w1:  # the gathered class centres too: ∂L/∂W_shard is the unsharded gradient
+        scale = max(1.0, float(w1[k].abs().max())) if w1[k].is_floating_point() else 1.0
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5 * scale, msg=k)
 
 
 def test_two_process_fit_keeps_shard_out_of_ddp_and_saves_full_matrix(lightning_runs):
-    two, ckpt, _ = lightning_runs
-    ranks = [torch.load(two / f"rank{r}.pt") for r in range(2)]
+    _, two, ckpt, _ = lightning_runs
+    ranks = [torch.load(two / f"shard{r}.pt") for r in range(2)]
     assert [r["world"] for r in ranks] == [2, 2]
     assert [r["shard"] for r in ranks] == [(0, 8), (8, 8)]
     for r in ranks:
@@ -575,7 +533,8 @@ def test_two_process_fit_keeps_shard_out_of_ddp_and_saves_full_matrix(lightning_
     full = state["state_dict"]["head.weight"]
     assert full.shape == (16, 16)
     torch.testing.assert_close(full, torch.cat([ranks[0]["weight"], ranks[1]["weight"]]))
-    # the optimiser state in the checkpoint is the gathered (16, 16) momentum
+    # the optimiser state in the checkpoint is the gathered (16, 16) momentum (the module
+    # attaches the head to its optimiser)
     moms = [v["momentum_buffer"] for v in state["optimizer_states"][0]["state"].values()]
     assert sum(tuple(m.shape) == (16, 16) for m in moms) == 1
     assert not any(tuple(m.shape) == (8, 16) for m in moms)
@@ -584,8 +543,8 @@ def test_two_process_fit_keeps_shard_out_of_ddp_and_saves_full_matrix(lightning_
 def test_checkpoint_from_two_processes_loads_and_resumes_in_one(lightning_runs):
     from facerec.module import FaceRecognitionModule
 
-    two, ckpt, one = lightning_runs
-    rank0 = torch.load(two / "rank0.pt")
+    _, two, ckpt, one = lightning_runs
+    rank0 = torch.load(two / "shard0.pt")
     state = torch.load(ckpt, weights_only=False)
     model = FaceRecognitionModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
     assert isinstance(model.head, ShardedMarginHead) and model.head.shard == (0, 16)
@@ -595,12 +554,12 @@ def test_checkpoint_from_two_processes_loads_and_resumes_in_one(lightning_runs):
         emb = model(torch.randn(4, 3, 32, 32, generator=g))
     torch.testing.assert_close(emb, rank0["embeddings"])
     # resumed by `facerec fit --ckpt_path` on ONE process: full head and gathered momentum
-    resumed = torch.load(one / "rank0.pt")
+    resumed = torch.load(one / "shard0.pt")
     assert resumed["world"] == 1 and resumed["shard"] == (0, 16)
     torch.testing.assert_close(resumed["start_weight"], state["state_dict"]["head.weight"])
     moms = [v["momentum_buffer"] for v in state["optimizer_states"][0]["state"].values()]
     saved = next(m for m in moms if tuple(m.shape) == (16, 16))
     torch.testing.assert_close(resumed["start_momentum"], saved)
     assert not torch.equal(resumed["weight"], resumed["start_weight"])  # it trained a step
-    metrics = (next(one.rglob("metrics.csv"))).read_text()
-    assert "train/loss" in metrics
+    steps = json.loads((one / "probe.json").read_text())["steps"]
+    assert [s["step"] for s in steps] == [4]  # continued after the three saved steps
