@@ -37,8 +37,9 @@ class AdaFaceHead(CosineMarginHead):
     Args:
         embedding_dim: D.
         num_classes: C.
-        margin: m, default 0.4.
-        h: default 0.333.
+        margin: m, default 0.4: radians in the angular part (g_angle = −m·ẑ) and a cosine
+            offset in the additive part (g_add = m + m·ẑ), as in the paper.
+        h: margin scaler (dimensionless), default 0.333.
         scale: s, default 64.0.
         t_alpha: EMA rate of μ and σ, default 0.01.
 

@@ -52,7 +52,9 @@ class SphereFaceHead(CosineMarginHead):
     ψ(θ) = (−1)^k·cos(mθ) − 2k, k = ⌊θm/π⌋ and
     λ = max(lambda_min, base·(1 + gamma·iteration)^(−power)). ``iteration`` is a buffer (saved
     in the state_dict) read before and incremented once by each training-mode call of
-    :meth:`apply_margin`, so the first step uses λ = base. With ``base = lambda_min = 0`` the
+    :meth:`apply_margin`, so the first step uses λ = base (as the Caffe layer's counter, it
+    counts forward passes: with gradient accumulation, micro-batches). Every DDP rank makes the
+    same calls, so λ is the same on every rank. With ``base = lambda_min = 0`` the
     target is ‖x‖·ψ(θ_y), pytorch-metric-learning's SphereFaceLoss (which has no λ).
 
     ``feature_norm=True`` gives the F-Norm variant: ‖x‖ is replaced by the fixed scale s
@@ -61,7 +63,8 @@ class SphereFaceHead(CosineMarginHead):
     Args:
         embedding_dim: D.
         num_classes: C.
-        margin: integer m >= 1, default 4.
+        margin: integer multiplicative angular margin m >= 1 (θ_y is multiplied by m; θ in
+            radians), default 4.
         base: λ at iteration 0, default 1000.0.
         gamma: default 0.12.
         power: default 1.0.

@@ -21,11 +21,16 @@ Measured:
   2·B·D·rows FLOPs, rows = C·K for sub-centre heads) divided by the step time, next to the rate of
   plain ``torch.mm`` on the same three shapes, timed in the same interleaved rounds ("mm rate");
   their ratio is the share of the step that is the unavoidable matrix work.
+* memory guard: when the plain-mm buffers, our head and PML's loss would not fit in memory
+  together (1M classes, and K = 3 sub-centres, on a small machine), they are timed one after the
+  other instead of interleaved, and a module whose estimated need exceeds the free memory is
+  skipped with a note under the tables.
 
 Usage::
 
-    python tools/bench/heads.py --classes 10000 100000
-    python tools/bench/heads.py --classes 1000000 --batch 64 --repeats 2
+    python tools/bench/heads.py                      # C = 10k, 100k (B = 128), 1M (B = 64)
+    python tools/bench/heads.py --classes 100000 --heads ArcFaceHead CosFaceHead
+    python tools/bench/heads.py --quick              # smoke run: C = 1k, 5k, 2 repeats
 
 Prints one markdown table per C.
 """
@@ -185,8 +190,60 @@ def mm_case(b: int, d: int, rows: int, device: torch.device) -> Case:
     return Case("torch.mm x3", three, lambda: None, [a, w, g])
 
 
+def batch_for(args: argparse.Namespace, c: int) -> int:
+    """B for C classes: ``--batch``, or ``--large-batch`` from ``--large-classes`` classes on."""
+    return args.large_batch if c >= args.large_classes else args.batch
+
+
+def available_bytes(device: torch.device) -> float:
+    """Free memory for new tensors: CUDA free memory, or Linux MemAvailable (inf if unknown)."""
+    if device.type == "cuda":
+        return float(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return math.inf
+
+
+def emit(
+    case: Case,
+    mm: Case,
+    pair: str,
+    k: int,
+    b: int,
+    d: int,
+    c: int,
+    rows: list[dict[str, Any]],
+    device: torch.device,
+) -> None:
+    """Append ``case``'s result row (with the plain-mm floor ``mm``) to ``rows`` and print it."""
+    seconds, mm_seconds = min(case.times), min(mm.times)
+    flops = 3 * 2 * b * d * c * k
+    row = {
+        "name": case.label,
+        "ms": seconds * 1e3,
+        "mm_ms": mm_seconds * 1e3,
+        "peak_mib": case.peak_bytes(device) / 2**20,
+        "gflops": flops / seconds / 1e9,
+        "mm_gflops": flops / mm_seconds / 1e9,
+        "k": k,
+    }
+    if case.label != pair:
+        row["pair"] = pair
+    print(f"  {row['name']:<26} {row['ms']:9.1f} ms  {row['peak_mib']:9.1f} MiB", flush=True)
+    rows.append(row)
+
+
+#: Lines printed under the tables (modules skipped for lack of memory).
+notes: list[str] = []
+
+
 def bench_classes(args: argparse.Namespace, c: int, device: torch.device) -> list[dict[str, Any]]:
-    b, d = args.batch, args.dim
+    b, d = batch_for(args, c), args.dim
     g = torch.Generator().manual_seed(0)
     x = torch.randn(b, d, generator=g).to(device).requires_grad_()
     y = torch.randint(0, c, (b,), generator=g).to(device)
@@ -219,32 +276,54 @@ def bench_classes(args: argparse.Namespace, c: int, device: torch.device) -> lis
 
     for name in args.heads:
         k = CENTRES_PER_CLASS.get(name, 1)
-        # the plain-mm floor is timed in the same interleaved rounds as the head and PML
-        mm = mm_case(b, d, c * k, device)
-        cases = [make_case(name, OURS[name](d, c), True)]
-        pml_name = PML_PAIRS.get(name)
-        if pml_name in pml_needed:
-            cases.append(make_case(f"PML {pml_name}", _pml_factory(pml_name, d, c), False))
-        measure([mm, *cases], device, args.warmup, args.repeats)
-        mm_seconds = min(mm.times)
-        for i, case in enumerate(cases):
-            seconds = min(case.times)
-            row = {
-                "name": case.label,
-                "ms": seconds * 1e3,
-                "mm_ms": mm_seconds * 1e3,
-                "peak_mib": case.peak_bytes(device) / 2**20,
-                "gflops": 3 * 2 * b * d * c * k / seconds / 1e9,
-                "mm_gflops": 3 * 2 * b * d * c * k / mm_seconds / 1e9,
-                "k": k,
-            }
-            if i:
-                row["pair"] = name
-            print(
-                f"  {row['name']:<26} {row['ms']:9.1f} ms  {row['peak_mib']:9.1f} MiB", flush=True
+        n = c * k  # rows of the weight
+        pml_name = PML_PAIRS.get(name) if PML_PAIRS.get(name) in pml_needed else None
+        # (label, factory, ours?, estimated bytes of the module and one step)
+        specs: list[tuple[str, Callable[[], torch.nn.Module], bool, float]] = [
+            (name, lambda name=name: OURS[name](d, c), True, 4.0 * (2 * n * d + 4 * b * n))
+        ]
+        if pml_name is not None:
+            specs.append(
+                (
+                    f"PML {pml_name}",
+                    lambda pml_name=pml_name: _pml_factory(pml_name, d, c),
+                    False,
+                    4.0 * (4 * n * d + 8 * b * n),
+                )
             )
-            rows.append(row)
-        del cases, mm
+        mm_need = 4.0 * (2 * n * d + 2 * b * n)
+        avail = available_bytes(device)
+        measured: list[tuple[Case, Case]] = []  # (case, the mm case timed with it)
+        if mm_need + sum(sp[3] for sp in specs) < 0.7 * avail:
+            # everything fits at once: the plain-mm floor, the head and PML in interleaved rounds
+            mm = mm_case(b, d, n, device)
+            cases = [make_case(lbl, f(), ours) for lbl, f, ours, _ in specs]
+            measure([mm, *cases], device, args.warmup, args.repeats)
+            measured = [(case, mm) for case in cases]
+        else:
+            # too large to hold together (e.g. 1M classes on a small machine): one at a time
+            print(f"  (C·K = {n:,}: measuring one module at a time to fit in memory)", flush=True)
+            mm = mm_case(b, d, n, device)
+            measure([mm], device, args.warmup, args.repeats)
+            mm_times = mm.times
+            del mm
+            gc.collect()
+            for lbl, f, ours, need in specs:
+                if need > 0.85 * available_bytes(device):
+                    msg = f"{lbl}: skipped, needs about {need / 2**30:.1f} GiB"
+                    print(f"  {msg}", flush=True)
+                    notes.append(f"C = {c:,}: {msg}")
+                    continue
+                case = make_case(lbl, f(), ours)
+                measure([case], device, args.warmup, args.repeats)
+                mm_state = Case("torch.mm x3", lambda: None, lambda: None, [])
+                mm_state.times = mm_times
+                emit(case, mm_state, name, k, b, d, c, rows, device)
+                del case
+                gc.collect()
+        for case, mm in measured:
+            emit(case, mm, name, k, b, d, c, rows, device)
+        del measured
         gc.collect()
     return rows
 
@@ -252,7 +331,7 @@ def bench_classes(args: argparse.Namespace, c: int, device: torch.device) -> lis
 def render(rows: list[dict[str, Any]], c: int, b: int, d: int) -> str:
     pml = {r["pair"]: r for r in rows if "pair" in r}
     ours = [r for r in rows if "pair" not in r]
-    rates = sorted(r["mm_gflops"] for r in ours)
+    rates = sorted(r["mm_gflops"] for r in ours) or [float("nan")]
     lines = [
         f"### C = {c:,}, B = {b}, D = {d}",
         "",
@@ -288,8 +367,15 @@ def render(rows: list[dict[str, Any]], c: int, b: int, d: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--classes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--classes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument(
+        "--large-batch", type=int, default=64, help="B from --large-classes on (default 64)"
+    )
+    parser.add_argument("--large-classes", type=int, default=1_000_000)
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: C = 1k and 5k, 1 warm-up, 2 repeats"
+    )
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--heads", nargs="+", default=list(OURS), choices=list(OURS))
     parser.add_argument("--no-pml", action="store_true", help="skip pytorch-metric-learning")
@@ -298,6 +384,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.classes, args.repeats, args.warmup = [1_000, 5_000], 2, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -311,9 +399,11 @@ def main(argv: list[str] | None = None) -> None:
     for c in args.classes:
         print(f"C = {c:,}", flush=True)
         rows = bench_classes(args, c, device)
-        tables.append(render(rows, c, args.batch, args.dim))
+        tables.append(render(rows, c, batch_for(args, c), args.dim))
     print()
     print("\n\n".join(tables))
+    for note in notes:
+        print(f"\n- {note}")
 
 
 if __name__ == "__main__":
