@@ -61,6 +61,7 @@ SCRIPT = textwrap.dedent(
                 "stats": {k: v.item() for k, v in loss_fn.stats.items()},
             }
         torch.save(results, f"{out}/rank{rank}.pt")
+        dist.barrier()  # no rank tears gloo down while its peer still talks to it
         dist.destroy_process_group()
 
 

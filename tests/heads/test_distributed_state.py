@@ -65,6 +65,7 @@ WORKER = COMMON + textwrap.dedent(
         x, y = global_batch()
         step(modules, x[rank * B : (rank + 1) * B], y[rank * B : (rank + 1) * B])
         torch.save(state(modules), f"{out}/rank{rank}.pt")
+        dist.barrier()  # no rank tears gloo down while its peer still talks to it
     finally:
         dist.destroy_process_group()
     """

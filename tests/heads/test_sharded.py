@@ -390,6 +390,7 @@ def worker(rank, port, out):
         res["checkpoint"] = checkpoint(rank)
         with open(f"{out}/rank{rank}.json", "w") as f:
             json.dump(res, f)
+        dist.barrier()  # no rank tears gloo down while its peer still talks to it
     finally:
         dist.destroy_process_group()
 
