@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 
 from facerec.errors import ConfigError, FacerecError
@@ -120,11 +122,29 @@ def _cli_class():
     return FacerecCLI, FaceRecognitionModule, FaceDataModule
 
 
+class _DropLightningTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+def _quiet_lightning_notices() -> None:
+    """Hide Lightning notices that say nothing about the user's run: the advert for a cloud
+    logger, the note that CSV is the default logger without TensorBoard, and a deprecation
+    inside Lightning itself. Warnings about the run (data, checkpoints, metrics) stay."""
+    warnings.filterwarnings("ignore", message="Starting from v1.9.0, `tensorboardX`")
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _DropLightningTip) for f in log.filters):
+            log.addFilter(_DropLightningTip())
+
+
 def run_lightning(argv: list[str]) -> int:
     """Run fit / validate / test; configuration errors are raised as :class:`ConfigError`."""
     from jsonargparse import ArgumentError
 
     cli_cls, module_cls, dm_cls = _cli_class()
+    _quiet_lightning_notices()
     try:
         _run_cli(cli_cls, module_cls, dm_cls, argv)
     except ArgumentError as e:
