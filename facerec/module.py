@@ -23,7 +23,7 @@ from jsonargparse import lazy_instance
 from torch import nn
 
 from facerec import __version__
-from facerec.data.image import MEAN, STD
+from facerec.data.image import preprocess_info
 from facerec.errors import ConfigError, FacerecError
 from facerec.heads.base import MarginHead
 from facerec.models.base import Backbone
@@ -168,16 +168,7 @@ class FaceRecognitionModule(pl.LightningModule):
     @property
     def preprocess(self) -> dict[str, Any]:
         """What the embedding network expects as input (stored in checkpoints and ONNX files)."""
-        h, w = self.backbone.input_size
-        return {
-            "input_size": [int(h), int(w)],
-            "channel_order": "RGB",
-            "mean": [MEAN] * 3,
-            "std": [STD] * 3,
-            "layout": "NCHW",
-            "embedding_dim": self.embedding_dim,
-            "normalized_output": False,
-        }
+        return preprocess_info(self.backbone.input_size, self.embedding_dim)
 
     # -------------------------------------------------------------- forward
     def forward(self, images: torch.Tensor) -> torch.Tensor:

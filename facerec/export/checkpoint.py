@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from facerec.data.image import MEAN, STD
+from facerec.data.image import preprocess_info
 from facerec.errors import DataError
 
 EXPECTED = "expected a .ckpt written by facerec fit"
@@ -46,16 +46,8 @@ class LoadedModel:
 
 def default_preprocess(backbone: nn.Module) -> dict[str, Any]:
     """The preprocessing of a bare backbone: its input size, RGB, (x − 127.5)/127.5, NCHW."""
-    h, w = getattr(backbone, "input_size", (112, 112))
-    return {
-        "input_size": [int(h), int(w)],
-        "channel_order": "RGB",
-        "mean": [MEAN] * 3,
-        "std": [STD] * 3,
-        "layout": "NCHW",
-        "embedding_dim": int(getattr(backbone, "embedding_dim", 0)),
-        "normalized_output": False,
-    }
+    size = getattr(backbone, "input_size", (112, 112))
+    return preprocess_info(size, int(getattr(backbone, "embedding_dim", 0)))
 
 
 def _read_checkpoint_dict(path: Path) -> dict[str, Any]:
