@@ -18,15 +18,14 @@ identity.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
 
-from facerec import distributed
+from facerec.data.samplers import _check_ranks, _ResumableBatchSampler
 from facerec.errors import ConfigError
 
 
@@ -74,15 +73,7 @@ class OfflineTripletOptions:
             raise ConfigError(f"data.offline.margin must be >= 0, got {self.margin}")
 
 
-class _EpochForwarder:
-    def __init__(self, owner: OfflineTripletSampler) -> None:
-        self.owner = owner
-
-    def set_epoch(self, epoch: int) -> None:
-        self.owner.set_epoch(epoch)
-
-
-class OfflineTripletSampler(Sampler[list[int]]):
+class OfflineTripletSampler(_ResumableBatchSampler):
     """Batch sampler of T triplets (3·T dataset indices) from the current offline pool.
 
     Args:
@@ -91,6 +82,8 @@ class OfflineTripletSampler(Sampler[list[int]]):
         seed: base seed; num_replicas / rank: DDP layout (None: from torch.distributed).
         batches_per_epoch: None → N // (R·3T) (at least 1), as a shuffled loader with drop_last.
     """
+
+    _resume_keys = ("seed",)
 
     def __init__(
         self,
@@ -109,10 +102,7 @@ class OfflineTripletSampler(Sampler[list[int]]):
             raise ConfigError(
                 f"triplets_per_batch must be an integer >= 1, got {triplets_per_batch}"
             )
-        self.num_replicas = distributed.world_size() if num_replicas is None else int(num_replicas)
-        self.rank = distributed.rank() if rank is None else int(rank)
-        if not 0 <= self.rank < self.num_replicas:
-            raise ConfigError(f"rank must be in [0, {self.num_replicas}), got {self.rank}")
+        self.num_replicas, self.rank = _check_ranks("OfflineTripletSampler", num_replicas, rank)
         classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
         if (counts >= 2).sum() < 1 or len(classes) < 2:
             raise ConfigError(
@@ -125,25 +115,12 @@ class OfflineTripletSampler(Sampler[list[int]]):
         self._order = np.argsort(inverse, kind="stable")
         self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self._counts = counts
-        self._inverse = inverse
         self._anchor_ids = np.flatnonzero(counts >= 2)
         per_step = self.num_replicas * self.batch_size
         self._steps = int(batches_per_epoch) if batches_per_epoch else max(1, len(y) // per_step)
-        self.epoch = 0
-        self.sampler = _EpochForwarder(self)
         self._pool = np.zeros((0, 3), dtype=np.int64)
         self.pool_version = 0
-        self._start = 0
-        self._yielded = 0
-
-    def __len__(self) -> int:
-        return self._steps
-
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self._start = 0
-            self._yielded = 0
-        self.epoch = int(epoch)
+        self._init_resume()
 
     def set_triplets(self, triplets: np.ndarray) -> None:
         """Replace the pool with ``triplets`` (M, 3) dataset indices (a, p, n); M may be 0."""
@@ -180,25 +157,22 @@ class OfflineTripletSampler(Sampler[list[int]]):
         rows = rng.choice(m, size=need, replace=m < need)
         return self._pool[rows]
 
-    def __iter__(self) -> Iterator[list[int]]:
-        start, self._start = self._start, 0
-        self._yielded = start
-        for step in range(start, self._steps):
-            mine = self.step_triplets(step)[self.rank * self.t : (self.rank + 1) * self.t]
-            self._yielded = step + 1
-            yield mine.reshape(-1).tolist()
+    def _epoch_plan(self) -> None:
+        return None  # each step's triplets are drawn from the pool as the step comes
+
+    def _batch(self, plan: None, step: int) -> list[int]:
+        mine = self.step_triplets(step)[self.rank * self.t : (self.rank + 1) * self.t]
+        return mine.reshape(-1).tolist()
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "batches_yielded": self._yielded,
-            "seed": self.seed,
-            "pool": torch.from_numpy(self._pool.copy()),  # loads with weights_only=True
-        }
+        """Epoch, batches handed out, seed and the current pool (a tensor, so the checkpoint
+        loads with ``torch.load(weights_only=True)``)."""
+        state = super().state_dict()
+        state["pool"] = torch.from_numpy(self._pool.copy())
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self._start = self._yielded = int(state["batches_yielded"])
+        super().load_state_dict(state)
         if state.get("pool") is not None:
             self._pool = np.asarray(state["pool"]).astype(np.int64).reshape(-1, 3)
 
