@@ -285,14 +285,10 @@ class FaceDataModule(pl.LightningDataModule):
             # number of processes); Lightning must not wrap them in a DistributedSampler.
             self.trainer._accelerator_connector.use_distributed_sampler = False
             from facerec.callbacks import ResumeLoaderState  # mid-epoch resume of the sampler
+            from facerec.mining import refresh
 
             if not any(isinstance(c, ResumeLoaderState) for c in self.trainer.callbacks):
                 self.trainer.callbacks.append(ResumeLoaderState())
-        if self.sampler != "random" and self.trainer is not None:
-            # PKSampler is already distributed-aware; Lightning must not wrap it.
-            self.trainer._accelerator_connector.use_distributed_sampler = False
-            from facerec.mining import refresh
-
             if self.sampler == "hard_identity":
                 cb: Any = refresh.HardIdentityRefresh(self, self.hard_identity, seed=self.seed)
                 refresh.attach(self.trainer, cb)

@@ -104,20 +104,57 @@ def _due(every: int, step: int, last: int) -> bool:
     return every > 0 and step > 0 and step % every == 0 and step != last
 
 
-class HardIdentityRefresh(pl.Callback):
-    """Recompute the hard-identity neighbourhoods every ``options.every_n_steps`` steps.
+def _images_by_identity(labels: np.ndarray) -> list[np.ndarray]:
+    """Dataset indices grouped by identity, in label order: one (n_i,) array per identity."""
+    order = np.argsort(labels, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(labels[order])) + 1)
 
-    ``every_n_steps: 0`` refreshes at the start of each epoch after the first. The first table
-    comes after N steps (or one epoch): until then the batches are plain PK batches.
-    """
 
-    def __init__(self, datamodule: Any, options: HardIdentityOptions, seed: int = 0) -> None:
+class _PeriodicRefresh(pl.Callback):
+    """Calls :meth:`refresh` every ``options.every_n_steps`` steps (0: at each epoch start after
+    the first) and logs ``train/mining/refresh_seconds`` plus what :meth:`_log_extra` adds."""
+
+    def __init__(self, datamodule: Any, options: Any, seed: int = 0) -> None:
         self.dm = datamodule
         self.options = options
         self.seed = seed
         self.refreshes = 0
         self.last_step = -1
         self.last_seconds: float | None = None
+
+    def refresh(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> np.ndarray:
+        raise NotImplementedError
+
+    def _log_extra(self, pl_module: pl.LightningModule) -> None:
+        raise NotImplementedError
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.options.every_n_steps == 0 and trainer.current_epoch > 0:
+            self.refresh(trainer, pl_module)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        step = trainer.global_step
+        if _due(self.options.every_n_steps, step, self.last_step):
+            self.last_step = step
+            self.refresh(trainer, pl_module)
+        if self.last_seconds is not None:
+            pl_module.log("train/mining/refresh_seconds", self.last_seconds, batch_size=1)
+            self._log_extra(pl_module)
+
+
+class HardIdentityRefresh(_PeriodicRefresh):
+    """Recompute the hard-identity neighbourhoods every ``options.every_n_steps`` steps.
+
+    ``every_n_steps: 0`` refreshes at the start of each epoch after the first. The first table
+    comes after N steps (or one epoch): until then the batches are plain PK batches.
+    """
+
+    options: HardIdentityOptions
+
+    def __init__(self, datamodule: Any, options: HardIdentityOptions, seed: int = 0) -> None:
+        super().__init__(datamodule, options, seed)
         self.last_similarity: float | None = None
 
     # ---------------------------------------------------------------- centres
@@ -142,13 +179,11 @@ class HardIdentityRefresh(pl.Callback):
             return w
         labels = np.asarray(self.dm.train_set.labels)
         rng = np.random.default_rng([self.seed, self.refreshes, 17])
-        order = np.argsort(labels, kind="stable")
-        bounds = np.flatnonzero(np.diff(labels[order])) + 1
         picks = [
             g
             if len(g) <= self.options.images_per_identity
             else rng.choice(g, self.options.images_per_identity, replace=False)
-            for g in np.split(order, bounds)
+            for g in _images_by_identity(labels)
         ]
         idx = np.concatenate(picks)
         emb, ok = embed_indices(pl_module, self.dm.train_set, idx, self.options.embed_batch_size)
@@ -177,46 +212,29 @@ class HardIdentityRefresh(pl.Callback):
         self.last_seconds = time.perf_counter() - start
         return table
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.options.every_n_steps == 0 and trainer.current_epoch > 0:
-            self.refresh(trainer, pl_module)
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, i: int
-    ) -> None:
-        step = trainer.global_step
-        if _due(self.options.every_n_steps, step, self.last_step):
-            self.last_step = step
-            self.refresh(trainer, pl_module)
-        if self.last_seconds is not None:
-            pl_module.log("train/mining/refresh_seconds", self.last_seconds, batch_size=1)
-            pl_module.log(
-                "train/mining/neighbour_similarity", float(self.last_similarity), batch_size=1
-            )
+    def _log_extra(self, pl_module: pl.LightningModule) -> None:
+        pl_module.log(
+            "train/mining/neighbour_similarity", float(self.last_similarity), batch_size=1
+        )
 
 
-class OfflineTripletRefresh(pl.Callback):
+class OfflineTripletRefresh(_PeriodicRefresh):
     """Select a new pool of offline triplets at the start and every ``every_n_steps`` steps.
 
     ``every_n_steps: 0`` selects at the start of every epoch.
     """
 
+    options: OfflineTripletOptions
+
     def __init__(self, datamodule: Any, options: OfflineTripletOptions, seed: int = 0) -> None:
-        self.dm = datamodule
-        self.options = options
-        self.seed = seed
-        self.refreshes = 0
-        self.last_step = -1
-        self.last_seconds: float | None = None
+        super().__init__(datamodule, options, seed)
         self.last_pool = 0
 
     def subset(self) -> np.ndarray:
         """Dataset indices of this refresh's subset (the same on every rank)."""
         labels = np.asarray(self.dm.train_set.labels)
         rng = np.random.default_rng([self.seed, self.refreshes, 29])
-        order = np.argsort(labels, kind="stable")
-        bounds = np.flatnonzero(np.diff(labels[order])) + 1
-        groups = [g for g in np.split(order, bounds) if len(g) >= 2]
+        groups = [g for g in _images_by_identity(labels) if len(g) >= 2]
         n_ids = min(self.options.identities, len(groups))
         chosen = rng.choice(len(groups), n_ids, replace=False)
         m = self.options.images_per_identity
@@ -258,20 +276,8 @@ class OfflineTripletRefresh(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.refresh(trainer, pl_module)
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.options.every_n_steps == 0 and trainer.current_epoch > 0:
-            self.refresh(trainer, pl_module)
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, i: int
-    ) -> None:
-        step = trainer.global_step
-        if _due(self.options.every_n_steps, step, self.last_step):
-            self.last_step = step
-            self.refresh(trainer, pl_module)
-        if self.last_seconds is not None:
-            pl_module.log("train/mining/refresh_seconds", self.last_seconds, batch_size=1)
-            pl_module.log("train/mining/pool_size", float(self.last_pool), batch_size=1)
+    def _log_extra(self, pl_module: pl.LightningModule) -> None:
+        pl_module.log("train/mining/pool_size", float(self.last_pool), batch_size=1)
 
 
 __all__ = ["HardIdentityRefresh", "OfflineTripletRefresh", "attach", "embed_indices"]
