@@ -22,10 +22,6 @@ from facerec.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
-# Recipes that cannot run as one process, with the reason (none at present: the Partial FC
-# recipe runs its sharded head with one shard).
-NEEDS_SEVERAL_PROCESSES: dict[str, str] = {}
-
 
 def _overrides(config: dict, tmp: Path) -> list[str]:
     model = config.get("model") or {}
@@ -86,20 +82,8 @@ def _logged_losses(tmp: Path) -> list[float]:
     return [float(r["train/loss"]) for r in rows if r.get("train/loss")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tiny network's ops are too small for threads: with several, each op pays for
-    waking them, which on a busy 2-core machine costs more than the op (10x slower steps)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_config_fits_two_steps(path: Path, tmp_path: Path) -> None:
-    if path.stem in NEEDS_SEVERAL_PROCESSES:
-        pytest.skip(NEEDS_SEVERAL_PROCESSES[path.stem])
     config = yaml.safe_load(path.read_text())
     rc = main(["fit", "--config", str(path), *_overrides(config, tmp_path)])
     assert rc == 0, f"facerec fit --config {path.name} failed"

@@ -27,15 +27,6 @@ BACKBONE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: extra threads only contend for the shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def data() -> FaceDataModule:
     return FaceDataModule(
         image_size=(32, 32), batch_size=8, num_workers=0, augment=[], val_identities=0,

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -161,6 +162,24 @@ def check_against(head, ref: Tensor, x: Tensor, W: Tensor, y: Tensor, *, atol: f
     rx, rw = torch.autograd.grad((ref * g).sum(), (x, W))
     torch.testing.assert_close(gx, rx, atol=1e-7, rtol=1e-7)
     torch.testing.assert_close(gw, rw, atol=1e-7, rtol=1e-7)
+
+
+def assert_matches_pml(ours, pml, x: Tensor, W: Tensor, y: Tensor) -> None:
+    """Give the float64 head ``ours`` and pytorch-metric-learning's loss ``pml`` the same class
+    centres ``W`` (C, D) (PML stores them as (D, C)) and check cross-entropy of our logits against
+    PML's loss, and the gradients to the embeddings and the centres."""
+    with torch.no_grad():
+        ours.weight.copy_(W)
+        pml.W.copy_(W.t())
+    x1 = x.detach().clone().requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    loss_ours = F.cross_entropy(ours(x1, y), y)
+    loss_pml = pml(x2, y)
+    torch.testing.assert_close(loss_ours, loss_pml, atol=1e-10, rtol=1e-10)
+    loss_ours.backward()
+    loss_pml.backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    torch.testing.assert_close(ours.weight.grad, pml.W.grad.t())
 
 
 def gradcheck_head(head, x: Tensor, W: Tensor, y: Tensor) -> bool:
