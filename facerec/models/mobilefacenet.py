@@ -1,0 +1,246 @@
+"""MobileFaceNet, the small backbone of insightface arcface_torch (``mbf``, ``mbf_large``).
+
+Layout (Chen et al. 2018, as built by insightface ``backbones/mobilefacenet.py``): a 3×3 stride-2
+stem (64·scale channels, BN, PReLU); a depthwise 3×3 stage (or residual depthwise blocks when
+``blocks[0] > 1``); then three stride-2 inverted-bottleneck blocks (1×1 expand → depthwise 3×3 →
+1×1 linear project), each followed by ``blocks[1..3]`` residual bottlenecks, the stage widths being
+64·scale, 64·scale, 128·scale, 128·scale and the expansions 128, 128, 256, 512 / 256 channels (not
+scaled, as insightface's); a 1×1 conv to 512 channels (``conv_sep``); and the GDC embedding head:
+a global depthwise conv whose kernel is the whole final map (7×7 at 112×112), flatten, Linear (no
+bias) to D, BatchNorm1d.
+
+``mbf`` = ``scale=2, blocks=(1, 4, 6, 2)``: 2.06M parameters with D = 512, 0.45 GFLOPs
+(multiply-adds) at 112×112. ``mbf_large`` = ``scale=4, blocks=(2, 8, 12, 4)``: 6.3M parameters.
+
+Module names are insightface's (``layers.N...``, ``conv_sep``), except that its top-level
+``features`` (the GDC head) is ``head`` here, as IResNet's embedding head is; their published
+``backbone.pth`` loads strictly with :meth:`MobileFaceNet.load_insightface_state_dict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from facerec.errors import ConfigError
+from facerec.models.base import Backbone, conv_output_size
+
+Pair = tuple[int, int]
+
+
+class ConvBlock(nn.Module):
+    """Conv (no bias) → BN → PReLU."""
+
+    def __init__(
+        self,
+        in_c: int,
+        out_c: int,
+        kernel: Pair = (1, 1),
+        stride: Pair = (1, 1),
+        padding: Pair = (0, 0),
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_c, out_c, kernel, stride, padding, groups=groups, bias=False),
+            nn.BatchNorm2d(out_c),
+            nn.PReLU(out_c),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_c, H, W) -> (B, out_c, H', W')."""
+        return self.layers(x)
+
+
+class LinearBlock(nn.Module):
+    """Conv (no bias) → BN, no activation (the linear bottleneck projection)."""
+
+    def __init__(
+        self,
+        in_c: int,
+        out_c: int,
+        kernel: Pair = (1, 1),
+        stride: Pair = (1, 1),
+        padding: Pair = (0, 0),
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_c, out_c, kernel, stride, padding, groups=groups, bias=False),
+            nn.BatchNorm2d(out_c),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_c, H, W) -> (B, out_c, H', W')."""
+        return self.layers(x)
+
+
+class DepthWise(nn.Module):
+    """Inverted bottleneck: 1×1 expand to ``groups`` channels → depthwise 3×3 → 1×1 project.
+
+    ``residual`` adds the input (only when shapes agree: stride 1, in_c == out_c).
+    """
+
+    def __init__(
+        self,
+        in_c: int,
+        out_c: int,
+        residual: bool = False,
+        kernel: Pair = (3, 3),
+        stride: Pair = (2, 2),
+        padding: Pair = (1, 1),
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        self.residual = residual
+        self.layers = nn.Sequential(
+            ConvBlock(in_c, groups),
+            ConvBlock(groups, groups, kernel, stride, padding, groups=groups),
+            LinearBlock(groups, out_c),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_c, H, W) -> (B, out_c, H/stride, W/stride)."""
+        out = self.layers(x)
+        return x + out if self.residual else out
+
+
+class Residual(nn.Module):
+    """``num_block`` residual :class:`DepthWise` blocks at constant width ``c``."""
+
+    def __init__(self, c: int, num_block: int, groups: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            *[DepthWise(c, c, True, (3, 3), (1, 1), (1, 1), groups) for _ in range(num_block)]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c, H, W) -> (B, c, H, W)."""
+        return self.layers(x)
+
+
+class GDCHead(nn.Module):
+    """Global depthwise conv embedding head: (B, 512, h, w) -> (B, D).
+
+    A depthwise conv with an h×w kernel (the whole map) + BN, flatten, Linear (no bias), BN1d.
+    Sub-module indices are insightface's (``layers.0`` conv block, ``layers.2`` Linear,
+    ``layers.3`` BatchNorm1d); ``layers.1`` is the flatten.
+    """
+
+    def __init__(self, channels: int, spatial: Pair, embedding_dim: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            LinearBlock(channels, channels, kernel=spatial, groups=channels),
+            nn.Flatten(1),
+            nn.Linear(channels, embedding_dim, bias=False),
+            nn.BatchNorm1d(embedding_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, D) raw embedding."""
+        return self.layers(x)
+
+
+class MobileFaceNet(Backbone):
+    """MobileFaceNet embedding network (insightface ``mbf`` / ``mbf_large``).
+
+    Args:
+        embedding_dim: size D of the output embedding (512 in insightface's mbf configs).
+        scale: width multiplier on the 64/128-channel stages (2 = ``mbf``, 4 = ``mbf_large``).
+        blocks: residual blocks in the four stages, (1, 4, 6, 2) for ``mbf``,
+            (2, 8, 12, 4) for ``mbf_large``.
+        input_size: (height, width) of the input; 112×112 in the published models. The GDC
+            kernel is the final map, input/16 (7×7 at 112×112).
+
+    Shapes: (B, 3, H, W) float in [-1, 1] -> (B, embedding_dim).
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int = 512,
+        scale: int = 2,
+        blocks: Sequence[int] = (1, 4, 6, 2),
+        input_size: tuple[int, int] = (112, 112),
+    ) -> None:
+        super().__init__()
+        blocks = tuple(int(b) for b in blocks)
+        if len(blocks) != 4 or min(blocks) < 1:
+            raise ConfigError(
+                f"MobileFaceNet blocks {list(blocks)}: expected four counts >= 1, "
+                "e.g. [1, 4, 6, 2] (mbf) or [2, 8, 12, 4] (mbf_large)"
+            )
+        if int(scale) != scale or scale < 1:
+            raise ConfigError(f"MobileFaceNet scale must be a whole number >= 1, got {scale}")
+        scale = int(scale)
+        self.embedding_dim = int(embedding_dim)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.scale = scale
+        self.blocks = blocks
+        c1, c2 = 64 * scale, 128 * scale
+        self.layers = nn.ModuleList()
+        self.layers.append(ConvBlock(3, c1, (3, 3), (2, 2), (1, 1)))
+        if blocks[0] == 1:
+            self.layers.append(ConvBlock(c1, c1, (3, 3), (1, 1), (1, 1), groups=64))
+        else:
+            self.layers.append(Residual(c1, blocks[0], groups=128))
+        self.layers.extend(
+            [
+                DepthWise(c1, c1, False, (3, 3), (2, 2), (1, 1), groups=128),
+                Residual(c1, blocks[1], groups=128),
+                DepthWise(c1, c2, False, (3, 3), (2, 2), (1, 1), groups=256),
+                Residual(c2, blocks[2], groups=256),
+                DepthWise(c2, c2, False, (3, 3), (2, 2), (1, 1), groups=512),
+                Residual(c2, blocks[3], groups=256),
+            ]
+        )
+        self.conv_sep = ConvBlock(c2, 512)
+        spatial = (conv_output_size(self.input_size[0], 4), conv_output_size(self.input_size[1], 4))
+        self.head = GDCHead(512, spatial, self.embedding_dim)
+        self._initialize_weights()
+
+    def _initialize_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def load_insightface_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load a state dict saved by insightface's arcface_torch ``mobilefacenet`` (strict).
+
+        Their GDC head is named ``features``; it is ``head`` here. Raises torch's error on a
+        missing/unexpected key or a shape mismatch (``model.init_from`` turns that into a
+        :class:`ConfigError` naming the architecture).
+        """
+        renamed = {
+            (f"head.{k.removeprefix('features.')}" if k.startswith("features.") else k): v
+            for k, v in state_dict.items()
+        }
+        self.load_state_dict(renamed, strict=True)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 512, H/16, W/16), the map the GDC head pools."""
+        for layer in self.layers:
+            x = layer(x)
+        return self.conv_sep(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, embedding_dim) raw embedding."""
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            self.check_input(x)
+        return self.head(self.forward_features(x))
+
+
+def mbf(**kwargs) -> MobileFaceNet:
+    """insightface ``mbf``: scale 2, blocks (1, 4, 6, 2)."""
+    return MobileFaceNet(**{"scale": 2, "blocks": (1, 4, 6, 2), **kwargs})
+
+
+def mbf_large(**kwargs) -> MobileFaceNet:
+    """insightface ``mbf_large``: scale 4, blocks (2, 8, 12, 4)."""
+    return MobileFaceNet(**{"scale": 4, "blocks": (2, 8, 12, 4), **kwargs})
