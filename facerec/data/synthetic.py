@@ -294,13 +294,17 @@ class _Painter:
         self.yaw = yaw
         self.radius = radius
 
-    def tx(self, pts: np.ndarray, depth: float | None = None) -> np.ndarray:
-        """(N, 2) canonical points -> (N, 1, 2) int32 fixed-point canvas points."""
+    def transform(self, pts: np.ndarray, depth: float | None = None) -> np.ndarray:
+        """(N, 2) canonical points -> (N, 2) float64 canvas points (yaw warp, then pose)."""
         if depth is not None and self.yaw != 0.0:
             pts = pts.copy()
             phi = np.arcsin(np.minimum(np.maximum((pts[:, 0] - CX) / self.radius, -1.0), 1.0))
             pts[:, 0] = CX + self.radius * np.sin(phi + self.yaw) + depth * self.sin_yaw
-        out = pts @ self.m[:, :2].T + self.m[:, 2]
+        return pts @ self.m[:, :2].T + self.m[:, 2]
+
+    def tx(self, pts: np.ndarray, depth: float | None = None) -> np.ndarray:
+        """(N, 2) canonical points -> (N, 1, 2) int32 fixed-point canvas points."""
+        out = self.transform(pts, depth)
         return np.round(out * _ONE).astype(np.int32).reshape(-1, 1, 2)
 
     def fill(self, pts: np.ndarray, color: Color, depth: float | None = None) -> None:
@@ -454,15 +458,50 @@ class SyntheticFaces:
         """Image ``index`` of ``identity``: RGB uint8 (size, size, 3), deterministic."""
         if identity < 0 or index < 0:
             raise IndexError(f"identity and index must be non-negative, got {identity}, {index}")
-        p = self.identity(identity)
-        r = np.random.default_rng([self.seed, int(identity), int(index), 1])
+        return self.render_with_landmarks(identity, index)[0]
+
+    def landmarks(self, identity: int, index: int) -> np.ndarray:
+        """The 5 landmarks of image ``index`` of ``identity`` (without drawing it): (5, 2) float32
+        (x, y) output pixels, in the order left eye, right eye, nose tip, left mouth corner,
+        right mouth corner (image left/right), as :mod:`facerec.align` expects.
+
+        They are where the renderer puts those features, under the image's pose (rotation,
+        scale, shift, yaw) and expression (smile): the eye centres (midpoint of the corners),
+        the nose tip, and the ends of the line between the lips.
+        """
+        p, nz, _ = self._draw_state(identity, index)
+        return self._landmarks(p, nz)
+
+    def render_with_landmarks(self, identity: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image ``index`` of ``identity`` and its landmarks: RGB uint8 (size, size, 3) and
+        (5, 2) float32, the same as :meth:`render` and :meth:`landmarks`."""
+        p, nz, r = self._draw_state(identity, index)
         d = self.difficulty
-        nz = self._nuisance(r, p)
         big = self.size * _SUPERSAMPLE
         canvas = self._background(r, big)
+        pt = self._painter(canvas, p, nz)
 
-        # pose: rotate/scale about the face centre, then shift; canonical -> canvas pixels
-        k0 = big / CANON
+        self._draw_body(pt, p, r)
+        self._draw_head(pt, p, nz)
+        if r.random() < 0.3 * d:
+            self._draw_occluder(pt, r)
+
+        img = cv2.resize(canvas, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        return self._photometric(img, r), self._landmarks(p, nz)
+
+    def _draw_state(
+        self, identity: int, index: int
+    ) -> tuple[IdentityParams, _Nuisance, np.random.Generator]:
+        """The identity, the image's nuisances and the generator positioned after them."""
+        if identity < 0 or index < 0:
+            raise IndexError(f"identity and index must be non-negative, got {identity}, {index}")
+        p = self.identity(identity)
+        r = np.random.default_rng([self.seed, int(identity), int(index), 1])
+        return p, self._nuisance(r, p), r
+
+    def _painter(self, canvas: np.ndarray, p: IdentityParams, nz: _Nuisance) -> _Painter:
+        """The pose (rotate/scale about the face centre, then shift): canonical -> canvas."""
+        k0 = canvas.shape[0] / CANON
         a = math.radians(nz.angle)
         c, s = math.cos(a) * nz.scale, math.sin(a) * nz.scale
         ox, oy = CX, 62.0
@@ -475,15 +514,23 @@ class SyntheticFaces:
             )
             * k0
         )
-        pt = _Painter(canvas, m, k0 * nz.scale, nz.yaw, p.face_half_width * 1.15)
+        return _Painter(canvas, m, k0 * nz.scale, nz.yaw, p.face_half_width * 1.15)
 
-        self._draw_body(pt, p, r)
-        self._draw_head(pt, p, nz)
-        if r.random() < 0.3 * d:
-            self._draw_occluder(pt, r)
-
-        img = cv2.resize(canvas, (self.size, self.size), interpolation=cv2.INTER_AREA)
-        return self._photometric(img, r)
+    def _landmarks(self, p: IdentityParams, nz: _Nuisance) -> np.ndarray:
+        """(5, 2) float32 output-pixel landmarks, by the painter's own transform."""
+        big = self.size * _SUPERSAMPLE
+        pt = self._painter(np.empty((big, big, 0), np.uint8), p, nz)
+        mouth_hw = p.mouth_width / 2 * (1.0 + 0.12 * max(0.0, nz.smile))
+        mouth_y = p.mouth_y - nz.smile * 3.5 + nz.smile * 0.8  # line between the lips at |u| = 1
+        eyes = np.array([[CX - p.eye_half_spacing, p.eye_y], [CX + p.eye_half_spacing, p.eye_y]])
+        nose = np.array([[CX, p.nose_y]])
+        mouth = np.array([[CX - mouth_hw, mouth_y], [CX + mouth_hw, mouth_y]])
+        # the depths the features are drawn with (eyes 0, nose tip 7, lips 2): the same yaw warp
+        canvas = np.concatenate(
+            [pt.transform(eyes, 0.0), pt.transform(nose, 7.0), pt.transform(mouth, 2.0)]
+        )
+        # canvas pixel centres 2j and 2j+1 average into output pixel j (INTER_AREA, factor 2)
+        return ((canvas - (_SUPERSAMPLE - 1) / 2) / _SUPERSAMPLE).astype(np.float32)
 
     def _background(self, r: np.random.Generator, big: int) -> np.ndarray:
         """Smooth random colour field plus clutter shapes; grey at difficulty 0."""
