@@ -27,6 +27,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("facerec.export.cli", "export the embedding network to ONNX and check it"),
     "embed": ("facerec.export.embed", "embed images or a folder into embeddings.npy"),
     "plot-features": ("facerec.visualize", "draw the 2-D/3-D features each margin head learns"),
+    "recipes": ("facerec.recipes", "list the packaged training recipes or copy one out to edit"),
 }
 
 HELP = """usage: facerec <command> [options]
@@ -49,7 +50,7 @@ def _cli_class():
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
     from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-    from facerec.callbacks import AtomicCheckpointIO, VerificationSummary
+    from facerec.callbacks import AtomicCheckpointIO, VerificationSummary, read_resume
     from facerec.data.datamodule import FaceDataModule
     from facerec.module import FaceRecognitionModule
 
@@ -80,6 +81,15 @@ def _cli_class():
             if config.get("enable_checkpointing") is False:  # drop our `checkpoint` callback
                 callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
             return super()._instantiate_trainer(config, callbacks)
+
+        def _parse_ckpt_path(self) -> None:
+            # Lightning merges the hyper-parameters of --ckpt_path FILE into the config after a
+            # bare torch.load; read the file safely first (one line if damaged or hostile)
+            sub = self.config.get("subcommand")
+            path = self.config[sub].get("ckpt_path") if sub else None
+            if path and os.path.isfile(path):
+                read_resume(path)
+            super()._parse_ckpt_path()
 
         def init_parser(self, **kwargs) -> LightningArgumentParser:
             parser = super().init_parser(**kwargs)
@@ -189,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         if argv[0] in TOOL_COMMANDS:
             return int(_tool(argv[0])(argv[1:]) or 0)
         if argv[0] in LIGHTNING_COMMANDS:
-            return run_lightning(argv)
+            from facerec.recipes import resolve_config_args  # a bare recipe name works anywhere
+
+            return run_lightning(argv[:1] + resolve_config_args(argv[1:]))
         print(
             f"facerec: error: unknown command {argv[0]!r}; expected one of "
             f"{', '.join(LIGHTNING_COMMANDS + tuple(TOOL_COMMANDS))} (see facerec --help)",
