@@ -19,51 +19,15 @@ import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from facerec.data.image import decode_image, read_image
+from facerec.data.sources import EncodedImages, FileImages, ImageSource
 from facerec.errors import DataError
 from facerec.io import atomic_write_bytes
 
 #: First identity of the synthetic held-out set, far above any training range.
 SYNTHETIC_HELD_OUT_START = 100_000
-
-
-class ImageSource(Protocol):
-    """A random-access list of images: ``len(src)`` and ``src[i]`` -> RGB uint8 (H, W, 3)."""
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, i: int) -> np.ndarray: ...
-
-
-class EncodedImages:
-    """Encoded image byte strings (JPEG, PNG, ...) decoded on access."""
-
-    def __init__(self, blobs: Sequence[bytes], source: str) -> None:
-        self.blobs = blobs
-        self.source = source
-
-    def __len__(self) -> int:
-        return len(self.blobs)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return decode_image(self.blobs[i], source=f"{self.source} (image {i})")
-
-
-class FileImages:
-    """Image files read on access."""
-
-    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
-        self.paths = [str(p) for p in paths]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return read_image(self.paths[i])
 
 
 @dataclass

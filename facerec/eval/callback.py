@@ -16,9 +16,10 @@ import pytorch_lightning as pl
 import torch
 
 from facerec.errors import ConfigError
+from facerec.inference import Preprocess, TorchEmbedder
 
 from . import benchmarks as bm
-from .embed import TorchEmbedder, _preprocess_of, score_benchmark
+from .embed import score_benchmark
 from .verification import far_key, kfold_accuracy, tar_at_far
 
 
@@ -49,8 +50,9 @@ class VerificationCallback(pl.Callback):
         num_workers: image decoding threads.
         prog_bar: show the accuracies in the progress bar.
 
-    ``pl_module`` must have a ``backbone`` (B, 3, H, W) -> (B, D); its ``preprocess`` dict (or
-    ``hparams``) gives input_size, resize_mode, mean and std (default 112x112, 127.5/127.5).
+    ``pl_module`` must have a ``backbone`` (B, 3, H, W) -> (B, D); its ``preprocess``
+    (:class:`~facerec.inference.Preprocess` or its dict) gives input_size, resize_mode, mean and
+    std (default: the backbone's input size, 127.5/127.5).
     The latest numbers are kept in :attr:`last_metrics`, all of them as (global step, metrics)
     in :attr:`history`. Under DDP rank 0 evaluates and
     broadcasts the numbers so every rank logs the same values.
@@ -113,18 +115,10 @@ class VerificationCallback(pl.Callback):
         backbone = getattr(pl_module, "backbone", None)
         if not isinstance(backbone, torch.nn.Module):
             raise ConfigError("VerificationCallback needs pl_module.backbone (an nn.Module)")
-        pre = _preprocess_of(pl_module)
-        size = pre.get("input_size", (112, 112))
-        size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        embedder = TorchEmbedder(
-            backbone,
-            input_size=size,
-            device=pl_module.device,
-            batch_size=self.batch_size,
-            resize_mode=pre.get("resize_mode", "resize"),
-            mean=pre.get("mean", 127.5),
-            std=pre.get("std", 127.5),
-            channel_order=str(pre.get("channel_order", "RGB")),
+        pre = getattr(pl_module, "preprocess", None)
+        pre = Preprocess.for_backbone(backbone) if pre is None else Preprocess.coerce(pre)
+        embedder = TorchEmbedder.from_preprocess(
+            backbone, pre, device=pl_module.device, batch_size=self.batch_size
         )
         metrics: dict[str, float] = {}
         for b in self.benchmarks:

@@ -23,18 +23,20 @@ import numpy as np
 
 import facerec
 from facerec.errors import ConfigError, FacerecError
-
-from . import benchmarks as bm
-from .embed import (
+from facerec.inference import (
     Embedder,
     EmbedStats,
+    FileImages,
+    ImageSource,
     embed_images,
     l2_normalize,
     load_checkpoint_embedder,
     load_onnx_embedder,
     resolve_device,
-    score_benchmark,
 )
+
+from . import benchmarks as bm
+from .embed import score_benchmark
 from .identification import INDEX_KINDS, faiss_gpu_count, identify
 from .report import format_table, plot_cmc, plot_histograms, plot_roc, write_json
 from .verification import DEFAULT_FARS, far_key, verification_report
@@ -157,7 +159,7 @@ def _load_benchmarks(args: argparse.Namespace) -> list[bm.PairBenchmark]:
 
 
 def _embed(
-    emb: Embedder, images: bm.ImageSource, args: argparse.Namespace
+    emb: Embedder, images: ImageSource, args: argparse.Namespace
 ) -> tuple[np.ndarray, EmbedStats]:
     stats: list[EmbedStats] = []
     e = embed_images(emb, images, args.batch_size, not args.no_flip, args.workers, stats)
@@ -167,11 +169,11 @@ def _embed(
 def _identification(
     emb: Embedder, args: argparse.Namespace, data: dict
 ) -> tuple[dict, np.ndarray, int]:
-    g, _ = _embed(emb, bm.FileImages(data["gallery_paths"]), args)
-    p, _ = _embed(emb, bm.FileImages(data["probe_paths"]), args)
+    g, _ = _embed(emb, FileImages(data["gallery_paths"]), args)
+    p, _ = _embed(emb, FileImages(data["probe_paths"]), args)
     d = None
     if data["distractor_paths"]:
-        d, _ = _embed(emb, bm.FileImages(data["distractor_paths"]), args)
+        d, _ = _embed(emb, FileImages(data["distractor_paths"]), args)
         d = l2_normalize(d)
     t = time.perf_counter()
     r = identify(

@@ -1,9 +1,9 @@
-"""Deployment: ONNX export of the embedding network, an onnxruntime embedder, ``facerec embed``.
+"""Deployment: ONNX export of the embedding network and ``facerec embed``.
 
-Submodules: ``checkpoint`` (load a facerec checkpoint's embedding network), ``onnx`` (export,
-metadata, self-check, :class:`~facerec.export.onnx.OnnxEmbedder`), ``cli`` (``facerec
-export``), ``embed`` (``facerec embed``). ``onnx`` and ``onnxruntime`` come with the ``onnx``
-extra and are imported only when needed.
+Submodules: ``onnx`` (writing the ONNX file), ``check`` (its self-check against PyTorch),
+``cli`` (``facerec export``), ``embed`` (``facerec embed``). Loading checkpoints and running
+models (:class:`~facerec.inference.OnnxEmbedder`) is :mod:`facerec.inference`'s job. ``onnx``
+and ``onnxruntime`` come with the ``onnx`` extra and are imported only when needed.
 """
 
 from __future__ import annotations
@@ -11,21 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "OnnxEmbedder",
-    "OnnxMetadata",
     "check_onnx",
     "export_checkpoint",
     "export_onnx",
     "load_facerec_checkpoint",
-    "read_onnx_metadata",
 ]
 
 _WHERE = {
-    "OnnxEmbedder": "onnx",
-    "OnnxMetadata": "onnx",
-    "check_onnx": "onnx",
+    "check_onnx": "check",
     "export_onnx": "onnx",
-    "read_onnx_metadata": "onnx",
     "export_checkpoint": "cli",
     "load_facerec_checkpoint": "checkpoint",
 }

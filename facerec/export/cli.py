@@ -20,20 +20,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from facerec.errors import ConfigError, FacerecError
+from facerec.inference import Preprocess
+from facerec.inference.onnx import read_onnx_metadata
 from facerec.io import atomic_write_bytes
 
+from .check import MIN_COSINE, CheckResult, check_onnx, format_check
 from .checkpoint import load_facerec_checkpoint
-from .onnx import (
-    DEFAULT_OPSET,
-    MIN_COSINE,
-    MIN_OPSET,
-    CheckResult,
-    Exporter,
-    check_onnx,
-    export_onnx,
-    format_check,
-    read_onnx_metadata,
-)
+from .onnx import DEFAULT_OPSET, MIN_OPSET, Exporter, export_onnx
 
 
 def export_checkpoint(
@@ -59,11 +52,11 @@ def export_checkpoint(
     if out.exists() and out.is_dir():
         raise ConfigError(f"--out {out} is a folder; expected a file name such as model.onnx")
     loaded = load_facerec_checkpoint(checkpoint)
-    pre = loaded.preprocess
+    pre = Preprocess.coerce(loaded.preprocess, str(loaded.path))
     h, w = loaded.input_size
     log(
         f"exporting {type(loaded.backbone).__name__} from {loaded.path} "
-        f"(input {h}x{w} {pre.get('channel_order', 'RGB')}, {exporter} exporter, opset {opset})"
+        f"(input {h}x{w} {pre.channel_order}, {exporter} exporter, opset {opset})"
     )
     data = export_onnx(
         loaded.backbone,

@@ -21,17 +21,22 @@ import argparse
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from facerec.data.image import IMAGE_EXTENSIONS, ResizeMode, fit_to_size, read_image
+from facerec.data.image import IMAGE_EXTENSIONS, ResizeMode
 from facerec.errors import ConfigError, DataError, FacerecError
+from facerec.inference import (
+    Embedder,
+    FileImages,
+    embed_images,
+    load_checkpoint_embedder,
+    load_onnx_embedder,
+    resolve_device,
+)
 from facerec.io import atomic_path
-
-Embedder = Callable[[np.ndarray], np.ndarray]
 
 
 def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -67,20 +72,16 @@ def load_embedder(
     batch_size: int = 64,
     resize_mode: ResizeMode | None = None,
 ) -> Embedder:
-    """The model as an embedder (``input_size``, ``resize_mode``, ``__call__``).
+    """The model as an :class:`~facerec.inference.Embedder`.
 
-    A checkpoint runs in PyTorch (facerec.eval.embed.TorchEmbedder) with its stored
-    preprocessing; an ONNX file runs in onnxruntime (:class:`facerec.export.onnx.OnnxEmbedder`)
+    A checkpoint runs in PyTorch (:class:`~facerec.inference.TorchEmbedder`) with its stored
+    preprocessing; an ONNX file runs in onnxruntime (:class:`~facerec.inference.OnnxEmbedder`)
     with the preprocessing of its metadata.
     """
     if (checkpoint is None) == (onnx is None):
         raise ConfigError("give exactly one model: --checkpoint CKPT or --onnx MODEL")
     if onnx is not None:
-        from .onnx import OnnxEmbedder
-
-        return OnnxEmbedder(onnx, device=device, batch_size=batch_size, resize_mode=resize_mode)
-    from facerec.eval.embed import load_checkpoint_embedder, resolve_device
-
+        return load_onnx_embedder(onnx, device, batch_size, resize_mode)
     dev = resolve_device(device)
     return load_checkpoint_embedder(checkpoint, dev, batch_size, resize_mode)  # type: ignore[arg-type]
 
@@ -100,64 +101,26 @@ def embed_files(
     With ``skip_bad`` images that do not decode are left out; otherwise the first one raises
     :class:`DataError` naming it.
     """
-    from tqdm import tqdm
-
-    size = tuple(embedder.input_size)  # type: ignore[attr-defined]
-    mode = getattr(embedder, "resize_mode", "resize")
-
-    def load(p: Path) -> np.ndarray | DataError:
-        try:
-            return fit_to_size(read_image(p), size, mode)  # type: ignore[arg-type]
-        except DataError as e:
-            return e
-
-    batches = [list(paths[s : s + batch_size]) for s in range(0, len(paths), batch_size)]
-    chunks: list[np.ndarray] = []
-    kept: list[Path] = []
-    bad: list[tuple[Path, str]] = []
-    bar = tqdm(
-        total=len(paths), unit="img", desc="embedding", disable=not progress, file=sys.stderr
-    )
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-
-        def submit(b: list[Path]) -> list[Future]:
-            return [pool.submit(load, p) for p in b]
-
-        pending = submit(batches[0]) if batches else []
-        for k, batch in enumerate(batches):
-            results = [f.result() for f in pending]
-            pending = submit(batches[k + 1]) if k + 1 < len(batches) else []
-            imgs = []
-            for p, r in zip(batch, results, strict=True):
-                if isinstance(r, DataError):
-                    if not skip_bad:
-                        bar.close()
-                        for f in pending:
-                            f.cancel()
-                        raise DataError(f"{r}; use --skip-bad to leave such files out")
-                    bad.append((p, str(r)))
-                    continue
-                imgs.append(r)
-                kept.append(p)
-            if imgs:
-                x = np.stack(imgs)
-                e = np.asarray(embedder(x), np.float32)
-                if flip:
-                    e = e + np.asarray(embedder(np.ascontiguousarray(x[:, :, ::-1])), np.float32)
-                if e.ndim != 2 or e.shape[0] != x.shape[0]:
-                    raise FacerecError(
-                        f"the model returned shape {e.shape} for {x.shape[0]} images; "
-                        "expected (N, D) embeddings"
-                    )
-                chunks.append(e)
-            bar.update(len(batch))
-    bar.close()
-    if not chunks:
+    skipped: list[tuple[int, str]] | None = [] if skip_bad else None
+    try:
+        emb = embed_images(
+            embedder,
+            FileImages(paths),
+            batch_size,
+            flip,
+            workers,
+            skipped=skipped,
+            normalize=normalize,
+            progress=progress,
+        )
+    except DataError as e:
+        raise DataError(f"{e}; use --skip-bad to leave such files out") from None
+    bad_idx = {i for i, _ in skipped or []}
+    if len(bad_idx) == len(paths):
         raise DataError(f"none of the {len(paths)} images decoded; expected JPEG/PNG/... files")
-    emb = np.concatenate(chunks)
-    if normalize:
-        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    return emb.astype(np.float32, copy=False), kept, bad
+    kept = [p for i, p in enumerate(paths) if i not in bad_idx]
+    bad = [(paths[i], why) for i, why in skipped or []]
+    return emb, kept, bad
 
 
 def write_outputs(out: Path, list_path: Path, emb: np.ndarray, paths: Sequence[Path]) -> None:

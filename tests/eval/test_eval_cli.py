@@ -168,21 +168,21 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
         assert lines[-1].startswith("facerec eval: error:") and msg in lines[-1], err.err
 
 
-def test_onnx_models_go_through_the_pluggable_loader(tmp_path, capsys):
+def test_onnx_models_go_through_the_onnx_loader(tmp_path, capsys, monkeypatch):
     import torch
 
-    from facerec.eval import embed as E
+    import facerec.eval.cli as eval_cli
+    from facerec.inference import TorchEmbedder
 
     make_data(tmp_path)
     (tmp_path / "m.onnx").write_bytes(b"stand-in")
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 8))
-    E.register_onnx_loader(lambda path, device, bs: E.TorchEmbedder(net, (16, 16), device, bs))
-    try:
-        argv = ["--onnx", str(tmp_path / "m.onnx"), "--bin", str(tmp_path / "mini.bin")]
-        assert eval_main([*argv, "--no-flip", "--out", str(tmp_path / "o")]) == 0
-    finally:
-        E._ONNX_LOADER = None
+    monkeypatch.setattr(
+        eval_cli, "load_onnx_embedder", lambda p, d, bs: TorchEmbedder(net, (16, 16), d, bs)
+    )
+    argv = ["--onnx", str(tmp_path / "m.onnx"), "--bin", str(tmp_path / "mini.bin")]
+    assert eval_main([*argv, "--no-flip", "--out", str(tmp_path / "o")]) == 0
     res = json.loads((tmp_path / "o" / "results.json").read_text())
     m = res["models"]["m"]
     assert m["kind"] == "onnx" and m["input_size"] == [16, 16] and m["embedding_dim"] == 8

@@ -97,7 +97,7 @@ def baked_onnx(ckpt: Path, export_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def faces() -> np.ndarray:
     """Nine synthetic faces (RGB uint8, 64x64) of distinct identities."""
-    from facerec.export.onnx import synthetic_face_batch
+    from facerec.export.check import synthetic_face_batch
 
     return synthetic_face_batch(9, (INPUT, INPUT), seed=3)
 

@@ -10,7 +10,7 @@ import pytest
 
 from facerec.cli import main
 from facerec.data.image import fit_to_size, read_image
-from facerec.export.onnx import OnnxEmbedder
+from facerec.inference.onnx import OnnxEmbedder
 
 DIM = 64
 FOLDER_ORDER = ["a.png", "b/x.bmp", "b/z.png", "c.png", "d.jpg"]  # sorted paths, recursive
@@ -121,7 +121,8 @@ def test_onnx_and_checkpoint_scores_agree_pair_by_pair(
 ) -> None:
     """What `facerec eval` scores, pair by pair: the ONNX files give the checkpoint's cosines."""
     from facerec.eval.benchmarks import synthetic_pairs
-    from facerec.eval.embed import load_checkpoint_embedder, load_onnx_embedder, score_benchmark
+    from facerec.eval.embed import score_benchmark
+    from facerec.inference import load_checkpoint_embedder, load_onnx_embedder
 
     bench = synthetic_pairs(num_identities=20, images_per_identity=3, num_pairs=40, size=80)
     ref = score_benchmark(load_checkpoint_embedder(ckpt), bench.images, bench.pairs, 16)

@@ -13,7 +13,7 @@ import torch
 from facerec.cli import main
 from facerec.errors import DataError
 from facerec.export.checkpoint import load_facerec_checkpoint
-from facerec.export.onnx import OnnxEmbedder, read_onnx_metadata
+from facerec.inference.onnx import OnnxEmbedder, read_onnx_metadata
 
 
 def _leftovers(folder: Path, name: str) -> list[Path]:

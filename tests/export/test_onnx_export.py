@@ -9,16 +9,10 @@ import onnx
 import pytest
 import torch
 
+from facerec.export.check import check_onnx
 from facerec.export.checkpoint import default_preprocess, load_facerec_checkpoint
-from facerec.export.onnx import (
-    MIN_OPSET,
-    OnnxEmbedder,
-    check_onnx,
-    export_onnx,
-    make_session,
-    normalize_images,
-    read_onnx_metadata,
-)
+from facerec.export.onnx import MIN_OPSET, export_onnx
+from facerec.inference.onnx import OnnxEmbedder, make_session, read_onnx_metadata
 from facerec.models import IResNet, TorchvisionResNet
 
 INPUT, DIM, NUM_CLASSES = 64, 64, 10  # the conftest checkpoint's
@@ -99,7 +93,7 @@ def test_metadata_reads_back(plain_onnx: Path, baked_onnx: Path) -> None:
     assert m.from_facerec and not m.notes
     assert m.input_size == (INPUT, INPUT)
     assert m.channel_order == "RGB"
-    assert m.mean == [127.5] * 3 and m.std == [127.5] * 3
+    assert m.mean == (127.5,) * 3 and m.std == (127.5,) * 3
     assert (m.layout, m.input_dtype, m.normalization_in_graph) == ("NCHW", "float32", False)
     assert m.embedding_dim == DIM and m.normalized_output is False
     b = read_onnx_metadata(baked_onnx)
@@ -118,7 +112,7 @@ def test_baked_normalisation_equals_external_normalisation(
     ckpt: Path, plain_onnx: Path, baked_onnx: Path, faces: np.ndarray
 ) -> None:
     plain, baked = make_session(plain_onnx), make_session(baked_onnx)
-    x = normalize_images(faces, read_onnx_metadata(plain_onnx))
+    x = read_onnx_metadata(plain_onnx).normalize(faces)
     np.testing.assert_allclose(x, (faces.astype(np.float32) - 127.5).transpose(0, 3, 1, 2) / 127.5)
     e_plain = plain.run(None, {"input": x})[0]
     e_baked = baked.run(None, {"images": faces})[0]
@@ -163,7 +157,7 @@ def test_l2_normalised_export_and_torchscript_exporter(
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
     loaded = load_facerec_checkpoint(ckpt)
     with torch.no_grad():
-        ref = loaded.backbone(torch.from_numpy(normalize_images(faces, emb.meta))).numpy()
+        ref = loaded.backbone(torch.from_numpy(emb.meta.normalize(faces))).numpy()
     assert _cos(e, ref).min() >= 0.9999
 
 

@@ -207,7 +207,8 @@ def test_onnx_export_round_trip_passes_the_self_check() -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from facerec.export.checkpoint import default_preprocess
-    from facerec.export.onnx import check_onnx, export_onnx
+    from facerec.export.check import check_onnx
+    from facerec.export.onnx import export_onnx
 
     torch.manual_seed(0)
     net = MobileFaceNet(embedding_dim=64, input_size=(32, 32)).eval()

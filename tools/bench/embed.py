@@ -49,15 +49,16 @@ def time_it(fn: Callable[[], object], batch: int, seconds: float, min_iters: int
 
 def bench_depth(depth: int, args: argparse.Namespace) -> list[dict]:
     """Rows of the table for IResNet-``depth``."""
-    from facerec.export.checkpoint import default_preprocess
-    from facerec.export.onnx import export_onnx, make_session
+    from facerec.export.onnx import export_onnx
+    from facerec.inference import Preprocess
+    from facerec.inference.onnx import make_session
     from facerec.models import IResNet
 
     torch.manual_seed(0)
     size = (args.input_size, args.input_size)
     net = IResNet(depth, embedding_dim=512, input_size=size).eval()
     t = time.perf_counter()
-    data = export_onnx(net, default_preprocess(net))
+    data = export_onnx(net, Preprocess.for_backbone(net))
     export_s = time.perf_counter() - t
     sess = make_session(data, "cpu", threads=args.threads)
     compiled = None

@@ -168,8 +168,7 @@ def bench_embed(args) -> dict:
     import cv2
 
     from facerec.data.synthetic import SyntheticFaces
-    from facerec.eval.benchmarks import EncodedImages
-    from facerec.eval.embed import TorchEmbedder, embed_images, load_batch
+    from facerec.inference import EncodedImages, TorchEmbedder, embed_images, load_batch
     from facerec.models import IResNet
 
     faces = SyntheticFaces(64, 1, size=112, seed=0)

@@ -1,4 +1,4 @@
-"""The eval loader and embedders: normalisation, flip test, resizing, order, model loading."""
+"""The embedding loop and embedders: normalisation, flip test, resizing, order, model loading."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+import facerec.inference as E
 from facerec.data.image import fit_to_size
 from facerec.errors import DataError, FacerecError
-from facerec.eval import embed as E
+from facerec.eval.embed import score_benchmark
 
 
 class ChannelStats(nn.Module):
@@ -78,6 +79,28 @@ def test_embed_images_flip_resize_and_order():
     assert stats[0].num_images == 11 and stats[0].dim == 6 and stats[0].images_per_second > 0
 
 
+def test_embed_images_stops_at_or_skips_bad_images():
+    rng = np.random.default_rng(3)
+    imgs = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(7)]
+
+    class WithBad(ListImages):
+        def __getitem__(self, i):
+            if i in (2, 5):
+                raise DataError(f"image {i}: not a decodable image")
+            return super().__getitem__(i)
+
+    emb = E.TorchEmbedder(ChannelStats(), input_size=(8, 8))
+    with pytest.raises(DataError, match="image 2: not a decodable image"):
+        E.embed_images(emb, WithBad(imgs), batch_size=3)
+    skipped: list[tuple[int, str]] = []
+    out = E.embed_images(emb, WithBad(imgs), batch_size=3, flip=False, skipped=skipped)
+    assert [i for i, _ in skipped] == [2, 5] and "not a decodable" in skipped[0][1]
+    kept = np.stack([imgs[i] for i in (0, 1, 3, 4, 6)])
+    np.testing.assert_allclose(out, reference(kept), atol=1e-5)
+    unit = E.embed_images(emb, WithBad(imgs), batch_size=3, skipped=[], normalize=True)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-5)
+
+
 def test_score_benchmark_embeds_each_used_image_once():
     rng = np.random.default_rng(2)
     imgs = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(6)]
@@ -90,7 +113,7 @@ def test_score_benchmark_embeds_each_used_image_once():
 
     emb = E.TorchEmbedder(ChannelStats(), input_size=(8, 8))
     pairs = np.array([[0, 1], [1, 4], [4, 0]])  # images 2, 3, 5 unused
-    s = E.score_benchmark(emb, Counting(imgs), pairs, batch_size=2, flip=False)
+    s = score_benchmark(emb, Counting(imgs), pairs, batch_size=2, flip=False)
     assert sorted(calls) == [0, 1, 4]
     e = reference(np.stack(imgs))
     e /= np.linalg.norm(e, axis=1, keepdims=True)
@@ -110,33 +133,14 @@ def test_load_checkpoint_embedder_errors(tmp_path):
         E.load_checkpoint_embedder(other)
 
 
-def test_onnx_loader_is_pluggable(tmp_path):
+def test_onnx_embedder_errors(tmp_path):
     model = tmp_path / "m.onnx"
     with pytest.raises(DataError, match="ONNX model not found"):
         E.load_onnx_embedder(model)
+    pytest.importorskip("onnxruntime")
     model.write_bytes(b"onnx")
-    stub = E.TorchEmbedder(ChannelStats(), input_size=(8, 8))
-    seen = []
-
-    def loader(path, device, batch_size):
-        seen.append((path, device, batch_size))
-        return stub
-
-    E.register_onnx_loader(loader)
-    try:
-        assert E.load_onnx_embedder(model, "cpu", 7) is stub
-        assert seen == [(str(model), "cpu", 7)]
-    finally:
-        E._ONNX_LOADER = None
-    try:
-        import facerec.export.onnx as onnx_mod
-
-        has_export = hasattr(onnx_mod, "OnnxEmbedder")
-    except ImportError:
-        has_export = False
-    if not has_export:
-        with pytest.raises(FacerecError, match="--onnx is not available"):
-            E.load_onnx_embedder(model)
+    with pytest.raises(DataError, match="onnxruntime cannot load it"):
+        E.load_onnx_embedder(model)
 
 
 def test_resolve_device():

@@ -1,0 +1,146 @@
+"""The :class:`Embedder` protocol and its PyTorch implementation.
+
+An embedder maps a batch of RGB uint8 images already at its ``input_size`` to (N, D) float32
+embeddings (raw unless its preprocessing says ``normalized_output``). The onnxruntime one is
+:class:`facerec.inference.onnx.OnnxEmbedder`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+from facerec.data.image import MEAN, STD, ResizeMode
+from facerec.errors import DataError, FacerecError
+
+from .preprocess import Preprocess
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that embeds faces.
+
+    ``__call__(images)``: (N, H, W, 3) uint8 RGB at ``input_size`` -> (N, D) float32
+    embeddings. ``input_size`` is (height, width); ``resize_mode`` is how images of another size
+    are brought to it ("resize" or "center_crop").
+    """
+
+    input_size: tuple[int, int]
+    resize_mode: ResizeMode
+
+    def __call__(self, images: np.ndarray) -> np.ndarray: ...
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in eval mode for the block, then restore its training flags."""
+    modes = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
+def resolve_device(device: str) -> str:
+    """ "auto" -> "cuda" when available else "cpu"; anything else is checked and returned."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FacerecError(f"device {device!r} asked for but CUDA is not available; use cpu")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise FacerecError(
+            f"device {device!r} is not known; expected cpu, cuda or cuda:N"
+        ) from None
+    return device
+
+
+class TorchEmbedder:
+    """Wrap a backbone ``(B, 3, H, W) float -> (B, D)`` as an :class:`Embedder`.
+
+    Images are put in the model's channel order (RGB, or BGR with ``channel_order="BGR"``),
+    normalised as ``(x - mean) / std`` (default 127.5 / 127.5; a scalar or one value per
+    channel, in the model's channel order) and run under ``torch.inference_mode`` in eval mode
+    (the module's train/eval flags are restored afterwards), ``batch_size`` images at a time.
+    :meth:`from_preprocess` takes these from a :class:`Preprocess` record.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        input_size: tuple[int, int] = (112, 112),
+        device: str | torch.device = "cpu",
+        batch_size: int = 256,
+        resize_mode: ResizeMode = "resize",
+        mean: float | Sequence[float] = MEAN,
+        std: float | Sequence[float] = STD,
+        channel_order: str = "RGB",
+    ) -> None:
+        if channel_order not in ("RGB", "BGR"):
+            raise DataError(f"channel order {channel_order!r} is not known; expected RGB or BGR")
+        self.preprocess = Preprocess(
+            input_size=input_size,
+            channel_order=channel_order,
+            mean=mean,  # type: ignore[arg-type]
+            std=std,  # type: ignore[arg-type]
+            resize_mode=resize_mode,
+        )
+        self.backbone = backbone
+        self.input_size = self.preprocess.input_size
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.resize_mode: ResizeMode = resize_mode
+        self.channel_order = channel_order
+        # (1, 3, 1, 1) per-channel constants in the model's channel order
+        self.mean = torch.tensor(self.preprocess.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(self.preprocess.std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_preprocess(
+        cls,
+        backbone: nn.Module,
+        preprocess: Preprocess,
+        device: str | torch.device = "cpu",
+        batch_size: int = 256,
+        resize_mode: ResizeMode | None = None,
+    ) -> TorchEmbedder:
+        """The embedder of ``backbone`` fed as ``preprocess`` says (``resize_mode`` overrides)."""
+        emb = cls(
+            backbone,
+            input_size=preprocess.input_size,
+            device=device,
+            batch_size=batch_size,
+            resize_mode=resize_mode or preprocess.resize_mode,
+            mean=preprocess.mean,
+            std=preprocess.std,
+            channel_order=preprocess.channel_order,
+        )
+        emb.preprocess.embedding_dim = preprocess.embedding_dim
+        emb.preprocess.normalized_output = preprocess.normalized_output
+        return emb
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB -> (N, D) float32 raw embeddings."""
+        if images.ndim != 4 or images.shape[3] != 3:
+            raise DataError(f"images of shape {images.shape}; expected (N, H, W, 3) RGB")
+        outs = []
+        with eval_mode(self.backbone), torch.inference_mode():
+            for s in range(0, images.shape[0], self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(images[s : s + self.batch_size]))
+                x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+                if self.channel_order == "BGR":
+                    x = x.flip(1)
+                x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+                outs.append(self.backbone(x).float().cpu())
+        return torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32)
+
+
+__all__ = ["Embedder", "TorchEmbedder", "eval_mode", "resolve_device"]

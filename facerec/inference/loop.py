@@ -1,0 +1,165 @@
+"""The one embedding loop: an :class:`~facerec.data.sources.ImageSource` through an embedder.
+
+Images are decoded and brought to the embedder's input size in a small thread pool (OpenCV
+releases the GIL), one batch ahead of the model; the flip test adds the embedding of each mirror
+image. Images that do not read either stop the run (the default: :class:`DataError` naming the
+image) or are skipped and reported. ``facerec eval``, ``facerec embed``, the in-training
+verification callback, the mining refresh and the tools all embed through :func:`embed_images`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from facerec.data.image import ResizeMode, fit_to_size
+from facerec.data.sources import ImageSource
+from facerec.errors import DataError, FacerecError
+
+from .embedder import Embedder
+
+
+@dataclass
+class EmbedStats:
+    """One :func:`embed_images` run: images, total and loading seconds, embedding size."""
+
+    num_images: int
+    seconds: float
+    load_seconds: float
+    dim: int
+
+    @property
+    def images_per_second(self) -> float:
+        return self.num_images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows to unit length: (N, D) -> (N, D) float32 (a zero row stays zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
+
+def load_batch(
+    images: ImageSource,
+    indices: range | list[int],
+    size: tuple[int, int],
+    mode: ResizeMode,
+    pool: ThreadPoolExecutor | None = None,
+) -> np.ndarray:
+    """Decode and fit images ``indices``: -> (B, H, W, 3) uint8 RGB (a bad image raises)."""
+    out = _load(images, indices, size, mode, pool)
+    for r in out:
+        if isinstance(r, DataError):
+            raise r
+    return np.stack(out) if out else np.zeros((0, *size, 3), np.uint8)  # type: ignore[arg-type]
+
+
+def _load(
+    images: ImageSource,
+    indices: range | list[int],
+    size: tuple[int, int],
+    mode: ResizeMode,
+    pool: ThreadPoolExecutor | None,
+) -> list[np.ndarray | DataError]:
+    def one(i: int) -> np.ndarray | DataError:
+        try:
+            return fit_to_size(images[i], size, mode)
+        except DataError as e:
+            return e
+
+    return list(pool.map(one, indices)) if pool is not None else [one(i) for i in indices]
+
+
+def embed_images(
+    embedder: Embedder,
+    images: ImageSource,
+    batch_size: int = 256,
+    flip: bool = True,
+    num_workers: int = 2,
+    stats: list[EmbedStats] | None = None,
+    skipped: list[tuple[int, str]] | None = None,
+    normalize: bool = False,
+    progress: bool = False,
+) -> np.ndarray:
+    """Embed every image of ``images``: -> (M, D) float32 embeddings.
+
+    Args:
+        embedder: brings nothing to size itself; each image is fitted to ``embedder.input_size``
+            with ``embedder.resize_mode`` here.
+        images: M images (:class:`ImageSource`).
+        batch_size: images per model call.
+        flip: return ``f(x) + f(mirror(x))`` (the flip test).
+        num_workers: decoding threads, working one batch ahead of the model.
+        stats: when a list, an :class:`EmbedStats` is appended to it.
+        skipped: the bad-image policy. None (default): the first image that does not read
+            raises :class:`DataError` naming it. A list: such images are left out of the result
+            (so it has fewer than M rows) and ``(index, reason)`` is appended for each.
+        normalize: L2-normalise each row last.
+        progress: show a progress bar on stderr.
+    """
+    n = len(images)
+    size, mode = tuple(embedder.input_size), embedder.resize_mode
+    t0 = time.perf_counter()
+    load_time = 0.0
+    chunks: list[np.ndarray] = []
+    batches = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, unit="img", desc="embedding", file=sys.stderr)
+    try:
+        with ThreadPoolExecutor(max(1, num_workers)) as pool, ThreadPoolExecutor(1) as ahead:
+
+            def fetch(r: range) -> tuple[list[np.ndarray | DataError], float]:
+                t = time.perf_counter()
+                return _load(images, r, size, mode, pool), time.perf_counter() - t  # type: ignore[arg-type]
+
+            pending = ahead.submit(fetch, batches[0]) if batches else None
+            for b, rng in enumerate(batches):
+                assert pending is not None
+                loaded, dt = pending.result()
+                load_time += dt
+                pending = ahead.submit(fetch, batches[b + 1]) if b + 1 < len(batches) else None
+                good = []
+                for i, r in zip(rng, loaded, strict=True):
+                    if isinstance(r, DataError):
+                        if skipped is None:
+                            if pending is not None:
+                                pending.cancel()
+                            raise r
+                        skipped.append((i, str(r)))
+                    else:
+                        good.append(r)
+                if bar is not None:
+                    bar.update(len(rng))
+                if not good:
+                    continue
+                batch = np.stack(good)
+                emb = np.asarray(embedder(batch), dtype=np.float32)
+                if flip:
+                    emb = emb + np.asarray(
+                        embedder(np.ascontiguousarray(batch[:, :, ::-1])), np.float32
+                    )
+                if emb.ndim != 2 or emb.shape[0] != batch.shape[0]:
+                    raise FacerecError(
+                        f"the model returned shape {emb.shape} for {batch.shape[0]} images; "
+                        "expected (N, D) embeddings"
+                    )
+                chunks.append(emb)
+    finally:
+        if bar is not None:
+            bar.close()
+    out = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    if normalize:
+        out = l2_normalize(out)
+    if stats is not None:
+        stats.append(EmbedStats(n, time.perf_counter() - t0, load_time, int(out.shape[1])))
+    return out
+
+
+__all__ = ["EmbedStats", "embed_images", "l2_normalize", "load_batch"]

@@ -1,0 +1,139 @@
+"""The one preprocessing record: what an embedding network expects as input and gives as output.
+
+:class:`Preprocess` plays the role of timm's pretrained config: input size, channel order, mean
+and std (pixel units, 0..255, in the model's channel order), layout, embedding size, whether the
+output is L2-normalised, and how images of another size are brought to the input size. It is
+written to checkpoints (``checkpoint["facerec"]["preprocess"]``, :meth:`Preprocess.to_dict`) and,
+through :class:`facerec.inference.onnx.OnnxMetadata`, to ONNX ``metadata_props``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from facerec.data.image import MEAN, STD, ResizeMode
+from facerec.errors import DataError
+
+
+def _three(value: Any, what: str, source: str) -> tuple[float, float, float]:
+    try:
+        a = np.broadcast_to(np.asarray(value, np.float64), (3,))
+    except (ValueError, TypeError):
+        raise DataError(
+            f"{source}: {what} is {value!r}; expected one number or one per channel"
+        ) from None
+    return float(a[0]), float(a[1]), float(a[2])
+
+
+@dataclass
+class Preprocess:
+    """What an embedding network expects: RGB uint8 images in, (N, D) embeddings out.
+
+    Attributes:
+        input_size: (height, width) of the network input.
+        channel_order: "RGB" or "BGR", the order the network was trained in.
+        mean, std: per channel, pixel units, in the network's channel order; the input is
+            ``(x - mean) / std``.
+        layout: "NCHW" (or "NHWC" for an ONNX model that takes images as they are).
+        embedding_dim: D, when known.
+        normalized_output: True when the network's output rows already have unit length.
+        resize_mode: how images of another size are brought to ``input_size``
+            ("resize" or "center_crop").
+    """
+
+    input_size: tuple[int, int] = (112, 112)
+    channel_order: str = "RGB"
+    mean: tuple[float, float, float] = (MEAN, MEAN, MEAN)
+    std: tuple[float, float, float] = (STD, STD, STD)
+    layout: str = "NCHW"
+    embedding_dim: int | None = None
+    normalized_output: bool = False
+    resize_mode: ResizeMode = "resize"
+
+    def __post_init__(self) -> None:
+        size = self.input_size
+        h, w = (size, size) if isinstance(size, int) else size
+        self.input_size = (int(h), int(w))
+        self.channel_order = str(self.channel_order).upper()
+        self.layout = str(self.layout).upper()
+        self.mean = _three(self.mean, "mean", "preprocess")
+        self.std = _three(self.std, "std", "preprocess")
+        self.embedding_dim = int(self.embedding_dim) if self.embedding_dim else None
+        self.normalized_output = bool(self.normalized_output)
+
+    # ------------------------------------------------------------------ checks
+    def validate(self, source: str = "preprocess") -> Preprocess:
+        """Raise :class:`DataError` naming ``source`` for values no facerec model can have."""
+        problems = []
+        if self.channel_order not in ("RGB", "BGR"):
+            problems.append(f"channel_order {self.channel_order!r} (expected RGB or BGR)")
+        if self.layout not in ("NCHW", "NHWC"):
+            problems.append(f"layout {self.layout!r} (expected NCHW or NHWC)")
+        if self.resize_mode not in ("resize", "center_crop"):
+            problems.append(f"resize_mode {self.resize_mode!r} (expected resize or center_crop)")
+        if min(self.input_size) < 1 or min(abs(s) for s in self.std) == 0:
+            problems.append(f"input_size {self.input_size} / std {self.std}")
+        if problems:
+            raise DataError(f"{source}: bad preprocessing: {'; '.join(problems)}")
+        return self
+
+    # ------------------------------------------------------------------ use
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """RGB uint8 (N, H, W, 3) -> float32 (N, 3, H, W) ``(x - mean) / std`` in the model's
+        channel order."""
+        x = images[..., ::-1] if self.channel_order == "BGR" else images
+        mean = np.asarray(self.mean, np.float32)
+        std = np.asarray(self.std, np.float32)
+        x = (x.astype(np.float32) - mean) / std
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    # ------------------------------------------------------------------ storage
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint entry: plain lists and numbers."""
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any], source: str = "checkpoint") -> Preprocess:
+        """Read a checkpoint entry; keys it does not name keep their defaults.
+
+        Raises:
+            DataError: a key this record does not have, or a value no model can have.
+        """
+        if not isinstance(entry, dict):
+            what = type(entry).__name__
+            raise DataError(f"{source}: preprocess entry is a {what}; expected a dict")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(entry) - known)
+        if unknown:
+            raise DataError(
+                f"{source}: unknown preprocess key(s) {', '.join(unknown)}; expected "
+                f"{', '.join(sorted(known))}"
+            )
+        try:
+            return cls(**entry).validate(source)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{source}: unreadable preprocess entry ({e})") from None
+
+    @classmethod
+    def coerce(cls, value: Preprocess | dict[str, Any], source: str = "preprocess") -> Preprocess:
+        """A :class:`Preprocess` as it is, a dict converted by :meth:`from_dict`; anything else
+        is refused with :class:`DataError`."""
+        if isinstance(value, Preprocess):
+            return value
+        return cls.from_dict(value, source)
+
+    @classmethod
+    def for_backbone(cls, backbone: Any) -> Preprocess:
+        """The preprocessing of a backbone built here: its input size and embedding size, RGB,
+        ``(x - 127.5) / 127.5``, NCHW, raw output."""
+        size = getattr(backbone, "input_size", (112, 112))
+        return cls(input_size=size, embedding_dim=int(getattr(backbone, "embedding_dim", 0)))
+
+
+__all__ = ["Preprocess"]
