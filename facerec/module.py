@@ -253,7 +253,7 @@ class FaceRecognitionModule(pl.LightningModule):
         pairs = getattr(dm, "pairs", None)
         if pairs is None:
             return
-        from facerec.eval.verification import best_threshold_accuracy
+        from facerec.metrics.verification import best_threshold_accuracy
 
         full = torch.zeros(int(idx.max()) + 1, emb.shape[1], dtype=emb.dtype, device=emb.device)
         full[idx] = emb

@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from facerec.data.synthetic import SyntheticFaces
-from facerec.eval.verification import best_threshold_accuracy, kfold_accuracy
+from facerec.metrics.verification import best_threshold_accuracy, kfold_accuracy
 
 HELD_OUT_START = 10000
 

@@ -378,7 +378,7 @@ class FaceDataModule(pl.LightningDataModule):
         """Verification accuracy of raw pixels (mean-centred, cosine) on the validation pairs."""
         if self.val_set is None or self.pairs is None:
             return None
-        from facerec.eval.verification import best_threshold_accuracy
+        from facerec.metrics.verification import best_threshold_accuracy
 
         x = np.stack([self.val_set.load(i).reshape(-1) for i in range(len(self.val_set))])
         x = x.astype(np.float32)

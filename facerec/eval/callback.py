@@ -17,10 +17,10 @@ import torch
 
 from facerec.errors import ConfigError
 from facerec.inference import Preprocess, TorchEmbedder
+from facerec.metrics.verification import far_key, kfold_accuracy, tar_at_far
 
 from . import benchmarks as bm
 from .embed import score_benchmark
-from .verification import far_key, kfold_accuracy, tar_at_far
 
 
 def _load(spec: str) -> bm.PairBenchmark:

@@ -34,12 +34,12 @@ from facerec.inference import (
     load_onnx_embedder,
     resolve_device,
 )
+from facerec.metrics.verification import DEFAULT_FARS, far_key, verification_report
 
 from . import benchmarks as bm
 from .embed import score_benchmark
 from .identification import INDEX_KINDS, faiss_gpu_count, identify
 from .report import format_table, plot_cmc, plot_histograms, plot_roc, write_json
-from .verification import DEFAULT_FARS, far_key, verification_report
 
 DIR_FARS = (1e-1, 1e-2, 1e-3)
 

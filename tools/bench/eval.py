@@ -5,7 +5,7 @@ Three parts, each optional (``--parts``):
 ``protocol``  time of the full verification protocol on ``--pairs`` pairs (default 6,000, LFW's
               size) from given scores: 10-fold accuracy on insightface's 400-threshold grid, the
               ROC, AUC, EER and TAR + calibrated threshold at six FARs
-              (:func:`facerec.eval.verification.verification_report`), and the 10-fold accuracy
+              (:func:`facerec.metrics.verification.verification_report`), and the 10-fold accuracy
               alone.
 ``search``    1:N search of ``--probes`` probes (default 10,000) in galleries of
               ``--gallery-sizes`` (default 100,000 and 1,000,000) random unit vectors of
@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from facerec.eval import identification as ident  # noqa: E402
-from facerec.eval import verification as ver  # noqa: E402
+from facerec.metrics import verification as ver  # noqa: E402
 
 
 def best_time(fn, repeats: int, warmup=None):

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import KFold
 
 from facerec.errors import DataError
-from facerec.eval.verification import (
+from facerec.metrics.verification import (
     INSIGHTFACE_DISTANCE_THRESHOLDS,
     accuracy_at_threshold,
     auc,
