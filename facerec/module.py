@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -24,7 +24,9 @@ from torch import nn
 
 from facerec import __version__
 from facerec.data.image import preprocess_info
+from facerec.distill import DistillOptions, FrozenTeacher, make_projection
 from facerec.errors import ConfigError, FacerecError
+from facerec.finetune import FreezeOptions, Freezer, LrMultipliers, coerce, param_groups
 from facerec.heads.base import MarginHead
 from facerec.models.base import Backbone
 from facerec.models.iresnet import IResNet
@@ -67,10 +69,22 @@ class FaceRecognitionModule(pl.LightningModule):
         warmup_epochs: linear warm-up length in epochs (fractions allowed).
         lr_schedule: ``poly`` (power ``poly_power``), ``cosine`` or ``constant`` after warm-up.
         channels_last: run the backbone in channels-last memory format.
-        init_from: a facerec checkpoint (``.ckpt``) whose weights start a fit (fine-tuning):
-            the backbone's weights, all of which must be there with the same shapes, and the
-            margin head's when this model has one of the same shape. Loaded at the start of
-            ``fit`` only; ``--ckpt_path`` (resuming) overrides it.
+        init_from: pre-trained weights that start a fit (fine-tuning): a facerec checkpoint
+            (``.ckpt``: the backbone, all of whose weights must be there with the same shapes,
+            and the margin head when it has the same shape), an insightface arcface_torch
+            ``backbone.pth`` (IResNet r18/r34/r50/r100, MobileFaceNet mbf) or torchvision's
+            ImageNet ResNet ``.pth`` (see :func:`load_init_weights`). Loaded at the start of
+            ``fit`` only; ``--ckpt_path`` (resuming) overrides it. With a new margin head (other
+            identities) only the backbone is taken.
+        lr_multipliers: learning rate of the backbone's trunk, its embedding head and the
+            margin head as multiples of ``lr`` (:class:`facerec.finetune.LrMultipliers`).
+        freeze: freeze the trunk (or its first N stages, and optionally the embedding head)
+            for the first K steps or the whole run (:class:`facerec.finetune.FreezeOptions`);
+            frozen weights and their BatchNorm statistics stay exactly as loaded.
+        distill: embedding distillation from a frozen teacher (.ckpt or .onnx): adds
+            ``weight`` × ``loss`` (l2 | cosine) between this model's and the teacher's embeddings
+            of each batch (:class:`facerec.distill.DistillOptions`). ``head: null`` with no
+            metric loss then trains by distillation alone.
     """
 
     def __init__(
@@ -91,6 +105,9 @@ class FaceRecognitionModule(pl.LightningModule):
         poly_power: float = 2.0,
         channels_last: bool = False,
         init_from: str | None = None,
+        lr_multipliers: LrMultipliers | None = None,
+        freeze: FreezeOptions | None = None,
+        distill: DistillOptions | None = None,
     ) -> None:
         super().__init__()
         from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
@@ -99,7 +116,15 @@ class FaceRecognitionModule(pl.LightningModule):
             self.save_hyperparameters()
         else:  # built in Python from objects: store what is plain data
             self.save_hyperparameters(ignore=["backbone", "head", "metric_loss"])
-        if head is None and metric_loss is None:
+            for key, opt in (("lr_multipliers", lr_multipliers), ("freeze", freeze)):
+                if opt is not None and not isinstance(opt, dict):
+                    self.hparams[key] = asdict(opt)
+            if isinstance(distill, DistillOptions):
+                self.hparams["distill"] = asdict(distill)
+        self.distill = coerce(distill, DistillOptions, "model.distill")
+        if self.distill is not None:
+            self.distill.validate()  # type: ignore[attr-defined]
+        if head is None and metric_loss is None and self.distill is None:
             head = _default_head()
         self.backbone = backbone
         self.embedding_dim = int(backbone.embedding_dim)
@@ -137,6 +162,11 @@ class FaceRecognitionModule(pl.LightningModule):
         self.poly_power = poly_power
         self.channels_last = channels_last
         self.init_from = init_from
+        self.lr_multipliers = coerce(lr_multipliers, LrMultipliers, "model.lr_multipliers")
+        self.freeze = coerce(freeze, FreezeOptions, "model.freeze")
+        self._freezer: Freezer | None = None
+        self._teacher: FrozenTeacher | None = None  # not a submodule: never saved or trained
+        self.distill_proj: nn.Linear | None = None  # made in setup / on_load_checkpoint
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         self.class_names: list[str] | None = None
@@ -178,11 +208,23 @@ class FaceRecognitionModule(pl.LightningModule):
         return self.backbone(images)
 
     def compute_losses(
-        self, embeddings: torch.Tensor, labels: torch.Tensor
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        teacher_embeddings: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """All loss terms for a batch; ``loss`` is their weighted sum."""
+        """All loss terms for a batch; ``loss`` is their weighted sum.
+
+        ``teacher_embeddings`` (B, D_t): the distillation teacher's, when ``distill`` is set.
+        """
         out: dict[str, torch.Tensor] = {}
         total = embeddings.new_zeros((), dtype=torch.float32)
+        if teacher_embeddings is not None and self.distill is not None:
+            from facerec.losses.distill import distill_loss
+
+            student = embeddings if self.distill_proj is None else self.distill_proj(embeddings)
+            out["distill"] = distill_loss(student, teacher_embeddings, self.distill.loss)
+            total = total + self.distill.weight * out["distill"]
         if self.head is not None and getattr(self.head, "returns_loss", False):
             # A head that computes its own (e.g. distributed) cross-entropy, such as Partial FC.
             out["ce"] = self.head(embeddings, labels)
@@ -210,7 +252,8 @@ class FaceRecognitionModule(pl.LightningModule):
         images, labels = batch[0], batch[1]
         if len(batch) > 2:
             self._corrupt += int(batch[2].sum())
-        losses = self.compute_losses(self(images), labels)
+        teacher = self._teacher(images) if self._teacher is not None else None
+        losses = self.compute_losses(self(images), labels, teacher)
         if not torch.isfinite(losses["loss"]):
             bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
             raise FacerecError(
@@ -225,6 +268,14 @@ class FaceRecognitionModule(pl.LightningModule):
             self.log(f"train/metric/{k}", v, batch_size=bs)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
         return losses["loss"]
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._freezer is not None:
+            self._freezer.train_batch_start(self.global_step)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self._freezer is not None:
+            self._freezer.before_optimizer_step(self.global_step)
 
     def on_train_epoch_end(self) -> None:
         if self._corrupt:
@@ -275,7 +326,6 @@ class FaceRecognitionModule(pl.LightningModule):
 
     # ------------------------------------------------------------ optimiser
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.parameters() if p.requires_grad]
         lr = self.lr
         if self.lr_reference_batch:
             dm = self.trainer.datamodule if self._trainer is not None else None
@@ -283,6 +333,7 @@ class FaceRecognitionModule(pl.LightningModule):
             if per_device:
                 world = self.trainer.world_size * self.trainer.accumulate_grad_batches
                 lr = self.lr * per_device * world / self.lr_reference_batch
+        params = param_groups(self, self.lr_multipliers, lr)  # type: ignore[arg-type]
         opt = build_optimizer(params, self.optimizer_name, lr, self.momentum, self.weight_decay)
         attach = getattr(self.head, "attach_optimizer", None)
         if attach is not None:  # a sharded head saves its rows' optimiser state gathered
@@ -307,6 +358,14 @@ class FaceRecognitionModule(pl.LightningModule):
         if stage == "fit" and self.init_from and not getattr(self, "_init_loaded", False):
             load_init_weights(self, self.init_from)
             self._init_loaded = True
+        if stage == "fit" and self.freeze is not None and self._freezer is None:
+            self._freezer = Freezer(self.backbone, self.freeze)  # type: ignore[arg-type]
+            self._freezer.setup()
+        if stage == "fit" and self.distill is not None and self._teacher is None:
+            pre = self.preprocess
+            self._teacher = FrozenTeacher(self.distill.teacher, pre["mean"], pre["std"])
+            if self.distill_proj is None:
+                self.distill_proj = make_projection(self.embedding_dim, self._teacher.embedding_dim)
         # Parameters a head keeps per rank (a sharded class-centre matrix) must stay out of
         # DDP's gradient all-reduce; DDP reads this attribute when it wraps the module.
         ignore = getattr(self.head, "ddp_ignore", None)
@@ -338,29 +397,58 @@ class FaceRecognitionModule(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        proj = (checkpoint.get("state_dict") or {}).get("distill_proj.weight")
+        if proj is not None and self.distill_proj is None:  # before the state dict is loaded
+            self.distill_proj = make_projection(int(proj.shape[1]), int(proj.shape[0]))
         meta = checkpoint.get("facerec") or {}
         self.class_names = meta.get("class_names")
 
 
 def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
-    """Copy the backbone (and a same-shaped margin head) from the checkpoint ``path``.
+    """Copy pre-trained weights from ``path`` into ``module`` (``model.init_from``).
 
-    Returns the names of the parameters and buffers copied. Raises :class:`ConfigError` when the
-    file is missing or its backbone does not match this model's (missing keys or other shapes),
-    :class:`DataError` when it is not a checkpoint.
+    ``path`` is one of:
+
+    * a facerec checkpoint (``.ckpt``): the backbone, all of whose weights must be there with
+      the same shapes, and the margin head when it has the same shape (same identities);
+    * an insightface arcface_torch ``backbone.pth`` (IResNet r18/r34/r50/r100/r200 or
+      MobileFaceNet mbf/mbf_large), recognised by its keys and loaded strictly;
+    * torchvision's ImageNet ResNet state dict (``resnet50-*.pth``) for a
+      :class:`~facerec.models.TorchvisionResNet` of the same arch (trunk only).
+
+    Every file is read with ``torch.load(weights_only=True)``. Returns the names of the
+    parameters and buffers copied (``backbone.…``, ``head.…``).
+
+    Raises:
+        ConfigError: the file is missing, or holds another architecture than model.backbone
+            (the message names the architecture the file needs).
+        DataError: the file is not a PyTorch checkpoint or state dict of a known layout.
     """
     from pathlib import Path
 
     from facerec.errors import DataError
     from facerec.export.checkpoint import _read_checkpoint_dict
+    from facerec.models.pretrained import identify_state_dict, load_foreign_state_dict
 
     p = Path(path)
+    expected = (
+        "expected a facerec .ckpt, an insightface arcface_torch backbone.pth or a torchvision "
+        "ResNet .pth"
+    )
     if not p.is_file():
-        raise ConfigError(f"model.init_from: checkpoint {p} not found; expected a facerec .ckpt")
-    ckpt = _read_checkpoint_dict(p)
+        raise ConfigError(f"model.init_from: checkpoint {p} not found; {expected}")
+    ckpt = _read_checkpoint_dict(p, expected)
     state = ckpt.get("state_dict")
     if not isinstance(state, dict):
-        raise DataError(f"model.init_from: {p} has no 'state_dict'; expected a facerec .ckpt")
+        # a bare state dict, or insightface's training checkpoint (checkpoint_gpu_0.pt)
+        bare = ckpt.get("state_dict_backbone", ckpt)
+        found = identify_state_dict(bare) if isinstance(bare, dict) else None
+        if found is None:
+            raise DataError(
+                f"model.init_from: {p} is neither a Lightning checkpoint (no 'state_dict') nor "
+                f"a state dict of a known layout; {expected}"
+            )
+        return [f"backbone.{k}" for k in load_foreign_state_dict(module.backbone, found, str(p))]
     own = module.state_dict()
     copied: list[str] = []
     for part, required in (("backbone.", True), ("head.", False)):

@@ -19,6 +19,14 @@ class Backbone(nn.Module):
     embedding_dim: int
     input_size: tuple[int, int]
 
+    def stages(self) -> list[list[nn.Module]]:
+        """The trunk's stages, input side first (the stem is part of the first); used to freeze
+        the first N stages when fine-tuning. The embedding head (``head``) is not a stage."""
+        raise ConfigError(
+            f"{type(self).__name__} does not list its stages; freeze the whole trunk "
+            "(model.freeze.stages: null) instead of its first N stages"
+        )
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a clear :class:`ConfigError` when ``x`` is not (B, 3, H, W) at the input size."""
         if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != tuple(self.input_size):

@@ -130,6 +130,15 @@ class IResNet(Backbone):
         }
         self.load_state_dict(renamed, strict=True)
 
+    def stages(self) -> list[list[nn.Module]]:
+        """Stem + layer1, layer2, layer3, layer4."""
+        return [
+            [self.conv1, self.bn1, self.prelu, self.layer1],
+            [self.layer2],
+            [self.layer3],
+            [self.layer4],
+        ]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> final feature map (B, C, H/16, W/16)."""
         x = self.prelu(self.bn1(self.conv1(x)))

@@ -223,6 +223,12 @@ class MobileFaceNet(Backbone):
         }
         self.load_state_dict(renamed, strict=True)
 
+    def stages(self) -> list[list[nn.Module]]:
+        """Stem + depthwise stage at 1/2; then each stride-2 block with its residual blocks
+        (1/4, 1/8, 1/16), the last with ``conv_sep``."""
+        lay = list(self.layers)
+        return [lay[0:2], lay[2:4], lay[4:6], [*lay[6:8], self.conv_sep]]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 512, H/16, W/16), the map the GDC head pools."""
         for layer in self.layers:

@@ -69,6 +69,11 @@ class TorchvisionResNet(Backbone):
         spatial = tuple(conv_output_size(s, stages) for s in self.input_size)
         self.head = EmbeddingHead(channels, spatial, embedding_dim, dropout)  # type: ignore[arg-type]
 
+    def stages(self) -> list[list[nn.Module]]:
+        """Stem + layer1, layer2, layer3, layer4."""
+        t = list(self.trunk)
+        return [t[:5], [t[5]], [t[6]], [t[7]]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, embedding_dim) raw embedding."""
         if not torch.jit.is_tracing() and not torch.compiler.is_compiling():

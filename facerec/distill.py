@@ -1,0 +1,160 @@
+"""The frozen teacher of embedding distillation (``model.distill``), fed the training batch.
+
+The teacher is a facerec checkpoint (``.ckpt``) or an exported ONNX model (``.onnx``), loaded by
+the package's embedders (:func:`load_checkpoint_embedder`, :func:`load_onnx_embedder`), so it is
+fed with its own preprocessing (input size, resize mode, channel order, mean/std) from the
+checkpoint's or the ONNX file's metadata: the student's normalised batch is turned back into
+pixels and prepared as the teacher expects. It runs in evaluation mode without gradients and is
+not part of the student (not in its state dict, optimiser, DDP wrapper or checkpoints); under
+DDP every rank loads it and embeds its own share of the batch.
+
+A PyTorch teacher runs on the batch's device; an ONNX teacher runs in onnxruntime on the CPU (or
+CUDA with onnxruntime-gpu) on uint8 copies of the images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facerec.errors import ConfigError, FacerecError
+from facerec.losses.distill import KINDS, DistillKind
+
+
+@dataclass
+class DistillOptions:
+    """``model.distill``: add ``weight`` × a loss between the student's and a teacher's embeddings.
+
+    ``teacher``: a facerec checkpoint (.ckpt) or ONNX model (.onnx) of any architecture and
+    input size. ``loss``: ``cosine`` (1 − cosine, scale-free) or ``l2`` (mean squared error of
+    the raw embeddings). When the embedding sizes differ, a learned linear projection (no bias)
+    maps the student's embedding to the teacher's size for this loss only; it is trained with the
+    student, saved in its checkpoints and not exported (the student's own embedding is).
+    """
+
+    teacher: str = ""
+    weight: float = 1.0
+    loss: DistillKind = "cosine"
+
+    def validate(self) -> DistillOptions:
+        """Raise :class:`ConfigError` for an empty teacher, a negative weight or unknown loss."""
+        if not self.teacher:
+            raise ConfigError(
+                "model.distill.teacher is empty; expected a facerec .ckpt or an exported .onnx"
+            )
+        if self.weight < 0:
+            raise ConfigError(f"model.distill.weight is {self.weight}; expected >= 0")
+        if self.loss not in KINDS:
+            raise ConfigError(f"model.distill.loss is {self.loss!r}; expected l2 or cosine")
+        return self
+
+
+def _loaders() -> tuple[Any, Any]:
+    from facerec.inference import load_checkpoint_embedder, load_onnx_embedder
+
+    return load_checkpoint_embedder, load_onnx_embedder
+
+
+class FrozenTeacher:
+    """A teacher embedding network: student-normalised (B, 3, H, W) -> (B, D_t) float32.
+
+    Args:
+        path: the teacher, a facerec ``.ckpt`` or an ``.onnx`` written by ``facerec export``.
+        student_mean, student_std: the student's normalisation (pixel units, RGB), to turn the
+            batch back into pixels.
+
+    Raises:
+        ConfigError: the file does not exist.
+        DataError: it is not a facerec checkpoint / ONNX model (one line from the loader).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        student_mean: Any = 127.5,
+        student_std: Any = 127.5,
+    ) -> None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(
+                f"model.distill.teacher: {p} not found; expected a facerec .ckpt or an .onnx "
+                "written by facerec export"
+            )
+        self.path = p
+        load_ckpt, load_onnx = _loaders()
+        self.onnx = p.suffix.lower() == ".onnx"
+        self.embedder = load_onnx(str(p)) if self.onnx else load_ckpt(str(p))
+        self.input_size = tuple(int(s) for s in self.embedder.input_size)
+        self.resize_mode = str(getattr(self.embedder, "resize_mode", "resize"))
+        self._s_mean = torch.tensor(np.broadcast_to(student_mean, (3,)).copy()).float()
+        self._s_std = torch.tensor(np.broadcast_to(student_std, (3,)).copy()).float()
+        if not self.onnx:
+            net: nn.Module = self.embedder.backbone
+            net.eval()
+            for q in net.parameters():
+                q.requires_grad_(False)
+            self.net = net
+        dim = getattr(self.embedder, "embedding_dim", None)
+        if dim is None and not self.onnx:
+            dim = getattr(self.net, "embedding_dim", None)
+        if not dim:  # a foreign ONNX file without the metadata: run one image
+            h, w = self.input_size
+            dim = int(self.embedder(np.zeros((1, h, w, 3), np.uint8)).shape[1])
+        self.embedding_dim = int(dim)
+
+    def _pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """Student-normalised (or uint8) (B, 3, H, W) -> RGB pixels in [0, 255], float32, at
+        the teacher's size."""
+        if images.dtype == torch.uint8:
+            x = images.float()
+        else:
+            mean = self._s_mean.to(images.device).view(1, 3, 1, 1)
+            std = self._s_std.to(images.device).view(1, 3, 1, 1)
+            x = (images.float() * std + mean).clamp(0, 255)
+        h, w = self.input_size
+        if tuple(x.shape[2:]) == (h, w):
+            return x
+        if self.resize_mode == "center_crop":  # scale the shorter side to fit, crop the centre
+            s = max(h / x.shape[2], w / x.shape[3])
+            size = (max(h, round(x.shape[2] * s)), max(w, round(x.shape[3] * s)))
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+            top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
+            return x[:, :, top : top + h, left : left + w]
+        return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) student-normalised -> (B, D_t) float32 raw teacher embeddings, no grad."""
+        x = self._pixels(images)
+        if self.onnx:
+            u8 = x.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            return torch.from_numpy(self.embedder(u8)).to(images.device).float()
+        emb = self.embedder
+        if next(self.net.parameters()).device != images.device:
+            self.net.to(images.device)
+        if emb.channel_order == "BGR":
+            x = x.flip(1)
+        x = (x - emb.mean.to(x.device)) / emb.std.to(x.device)
+        self.net.eval()
+        out = self.net(x)
+        if not torch.isfinite(out).all():
+            raise FacerecError(f"model.distill.teacher {self.path}: non-finite embeddings")
+        return out.float()
+
+
+def make_projection(student_dim: int, teacher_dim: int) -> nn.Linear | None:
+    """The learned (D_s -> D_t) projection, no bias, orthogonal init; None when sizes agree."""
+    if student_dim == teacher_dim:
+        return None
+    proj = nn.Linear(student_dim, teacher_dim, bias=False)
+    nn.init.orthogonal_(proj.weight)
+    return proj
+
+
+__all__ = ["DistillOptions", "FrozenTeacher", "make_projection"]

@@ -1,0 +1,196 @@
+"""Recognise published backbone state dicts by their keys, and load them into facerec backbones.
+
+Three layouts are known, each saved as a bare ``{name: tensor}`` dict:
+
+* insightface arcface_torch IResNet (``backbone.pth`` of r18/r34/r50/r100/r200): top-level
+  ``conv1``, ``prelu``, ``layer1..4``, ``bn2``, ``fc``, ``features`` -> :class:`IResNet`;
+* insightface arcface_torch MobileFaceNet (``mbf``, ``mbf_large``): ``layers.N``, ``conv_sep``,
+  ``features.layers`` -> :class:`MobileFaceNet`;
+* torchvision's ImageNet ResNet (``resnet50-*.pth``): ``conv1``, ``bn1``, ``layer1..4``, ``fc``
+  (no ``prelu``) -> :class:`TorchvisionResNet`'s trunk (its ``fc`` is dropped and the face
+  embedding head starts fresh; with ``face_stem`` the 7×7 stem conv does not fit the 3×3 one and
+  stays fresh too).
+
+A ``module.`` prefix (a state dict saved from a DataParallel/DDP wrapper) is removed. The
+architecture is read from the keys and shapes (depth, width, embedding size), so a mismatch is
+reported as "this file is X; expected model.backbone to be X".
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from facerec.errors import ConfigError
+from facerec.models.iresnet import LAYERS, IResNet
+from facerec.models.mobilefacenet import MobileFaceNet
+from facerec.models.torchvision_resnet import TorchvisionResNet
+
+#: (blocks per stage, bottleneck) -> torchvision architecture
+_TV_ARCHS = {
+    ((2, 2, 2, 2), False): "resnet18",
+    ((3, 4, 6, 3), False): "resnet34",
+    ((3, 4, 6, 3), True): "resnet50",
+    ((3, 4, 23, 3), True): "resnet101",
+    ((3, 8, 36, 3), True): "resnet152",
+}
+
+
+@dataclass
+class ForeignStateDict:
+    """A recognised state dict: its layout, a readable name and the facerec backbone it needs.
+
+    ``kind``: ``insightface_iresnet``, ``insightface_mbf`` or ``torchvision_resnet``;
+    ``name``: e.g. "insightface IResNet-50 (512-d)"; ``expected``: the model.backbone config
+    that takes it, e.g. "facerec.models.IResNet with depth: 50, width: 1.0, embedding_dim: 512".
+    """
+
+    kind: str
+    name: str
+    expected: str
+    state: dict[str, torch.Tensor]
+
+
+def _stage_blocks(keys: list[str], pattern: str, stages: int) -> tuple[int, ...]:
+    """Count the distinct block indices of each stage (``pattern`` has a {s} for the stage)."""
+    counts = []
+    for s in range(1, stages + 1):
+        rx = re.compile(pattern.format(s=s))
+        counts.append(len({m.group(1) for k in keys if (m := rx.match(k))}))
+    return tuple(counts)
+
+
+def identify_state_dict(state: dict[str, torch.Tensor]) -> ForeignStateDict | None:
+    """Recognise an insightface IResNet / MobileFaceNet or a torchvision ResNet state dict.
+
+    Returns None for any other dict (e.g. a Lightning checkpoint or an unknown network).
+    """
+    if not state or not all(isinstance(k, str) for k in state):
+        return None
+    if all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return None
+    keys = list(state)
+    has = set(keys).__contains__
+    if has("conv_sep.layers.0.weight") and has("features.layers.2.weight"):
+        scale = state["layers.0.layers.0.weight"].shape[0] // 64
+        # layers.1 is one ConvBlock when blocks[0] == 1, else a Residual of blocks[0] blocks
+        counts = _stage_blocks(keys, r"layers\.{s}\.layers\.(\d+)\.layers\.0\.layers", 7)
+        first = 1 if has("layers.1.layers.0.weight") else counts[0]
+        blocks = [first, counts[2], counts[4], counts[6]]
+        dim = state["features.layers.2.weight"].shape[0]
+        variant = {(2, (1, 4, 6, 2)): "mbf", (4, (2, 8, 12, 4)): "mbf_large"}.get(
+            (scale, tuple(blocks)), "MobileFaceNet"
+        )
+        return ForeignStateDict(
+            "insightface_mbf",
+            f"insightface {variant} (scale {scale}, blocks {blocks}, {dim}-d)",
+            f"facerec.models.MobileFaceNet with scale: {scale}, blocks: {blocks}, "
+            f"embedding_dim: {dim}",
+            state,
+        )
+    if has("conv1.weight") and has("prelu.weight") and has("features.weight") and has("fc.weight"):
+        blocks = _stage_blocks(keys, r"layer{s}\.(\d+)\.", 4)
+        depth = next((d for d, b in LAYERS.items() if tuple(b) == blocks), None)
+        width = state["conv1.weight"].shape[0] / 64
+        dim = state["fc.weight"].shape[0]
+        label = f"IResNet-{depth}" if depth else f"IResNet with blocks {list(blocks)}"
+        return ForeignStateDict(
+            "insightface_iresnet",
+            f"insightface {label} (width {width:g}, {dim}-d)",
+            f"facerec.models.IResNet with depth: {depth}, width: {width:g}, embedding_dim: {dim}",
+            state,
+        )
+    if has("conv1.weight") and has("bn1.weight") and has("layer1.0.conv1.weight"):
+        blocks = _stage_blocks(keys, r"layer{s}\.(\d+)\.", 4)
+        arch = _TV_ARCHS.get((blocks, has("layer1.0.conv3.weight")))
+        if arch is None:
+            return None
+        return ForeignStateDict(
+            "torchvision_resnet",
+            f"torchvision {arch}",
+            f"facerec.models.TorchvisionResNet with arch: {arch}",
+            state,
+        )
+    return None
+
+
+def _first_problem(err: RuntimeError) -> str:
+    """The first missing/unexpected/size-mismatch line of torch's load_state_dict error."""
+    lines = [x.strip() for x in str(err).splitlines() if x.strip()]
+    line = next((x for x in lines[1:] if x), lines[0] if lines else "")
+    return line[:220]
+
+
+def load_foreign_state_dict(backbone: nn.Module, found: ForeignStateDict, source: str) -> list[str]:
+    """Load a recognised state dict into ``backbone`` (strictly for insightface's layouts).
+
+    Returns the backbone's parameter/buffer names that were loaded.
+
+    Raises:
+        ConfigError: ``backbone`` is not the architecture the file holds (other class, depth,
+            width or embedding size), naming both and the model.backbone config expected.
+    """
+    what = f"model.init_from: {source} is an {found.name} state dict"
+    expected = f"expected model.backbone to be {found.expected}"
+    cls = {
+        "insightface_iresnet": IResNet,
+        "insightface_mbf": MobileFaceNet,
+        "torchvision_resnet": TorchvisionResNet,
+    }[found.kind]
+    if not isinstance(backbone, cls):
+        raise ConfigError(f"{what}, but model.backbone is {type(backbone).__name__}; {expected}")
+    if found.kind == "torchvision_resnet":
+        return _load_torchvision(backbone, found, what, expected)  # type: ignore[arg-type]
+    try:
+        backbone.load_insightface_state_dict(found.state)  # type: ignore[operator]
+    except RuntimeError as e:
+        raise ConfigError(
+            f"{what} that does not fit this model.backbone ({_first_problem(e)}); {expected}"
+        ) from None
+    return list(backbone.state_dict())
+
+
+def _load_torchvision(
+    backbone: TorchvisionResNet, found: ForeignStateDict, what: str, expected: str
+) -> list[str]:
+    if found.name != f"torchvision {backbone.arch}":
+        raise ConfigError(f"{what}, but model.backbone has arch {backbone.arch}; {expected}")
+    # trunk = Sequential(conv1, bn1, relu, maxpool, layer1, layer2, layer3, layer4)
+    index = {"conv1": 0, "bn1": 1, "layer1": 4, "layer2": 5, "layer3": 6, "layer4": 7}
+    own = backbone.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    skipped: list[str] = []
+    for k, v in found.state.items():
+        top, _, rest = k.partition(".")
+        if top not in index:  # fc: ImageNet classes, replaced by the face embedding head
+            continue
+        name = f"trunk.{index[top]}.{rest}"
+        if name not in own:
+            raise ConfigError(f"{what} with the unknown key {k!r}; {expected}")
+        if own[name].shape != v.shape:
+            if top == "conv1":  # the 3×3 face stem: ImageNet's 7×7 stem does not fit
+                skipped.append(name)
+                continue
+            raise ConfigError(
+                f"{what}, but {k} has shape {tuple(v.shape)} where model.backbone has "
+                f"{tuple(own[name].shape)}; {expected}"
+            )
+        mapped[name] = v
+    missing = [k for k in own if k.startswith("trunk.") and k not in mapped and k not in skipped]
+    if missing:
+        raise ConfigError(f"{what} without {missing[0]} (and {len(missing) - 1} more); {expected}")
+    if skipped:
+        warnings.warn(
+            f"model.init_from: the ImageNet 7×7 stem conv does not fit the 3×3 face stem "
+            f"(face_stem: true), so {', '.join(skipped)} starts fresh; the rest of the trunk "
+            "is loaded, the embedding head starts fresh",
+            stacklevel=2,
+        )
+    backbone.load_state_dict(mapped, strict=False)
+    return list(mapped)
