@@ -23,6 +23,7 @@ from jsonargparse import lazy_instance
 from torch import nn
 
 from facerec import __version__
+from facerec.data.datasets import normalize_images
 from facerec.data.image import preprocess_info
 from facerec.distill import DistillOptions, FrozenTeacher, make_projection
 from facerec.errors import ConfigError, FacerecError
@@ -201,8 +202,22 @@ class FaceRecognitionModule(pl.LightningModule):
         return preprocess_info(self.backbone.input_size, self.embedding_dim)
 
     # -------------------------------------------------------------- forward
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Normalise the uint8 (B, 3, H, W) images the loaders deliver, on the device, into the
+        run's input precision (float32, or e.g. bf16 under ``precision: bf16-true``)."""
+        if isinstance(batch, list | tuple) and batch and isinstance(batch[0], torch.Tensor):
+            if batch[0].dtype == torch.uint8:
+                images = normalize_images(batch[0])
+                if self._trainer is not None:
+                    images = self.trainer.precision_plugin.convert_input(images)
+                rest = list(batch[1:])
+                batch = [images, *rest] if isinstance(batch, list) else (images, *rest)
+        return batch
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised RGB -> (B, D) raw embeddings."""
+        """(B, 3, H, W) normalised RGB (or uint8 RGB, normalised here) -> (B, D) raw
+        embeddings."""
+        images = normalize_images(images)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.backbone(images)

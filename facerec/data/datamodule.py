@@ -79,6 +79,8 @@ class FaceDataModule(pl.LightningDataModule):
         val_pairs: genuine and impostor pairs each for ``val/acc``.
         strict: make a corrupt training image an error instead of a counted skip.
         seed: seed for the held-out split, pairs and sampling.
+        pin_memory: page-locked batches for faster copies to the GPU; None (default): on when
+            the trainer runs on CUDA. Batches are uint8 images, normalised on the device.
     """
 
     def __init__(
@@ -100,7 +102,7 @@ class FaceDataModule(pl.LightningDataModule):
         val_pairs: int = 1000,
         strict: bool = False,
         seed: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
         self.root = root
@@ -300,9 +302,16 @@ class FaceDataModule(pl.LightningDataModule):
     def _loader_kwargs(self) -> dict[str, Any]:
         return {
             "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory,
+            "pin_memory": self._pin_memory(),
             "persistent_workers": self.num_workers > 0,
         }
+
+    def _pin_memory(self) -> bool:
+        """``pin_memory`` as set, or (None) whether the trainer's device is a CUDA GPU."""
+        if self.pin_memory is not None:
+            return bool(self.pin_memory)
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def _resumable_loader(self, batch_sampler: Any) -> DataLoader:
         """Train loader whose position Lightning checkpoints (``--ckpt_path`` resumes mid-epoch)."""

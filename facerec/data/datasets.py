@@ -1,9 +1,11 @@
-"""Torch data sets that turn a source of RGB images into normalised training samples.
+"""Torch data sets that turn a source of RGB images into training samples.
 
 A *source* is anything indexable that returns an RGB uint8 (H, W, 3) image: a list of file paths
 (the image-folder layout), an in-memory array (the synthetic faces), or a RecordIO file.
-:class:`FaceDataset` brings each image to the input size, augments it and normalises it to
-(x − 127.5)/127.5 in RGB order.
+:class:`FaceDataset` brings each image to the input size and augments it, and hands it on as a
+uint8 (3, H, W) tensor: a quarter of the bytes of float32 between DataLoader workers and to the
+device. :func:`normalize_images` turns a batch into the network input, (x − 127.5)/127.5 in RGB
+order, on the device the model is on (``FaceRecognitionModule.on_after_batch_transfer``).
 """
 
 from __future__ import annotations
@@ -15,11 +17,28 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from facerec.data.image import ResizeMode, fit_to_size, read_image, to_tensor_array
+from facerec.data.image import MEAN, STD, ResizeMode, fit_to_size, read_image
 from facerec.data.transforms import apply_augment
 from facerec.errors import DataError
 
 ImageLoader = Callable[[int], np.ndarray]
+
+
+def to_chw_uint8(img: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) array -> uint8 (3, H, W) tensor (contiguous; no normalisation)."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB (B, 3, H, W) -> float32 (B, 3, H, W) network input (x − 127.5)/127.5.
+
+    Runs on the tensor's device; the result equals, bit for bit, the float32 the CPU computes
+    with :func:`facerec.data.image.to_tensor_array` (one subtraction and one division, each
+    rounded once). A float tensor is returned unchanged (already normalised).
+    """
+    if images.dtype != torch.uint8:
+        return images
+    return (images.to(torch.float32) - MEAN) / STD
 
 
 class PathLoader:
@@ -49,7 +68,8 @@ class ArrayLoader:
 
 
 class FaceDataset(Dataset):
-    """(image, label, n_bad) samples: image (3, H, W) float32 normalised, label int64.
+    """(image, label, n_bad) samples: image (3, H, W) uint8 RGB (see :func:`normalize_images`),
+    label int64.
 
     Args:
         loader: callable i -> RGB uint8 image (with an optional ``describe(i)`` for messages).
@@ -124,11 +144,12 @@ class FaceDataset(Dataset):
                     ) from None
                 j = self._replacement(i, bad)
         img = apply_augment(self.augment, img)
-        return torch.from_numpy(to_tensor_array(img)), int(self.labels[i]), bad
+        return to_chw_uint8(img), int(self.labels[i]), bad
 
 
 class IndexedDataset(Dataset):
-    """(image, index) samples without augmentation, for embedding a validation set in order."""
+    """(image, index) samples without augmentation, for embedding a validation set in order;
+    image (3, H, W) uint8 RGB like :class:`FaceDataset`'s."""
 
     def __init__(self, base: FaceDataset) -> None:
         self.base = base
@@ -137,4 +158,4 @@ class IndexedDataset(Dataset):
         return len(self.base)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return torch.from_numpy(to_tensor_array(self.base.load(i))), i
+        return to_chw_uint8(self.base.load(i)), i

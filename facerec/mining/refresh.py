@@ -48,14 +48,15 @@ class _Unaugmented(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
-        from facerec.data.image import to_tensor_array
+        """uint8 (3, H, W) image (normalised on the device by the module) and whether it read."""
+        from facerec.data.datasets import to_chw_uint8
 
         try:
             img = self.base.load(int(self.indices[i]))
         except DataError:  # a corrupt image is left out of the selection
             h, w = self.base.image_size
-            return torch.zeros(3, h, w), False
-        return torch.from_numpy(to_tensor_array(img)), True
+            return torch.zeros(3, h, w, dtype=torch.uint8), False
+        return to_chw_uint8(img), True
 
 
 def embed_indices(

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from facerec.data.datamodule import FaceDataModule, SyntheticOptions
+from facerec.data.datasets import normalize_images
 from facerec.data.folder import scan_image_folder
 from facerec.data.pairs import make_pairs
 from facerec.data.transforms import build_augment
@@ -33,7 +34,8 @@ def test_folder_datamodule_mixed_formats_and_sizes(image_folder):
     assert dm.num_classes == 2 and len(dm.class_names) == 2
     dm.setup("fit")
     x, y, bad = next(iter(dm.train_dataloader()))
-    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.uint8  # normalised on the device
+    x = normalize_images(x)
     assert x.min() >= -1 and x.max() <= 1 and bad.sum() == 0
     assert dm.val_set is not None and len(dm.val_set) == 6
     i1, i2, same = dm.pairs
