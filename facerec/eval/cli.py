@@ -38,6 +38,7 @@ from facerec.metrics.verification import DEFAULT_FARS, far_key, verification_rep
 
 from . import benchmarks as bm
 from .embed import score_benchmark
+from .html_report import DEFAULT_REPORT_PAIRS, ReportData, write_html_report
 from .identification import INDEX_KINDS, faiss_gpu_count, identify
 from .report import format_table, plot_cmc, plot_histograms, plot_roc, write_json
 
@@ -125,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument(
         "--out", default="runs/eval", metavar="DIR", help="output folder (default runs/eval)"
     )
+    o.add_argument(
+        "--report",
+        action="store_true",
+        help="also write report.html: plots, thresholds and the hardest pairs as pictures",
+    )
+    o.add_argument(
+        "--report-pairs",
+        type=int,
+        default=DEFAULT_REPORT_PAIRS,
+        metavar="N",
+        help=f"hardest genuine and impostor pairs (and worst probes) shown (default "
+        f"{DEFAULT_REPORT_PAIRS})",
+    )
     return p
 
 
@@ -167,7 +181,11 @@ def _embed(
 
 
 def _identification(
-    emb: Embedder, args: argparse.Namespace, data: dict
+    emb: Embedder,
+    args: argparse.Namespace,
+    data: dict,
+    report: ReportData | None = None,
+    model_name: str = "",
 ) -> tuple[dict, np.ndarray, int]:
     g, _ = _embed(emb, FileImages(data["gallery_paths"]), args)
     p, _ = _embed(emb, FileImages(data["probe_paths"]), args)
@@ -185,6 +203,18 @@ def _identification(
         kind=args.index,
         fars=DIR_FARS,
     )
+    if report is not None:
+        report.add_identification(
+            model_name,
+            l2_normalize(g),
+            data["gallery_labels"],
+            data["gallery_paths"],
+            l2_normalize(p),
+            data["probe_labels"],
+            data["probe_paths"],
+            emb.input_size,
+            emb.resize_mode,
+        )
     out = {
         "gallery": args.gallery,
         "probe": args.probe,
@@ -240,6 +270,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         raise ConfigError("no model given; expected --checkpoint CKPT or --onnx FILE")
     if args.batch_size < 1 or args.folds < 2:
         raise ConfigError("--batch-size must be >= 1 and --folds >= 2")
+    if args.report_pairs < 0:
+        raise ConfigError(f"--report-pairs is {args.report_pairs}; expected 0 or more")
+    report = (
+        ReportData(num_pairs=args.report_pairs, num_probes=args.report_pairs)
+        if args.report
+        else None
+    )
     benches = _load_benchmarks(args)
     ident = _load_identification(args)
     if not benches and ident is None:
@@ -306,6 +343,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
                 plots={"roc": f"roc_{b.name}.png", "histogram": hist},
             )
             model["verification"][b.name] = rep
+            if report is not None:
+                report.add_pairs(
+                    name,
+                    b.name,
+                    b.images,
+                    b.pairs,
+                    b.issame,
+                    scores,
+                    rep["threshold_mean"],
+                    emb.input_size,
+                    emb.resize_mode,
+                )
             roc_curves[b.name].append(
                 (
                     f"{name} (AUC {rep['auc']:.4f})",
@@ -315,7 +364,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             )
         if ident is not None:
             print(f"[{name}] identification: embedding gallery and probes", file=sys.stderr)
-            model["identification"], curve, dim = _identification(emb, args, ident)
+            model["identification"], curve, dim = _identification(emb, args, ident, report, name)
             model["embedding_dim"] = dim
             cmc_curves.append((name, curve))
         results["models"][name] = model
@@ -327,6 +376,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         plot_cmc(out / "cmc.png", cmc_curves, "CMC (closed set)")
         results["plots"]["cmc"] = "cmc.png"
     write_json(out / "results.json", results)
+    if report is not None:
+        write_html_report(out / "report.html", results, report)
     return results
 
 
@@ -341,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_table(results))
     print(f"\nwrote {Path(args.out) / 'results.json'} and plots to {args.out}")
+    if args.report:
+        print(f"wrote {Path(args.out) / 'report.html'}")
     return 0
 
 

@@ -1,0 +1,581 @@
+"""``facerec eval --report``: one self-contained HTML page of the results and the hardest errors.
+
+The page (``report.html`` beside ``results.json``) holds, per benchmark and model, the summary
+table, the ROC and score histogram PNGs that eval already drew, the calibrated threshold table
+and the hardest pairs at the k-fold threshold: the N lowest-scoring genuine pairs and the N
+highest-scoring impostor pairs, each as the two images the model saw (brought to its input size)
+side by side with the score and the file names. For identification it shows the probes whose
+true identity ranks worst, each with its best gallery matches.
+
+Every image is embedded as a ``data:`` URI (PNG plots, JPEG faces), so the file can be mailed or
+opened offline; there is no script and no external style sheet.
+
+The eval run hands over what it already computed (:class:`ReportData`: pair scores, the image
+sources, L2-normalised identification embeddings); nothing is embedded again.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facerec.data.image import ResizeMode, fit_to_size
+from facerec.data.sources import FileImages, ImageSource
+from facerec.errors import DataError
+from facerec.io import atomic_write_text
+
+#: hardest genuine and impostor pairs shown per model and benchmark (``--report-pairs``)
+DEFAULT_REPORT_PAIRS = 10
+#: worst-ranked identification probes shown per model, and gallery matches per probe
+DEFAULT_REPORT_PROBES = 10
+DEFAULT_TOP_MATCHES = 5
+THUMB_JPEG_QUALITY = 92
+
+
+# ------------------------------------------------------------------------------ collected data
+
+
+@dataclass
+class PairScores:
+    """One model on one verification benchmark, as scored by eval.
+
+    Attributes:
+        model, benchmark: names as in ``results.json``.
+        images: the benchmark's image source (decoded lazily; only shown pairs are decoded).
+        pairs: (N, 2) int64 indices into ``images``; issame: (N,) bool; scores: (N,) cosine.
+        threshold: the k-fold threshold (mean over folds; "same" when score > threshold).
+        input_size, resize_mode: how the model's input was made from each image.
+    """
+
+    model: str
+    benchmark: str
+    images: ImageSource
+    pairs: np.ndarray
+    issame: np.ndarray
+    scores: np.ndarray
+    threshold: float
+    input_size: tuple[int, int]
+    resize_mode: ResizeMode
+
+
+@dataclass
+class ProbeRow:
+    """One identification probe: its true identity's rank and its best gallery matches.
+
+    ``matches``: (identity, best gallery image of it, score), best first.
+    """
+
+    probe: str
+    identity: str
+    rank: int
+    true_score: float
+    true_image: str
+    matches: list[tuple[str, str, float]]
+
+
+@dataclass
+class ProbeRanking:
+    """The worst-ranked probes of one model (worst first) and how they were preprocessed."""
+
+    model: str
+    rows: list[ProbeRow]
+    num_mated: int
+    input_size: tuple[int, int]
+    resize_mode: ResizeMode
+
+
+@dataclass
+class ReportData:
+    """What an eval run hands to the report: filled with :meth:`add_pairs` and
+    :meth:`add_identification` while eval runs, written by :func:`write_html_report`."""
+
+    num_pairs: int = DEFAULT_REPORT_PAIRS
+    num_probes: int = DEFAULT_REPORT_PROBES
+    top_matches: int = DEFAULT_TOP_MATCHES
+    verification: list[PairScores] = field(default_factory=list)
+    identification: list[ProbeRanking] = field(default_factory=list)
+
+    def add_pairs(
+        self,
+        model: str,
+        benchmark: str,
+        images: ImageSource,
+        pairs: np.ndarray,
+        issame: np.ndarray,
+        scores: np.ndarray,
+        threshold: float,
+        input_size: Sequence[int],
+        resize_mode: ResizeMode,
+    ) -> None:
+        """Keep one model's (N,) pair ``scores`` on a benchmark (pairs (N, 2), issame (N,))."""
+        self.verification.append(
+            PairScores(
+                model,
+                benchmark,
+                images,
+                np.asarray(pairs, np.int64).reshape(-1, 2),
+                np.asarray(issame, bool).reshape(-1),
+                np.asarray(scores, np.float64).reshape(-1),
+                float(threshold),
+                (int(input_size[0]), int(input_size[1])),
+                resize_mode,
+            )
+        )
+
+    def add_identification(
+        self,
+        model: str,
+        gallery: np.ndarray,
+        gallery_labels: np.ndarray,
+        gallery_paths: Sequence[str | os.PathLike[str]],
+        probes: np.ndarray,
+        probe_labels: np.ndarray,
+        probe_paths: Sequence[str | os.PathLike[str]],
+        input_size: Sequence[int],
+        resize_mode: ResizeMode,
+    ) -> None:
+        """Rank the probes of one model and keep the worst (see :func:`worst_probes`).
+
+        gallery: (G, D) unit rows, gallery_labels (G,); probes: (P, D) unit rows, probe_labels
+        (P,) (-1: not enrolled, skipped). Identities are named by the image's parent folder.
+        """
+        rows, mated = worst_probes(
+            gallery,
+            gallery_labels,
+            [str(p) for p in gallery_paths],
+            probes,
+            probe_labels,
+            [str(p) for p in probe_paths],
+            self.num_probes,
+            self.top_matches,
+        )
+        self.identification.append(
+            ProbeRanking(model, rows, mated, (int(input_size[0]), int(input_size[1])), resize_mode)
+        )
+
+
+# ----------------------------------------------------------------------------------- analysis
+
+
+def hardest_pairs(scores: np.ndarray, issame: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` lowest-scoring genuine and the ``n`` highest-scoring impostor pairs.
+
+    Args:
+        scores: (N,) similarities; issame: (N,) bool.
+
+    Returns:
+        ``(genuine, impostor)``: pair indices, (<= n,) int64 each, hardest first (ties by index).
+    """
+    s = np.asarray(scores, np.float64).reshape(-1)
+    y = np.asarray(issame, bool).reshape(-1)
+    gen = np.nonzero(y)[0]
+    imp = np.nonzero(~y)[0]
+    gen = gen[np.argsort(s[gen], kind="stable")][:n]
+    imp = imp[np.argsort(-s[imp], kind="stable")][:n]
+    return gen.astype(np.int64), imp.astype(np.int64)
+
+
+def _identity_of(path: str) -> str:
+    return Path(path).parent.name
+
+
+def worst_probes(
+    gallery: np.ndarray,
+    gallery_labels: np.ndarray,
+    gallery_paths: Sequence[str],
+    probes: np.ndarray,
+    probe_labels: np.ndarray,
+    probe_paths: Sequence[str],
+    n: int = DEFAULT_REPORT_PROBES,
+    top: int = DEFAULT_TOP_MATCHES,
+    max_elements: int = 1 << 24,
+) -> tuple[list[ProbeRow], int]:
+    """The ``n`` mated probes whose true identity ranks worst, with their ``top`` matches.
+
+    Ranks are by identity, as in :func:`facerec.eval.identification.identify`: an identity
+    scores its best gallery image; rank 1 + the number of identities scoring higher than the
+    true one. Exact: probes are scored against the whole gallery in chunks of at most
+    ``max_elements`` similarities. Worst = highest rank, then lowest true score.
+
+    Args:
+        gallery: (G, D) unit rows; gallery_labels: (G,) int.
+        probes: (P, D) unit rows; probe_labels: (P,) int (labels not in the gallery are skipped).
+
+    Returns:
+        ``(rows, num_mated)``: up to ``n`` :class:`ProbeRow`, worst first.
+    """
+    g = np.asarray(gallery, np.float32)
+    gl = np.asarray(gallery_labels, np.int64).reshape(-1)
+    p = np.asarray(probes, np.float32)
+    pl = np.asarray(probe_labels, np.int64).reshape(-1)
+    if g.ndim != 2 or p.ndim != 2 or g.shape[1] != p.shape[1] or g.shape[0] != gl.size:
+        raise DataError(
+            f"gallery {g.shape} / probes {p.shape} embeddings; expected (G, D) and (P, D) with "
+            "one label per row"
+        )
+    order = np.argsort(gl, kind="stable")
+    ids, starts = np.unique(gl[order], return_index=True)
+    gs = g[order]
+    mated = np.nonzero(np.isin(pl, ids))[0]
+    if mated.size == 0 or n <= 0:
+        return [], int(mated.size)
+    col = np.searchsorted(ids, pl[mated])  # identity column of each mated probe's truth
+    ranks = np.empty(mated.size, np.int64)
+    true_s = np.empty(mated.size, np.float64)
+    chunk = max(1, max_elements // max(1, gs.shape[0]))
+    for s in range(0, mated.size, chunk):
+        sim = p[mated[s : s + chunk]] @ gs.T  # (c, G)
+        best = np.maximum.reduceat(sim, starts, axis=1)  # (c, I) best image per identity
+        t = best[np.arange(best.shape[0]), col[s : s + chunk]]
+        true_s[s : s + chunk] = t
+        ranks[s : s + chunk] = 1 + (best > t[:, None]).sum(1)
+    worst = np.lexsort((true_s, -ranks))[:n]
+    ends = np.r_[starts[1:], gs.shape[0]]
+    rows = []
+    for w in worst:
+        sim = gs @ p[mated[w]]  # (G,)
+        best_img = np.array([starts[i] + int(np.argmax(sim[starts[i] : ends[i]])) for i in
+                             range(ids.size)])  # fmt: skip
+        best = sim[best_img]
+        top_ids = np.argsort(-best, kind="stable")[:top]
+        matches = [
+            (_identity_of(gallery_paths[order[best_img[i]]]), gallery_paths[order[best_img[i]]],
+             float(best[i]))
+            for i in top_ids
+        ]  # fmt: skip
+        c = col[w]
+        rows.append(
+            ProbeRow(
+                probe=probe_paths[mated[w]],
+                identity=_identity_of(probe_paths[mated[w]]),
+                rank=int(ranks[w]),
+                true_score=float(true_s[w]),
+                true_image=gallery_paths[order[best_img[c]]],
+                matches=matches,
+            )
+        )
+    return rows, int(mated.size)
+
+
+# ------------------------------------------------------------------------------------- images
+
+
+def image_data_uri(rgb: np.ndarray, fmt: str = "jpeg", quality: int = THUMB_JPEG_QUALITY) -> str:
+    """An RGB uint8 (H, W, 3) image as a ``data:image/jpeg|png;base64,...`` URI."""
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    if fmt == "png":
+        ok, buf = cv2.imencode(".png", bgr)
+    else:
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise DataError(f"could not encode an image of shape {rgb.shape} as {fmt}")
+    mime = "png" if fmt == "png" else "jpeg"
+    return f"data:image/{mime};base64,{base64.b64encode(buf.tobytes()).decode('ascii')}"
+
+
+def file_data_uri(path: str | os.PathLike[str]) -> str:
+    """A PNG/JPEG file as a ``data:`` URI (DataError when it is missing)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{p}: plot not found; expected the PNG eval draws") from None
+    mime = "png" if p.suffix.lower() == ".png" else "jpeg"
+    return f"data:image/{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def image_name(images: ImageSource, i: int) -> str:
+    """A short, human name of image ``i`` of a source: its file path (the last two parts),
+    ``lfw.bin #i`` for a .bin set, ``synthetic id/image`` for synthetic faces."""
+    paths = getattr(images, "paths", None)
+    if paths is not None:
+        return "/".join(Path(paths[i]).parts[-2:])
+    refs = getattr(images, "refs", None)
+    if refs is not None:
+        ident, k = refs[i]
+        return f"synthetic id {ident} image {k}"
+    source = getattr(images, "source", None)
+    if source:
+        return f"{Path(str(source)).name} #{i}"
+    return f"image {i}"
+
+
+def _thumb(images: ImageSource, i: int, size: tuple[int, int], mode: ResizeMode) -> str:
+    return image_data_uri(fit_to_size(images[i], size, mode))
+
+
+# --------------------------------------------------------------------------------------- HTML
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
+h1{font-size:1.5em} h2{border-bottom:2px solid #ccc;padding-top:.6em} h3{margin-top:1.4em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f2f2f2} td.l,th.l{text-align:left}
+.plots img{max-width:48%;margin-right:1%;vertical-align:top;border:1px solid #eee}
+.pairs{display:flex;flex-wrap:wrap;gap:10px}
+.pair{border:1px solid #ccc;border-radius:4px;padding:4px;width:250px;font-size:.8em}
+.pair.error{border-color:#c33;background:#fff3f3}
+.pair img{width:120px;height:auto;image-rendering:auto}
+.cap{word-break:break-all} .score{font-weight:bold;font-size:1.1em}
+.probe{display:flex;gap:8px;align-items:flex-start;border-bottom:1px solid #ddd;padding:6px 0}
+.probe figure{margin:0;width:104px;font-size:.72em;word-break:break-all}
+.probe figure img{width:96px}
+.probe figure.true{outline:3px solid #3a3} .probe figure.query{outline:3px solid #36c}
+.meta{color:#666;font-size:.85em} nav a{margin-right:1em}
+"""
+
+
+def _e(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
+
+
+def _num(x: float | None, fmt: str = ".4f") -> str:
+    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+def _anchor(*parts: str) -> str:
+    return "-".join("".join(c if c.isalnum() else "_" for c in p) for p in parts)
+
+
+def _rate_cell(entry: dict | None, key: str) -> str:
+    """A table cell with ``entry[key]`` in percent, "-" where it is not resolvable."""
+    if entry is None or not entry["resolvable"]:
+        return "<td>-</td>"
+    return f"<td>{_pct(entry[key])}</td>"
+
+
+def _summary(results: dict) -> list[str]:
+    out = ['<section id="summary"><h2>Summary</h2>']
+    models = results.get("models", {})
+    rows = [(m, b, v) for m, mv in models.items() for b, v in mv.get("verification", {}).items()]
+    if rows:
+        fars = list(rows[0][2]["tar_at_far"])
+        out.append('<table class="summary"><tr><th class="l">model</th><th class="l">benchmark'
+                   "</th><th>pairs</th><th>accuracy %</th><th>AUC</th><th>EER %</th>"
+                   + "".join(f"<th>TAR@{_e(f)} %</th>" for f in fars) + "</tr>")  # fmt: skip
+        for m, b, v in rows:
+            cells = [
+                f'<td class="l">{_e(m)}</td><td class="l"><a href="#{_anchor("b", b)}">{_e(b)}'
+                f"</a></td><td>{v['num_pairs']}</td>",
+                f"<td>{_pct(v['accuracy_mean'])} ± {_pct(v['accuracy_std'])}</td>",
+                f"<td>{_num(v['auc'])}</td><td>{_pct(v['eer'])}</td>",
+            ]
+            for f in fars:
+                t = v["tar_at_far"].get(f)
+                cells.append(_rate_cell(t, "tar"))
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        out.append("</table>")
+        out.append('<p class="meta">- : FAR below 1/(impostor pairs), not resolvable with this '
+                   "many pairs. Accuracy: k-fold, mean ± std over folds.</p>")  # fmt: skip
+    ids = [(m, mv["identification"]) for m, mv in models.items() if mv.get("identification")]
+    if ids:
+        dfars = list(ids[0][1].get("dir_at_far", {}))
+        out.append('<table class="summary"><tr><th class="l">model</th><th>gallery ids</th>'
+                   "<th>mated</th><th>non-mated</th><th>rank-1 %</th><th>rank-5 %</th>"
+                   "<th>rank-10 %</th>" + "".join(f"<th>DIR@{_e(f)} %</th>" for f in dfars)
+                   + "</tr>")  # fmt: skip
+        for m, r in ids:
+            row = (f'<tr><td class="l">{_e(m)}</td><td>{r["num_gallery_identities"]}</td>'
+                   f"<td>{r['num_mated']}</td><td>{r['num_nonmated']}</td>"
+                   f"<td>{_pct(r['rank1'])}</td><td>{_pct(r['rank5'])}</td>"
+                   f"<td>{_pct(r['rank10'])}</td>")  # fmt: skip
+            for f in dfars:
+                d = r["dir_at_far"].get(f)
+                row += _rate_cell(d, "dir")
+            out.append(row + "</tr>")
+        out.append("</table>")
+    out.append("</section>")
+    return out
+
+
+def _threshold_table(v: dict) -> str:
+    rows = [
+        ("k-fold (mean over folds)", v["threshold_mean"], v["accuracy_mean"], "accuracy", "> t"),
+        ("best on all pairs (optimistic)", v["best_threshold"], v["best_accuracy"], "accuracy",
+         "> t"),
+        ("EER", v["eer_threshold"], v["eer"], "EER", ">= t"),
+    ]  # fmt: skip
+    for f, t in v["tar_at_far"].items():
+        if t["resolvable"]:
+            rows.append((f"FAR {f} (achieved {_num(t['achieved_far'], '.2e')})", t["threshold"],
+                         t["tar"], "TAR", ">= t"))  # fmt: skip
+    body = "".join(
+        f'<tr><td class="l">{_e(a)}</td><td>{_num(t)}</td><td class="l">{_e(w)}</td>'
+        f'<td>{_pct(x)} %</td><td class="l">{_e(rule)}</td></tr>'
+        for a, t, x, w, rule in rows
+    )
+    return ('<table class="thresholds"><tr><th class="l">operating point</th><th>cosine '
+            'threshold t</th><th class="l">rate</th><th>value</th><th class="l">same when</th>'
+            f"</tr>{body}</table>")  # fmt: skip
+
+
+def _pair_cards(ps: PairScores, idx: np.ndarray, kind: str) -> str:
+    cards = []
+    for k in idx:
+        i, j = (int(x) for x in ps.pairs[k])
+        s = float(ps.scores[k])
+        same = kind == "genuine"
+        error = (s > ps.threshold) != same
+        n1, n2 = image_name(ps.images, i), image_name(ps.images, j)
+        a = _thumb(ps.images, i, ps.input_size, ps.resize_mode)
+        b = _thumb(ps.images, j, ps.input_size, ps.resize_mode)
+        verdict = "error" if error else "correct"
+        cards.append(
+            f'<div class="pair {kind}{" error" if error else ""}" data-kind="{kind}" '
+            f'data-pair="{int(k)}" data-score="{s:.6f}" data-file1="{_e(n1)}" '
+            f'data-file2="{_e(n2)}"><img src="{a}" alt="{_e(n1)}" title="{_e(n1)}">'
+            f'<img src="{b}" alt="{_e(n2)}" title="{_e(n2)}"><div class="cap">'
+            f'<span class="score">{s:.4f}</span> pair {int(k)}, {verdict}<br>{_e(n1)}<br>'
+            f"{_e(n2)}</div></div>"
+        )
+    return '<div class="pairs">' + "".join(cards) + "</div>"
+
+
+def _errors(ps: PairScores, n: int) -> list[str]:
+    gen, imp = hardest_pairs(ps.scores, ps.issame, n)
+    n_fr = int(np.sum(ps.issame & ~(ps.scores > ps.threshold)))
+    n_fa = int(np.sum(~ps.issame & (ps.scores > ps.threshold)))
+    return [
+        f'<div class="errors" id="{_anchor("err", ps.benchmark, ps.model)}">',
+        f"<p>At the k-fold threshold {ps.threshold:.4f} (same when score &gt; t): "
+        f"{n_fr} of {int(ps.issame.sum())} genuine pairs rejected, {n_fa} of "
+        f"{int((~ps.issame).sum())} impostor pairs accepted. Images as the model saw them "
+        f"({ps.input_size[0]}×{ps.input_size[1]}, {_e(ps.resize_mode)}); errors framed red.</p>",
+        f"<h4>{len(gen)} lowest-scoring genuine pairs</h4>",
+        _pair_cards(ps, gen, "genuine"),
+        f"<h4>{len(imp)} highest-scoring impostor pairs</h4>",
+        _pair_cards(ps, imp, "impostor"),
+        "</div>",
+    ]
+
+
+def _probes(pr: ProbeRanking) -> list[str]:
+    out = [
+        f'<div class="probes" id="{_anchor("id", pr.model)}"><h3>{_e(pr.model)}: '
+        f"{len(pr.rows)} worst-ranked of {pr.num_mated} mated probes</h3>",
+        '<p class="meta">Blue: the probe; then the best gallery identities, best first (green: '
+        "the true identity); last, the true identity's best image when it is not among them.</p>",
+    ]
+    srcs: dict[str, str] = {}
+
+    def thumb(path: str) -> str:
+        if path not in srcs:
+            srcs[path] = _thumb(FileImages([path]), 0, pr.input_size, pr.resize_mode)
+        return srcs[path]
+
+    for r in pr.rows:
+        figs = [
+            f'<figure class="query"><img src="{thumb(r.probe)}" alt="probe"><figcaption>probe '
+            f"{_e('/'.join(Path(r.probe).parts[-2:]))}<br>true: {_e(r.identity)}, rank "
+            f"{r.rank}, {r.true_score:.4f}</figcaption></figure>"
+        ]
+        shown = False
+        for k, (ident, path, s) in enumerate(r.matches, 1):
+            true = ident == r.identity
+            shown |= true
+            figs.append(
+                f'<figure class="{"true" if true else "match"}"><img src="{thumb(path)}" '
+                f'alt="{_e(ident)}"><figcaption>#{k} {_e(ident)} {s:.4f}<br>'
+                f"{_e(Path(path).name)}</figcaption></figure>"
+            )
+        if not shown:
+            figs.append(
+                f'<figure class="true"><img src="{thumb(r.true_image)}" alt="{_e(r.identity)}">'
+                f"<figcaption>#{r.rank} {_e(r.identity)} {r.true_score:.4f}<br>"
+                f"{_e(Path(r.true_image).name)}</figcaption></figure>"
+            )
+        out.append(
+            f'<div class="probe" data-rank="{r.rank}" data-probe="{_e(r.probe)}">'
+            + "".join(figs)
+            + "</div>"
+        )
+    out.append("</div>")
+    return out
+
+
+def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLike[str]) -> str:
+    """The report page as a string (see the module doc).
+
+    ``results`` is eval's results dict (its ``plots`` name PNGs in ``out_dir``); ``data`` holds
+    the per-pair scores and image sources handed over by the run.
+    """
+    out_dir = Path(out_dir)
+    models = results.get("models", {})
+    by_key = {(p.model, p.benchmark): p for p in data.verification}
+    benches: list[str] = []
+    for mv in models.values():
+        benches += [b for b in mv.get("verification", {}) if b not in benches]
+    created = results.get("created_utc") or datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"
+    )
+    doc = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>facerec evaluation report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>facerec evaluation report</h1>",
+        f'<p class="meta">facerec {_e(results.get("facerec_version", "?"))}, {_e(created)}<br>'
+        f"<code>{_e(' '.join(results.get('command', [])))}</code></p>",
+        "<nav>" + '<a href="#summary">summary</a>'
+        + "".join(f'<a href="#{_anchor("b", b)}">{_e(b)}</a>' for b in benches)
+        + ('<a href="#identification">identification</a>' if data.identification else "")
+        + "</nav>",
+    ]  # fmt: skip
+    doc += _summary(results)
+    roc = results.get("plots", {}).get("roc", {})
+    for b in benches:
+        doc.append(f'<section class="benchmark" id="{_anchor("b", b)}"><h2>{_e(b)}</h2>')
+        if b in roc:
+            doc.append(f'<div class="plots"><img class="roc" alt="ROC {_e(b)}" '
+                       f'src="{file_data_uri(out_dir / roc[b])}"></div>')  # fmt: skip
+        for m, mv in models.items():
+            v = mv.get("verification", {}).get(b)
+            if v is None:
+                continue
+            doc.append(f'<div class="model" id="{_anchor("m", b, m)}"><h3>{_e(m)} on {_e(b)}: '
+                       f"{_pct(v['accuracy_mean'])} % ({v['num_pairs']} pairs, "
+                       f"{_e(v.get('source', ''))})</h3>")  # fmt: skip
+            hist = v.get("plots", {}).get("histogram")
+            doc.append('<div class="plots">')
+            if hist:
+                doc.append(f'<img class="hist" alt="histogram {_e(b)} {_e(m)}" '
+                           f'src="{file_data_uri(out_dir / hist)}">')  # fmt: skip
+            doc.append(_threshold_table(v) + "</div>")
+            ps = by_key.get((m, b))
+            if ps is not None and data.num_pairs > 0:
+                doc += _errors(ps, data.num_pairs)
+            doc.append("</div>")
+        doc.append("</section>")
+    if data.identification or any(mv.get("identification") for mv in models.values()):
+        doc.append('<section id="identification"><h2>Identification</h2>')
+        cmc = results.get("plots", {}).get("cmc")
+        if cmc:
+            doc.append(f'<div class="plots"><img class="cmc" alt="CMC" '
+                       f'src="{file_data_uri(out_dir / cmc)}"></div>')  # fmt: skip
+        for pr in data.identification:
+            doc += _probes(pr)
+        doc.append("</section>")
+    doc.append("</body></html>")
+    return "\n".join(doc) + "\n"
+
+
+def write_html_report(path: str | os.PathLike[str], results: dict, data: ReportData) -> Path:
+    """Write the report page to ``path`` atomically (plots are read from its folder)."""
+    path = Path(path)
+    atomic_write_text(path, render_html_report(results, data, path.parent))
+    return path
