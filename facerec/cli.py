@@ -20,6 +20,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 #: subcommand -> (module, one-line description); each module has ``main(argv) -> int``.
 TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("facerec.data.synthetic", "write synthetic face identities as an image folder"),
+    "align": ("facerec.align.cli", "detect and align faces in photos onto the 112x112 template"),
     "eval": (
         "facerec.eval.cli",
         "verification (LFW .bin, pairs) and FAISS identification benchmarks",

@@ -1,0 +1,396 @@
+"""``facerec align``: a folder of photos -> aligned face crops on the ArcFace template.
+
+Example::
+
+    facerec align --in photos/ --out aligned/ --size 112 112 --keep largest
+
+``photos/alice/1.jpg`` becomes ``aligned/alice/1.png``: the identity-folder layout (or a flat
+folder) is kept. Each crop is written atomically; a re-run skips the images already done, so an
+interrupted run continues where it stopped (``--redo`` starts over). ``aligned/align_report.csv``
+lists every image: status (``ok``, ``multiple``: several faces, ``--keep`` chose; ``no_face``;
+``unreadable``), the face count, score, box and the 5 landmarks. Images without a face are
+reported there and in the summary line, never silently dropped or centre-cropped.
+
+``--landmarks FILE`` aligns with given landmarks (see :mod:`facerec.align.landmarks`) and needs
+no detector; otherwise MTCNN (the ``facerec[align]`` extra) finds the faces, on the GPU when
+there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facerec.align.detect import Detections, FaceDetector, build_detector
+from facerec.align.landmarks import detections_from_landmarks, read_landmarks
+from facerec.align.pipeline import KEEP_POLICIES, FaceChoice, choose_faces, detect_images
+from facerec.data.image import IMAGE_EXTENSIONS, read_image
+from facerec.errors import ConfigError, DataError
+from facerec.io import atomic_path, atomic_write_bytes
+
+__all__ = ["REPORT_COLUMNS", "align_folder", "list_images", "main"]
+
+REPORT_NAME = "align_report.csv"
+_JOURNAL_NAME = ".align_report.partial.csv"
+_LM = ("le", "re", "nose", "lm", "rm")
+REPORT_COLUMNS = (
+    "path",
+    "status",
+    "faces",
+    "face",
+    "score",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    *(f"{p}_{c}" for p in _LM for c in "xy"),
+    "output",
+    "error",
+)
+_WRITE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def list_images(root: Path) -> list[Path]:
+    """Image files under ``root`` (recursively, by extension), sorted, relative to ``root``."""
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder; expected a folder of photos (--in)")
+    found = sorted(
+        p.relative_to(root)
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
+    return found
+
+
+def _fmt(x: float) -> str:
+    return f"{float(x):.2f}"
+
+
+def _rows_for(rel: str, choice: FaceChoice | None, outputs: list[str], error: str = "") -> list:
+    """Report rows of one image: one per kept face, or one with the status only."""
+    if choice is None:
+        return [[rel, "unreadable", "", "", "", *[""] * 14, "", error]]
+    if len(choice.kept) == 0:
+        return [[rel, choice.status, choice.found, "", "", *[""] * 14, "", error]]
+    rows = []
+    for k in range(len(choice.kept)):
+        b, lm = choice.kept.boxes[k], choice.kept.landmarks[k].reshape(-1)
+        rows.append(
+            [
+                rel,
+                choice.status,
+                choice.found,
+                k,
+                f"{float(choice.kept.scores[k]):.4f}",
+                *map(_fmt, b),
+                *map(_fmt, lm),
+                outputs[k],
+                error,
+            ]
+        )
+    return rows
+
+
+def _read_report(path: Path) -> dict[str, list[list[str]]]:
+    """Rows of an earlier report or journal, by image path (missing or unreadable: none)."""
+    rows: dict[str, list[list[str]]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or tuple(header) != REPORT_COLUMNS:
+                return {}
+            for r in reader:
+                if len(r) == len(REPORT_COLUMNS):
+                    rows.setdefault(r[0], []).append(r)
+    except (FileNotFoundError, UnicodeDecodeError, csv.Error):
+        return {}
+    return rows
+
+
+def _done(rows: list[list[str]], out: Path) -> bool:
+    """An image is done when its rows are complete: each written crop exists."""
+    status_col, out_col = REPORT_COLUMNS.index("status"), REPORT_COLUMNS.index("output")
+    return all(
+        r[status_col] in ("no_face", "unreadable") or (out / r[out_col]).is_file() for r in rows
+    )
+
+
+def _encode(crop: np.ndarray, ext: str) -> bytes:
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - the extensions offered all encode
+        raise ConfigError(f"OpenCV could not encode a {ext} image")
+    return buf.tobytes()
+
+
+def _batches(items: Sequence, n: int) -> Iterator[Sequence]:
+    for s in range(0, len(items), n):
+        yield items[s : s + n]
+
+
+def _load(root: Path, rel: Path) -> np.ndarray | DataError:
+    try:
+        return read_image(root / rel)
+    except DataError as e:
+        return e
+
+
+def align_folder(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    size: tuple[int, int] = (112, 112),
+    keep: str = "largest",
+    min_face: int = 20,
+    threshold: float = 0.7,
+    landmarks: str | os.PathLike[str] | None = None,
+    detector: FaceDetector | None = None,
+    ext: str = ".png",
+    batch_size: int = 16,
+    max_side: int = 1024,
+    device: str | None = None,
+    redo: bool = False,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Align every photo under ``src`` into ``dst`` (see the module docstring).
+
+    Args:
+        size: output (height, width): square, or 8:7 tall like 112x96.
+        keep: which face of an image with several: ``largest``, ``center`` or ``all``
+            (``all`` writes ``name_0.png``, ``name_1.png``, ... best score first).
+        min_face: smallest face (box side, pixels) the detector searches for and keeps.
+        threshold: the detector's minimum face probability.
+        landmarks: a landmark file; only its images are aligned, with its points (no detector).
+        detector: a :class:`FaceDetector` to use instead of building MTCNN.
+        ext: the crops' file type (``.png`` lossless, ``.jpg``, ...).
+        max_side: photos are searched for faces at most this big (longer side); crops are
+            taken from the full-resolution photo.
+
+    Returns:
+        counts: ``images``, ``ok``, ``multiple``, ``no_face``, ``unreadable``, ``skipped``
+        (already done), ``crops`` (files written now).
+    """
+    root, out = Path(src), Path(dst)
+    ext = ext if ext.startswith(".") else f".{ext}"
+    if ext.lower() not in _WRITE_EXT:
+        raise ConfigError(
+            f"--ext {ext!r} is not supported; expected one of {', '.join(_WRITE_EXT)}"
+        )
+    if keep not in KEEP_POLICIES:
+        raise ConfigError(f"unknown --keep {keep!r}; expected one of {', '.join(KEEP_POLICIES)}")
+    given = None
+    if landmarks is not None:
+        given = read_landmarks(landmarks)
+        rels = [Path(p) for p in given]
+        if not root.is_dir():
+            raise DataError(f"{root}: no such folder; expected the images' root folder (--in)")
+    else:
+        rels = list_images(root)
+        if not rels:
+            raise DataError(
+                f"{root}: folder holds no image file; expected files ending in "
+                f"{', '.join(IMAGE_EXTENSIONS)}"
+            )
+    try:
+        if out.resolve() == root.resolve() or out.resolve().is_relative_to(root.resolve()):
+            raise ConfigError(f"--out {out} is inside --in {root}; choose a folder outside it")
+    except OSError:  # pragma: no cover - resolve() on an odd file system
+        pass
+
+    earlier: dict[str, list[list[str]]] = {}
+    journal = out / _JOURNAL_NAME
+    if not redo:
+        earlier = _read_report(out / REPORT_NAME)
+        earlier.update(_read_report(journal))
+    rows: dict[str, list] = {}
+    todo = []
+    for rel in rels:
+        key = rel.as_posix()
+        if key in earlier and _done(earlier[key], out):
+            rows[key] = earlier[key]
+        else:
+            todo.append(rel)
+    counts = dict.fromkeys(("ok", "multiple", "no_face", "unreadable", "crops"), 0)
+    counts["images"], counts["skipped"] = len(rels), len(rels) - len(todo)
+
+    if todo and given is None and detector is None:
+        detector = build_detector(
+            "mtcnn", min_face=min_face, threshold=threshold, device=device, batch_size=batch_size
+        )
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=len(todo), unit="img", desc="aligning", file=sys.stderr, dynamic_ncols=True
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    new_journal = not journal.exists() or redo
+    with (
+        open(journal, "w" if new_journal else "a", newline="", encoding="utf-8") as jf,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        jw = csv.writer(jf)
+        if new_journal:
+            jw.writerow(REPORT_COLUMNS)
+        chunks = list(_batches(todo, batch_size))
+        ahead = pool.submit(lambda c: [_load(root, r) for r in c], chunks[0]) if chunks else None
+        for b, chunk in enumerate(chunks):
+            assert ahead is not None
+            loaded = ahead.result()
+            if b + 1 < len(chunks):
+                ahead = pool.submit(lambda c: [_load(root, r) for r in c], chunks[b + 1])
+            good = [i for i, im in enumerate(loaded) if not isinstance(im, DataError)]
+            if given is not None:
+                dets = [detections_from_landmarks(given[chunk[i].as_posix()]) for i in good]
+            else:
+                assert detector is not None
+                dets = detect_images(detector, [loaded[i] for i in good], max_side=max_side)
+            det_of: dict[int, Detections] = dict(zip(good, dets, strict=True))
+            for i, rel in enumerate(chunk):
+                key, im = rel.as_posix(), loaded[i]
+                if isinstance(im, DataError):
+                    new = _rows_for(key, None, [], str(im))
+                    counts["unreadable"] += 1
+                else:
+                    choice = choose_faces(
+                        det_of[i], im.shape, keep, 0.0 if given is not None else min_face
+                    )
+                    counts[choice.status] += 1
+                    stem = rel.with_suffix("")
+                    names = (
+                        [f"{stem.as_posix()}_{k}{ext}" for k in range(len(choice.kept))]
+                        if keep == "all"
+                        else [f"{stem.as_posix()}{ext}"] * len(choice.kept)
+                    )
+                    for name, crop in zip(names, choice.crops(im, size), strict=True):
+                        atomic_write_bytes(out / name, _encode(crop, ext))
+                        counts["crops"] += 1
+                    new = _rows_for(key, choice, names)
+                rows[key] = new
+                jw.writerows(new)
+            jf.flush()
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    for key, rs in rows.items():  # skipped images count by their earlier status
+        if Path(key) not in todo:
+            counts[rs[0][1]] = counts.get(rs[0][1], 0) + 1
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(REPORT_COLUMNS)
+    for rel in rels:
+        w.writerows(rows[rel.as_posix()])
+    with atomic_path(out / REPORT_NAME) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    journal.unlink(missing_ok=True)
+    return counts
+
+
+def summary(counts: dict[str, int], out: Path, keep: str) -> str:
+    """The one-line summary printed at the end of ``facerec align``."""
+    n = counts["images"]
+    aligned = counts["ok"] + counts["multiple"]
+    parts = [f"{counts['ok']} one face", f"{counts['multiple']} several faces (kept {keep})"]
+    parts += [f"{counts['no_face']} no face", f"{counts['unreadable']} unreadable"]
+    done = f"; {counts['skipped']} done before" if counts["skipped"] else ""
+    return (
+        f"aligned {aligned} of {n} images into {out} ({', '.join(parts)}{done}); "
+        f"report: {out / REPORT_NAME}"
+    )
+
+
+def _size(values: list[int]) -> tuple[int, int]:
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) == 2:
+        return values[0], values[1]
+    raise ConfigError(f"--size takes HEIGHT [WIDTH], got {len(values)} numbers")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``facerec align``; returns the exit status (errors raise :class:`FacerecError`)."""
+    parser = argparse.ArgumentParser(
+        prog="facerec align",
+        description="Detect faces in photos and warp each onto the ArcFace 5-point template. "
+        "Keeps the folder layout; writes align_report.csv; a re-run continues.",
+    )
+    parser.add_argument("--in", dest="src", required=True, type=Path, help="folder of photos")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the aligned crops")
+    parser.add_argument(
+        "--size",
+        nargs="+",
+        type=int,
+        default=[112, 112],
+        metavar="PX",
+        help="crop HEIGHT [WIDTH] (default 112 112; e.g. 64, or 112 96 for SphereFace)",
+    )
+    parser.add_argument(
+        "--keep",
+        choices=KEEP_POLICIES,
+        default="largest",
+        help="face to keep when a photo has several (default largest)",
+    )
+    parser.add_argument(
+        "--min-face",
+        type=int,
+        default=20,
+        metavar="PX",
+        help="smallest face side searched for, pixels (default 20)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.7,
+        metavar="P",
+        help="minimum face probability (default 0.7)",
+    )
+    parser.add_argument(
+        "--landmarks",
+        type=Path,
+        metavar="FILE.csv",
+        help="align with these landmarks (path,x1,y1,...,x5,y5 per face); no detector",
+    )
+    parser.add_argument("--ext", default=".png", choices=_WRITE_EXT, help="crop file type")
+    parser.add_argument("--batch-size", type=int, default=16, help="photos per detector call")
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=1024,
+        metavar="PX",
+        help="search faces in photos shrunk to this long side (0: never)",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: GPU if any)")
+    parser.add_argument("--redo", action="store_true", help="align every photo again")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.max_side < 0:
+        raise ConfigError(f"--max-side must be 0 or more, got {args.max_side}")
+    counts = align_folder(
+        args.src,
+        args.out,
+        size=_size(args.size),
+        keep=args.keep,
+        min_face=args.min_face,
+        threshold=args.threshold,
+        landmarks=args.landmarks,
+        ext=args.ext,
+        batch_size=args.batch_size,
+        max_side=args.max_side,
+        device=args.device,
+        redo=args.redo,
+        progress=not args.no_progress,
+    )
+    print(summary(counts, args.out, args.keep))
+    return 0

@@ -1,0 +1,173 @@
+"""Face detectors with 5-point landmarks: a small interface and MTCNN (facenet-pytorch).
+
+A detector maps an RGB uint8 image (H, W, 3) to :class:`Detections`: ``boxes`` (N, 4) float32
+(x1, y1, x2, y2), ``scores`` (N,) float32 in descending order and ``landmarks`` (N, 5, 2) float32
+(left eye, right eye, nose, left and right mouth corner, in image pixels). Any object with
+``detect_batch(images) -> list[Detections]`` can stand in for :class:`MTCNNDetector`.
+
+MTCNN comes from ``facenet-pytorch==2.5.3`` (MIT), whose P/R/O-net weights ship inside the wheel:
+nothing is downloaded. It is the optional extra ``facerec[align]``; without it, building the
+detector raises one :class:`~facerec.errors.ConfigError` line naming the extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from facerec.errors import ConfigError, DataError
+
+__all__ = ["DETECTORS", "Detections", "FaceDetector", "MTCNNDetector", "build_detector"]
+
+INSTALL_HINT = "pip install 'facerec[align]'"
+
+
+@dataclass(frozen=True)
+class Detections:
+    """The faces found in one image, best score first.
+
+    Attributes:
+        boxes: (N, 4) float32 (x1, y1, x2, y2) pixels.
+        scores: (N,) float32 face probabilities, descending.
+        landmarks: (N, 5, 2) float32 (x, y) pixels, anatomical order (see module docstring).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @staticmethod
+    def empty() -> Detections:
+        z = np.zeros
+        return Detections(z((0, 4), np.float32), z((0,), np.float32), z((0, 5, 2), np.float32))
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    """The detector interface: a batch of RGB uint8 (H, W, 3) images -> one Detections each."""
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+
+
+def _check_image(img: np.ndarray) -> np.ndarray:
+    a = np.asarray(img)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+        raise DataError(f"a detector takes RGB uint8 images (H, W, 3), got {a.dtype} {a.shape}")
+    return a
+
+
+def _facenet_mtcnn():
+    """Import facenet-pytorch's MTCNN, or raise one line naming the extra to install."""
+    try:
+        from facenet_pytorch.models.mtcnn import MTCNN
+    except ImportError as e:
+        raise ConfigError(
+            f"the face detector needs facenet-pytorch==2.5.3, which is not installed ({e.name} "
+            f"is missing); install the extra: {INSTALL_HINT}"
+        ) from None
+    return MTCNN
+
+
+class MTCNNDetector:
+    """MTCNN (Zhang et al. 2016) as packaged by facenet-pytorch 2.5.3, batched.
+
+    Args:
+        min_face: smallest face side searched for, pixels (MTCNN's ``min_face_size``, default 20).
+        threshold: minimum final (O-net) face probability kept, 0..1 (MTCNN's default 0.7).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: the GPU when there is one.
+        batch_size: images run through the networks together (equal-sized images only; a batch
+            of mixed sizes is grouped by size).
+    """
+
+    def __init__(
+        self,
+        min_face: int = 20,
+        threshold: float = 0.7,
+        device: str | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        if min_face < 12:
+            raise ConfigError(f"min_face must be at least 12 pixels (MTCNN's cell), got {min_face}")
+        if not 0.0 < threshold < 1.0:
+            raise ConfigError(f"threshold must be a probability in (0, 1), got {threshold}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        mtcnn_cls = _facenet_mtcnn()
+        import torch
+
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.min_face = int(min_face)
+        self.threshold = float(threshold)
+        self.batch_size = int(batch_size)
+        # keep_all: every face; select_largest=False: facenet's order is by probability
+        self._mtcnn = mtcnn_cls(
+            min_face_size=self.min_face,
+            thresholds=[0.6, 0.7, self.threshold],
+            keep_all=True,
+            select_largest=False,
+            device=self.device,
+        ).eval()
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """One RGB uint8 (H, W, 3) image -> its :class:`Detections`."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """RGB uint8 (H, W, 3) images (any sizes) -> one :class:`Detections` per image."""
+        imgs = [_check_image(im) for im in images]
+        out: list[Detections | None] = [None] * len(imgs)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(imgs):
+            if min(im.shape[:2]) < self.min_face:  # smaller than the smallest face searched for
+                out[i] = Detections.empty()
+            else:
+                groups.setdefault(im.shape[:2], []).append(i)
+        for idx in groups.values():
+            for start in range(0, len(idx), self.batch_size):
+                chunk = idx[start : start + self.batch_size]
+                dets = self._run(np.stack([imgs[i] for i in chunk]))
+                for i, det in zip(chunk, dets, strict=True):
+                    out[i] = det
+        return [d if d is not None else Detections.empty() for d in out]
+
+    def _run(self, batch: np.ndarray) -> list[Detections]:
+        """(B, H, W, 3) uint8 of one size -> B Detections (facenet's object arrays cast)."""
+        boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
+        dets = []
+        for b, p, pt in zip(boxes, probs, points, strict=True):
+            if b is None or len(b) == 0:
+                dets.append(Detections.empty())
+                continue
+            b = np.asarray(b, dtype=np.float32).reshape(-1, 4)
+            p = np.asarray(p, dtype=np.float32).reshape(-1)
+            pt = np.asarray(pt, dtype=np.float32).reshape(-1, 5, 2)
+            order = np.argsort(-p, kind="stable")
+            dets.append(Detections(b[order], p[order], pt[order]))
+        return dets
+
+
+#: detector name -> class; ``build_detector`` looks names up here.
+DETECTORS = {"mtcnn": MTCNNDetector}
+
+
+def build_detector(
+    name: str = "mtcnn",
+    min_face: int = 20,
+    threshold: float = 0.7,
+    device: str | None = None,
+    batch_size: int = 32,
+) -> FaceDetector:
+    """Build a detector by name (``mtcnn``)."""
+    if name not in DETECTORS:
+        raise ConfigError(f"unknown face detector {name!r}; expected one of {sorted(DETECTORS)}")
+    return DETECTORS[name](
+        min_face=min_face, threshold=threshold, device=device, batch_size=batch_size
+    )
