@@ -287,7 +287,7 @@ class FaceDataModule(pl.LightningDataModule):
             # number of processes); Lightning must not wrap them in a DistributedSampler.
             self.trainer._accelerator_connector.use_distributed_sampler = False
             from facerec.callbacks import ResumeLoaderState  # mid-epoch resume of the sampler
-            from facerec.mining import refresh
+            from facerec import refresh
 
             if not any(isinstance(c, ResumeLoaderState) for c in self.trainer.callbacks):
                 self.trainer.callbacks.append(ResumeLoaderState())

@@ -132,6 +132,8 @@ class TorchEmbedder:
         if images.ndim != 4 or images.shape[3] != 3:
             raise DataError(f"images of shape {images.shape}; expected (N, H, W, 3) RGB")
         outs = []
+        weight = next((p for p in self.backbone.parameters() if p.is_floating_point()), None)
+        dtype = weight.dtype if weight is not None else None
         with eval_mode(self.backbone), torch.inference_mode():
             for s in range(0, images.shape[0], self.batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(images[s : s + self.batch_size]))
@@ -139,6 +141,8 @@ class TorchEmbedder:
                 if self.channel_order == "BGR":
                     x = x.flip(1)
                 x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+                if dtype is not None:  # a half-precision network takes half-precision input
+                    x = x.to(dtype)
                 outs.append(self.backbone(x).float().cpu())
         return torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32)
 

@@ -28,18 +28,18 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
 
 from facerec import distributed
 from facerec.data.hard_identity import HardIdentityOptions
 from facerec.data.offline_triplets import OfflineTripletOptions
-from facerec.errors import ConfigError, DataError
+from facerec.errors import ConfigError
+from facerec.inference import Preprocess, TorchEmbedder, embed_images
 from facerec.mining.neighbours import broadcast_neighbours, nearest_identities
 from facerec.mining.offline import select_triplets
 
 
-class _Unaugmented(Dataset):
-    """Images ``indices`` of a FaceDataset without augmentation: (image, ok) pairs."""
+class _Unaugmented:
+    """Images ``indices`` of a FaceDataset, fitted but not augmented, as an ImageSource."""
 
     def __init__(self, base: Any, indices: np.ndarray) -> None:
         self.base, self.indices = base, indices
@@ -47,16 +47,8 @@ class _Unaugmented(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
-        """uint8 (3, H, W) image (normalised on the device by the module) and whether it read."""
-        from facerec.data.datasets import to_chw_uint8
-
-        try:
-            img = self.base.load(int(self.indices[i]))
-        except DataError:  # a corrupt image is left out of the selection
-            h, w = self.base.image_size
-            return torch.zeros(3, h, w, dtype=torch.uint8), False
-        return to_chw_uint8(img), True
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.base.load(int(self.indices[i]))
 
 
 def embed_indices(
@@ -64,34 +56,36 @@ def embed_indices(
     dataset: Any,
     indices: np.ndarray,
     batch_size: int = 256,
-    num_workers: int = 0,
+    num_workers: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embed dataset items ``indices`` (n,) with the current weights, shared across ranks.
 
-    Eval mode, no gradient, no augmentation; each rank embeds 1/R of the items and the results
-    are all-gathered. Returns (n, D) float32 raw embeddings on the CPU and an (n,) bool mask of
-    the images that could be read. Every rank must call it with the same ``indices``.
+    Eval mode, no gradient, no augmentation, through :func:`facerec.inference.embed_images`
+    (images that do not read are skipped); each rank embeds 1/R of the items and the results
+    are all-gathered. Returns (n, D) float32 raw embeddings on the CPU (zero rows for images
+    that could not be read) and the (n,) bool mask of those that could. Every rank must call it
+    with the same ``indices``.
     """
     n = len(indices)
     world, rank = distributed.world_size(), distributed.rank()
     per = max(1, math.ceil(n / world))
     padded = np.resize(np.asarray(indices, dtype=np.int64), per * world)
     mine = padded[rank * per : (rank + 1) * per]
-    loader = DataLoader(_Unaugmented(dataset, mine), batch_size=batch_size, num_workers=num_workers)
-    was_training = pl_module.training
-    pl_module.eval()
-    parts, oks = [], []
-    try:
-        with torch.no_grad():
-            for images, ok in loader:
-                parts.append(pl_module(images.to(pl_module.device)).float())
-                oks.append(ok.to(pl_module.device))
-    finally:
-        pl_module.train(was_training)
-    local = torch.cat(parts)
-    ok_local = torch.cat(oks).to(torch.uint8)
-    emb = distributed.all_gather_nograd(local)[:n].cpu()
-    ok_all = distributed.all_gather_nograd(ok_local)[:n].cpu().bool()
+    pre = getattr(pl_module, "preprocess", None)
+    backbone = pl_module.backbone
+    pre = Preprocess.for_backbone(backbone) if pre is None else Preprocess.coerce(pre)
+    embedder = TorchEmbedder.from_preprocess(backbone, pre, pl_module.device, batch_size)
+    skipped: list[tuple[int, str]] = []
+    out = embed_images(
+        embedder, _Unaugmented(dataset, mine), batch_size, False, num_workers, skipped=skipped
+    )
+    ok = np.ones(len(mine), dtype=bool)
+    ok[[i for i, _ in skipped]] = False
+    local = torch.zeros(len(mine), int(pl_module.embedding_dim))
+    local[torch.from_numpy(ok)] = torch.from_numpy(out)
+    ok_local = torch.from_numpy(ok.astype(np.uint8))
+    emb = distributed.all_gather_nograd(local.to(pl_module.device))[:n].cpu()
+    ok_all = distributed.all_gather_nograd(ok_local.to(pl_module.device))[:n].cpu().bool()
     return emb, ok_all
 
 

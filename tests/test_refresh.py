@@ -17,10 +17,10 @@ from facerec.data.offline_triplets import OfflineTripletOptions
 from facerec.errors import ConfigError
 from facerec.mining.neighbours import brute_force_neighbours
 from facerec.mining.offline import select_triplets
-from facerec.mining.refresh import HardIdentityRefresh, OfflineTripletRefresh
+from facerec.refresh import HardIdentityRefresh, OfflineTripletRefresh
 from facerec.module import FaceRecognitionModule, load_init_weights
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BACKBONE = {
     "class_path": "facerec.models.IResNet",
     "init_args": {"depth": 18, "width": 0.0625, "embedding_dim": 16, "input_size": [32, 32]},
