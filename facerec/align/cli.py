@@ -33,6 +33,7 @@ import numpy as np
 from facerec.align.detect import Detections, FaceDetector, build_detector
 from facerec.align.landmarks import detections_from_landmarks, read_landmarks
 from facerec.align.pipeline import KEEP_POLICIES, FaceChoice, choose_faces, detect_images
+from facerec.align.transform import arcface_template
 from facerec.data.image import IMAGE_EXTENSIONS, read_image
 from facerec.errors import ConfigError, DataError
 from facerec.io import atomic_path, atomic_write_bytes
@@ -186,6 +187,7 @@ def align_folder(
         )
     if keep not in KEEP_POLICIES:
         raise ConfigError(f"unknown --keep {keep!r}; expected one of {', '.join(KEEP_POLICIES)}")
+    arcface_template(size)  # an unsupported crop size fails here, before any work
     given = None
     if landmarks is not None:
         given = read_landmarks(landmarks)
