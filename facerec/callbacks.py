@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -29,6 +30,69 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
+
+    def load_checkpoint(
+        self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Read a checkpoint to resume from (``--ckpt_path``), safely: see :func:`read_resume`.
+
+        ``weights_only`` other than True is ignored: facerec never unpickles code.
+        """
+        fs = get_filesystem(path)
+        if fs.protocol not in ("file", ("file", "local")) and "file" not in fs.protocol:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        return read_resume(path)
+
+
+def read_resume(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint dict of ``path`` for a resume, read with ``weights_only=True``.
+
+    Raises:
+        DataError: one line naming ``path`` and why it cannot be read (damaged, truncated, or a
+            pickle that asks for code) and the newest intact checkpoint beside it, if any, with
+            the ``--ckpt_path`` that resumes from it.
+    """
+    from facerec.errors import DataError
+    from facerec.export.checkpoint import _read_checkpoint_dict, check_hyperparameters
+
+    p = Path(path)
+    expected = "expected a checkpoint written by facerec fit"
+    try:
+        ckpt = _read_checkpoint_dict(p, expected)
+        check_hyperparameters(ckpt, p)
+        return ckpt
+    except DataError as e:
+        other = newest_intact_checkpoint(p.parent, exclude=p)
+        hint = (
+            f"; the newest intact checkpoint beside it is {other} (resume from it with "
+            f"--ckpt_path {other})"
+            if other is not None
+            else "; no intact checkpoint lies beside it (start again without --ckpt_path)"
+        )
+        raise DataError(f"cannot resume: {e}{hint}") from None
+
+
+def newest_intact_checkpoint(
+    folder: str | os.PathLike, exclude: str | os.PathLike | None = None
+) -> Path | None:
+    """The most recently written ``*.ckpt`` in ``folder`` (not ``exclude``) that reads safely
+    as a checkpoint (``weights_only=True``, trusted hyper-parameters, with the training state);
+    None if there is none."""
+    from facerec.errors import DataError
+    from facerec.export.checkpoint import _read_checkpoint_dict, check_hyperparameters
+
+    folder = Path(folder)
+    skip = Path(exclude).resolve() if exclude is not None else None
+    files = [f for f in folder.glob("*.ckpt") if f.is_file() and f.resolve() != skip]
+    for f in sorted(files, key=lambda f: f.stat().st_mtime, reverse=True):
+        try:
+            ckpt = _read_checkpoint_dict(f)
+            check_hyperparameters(ckpt, f)
+        except DataError:
+            continue
+        if "state_dict" in ckpt and "loops" in ckpt:
+            return f
+    return None
 
 
 class VerificationSummary(pl.Callback):

@@ -9,6 +9,7 @@ kept: the margin head, CenterLoss centres and optimiser state are training-only.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from facerec.data.image import preprocess_info
-from facerec.errors import DataError
+from facerec.errors import DataError, FacerecError
 
 EXPECTED = "expected a .ckpt written by facerec fit"
 
@@ -50,26 +51,148 @@ def default_preprocess(backbone: nn.Module) -> dict[str, Any]:
     return preprocess_info(size, int(getattr(backbone, "embedding_dim", 0)))
 
 
-def _read_checkpoint_dict(path: Path) -> dict[str, Any]:
+#: Globals (classes, functions) a facerec checkpoint may ask the unpickler for, beyond the
+#: tensors, storages and plain Python data ``torch.load(weights_only=True)`` builds anyway. Our
+#: checkpoints need none: hyper-parameters are stored as plain data (class_path/init_args dicts,
+#: see :class:`facerec.module.FaceRecognitionModule`) and every callback state is tensors and
+#: plain values. Add a class here only if a facerec checkpoint really holds it.
+SAFE_GLOBALS: tuple[Any, ...] = ()
+
+#: Where a class named in a checkpoint's hyper-parameters may come from. ``load_from_checkpoint``
+#: imports and builds these classes (and calls ``head(embedding_dim, num_classes)``), so a
+#: checkpoint naming, say, ``os.kill`` as its head would run it: names outside these packages
+#: are refused before anything is imported.
+TRUSTED_CLASS_PREFIXES: tuple[str, ...] = ("facerec.", "torch.nn.")
+
+#: hyper-parameter keys whose string value jsonargparse resolves to a class or function
+_CLASS_KEYS = frozenset({"class_path", "_class_path", "backbone", "head", "metric_loss", "miner"})
+
+_REFUSED = (
+    "refused: the file asks the unpickler for {what}, which a facerec checkpoint never holds "
+    "(it was read with weights_only=True, so nothing in it ran); {expected}"
+)
+
+
+def _pickle_bytes(path: Path) -> bytes:
+    """The pickle stream of ``path``: the ``data.pkl`` of a zip checkpoint, else the file."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+            return z.read(name) if name else b""
+    return path.read_bytes()
+
+
+def pickle_globals(path: Path, limit: int = 3) -> list[str]:
+    """The classes/functions the pickle in ``path`` names (``module.name``), in file order.
+
+    Reads the opcodes with :mod:`pickletools` only: nothing is imported or built. For a
+    ``STACK_GLOBAL`` the two strings pushed last are taken (exact for pickles written by
+    ``pickle``/``torch.save``). Returns at most ``limit`` names; [] for an unreadable stream.
+    """
+    import pickletools
+
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(_pickle_bytes(path)):
+            if isinstance(arg, str) and ("UNICODE" in op.name or op.name.endswith("STRING")):
+                strings.append(str(arg))
+            elif op.name == "GLOBAL" and isinstance(arg, str):
+                found.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            if len(found) >= limit:
+                break
+    except Exception:  # a truncated or non-pickle stream: report what was found before it
+        pass
+    return [g for g in found if not g.startswith(("torch._utils.", "collections.OrderedDict"))]
+
+
+def safe_torch_load(path: str | os.PathLike[str], expected: str = EXPECTED) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, memory-mapped where possible.
+
+    The one way facerec opens a ``.ckpt``/``.pth``/``.pt``: the unpickler builds only tensors and
+    plain Python data (plus :data:`SAFE_GLOBALS`), so a file whose pickle names code (a
+    ``__reduce__`` payload, any class) is refused before any of it runs.
+
+    Raises:
+        DataError: one line naming the file and, for a refused pickle, the global it asks for;
+            ``expected`` ends the message.
+    """
+    import pickle
+
     import torch
 
-    # Lightning checkpoints hold hyper-parameters as plain Python objects; the file is one the
-    # user names, as with Lightning's own load_from_checkpoint. Memory-mapped where the format
-    # allows, so checking the keys of a large checkpoint does not read its tensors.
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: checkpoint not found; {expected}")
     try:
-        try:
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=False, mmap=True)
-        except RuntimeError as e:
-            if "mmap" not in str(e):
-                raise
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as e:
-        msg = (str(e).splitlines() or [""])[0][:160]
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            try:
+                return torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap" not in str(e):
+                    raise
+                return torch.load(str(p), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        import re
+
+        named = re.findall(r"GLOBAL ([\w.]+)", str(e)) or pickle_globals(p)
+        if named:
+            raise DataError(f"{p}: " + _REFUSED.format(what=named[0], expected=expected)) from None
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        msg = next((x for x in lines if "Unsupported" in x or "rror" in x), lines[-1:] or [""])
         raise DataError(
-            f"{path}: not a PyTorch checkpoint ({type(e).__name__}: {msg}); {EXPECTED}"
+            f"{p}: not a PyTorch checkpoint (a plain pickle, or damaged: {str(msg)[:120]}); "
+            f"{expected}"
         ) from None
+    except Exception as e:
+        msg = (str(e).splitlines() or [""])[0].split(". This is an internal")[0][:160]
+        raise DataError(
+            f"{p}: not a PyTorch checkpoint (damaged or truncated? {type(e).__name__}: {msg}); "
+            f"{expected}"
+        ) from None
+
+
+def check_hyperparameters(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Refuse a checkpoint whose hyper-parameters name a class outside facerec and torch.nn.
+
+    ``load_from_checkpoint`` (and ``facerec fit --ckpt_path FILE``, which merges the file's
+    hyper-parameters into the config) imports and builds the classes a checkpoint names; this
+    check runs first, so a name such as ``os.system`` is refused before it is imported.
+
+    Raises:
+        DataError: naming the file, the hyper-parameter and the class.
+    """
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and key in _CLASS_KEYS and "." in value:
+            if not value.startswith(TRUSTED_CLASS_PREFIXES):
+                raise DataError(
+                    f"{path}: refused: its hyper-parameters name {value!r} ({key}); a facerec "
+                    f"checkpoint builds only classes from "
+                    f"{', '.join(p + '*' for p in TRUSTED_CLASS_PREFIXES)}"
+                )
+
+    hp = ckpt.get("hyper_parameters")
+    if hp is not None:
+        walk(hp, "")
+
+
+def _read_checkpoint_dict(path: Path, expected: str = EXPECTED) -> dict[str, Any]:
+    """:func:`safe_torch_load` of a file that must hold a checkpoint dict (DataError if not)."""
+    ckpt = safe_torch_load(path, expected)
     if not isinstance(ckpt, dict):
-        raise DataError(f"{path}: holds a {type(ckpt).__name__}, not a checkpoint dict; {EXPECTED}")
+        raise DataError(f"{path}: holds a {type(ckpt).__name__}, not a checkpoint dict; {expected}")
     return ckpt
 
 
@@ -84,6 +207,7 @@ def load_facerec_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
     if not p.is_file():
         raise DataError(f"{p}: checkpoint not found; {EXPECTED}")
     ckpt = _read_checkpoint_dict(p)
+    check_hyperparameters(ckpt, p)
     meta = ckpt.get("facerec")
     if not isinstance(meta, dict) or "state_dict" not in ckpt:
         what = "a Lightning checkpoint" if "state_dict" in ckpt else "a checkpoint"
@@ -95,6 +219,8 @@ def load_facerec_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
 
     try:
         module = FaceRecognitionModule.load_from_checkpoint(str(p), map_location="cpu")
+    except FacerecError:
+        raise
     except Exception as e:
         msg = (str(e).splitlines() or [""])[0][:200]
         raise DataError(
