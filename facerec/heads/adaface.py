@@ -8,16 +8,16 @@ import torch
 from torch import Tensor
 
 from facerec.distributed import all_reduce_
-from facerec.heads.base import CosineMarginHead, _check_float, margin_logits
+from facerec.heads.base import CosineMarginHead, Margin, _check_float, margin_logits
 
-__all__ = ["AdaFaceHead"]
+__all__ = ["AdaFaceHead", "AdaFaceMargin"]
 
 #: ε of the official code: cosine clamp ±(1 − ε), θ clip [ε, π − ε] and σ + ε.
 ADAFACE_EPS = 1e-3
 
 
-class AdaFaceHead(CosineMarginHead):
-    """AdaFace head, exactly as the official implementation (mk-minchul/AdaFace ``head.py``).
+class AdaFaceMargin(Margin):
+    """AdaFace margin, exactly as the official implementation (mk-minchul/AdaFace ``head.py``).
 
     With n = clip(‖x‖, 0.001, 100) (detached), running batch statistics μ (buffer ``batch_mean``,
     starts at 20) and σ (``batch_std``, starts at 100):
@@ -35,30 +35,20 @@ class AdaFaceHead(CosineMarginHead):
     With h = 0: ẑ = 0 and the target is s·(cos θ_y − m), CosFace with margin m.
 
     Args:
-        embedding_dim: D.
-        num_classes: C.
         margin: m, default 0.4: radians in the angular part (g_angle = −m·ẑ) and a cosine
             offset in the additive part (g_add = m + m·ẑ), as in the paper.
         h: margin scaler (dimensionless), default 0.333.
         scale: s, default 64.0.
         t_alpha: EMA rate of μ and σ, default 0.01.
-
-    Shapes: embeddings (B, D), labels (B,) int64 -> logits (B, C) float32.
     """
 
     batch_mean: Tensor
     batch_std: Tensor
 
     def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        margin: float = 0.4,
-        h: float = 0.333,
-        scale: float = 64.0,
-        t_alpha: float = 0.01,
+        self, margin: float = 0.4, h: float = 0.333, scale: float = 64.0, t_alpha: float = 0.01
     ) -> None:
-        super().__init__(embedding_dim, num_classes)
+        super().__init__()
         name = type(self).__name__
         self.margin = _check_float("margin", margin, name, low=0.0, high=math.pi)
         self.h = _check_float("h", h, name, low=0.0)
@@ -66,12 +56,6 @@ class AdaFaceHead(CosineMarginHead):
         self.t_alpha = _check_float("t_alpha", t_alpha, name, low=0.0, high=1.0)
         self.register_buffer("batch_mean", torch.full((), 20.0))
         self.register_buffer("batch_std", torch.full((), 100.0))
-
-    def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, margin={self.margin}, h={self.h}, scale={self.scale}, "
-            f"t_alpha={self.t_alpha}"
-        )
 
     @torch.no_grad()
     def _update_stats(self, norms: Tensor, valid: Tensor) -> None:
@@ -89,7 +73,7 @@ class AdaFaceHead(CosineMarginHead):
         self.batch_mean.copy_(torch.where(count > 0, a * mean + (1 - a) * old_mean, old_mean))
         self.batch_std.copy_(torch.where(count > 1, a * var.sqrt() + (1 - a) * old_std, old_std))
 
-    def apply_margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+    def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
         """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) ‖x‖ -> (B, C') logits."""
         eps = ADAFACE_EPS
         safe = norms.detach().clamp(min=0.001, max=100.0)
@@ -107,3 +91,18 @@ class AdaFaceHead(CosineMarginHead):
             return s * (torch.cos(torch.clamp(theta + g_angle, eps, math.pi - eps)) - g_add)
 
         return margin_logits(cos, labels, s, target, clip=1.0 - eps)
+
+
+class AdaFaceHead(CosineMarginHead):
+    """:class:`AdaFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        margin: float = 0.4,
+        h: float = 0.333,
+        scale: float = 64.0,
+        t_alpha: float = 0.01,
+    ) -> None:
+        super().__init__(embedding_dim, num_classes, AdaFaceMargin(margin, h, scale, t_alpha))

@@ -1,13 +1,12 @@
-"""Base classes of the margin heads: ``(embeddings, labels) -> logits``.
+"""Building blocks of the heads: class centres, margins, and the maths kernels they share.
 
-A margin head owns the class centres ``weight`` (num_classes, D) and turns raw embeddings (B, D)
-into logits (B, C); the cross-entropy is applied by the caller. Every head computes in float32
-with autocast disabled, whatever the precision of the backbone, so bf16/fp16 training is safe.
-
-:class:`CosineMarginHead` is the family whose logits are a function of cos θ (the cosine between
-the L2-normalised embedding and the L2-normalised centre) and of ‖x‖. It splits ``forward`` into
-:meth:`CosineMarginHead.cosine` and :meth:`CosineMarginHead.apply_margin` so that a sharded head
-(Partial FC) can compute the cosines of its own shard and reuse the margin maths unchanged.
+A head is class centres composed with a margin (as insightface's ``CombinedMarginLoss`` with its
+FC layer or ``PartialFC_V2(margin_loss=...)``): :class:`ClassCentres` (one process) or the
+sharded centres of :mod:`facerec.heads.sharded` own the (C·K, D) matrix and turn embeddings
+into cosines; a :class:`Margin` turns cosines, labels and ‖x‖ into logits and owns its running
+state (CurricularFace's t, AdaFace's μ and σ, ...). :class:`CosineMarginHead` composes the two;
+the named heads (``ArcFaceHead``, ...) are that composition with their paper's margin. Every
+head computes in float32 with autocast disabled, whatever the precision of the backbone.
 
 Weights are initialised as insightface's arcface_torch does for its FC layer: normal, mean 0,
 std 0.01 (the scale does not matter for the cosine heads, which normalise the centres).
@@ -26,9 +25,12 @@ from facerec.errors import ConfigError, FacerecError
 
 __all__ = [
     "SINE_EPS",
+    "ClassCentres",
     "CosineMarginHead",
+    "Margin",
     "MarginHead",
     "arc_target",
+    "class_cosine",
     "compute_dtype",
     "margin_logits",
     "normalized_cosine",
@@ -263,43 +265,77 @@ def compute_dtype(t: Tensor) -> torch.dtype:
     return torch.promote_types(t.dtype, torch.float32)
 
 
-class MarginHead(nn.Module):
-    """Base of all heads: owns ``weight`` (rows, D) and maps (B, D) embeddings to (B, C) logits.
+class Margin(nn.Module):
+    """Cosines -> logits; owns its running state (buffers) but no class centres.
 
-    Args:
-        embedding_dim: D, the embedding size.
-        num_classes: C, the number of identities.
-        centres_per_class: rows of ``weight`` per class (1; K for sub-centre heads).
-
-    Attributes:
-        weight: (num_classes·centres_per_class, D) float32 class centres, N(0, 0.01²) at init.
+    ``forward(cos (B, C'), labels (B,), norms (B, 1)) -> (B, C')`` float32 logits: ``cos``
+    against all classes or some (a shard, a sample), ``labels`` each row's target column or −1
+    where it is not among them (no margin), ``norms`` ‖x‖ with its graph.
     """
 
-    def __init__(self, embedding_dim: int, num_classes: int, *, centres_per_class: int = 1) -> None:
+    #: True when rows whose target is elsewhere still need cos θ_y (CurricularFace's
+    #: hard-negative threshold): a sharded head then supplies it as an extra column.
+    needs_target_cosine = False
+
+    def extra_repr(self) -> str:  # the constructor's arguments, as set in __init__
+        skip = ("training", "needs_target_cosine")
+        return ", ".join(f"{k}={v}" for k, v in vars(self).items() if k[0] != "_" and k not in skip)
+
+    def regularizer(self, norms: Tensor) -> Tensor | None:
+        """(B, 1) ‖x‖ of the local rows -> a scalar term to add to the loss, or None."""
+        return None
+
+
+def class_cosine(x: Tensor, weight: Tensor, k: int) -> Tensor:
+    """(B, D), (C'·K, D) -> (B, C') cosines, the best of each class's K sub-centres (rows c·K + j,
+    insightface's and PML's layout); the gradient goes to the maximising sub-centre only."""
+    cos = normalized_cosine(x, weight)
+    return cos if k == 1 else cos.view(x.shape[0], -1, k).max(dim=2).values
+
+
+class ClassCentres(nn.Module):
+    """One process's class centres ``weight`` (C·K, D), N(0, 0.01²) at init (insightface's).
+
+    ``forward(x (B, D) float32/64) -> (B, C)`` cosines with the centres (the best of K).
+    """
+
+    def __init__(self, embedding_dim: int, num_classes: int, k: int = 1) -> None:
+        super().__init__()
+        self.embedding_dim, self.num_classes, self.k = embedding_dim, num_classes, k
+        self.weight = nn.Parameter(torch.empty(num_classes * k, embedding_dim).normal_(0.0, 0.01))
+
+    def extra_repr(self) -> str:
+        return f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}, k={self.k}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return class_cosine(x, self.weight.to(x.dtype), self.k)
+
+
+class MarginHead(nn.Module):
+    """Base of all heads: (B, D) embeddings and (B,) labels -> (B, C) logits (or a loss).
+
+    Children named in ``flat_state`` keep their state_dict entries directly under the head's
+    prefix (``weight``, ``t``: the checkpoint layout from before centres and margins split).
+    """
+
+    flat_state: tuple[str, ...] = ()
+
+    def __init__(self, embedding_dim: int, num_classes: int) -> None:
         super().__init__()
         name = type(self).__name__
         self.embedding_dim = _check_positive_int("embedding_dim", embedding_dim, name)
         self.num_classes = _check_positive_int("num_classes", num_classes, name)
-        k = _check_positive_int("centres_per_class", centres_per_class, name)
-        self.weight = nn.Parameter(torch.empty(num_classes * k, embedding_dim))
-        self.reset_parameters()
+        if self.flat_state:
+            self.register_state_dict_post_hook(_flatten_state)
+            self.register_load_state_dict_pre_hook(_nest_state)
 
-    def reset_parameters(self) -> None:
-        """Initialise ``weight`` as insightface does: normal with std 0.01."""
-        nn.init.normal_(self.weight, mean=0.0, std=0.01)
-
-    def extra_repr(self) -> str:
-        return f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}"
-
-    def _check_inputs(self, embeddings: Tensor, labels: Tensor | None) -> None:
+    def _check_inputs(self, embeddings: Tensor, labels: Tensor) -> None:
         name = type(self).__name__
         if embeddings.dim() != 2 or embeddings.shape[1] != self.embedding_dim:
             raise FacerecError(
                 f"{name}: embeddings must have shape (B, {self.embedding_dim}), "
                 f"got {tuple(embeddings.shape)}."
             )
-        if labels is None:
-            return
         if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
             raise FacerecError(
                 f"{name}: labels must have shape ({embeddings.shape[0]},) to match the "
@@ -308,52 +344,56 @@ class MarginHead(nn.Module):
         if labels.dtype not in (torch.int64, torch.int32):
             raise FacerecError(f"{name}: labels must be int64 class indices, got {labels.dtype}.")
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """(B, D) raw embeddings, (B,) int64 labels in [0, C) -> (B, C) float32 logits."""
-        raise NotImplementedError
-
     def regularizer(self, embeddings: Tensor) -> Tensor | None:
         """Extra loss term (a scalar) to add to the cross-entropy, or None (the default)."""
         return None
 
 
-class CosineMarginHead(MarginHead):
-    """Heads whose logits are a function of cos θ (with L2-normalised centres) and of ‖x‖.
+def _flatten_state(head: MarginHead, state: dict, prefix: str, _meta: dict) -> None:
+    for key in [k for k in state if k.startswith(prefix)]:  # in order: the head's are last
+        child, _, rest = key[len(prefix) :].partition(".")
+        state[prefix + rest if rest and child in head.flat_state else key] = state.pop(key)
 
-    ``forward(x, y) == apply_margin(cosine(x), y, ‖x‖)``, all in float32 with autocast off.
+
+def _nest_state(head: MarginHead, state: dict, prefix: str, *_: object) -> None:
+    for child in head.flat_state:
+        module = head.get_submodule(child)
+        own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+        for name, _ in own:
+            if prefix + name in state:
+                state[f"{prefix}{child}.{name}"] = state.pop(prefix + name)
+
+
+class CosineMarginHead(MarginHead):
+    """``margin(centres(x), y, ‖x‖)``: a :class:`Margin` over :class:`ClassCentres` (K per class).
+
+    Shapes: embeddings (B, D) any float dtype, labels (B,) int64 -> logits (B, C) float32,
+    computed in float32 with autocast off. ``weight`` is ``centres.weight``.
     """
 
-    def _class_cosine(self, x: Tensor, weight: Tensor) -> Tensor:
-        """(B, D), (rows, D) in the compute dtype -> (B, C) cosines; sub-centre heads override."""
-        return normalized_cosine(x, weight)
+    flat_state = ("centres", "margin")
 
-    def cosine(self, embeddings: Tensor) -> Tensor:
-        """(B, D) raw embeddings -> (B, C) float32 cosines with the L2-normalised centres."""
-        self._check_inputs(embeddings, None)
-        dtype = compute_dtype(embeddings)
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            return self._class_cosine(embeddings.to(dtype), self.weight.to(dtype))
+    def __init__(self, embedding_dim: int, num_classes: int, margin: Margin, k: int = 1) -> None:
+        super().__init__(embedding_dim, num_classes)
+        k = _check_positive_int("k", k, type(self).__name__)
+        self.centres = ClassCentres(self.embedding_dim, self.num_classes, k)
+        self.margin = margin
 
-    def apply_margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
-        """Turn cosines into logits.
-
-        Args:
-            cos: (B, C') float32 cosines against a subset (or shard) of the classes.
-            labels: (B,) int64 column of each row's target in ``cos``, or −1 when the target is
-                not in this subset; rows with −1 get no margin.
-            norms: (B, 1) float32 ‖x‖, with its graph; heads detach it where their paper does.
-
-        Returns:
-            (B, C') float32 logits.
-        """
-        raise NotImplementedError
+    @property
+    def weight(self) -> nn.Parameter:
+        """The (C·K, D) class centres."""
+        return self.centres.weight
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """(B, D) raw embeddings, (B,) int64 labels in [0, C) -> (B, C) float32 logits."""
         self._check_inputs(embeddings, labels)
-        dtype = compute_dtype(embeddings)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x = embeddings.to(dtype)
+            x = embeddings.to(compute_dtype(embeddings))
             norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
-            cos = self._class_cosine(x, self.weight.to(dtype))
-            return self.apply_margin(cos, labels.long(), norms)
+            return self.margin(self.centres(x), labels.long(), norms)
+
+    def regularizer(self, embeddings: Tensor) -> Tensor | None:
+        """The margin's extra loss term of (B, D) embeddings (MagFace's), or None."""
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            x = embeddings.to(compute_dtype(embeddings))
+            return self.margin.regularizer(torch.linalg.vector_norm(x, dim=1, keepdim=True))

@@ -10,15 +10,16 @@ from torch import Tensor
 from facerec.heads.base import (
     SINE_EPS,
     CosineMarginHead,
+    Margin,
     _check_float,
     arc_target,
     margin_logits,
 )
 
-__all__ = ["CombinedMarginHead"]
+__all__ = ["CombinedMargin", "CombinedMarginHead"]
 
 
-class CombinedMarginHead(CosineMarginHead):
+class CombinedMargin(Margin):
     """insightface's combined margin: target s·(cos(m1·θ_y + m2) − m3), others s·cos θ_j.
 
     (m1, m2, m3) = (1, 0.5, 0) is :class:`~facerec.heads.ArcFaceHead` and (1, 0, 0.35) is
@@ -38,38 +39,23 @@ class CombinedMarginHead(CosineMarginHead):
     θ_y = atan2(sqrt(clamp(1 − cos², SINE_EPS)), cos), whose gradient −1/sin θ stays finite.
 
     Args:
-        embedding_dim: D.
-        num_classes: C.
         m1: multiplicative angular margin, default 1.0.
         m2: additive angular margin in radians, default 0.5.
         m3: additive cosine margin, default 0.0.
         scale: s, default 64.0.
-
-    Shapes: embeddings (B, D), labels (B,) int64 -> logits (B, C) float32.
     """
 
     def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        m1: float = 1.0,
-        m2: float = 0.5,
-        m3: float = 0.0,
-        scale: float = 64.0,
+        self, m1: float = 1.0, m2: float = 0.5, m3: float = 0.0, scale: float = 64.0
     ) -> None:
-        super().__init__(embedding_dim, num_classes)
+        super().__init__()
         name = type(self).__name__
         self.m1 = _check_float("m1", m1, name, low=0.0, high=16.0, low_open=True)
         self.m2 = _check_float("m2", m2, name, low=0.0, high=math.pi)
         self.m3 = _check_float("m3", m3, name, low=0.0, high=2.0)
         self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
 
-    def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, m1={self.m1}, m2={self.m2}, m3={self.m3}, scale={self.scale}"
-        )
-
-    def apply_margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+    def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
         """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) norms (unused) -> logits."""
         return margin_logits(cos, labels, self.scale, self._target)
 
@@ -83,3 +69,18 @@ class CombinedMarginHead(CosineMarginHead):
         if self.m3 != 0.0:
             target = target - self.m3
         return self.scale * target
+
+
+class CombinedMarginHead(CosineMarginHead):
+    """:class:`CombinedMargin` over the class centres; see :class:`CosineMarginHead`."""
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        m1: float = 1.0,
+        m2: float = 0.5,
+        m3: float = 0.0,
+        scale: float = 64.0,
+    ) -> None:
+        super().__init__(embedding_dim, num_classes, CombinedMargin(m1, m2, m3, scale))

@@ -4,40 +4,36 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from facerec.heads.base import (
-    CosineMarginHead,
-    _check_float,
-    margin_logits,
-)
+from facerec.heads.base import CosineMarginHead, Margin, _check_float, margin_logits
 
-__all__ = ["CosFaceHead"]
+__all__ = ["CosFaceHead", "CosFaceMargin"]
 
 
-class CosFaceHead(CosineMarginHead):
-    """Additive cosine margin head: logits s·cos θ_j, target s·(cos θ_y − m).
+class CosFaceMargin(Margin):
+    """Additive cosine margin: logits s·cos θ_j, target s·(cos θ_y − m).
 
     Args:
-        embedding_dim: D.
-        num_classes: C.
         scale: s, default 64.0.
         margin: m (a cosine offset, dimensionless), default 0.35 (AM-Softmax paper: s = 30,
             m = 0.35; insightface's CosFace configs use m = 0.4).
-
-    Shapes: embeddings (B, D), labels (B,) int64 -> logits (B, C) float32.
     """
 
-    def __init__(
-        self, embedding_dim: int, num_classes: int, scale: float = 64.0, margin: float = 0.35
-    ) -> None:
-        super().__init__(embedding_dim, num_classes)
+    def __init__(self, scale: float = 64.0, margin: float = 0.35) -> None:
+        super().__init__()
         name = type(self).__name__
         self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
         self.margin = _check_float("margin", margin, name, low=0.0, high=2.0)
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, scale={self.scale}, margin={self.margin}"
-
-    def apply_margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+    def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
         """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) norms (unused) -> logits."""
         s, m = self.scale, self.margin
         return margin_logits(cos, labels, s, lambda c: s * (c - m))
+
+
+class CosFaceHead(CosineMarginHead):
+    """:class:`CosFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
+
+    def __init__(
+        self, embedding_dim: int, num_classes: int, scale: float = 64.0, margin: float = 0.35
+    ) -> None:
+        super().__init__(embedding_dim, num_classes, CosFaceMargin(scale, margin))

@@ -11,17 +11,18 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from facerec.distributed import all_reduce_
 from facerec.heads.base import (
     CosineMarginHead,
+    Margin,
     _check_float,
     arc_target,
     margin_logits,
     target_cosine,
 )
 
-__all__ = ["CurricularFaceHead"]
+__all__ = ["CurricularFaceHead", "CurricularFaceMargin"]
 
 
-class CurricularFaceHead(CosineMarginHead):
-    """CurricularFace head.
+class CurricularFaceMargin(Margin):
+    """CurricularFace margin.
 
     Target s·cos(θ_y + m) with the ArcFace fallback s·(cos θ_y − m·sin m) where θ_y + m > π.
     A non-target cosine greater than cos(θ_y + m) (a hard negative) becomes cos θ_j·(t + cos θ_j),
@@ -31,44 +32,29 @@ class CurricularFaceHead(CosineMarginHead):
     whose label is >= 0, summed over all DDP ranks with ``all_reduce_`` so t stays identical on
     every rank; a step with no such row leaves t unchanged. Every rank must make the same
     training-mode calls (as DDP steps do), since each one is a collective. Rows with label −1
-    (target in another shard) get plain s·cos θ_j: no hard-negative re-weighting, since
-    cos(θ_y + m) is unknown there.
+    (target among other columns) get plain s·cos θ_j: no hard-negative re-weighting, since
+    cos(θ_y + m) is unknown there; hence ``needs_target_cosine``: a sharded head appends the
+    global cos θ_y as an extra column for such rows.
 
     The hard-negative mask is a constant (no gradient); the gradient of cos·(t + cos) is
     t + 2·cos.
 
     Args:
-        embedding_dim: D.
-        num_classes: C.
         margin: m in radians, default 0.5.
         scale: s, default 64.0.
         t_alpha: EMA rate of t, default 0.01.
-
-    Shapes: embeddings (B, D), labels (B,) int64 -> logits (B, C) float32.
     """
 
     t: Tensor
+    needs_target_cosine = True
 
-    def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        margin: float = 0.5,
-        scale: float = 64.0,
-        t_alpha: float = 0.01,
-    ) -> None:
-        super().__init__(embedding_dim, num_classes)
+    def __init__(self, margin: float = 0.5, scale: float = 64.0, t_alpha: float = 0.01) -> None:
+        super().__init__()
         name = type(self).__name__
         self.margin = _check_float("margin", margin, name, low=0.0, high=math.pi)
         self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
         self.t_alpha = _check_float("t_alpha", t_alpha, name, low=0.0, high=1.0)
         self.register_buffer("t", torch.zeros(()))
-
-    def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, margin={self.margin}, scale={self.scale}, "
-            f"t_alpha={self.t_alpha}"
-        )
 
     @torch.no_grad()
     def _update_t(self, cos_t: Tensor, valid: Tensor) -> None:
@@ -81,7 +67,7 @@ class CurricularFaceHead(CosineMarginHead):
         new = self.t_alpha * mean + (1.0 - self.t_alpha) * self.t.to(torch.float64)
         self.t.copy_(torch.where(stats[1] > 0, new, self.t.to(torch.float64)))
 
-    def apply_margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+    def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
         """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) norms (unused) -> logits."""
         valid = (labels >= 0).unsqueeze(1)  # (B, 1)
         index = labels.clamp(min=0).unsqueeze(1)
@@ -94,6 +80,20 @@ class CurricularFaceHead(CosineMarginHead):
         modulated = _HardNegatives.apply(cos, threshold, self.t.to(cos.dtype), index)
         # the target column is left unmodulated above, so margin_logits reads cos θ_y there
         return margin_logits(modulated, labels, s, lambda c: s * arc_target(c, m))
+
+
+class CurricularFaceHead(CosineMarginHead):
+    """:class:`CurricularFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        margin: float = 0.5,
+        scale: float = 64.0,
+        t_alpha: float = 0.01,
+    ) -> None:
+        super().__init__(embedding_dim, num_classes, CurricularFaceMargin(margin, scale, t_alpha))
 
 
 class _HardNegatives(torch.autograd.Function):

@@ -8,19 +8,13 @@ import torch
 from torch import Tensor
 
 from facerec.errors import ConfigError
-from facerec.heads.base import (
-    CosineMarginHead,
-    _check_float,
-    arc_target,
-    compute_dtype,
-    margin_logits,
-)
+from facerec.heads.base import CosineMarginHead, Margin, _check_float, arc_target, margin_logits
 
-__all__ = ["MagFaceHead"]
+__all__ = ["MagFaceHead", "MagFaceMargin"]
 
 
-class MagFaceHead(CosineMarginHead):
-    """MagFace head.
+class MagFaceMargin(Margin):
+    """MagFace margin.
 
     a = clip(‖x‖, l_a, u_a) (not detached: the margin is how the magnitude learns quality);
     m(a) = (u_m − l_m)/(u_a − l_a)·(a − l_a) + l_m; target s·cos(θ_y + m(a)) with the ArcFace
@@ -28,20 +22,14 @@ class MagFaceHead(CosineMarginHead):
     :meth:`regularizer` returns λ_g·mean(g(a)), g(a) = a/u_a² + 1/a, to add to the loss.
 
     Args:
-        embedding_dim: D.
-        num_classes: C.
         scale: s, default 64.0.
         l_a, u_a: magnitude range, defaults 10.0 and 110.0.
         l_m, u_m: margin range in radians, defaults 0.45 and 0.8.
         lambda_g: weight of the regulariser, default 35.0 (the paper's code; FaceX-Zoo uses 20).
-
-    Shapes: embeddings (B, D), labels (B,) int64 -> logits (B, C) float32.
     """
 
     def __init__(
         self,
-        embedding_dim: int,
-        num_classes: int,
         scale: float = 64.0,
         l_a: float = 10.0,
         u_a: float = 110.0,
@@ -49,7 +37,7 @@ class MagFaceHead(CosineMarginHead):
         u_m: float = 0.8,
         lambda_g: float = 35.0,
     ) -> None:
-        super().__init__(embedding_dim, num_classes)
+        super().__init__()
         name = type(self).__name__
         self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
         self.l_a = _check_float("l_a", l_a, name, low=0.0, low_open=True)
@@ -62,26 +50,36 @@ class MagFaceHead(CosineMarginHead):
         if self.l_m > self.u_m:
             raise ConfigError(f"{name}: l_m must not exceed u_m, got l_m={l_m}, u_m={u_m}.")
 
-    def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, scale={self.scale}, l_a={self.l_a}, u_a={self.u_a}, "
-            f"l_m={self.l_m}, u_m={self.u_m}, lambda_g={self.lambda_g}"
-        )
-
     def margin_of(self, norms: Tensor) -> Tensor:
         """(B, 1) ‖x‖ -> (B, 1) margin m(a) in radians, a = clip(‖x‖, l_a, u_a)."""
         a = norms.clamp(min=self.l_a, max=self.u_a)
         return (self.u_m - self.l_m) / (self.u_a - self.l_a) * (a - self.l_a) + self.l_m
 
-    def apply_margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+    def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
         """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) ‖x‖ -> (B, C') logits."""
         s = self.scale
         margin = self.margin_of(norms)  # (B, 1), with the gradient to ‖x‖
         return margin_logits(cos, labels, s, lambda c, m: s * arc_target(c, m), margin)
 
-    def regularizer(self, embeddings: Tensor) -> Tensor:
-        """(B, D) raw embeddings -> scalar λ_g·mean(a/u_a² + 1/a), a = clip(‖x‖, l_a, u_a)."""
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x = embeddings.to(compute_dtype(embeddings))
-            a = torch.linalg.vector_norm(x, dim=1).clamp(min=self.l_a, max=self.u_a)
-            return self.lambda_g * torch.mean(a / (self.u_a**2) + 1.0 / a)
+    def regularizer(self, norms: Tensor) -> Tensor:
+        """(B, 1) ‖x‖ -> scalar λ_g·mean(a/u_a² + 1/a), a = clip(‖x‖, l_a, u_a)."""
+        a = norms.clamp(min=self.l_a, max=self.u_a)
+        return self.lambda_g * torch.mean(a / (self.u_a**2) + 1.0 / a)
+
+
+class MagFaceHead(CosineMarginHead):
+    """:class:`MagFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        scale: float = 64.0,
+        l_a: float = 10.0,
+        u_a: float = 110.0,
+        l_m: float = 0.45,
+        u_m: float = 0.8,
+        lambda_g: float = 35.0,
+    ) -> None:
+        margin = MagFaceMargin(scale, l_a, u_a, l_m, u_m, lambda_g)
+        super().__init__(embedding_dim, num_classes, margin)

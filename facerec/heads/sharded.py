@@ -11,26 +11,25 @@ Shard layout of rank r of W (insightface's): ``num_local = C//W + (r < C%W)`` cl
 ``class_start = (C//W)·r + min(r, C%W)``; a head with K sub-centres per class holds rows
 ``class_start·K .. (class_start + num_local)·K`` of the (C·K, D) matrix.
 
-How it plugs into :class:`~facerec.module.FaceRecognitionModule`:
+The head is :class:`ShardedClassCentres` (the shard, its sampling and its checkpoint layout)
+composed with any :class:`~facerec.heads.base.Margin` (ArcFace, CurricularFace, AdaFace, MagFace,
+sub-centre, ...), the same margins the one-process heads use, followed by the softmax
+cross-entropy across ranks. How it plugs into :class:`~facerec.module.FaceRecognitionModule`:
 
 * ``returns_loss = True``: the module calls ``loss = head(embeddings, labels)`` with its *local*
   (B, D) embeddings and (B,) labels, and uses the result as the cross-entropy.
-* ``ddp_ignore = ["weight"]``: the module lists ``head.weight`` in
+* ``ddp_ignore = ["centres.weight"]``: the module lists the shard in
   ``_ddp_params_and_buffers_to_ignore``, so DDP neither broadcasts the shard at start nor
   all-reduces its gradient.
 * ``setup_shard()`` (optional; the first forward does it otherwise) lays out this rank's rows once
   the process group exists, and ``attach_optimizer(opt)`` makes the optimiser's per-row state
   (SGD momentum, Adam moments) follow the weight into and out of checkpoints.
 
-Gradient scaling. The loss returned on every rank is the *global* mean cross-entropy L over the
-N = Σ_r B_r gathered rows. Rank r back-propagates only through its own shard's logits, so the
-gradient that reaches the gathered embeddings on rank r is partial; the gather's backward sums
-these partials over all ranks (all-reduce) and keeps the local rows, which gives every rank the
-full ∂L/∂x for its own embeddings, and then multiplies them by W. DDP averages the backbone's
-gradients over the W ranks, so the backbone receives exactly ∂L/∂θ, the gradient of the
-global-batch mean loss. The shard weight is outside DDP and its gradient is ∂L/∂W_shard as it is,
-equal to the unsharded head's gradient for those rows. (This is insightface's
-``grad_out *= world_size`` in its AllGather.) Without DDP (W = 1) nothing is scaled.
+Gradient scaling. The loss on every rank is the *global* mean cross-entropy over the gathered
+rows; the gather (:func:`facerec.distributed.all_gather_sum_grad`) sums the partial gradients of
+the embeddings over the ranks and multiplies them by W, so that after DDP's average the backbone
+gets exactly the gradient of the global-batch loss. The shard, outside DDP, gets ∂L/∂W_shard:
+the unsharded head's gradient of those rows.
 
 Checkpoints. ``state_dict()`` holds the *full* (C·K, D) matrix under ``weight``, assembled from
 all ranks (a collective: every rank must call ``state_dict()``, as Lightning's checkpointing does;
@@ -40,18 +39,16 @@ single process to export the embedding network. The optimiser state of the shard
 sliced the same way by the hooks :meth:`ShardedMarginHead.attach_optimizer` installs; a saved
 state whose rows fit neither layout is dropped with a warning (the momentum restarts at zero).
 
-Initial weights are N(0, 0.01²) as insightface's, drawn in blocks of 65,536 rows, block b from a
-generator seeded with (a seed drawn from torch's global generator at construction) + b, so the
-full matrix is the same whatever the number of processes, and no process ever materialises more
-than its shard. Until the layout is known (a model built before the process group exists, as
-LightningCLI does) ``weight`` is a (0, D) placeholder; :meth:`setup_shard`, the first forward,
-``state_dict()`` or ``load_state_dict()`` replace its data in place (same Parameter object, so an
-optimiser built before still holds it).
+Initial weights are N(0, 0.01²) as insightface's, drawn in blocks of 65,536 rows seeded from one
+construction-time seed, so the full matrix is the same whatever the number of processes and no
+process materialises more than its shard. Until the layout is known (a model built before the
+process group exists, as LightningCLI does) ``weight`` is a (0, D) placeholder whose data
+:meth:`setup_shard`, the first forward, ``state_dict()`` or ``load_state_dict()`` replace in
+place (an optimiser built before still holds the same Parameter).
 """
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import math
 import warnings
@@ -59,25 +56,30 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from facerec import distributed
 from facerec.errors import ConfigError, FacerecError
+from facerec.heads.arcface import ArcFaceMargin
 from facerec.heads.base import (
     CosineMarginHead,
+    Margin,
     MarginHead,
     _check_float,
     _check_positive_int,
+    class_cosine,
     compute_dtype,
     target_cosine,
 )
 
-__all__ = ["MarginFactory", "ShardedMarginHead", "distributed_cross_entropy", "shard_range"]
+__all__ = [
+    "ShardedClassCentres",
+    "ShardedMarginHead",
+    "distributed_cross_entropy",
+    "shard_range",
+]
 
-#: A margin head class (or factory) called as ``margin(embedding_dim, num_classes)``.
-MarginFactory = Callable[[int, int], CosineMarginHead]
 #: Rows per block of the world-size-independent initialisation.
 INIT_BLOCK_ROWS = 65536
 #: Standard deviation of the initial centres (insightface's FC init).
@@ -96,57 +98,6 @@ def shard_range(num_classes: int, world: int, rank: int) -> tuple[int, int]:
 def _process_group() -> tuple[int, int]:
     """(world size, rank) of the default process group; (1, 0) without one."""
     return distributed.world_size(), distributed.rank()
-
-
-# ----------------------------------------------------------------------------- collectives
-def _gather_sizes(n: int, device: torch.device) -> list[int]:
-    """Every rank's local batch size, in rank order."""
-    if not distributed.is_distributed():
-        return [n]
-    return distributed.all_gather_nograd(torch.tensor([n], device=device)).tolist()
-
-
-def _gather_padded(x: Tensor, sizes: list[int], fill: float | int = 0) -> Tensor:
-    """Concatenate (sizes[r], ...) tensors from all ranks in rank order; no gradient."""
-    if len(sizes) == 1:
-        return x
-    most = max(sizes)
-    if x.shape[0] < most:
-        pad = x.new_full((most - x.shape[0], *x.shape[1:]), fill)
-        x = torch.cat([x, pad])
-    parts = distributed.all_gather_nograd(x).split(most)
-    return torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)])
-
-
-class _GatherSumGrad(torch.autograd.Function):
-    """All-gather rows; backward sums the gradient over ranks, keeps the local rows, times W."""
-
-    @staticmethod
-    def forward(ctx: FunctionCtx, x: Tensor, sizes: list[int]) -> Tensor:
-        ctx.sizes = sizes
-        return _gather_padded(x, sizes)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
-        sizes: list[int] = ctx.sizes
-        world, rank = len(sizes), dist.get_rank()
-        total = grad.contiguous().clone()
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)
-        start = sum(sizes[:rank])
-        # ×W: DDP averages the backbone gradients over the W ranks (see the module docstring).
-        return total[start : start + sizes[rank]].mul_(world), None
-
-
-def gather_embeddings(x: Tensor, sizes: list[int]) -> Tensor:
-    """(B_r, D) local rows -> (Σ B_r, D) rows of all ranks in rank order.
-
-    The gradient of rank r's rows is the sum over ranks of the gradients reaching them, times W
-    (for DDP's averaging); identity in a single process.
-    """
-    if len(sizes) == 1:
-        return x
-    return _GatherSumGrad.apply(x, sizes)
 
 
 # ---------------------------------------------------------------------- distributed softmax
@@ -212,96 +163,30 @@ def distributed_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return _DistributedCrossEntropy.apply(logits, labels)
 
 
-# ---------------------------------------------------------------------------------- the head
-def _build_margin(margin: MarginFactory | Mapping[str, Any] | None, dim: int) -> CosineMarginHead:
-    """Instantiate the margin head with one class; its own ``weight`` is removed."""
-    if margin is None:
-        from facerec.heads.arcface import ArcFaceHead
-
-        margin = ArcFaceHead
-    if isinstance(margin, Mapping):  # {class_path: ..., init_args: {...}} from Python
-        path = str(margin.get("class_path", ""))
-        module_name, _, cls_name = path.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module_name), cls_name)
-        except (ImportError, AttributeError, ValueError):
-            raise ConfigError(
-                f"ShardedMarginHead: margin class_path {path!r} is not importable; expected a "
-                "margin head such as facerec.heads.ArcFaceHead."
-            ) from None
-        args = dict(margin.get("init_args") or {})
-        margin = lambda d, c: cls(d, c, **args)  # noqa: E731
-    if not callable(margin):
-        raise ConfigError(
-            f"ShardedMarginHead: margin must be a margin head class or factory, got {margin!r}."
-        )
-    module = margin(dim, 1)
-    if not isinstance(module, CosineMarginHead):
-        raise ConfigError(
-            f"ShardedMarginHead: margin must build a cosine margin head (ArcFace, CosFace, "
-            f"CurricularFace, AdaFace, ...), got {type(module).__name__}, whose logits are not "
-            "a function of the cosines and cannot be sharded."
-        )
-    return module
-
-
-class ShardedMarginHead(MarginHead):
-    """Class centres split over the DDP ranks; returns the global-batch cross-entropy.
+# ---------------------------------------------------------------------------- the centres
+class ShardedClassCentres(nn.Module):
+    """This rank's rows of the (C·K, D) class centres, their sampling and checkpoint layout.
 
     Args:
         embedding_dim: D.
         num_classes: C, over all ranks.
-        margin: the margin head whose ``apply_margin`` turns cosines into logits, as a class or a
-            factory called ``margin(D, 1)`` (from YAML: ``class_path`` + ``init_args``); default
-            ArcFace (s = 64, m = 0.5). It is built with a single class and its ``weight`` is
-            removed (not trained, not saved): this head owns the centres. Its running state
-            (CurricularFace t, AdaFace μ and σ, SphereFace's iteration) lives in it as buffers and
-            is saved under ``margin.``. Sub-centre margins (K centres per class) are supported.
+        k: centres per class (sub-centres), default 1.
         sample_rate: ρ in (0, 1]; below 1, each training step keeps, per rank, every centre that
             is a target in the global batch plus random other centres up to ⌊ρ·num_local⌋ (only
             the targets if they are more). Evaluation mode uses all centres.
 
-    Attributes:
-        weight: (num_local·K, D) float32 this rank's centres ((0, D) until the layout is known).
-        margin: the margin module.
-        last_sample: (S,) int64 sorted shard-local class indices used by the last sampled step
-            (None at sample rate 1 or in evaluation).
-        returns_loss: True: ``forward`` returns the loss, not logits.
-        ddp_ignore: ["weight"]: parameters the module keeps out of DDP.
-
-    Shapes: forward(embeddings (B, D) float, labels (B,) int64 in [0, C)) -> scalar float32 loss
-    (the mean softmax cross-entropy over all ranks' rows, plus the margin's ``regularizer`` of
-    the local rows, e.g. MagFace's, which DDP then averages).
+    ``weight`` is this rank's (num_local·K, D) rows ((0, D) until the layout is known);
+    ``last_sample`` the (S,) sorted shard-local classes of the last sampled step (else None).
+    ``forward(x (N, D), labels (N,) in [0, C))`` -> ``(cos (N, S), local (N,))``: cosines with
+    this rank's (sampled) classes and each row's column among them, or −1.
     """
 
-    returns_loss = True
-    ddp_ignore = ["weight"]  # noqa: RUF012 - read by FaceRecognitionModule.setup
-
     def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        margin: MarginFactory | None = None,
-        sample_rate: float = 1.0,
+        self, embedding_dim: int, num_classes: int, k: int = 1, sample_rate: float = 1.0
     ) -> None:
-        nn.Module.__init__(self)  # MarginHead.__init__ would allocate the full (C, D) matrix
-        name = type(self).__name__
-        embedding_dim = _check_positive_int("embedding_dim", embedding_dim, name)
-        num_classes = _check_positive_int("num_classes", num_classes, name)
-        sample_rate = _check_float(
-            "sample_rate", sample_rate, name, low=0.0, high=1.0, low_open=True
-        )
-        self.embedding_dim = embedding_dim
-        self.num_classes = num_classes
+        super().__init__()
+        self.embedding_dim, self.num_classes, self.k = embedding_dim, num_classes, k
         self.sample_rate = float(sample_rate)
-        self.margin = _build_margin(margin, embedding_dim)
-        self.k = int(self.margin.weight.shape[0])  # centres per class
-        self.margin.register_parameter("weight", None)
-        # CurricularFace re-weights non-target logits by a threshold from the target cosine,
-        # which another rank may hold: it gets the global target cosine (see _margin_logits).
-        from facerec.heads.curricularface import CurricularFaceHead
-
-        self._needs_target_cosine = isinstance(self.margin, CurricularFaceHead)
         self.init_seed = int(torch.randint(0, 2**62, ()).item())
         self.weight = nn.Parameter(torch.empty(0, embedding_dim))
         self._layout: tuple[int, int] | None = None  # (world, rank) of the rows held
@@ -309,7 +194,6 @@ class ShardedMarginHead(MarginHead):
         if distributed.is_distributed():
             self.setup_shard()
 
-    # ------------------------------------------------------------------------------ layout
     def extra_repr(self) -> str:
         start, count = self.shard
         return (
@@ -352,7 +236,6 @@ class ShardedMarginHead(MarginHead):
         if self._layout == want:
             return
         world, rank = want
-        start, count = shard_range(self.num_classes, world, rank)
         if self._layout is None:
             self._layout = want
             self.reset_parameters()
@@ -363,11 +246,9 @@ class ShardedMarginHead(MarginHead):
                 f"{self._layout[0]} processes but runs as rank {rank} of {world}; save a "
                 "checkpoint and load it in the new process group instead."
             )
-        rows = self.weight.data[start * self.k : (start + count) * self.k].clone()
-        self.weight.data = rows
         self._layout = want
+        self.weight.data = self._local_rows_of(self.weight.data).clone()
 
-    # ----------------------------------------------------------------------------- forward
     def _sample(self, local: Tensor) -> tuple[Tensor, Tensor]:
         """Pick the centres of a step: (S,) sorted shard-local classes and remapped labels."""
         _, num_local = self.shard
@@ -383,65 +264,21 @@ class ShardedMarginHead(MarginHead):
         remapped = torch.searchsorted(index, local.clamp(min=0))
         return index, torch.where(valid, remapped, torch.full_like(local, -1))
 
-    def _margin_logits(self, cos: Tensor, local: Tensor, norms: Tensor) -> Tensor:
-        """(N, C') cosines, (N,) shard columns or −1, (N, 1) norms -> (N, C') logits."""
-        if not (self._needs_target_cosine and distributed.is_distributed()):
-            return self.margin.apply_margin(cos, local, norms)
-        # Every rank needs cos θ_y of every row: append it as a column that the rows whose
-        # target is elsewhere point at. Each row is then "valid" on all W ranks, so the running
-        # mean of cos θ_y sums each row W times over W·N rows: the same mean.
-        with torch.no_grad():
-            cos_t = target_cosine(cos, local)
-            distributed.all_reduce_(cos_t, "sum")
-        extended = torch.cat([cos, cos_t], dim=1)
-        labels = torch.where(local >= 0, local, torch.full_like(local, cos.shape[1]))
-        return self.margin.apply_margin(extended, labels, norms)[:, : cos.shape[1]]
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """(B, D) raw local embeddings, (B,) int64 labels in [0, C) -> scalar global loss."""
-        self._check_inputs(embeddings, labels)
+    def forward(self, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, D) gathered embeddings, (N,) labels in [0, C) -> (N, S) cosines, (N,) columns."""
         self.setup_shard()
-        labels = labels.long()
-        if labels.numel() and bool(((labels < 0) | (labels >= self.num_classes)).any()):
-            raise FacerecError(
-                f"ShardedMarginHead: labels must be in [0, {self.num_classes}), got values from "
-                f"{int(labels.min())} to {int(labels.max())}."
-            )
         start, num_local = self.shard
-        dtype = compute_dtype(embeddings)
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x_local = embeddings.to(dtype)
-            sizes = _gather_sizes(x_local.shape[0], x_local.device)
-            x = gather_embeddings(x_local, sizes)  # (N, D)
-            y = _gather_padded(labels, sizes, fill=-1)  # (N,)
-            local = y - start
-            local = torch.where((local >= 0) & (local < num_local), local, -1)
-            weight = self.weight
-            self.last_sample = None
-            if self.training and self.sample_rate < 1.0:
-                index, local = self._sample(local)
-                self.last_sample = index
-                rows = (
-                    index
-                    if self.k == 1
-                    else (
-                        index.unsqueeze(1) * self.k + torch.arange(self.k, device=index.device)
-                    ).flatten()
-                )
-                weight = weight[rows]
-            norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
-            cos = self.margin._class_cosine(x, weight.to(dtype))
-            # a fresh tensor that only the cross-entropy reads (it is overwritten in place)
-            logits = self._margin_logits(cos, local, norms)
-            loss = distributed_cross_entropy(logits, local)
-            reg = self.margin.regularizer(x_local)
-            if reg is not None:
-                loss = loss + reg
-        return loss
-
-    def regularizer(self, embeddings: Tensor) -> None:
-        """None: the margin's regulariser (MagFace) is already part of :meth:`forward`."""
-        return None
+        local = labels - start
+        local = torch.where((local >= 0) & (local < num_local), local, -1)
+        weight = self.weight
+        self.last_sample = None
+        if self.training and self.sample_rate < 1.0:
+            index, local = self._sample(local)
+            self.last_sample = index
+            k = self.k
+            rows = index.unsqueeze(1) * k + torch.arange(k, device=index.device)
+            weight = weight[rows.flatten() if k > 1 else index]
+        return class_cosine(x, weight.to(x.dtype), self.k), local
 
     # ------------------------------------------------------------------------- checkpoints
     def gather_full(self, rows: Tensor) -> Tensor:
@@ -459,17 +296,8 @@ class ShardedMarginHead(MarginHead):
                 "ShardedMarginHead: the process group changed since the shard was laid out; "
                 "cannot gather the class centres."
             )
-        most = shard_range(self.num_classes, world, 0)[1] * self.k
-        out = torch.empty(self.num_classes * self.k, *rows.shape[1:], dtype=rows.dtype)
-        buf = rows.new_empty(most, *rows.shape[1:])
-        for src in range(world):
-            s_start, s_count = shard_range(self.num_classes, world, src)
-            n = s_count * self.k
-            if src == rank:
-                buf[:n] = rows
-            dist.broadcast(buf, src=src)
-            out[s_start * self.k : s_start * self.k + n] = buf[:n].cpu()
-        return out
+        counts = [shard_range(self.num_classes, world, r)[1] * self.k for r in range(world)]
+        return distributed.gather_rows_to_host(rows, counts)
 
     def _local_rows_of(self, full: Tensor) -> Tensor:
         start, count = self.shard
@@ -495,7 +323,7 @@ class ShardedMarginHead(MarginHead):
             expected = (self.num_classes * self.k, self.embedding_dim)
             if tuple(full.shape) != expected:
                 error_msgs.append(
-                    f"ShardedMarginHead: {key} has shape {tuple(full.shape)}, expected the full "
+                    f"ShardedMarginHead: weight has shape {tuple(full.shape)}, expected the full "
                     f"class-centre matrix {expected} (num_classes·k, embedding_dim)."
                 )
                 return
@@ -521,7 +349,7 @@ class ShardedMarginHead(MarginHead):
         """
         if not any(p is self.weight for g in optimizer.param_groups for p in g["params"]):
             raise FacerecError(
-                "ShardedMarginHead.attach_optimizer: the optimiser does not hold head.weight."
+                "ShardedMarginHead.attach_optimizer: the optimiser does not hold the class centres."
             )
         attached = optimizer.__dict__.setdefault("_facerec_sharded_heads", set())
         if id(self) in attached:  # idempotent
@@ -580,3 +408,114 @@ class ShardedMarginHead(MarginHead):
                 return state_dict
         state_dict["state"][pid] = new
         return state_dict
+
+
+# ---------------------------------------------------------------------------------- the head
+class ShardedMarginHead(MarginHead):
+    """Class centres split over the DDP ranks and a margin; returns the global-batch loss.
+
+    Args:
+        embedding_dim: D.
+        num_classes: C, over all ranks.
+        margin: a :class:`~facerec.heads.base.Margin` (e.g. ``facerec.heads.ArcFaceMargin``), or
+            a one-process head class or factory (``margin(D, 1)``, e.g. ``class_path:
+            facerec.heads.ArcFaceHead``) lending its margin and K; default ArcFace (64, 0.5).
+        sample_rate: ρ in (0, 1] of :class:`ShardedClassCentres`, default 1.0.
+        k: centres per class when ``margin`` is a :class:`Margin` (sub-centres), default 1.
+
+    Shapes: forward(embeddings (B, D) float, labels (B,) int64 in [0, C)) -> scalar float32 loss
+    (the mean softmax cross-entropy over all ranks' rows, plus the margin's ``regularizer`` of
+    the local rows, e.g. MagFace's, which DDP then averages). The state_dict holds the full
+    matrix under ``weight`` and the margin's buffers under ``margin.``.
+    """
+
+    returns_loss = True
+    ddp_ignore = ["centres.weight"]  # noqa: RUF012 - read by FaceRecognitionModule.setup
+    flat_state = ("centres",)
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        margin: Margin | Callable[[int, int], CosineMarginHead] | None = None,
+        sample_rate: float = 1.0,
+        k: int = 1,
+    ) -> None:
+        super().__init__(embedding_dim, num_classes)
+        name = type(self).__name__
+        rate = _check_float("sample_rate", sample_rate, name, low=0.0, high=1.0, low_open=True)
+        k = _check_positive_int("k", k, name)
+        margin = ArcFaceMargin() if margin is None else margin
+        if not isinstance(margin, Margin):
+            if isinstance(margin, Mapping) or not callable(margin):
+                raise ConfigError(
+                    f"{name}: margin must be a Margin, or a margin head class or factory such as "
+                    f"facerec.heads.ArcFaceHead (a class_path in a config), got {margin!r}."
+                )
+            template = margin(self.embedding_dim, 1)
+            if not isinstance(template, CosineMarginHead):
+                raise ConfigError(
+                    f"{name}: margin must build a cosine margin head (ArcFace, CosFace, "
+                    f"CurricularFace, AdaFace, ...), got {type(template).__name__}, whose logits "
+                    "are not a function of the cosines and cannot be sharded."
+                )
+            if k != 1:
+                raise ConfigError(f"{name}: k is for a Margin; a head class brings its own k.")
+            margin, k = template.margin, template.centres.k
+        self.centres = ShardedClassCentres(self.embedding_dim, self.num_classes, k, rate)
+        self.margin = margin
+
+    @property
+    def weight(self) -> nn.Parameter:
+        """This rank's (num_local·K, D) class centres."""
+        return self.centres.weight
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        """(class_start, num_local) of this rank."""
+        return self.centres.shard
+
+    def setup_shard(self) -> None:
+        """See :meth:`ShardedClassCentres.setup_shard`."""
+        self.centres.setup_shard()
+
+    def gather_full(self, rows: Tensor) -> Tensor:
+        """See :meth:`ShardedClassCentres.gather_full` (a collective)."""
+        return self.centres.gather_full(rows)
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """See :meth:`ShardedClassCentres.attach_optimizer`."""
+        self.centres.attach_optimizer(optimizer)
+
+    def _margin_logits(self, cos: Tensor, local: Tensor, norms: Tensor) -> Tensor:
+        """(N, C') cosines, (N,) shard columns or −1, (N, 1) norms -> (N, C') logits."""
+        if not (self.margin.needs_target_cosine and distributed.is_distributed()):
+            return self.margin(cos, local, norms)
+        # Every rank needs cos θ_y of every row: append it as a column that the rows whose
+        # target is elsewhere point at. Each row is then "valid" on all W ranks, so the running
+        # mean of cos θ_y sums each row W times over W·N rows: the same mean.
+        with torch.no_grad():
+            cos_t = distributed.all_reduce_(target_cosine(cos, local), "sum")
+        extended = torch.cat([cos, cos_t], dim=1)
+        labels = torch.where(local >= 0, local, torch.full_like(local, cos.shape[1]))
+        return self.margin(extended, labels, norms)[:, : cos.shape[1]]
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """(B, D) raw local embeddings, (B,) int64 labels in [0, C) -> scalar global loss."""
+        self._check_inputs(embeddings, labels)
+        labels = labels.long()
+        if labels.numel() and bool(((labels < 0) | (labels >= self.num_classes)).any()):
+            raise FacerecError(
+                f"ShardedMarginHead: labels must be in [0, {self.num_classes}), got values from "
+                f"{int(labels.min())} to {int(labels.max())}."
+            )
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            x_local = embeddings.to(compute_dtype(embeddings))
+            sizes = distributed.gather_sizes(x_local.shape[0], x_local.device)
+            x = distributed.all_gather_sum_grad(x_local, sizes)  # (N, D)
+            cos, local = self.centres(x, distributed.all_gather_rows(labels, sizes, fill=-1))
+            norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+            # a fresh tensor that only the cross-entropy reads (it is overwritten in place)
+            loss = distributed_cross_entropy(self._margin_logits(cos, local, norms), local)
+            reg = self.margin.regularizer(torch.linalg.vector_norm(x_local, dim=1, keepdim=True))
+        return loss if reg is None else loss + reg

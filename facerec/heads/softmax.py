@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facerec.heads.base import CosineMarginHead, MarginHead, _check_float, compute_dtype
+from facerec.heads.base import CosineMarginHead, Margin, MarginHead, _check_float, compute_dtype
 
-__all__ = ["NormFaceHead", "SoftmaxHead"]
+__all__ = ["NormFaceHead", "NormFaceMargin", "SoftmaxHead"]
 
 
 class SoftmaxHead(MarginHead):
@@ -23,6 +23,7 @@ class SoftmaxHead(MarginHead):
 
     def __init__(self, embedding_dim: int, num_classes: int) -> None:
         super().__init__(embedding_dim, num_classes)
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim).normal_(0.0, 0.01))
         self.bias = nn.Parameter(torch.zeros(num_classes))
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
@@ -33,7 +34,7 @@ class SoftmaxHead(MarginHead):
             return F.linear(embeddings.to(dtype), self.weight.to(dtype), self.bias.to(dtype))
 
 
-class NormFaceHead(CosineMarginHead):
+class NormFaceMargin(Margin):
     """NormFace: softmax with L2-normalised class weights and no bias; no margin.
 
     * W-Norm (``feature_norm=False``, default): logit_j = ‖x‖·cos θ_j (= x·ŵ_j); the gradient
@@ -43,13 +44,22 @@ class NormFaceHead(CosineMarginHead):
       AM-Softmax value), not a number from the NormFace paper, which also learns s.
 
     Args:
-        embedding_dim: D.
-        num_classes: C.
         feature_norm: pick F-Norm instead of W-Norm, default False.
         scale: s for F-Norm, default 30.0.
-
-    Shapes: embeddings (B, D), labels (B,) (unused) -> logits (B, C) float32.
     """
+
+    def __init__(self, feature_norm: bool = False, scale: float = 30.0) -> None:
+        super().__init__()
+        self.feature_norm = bool(feature_norm)
+        self.scale = _check_float("scale", scale, type(self).__name__, low=0.0, low_open=True)
+
+    def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+        """(B, C') cosines, (B,) labels (unused), (B, 1) ‖x‖ -> (B, C') logits."""
+        return cos * self.scale if self.feature_norm else cos * norms
+
+
+class NormFaceHead(CosineMarginHead):
+    """:class:`NormFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
 
     def __init__(
         self,
@@ -58,15 +68,4 @@ class NormFaceHead(CosineMarginHead):
         feature_norm: bool = False,
         scale: float = 30.0,
     ) -> None:
-        super().__init__(embedding_dim, num_classes)
-        self.feature_norm = bool(feature_norm)
-        self.scale = _check_float("scale", scale, type(self).__name__, low=0.0, low_open=True)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, feature_norm={self.feature_norm}, scale={self.scale}"
-
-    def apply_margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
-        """(B, C') cosines, (B,) labels (unused), (B, 1) ‖x‖ -> (B, C') logits."""
-        if self.feature_norm:
-            return cos * self.scale
-        return cos * norms
+        super().__init__(embedding_dim, num_classes, NormFaceMargin(feature_norm, scale))

@@ -10,12 +10,13 @@ from torch import Tensor
 from facerec.errors import ConfigError
 from facerec.heads.base import (
     CosineMarginHead,
+    Margin,
     _check_float,
     _check_positive_int,
     margin_logits,
 )
 
-__all__ = ["SphereFaceHead", "chebyshev_cos_multiple", "sphereface_psi"]
+__all__ = ["SphereFaceHead", "SphereFaceMargin", "chebyshev_cos_multiple", "sphereface_psi"]
 
 
 def chebyshev_cos_multiple(cos_t: Tensor, m: int) -> Tensor:
@@ -45,14 +46,14 @@ def sphereface_psi(cos_t: Tensor, m: int) -> Tensor:
     return sign * chebyshev_cos_multiple(cos_t, m) - 2.0 * k
 
 
-class SphereFaceHead(CosineMarginHead):
-    """A-Softmax head with the annealed target of the released Caffe code.
+class SphereFaceMargin(Margin):
+    """A-Softmax margin with the annealed target of the released Caffe code.
 
     Target logit ‖x‖·(λ·cos θ_y + ψ(θ_y))/(1 + λ), other logits ‖x‖·cos θ_j, where
     ψ(θ) = (−1)^k·cos(mθ) − 2k, k = ⌊θm/π⌋ and
     λ = max(lambda_min, base·(1 + gamma·iteration)^(−power)). ``iteration`` is a buffer (saved
     in the state_dict) read before and incremented once by each training-mode call of
-    :meth:`apply_margin`, so the first step uses λ = base (as the Caffe layer's counter, it
+    :meth:`forward`, so the first step uses λ = base (as the Caffe layer's counter, it
     counts forward passes: with gradient accumulation, micro-batches). Every DDP rank makes the
     same calls, so λ is the same on every rank. With ``base = lambda_min = 0`` the
     target is ‖x‖·ψ(θ_y), pytorch-metric-learning's SphereFaceLoss (which has no λ).
@@ -61,8 +62,6 @@ class SphereFaceHead(CosineMarginHead):
     everywhere (normalised features). In the default W-Norm form the gradient flows through ‖x‖.
 
     Args:
-        embedding_dim: D.
-        num_classes: C.
         margin: integer multiplicative angular margin m >= 1 (θ_y is multiplied by m; θ in
             radians), default 4.
         base: λ at iteration 0, default 1000.0.
@@ -71,16 +70,12 @@ class SphereFaceHead(CosineMarginHead):
         lambda_min: floor of λ, default 5.0.
         feature_norm: default False.
         scale: s for the F-Norm variant, default 64.0 (unused otherwise).
-
-    Shapes: embeddings (B, D), labels (B,) int64 -> logits (B, C) float32.
     """
 
     iteration: Tensor
 
     def __init__(
         self,
-        embedding_dim: int,
-        num_classes: int,
         margin: int = 4,
         base: float = 1000.0,
         gamma: float = 0.12,
@@ -89,7 +84,7 @@ class SphereFaceHead(CosineMarginHead):
         feature_norm: bool = False,
         scale: float = 64.0,
     ) -> None:
-        super().__init__(embedding_dim, num_classes)
+        super().__init__()
         name = type(self).__name__
         if isinstance(margin, float) and margin.is_integer():
             margin = int(margin)
@@ -104,20 +99,13 @@ class SphereFaceHead(CosineMarginHead):
         self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.int64))
 
-    def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, margin={self.margin}, base={self.base}, "
-            f"gamma={self.gamma}, power={self.power}, lambda_min={self.lambda_min}, "
-            f"feature_norm={self.feature_norm}"
-        )
-
     def current_lambda(self) -> Tensor:
         """λ for the current ``iteration``: a 0-d float64 tensor on the buffer's device."""
         it = self.iteration.to(torch.float64)
         lam = self.base * torch.pow(1.0 + self.gamma * it, -self.power)
         return torch.clamp(lam, min=self.lambda_min)
 
-    def apply_margin(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
+    def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
         """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) ‖x‖ -> (B, C') logits."""
         lam = self.current_lambda().to(cos.dtype)
         if self.training:
@@ -131,3 +119,22 @@ class SphereFaceHead(CosineMarginHead):
             s = self.scale
             return margin_logits(cos, labels, s, lambda c: s * mixed(c))
         return margin_logits(cos, labels, norms, lambda c, n: n * mixed(c), norms)
+
+
+class SphereFaceHead(CosineMarginHead):
+    """:class:`SphereFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        margin: int = 4,
+        base: float = 1000.0,
+        gamma: float = 0.12,
+        power: float = 1.0,
+        lambda_min: float = 5.0,
+        feature_norm: bool = False,
+        scale: float = 64.0,
+    ) -> None:
+        margin_fn = SphereFaceMargin(margin, base, gamma, power, lambda_min, feature_norm, scale)
+        super().__init__(embedding_dim, num_classes, margin_fn)

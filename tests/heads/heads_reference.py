@@ -148,7 +148,8 @@ def sample(
 
 def run_ours(head, x: Tensor, W: Tensor, y: Tensor) -> Tensor:
     """Logits of ``head`` (float64) with its weight replaced by the leaf ``W``, autograd to x, W."""
-    return torch.func.functional_call(head, {"weight": W}, (x, y))
+    name = next(n for n, p in head.named_parameters() if p is head.weight)  # centres.weight
+    return torch.func.functional_call(head, {name: W}, (x, y))
 
 
 def check_against(head, ref: Tensor, x: Tensor, W: Tensor, y: Tensor, *, atol: float = 1e-9):

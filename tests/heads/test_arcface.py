@@ -60,7 +60,7 @@ def test_gradient_is_true_gradient_not_straight_through():
     logits = (
         ArcFaceHead(2, 2, scale=1.0, margin=0.5)
         .double()
-        .apply_margin(cos, torch.tensor([0]), torch.ones(1, 1, dtype=torch.float64))
+        .margin(cos, torch.tensor([0]), torch.ones(1, 1, dtype=torch.float64))
     )
     logits[0, 0].backward()
     theta = math.acos(0.3)

@@ -26,8 +26,8 @@ COSINE_HEADS = [n for n in HEADS if n != "SoftmaxHead"]
 
 
 def test_every_exported_head_is_covered():
-    exported = {n for n in H.__all__ if n not in ("MarginHead", "CosineMarginHead")}
-    assert exported == set(HEADS)
+    heads = {n for n in H.__all__ if n.endswith("Head")}
+    assert heads - set(HEADS) == {"MarginHead", "CosineMarginHead"}
 
 
 def test_normalized_cosine_matches_normalize_then_matmul():
@@ -90,9 +90,9 @@ def test_forward_is_apply_margin_of_cosine(name):
     head = HEADS[name]().eval()
     x = torch.randn(7, D) * 8
     y = torch.randint(0, C, (7,))
-    expected = head.apply_margin(head.cosine(x), y, x.norm(dim=1, keepdim=True))
+    expected = head.margin(head.centres(x), y, x.norm(dim=1, keepdim=True))
     torch.testing.assert_close(head(x, y), expected)
-    assert head.cosine(x).shape == (7, C)
+    assert head.centres(x).shape == (7, C)
 
 
 NO_MARGIN = {  # what a row with label -1 must be, from its cosines and ‖x‖
@@ -107,15 +107,15 @@ def test_label_minus_one_rows_get_no_margin(name):
     head = HEADS[name]().eval()
     x = torch.randn(6, D) * 8
     y = torch.randint(0, C, (6,))
-    cos = head.cosine(x)
+    cos = head.centres(x)
     norms = x.norm(dim=1, keepdim=True)
     partial = y.clone()
     partial[::2] = -1
-    out = head.apply_margin(cos, partial, norms)
+    out = head.margin(cos, partial, norms)
     plain = NO_MARGIN.get(name, lambda c, n: 64.0 * c)(cos, norms)
     torch.testing.assert_close(out[::2], plain[::2])
     # rows whose target is present are unaffected by the other rows' -1
-    torch.testing.assert_close(out[1::2], head.apply_margin(cos, y, norms)[1::2])
+    torch.testing.assert_close(out[1::2], head.margin(cos, y, norms)[1::2])
     if name not in ("NormFaceHead",):  # NormFace has no margin at all
         assert not torch.allclose(out[1::2], plain[1::2])
 
@@ -174,3 +174,37 @@ def test_bad_inputs_raise_one_clear_error():
 def test_bad_config_raises_config_error(factory, match):
     with pytest.raises(ConfigError, match=match):
         factory()
+
+
+# the checkpoint layout from before centres and margins were split: flat under the head's prefix
+STATE_KEYS = {
+    "SoftmaxHead": {"weight", "bias"},
+    "SphereFaceHead": {"weight", "iteration"},
+    "CurricularFaceHead": {"weight", "t"},
+    "AdaFaceHead": {"weight", "batch_mean", "batch_std"},
+}
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_state_dict_keeps_the_checkpoint_layout(name):
+    keys = STATE_KEYS.get(name, {"weight"})
+    parent = torch.nn.ModuleDict({"head": HEADS[name]()})
+    state = parent.state_dict()
+    assert set(state) == {f"head.{k}" for k in keys}
+    fresh = torch.nn.ModuleDict({"head": HEADS[name]()})
+    fresh.load_state_dict(state, strict=True)
+    assert torch.equal(fresh["head"].weight, parent["head"].weight)
+    missing = fresh.load_state_dict({"head.weight": state["head.weight"]}, strict=False)
+    where = "head." if name == "SoftmaxHead" else "head.margin."  # named as the module holds it
+    assert sorted(missing.missing_keys) == sorted(where + k for k in keys - {"weight"})
+
+
+@pytest.mark.parametrize("margin", [H.CurricularFaceMargin, H.AdaFaceMargin, H.MagFaceMargin])
+def test_any_margin_composes_with_subcentres(margin):
+    torch.manual_seed(0)
+    head = H.CosineMarginHead(D, C, margin(), k=3).train()
+    x, y = torch.randn(5, D) * 8, torch.randint(0, C, (5,))
+    cos = (F.normalize(x) @ F.normalize(head.weight).t()).view(5, C, 3).amax(dim=2)
+    expected = margin().train()(cos, y, x.norm(dim=1, keepdim=True))
+    torch.testing.assert_close(head(x, y), expected)
+    assert head.weight.shape == (3 * C, D)

@@ -53,6 +53,6 @@ def test_multiplicative_margin_is_not_corrected_past_pi():
     head = CombinedMarginHead(2, 2, m1=2.0, m2=0.0, scale=1.0).double()
     theta = torch.tensor([math.pi / 4, math.pi / 2, 3 * math.pi / 4], dtype=torch.float64)
     cos = torch.stack([torch.cos(theta), torch.zeros(3, dtype=torch.float64)], dim=1)
-    target = head.apply_margin(cos, torch.zeros(3, dtype=torch.long), torch.ones(3, 1))[:, 0]
+    target = head.margin(cos, torch.zeros(3, dtype=torch.long), torch.ones(3, 1))[:, 0]
     torch.testing.assert_close(target, torch.cos(2 * theta))
     assert target[2] > target[1]

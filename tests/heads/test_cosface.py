@@ -12,7 +12,7 @@ def test_matches_loop_reference():
 
 def test_defaults_are_paper_values():
     head = CosFaceHead(4, 3)
-    assert (head.scale, head.margin) == (64.0, 0.35)
+    assert (head.margin.scale, head.margin.margin) == (64.0, 0.35)
 
 
 def test_gradcheck():

@@ -40,8 +40,8 @@ COMMON = textwrap.dedent(
 
     def state(modules):
         curr, ada, center, sphere = modules
-        return {{"t": curr.t, "mean": ada.batch_mean, "std": ada.batch_std,
-                 "centers": center.centers, "iteration": sphere.iteration}}
+        return {{"t": curr.margin.t, "mean": ada.margin.batch_mean, "std": ada.margin.batch_std,
+                 "centers": center.centers, "iteration": sphere.margin.iteration}}
 
     def step(modules, x, y):
         for _ in range(2):

@@ -23,7 +23,7 @@ def test_matches_loop_reference():
 
 def test_margin_is_linear_in_clipped_magnitude():
     head = MagFaceHead(4, 3)
-    m = head.margin_of(torch.tensor([[1.0], [10.0], [60.0], [110.0], [500.0]])).squeeze(1)
+    m = head.margin.margin_of(torch.tensor([[1.0], [10.0], [60.0], [110.0], [500.0]])).squeeze(1)
     torch.testing.assert_close(m, torch.tensor([0.45, 0.45, 0.625, 0.8, 0.8]))
 
 

@@ -47,7 +47,7 @@ def test_state_updates_in_training_steps_and_survives_state_dict(head):
     for _ in range(2):
         m.compute_losses(m(x), y)
     for name, initial in STATEFUL[head].items():
-        assert getattr(m.head, name).item() != pytest.approx(initial), name
+        assert m.head.margin.get_buffer(name).item() != pytest.approx(initial), name
     before = _buffers(m)
     m.eval()
     with torch.no_grad():  # evaluation moves none of the state
@@ -87,7 +87,7 @@ def test_state_updates_in_lightning_fit_and_survives_lightning_checkpoint(tmp_pa
     trainer.fit(m, loader)
     assert trainer.global_step == 3
     for name, initial in STATEFUL[head].items():
-        assert getattr(m.head, name).item() != pytest.approx(initial), name
+        assert m.head.margin.get_buffer(name).item() != pytest.approx(initial), name
     assert m.center_loss.centers.abs().sum() > 0
 
     # evaluation (no_grad, eval mode) moves none of the state

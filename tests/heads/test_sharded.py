@@ -34,10 +34,14 @@ from facerec.errors import ConfigError, FacerecError
 from facerec.heads import (
     AdaFaceHead,
     ArcFaceHead,
+    ArcFaceMargin,
     CombinedMarginHead,
     CosFaceHead,
+    CosFaceMargin,
     CurricularFaceHead,
+    CurricularFaceMargin,
     MagFaceHead,
+    MagFaceMargin,
     NormFaceHead,
     SoftmaxHead,
     SphereFaceHead,
@@ -111,7 +115,7 @@ def test_one_process_equals_unsharded(cls, kw):
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(sx, gx, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(sw, gw, rtol=1e-10, atol=1e-12)
-    for name, buf in ref.named_buffers():  # running state (t, μ/σ, iteration) moved the same
+    for name, buf in ref.margin.named_buffers():  # running state (t, μ/σ, iteration) alike
         torch.testing.assert_close(sh.margin.get_buffer(name), buf)
 
 
@@ -132,18 +136,18 @@ def test_sampling_keeps_every_positive_and_is_cross_entropy_over_sampled_classes
     torch.manual_seed(2)
     c, d = 100, 8
     ref, sh = _pair(ArcFaceHead, {}, d, c)
-    sh.sample_rate = 0.1  # ⌊0.1·100⌋ = 10 centres per step
+    sh.centres.sample_rate = 0.1  # ⌊0.1·100⌋ = 10 centres per step
     x = torch.randn(8, d, dtype=torch.float64, requires_grad=True)
     y = torch.tensor([5, 17, 17, 42, 99, 0, 5, 63])  # 6 distinct targets
     loss = sh(x, y)
     (gw,) = torch.autograd.grad(loss, sh.weight)
-    index = sh.last_sample
+    index = sh.centres.last_sample
     assert index.numel() == 10 and torch.equal(index, index.unique(sorted=True))
     assert set(y.tolist()) <= set(index.tolist())
     # the loss is ArcFace's cross-entropy over the sampled classes only, with their gradient
     w = ref.weight.detach()[index].clone().requires_grad_()
     sub = ArcFaceHead(d, 10).double()
-    sub.weight = torch.nn.Parameter(w)
+    sub.centres.weight = torch.nn.Parameter(w)
     y_sub = torch.searchsorted(index, y)
     expected = F.cross_entropy(sub(x, y_sub), y_sub)
     (g_sub,) = torch.autograd.grad(expected, sub.weight)
@@ -155,24 +159,25 @@ def test_sampling_keeps_every_positive_and_is_cross_entropy_over_sampled_classes
     # more distinct targets than ⌊ρ·C⌋: exactly the targets are used
     y_many = torch.arange(0, 96, 8)  # 12 > 10
     sh(torch.randn(12, d, dtype=torch.float64), y_many)
-    assert torch.equal(sh.last_sample, y_many)
+    assert torch.equal(sh.centres.last_sample, y_many)
     # evaluation mode uses every centre: the unsharded loss
     sh.eval()
     ref.eval()
     torch.testing.assert_close(sh(x, y), F.cross_entropy(ref(x, y), y))
-    assert sh.last_sample is None
+    assert sh.centres.last_sample is None
 
 
 def test_subcenter_sampling_takes_all_subcentres_of_a_class():
     torch.manual_seed(3)
     sh = ShardedMarginHead(4, 50, margin=functools.partial(SubCenterArcFaceHead, k=3))
-    sh.sample_rate = 0.2
+    sh.centres.sample_rate = 0.2
     x = torch.randn(5, 4)
     y = torch.tensor([1, 2, 3, 4, 49])
     (gw,) = torch.autograd.grad(sh(x, y), sh.weight)
     touched = torch.nonzero(gw.abs().sum(1)).flatten() // 3
-    assert set(touched.tolist()) <= set(sh.last_sample.tolist())
-    assert set(y.tolist()) <= set(sh.last_sample.tolist()) and sh.last_sample.numel() == 10
+    assert set(touched.tolist()) <= set(sh.centres.last_sample.tolist())
+    chosen = sh.centres.last_sample
+    assert set(y.tolist()) <= set(chosen.tolist()) and chosen.numel() == 10
 
 
 def test_state_dict_holds_full_matrix_and_loads_back():
@@ -184,17 +189,17 @@ def test_state_dict_holds_full_matrix_and_loads_back():
     assert abs(float(state["weight"].std()) - 0.01) < 0.004
     # the initial matrix does not depend on the number of shards it is drawn in
     torch.testing.assert_close(
-        torch.cat([head._init_rows(0, 4), head._init_rows(4, 9)]), state["weight"]
+        torch.cat([head.centres._init_rows(0, 4), head.centres._init_rows(4, 9)]), state["weight"]
     )
     other = ShardedMarginHead(6, 9)
     other.load_state_dict(state)
     torch.testing.assert_close(other.weight, state["weight"])
     with pytest.raises(RuntimeError, match="full class-centre matrix"):
         other.load_state_dict({"weight": torch.zeros(4, 6)})
-    # running state of the margin is saved; its (removed) weight is not
+    # running state of the margin is saved under margin.; the head class only lends its margin
     cur = ShardedMarginHead(6, 9, margin=CurricularFaceHead)
     assert set(cur.state_dict()) == {"weight", "margin.t"}
-    assert cur.margin.weight is None and len(list(cur.parameters())) == 1
+    assert [n for n, _ in cur.named_parameters()] == ["centres.weight"]
 
 
 def test_bad_configuration_is_one_clear_error():
@@ -204,11 +209,18 @@ def test_bad_configuration_is_one_clear_error():
         ShardedMarginHead(8, 10, sample_rate=1.5)
     with pytest.raises(ConfigError, match="cosine margin head"):
         ShardedMarginHead(8, 10, margin=SoftmaxHead)
-    with pytest.raises(ConfigError, match="not importable"):
+    with pytest.raises(ConfigError, match="class_path in a config"):
         ShardedMarginHead(8, 10, margin={"class_path": "facerec.heads.NoSuchHead"})
     head = ShardedMarginHead(8, 10)
     with pytest.raises(FacerecError, match=r"labels must be in \[0, 10\)"):
         head(torch.randn(2, 8), torch.tensor([3, 10]))
+
+
+BACKBONE_16 = {
+    "class_path": "facerec.models.IResNet",
+    "init_args": {"depth": 18, "width": 0.125, "embedding_dim": 16, "input_size": [32, 32]},
+}
+SHARDED = "facerec.heads.sharded.ShardedMarginHead"
 
 
 def test_margin_from_config_mapping():
@@ -232,13 +244,42 @@ def test_margin_from_config_mapping():
         num_classes=20,
     )
     head = model.head
-    assert isinstance(head, ShardedMarginHead) and head.sample_rate == 0.3
-    assert isinstance(head.margin, CosFaceHead)
+    assert isinstance(head, ShardedMarginHead) and head.centres.sample_rate == 0.3
+    assert isinstance(head.margin, CosFaceMargin)
     assert (head.margin.scale, head.margin.margin) == (30.0, 0.25)
     assert head.num_classes == 20 and head.embedding_dim == 16
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 19])
     losses = model.compute_losses(model(x), y)  # the module takes the head's loss as ce
     assert torch.isfinite(losses["ce"]) and losses["loss"] is not None
+    # a Margin is a class_path too, with its own init_args
+    margin = {"class_path": "facerec.heads.CurricularFaceMargin", "init_args": {"scale": 30.0}}
+    model = FaceRecognitionModule.from_config(
+        backbone=BACKBONE_16,
+        head={"class_path": SHARDED, "init_args": {"margin": margin, "k": 2}},
+        num_classes=20,
+    )
+    assert isinstance(model.head.margin, CurricularFaceMargin) and model.head.margin.scale == 30.0
+    assert model.head.state_dict()["weight"].shape == (40, 16)  # k = 2 centres per class
+
+
+@pytest.mark.parametrize(
+    ("head_class", "margin", "k"),
+    [
+        (CurricularFaceHead, CurricularFaceMargin, 1),
+        (functools.partial(SubCenterArcFaceHead, k=3), ArcFaceMargin, 3),
+        (MagFaceHead, MagFaceMargin, 1),
+    ],
+)
+def test_margin_instance_composes_as_the_head_class(head_class, margin, k):
+    torch.manual_seed(5)
+    ref = head_class(8, 11).double().train()
+    sh = ShardedMarginHead(8, 11, margin=margin(), k=k).double().train()
+    sh.setup_shard()
+    with torch.no_grad():
+        sh.weight.copy_(ref.weight)
+    x = (torch.randn(6, 8, dtype=torch.float64) * 5).requires_grad_()
+    y = torch.tensor([0, 3, 10, 3, 7, 1])
+    torch.testing.assert_close(sh(x, y), _ref_loss(ref, x, y), rtol=1e-12, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------- two processes
@@ -282,7 +323,7 @@ def equivalence(rank, name, kw, sizes, seed):
     y_all[0], y_all[-1] = 1, C - 1  # targets in both shards
     ref = cls(D, C, **kw).double().train()
     sh = ShardedMarginHead(D, C, margin=functools.partial(cls, **kw)).double().train()
-    k = sh.k
+    k = sh.centres.k
     start, count = shard_range(C, W, rank)
     rows = slice(start * k, (start + count) * k)
     with torch.no_grad():
@@ -298,9 +339,10 @@ def equivalence(rank, name, kw, sizes, seed):
     x = x_all[lo : lo + sizes[rank]].clone().requires_grad_()
     loss = sh(x, y_all[lo : lo + sizes[rank]])
     gx, gw = torch.autograd.grad(loss, [x, sh.weight])
-    local_reg = sh.margin.regularizer(x_all[lo : lo + sizes[rank]])
+    local_reg = sh.margin.regularizer(x_all[lo : lo + sizes[rank]].norm(dim=1, keepdim=True))
     expect = loss_ref if reg is None else loss_ref - reg + local_reg
-    bufs = [err(sh.margin.get_buffer(b).double(), v.double()) for b, v in ref.named_buffers()]
+    bufs = [err(sh.margin.get_buffer(b).double(), v.double())
+            for b, v in ref.margin.named_buffers()]
     return {
         "loss": float(loss), "loss_err": abs(float(loss - expect)),
         "gx_err": err(gx, W * gx_ref[lo : lo + sizes[rank]]),
@@ -325,13 +367,13 @@ def sampling(rank):
         x = x_all[rank * half : (rank + 1) * half]
         loss = sh(x, y_all[rank * half : (rank + 1) * half])
         (gw,) = torch.autograd.grad(loss, sh.weight)
-        index = sh.last_sample
+        index = sh.centres.last_sample
         chosen = [None] * W
         dist.all_gather_object(chosen, (index + start).tolist())
         cols = torch.tensor(sorted(sum(chosen, [])))
         positives = sorted({int(v) - start for v in y_all if start <= v < start + count})
         sub = H.ArcFaceHead(d, len(cols)).double()
-        sub.weight = torch.nn.Parameter(ref.weight.detach()[cols].clone())
+        sub.centres.weight = torch.nn.Parameter(ref.weight.detach()[cols].clone())
         y_sub = torch.searchsorted(cols, y_all)
         expected = F.cross_entropy(sub(x_all, y_sub), y_sub)
         (g_sub,) = torch.autograd.grad(expected, sub.weight)
@@ -348,7 +390,7 @@ def sampling(rank):
 def checkpoint(rank):
     torch.manual_seed(11)
     sh = ShardedMarginHead(D, C, margin=functools.partial(H.SubCenterArcFaceHead, k=2))
-    full_init = sh._init_rows(0, C * 2)
+    full_init = sh.centres._init_rows(0, C * 2)
     initial = [None] * W
     dist.all_gather_object(initial, sh.weight.detach().clone())
     opt = torch.optim.SGD(sh.parameters(), lr=0.1, momentum=0.9)
@@ -527,7 +569,7 @@ def test_two_process_fit_keeps_shard_out_of_ddp_and_saves_full_matrix(lightning_
     assert [r["world"] for r in ranks] == [2, 2]
     assert [r["shard"] for r in ranks] == [(0, 8), (8, 8)]
     for r in ranks:
-        assert r["ignored"] == ["head.weight"] and not r["in_reducer"]
+        assert r["ignored"] == ["head.centres.weight"] and not r["in_reducer"]
         assert r["backbone_in_reducer"]
         assert r["weight"].shape == (8, 16)
     state = torch.load(ckpt, weights_only=False)

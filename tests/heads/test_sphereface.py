@@ -29,7 +29,7 @@ def test_matches_loop_reference_with_lambda(feature_norm):
     x, W, y = ref.sample(6, 5, 7, x_scale=3.0)
     head = SphereFaceHead(5, 7, feature_norm=feature_norm, scale=16.0).double().eval()
     with torch.no_grad():
-        head.iteration.fill_(100)
+        head.margin.iteration.fill_(100)
     lam = max(5.0, 1000.0 * (1 + 0.12 * 100) ** -1.0)
     expected = ref.sphereface(x, W, y.tolist(), m=4, lam=lam, feature_norm=feature_norm, s=16.0)
     ref.check_against(head, expected, x, W, y)
@@ -38,22 +38,22 @@ def test_matches_loop_reference_with_lambda(feature_norm):
 def test_lambda_schedule_and_iteration_buffer():
     head = SphereFaceHead(4, 3)
     x, y = torch.randn(2, 4), torch.tensor([0, 2])
-    assert head.current_lambda().item() == pytest.approx(1000.0)
+    assert head.margin.current_lambda().item() == pytest.approx(1000.0)
     head.train()
     head(x, y)
     head(x, y)
-    assert head.iteration.item() == 2
-    assert head.current_lambda().item() == pytest.approx(1000.0 / (1 + 0.12 * 2))
+    assert head.margin.iteration.item() == 2
+    assert head.margin.current_lambda().item() == pytest.approx(1000.0 / (1 + 0.12 * 2))
     head.eval()
     head(x, y)
-    assert head.iteration.item() == 2  # evaluation does not anneal
+    assert head.margin.iteration.item() == 2  # evaluation does not anneal
     with torch.no_grad():
-        head.iteration.fill_(10**6)
-    assert head.current_lambda().item() == pytest.approx(5.0)  # lambda_min floor
+        head.margin.iteration.fill_(10**6)
+    assert head.margin.current_lambda().item() == pytest.approx(5.0)  # lambda_min floor
     # the buffer survives a state_dict round trip
     fresh = SphereFaceHead(4, 3)
     fresh.load_state_dict(head.state_dict())
-    assert fresh.iteration.item() == 10**6
+    assert fresh.margin.iteration.item() == 10**6
     assert torch.equal(fresh.weight, head.weight)
 
 
@@ -63,7 +63,7 @@ def test_training_step_uses_lambda_before_increment():
     out = ref.run_ours(head, x, W, y)
     expected = ref.sphereface(x, W, y.tolist(), m=4, lam=1000.0)
     torch.testing.assert_close(out, expected)
-    assert head.iteration.item() == 1
+    assert head.margin.iteration.item() == 1
 
 
 def test_gradcheck():
@@ -75,7 +75,7 @@ def test_gradcheck():
 def test_margin_must_be_integer():
     with pytest.raises(ConfigError, match="margin"):
         SphereFaceHead(4, 3, margin=2.5)
-    assert SphereFaceHead(4, 3, margin=3.0).margin == 3
+    assert SphereFaceHead(4, 3, margin=3.0).margin.margin == 3
 
 
 def test_matches_pytorch_metric_learning_without_lambda():

@@ -14,7 +14,7 @@ def test_weight_layout_and_cosine_is_max_over_subcentres():
     x = torch.randn(6, 4)
     full = F.normalize(x) @ F.normalize(head.weight).t()  # (6, 15), column c·K + k
     expected = torch.stack([full[:, 3 * c : 3 * c + 3].max(dim=1).values for c in range(5)], 1)
-    torch.testing.assert_close(head.cosine(x), expected)
+    torch.testing.assert_close(head.centres(x), expected)
 
 
 def test_matches_loop_reference():
