@@ -40,6 +40,7 @@ from . import benchmarks as bm
 from .embed import score_benchmark
 from .html_report import DEFAULT_REPORT_PAIRS, ReportData, write_html_report
 from .identification import INDEX_KINDS, faiss_gpu_count, identify
+from .ijb_cli import IJBRun, add_ijb_arguments, feature_model_names, format_ijb_table
 from .report import format_table, plot_cmc, plot_histograms, plot_roc, write_json
 
 DIR_FARS = (1e-1, 1e-2, 1e-3)
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"hardest genuine and impostor pairs (and worst probes) shown (default "
         f"{DEFAULT_REPORT_PAIRS})",
     )
+    add_ijb_arguments(p)
     return p
 
 
@@ -266,8 +268,10 @@ def _load_identification(args: argparse.Namespace) -> dict | None:
 
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
     """Run the evaluation described by parsed ``args``; returns the results dict."""
-    if not args.checkpoint and not args.onnx:
-        raise ConfigError("no model given; expected --checkpoint CKPT or --onnx FILE")
+    if not args.checkpoint and not args.onnx and not args.load_features:
+        raise ConfigError(
+            "no model given; expected --checkpoint CKPT, --onnx FILE or (IJB) --load-features"
+        )
     if args.batch_size < 1 or args.folds < 2:
         raise ConfigError("--batch-size must be >= 1 and --folds >= 2")
     if args.report_pairs < 0:
@@ -279,10 +283,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     )
     benches = _load_benchmarks(args)
     ident = _load_identification(args)
-    if not benches and ident is None:
+    if args.load_features and (benches or ident) and not (args.checkpoint or args.onnx):
+        raise ConfigError("--load-features evaluates IJB only; other benchmarks need a network")
+    ijb = IJBRun.from_args(args, len(args.checkpoint) + len(args.onnx))
+    if not benches and ident is None and ijb is None:
         raise ConfigError(
             "nothing to evaluate; expected --bin, --lfw-pairs/--lfw-root, --pairs-csv, "
-            "--synthetic or --gallery/--probe"
+            "--synthetic, --gallery/--probe or --ijb"
         )
     device = resolve_device(args.device)
     out = Path(args.out)
@@ -367,7 +374,16 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             model["identification"], curve, dim = _identification(emb, args, ident, report, name)
             model["embedding_dim"] = dim
             cmc_curves.append((name, curve))
+        if ijb is not None:
+            model["ijb"] = {ijb.key: ijb.run_model(emb, name)}
+            model["embedding_dim"] = model["ijb"][ijb.key]["embedding_dim"]
         results["models"][name] = model
+    if ijb is not None:
+        for path, fname in zip(
+            args.load_features, feature_model_names(args.load_features, names), strict=True
+        ):
+            results["models"][fname] = ijb.run_features(path, fname)
+        ijb.finish(results, out)
     for b in benches:
         fname = f"roc_{b.name}.png"
         plot_roc(out / fname, roc_curves[b.name], f"ROC: {b.name} ({b.num_pairs} pairs)")
@@ -391,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"facerec eval: error: {e}", file=sys.stderr)
         return 2
     print(format_table(results))
+    if ijb_table := format_ijb_table(results):
+        print(ijb_table)
     print(f"\nwrote {Path(args.out) / 'results.json'} and plots to {args.out}")
     if args.report:
         print(f"wrote {Path(args.out) / 'report.html'}")

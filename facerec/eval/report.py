@@ -186,11 +186,12 @@ def plot_roc(
     curves: Sequence[tuple[str, np.ndarray, np.ndarray]],
     title: str,
     min_far: float | None = None,
+    max_far: float = 1.0,
 ) -> None:
     """ROC curves (label, fpr, tpr) on one plot, log-scale FAR axis, written as PNG.
 
     Points with FAR 0 cannot be drawn on a log axis; the axis starts at ``min_far`` (default
-    the smallest non-zero FAR among the curves).
+    the smallest non-zero FAR among the curves) and ends at ``max_far`` (IJB: 1e-6 ... 1e-1).
     """
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -202,7 +203,7 @@ def plot_roc(
         keep = fpr > 0
         ax.plot(fpr[keep], tpr[keep], label=label, linewidth=1.4)
     ax.set_xscale("log")
-    ax.set_xlim(lo, 1.0)
+    ax.set_xlim(lo, max(max_far, 10 * lo))
     ax.set_ylim(0.0, 1.01)
     ax.set_xlabel("false accept rate (log scale)")
     ax.set_ylabel("true accept rate")

@@ -1,0 +1,401 @@
+"""IJB-B / IJB-C in insightface's layout: the meta-file reader, the aligned image source, the run.
+
+Layout (as insightface distributes the meta files; ``<n>`` is ``ijbc`` or ``ijbb``)::
+
+    ROOT/loose_crop/<image>                      the loose face crops and video frames
+    ROOT/meta/<n>_name_5pts_score.txt            "image x1 y1 ... x5 y5 faceness" per line
+    ROOT/meta/<n>_face_tid_mid.txt               "image template_id media_id", same order
+    ROOT/meta/<n>_template_pair_label.txt        "template1 template2 label" (1 = mated)
+    ROOT/meta/<n>_1N_gallery_G1.csv, _G2.csv     1:N galleries (IJB-B: _S1.csv, _S2.csv);
+    ROOT/meta/<n>_1N_probe_mixed.csv             CSV with a header, columns template, subject, ...
+
+The 1:N files are optional. A malformed line raises one :class:`DataError` naming the file and
+line. Each image is aligned from its 5 landmarks onto the ArcFace template at the model's input
+size (:func:`facerec.align.align_face`), embedded with the flip test by the shared loop
+(:func:`facerec.inference.embed_images`), then pooled and scored by
+:mod:`facerec.eval.ijb_protocol`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facerec.align import align_face
+from facerec.data.image import read_image
+from facerec.errors import DataError
+from facerec.io import atomic_path
+
+from .ijb_protocol import (
+    IJB_FARS,
+    IJB_FPIRS,
+    Templates,
+    identification_1n,
+    pair_scores,
+    pool_templates,
+    verification_1to1,
+)
+
+IJB_NAMES = ("IJBC", "IJBB")
+
+
+def _gallery_keys(name: str) -> tuple[str, str]:
+    return ("G1", "G2") if name == "IJBC" else ("S1", "S2")
+
+
+@dataclass
+class IJBMeta:
+    """The meta files of one IJB benchmark.
+
+    Attributes:
+        root: the benchmark folder (holding ``loose_crop/`` and ``meta/``).
+        name: "IJBC" or "IJBB".
+        images: (N,) image file names under ``loose_crop/``.
+        landmarks: (N, 5, 2) float32 landmarks (x, y) in image pixels.
+        faceness: (N,) float32 detector scores.
+        templates: (N,) int64 template id of each image.
+        medias: (N,) int64 media id of each image.
+        pairs: (P, 2) int64 template ids of the 1:1 pairs.
+        labels: (P,) int8, 1 for a mated pair.
+        galleries: 1:N gallery name ("G1"/"G2" or "S1"/"S2") -> ((G,) template ids, (G,)
+            subject ids); empty without 1:N files.
+        probes: ((Q,) template ids, (Q,) subject ids) of the mixed probes, or None.
+    """
+
+    root: Path
+    name: str
+    images: list[str]
+    landmarks: np.ndarray
+    faceness: np.ndarray
+    templates: np.ndarray
+    medias: np.ndarray
+    pairs: np.ndarray
+    labels: np.ndarray
+    galleries: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    probes: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def image_folder(self) -> Path:
+        return self.root / "loose_crop"
+
+
+# ----------------------------------------------------------------------------------- reading
+
+
+def _lines(path: Path, what: str) -> list[tuple[int, list[str]]]:
+    """(line number, whitespace tokens) of each non-blank line; DataError if unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read {what} ({e})") from None
+    return [(k, ln.split()) for k, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+
+
+def _bad(path: Path, line: int, expected: str, got: list[str]) -> DataError:
+    shown = " ".join(got)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return DataError(f"{path}:{line}: malformed line {shown!r}; expected {expected}")
+
+
+def _numbers(
+    path: Path, rows: list[tuple[int, list[str]]], cols: slice, dtype: type, expected: str
+) -> np.ndarray:
+    """Columns ``cols`` of every row as ``dtype``; DataError naming the first bad line."""
+    try:
+        return np.array([t[cols] for _, t in rows], dtype=dtype)
+    except (ValueError, OverflowError):
+        for k, t in rows:
+            try:
+                np.array(t[cols], dtype=dtype)
+            except (ValueError, OverflowError):
+                raise _bad(path, k, expected, t) from None
+        raise
+
+
+def read_name_5pts_score(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``<n>_name_5pts_score.txt``: -> names (N,), landmarks (N, 5, 2) float32, faceness (N,)."""
+    p = Path(path)
+    rows = _lines(p, "landmark list")
+    exp = "'image x1 y1 x2 y2 x3 y3 x4 y4 x5 y5 faceness' (12 fields, numbers after the name)"
+    for k, t in rows:
+        if len(t) != 12:
+            raise _bad(p, k, exp, t)
+    vals = _numbers(p, rows, slice(1, 12), np.float64, exp)
+    if vals.size and not np.all(np.isfinite(vals)):
+        k, t = rows[int(np.flatnonzero(~np.isfinite(vals).all(axis=1))[0])]
+        raise _bad(p, k, exp + " (finite numbers)", t)
+    names = [t[0] for _, t in rows]
+    return names, vals[:, :10].reshape(-1, 5, 2).astype(np.float32), vals[:, 10].astype(np.float32)
+
+
+def read_face_tid_mid(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``<n>_face_tid_mid.txt``: -> names (N,), template ids (N,) int64, media ids (N,) int64."""
+    p = Path(path)
+    rows = _lines(p, "template/media list")
+    exp = "'image template_id media_id' (3 fields, integer ids)"
+    for k, t in rows:
+        if len(t) != 3:
+            raise _bad(p, k, exp, t)
+    ids = _numbers(p, rows, slice(1, 3), np.int64, exp).reshape(-1, 2)
+    return [t[0] for _, t in rows], ids[:, 0].copy(), ids[:, 1].copy()
+
+
+def read_template_pairs(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``<n>_template_pair_label.txt``: -> pairs (P, 2) int64 template ids, labels (P,) int8.
+
+    Fast path ``np.loadtxt`` (IJB-B has 8 million lines); on any problem the file is scanned
+    line by line for the first malformed one.
+    """
+    p = Path(path)
+    exp = "'template1 template2 label' (3 integers, label 0 or 1)"
+    if not p.is_file():
+        raise DataError(f"{p}: template pair list not found")
+    try:
+        arr = np.loadtxt(p, dtype=np.int64, ndmin=2, comments=None)
+        ok = arr.shape[1] == 3 and bool(np.all((arr[:, 2] == 0) | (arr[:, 2] == 1)))
+    except (ValueError, OverflowError, UnicodeDecodeError):
+        ok = False
+    if ok and arr.shape[0] > 0:
+        return arr[:, :2].copy(), arr[:, 2].astype(np.int8)
+    rows = _lines(p, "template pair list")
+    if not rows:
+        raise DataError(f"{p}: no template pairs; expected lines {exp}")
+    for k, t in rows:
+        if len(t) != 3 or t[2] not in ("0", "1"):
+            raise _bad(p, k, exp, t)
+    arr = _numbers(p, rows, slice(0, 3), np.int64, exp).reshape(-1, 3)
+    return arr[:, :2].copy(), arr[:, 2].astype(np.int8)
+
+
+def read_template_subjects(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A 1:N CSV (header, then template id, subject id, ...; one row per image).
+
+    Returns:
+        (K,) int64 unique template ids (sorted) and (K,) int64 their subject ids. A template
+        listed with two subjects is a DataError.
+    """
+    p = Path(path)
+    exp = "'TEMPLATE_ID,SUBJECT_ID,...' (integers in the first two columns, after a header)"
+    try:
+        with p.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except FileNotFoundError:
+        raise DataError(f"{p}: 1:N template list not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{p}: cannot read 1:N template list ({e})") from None
+    body = [(k, r) for k, r in enumerate(rows[1:], 2) if any(c.strip() for c in r)]
+    if not body:
+        raise DataError(f"{p}: no templates; expected a header and rows {exp}")
+    for k, r in body:
+        if len(r) < 2:
+            raise _bad(p, k, exp, [",".join(r)])
+    vals = _numbers(p, [(k, [c.strip() for c in r]) for k, r in body], slice(0, 2), np.int64, exp)
+    tids, first, inv = np.unique(vals[:, 0], return_index=True, return_inverse=True)
+    subj = vals[first, 1]
+    clash = np.flatnonzero(subj[inv] != vals[:, 1])
+    if clash.size:
+        k, r = body[int(clash[0])]
+        raise DataError(
+            f"{p}:{k}: template {r[0].strip()} listed with subject {r[1].strip()} and "
+            f"{int(subj[inv[clash[0]]])}; expected one subject per template"
+        )
+    return tids.astype(np.int64), subj.astype(np.int64)
+
+
+def read_ijb(root: str | os.PathLike[str], name: str = "IJBC") -> IJBMeta:
+    """Read the meta files of ``root`` (see the module docstring).
+
+    Raises:
+        DataError: a missing folder or file, a malformed line (file:line), the landmark and
+            template lists out of step, or pairs naming templates without images.
+    """
+    name = name.upper()
+    if name not in IJB_NAMES:
+        raise DataError(f"IJB benchmark {name!r} is not known; expected IJBC or IJBB")
+    r = Path(root)
+    meta = r / "meta"
+    if not meta.is_dir() or not (r / "loose_crop").is_dir():
+        raise DataError(
+            f"{r}: not an IJB folder; expected {r}/loose_crop/ and {r}/meta/ (insightface's layout)"
+        )
+    n = name.lower()
+    f5 = meta / f"{n}_name_5pts_score.txt"
+    ft = meta / f"{n}_face_tid_mid.txt"
+    names, lmk, score = read_name_5pts_score(f5)
+    names2, tids, mids = read_face_tid_mid(ft)
+    if len(names) != len(names2):
+        raise DataError(
+            f"{f5} has {len(names)} images but {ft} has {len(names2)}; expected the same "
+            "images in the same order"
+        )
+    if not names:
+        raise DataError(f"{f5}: no images listed")
+    for k, (a, b) in enumerate(zip(names, names2, strict=True)):
+        if a != b:
+            raise DataError(
+                f"{ft}: image {k + 1} is {b!r} but {f5} lists {a!r}; expected the same images in "
+                "the same order"
+            )
+    pairs, labels = read_template_pairs(meta / f"{n}_template_pair_label.txt")
+    out = IJBMeta(r, name, names, lmk, score, tids, mids, pairs, labels)
+    known = np.unique(tids)
+    missing = ~np.isin(pairs.reshape(-1), known)
+    if missing.any():
+        t = int(pairs.reshape(-1)[np.argmax(missing)])
+        raise DataError(
+            f"{meta / f'{n}_template_pair_label.txt'}: template {t} has no image in {ft} "
+            f"({int(missing.sum())} such pair entries); expected every template to have images"
+        )
+    probe = meta / f"{n}_1N_probe_mixed.csv"
+    gk = _gallery_keys(name)
+    gfiles = {k: meta / f"{n}_1N_gallery_{k}.csv" for k in gk}
+    if probe.is_file() or any(f.is_file() for f in gfiles.values()):
+        for k, f in gfiles.items():
+            out.galleries[k] = read_template_subjects(f)
+        out.probes = read_template_subjects(probe)
+        for what, (t, _) in [*out.galleries.items(), ("probe_mixed", out.probes)]:
+            bad = ~np.isin(t, known)
+            if bad.any():
+                raise DataError(
+                    f"1:N {what} template {int(t[np.argmax(bad)])} has no image in {ft}; "
+                    "expected every 1:N template to have images"
+                )
+    return out
+
+
+# --------------------------------------------------------------------------------- images
+
+
+class AlignedImages:
+    """The loose crops of an :class:`IJBMeta`, each aligned from its landmarks: an ImageSource.
+
+    ``src[i]`` -> (h, w, 3) uint8 RGB, the image warped onto the ArcFace template at ``size``.
+    """
+
+    def __init__(self, meta: IJBMeta, size: tuple[int, int] = (112, 112)) -> None:
+        self.folder = meta.image_folder
+        self.images = meta.images
+        self.landmarks = meta.landmarks
+        self.size = (int(size[0]), int(size[1]))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return align_face(read_image(self.folder / self.images[i]), self.landmarks[i], self.size)
+
+
+# ------------------------------------------------------------------------------- features
+
+
+def save_features(path: str | os.PathLike[str], features: np.ndarray, meta: IJBMeta) -> None:
+    """Write image features (N, D) with the image names and benchmark name, atomically (.npz)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            features=np.asarray(features, np.float32),
+            images=np.asarray(meta.images),
+            name=np.asarray(meta.name),
+        )
+
+
+def load_features(path: str | os.PathLike[str], meta: IJBMeta) -> np.ndarray:
+    """Features saved by :func:`save_features` for ``meta``'s images: -> (N, D) float32.
+
+    Raises:
+        DataError: missing or unreadable file, another benchmark or another image list.
+    """
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            feats, images, name = z["features"], z["images"], str(z["name"])
+    except FileNotFoundError:
+        raise DataError(f"{p}: feature file not found") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(
+            f"{p}: not an IJB feature file ({e}); expected a .npz written by --save-features"
+        ) from None
+    if name != meta.name or images.size != len(meta.images):
+        raise DataError(
+            f"{p}: features of {images.size} {name} images; expected {len(meta.images)} "
+            f"{meta.name} images"
+        )
+    diff = np.flatnonzero(images != np.asarray(meta.images))
+    if diff.size:
+        k = int(diff[0])
+        raise DataError(
+            f"{p}: image {k + 1} is {images[k]!r} but the meta files list {meta.images[k]!r}; "
+            "expected features of the same image list"
+        )
+    if feats.ndim != 2 or feats.shape[0] != images.size:
+        raise DataError(f"{p}: features of shape {feats.shape}; expected ({images.size}, dim)")
+    return np.asarray(feats, np.float32)
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+def evaluate_features(
+    features: np.ndarray,
+    meta: IJBMeta,
+    detector_score: bool = True,
+    normalize_images: bool = False,
+    fars: tuple[float, ...] = IJB_FARS,
+    fpirs: tuple[float, ...] = IJB_FPIRS,
+) -> tuple[dict, np.ndarray, Templates]:
+    """Pool, score and report one model's image features (N, D) on ``meta``.
+
+    Returns:
+        ``(report, scores, templates)``: the JSON-ready report (keys in README's eval
+        section), the (P,) float32 pair scores and the pooled :class:`Templates`.
+    """
+    t0 = time.perf_counter()
+    tpl = pool_templates(
+        features,
+        meta.templates,
+        meta.medias,
+        meta.faceness if detector_score else None,
+        normalize_images=normalize_images,
+    )
+    t1 = time.perf_counter()
+    rows = tpl.index_of(meta.pairs.reshape(-1), "pair template").reshape(-1, 2)
+    scores = pair_scores(tpl.features, rows[:, 0], rows[:, 1])
+    t2 = time.perf_counter()
+    rep: dict = {
+        "root": str(meta.root),
+        "num_images": len(meta.images),
+        "num_templates": int(tpl.ids.size),
+        "num_media": int(tpl.num_media.sum()),
+        "detector_score": detector_score,
+        "normalize_images": normalize_images,
+        "verification": verification_1to1(scores, meta.labels, fars),
+        "pool_seconds": t1 - t0,
+        "score_seconds": t2 - t1,
+    }
+    if meta.probes is not None:
+        t3 = time.perf_counter()
+        pt, ps = meta.probes
+        q = tpl.features[tpl.index_of(pt, "probe template")]
+        ident: dict = {}
+        g_all = np.concatenate([t for t, _ in meta.galleries.values()])
+        s_all = np.concatenate([s for _, s in meta.galleries.values()])
+        g_all, first = np.unique(g_all, return_index=True)
+        s_all = s_all[first]
+        union = "+".join(meta.galleries)
+        ident[union] = identification_1n(
+            q, ps, tpl.features[tpl.index_of(g_all, "gallery template")], s_all, fpirs
+        )
+        for k, (gt, gs) in meta.galleries.items():
+            ident[k] = identification_1n(
+                q, ps, tpl.features[tpl.index_of(gt, "gallery template")], gs, fpirs
+            )
+        ident["search_seconds"] = time.perf_counter() - t3
+        rep["identification"] = ident
+    return rep, scores, tpl

@@ -1,0 +1,283 @@
+"""The IJB-B / IJB-C part of ``facerec eval``: its flags, one model's run, plots and table rows.
+
+Example::
+
+    facerec eval --checkpoint r50.ckpt --ijb /data/IJB_release/IJBC --ijb-name IJBC \\
+        --save-features runs/eval/ijbc_r50.npz
+    # later, other pooling options without the network:
+    facerec eval --load-features runs/eval/ijbc_r50.npz --ijb /data/IJB_release/IJBC \\
+        --ijb-no-detector-score
+
+Results go to ``results.json`` under ``models.<model>.ijb.<IJBC|IJBB>`` (keys in README's eval
+section), the ROC of every model to ``roc_<ijbc|ijbb>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from facerec.errors import ConfigError
+from facerec.inference import Embedder, EmbedStats, embed_images
+from facerec.metrics.verification import far_key
+
+from .ijb import IJB_NAMES, AlignedImages, IJBMeta, evaluate_features, load_features, read_ijb
+from .ijb import save_features as write_features
+from .ijb_protocol import IJB_FARS, IJB_FPIRS
+from .report import plot_roc
+
+
+def add_ijb_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--ijb ...`` flag group to ``facerec eval``'s parser."""
+    g = parser.add_argument_group(
+        "IJB-B / IJB-C (insightface's layout: ROOT/loose_crop, ROOT/meta)"
+    )
+    g.add_argument(
+        "--ijb", metavar="ROOT", help="IJB benchmark folder: 1:1 templates, 1:N if present"
+    )
+    g.add_argument(
+        "--ijb-name",
+        type=str.upper,
+        choices=IJB_NAMES,
+        default="IJBC",
+        help="which benchmark's meta files: IJBC (default) or IJBB",
+    )
+    g.add_argument(
+        "--ijb-no-detector-score",
+        action="store_true",
+        help="do not weight image features by the faceness score (insightface's D0 mode)",
+    )
+    g.add_argument(
+        "--ijb-normalize-images",
+        action="store_true",
+        help="L2-normalise image features before pooling (insightface's N0 mode; default N1 "
+        "keeps the feature norm as a quality weight, as its published tables)",
+    )
+    g.add_argument(
+        "--save-features",
+        metavar="FILE",
+        help="write the IJB image features (.npz; one file per model: FILE_<model>.npz when "
+        "several) so that a later run can --load-features",
+    )
+    g.add_argument(
+        "--load-features",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="IJB image features from --save-features instead of a network (repeatable; each "
+        "is a model named by the file stem)",
+    )
+
+
+class IJBRun:
+    """One ``facerec eval`` invocation's IJB work: the meta files, each model, the plots."""
+
+    def __init__(self, args: argparse.Namespace, meta: IJBMeta, num_models: int) -> None:
+        self.args = args
+        self.meta = meta
+        self.num_models = num_models
+        self.key = meta.name
+        self.curves: list[tuple[str, np.ndarray, np.ndarray]] = []
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, num_models: int) -> IJBRun | None:
+        """None without ``--ijb``; ConfigError for feature flags without it."""
+        if not args.ijb:
+            if args.load_features or args.save_features:
+                raise ConfigError("--save-features and --load-features need --ijb ROOT")
+            return None
+        if args.save_features and num_models == 0:
+            raise ConfigError("--save-features needs a network (--checkpoint or --onnx)")
+        print(f"{args.ijb_name}: reading the meta files of {args.ijb}", file=sys.stderr)
+        return cls(args, read_ijb(args.ijb, args.ijb_name), num_models)
+
+    def _features_path(self, model: str) -> Path:
+        p = Path(self.args.save_features)
+        if self.num_models > 1:
+            p = p.with_name(f"{p.stem}_{model}{p.suffix or '.npz'}")
+        return p
+
+    def run_model(self, embedder: Embedder, name: str) -> dict:
+        """Embed the aligned images with ``embedder``, then :meth:`evaluate` them."""
+        a = self.args
+        print(
+            f"[{name}] {self.key}: aligning and embedding {len(self.meta.images)} images",
+            file=sys.stderr,
+        )
+        stats: list[EmbedStats] = []
+        feats = embed_images(
+            embedder,
+            AlignedImages(self.meta, embedder.input_size),
+            a.batch_size,
+            not a.no_flip,
+            a.workers,
+            stats,
+            progress=True,
+        )
+        saved = None
+        if a.save_features:
+            saved = self._features_path(name)
+            write_features(saved, feats, self.meta)
+        rep = self.evaluate(feats, name)
+        rep.update(
+            features_file=None if saved is None else str(saved),
+            embedding_dim=int(feats.shape[1]),
+            embed_seconds=stats[0].seconds,
+            images_per_second=stats[0].images_per_second,
+        )
+        return rep
+
+    def run_features(self, path: str, name: str) -> dict:
+        """A ``--load-features`` file as a model entry of ``results.json``."""
+        feats = load_features(path, self.meta)
+        rep = self.evaluate(feats, name)
+        rep["features_file"] = str(path)
+        return {
+            "kind": "features",
+            "path": str(path),
+            "embedding_dim": int(feats.shape[1]),
+            "verification": {},
+            "ijb": {self.key: rep},
+        }
+
+    def evaluate(self, features: np.ndarray, name: str) -> dict:
+        """Pool, score and report ``features``; remembers the ROC for the plot."""
+        rep, _, _ = evaluate_features(
+            features,
+            self.meta,
+            detector_score=not self.args.ijb_no_detector_score,
+            normalize_images=self.args.ijb_normalize_images,
+        )
+        v = rep["verification"]
+        self.curves.append(
+            (
+                f"{name} (AUC {100 * v['auc']:.2f}%)",
+                np.array(v["roc"]["fpr"]),
+                np.array(v["roc"]["tpr"]),
+            )
+        )
+        rep["plots"] = {"roc": self.plot_name}
+        return rep
+
+    @property
+    def plot_name(self) -> str:
+        return f"roc_{self.key.lower()}.png"
+
+    def finish(self, results: dict, out: Path) -> None:
+        """Write the ROC plot of every model and record the IJB settings."""
+        n = self.meta.labels.size
+        plot_roc(
+            out / self.plot_name,
+            self.curves,
+            f"ROC: {self.key} 1:1 ({len(np.unique(self.meta.templates))} templates, {n} pairs)",
+            min_far=1e-6,
+            max_far=1e-1,
+        )
+        results["plots"]["roc"][self.key] = self.plot_name
+        results["settings"]["ijb"] = {
+            "root": str(self.meta.root),
+            "name": self.key,
+            "detector_score": not self.args.ijb_no_detector_score,
+            "normalize_images": self.args.ijb_normalize_images,
+            "fars": list(IJB_FARS),
+            "fpirs": list(IJB_FPIRS),
+        }
+
+
+def feature_model_names(paths: list[str], taken: list[str]) -> list[str]:
+    """Model names for ``--load-features`` files: the file stem, made unique against ``taken``."""
+    names: list[str] = []
+    for q in paths:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(q).stem).strip("_") or "features"
+        name, k = base, 2
+        while name in taken or name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def _grid(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return [fmt.format(*head), "  ".join("-" * w for w in widths), *(fmt.format(*r) for r in rows)]
+
+
+def format_ijb_table(results: dict) -> str:
+    """The IJB rows of the console summary ("" without IJB results)."""
+    entries = [
+        (name, key, rep)
+        for name, m in results.get("models", {}).items()
+        for key, rep in m.get("ijb", {}).items()
+    ]
+    if not entries:
+        return ""
+    lines: list[str] = []
+    for key in sorted({k for _, k, _ in entries}):
+        rows = [(n, r) for n, k, r in entries if k == key]
+        fars = list(rows[0][1]["verification"]["tar_at_far_nearest"])
+        head = ["model", "templates", "pairs", "AUC %", *(f"TAR@{f}" for f in fars)]
+        lines.append(f"{key} 1:1 TAR@FAR % (insightface's rule: the ROC point nearest each FAR)")
+        lines += _grid(
+            head,
+            [
+                [
+                    n,
+                    str(r["num_templates"]),
+                    str(r["verification"]["num_pairs"]),
+                    _pct(r["verification"]["auc"]),
+                    *(_pct(r["verification"]["tar_at_far_nearest"][f]["tar"]) for f in fars),
+                ]
+                for n, r in rows
+            ],
+        )
+        lines.append("")
+        lines.append(f"{key} 1:1 calibrated: TAR % at FAR <= target (cosine threshold)")
+        cal = []
+        for n, r in rows:
+            row = [n]
+            for f in fars:
+                t = r["verification"]["tar_at_far"][f]
+                row.append(f"{_pct(t['tar'])} ({t['threshold']:.4f})" if t["resolvable"] else "-")
+            cal.append(row)
+        lines += _grid(["model", *(f"TAR@{f}" for f in fars)], cal)
+        id_rows = [(n, r["identification"]) for n, r in rows if "identification" in r]
+        if id_rows:
+            lines.append("")
+            lines.append(
+                f"{key} 1:N: rank-k over the union gallery; TPIR@FPIR % by ijb_1n.py's rule "
+                "(union) and open-set per gallery (non-mated probes)"
+            )
+            fk = [far_key(x) for x in IJB_FPIRS]
+            galleries = [g for g in id_rows[0][1] if g != "search_seconds" and "+" not in g]
+            union = next(g for g in id_rows[0][1] if "+" in g)
+            head = ["model", "probes", "rank-1", "rank-5", "rank-10"]
+            head += [f"TPIR@{f}" for f in fk]
+            head += [f"{g} TPIR@{f}" for g in galleries for f in fk]
+            tab = []
+            for n, ident in id_rows:
+                u = ident[union]
+                row = [
+                    n,
+                    str(u["num_probes"]),
+                    _pct(u["rank1"]),
+                    _pct(u["rank5"]),
+                    _pct(u["rank10"]),
+                ]
+                row += [_pct(u["tpir_at_fpir_insightface"].get(f, {}).get("tpir")) for f in fk]
+                for g in galleries:
+                    o = ident[g]["tpir_at_fpir"]
+                    row += [
+                        _pct(o[f]["tpir"]) if f in o and o[f]["resolvable"] else "-" for f in fk
+                    ]
+                tab.append(row)
+            lines += _grid(head, tab)
+        lines.append("")
+    return "\n".join(lines).rstrip()
