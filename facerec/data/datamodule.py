@@ -57,6 +57,16 @@ class PKOptions:
     min_images: int = 2
 
 
+class _SubsetLoader:
+    """Image ``indices[i]`` of another loader, for ``data.include_list`` (picklable)."""
+
+    def __init__(self, load: Any, indices: np.ndarray) -> None:
+        self.load, self.indices = load, indices
+
+    def __call__(self, i: int) -> np.ndarray:
+        return self.load(int(self.indices[i]))
+
+
 class FaceDataModule(pl.LightningDataModule):
     """Face images for training and held-out verification pairs for validation.
 
@@ -75,6 +85,9 @@ class FaceDataModule(pl.LightningDataModule):
         val_identities: number of identities held out of training for validation pairs
             (synthetic: fresh identities; folders: chosen with ``seed``). 0 disables validation.
         val_list: a file naming held-out identities (folders only), instead of a count.
+        include_list: a file naming the images to use, one a line (as ``facerec doctor
+            --write-clean-list`` writes it): paths relative to ``root`` for folders, sample
+            indices for RecordIO; the others are left out without touching the data folder.
         val_images_per_identity: images of each held-out synthetic identity.
         val_pairs: genuine and impostor pairs each for ``val/acc``.
         strict: make a corrupt training image an error instead of a counted skip.
@@ -98,6 +111,7 @@ class FaceDataModule(pl.LightningDataModule):
         synthetic: SyntheticOptions = SyntheticOptions(),
         val_identities: int = 50,
         val_list: str | None = None,
+        include_list: str | None = None,
         val_images_per_identity: int = 10,
         val_pairs: int = 1000,
         strict: bool = False,
@@ -127,6 +141,7 @@ class FaceDataModule(pl.LightningDataModule):
         )
         self.val_identities = val_identities
         self.val_list = val_list
+        self.include_list = include_list
         self.val_images_per_identity = val_images_per_identity
         self.val_pairs = val_pairs
         self.strict = strict
@@ -172,15 +187,18 @@ class FaceDataModule(pl.LightningDataModule):
 
             rec = RecordIODataset(self.root)
             labels = np.asarray(rec.labels, dtype=np.int64)
+            train_idx = self._included_indices(len(labels))
             index = {
                 "kind": "recordio",
                 "rec": rec,
-                "train_idx": np.arange(len(labels)),
-                "train_labels": labels,
+                "train_idx": train_idx,
+                "train_labels": labels[train_idx],
                 "class_names": [str(i) for i in range(int(rec.num_classes))],
             }
         else:
             paths, labels, names = scan_image_folder(self.root)
+            if self.include_list:
+                paths, labels, names = self._included_paths(paths, labels, names)
             held = self._held_out_names(names)
             keep = np.array([names[lb] not in held for lb in labels])
             train_names = [n for n in names if n not in held]
@@ -202,6 +220,44 @@ class FaceDataModule(pl.LightningDataModule):
             }
         self._index = index
         return index
+
+    def _included_paths(
+        self, paths: list[str], labels: np.ndarray, names: list[str]
+    ) -> tuple[list[str], np.ndarray, list[str]]:
+        """Only the images ``include_list`` names; identities left without images drop out."""
+        listed = set(read_name_list(str(self.include_list)))
+        rel = [Path(p).relative_to(str(self.root)).as_posix() for p in paths]
+        unknown = sorted(listed - set(rel))
+        if unknown:
+            raise DataError(
+                f"data.include_list {self.include_list} names {len(unknown)} images not under "
+                f"{self.root} (e.g. {unknown[0]}); expected paths relative to the root"
+            )
+        keep = np.array([r in listed for r in rel], dtype=bool)
+        used = np.unique(labels[keep])
+        remap = np.full(len(names), -1, dtype=np.int64)
+        remap[used] = np.arange(used.size)
+        kept = [p for p, k in zip(paths, keep, strict=True) if k]
+        return kept, remap[labels[keep]], [names[i] for i in used]
+
+    def _included_indices(self, n: int) -> np.ndarray:
+        """Sample indices of a RecordIO set to train on: ``include_list``'s, else all ``n``."""
+        if not self.include_list:
+            return np.arange(n)
+        listed = read_name_list(str(self.include_list))
+        try:
+            idx = np.unique(np.asarray([int(x) for x in listed], dtype=np.int64))
+        except ValueError:
+            raise DataError(
+                f"data.include_list {self.include_list}: expected one sample index a line for "
+                "a RecordIO set"
+            ) from None
+        if idx.size and (idx[0] < 0 or idx[-1] >= n):
+            raise DataError(
+                f"data.include_list {self.include_list} names sample indices outside "
+                f"[0, {n}) of {self.root}"
+            )
+        return idx
 
     def _held_out_names(self, names: list[str]) -> set[str]:
         if self.val_list:
@@ -268,6 +324,8 @@ class FaceDataModule(pl.LightningDataModule):
                 loader: Any = ArrayLoader(images)
             elif index["kind"] == "recordio":
                 loader, labels = index["rec"].load_image, index["train_labels"]
+                if self.include_list:
+                    loader = _SubsetLoader(loader, index["train_idx"])
             else:
                 loader, labels = PathLoader(index["train_paths"]), index["train_labels"]
             self.train_set = FaceDataset(

@@ -1,0 +1,404 @@
+"""Data doctor: duplicates, likely label errors, split identities and benchmark overlap.
+
+Pure analysis on file hashes and L2-normalised embeddings (the model, the images and the output
+files are :mod:`facerec.eval.doctor_cli`'s business). Every search goes through the project's
+FAISS index (:func:`facerec.eval.identification.build_index`: exact ``flat``, or ``ivf`` /
+``hnsw`` for millions of images), queried in chunks with a progress bar.
+
+Findings:
+
+* **exact duplicates**: images whose file bytes hash the same (BLAKE2b), within one identity or
+  across identities;
+* **near duplicates**: image pairs whose cosine similarity exceeds ``near_duplicate`` (each
+  image's ``neighbours`` nearest are searched), exact duplicates excluded;
+* **likely mislabelled**: images closer to another identity's centre than to their own. The own
+  centre is the mean of the identity's *other* images (leave-one-out, so an image does not pull
+  its own centre), the other centre the most similar centre of any other identity; flagged when
+  ``margin = other - own > mislabel_margin``;
+* **split identities**: identity pairs whose centres' cosine exceeds ``split``, one person under
+  two names;
+* **benchmark overlap**: benchmark images whose bytes equal a training image's, or whose nearest
+  training image is more similar than ``overlap``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from facerec.errors import ConfigError, DataError
+
+from .identification import INDEX_KINDS, build_index, faiss_search
+
+
+@dataclass
+class DoctorOptions:
+    """Thresholds (cosine similarities of unit embeddings) and search settings.
+
+    near_duplicate: pairs above it are near duplicates. mislabel_margin: an image is flagged when
+    its best other centre beats its own (leave-one-out) centre by more than this. split: identity
+    centres above it are one person split in two. overlap: a benchmark image whose nearest
+    training image is above it overlaps. neighbours: images searched per image for near
+    duplicates. index: FAISS index kind (flat, ivf, hnsw); nprobe: IVF lists searched.
+    chunk_size: queries per FAISS call (the progress bar's step).
+    """
+
+    near_duplicate: float = 0.95
+    mislabel_margin: float = 0.0
+    split: float = 0.8
+    overlap: float = 0.95
+    neighbours: int = 10
+    index: str = "flat"
+    nprobe: int = 16
+    chunk_size: int = 8192
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for a value out of range."""
+        for name in ("near_duplicate", "split", "overlap"):
+            v = getattr(self, name)
+            if not -1.0 <= v <= 1.0:
+                raise ConfigError(f"doctor {name} threshold {v}; expected a cosine in [-1, 1]")
+        if not -2.0 <= self.mislabel_margin <= 2.0:
+            raise ConfigError(f"doctor mislabel margin {self.mislabel_margin}; expected [-2, 2]")
+        if self.neighbours < 1 or self.nprobe < 1 or self.chunk_size < 1:
+            raise ConfigError("doctor neighbours, nprobe and chunk size must be >= 1")
+        if self.index not in INDEX_KINDS:
+            raise ConfigError(f"index {self.index!r}; expected one of {', '.join(INDEX_KINDS)}")
+
+
+def file_hash(data: bytes) -> str:
+    """BLAKE2b-128 hex digest of a file's bytes (the exact-duplicate key)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def hash_files(paths: Sequence[str | os.PathLike[str]], progress: bool = False) -> list[str]:
+    """:func:`file_hash` of each file; :class:`DataError` naming a file that cannot be read."""
+    out = []
+    for p in _bar(paths, "hashing", progress):
+        try:
+            with open(p, "rb") as f:
+                out.append(file_hash(f.read()))
+        except OSError as e:
+            raise DataError(f"{p}: cannot read ({e.strerror}); expected an image file") from None
+    return out
+
+
+def _bar(it, desc: str, enabled: bool, total: int | None = None):
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def exact_duplicates(hashes: Sequence[str]) -> list[np.ndarray]:
+    """Groups of indices whose hashes are equal: each (>= 2,) int64, sorted; groups in order."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, h in enumerate(hashes):
+        groups[h].append(i)
+    return [np.asarray(v, np.int64) for v in groups.values() if len(v) > 1]
+
+
+def _unit(x: np.ndarray, what: str) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise DataError(f"{what} of shape {x.shape}; expected a non-empty (N, D) array")
+    if not np.isfinite(x).all():
+        raise DataError(f"{what} contain NaN or inf; expected finite embeddings")
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _index(x: np.ndarray, opt: DoctorOptions):
+    kind = opt.index if x.shape[0] >= 2 else "flat"
+    if kind == "ivf" and x.shape[0] < 1000:
+        kind = "flat"  # too few points to train inverted lists
+    return build_index(x, kind=kind, use_gpu=False, nprobe=opt.nprobe)  # type: ignore[arg-type]
+
+
+def search(
+    base: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    opt: DoctorOptions,
+    progress: bool = False,
+    desc: str = "searching",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` cosine neighbours in ``base`` (B, D) of each query (Q, D), unit rows.
+
+    Returns ``(scores, ids)``: (Q, k') float32 descending and int64 rows of ``base`` (-1 where an
+    approximate index found fewer), k' = min(k, B).
+    """
+    index = _index(base, opt)
+    k = min(int(k), base.shape[0])
+    cs = opt.chunk_size
+    parts_s, parts_i = [], []
+    for s in _bar(range(0, queries.shape[0], cs), desc, progress, -(-queries.shape[0] // cs)):
+        d, i = faiss_search(index, queries[s : s + cs], k, chunk_size=cs)
+        parts_s.append(d)
+        parts_i.append(i)
+    if not parts_s:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+    return np.concatenate(parts_s), np.concatenate(parts_i)
+
+
+@dataclass
+class NearPairs:
+    """Image pairs (i < j) above a cosine threshold: i, j (P,) int64, score (P,) float32."""
+
+    i: np.ndarray
+    j: np.ndarray
+    score: np.ndarray
+
+
+def near_duplicates(
+    emb: np.ndarray,
+    opt: DoctorOptions,
+    exclude_hashes: Sequence[str] | None = None,
+    progress: bool = False,
+) -> NearPairs:
+    """Pairs of images whose cosine exceeds ``opt.near_duplicate``, each pair once, best first.
+
+    Args:
+        emb: (N, D) embeddings (normalised here). Each image's ``opt.neighbours`` nearest are
+            searched, so an image with more near copies than that lists only those.
+        exclude_hashes: (N,) file hashes; pairs with equal hashes (exact duplicates) are left
+            out.
+    """
+    x = _unit(emb, "embeddings")
+    s, ids = search(x, x, opt.neighbours + 1, opt, progress, "near duplicates")
+    rows = np.repeat(np.arange(x.shape[0]), s.shape[1])
+    s, ids = s.reshape(-1), ids.reshape(-1)
+    keep = (ids >= 0) & (ids != rows) & (s > opt.near_duplicate)
+    a, b, sc = rows[keep], ids[keep], s[keep]
+    i, j = np.minimum(a, b), np.maximum(a, b)
+    if i.size:
+        key = i * x.shape[0] + j
+        _, first = np.unique(key, return_index=True)
+        i, j, sc = i[first], j[first], sc[first]
+    if exclude_hashes is not None and i.size:
+        h = np.asarray(exclude_hashes)
+        keep = h[i] != h[j]
+        i, j, sc = i[keep], j[keep], sc[keep]
+    order = np.lexsort((j, i, -sc))
+    return NearPairs(i[order].astype(np.int64), j[order].astype(np.int64), sc[order])
+
+
+@dataclass
+class Centres:
+    """Identity centres: sums (C, D) of unit embeddings, counts (C,), unit centres (C, D)."""
+
+    sums: np.ndarray
+    counts: np.ndarray
+    unit: np.ndarray
+
+
+def identity_centres(emb: np.ndarray, labels: np.ndarray, num_classes: int) -> Centres:
+    """Sum, count and normalised mean of each identity's unit embeddings.
+
+    emb: (N, D); labels: (N,) in [0, num_classes). An identity without images has a zero centre.
+    """
+    x = _unit(emb, "embeddings")
+    y = np.asarray(labels, np.int64).reshape(-1)
+    if y.shape[0] != x.shape[0] or (y.size and (y.min() < 0 or y.max() >= num_classes)):
+        raise DataError(f"{y.size} labels for {x.shape[0]} embeddings, or a label outside "
+                        f"[0, {num_classes}); expected one label per image")  # fmt: skip
+    sums = np.zeros((num_classes, x.shape[1]), np.float64)
+    np.add.at(sums, y, x)
+    counts = np.bincount(y, minlength=num_classes)
+    unit = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return Centres(sums, counts, unit.astype(np.float32))
+
+
+@dataclass
+class Mislabelled:
+    """Likely label errors: image (M,), own and other identity (M,), own / other cosine and
+    margin = other - own (M,), largest margin first."""
+
+    image: np.ndarray
+    own: np.ndarray
+    other: np.ndarray
+    own_score: np.ndarray
+    other_score: np.ndarray
+
+    @property
+    def margin(self) -> np.ndarray:
+        return self.other_score - self.own_score
+
+
+def mislabelled(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    centres: Centres,
+    opt: DoctorOptions,
+    progress: bool = False,
+) -> Mislabelled:
+    """Images closer to another identity's centre than to their own (leave-one-out) centre.
+
+    Images that are alone in their identity have no own centre and are not judged.
+    emb: (N, D); labels: (N,).
+    """
+    x = _unit(emb, "embeddings")
+    y = np.asarray(labels, np.int64).reshape(-1)
+    loo = centres.sums[y] - x  # (N, D) the identity's other images
+    own = np.einsum("nd,nd->n", x, loo) / np.maximum(np.linalg.norm(loo, axis=1), 1e-12)
+    alive = np.nonzero(centres.counts > 0)[0]
+    s, ids = search(centres.unit[alive], x, 2, opt, progress, "centres")
+    ids = np.where(ids >= 0, alive[np.clip(ids, 0, None)], -1)
+    first_is_own = ids[:, 0] == y
+    other = np.where(first_is_own, ids[:, 1] if ids.shape[1] > 1 else -1, ids[:, 0])
+    other_s = np.where(first_is_own, s[:, 1] if s.shape[1] > 1 else -np.inf, s[:, 0])
+    judged = (centres.counts[y] >= 2) & (other >= 0)
+    flag = judged & (other_s - own > opt.mislabel_margin)
+    idx = np.nonzero(flag)[0]
+    order = idx[np.argsort(-(other_s[idx] - own[idx]), kind="stable")]
+    return Mislabelled(
+        order.astype(np.int64),
+        y[order],
+        other[order].astype(np.int64),
+        own[order].astype(np.float32),
+        other_s[order].astype(np.float32),
+    )
+
+
+def split_identities(centres: Centres, opt: DoctorOptions, k: int = 5) -> NearPairs:
+    """Identity pairs (a < b) whose centres' cosine exceeds ``opt.split``, best first."""
+    alive = np.nonzero(centres.counts > 0)[0]
+    if alive.size < 2:
+        return NearPairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    c = centres.unit[alive]
+    s, ids = search(c, c, k + 1, opt)
+    rows = np.repeat(np.arange(c.shape[0]), s.shape[1])
+    s, ids = s.reshape(-1), ids.reshape(-1)
+    keep = (ids >= 0) & (ids != rows) & (s > opt.split)
+    a, b = alive[rows[keep]], alive[ids[keep]]
+    i, j, sc = np.minimum(a, b), np.maximum(a, b), s[keep]
+    if i.size:
+        _, first = np.unique(i * centres.counts.size + j, return_index=True)
+        i, j, sc = i[first], j[first], sc[first]
+    order = np.lexsort((j, i, -sc))
+    return NearPairs(i[order].astype(np.int64), j[order].astype(np.int64), sc[order])
+
+
+@dataclass
+class Overlap:
+    """Benchmark images that match a training image: bench (O,), train (O,), score (O,) cosine,
+    exact (O,) bool (same file bytes)."""
+
+    bench: np.ndarray
+    train: np.ndarray
+    score: np.ndarray
+    exact: np.ndarray
+
+
+def benchmark_overlap(
+    train_emb: np.ndarray,
+    bench_emb: np.ndarray,
+    opt: DoctorOptions,
+    train_hashes: Sequence[str] | None = None,
+    bench_hashes: Sequence[str] | None = None,
+    progress: bool = False,
+) -> Overlap:
+    """Benchmark images equal (by hash) or too similar (> ``opt.overlap``) to a training image.
+
+    train_emb: (N, D); bench_emb: (M, D). Each benchmark image is reported once, with its
+    nearest training image (or, for an exact copy, the first training image of equal bytes).
+    """
+    x = _unit(train_emb, "training embeddings")
+    q = _unit(bench_emb, "benchmark embeddings")
+    s, ids = search(x, q, 1, opt, progress, "benchmark overlap")
+    best_s, best_i = s[:, 0], ids[:, 0]
+    exact = np.zeros(q.shape[0], bool)
+    if train_hashes is not None and bench_hashes is not None:
+        first: dict[str, int] = {}
+        for n, h in enumerate(train_hashes):
+            first.setdefault(h, n)
+        for m, h in enumerate(bench_hashes):
+            if h in first:
+                exact[m] = True
+                best_i[m] = first[h]
+                best_s[m] = float(x[first[h]] @ q[m])
+    hit = exact | ((best_i >= 0) & (best_s > opt.overlap))
+    idx = np.nonzero(hit)[0]
+    return Overlap(idx.astype(np.int64), best_i[idx].astype(np.int64), best_s[idx], exact[idx])
+
+
+@dataclass
+class Diagnosis:
+    """Everything :func:`diagnose` found (indices are rows of the training set)."""
+
+    num_images: int
+    exact: list[np.ndarray]
+    near: NearPairs
+    mislabelled: Mislabelled
+    split: NearPairs
+    overlap: dict[str, Overlap] = field(default_factory=dict)
+
+
+def diagnose(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    hashes: Sequence[str],
+    opt: DoctorOptions | None = None,
+    bench: dict[str, tuple[np.ndarray, Sequence[str] | None]] | None = None,
+    progress: bool = False,
+) -> Diagnosis:
+    """Run every check on a training set's embeddings.
+
+    Args:
+        emb: (N, D) embeddings of the N images (normalised here).
+        labels: (N,) int identity of each; num_classes: number of identities.
+        hashes: (N,) :func:`file_hash` of each image's bytes.
+        bench: benchmark name -> ((M, D) embeddings of its images, (M,) hashes or None).
+    """
+    opt = opt or DoctorOptions()
+    opt.check()
+    if len(hashes) != emb.shape[0]:
+        raise DataError(f"{len(hashes)} hashes for {emb.shape[0]} images; expected one each")
+    centres = identity_centres(emb, labels, num_classes)
+    d = Diagnosis(
+        num_images=int(emb.shape[0]),
+        exact=exact_duplicates(hashes),
+        near=near_duplicates(emb, opt, hashes, progress),
+        mislabelled=mislabelled(emb, labels, centres, opt, progress),
+        split=split_identities(centres, opt),
+    )
+    for name, (b_emb, b_hashes) in (bench or {}).items():
+        d.overlap[name] = benchmark_overlap(emb, b_emb, opt, hashes, b_hashes, progress)
+    return d
+
+
+def images_to_drop(d: Diagnosis, labels: np.ndarray) -> dict[int, str]:
+    """The images a clean list leaves out, each with the reason (first reason wins).
+
+    * exact duplicates: within one identity all copies but the first; across identities every
+      copy (which label is right cannot be told);
+    * near duplicates: within one identity the later image; across identities both;
+    * likely mislabelled images; training images matching a benchmark image.
+
+    Split identities are reported only (merging them is a relabelling, not a deletion).
+    """
+    y = np.asarray(labels, np.int64)
+    drop: dict[int, str] = {}
+    for g in d.exact:
+        across = np.unique(y[g]).size > 1
+        for n in g if across else g[1:]:
+            drop.setdefault(int(n), "exact duplicate" + (" across identities" if across else ""))
+    for i, j in zip(d.near.i.tolist(), d.near.j.tolist(), strict=True):
+        if y[i] == y[j]:
+            drop.setdefault(j, f"near duplicate of image {i}")
+        else:
+            drop.setdefault(i, f"near duplicate across identities (image {j})")
+            drop.setdefault(j, f"near duplicate across identities (image {i})")
+    for n, o in zip(d.mislabelled.image.tolist(), d.mislabelled.other.tolist(), strict=True):
+        drop.setdefault(n, f"likely mislabelled (closer to identity {o})")
+    for name, ov in d.overlap.items():
+        for t in ov.train.tolist():
+            drop.setdefault(t, f"matches a {name} benchmark image")
+    return drop

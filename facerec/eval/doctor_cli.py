@@ -1,0 +1,659 @@
+"""``facerec doctor``: check a training set with a model's embeddings before training on it.
+
+Example::
+
+    facerec doctor --data data/faces --checkpoint runs/r50/last.ckpt \\
+        --bin data/lfw.bin --out runs/doctor --write-clean-list runs/doctor/clean.txt
+    facerec fit --config configs/quickstart.yaml --data.root data/faces \\
+        --data.include_list runs/doctor/clean.txt
+
+Reads an image folder (``ROOT/identity/image``) or an insightface RecordIO set, embeds every
+image once (the shared embedding loop, flip test on), runs the checks of
+:mod:`facerec.eval.doctor` and writes to ``--out``: one CSV per finding
+(``exact_duplicates.csv``, ``near_duplicates.csv``, ``mislabelled.csv``,
+``split_identities.csv``, ``benchmark_overlap.csv``, ``unreadable.csv``), ``summary.json`` and
+``doctor.html`` (the findings with thumbnails). ``--write-clean-list FILE`` lists the images to
+keep (see :func:`facerec.eval.doctor.images_to_drop`), which ``data.include_list`` reads; nothing
+in the data folder is moved or deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import html
+import io
+import json
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import facerec
+from facerec.data.image import fit_to_size
+from facerec.data.sources import EncodedImages, FileImages, ImageSource
+from facerec.errors import ConfigError, DataError, FacerecError
+from facerec.inference import (
+    Embedder,
+    embed_images,
+    load_checkpoint_embedder,
+    load_onnx_embedder,
+    resolve_device,
+)
+from facerec.io import atomic_write_text
+
+from . import benchmarks as bm
+from .doctor import INDEX_KINDS, Diagnosis, DoctorOptions, diagnose, file_hash, images_to_drop
+from .html_report import image_data_uri
+
+THUMB = 64
+CLEAN_LIST_HEADER = "# facerec doctor clean list"
+
+
+@dataclass
+class TrainingImages:
+    """A training set as the doctor sees it.
+
+    images: the N images; labels (N,) int64; class_names (C,); keys (N,) the clean-list entry
+    of each image (path relative to the root, or the RecordIO sample index); kind: "folder" or
+    "recordio"; root: what ``--data`` named.
+    """
+
+    images: ImageSource
+    labels: np.ndarray
+    class_names: list[str]
+    keys: list[str]
+    kind: str
+    root: str
+    blobs: object  # callable i -> bytes (the encoded image, for hashing)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class _RecordImages:
+    def __init__(self, rec) -> None:
+        self.rec = rec
+
+    def __len__(self) -> int:
+        return len(self.rec)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.rec.load_image(i)
+
+
+def read_training_images(root: str | os.PathLike[str]) -> TrainingImages:
+    """An image folder (``root/identity/image``) or RecordIO set (``train.rec``/``.idx``)."""
+    r = Path(root)
+    if (r / "train.rec").exists() or str(r).endswith(".rec"):
+        from facerec.data.recordio import RecordIODataset
+
+        rec = RecordIODataset(r)
+        labels = np.asarray(rec.labels, np.int64)
+        n = int(labels.max()) + 1 if labels.size else 0
+        return TrainingImages(
+            _RecordImages(rec),
+            labels,
+            [str(i) for i in range(n)],
+            [str(i) for i in range(len(rec))],
+            "recordio",
+            str(r),
+            lambda i: rec.read_record(i)[1],
+        )
+    from facerec.data.folder import scan_image_folder
+
+    paths, labels, names = scan_image_folder(r)
+    keys = [Path(p).relative_to(r).as_posix() for p in paths]
+    return TrainingImages(
+        FileImages(paths),
+        labels,
+        names,
+        keys,
+        "folder",
+        str(r),
+        lambda i: Path(paths[i]).read_bytes(),
+    )
+
+
+def _bench_hashes(b: bm.PairBenchmark) -> list[str] | None:
+    if isinstance(b.images, EncodedImages):
+        return [file_hash(bytes(x)) for x in b.images.blobs]
+    if isinstance(b.images, FileImages):
+        return [file_hash(Path(p).read_bytes()) for p in b.images.paths]
+    return None
+
+
+def _bench_names(b: bm.PairBenchmark) -> list[str]:
+    from .html_report import image_name
+
+    return [image_name(b.images, i) for i in range(len(b.images))]
+
+
+@dataclass
+class DoctorResult:
+    """What :func:`run_doctor` found and wrote."""
+
+    diagnosis: Diagnosis
+    keep: list[int]
+    drop: dict[int, str]
+    unreadable: list[tuple[int, str]]
+    rows: np.ndarray  # (R,) training-image index of each embedded row
+    summary: dict
+    files: list[Path]
+
+
+def _csv(path: Path, head: list[str], rows: list[list]) -> Path:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(head)
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def run_doctor(
+    data: TrainingImages,
+    embedder: Embedder,
+    out: str | os.PathLike[str],
+    benches: list[bm.PairBenchmark] | None = None,
+    opt: DoctorOptions | None = None,
+    clean_list: str | os.PathLike[str] | None = None,
+    batch_size: int = 128,
+    flip: bool = True,
+    workers: int = 2,
+    progress: bool = False,
+    html_rows: int = 100,
+) -> DoctorResult:
+    """Embed ``data`` and the benchmarks' images with ``embedder``, diagnose, write the outputs.
+
+    Images that cannot be read are left out of the analysis, listed in ``unreadable.csv`` and
+    left out of the clean list.
+    """
+    opt = opt or DoctorOptions()
+    opt.check()
+    outd = Path(out)
+    outd.mkdir(parents=True, exist_ok=True)
+    skipped: list[tuple[int, str]] = []
+    emb = embed_images(
+        embedder,
+        data.images,
+        batch_size,
+        flip,
+        workers,
+        skipped=skipped,
+        normalize=True,
+        progress=progress,
+    )
+    bad = {i for i, _ in skipped}
+    rows = np.asarray([i for i in range(len(data)) if i not in bad], np.int64)
+    if rows.size == 0:
+        raise DataError(f"{data.root}: no image could be read; see the reasons above")
+    hashes = []
+    for i in rows.tolist():
+        hashes.append(file_hash(data.blobs(i)))  # type: ignore[operator]
+    bench_in: dict = {}
+    bench_names: dict[str, list[str]] = {}
+    for b in benches or []:
+        e = embed_images(
+            embedder, b.images, batch_size, flip, workers, normalize=True, progress=progress
+        )
+        bench_in[b.name] = (e, _bench_hashes(b))
+        bench_names[b.name] = _bench_names(b)
+    labels = data.labels[rows]
+    d = diagnose(emb, labels, len(data.class_names), hashes, opt, bench_in, progress)
+    drop_rows = images_to_drop(d, labels)
+    drop = {int(rows[r]): why for r, why in drop_rows.items()}
+    for i, why in skipped:
+        drop[int(i)] = f"unreadable: {why}"
+    keep = [i for i in range(len(data)) if i not in drop]
+    files = _write_csvs(outd, data, rows, d, skipped, bench_names)
+    summary = _summary(data, d, skipped, keep, opt)
+    files.append(outd / "summary.json")
+    atomic_write_text(files[-1], json.dumps(summary, indent=2) + "\n")
+    files.append(outd / "doctor.html")
+    atomic_write_text(
+        files[-1], _html(data, rows, d, summary, bench_names, benches or [], embedder, html_rows)
+    )
+    if clean_list is not None:
+        write_clean_list(clean_list, data, keep)
+        files.append(Path(clean_list))
+    return DoctorResult(d, keep, drop, skipped, rows, summary, files)
+
+
+def write_clean_list(path: str | os.PathLike[str], data: TrainingImages, keep: list[int]) -> None:
+    """The images to keep, one key a line (see :class:`TrainingImages`), atomically."""
+    what = "paths relative to the root" if data.kind == "folder" else "sample indices"
+    head = f"{CLEAN_LIST_HEADER}: keep {len(keep)} of {len(data)} images of {data.root} ({what})"
+    atomic_write_text(path, head + "\n" + "".join(data.keys[i] + "\n" for i in keep))
+
+
+def _write_csvs(outd, data, rows, d: Diagnosis, skipped, bench_names) -> list[Path]:
+    y, names, key = data.labels, data.class_names, data.keys
+    r = rows.tolist()
+    files = []
+    ex = []
+    for g, grp in enumerate(d.exact):
+        across = len({int(y[r[n]]) for n in grp}) > 1
+        ex += [[g, key[r[n]], names[y[r[n]]], int(across)] for n in grp]
+    files.append(
+        _csv(outd / "exact_duplicates.csv", ["group", "image", "identity", "across_identities"], ex)
+    )
+    near = [
+        [key[r[i]], names[y[r[i]]], key[r[j]], names[y[r[j]]], f"{s:.6f}", int(y[r[i]] != y[r[j]])]
+        for i, j, s in zip(d.near.i.tolist(), d.near.j.tolist(), d.near.score.tolist(), strict=True)
+    ]
+    files.append(
+        _csv(
+            outd / "near_duplicates.csv",
+            ["image1", "identity1", "image2", "identity2", "cosine", "across_identities"],
+            near,
+        )
+    )
+    m = d.mislabelled
+    mis = [
+        [key[r[n]], names[o], names[t], f"{a:.6f}", f"{b:.6f}", f"{b - a:.6f}"]
+        for n, o, t, a, b in zip(
+            m.image.tolist(),
+            m.own.tolist(),
+            m.other.tolist(),
+            m.own_score.tolist(),
+            m.other_score.tolist(),
+            strict=True,
+        )
+    ]
+    files.append(
+        _csv(
+            outd / "mislabelled.csv",
+            [
+                "image",
+                "identity",
+                "likely_identity",
+                "own_centre_cosine",
+                "other_centre_cosine",
+                "margin",
+            ],
+            mis,
+        )
+    )
+    counts = np.bincount(y[rows], minlength=len(names))
+    sp = [
+        [names[a], names[b], f"{s:.6f}", int(counts[a]), int(counts[b])]
+        for a, b, s in zip(
+            d.split.i.tolist(), d.split.j.tolist(), d.split.score.tolist(), strict=True
+        )
+    ]
+    files.append(
+        _csv(
+            outd / "split_identities.csv",
+            ["identity1", "identity2", "centre_cosine", "images1", "images2"],
+            sp,
+        )
+    )
+    ov = []
+    for b, o in d.overlap.items():
+        ov += [
+            [b, bench_names[b][q], key[r[t]], names[y[r[t]]], f"{s:.6f}", int(e)]
+            for q, t, s, e in zip(
+                o.bench.tolist(), o.train.tolist(), o.score.tolist(), o.exact.tolist(), strict=True
+            )
+        ]
+    files.append(
+        _csv(
+            outd / "benchmark_overlap.csv",
+            ["benchmark", "benchmark_image", "training_image", "identity", "cosine", "exact_copy"],
+            ov,
+        )
+    )
+    files.append(
+        _csv(outd / "unreadable.csv", ["image", "reason"], [[key[i], why] for i, why in skipped])
+    )
+    return files
+
+
+def _summary(data, d: Diagnosis, skipped, keep, opt: DoctorOptions) -> dict:
+    y = data.labels
+    return {
+        "facerec_version": facerec.__version__,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "data": data.root,
+        "kind": data.kind,
+        "num_images": len(data),
+        "num_identities": len(data.class_names),
+        "options": {k: getattr(opt, k) for k in opt.__dataclass_fields__},
+        "unreadable": len(skipped),
+        "exact_duplicate_groups": len(d.exact),
+        "exact_duplicate_images": int(sum(g.size for g in d.exact)),
+        "near_duplicate_pairs": int(d.near.i.size),
+        "mislabelled": int(d.mislabelled.image.size),
+        "split_identity_pairs": int(d.split.i.size),
+        "benchmark_overlap": {
+            b: {
+                "images": int(o.bench.size),
+                "exact_copies": int(o.exact.sum()),
+                "training_identities": len({int(y[t]) for t in o.train.tolist()}),
+            }
+            for b, o in d.overlap.items()
+        },
+        "keep": len(keep),
+        "drop": len(data) - len(keep),
+    }
+
+
+def _html(data, rows, d: Diagnosis, summary, bench_names, benches, embedder, limit) -> str:
+    size = (THUMB, THUMB)
+    r = rows.tolist()
+    cache: dict[tuple[str, int], str] = {}
+
+    def img(source: ImageSource, i: int, tag: str, title: str) -> str:
+        if (tag, i) not in cache:
+            try:
+                cache[(tag, i)] = image_data_uri(fit_to_size(source[i], size, "resize"))
+            except DataError:
+                cache[(tag, i)] = ""
+        e = html.escape(title, quote=True)
+        return f'<img src="{cache[(tag, i)]}" alt="{e}" title="{e}">' if cache[(tag, i)] else e
+
+    def tr(n: int) -> str:
+        return img(data.images, r[n], "train", data.keys[r[n]])
+
+    names, y, esc = data.class_names, data.labels, html.escape
+    parts = [
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>facerec doctor</title>',
+        "<style>body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}"
+        "table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ccc;"
+        "padding:3px 6px;vertical-align:middle}th{background:#f2f2f2}img{width:64px;height:64px;"
+        "margin-right:2px}.meta{color:#666}</style></head><body>",
+        f"<h1>facerec doctor: {esc(data.root)}</h1>",
+        f'<p class="meta">{summary["num_images"]} images, {summary["num_identities"]} '
+        f"identities; keep {summary['keep']}, drop {summary['drop']}. Tables show at most "
+        f"{limit} rows; the CSV files hold all.</p>",
+        '<table id="summary"><tr><th>finding</th><th>count</th></tr>'
+        + "".join(
+            f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>"
+            for k, v in summary.items()
+            if k not in ("options", "created_utc", "facerec_version")
+        )
+        + "</table>",
+    ]
+
+    def section(sid: str, title: str, head: list[str], body: list[str], total: int) -> None:
+        parts.append(f'<section id="{sid}"><h2>{esc(title)} ({total})</h2>')
+        if body:
+            parts.append(
+                "<table><tr>"
+                + "".join(f"<th>{esc(h)}</th>" for h in head)
+                + "</tr>"
+                + "".join(body)
+                + "</table>"
+            )
+        parts.append("</section>")
+
+    rows_ex = []
+    for g in d.exact[:limit]:
+        ids = sorted({names[y[r[n]]] for n in g})
+        rows_ex.append(
+            f"<tr><td>{''.join(tr(n) for n in g[:8])}</td><td>{esc(', '.join(ids))}"
+            f"</td><td>{esc(' '.join(data.keys[r[n]] for n in g))}</td></tr>"
+        )
+    section(
+        "exact",
+        "Exact duplicates (groups)",
+        ["images", "identities", "files"],
+        rows_ex,
+        len(d.exact),
+    )
+    rows_nd = [
+        f"<tr><td>{tr(i)}{tr(j)}</td><td>{s:.4f}</td><td>{esc(names[y[r[i]]])} / "
+        f"{esc(names[y[r[j]]])}</td><td>{esc(data.keys[r[i]])}<br>{esc(data.keys[r[j]])}</td></tr>"
+        for i, j, s in list(
+            zip(d.near.i.tolist(), d.near.j.tolist(), d.near.score.tolist(), strict=True)
+        )[:limit]
+    ]
+    section(
+        "near",
+        "Near duplicates",
+        ["images", "cosine", "identities", "files"],
+        rows_nd,
+        int(d.near.i.size),
+    )
+    m = d.mislabelled
+    rows_m = []
+    for n, o, t, a, b in list(
+        zip(
+            m.image.tolist(),
+            m.own.tolist(),
+            m.other.tolist(),
+            m.own_score.tolist(),
+            m.other_score.tolist(),
+            strict=True,
+        )
+    )[:limit]:
+        ex_own = [k for k in range(len(r)) if y[r[k]] == o and k != n][:3]
+        ex_other = [k for k in range(len(r)) if y[r[k]] == t][:3]
+        rows_m.append(
+            f"<tr><td>{tr(n)}</td><td>{esc(names[o])}: {a:.4f}<br>"
+            f"{''.join(tr(k) for k in ex_own)}</td><td>{esc(names[t])}: {b:.4f}<br>"
+            f"{''.join(tr(k) for k in ex_other)}</td><td>{b - a:.4f}</td>"
+            f"<td>{esc(data.keys[r[n]])}</td></tr>"
+        )
+    section(
+        "mislabelled",
+        "Likely mislabelled",
+        ["image", "labelled (own centre cosine)", "looks like (centre cosine)", "margin", "file"],
+        rows_m,
+        int(m.image.size),
+    )
+    rows_s = []
+    for a, b, s in list(
+        zip(d.split.i.tolist(), d.split.j.tolist(), d.split.score.tolist(), strict=True)
+    )[:limit]:
+        ea = [k for k in range(len(r)) if y[r[k]] == a][:3]
+        eb = [k for k in range(len(r)) if y[r[k]] == b][:3]
+        rows_s.append(
+            f"<tr><td>{esc(names[a])}<br>{''.join(tr(k) for k in ea)}</td><td>"
+            f"{esc(names[b])}<br>{''.join(tr(k) for k in eb)}</td><td>{s:.4f}</td></tr>"
+        )
+    section(
+        "split",
+        "Identities that look like one person",
+        ["identity", "identity", "centre cosine"],
+        rows_s,
+        int(d.split.i.size),
+    )
+    by_name = {b.name: b for b in benches}
+    rows_o, total = [], 0
+    for bname, o in d.overlap.items():
+        total += int(o.bench.size)
+        for q, t, s, e in list(
+            zip(o.bench.tolist(), o.train.tolist(), o.score.tolist(), o.exact.tolist(), strict=True)
+        )[:limit]:
+            bimg = img(by_name[bname].images, q, bname, bench_names[bname][q])
+            rows_o.append(
+                f"<tr><td>{esc(bname)}</td><td>{bimg}"
+                f"{tr(t)}</td><td>{s:.4f}{' (same bytes)' if e else ''}</td><td>"
+                f"{esc(bench_names[bname][q])}<br>{esc(data.keys[r[t]])} "
+                f"({esc(names[y[r[t]]])})</td></tr>"
+            )
+    section(
+        "overlap",
+        "Benchmark overlap",
+        ["benchmark", "benchmark / training image", "cosine", "files"],
+        rows_o,
+        total,
+    )
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``facerec doctor`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="facerec doctor",
+        description="Find exact and near duplicates, likely label errors, split identities and "
+        "benchmark overlap in a training set, with a model's embeddings and FAISS.",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="ROOT",
+        help="image folder ROOT/identity/image, or a folder with train.rec/train.idx",
+    )
+    m = p.add_mutually_exclusive_group(required=True)
+    m.add_argument("--checkpoint", metavar="CKPT", help="facerec Lightning checkpoint")
+    m.add_argument("--onnx", metavar="FILE", help="exported ONNX model")
+    b = p.add_argument_group("benchmarks to check for overlap (as facerec eval)")
+    b.add_argument(
+        "--bin",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="insightface verification .bin (repeatable)",
+    )
+    b.add_argument("--lfw-pairs", metavar="FILE", help="LFW View 2 pairs.txt")
+    b.add_argument("--lfw-root", metavar="DIR", help="LFW images: DIR/name/name_0001.jpg")
+    b.add_argument(
+        "--pairs-csv",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="CSV of path1,path2,same (repeatable)",
+    )
+    d = DoctorOptions()
+    t = p.add_argument_group("thresholds (cosine similarity)")
+    t.add_argument(
+        "--near-duplicate",
+        type=float,
+        default=d.near_duplicate,
+        help=f"pairs above it are near duplicates (default {d.near_duplicate})",
+    )
+    t.add_argument(
+        "--mislabel-margin",
+        type=float,
+        default=d.mislabel_margin,
+        help="flag an image whose nearest other identity centre beats its own centre "
+        f"by more than this (default {d.mislabel_margin})",
+    )
+    t.add_argument(
+        "--split",
+        type=float,
+        default=d.split,
+        help=f"identity centres above it look like one person (default {d.split})",
+    )
+    t.add_argument(
+        "--overlap",
+        type=float,
+        default=d.overlap,
+        help=f"benchmark image this close to a training image overlaps (default {d.overlap})",
+    )
+    s = p.add_argument_group("search and run")
+    s.add_argument(
+        "--index",
+        choices=INDEX_KINDS,
+        default="flat",
+        help="FAISS index: flat (exact, default), ivf or hnsw (millions of images)",
+    )
+    s.add_argument(
+        "--neighbours",
+        type=int,
+        default=d.neighbours,
+        help=f"neighbours searched per image for near duplicates (default {d.neighbours})",
+    )
+    s.add_argument("--nprobe", type=int, default=d.nprobe, help="IVF lists searched (default 16)")
+    s.add_argument("--batch-size", type=int, default=128, help="images per forward (default 128)")
+    s.add_argument("--no-flip", action="store_true", help="skip the flip test")
+    s.add_argument("--workers", type=int, default=2, help="image decoding threads (default 2)")
+    s.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    s.add_argument("--html-rows", type=int, default=100, help="rows per table in doctor.html")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    o = p.add_argument_group("output")
+    o.add_argument(
+        "--out", default="runs/doctor", metavar="DIR", help="output folder (default runs/doctor)"
+    )
+    o.add_argument(
+        "--write-clean-list", metavar="FILE", help="write the images to keep, for data.include_list"
+    )
+    return p
+
+
+def _benches(args: argparse.Namespace) -> list[bm.PairBenchmark]:
+    out = [bm.read_bin(f) for f in args.bin]
+    if bool(args.lfw_pairs) != bool(args.lfw_root):
+        raise ConfigError("--lfw-pairs and --lfw-root go together; expected both or neither")
+    if args.lfw_pairs:
+        out.append(bm.read_lfw(args.lfw_pairs, args.lfw_root))
+    out += [bm.read_pairs_csv(f) for f in args.pairs_csv]
+    seen: Counter[str] = Counter()
+    for b in out:
+        seen[b.name] += 1
+        if seen[b.name] > 1:
+            b.name = f"{b.name}_{seen[b.name]}"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``facerec doctor``; returns the exit status (2 on a user error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.batch_size < 1 or args.html_rows < 0:
+            raise ConfigError("--batch-size must be >= 1 and --html-rows >= 0")
+        opt = DoctorOptions(
+            near_duplicate=args.near_duplicate,
+            mislabel_margin=args.mislabel_margin,
+            split=args.split,
+            overlap=args.overlap,
+            neighbours=args.neighbours,
+            index=args.index,
+            nprobe=args.nprobe,
+        )
+        opt.check()
+        data = read_training_images(args.data)
+        benches = _benches(args)
+        device = resolve_device(args.device)
+        if args.checkpoint:
+            emb = load_checkpoint_embedder(args.checkpoint, device, args.batch_size)
+        else:
+            emb = load_onnx_embedder(args.onnx, device, args.batch_size)
+        res = run_doctor(
+            data,
+            emb,
+            args.out,
+            benches,
+            opt,
+            args.write_clean_list,
+            args.batch_size,
+            not args.no_flip,
+            args.workers,
+            progress=not args.no_progress,
+            html_rows=args.html_rows,
+        )
+    except FacerecError as e:
+        print(f"facerec doctor: error: {e}", file=sys.stderr)
+        return 2
+    s = res.summary
+    print(f"{s['num_images']} images, {s['num_identities']} identities")
+    print(f"  unreadable images        {s['unreadable']}")
+    print(
+        f"  exact duplicate groups   {s['exact_duplicate_groups']} "
+        f"({s['exact_duplicate_images']} images)"
+    )
+    print(f"  near duplicate pairs     {s['near_duplicate_pairs']}")
+    print(f"  likely mislabelled       {s['mislabelled']}")
+    print(f"  split identity pairs     {s['split_identity_pairs']}")
+    for b, o in s["benchmark_overlap"].items():
+        print(
+            f"  overlap with {b:<11} {o['images']} images ({o['exact_copies']} exact copies, "
+            f"{o['training_identities']} training identities)"
+        )
+    print(f"keep {s['keep']}, drop {s['drop']}; wrote {args.out}/doctor.html and CSV files")
+    if args.write_clean_list:
+        print(f"clean list: {args.write_clean_list} (train with --data.include_list)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

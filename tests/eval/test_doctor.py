@@ -1,0 +1,290 @@
+"""`facerec doctor` on synthetic faces with planted duplicates, label swaps, a split identity and
+benchmark overlap: every planted problem is found, false positives are counted and small."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facerec.cli import main as facerec_main
+from facerec.data.datamodule import FaceDataModule
+from facerec.data.synthetic import SyntheticFaces
+from facerec.eval import benchmarks as bm
+from facerec.eval.doctor import (
+    DoctorOptions,
+    exact_duplicates,
+    near_duplicates,
+)
+from facerec.eval.doctor_cli import main as doctor_main
+from facerec.eval.doctor_cli import read_training_images, run_doctor
+
+N_IDS, PER_ID, SIZE = 30, 6, 48
+#: thresholds for the pixel embedder below: distinct images of one identity reach a cosine of
+#: ~0.992 (flip test on), a re-encoded copy ~0.9995
+OPT = DoctorOptions(near_duplicate=0.995, mislabel_margin=0.0, split=0.9, overlap=0.995)
+
+
+class PixelEmbedder:
+    """A deterministic :class:`~facerec.inference.Embedder`: 12x12 area-averaged RGB, each image
+    centred on its own mean. On low-difficulty synthetic faces it tells identities apart
+    (nearest neighbour ~99 %) without any training."""
+
+    input_size = (SIZE, SIZE)
+    resize_mode = "resize"
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        small = [cv2.resize(im, (12, 12), interpolation=cv2.INTER_AREA) for im in images]
+        x = np.stack(small).reshape(len(images), -1).astype(np.float32)
+        return x - x.mean(1, keepdims=True)
+
+
+FIT_CONFIG = """\
+trainer:
+  accelerator: cpu
+  devices: 1
+  max_steps: 1
+  precision: 32-true
+  logger: false
+  enable_checkpointing: false
+  enable_progress_bar: false
+  enable_model_summary: false
+  num_sanity_val_steps: 0
+  default_root_dir: {out}
+model:
+  backbone:
+    class_path: facerec.models.IResNet
+    init_args: {{depth: 18, width: 0.25, embedding_dim: 16, input_size: [32, 32]}}
+data:
+  root: {root}
+  include_list: {clean}
+  image_size: [32, 32]
+  batch_size: 8
+  num_workers: 0
+  val_identities: 0
+"""
+
+
+def _write(path: Path, rgb: np.ndarray, jpeg: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if jpeg:
+        cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, 97])
+    else:
+        cv2.imwrite(str(path), bgr)
+
+
+def make_dirty_set(root: Path) -> dict:
+    """30 identities x 6 faces with planted problems; returns what was planted."""
+    faces = SyntheticFaces(N_IDS + 10, PER_ID, size=SIZE, seed=1, difficulty=0.2)
+    data = root / "train"
+    for i in range(N_IDS - 1):
+        for j in range(PER_ID):
+            _write(data / f"id_{i:02d}" / f"{j}.png", faces.render(i, j))
+    for j in range(PER_ID):  # identity 29 split under two names
+        _write(data / ("id_29a" if j < 3 else "id_29b") / f"{j}.png", faces.render(N_IDS - 1, j))
+    exact = [("id_03/0.png", "id_03/dup.png"), ("id_05/1.png", "id_06/dup.png"),
+             ("id_07/2.png", "id_08/dup.png")]  # fmt: skip
+    for a, b in exact:
+        shutil.copyfile(data / a, data / b)
+    near = [("id_10/2.png", "id_10/near.jpg"), ("id_11/3.png", "id_12/near.jpg")]
+    for a, b in near:
+        _write(data / b, cv2.cvtColor(cv2.imread(str(data / a)), cv2.COLOR_BGR2RGB), jpeg=True)
+    swaps = [("id_13/0.png", "id_14/swap13.png"), ("id_15/0.png", "id_16/swap15.png"),
+             ("id_17/0.png", "id_18/swap17.png")]  # fmt: skip
+    for a, b in swaps:
+        (data / a).rename(data / b)
+    (data / "id_09" / "broken.png").write_bytes(b"not an image")
+    # a pairs CSV benchmark: one exact copy and one re-encoded copy of training images, and
+    # images of 4 identities never in training
+    bench = root / "bench"
+    bench.mkdir()
+    shutil.copyfile(data / "id_20/0.png", bench / "a.png")
+    _write(bench / "b.jpg", faces.render(21, 1), jpeg=True)
+    for k in range(4):
+        for j in range(2):
+            _write(bench / f"h{k}_{j}.png", faces.render(N_IDS + k, j))
+    rows = ["a.png,h0_0.png,0", "b.jpg,h1_0.png,0"]
+    rows += [f"h{k}_0.png,h{k}_1.png,1" for k in range(4)]
+    (bench / "pairs.csv").write_text("path1,path2,same\n" + "\n".join(rows) + "\n")
+    return {
+        "root": data,
+        "exact": exact,
+        "near": near,
+        "swaps": [(b, a.split("/")[0]) for a, b in swaps],
+        "split": ("id_29a", "id_29b"),
+        "overlap": {("a.png", "id_20/0.png"), ("b.jpg", "id_21/1.png")},
+        "bench": bench / "pairs.csv",
+    }
+
+
+@pytest.fixture(scope="module")
+def dirty(tmp_path_factory) -> dict:
+    return make_dirty_set(tmp_path_factory.mktemp("doctor"))
+
+
+def _read(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_exact_and_near_duplicate_primitives():
+    groups = exact_duplicates(["a", "b", "a", "c", "b", "a"])
+    assert [g.tolist() for g in groups] == [[0, 2, 5], [1, 4]]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 16)).astype(np.float32)
+    x[7] = x[3] + 0.01 * rng.normal(size=16)  # near copy
+    x[9] = x[3]  # exact copy: excluded by the hashes
+    hashes = [str(i) for i in range(50)]
+    hashes[9] = hashes[3]
+    p = near_duplicates(x, DoctorOptions(near_duplicate=0.99, neighbours=3), hashes)
+    assert sorted(zip(p.i.tolist(), p.j.tolist(), strict=True)) == [(3, 7), (7, 9)]
+
+
+def test_doctor_finds_every_planted_problem(dirty, tmp_path):
+    data = read_training_images(dirty["root"])
+    bench = [bm.read_pairs_csv(dirty["bench"])]
+    clean = tmp_path / "clean.txt"
+    res = run_doctor(data, PixelEmbedder(), tmp_path / "out", bench, OPT, clean, workers=1)
+    out = tmp_path / "out"
+    planted: set[str] = set()  # every image involved in a planted problem
+
+    # exact duplicates: exactly the planted groups (hashes have no false positives)
+    groups: dict[str, set[str]] = {}
+    for r in _read(out / "exact_duplicates.csv"):
+        groups.setdefault(r["group"], set()).add(r["image"])
+    assert sorted(map(sorted, groups.values())) == sorted(sorted(p) for p in dirty["exact"])
+    for a, b in dirty["exact"]:
+        planted |= {a, b}
+
+    # near duplicates: the planted pairs, few others
+    near = {frozenset((r["image1"], r["image2"])) for r in _read(out / "near_duplicates.csv")}
+    want = {frozenset(p) for p in dirty["near"]}
+    assert want <= near
+    near_fp = len(near - want)
+    assert near_fp <= 1, near - want
+    for a, b in dirty["near"]:
+        planted |= {a, b}
+
+    # label swaps: each found, with the identity it came from as the likely one
+    mis = {r["image"]: r for r in _read(out / "mislabelled.csv")}
+    for img, true_id in dirty["swaps"]:
+        assert img in mis, (img, sorted(mis))
+        assert mis[img]["likely_identity"] == true_id
+        assert mis[img]["identity"] == img.split("/")[0]
+        assert float(mis[img]["margin"]) > 0
+        planted.add(img)
+    # copies planted in another identity's folder are label errors too, and so is an image of
+    # the split identity that is closer to its other half; anything else is a false positive
+    halves = set(dirty["split"])
+    mis_fp = [m for m, r in mis.items() if m not in planted
+              and not {r["identity"], r["likely_identity"]} == halves]  # fmt: skip
+    assert len(mis_fp) <= 2, mis_fp
+
+    # the split identity
+    rows = _read(out / "split_identities.csv")
+    split = {frozenset((r["identity1"], r["identity2"])) for r in rows}
+    assert frozenset(dirty["split"]) in split
+    assert len(split) - 1 <= 1, split
+
+    # benchmark overlap: both copies, the exact one marked, none of the unseen identities
+    ov = {(Path(r["benchmark_image"]).name, r["training_image"]): r
+          for r in _read(out / "benchmark_overlap.csv")}  # fmt: skip
+    assert set(ov) == dirty["overlap"]
+    assert ov[("a.png", "id_20/0.png")]["exact_copy"] == "1"
+    assert ov[("b.jpg", "id_21/1.png")]["exact_copy"] == "0"
+
+    s = res.summary
+    assert s["exact_duplicate_groups"] == 3 and s["benchmark_overlap"]["pairs"]["images"] == 2
+    print(
+        f"false positives: near duplicates {near_fp}, mislabelled {len(mis_fp)} {mis_fp}, "
+        f"split {len(split) - 1}"
+    )
+
+    assert [r["image"] for r in _read(out / "unreadable.csv")] == ["id_09/broken.png"]
+
+    # the clean list keeps everything else and trains through data.include_list
+    lines = [ln for ln in clean.read_text().splitlines() if not ln.startswith("#")]
+    dropped = {data.keys[i] for i in res.drop}
+    assert set(lines) == set(data.keys) - dropped
+    for img, _ in dirty["swaps"]:
+        assert img not in lines
+    assert "id_20/0.png" not in lines and "id_21/1.png" not in lines
+    assert "id_09/broken.png" not in lines
+    assert sum(("id_03/0.png" in lines, "id_03/dup.png" in lines)) == 1  # one copy kept
+    assert "id_05/1.png" not in lines and "id_06/dup.png" not in lines  # across: both go
+    assert len(lines) >= len(data) - 20
+
+    # the HTML page parses and shows each section with inline thumbnails
+    class Page(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ids: set[str] = set()
+            self.imgs: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if "id" in a:
+                self.ids.add(a["id"])
+            if tag == "img":
+                self.imgs.append(a["src"] or "")
+
+    page = Page()
+    page.feed((out / "doctor.html").read_text())
+    assert {"summary", "exact", "near", "mislabelled", "split", "overlap"} <= page.ids
+    assert page.imgs and all(s.startswith("data:image/jpeg;base64,") for s in page.imgs)
+
+
+def test_clean_list_is_what_the_datamodule_trains_on(dirty, tmp_path):
+    data = read_training_images(dirty["root"])
+    clean = tmp_path / "c.txt"
+    res = run_doctor(data, PixelEmbedder(), tmp_path / "o", None, OPT, clean, workers=1)
+    dm = FaceDataModule(
+        root=str(dirty["root"]),
+        include_list=str(tmp_path / "c.txt"),
+        image_size=(SIZE, SIZE),
+        val_identities=0,
+        batch_size=8,
+        num_workers=0,
+    )
+    dm.setup("fit")
+    assert len(dm.train_set) == len(res.keep) < len(data)
+    x, y = next(iter(dm.train_dataloader()))[:2]
+    assert x.shape[0] == 8 and int(y.max()) < dm.num_classes
+    # and `facerec fit` trains from it
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text(FIT_CONFIG.format(root=dirty["root"], clean=clean, out=tmp_path / "run"))
+    assert facerec_main(["fit", "--config", str(cfg)]) == 0
+    (tmp_path / "bad.txt").write_text("id_00/0.png\nnot/there.png\n")
+    bad = FaceDataModule(root=str(dirty["root"]), include_list=str(tmp_path / "bad.txt"))
+    with pytest.raises(Exception, match=r"include_list .* not/there.png"):
+        _ = bad.num_classes
+
+
+def test_doctor_command_with_a_checkpoint(dirty, fit_run, tmp_path, capsys):
+    clean = tmp_path / "clean.txt"
+    args = ["--data", str(dirty["root"]), "--checkpoint", str(fit_run.checkpoint),
+            "--pairs-csv", str(dirty["bench"]), "--out", str(tmp_path / "o"),
+            "--write-clean-list", str(clean), "--workers", "1", "--no-progress"]  # fmt: skip
+    rc = doctor_main(args)
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "exact duplicate groups   3" in text and "overlap with pairs" in text
+    for f in ("exact_duplicates", "near_duplicates", "mislabelled", "split_identities",
+              "benchmark_overlap", "unreadable"):  # fmt: skip
+        assert (tmp_path / "o" / f"{f}.csv").is_file()
+    assert (tmp_path / "o" / "doctor.html").is_file() and clean.is_file()
+
+
+def test_doctor_bad_input_is_one_line(tmp_path, capsys):
+    rc = doctor_main(["--data", str(tmp_path / "missing"), "--checkpoint", "x.ckpt"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "missing" in err[0]
+    rc = doctor_main(["--data", str(tmp_path), "--checkpoint", "x.ckpt", "--split", "3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "split" in err[0]
