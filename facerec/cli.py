@@ -28,6 +28,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("facerec.export.cli", "export the embedding network to ONNX and check it"),
     "embed": ("facerec.export.embed", "embed images or a folder into embeddings.npy"),
     "doctor": ("facerec.eval.doctor_cli", "find duplicates, label errors and benchmark overlap"),
+    "doctor": ("facerec.eval.doctor_cli", "find duplicates, label errors and benchmark overlap"),
     "plot-features": ("facerec.visualize", "draw the 2-D/3-D features each margin head learns"),
     "recipes": ("facerec.recipes", "list the packaged training recipes or copy one out to edit"),
 }
@@ -53,6 +54,7 @@ def _cli_class():
     from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
     from facerec.callbacks import AtomicCheckpointIO, VerificationSummary, read_resume
+    from facerec.curves import TrainingCurves
     from facerec.data.datamodule import FaceDataModule
     from facerec.module import FaceRecognitionModule
 
@@ -104,6 +106,8 @@ def _cli_class():
             callbacks = list(given) if isinstance(given, list | tuple) else [given]
             callbacks += list(kwargs.pop("callbacks", None) or [])
             callbacks.append(VerificationSummary())
+            if not any(isinstance(c, TrainingCurves) for c in callbacks):
+                callbacks.append(TrainingCurves())  # curves.png in the run folder
             if self._get(self.config_init, "trainer", default={}).get("logger") is not False:
                 callbacks.append(LearningRateMonitor(logging_interval="step"))  # needs a logger
             plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []

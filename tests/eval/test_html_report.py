@@ -160,6 +160,8 @@ def report(tmp_path_factory, fit_run) -> tuple[Path, Path]:
         ]
     )
     assert rc == 0
+    # the `facerec fit` that made the checkpoint drew its training curves in the run folder
+    assert (fit_run.root / "curves.png").is_file()
     return root, out
 
 

@@ -1,0 +1,185 @@
+"""``curves.png`` at the end of ``facerec fit``: loss, learning rate and validation accuracy.
+
+:class:`TrainingCurves` records, at every training step, the logged training loss
+(``train/loss``) and the learning rate of the first parameter group, and at every validation
+the logged accuracies (``val/acc`` and any ``val/<benchmark>/acc``), then draws them one above
+the other, over optimizer steps, into ``<run folder>/curves.png`` when the fit ends (also when it
+is interrupted), so a run can be judged at a glance without TensorBoard. The history is part of
+the callback's checkpoint state, so a resumed run draws the whole run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+
+from facerec.io import atomic_path
+
+#: validation metrics drawn: ``val/acc`` and per-benchmark ``val/<name>/acc``
+VAL_KEYS = re.compile(r"^val(/[^/]+)?/acc$")
+
+
+class TrainingCurves(pl.Callback):
+    """Draw ``filename`` (default ``curves.png``) in the trainer's ``default_root_dir``.
+
+    Args:
+        filename: the image written at the end of the fit (rank 0 only).
+        loss_key: the logged training loss to draw.
+        smoothing: weight of the exponential moving average drawn over the raw loss (0: none).
+    """
+
+    def __init__(
+        self, filename: str = "curves.png", loss_key: str = "train/loss", smoothing: float = 0.9
+    ) -> None:
+        self.filename = filename
+        self.loss_key = loss_key
+        self.smoothing = float(smoothing)
+        self.history: dict[str, list[tuple[int, float]]] = {"loss": [], "lr": []}
+
+    # ------------------------------------------------------------------ recording
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        step = int(trainer.global_step)
+        loss = trainer.callback_metrics.get(self.loss_key)
+        if loss is not None:
+            self.history["loss"].append((step, float(loss)))
+        if trainer.optimizers:
+            self.history["lr"].append((step, float(trainer.optimizers[0].param_groups[0]["lr"])))
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        step = int(trainer.global_step)
+        for key, value in trainer.callback_metrics.items():
+            if VAL_KEYS.match(key):
+                self.history.setdefault(key, []).append((step, float(value)))
+
+    # ------------------------------------------------------------------ drawing
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._draw(trainer)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._draw(trainer)
+
+    def _draw(self, trainer: pl.Trainer) -> None:
+        if trainer.is_global_zero and any(self.history.values()):
+            path = Path(trainer.default_root_dir) / self.filename
+            plot_training_curves(path, self.history, self.smoothing)
+
+    # ------------------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        hist = state_dict.get("history", {})
+        self.history = {k: [(int(s), float(v)) for s, v in pts] for k, pts in hist.items()}
+        self.history.setdefault("loss", [])
+        self.history.setdefault("lr", [])
+
+
+def _ema(y: np.ndarray, w: float) -> np.ndarray:
+    out = np.empty_like(y)
+    acc = y[0]
+    for i, v in enumerate(y):
+        acc = w * acc + (1 - w) * v
+        out[i] = acc
+    return out
+
+
+def plot_training_curves(
+    path: str | os.PathLike[str],
+    history: dict[str, list[tuple[int, float]]],
+    smoothing: float = 0.9,
+) -> None:
+    """Draw loss (raw and smoothed), learning rate and validation accuracies over steps as PNG.
+
+    ``history`` maps "loss", "lr" and validation metric names to (step, value) lists; empty or
+    missing series are left out (their panel says so).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+    loss = np.asarray(history.get("loss", []), dtype=np.float64).reshape(-1, 2)
+    ax = axes[0]
+    finite = loss[np.isfinite(loss[:, 1])] if loss.size else loss
+    if finite.size:
+        ax.plot(
+            finite[:, 0],
+            finite[:, 1],
+            color="tab:blue",
+            alpha=0.35,
+            linewidth=0.8,
+            label="training loss",
+        )
+        if smoothing > 0 and finite.shape[0] > 2:
+            ax.plot(
+                finite[:, 0],
+                _ema(finite[:, 1], smoothing),
+                color="tab:blue",
+                linewidth=1.6,
+                label=f"moving average ({smoothing:g})",
+            )
+        ax.legend(fontsize=8, loc="upper right")
+    else:
+        ax.text(0.5, 0.5, "no training loss logged", ha="center", transform=ax.transAxes)
+    ax.set_ylabel("loss")
+    ax.grid(True, alpha=0.3)
+    lr = np.asarray(history.get("lr", []), dtype=np.float64).reshape(-1, 2)
+    ax = axes[1]
+    if lr.size:
+        ax.plot(lr[:, 0], lr[:, 1], color="tab:orange", linewidth=1.4)
+        if np.all(lr[:, 1] > 0) and lr[:, 1].max() / lr[:, 1].min() > 100:
+            ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no learning rate recorded", ha="center", transform=ax.transAxes)
+    ax.set_ylabel("learning rate")
+    ax.grid(True, alpha=0.3)
+    ax = axes[2]
+    vals = {
+        k: np.asarray(v, np.float64).reshape(-1, 2)
+        for k, v in history.items()
+        if k not in ("loss", "lr") and v
+    }
+    for k, v in sorted(vals.items()):
+        best = int(np.nanargmax(v[:, 1])) if np.isfinite(v[:, 1]).any() else 0
+        ax.plot(
+            v[:, 0],
+            100 * v[:, 1],
+            marker="o",
+            markersize=3,
+            linewidth=1.4,
+            label=f"{k} (last {100 * v[-1, 1]:.2f} %, best {100 * v[best, 1]:.2f} %)",
+        )
+    if vals:
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no validation run", ha="center", transform=ax.transAxes)
+    ax.set_ylabel("validation accuracy %")
+    ax.set_xlabel("optimizer step")
+    ax.grid(True, alpha=0.3)
+    last = max((int(s) for v in history.values() for s, _ in v), default=0)
+    title = f"training curves ({last} steps)"
+    if finite.size and math.isfinite(finite[-1, 1]):
+        title += f", last loss {finite[-1, 1]:.4f}"
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
