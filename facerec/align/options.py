@@ -1,0 +1,129 @@
+"""The ``--align`` options of ``facerec embed`` and ``facerec eval``, and the aligner they build.
+
+``--align`` detects and aligns raw photos on the fly with the code of ``facerec align`` (MTCNN,
+the ``facerec[align]`` extra): each image source is searched once (:func:`locate_faces`) and
+served warped to each model's input size (:class:`AlignedImages`). Images without a face are
+centre-cropped, counted, printed and stored in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from facerec.align.detect import FaceDetector, build_detector
+from facerec.align.source import AlignedImages, FaceTable, locate_faces
+from facerec.data.sources import ImageSource
+from facerec.errors import ConfigError
+
+__all__ = ["Aligner", "add_align_arguments"]
+
+
+def add_align_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--align``, ``--align-keep``, ``--align-min-face``, ``--align-threshold``."""
+    g = parser.add_argument_group("alignment of raw photos (needs facerec[align])")
+    g.add_argument(
+        "--align",
+        action="store_true",
+        help="detect and align each image onto the 5-point template first (as facerec align); "
+        "images without a face are centre-cropped and counted",
+    )
+    g.add_argument(
+        "--align-keep",
+        choices=("largest", "center"),
+        default="largest",
+        help="face to use when a photo has several (default largest)",
+    )
+    g.add_argument(
+        "--align-min-face", type=int, default=20, metavar="PX", help="smallest face (default 20)"
+    )
+    g.add_argument(
+        "--align-threshold",
+        type=float,
+        default=0.7,
+        metavar="P",
+        help="minimum face probability (default 0.7)",
+    )
+
+
+class Aligner:
+    """Finds the faces of image sources once and aligns them for any model input size.
+
+    Args:
+        detector: a :class:`FaceDetector`.
+        keep: ``largest`` or ``center``.
+        min_face: smallest face kept, pixels.
+        batch_size: images per detector call.
+        progress: show a progress bar while detecting.
+    """
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        keep: str = "largest",
+        min_face: int = 20,
+        batch_size: int = 16,
+        progress: bool = True,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        self.detector, self.keep, self.min_face = detector, keep, min_face
+        self.batch_size, self.progress = batch_size, progress
+        self.settings = settings or {"keep": keep, "min_face": min_face}
+        self._tables: dict[str, FaceTable] = {}
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, device: str | None = None) -> Aligner | None:
+        """The aligner the parsed ``--align*`` options ask for (None without ``--align``)."""
+        if not getattr(args, "align", False):
+            return None
+        if args.align_min_face < 12:
+            raise ConfigError(f"--align-min-face must be at least 12, got {args.align_min_face}")
+        det_device = None if device in (None, "auto") else device
+        detector = build_detector(
+            "mtcnn",
+            min_face=args.align_min_face,
+            threshold=args.align_threshold,
+            device=det_device,
+        )
+        settings = {
+            "detector": "mtcnn (facenet-pytorch 2.5.3)",
+            "keep": args.align_keep,
+            "min_face": args.align_min_face,
+            "threshold": args.align_threshold,
+            "no_face": "center_crop",
+        }
+        progress = not getattr(args, "no_progress", False)
+        return cls(
+            detector, args.align_keep, args.align_min_face, progress=progress, settings=settings
+        )
+
+    def faces(self, key: str, images: ImageSource) -> FaceTable:
+        """The faces of ``images`` (searched the first time ``key`` is asked for)."""
+        if key not in self._tables:
+            table = locate_faces(
+                images,
+                self.detector,
+                keep=self.keep,
+                min_face=self.min_face,
+                batch_size=self.batch_size,
+                progress=self.progress,
+                desc=f"detecting faces ({key})",
+            )
+            self._tables[key] = table
+            n = table.count("no_face")
+            if n:
+                print(
+                    f"{key}: no face found in {n} of {len(table)} images; they are centre-cropped",
+                    file=sys.stderr,
+                )
+        return self._tables[key]
+
+    def wrap(self, key: str, images: ImageSource, size: Sequence[int]) -> AlignedImages:
+        """``images`` aligned to ``size`` (h, w); faces found once per ``key``."""
+        return AlignedImages(images, self.faces(key, images), size)
+
+    def report(self, key: str) -> dict[str, Any]:
+        """What ``results.json`` stores for source ``key``: the settings and the counts."""
+        return {**self.settings, **self._tables[key].summary()}

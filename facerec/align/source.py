@@ -1,0 +1,137 @@
+"""Align any image source on the fly: ``facerec embed --align`` and ``facerec eval --align``.
+
+:func:`locate_faces` runs the detector over an :class:`~facerec.data.sources.ImageSource` once,
+in batches, and keeps one face per image (the same choice and landmarks as ``facerec align``);
+:class:`AlignedImages` then serves each image warped onto the template at any model's input size,
+so several models share one detection pass. An image where no face is found is centre-cropped
+(the published verification protocols' fallback: the pair is kept, never dropped) and counted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from facerec.align.detect import FaceDetector
+from facerec.align.pipeline import choose_faces, detect_images
+from facerec.align.transform import align_face, arcface_template
+from facerec.data.image import fit_to_size
+from facerec.data.sources import ImageSource
+from facerec.errors import ConfigError, DataError
+
+__all__ = ["AlignedImages", "FaceTable", "locate_faces"]
+
+
+@dataclass(frozen=True)
+class FaceTable:
+    """One face per image of a source.
+
+    Attributes:
+        landmarks: (M, 5, 2) float32; NaN rows where no face was found or the image is unreadable.
+        status: (M,) str: ``ok``, ``multiple`` (the ``keep`` choice), ``no_face``, ``unreadable``.
+    """
+
+    landmarks: np.ndarray
+    status: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.status.shape[0])
+
+    def count(self, status: str) -> int:
+        """How many images have ``status``."""
+        return int((self.status == status).sum())
+
+    def summary(self) -> dict[str, int]:
+        """Counts for the report: images, ok, multiple, no_face (centre-cropped), unreadable."""
+        out = {"images": len(self)}
+        out.update({s: self.count(s) for s in ("ok", "multiple", "no_face", "unreadable")})
+        return out
+
+
+def _read(images: ImageSource, i: int) -> np.ndarray | None:
+    try:
+        return images[i]
+    except DataError:
+        return None
+
+
+def locate_faces(
+    images: ImageSource,
+    detector: FaceDetector,
+    keep: str = "largest",
+    min_face: int = 20,
+    max_side: int = 1024,
+    batch_size: int = 16,
+    workers: int = 2,
+    progress: bool = False,
+    desc: str = "detecting faces",
+) -> FaceTable:
+    """Detect the faces of every image of ``images`` (M images) and keep one each.
+
+    ``keep`` is ``largest`` or ``center`` (one face per image; ``all`` is for ``facerec align``).
+    Images that do not read are marked ``unreadable`` here; reading them again (when embedding)
+    raises their error, so the caller's bad-image policy applies unchanged.
+    """
+    if keep not in ("largest", "center"):
+        raise ConfigError(
+            f"--align-keep must be largest or center (one face per image), got {keep!r}"
+        )
+    m = len(images)
+    landmarks = np.full((m, 5, 2), np.nan, np.float32)
+    status = np.empty(m, dtype=object)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=m, unit="img", desc=desc, file=sys.stderr)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for start in range(0, m, batch_size):
+            idx = range(start, min(start + batch_size, m))
+            loaded = list(pool.map(lambda i: _read(images, i), idx))
+            good = [k for k, im in enumerate(loaded) if im is not None]
+            dets = detect_images(detector, [loaded[k] for k in good], max_side=max_side)
+            for k, i in enumerate(idx):
+                if loaded[k] is None:
+                    status[i] = "unreadable"
+            for k, det in zip(good, dets, strict=True):
+                choice = choose_faces(det, loaded[k].shape, keep, min_face)
+                status[start + k] = choice.status
+                if len(choice.kept):
+                    landmarks[start + k] = choice.kept.landmarks[0]
+            if bar is not None:
+                bar.update(len(idx))
+    if bar is not None:
+        bar.close()
+    return FaceTable(landmarks, status.astype(str))
+
+
+class AlignedImages:
+    """An :class:`ImageSource` of aligned crops: ``src[i]`` -> RGB uint8 (h, w, 3).
+
+    Image ``i`` of ``images`` warped with ``faces.landmarks[i]`` onto the template of ``size``
+    (h, w); where no face was found, the image centre-cropped to ``size`` (aspect kept).
+    """
+
+    def __init__(self, images: ImageSource, faces: FaceTable, size: Sequence[int]) -> None:
+        if len(faces) != len(images):
+            raise ConfigError(
+                f"the face table has {len(faces)} rows for {len(images)} images; locate the faces "
+                "of this image source"
+            )
+        self.images, self.faces = images, faces
+        self.size = (int(size[0]), int(size[1]))
+        arcface_template(self.size)  # an unsupported crop size fails here
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        img = self.images[i]
+        lm = self.faces.landmarks[i]
+        if np.isfinite(lm).all():
+            return align_face(img, lm, self.size)
+        return fit_to_size(img, self.size, "center_crop")
