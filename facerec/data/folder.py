@@ -1,4 +1,8 @@
-"""The image-folder layout: root/<identity>/<image>."""
+"""The one image scanner: image files under a folder, and the root/<identity>/<image> layout.
+
+Training folders, eval galleries and distractors, ``facerec embed`` inputs and RecordIO packing
+all list images here, with the same rules (extension, hidden names skipped, sorted paths).
+"""
 
 from __future__ import annotations
 
@@ -11,35 +15,65 @@ from facerec.data.image import IMAGE_EXTENSIONS
 from facerec.errors import DataError
 
 
-def scan_image_folder(root: str | os.PathLike[str]) -> tuple[list[str], np.ndarray, list[str]]:
+def _visible(name: str) -> bool:
+    return not name.startswith(".")
+
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    """True for a file named like an image (by extension, any case) and not hidden."""
+    p = Path(path)
+    return _visible(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+
+
+def list_images(folder: str | os.PathLike[str], what: str = "folder") -> list[Path]:
+    """Every image file under ``folder`` at any depth, sorted by path.
+
+    The one scanner's rules: files by extension (:data:`IMAGE_EXTENSIONS`, any case); hidden
+    files and folders (names starting with ".") skipped. Raises :class:`DataError` naming
+    ``what`` when ``folder`` is missing or holds no image file.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{what} {root} does not exist; expected a folder of images")
+    found: list[Path] = []
+    for d, dirs, files in os.walk(root):
+        dirs[:] = [x for x in dirs if _visible(x)]
+        found += [Path(d, f) for f in files if is_image_file(Path(d, f))]
+    found.sort()
+    if not found:
+        raise DataError(
+            f"{what} {root} holds no image files; expected files ending in "
+            f"{', '.join(IMAGE_EXTENSIONS)}"
+        )
+    return found
+
+
+def scan_image_folder(
+    root: str | os.PathLike[str], what: str = "data root"
+) -> tuple[list[str], np.ndarray, list[str]]:
     """List the images under ``root/<identity>/`` (sorted, so the label map is reproducible).
 
     Returns (paths, labels (N,) int64, class_names) where ``labels[i]`` indexes ``class_names``.
-    Raises :class:`DataError` for a missing root, a root with no identity folders, or an
-    identity folder with no image files (extensions: JPEG, PNG, BMP, PGM, ...).
+    Same rules as :func:`list_images` (hidden identities and files skipped); raises
+    :class:`DataError` naming ``what`` for a missing root, a root with no identity folders, or an
+    identity folder with no image files.
     """
     root = Path(root)
     if not root.exists():
         raise DataError(
-            f"data root {root} does not exist; expected a folder with one sub-folder per identity"
+            f"{what} {root} does not exist; expected a folder with one sub-folder per identity"
         )
     if not root.is_dir():
-        raise DataError(f"data root {root} is not a folder; expected root/<identity>/<image>")
-    identities = sorted(
-        d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith(".")
-    )
+        raise DataError(f"{what} {root} is not a folder; expected root/<identity>/<image>")
+    identities = sorted(d.name for d in os.scandir(root) if d.is_dir() and _visible(d.name))
     if not identities:
         raise DataError(
-            f"data root {root} has no identity sub-folders; expected root/<identity>/<image>"
+            f"{what} {root} has no identity sub-folders; expected root/<identity>/<image>"
         )
     paths: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(identities):
-        files = sorted(
-            e.path
-            for e in os.scandir(root / name)
-            if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
-        )
+        files = sorted(e.path for e in os.scandir(root / name) if is_image_file(e.path))
         if not files:
             raise DataError(
                 f"identity folder {root / name} has no image files; expected at least one of "

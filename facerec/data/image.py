@@ -54,16 +54,38 @@ def decode_image(data: bytes | np.ndarray, source: str = "<bytes>") -> np.ndarra
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3); :class:`DataError` if missing or corrupt."""
+def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The encoded bytes of an image file; :class:`DataError` if missing or unreadable."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read image ({e.strerror})") from None
-    return decode_image(data, source=str(path))
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3); :class:`DataError` if missing or corrupt."""
+    return decode_image(read_image_bytes(path), source=str(path))
+
+
+def encode_image(
+    rgb: np.ndarray, fmt: str = "jpg", quality: int = 95, source: str = "<image>"
+) -> bytes:
+    """Encode an RGB uint8 (H, W, 3) image: ``fmt`` png, jpg/jpeg (``quality`` 0-100) or bmp.
+
+    Raises :class:`DataError` naming ``source`` when OpenCV cannot encode it.
+    """
+    ext = "." + fmt.lower().lstrip(".")
+    if ext not in (".png", ".jpg", ".jpeg", ".bmp"):
+        raise DataError(f"{source}: image format {fmt!r} is not known; expected png, jpg or bmp")
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, bgr, params)
+    if not ok:
+        raise DataError(f"{source}: OpenCV could not encode the image as {fmt}")
+    return buf.tobytes()
 
 
 def fit_to_size(img: np.ndarray, size: tuple[int, int], mode: ResizeMode = "resize") -> np.ndarray:

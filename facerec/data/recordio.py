@@ -40,12 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
 from facerec.data.folder import scan_image_folder
-from facerec.data.image import decode_image, fit_to_size
+from facerec.data.image import decode_image, encode_image, fit_to_size, read_image_bytes
 from facerec.errors import DataError
 from facerec.io import atomic_path
 
@@ -799,26 +798,11 @@ _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 ImageFormat = Literal["auto", "jpg", "png"]
 
 
-def _encode(rgb: np.ndarray, fmt: str, quality: int, source: str) -> bytes:
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    if fmt == "png":
-        ok, buf = cv2.imencode(".png", bgr)
-    else:
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise DataError(f"{source}: OpenCV could not encode the image as {fmt}")
-    return buf.tobytes()
-
-
 def _prepare_image(
     path: str, size: tuple[int, int] | None, fmt: ImageFormat, quality: int
 ) -> tuple[bytes, tuple[int, int], bool]:
     """(bytes to store, (height, width) stored, re-encoded?) for one image file."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read image ({e.strerror})") from None
+    raw = read_image_bytes(path)
     rgb = decode_image(raw, source=path)  # every image is checked, even when kept as is
     resized = fit_to_size(rgb, size) if size is not None else rgb
     keep = (
@@ -827,7 +811,7 @@ def _prepare_image(
     if keep:
         return raw, (rgb.shape[0], rgb.shape[1]), False
     out_fmt = "png" if fmt == "png" else "jpg"
-    return _encode(resized, out_fmt, quality, path), (resized.shape[0], resized.shape[1]), True
+    return encode_image(resized, out_fmt, quality, path), (resized.shape[0], resized.shape[1]), True
 
 
 def pack_folder(

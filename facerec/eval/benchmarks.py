@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facerec.data.folder import list_images, scan_image_folder
 from facerec.data.sources import EncodedImages, FileImages, ImageSource
 from facerec.errors import DataError
 from facerec.io import atomic_write_bytes
@@ -418,39 +419,14 @@ def synthetic_pairs(
 def read_identity_folder(
     root: str | os.PathLike[str], what: str = "image folder"
 ) -> tuple[list[Path], list[str]]:
-    """Images in an ``identity/image`` layout: ``(paths, identity names)``, sorted.
+    """Images in an ``identity/image`` layout: ``(paths, identity name of each)``, sorted.
 
-    Every sub-folder of ``root`` is an identity; its image files (by extension) are its images.
-    Raises :class:`DataError` when ``root`` is missing or holds no images.
+    Scanned by :func:`facerec.data.folder.scan_image_folder` (the training folders' rules).
     """
-    from facerec.data.image import IMAGE_EXTENSIONS
-
-    r = Path(root)
-    if not r.is_dir():
-        raise DataError(f"{r}: {what} not found; expected a folder of identity sub-folders")
-    paths: list[Path] = []
-    names: list[str] = []
-    for d in sorted(q for q in r.iterdir() if q.is_dir()):
-        for f in sorted(d.iterdir()):
-            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
-                paths.append(f)
-                names.append(d.name)
-    if not paths:
-        raise DataError(
-            f"{r}: {what} holds no images; expected identity sub-folders of image files "
-            f"({', '.join(IMAGE_EXTENSIONS)})"
-        )
-    return paths, names
+    paths, labels, names = scan_image_folder(root, what)
+    return [Path(p) for p in paths], [names[k] for k in labels]
 
 
 def read_image_tree(root: str | os.PathLike[str], what: str = "distractor folder") -> list[Path]:
-    """All image files under ``root`` (any depth), sorted; :class:`DataError` if none."""
-    from facerec.data.image import IMAGE_EXTENSIONS
-
-    r = Path(root)
-    if not r.is_dir():
-        raise DataError(f"{r}: {what} not found; expected a folder of images")
-    paths = sorted(q for q in r.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
-    if not paths:
-        raise DataError(f"{r}: {what} holds no images")
-    return paths
+    """All image files under ``root`` (any depth), sorted (see :func:`list_images`)."""
+    return list_images(root, what)

@@ -25,10 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from facerec.data.image import ResizeMode, fit_to_size
+from facerec.data.image import ResizeMode, encode_image, fit_to_size
 from facerec.data.sources import FileImages, ImageSource
 from facerec.errors import DataError
 from facerec.io import atomic_write_text
@@ -271,15 +270,9 @@ def worst_probes(
 
 def image_data_uri(rgb: np.ndarray, fmt: str = "jpeg", quality: int = THUMB_JPEG_QUALITY) -> str:
     """An RGB uint8 (H, W, 3) image as a ``data:image/jpeg|png;base64,...`` URI."""
-    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-    if fmt == "png":
-        ok, buf = cv2.imencode(".png", bgr)
-    else:
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise DataError(f"could not encode an image of shape {rgb.shape} as {fmt}")
+    data = encode_image(rgb, "png" if fmt == "png" else "jpg", quality, f"image {rgb.shape}")
     mime = "png" if fmt == "png" else "jpeg"
-    return f"data:image/{mime};base64,{base64.b64encode(buf.tobytes()).decode('ascii')}"
+    return f"data:image/{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def file_data_uri(path: str | os.PathLike[str]) -> str:

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.data.image import IMAGE_EXTENSIONS, ResizeMode
+from facerec.align.options import Aligner, add_align_arguments
+from facerec.data.folder import list_images
+from facerec.data.image import ResizeMode
 from facerec.errors import ConfigError, DataError, FacerecError
 from facerec.inference import (
     Embedder,
@@ -40,7 +42,8 @@ from facerec.io import atomic_path
 
 
 def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Files in the order given; each folder's image files recursively, sorted by path.
+    """Files in the order given; each folder's image files recursively, sorted by path
+    (:func:`facerec.data.folder.list_images`).
 
     Raises:
         DataError: an input does not exist, or a folder holds no image file.
@@ -49,15 +52,7 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(
-                q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS and q.is_file()
-            )
-            if not found:
-                raise DataError(
-                    f"{p}: folder holds no image file; expected files ending in "
-                    f"{', '.join(IMAGE_EXTENSIONS)}"
-                )
-            out += found
+            out += list_images(p)
         elif p.is_file():
             out.append(p)
         else:
@@ -95,17 +90,20 @@ def embed_files(
     workers: int = 2,
     skip_bad: bool = False,
     progress: bool = True,
+    aligner: Aligner | None = None,
 ) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
     """Embed ``paths``: -> (embeddings (M, D) float32, the M paths kept, [(bad path, why)]).
 
     With ``skip_bad`` images that do not decode are left out; otherwise the first one raises
-    :class:`DataError` naming it.
+    :class:`DataError` naming it. With an ``aligner`` (``--align``) each photo is detected and
+    aligned to the model's input first (no face: centre-cropped and counted).
     """
     skipped: list[tuple[int, str]] | None = [] if skip_bad else None
+    images = FileImages(paths)
     try:
         emb = embed_images(
             embedder,
-            FileImages(paths),
+            images if aligner is None else aligner.wrap("images", images, embedder.input_size),
             batch_size,
             flip,
             workers,
@@ -164,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out images that do not decode (default: stop with an error)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_align_arguments(p)
     return p
 
 
@@ -191,11 +190,15 @@ def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
         workers=args.workers,
         skip_bad=args.skip_bad,
         progress=not args.no_progress,
+        aligner=(aligner := Aligner.from_args(args, args.device)),
     )
     write_outputs(out, list_path, emb, kept)
     for _, why in bad:
         print(f"skipped: {why}", file=sys.stderr)
     skipped = f", skipped {len(bad)} that did not decode" if bad else ""
+    if aligner is not None:
+        n = aligner.report("images")["no_face"]
+        skipped += f", {n} without a face centre-cropped" if n else ", a face found in each"
     print(
         f"wrote {out} {emb.shape[0]}x{emb.shape[1]} float32"
         f"{' L2-normalised' if args.normalize else ''}{' (flip-sum)' if args.flip else ''} "

@@ -50,3 +50,17 @@ def test_normalisation_convention():
     t = to_tensor_array(img)
     assert t.shape == (3, 1, 1)
     assert np.allclose(t[:, 0, 0], [-1.0, -0.5 / 127.5, 1.0])
+
+
+def test_encode_image_round_trips_png_and_refuses_unknown_formats(tmp_path):
+    from facerec.data.image import encode_image, read_image_bytes
+
+    img = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    png = encode_image(img, "png")
+    np.testing.assert_array_equal(decode_image(png), img)  # lossless, RGB kept
+    jpg = encode_image(img, ".JPG", quality=90)
+    assert jpg[:3] == b"\xff\xd8\xff" and decode_image(jpg).shape == img.shape
+    with pytest.raises(DataError, match="format 'gif' is not known"):
+        encode_image(img, "gif")
+    with pytest.raises(DataError, match="image file not found"):
+        read_image_bytes(tmp_path / "nope.png")

@@ -262,11 +262,22 @@ def test_identity_folders(tmp_path):
     paths, names = bm.read_identity_folder(tmp_path / "g")
     assert names == ["x", "x", "y"] and all(q.suffix == ".png" for q in paths)
     assert len(bm.read_image_tree(tmp_path / "g")) == 3
+    # the training folders' rules: hidden names skipped, an empty identity refused
+    (tmp_path / "g" / ".cache").mkdir()
+    cv2.imwrite(str(tmp_path / "g" / ".cache" / "0.png"), np.zeros((4, 4, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "g" / "x" / ".0.png"), np.zeros((4, 4, 3), np.uint8))
+    assert bm.read_identity_folder(tmp_path / "g") == (paths, names)
+    assert len(bm.read_image_tree(tmp_path / "g")) == 3
+    (tmp_path / "g" / "z").mkdir()
+    with pytest.raises(DataError, match="z has no image files"):
+        bm.read_identity_folder(tmp_path / "g")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="holds no images"):
+    with pytest.raises(DataError, match="no identity sub-folders"):
         bm.read_identity_folder(tmp_path / "empty")
-    with pytest.raises(DataError, match="not found"):
-        bm.read_identity_folder(tmp_path / "nope")
+    with pytest.raises(DataError, match="holds no image files"):
+        bm.read_image_tree(tmp_path / "empty")
+    with pytest.raises(DataError, match="gallery folder .*nope does not exist"):
+        bm.read_identity_folder(tmp_path / "nope", "gallery folder")
 
 
 def test_synthetic_pairs_are_held_out_balanced_and_deterministic():
