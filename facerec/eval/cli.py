@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import facerec
+from facerec.align.options import Aligner, add_align_arguments
 from facerec.errors import ConfigError, FacerecError
 from facerec.inference import (
     Embedder,
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_REPORT_PAIRS})",
     )
     add_ijb_arguments(p)
+    add_align_arguments(p)
     return p
 
 
@@ -175,8 +177,14 @@ def _load_benchmarks(args: argparse.Namespace) -> list[bm.PairBenchmark]:
 
 
 def _embed(
-    emb: Embedder, images: ImageSource, args: argparse.Namespace
+    emb: Embedder,
+    images: ImageSource,
+    args: argparse.Namespace,
+    aligner: Aligner | None = None,
+    key: str = "",
 ) -> tuple[np.ndarray, EmbedStats]:
+    if aligner is not None:  # --align: detect (once per key) and warp to the model's input
+        images = aligner.wrap(key, images, emb.input_size)
     stats: list[EmbedStats] = []
     e = embed_images(emb, images, args.batch_size, not args.no_flip, args.workers, stats)
     return e, stats[0]
@@ -188,12 +196,13 @@ def _identification(
     data: dict,
     report: ReportData | None = None,
     model_name: str = "",
+    aligner: Aligner | None = None,
 ) -> tuple[dict, np.ndarray, int]:
-    g, _ = _embed(emb, FileImages(data["gallery_paths"]), args)
-    p, _ = _embed(emb, FileImages(data["probe_paths"]), args)
+    g, _ = _embed(emb, FileImages(data["gallery_paths"]), args, aligner, "gallery")
+    p, _ = _embed(emb, FileImages(data["probe_paths"]), args, aligner, "probe")
     d = None
     if data["distractor_paths"]:
-        d, _ = _embed(emb, FileImages(data["distractor_paths"]), args)
+        d, _ = _embed(emb, FileImages(data["distractor_paths"]), args, aligner, "distractors")
         d = l2_normalize(d)
     t = time.perf_counter()
     r = identify(
@@ -244,6 +253,9 @@ def _identification(
         "search_seconds": time.perf_counter() - t,
         "plots": {"cmc": "cmc.png"},
     }
+    if aligner is not None:
+        keys = ["gallery", "probe"] + (["distractors"] if data["distractor_paths"] else [])
+        out["align"] = {k: aligner.report(k) for k in keys}
     return out, r.cmc, int(g.shape[1])
 
 
@@ -292,6 +304,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             "--synthetic, --gallery/--probe or --ijb"
         )
     device = resolve_device(args.device)
+    aligner = Aligner.from_args(args, device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     specs = [("checkpoint", q) for q in args.checkpoint] + [("onnx", q) for q in args.onnx]
@@ -308,6 +321,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             "device": device,
             "fars": list(DEFAULT_FARS),
             "dir_fars": list(DIR_FARS),
+            "align": aligner.settings if aligner is not None else None,
         },
         "models": {},
         "plots": {"roc": {}},
@@ -332,8 +346,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         for b in benches:
             print(f"[{name}] {b.name}: embedding images of {b.num_pairs} pairs", file=sys.stderr)
             stats: list[EmbedStats] = []
+            images = b.images if aligner is None else aligner.wrap(b.name, b.images, emb.input_size)
             scores = score_benchmark(
-                emb, b.images, b.pairs, args.batch_size, not args.no_flip, args.workers, stats
+                emb, images, b.pairs, args.batch_size, not args.no_flip, args.workers, stats
             )
             st = stats[0]
             model["embedding_dim"] = st.dim
@@ -349,12 +364,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
                 images_per_second=st.images_per_second,
                 plots={"roc": f"roc_{b.name}.png", "histogram": hist},
             )
+            if aligner is not None:  # faces not found: centre-cropped, counted (never dropped)
+                rep["align"] = aligner.report(b.name)
             model["verification"][b.name] = rep
             if report is not None:
                 report.add_pairs(
                     name,
                     b.name,
-                    b.images,
+                    images,
                     b.pairs,
                     b.issame,
                     scores,
@@ -371,7 +388,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             )
         if ident is not None:
             print(f"[{name}] identification: embedding gallery and probes", file=sys.stderr)
-            model["identification"], curve, dim = _identification(emb, args, ident, report, name)
+            model["identification"], curve, dim = _identification(
+                emb, args, ident, report, name, aligner
+            )
             model["embedding_dim"] = dim
             cmc_curves.append((name, curve))
         if ijb is not None:
