@@ -27,18 +27,18 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from facerec.align.detect import Detections, FaceDetector, build_detector
 from facerec.align.landmarks import detections_from_landmarks, read_landmarks
 from facerec.align.pipeline import KEEP_POLICIES, FaceChoice, choose_faces, detect_images
 from facerec.align.transform import arcface_template
-from facerec.data.image import IMAGE_EXTENSIONS, read_image
+from facerec.data.folder import list_images
+from facerec.data.image import encode_image, read_image
 from facerec.errors import ConfigError, DataError
 from facerec.io import atomic_path, atomic_write_bytes
 
-__all__ = ["REPORT_COLUMNS", "align_folder", "list_images", "main"]
+__all__ = ["REPORT_COLUMNS", "align_folder", "list_photos", "main"]
 
 REPORT_NAME = "align_report.csv"
 _JOURNAL_NAME = ".align_report.partial.csv"
@@ -57,19 +57,12 @@ REPORT_COLUMNS = (
     "output",
     "error",
 )
-_WRITE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_WRITE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
 
 
-def list_images(root: Path) -> list[Path]:
-    """Image files under ``root`` (recursively, by extension), sorted, relative to ``root``."""
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder; expected a folder of photos (--in)")
-    found = sorted(
-        p.relative_to(root)
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-    )
-    return found
+def list_photos(root: Path) -> list[Path]:
+    """Image files under ``root`` (any depth, the one scanner's rules), relative to ``root``."""
+    return [p.relative_to(root) for p in list_images(root, "photo folder (--in)")]
 
 
 def _fmt(x: float) -> str:
@@ -124,13 +117,6 @@ def _done(rows: list[list[str]], out: Path) -> bool:
     return all(
         r[status_col] in ("no_face", "unreadable") or (out / r[out_col]).is_file() for r in rows
     )
-
-
-def _encode(crop: np.ndarray, ext: str) -> bytes:
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-    if not ok:  # pragma: no cover - the extensions offered all encode
-        raise ConfigError(f"OpenCV could not encode a {ext} image")
-    return buf.tobytes()
 
 
 def _batches(items: Sequence, n: int) -> Iterator[Sequence]:
@@ -193,14 +179,9 @@ def align_folder(
         given = read_landmarks(landmarks)
         rels = [Path(p) for p in given]
         if not root.is_dir():
-            raise DataError(f"{root}: no such folder; expected the images' root folder (--in)")
+            raise DataError(f"image root (--in) {root} does not exist; expected a folder")
     else:
-        rels = list_images(root)
-        if not rels:
-            raise DataError(
-                f"{root}: folder holds no image file; expected files ending in "
-                f"{', '.join(IMAGE_EXTENSIONS)}"
-            )
+        rels = list_photos(root)
     try:
         if out.resolve() == root.resolve() or out.resolve().is_relative_to(root.resolve()):
             raise ConfigError(f"--out {out} is inside --in {root}; choose a folder outside it")
@@ -274,7 +255,7 @@ def align_folder(
                         else [f"{stem.as_posix()}{ext}"] * len(choice.kept)
                     )
                     for name, crop in zip(names, choice.crops(im, size), strict=True):
-                        atomic_write_bytes(out / name, _encode(crop, ext))
+                        atomic_write_bytes(out / name, encode_image(crop, ext, source=name))
                         counts["crops"] += 1
                     new = _rows_for(key, choice, names)
                 rows[key] = new

@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facerec.data.image import encode_image
 from facerec.errors import ConfigError, FacerecError
 from facerec.io import atomic_path
 
@@ -914,12 +915,9 @@ def write_synthetic_folder(
     for identity in range(num_identities):
         folder = out / names[identity]
         for index in range(images_per_identity):
-            img = faces.render(identity, index)
-            ok, buf = cv2.imencode(ext, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-            if not ok:  # pragma: no cover - OpenCV supports all the extensions above
-                raise ConfigError(f"OpenCV could not encode a {ext} image")
+            data = encode_image(faces.render(identity, index), ext)
             with atomic_path(folder / f"{index:04d}{ext}") as tmp:
-                tmp.write_bytes(buf.tobytes())
+                tmp.write_bytes(data)
     return out
 
 
@@ -939,11 +937,9 @@ def write_contact_sheet(
     ]
     path = Path(path)
     ext = path.suffix.lower() if path.suffix.lower() in (".png", ".jpg", ".jpeg") else ".png"
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
-    if not ok:  # pragma: no cover
-        raise ConfigError("OpenCV could not encode the contact sheet")
+    data = encode_image(np.concatenate(rows, axis=0), ext, source=str(path))
     with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
+        tmp.write_bytes(data)
     return path
 
 

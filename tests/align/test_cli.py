@@ -194,11 +194,11 @@ def test_landmark_files(tmp_path):
 
 def test_bad_arguments_are_one_line(tmp_path, capsys, photos):
     assert cli.main(["align", "--in", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
-    assert "no such folder" in capsys.readouterr().err
+    assert "photo folder (--in)" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cli.main(["align", "--in", str(empty), "--out", str(tmp_path / "o")]) == 2
-    assert "holds no image file" in capsys.readouterr().err
+    assert "holds no image files" in capsys.readouterr().err
     assert cli.main(["align", "--in", str(photos), "--out", str(photos / "crops")]) == 2
     assert "inside --in" in capsys.readouterr().err
     out = tmp_path / "o"
