@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pytorch_lightning as pl
 import torch
@@ -34,6 +34,8 @@ from facerec.models.iresnet import IResNet
 from facerec.optim import OptimizerName, ScheduleName, build_optimizer, lr_factor
 
 HeadFactory = Callable[[int, int], MarginHead]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 
 
 @dataclass
@@ -70,6 +72,10 @@ class FaceRecognitionModule(pl.LightningModule):
         warmup_epochs: linear warm-up length in epochs (fractions allowed).
         lr_schedule: ``poly`` (power ``poly_power``), ``cosine`` or ``constant`` after warm-up.
         channels_last: run the backbone in channels-last memory format.
+        compile: compile the backbone with ``torch.compile`` when a fit starts (``mode``:
+            ``compile_mode``, None = torch's default). The weights keep their names
+            (``nn.Module.compile`` compiles in place; no ``_orig_mod.`` in checkpoints), and a
+            model loaded from a checkpoint for evaluation or export is not compiled.
         init_from: pre-trained weights that start a fit (fine-tuning): a facerec checkpoint
             (``.ckpt``: the backbone, all of whose weights must be there with the same shapes,
             and the margin head when it has the same shape), an insightface arcface_torch
@@ -105,6 +111,8 @@ class FaceRecognitionModule(pl.LightningModule):
         lr_schedule: ScheduleName = "poly",
         poly_power: float = 2.0,
         channels_last: bool = False,
+        compile: bool = False,
+        compile_mode: CompileMode | None = None,
         init_from: str | None = None,
         lr_multipliers: LrMultipliers | None = None,
         freeze: FreezeOptions | None = None,
@@ -162,6 +170,14 @@ class FaceRecognitionModule(pl.LightningModule):
         self.lr_schedule = lr_schedule
         self.poly_power = poly_power
         self.channels_last = channels_last
+        if compile_mode not in (None, *COMPILE_MODES):
+            raise ConfigError(
+                f"model.compile_mode is {compile_mode!r}; expected one of "
+                f"{', '.join(COMPILE_MODES)}"
+            )
+        self.compile_backbone = bool(compile)  # (nn.Module.compile is a method: not shadowed)
+        self.compile_mode = compile_mode
+        self._compiled = False
         self.init_from = init_from
         self.lr_multipliers = coerce(lr_multipliers, LrMultipliers, "model.lr_multipliers")
         self.freeze = coerce(freeze, FreezeOptions, "model.freeze")
@@ -370,6 +386,9 @@ class FaceRecognitionModule(pl.LightningModule):
 
     # ---------------------------------------------------------- checkpoints
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.compile_backbone and not self._compiled:
+            self.backbone.compile(mode=self.compile_mode)  # in place: state-dict keys unchanged
+            self._compiled = True
         if stage == "fit" and self.init_from and not getattr(self, "_init_loaded", False):
             load_init_weights(self, self.init_from)
             self._init_loaded = True
