@@ -24,6 +24,7 @@ import numpy as np
 import facerec
 from facerec.align.options import Aligner, add_align_arguments
 from facerec.errors import ConfigError, FacerecError
+from facerec.faiss_index import INDEX_KINDS, faiss_gpu_count
 from facerec.inference import (
     Embedder,
     EmbedStats,
@@ -40,7 +41,7 @@ from facerec.metrics.verification import DEFAULT_FARS, far_key, verification_rep
 from . import benchmarks as bm
 from .embed import score_benchmark
 from .html_report import DEFAULT_REPORT_PAIRS, ReportData, write_html_report
-from .identification import INDEX_KINDS, faiss_gpu_count, identify
+from .identification import identify
 from .ijb_cli import IJBRun, add_ijb_arguments, feature_model_names, format_ijb_table
 from .report import format_table, plot_cmc, plot_histograms, plot_roc, write_json
 

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facerec.errors import ConfigError, DataError
-
-from .identification import INDEX_KINDS, build_index, faiss_search
+from facerec.faiss_index import INDEX_KINDS, build_index, faiss_search
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """1:N identification with FAISS: index building, chunked search, CMC, open-set DIR@FAR.
 
-Embeddings are L2-normalised, so inner product = cosine similarity. The default index is exact
-(``IndexFlatIP``); ``ivf`` (IndexIVFFlat) and ``hnsw`` (IndexHNSWFlat) trade exactness for
-speed on large galleries. GPU FAISS is used when the installed faiss has GPUs (flat and IVF;
-HNSW has no GPU version). Queries are searched in chunks so the (chunk, k) result and FAISS's
-working memory stay bounded whatever the number of probes.
+Embeddings are L2-normalised, so inner product = cosine similarity. The index comes from
+:func:`facerec.faiss_index.build_index`: exact ``flat`` by default, ``ivf`` and ``hnsw`` trade
+exactness for speed on large galleries; GPU FAISS when the installed faiss has GPUs (flat and
+IVF). Queries are searched in chunks so the (chunk, k) result and FAISS's working memory stay
+bounded whatever the number of probes.
 
 Closed-set ranks are by identity: an identity's score is the best score over its gallery images,
 and rank r means the true identity is among the r best identities.
@@ -14,116 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
-from facerec.errors import ConfigError, DataError
-
-IndexKind = Literal["flat", "ivf", "hnsw"]
-INDEX_KINDS = ("flat", "ivf", "hnsw")
-
-
-def faiss_gpu_count() -> int:
-    """Number of GPUs the installed faiss can use (0 for faiss-cpu)."""
-    import faiss
-
-    get = getattr(faiss, "get_num_gpus", None)
-    try:
-        return int(get()) if get is not None else 0
-    except Exception:
-        return 0
-
-
-_GPU_RESOURCES: list = []
-
-
-def _gpu_resources():
-    """One StandardGpuResources for the process (it must outlive every GPU index)."""
-    import faiss
-
-    if not _GPU_RESOURCES:
-        _GPU_RESOURCES.append(faiss.StandardGpuResources())
-    return _GPU_RESOURCES[0]
-
-
-def build_index(
-    gallery: np.ndarray,
-    kind: IndexKind = "flat",
-    use_gpu: bool | None = None,
-    nlist: int | None = None,
-    nprobe: int | None = None,
-    hnsw_m: int = 32,
-    ef_search: int = 128,
-    seed: int = 0,
-):
-    """Build a FAISS inner-product index over ``gallery`` (G, D) float32 (rows unit length).
-
-    Args:
-        kind: "flat" (exact, default), "ivf" (IVF-Flat; ``nlist`` lists, default ~4·sqrt(G);
-            ``nprobe`` searched, default max(1, nlist // 8)) or "hnsw" (``hnsw_m`` links,
-            ``ef_search``).
-        use_gpu: None = use GPU FAISS when available; True requires it; False never.
-
-    Returns:
-        the FAISS index (with ``.ntotal == G``).
-    """
-    import faiss
-
-    if kind not in INDEX_KINDS:
-        raise ConfigError(f"index {kind!r} is not known; expected one of {', '.join(INDEX_KINDS)}")
-    x = np.ascontiguousarray(gallery, dtype=np.float32)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise DataError(f"gallery embeddings of shape {x.shape}; expected a non-empty (G, D)")
-    g, d = x.shape
-    gpus = faiss_gpu_count()
-    if use_gpu and gpus == 0:
-        raise ConfigError("GPU FAISS asked for but the installed faiss has no GPU support")
-    gpu = (gpus > 0) if use_gpu is None else bool(use_gpu)
-    if kind == "flat":
-        index = faiss.IndexFlatIP(d)
-    elif kind == "ivf":
-        nlist = nlist or max(1, min(int(4 * math.sqrt(g)), g // 39 or 1))
-        quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        index.nprobe = nprobe or max(1, nlist // 8)  # (faiss keeps the quantizer referenced)
-    else:
-        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efSearch = ef_search
-        gpu = False
-    if gpu:
-        index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
-    if not index.is_trained:
-        index.train(x)
-    index.add(x)
-    return index
-
-
-def faiss_search(
-    index, queries: np.ndarray, k: int, chunk_size: int = 4096
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k inner-product search, ``chunk_size`` queries at a time.
-
-    Args:
-        index: from :func:`build_index`.
-        queries: (Q, D) float32.
-        k: neighbours per query (clipped to the gallery size).
-
-    Returns:
-        ``(scores, ids)``: (Q, k) float32 descending and (Q, k) int64 gallery row indices.
-    """
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    k = min(int(k), int(index.ntotal))
-    if hasattr(index, "hnsw"):
-        index.hnsw.efSearch = max(index.hnsw.efSearch, k)
-    scores = np.empty((q.shape[0], k), np.float32)
-    ids = np.empty((q.shape[0], k), np.int64)
-    for s in range(0, q.shape[0], chunk_size):
-        d, i = index.search(q[s : s + chunk_size], k)
-        scores[s : s + chunk_size], ids[s : s + chunk_size] = d, i
-    return scores, ids
+from facerec.errors import DataError
+from facerec.faiss_index import IndexKind, build_index, faiss_search
 
 
 def torch_search(

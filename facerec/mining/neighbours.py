@@ -4,13 +4,10 @@ Used to build hard-identity batches (:mod:`facerec.data.hard_identity`): identit
 are close are the ones the model confuses. Centres are compared by cosine similarity (they are
 L2-normalised first; for unit vectors that is the same order as Euclidean distance).
 
-Index types (``index``):
-
-* ``"flat"``: exact search (``IndexFlatIP``), O(C²·D) time. The default; fine up to ~100k
-  identities on a CPU.
-* ``"ivf"``: inverted lists (``IndexIVFFlat``, nlist ≈ 4·√C trained on up to 64·nlist centres,
-  ``nprobe`` lists searched); approximate, for 10⁵–10⁷ identities. Exact when nprobe = nlist.
-* ``"hnsw"``: graph index (``IndexHNSWFlat``, M = 32, efSearch ≥ 2k); approximate.
+Index kinds (``index``, built by :func:`facerec.faiss_index.build_index` on the CPU):
+``"flat"``, exact, O(C²·D) time, the default, fine up to ~100k identities on a CPU; ``"ivf"``,
+approximate, for 10⁵–10⁷ identities (``nprobe`` lists searched, 16 by default); ``"hnsw"``,
+approximate (efSearch ≥ 2k).
 
 Results are deterministic for ``flat`` and ``ivf`` (fixed training seed); under DDP compute them
 on one rank and broadcast (:func:`broadcast_neighbours`), so every rank uses the same table.
@@ -18,18 +15,13 @@ on one rank and broadcast (:func:`broadcast_neighbours`), so every rank uses the
 
 from __future__ import annotations
 
-import math
-from typing import Literal
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from facerec import distributed
 from facerec.errors import ConfigError, FacerecError
-
-IndexType = Literal["flat", "ivf", "hnsw"]
-INDEX_TYPES: tuple[str, ...] = ("flat", "ivf", "hnsw")
+from facerec.faiss_index import INDEX_KINDS, IndexKind, build_index, faiss_search
 
 
 def _as_float32(centres: Tensor | np.ndarray) -> np.ndarray:
@@ -46,7 +38,7 @@ def _as_float32(centres: Tensor | np.ndarray) -> np.ndarray:
 def nearest_identities(
     centres: Tensor | np.ndarray,
     k: int,
-    index: IndexType = "flat",
+    index: IndexKind = "flat",
     nprobe: int = 16,
     threads: int | None = None,
 ) -> np.ndarray:
@@ -63,33 +55,20 @@ def nearest_identities(
         (C, k) int64 identity indices; row c never contains c. Where an approximate index finds
         fewer than k others, the row is padded with -1.
     """
-    import faiss
-
-    if index not in INDEX_TYPES:
-        raise ConfigError(f"unknown neighbour index {index!r}; expected one of {INDEX_TYPES}")
+    if index not in INDEX_KINDS:
+        raise ConfigError(f"unknown neighbour index {index!r}; expected one of {INDEX_KINDS}")
     x = _as_float32(centres)
-    c, d = x.shape
+    c = x.shape[0]
     if int(k) != k or not 1 <= k < c:
         raise ConfigError(f"neighbours k must be an integer in [1, {c - 1}], got {k}")
     if threads is not None:
+        import faiss
+
         faiss.omp_set_num_threads(int(threads))
-    if index == "flat":
-        idx = faiss.IndexFlatIP(d)
-    elif index == "ivf":
-        nlist = max(1, min(c // 39, int(4 * math.sqrt(c))))
-        quantizer = faiss.IndexFlatIP(d)
-        idx = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(0)
-        train = x if c <= 64 * nlist else x[rng.choice(c, 64 * nlist, replace=False)]
-        idx.cp.seed = 1234
-        idx.train(train)
-        idx.nprobe = min(int(nprobe), nlist)
-    else:
-        idx = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-        idx.hnsw.efSearch = max(64, 2 * (k + 1))
-    idx.add(x)
-    _, found = idx.search(x, k + 1)  # (C, k + 1), usually the centre itself first
-    return _drop_self(found.astype(np.int64), k)
+    # on the CPU: the refresh runs beside training, which keeps the GPU
+    idx = build_index(x, index, use_gpu=False, nprobe=nprobe, ef_search=max(64, 2 * (k + 1)))
+    _, found = faiss_search(idx, x, k + 1)  # (C, k + 1), usually the centre itself first
+    return _drop_self(found, k)
 
 
 def _drop_self(found: np.ndarray, k: int) -> np.ndarray:
@@ -145,8 +124,6 @@ def broadcast_neighbours(
 
 
 __all__ = [
-    "INDEX_TYPES",
-    "IndexType",
     "broadcast_neighbours",
     "brute_force_neighbours",
     "nearest_identities",

@@ -6,15 +6,8 @@ import numpy as np
 import pytest
 
 from facerec.errors import ConfigError
-from facerec.eval.identification import (
-    build_index,
-    cmc,
-    dir_at_far,
-    faiss_search,
-    identify,
-    rank_identities,
-    torch_search,
-)
+from facerec.eval.identification import cmc, dir_at_far, identify, rank_identities, torch_search
+from facerec.faiss_index import build_index, faiss_search
 
 
 def unit(x: np.ndarray) -> np.ndarray:

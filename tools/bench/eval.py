@@ -43,6 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from facerec import faiss_index  # noqa: E402
 from facerec.eval import identification as ident  # noqa: E402
 from facerec.metrics import verification as ver  # noqa: E402
 
@@ -101,7 +102,7 @@ def sync(device: str) -> None:
 def bench_search(args) -> list[dict]:
     device = args.device
     rows = []
-    gpus = ident.faiss_gpu_count()
+    gpus = faiss_index.faiss_gpu_count()
     faiss_where = f"GPU x{gpus}" if gpus and args.index != "hnsw" else "CPU"
     print(
         f"\n### 1:N search, {args.probes} probes, top-{args.k}, d={args.dim} "
@@ -118,12 +119,12 @@ def bench_search(args) -> list[dict]:
         gallery_t = random_unit(g, args.dim, 2, "cpu")
         gallery = gallery_t.numpy()
         t = time.perf_counter()
-        index = ident.build_index(gallery, args.index)
+        index = faiss_index.build_index(gallery, args.index)
         build = time.perf_counter() - t
         f_time, (_, f_ids) = best_time(
-            lambda index=index: ident.faiss_search(index, probes, args.k, args.faiss_chunk),
+            lambda index=index: faiss_index.faiss_search(index, probes, args.k, args.faiss_chunk),
             args.repeats,
-            warmup=lambda index=index: ident.faiss_search(index, probes[:256], args.k),
+            warmup=lambda index=index: faiss_index.faiss_search(index, probes[:256], args.k),
         )
         del index
         t = time.perf_counter()
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gallery-sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--index", choices=ident.INDEX_KINDS, default="flat")
+    p.add_argument("--index", choices=faiss_index.INDEX_KINDS, default="flat")
     p.add_argument("--faiss-chunk", type=int, default=4096)
     p.add_argument("--torch-chunk", type=int, default=1024)
     p.add_argument("--images", type=int, default=1024)

@@ -1,0 +1,135 @@
+"""The one FAISS index builder: inner-product ``flat`` / ``ivf`` / ``hnsw``, on the CPU or a GPU.
+
+Used by the hard-identity neighbours (:mod:`facerec.mining.neighbours`), 1:N identification
+(:mod:`facerec.eval.identification`) and the data doctor. Rows are compared by inner product
+(cosine for unit rows):
+
+* ``flat``: exact (``IndexFlatIP``).
+* ``ivf``: ``IndexIVFFlat`` with ``nlist`` ≈ 4·√N lists (at most N/39), trained with k-means
+  seed :data:`IVF_SEED` on at most 64·nlist rows drawn with ``numpy`` seed 0, ``nprobe`` lists
+  searched (default nlist / 8); exact when nprobe = nlist.
+* ``hnsw``: ``IndexHNSWFlat`` (``hnsw_m`` links, ``ef_search``); CPU only.
+
+GPU FAISS is used for flat and IVF when ``use_gpu`` is True, or None and the installed faiss has
+GPUs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+
+from facerec.errors import ConfigError, DataError
+
+IndexKind = Literal["flat", "ivf", "hnsw"]
+INDEX_KINDS: tuple[str, ...] = ("flat", "ivf", "hnsw")
+IVF_SEED = 1234
+
+_GPU_RESOURCES: list[Any] = []
+
+
+def faiss_gpu_count() -> int:
+    """Number of GPUs the installed faiss can use (0 for faiss-cpu)."""
+    import faiss
+
+    get = getattr(faiss, "get_num_gpus", None)
+    try:
+        return int(get()) if get is not None else 0
+    except Exception:
+        return 0
+
+
+def _gpu_resources() -> Any:
+    """One StandardGpuResources for the process (it must outlive every GPU index)."""
+    import faiss
+
+    if not _GPU_RESOURCES:
+        _GPU_RESOURCES.append(faiss.StandardGpuResources())
+    return _GPU_RESOURCES[0]
+
+
+def build_index(
+    rows: np.ndarray,
+    kind: IndexKind = "flat",
+    use_gpu: bool | None = None,
+    nlist: int | None = None,
+    nprobe: int | None = None,
+    hnsw_m: int = 32,
+    ef_search: int = 128,
+) -> Any:
+    """A FAISS inner-product index holding ``rows`` (N, D) float32 (unit length for cosine).
+
+    Args:
+        kind: ``flat`` (exact, default), ``ivf`` or ``hnsw`` (approximate), see the module doc.
+        use_gpu: None = GPU FAISS when available (flat, ivf); True requires it; False never.
+        nlist, nprobe: IVF lists and lists searched (defaults in the module doc; nprobe is
+            clipped to nlist).
+        hnsw_m, ef_search: HNSW links per node and search breadth.
+
+    Returns:
+        the FAISS index (``.ntotal == N``).
+    """
+    import faiss
+
+    if kind not in INDEX_KINDS:
+        raise ConfigError(f"index {kind!r} is not known; expected one of {', '.join(INDEX_KINDS)}")
+    x = np.ascontiguousarray(rows, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise DataError(f"embeddings of shape {x.shape}; expected a non-empty (N, D)")
+    n, d = x.shape
+    gpus = faiss_gpu_count()
+    if use_gpu and gpus == 0:
+        raise ConfigError("GPU FAISS asked for but the installed faiss has no GPU support")
+    gpu = (gpus > 0) if use_gpu is None else bool(use_gpu)
+    train = x
+    if kind == "flat":
+        index = faiss.IndexFlatIP(d)
+    elif kind == "ivf":
+        nlist = nlist or max(1, min(n // 39, int(4 * math.sqrt(n))))
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = IVF_SEED
+        index.nprobe = min(int(nprobe or max(1, nlist // 8)), nlist)
+        if n > 64 * nlist:
+            train = x[np.random.default_rng(0).choice(n, 64 * nlist, replace=False)]
+    else:
+        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = ef_search
+        gpu = False
+    if gpu:
+        index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
+    if not index.is_trained:
+        index.train(train)
+    index.add(x)
+    return index
+
+
+def faiss_search(
+    index: Any, queries: np.ndarray, k: int, chunk_size: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k inner-product search, ``chunk_size`` queries at a time.
+
+    Args:
+        index: from :func:`build_index`.
+        queries: (Q, D) float32.
+        k: neighbours per query (clipped to the index size).
+
+    Returns:
+        ``(scores, ids)``: (Q, k) float32 descending and (Q, k) int64 row indices (-1 where an
+        approximate index found fewer).
+    """
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(int(k), int(index.ntotal))
+    if hasattr(index, "hnsw"):
+        index.hnsw.efSearch = max(index.hnsw.efSearch, k)
+    scores = np.empty((q.shape[0], k), np.float32)
+    ids = np.empty((q.shape[0], k), np.int64)
+    for s in range(0, q.shape[0], chunk_size):
+        d, i = index.search(q[s : s + chunk_size], k)
+        scores[s : s + chunk_size], ids[s : s + chunk_size] = d, i
+    return scores, ids
+
+
+__all__ = ["INDEX_KINDS", "IndexKind", "build_index", "faiss_gpu_count", "faiss_search"]
