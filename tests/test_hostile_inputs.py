@@ -1,0 +1,281 @@
+"""Hostile inputs: files a user is handed that try to run code or to derail a run.
+
+One table, :data:`CASES`, that future bad-input cases join: each row builds a hostile input in a
+temporary folder, hands it to one entry point (a ``facerec`` command run in-process, or a library
+loader), and states the words its one-line refusal must have. Every row is also checked for:
+
+* exit status 2 (or :class:`facerec.errors.FacerecError` from a library call), one line, no
+  traceback, naming the file;
+* for payloads: the payload did NOT run. Each payload, when unpickled by a plain ``torch.load``
+  (weights_only=False) or ``pickle.load``, creates a marker folder; a positive control below proves
+  that it does, so its absence after the refusal means facerec never ran it.
+
+Payload shapes (issue 11): a zip checkpoint with an object inside, a bare pickle, and a real
+facerec checkpoint with an object hidden in its ``facerec`` entry; plus a checkpoint whose
+hyper-parameters name a function (``os.kill`` as the margin head) that Lightning would import and
+call. Entry points: ``facerec eval --checkpoint``, ``facerec export``, ``facerec embed
+--checkpoint``, ``facerec fit --model.init_from``, ``facerec fit --ckpt_path``,
+``FaceRecognitionModule.load_from_checkpoint``, ``load_facerec_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from facerec.cli import main
+from facerec.errors import FacerecError
+
+ROOT = Path(__file__).resolve().parents[1]
+#: a fit of a few seconds: 6 synthetic identities (4 training), 32x32, a tiny IResNet
+TINY = [
+    "--config", str(ROOT / "configs/quickstart.yaml"),
+    "--trainer.max_epochs", "1", "--trainer.num_sanity_val_steps", "0",
+    "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+    "--data.synthetic.identities", "6", "--data.synthetic.images_per_identity", "4",
+    "--data.synthetic.size", "32", "--data.image_size", "[32,32]",
+    "--data.val_identities", "2", "--data.val_pairs", "8",
+    "--model.backbone.init_args.input_size", "[32,32]",
+    "--model.backbone.init_args.width", "0.125", "--model.backbone.init_args.embedding_dim", "8",
+    "--data.batch_size", "8", "--data.num_workers", "0",
+]  # fmt: skip
+
+MARKER = "PAYLOAD_RAN"
+
+
+class Payload:
+    """Unpickling this object calls ``os.mkdir(<folder>/PAYLOAD_RAN)``: a visible side effect."""
+
+    def __init__(self, folder: Path) -> None:
+        self.marker = str(folder / MARKER)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+@pytest.fixture(scope="module")
+def real_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real facerec checkpoint: ``facerec fit`` of the tiny config for 2 steps."""
+    run = tmp_path_factory.mktemp("run")
+    argv = ["fit", *TINY, "--trainer.max_steps", "2", "--trainer.default_root_dir", str(run)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(argv) == 0
+    return run / "checkpoints" / "last.ckpt"
+
+
+@dataclass
+class Env:
+    """What a case builds its input from: a scratch folder and a real checkpoint."""
+
+    tmp: Path
+    real_ckpt: Path
+
+    def real(self) -> dict:
+        return torch.load(self.real_ckpt, weights_only=True)
+
+
+# ------------------------------------------------------------------ hostile files
+def zip_with_object(env: Env) -> Path:
+    """A zip (torch.save) checkpoint with a payload object beside a plausible state_dict."""
+    path = env.tmp / "zip_object.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "facerec": {}, "x": Payload(env.tmp)}, path)
+    return path
+
+
+def bare_pickle(env: Env) -> Path:
+    """A plain pickle (no zip container), the legacy ``.pth`` shape."""
+    path = env.tmp / "bare.pth"
+    path.write_bytes(pickle.dumps({"state_dict": {}, "x": Payload(env.tmp)}, protocol=2))
+    return path
+
+
+def hidden_in_facerec(env: Env) -> Path:
+    """The real checkpoint, every tensor intact, with a payload in its ``facerec`` entry."""
+    ckpt = env.real()
+    ckpt["facerec"]["note"] = Payload(env.tmp)
+    path = env.tmp / "hidden.ckpt"
+    torch.save(ckpt, path)
+    return path
+
+
+def hparams_name_a_function(env: Env) -> Path:
+    """The real checkpoint whose hyper-parameters make ``os.kill`` the head: Lightning would
+    import it and call ``head(embedding_dim, num_classes)``."""
+    ckpt = env.real()
+    ckpt["hyper_parameters"]["head"] = "os.kill"
+    path = env.tmp / "hparams.ckpt"
+    torch.save(ckpt, path)
+    return path
+
+
+PAYLOADS: dict[str, Callable[[Env], Path]] = {
+    "zip_object": zip_with_object,
+    "bare_pickle": bare_pickle,
+    "hidden_in_facerec": hidden_in_facerec,
+}
+
+
+# ------------------------------------------------------------------ entry points
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(argv)
+    return rc, capsys.readouterr().err
+
+
+def _library(call: Callable[[], object]) -> tuple[int, str]:
+    try:
+        call()
+    except FacerecError as e:
+        return 2, f"facerec: error: {e}\n"
+    return 0, ""
+
+
+def _images(env: Env) -> Path:
+    folder = env.tmp / "images"
+    folder.mkdir(exist_ok=True)
+    cv2.imwrite(str(folder / "a.png"), np.full((32, 32, 3), 128, np.uint8))
+    return folder
+
+
+def eval_cmd(path: Path, env: Env, capsys) -> tuple[int, str]:
+    out = env.tmp / "eval_out"
+    argv = ["eval", "--checkpoint", str(path), "--synthetic", "--synthetic-pairs", "20"]
+    return _cli([*argv, "--out", str(out)], capsys)
+
+
+def export_cmd(path: Path, env: Env, capsys) -> tuple[int, str]:
+    return _cli(["export", "--checkpoint", str(path), "--out", str(env.tmp / "m.onnx")], capsys)
+
+
+def embed_cmd(path: Path, env: Env, capsys) -> tuple[int, str]:
+    argv = ["embed", "--checkpoint", str(path), "--out", str(env.tmp / "e.npy"), "--no-progress"]
+    return _cli([*argv, str(_images(env))], capsys)
+
+
+def fit_init_from(path: Path, env: Env, capsys) -> tuple[int, str]:
+    argv = ["fit", *TINY, "--trainer.max_steps", "1", "--model.init_from", str(path)]
+    return _cli([*argv, "--trainer.default_root_dir", str(env.tmp / "run")], capsys)
+
+
+def fit_ckpt_path(path: Path, env: Env, capsys) -> tuple[int, str]:
+    argv = ["fit", *TINY, "--trainer.max_steps", "4", "--ckpt_path", str(path)]
+    return _cli([*argv, "--trainer.default_root_dir", str(env.tmp / "run")], capsys)
+
+
+def load_from_checkpoint(path: Path, env: Env, capsys) -> tuple[int, str]:
+    from facerec.module import FaceRecognitionModule
+
+    return _library(lambda: FaceRecognitionModule.load_from_checkpoint(path))
+
+
+def load_facerec_checkpoint(path: Path, env: Env, capsys) -> tuple[int, str]:
+    from facerec.export.checkpoint import load_facerec_checkpoint as load
+
+    return _library(lambda: load(path))
+
+
+ENTRY_POINTS: dict[str, Callable[..., tuple[int, str]]] = {
+    "eval": eval_cmd,
+    "export": export_cmd,
+    "embed": embed_cmd,
+    "fit_init_from": fit_init_from,
+    "fit_ckpt_path": fit_ckpt_path,
+    "load_from_checkpoint": load_from_checkpoint,
+    "load_facerec_checkpoint": load_facerec_checkpoint,
+}
+
+
+# ------------------------------------------------------------------ the table
+@dataclass(frozen=True)
+class Case:
+    """One hostile input: ``make`` writes it, ``entry`` consumes it, ``words`` must be said."""
+
+    id: str
+    make: Callable[[Env], Path]
+    entry: Callable[..., tuple[int, str]]
+    words: tuple[str, ...]
+
+
+CASES: list[Case] = [
+    *(
+        Case(f"{shape}-{entry}", make, run, ("refused", "posix.mkdir", "nothing in it ran"))
+        for shape, make in PAYLOADS.items()
+        for entry, run in ENTRY_POINTS.items()
+    ),
+    *(
+        Case(f"hparams_function-{entry}", hparams_name_a_function, ENTRY_POINTS[entry],
+             ("refused", "'os.kill' (head)", "facerec.*"))
+        for entry in ("eval", "export", "fit_ckpt_path", "load_from_checkpoint")
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hostile_input_is_refused_in_one_line(case: Case, real_ckpt: Path, tmp_path: Path, capsys):
+    env = Env(tmp_path, real_ckpt)
+    path = case.make(env)
+    rc, err = case.entry(path, env, capsys)
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.match(r"facerec( [\w-]+)?: error: ", lines[0]), err
+    assert str(path) in err, err
+    for words in case.words:
+        assert words in err, (words, err)
+    assert not (tmp_path / MARKER).exists(), "the payload ran"
+
+
+@pytest.mark.parametrize("shape", list(PAYLOADS))
+def test_payloads_are_live(shape: str, real_ckpt: Path, tmp_path: Path):
+    """Positive control: a plain (unsafe) load of each payload file does run it, so the absence
+    of the marker above means facerec refused the file before any of it ran."""
+    path = PAYLOADS[shape](Env(tmp_path, real_ckpt))
+    with warnings.catch_warnings(), contextlib.suppress(RuntimeError):
+        warnings.simplefilter("ignore")
+        torch.load(path, weights_only=False)  # a bare pickle runs, then fails the magic number
+    assert (tmp_path / MARKER).is_dir()
+
+
+def test_real_checkpoint_loads_through_every_safe_path(real_ckpt: Path, tmp_path: Path):
+    """Our own checkpoints need nothing beyond weights_only=True (no allow-listed globals)."""
+    from facerec.export.checkpoint import SAFE_GLOBALS, load_facerec_checkpoint
+    from facerec.module import FaceRecognitionModule
+
+    assert SAFE_GLOBALS == ()
+    ckpt = torch.load(real_ckpt, weights_only=True)
+    assert ckpt["facerec"]["class_names"] and "hyper_parameters" in ckpt
+    loaded = load_facerec_checkpoint(real_ckpt)
+    module = FaceRecognitionModule.load_from_checkpoint(real_ckpt)
+    assert loaded.input_size == (32, 32) and module.embedding_dim == 8
+    with pytest.raises(FacerecError, match="weights_only=True"):
+        FaceRecognitionModule.load_from_checkpoint(real_ckpt, weights_only=False)
+
+
+def test_module_built_in_python_saves_plain_hyperparameters(tmp_path: Path):
+    """A module built from objects (not a config) stores CenterLossOptions as a dict, so its
+    checkpoint loads with weights_only=True."""
+    from facerec.heads import ArcFaceHead
+    from facerec.models.iresnet import IResNet
+    from facerec.module import CenterLossOptions, FaceRecognitionModule
+
+    backbone = IResNet(depth=18, width=0.125, embedding_dim=8, input_size=(32, 32))
+    m = FaceRecognitionModule(
+        backbone=backbone, head=ArcFaceHead, num_classes=4, center_loss=CenterLossOptions(0.1)
+    )
+    assert m.hparams["center_loss"] == {"weight": 0.1, "alpha": 0.5}
+    path = tmp_path / "hp.pt"
+    torch.save({"hyper_parameters": dict(m.hparams)}, path)
+    assert torch.load(path, weights_only=True)["hyper_parameters"]["center_loss"]["weight"] == 0.1
