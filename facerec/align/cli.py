@@ -146,6 +146,7 @@ def align_folder(
     device: str | None = None,
     redo: bool = False,
     progress: bool = True,
+    threads: int | None = 1,
 ) -> dict[str, int]:
     """Align every photo under ``src`` into ``dst`` (see the module docstring).
 
@@ -160,6 +161,7 @@ def align_folder(
         ext: the crops' file type (``.png`` lossless, ``.jpg``, ...).
         max_side: photos are searched for faces at most this big (longer side); crops are
             taken from the full-resolution photo.
+        threads: torch CPU threads of the detector (None: torch's setting).
 
     Returns:
         counts: ``images``, ``ok``, ``multiple``, ``no_face``, ``unreadable``, ``skipped``
@@ -206,7 +208,12 @@ def align_folder(
 
     if todo and given is None and detector is None:
         detector = build_detector(
-            "mtcnn", min_face=min_face, threshold=threshold, device=device, batch_size=batch_size
+            "mtcnn",
+            min_face=min_face,
+            threshold=threshold,
+            device=device,
+            batch_size=batch_size,
+            threads=threads,
         )
     bar = None
     if progress and todo:
@@ -353,11 +360,19 @@ def main(argv: list[str] | None = None) -> int:
         help="search faces in photos shrunk to this long side (0: never)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: GPU if any)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads of the detector (default 1: fastest on a shared machine; 0: all)",
+    )
     parser.add_argument("--redo", action="store_true", help="align every photo again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.threads < 0:
+        raise ConfigError(f"--threads must be 0 (all) or more, got {args.threads}")
     if args.max_side < 0:
         raise ConfigError(f"--max-side must be 0 or more, got {args.max_side}")
     counts = align_folder(
@@ -374,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         redo=args.redo,
         progress=not args.no_progress,
+        threads=args.threads or None,
     )
     print(summary(counts, args.out, args.keep))
     return 0
