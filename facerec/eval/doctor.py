@@ -2,7 +2,7 @@
 
 Pure analysis on file hashes and L2-normalised embeddings (the model, the images and the output
 files are :mod:`facerec.eval.doctor_cli`'s business). Every search goes through the project's
-FAISS index (:func:`facerec.eval.identification.build_index`: exact ``flat``, or ``ivf`` /
+FAISS index (:func:`facerec.faiss_index.build_index`: exact ``flat``, or ``ivf`` /
 ``hnsw`` for millions of images), queried in chunks with a progress bar.
 
 Findings:
@@ -24,6 +24,7 @@ Findings:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 from collections import defaultdict
@@ -44,7 +45,8 @@ class DoctorOptions:
     its best other centre beats its own (leave-one-out) centre by more than this. split: identity
     centres above it are one person split in two. overlap: a benchmark image whose nearest
     training image is above it overlaps. neighbours: images searched per image for near
-    duplicates. index: FAISS index kind (flat, ivf, hnsw); nprobe: IVF lists searched.
+    duplicates. index: FAISS index kind (flat, ivf, hnsw); nprobe: IVF lists searched; nlist:
+    IVF lists (default √N).
     chunk_size: queries per FAISS call (the progress bar's step).
     """
 
@@ -55,6 +57,7 @@ class DoctorOptions:
     neighbours: int = 10
     index: str = "flat"
     nprobe: int = 16
+    nlist: int | None = None
     chunk_size: int = 8192
 
     def check(self) -> None:
@@ -65,8 +68,8 @@ class DoctorOptions:
                 raise ConfigError(f"doctor {name} threshold {v}; expected a cosine in [-1, 1]")
         if not -2.0 <= self.mislabel_margin <= 2.0:
             raise ConfigError(f"doctor mislabel margin {self.mislabel_margin}; expected [-2, 2]")
-        if self.neighbours < 1 or self.nprobe < 1 or self.chunk_size < 1:
-            raise ConfigError("doctor neighbours, nprobe and chunk size must be >= 1")
+        if self.neighbours < 1 or self.nprobe < 1 or self.chunk_size < 1 or (self.nlist or 1) < 1:
+            raise ConfigError("doctor neighbours, nprobe, nlist and chunk size must be >= 1")
         if self.index not in INDEX_KINDS:
             raise ConfigError(f"index {self.index!r}; expected one of {', '.join(INDEX_KINDS)}")
 
@@ -114,10 +117,13 @@ def _unit(x: np.ndarray, what: str) -> np.ndarray:
 
 
 def _index(x: np.ndarray, opt: DoctorOptions):
-    kind = opt.index if x.shape[0] >= 2 else "flat"
-    if kind == "ivf" and x.shape[0] < 1000:
-        kind = "flat"  # too few points to train inverted lists
-    return build_index(x, kind=kind, use_gpu=False, nprobe=opt.nprobe)  # type: ignore[arg-type]
+    """The project's FAISS index over ``x`` (N, D); IVF with ``nlist`` (default √N) lists, exact
+    below 1000 points (too few to train inverted lists)."""
+    n = x.shape[0]
+    if opt.index == "ivf" and n >= 1000:
+        nlist = max(1, min(opt.nlist or int(math.sqrt(n)), n // 39))
+        return build_index(x, kind="ivf", nlist=nlist, nprobe=opt.nprobe)
+    return build_index(x, kind="flat" if opt.index == "ivf" else opt.index)  # type: ignore[arg-type]
 
 
 def search(
@@ -205,10 +211,17 @@ def identity_centres(emb: np.ndarray, labels: np.ndarray, num_classes: int) -> C
     x = _unit(emb, "embeddings")
     y = np.asarray(labels, np.int64).reshape(-1)
     if y.shape[0] != x.shape[0] or (y.size and (y.min() < 0 or y.max() >= num_classes)):
-        raise DataError(f"{y.size} labels for {x.shape[0]} embeddings, or a label outside "
-                        f"[0, {num_classes}); expected one label per image")  # fmt: skip
+        raise DataError(
+            f"{y.size} labels for {x.shape[0]} embeddings, or a label outside "
+            f"[0, {num_classes}); expected one label per image"
+        )
     sums = np.zeros((num_classes, x.shape[1]), np.float64)
-    np.add.at(sums, y, x)
+    order = np.argsort(y, kind="stable")
+    for s in range(0, order.size, 1 << 16):  # sorted chunks summed with reduceat (np.add.at
+        idx = order[s : s + (1 << 16)]  # is ~50x slower), no second (N, D) array
+        ys = y[idx]
+        starts = np.r_[0, np.nonzero(np.diff(ys))[0] + 1]
+        sums[ys[starts]] += np.add.reduceat(x[idx].astype(np.float64), starts, axis=0)
     counts = np.bincount(y, minlength=num_classes)
     unit = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
     return Centres(sums, counts, unit.astype(np.float32))
@@ -244,8 +257,13 @@ def mislabelled(
     """
     x = _unit(emb, "embeddings")
     y = np.asarray(labels, np.int64).reshape(-1)
-    loo = centres.sums[y] - x  # (N, D) the identity's other images
-    own = np.einsum("nd,nd->n", x, loo) / np.maximum(np.linalg.norm(loo, axis=1), 1e-12)
+    own = np.empty(x.shape[0], np.float64)
+    for s in range(0, x.shape[0], 1 << 16):  # in chunks: no second (N, D) array
+        xs = x[s : s + (1 << 16)].astype(np.float64)
+        loo = centres.sums[y[s : s + (1 << 16)]] - xs  # the identity's other images
+        own[s : s + xs.shape[0]] = np.einsum("nd,nd->n", xs, loo) / np.maximum(
+            np.linalg.norm(loo, axis=1), 1e-12
+        )
     alive = np.nonzero(centres.counts > 0)[0]
     s, ids = search(centres.unit[alive], x, 2, opt, progress, "centres")
     ids = np.where(ids >= 0, alive[np.clip(ids, 0, None)], -1)

@@ -563,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"neighbours searched per image for near duplicates (default {d.neighbours})",
     )
     s.add_argument("--nprobe", type=int, default=d.nprobe, help="IVF lists searched (default 16)")
+    s.add_argument("--nlist", type=int, default=None, help="IVF lists (default sqrt(images))")
     s.add_argument("--batch-size", type=int, default=128, help="images per forward (default 128)")
     s.add_argument("--no-flip", action="store_true", help="skip the flip test")
     s.add_argument("--workers", type=int, default=2, help="image decoding threads (default 2)")
@@ -609,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
             neighbours=args.neighbours,
             index=args.index,
             nprobe=args.nprobe,
+            nlist=args.nlist,
         )
         opt.check()
         data = read_training_images(args.data)

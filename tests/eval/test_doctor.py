@@ -16,11 +16,7 @@ from facerec.cli import main as facerec_main
 from facerec.data.datamodule import FaceDataModule
 from facerec.data.synthetic import SyntheticFaces
 from facerec.eval import benchmarks as bm
-from facerec.eval.doctor import (
-    DoctorOptions,
-    exact_duplicates,
-    near_duplicates,
-)
+from facerec.eval.doctor import DoctorOptions, diagnose, exact_duplicates, near_duplicates
 from facerec.eval.doctor_cli import main as doctor_main
 from facerec.eval.doctor_cli import read_training_images, run_doctor
 
@@ -144,6 +140,25 @@ def test_exact_and_near_duplicate_primitives():
     hashes[9] = hashes[3]
     p = near_duplicates(x, DoctorOptions(near_duplicate=0.99, neighbours=3), hashes)
     assert sorted(zip(p.i.tolist(), p.j.tolist(), strict=True)) == [(3, 7), (7, 9)]
+
+
+def test_ivf_search_finds_what_flat_finds():
+    """2,000 images in 200 identities (IVF: 44 lists, nprobe 16): planted near copies and label
+    swaps are found as with the exact index."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(200, 32)).astype(np.float32)
+    labels = np.repeat(np.arange(200), 10)
+    x = centres[labels] + 0.5 * rng.normal(size=(2000, 32)).astype(np.float32)
+    x[[11, 500, 1500]] = x[[10, 900, 1900]] + 0.001  # near copies, the last two across ids
+    labels[[3, 777]] = [150, 40]  # label swaps
+    hashes = [str(i) for i in range(2000)]
+    for kind in ("flat", "ivf"):
+        opt = DoctorOptions(near_duplicate=0.999, index=kind, nprobe=16)
+        d = diagnose(x, labels, 200, hashes, opt)
+        pairs = set(zip(d.near.i.tolist(), d.near.j.tolist(), strict=True))
+        assert pairs == {(10, 11), (500, 900), (1500, 1900)}, kind
+        assert {3, 777, 500, 1500} <= set(d.mislabelled.image.tolist()), kind
+        assert len(set(d.mislabelled.image.tolist()) - {3, 777, 500, 1500}) <= 2, kind
 
 
 def test_doctor_finds_every_planted_problem(dirty, tmp_path):
