@@ -53,12 +53,12 @@ def read_resume(path: str | os.PathLike) -> dict[str, Any]:
             the ``--ckpt_path`` that resumes from it.
     """
     from facerec.errors import DataError
-    from facerec.export.checkpoint import _read_checkpoint_dict, check_hyperparameters
+    from facerec.inference.checkpoint import check_hyperparameters, read_checkpoint_dict
 
     p = Path(path)
     expected = "expected a checkpoint written by facerec fit"
     try:
-        ckpt = _read_checkpoint_dict(p, expected)
+        ckpt = read_checkpoint_dict(p, expected)
         check_hyperparameters(ckpt, p)
         return ckpt
     except DataError as e:
@@ -79,14 +79,14 @@ def newest_intact_checkpoint(
     as a checkpoint (``weights_only=True``, trusted hyper-parameters, with the training state);
     None if there is none."""
     from facerec.errors import DataError
-    from facerec.export.checkpoint import _read_checkpoint_dict, check_hyperparameters
+    from facerec.inference.checkpoint import check_hyperparameters, read_checkpoint_dict
 
     folder = Path(folder)
     skip = Path(exclude).resolve() if exclude is not None else None
     files = [f for f in folder.glob("*.ckpt") if f.is_file() and f.resolve() != skip]
     for f in sorted(files, key=lambda f: f.stat().st_mtime, reverse=True):
         try:
-            ckpt = _read_checkpoint_dict(f)
+            ckpt = read_checkpoint_dict(f)
             check_hyperparameters(ckpt, f)
         except DataError:
             continue

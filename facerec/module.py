@@ -24,11 +24,11 @@ from torch import nn
 
 from facerec import __version__
 from facerec.data.datasets import normalize_images
-from facerec.data.image import preprocess_info
 from facerec.distill import DistillOptions, FrozenTeacher, make_projection
 from facerec.errors import ConfigError, FacerecError
 from facerec.finetune import FreezeOptions, Freezer, LrMultipliers, coerce, param_groups
 from facerec.heads.base import MarginHead
+from facerec.inference.preprocess import Preprocess
 from facerec.models.base import Backbone
 from facerec.models.iresnet import IResNet
 from facerec.optim import OptimizerName, ScheduleName, build_optimizer, lr_factor
@@ -213,9 +213,9 @@ class FaceRecognitionModule(pl.LightningModule):
             return instantiate_module(cls, config)
 
     @property
-    def preprocess(self) -> dict[str, Any]:
+    def preprocess(self) -> Preprocess:
         """What the embedding network expects as input (stored in checkpoints and ONNX files)."""
-        return preprocess_info(self.backbone.input_size, self.embedding_dim)
+        return Preprocess.for_backbone(self.backbone)
 
     # -------------------------------------------------------------- forward
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -397,7 +397,7 @@ class FaceRecognitionModule(pl.LightningModule):
             self._freezer.setup()
         if stage == "fit" and self.distill is not None and self._teacher is None:
             pre = self.preprocess
-            self._teacher = FrozenTeacher(self.distill.teacher, pre["mean"], pre["std"])
+            self._teacher = FrozenTeacher(self.distill.teacher, pre.mean, pre.std)
             if self.distill_proj is None:
                 self.distill_proj = make_projection(self.embedding_dim, self._teacher.embedding_dim)
         # Parameters a head keeps per rank (a sharded class-centre matrix) must stay out of
@@ -427,7 +427,7 @@ class FaceRecognitionModule(pl.LightningModule):
         checkpoint["facerec"] = {
             "version": __version__,
             "class_names": self.class_names,
-            "preprocess": self.preprocess,
+            "preprocess": self.preprocess.to_dict(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -461,7 +461,7 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
     from pathlib import Path
 
     from facerec.errors import DataError
-    from facerec.export.checkpoint import _read_checkpoint_dict
+    from facerec.inference.checkpoint import read_checkpoint_dict
     from facerec.models.pretrained import identify_state_dict, load_foreign_state_dict
 
     p = Path(path)
@@ -471,7 +471,7 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
     )
     if not p.is_file():
         raise ConfigError(f"model.init_from: checkpoint {p} not found; {expected}")
-    ckpt = _read_checkpoint_dict(p, expected)
+    ckpt = read_checkpoint_dict(p, expected)
     state = ckpt.get("state_dict")
     if not isinstance(state, dict):
         # a bare state dict, or insightface's training checkpoint (checkpoint_gpu_0.pt)

@@ -183,7 +183,7 @@ def load_from_checkpoint(path: Path, env: Env, capsys) -> tuple[int, str]:
 
 
 def load_facerec_checkpoint(path: Path, env: Env, capsys) -> tuple[int, str]:
-    from facerec.export.checkpoint import load_facerec_checkpoint as load
+    from facerec.inference.checkpoint import load_facerec_checkpoint as load
 
     return _library(lambda: load(path))
 
@@ -251,7 +251,7 @@ def test_payloads_are_live(shape: str, real_ckpt: Path, tmp_path: Path):
 
 def test_real_checkpoint_loads_through_every_safe_path(real_ckpt: Path, tmp_path: Path):
     """Our own checkpoints need nothing beyond weights_only=True (no allow-listed globals)."""
-    from facerec.export.checkpoint import SAFE_GLOBALS, load_facerec_checkpoint
+    from facerec.inference.checkpoint import SAFE_GLOBALS, load_facerec_checkpoint
     from facerec.module import FaceRecognitionModule
 
     assert SAFE_GLOBALS == ()

@@ -7,7 +7,7 @@ Convention (the published ArcFace models'): images are RGB uint8 (H, W, 3); the 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -18,21 +18,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".
 MEAN = 127.5
 STD = 127.5
 ResizeMode = Literal["resize", "center_crop"]
-
-
-def preprocess_info(input_size: tuple[int, int], embedding_dim: int) -> dict[str, Any]:
-    """What an embedding network built here expects, as stored in checkpoints and ONNX files:
-    (height, width), RGB, (x − 127.5)/127.5 per channel, NCHW, and the raw embedding size."""
-    h, w = input_size
-    return {
-        "input_size": [int(h), int(w)],
-        "channel_order": "RGB",
-        "mean": [MEAN] * 3,
-        "std": [STD] * 3,
-        "layout": "NCHW",
-        "embedding_dim": int(embedding_dim),
-        "normalized_output": False,
-    }
 
 
 def decode_image(data: bytes | np.ndarray, source: str = "<bytes>") -> np.ndarray:

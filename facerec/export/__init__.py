@@ -14,14 +14,12 @@ __all__ = [
     "check_onnx",
     "export_checkpoint",
     "export_onnx",
-    "load_facerec_checkpoint",
 ]
 
 _WHERE = {
     "check_onnx": "check",
     "export_onnx": "onnx",
     "export_checkpoint": "cli",
-    "load_facerec_checkpoint": "checkpoint",
 }
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from facerec.errors import ConfigError, FacerecError
 from facerec.inference import Preprocess
+from facerec.inference.checkpoint import load_facerec_checkpoint
 from facerec.inference.onnx import read_onnx_metadata
 from facerec.io import atomic_write_bytes
 
 from .check import MIN_COSINE, CheckResult, check_onnx, format_check
-from .checkpoint import load_facerec_checkpoint
 from .onnx import DEFAULT_OPSET, MIN_OPSET, Exporter, export_onnx
 
 

@@ -15,7 +15,12 @@ from __future__ import annotations
 
 from facerec.data.sources import EncodedImages, FileImages, ImageSource, SubsetImages
 
-from .checkpoint import load_checkpoint_embedder
+from .checkpoint import (
+    LoadedModel,
+    load_checkpoint_embedder,
+    load_facerec_checkpoint,
+    read_checkpoint_dict,
+)
 from .embedder import Embedder, TorchEmbedder, eval_mode, resolve_device
 from .loop import EmbedStats, embed_images, l2_normalize, load_batch
 from .onnx import OnnxEmbedder, OnnxMetadata, load_onnx_embedder, read_onnx_metadata
@@ -27,6 +32,7 @@ __all__ = [
     "EncodedImages",
     "FileImages",
     "ImageSource",
+    "LoadedModel",
     "OnnxEmbedder",
     "OnnxMetadata",
     "Preprocess",
@@ -37,7 +43,9 @@ __all__ = [
     "l2_normalize",
     "load_batch",
     "load_checkpoint_embedder",
+    "load_facerec_checkpoint",
     "load_onnx_embedder",
+    "read_checkpoint_dict",
     "read_onnx_metadata",
     "resolve_device",
 ]

@@ -1,13 +1,254 @@
-"""A facerec checkpoint's embedding network as an :class:`~facerec.inference.Embedder`."""
+"""The one facerec checkpoint loader: read safely, rebuild the embedding network, feed it.
+
+A facerec checkpoint is a Lightning checkpoint with a ``facerec`` entry (written by
+:meth:`facerec.module.FaceRecognitionModule.on_save_checkpoint`) holding the class names and the
+:class:`~facerec.inference.preprocess.Preprocess` the embedding network expects. Every ``.ckpt``
+facerec opens (``facerec eval``/``export``/``embed``, ``init_from``, resuming) is read by
+:func:`read_checkpoint_dict` (``torch.load(weights_only=True)``). :func:`load_facerec_checkpoint`
+rebuilds only the ``backbone`` (backbone + embedding head) from the stored ``class_path`` /
+``init_args`` and its ``backbone.*`` weights: the margin head, CenterLoss centres and optimiser
+state are training-only and never built.
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
 
 from facerec.data.image import ResizeMode
+from facerec.errors import DataError, FacerecError
 
 from .embedder import TorchEmbedder
 from .preprocess import Preprocess
+
+EXPECTED = "expected a .ckpt written by facerec fit"
+
+
+@dataclass
+class LoadedModel:
+    """The embedding network of a checkpoint and what it expects as input.
+
+    ``backbone``: (B, 3, H, W) normalised -> (B, D) raw embeddings, in eval mode on the CPU.
+    ``preprocess``: the checkpoint's :class:`Preprocess`.
+    """
+
+    backbone: nn.Module
+    preprocess: Preprocess
+    path: Path
+    class_names: list[str] | None = None
+    facerec_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) of the network input."""
+        return self.preprocess.input_size
+
+
+#: Globals (classes, functions) a facerec checkpoint may ask the unpickler for, beyond the
+#: tensors, storages and plain Python data ``torch.load(weights_only=True)`` builds anyway. Our
+#: checkpoints need none: hyper-parameters are stored as plain data (class_path/init_args dicts,
+#: see :class:`facerec.module.FaceRecognitionModule`) and every callback state is tensors and
+#: plain values. Add a class here only if a facerec checkpoint really holds it.
+SAFE_GLOBALS: tuple[Any, ...] = ()
+
+#: Where a class named in a checkpoint's hyper-parameters may come from. ``load_from_checkpoint``
+#: imports and builds these classes (and calls ``head(embedding_dim, num_classes)``), so a
+#: checkpoint naming, say, ``os.kill`` as its head would run it: names outside these packages
+#: are refused before anything is imported.
+TRUSTED_CLASS_PREFIXES: tuple[str, ...] = ("facerec.", "torch.nn.")
+
+#: hyper-parameter keys whose string value jsonargparse resolves to a class or function
+_CLASS_KEYS = frozenset({"class_path", "_class_path", "backbone", "head", "metric_loss", "miner"})
+
+_REFUSED = (
+    "refused: the file asks the unpickler for {what}, which a facerec checkpoint never holds "
+    "(it was read with weights_only=True, so nothing in it ran); {expected}"
+)
+
+
+def _pickle_bytes(path: Path) -> bytes:
+    """The pickle stream of ``path``: the ``data.pkl`` of a zip checkpoint, else the file."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+            return z.read(name) if name else b""
+    return path.read_bytes()
+
+
+def pickle_globals(path: Path, limit: int = 3) -> list[str]:
+    """The classes/functions the pickle in ``path`` names (``module.name``), in file order.
+
+    Reads the opcodes with :mod:`pickletools` only: nothing is imported or built. For a
+    ``STACK_GLOBAL`` the two strings pushed last are taken (exact for pickles written by
+    ``pickle``/``torch.save``). Returns at most ``limit`` names; [] for an unreadable stream.
+    """
+    import pickletools
+
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(_pickle_bytes(path)):
+            if isinstance(arg, str) and ("UNICODE" in op.name or op.name.endswith("STRING")):
+                strings.append(str(arg))
+            elif op.name == "GLOBAL" and isinstance(arg, str):
+                found.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            if len(found) >= limit:
+                break
+    except Exception:  # a truncated or non-pickle stream: report what was found before it
+        pass
+    return [g for g in found if not g.startswith(("torch._utils.", "collections.OrderedDict"))]
+
+
+def safe_torch_load(path: str | os.PathLike[str], expected: str = EXPECTED) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, memory-mapped where possible.
+
+    The one way facerec opens a ``.ckpt``/``.pth``/``.pt``: the unpickler builds only tensors and
+    plain Python data (plus :data:`SAFE_GLOBALS`), so a file whose pickle names code (a
+    ``__reduce__`` payload, any class) is refused before any of it runs.
+
+    Raises:
+        DataError: one line naming the file and, for a refused pickle, the global it asks for;
+            ``expected`` ends the message.
+    """
+    import pickle
+
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: checkpoint not found; {expected}")
+    try:
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            try:
+                return torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap" not in str(e):
+                    raise
+                return torch.load(str(p), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        import re
+
+        named = re.findall(r"GLOBAL ([\w.]+)", str(e)) or pickle_globals(p)
+        if named:
+            raise DataError(f"{p}: " + _REFUSED.format(what=named[0], expected=expected)) from None
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        msg = next((x for x in lines if "Unsupported" in x or "rror" in x), lines[-1:] or [""])
+        raise DataError(
+            f"{p}: not a PyTorch checkpoint (a plain pickle, or damaged: {str(msg)[:120]}); "
+            f"{expected}"
+        ) from None
+    except Exception as e:
+        msg = (str(e).splitlines() or [""])[0].split(". This is an internal")[0][:160]
+        raise DataError(
+            f"{p}: not a PyTorch checkpoint (damaged or truncated? {type(e).__name__}: {msg}); "
+            f"{expected}"
+        ) from None
+
+
+def check_hyperparameters(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Refuse a checkpoint whose hyper-parameters name a class outside facerec and torch.nn.
+
+    ``load_from_checkpoint`` (and ``facerec fit --ckpt_path FILE``, which merges the file's
+    hyper-parameters into the config) imports and builds the classes a checkpoint names; this
+    check runs first, so a name such as ``os.system`` is refused before it is imported.
+
+    Raises:
+        DataError: naming the file, the hyper-parameter and the class.
+    """
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and key in _CLASS_KEYS and "." in value:
+            if not value.startswith(TRUSTED_CLASS_PREFIXES):
+                raise DataError(
+                    f"{path}: refused: its hyper-parameters name {value!r} ({key}); a facerec "
+                    f"checkpoint builds only classes from "
+                    f"{', '.join(p + '*' for p in TRUSTED_CLASS_PREFIXES)}"
+                )
+
+    hp = ckpt.get("hyper_parameters")
+    if hp is not None:
+        walk(hp, "")
+
+
+def read_checkpoint_dict(path: str | os.PathLike[str], expected: str = EXPECTED) -> dict[str, Any]:
+    """:func:`safe_torch_load` of a file that must hold a checkpoint dict (DataError if not)."""
+    ckpt = safe_torch_load(path, expected)
+    if not isinstance(ckpt, dict):
+        raise DataError(f"{path}: holds a {type(ckpt).__name__}, not a checkpoint dict; {expected}")
+    return ckpt
+
+
+def _rebuild_backbone(ckpt: dict[str, Any], p: Path) -> nn.Module:
+    """The backbone named by the checkpoint's hyper-parameters, with its ``backbone.*`` weights."""
+    spec = (ckpt.get("hyper_parameters") or {}).get("backbone")
+    if not (isinstance(spec, dict) and isinstance(spec.get("class_path"), str)):
+        raise DataError(
+            f"{p}: the checkpoint does not record its backbone as class_path/init_args (a model "
+            f"built in Python rather than from a config?); {EXPECTED}"
+        )
+    from pytorch_lightning.cli import instantiate_class
+
+    prefix = "backbone."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    try:
+        backbone = instantiate_class((), spec)
+        backbone.load_state_dict(state, strict=True)
+    except FacerecError:
+        raise
+    except Exception as e:
+        msg = (str(e).splitlines() or [""])[0][:200]
+        raise DataError(
+            f"{p}: the facerec model does not rebuild from this checkpoint "
+            f"({type(e).__name__}: {msg}); {EXPECTED} by this facerec version"
+        ) from None
+    return backbone.eval()
+
+
+def load_facerec_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
+    """Load the embedding network of the facerec checkpoint ``path`` onto the CPU.
+
+    Raises:
+        DataError: the file is missing, is not a PyTorch checkpoint, has no ``facerec`` entry
+            (not written by facerec), names a class outside facerec / torch.nn, or its model
+            does not rebuild.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: checkpoint not found; {EXPECTED}")
+    ckpt = read_checkpoint_dict(p)
+    check_hyperparameters(ckpt, p)
+    meta = ckpt.get("facerec")
+    if not isinstance(meta, dict) or "state_dict" not in ckpt:
+        what = "a Lightning checkpoint" if "state_dict" in ckpt else "a checkpoint"
+        raise DataError(
+            f"{p}: {what} without the 'facerec' entry, so not a facerec checkpoint; {EXPECTED}"
+        )
+    backbone = _rebuild_backbone(ckpt, p)
+    entry = {**Preprocess.for_backbone(backbone).to_dict(), **(meta.get("preprocess") or {})}
+    return LoadedModel(
+        backbone=backbone,
+        preprocess=Preprocess.from_dict(entry, str(p)),
+        path=p,
+        class_names=meta.get("class_names"),
+        facerec_version=meta.get("version"),
+    )
 
 
 def load_checkpoint_embedder(
@@ -24,10 +265,7 @@ def load_checkpoint_embedder(
     Raises:
         DataError: the file is missing or is not a facerec checkpoint.
     """
-    from facerec.export.checkpoint import load_facerec_checkpoint
-
     loaded = load_facerec_checkpoint(path)
-    pre = Preprocess.coerce(loaded.preprocess, str(path))
     return TorchEmbedder.from_preprocess(
-        loaded.backbone.to(device), pre, device, batch_size, resize_mode
+        loaded.backbone.to(device), loaded.preprocess, device, batch_size, resize_mode
     )

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from facerec.export.check import check_onnx
-from facerec.export.checkpoint import default_preprocess, load_facerec_checkpoint
 from facerec.export.onnx import MIN_OPSET, export_onnx
+from facerec.inference import Preprocess
+from facerec.inference.checkpoint import load_facerec_checkpoint
 from facerec.inference.onnx import OnnxEmbedder, make_session, read_onnx_metadata
 from facerec.models import IResNet, TorchvisionResNet
 
@@ -48,7 +49,7 @@ def test_every_backbone_exports_with_parity_at_batch_1_and_7(name: str) -> None:
     torch.manual_seed(0)
     net = BACKBONES[name]().eval()
     _randomize_bn(net)
-    pre = default_preprocess(net)
+    pre = Preprocess.for_backbone(net)
     data = export_onnx(net, pre)
     model = onnx.load_from_string(data)
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17

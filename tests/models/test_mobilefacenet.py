@@ -206,14 +206,14 @@ def test_bad_configuration_and_input_are_clear() -> None:
 def test_onnx_export_round_trip_passes_the_self_check() -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from facerec.export.checkpoint import default_preprocess
     from facerec.export.check import check_onnx
     from facerec.export.onnx import export_onnx
+    from facerec.inference import Preprocess
 
     torch.manual_seed(0)
     net = MobileFaceNet(embedding_dim=64, input_size=(32, 32)).eval()
     _randomize(net)
-    pre = default_preprocess(net)
+    pre = Preprocess.for_backbone(net)
     data = export_onnx(net, pre, exporter="torchscript")
     results = check_onnx(data, net, pre, batch_sizes=(1, 3))
     assert results and all(r.ok() for r in results), results
