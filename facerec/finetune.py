@@ -137,6 +137,7 @@ class Freezer:
                 if id(p) not in ids and p.requires_grad:  # e.g. the BN1d weight fixed at 1 stays
                     ids.add(id(p))
                     self.params.append(p)
+        self._modes: list[bool] | None = None
         self.batchnorms = [
             b
             for m in modules
@@ -155,13 +156,16 @@ class Freezer:
                 p.requires_grad_(False)
 
     def train_batch_start(self, step: int) -> None:
-        """Keep the frozen part's BatchNorm statistics (eval mode) while frozen."""
+        """Keep the frozen part's BatchNorm statistics (eval mode) while frozen; once unfrozen,
+        give them back the mode they had before (train, or eval under FreezeBatchNorm)."""
         if self.frozen(step):
+            self._modes = [b.training for b in self.batchnorms]
             for b in self.batchnorms:
                 b.eval()
-        elif step == self.options.steps:
-            for b in self.batchnorms:
-                b.train()
+        elif self._modes is not None:
+            for b, mode in zip(self.batchnorms, self._modes, strict=True):
+                b.train(mode)
+            self._modes = None
 
     def before_optimizer_step(self, step: int) -> None:
         """Drop the frozen parameters' gradients, so the optimiser skips them entirely."""
