@@ -155,10 +155,10 @@ def pool_templates(
             torch.from_numpy(coef[order].astype(np.float32)),
             size=(n_t, f.shape[0]),
         )
-        pooled = (mat @ torch.from_numpy(f)).numpy().astype(np.float64)
-    norm = np.linalg.norm(pooled, axis=1, keepdims=True)
-    out = np.where(norm > 0, pooled / np.where(norm > 0, norm, 1.0), 0.0).astype(np.float32)
-    return Templates(ids, out, np.bincount(row, minlength=n_t).astype(np.int64), num_media)
+        pooled = (mat @ torch.from_numpy(f)).numpy()
+    norm = np.sqrt(np.einsum("ij,ij->i", pooled, pooled, dtype=np.float64))[:, None]
+    pooled *= (1.0 / np.where(norm > 0, norm, np.inf)).astype(np.float32)
+    return Templates(ids, pooled, np.bincount(row, minlength=n_t).astype(np.int64), num_media)
 
 
 def pair_scores(
@@ -171,16 +171,20 @@ def pair_scores(
 ) -> np.ndarray:
     """Dot products of feature rows ``rows1[k]``, ``rows2[k]``: (T, D), (P,), (P,) -> (P,) float32.
 
-    Pairs are grouped by blocks of ``block`` consecutive first rows. A block whose pairs fill at
-    least ``density`` of its (rows x distinct second rows) grid is scored by one matrix product
-    of that grid (IJB-B's 8M pairs among 12k templates); a sparser one by gathering row pairs
-    ``gather_chunk`` at a time (IJB-C). Memory: one (block, T) grid, O(P) indices.
+    Each pair is put in order (smaller row first: the score is symmetric), then pairs are
+    grouped by blocks of ``block`` consecutive first rows. A block whose pairs fill at least
+    ``density`` of its (rows x distinct second rows) grid is scored by one matrix product of
+    that grid (IJB-B's 8M pairs among 12k templates: half the full Gram matrix in all); a
+    sparser one by gathering row pairs ``gather_chunk`` at a time (IJB-C). Memory: one
+    (block, T) grid and O(P) indices.
     """
     x = np.ascontiguousarray(features, dtype=np.float32)
-    r1 = np.asarray(rows1, np.int64).reshape(-1)
-    r2 = np.asarray(rows2, np.int64).reshape(-1)
-    if r1.shape != r2.shape:
-        raise DataError(f"{r1.size} first and {r2.size} second templates; expected pairs")
+    a = np.asarray(rows1, np.int64).reshape(-1)
+    b = np.asarray(rows2, np.int64).reshape(-1)
+    if a.shape != b.shape:
+        raise DataError(f"{a.size} first and {b.size} second templates; expected pairs")
+    r1, r2 = np.minimum(a, b), np.maximum(a, b)
+    del a, b
     n_t = x.shape[0]
     out = np.empty(r1.size, np.float32)
     if r1.size == 0:
@@ -208,7 +212,9 @@ def pair_scores(
         if sel.size >= density * rows * cols.size:
             col_of = np.cumsum(seen) - 1
             grid = (xt[lo : lo + rows] @ xt[torch.from_numpy(cols)].T).numpy()
-            out[sel] = grid[r1[sel] - lo, col_of[c]]
+            flat = (r1[sel] - lo) * grid.shape[1]
+            flat += col_of[c]
+            out[sel] = np.take(grid.reshape(-1), flat)
         else:
             a = r1[sel]
             for s in range(0, sel.size, gather_chunk):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import shutil
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,7 @@ from facerec.data.synthetic import SyntheticFaces
 from facerec.errors import DataError
 from facerec.eval.cli import main as eval_main
 from facerec.eval.ijb import AlignedImages, load_features, read_ijb
+from facerec.eval.ijb_cli import IJB_JSON_KEYS_DOC
 from facerec.eval.ijb_protocol import (
     IJB_FARS,
     identification_1n,
@@ -165,12 +167,12 @@ def ref_nearest_tar(scores, labels, far: float) -> float:
 
 def ref_calibrated(scores, labels, far: float) -> tuple[float, float]:
     """Best TAR over thresholds t (same when score >= t) with FAR <= far, and the lowest such t."""
-    pos = [s for s, y in zip(scores, labels, strict=True) if y]
-    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    s, y = np.asarray(scores, np.float64), np.asarray(labels, bool)
+    pos, neg = s[y], s[~y]
     best, best_t = 0.0, math.inf
-    for t in sorted(set(scores), reverse=True):
-        if sum(v >= t for v in neg) / len(neg) <= far + 1e-15:
-            tar = sum(v >= t for v in pos) / len(pos)
+    for t in sorted(set(s.tolist()), reverse=True):  # every threshold, one at a time
+        if np.mean(neg >= t) <= far + 1e-15:
+            tar = float(np.mean(pos >= t))
             if tar >= best:
                 best, best_t = tar, t
     return best, best_t
@@ -267,7 +269,7 @@ def test_verification_report_against_the_references() -> None:
     for x in IJB_FARS:
         key = far_key(x)
         assert rep["tar_at_far_nearest"][key]["tar"] == ref_nearest_tar(s, y, x)
-        tar, thr = ref_calibrated(s.tolist(), y.tolist(), x)
+        tar, thr = ref_calibrated(s, y, x)
         assert rep["tar_at_far"][key]["tar"] == tar
         if tar > 0:
             assert rep["tar_at_far"][key]["threshold"] == thr
@@ -336,8 +338,10 @@ def test_reader_reads_the_published_formats(mini) -> None:
         assert np.abs(got - want)[8:40, 8:40].mean() < 6.0
 
 
-def test_reader_ijbb_names(tmp_path) -> None:
-    write_mini_ijb(tmp_path / "IJBB", "IJBB")
+def test_reader_ijbb_names(mini, tmp_path) -> None:
+    shutil.copytree(mini[0], tmp_path / "IJBB")
+    for f in (tmp_path / "IJBB" / "meta").iterdir():  # the same files under IJB-B's names
+        f.rename(f.with_name(f.name.replace("ijbc", "ijbb").replace("_G", "_S")))
     meta = read_ijb(tmp_path / "IJBB", "ijbb")
     assert meta.name == "IJBB" and set(meta.galleries) == {"S1", "S2"}
     with pytest.raises(DataError, match="ijbc_name_5pts_score.txt: landmark list not found"):
@@ -356,9 +360,10 @@ def test_reader_ijbb_names(tmp_path) -> None:
         ("ijbc_1N_probe_mixed.csv", 3, "abc,1000,img.png,1"),
     ],
 )
-def test_malformed_meta_line_names_file_and_line(tmp_path, fname, line, text) -> None:
+def test_malformed_meta_line_names_file_and_line(mini, tmp_path, fname, line, text) -> None:
     root = tmp_path / "IJBC"
-    write_mini_ijb(root)
+    shutil.copytree(mini[0] / "meta", root / "meta")
+    (root / "loose_crop").mkdir()
     f = root / "meta" / fname
     lines = f.read_text().splitlines()
     lines[line - 1] = text
@@ -367,9 +372,10 @@ def test_malformed_meta_line_names_file_and_line(tmp_path, fname, line, text) ->
         read_ijb(root, "IJBC")
 
 
-def test_meta_files_out_of_step_are_refused(tmp_path) -> None:
+def test_meta_files_out_of_step_are_refused(mini, tmp_path) -> None:
     root = tmp_path / "IJBC"
-    write_mini_ijb(root)
+    shutil.copytree(mini[0] / "meta", root / "meta")
+    (root / "loose_crop").mkdir()
     f = root / "meta" / "ijbc_face_tid_mid.txt"
     lines = f.read_text().splitlines()
     lines[0], lines[1] = lines[1], lines[0]
@@ -415,6 +421,15 @@ def check_results(rep: dict, feats: np.ndarray, ref: dict, use_score: bool) -> N
             assert got["tpir_at_fpir"][key]["tpir"] == pytest.approx(tpir, abs=1e-12)
 
 
+def assert_documented(obj: object) -> None:
+    """Every key of an IJB report is in IJB_JSON_KEYS_DOC (FAR and gallery names aside)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            named = k[0].isdigit() or k in ("G1", "G2", "G1+G2")
+            assert named or f"`{k}`" in IJB_JSON_KEYS_DOC, k
+            assert_documented(v)
+
+
 def test_facerec_eval_ijb_end_to_end(mini, fit_run, tmp_path, capsys) -> None:
     root, _ = mini
     out = tmp_path / "run"
@@ -434,6 +449,9 @@ def test_facerec_eval_ijb_end_to_end(mini, fit_run, tmp_path, capsys) -> None:
     ref = ref_meta(root)
     check_results(rep, feats, ref, use_score=True)
     assert (out / rep["plots"]["roc"]).stat().st_size > 0
+    assert_documented(rep)
+    for key in res["settings"]["ijb"]:
+        assert f"`{key}`" in IJB_JSON_KEYS_DOC, key
     assert res["settings"]["ijb"]["detector_score"] is True
     # a second run from the saved features, without the detector score: no network
     out2 = tmp_path / "run2"
