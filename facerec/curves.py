@@ -1,11 +1,11 @@
 """``curves.png`` at the end of ``facerec fit``: loss, learning rate and validation accuracy.
 
 :class:`TrainingCurves` records, at every training step, the logged training loss
-(``train/loss``) and the learning rate of the first parameter group, and at every validation
-the logged accuracies (``val/acc`` and any ``val/<benchmark>/acc``), then draws them one above
-the other, over optimizer steps, into ``<run folder>/curves.png`` when the fit ends (also when it
-is interrupted), so a run can be judged at a glance without TensorBoard. The history is part of
-the callback's checkpoint state, so a resumed run draws the whole run.
+(``train/loss``) and the learning rate the step used (first parameter group), and at every
+validation the logged accuracies (``val/acc`` and any ``val/<benchmark>/acc``), then draws them
+one above the other, over optimizer steps, into ``<run folder>/curves.png`` when the fit ends
+(also when it is interrupted), so a run can be judged at a glance without TensorBoard. The
+history is part of the callback's checkpoint state, so a resumed run draws the whole run.
 """
 
 from __future__ import annotations
@@ -41,8 +41,17 @@ class TrainingCurves(pl.Callback):
         self.loss_key = loss_key
         self.smoothing = float(smoothing)
         self.history: dict[str, list[tuple[int, float]]] = {"loss": [], "lr": []}
+        self._lr: float | None = None
 
     # ------------------------------------------------------------------ recording
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # the learning rate this step uses (a per-step scheduler changes it after the step)
+        self._lr = (
+            float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else None
+        )
+
     def on_train_batch_end(
         self,
         trainer: pl.Trainer,
@@ -55,8 +64,8 @@ class TrainingCurves(pl.Callback):
         loss = trainer.callback_metrics.get(self.loss_key)
         if loss is not None:
             self.history["loss"].append((step, float(loss)))
-        if trainer.optimizers:
-            self.history["lr"].append((step, float(trainer.optimizers[0].param_groups[0]["lr"])))
+        if self._lr is not None:
+            self.history["lr"].append((step, self._lr))
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:

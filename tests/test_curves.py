@@ -69,8 +69,8 @@ def test_curves_record_the_run_and_draw_it(tmp_path):
     h = cb.history
     assert [s for s, _ in h["loss"]] == [1, 2, 3, 4, 5, 6]
     assert all(v > 0 for _, v in h["loss"])
-    # lr of the step just taken: StepLR halves it every 2 steps (the scheduler runs after)
-    assert [v for _, v in h["lr"]] == pytest.approx([0.1, 0.05, 0.05, 0.025, 0.025, 0.0125])
+    # the lr each step used: StepLR halves it every 2 steps
+    assert [v for _, v in h["lr"]] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
     assert h["val/acc"] == [
         (2, pytest.approx(0.52)),
         (4, pytest.approx(0.54)),
