@@ -1,7 +1,7 @@
 """Online triplet mining: distances and vectorised miners (batch-all, batch-hard, semi-hard).
 
 All miners are pure functions of a (B, B) distance matrix and (B,) labels; see
-:mod:`facerec.mining.triplets` for the exact definitions and :mod:`facerec.mining.reference` for
+:mod:`facerec.mining.triplets` for the exact definitions and ``tests/mining_reference.py`` for
 the same definitions written as plain loops.
 """
 

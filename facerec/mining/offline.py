@@ -140,41 +140,6 @@ def select_triplets(
     return torch.stack([a_idx[keep], p_idx[keep], neg[keep]], dim=1).numpy().astype(np.int64)
 
 
-def reference_select_triplets(
-    embeddings: Tensor,
-    labels: Sequence[int],
-    selection: Selection,
-    margin: float = 0.2,
-    distance: str = "squared_euclidean",
-) -> list[tuple[int, int, int]]:
-    """Loop reference of :func:`select_triplets` with an exhaustive search (tests)."""
-    from facerec.mining.reference import reference_distance
-
-    x = embeddings.detach().double()
-    x = x / x.norm(dim=1, keepdim=True)
-    labels = [int(v) for v in labels]
-    n = len(labels)
-    out = []
-    for a in range(n):
-        negatives = [j for j in range(n) if labels[j] != labels[a]]
-        if not negatives:
-            continue
-        d_an = {j: reference_distance(x[a], x[j], distance) for j in negatives}
-        for p in range(n):
-            if p == a or labels[p] != labels[a]:
-                continue
-            d_ap = reference_distance(x[a], x[p], distance)
-            if selection == "hard":
-                best = min(negatives, key=lambda j: (d_an[j], j))
-            else:
-                band = [j for j in negatives if d_ap < d_an[j] < d_ap + margin]
-                if not band:
-                    continue
-                best = min(band, key=lambda j: (d_an[j], j))
-            out.append((a, p, best))
-    return out
-
-
 def batch_layout_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The triplets of an offline batch laid out as [a₀, p₀, n₀, a₁, …]: (T,) index tensors.
 
@@ -203,6 +168,5 @@ __all__ = [
     "SELECTIONS",
     "Selection",
     "batch_layout_triplets",
-    "reference_select_triplets",
     "select_triplets",
 ]

@@ -10,7 +10,7 @@ Per-triplet loss ("term"):
 * soft margin (Hermans et al. 2017): log(1 + exp(d_ap − d_an)), α is not used; the triplet is
   *active* when d_ap > d_an.
 
-Strategies (exact definitions; :mod:`facerec.mining.reference` spells each out as a plain loop):
+Strategies (exact definitions; ``tests/mining_reference.py`` spells each out as a plain loop):
 
 * **batch-all** (Hermans et al.): every valid triplet. Loss = sum of the terms over active
   triplets / number of active triplets (hinge; 0 when none is active), or the mean of the terms

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mining_reference import reference_contrastive_loss
 
 from facerec import distributed
 from facerec.errors import ConfigError
 from facerec.losses import ContrastiveLoss, MetricLoss
-from facerec.mining.reference import reference_contrastive_loss
 
 
 def batch(seed: int, b: int = 12, dim: int = 6) -> tuple[torch.Tensor, torch.Tensor]:

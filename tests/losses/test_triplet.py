@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mining_reference import reference_triplet_loss
 
 from facerec import distributed
 from facerec.errors import ConfigError, FacerecError
 from facerec.losses import MetricLoss, TripletLoss
-from facerec.mining.reference import reference_triplet_loss
 
 MININGS = ["batch_all", "batch_hard", "semi_hard"]
 DISTANCES = ["euclidean", "squared_euclidean", "cosine"]

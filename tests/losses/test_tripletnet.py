@@ -6,14 +6,14 @@ import math
 
 import pytest
 import torch
-
-from facerec.errors import ConfigError, FacerecError
-from facerec.losses import TripletLoss, TripletNetLoss
-from facerec.mining.reference import (
+from mining_reference import (
     reference_distance_matrix,
     reference_triplet_loss,
     reference_triplets,
 )
+
+from facerec.errors import ConfigError, FacerecError
+from facerec.losses import TripletLoss, TripletNetLoss
 
 
 def pk_batch(seed: int, p: int = 4, k: int = 3, dim: int = 6) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,6 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from mining_reference import (
+    dense_batch_all_loss,
+    reference_distance,
+    reference_distance_matrix,
+    reference_triplet_loss,
+    reference_triplets,
+)
 
 from facerec.errors import ConfigError, FacerecError
 from facerec.mining import (
@@ -13,13 +20,6 @@ from facerec.mining import (
     mined_triplet_loss,
     pairwise_distances,
     semi_hard,
-)
-from facerec.mining.reference import (
-    dense_batch_all_loss,
-    reference_distance,
-    reference_distance_matrix,
-    reference_triplet_loss,
-    reference_triplets,
 )
 
 DISTANCES = ["euclidean", "squared_euclidean", "cosine"]

@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from mining_reference import reference_distance, reference_select_triplets
 
 from facerec.errors import ConfigError, FacerecError
 from facerec.mining.neighbours import brute_force_neighbours, nearest_identities
 from facerec.mining.offline import (
     batch_layout_triplets,
-    reference_select_triplets,
     select_triplets,
 )
-from facerec.mining.reference import reference_distance
 
 
 def subset(seed: int, ids: int = 6, per: int = 4, dim: int = 8) -> tuple[torch.Tensor, list[int]]:

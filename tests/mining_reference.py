@@ -1,4 +1,4 @@
-"""Slow, literal reference implementations of the miners and losses (tests and documentation).
+"""Slow, literal reference implementations of the miners and losses, for the tests.
 
 Everything here is plain Python loops over pairs and triplets, O(B³) time: it spells out the
 definitions of :mod:`facerec.mining.triplets` and :class:`facerec.losses.ContrastiveLoss` one
@@ -195,3 +195,36 @@ def dense_batch_all_loss(
     if not active.any():
         return dist.sum() * 0.0
     return x[active].sum() / active.sum()
+
+
+def reference_select_triplets(
+    embeddings: Tensor,
+    labels: Sequence[int],
+    selection: str,
+    margin: float = 0.2,
+    distance: str = "squared_euclidean",
+) -> list[tuple[int, int, int]]:
+    """Loop reference of :func:`facerec.mining.offline.select_triplets`, exhaustive search."""
+    x = embeddings.detach().double()
+    x = x / x.norm(dim=1, keepdim=True)
+    labels = [int(v) for v in labels]
+    n = len(labels)
+    out = []
+    for a in range(n):
+        negatives = [j for j in range(n) if labels[j] != labels[a]]
+        if not negatives:
+            continue
+        d_an = {j: reference_distance(x[a], x[j], distance) for j in negatives}
+        for p in range(n):
+            if p == a or labels[p] != labels[a]:
+                continue
+            d_ap = reference_distance(x[a], x[p], distance)
+            if selection == "hard":
+                best = min(negatives, key=lambda j: (d_an[j], j))
+            else:
+                band = [j for j in negatives if d_ap < d_an[j] < d_ap + margin]
+                if not band:
+                    continue
+                best = min(band, key=lambda j: (d_an[j], j))
+            out.append((a, p, best))
+    return out
