@@ -288,7 +288,13 @@ def file_data_uri(path: str | os.PathLike[str]) -> str:
 
 def image_name(images: ImageSource, i: int) -> str:
     """A short, human name of image ``i`` of a source: its file path (the last two parts),
-    ``lfw.bin #i`` for a .bin set, ``synthetic id/image`` for synthetic faces."""
+    ``lfw.bin #i`` for a .bin set, ``synthetic id/image`` for synthetic faces. A source that
+    wraps another (``.images``, e.g. aligned crops or a subset with ``.indices``) is named by the
+    image it wraps."""
+    inner = getattr(images, "images", None)
+    if inner is not None and hasattr(inner, "__getitem__") and hasattr(inner, "__len__"):
+        idx = getattr(images, "indices", None)
+        return image_name(inner, int(idx[i]) if idx is not None else i)
     paths = getattr(images, "paths", None)
     if paths is not None:
         return "/".join(Path(paths[i]).parts[-2:])

@@ -12,11 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
+from facerec.data.sources import EncodedImages, FileImages, SubsetImages
 from facerec.data.synthetic import SyntheticFaces
 from facerec.eval.benchmarks import read_bin, read_pairs_csv, write_bin
 from facerec.eval.cli import main as eval_main
 from facerec.eval.embed import score_benchmark
-from facerec.eval.html_report import hardest_pairs, worst_probes
+from facerec.eval.html_report import hardest_pairs, image_name, worst_probes
 from facerec.inference import load_checkpoint_embedder
 
 N_SHOWN = 3
@@ -99,6 +100,24 @@ def test_hardest_pairs_order():
     assert imp.tolist() == [3, 5]  # highest impostor first
     gen, imp = hardest_pairs(s, y, 10)
     assert gen.tolist() == [1, 4, 0] and imp.tolist() == [3, 5, 2]
+
+
+def test_image_names_see_through_wrapping_sources():
+    files = FileImages(["/d/alice/1.png", "/d/bob/2.png"])
+    assert image_name(files, 1) == "bob/2.png"
+    assert image_name(SubsetImages(files, [1, 0]), 1) == "alice/1.png"
+
+    class Aligned:  # as facerec.align's AlignedImages: the source it warps is ``.images``
+        def __init__(self, images):
+            self.images = images
+
+        def __len__(self):
+            return len(self.images)
+
+        def __getitem__(self, i):
+            return self.images[i]
+
+    assert image_name(Aligned(EncodedImages([b"", b""], "/x/lfw.bin")), 1) == "lfw.bin #1"
 
 
 def test_worst_probes_match_a_brute_force_ranking():
