@@ -281,6 +281,39 @@ def test_clean_list_is_what_the_datamodule_trains_on(dirty, tmp_path):
         _ = bad.num_classes
 
 
+def test_doctor_on_recordio(dirty, tmp_path):
+    """The same set packed as insightface RecordIO: the same findings, sample indices in the
+    clean list, and the DataModule trains on exactly those samples."""
+    from facerec.data.folder import scan_image_folder
+    from facerec.data.recordio import pack_folder
+
+    folder = tmp_path / "folder"
+    shutil.copytree(dirty["root"], folder)
+    (folder / "id_09" / "broken.png").unlink()  # packing refuses corrupt images
+    pack_folder(folder, tmp_path / "rec", workers=1)  # PNG/JPEG stored byte for byte
+    paths, _, _ = scan_image_folder(folder)  # the packing order
+    name = [Path(q).relative_to(folder).as_posix() for q in paths]
+    data = read_training_images(tmp_path / "rec")
+    assert data.kind == "recordio" and len(data) == len(paths)
+    clean = tmp_path / "clean.txt"
+    res = run_doctor(data, PixelEmbedder(), tmp_path / "o", None, OPT, clean, workers=1)
+    groups = sorted(sorted(name[int(data.keys[i])] for i in g) for g in
+                    [[res.rows[n] for n in grp] for grp in res.diagnosis.exact])  # fmt: skip
+    assert groups == sorted(sorted(q) for q in dirty["exact"])
+    flagged = {name[int(res.rows[n])] for n in res.diagnosis.mislabelled.image.tolist()}
+    assert {img for img, _ in dirty["swaps"]} <= flagged
+    keep = [int(x) for x in clean.read_text().splitlines() if not x.startswith("#")]
+    assert keep == res.keep
+    dm = FaceDataModule(root=str(tmp_path / "rec"), include_list=str(clean), val_identities=0,
+                        image_size=(SIZE, SIZE), batch_size=8, num_workers=0)  # fmt: skip
+    dm.setup("fit")
+    assert len(dm.train_set) == len(keep)
+    want = data.labels[keep]
+    assert np.array_equal(np.asarray(dm.train_set.labels), want)
+    for k in (0, 3, len(keep) - 1):  # sample k is record keep[k]
+        assert np.array_equal(dm.train_set.load(k), data.images[keep[k]])
+
+
 def test_doctor_command_with_a_checkpoint(dirty, fit_run, tmp_path, capsys):
     clean = tmp_path / "clean.txt"
     args = ["--data", str(dirty["root"]), "--checkpoint", str(fit_run.checkpoint),
