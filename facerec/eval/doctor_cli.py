@@ -192,9 +192,10 @@ def run_doctor(
     rows = np.asarray([i for i in range(len(data)) if i not in bad], np.int64)
     if rows.size == 0:
         raise DataError(f"{data.root}: no image could be read; see the reasons above")
-    hashes = []
-    for i in rows.tolist():
-        hashes.append(file_hash(data.blobs(i)))  # type: ignore[operator]
+    from tqdm.auto import tqdm
+
+    bar = tqdm(rows.tolist(), desc="hashing", disable=not progress, file=sys.stderr, leave=False)
+    hashes = [file_hash(data.blobs(i)) for i in bar]  # type: ignore[operator]
     bench_in: dict = {}
     bench_names: dict[str, list[str]] = {}
     for b in benches or []:
