@@ -281,7 +281,7 @@ def test_labels_read_headers_only(
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("labels must not decode images")
 
-    monkeypatch.setattr(recordio, "decode_image", no_decoding)
+    monkeypatch.setattr(recordio.dataset, "decode_image", no_decoding)
     monkeypatch.setattr(cv2, "imdecode", no_decoding)
     ds = RecordIODataset(out)
     np.testing.assert_array_equal(ds.labels, labels)

@@ -1,0 +1,240 @@
+"""An insightface-style RecordIO face set as a torch Dataset.
+
+See :mod:`facerec.data.recordio` for the file format.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from facerec.data.image import decode_image
+from facerec.errors import DataError
+
+from .format import IRHeader, _first_label, read_index, read_property
+from .reader import RecordIOReader
+
+# ----------------------------------------------------------------------------------------------
+# The data set
+
+
+def _resolve_paths(
+    root_or_rec_path: str | os.PathLike[str],
+) -> tuple[Path, Path, Path]:
+    path = Path(root_or_rec_path)
+    if path.is_dir():
+        return path / "train.rec", path / "train.idx", path / "property"
+    return path, path.with_suffix(".idx"), path.parent / "property"
+
+
+class RecordIODataset(Dataset):
+    """An insightface-style RecordIO face set: ``(RGB uint8 (H, W, 3) image, int label)`` items.
+
+    ``root_or_rec_path`` is a folder with ``train.rec``, ``train.idx`` and optionally
+    ``property``, or the path of a ``.rec`` (its ``.idx`` beside it with the same name).
+
+    If record 0 is an insightface header (flag > 0, no image bytes) the samples are keys
+    ``1 .. label[0] - 1`` and :attr:`identity_ranges` comes from the range records; otherwise
+    (a plain ``im2rec`` file) every key in the index is a sample, in index order, and the
+    label is the header's scalar label (or the first of its label vector).
+
+    Attributes:
+        rec_path, idx_path: the files read.
+        keys: (N,) int64 record key of each sample; sample ``i`` is record ``keys[i]``.
+        image_size: (height, width) from ``property``, or None without one.
+    """
+
+    def __init__(
+        self,
+        root_or_rec_path: str | os.PathLike[str],
+        idx_path: str | os.PathLike[str] | None = None,
+        property_path: str | os.PathLike[str] | None = None,
+        transform: Callable[[np.ndarray], Any] | None = None,
+    ) -> None:
+        """Read the index, the header record and ``property``; no image is decoded.
+
+        Args:
+            root_or_rec_path: folder with ``train.rec`` / ``train.idx``, or a ``.rec`` path.
+            idx_path: the ``.idx`` file if not beside the ``.rec`` with the same name.
+            property_path: the ``property`` file if not beside the ``.rec``; read if present.
+            transform: applied to the RGB uint8 image in ``__getitem__`` (None: returned as is).
+        """
+        rec_path, default_idx, default_prop = _resolve_paths(root_or_rec_path)
+        if not rec_path.exists():
+            raise DataError(
+                f"{rec_path}: RecordIO file not found; expected train.rec (with train.idx) "
+                "in the data folder, or the path of a .rec file"
+            )
+        idx = Path(idx_path) if idx_path is not None else default_idx
+        if not idx.exists():
+            read_index(idx)  # raises the missing-index DataError
+        self.reader = RecordIOReader(rec_path, idx)
+        if self.reader.keys.size == 0:
+            raise DataError(f"{idx}: index file is empty; expected one 'key<TAB>offset' per record")
+        self.rec_path = self.reader.rec_path
+        self.idx_path = idx
+        self.transform = transform
+        self.property_path = Path(property_path) if property_path is not None else default_prop
+        self._property: tuple[int, int, int] | None = None
+        if property_path is not None or self.property_path.exists():
+            self._property = read_property(self.property_path)
+        self.image_size: tuple[int, int] | None = (
+            (self._property[1], self._property[2]) if self._property else None
+        )
+        self._range_keys: tuple[int, int] | None = None
+        self._labels: np.ndarray | None = None
+        self._identity_ranges: np.ndarray | None = None
+
+        header0: IRHeader | None = None
+        if bool((self.reader.keys == 0).any()):
+            header0, rest = self.reader.read_header_at(self.reader.offset_of(0))
+            if header0.flag == 0 or rest:
+                header0 = None  # an ordinary image record: a plain im2rec file
+        if header0 is not None:
+            if header0.flag < 2:
+                raise DataError(
+                    f"{self.rec_path}: header record 0 has {header0.flag} label(s); expected 2 "
+                    "(first identity-range key, end key)"
+                )
+            lab = np.asarray(header0.label, dtype=np.float64)
+            img_end, range_end = int(lab[0]), int(lab[1])
+            if not (1 <= img_end <= range_end) or lab[0] != img_end or lab[1] != range_end:
+                raise DataError(
+                    f"{self.rec_path}: header record 0 has labels ({lab[0]:g}, {lab[1]:g}); "
+                    "expected integer keys 1 <= first_range_key <= end_key"
+                )
+            self._range_keys = (img_end, range_end)
+            self.keys = np.arange(1, img_end, dtype=np.int64)
+        else:
+            self.keys = self.reader.keys.copy()
+        self._offsets = self.reader.offsets_of(self.keys)
+
+    # -- sizes and labels ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self.keys.size)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(N,) int64 label of every sample, read from the record headers (no image decoded)."""
+        if self._labels is None:
+            _, values = self.reader.read_labels(self._offsets)
+            self._labels = values[:, 0].astype(np.int64)  # int(label), as insightface does
+        return self._labels
+
+    @property
+    def identity_ranges(self) -> np.ndarray | None:
+        """(C, 2) int64 ``[start_key, end_key)`` record-key range of each identity, or None.
+
+        From the range records of an insightface set (sample index = key - 1 there); None for
+        a file without a header record.
+        """
+        if self._identity_ranges is None and self._range_keys is not None:
+            first, end = self._range_keys
+            offsets = self.reader.offsets_of(np.arange(first, end, dtype=np.int64))
+            flags, ranges = self.reader.read_labels(offsets, count=2)
+            bad = np.flatnonzero(flags < 2)
+            if bad.size:
+                i = int(bad[0])
+                raise DataError(
+                    f"{self.rec_path}: identity-range record {first + i} (offset {offsets[i]}) "
+                    f"has {flags[i]} label(s); expected 2 (start key, end key)"
+                )
+            ranges = ranges.astype(np.int64)
+            self._identity_ranges = ranges
+        return self._identity_ranges
+
+    @property
+    def num_classes(self) -> int:
+        """Number of identities: from ``property``, else the range records, else max label + 1."""
+        if self._property is not None:
+            return self._property[0]
+        if self._range_keys is not None:
+            return self._range_keys[1] - self._range_keys[0]
+        return int(self.labels.max()) + 1 if len(self) else 0
+
+    def checked_num_classes(self) -> int:
+        """Number of identities, checked against the labels the records hold (no image decoded).
+
+        The labels must run from 0; ``property`` (when present) and the identity-range records
+        (when present) must give as many identities as the labels do (max label + 1). A
+        ``property`` with fewer would index past the margin head; one with more would train
+        identities that do not exist.
+
+        Raises:
+            DataError: naming the file and what disagrees.
+        """
+        labels = self.labels
+        if not len(labels):
+            raise DataError(f"{self.rec_path}: holds no image records; expected face images")
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0:
+            raise DataError(
+                f"{self.rec_path}: a record has label {low}; expected identity labels from 0"
+            )
+        found = high + 1
+        distinct = int(np.unique(labels).size)
+        if self._property is not None and self._property[0] != found:
+            said = self._property[0]
+            effect = (
+                "labels beyond it would index past the margin head"
+                if said < found
+                else "the head would train identities that do not exist"
+            )
+            raise DataError(
+                f"{self.property_path}: says {said} identities but the labels in "
+                f"{self.rec_path} run 0..{high} ({distinct} distinct), so {effect}; expected "
+                f"the first number of property to be {found}"
+            )
+        ranges = self.identity_ranges
+        if ranges is not None and len(ranges) != found:
+            raise DataError(
+                f"{self.rec_path}: {len(ranges)} identity-range records but the labels run "
+                f"0..{high}; expected one range record per identity ({found})"
+            )
+        if distinct != found:
+            missing = np.setdiff1d(np.arange(found), np.unique(labels))
+            warnings.warn(
+                f"{self.rec_path}: {found - distinct} of the labels 0..{high} have no image "
+                f"(e.g. {int(missing[0])}); their classes train without samples",
+                stacklevel=2,
+            )
+        return found
+
+    # -- items -------------------------------------------------------------------------------
+
+    def read_record(self, index: int) -> tuple[IRHeader, bytes]:
+        """(IRHeader, encoded image bytes) of sample ``index``."""
+        return self.reader.read_header_at(int(self._offsets[index]))
+
+    def describe(self, index: int) -> str:
+        """Where sample ``index`` lives, for messages: the file, its key and byte offset."""
+        return f"{self.rec_path} (key {self.keys[index]}, offset {self._offsets[index]})"
+
+    def load_image(self, index: int) -> np.ndarray:
+        """RGB uint8 (H, W, 3) image of sample ``index`` (no transform): an image loader."""
+        return self._load(index)[0]
+
+    def _load(self, index: int) -> tuple[np.ndarray, int]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sample {index} is out of range for {len(self)} samples")
+        header, data = self.reader.read_header_at(int(self._offsets[index]))
+        return decode_image(data, source=self.describe(index)), int(_first_label(header))
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image, label = self._load(index)
+        if self.transform is not None:
+            return self.transform(image), label
+        return image, label
+
+    def close(self) -> None:
+        """Close this process's file descriptor."""
+        self.reader.close()
+
+

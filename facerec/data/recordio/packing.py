@@ -1,0 +1,161 @@
+"""Packing an ``root/<identity>/<image>`` folder into ``train.rec`` / ``train.idx`` / ``property``.
+
+See :mod:`facerec.data.recordio` for the file format.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from facerec.data.folder import scan_image_folder
+from facerec.data.image import decode_image, encode_image, fit_to_size, read_image_bytes
+from facerec.errors import DataError
+from facerec.io import atomic_path
+
+from .format import _FLOAT32_EXACT, IRHeader, pack
+from .writer import RecordIOWriter, _make_readable
+
+# ----------------------------------------------------------------------------------------------
+# Packing an image folder
+
+
+@dataclass(frozen=True)
+class PackSummary:
+    """What :func:`pack_folder` wrote."""
+
+    rec_path: Path
+    idx_path: Path
+    property_path: Path
+    num_images: int
+    num_classes: int
+    image_size: tuple[int, int]
+    """(height, width) written to ``property``: the resize target or the most common size."""
+    reencoded: int
+    """Images stored re-encoded rather than as their original bytes."""
+
+    def describe(self) -> str:
+        """One line for people: what was written where."""
+        h, w = self.image_size
+        return (
+            f"wrote {self.rec_path} ({self.num_images} images, {self.num_classes} identities, "
+            f"property {self.num_classes},{h},{w}; {self.reencoded} images re-encoded) "
+            f"and {self.idx_path.name}, {self.property_path.name}"
+        )
+
+
+_JPEG_SIG = b"\xff\xd8\xff"
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+ImageFormat = Literal["auto", "jpg", "png"]
+
+
+def _prepare_image(
+    path: str, size: tuple[int, int] | None, fmt: ImageFormat, quality: int
+) -> tuple[bytes, tuple[int, int], bool]:
+    """(bytes to store, (height, width) stored, re-encoded?) for one image file."""
+    raw = read_image_bytes(path)
+    rgb = decode_image(raw, source=path)  # every image is checked, even when kept as is
+    resized = fit_to_size(rgb, size) if size is not None else rgb
+    keep = (
+        fmt == "auto" and resized is rgb and (raw.startswith(_JPEG_SIG) or raw.startswith(_PNG_SIG))
+    )
+    if keep:
+        return raw, (rgb.shape[0], rgb.shape[1]), False
+    out_fmt = "png" if fmt == "png" else "jpg"
+    return encode_image(resized, out_fmt, quality, path), (resized.shape[0], resized.shape[1]), True
+
+
+def pack_folder(
+    root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    size: int | tuple[int, int] | None = None,
+    image_format: ImageFormat = "auto",
+    quality: int = 95,
+    workers: int = 4,
+    progress: Callable[[int], None] | None = None,
+) -> PackSummary:
+    """Pack ``root/<identity>/<image>`` into ``out/train.rec``, ``train.idx`` and ``property``.
+
+    The layout is insightface's: record 0 is a header (flag 2, labels ``(N + 1, N + 1 + C)``),
+    records ``1 .. N`` are the images (flag 0, label = identity index, id = key) and records
+    ``N + 1 .. N + C`` the identity key ranges (flag 2, labels ``(start, end)``, end exclusive).
+    Identities are the sorted sub-folder names (index 0, 1, ...), images sorted by file name
+    (the same order as :func:`facerec.data.folder.scan_image_folder`).
+
+    Args:
+        root: image folder, one sub-folder per identity.
+        out: output folder (created); existing files there are replaced atomically.
+        size: resize every image to ``size`` (an int for a square, or (height, width)); None
+            keeps each image's size.
+        image_format: ``auto`` stores JPEG and PNG files byte for byte (when not resized) and
+            re-encodes anything else (BMP, PGM, WebP, ...) or any resized image as JPEG at
+            ``quality``; ``jpg`` / ``png`` re-encode every image in that format.
+        quality: JPEG quality (1-100) for re-encoded images.
+        workers: threads that read, check and encode images (OpenCV releases the GIL).
+        progress: called with the number of images done after each chunk (e.g. a tqdm update).
+
+    Every image is decoded once to check it (a corrupt file raises :class:`DataError` naming
+    it); ``property`` gets the resize target or else the most common image size.
+    """
+    if image_format not in ("auto", "jpg", "png"):
+        raise DataError(f"image format {image_format!r} is not known; expected auto, jpg or png")
+    if not 1 <= int(quality) <= 100:
+        raise DataError(f"JPEG quality {quality} is out of range; expected 1 to 100")
+    target: tuple[int, int] | None
+    if size is None:
+        target = None
+    elif isinstance(size, int):
+        target = (size, size)
+    else:
+        target = (int(size[0]), int(size[1]))
+    if target is not None and min(target) <= 0:
+        raise DataError(f"image size {size} is not positive; expected e.g. 112 or (112, 112)")
+
+    paths, labels, names = scan_image_folder(root)
+    n, c = len(paths), len(names)
+    first_range, end_key = n + 1, n + 1 + c
+    if end_key >= _FLOAT32_EXACT:
+        raise DataError(
+            f"{root}: {n} images and {c} identities need record keys up to {end_key}, but the "
+            f"insightface header stores keys as float32, exact only below {_FLOAT32_EXACT}"
+        )
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rec_path, idx_path = out_dir / "train.rec", out_dir / "train.idx"
+    prop_path = out_dir / "property"
+
+    sizes: Counter[tuple[int, int]] = Counter()
+    reencoded = 0
+    starts = np.searchsorted(labels, np.arange(c), side="left") + 1
+    ends = np.searchsorted(labels, np.arange(c), side="right") + 1
+    chunk = max(1, 64 * max(1, workers))
+    prepare = functools.partial(_prepare_image, size=target, fmt=image_format, quality=int(quality))
+    with RecordIOWriter(rec_path, idx_path) as writer:
+        writer.write(0, pack(IRHeader(0, [float(first_range), float(end_key)], 0, 0)))
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for start in range(0, n, chunk):
+                batch = paths[start : start + chunk]
+                results = pool.map(prepare, batch)
+                for j, (data, hw, was_encoded) in enumerate(results):
+                    key = start + j + 1
+                    writer.write(key, pack(IRHeader(0, float(labels[start + j]), key, 0), data))
+                    sizes[hw] += 1
+                    reencoded += was_encoded
+                if progress is not None:
+                    progress(len(batch))
+        for i in range(c):
+            key = first_range + i
+            writer.write(key, pack(IRHeader(0, [float(starts[i]), float(ends[i])], key, 0)))
+    image_size = target if target is not None else sizes.most_common(1)[0][0]
+    with atomic_path(prop_path) as tmp:
+        tmp.write_text(f"{c},{image_size[0]},{image_size[1]}\n", encoding="ascii")
+        _make_readable(tmp)
+    return PackSummary(rec_path, idx_path, prop_path, n, c, image_size, reencoded)
