@@ -281,8 +281,8 @@ class Margin(nn.Module):
         skip = ("training", "needs_target_cosine")
         return ", ".join(f"{k}={v}" for k, v in vars(self).items() if k[0] != "_" and k not in skip)
 
-    def regularizer(self, norms: Tensor) -> Tensor | None:
-        """(B, 1) ‖x‖ of the local rows -> a scalar term to add to the loss, or None."""
+    def regularizer(self, x: Tensor) -> Tensor | None:
+        """(B, D) local embeddings (float32/64) -> a scalar term to add to the loss, or None."""
         return None
 
 
@@ -395,5 +395,4 @@ class CosineMarginHead(MarginHead):
     def regularizer(self, embeddings: Tensor) -> Tensor | None:
         """The margin's extra loss term of (B, D) embeddings (MagFace's), or None."""
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x = embeddings.to(compute_dtype(embeddings))
-            return self.margin.regularizer(torch.linalg.vector_norm(x, dim=1, keepdim=True))
+            return self.margin.regularizer(embeddings.to(compute_dtype(embeddings)))

@@ -61,9 +61,9 @@ class MagFaceMargin(Margin):
         margin = self.margin_of(norms)  # (B, 1), with the gradient to ‖x‖
         return margin_logits(cos, labels, s, lambda c, m: s * arc_target(c, m), margin)
 
-    def regularizer(self, norms: Tensor) -> Tensor:
-        """(B, 1) ‖x‖ -> scalar λ_g·mean(a/u_a² + 1/a), a = clip(‖x‖, l_a, u_a)."""
-        a = norms.clamp(min=self.l_a, max=self.u_a)
+    def regularizer(self, x: Tensor) -> Tensor:
+        """(B, D) embeddings -> scalar λ_g·mean(a/u_a² + 1/a), a = clip(‖x‖, l_a, u_a)."""
+        a = torch.linalg.vector_norm(x, dim=1).clamp(min=self.l_a, max=self.u_a)
         return self.lambda_g * torch.mean(a / (self.u_a**2) + 1.0 / a)
 
 

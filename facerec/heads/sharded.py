@@ -517,5 +517,5 @@ class ShardedMarginHead(MarginHead):
             norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
             # a fresh tensor that only the cross-entropy reads (it is overwritten in place)
             loss = distributed_cross_entropy(self._margin_logits(cos, local, norms), local)
-            reg = self.margin.regularizer(torch.linalg.vector_norm(x_local, dim=1, keepdim=True))
+            reg = self.margin.regularizer(x_local)
         return loss if reg is None else loss + reg

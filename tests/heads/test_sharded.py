@@ -339,7 +339,7 @@ def equivalence(rank, name, kw, sizes, seed):
     x = x_all[lo : lo + sizes[rank]].clone().requires_grad_()
     loss = sh(x, y_all[lo : lo + sizes[rank]])
     gx, gw = torch.autograd.grad(loss, [x, sh.weight])
-    local_reg = sh.margin.regularizer(x_all[lo : lo + sizes[rank]].norm(dim=1, keepdim=True))
+    local_reg = sh.margin.regularizer(x_all[lo : lo + sizes[rank]])
     expect = loss_ref if reg is None else loss_ref - reg + local_reg
     bufs = [err(sh.margin.get_buffer(b).double(), v.double())
             for b, v in ref.margin.named_buffers()]
