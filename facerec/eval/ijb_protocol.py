@@ -147,7 +147,7 @@ def pool_templates(
     order = np.argsort(row, kind="stable")
     crow = np.zeros(n_t + 1, np.int64)
     np.cumsum(np.bincount(row, minlength=n_t), out=crow[1:])
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": the product is exact
+    with warnings.catch_warnings():  # torch calls sparse CSR "beta"; CSR x dense on CPU is fine
         warnings.simplefilter("ignore", UserWarning)
         mat = torch.sparse_csr_tensor(
             torch.from_numpy(crow),
@@ -183,14 +183,15 @@ def pair_scores(
     b = np.asarray(rows2, np.int64).reshape(-1)
     if a.shape != b.shape:
         raise DataError(f"{a.size} first and {b.size} second templates; expected pairs")
-    r1, r2 = np.minimum(a, b), np.maximum(a, b)
-    del a, b
     n_t = x.shape[0]
-    out = np.empty(r1.size, np.float32)
-    if r1.size == 0:
+    out = np.empty(a.size, np.float32)
+    if a.size == 0:
         return out
-    if min(r1.min(), r2.min()) < 0 or max(r1.max(), r2.max()) >= n_t:
+    if min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n_t:
         raise DataError(f"pair rows outside 0..{n_t - 1}; expected template rows")
+    small = np.int32 if n_t < 2**31 else np.int64  # index arrays: half the memory
+    r1, r2 = np.minimum(a, b).astype(small), np.maximum(a, b).astype(small)
+    del a, b
     n_blocks = -(-n_t // block)
     blk = r1 // block
     blk = blk.astype(np.uint16) if n_blocks <= 65536 else blk
@@ -212,7 +213,7 @@ def pair_scores(
         if sel.size >= density * rows * cols.size:
             col_of = np.cumsum(seen) - 1
             grid = (xt[lo : lo + rows] @ xt[torch.from_numpy(cols)].T).numpy()
-            flat = (r1[sel] - lo) * grid.shape[1]
+            flat = (r1[sel] - lo).astype(np.int64) * grid.shape[1]
             flat += col_of[c]
             out[sel] = np.take(grid.reshape(-1), flat)
         else:

@@ -246,6 +246,16 @@ def test_pair_scores_equal_the_pair_loop(density) -> None:
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
+def test_bad_rows_and_unknown_templates_are_refused() -> None:
+    x = np.eye(4, dtype=np.float32)
+    with pytest.raises(DataError, match=r"pair rows outside 0..3"):
+        pair_scores(x, [0, 1], [2, 4])
+    tpl = pool_templates(x, [5, 5, 9, 9], [1, 2, 1, 1])
+    assert tpl.index_of([9, 5]).tolist() == [1, 0]
+    with pytest.raises(DataError, match="template 7 has no image"):
+        tpl.index_of([5, 7])
+
+
 def test_nearest_far_rule_equals_insightface_on_ties() -> None:
     """Scores rounded to 2 decimals: many ties and ROC points at equal distance from a FAR."""
     rng = np.random.default_rng(3)
