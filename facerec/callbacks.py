@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if fs.protocol not in ("file", ("file", "local")) and "file" not in fs.protocol:
             return super().save_checkpoint(checkpoint, path, storage_options)
         with atomic_path(path) as tmp:
+            started = tmp.stat().st_mtime
             torch.save(checkpoint, tmp)
+        remove_stale_temporaries(Path(path).parent, before=started)
 
     def load_checkpoint(
         self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
@@ -42,6 +45,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if fs.protocol not in ("file", ("file", "local")) and "file" not in fs.protocol:
             return super().load_checkpoint(path, map_location=map_location, weights_only=True)
         return read_resume(path)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, before: float) -> list[Path]:
+    """Delete the temporary files of checkpoint saves in ``folder`` that a kill left behind.
+
+    Those are ``.<name>.ckpt.<random>.tmp`` files (see :func:`facerec.io.atomic_path`) last
+    written before ``before`` (a time stamp), i.e. before the save that just succeeded began, so
+    no save in progress is touched. Returns the files removed.
+    """
+    removed = []
+    for f in Path(folder).glob(".*.ckpt.*.tmp"):
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
+            if f.is_file() and f.stat().st_mtime < before:
+                f.unlink()
+                removed.append(f)
+    return removed
 
 
 def read_resume(path: str | os.PathLike) -> dict[str, Any]:

@@ -188,6 +188,16 @@ def _tool(name: str) -> Callable[[list[str]], int]:
     return importlib.import_module(module).main
 
 
+def _one_line(error: FacerecError) -> str:
+    """The message of ``error``; for one raised in a DataLoader worker (which torch re-raises
+    with the worker's traceback in the message), the original message alone."""
+    text = str(error)
+    if "Original Traceback" in text:
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        return last.split(f"{type(error).__name__}: ", 1)[-1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``facerec`` console script and ``python -m facerec``."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -214,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except FacerecError as e:
-        print(f"facerec: error: {e}", file=sys.stderr)
+        print(f"facerec: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("facerec: interrupted", file=sys.stderr)

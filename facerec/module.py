@@ -11,9 +11,11 @@ and evaluator know how to feed the network.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import pytorch_lightning as pl
@@ -125,6 +127,8 @@ class FaceRecognitionModule(pl.LightningModule):
             self.save_hyperparameters()
         else:  # built in Python from objects: store what is plain data
             self.save_hyperparameters(ignore=["backbone", "head", "metric_loss"])
+            if isinstance(center_loss, CenterLossOptions):  # plain data: weights_only-loadable
+                self.hparams["center_loss"] = asdict(center_loss)
             for key, opt in (("lr_multipliers", lr_multipliers), ("freeze", freeze)):
                 if opt is not None and not isinstance(opt, dict):
                     self.hparams[key] = asdict(opt)
@@ -190,7 +194,7 @@ class FaceRecognitionModule(pl.LightningModule):
         self.val_history: list[tuple[int, float]] = []
         self.untrained_val_acc: float | None = None
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._corrupt = 0
+        self._bad_images: set[int] = set()  # distinct unreadable training images met
 
     # ------------------------------------------------------------- building
     @classmethod
@@ -211,6 +215,40 @@ class FaceRecognitionModule(pl.LightningModule):
             hparams=config, instantiator="pytorch_lightning.cli.instantiate_module"
         ):
             return instantiate_module(cls, config)
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | os.PathLike[str],
+        map_location: Any = None,
+        hparams_file: str | os.PathLike[str] | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> FaceRecognitionModule:
+        """Lightning's ``load_from_checkpoint``, safe for a file of unknown origin.
+
+        The file is read with ``torch.load(weights_only=True)`` (tensors and plain data only; no
+        unsafe mode is offered) and the classes its hyper-parameters name must come from facerec
+        or torch.nn, checked before anything is imported. Raises :class:`DataError` naming the
+        file (and the refused global or class) otherwise.
+        """
+        from facerec.inference.checkpoint import check_hyperparameters, read_checkpoint_dict
+
+        if kwargs.pop("weights_only", True) is not True:
+            raise ConfigError(
+                "load_from_checkpoint: facerec reads checkpoints only with weights_only=True"
+            )
+        ckpt = read_checkpoint_dict(Path(checkpoint_path))
+        check_hyperparameters(ckpt, checkpoint_path)
+        del ckpt
+        return super().load_from_checkpoint(  # type: ignore[return-value]
+            checkpoint_path,
+            map_location=map_location,
+            hparams_file=hparams_file,
+            strict=strict,
+            weights_only=True,
+            **kwargs,
+        )
 
     @property
     def preprocess(self) -> Preprocess:
@@ -282,7 +320,9 @@ class FaceRecognitionModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images, labels = batch[0], batch[1]
         if len(batch) > 2:
-            self._corrupt += int(batch[2].sum())
+            bad = batch[2]
+            if bool((bad >= 0).any()):
+                self._bad_images.update(bad[bad >= 0].tolist())
         teacher = self._teacher(images) if self._teacher is not None else None
         losses = self.compute_losses(self(images), labels, teacher)
         if not torch.isfinite(losses["loss"]):
@@ -309,10 +349,11 @@ class FaceRecognitionModule(pl.LightningModule):
             self._freezer.before_optimizer_step(self.global_step)
 
     def on_train_epoch_end(self) -> None:
-        if self._corrupt:
+        if self._bad_images:
             warnings.warn(
-                f"skipped {self._corrupt} corrupt or unreadable training images so far (each was "
-                "replaced by another image of the same identity); set data.strict: true to stop",
+                f"skipped {len(self._bad_images)} distinct corrupt or unreadable training images "
+                "so far (each was replaced by another image of the same identity); set "
+                "data.strict: true to stop",
                 stacklevel=1,
             )
 
@@ -428,6 +469,9 @@ class FaceRecognitionModule(pl.LightningModule):
             "version": __version__,
             "class_names": self.class_names,
             "preprocess": self.preprocess.to_dict(),
+            # the run's validation results, so the summary after a resume covers the whole run
+            "val_history": [[int(s), float(a)] for s, a in self.val_history],
+            "untrained_val_acc": self.untrained_val_acc,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -436,6 +480,11 @@ class FaceRecognitionModule(pl.LightningModule):
             self.distill_proj = make_projection(int(proj.shape[1]), int(proj.shape[0]))
         meta = checkpoint.get("facerec") or {}
         self.class_names = meta.get("class_names")
+        history = meta.get("val_history")
+        if isinstance(history, list):
+            self.val_history = [(int(s), float(a)) for s, a in history]
+        if meta.get("untrained_val_acc") is not None:
+            self.untrained_val_acc = float(meta["untrained_val_acc"])
 
 
 def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:

@@ -120,6 +120,52 @@ def hparams_name_a_function(env: Env) -> Path:
     return path
 
 
+def damaged_last_ckpt(env: Env) -> Path:
+    """A run folder whose last.ckpt was truncated (a full disk), with an intact older one."""
+    ckdir = env.tmp / "run" / "checkpoints"
+    ckdir.mkdir(parents=True)
+    intact = ckdir / "epoch000-step000002.ckpt"
+    intact.write_bytes(env.real_ckpt.read_bytes())
+    last = ckdir / "last.ckpt"
+    last.write_bytes(env.real_ckpt.read_bytes()[:5000])
+    return last
+
+
+def _faces(root: Path, identities: int, per_id: int = 3) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(identities):
+        (root / f"p{i}").mkdir(parents=True)
+        for j in range(per_id):
+            cv2.imwrite(str(root / f"p{i}" / f"{j}.png"), rng.integers(0, 255, (32, 32, 3)))
+    return root
+
+
+def recordio_property(said: int) -> Callable[[Env], Path]:
+    """A RecordIO set of 4 identities whose ``property`` says ``said``."""
+
+    def make(env: Env) -> Path:
+        from facerec.data.recordio import pack_folder
+
+        pack_folder(_faces(env.tmp / "faces", 4), env.tmp / "data", workers=1)
+        prop = env.tmp / "data" / "property"
+        prop.write_text(f"{said},32,32\n")
+        return prop
+
+    return make
+
+
+def identity_all_unreadable(env: Env) -> Path:
+    """A data root where every image of identity p1 is corrupt."""
+    root = _faces(env.tmp / "data", 3)
+    for f in (root / "p1").iterdir():
+        f.write_bytes(b"not an image")
+    return root / "p1"
+
+
+def one_identity(env: Env) -> Path:
+    return _faces(env.tmp / "data", 1)
+
+
 PAYLOADS: dict[str, Callable[[Env], Path]] = {
     "zip_object": zip_with_object,
     "bare_pickle": bare_pickle,
@@ -176,6 +222,18 @@ def fit_ckpt_path(path: Path, env: Env, capsys) -> tuple[int, str]:
     return _cli([*argv, "--trainer.default_root_dir", str(env.tmp / "run")], capsys)
 
 
+def fit_resume_last(path: Path, env: Env, capsys) -> tuple[int, str]:
+    argv = ["fit", *TINY, "--trainer.max_steps", "4", "--ckpt_path", "last"]
+    return _cli([*argv, "--trainer.default_root_dir", str(env.tmp / "run")], capsys)
+
+
+def fit_data(path: Path, env: Env, capsys) -> tuple[int, str]:
+    """``facerec fit`` on the data root ``env.tmp/data``."""
+    argv = ["fit", *TINY, "--trainer.max_steps", "2", "--data.root", str(env.tmp / "data")]
+    argv += ["--data.val_identities", "0", "--trainer.default_root_dir", str(env.tmp / "run")]
+    return _cli(argv, capsys)
+
+
 def load_from_checkpoint(path: Path, env: Env, capsys) -> tuple[int, str]:
     from facerec.module import FaceRecognitionModule
 
@@ -221,6 +279,17 @@ CASES: list[Case] = [
              ("refused", "'os.kill' (head)", "facerec.*"))
         for entry in ("eval", "export", "fit_ckpt_path", "load_from_checkpoint")
     ),
+    Case("damaged_last_ckpt-fit_resume_last", damaged_last_ckpt, fit_resume_last,
+         ("cannot resume", "not a PyTorch checkpoint", "newest intact checkpoint beside it is",
+          "--ckpt_path", "epoch000-step000002.ckpt")),
+    Case("recordio_property_fewer-fit", recordio_property(2), fit_data,
+         ("says 2 identities", "run 0..3", "index past the margin head", "to be 4")),
+    Case("recordio_property_more-fit", recordio_property(7), fit_data,
+         ("says 7 identities", "identities that do not exist", "to be 4")),
+    Case("identity_all_unreadable-fit", identity_all_unreadable, fit_data,
+         ("identity 'p1' (label 1): all its 3 images are unreadable",)),
+    Case("one_identity-fit", one_identity, fit_data,
+         ("has 1 identity; at least 2 training identities are needed",)),
 ]  # fmt: skip
 
 

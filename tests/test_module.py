@@ -44,3 +44,37 @@ def test_from_config_losses_and_gradients():
 def test_margin_head_needs_classes():
     with pytest.raises(ConfigError, match="num_classes"):
         FaceRecognitionModule.from_config(backbone=BACKBONE, num_classes=0)
+
+
+def test_skipped_count_is_distinct_bad_files_over_epochs(tmp_path):
+    """Two unreadable files met in every one of 3 epochs (and more than once per epoch by
+    replacement draws) are reported as 2 distinct files, not as the number of attempts."""
+    import warnings
+
+    import cv2
+    import numpy as np
+    import pytorch_lightning as pl
+
+    from facerec.data.datamodule import FaceDataModule
+    from facerec.models import IResNet
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        (tmp_path / f"p{i}").mkdir()
+        for j in range(4):
+            cv2.imwrite(str(tmp_path / f"p{i}" / f"{j}.png"), rng.integers(0, 255, (24, 24, 3)))
+    (tmp_path / "p0" / "1.png").write_bytes(b"bad")
+    (tmp_path / "p2" / "3.png").write_bytes(b"bad")
+    dm = FaceDataModule(root=str(tmp_path), image_size=(24, 24), batch_size=4, num_workers=0,
+                        val_identities=0, augment=[])  # fmt: skip
+    backbone = IResNet(depth=18, width=0.125, embedding_dim=8, input_size=(24, 24))
+    m = FaceRecognitionModule(backbone=backbone, num_classes=3)
+    trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(m, dm)
+    counts = [str(w.message) for w in caught if "distinct corrupt" in str(w.message)]
+    assert len(counts) == 3 and all(c.startswith("skipped 2 distinct") for c in counts), counts
+    assert len(m._bad_images) == 2

@@ -11,12 +11,14 @@ map saved with every checkpoint.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from facerec.data.datasets import ArrayLoader, FaceDataset, IndexedDataset, PathLoader
@@ -58,13 +60,102 @@ class PKOptions:
 
 
 class _SubsetLoader:
-    """Image ``indices[i]`` of another loader, for ``data.include_list`` (picklable)."""
+    """Image ``indices[i]`` of another loader or RecordIO set (picklable): the samples of a
+    RecordIO set a split keeps, or those ``data.include_list`` names."""
 
     def __init__(self, load: Any, indices: np.ndarray) -> None:
-        self.load, self.indices = load, indices
+        self.load, self.indices = load, np.asarray(indices, dtype=np.int64)
 
     def __call__(self, i: int) -> np.ndarray:
-        return self.load(int(self.indices[i]))
+        load = getattr(self.load, "load_image", self.load)
+        return load(int(self.indices[i]))
+
+    def describe(self, i: int) -> str:
+        describe = getattr(self.load, "describe", None)
+        j = int(self.indices[i])
+        return describe(j) if describe is not None else f"image {j}"
+
+
+class _EpochKeys:
+    """A batch sampler whose batches are ``(index, epoch)`` keys instead of indices.
+
+    :class:`FaceDataset` seeds each sample's augmentation by ``(seed, epoch, index)`` from the
+    key, so the draws depend neither on the DataLoader worker nor on the loading order: the same
+    seed gives the same run and a resumed run draws what the uninterrupted one would have.
+    Everything else (``set_epoch`` through ``sampler``, ``state_dict``, ``len``) is the wrapped
+    sampler's.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = int(getattr(self.inner, "epoch", 0))
+        for batch in self.inner:
+            yield [(int(i), epoch) for i in batch]
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def _split(labels: np.ndarray, names: list[str], held: set[str], root: Any) -> dict[str, Any]:
+    """Split samples (labels (N,) indexing ``names``) into training and held-out identities.
+
+    Returns sample positions ``train``/``val`` (int64), their labels renumbered from 0
+    (``train_labels``, ``val_labels``) and ``train_names`` (label -> identity of training).
+    """
+    keep = np.array([names[lb] not in held for lb in labels], dtype=bool)
+    train_names = [n for n in names if n not in held]
+    if len(train_names) < 2:
+        raise DataError(
+            f"data root {root} leaves {len(train_names)} training identities after holding out "
+            f"{len(held)} for validation; at least 2 training identities are needed"
+        )
+    remap = np.full(len(names), -1, dtype=np.int64)
+    remap[[names.index(n) for n in train_names]] = np.arange(len(train_names))
+    val_remap = np.full(len(names), -1, dtype=np.int64)
+    val_remap[[names.index(n) for n in sorted(held)]] = np.arange(len(held))
+    return {
+        "train": np.flatnonzero(keep),
+        "val": np.flatnonzero(~keep),
+        "train_labels": remap[labels[keep]],
+        "val_labels": val_remap[labels[~keep]],
+        "train_names": train_names,
+    }
+
+
+def _readable_only(held_out: FaceDataset) -> tuple[Any, np.ndarray]:
+    """Decode every held-out image now; leave the unreadable ones out, naming them.
+
+    Validation reads its images strictly, so a bad one would otherwise end the fit at the first
+    validation, after an epoch of work. Returns (loader, labels) of the readable images.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def readable(i: int) -> bool:
+        try:
+            held_out.load(i)
+        except DataError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        ok = np.fromiter(pool.map(readable, range(len(held_out))), dtype=bool, count=len(held_out))
+    if ok.all():
+        return held_out.loader, held_out.labels
+    bad = np.flatnonzero(~ok)
+    named = ", ".join(held_out.describe(int(i)) for i in bad[:3])
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    rank_zero_warn(
+        f"held-out validation: skipped {len(bad)} unreadable images ({named}{more}); val/acc "
+        "leaves out the pairs they would have been in"
+    )
+    return _SubsetLoader(held_out.loader, np.flatnonzero(ok)), held_out.labels[ok]
 
 
 class FaceDataModule(pl.LightningDataModule):
@@ -81,10 +172,16 @@ class FaceDataModule(pl.LightningDataModule):
             ``hard_identity`` (P×K batches partly from FAISS neighbourhoods of the class centres,
             see ``hard_identity``; P and K from ``pk``) or ``offline_triplets`` (FaceNet's
             offline selection, see ``offline``; the batch is 3 × triplets_per_batch).
-        augment: albumentations pipeline as a list of {name: ..., args...}.
+        augment: albumentations pipeline as a list of {name: ..., args...}; default: a
+            horizontal flip with probability 0.5 (``[]``: none; null: the default). Each
+            sample's draws are seeded by (seed, epoch, sample index): the same seed gives the
+            same run, whatever the number of workers, and a resumed run the same draws.
         val_identities: number of identities held out of training for validation pairs
-            (synthetic: fresh identities; folders: chosen with ``seed``). 0 disables validation.
-        val_list: a file naming held-out identities (folders only), instead of a count.
+            (synthetic: fresh identities; folders and RecordIO: chosen with ``seed``). 0
+            disables validation. Held-out images are all decoded when the data are set up; an
+            unreadable one is left out (named, with its pairs) instead of stopping the fit.
+        val_list: a file naming held-out identities, instead of a count (folders: folder
+            names; RecordIO: labels).
         include_list: a file naming the images to use, one a line (as ``facerec doctor
             --write-clean-list`` writes it): paths relative to ``root`` for folders, sample
             indices for RecordIO; the others are left out without touching the data folder.
@@ -107,7 +204,7 @@ class FaceDataModule(pl.LightningDataModule):
         pk: PKOptions = PKOptions(),
         hard_identity: HardIdentityOptions = HardIdentityOptions(),
         offline: OfflineTripletOptions = OfflineTripletOptions(),
-        augment: list[dict[str, Any]] | None = None,
+        augment: list[dict[str, Any]] | None = DEFAULT_AUGMENT,
         synthetic: SyntheticOptions = SyntheticOptions(),
         val_identities: int = 50,
         val_list: str | None = None,
@@ -135,7 +232,7 @@ class FaceDataModule(pl.LightningDataModule):
             offline if isinstance(offline, OfflineTripletOptions) else OfflineTripletOptions()
         )
         self.train_batch_sampler: Any = None
-        self.augment_spec = DEFAULT_AUGMENT if augment is None else augment
+        self.augment_spec = list(DEFAULT_AUGMENT if augment is None else augment)
         self.synthetic = (
             synthetic if isinstance(synthetic, SyntheticOptions) else SyntheticOptions()
         )
@@ -186,37 +283,32 @@ class FaceDataModule(pl.LightningDataModule):
             from facerec.data.recordio import RecordIODataset
 
             rec = RecordIODataset(self.root)
-            labels = np.asarray(rec.labels, dtype=np.int64)
-            train_idx = self._included_indices(len(labels))
+            num_classes = rec.checked_num_classes()  # property checked against the labels
+            all_labels = np.asarray(rec.labels, dtype=np.int64)
+            idx = self._included_indices(len(all_labels))
+            names = [str(i) for i in range(num_classes)]
+            split = _split(all_labels[idx], names, self._held_out_names(names), self.root)
             index = {
                 "kind": "recordio",
                 "rec": rec,
-                "train_idx": train_idx,
-                "train_labels": labels[train_idx],
-                "class_names": [str(i) for i in range(int(rec.num_classes))],
+                "train_idx": idx[split["train"]],
+                "train_labels": split["train_labels"],
+                "val_idx": idx[split["val"]],
+                "val_labels": split["val_labels"],
+                "class_names": split["train_names"],
             }
         else:
             paths, labels, names = scan_image_folder(self.root)
             if self.include_list:
                 paths, labels, names = self._included_paths(paths, labels, names)
-            held = self._held_out_names(names)
-            keep = np.array([names[lb] not in held for lb in labels])
-            train_names = [n for n in names if n not in held]
-            if len(train_names) < 2:
-                raise DataError(
-                    f"data root {self.root} leaves {len(train_names)} training identities after "
-                    f"holding out {len(held)} for validation; expected at least 2"
-                )
-            remap = {names.index(n): i for i, n in enumerate(train_names)}
-            val_names = sorted(held)
-            val_remap = {names.index(n): i for i, n in enumerate(val_names)}
+            split = _split(labels, names, self._held_out_names(names), self.root)
             index = {
                 "kind": "folder",
-                "train_paths": [p for p, k in zip(paths, keep, strict=True) if k],
-                "train_labels": np.array([remap[lb] for lb in labels[keep]], dtype=np.int64),
-                "val_paths": [p for p, k in zip(paths, keep, strict=True) if not k],
-                "val_labels": np.array([val_remap[lb] for lb in labels[~keep]], dtype=np.int64),
-                "class_names": train_names,
+                "train_paths": [paths[i] for i in split["train"]],
+                "train_labels": split["train_labels"],
+                "val_paths": [paths[i] for i in split["val"]],
+                "val_labels": split["val_labels"],
+                "class_names": split["train_names"],
             }
         self._index = index
         return index
@@ -269,12 +361,18 @@ class FaceDataModule(pl.LightningDataModule):
                     f"{', '.join(unknown[:5])}"
                 )
             return set(listed)
+        if len(names) < 2:
+            raise DataError(
+                f"data root {self.root} has {len(names)} identity; at least 2 training "
+                "identities are needed (plus any held out for validation)"
+            )
         if self.val_identities <= 0:
             return set()
-        if self.val_identities >= len(names) - 1:
+        if self.val_identities > len(names) - 2:
             raise DataError(
                 f"data.val_identities={self.val_identities} holds out too many of the "
-                f"{len(names)} identities under {self.root}; expected fewer than {len(names) - 1}"
+                f"{len(names)} identities under {self.root}: at least 2 training identities are "
+                f"needed, so expected data.val_identities <= {len(names) - 2} (0: no validation)"
             )
         rng = np.random.default_rng(self.seed)
         return set(rng.choice(names, size=self.val_identities, replace=False).tolist())
@@ -291,9 +389,7 @@ class FaceDataModule(pl.LightningDataModule):
 
     @property
     def has_validation(self) -> bool:
-        if self.root is None or self._build_index()["kind"] == "folder":
-            return self.val_identities > 0 or bool(self.val_list)
-        return False
+        return self.val_identities > 0 or (self.root is not None and bool(self.val_list))
 
     # ------------------------------------------------------------------ setup
     def _render_synthetic(self, ids: np.ndarray, per_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -323,13 +419,18 @@ class FaceDataModule(pl.LightningDataModule):
                 )
                 loader: Any = ArrayLoader(images)
             elif index["kind"] == "recordio":
-                loader, labels = index["rec"].load_image, index["train_labels"]
-                if self.include_list:
-                    loader = _SubsetLoader(loader, index["train_idx"])
+                loader = _SubsetLoader(index["rec"], index["train_idx"])
+                labels = index["train_labels"]
             else:
                 loader, labels = PathLoader(index["train_paths"]), index["train_labels"]
             self.train_set = FaceDataset(
-                loader, labels, augment=augment, strict=self.strict, seed=self.seed, **common
+                loader,
+                labels,
+                augment=augment,
+                strict=self.strict,
+                seed=self.seed,
+                names=index["class_names"],
+                **common,
             )
         if self.val_set is None and self.has_validation:
             if index["kind"] == "synthetic":
@@ -337,15 +438,21 @@ class FaceDataModule(pl.LightningDataModule):
                 images, labels = self._render_synthetic(ids, self.val_images_per_identity)
                 val_loader: Any = ArrayLoader(images)
             else:
-                val_loader, labels = PathLoader(index["val_paths"]), index["val_labels"]
+                if index["kind"] == "recordio":
+                    val_loader = _SubsetLoader(index["rec"], index["val_idx"])
+                else:
+                    val_loader = PathLoader(index["val_paths"])
+                val_loader, labels = _readable_only(
+                    FaceDataset(val_loader, index["val_labels"], strict=True, **common)
+                )
             self.val_set = FaceDataset(val_loader, labels, strict=True, **common)
             self.pairs = make_pairs(labels, self.val_pairs, seed=self.seed)
         if self.trainer is not None:
             # The train batch samplers shard by rank themselves (the same global batch for any
             # number of processes); Lightning must not wrap them in a DistributedSampler.
             self.trainer._accelerator_connector.use_distributed_sampler = False
-            from facerec.callbacks import ResumeLoaderState  # mid-epoch resume of the sampler
             from facerec import refresh
+            from facerec.callbacks import ResumeLoaderState  # mid-epoch resume of the sampler
 
             if not any(isinstance(c, ResumeLoaderState) for c in self.trainer.callbacks):
                 self.trainer.callbacks.append(ResumeLoaderState())
@@ -377,7 +484,10 @@ class FaceDataModule(pl.LightningDataModule):
 
         done = lightning_batches_done(self.trainer) if self.trainer is not None else None
         return ResumableDataLoader(
-            self.train_set, batch_sampler=batch_sampler, batches_done=done, **self._loader_kwargs()
+            self.train_set,
+            batch_sampler=_EpochKeys(batch_sampler),
+            batches_done=done,
+            **self._loader_kwargs(),
         )
 
     def train_dataloader(self) -> DataLoader:

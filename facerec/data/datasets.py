@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from facerec.data.image import MEAN, STD, ResizeMode, fit_to_size, read_image
-from facerec.data.transforms import apply_augment
+from facerec.data.transforms import apply_augment, seed_augment
 from facerec.errors import DataError
 
 ImageLoader = Callable[[int], np.ndarray]
@@ -67,9 +67,16 @@ class ArrayLoader:
         return f"in-memory image {i}"
 
 
+#: bad-file slots in a training sample (see :class:`FaceDataset`): enough for the bad images one
+#: sample meets in practice; more are still skipped and warned about, not counted
+MAX_BAD_PER_SAMPLE = 8
+#: unreadable images in a row (one sample's tries) before the data set is taken as unreadable
+MAX_TRIES = 50
+
+
 class FaceDataset(Dataset):
-    """(image, label, n_bad) samples: image (3, H, W) uint8 RGB (see :func:`normalize_images`),
-    label int64.
+    """(image, label, bad) samples: image (3, H, W) uint8 RGB (see :func:`normalize_images`),
+    label int64, bad (MAX_BAD_PER_SAMPLE,) int64.
 
     Args:
         loader: callable i -> RGB uint8 image (with an optional ``describe(i)`` for messages).
@@ -78,12 +85,19 @@ class FaceDataset(Dataset):
         resize_mode: how images of another size are brought to it ('resize' or 'center_crop').
         augment: an albumentations pipeline or None.
         strict: raise on a corrupt image instead of replacing it.
-        seed: seed for choosing replacements of corrupt images.
+        seed: seed for choosing replacements of corrupt images and for the augmentation draws.
+        names: label -> identity name, for messages.
+
+    A sample is indexed by ``i`` or by the key ``(i, epoch)`` (the training loader's, see
+    :class:`facerec.data.datamodule.FaceDataModule`); with a key, the augmentation draws are
+    seeded by ``(seed, epoch, i)`` (:func:`~facerec.data.transforms.seed_augment`), so they do
+    not depend on the worker or the order samples are loaded in.
 
     A corrupt or unreadable image is, unless ``strict``, replaced by another image of the same
-    identity (or any image if it has no other), and ``n_bad`` counts the replacements made for
-    this sample, so the training loop can count and report them. A warning names each bad file
-    once per worker.
+    identity (a seeded draw among those not yet found unreadable), never by another identity's:
+    an identity all of whose images are unreadable is refused with :class:`DataError` naming it.
+    ``bad`` holds the indices of the unreadable images this sample met (-1 padded), so the
+    training loop counts distinct bad files; a warning names each bad file once per worker.
     """
 
     def __init__(
@@ -95,6 +109,7 @@ class FaceDataset(Dataset):
         augment=None,
         strict: bool = False,
         seed: int = 0,
+        names: Sequence[str] | None = None,
     ) -> None:
         self.loader = loader
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -103,8 +118,9 @@ class FaceDataset(Dataset):
         self.augment = augment
         self.strict = strict
         self.seed = seed
+        self.names = list(names) if names is not None else None
         self._by_label: dict[int, np.ndarray] | None = None
-        self._warned: set[int] = set()
+        self._warned: set[int] = set()  # unreadable images met by this process
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -113,19 +129,43 @@ class FaceDataset(Dataset):
         """RGB uint8 image i at the input size, not augmented."""
         return fit_to_size(self.loader(i), self.image_size, self.resize_mode)
 
-    def _replacement(self, i: int, attempt: int) -> int:
+    def describe(self, i: int) -> str:
+        """Where image ``i`` comes from, for messages."""
+        describe = getattr(self.loader, "describe", None)
+        return describe(i) if describe is not None else f"image {i}"
+
+    def identity(self, label: int) -> str:
+        """The identity of ``label`` as messages name it."""
+        if self.names is not None and 0 <= label < len(self.names):
+            return f"{self.names[label]!r} (label {label})"
+        return f"label {label}"
+
+    def _replacement(self, i: int, tried: list[int]) -> int:
+        """Another image of sample ``i``'s identity not found unreadable (seeded draw)."""
         if self._by_label is None:
             order = np.argsort(self.labels, kind="stable")
             bounds = np.flatnonzero(np.diff(self.labels[order])) + 1
             self._by_label = {int(self.labels[g[0]]): g for g in np.split(order, bounds) if len(g)}
-        rng = np.random.default_rng([self.seed, i, attempt])
-        same = self._by_label[int(self.labels[i])]
-        pool = same if len(same) > 1 and attempt < 3 else np.arange(len(self.labels))
-        pool = pool[pool != i]
-        return int(pool[rng.integers(len(pool))]) if len(pool) else i
+        label = int(self.labels[i])
+        same = self._by_label[label]
+        pool = same[~np.isin(same, list(self._warned | set(tried)))]
+        if not len(pool):
+            raise DataError(
+                f"identity {self.identity(label)}: all its {len(same)} images are unreadable "
+                f"(e.g. {self.describe(tried[0])}); remove the identity from the data or fix its "
+                "files, else it would train on another identity's images"
+            )
+        if len(tried) >= MAX_TRIES:
+            raise DataError(
+                f"{len(tried)} unreadable images in a row of identity {self.identity(label)} "
+                f"(e.g. {self.describe(tried[0])}); is the data set readable?"
+            )
+        rng = np.random.default_rng([self.seed, i, len(tried)])
+        return int(pool[rng.integers(len(pool))])
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        j, bad = int(i), 0
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, torch.Tensor]:
+        i, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), None)
+        j, tried = i, []
         while True:
             try:
                 img = self.load(j)
@@ -133,17 +173,18 @@ class FaceDataset(Dataset):
             except DataError as e:
                 if self.strict:
                     raise
-                if j not in self._warned:
-                    self._warned.add(j)
-                    warnings.warn(f"skipping corrupt image: {e}", stacklevel=2)
-                bad += 1
-                if bad > 10:
-                    raise DataError(
-                        f"more than 10 unreadable images in a row around sample {i}; "
-                        "is the data set readable?"
-                    ) from None
-                j = self._replacement(i, bad)
+                error = e
+            if j not in self._warned:
+                self._warned.add(j)
+                warnings.warn(f"skipping corrupt image: {error}", stacklevel=2)
+            tried.append(j)
+            j = self._replacement(i, tried)
+        if epoch is not None:
+            seed_augment(self.augment, (self.seed, epoch, i))
         img = apply_augment(self.augment, img)
+        bad = torch.full((MAX_BAD_PER_SAMPLE,), -1, dtype=torch.int64)
+        if tried:
+            bad[: len(tried[:MAX_BAD_PER_SAMPLE])] = torch.tensor(tried[:MAX_BAD_PER_SAMPLE])
         return to_chw_uint8(img), int(self.labels[i]), bad
 
 

@@ -13,6 +13,7 @@ before normalisation.
 
 from __future__ import annotations
 
+import random
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -65,6 +66,25 @@ def build_augment(specs: Sequence[Mapping[str, Any]] | None) -> A.Compose | None
                 f"data.augment[{i}] ({spec['name']}): bad arguments {kwargs}: {msg}"
             ) from None
     return A.Compose(transforms)
+
+
+def seed_augment(augment: A.Compose | None, key: Sequence[int]) -> None:
+    """Seed every random draw of ``augment`` from ``key``, e.g. ``(data.seed, epoch, sample)``.
+
+    The pipeline and all its transforms then share one numpy and one Python generator, both
+    derived from ``key`` alone: a sample's augmentation depends on nothing else (not on the
+    DataLoader worker that loads it, nor on the samples loaded before it), so the same seed gives
+    the same run and a resumed run draws what the uninterrupted one would have.
+    """
+    if augment is None:
+        return
+    np_seq, py_seq = np.random.SeedSequence([int(k) & _MASK64 for k in key]).spawn(2)
+    augment.set_random_state(
+        np.random.default_rng(np_seq), random.Random(int(py_seq.generate_state(1, np.uint64)[0]))
+    )
+
+
+_MASK64 = (1 << 64) - 1
 
 
 def apply_augment(augment: A.Compose | None, image: np.ndarray) -> np.ndarray:

@@ -79,6 +79,15 @@ def write_json(path: str | os.PathLike[str], results: dict) -> None:
     atomic_write_text(path, json.dumps(_clean(results), indent=2, allow_nan=False) + "\n")
 
 
+def _verification_title(ver_rows: list[tuple[str, str, dict]], default: int) -> str:
+    """The verification table's title with the folds each benchmark used (its own, e.g. the 5
+    of a pairs.txt header, else ``--folds``)."""
+    used = {b: int(v.get("folds", default)) for _, b, v in ver_rows}
+    if len(set(used.values())) == 1:
+        return f"Verification ({next(iter(used.values()))}-fold)"
+    return "Verification (k-fold: " + ", ".join(f"{b} {k}" for b, k in used.items()) + ")"
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
 
@@ -116,7 +125,7 @@ def format_table(results: dict) -> str:
                 else:
                     row.append(_pct(t["tar"]))
             rows.append(row)
-        lines.append(f"Verification ({results.get('settings', {}).get('folds', 10)}-fold)")
+        lines.append(_verification_title(ver_rows, results.get("settings", {}).get("folds", 10)))
         lines += _grid(head, rows)
         if unresolvable:
             lines.append("  - : FAR below 1/(impostor pairs), not resolvable with this many pairs")

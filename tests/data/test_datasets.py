@@ -87,3 +87,52 @@ def test_module_normalises_after_transfer_and_in_forward() -> None:
 def test_pin_memory_follows_the_device_unless_set() -> None:
     assert FaceDataModule(num_workers=0)._pin_memory() is False  # no trainer, no CUDA
     assert FaceDataModule(num_workers=0, pin_memory=True)._pin_memory() is True
+
+
+# ------------------------------------------ unreadable training images (issue 11)
+class _Flaky:
+    """An image loader for which some indices are unreadable (raise DataError, as a corrupt
+    file does)."""
+
+    def __init__(self, images: np.ndarray, bad: set[int]) -> None:
+        self.images, self.bad = images, bad
+
+    def __call__(self, i: int) -> np.ndarray:
+        if i in self.bad:
+            from facerec.errors import DataError
+
+            raise DataError(f"file_{i}.jpg: not a decodable image")
+        return self.images[i]
+
+    def describe(self, i: int) -> str:
+        return f"file_{i}.jpg"
+
+
+def test_replacement_is_always_of_the_same_identity() -> None:
+    import warnings
+
+    images = _images(12, 32)
+    labels = np.arange(12) // 4  # identities 0, 1, 2 of four images each
+    ds = FaceDataset(_Flaky(images, {4, 5, 6}), labels, image_size=(32, 32), names=["a", "b", "c"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for key in (4, 5, 6, (4, 3), (6, 9)):
+            x, y, bad = ds[key]
+            assert y == 1 and torch.equal(x, to_chw_uint8(images[7]))  # b's one readable image
+            assert set(bad[bad >= 0].tolist()) <= {4, 5, 6}
+
+
+def test_identity_with_no_readable_image_is_refused_by_name() -> None:
+    import pytest
+
+    from facerec.errors import DataError
+
+    images = _images(12, 32)
+    labels = np.arange(12) // 4
+    ds = FaceDataset(_Flaky(images, {8, 9, 10, 11}), labels, image_size=(32, 32),
+                     names=["ann", "bo", "cy"])  # fmt: skip
+    with pytest.warns(UserWarning), pytest.raises(DataError) as e:
+        ds[9]
+    msg = str(e.value)
+    assert "identity 'cy' (label 2): all its 4 images are unreadable" in msg and "file_9" in msg
+    assert ds[0][1] == 0  # the other identities still load

@@ -480,3 +480,35 @@ def test_missing_and_malformed_files(
     idx.write_text("".join(text.splitlines(keepends=True)[:5]))
     with pytest.raises(DataError, match="key 5 is not in the index"):
         RecordIODataset(out)
+
+
+# -- property checked against the labels (issue 11) ---------------------------------------------
+
+
+@pytest.mark.parametrize(("said", "words"), [(2, "index past the margin head"),
+                                             (9, "identities that do not exist")])  # fmt: skip
+def test_property_that_disagrees_with_the_labels_is_refused(
+    packed: tuple[Path, Path, dict[str, np.ndarray]], said: int, words: str
+) -> None:
+    from facerec.data.datamodule import FaceDataModule
+
+    _, out, _ = packed
+    (out / "property").write_text(f"{said},12,10\n")
+    with pytest.raises(DataError) as e:
+        RecordIODataset(out).checked_num_classes()
+    msg = str(e.value)
+    assert f"says {said} identities" in msg and "run 0..3 (4 distinct)" in msg and words in msg
+    assert "expected the first number of property to be 4" in msg and str(out / "property") in msg
+    with pytest.raises(DataError, match=f"says {said} identities"):
+        FaceDataModule(root=str(out), val_identities=0).num_classes
+
+
+def test_property_that_agrees_and_range_records_that_do_not(
+    packed: tuple[Path, Path, dict[str, np.ndarray]],
+) -> None:
+    _, out, _ = packed
+    ds = RecordIODataset(out)
+    assert ds.checked_num_classes() == 4 == ds.num_classes
+    ds._identity_ranges = ds.identity_ranges[:3]  # as if a range record were missing
+    with pytest.raises(DataError, match="3 identity-range records but the labels run 0..3"):
+        ds.checked_num_classes()
