@@ -14,8 +14,16 @@ Payload shapes (issue 11): a zip checkpoint with an object inside, a bare pickle
 facerec checkpoint with an object hidden in its ``facerec`` entry; plus a checkpoint whose
 hyper-parameters name a function (``os.kill`` as the margin head) that Lightning would import and
 call. Entry points: ``facerec eval --checkpoint``, ``facerec export``, ``facerec embed
---checkpoint``, ``facerec fit --model.init_from``, ``facerec fit --ckpt_path``,
-``FaceRecognitionModule.load_from_checkpoint``, ``load_facerec_checkpoint``.
+--checkpoint``, ``facerec fit --model.init_from`` (also the path for insightface/torchvision
+``.pth``), ``facerec fit --model.distill.teacher``, ``facerec fit --ckpt_path``, ``facerec
+validate --ckpt_path``, ``FaceRecognitionModule.load_from_checkpoint``, ``load_facerec_checkpoint``.
+
+Data and run-folder cases: a truncated ``last.ckpt`` on ``--ckpt_path last`` (names the newest
+intact checkpoint beside it), a RecordIO ``property`` with fewer or more identities than its
+labels, an identity whose images are all unreadable, a data root with one identity.
+
+To add a case: write a ``make(env) -> Path`` for the input, pick (or add) an entry point, and
+append a :class:`Case` with the words its one-line message must contain.
 """
 
 from __future__ import annotations
@@ -50,6 +58,10 @@ TINY = [
     "--model.backbone.init_args.width", "0.125", "--model.backbone.init_args.embedding_dim", "8",
     "--data.batch_size", "8", "--data.num_workers", "0",
 ]  # fmt: skip
+
+#: the options of TINY that ``facerec validate`` takes too (no trainer.max_epochs/max_steps)
+VALIDATE_TINY = [a for i, a in enumerate(TINY) if "max_epochs" not in a and
+                 "max_epochs" not in TINY[i - 1]]  # fmt: skip
 
 MARKER = "PAYLOAD_RAN"
 
@@ -222,6 +234,16 @@ def fit_ckpt_path(path: Path, env: Env, capsys) -> tuple[int, str]:
     return _cli([*argv, "--trainer.default_root_dir", str(env.tmp / "run")], capsys)
 
 
+def fit_distill_teacher(path: Path, env: Env, capsys) -> tuple[int, str]:
+    argv = ["fit", *TINY, "--trainer.max_steps", "1", "--model.distill.teacher", str(path)]
+    return _cli([*argv, "--trainer.default_root_dir", str(env.tmp / "run")], capsys)
+
+
+def validate_ckpt_path(path: Path, env: Env, capsys) -> tuple[int, str]:
+    argv = ["validate", *VALIDATE_TINY, "--ckpt_path", str(path)]
+    return _cli([*argv, "--trainer.default_root_dir", str(env.tmp / "run")], capsys)
+
+
 def fit_resume_last(path: Path, env: Env, capsys) -> tuple[int, str]:
     argv = ["fit", *TINY, "--trainer.max_steps", "4", "--ckpt_path", "last"]
     return _cli([*argv, "--trainer.default_root_dir", str(env.tmp / "run")], capsys)
@@ -252,6 +274,8 @@ ENTRY_POINTS: dict[str, Callable[..., tuple[int, str]]] = {
     "embed": embed_cmd,
     "fit_init_from": fit_init_from,
     "fit_ckpt_path": fit_ckpt_path,
+    "fit_distill_teacher": fit_distill_teacher,
+    "validate_ckpt_path": validate_ckpt_path,
     "load_from_checkpoint": load_from_checkpoint,
     "load_facerec_checkpoint": load_facerec_checkpoint,
 }
