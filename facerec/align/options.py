@@ -2,8 +2,11 @@
 
 ``--align`` detects and aligns raw photos on the fly with the code of ``facerec align`` (MTCNN,
 the ``facerec[align]`` extra): each image source is searched once (:func:`locate_faces`) and
-served warped to each model's input size (:class:`AlignedImages`). Images without a face are
-centre-cropped, counted, printed and stored in the report.
+served as the crops ``facerec align --size`` would write (:class:`AlignedImages`, default
+112x112), which the embedding loop then brings to each model's input size with the model's
+resize mode, exactly as it does with crops read from disk. So ``--align`` gives what aligning
+first and evaluating the crops gives. Images without a face are centre-cropped, counted,
+printed and stored in the report.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from facerec.align.detect import FaceDetector, build_detector
 from facerec.align.source import AlignedImages, FaceTable, locate_faces
+from facerec.align.transform import arcface_template
 from facerec.data.sources import ImageSource
 from facerec.errors import ConfigError
 
@@ -22,13 +26,23 @@ __all__ = ["Aligner", "add_align_arguments"]
 
 
 def add_align_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--align``, ``--align-keep``, ``--align-min-face``, ``--align-threshold``."""
+    """Add ``--align``, ``--align-size``, ``--align-keep``, ``--align-min-face``,
+    ``--align-threshold``."""
     g = parser.add_argument_group("alignment of raw photos (needs facerec[align])")
     g.add_argument(
         "--align",
         action="store_true",
         help="detect and align each image onto the 5-point template first (as facerec align); "
         "images without a face are centre-cropped and counted",
+    )
+    g.add_argument(
+        "--align-size",
+        nargs="+",
+        type=int,
+        default=[112, 112],
+        metavar="PX",
+        help="aligned crop HEIGHT [WIDTH] before the model's resize, as facerec align --size "
+        "(default 112 112; 112 96 for SphereFace-style models)",
     )
     g.add_argument(
         "--align-keep",
@@ -53,6 +67,7 @@ class Aligner:
 
     Args:
         detector: a :class:`FaceDetector`.
+        size: the aligned crop (height, width), as ``facerec align --size``.
         keep: ``largest`` or ``center``.
         min_face: smallest face kept, pixels.
         batch_size: images per detector call.
@@ -62,6 +77,7 @@ class Aligner:
     def __init__(
         self,
         detector: FaceDetector,
+        size: Sequence[int] = (112, 112),
         keep: str = "largest",
         min_face: int = 20,
         batch_size: int = 16,
@@ -69,8 +85,10 @@ class Aligner:
         settings: dict[str, Any] | None = None,
     ) -> None:
         self.detector, self.keep, self.min_face = detector, keep, min_face
+        self.size = (int(size[0]), int(size[1]))
+        arcface_template(self.size)  # an unsupported crop size fails before any work
         self.batch_size, self.progress = batch_size, progress
-        self.settings = settings or {"keep": keep, "min_face": min_face}
+        self.settings = settings or {"size": list(self.size), "keep": keep, "min_face": min_face}
         self._tables: dict[str, FaceTable] = {}
 
     @classmethod
@@ -78,6 +96,10 @@ class Aligner:
         """The aligner the parsed ``--align*`` options ask for (None without ``--align``)."""
         if not getattr(args, "align", False):
             return None
+        sizes = list(args.align_size)
+        if len(sizes) not in (1, 2):
+            raise ConfigError(f"--align-size takes HEIGHT [WIDTH], got {len(sizes)} numbers")
+        size = (sizes[0], sizes[-1])
         if args.align_min_face < 12:
             raise ConfigError(f"--align-min-face must be at least 12, got {args.align_min_face}")
         det_device = None if device in (None, "auto") else device
@@ -89,6 +111,7 @@ class Aligner:
         )
         settings = {
             "detector": "mtcnn (facenet-pytorch 2.5.3)",
+            "size": list(size),
             "keep": args.align_keep,
             "min_face": args.align_min_face,
             "threshold": args.align_threshold,
@@ -96,7 +119,12 @@ class Aligner:
         }
         progress = not getattr(args, "no_progress", False)
         return cls(
-            detector, args.align_keep, args.align_min_face, progress=progress, settings=settings
+            detector,
+            size,
+            args.align_keep,
+            args.align_min_face,
+            progress=progress,
+            settings=settings,
         )
 
     def faces(self, key: str, images: ImageSource) -> FaceTable:
@@ -120,9 +148,9 @@ class Aligner:
                 )
         return self._tables[key]
 
-    def wrap(self, key: str, images: ImageSource, size: Sequence[int]) -> AlignedImages:
-        """``images`` aligned to ``size`` (h, w); faces found once per ``key``."""
-        return AlignedImages(images, self.faces(key, images), size)
+    def wrap(self, key: str, images: ImageSource) -> AlignedImages:
+        """``images`` as aligned crops of :attr:`size`; faces found once per ``key``."""
+        return AlignedImages(images, self.faces(key, images), self.size)
 
     def report(self, key: str) -> dict[str, Any]:
         """What ``results.json`` stores for source ``key``: the settings and the counts."""

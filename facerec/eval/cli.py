@@ -184,8 +184,8 @@ def _embed(
     aligner: Aligner | None = None,
     key: str = "",
 ) -> tuple[np.ndarray, EmbedStats]:
-    if aligner is not None:  # --align: detect (once per key) and warp to the model's input
-        images = aligner.wrap(key, images, emb.input_size)
+    if aligner is not None:  # --align: detect (once per key), warp, then the model's resize
+        images = aligner.wrap(key, images)
     stats: list[EmbedStats] = []
     e = embed_images(emb, images, args.batch_size, not args.no_flip, args.workers, stats)
     return e, stats[0]
@@ -347,7 +347,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         for b in benches:
             print(f"[{name}] {b.name}: embedding images of {b.num_pairs} pairs", file=sys.stderr)
             stats: list[EmbedStats] = []
-            images = b.images if aligner is None else aligner.wrap(b.name, b.images, emb.input_size)
+            images = b.images if aligner is None else aligner.wrap(b.name, b.images)
             scores = score_benchmark(
                 emb, images, b.pairs, args.batch_size, not args.no_flip, args.workers, stats
             )

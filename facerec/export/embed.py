@@ -103,7 +103,7 @@ def embed_files(
     try:
         emb = embed_images(
             embedder,
-            images if aligner is None else aligner.wrap("images", images, embedder.input_size),
+            images if aligner is None else aligner.wrap("images", images),
             batch_size,
             flip,
             workers,

@@ -1,5 +1,6 @@
 """``facerec eval --align`` and ``facerec embed --align``: raw photos aligned on the fly give what
-aligning first (``facerec align``) and then evaluating the crops gives."""
+aligning first (``facerec align``) and then evaluating the crops gives. The model's input (64x64)
+differs from the crops' (112x112): both paths bring the crop to the model with its resize."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def _eval(tmp: Path, name: str, ckpt: Path, pairs: Path, *extra: str) -> dict:
 
 def test_eval_align_equals_align_then_eval(raw, checkpoint, tmp_path, capsys):
     aligned = tmp_path / "aligned"
-    argv = ["align", "--in", str(raw), "--out", str(aligned), "--size", str(SIZE)]
+    argv = ["align", "--in", str(raw), "--out", str(aligned)]  # 112x112 crops, the default
     assert cli.main([*argv, "--no-progress", "--device", "cpu"]) == 0
     assert "aligned 12 of 13 images" in capsys.readouterr().out  # the wall has no face
     crops_csv = aligned / "pairs.csv"
@@ -119,6 +120,7 @@ def test_eval_align_equals_align_then_eval(raw, checkpoint, tmp_path, capsys):
     np.testing.assert_allclose(a["roc"]["thresholds"][1:], b["roc"]["thresholds"][1:], atol=1e-4)
     assert a["align"]["no_face"] == 0 and a["align"]["images"] == 12
     assert on_the_fly["settings"]["align"]["keep"] == "largest"
+    assert on_the_fly["settings"]["align"]["size"] == [112, 112]  # then resized to the model's
     assert first["settings"]["align"] is None and "align" not in b
 
 
@@ -136,7 +138,7 @@ def test_eval_align_keeps_pairs_without_a_face(raw, checkpoint, tmp_path, capsys
 
 def test_embed_align_equals_embedding_the_crops(raw, checkpoint, tmp_path, capsys):
     aligned = tmp_path / "aligned"
-    argv = ["align", "--in", str(raw), "--out", str(aligned), "--size", str(SIZE), "--no-progress"]
+    argv = ["align", "--in", str(raw), "--out", str(aligned), "--no-progress"]
     assert cli.main([*argv, "--device", "cpu"]) == 0
     capsys.readouterr()
     ck = ["--checkpoint", str(checkpoint), "--no-progress"]
