@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,3 +169,38 @@ def test_onnx_teacher(teacher_ckpt: Path, tmp_path: Path) -> None:
     x = (torch.randint(0, 256, (2, 3, 32, 32)).float() - 127.5) / 127.5
     a, b = onnx_t(x), torch_t(x)
     assert torch.nn.functional.cosine_similarity(a, b).min() > 0.99
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs a POSIX system")
+def test_distillation_and_freezing_under_ddp_equal_one_process(
+    teacher_ckpt: Path, tmp_path: Path
+) -> None:
+    """Two gloo processes (batch 8 each) give one process's (batch 16) losses and weights, with
+    a teacher, a projection, the trunk frozen for 2 of the 4 steps and LR multipliers."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from lightning_probe import REPO, fit
+    from test_ddp import TINY
+
+    extra = [
+        "--model.distill.teacher", str(teacher_ckpt), "--model.distill.weight", "2.0",
+        "--model.backbone.init_args.embedding_dim", "20",  # != the teacher's 24: a projection
+        "--model.freeze.stages", "2", "--model.freeze.steps", "2",
+        "--model.lr_multipliers.backbone", "0.5", "--model.lr_multipliers.head", "2.0",
+    ]  # fmt: skip
+    runs = {}
+    for devices, batch in ((1, 16), (2, 8)):
+        out = tmp_path / f"devices{devices}"
+        proc = fit(
+            out, "--config", str(REPO / "configs/quickstart.yaml"), *TINY, *extra,
+            "--trainer.devices", str(devices), "--data.batch_size", str(batch),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        probe = json.loads((out / "probe.json").read_text())
+        runs[devices] = (probe["steps"], torch.load(out / "weights.pt"))
+    (one, w1), (two, w2) = runs[1], runs[2]
+    for a, b in zip(one, two, strict=True):
+        assert abs(a["loss"] - b["loss"]) <= 1e-5 * abs(a["loss"]), (a, b)
+    assert "distill_proj.weight" in w1 and w1.keys() == w2.keys()
+    for k in w1:
+        scale = max(1.0, float(w1[k].abs().max())) if w1[k].is_floating_point() else 1.0
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5 * scale, msg=k)
