@@ -26,9 +26,10 @@ def recipe_dir() -> Path | None:
     """The folder holding the recipes: the wheel's ``facerec/configs`` or the checkout's
     ``configs/`` (editable install, clone); None when neither exists."""
     here = Path(__file__).resolve().parent
-    for d in (here / "configs", here.parent / "configs"):
-        if d.is_dir() and any(d.glob("*.yaml")):
-            return d
+    if (here / "configs").is_dir():  # a wheel's copy
+        return here / "configs"
+    if (here.parent / "pyproject.toml").is_file() and (here.parent / "configs").is_dir():
+        return here.parent / "configs"  # a checkout (clone, editable install)
     return None
 
 
