@@ -205,3 +205,20 @@ def test_bad_arguments_are_one_line(tmp_path, capsys, photos):
     assert cli.main(["align", "--in", str(photos), "--out", str(out), "--size", "112", "80"]) == 2
     assert "no alignment template for a 112x80 crop" in capsys.readouterr().err
     assert not out.exists()  # refused before anything was written
+
+
+def test_flat_folder(tmp_path, monkeypatch, capsys):
+    """Photos directly in --in (no identity folders) come out directly in --out."""
+    faces = SyntheticFaces(2, 1, size=80, seed=2)
+    raw = tmp_path / "flat"
+    lines = []
+    for i in range(2):
+        img, lm = faces.render_with_landmarks(i, 0)
+        _write(raw / f"photo{i}.jpg", img)
+        lines.append(f"photo{i}.jpg " + " ".join(f"{v:.3f}" for v in lm.reshape(-1)))
+    (tmp_path / "lm.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    counts = align_folder(raw, out, landmarks=tmp_path / "lm.txt", ext=".jpg", progress=False)
+    assert counts["ok"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["align_report.csv", "photo0.jpg", "photo1.jpg"]
+    assert read_image(out / "photo1.jpg").shape == (112, 112, 3)

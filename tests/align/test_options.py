@@ -175,3 +175,26 @@ def test_aligned_images_fall_back_to_a_centre_crop(raw):
     assert (src[1] == [190, 170, 150]).all()  # the wall (written as BGR), centre-cropped
     with pytest.raises(Exception, match="image file not found"):
         src[2]  # an unreadable image raises when read, as without --align
+
+
+def test_eval_align_identification(raw, checkpoint, tmp_path):
+    """Gallery, probe and distractor folders of raw photos, aligned on the fly and counted."""
+    import shutil
+
+    root = tmp_path / "ident"
+    for part, k in (("gallery", "1"), ("probe", "6")):
+        for person in ("s1", "s4", "s9"):
+            (root / part / person).mkdir(parents=True)
+            shutil.copy(raw / person / f"{k}.jpg", root / part / person / f"{k}.jpg")
+    (root / "distractors").mkdir()
+    shutil.copy(raw / "s15" / "1.jpg", root / "distractors" / "a.jpg")
+    shutil.copy(raw / "wall" / "1.png", root / "distractors" / "wall.png")
+    out = tmp_path / "eval"
+    argv = ["eval", "--checkpoint", str(checkpoint), "--device", "cpu", "--out", str(out)]
+    argv += ["--gallery", str(root / "gallery"), "--probe", str(root / "probe")]
+    assert cli.main([*argv, "--distractors", str(root / "distractors"), "--align"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    ident = next(iter(res["models"].values()))["identification"]
+    assert ident["num_probes"] == 3 and ident["num_gallery_images"] == 3
+    counts = {k: (v["images"], v["ok"], v["no_face"]) for k, v in ident["align"].items()}
+    assert counts == {"gallery": (3, 3, 0), "probe": (3, 3, 0), "distractors": (2, 1, 1)}
