@@ -85,6 +85,14 @@ def add_ijb_arguments(parser: argparse.ArgumentParser) -> None:
         "keeps the feature norm as a quality weight, as its published tables)",
     )
     g.add_argument(
+        "--ijb-fars",
+        type=float,
+        nargs="+",
+        default=list(IJB_FARS),
+        metavar="FAR",
+        help="FARs of the 1:1 TAR@FAR table (default 1e-6 1e-5 1e-4 1e-3 1e-2 1e-1)",
+    )
+    g.add_argument(
         "--save-features",
         metavar="FILE",
         help="write the IJB image features (.npz; one file per model: FILE_<model>.npz when "
@@ -119,6 +127,8 @@ class IJBRun:
             return None
         if args.save_features and num_models == 0:
             raise ConfigError("--save-features needs a network (--checkpoint or --onnx)")
+        if not all(0.0 < x < 1.0 for x in args.ijb_fars):
+            raise ConfigError(f"--ijb-fars {args.ijb_fars}; expected rates between 0 and 1")
         print(f"{args.ijb_name}: reading the meta files of {args.ijb}", file=sys.stderr)
         return cls(args, read_ijb(args.ijb, args.ijb_name), num_models)
 
@@ -178,6 +188,7 @@ class IJBRun:
             self.meta,
             detector_score=not self.args.ijb_no_detector_score,
             normalize_images=self.args.ijb_normalize_images,
+            fars=tuple(sorted(self.args.ijb_fars)),
         )
         v = rep["verification"]
         self.curves.append(
@@ -201,8 +212,8 @@ class IJBRun:
             out / self.plot_name,
             self.curves,
             f"ROC: {self.key} 1:1 ({len(np.unique(self.meta.templates))} templates, {n} pairs)",
-            min_far=1e-6,
-            max_far=1e-1,
+            min_far=min(1e-6, *self.args.ijb_fars),
+            max_far=max(1e-1, *self.args.ijb_fars),
         )
         results["plots"]["roc"][self.key] = self.plot_name
         results["settings"]["ijb"] = {
@@ -210,7 +221,7 @@ class IJBRun:
             "name": self.key,
             "detector_score": not self.args.ijb_no_detector_score,
             "normalize_images": self.args.ijb_normalize_images,
-            "fars": list(IJB_FARS),
+            "fars": sorted(self.args.ijb_fars),
             "fpirs": list(IJB_FPIRS),
         }
 

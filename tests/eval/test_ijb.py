@@ -394,7 +394,9 @@ def test_meta_files_out_of_step_are_refused(mini, tmp_path) -> None:
         read_ijb(root, "IJBC")
 
 
-def check_results(rep: dict, feats: np.ndarray, ref: dict, use_score: bool) -> None:
+def check_results(
+    rep: dict, feats: np.ndarray, ref: dict, use_score: bool, fars: tuple = IJB_FARS
+) -> None:
     """Every number of one model's IJB report against the loops."""
     tpl = ref_templates(feats, ref["tid"], ref["mid"], ref["score"] if use_score else None)
     scores = [float(np.dot(tpl[a], tpl[b])) for a, b in ref["pairs"]]
@@ -404,7 +406,8 @@ def check_results(rep: dict, feats: np.ndarray, ref: dict, use_score: bool) -> N
     from sklearn.metrics import roc_auc_score
 
     assert v["auc"] == pytest.approx(roc_auc_score(ref["label"], scores), abs=1e-9)
-    for x in IJB_FARS:
+    assert list(v["tar_at_far"]) == [far_key(x) for x in fars]
+    for x in fars:
         key = far_key(x)
         assert v["tar_at_far_nearest"][key]["tar"] == ref_nearest_tar(scores, ref["label"], x)
         tar, thr = ref_calibrated(scores, ref["label"], x)
@@ -463,16 +466,15 @@ def test_facerec_eval_ijb_end_to_end(mini, fit_run, tmp_path, capsys) -> None:
     for key in res["settings"]["ijb"]:
         assert f"`{key}`" in IJB_JSON_KEYS_DOC, key
     assert res["settings"]["ijb"]["detector_score"] is True
-    # a second run from the saved features, without the detector score: no network
+    # a second run from the saved features, without the detector score, other FARs: no network
     out2 = tmp_path / "run2"
-    rc = eval_main(
-        ["--load-features", str(feats_file), *common, "--ijb-no-detector-score", "--out", str(out2)]
-    )
+    again = ["--load-features", str(feats_file), "--ijb-no-detector-score", "--out", str(out2)]
+    rc = eval_main([*again, *common, "--ijb-fars", "0.1", "0.05", "0.01"])
     assert rc == 0
     res2 = json.loads((out2 / "results.json").read_text())
     (m2,) = res2["models"].values()
     assert m2["kind"] == "features"
-    check_results(m2["ijb"]["IJBC"], feats, ref, use_score=False)
+    check_results(m2["ijb"]["IJBC"], feats, ref, use_score=False, fars=(0.01, 0.05, 0.1))
 
 
 def test_cli_refuses_features_for_another_benchmark(mini, tmp_path, capsys) -> None:
