@@ -19,15 +19,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-try:
-    from facerec.data.recordio import pack_folder
-    from facerec.errors import FacerecError
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from facerec.data.recordio import pack_folder
-    from facerec.errors import FacerecError
+from facerec.data.recordio import pack_folder
+from facerec.errors import FacerecError
 
 
 def main(argv: list[str] | None = None) -> int:

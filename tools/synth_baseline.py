@@ -1,7 +1,8 @@
 """Check that the synthetic face data set needs a learned embedding.
 
 Builds held-out verification pairs from synthetic identities that no training run sees (ids
-10000+, disjoint from training ids 0..N-1), then reports the verification accuracy of
+from ``facerec.data.pairs.SYNTHETIC_HELD_OUT_START``, disjoint from training ids 0..N-1, the same
+held-out range as ``facerec fit``'s validation), then reports the verification accuracy of
 
 * a raw-pixel cosine baseline (no network): flattened pixels minus the mean image, cosine;
 * with ``--train``: a small CNN (4 conv stages, ~0.4M parameters, 64x64 input) trained with an
@@ -24,51 +25,14 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
-import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from facerec.data.image import fit_to_size
+from facerec.data.pairs import SYNTHETIC_HELD_OUT_START, make_pairs
 from facerec.data.synthetic import SyntheticFaces
+from facerec.inference import TorchEmbedder, embed_images, l2_normalize
 from facerec.metrics.verification import best_threshold_accuracy, kfold_accuracy
-
-HELD_OUT_START = 10000
-
-
-def make_pairs(
-    n_ids: int, n_imgs: int, n_pairs: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs over an (n_ids, n_imgs) grid of images, flat index id * n_imgs + img.
-
-    Returns ``(pairs, issame)``: (2P, 2) int flat indices and (2P,) bool, P positive and P
-    negative pairs, shuffled (so every fold of a k-fold split holds both kinds), no repeats.
-    """
-    seen: set[tuple[int, int]] = set()
-    pos: list[tuple[int, int]] = []
-    neg: list[tuple[int, int]] = []
-    while len(pos) < n_pairs:
-        i = int(rng.integers(n_ids))
-        a, b = rng.choice(n_imgs, 2, replace=False)
-        key = (i * n_imgs + int(min(a, b)), i * n_imgs + int(max(a, b)))
-        if key not in seen:
-            seen.add(key)
-            pos.append(key)
-    while len(neg) < n_pairs:
-        i, j = rng.choice(n_ids, 2, replace=False)
-        key = (
-            int(i) * n_imgs + int(rng.integers(n_imgs)),
-            int(j) * n_imgs + int(rng.integers(n_imgs)),
-        )
-        key = (min(key), max(key))
-        if key not in seen:
-            seen.add(key)
-            neg.append(key)
-    pairs = np.array(pos + neg, dtype=np.int64)
-    issame = np.array([True] * n_pairs + [False] * n_pairs)
-    order = rng.permutation(2 * n_pairs)
-    return pairs[order], issame[order]
 
 
 def render_grid(
@@ -79,15 +43,13 @@ def render_grid(
     for i in ids:
         for j in range(n_imgs):
             img = faces.render(i, j)
-            if size is not None and size != img.shape[0]:
-                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-            out.append(img)
+            out.append(fit_to_size(img, (size, size)) if size is not None else img)
     return np.stack(out)
 
 
 def scores_from_embeddings(emb: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """Cosine of each pair: emb (N, D), pairs (P, 2) -> (P,)."""
-    e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    e = l2_normalize(emb).astype(np.float64)
     return np.einsum("nd,nd->n", e[pairs[:, 0]], e[pairs[:, 1]])
 
 
@@ -129,24 +91,21 @@ def build_net(embedding: int = 128):
 
 
 def to_input(images: np.ndarray):
-    """uint8 (N, H, W, 3) -> float tensor (N, 3, H, W) in [-1, 1]."""
+    """uint8 (N, H, W, 3) -> float tensor (N, 3, H, W), normalised as facerec fit does."""
     import torch
 
-    t = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-    return (t - 127.5) / 127.5
+    from facerec.data.datasets import normalize_images
+
+    return normalize_images(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())
 
 
-def embed(net, x, batch: int = 500) -> np.ndarray:
-    """Embeddings (N, D) of input tensor x (N, 3, H, W) in eval mode."""
-    import torch
-
-    net.eval()
-    with torch.no_grad():
-        out = [net(x[i : i + batch]) for i in range(0, len(x), batch)]
-    return torch.cat(out).numpy()
+def embed(net, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """Embeddings (N, D) of uint8 images (N, H, W, 3) through facerec's embedding loop."""
+    size = (images.shape[1], images.shape[2])
+    return embed_images(TorchEmbedder(net, size, batch_size=batch), images, batch, flip=False)
 
 
-def train(args: argparse.Namespace, faces: SyntheticFaces, eval_x, pairs, issame) -> None:
+def train(args: argparse.Namespace, faces: SyntheticFaces, eval_imgs, pairs, issame) -> None:
     import torch
     import torch.nn.functional as F
 
@@ -163,7 +122,7 @@ def train(args: argparse.Namespace, faces: SyntheticFaces, eval_x, pairs, issame
 
     net = build_net(args.embedding)
     n_params = sum(p.numel() for p in net.parameters())
-    acc0 = accuracies(scores_from_embeddings(embed(net, eval_x), pairs), issame)
+    acc0 = accuracies(scores_from_embeddings(embed(net, eval_imgs), pairs), issame)
     print(
         f"untrained net ({n_params / 1e6:.2f}M params): best {acc0[0]:.4f}  10-fold {acc0[1]:.4f}"
     )
@@ -214,7 +173,7 @@ def train(args: argparse.Namespace, faces: SyntheticFaces, eval_x, pairs, issame
                 print(f"  {msg}", flush=True)
         epoch += 1
     train_s = time.perf_counter() - start
-    acc = accuracies(scores_from_embeddings(embed(net, eval_x), pairs), issame)
+    acc = accuracies(scores_from_embeddings(embed(net, eval_imgs), pairs), issame)
     print(
         f"trained net: {step} steps ({step * args.batch / len(x_train):.1f} epochs) in "
         f"{train_s:.0f} s ({train_s / max(step, 1):.3f} s/step): "
@@ -228,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--difficulty", type=float, default=1.0)
     p.add_argument("--size", type=int, default=112, help="rendered image size")
     p.add_argument("--pairs", type=int, default=1000, help="positive (and negative) pairs")
-    p.add_argument("--eval-identities", type=int, default=200, help="held-out ids 10000+")
+    p.add_argument("--eval-identities", type=int, default=200, help="held-out identities")
     p.add_argument("--eval-images", type=int, default=10, help="images per held-out identity")
     p.add_argument("--train", action="store_true", help="also train and evaluate a small CNN")
     p.add_argument("--identities", type=int, default=200, help="training ids 0..N-1")
@@ -245,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     faces = SyntheticFaces(seed=args.seed, size=args.size, difficulty=args.difficulty)
-    rng = np.random.default_rng(12345)
-    pairs, issame = make_pairs(args.eval_identities, args.eval_images, args.pairs, rng)
-    ids = range(HELD_OUT_START, HELD_OUT_START + args.eval_identities)
+    labels = np.repeat(np.arange(args.eval_identities), args.eval_images)
+    idx1, idx2, issame = make_pairs(labels, args.pairs, seed=12345)
+    pairs = np.stack([np.asarray(idx1), np.asarray(idx2)], axis=1)
+    ids = range(SYNTHETIC_HELD_OUT_START, SYNTHETIC_HELD_OUT_START + args.eval_identities)
     t0 = time.perf_counter()
     eval_imgs = render_grid(faces, ids, args.eval_images)
     dt = time.perf_counter() - t0
@@ -258,9 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in (args.size, args.input):
         imgs = eval_imgs
         if size != args.size:
-            imgs = np.stack(
-                [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in imgs]
-            )
+            imgs = np.stack([fit_to_size(im, (size, size)) for im in imgs])
         acc = accuracies(raw_pixel_scores(imgs, pairs), issame)
         print(f"raw-pixel cosine at {size}x{size}: best {acc[0]:.4f}  10-fold {acc[1]:.4f}")
 
@@ -269,13 +227,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         torch.set_flush_denormal(True)
-        small = np.stack(
-            [
-                cv2.resize(im, (args.input, args.input), interpolation=cv2.INTER_AREA)
-                for im in eval_imgs
-            ]
-        )
-        train(args, faces, to_input(small), pairs, issame)
+        small = np.stack([fit_to_size(im, (args.input, args.input)) for im in eval_imgs])
+        train(args, faces, small, pairs, issame)
     return 0
 
 

@@ -6,6 +6,10 @@ import numpy as np
 
 from facerec.errors import DataError
 
+#: First identity of every held-out synthetic set (validation during fit, ``facerec eval
+#: --synthetic``, tools/synth_baseline.py): far above any training range, so never trained on.
+SYNTHETIC_HELD_OUT_START = 1_000_000
+
 
 def make_pairs(
     labels: np.ndarray, num_pairs: int, seed: int = 0

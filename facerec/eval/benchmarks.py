@@ -23,12 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from facerec.data.folder import list_images, scan_image_folder
+from facerec.data.pairs import SYNTHETIC_HELD_OUT_START
 from facerec.data.sources import EncodedImages, FileImages, ImageSource
 from facerec.errors import DataError
 from facerec.io import atomic_write_bytes
-
-#: First identity of the synthetic held-out set, far above any training range.
-SYNTHETIC_HELD_OUT_START = 100_000
 
 
 @dataclass

@@ -39,28 +39,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import best_time
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from facerec import faiss_index  # noqa: E402
-from facerec.eval import identification as ident  # noqa: E402
-from facerec.metrics import verification as ver  # noqa: E402
-
-
-def best_time(fn, repeats: int, warmup=None):
-    """``(minimum wall time of fn() over repeats runs, fn's last result)``.
-
-    ``warmup`` (default: ``fn``) runs once first, untimed; pass a cheaper call (a few probes)
-    where one full run takes minutes.
-    """
-    (warmup or fn)()
-    times, out = [], None
-    for _ in range(max(1, repeats)):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
+from facerec import faiss_index
+from facerec.eval import identification as ident
+from facerec.metrics import verification as ver
 
 
 def bench_protocol(args) -> dict:

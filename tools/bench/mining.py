@@ -37,12 +37,13 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import peak_rss_mb, rss_mb
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,11 +75,6 @@ def build_loss(case: str):  # -> Callable[[Tensor, Tensor], Tensor]
         miner = miners.TripletMarginMiner(margin=MARGIN, type_of_triplets=name, distance=dist)
         loss = losses.TripletMarginLoss(margin=MARGIN, distance=dist)
     return lambda e, y: loss(e, y, miner(e, y))
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def run_case(args: argparse.Namespace) -> dict[str, float]:
@@ -121,7 +117,7 @@ def run_case(args: argparse.Namespace) -> dict[str, float]:
     if cuda:
         peak = (torch.cuda.max_memory_allocated() - before) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+        peak = peak_rss_mb() - before
     return {
         "ms": 1000 * min(times),
         "median_ms": 1000 * statistics.median(times),

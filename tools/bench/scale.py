@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import socket
 import statistics
 import sys
@@ -46,18 +45,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from _common import peak_rss_mb
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux: ru_maxrss in KiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def estimate_gb(kind: str, classes: int, dim: int, batch: int, world: int, rate: float) -> float:
@@ -106,7 +100,7 @@ def _head_worker(rank: int, cfg: dict, port: int, out: str) -> None:
     loss = F.cross_entropy(tiny(x, yt), yt) if cfg["kind"] == "replicated" else tiny(x, yt)
     loss.backward()
     del tiny, loss
-    base = _rss_mb()
+    base = peak_rss_mb()
     head = build(c)
     opt = torch.optim.SGD(head.parameters(), lr=0.1, momentum=0.9)
     times = []
@@ -134,7 +128,7 @@ def _head_worker(rank: int, cfg: dict, port: int, out: str) -> None:
     if device.type == "cuda":
         mem = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        mem = _rss_mb() - base
+        mem = peak_rss_mb() - base
     Path(out, f"rank{rank}.json").write_text(
         json.dumps({"median_s": statistics.median(times), "mem_mb": mem})
     )
