@@ -14,6 +14,7 @@ Each size runs in its own process so the peak memory is that size's.
 
     python tools/bench/doctor.py                                # 100k flat, 1M ivf; minutes
     python tools/bench/doctor.py --runs 20000:flat              # seconds
+    OMP_NUM_THREADS=1 python tools/bench/doctor.py --runs 1000000:ivf --nprobe 4
 
 Prints one markdown table.
 """
@@ -57,6 +58,8 @@ def make_embeddings(n: int, per_id: int, dim: int, seed: int = 0) -> dict:
 
 def run_one(n: int, index: str, per_id: int, dim: int, nprobe: int) -> dict:
     """Time :func:`diagnose` on ``n`` embeddings (this process); returns the row as a dict."""
+    import faiss
+
     from facerec.eval.doctor import DoctorOptions, diagnose
 
     t0 = time.perf_counter()
@@ -81,6 +84,7 @@ def run_one(n: int, index: str, per_id: int, dim: int, nprobe: int) -> dict:
         "index": index,
         "nprobe": nprobe if index == "ivf" else None,
         "seconds": t,
+        "threads": faiss.omp_get_max_threads(),
         "make_seconds": t_make,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "near_found": len(found_near & want_near),
@@ -127,16 +131,16 @@ def main(argv: list[str] | None = None) -> int:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(rows[-1], file=sys.stderr)
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}; FAISS threads: all cores\n")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}\n")
     print(
-        "| images | identities | D | index | search s | peak RSS GiB | near dups found | "
-        "other near pairs | label errors found | other flagged | split pairs |"
+        "| images | identities | D | index | FAISS threads | search s | peak RSS GiB | "
+        "near dups found | other near pairs | label errors found | other flagged | split pairs |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         idx = r["index"] + (f" (nprobe {r['nprobe']})" if r["nprobe"] else "")
         print(
-            f"| {r['images']:,} | {r['identities']:,} | {r['dim']} | {idx} | "
+            f"| {r['images']:,} | {r['identities']:,} | {r['dim']} | {idx} | {r['threads']} | "
             f"{r['seconds']:.1f} | {r['peak_rss_gib']:.2f} | {r['near_found']}/"
             f"{r['near_planted']} | {r['near_other']} | {r['mislabel_found']}/"
             f"{r['mislabel_planted']} | {r['mislabel_other']} | {r['split_pairs']} |"
