@@ -372,3 +372,35 @@ def test_module_built_in_python_saves_plain_hyperparameters(tmp_path: Path):
     path = tmp_path / "hp.pt"
     torch.save({"hyper_parameters": dict(m.hparams)}, path)
     assert torch.load(path, weights_only=True)["hyper_parameters"]["center_loss"]["weight"] == 0.1
+
+
+@pytest.mark.parametrize(
+    ("hparams", "named"),
+    [
+        ({"head": "os.kill"}, "'os.kill' (head)"),
+        ({"head": {"class_path": "facerec.heads.sharded.ShardedMarginHead",
+                   "init_args": {"margin": "os.kill"}}}, "'os.kill' (margin)"),
+        ({"metric_loss": {"class_path": "subprocess.Popen", "init_args": {"args": ["x"]}}},
+         "'subprocess.Popen' (class_path)"),
+        ({"backbone": {"class_path": "builtins.exec"}}, "'builtins.exec' (class_path)"),
+    ],
+)  # fmt: skip
+def test_hyperparameters_naming_code_outside_facerec_are_refused(hparams: dict, named: str):
+    from facerec.errors import DataError
+    from facerec.inference.checkpoint import check_hyperparameters
+
+    with pytest.raises(DataError, match=re.escape(named)):
+        check_hyperparameters({"hyper_parameters": hparams}, "x.ckpt")
+
+
+def test_plain_hyperparameters_pass():
+    from facerec.inference.checkpoint import check_hyperparameters
+
+    check_hyperparameters(
+        {"hyper_parameters": {
+            "backbone": {"class_path": "facerec.models.IResNet", "init_args": {"depth": 18}},
+            "metric_loss": {"class_path": "torch.nn.TripletMarginLoss"},
+            "init_from": "model.ckpt", "optimizer": "sgd", "head": None,
+        }},
+        "x.ckpt",
+    )  # fmt: skip

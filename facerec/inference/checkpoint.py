@@ -64,7 +64,9 @@ SAFE_GLOBALS: tuple[Any, ...] = ()
 TRUSTED_CLASS_PREFIXES: tuple[str, ...] = ("facerec.", "torch.nn.")
 
 #: hyper-parameter keys whose string value jsonargparse resolves to a class or function
-_CLASS_KEYS = frozenset({"class_path", "_class_path", "backbone", "head", "metric_loss", "miner"})
+_CLASS_KEYS = frozenset(
+    {"class_path", "_class_path", "backbone", "head", "metric_loss", "miner", "margin"}
+)
 
 _REFUSED = (
     "refused: the file asks the unpickler for {what}, which a facerec checkpoint never holds "
