@@ -36,6 +36,11 @@ from facerec.models.iresnet import IResNet
 from facerec.optim import OptimizerName, ScheduleName, build_optimizer, lr_factor
 
 HeadFactory = Callable[[int, int], MarginHead]
+# The module normalises the uint8 batches of any DataModule (on_after_batch_transfer); that is
+# the design, not the mistake Lightning's notice about it supposes.
+warnings.filterwarnings(
+    "ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule` but"
+)
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 
