@@ -180,6 +180,12 @@ def align_folder(
     if landmarks is not None:
         given = read_landmarks(landmarks)
         rels = [Path(p) for p in given]
+        for rel in rels:
+            if rel.is_absolute() or ".." in rel.parts:
+                raise DataError(
+                    f"{landmarks}: image path {rel.as_posix()!r} leaves the image root; expected "
+                    "paths relative to --in (the crops mirror them under --out)"
+                )
         if not root.is_dir():
             raise DataError(f"image root (--in) {root} does not exist; expected a folder")
     else:

@@ -199,11 +199,14 @@ def _identification(
     model_name: str = "",
     aligner: Aligner | None = None,
 ) -> tuple[dict, np.ndarray, int]:
-    g, _ = _embed(emb, FileImages(data["gallery_paths"]), args, aligner, "gallery")
-    p, _ = _embed(emb, FileImages(data["probe_paths"]), args, aligner, "probe")
+    # alignment keys contain a space, so they never equal a (sanitised) benchmark name
+    g, _ = _embed(emb, FileImages(data["gallery_paths"]), args, aligner, "identification gallery")
+    p, _ = _embed(emb, FileImages(data["probe_paths"]), args, aligner, "identification probe")
     d = None
     if data["distractor_paths"]:
-        d, _ = _embed(emb, FileImages(data["distractor_paths"]), args, aligner, "distractors")
+        d, _ = _embed(
+            emb, FileImages(data["distractor_paths"]), args, aligner, "identification distractors"
+        )
         d = l2_normalize(d)
     t = time.perf_counter()
     r = identify(
@@ -256,7 +259,7 @@ def _identification(
     }
     if aligner is not None:
         keys = ["gallery", "probe"] + (["distractors"] if data["distractor_paths"] else [])
-        out["align"] = {k: aligner.report(k) for k in keys}
+        out["align"] = {k: aligner.report(f"identification {k}") for k in keys}
     return out, r.cmc, int(g.shape[1])
 
 

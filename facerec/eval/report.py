@@ -22,7 +22,9 @@ a FAR is written as in metric names ("1e-4"); numbers that do not exist are `nul
 
 - `facerec_version`, `created_utc` (ISO 8601), `command` (the argv list)
 - `settings`: `flip`, `folds` (for benchmarks without their own), `index`, `batch_size`,
-  `device`, `fars` (verification), `dir_fars` (open-set identification)
+  `device`, `fars` (verification), `dir_fars` (open-set identification), `align` (with
+  `--align`: `detector`, `size` [h, w] of the aligned crop, `keep`, `min_face`, `threshold`,
+  `no_face` (what photos without a face get: `center_crop`); `null` without)
 - `models`: one entry per `--checkpoint` / `--onnx`, named by file stem (made unique: `_2`, ...)
   - `kind` (`checkpoint` or `onnx`), `path`, `input_size` [h, w], `resize_mode`,
     `embedding_dim`
@@ -43,6 +45,9 @@ a FAR is written as in metric names ("1e-4"); numbers that do not exist are `nul
       dropped; the first threshold, +inf, is `null`)
     - `embed_seconds`, `images_per_second` (decode + resize + model, flip test included)
     - `plots`: `roc`, `histogram` (PNG file names in the output folder)
+    - `align` (with `--align`): the `settings.align` keys plus the image counts `images`,
+      `ok`, `multiple` (several faces; `keep` chose), `no_face` (centre-cropped and still
+      scored, never dropped), `unreadable`
   - `identification` (with `--gallery` and `--probe`):
     - `gallery`, `probe`, `distractors` (paths; `null` without), `index`, `faiss_gpu`
     - `num_gallery_images`, `num_gallery_identities`, `num_probes`, `num_mated` (probes whose
@@ -53,6 +58,7 @@ a FAR is written as in metric names ("1e-4"); numbers that do not exist are `nul
       `threshold`), `threshold`, `achieved_far`, `resolvable` (empty without non-mated
       searches)
     - `search_seconds`, `plots`: `cmc`
+    - `align` (with `--align`): `gallery`, `probe`, `distractors`, each as verification's `align`
 - `plots`: `roc` (benchmark -> one ROC PNG with every model), `cmc` (all models)
 """
 

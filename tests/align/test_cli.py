@@ -190,6 +190,10 @@ def test_landmark_files(tmp_path):
         read_landmarks(bad)
     with pytest.raises(DataError, match="landmark file not found"):
         read_landmarks(tmp_path / "nope.csv")
+    outside = tmp_path / "outside.csv"
+    outside.write_text("../x.png," + ",".join(["1"] * 10) + "\n")
+    with pytest.raises(DataError, match="leaves the image root"):
+        align_folder(tmp_path, tmp_path / "o", landmarks=outside, progress=False)
 
 
 def test_bad_arguments_are_one_line(tmp_path, capsys, photos):
