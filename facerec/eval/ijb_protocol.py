@@ -381,7 +381,7 @@ def identification_1n(
         neg[np.arange(r.size), mate[s:e][r]] = -np.inf
         neg = neg.reshape(-1)
         if neg.size > k_max:
-            neg = np.partition(neg, neg.size - k_max)[neg.size - k_max :]
+            neg = np.partition(neg, neg.size - k_max)[neg.size - k_max :].copy()  # not a view
         neg_top.append(neg)
     out: dict = {
         "num_probes": int(ps.size),

@@ -8,6 +8,9 @@ values). Two workloads:
           frames, media ids shared between templates as in IJB), 469,375 pairs (19,557 mated)
           scored, then the ROC / TAR@FAR table.
 ``ijbb``  IJB-B 1:1: 12,115 templates, 8,010,270 pairs (10,270 mated) scored, then the table.
+``ijbc1n`` IJB-C 1:N: 19,593 probe templates searched in the 3,531 of G1 ∪ G2 (rank-1/5/10,
+          TPIR at FPIR 1e-2 / 1e-1), against ``ijb_1n.py``'s ``evaluation`` (argsort of every
+          similarity row, loops over probes, ``heapq.nlargest`` over the non-mate scores).
 
 facerec (:mod:`facerec.eval.ijb_protocol`: one sparse product for media + template pooling; pair
 scores by blocked matrix products or chunked gathers) is timed against insightface's
@@ -42,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from facerec.eval.ijb_protocol import (  # noqa: E402
+    identification_1n,
     pair_scores,
     pool_templates,
     verification_1to1,
@@ -150,6 +154,37 @@ def insightface_scoring(template_norm_feats, unique_templates, p1, p2):
         feat2 = template_norm_feats[template2id[p2[s]]]
         score[s] = np.sum(feat1 * feat2, -1).flatten()
     return score
+
+
+def insightface_1n(query_feats, gallery_feats, mask, fars=(0.01, 0.1)):
+    """ijb_1n.py's evaluation: top-1/5/10 and TPIR at each FPIR (all probes mated)."""
+    import heapq
+    import math
+
+    query_num = query_feats.shape[0]
+    similarity = np.dot(query_feats, gallery_feats.T)
+    top_inds = np.argsort(-similarity)
+    out = {}
+    for k in (1, 5, 10):
+        correct_num = 0
+        for i in range(query_num):
+            if mask[i] in top_inds[i, 0:k]:
+                correct_num += 1
+        out[f"rank{k}"] = correct_num / query_num
+    required_topk = [math.ceil(query_num * x) for x in fars]
+    top_sims = similarity
+    pos_sims = []
+    for i in range(query_num):
+        gt = mask[i]
+        pos_sims.append(top_sims[i, gt])
+        top_sims[i, gt] = -2.0
+    pos_sims = np.array(pos_sims)
+    neg_sims = top_sims[np.where(top_sims > -2.0)]
+    neg_sims = heapq.nlargest(max(required_topk), neg_sims)
+    for far, pos in zip(fars, required_topk, strict=True):
+        th = neg_sims[pos - 1]
+        out[f"tpir{far}"] = float(np.sum(pos_sims > th) / query_num)
+    return out
 
 
 # ------------------------------------------------------------------------------- runs
@@ -270,6 +305,47 @@ def bench_ijbb(args) -> dict:
     return out
 
 
+def bench_ijbc_1n(args) -> dict:
+    q, g = args.probes_1n, args.gallery_1n
+    rng = np.random.default_rng(4)
+    gal = rng.standard_normal((g, args.dim), dtype=np.float32)
+    gal /= np.linalg.norm(gal, axis=1, keepdims=True)
+    subjects = rng.permutation(10 * g)[:g]
+    mate = rng.integers(0, g, q)
+    probe = gal[mate] + rng.standard_normal((q, args.dim), dtype=np.float32) * 0.2
+    probe /= np.linalg.norm(probe, axis=1, keepdims=True)
+    print(f"\n### IJB-C 1:N: {q:,} probe templates, gallery of {g:,}, d={args.dim}\n", flush=True)
+    s, cpu, mem, ours = measured(
+        lambda: identification_1n(probe, subjects[mate], gal, subjects), args.repeats
+    )
+    out = {
+        "probes": q,
+        "gallery": g,
+        "dim": args.dim,
+        "facerec_search_s": s,
+        "facerec_search_cpu_s": cpu,
+        "facerec_search_peak_bytes": mem,
+        "facerec_rank1": ours["rank1"],
+        "facerec_tpir_1e-2": ours["tpir_at_fpir_insightface"]["1e-2"]["tpir"],
+    }
+    if not args.skip_reference:
+        rs, rcpu, rmem, ref = measured(lambda: insightface_1n(probe, gal, mate))
+        out.update(
+            insightface_search_s=rs,
+            insightface_search_cpu_s=rcpu,
+            insightface_search_peak_bytes=rmem,
+            same_numbers=all(abs(ours[f"rank{k}"] - ref[f"rank{k}"]) < 1e-12 for k in (1, 5, 10))
+            and all(
+                abs(ours["tpir_at_fpir_insightface"][key]["tpir"] - ref[f"tpir{x}"]) < 1e-12
+                for key, x in (("1e-2", 0.01), ("1e-1", 0.1))
+            ),
+        )
+    _print(out, "search", "search (ranks + TPIR@FPIR)")
+    if "same_numbers" in out:
+        print(f"\nrank-1/5/10 and TPIR@FPIR identical to ijb_1n.py's: {out['same_numbers']}")
+    return out
+
+
 _HEADER_DONE: set[int] = set()
 
 
@@ -296,7 +372,12 @@ def _print(out: dict, key: str, label: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--parts", nargs="+", choices=("ijbc", "ijbb"), default=["ijbc", "ijbb"])
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        choices=("ijbc", "ijbb", "ijbc1n"),
+        default=["ijbc", "ijbb", "ijbc1n"],
+    )
     p.add_argument("--images", type=int, default=227_630)
     p.add_argument("--templates", type=int, default=23_124)
     p.add_argument("--pairs", type=int, default=469_375)
@@ -304,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ijbb-templates", type=int, default=12_115)
     p.add_argument("--ijbb-pairs", type=int, default=8_010_270)
     p.add_argument("--ijbb-mated", type=int, default=10_270)
+    p.add_argument("--probes-1n", type=int, default=19_593)
+    p.add_argument("--gallery-1n", type=int, default=3_531)
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--skip-reference", action="store_true", help="facerec only")
@@ -315,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         for k in ("images", "templates", "pairs", "mated", "ijbb_templates", "ijbb_pairs",
-                  "ijbb_mated"):  # fmt: skip
+                  "ijbb_mated", "probes_1n", "gallery_1n"):  # fmt: skip
             setattr(args, k, max(10, getattr(args, k) // 20))
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -340,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         res["ijbc"] = bench_ijbc(args)
     if "ijbb" in args.parts:
         res["ijbb"] = bench_ijbb(args)
+    if "ijbc1n" in args.parts:
+        res["ijbc1n"] = bench_ijbc_1n(args)
     res["info"]["load_average_1min_at_end"] = load()
     print(f"\nload average {load():.2f} at the end")
     if args.json:
