@@ -95,6 +95,16 @@ def raw(tmp_path_factory, orl_root) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def aligned(raw, tmp_path_factory) -> Path:
+    """``facerec align`` of the raw photos: 112x112 crops, the default (the wall has no face)."""
+    out = tmp_path_factory.mktemp("aligned")
+    argv = ["align", "--in", str(raw), "--out", str(out), "--no-progress", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    assert len(list(out.rglob("*.png"))) == 12
+    return out
+
+
 def _eval(tmp: Path, name: str, ckpt: Path, pairs: Path, *extra: str) -> dict:
     out = tmp / name
     argv = ["eval", "--checkpoint", str(ckpt), "--pairs-csv", str(pairs), "--folds", "2"]
@@ -102,11 +112,7 @@ def _eval(tmp: Path, name: str, ckpt: Path, pairs: Path, *extra: str) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def test_eval_align_equals_align_then_eval(raw, checkpoint, tmp_path, capsys):
-    aligned = tmp_path / "aligned"
-    argv = ["align", "--in", str(raw), "--out", str(aligned)]  # 112x112 crops, the default
-    assert cli.main([*argv, "--no-progress", "--device", "cpu"]) == 0
-    assert "aligned 12 of 13 images" in capsys.readouterr().out  # the wall has no face
+def test_eval_align_equals_align_then_eval(raw, aligned, checkpoint, tmp_path):
     crops_csv = aligned / "pairs.csv"
     crops_csv.write_text((raw / "pairs.csv").read_text().replace(".jpg", ".png"))
 
@@ -136,11 +142,7 @@ def test_eval_align_keeps_pairs_without_a_face(raw, checkpoint, tmp_path, capsys
     assert "with_wall: no face found in 1 of 13 images; they are centre-cropped" in err
 
 
-def test_embed_align_equals_embedding_the_crops(raw, checkpoint, tmp_path, capsys):
-    aligned = tmp_path / "aligned"
-    argv = ["align", "--in", str(raw), "--out", str(aligned), "--no-progress"]
-    assert cli.main([*argv, "--device", "cpu"]) == 0
-    capsys.readouterr()
+def test_embed_align_equals_embedding_the_crops(raw, aligned, checkpoint, tmp_path, capsys):
     ck = ["--checkpoint", str(checkpoint), "--no-progress"]
     fly, crops = tmp_path / "fly.npy", tmp_path / "crops.npy"
     assert (
