@@ -354,9 +354,19 @@ class FaceRecognitionModule(pl.LightningModule):
             self._freezer.before_optimizer_step(self.global_step)
 
     def on_train_epoch_end(self) -> None:
-        if self._bad_images:
+        from facerec import distributed
+
+        bad = self._bad_images
+        if distributed.is_distributed():  # each rank met its own files: count the union once
+            sizes = distributed.gather_sizes(len(bad), self.device)
+            if sum(sizes):
+                mine = torch.tensor(sorted(bad), dtype=torch.int64, device=self.device)
+                bad = set(distributed.all_gather_rows(mine, sizes).tolist())
+            if distributed.rank() != 0:
+                return
+        if bad:
             warnings.warn(
-                f"skipped {len(self._bad_images)} distinct corrupt or unreadable training images "
+                f"skipped {len(bad)} distinct corrupt or unreadable training images "
                 "so far (each was replaced by another image of the same identity); set "
                 "data.strict: true to stop",
                 stacklevel=1,

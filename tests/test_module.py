@@ -78,3 +78,39 @@ def test_skipped_count_is_distinct_bad_files_over_epochs(tmp_path):
     counts = [str(w.message) for w in caught if "distinct corrupt" in str(w.message)]
     assert len(counts) == 3 and all(c.startswith("skipped 2 distinct") for c in counts), counts
     assert len(m._bad_images) == 2
+
+
+def _count_in_rank(rank: int, port: int, out: str) -> None:
+    import warnings
+
+    import torch.distributed as dist
+
+    from facerec.models import IResNet
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        backbone = IResNet(depth=18, width=0.125, embedding_dim=8, input_size=(24, 24))
+        m = FaceRecognitionModule(backbone=backbone, num_classes=3)
+        m._bad_images = [{1, 2}, {2, 3, 7}][rank]  # file 2 met by both ranks
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m.on_train_epoch_end()
+        with open(f"{out}.{rank}", "w") as f:
+            f.write("\n".join(str(w.message) for w in caught))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_skipped_count_is_the_union_over_ranks(tmp_path):
+    """Under DDP each rank meets its own bad files; rank 0 reports the union once."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "warn")
+    mp.spawn(_count_in_rank, args=(port, out), nprocs=2, join=True)
+    assert (tmp_path / "warn.0").read_text().startswith("skipped 4 distinct")
+    assert (tmp_path / "warn.1").read_text() == ""
