@@ -320,8 +320,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Detect faces in photos and warp each onto the ArcFace 5-point template. "
         "Keeps the folder layout; writes align_report.csv; a re-run continues.",
     )
-    parser.add_argument("--in", dest="src", required=True, type=Path, help="folder of photos")
-    parser.add_argument("--out", required=True, type=Path, help="folder for the aligned crops")
+    parser.add_argument(
+        "--in", dest="src", required=True, type=Path, metavar="RAW", help="folder of photos"
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, metavar="ALIGNED", help="folder for the crops"
+    )
     parser.add_argument(
         "--size",
         nargs="+",
