@@ -41,10 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from facerec.eval.ijb_protocol import (  # noqa: E402
+from facerec.eval.ijb_protocol import (
     identification_1n,
     pair_scores,
     pool_templates,
