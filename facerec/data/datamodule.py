@@ -109,17 +109,19 @@ def _split(labels: np.ndarray, names: list[str], held: set[str], root: Any) -> d
     Returns sample positions ``train``/``val`` (int64), their labels renumbered from 0
     (``train_labels``, ``val_labels``) and ``train_names`` (label -> identity of training).
     """
-    keep = np.array([names[lb] not in held for lb in labels], dtype=bool)
-    train_names = [n for n in names if n not in held]
+    is_held = np.array([n in held for n in names], dtype=bool)  # per identity, then per sample
+    keep = ~is_held[labels]
+    train_names = [n for n, h in zip(names, is_held, strict=True) if not h]
     if len(train_names) < 2:
         raise DataError(
             f"data root {root} leaves {len(train_names)} training identities after holding out "
             f"{len(held)} for validation; at least 2 training identities are needed"
         )
     remap = np.full(len(names), -1, dtype=np.int64)
-    remap[[names.index(n) for n in train_names]] = np.arange(len(train_names))
+    remap[~is_held] = np.arange(len(train_names))
     val_remap = np.full(len(names), -1, dtype=np.int64)
-    val_remap[[names.index(n) for n in sorted(held)]] = np.arange(len(held))
+    order = {n: i for i, n in enumerate(names)}
+    val_remap[[order[n] for n in sorted(held)]] = np.arange(len(held))
     return {
         "train": np.flatnonzero(keep),
         "val": np.flatnonzero(~keep),
