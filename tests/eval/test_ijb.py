@@ -345,7 +345,7 @@ def test_reader_reads_the_published_formats(mini) -> None:
         img, lmk = truth["renders"][i]
         want = align_face(img, lmk, (48, 48)).astype(float)
         got = src[i].astype(float)
-        assert np.abs(got - want)[8:40, 8:40].mean() < 6.0
+        assert np.abs(got - want)[8:40, 8:40].mean() < 3.0  # 0.5-2; landmarks 2 px off: 6-18
 
 
 def test_reader_ijbb_names(mini, tmp_path) -> None:
