@@ -71,20 +71,41 @@ def build_augment(specs: Sequence[Mapping[str, Any]] | None) -> A.Compose | None
 def seed_augment(augment: A.Compose | None, key: Sequence[int]) -> None:
     """Seed every random draw of ``augment`` from ``key``, e.g. ``(data.seed, epoch, sample)``.
 
-    The pipeline and all its transforms then share one numpy and one Python generator, both
-    derived from ``key`` alone: a sample's augmentation depends on nothing else (not on the
-    DataLoader worker that loads it, nor on the samples loaded before it), so the same seed gives
-    the same run and a resumed run draws what the uninterrupted one would have.
+    The pipeline and all its transforms share one numpy and one Python generator (set once),
+    both put into a state derived from ``key`` alone: a sample's augmentation depends on nothing
+    else (not on the DataLoader worker that loads it, nor on the samples loaded before it), so
+    the same seed gives the same run and a resumed run draws what the uninterrupted one would
+    have. Cheap enough per sample (a hash and two state assignments, no SeedSequence).
     """
     if augment is None:
         return
-    np_seq, py_seq = np.random.SeedSequence([int(k) & _MASK64 for k in key]).spawn(2)
-    augment.set_random_state(
-        np.random.default_rng(np_seq), random.Random(int(py_seq.generate_state(1, np.uint64)[0]))
-    )
+    rngs = getattr(augment, "_facerec_rngs", None)
+    if rngs is None:
+        rngs = (np.random.Generator(np.random.PCG64(0)), random.Random(0))
+        augment.set_random_state(*rngs)  # every transform draws from these two from now on
+        augment._facerec_rngs = rngs
+    h1 = 0x243F6A8885A308D3
+    for k in key:
+        h1 = _splitmix64(h1 ^ (int(k) & _MASK64))
+    h2 = _splitmix64(h1)
+    rngs[0].bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": (h1 << 64) | h2, "inc": 0xDA3E39CB94B95BDB},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    rngs[1].seed(h1)
 
 
 _MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """SplitMix64's output function: a 64-bit integer hash with good avalanche."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
 
 
 def apply_augment(augment: A.Compose | None, image: np.ndarray) -> np.ndarray:
