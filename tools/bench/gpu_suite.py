@@ -49,12 +49,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-try:
-    import facerec  # noqa: F401
-except ImportError:  # run from a checkout without an install
-    sys.path.insert(0, str(HERE.parents[1]))
-
 #: Dense bf16 tensor-core peak (FLOP/s, no sparsity) by device name, from NVIDIA's datasheets.
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
 
@@ -172,8 +166,7 @@ def peak_flops(device: str, override: float | None) -> tuple[float | None, str]:
 
 def backbone_flops(cfg: dict[str, Any]) -> float:
     """Training FLOPs (forward + backward) per image of the backbone, counted on 'meta'."""
-    sys.path.insert(0, str(HERE))
-    from loader import training_flops_per_image
+    from loader import training_flops_per_image  # tools/bench/loader.py, beside this script
 
     from facerec.models import IResNet
 

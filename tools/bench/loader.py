@@ -46,11 +46,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-try:
-    import facerec  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from facerec.data.datasets import ArrayLoader, FaceDataset, PathLoader, normalize_images
 from facerec.data.folder import scan_image_folder
 from facerec.data.transforms import DEFAULT_AUGMENT, build_augment
