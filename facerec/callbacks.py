@@ -13,6 +13,7 @@ from lightning_fabric.utilities.cloud_io import get_filesystem
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
+from facerec.data.interface import TrainingData
 from facerec.io import atomic_path
 
 
@@ -138,7 +139,7 @@ class VerificationSummary(pl.Callback):
         if untrained is not None:
             lines.append(f"  untrained network: {untrained:.2%}")
         dm = trainer.datamodule
-        if self.raw_pixel_baseline and hasattr(dm, "raw_pixel_accuracy"):
+        if self.raw_pixel_baseline and isinstance(dm, TrainingData):
             raw = dm.raw_pixel_accuracy()
             if raw is not None:
                 lines.append(f"  raw-pixel cosine : {raw:.2%}")
@@ -181,7 +182,7 @@ class ResumeLoaderState(pl.Callback):
     saved position is silently dropped (Lightning issue #20550). At ``on_train_start``, after the
     restore and before the first batch, this loads the pending state and restarts the loader's
     iterator, as the proposed upstream fix does. It does nothing when no state is pending.
-    FaceDataModule adds it to the trainer.
+    ``facerec fit`` adds it to the trainer.
     """
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -52,10 +52,16 @@ def _cli_class():
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
     from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-    from facerec.callbacks import AtomicCheckpointIO, VerificationSummary, read_resume
+    from facerec.callbacks import (
+        AtomicCheckpointIO,
+        ResumeLoaderState,
+        VerificationSummary,
+        read_resume,
+    )
     from facerec.curves import TrainingCurves
     from facerec.data.datamodule import FaceDataModule
     from facerec.module import FaceRecognitionModule
+    from facerec.refresh import data_callbacks
 
     class FacerecCLI(LightningCLI):
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -132,6 +138,9 @@ def _cli_class():
                         enable_version_counter=False,
                     )
                 )
+            # What the data needs from the trainer, wired here: the DataModule builds data only.
+            trainer.callbacks.append(ResumeLoaderState())  # mid-epoch resume of the samplers
+            trainer.callbacks += data_callbacks(self.datamodule)  # the sampler's mining refresh
             return trainer
 
     return FacerecCLI, FaceRecognitionModule, FaceDataModule
@@ -176,7 +185,9 @@ def _run_cli(cli_cls, module_cls, dm_cls, argv: list[str]) -> None:
         dm_cls,
         args=args,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"default_root_dir": "runs"},
+        # the train batch samplers shard by rank themselves (the same global batch for any
+        # number of processes): Lightning must not wrap them in a DistributedSampler
+        trainer_defaults={"default_root_dir": "runs", "use_distributed_sampler": False},
         parser_kwargs={"prog": "facerec"},
         seed_everything_default=0,
         auto_configure_optimizers=False,

@@ -52,18 +52,6 @@ class FreezeOptions:
     steps: int = 0
 
 
-def coerce(value: object, cls: type, key: str) -> object:
-    """A dataclass option given as the dataclass, a dict (from YAML) or None."""
-    if value is None or isinstance(value, cls):
-        return value
-    if isinstance(value, dict):
-        try:
-            return cls(**value)
-        except TypeError as e:
-            raise ConfigError(f"{key}: {e}; expected the keys of {cls.__name__}") from None
-    raise ConfigError(f"{key} is {value!r}; expected a mapping of {cls.__name__}")
-
-
 def _trunk_and_embedding(backbone: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     head = getattr(backbone, "head", None)
     emb_ids = {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()

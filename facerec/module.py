@@ -26,14 +26,17 @@ from torch import nn
 
 from facerec import __version__
 from facerec.data.datasets import normalize_images
+from facerec.data.interface import TrainingData
 from facerec.distill import DistillOptions, FrozenTeacher, make_projection
 from facerec.errors import ConfigError, FacerecError
-from facerec.finetune import FreezeOptions, Freezer, LrMultipliers, coerce, param_groups
+from facerec.finetune import FreezeOptions, Freezer, LrMultipliers, param_groups
 from facerec.heads.base import MarginHead
 from facerec.inference.preprocess import Preprocess
 from facerec.models.base import Backbone
 from facerec.models.iresnet import IResNet
 from facerec.optim import OptimizerName, ScheduleName, build_optimizer, lr_factor
+from facerec.options import coerce
+from facerec.refresh import check_data_callbacks
 
 HeadFactory = Callable[[int, int], MarginHead]
 # The module normalises the uint8 batches of any DataModule (on_after_batch_transfer); that is
@@ -161,11 +164,7 @@ class FaceRecognitionModule(pl.LightningModule):
                 raise ConfigError("model.center_loss needs model.num_classes >= 2")
             from facerec.losses.center import CenterLoss
 
-            opts = (
-                center_loss
-                if isinstance(center_loss, CenterLossOptions)
-                else CenterLossOptions(**center_loss)
-            )
+            opts = coerce(center_loss, CenterLossOptions, "model.center_loss")
             self.center_loss = CenterLoss(num_classes, self.embedding_dim, alpha=opts.alpha)
             self.center_loss_weight = opts.weight
         self.metric_loss = metric_loss
@@ -387,8 +386,8 @@ class FaceRecognitionModule(pl.LightningModule):
         if self.trainer.world_size > 1:
             emb = self.all_gather(emb).flatten(0, 1)
             idx = self.all_gather(idx).flatten(0, 1)
-        dm = self.trainer.datamodule
-        pairs = getattr(dm, "pairs", None)
+        dm = self._training_data()
+        pairs = dm.pairs if dm is not None else None
         if pairs is None:
             return
         from facerec.metrics.verification import best_threshold_accuracy
@@ -415,8 +414,8 @@ class FaceRecognitionModule(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         lr = self.lr
         if self.lr_reference_batch:
-            dm = self.trainer.datamodule if self._trainer is not None else None
-            per_device = getattr(dm, "batch_size", None)
+            dm = self._training_data()
+            per_device = dm.batch_size if dm is not None else None
             if per_device:
                 world = self.trainer.world_size * self.trainer.accumulate_grad_batches
                 lr = self.lr * per_device * world / self.lr_reference_batch
@@ -461,8 +460,12 @@ class FaceRecognitionModule(pl.LightningModule):
         ignore = getattr(self.head, "ddp_ignore", None)
         if ignore:
             self._ddp_params_and_buffers_to_ignore = [f"head.{n}" for n in ignore]
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        names = getattr(dm, "class_names", None)
+        dm = self._training_data()
+        if dm is None:
+            return
+        if stage == "fit":
+            check_data_callbacks(self.trainer, self.trainer.datamodule)
+        names = dm.class_names
         if names is not None:
             if self.head is not None and len(names) != self.hparams.get("num_classes", len(names)):
                 raise ConfigError(
@@ -471,13 +474,19 @@ class FaceRecognitionModule(pl.LightningModule):
                     "`facerec fit` links it from the data"
                 )
             self.class_names = list(names)
-        size = getattr(dm, "image_size", None)
-        if size is not None and tuple(size) != tuple(self.backbone.input_size):
+        size = dm.image_size
+        if tuple(size) != tuple(self.backbone.input_size):
             raise ConfigError(
                 f"data.image_size is {tuple(size)} but the backbone takes "
                 f"{tuple(self.backbone.input_size)}; set model.backbone.init_args.input_size "
                 "to the same value"
             )
+
+    def _training_data(self) -> TrainingData | None:
+        """The trainer's DataModule when it offers :class:`TrainingData` (the documented
+        interface the module reads), else None."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        return dm if isinstance(dm, TrainingData) else None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["facerec"] = {

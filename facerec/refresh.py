@@ -9,11 +9,13 @@
   hard or semi-hard triplets there (:func:`facerec.mining.offline.select_triplets`) and hands them
   to the :class:`~facerec.data.offline_triplets.OfflineTripletSampler`.
 
-The FaceDataModule attaches the right callback itself when its sampler needs one
-(:func:`attach`), so the sampler option is the only switch. Under DDP every rank takes part in the
-embedding pass (each embeds 1/R of the subset; the embeddings are all-gathered), rank 0 runs the
-FAISS search, and the result is broadcast, so all ranks use the same table. Batches the DataLoader
-has already prefetched (about ``2·num_workers``) still come from the previous table. Logged:
+``facerec fit`` adds the right callback when the data's sampler needs one
+(:func:`data_callbacks`), so the sampler option is the only switch; in Python pass
+``callbacks=data_callbacks(datamodule)`` to the Trainer (the module refuses to fit without it).
+Under DDP every rank takes part in the embedding pass (each embeds 1/R of the subset; the
+embeddings are all-gathered), rank 0 runs the FAISS search, and the result is broadcast, so all
+ranks use the same table. Batches the DataLoader has already prefetched (about
+``2·num_workers``) still come from the previous table. Logged:
 ``train/mining/refresh_seconds`` and ``train/mining/pool_size`` (offline) or
 ``train/mining/neighbour_similarity`` (mean cosine of each identity to its nearest, hard-identity).
 """
@@ -89,10 +91,26 @@ def embed_indices(
     return emb, ok_all
 
 
-def attach(trainer: pl.Trainer, callback: pl.Callback) -> None:
-    """Add ``callback`` to ``trainer`` unless one of its type is already there."""
-    if not any(type(cb) is type(callback) for cb in trainer.callbacks):
-        trainer.callbacks.append(callback)
+def data_callbacks(datamodule: Any) -> list[pl.Callback]:
+    """The refresh callback the datamodule's sampler needs (``data.sampler``), or none."""
+    sampler = getattr(datamodule, "sampler", None)
+    seed = int(getattr(datamodule, "seed", 0))
+    if sampler == "hard_identity":
+        return [HardIdentityRefresh(datamodule, datamodule.hard_identity, seed=seed)]
+    if sampler == "offline_triplets":
+        return [OfflineTripletRefresh(datamodule, datamodule.offline, seed=seed)]
+    return []
+
+
+def check_data_callbacks(trainer: pl.Trainer, datamodule: Any) -> None:
+    """Refuse (:class:`ConfigError`) a fit whose trainer lacks the refresh its sampler needs."""
+    for needed in data_callbacks(datamodule):
+        if not any(isinstance(cb, type(needed)) for cb in trainer.callbacks):
+            raise ConfigError(
+                f"data.sampler: {datamodule.sampler} needs facerec.refresh."
+                f"{type(needed).__name__} among the trainer's callbacks; `facerec fit` adds it, "
+                "in Python pass callbacks=facerec.refresh.data_callbacks(datamodule)"
+            )
 
 
 def _due(every: int, step: int, last: int) -> bool:
@@ -275,4 +293,10 @@ class OfflineTripletRefresh(_PeriodicRefresh):
         pl_module.log("train/mining/pool_size", float(self.last_pool), batch_size=1)
 
 
-__all__ = ["HardIdentityRefresh", "OfflineTripletRefresh", "attach", "embed_indices"]
+__all__ = [
+    "HardIdentityRefresh",
+    "OfflineTripletRefresh",
+    "check_data_callbacks",
+    "data_callbacks",
+    "embed_indices",
+]

@@ -167,6 +167,7 @@ SAMPLER_SCRIPT = textwrap.dedent(
     from facerec.data.hard_identity import HardIdentityOptions
     from facerec.data.offline_triplets import OfflineTripletOptions
     from facerec.module import FaceRecognitionModule
+    from facerec.refresh import data_callbacks
 
 
     class Record(pl.Callback):
@@ -195,7 +196,8 @@ SAMPLER_SCRIPT = textwrap.dedent(
         rec = Record()
         trainer = pl.Trainer(
             accelerator="cpu", devices=2, strategy="ddp", max_steps=3, logger=False,
-            callbacks=[rec], enable_progress_bar=False, enable_model_summary=False,
+            callbacks=[rec, *data_callbacks(dm)], use_distributed_sampler=False,
+            enable_progress_bar=False, enable_model_summary=False,
             enable_checkpointing=False, num_sanity_val_steps=0,
         )
         trainer.fit(model, dm)
@@ -203,7 +205,7 @@ SAMPLER_SCRIPT = textwrap.dedent(
         torch.save({
             "labels": rec.labels,
             "sampler": type(s).__name__,
-            "loader_uses_it": trainer.train_dataloader.batch_sampler is s,
+            "loader_uses_it": trainer.train_dataloader.batch_sampler.inner is s,  # (epoch keys)
             "table": getattr(s, "neighbours", None),
             "pool": getattr(s, "pool", None),
             "len": len(s),
@@ -223,7 +225,8 @@ SAMPLER_SCRIPT = textwrap.dedent(
 
 
 def test_hard_identity_and_offline_samplers_under_two_process_ddp(tmp_path: Path) -> None:
-    """Lightning leaves the samplers unwrapped; ranks agree on the mined tables, not on batches."""
+    """With the refresh callbacks and use_distributed_sampler=False (what `facerec fit` wires),
+    Lightning leaves the samplers unwrapped; ranks agree on the mined tables, not on batches."""
     (tmp_path / "fit.py").write_text(SAMPLER_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env["MASTER_PORT"] = str(free_port())

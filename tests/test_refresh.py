@@ -17,8 +17,8 @@ from facerec.data.offline_triplets import OfflineTripletOptions
 from facerec.errors import ConfigError
 from facerec.mining.neighbours import brute_force_neighbours
 from facerec.mining.offline import select_triplets
-from facerec.refresh import HardIdentityRefresh, OfflineTripletRefresh
 from facerec.module import FaceRecognitionModule, load_init_weights
+from facerec.refresh import HardIdentityRefresh, OfflineTripletRefresh
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONE = {
@@ -122,3 +122,18 @@ def test_init_from_loads_the_backbone_through_the_finetune_recipe(tmp_path: Path
     )
     with pytest.raises(ConfigError, match="does not match"):
         load_init_weights(other, str(ckpt))
+
+
+def test_data_callbacks_are_what_the_sampler_needs_and_fit_refuses_without_them() -> None:
+    from types import SimpleNamespace
+
+    from facerec.refresh import check_data_callbacks, data_callbacks
+
+    hard = FaceDataModule(sampler="hard_identity", pk=PKOptions(p=4, k=2), val_identities=0)
+    offline = FaceDataModule(sampler="offline_triplets", val_identities=0)
+    assert [type(c) for c in data_callbacks(hard)] == [HardIdentityRefresh]
+    assert [type(c) for c in data_callbacks(offline)] == [OfflineTripletRefresh]
+    assert data_callbacks(FaceDataModule(sampler="pk", val_identities=0)) == []
+    check_data_callbacks(SimpleNamespace(callbacks=data_callbacks(hard)), hard)
+    with pytest.raises(ConfigError, match="needs facerec.refresh.OfflineTripletRefresh"):
+        check_data_callbacks(SimpleNamespace(callbacks=[]), offline)

@@ -26,12 +26,10 @@ from facerec.data.folder import read_name_list, scan_image_folder
 from facerec.data.hard_identity import HardIdentityOptions
 from facerec.data.image import ResizeMode
 from facerec.data.offline_triplets import OfflineTripletOptions
-from facerec.data.pairs import make_pairs
+from facerec.data.pairs import SYNTHETIC_HELD_OUT_START, make_pairs
 from facerec.data.transforms import DEFAULT_AUGMENT, build_augment
 from facerec.errors import ConfigError, DataError
-
-#: Synthetic validation identities are drawn from this range, disjoint from training ids.
-SYNTHETIC_VAL_OFFSET = 1_000_000
+from facerec.options import coerce
 
 
 @dataclass
@@ -224,20 +222,18 @@ class FaceDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.sampler = sampler
-        self.pk = pk if isinstance(pk, PKOptions) else PKOptions()
+        # option dicts (from YAML) are converted, anything else refused; None: the defaults
+        self.pk = coerce(pk, PKOptions, "data.pk") or PKOptions()
         self.hard_identity = (
-            hard_identity
-            if isinstance(hard_identity, HardIdentityOptions)
-            else HardIdentityOptions()
+            coerce(hard_identity, HardIdentityOptions, "data.hard_identity")
+            or HardIdentityOptions()
         )
-        self.offline = (
-            offline if isinstance(offline, OfflineTripletOptions) else OfflineTripletOptions()
+        self.offline = coerce(offline, OfflineTripletOptions, "data.offline") or (
+            OfflineTripletOptions()
         )
         self.train_batch_sampler: Any = None
         self.augment_spec = list(DEFAULT_AUGMENT if augment is None else augment)
-        self.synthetic = (
-            synthetic if isinstance(synthetic, SyntheticOptions) else SyntheticOptions()
-        )
+        self.synthetic = coerce(synthetic, SyntheticOptions, "data.synthetic") or SyntheticOptions()
         self.val_identities = val_identities
         self.val_list = val_list
         self.include_list = include_list
@@ -436,7 +432,7 @@ class FaceDataModule(pl.LightningDataModule):
             )
         if self.val_set is None and self.has_validation:
             if index["kind"] == "synthetic":
-                ids = SYNTHETIC_VAL_OFFSET + np.arange(self.val_identities)
+                ids = SYNTHETIC_HELD_OUT_START + np.arange(self.val_identities)
                 images, labels = self._render_synthetic(ids, self.val_images_per_identity)
                 val_loader: Any = ArrayLoader(images)
             else:
@@ -449,21 +445,6 @@ class FaceDataModule(pl.LightningDataModule):
                 )
             self.val_set = FaceDataset(val_loader, labels, strict=True, **common)
             self.pairs = make_pairs(labels, self.val_pairs, seed=self.seed)
-        if self.trainer is not None:
-            # The train batch samplers shard by rank themselves (the same global batch for any
-            # number of processes); Lightning must not wrap them in a DistributedSampler.
-            self.trainer._accelerator_connector.use_distributed_sampler = False
-            from facerec import refresh
-            from facerec.callbacks import ResumeLoaderState  # mid-epoch resume of the sampler
-
-            if not any(isinstance(c, ResumeLoaderState) for c in self.trainer.callbacks):
-                self.trainer.callbacks.append(ResumeLoaderState())
-            if self.sampler == "hard_identity":
-                cb: Any = refresh.HardIdentityRefresh(self, self.hard_identity, seed=self.seed)
-                refresh.attach(self.trainer, cb)
-            elif self.sampler == "offline_triplets":
-                cb = refresh.OfflineTripletRefresh(self, self.offline, seed=self.seed)
-                refresh.attach(self.trainer, cb)
 
     # ------------------------------------------------------------ dataloaders
     def _loader_kwargs(self) -> dict[str, Any]:
@@ -504,7 +485,7 @@ class FaceDataModule(pl.LightningDataModule):
                 min_images=self.pk.min_images,
                 seed=self.seed,
             )
-            self._pk_sampler = self.train_batch_sampler = batch_sampler
+            self.train_batch_sampler = batch_sampler
             return self._resumable_loader(batch_sampler)
         if self.sampler == "hard_identity":
             from facerec.data.hard_identity import HardIdentitySampler
@@ -567,6 +548,3 @@ class FaceDataModule(pl.LightningDataModule):
         acc, _ = best_threshold_accuracy((x[i1] * x[i2]).sum(1), same)
         return float(acc)
 
-
-def default_num_workers() -> int:
-    return min(4, os.cpu_count() or 1)

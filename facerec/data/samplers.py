@@ -10,7 +10,7 @@
   state of each *stateful* train loader, ``CombinedLoader._state_dicts``) and hands back before
   the first batch of a resumed fit, so ``--ckpt_path last`` continues with the very next batch.
 
-Under Lightning with DDP pass ``use_distributed_sampler=False`` to the Trainer (FaceDataModule
+Under Lightning with DDP pass ``use_distributed_sampler=False`` to the Trainer (``facerec fit``
 does): the samplers shard by rank themselves, and Lightning cannot rebuild a custom batch sampler
 around a DistributedSampler (it raises a TypeError otherwise). Lightning calls ``set_epoch`` on
 ``loader.sampler`` and on ``loader.batch_sampler.sampler`` only, so each batch sampler's
