@@ -315,7 +315,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     names = _unique_names([q for _, q in specs])
     results: dict = {
         "facerec_version": facerec.__version__,
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": ["facerec", "eval", *argv],
         "settings": {
             "flip": not args.no_flip,

@@ -319,7 +319,7 @@ def _summary(data, d: Diagnosis, skipped, keep, opt: DoctorOptions) -> dict:
     y = data.labels
     return {
         "facerec_version": facerec.__version__,
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "data": data.root,
         "kind": data.kind,
         "num_images": len(data),

@@ -518,7 +518,7 @@ def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLi
     benches: list[str] = []
     for mv in models.values():
         benches += [b for b in mv.get("verification", {}) if b not in benches]
-    created = results.get("created_utc") or datetime.datetime.now(datetime.timezone.utc).isoformat(
+    created = results.get("created_utc") or datetime.datetime.now(datetime.UTC).isoformat(
         timespec="seconds"
     )
     doc = [
