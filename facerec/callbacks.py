@@ -13,6 +13,7 @@ from lightning_fabric.utilities.cloud_io import get_filesystem
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
+from facerec import lightning_compat
 from facerec.data.interface import TrainingData
 from facerec.io import atomic_path
 
@@ -173,24 +174,10 @@ class FreezeBatchNorm(pl.Callback):
 
 
 class ResumeLoaderState(pl.Callback):
-    """Hand a checkpoint's train-loader position to the loader even when Lightning does not.
-
-    Lightning saves the state of stateful train loaders (:class:`facerec.data.samplers.
-    ResumableDataLoader`) in checkpoints and loads it in ``FitLoop.setup_data``; but when
-    ``configure_optimizers`` reads ``trainer.estimated_stepping_batches`` (ours does, for the
-    schedule), the loader is set up and iterated before the checkpoint is restored, and the
-    saved position is silently dropped (Lightning issue #20550). At ``on_train_start``, after the
-    restore and before the first batch, this loads the pending state and restarts the loader's
-    iterator, as the proposed upstream fix does. It does nothing when no state is pending.
-    ``facerec fit`` adds it to the trainer.
+    """Hand a checkpoint's train-loader position to the loader even when Lightning does not
+    (Lightning issue #20550; see :func:`facerec.lightning_compat.restore_pending_loader_state`),
+    at ``on_train_start``, after the restore and before the first batch. ``facerec fit`` adds it.
     """
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        loop = trainer.fit_loop
-        pending = getattr(loop, "_combined_loader_states_to_load", None)
-        if not pending or getattr(loop, "_combined_loader", None) is None or not loop.restarting:
-            return
-        loop._load_combined_loader_states()
-        fetcher = getattr(loop, "_data_fetcher", None)
-        if fetcher is not None:
-            iter(fetcher)  # the old iterator (and its prefetched batch) predates the restore
+        lightning_compat.restore_pending_loader_state(trainer)

@@ -50,8 +50,9 @@ Any config key can be overridden with dotted options, e.g. --trainer.max_steps 1
 
 def _cli_class():
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-    from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+    from pytorch_lightning.cli import LightningArgumentParser
 
+    from facerec import lightning_compat
     from facerec.callbacks import (
         AtomicCheckpointIO,
         ResumeLoaderState,
@@ -63,7 +64,7 @@ def _cli_class():
     from facerec.module import FaceRecognitionModule
     from facerec.refresh import data_callbacks
 
-    class FacerecCLI(LightningCLI):
+    class FacerecCLI(lightning_compat.cli_base()):  # type: ignore[misc]
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -86,19 +87,16 @@ def _cli_class():
                 }
             )
 
-        def _instantiate_trainer(self, config, callbacks):
+        def filter_callbacks(self, config, callbacks):
             if config.get("enable_checkpointing") is False:  # drop our `checkpoint` callback
                 callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
-            return super()._instantiate_trainer(config, callbacks)
+            return callbacks
 
-        def _parse_ckpt_path(self) -> None:
+        def before_ckpt_path(self, path: str | None) -> None:
             # Lightning merges the hyper-parameters of --ckpt_path FILE into the config after a
             # bare torch.load; read the file safely first (one line if damaged or hostile)
-            sub = self.config.get("subcommand")
-            path = self.config[sub].get("ckpt_path") if sub else None
             if path and os.path.isfile(path):
                 read_resume(path)
-            super()._parse_ckpt_path()
 
         def init_parser(self, **kwargs) -> LightningArgumentParser:
             parser = super().init_parser(**kwargs)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from jsonargparse import lazy_instance
 from torch import nn
 
-from facerec import __version__
+from facerec import __version__, lightning_compat
 from facerec.data.datasets import normalize_images
 from facerec.data.interface import TrainingData
 from facerec.distill import DistillOptions, FrozenTeacher, make_projection
@@ -129,9 +129,7 @@ class FaceRecognitionModule(pl.LightningModule):
         distill: DistillOptions | None = None,
     ) -> None:
         super().__init__()
-        from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
-
-        if _given_hyperparameters.get() is not None:  # built from a config: store the config
+        if lightning_compat.given_hyperparameters() is not None:  # from a config: store it
             self.save_hyperparameters()
         else:  # built in Python from objects: store what is plain data
             self.save_hyperparameters(ignore=["backbone", "head", "metric_loss"])
@@ -212,13 +210,7 @@ class FaceRecognitionModule(pl.LightningModule):
         The config is stored as the hyper-parameters, so the checkpoint reloads with
         ``load_from_checkpoint(path)`` alone, as it does for models built by ``facerec fit``.
         """
-        from pytorch_lightning.cli import instantiate_module
-        from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters_context
-
-        with _given_hyperparameters_context(
-            hparams=config, instantiator="pytorch_lightning.cli.instantiate_module"
-        ):
-            return instantiate_module(cls, config)
+        return lightning_compat.from_config(cls, config)
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
@@ -266,7 +258,7 @@ class FaceRecognitionModule(pl.LightningModule):
         if isinstance(batch, list | tuple) and batch and isinstance(batch[0], torch.Tensor):
             if batch[0].dtype == torch.uint8:
                 images = normalize_images(batch[0])
-                if self._trainer is not None:
+                if lightning_compat.attached_trainer(self) is not None:
                     images = self.trainer.precision_plugin.convert_input(images)
                 rest = list(batch[1:])
                 batch = [images, *rest] if isinstance(batch, list) else (images, *rest)
@@ -485,7 +477,8 @@ class FaceRecognitionModule(pl.LightningModule):
     def _training_data(self) -> TrainingData | None:
         """The trainer's DataModule when it offers :class:`TrainingData` (the documented
         interface the module reads), else None."""
-        dm = self.trainer.datamodule if self._trainer is not None else None
+        trainer = lightning_compat.attached_trainer(self)
+        dm = trainer.datamodule if trainer is not None else None
         return dm if isinstance(dm, TrainingData) else None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ LAYERS: dict[str, str] = {
     "facerec.refresh": "training",
     "facerec.distill": "training",
     "facerec.finetune": "training",
-    "facerec.lightning_compat": "training",
+    "facerec.lightning_compat": "base",
     "facerec.eval": "eval",
     "facerec.export": "export",
     "facerec.cli": "entry",

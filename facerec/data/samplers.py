@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
-from facerec import distributed
+from facerec import distributed, lightning_compat
 from facerec.errors import ConfigError
 
 __all__ = ["PKSampler", "ResumableDataLoader", "ShuffleBatchSampler", "lightning_batches_done"]
@@ -312,7 +312,7 @@ def lightning_batches_done(trainer: Any) -> Callable[[], int]:
         t = ref()
         if t is None:
             raise RuntimeError("the trainer of this DataLoader no longer exists")
-        return int(t.fit_loop.epoch_loop.batch_progress.current.processed)
+        return lightning_compat.batches_processed(t)
 
     return done
 
