@@ -85,7 +85,7 @@ COMMON = [
     "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.precision=32-true",
     "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
     "--trainer.num_sanity_val_steps=0", "--trainer.logger=false",
-    "--data.num_workers=1", "--data.pin_memory=false", f"--data.image_size=[{SIZE}, {SIZE}]",
+    "--data.num_workers=0", "--data.pin_memory=false", f"--data.image_size=[{SIZE}, {SIZE}]",
     "--model.backbone.init_args.depth=18", "--model.backbone.init_args.width=0.25",
     "--model.backbone.init_args.embedding_dim=128",
     f"--model.backbone.init_args.input_size=[{SIZE}, {SIZE}]",
@@ -93,14 +93,14 @@ COMMON = [
 
 
 def fit(config: str, out: Path, *args: str) -> tuple[Path, float]:
-    """``facerec fit --config configs/<config>`` with ``args``; returns (last.ckpt, seconds)."""
-    t0 = time.perf_counter()
+    """``facerec fit --config configs/<config>`` with ``args``; returns (last.ckpt, CPU seconds)."""
+    t0 = time.process_time()
     argv = ["fit", "--config", str(ROOT / "configs" / config), *COMMON]
     argv += [f"--trainer.default_root_dir={out}", *args]
     rc = facerec_main(argv)
     if rc != 0:
         raise SystemExit(f"facerec fit --config {config} failed ({rc})")
-    return next(out.rglob("last.ckpt")), time.perf_counter() - t0
+    return next(out.rglob("last.ckpt")), time.process_time() - t0
 
 
 def insightface_backbone(ckpt: Path, out: Path) -> Path:
@@ -142,8 +142,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=1000, help="positive (= negative) pairs")
     ap.add_argument("--no-orl", action="store_true", help="skip the ORL faces")
     ap.add_argument("--keep", type=Path, help="keep the runs in this folder")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: see BENCHMARKS.md)")
     args = ap.parse_args()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="facerec-ft-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -169,13 +170,15 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(
         f"\npre-training: {args.pretrain_ids}×{args.pretrain_imgs} synthetic (seed 0), "
-        f"{args.pretrain_epochs} epochs, {t_pre:.0f} s; total {time.perf_counter() - t0:.0f} s"
+        f"{args.pretrain_epochs} epochs, {t_pre:.0f} CPU s; "
+        f"total {time.perf_counter() - t0:.0f} s wall"
     )
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__}, load average {load:.1f} at the end\n"
+        f"torch {torch.__version__}, {args.threads} torch thread(s), "
+        f"load average {load:.1f} at the end\n"
     )
-    print("| small training set | model | held-out 10-fold accuracy | fit s |")
+    print("| small training set | model | held-out 10-fold accuracy | fit CPU s |")
     print("|---|---|---:|---:|")
     for name, what, acc, secs in rows:
         print(f"| {name} | {what} | {acc:.2%} | {secs:.0f} |")
