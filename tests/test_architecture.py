@@ -22,6 +22,8 @@ LAYERS: dict[str, str] = {
     "facerec.errors": "base",
     "facerec.io": "base",
     "facerec.distributed": "base",
+    "facerec.options": "base",
+    "facerec.lightning_compat": "base",
     "facerec.models": "blocks",
     "facerec.heads": "blocks",
     "facerec.losses": "blocks",
@@ -37,7 +39,7 @@ LAYERS: dict[str, str] = {
     "facerec.refresh": "training",
     "facerec.distill": "training",
     "facerec.finetune": "training",
-    "facerec.lightning_compat": "base",
+    "facerec.curves": "training",
     "facerec.eval": "eval",
     "facerec.export": "export",
     "facerec.cli": "entry",
@@ -80,8 +82,12 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
 
 
 def layer_of(name: str) -> str | None:
-    best = max((p for p in LAYERS if name == p or name.startswith(p + ".")), key=len, default=None)
-    return LAYERS[best] if best else None
+    """The layer of the longest LAYERS prefix of ``name`` ("facerec" alone names the package's
+    ``__init__`` only, so a new top-level module needs its own entry)."""
+    if name == "facerec":
+        return LAYERS[name]
+    found = [p for p in LAYERS if p != "facerec" and (name == p or name.startswith(p + "."))]
+    return LAYERS[max(found, key=len)] if found else None
 
 
 def graph() -> dict[str, set[str]]:
@@ -152,3 +158,4 @@ def test_the_checker_sees_relative_and_lazy_imports(tmp_path: Path) -> None:
     assert got == {"facerec.pkg.sub", "facerec.pkg.other", "facerec.io"}
     assert layer_of("facerec.align.cli") == "entry"
     assert layer_of("facerec.align.transform") == "data"
+    assert layer_of("facerec.brand_new") is None  # a new top-level module must be placed
