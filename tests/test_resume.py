@@ -10,7 +10,8 @@ cosine schedule with warm-up; one DataLoader worker, so batch indices are prefet
 3. resumed: the same command with ``--ckpt_path last`` in the same folder.
 
 The resumed run must start at global step 5 and train, step for step, on the batches of the
-uninterrupted run (the sampler position is restored through Lightning's stateful-loader state),
+uninterrupted run (the sampler position is restored through Lightning's stateful-loader state,
+and the augmentation draws, a flip and a brightness/contrast change, are seeded per sample),
 with its learning rates (scheduler state) and losses (optimiser state, head buffers, weights),
 and end with the same weights and buffers. Same process, same threads: equal to float rounding
 (tolerance 1e-6 relative on losses, 1e-6 on weights).
@@ -41,7 +42,8 @@ ARGS = [
     "--model.backbone.init_args.width", "0.125", "--model.backbone.init_args.embedding_dim", "16",
     "--model.head", "facerec.heads.CurricularFaceHead",
     "--model.warmup_epochs", "0.5", "--model.lr_schedule", "cosine",
-    "--data.batch_size", "16", "--data.num_workers", "1", "--data.augment", "[]",
+    "--data.batch_size", "16", "--data.num_workers", "1",
+    "--data.augment", "[{name: HorizontalFlip, p: 0.5}, {name: RandomBrightnessContrast, p: 0.5}]",
     "--checkpoint_every_n_steps", "2",
     "--trainer.callbacks+=lightning_probe.Probe",
 ]  # fmt: skip
