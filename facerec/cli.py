@@ -225,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         if argv[0] in LIGHTNING_COMMANDS:
             from facerec.recipes import resolve_config_args  # a bare recipe name works anywhere
 
-            return run_lightning(argv[:1] + resolve_config_args(argv[1:]))
+            resolved = argv[:1] + resolve_config_args(argv[1:])
+            if argv == sys.argv[1:]:  # LightningCLI checks its args against sys.argv
+                sys.argv[1:] = resolved
+            return run_lightning(resolved)
         print(
             f"facerec: error: unknown command {argv[0]!r}; expected one of "
             f"{', '.join(LIGHTNING_COMMANDS + tuple(TOOL_COMMANDS))} (see facerec --help)",

@@ -73,20 +73,27 @@ def resolve_config(value: str) -> tuple[str, bool]:
 
 def resolve_config_args(argv: list[str]) -> list[str]:
     """``argv`` of fit/validate/test with every ``--config`` value resolved by
-    :func:`resolve_config`; each packaged recipe used is named on stderr."""
+    :func:`resolve_config`; each packaged recipe used is named on stderr. A missing bare
+    ``NAME.yaml`` that is no recipe either raises :class:`ConfigError` listing the recipes."""
     out = list(argv)
     for i, arg in enumerate(out):
         flag, eq, value = arg.partition("=")
-        if eq and flag in CONFIG_FLAGS:
-            path, packaged = resolve_config(value)
-            out[i] = f"{flag}={path}"
-        elif arg in CONFIG_FLAGS and i + 1 < len(out):
-            path, packaged = resolve_config(out[i + 1])
-            out[i + 1] = path
-        else:
+        if not (eq and flag in CONFIG_FLAGS) and not (arg in CONFIG_FLAGS and i + 1 < len(out)):
             continue
+        given = value if eq else out[i + 1]
+        path, packaged = resolve_config(given)
+        if eq:
+            out[i] = f"{flag}={path}"
+        else:
+            out[i + 1] = path
         if packaged:
             print(f"facerec: using the packaged recipe {path}", file=sys.stderr)
+        elif not Path(given).exists() and Path(given).parent == Path("."):
+            known = ", ".join(list_recipes()) or "none installed"
+            raise ConfigError(
+                f"--config {given}: no such file here and no packaged recipe of that name; "
+                f"expected a path or one of: {known} (facerec recipes)"
+            )
     return out
 
 

@@ -39,9 +39,13 @@ def test_local_file_wins(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     Path("quickstart.yaml").write_text("seed_everything: 1\n")
     assert recipes.resolve_config("quickstart.yaml") == ("quickstart.yaml", False)
-    # unknown names and other folders are left for LightningCLI to report
-    assert recipes.resolve_config("nope.yaml") == ("nope.yaml", False)
+    # a missing path in another folder is left for LightningCLI to report
     assert recipes.resolve_config("elsewhere/cosface_r50.yaml")[1] is False
+    assert recipes.resolve_config_args(["-c", "elsewhere/x.yaml"]) == ["-c", "elsewhere/x.yaml"]
+    # a missing bare name that is no recipe either: one line naming the recipes
+    assert recipes.resolve_config("nope.yaml") == ("nope.yaml", False)
+    with pytest.raises(ConfigError, match=r"--config nope.yaml: no such file here and no "):
+        recipes.resolve_config_args(["--config", "nope.yaml"])
 
 
 def test_recipes_command_lists_and_copies(tmp_path, monkeypatch, capsys) -> None:
