@@ -21,12 +21,13 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
-from facerec.data.datasets import ArrayLoader, FaceDataset, IndexedDataset, PathLoader
+from facerec.data.datasets import FaceDataset, IndexedDataset
 from facerec.data.folder import read_name_list, scan_image_folder
 from facerec.data.hard_identity import HardIdentityOptions
 from facerec.data.image import ResizeMode
 from facerec.data.offline_triplets import OfflineTripletOptions
 from facerec.data.pairs import SYNTHETIC_HELD_OUT_START, make_pairs
+from facerec.data.sources import FileImages, SubsetImages
 from facerec.data.transforms import DEFAULT_AUGMENT, build_augment
 from facerec.errors import ConfigError, DataError
 from facerec.options import coerce
@@ -55,23 +56,6 @@ class PKOptions:
     p: int = 32
     k: int = 4
     min_images: int = 2
-
-
-class _SubsetLoader:
-    """Image ``indices[i]`` of another loader or RecordIO set (picklable): the samples of a
-    RecordIO set a split keeps, or those ``data.include_list`` names."""
-
-    def __init__(self, load: Any, indices: np.ndarray) -> None:
-        self.load, self.indices = load, np.asarray(indices, dtype=np.int64)
-
-    def __call__(self, i: int) -> np.ndarray:
-        load = getattr(self.load, "load_image", self.load)
-        return load(int(self.indices[i]))
-
-    def describe(self, i: int) -> str:
-        describe = getattr(self.load, "describe", None)
-        j = int(self.indices[i])
-        return describe(j) if describe is not None else f"image {j}"
 
 
 class _EpochKeys:
@@ -133,7 +117,7 @@ def _readable_only(held_out: FaceDataset) -> tuple[Any, np.ndarray]:
     """Decode every held-out image now; leave the unreadable ones out, naming them.
 
     Validation reads its images strictly, so a bad one would otherwise end the fit at the first
-    validation, after an epoch of work. Returns (loader, labels) of the readable images.
+    validation, after an epoch of work. Returns (images, labels) of the readable images.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -147,7 +131,7 @@ def _readable_only(held_out: FaceDataset) -> tuple[Any, np.ndarray]:
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         ok = np.fromiter(pool.map(readable, range(len(held_out))), dtype=bool, count=len(held_out))
     if ok.all():
-        return held_out.loader, held_out.labels
+        return held_out.images, held_out.labels
     bad = np.flatnonzero(~ok)
     named = ", ".join(held_out.describe(int(i)) for i in bad[:3])
     more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
@@ -155,7 +139,7 @@ def _readable_only(held_out: FaceDataset) -> tuple[Any, np.ndarray]:
         f"held-out validation: skipped {len(bad)} unreadable images ({named}{more}); val/acc "
         "leaves out the pairs they would have been in"
     )
-    return _SubsetLoader(held_out.loader, np.flatnonzero(ok)), held_out.labels[ok]
+    return SubsetImages(held_out.images, np.flatnonzero(ok)), held_out.labels[ok]
 
 
 class FaceDataModule(pl.LightningDataModule):
@@ -415,14 +399,14 @@ class FaceDataModule(pl.LightningDataModule):
                 images, labels = self._render_synthetic(
                     np.arange(s.identities), s.images_per_identity
                 )
-                loader: Any = ArrayLoader(images)
+                images_src: Any = images
             elif index["kind"] == "recordio":
-                loader = _SubsetLoader(index["rec"], index["train_idx"])
+                images_src = SubsetImages(index["rec"].images, index["train_idx"])
                 labels = index["train_labels"]
             else:
-                loader, labels = PathLoader(index["train_paths"]), index["train_labels"]
+                images_src, labels = FileImages(index["train_paths"]), index["train_labels"]
             self.train_set = FaceDataset(
-                loader,
+                images_src,
                 labels,
                 augment=augment,
                 strict=self.strict,
@@ -434,16 +418,16 @@ class FaceDataModule(pl.LightningDataModule):
             if index["kind"] == "synthetic":
                 ids = SYNTHETIC_HELD_OUT_START + np.arange(self.val_identities)
                 images, labels = self._render_synthetic(ids, self.val_images_per_identity)
-                val_loader: Any = ArrayLoader(images)
+                val_images: Any = images
             else:
                 if index["kind"] == "recordio":
-                    val_loader = _SubsetLoader(index["rec"], index["val_idx"])
+                    val_images = SubsetImages(index["rec"].images, index["val_idx"])
                 else:
-                    val_loader = PathLoader(index["val_paths"])
-                val_loader, labels = _readable_only(
-                    FaceDataset(val_loader, index["val_labels"], strict=True, **common)
+                    val_images = FileImages(index["val_paths"])
+                val_images, labels = _readable_only(
+                    FaceDataset(val_images, index["val_labels"], strict=True, **common)
                 )
-            self.val_set = FaceDataset(val_loader, labels, strict=True, **common)
+            self.val_set = FaceDataset(val_images, labels, strict=True, **common)
             self.pairs = make_pairs(labels, self.val_pairs, seed=self.seed)
 
     # ------------------------------------------------------------ dataloaders

@@ -1,7 +1,8 @@
 """Torch data sets that turn a source of RGB images into training samples.
 
-A *source* is anything indexable that returns an RGB uint8 (H, W, 3) image: a list of file paths
-(the image-folder layout), an in-memory array (the synthetic faces), or a RecordIO file.
+A source is an :class:`~facerec.data.sources.ImageSource`: image files
+(:class:`~facerec.data.sources.FileImages`), an in-memory array (the synthetic faces) or a
+RecordIO set's ``images``.
 :class:`FaceDataset` brings each image to the input size and augments it, and hands it on as a
 uint8 (3, H, W) tensor: a quarter of the bytes of float32 between DataLoader workers and to the
 device. :func:`normalize_images` turns a batch into the network input, (x − 127.5)/127.5 in RGB
@@ -11,17 +12,16 @@ order, on the device the model is on (``FaceRecognitionModule.on_after_batch_tra
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from facerec.data.image import MEAN, STD, ResizeMode, fit_to_size, read_image
+from facerec.data.image import MEAN, STD, ResizeMode, fit_to_size
+from facerec.data.sources import ImageSource, describe
 from facerec.data.transforms import apply_augment, seed_augment
 from facerec.errors import DataError
-
-ImageLoader = Callable[[int], np.ndarray]
 
 
 def to_chw_uint8(img: np.ndarray) -> torch.Tensor:
@@ -41,32 +41,6 @@ def normalize_images(images: torch.Tensor) -> torch.Tensor:
     return (images.to(torch.float32) - MEAN) / STD
 
 
-class PathLoader:
-    """Load the i-th image of a list of file paths (picklable, so DataLoader workers can use it)."""
-
-    def __init__(self, paths: Sequence[str]) -> None:
-        self.paths = list(paths)
-
-    def __call__(self, i: int) -> np.ndarray:
-        return read_image(self.paths[i])
-
-    def describe(self, i: int) -> str:
-        return self.paths[i]
-
-
-class ArrayLoader:
-    """Images held in memory as one (N, H, W, 3) uint8 array."""
-
-    def __init__(self, images: np.ndarray) -> None:
-        self.images = images
-
-    def __call__(self, i: int) -> np.ndarray:
-        return self.images[i]
-
-    def describe(self, i: int) -> str:
-        return f"in-memory image {i}"
-
-
 #: bad-file slots in a training sample (see :class:`FaceDataset`): enough for the bad images one
 #: sample meets in practice; more are still skipped and warned about, not counted
 MAX_BAD_PER_SAMPLE = 8
@@ -79,7 +53,7 @@ class FaceDataset(Dataset):
     label int64, bad (MAX_BAD_PER_SAMPLE,) int64.
 
     Args:
-        loader: callable i -> RGB uint8 image (with an optional ``describe(i)`` for messages).
+        images: the N images (:class:`~facerec.data.sources.ImageSource`).
         labels: (N,) int64 identity label of each sample.
         image_size: (height, width) the network takes.
         resize_mode: how images of another size are brought to it ('resize' or 'center_crop').
@@ -102,7 +76,7 @@ class FaceDataset(Dataset):
 
     def __init__(
         self,
-        loader: ImageLoader,
+        images: ImageSource,
         labels: np.ndarray,
         image_size: tuple[int, int] = (112, 112),
         resize_mode: ResizeMode = "resize",
@@ -111,7 +85,7 @@ class FaceDataset(Dataset):
         seed: int = 0,
         names: Sequence[str] | None = None,
     ) -> None:
-        self.loader = loader
+        self.images = images
         self.labels = np.asarray(labels, dtype=np.int64)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.resize_mode = resize_mode
@@ -127,12 +101,11 @@ class FaceDataset(Dataset):
 
     def load(self, i: int) -> np.ndarray:
         """RGB uint8 image i at the input size, not augmented."""
-        return fit_to_size(self.loader(i), self.image_size, self.resize_mode)
+        return fit_to_size(self.images[i], self.image_size, self.resize_mode)
 
     def describe(self, i: int) -> str:
         """Where image ``i`` comes from, for messages."""
-        describe = getattr(self.loader, "describe", None)
-        return describe(i) if describe is not None else f"image {i}"
+        return describe(self.images, i)
 
     def identity(self, label: int) -> str:
         """The identity of ``label`` as messages name it."""

@@ -20,11 +20,19 @@ class ImageSource(Protocol):
     """A random-access list of images: ``len(src)`` and ``src[i]`` -> RGB uint8 (H, W, 3).
 
     ``src[i]`` raises :class:`facerec.errors.DataError` naming the image when it does not read.
+    A source may also have ``describe(i)``: where image i comes from, for messages (see
+    :func:`describe`). An (N, H, W, 3) uint8 array is a source as it is.
     """
 
     def __len__(self) -> int: ...
 
     def __getitem__(self, i: int) -> np.ndarray: ...
+
+
+def describe(images: ImageSource, i: int) -> str:
+    """Where image ``i`` of ``images`` comes from: its ``describe(i)``, else "image i"."""
+    named = getattr(images, "describe", None)
+    return named(i) if named is not None else f"image {i}"
 
 
 class FileImages:
@@ -39,6 +47,9 @@ class FileImages:
     def __getitem__(self, i: int) -> np.ndarray:
         return read_image(self.paths[i])
 
+    def describe(self, i: int) -> str:
+        return self.paths[i]
+
 
 class EncodedImages:
     """Encoded image byte strings (JPEG, PNG, ...) decoded on access."""
@@ -51,7 +62,10 @@ class EncodedImages:
         return len(self.blobs)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return decode_image(self.blobs[i], source=f"{self.source} (image {i})")
+        return decode_image(self.blobs[i], source=self.describe(i))
+
+    def describe(self, i: int) -> str:
+        return f"{self.source} (image {i})"
 
 
 class SubsetImages:
@@ -66,5 +80,8 @@ class SubsetImages:
     def __getitem__(self, i: int) -> np.ndarray:
         return self.images[int(self.indices[i])]
 
+    def describe(self, i: int) -> str:
+        return describe(self.images, int(self.indices[i]))
 
-__all__ = ["EncodedImages", "FileImages", "ImageSource", "SubsetImages"]
+
+__all__ = ["EncodedImages", "FileImages", "ImageSource", "SubsetImages", "describe"]

@@ -75,17 +75,6 @@ class TrainingImages:
         return len(self.keys)
 
 
-class _RecordImages:
-    def __init__(self, rec) -> None:
-        self.rec = rec
-
-    def __len__(self) -> int:
-        return len(self.rec)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.rec.load_image(i)
-
-
 def read_training_images(root: str | os.PathLike[str]) -> TrainingImages:
     """An image folder (``root/identity/image``) or RecordIO set (``train.rec``/``.idx``)."""
     r = Path(root)
@@ -96,7 +85,7 @@ def read_training_images(root: str | os.PathLike[str]) -> TrainingImages:
         labels = np.asarray(rec.labels, np.int64)
         n = int(labels.max()) + 1 if labels.size else 0
         return TrainingImages(
-            _RecordImages(rec),
+            rec.images,
             labels,
             [str(i) for i in range(n)],
             [str(i) for i in range(len(rec))],

@@ -63,7 +63,7 @@ def test_corrupt_image_is_skipped_and_counted_or_strict(image_folder):
     )
     dm.setup("fit")
     ds = dm.train_set
-    bad_idx = next(i for i in range(len(ds)) if "person_1/001.png" in ds.loader.describe(i))
+    bad_idx = next(i for i in range(len(ds)) if "person_1/001.png" in ds.describe(i))
     with pytest.warns(UserWarning, match="001.png"):
         x, y, bad = ds[bad_idx]
     assert bad.tolist() == [bad_idx] + [-1] * 7  # the bad file's index, for a distinct count
@@ -139,7 +139,7 @@ def test_unreadable_held_out_image_is_left_out_at_setup_and_named(image_folder, 
     with pytest.warns(UserWarning, match=rf"skipped 1 unreadable images \(.*person_2/{bad.name}\)"):
         dm.setup("fit")
     assert len(dm.val_set) == 5  # 2 identities x 3 images, less the bad one
-    assert all(dm.val_set.loader.describe(i) != str(bad) for i in range(5))
+    assert all(dm.val_set.describe(i) != str(bad) for i in range(5))
     i1, i2, _ = dm.pairs
     assert max(i1.max(), i2.max()) < 5
     images, index = next(iter(DataLoader(IndexedDataset(dm.val_set), batch_size=8)))

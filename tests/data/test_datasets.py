@@ -10,7 +10,6 @@ from torch.utils.data import DataLoader
 
 from facerec.data.datamodule import FaceDataModule
 from facerec.data.datasets import (
-    ArrayLoader,
     FaceDataset,
     IndexedDataset,
     normalize_images,
@@ -41,7 +40,7 @@ def _augment(seed: int):
 def test_uint8_batches_normalise_to_the_old_float_path_bit_for_bit() -> None:
     images = _images()
     labels = np.arange(len(images)) // 3
-    ds = FaceDataset(ArrayLoader(images), labels, image_size=(32, 32), augment=_augment(7))
+    ds = FaceDataset(images, labels, image_size=(32, 32), augment=_augment(7))
     batch = next(iter(DataLoader(ds, batch_size=len(ds), num_workers=0)))
     x, y, bad = batch
     assert x.dtype == torch.uint8 and x.shape == (12, 3, 32, 32) and x.is_contiguous()
@@ -91,13 +90,16 @@ def test_pin_memory_follows_the_device_unless_set() -> None:
 
 # ------------------------------------------ unreadable training images (issue 11)
 class _Flaky:
-    """An image loader for which some indices are unreadable (raise DataError, as a corrupt
+    """An image source for which some indices are unreadable (raise DataError, as a corrupt
     file does)."""
 
     def __init__(self, images: np.ndarray, bad: set[int]) -> None:
         self.images, self.bad = images, bad
 
-    def __call__(self, i: int) -> np.ndarray:
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> np.ndarray:
         if i in self.bad:
             from facerec.errors import DataError
 

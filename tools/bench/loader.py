@@ -46,8 +46,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from facerec.data.datasets import ArrayLoader, FaceDataset, PathLoader, normalize_images
+from facerec.data.datasets import FaceDataset, normalize_images
 from facerec.data.folder import scan_image_folder
+from facerec.data.sources import FileImages
 from facerec.data.transforms import DEFAULT_AUGMENT, build_augment
 
 ORL = Path(__file__).resolve().parents[3] / "shared" / "data" / "orl_faces"
@@ -167,14 +168,14 @@ def facerec_dataset(kind: str, src: dict[str, Any]) -> FaceDataset:
     augment = build_augment(DEFAULT_AUGMENT)
     if kind == "folder":
         paths, labels, _ = scan_image_folder(src["folder"])
-        return FaceDataset(PathLoader(paths), labels, (SIZE, SIZE), augment=augment)
+        return FaceDataset(FileImages(paths), labels, (SIZE, SIZE), augment=augment)
     if kind == "recordio":
         from facerec.data.recordio import RecordIODataset
 
         rec = RecordIODataset(src["rec"])
-        return FaceDataset(rec.load_image, rec.labels, (SIZE, SIZE), augment=augment)
+        return FaceDataset(rec.images, rec.labels, (SIZE, SIZE), augment=augment)
     array = src["array"]
-    return FaceDataset(ArrayLoader(array), np.zeros(len(array)), (SIZE, SIZE), augment=augment)
+    return FaceDataset(array, np.zeros(len(array)), (SIZE, SIZE), augment=augment)
 
 
 # ------------------------------------------------------------------------------ measuring

@@ -218,8 +218,13 @@ class RecordIODataset(Dataset):
         return f"{self.rec_path} (key {self.keys[index]}, offset {self._offsets[index]})"
 
     def load_image(self, index: int) -> np.ndarray:
-        """RGB uint8 (H, W, 3) image of sample ``index`` (no transform): an image loader."""
+        """RGB uint8 (H, W, 3) image of sample ``index`` (no transform)."""
         return self._load(index)[0]
+
+    @property
+    def images(self) -> RecordIOImages:
+        """The samples' images as an :class:`~facerec.data.sources.ImageSource`."""
+        return RecordIOImages(self)
 
     def _load(self, index: int) -> tuple[np.ndarray, int]:
         if not -len(self) <= index < len(self):
@@ -238,3 +243,17 @@ class RecordIODataset(Dataset):
         self.reader.close()
 
 
+class RecordIOImages:
+    """The images of a :class:`RecordIODataset` as an ImageSource (picklable for workers)."""
+
+    def __init__(self, rec: RecordIODataset) -> None:
+        self.rec = rec
+
+    def __len__(self) -> int:
+        return len(self.rec)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.rec.load_image(i)
+
+    def describe(self, i: int) -> str:
+        return self.rec.describe(i)
