@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -228,3 +229,16 @@ def reference_select_triplets(
                 best = min(band, key=lambda j: (d_an[j], j))
             out.append((a, p, best))
     return out
+
+
+def brute_force_neighbours(centres: Tensor | np.ndarray, k: int) -> np.ndarray:
+    """Reference: (C, k) nearest other identities by cosine, from a full (C, C) matrix (float64).
+
+    Ties are broken towards the lower index.
+    """
+    x = torch.as_tensor(centres).detach().double().cpu().numpy()
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    sim = x @ x.T
+    np.fill_diagonal(sim, -np.inf)
+    order = np.argsort(-sim, axis=1, kind="stable")
+    return order[:, :k].astype(np.int64)

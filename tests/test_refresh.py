@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from mining_reference import brute_force_neighbours
 
 from facerec.cli import main
 from facerec.data.datamodule import FaceDataModule, PKOptions, SyntheticOptions
@@ -15,7 +16,6 @@ from facerec.data.hard_identity import HardIdentityOptions
 from facerec.data.image import to_tensor_array
 from facerec.data.offline_triplets import OfflineTripletOptions
 from facerec.errors import ConfigError
-from facerec.mining.neighbours import brute_force_neighbours
 from facerec.mining.offline import select_triplets
 from facerec.module import FaceRecognitionModule, load_init_weights
 from facerec.refresh import HardIdentityRefresh, OfflineTripletRefresh

@@ -84,18 +84,6 @@ def _drop_self(found: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def brute_force_neighbours(centres: Tensor | np.ndarray, k: int) -> np.ndarray:
-    """Reference: (C, k) nearest other identities by cosine, from a full (C, C) matrix (float64).
-
-    Ties are broken towards the lower index.
-    """
-    x = _as_float32(centres).astype(np.float64)
-    sim = x @ x.T
-    np.fill_diagonal(sim, -np.inf)
-    order = np.argsort(-sim, axis=1, kind="stable")
-    return order[:, :k].astype(np.int64)
-
-
 def broadcast_neighbours(
     table: np.ndarray | None, device: torch.device | str = "cpu"
 ) -> np.ndarray:
@@ -125,6 +113,5 @@ def broadcast_neighbours(
 
 __all__ = [
     "broadcast_neighbours",
-    "brute_force_neighbours",
     "nearest_identities",
 ]

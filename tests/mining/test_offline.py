@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from mining_reference import reference_distance, reference_select_triplets
+from mining_reference import (
+    brute_force_neighbours,
+    reference_distance,
+    reference_select_triplets,
+)
 
 from facerec.errors import ConfigError, FacerecError
-from facerec.mining.neighbours import brute_force_neighbours, nearest_identities
+from facerec.mining.neighbours import nearest_identities
 from facerec.mining.offline import (
     batch_layout_triplets,
     select_triplets,
