@@ -27,6 +27,7 @@ import numpy as np
 
 from facerec.errors import FacerecError
 from facerec.io import atomic_path
+from facerec.metrics.verification import l2_normalize
 
 __all__ = ["PANELS", "Panel", "main", "synthetic_set", "train_panel"]
 
@@ -222,7 +223,7 @@ def draw(results: list[Result], out: str, note: str = "") -> None:
         else:
             ax = fig.add_subplot(rows, cols, k + 1, projection="3d")
             pts = [
-                (f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12), y)
+                (l2_normalize(f), y)
                 for f, y in ((f_tr, y_tr), (f_te, y_te))
             ]
             a, b = np.mgrid[0 : 2 * np.pi : 36j, 0 : np.pi : 18j]

@@ -522,12 +522,11 @@ class FaceDataModule(pl.LightningDataModule):
         """Verification accuracy of raw pixels (mean-centred, cosine) on the validation pairs."""
         if self.val_set is None or self.pairs is None:
             return None
-        from facerec.metrics.verification import best_threshold_accuracy
+        from facerec.metrics.verification import best_threshold_accuracy, l2_normalize
 
         x = np.stack([self.val_set.load(i).reshape(-1) for i in range(len(self.val_set))])
         x = x.astype(np.float32)
-        x -= x.mean(axis=0, keepdims=True)
-        x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
+        x = l2_normalize(x - x.mean(axis=0, keepdims=True))
         i1, i2, same = self.pairs
         acc, _ = best_threshold_accuracy((x[i1] * x[i2]).sum(1), same)
         return float(acc)

@@ -35,6 +35,7 @@ import numpy as np
 
 from facerec.errors import ConfigError, DataError
 from facerec.faiss_index import INDEX_KINDS, build_index, faiss_search
+from facerec.metrics.verification import l2_normalize
 
 
 @dataclass
@@ -113,7 +114,7 @@ def _unit(x: np.ndarray, what: str) -> np.ndarray:
         raise DataError(f"{what} of shape {x.shape}; expected a non-empty (N, D) array")
     if not np.isfinite(x).all():
         raise DataError(f"{what} contain NaN or inf; expected finite embeddings")
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return l2_normalize(x)
 
 
 def _index(x: np.ndarray, opt: DoctorOptions):

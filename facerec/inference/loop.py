@@ -19,6 +19,7 @@ import numpy as np
 from facerec.data.image import ResizeMode, fit_to_size
 from facerec.data.sources import ImageSource
 from facerec.errors import DataError, FacerecError
+from facerec.metrics.verification import l2_normalize
 
 from .embedder import Embedder
 
@@ -35,12 +36,6 @@ class EmbedStats:
     @property
     def images_per_second(self) -> float:
         return self.num_images / self.seconds if self.seconds > 0 else float("nan")
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows to unit length: (N, D) -> (N, D) float32 (a zero row stays zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
 
 
 def load_batch(

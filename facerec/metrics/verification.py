@@ -47,6 +47,16 @@ def _check(scores: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return s, y.astype(bool)
 
 
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows to unit length: (N, D) -> (N, D), float64 kept, else float32; a zero row stays zero.
+
+    The one L2 normalisation of embeddings (scoring, search, the embedding loop).
+    """
+    x = np.asarray(x)
+    x = x if x.dtype == np.float64 else x.astype(np.float32, copy=False)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
+
 def pair_scores(emb1: np.ndarray, emb2: np.ndarray) -> np.ndarray:
     """Cosine similarity of matching rows: (N, D), (N, D) -> (N,) float64.
 
@@ -58,9 +68,7 @@ def pair_scores(emb1: np.ndarray, emb2: np.ndarray) -> np.ndarray:
         raise DataError(
             f"pair embeddings of shapes {a.shape} and {b.shape}; expected two equal (N, D) arrays"
         )
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return np.einsum("nd,nd->n", a, b)
+    return np.einsum("nd,nd->n", l2_normalize(a), l2_normalize(b))
 
 
 def accuracy_at_threshold(scores: np.ndarray, issame: np.ndarray, threshold: float) -> float:

@@ -22,6 +22,7 @@ from torch import Tensor
 from facerec import distributed
 from facerec.errors import ConfigError, FacerecError
 from facerec.faiss_index import INDEX_KINDS, IndexKind, build_index, faiss_search
+from facerec.metrics.verification import l2_normalize
 
 
 def _as_float32(centres: Tensor | np.ndarray) -> np.ndarray:
@@ -31,8 +32,7 @@ def _as_float32(centres: Tensor | np.ndarray) -> np.ndarray:
         raise FacerecError(f"class centres must be (C, D) with C >= 2, got shape {x.shape}")
     if not np.isfinite(x).all():
         raise FacerecError("class centres contain NaN or inf; cannot search neighbours")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+    return l2_normalize(x)
 
 
 def nearest_identities(
