@@ -1,7 +1,4 @@
-"""An insightface-style RecordIO face set as a torch Dataset.
-
-See :mod:`facerec.data.recordio` for the file format.
-"""
+"""An insightface-style RecordIO face set as a torch Dataset (format: the package doc)."""
 
 from __future__ import annotations
 

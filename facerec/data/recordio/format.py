@@ -1,7 +1,4 @@
-"""The record codec (dmlc framing, MXNet ``IRHeader``) and the ``.idx`` / ``property`` files.
-
-See :mod:`facerec.data.recordio` for the file format.
-"""
+"""RecordIO record codec (dmlc framing, ``IRHeader``), ``.idx`` and ``property`` files."""
 
 from __future__ import annotations
 

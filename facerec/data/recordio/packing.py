@@ -1,7 +1,4 @@
-"""Packing an ``root/<identity>/<image>`` folder into ``train.rec`` / ``train.idx`` / ``property``.
-
-See :mod:`facerec.data.recordio` for the file format.
-"""
+"""Packing a ``root/<identity>/<image>`` folder into ``train.rec``, ``.idx``, ``property``."""
 
 from __future__ import annotations
 

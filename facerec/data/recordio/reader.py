@@ -1,7 +1,4 @@
-"""Random access to the records of a ``.rec`` file (``os.pread``, one descriptor per process).
-
-See :mod:`facerec.data.recordio` for the file format.
-"""
+"""Random access to the records of a ``.rec`` file (``os.pread``, one fd per process)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Writing ``.rec`` / ``.idx`` files exactly as dmlc's ``RecordIOWriter`` does.
-
-See :mod:`facerec.data.recordio` for the file format.
-"""
+"""Writing ``.rec`` / ``.idx`` files exactly as dmlc's ``RecordIOWriter`` does."""
 
 from __future__ import annotations
 
