@@ -9,8 +9,8 @@ squared error against the target (0, 1):
 averaged over the triplets. It has no margin: it keeps pushing until d₋ ≫ d₊ (the gradient fades
 as σ(d₊ − d₋)² does). Which triplets: Hoffer & Ailon sample them at random; here ``mining``
 picks them on the batch (``batch_all`` every valid triplet, ``batch_hard``, ``semi_hard``, see
-:mod:`facerec.mining.triplets`) or takes the batch's offline triplets (``offline``: the layout of
-``data.sampler: offline_triplets``).
+:mod:`facerec.mining.triplets`), or ``offline: instead`` takes the batch's offline triplets (the
+layout of ``data.sampler: offline_triplets``), as :class:`~facerec.losses.TripletLoss` does.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from facerec.mining import (
 from facerec.mining.offline import batch_layout_triplets
 from facerec.mining.triplets import _anchor_chunk, positives_table
 
-TripletNetMining = Literal["batch_all", "batch_hard", "semi_hard", "offline"]
-TRIPLETNET_MININGS: tuple[str, ...] = ("batch_all", "batch_hard", "semi_hard", "offline")
+TripletNetMining = Literal["batch_all", "batch_hard", "semi_hard"]
+TRIPLETNET_MININGS: tuple[str, ...] = ("batch_all", "batch_hard", "semi_hard")
 
 
 def tripletnet_terms(d_ap: Tensor, d_an: Tensor) -> Tensor:
@@ -49,7 +49,8 @@ class TripletNetLoss(MetricLoss):
     """Hoffer & Ailon's triplet-network loss as a metric loss (see the module doc).
 
     Args:
-        mining: ``batch_all`` (default), ``batch_hard``, ``semi_hard`` or ``offline``.
+        mining: ``batch_all`` (default), ``batch_hard`` or ``semi_hard``.
+        offline: ``"off"`` (mine the batch) or ``"instead"`` (the batch's offline triplets).
         distance: ``euclidean`` (the paper's), ``squared_euclidean`` or ``cosine``.
         normalize: L2-normalise the embeddings first (the paper does not; with unit vectors
             d ≤ 2, so the softmax stays soft: consider ``normalize: false`` for the paper's setup).
@@ -64,6 +65,7 @@ class TripletNetLoss(MetricLoss):
     def __init__(
         self,
         mining: TripletNetMining = "batch_all",
+        offline: Literal["off", "instead"] = "off",
         distance: Distance = "euclidean",
         normalize: bool = True,
         gather: bool = True,
@@ -75,10 +77,15 @@ class TripletNetLoss(MetricLoss):
             raise ConfigError(
                 f"unknown TripletNetLoss mining {mining!r}; expected one of {TRIPLETNET_MININGS}"
             )
+        if offline not in ("off", "instead"):
+            raise ConfigError(
+                f"unknown TripletNetLoss offline mode {offline!r}; expected 'off' or 'instead'"
+            )
         check_distance(distance)
         if max_chunk_elements < 1:
             raise ConfigError(f"max_chunk_elements must be >= 1, got {max_chunk_elements}")
         self.mining = mining
+        self.offline = offline
         self.distance = distance
         self.normalize = normalize
         self.semi_hard_fallback = semi_hard_fallback
@@ -89,10 +96,10 @@ class TripletNetLoss(MetricLoss):
         if self.normalize:
             embeddings = F.normalize(embeddings, dim=1)
         dist = pairwise_distances(embeddings, distance=self.distance)  # (N, N)
-        if self.mining == "batch_all":
-            return self._batch_all(dist, labels)
-        if self.mining == "offline":
+        if self.offline == "instead":
             a, p, n = batch_layout_triplets(labels)
+        elif self.mining == "batch_all":
+            return self._batch_all(dist, labels)
         elif self.mining == "batch_hard":
             a, p, n = batch_hard(dist, labels)
         else:

@@ -62,11 +62,10 @@ def test_offline_layout_and_gradient() -> None:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(12, 5, generator=g, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 0, 1, 2, 2, 0, 1, 1, 3, 3, 3, 1])
-    loss_fn = TripletNetLoss(mining="offline", normalize=False)
+    loss_fn = TripletNetLoss(offline="instead", normalize=False)
     ref, count, _ = reference(x, labels, "offline", "euclidean", False)
     assert loss_fn(x, labels).item() == pytest.approx(ref, rel=1e-12) and count == 4
-    for mining in ("offline", "batch_all", "semi_hard"):
-        fn = TripletNetLoss(mining=mining)
+    for fn in (TripletNetLoss(offline="instead"), *map(TripletNetLoss, ("batch_all", "semi_hard"))):
         assert torch.autograd.gradcheck(lambda e, fn=fn: fn(e, labels), (x,))
     with pytest.raises(FacerecError, match="offline_triplets"):
         loss_fn(x[:4], labels[:4])
@@ -106,4 +105,6 @@ def test_triplet_loss_offline_modes() -> None:
     with pytest.raises(ConfigError, match="offline"):
         TripletLoss(offline="sometimes")
     with pytest.raises(ConfigError, match="mining"):
-        TripletNetLoss(mining="random")
+        TripletNetLoss(mining="offline")  # offline triplets are `offline: instead`, as above
+    with pytest.raises(ConfigError, match="expected 'off' or 'instead'"):
+        TripletNetLoss(offline="alongside")
