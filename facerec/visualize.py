@@ -222,10 +222,7 @@ def draw(results: list[Result], out: str, note: str = "") -> None:
             ax.tick_params(labelsize=7)
         else:
             ax = fig.add_subplot(rows, cols, k + 1, projection="3d")
-            pts = [
-                (l2_normalize(f), y)
-                for f, y in ((f_tr, y_tr), (f_te, y_te))
-            ]
+            pts = [(l2_normalize(f), y) for f, y in ((f_tr, y_tr), (f_te, y_te))]
             a, b = np.mgrid[0 : 2 * np.pi : 36j, 0 : np.pi : 18j]
             ax.plot_wireframe(
                 np.cos(a) * np.sin(b), np.sin(a) * np.sin(b), np.cos(b), color="0.88", lw=0.3

@@ -530,4 +530,3 @@ class FaceDataModule(pl.LightningDataModule):
         i1, i2, same = self.pairs
         acc, _ = best_threshold_accuracy((x[i1] * x[i2]).sum(1), same)
         return float(acc)
-

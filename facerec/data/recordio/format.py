@@ -171,5 +171,3 @@ def read_property(path: str | os.PathLike[str]) -> tuple[int, int, int]:
             "(three positive integers, e.g. '85742,112,112')"
         ) from None
     return num_classes, height, width
-
-

@@ -288,5 +288,3 @@ def build_index(
             f.write(f"{count - 1}\t{offset}\n")
     reader.close()
     return count
-
-

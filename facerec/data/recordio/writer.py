@@ -117,5 +117,3 @@ class RecordIOWriter:
         if self._idx is not None:
             self._idx.write(f"{int(key)}\t{offset}\n")  # type: ignore[arg-type]
         return offset
-
-
