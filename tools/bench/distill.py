@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "bench"))
 sys.path.insert(0, str(ROOT))
 
+import finetune  # noqa: E402
 from finetune import SIZE, accuracy, synthetic_held_out  # noqa: E402
 
 from facerec.cli import main as facerec_main  # noqa: E402
@@ -59,13 +61,21 @@ def recipe(backbone: dict, out: Path) -> Path:
 
 
 def fit(config: Path, out: Path, *args: str) -> tuple[Path, float]:
-    """``facerec fit --config config`` with ``args``; returns (last.ckpt, CPU seconds)."""
+    """``facerec fit --config config`` with ``args``; returns (last.ckpt, CPU seconds); with
+    ``--reuse``, a finished run in ``out`` is taken as it is."""
+    done = out / "fit.json"
+    if finetune.REUSE and done.is_file():
+        return next(out.rglob("last.ckpt")), json.loads(done.read_text())["cpu_s"]
+    if finetune.REUSE and any(out.rglob("last.ckpt")):  # finished before fit.json was written
+        return next(out.rglob("last.ckpt")), float("nan")
     t0 = time.process_time()
     rc = facerec_main(["fit", "--config", str(config), *COMMON,
                        f"--trainer.default_root_dir={out}", *args])  # fmt: skip
     if rc != 0:
         raise SystemExit(f"facerec fit --config {config} failed ({rc})")
-    return next(out.rglob("last.ckpt")), time.process_time() - t0
+    cpu = time.process_time() - t0
+    done.write_text(json.dumps({"cpu_s": cpu}))
+    return next(out.rglob("last.ckpt")), cpu
 
 
 def onnx_speed(ckpt: Path, out: Path, n: int = 256) -> tuple[float, float, float, float]:
@@ -105,7 +115,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=1000)
     ap.add_argument("--keep", type=Path, help="keep the runs in this folder")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: see BENCHMARKS.md)")
+    ap.add_argument("--reuse", action="store_true", help="reuse finished runs in --keep")
     args = ap.parse_args()
+    finetune.REUSE = args.reuse
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="facerec-kd-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
@@ -156,7 +168,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, p, acc, secs, wall, cpu, cos, mb in rows:
         print(
-            f"| {name} | {p:.2f} | {acc:.2%} | {secs:.0f} | {wall:.0f} | {cpu:.0f} "
+            f"| {name} | {p:.2f} | {acc:.2%} | {finetune.cpu_s(secs)} | {wall:.0f} | {cpu:.0f} "
             f"| {cos:.6f} | {mb:.1f} |"
         )
     if args.keep is None:

@@ -21,6 +21,7 @@ Everything is seeded; only the timings vary between runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -35,18 +36,17 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-from synth_baseline import make_pairs  # noqa: E402
 
 from facerec.cli import main as facerec_main  # noqa: E402
 from facerec.data.image import read_image  # noqa: E402
+from facerec.data.pairs import SYNTHETIC_HELD_OUT_START, make_pairs  # noqa: E402
 from facerec.data.synthetic import SyntheticFaces, write_synthetic_folder  # noqa: E402
 from facerec.inference import embed_images, load_checkpoint_embedder  # noqa: E402
 from facerec.metrics.verification import kfold_accuracy  # noqa: E402
 
 ORL = ROOT.parent / "shared" / "data" / "orl_faces"
 SIZE = 48
+REUSE = False  # set by --reuse
 
 
 @dataclass
@@ -59,19 +59,25 @@ class HeldOut:
     issame: np.ndarray
 
 
-def synthetic_held_out(seed: int, ids: int, imgs: int, pairs: int, start: int = 5000) -> HeldOut:
-    """Identities ``start..start+ids-1`` of the synthetic set ``seed`` (never trained on)."""
+def _pairs(ids: int, imgs: int, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    i1, i2, same = make_pairs(np.repeat(np.arange(ids), imgs), pairs, seed)
+    return np.stack([i1, i2], 1), same
+
+
+def synthetic_held_out(seed: int, ids: int, imgs: int, pairs: int) -> HeldOut:
+    """``ids`` held-out identities (from SYNTHETIC_HELD_OUT_START) of the synthetic set ``seed``."""
+    start = SYNTHETIC_HELD_OUT_START
     faces = SyntheticFaces(ids, imgs, size=SIZE, seed=seed)
     images = [faces.render(start + i, j) for i in range(ids) for j in range(imgs)]
-    p, same = make_pairs(ids, imgs, pairs, np.random.default_rng(seed))
-    return HeldOut(f"synthetic seed {seed}, ids {start}+", images, p, same)
+    return HeldOut(f"synthetic seed {seed}, held-out ids", images, *_pairs(ids, imgs, pairs, seed))
 
 
 def orl_held_out(subjects: list[str], pairs: int) -> HeldOut:
     """All 10 images of each ORL subject in ``subjects``."""
     images = [read_image(ORL / s / f"{j}.pgm") for s in subjects for j in range(1, 11)]
-    p, same = make_pairs(len(subjects), 10, pairs, np.random.default_rng(0))
-    return HeldOut(f"ORL {subjects[0]}–{subjects[-1]}", images, p, same)
+    return HeldOut(
+        f"ORL {subjects[0]}–{subjects[-1]}", images, *_pairs(len(subjects), 10, pairs, 0)
+    )
 
 
 def accuracy(ckpt: Path, held: HeldOut) -> float:
@@ -92,15 +98,31 @@ COMMON = [
 ]  # fmt: skip
 
 
+def cpu_s(secs: float) -> str:
+    """CPU seconds for a table: "—" for none (0) or unknown (NaN: a reused run)."""
+    return "—" if not secs or secs != secs else f"{secs:.0f}"
+
+
 def fit(config: str, out: Path, *args: str) -> tuple[Path, float]:
-    """``facerec fit --config configs/<config>`` with ``args``; returns (last.ckpt, CPU seconds)."""
+    """``facerec fit --config configs/<config>`` with ``args``; returns (last.ckpt, CPU seconds).
+
+    With ``REUSE`` set and a finished run in ``out`` (``--keep`` of an earlier run), that run
+    is taken as it is, with the CPU seconds it recorded.
+    """
+    done = out / "fit.json"
+    if REUSE and done.is_file():
+        return next(out.rglob("last.ckpt")), json.loads(done.read_text())["cpu_s"]
+    if REUSE and any(out.rglob("last.ckpt")):  # finished before fit.json was written
+        return next(out.rglob("last.ckpt")), float("nan")
     t0 = time.process_time()
     argv = ["fit", "--config", str(ROOT / "configs" / config), *COMMON]
     argv += [f"--trainer.default_root_dir={out}", *args]
     rc = facerec_main(argv)
     if rc != 0:
         raise SystemExit(f"facerec fit --config {config} failed ({rc})")
-    return next(out.rglob("last.ckpt")), time.process_time() - t0
+    cpu = time.process_time() - t0
+    done.write_text(json.dumps({"cpu_s": cpu}))
+    return next(out.rglob("last.ckpt")), cpu
 
 
 def insightface_backbone(ckpt: Path, out: Path) -> Path:
@@ -143,7 +165,10 @@ def main() -> None:
     ap.add_argument("--no-orl", action="store_true", help="skip the ORL faces")
     ap.add_argument("--keep", type=Path, help="keep the runs in this folder")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: see BENCHMARKS.md)")
+    ap.add_argument("--reuse", action="store_true", help="reuse finished runs in --keep")
     args = ap.parse_args()
+    global REUSE
+    REUSE = args.reuse
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="facerec-ft-")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
@@ -181,7 +206,7 @@ def main() -> None:
     print("| small training set | model | held-out 10-fold accuracy | fit CPU s |")
     print("|---|---|---:|---:|")
     for name, what, acc, secs in rows:
-        print(f"| {name} | {what} | {acc:.2%} | {secs:.0f} |")
+        print(f"| {name} | {what} | {acc:.2%} | {cpu_s(secs)} |")
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
 
