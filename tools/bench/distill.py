@@ -109,7 +109,7 @@ def main() -> None:
     ap.add_argument("--imgs", type=int, default=10, help="images per identity")
     ap.add_argument("--teacher-epochs", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=2, help="the students' budget")
-    ap.add_argument("--weight", type=float, default=8.0, help="model.distill.weight")
+    ap.add_argument("--weight", type=float, default=30.0, help="model.distill.weight")
     ap.add_argument("--loss", default="cosine", choices=("cosine", "l2"))
     ap.add_argument("--teacher", type=Path, help="a trained teacher checkpoint (skips step 1)")
     ap.add_argument("--pairs", type=int, default=1000)
