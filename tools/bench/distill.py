@@ -21,27 +21,23 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import finetune
 import numpy as np
 import torch
 import yaml
+from finetune import SIZE, accuracy, synthetic_held_out
+
+from facerec.cli import main as facerec_main
+from facerec.export.check import check_onnx
+from facerec.export.onnx import export_onnx
+from facerec.inference import OnnxEmbedder
+from facerec.inference.checkpoint import load_facerec_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools" / "bench"))
-sys.path.insert(0, str(ROOT))
-
-import finetune  # noqa: E402
-from finetune import SIZE, accuracy, synthetic_held_out  # noqa: E402
-
-from facerec.cli import main as facerec_main  # noqa: E402
-from facerec.export.check import check_onnx  # noqa: E402
-from facerec.export.onnx import export_onnx  # noqa: E402
-from facerec.inference import OnnxEmbedder  # noqa: E402
-from facerec.inference.checkpoint import load_facerec_checkpoint  # noqa: E402
 
 COMMON = [
     "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.precision=32-true",

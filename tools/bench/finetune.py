@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -34,15 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from facerec.cli import main as facerec_main
+from facerec.data.image import read_image
+from facerec.data.pairs import SYNTHETIC_HELD_OUT_START, make_pairs
+from facerec.data.synthetic import SyntheticFaces, write_synthetic_folder
+from facerec.inference import embed_images, load_checkpoint_embedder
+from facerec.metrics.verification import kfold_accuracy
 
-from facerec.cli import main as facerec_main  # noqa: E402
-from facerec.data.image import read_image  # noqa: E402
-from facerec.data.pairs import SYNTHETIC_HELD_OUT_START, make_pairs  # noqa: E402
-from facerec.data.synthetic import SyntheticFaces, write_synthetic_folder  # noqa: E402
-from facerec.inference import embed_images, load_checkpoint_embedder  # noqa: E402
-from facerec.metrics.verification import kfold_accuracy  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 ORL = ROOT.parent / "shared" / "data" / "orl_faces"
 SIZE = 48
