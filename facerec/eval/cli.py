@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
 import sys
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from .embed import score_benchmark
 from .html_report import DEFAULT_REPORT_PAIRS, ReportData, write_html_report
 from .identification import identify
 from .ijb_cli import IJBRun, add_ijb_arguments, feature_model_names, format_ijb_table
+from .pair_args import add_pair_benchmark_arguments, read_pair_benchmarks, unique_names
 from .report import format_table, plot_cmc, plot_histograms, plot_roc, write_json
 
 DIR_FARS = (1e-1, 1e-2, 1e-3)
@@ -71,22 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exported ONNX model (repeatable)",
     )
     b = p.add_argument_group("verification benchmarks")
-    b.add_argument(
-        "--bin",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="insightface verification .bin, e.g. lfw.bin (repeatable)",
-    )
-    b.add_argument("--lfw-pairs", metavar="FILE", help="LFW View 2 pairs.txt")
-    b.add_argument("--lfw-root", metavar="DIR", help="LFW images: DIR/name/name_0001.jpg")
-    b.add_argument(
-        "--pairs-csv",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="CSV of path1,path2,same (paths relative to the CSV; repeatable)",
-    )
+    add_pair_benchmark_arguments(b)
     b.add_argument(
         "--synthetic",
         action="store_true",
@@ -147,34 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
-
-
-def _unique_names(paths: list[str]) -> list[str]:
-    names: list[str] = []
-    for q in paths:
-        base = _safe(Path(q).stem)
-        name, k = base, 2
-        while name in names:
-            name, k = f"{base}_{k}", k + 1
-        names.append(name)
-    return names
-
-
 def _load_benchmarks(args: argparse.Namespace) -> list[bm.PairBenchmark]:
-    out: list[bm.PairBenchmark] = [bm.read_bin(f) for f in args.bin]
-    if bool(args.lfw_pairs) != bool(args.lfw_root):
-        raise ConfigError("--lfw-pairs and --lfw-root go together; expected both or neither")
-    if args.lfw_pairs:
-        out.append(bm.read_lfw(args.lfw_pairs, args.lfw_root))
-    out += [bm.read_pairs_csv(f) for f in args.pairs_csv]
-    if args.synthetic:
-        out.append(bm.synthetic_pairs(num_pairs=args.synthetic_pairs))
-    names = _unique_names([b.name for b in out])
-    for b, n in zip(out, names, strict=True):
-        b.name = n
-    return out
+    extra = [bm.synthetic_pairs(num_pairs=args.synthetic_pairs)] if args.synthetic else []
+    return read_pair_benchmarks(args, extra)
 
 
 def _embed(
@@ -312,7 +272,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     specs = [("checkpoint", q) for q in args.checkpoint] + [("onnx", q) for q in args.onnx]
-    names = _unique_names([q for _, q in specs])
+    names = unique_names([q for _, q in specs])
     results: dict = {
         "facerec_version": facerec.__version__,
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

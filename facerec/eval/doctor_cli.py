@@ -27,7 +27,6 @@ import io
 import json
 import os
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +48,7 @@ from facerec.io import atomic_write_text
 from . import benchmarks as bm
 from .doctor import INDEX_KINDS, Diagnosis, DoctorOptions, diagnose, file_hash, images_to_drop
 from .html_report import image_data_uri
+from .pair_args import add_pair_benchmark_arguments, read_pair_benchmarks
 
 THUMB = 64
 CLEAN_LIST_HEADER = "# facerec doctor clean list"
@@ -496,22 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--checkpoint", metavar="CKPT", help="facerec Lightning checkpoint")
     m.add_argument("--onnx", metavar="FILE", help="exported ONNX model")
     b = p.add_argument_group("benchmarks to check for overlap (as facerec eval)")
-    b.add_argument(
-        "--bin",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="insightface verification .bin (repeatable)",
-    )
-    b.add_argument("--lfw-pairs", metavar="FILE", help="LFW View 2 pairs.txt")
-    b.add_argument("--lfw-root", metavar="DIR", help="LFW images: DIR/name/name_0001.jpg")
-    b.add_argument(
-        "--pairs-csv",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="CSV of path1,path2,same (repeatable)",
-    )
+    add_pair_benchmark_arguments(b)
     d = DoctorOptions()
     t = p.add_argument_group("thresholds (cosine similarity)")
     t.add_argument(
@@ -571,18 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _benches(args: argparse.Namespace) -> list[bm.PairBenchmark]:
-    out = [bm.read_bin(f) for f in args.bin]
-    if bool(args.lfw_pairs) != bool(args.lfw_root):
-        raise ConfigError("--lfw-pairs and --lfw-root go together; expected both or neither")
-    if args.lfw_pairs:
-        out.append(bm.read_lfw(args.lfw_pairs, args.lfw_root))
-    out += [bm.read_pairs_csv(f) for f in args.pairs_csv]
-    seen: Counter[str] = Counter()
-    for b in out:
-        seen[b.name] += 1
-        if seen[b.name] > 1:
-            b.name = f"{b.name}_{seen[b.name]}"
-    return out
+    return read_pair_benchmarks(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,74 @@
+"""The pair-benchmark arguments shared by ``facerec eval`` and ``facerec doctor``.
+
+Both commands take the same verification benchmarks (.bin, LFW pairs.txt + image root, pairs
+CSV); this module defines those flags and reads them into :class:`PairBenchmark` objects once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from facerec.errors import ConfigError
+
+from . import benchmarks as bm
+
+
+def add_pair_benchmark_arguments(group: argparse._ArgumentGroup) -> None:
+    """Add ``--bin``, ``--lfw-pairs``, ``--lfw-root`` and ``--pairs-csv`` to ``group``."""
+    group.add_argument(
+        "--bin",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="insightface verification .bin, e.g. lfw.bin (repeatable)",
+    )
+    group.add_argument("--lfw-pairs", metavar="FILE", help="LFW View 2 pairs.txt")
+    group.add_argument("--lfw-root", metavar="DIR", help="LFW images: DIR/name/name_0001.jpg")
+    group.add_argument(
+        "--pairs-csv",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="CSV of path1,path2,same (paths relative to the CSV; repeatable)",
+    )
+
+
+def safe_name(name: str) -> str:
+    """``name`` with everything but letters, digits, ``.``, ``_`` and ``-`` replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
+
+
+def unique_names(paths: list[str]) -> list[str]:
+    """File-name-safe stems of ``paths``, made unique with ``_2``, ``_3``, ... suffixes."""
+    names: list[str] = []
+    for q in paths:
+        base = safe_name(Path(q).stem)
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names
+
+
+def read_pair_benchmarks(
+    args: argparse.Namespace, extra: list[bm.PairBenchmark] | None = None
+) -> list[bm.PairBenchmark]:
+    """The benchmarks the flags of :func:`add_pair_benchmark_arguments` name (plus ``extra``),
+    each with a unique, file-name-safe name.
+
+    Raises:
+        ConfigError: ``--lfw-pairs`` without ``--lfw-root`` or the reverse.
+        DataError: a benchmark file is missing or malformed.
+    """
+    out: list[bm.PairBenchmark] = [bm.read_bin(f) for f in args.bin]
+    if bool(args.lfw_pairs) != bool(args.lfw_root):
+        raise ConfigError("--lfw-pairs and --lfw-root go together; expected both or neither")
+    if args.lfw_pairs:
+        out.append(bm.read_lfw(args.lfw_pairs, args.lfw_root))
+    out += [bm.read_pairs_csv(f) for f in args.pairs_csv]
+    out += extra or []
+    for b, n in zip(out, unique_names([b.name for b in out]), strict=True):
+        b.name = n
+    return out
