@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from facerec.errors import DataError
-from facerec.metrics.verification import auc, far_key, roc, tar_at_far
+from facerec.metrics.verification import auc, far_key, roc, tar_table
 
 #: The FARs of the published IJB TAR@FAR tables.
 IJB_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
@@ -292,15 +292,7 @@ def verification_1to1(
         "num_impostor": int((~y).sum()),
         "auc": auc(fpr, tpr),
         "tar_at_far_nearest": nearest_far_tar(fpr, tpr, thr, fars),
-        "tar_at_far": {
-            far_key(t.far): {
-                "tar": t.tar,
-                "threshold": t.threshold,
-                "achieved_far": t.achieved_far,
-                "resolvable": t.resolvable,
-            }
-            for t in tar_at_far(scores, y, fars)
-        },
+        "tar_at_far": tar_table(scores, y, fars),
         "roc": reduced_roc(fpr, tpr, thr),
     }
 

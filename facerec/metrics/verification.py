@@ -17,6 +17,7 @@ Two threshold conventions, each the one of its reference:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -336,6 +337,20 @@ def far_key(far: float) -> str:
     return f"{mant}e{int(exp)}" if float(f"{far:.0e}") == far else repr(float(far))
 
 
+def tar_table(scores: np.ndarray, issame: np.ndarray, fars: Sequence[float]) -> dict:
+    """:func:`tar_at_far` as results.json holds it: ``{far_key: {tar, threshold, achieved_far,
+    resolvable}}`` for (N,) scores and (N,) bool labels."""
+    return {
+        far_key(t.far): {
+            "tar": t.tar,
+            "threshold": t.threshold,
+            "achieved_far": t.achieved_far,
+            "resolvable": t.resolvable,
+        }
+        for t in tar_at_far(scores, issame, fars)
+    }
+
+
 def verification_report(
     scores: np.ndarray,
     issame: np.ndarray,
@@ -372,15 +387,7 @@ def verification_report(
         "eer": rate,
         "eer_threshold": eer_thr,
         "min_resolvable_far": 1.0 / n_neg if n_neg else None,
-        "tar_at_far": {
-            far_key(t.far): {
-                "tar": t.tar,
-                "threshold": t.threshold,
-                "achieved_far": t.achieved_far,
-                "resolvable": t.resolvable,
-            }
-            for t in tar_at_far(s, y, fars)
-        },
+        "tar_at_far": tar_table(s, y, fars),
         "roc": {
             "fpr": fpr.tolist(),
             "tpr": tpr.tolist(),
