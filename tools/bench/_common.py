@@ -11,6 +11,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -41,3 +42,36 @@ def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, MiB (ru_maxrss: KiB on Linux)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def proc_status(key: str) -> int:
+    """A ``/proc/self/status`` field in bytes (0 where there is no /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def measured(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, float, int, Any]:
+    """``(wall seconds, CPU seconds, peak extra resident bytes, result)`` of ``fn()``.
+
+    With ``repeats`` > 1 the run with the least wall time is kept (the least disturbed by other
+    processes on a shared machine); the memory figure is the largest over the runs.
+    """
+    best, peak, out = None, 0, None
+    for _ in range(max(1, repeats)):
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        except OSError:
+            pass
+        before = proc_status("VmRSS")
+        t, c = time.perf_counter(), time.process_time()
+        out = fn()
+        dt, dc = time.perf_counter() - t, time.process_time() - c
+        peak = max(peak, proc_status("VmHWM") - before)
+        if best is None or dt < best[0]:
+            best = (dt, dc)
+    return best[0], best[1], peak, out

@@ -23,12 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 
 import numpy as np
+from _common import peak_rss_mb
 
 
 def make_embeddings(n: int, per_id: int, dim: int, seed: int = 0) -> dict:
@@ -86,7 +86,7 @@ def run_one(n: int, index: str, per_id: int, dim: int, nprobe: int) -> dict:
         "cpu_seconds": cpu,
         "threads": faiss.omp_get_max_threads(),
         "make_seconds": t_make,
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_rss_gib": peak_rss_mb() / 1024,
         "near_found": len(found_near & want_near),
         "near_planted": len(want_near),
         "near_other": len(found_near - want_near),

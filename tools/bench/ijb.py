@@ -35,11 +35,11 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import measured
 
 from facerec.eval.ijb_protocol import (
     identification_1n,
@@ -47,40 +47,6 @@ from facerec.eval.ijb_protocol import (
     pool_templates,
     verification_1to1,
 )
-
-
-def _status(key: str) -> int:
-    """A ``/proc/self/status`` field in bytes (0 where there is no /proc)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def measured(fn, repeats: int = 1):
-    """``(wall seconds, CPU seconds, peak extra resident bytes, result)`` of ``fn()``.
-
-    With ``repeats`` > 1 the run with the least wall time is kept (the least disturbed by other
-    processes on a shared machine); the memory figure is the largest over the runs.
-    """
-    best, peak, out = None, 0, None
-    for _ in range(max(1, repeats)):
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        except OSError:
-            pass
-        before = _status("VmRSS")
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        dt, dc = time.perf_counter() - t, time.process_time() - c
-        peak = max(peak, _status("VmHWM") - before)
-        if best is None or dt < best[0]:
-            best = (dt, dc)
-    return best[0], best[1], peak, out
-
 
 # ----------------------------------------------------------------------------- workloads
 
