@@ -5,12 +5,12 @@ differs from the crops' (112x112): both paths bring the crop to the model with i
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from tiny_checkpoint import make_checkpoint
 
 from facerec import cli
 from facerec.align.source import AlignedImages, FaceTable, locate_faces
@@ -23,44 +23,8 @@ SIZE = 64  # the tiny model's input
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """An IResNet-18 x0.25 (64x64, D=32) after one training step on synthetic faces."""
-    import pytorch_lightning as pl
-
-    from facerec.data.datamodule import FaceDataModule, SyntheticOptions
-    from facerec.module import FaceRecognitionModule
-
-    pl.seed_everything(0, verbose=False)
-    module = FaceRecognitionModule.from_config(
-        backbone={
-            "class_path": "facerec.models.IResNet",
-            "init_args": {"depth": 18, "width": 0.25, "embedding_dim": 32, "input_size": [64, 64]},
-        },
-        head={"class_path": "facerec.heads.ArcFaceHead"},
-        num_classes=4,
-    )
-    dm = FaceDataModule(
-        image_size=(SIZE, SIZE),
-        synthetic=SyntheticOptions(identities=4, images_per_identity=2),
-        val_identities=0,
-        batch_size=8,
-        num_workers=0,
-    )
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    trainer = pl.Trainer(
-        max_steps=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        default_root_dir=str(path.parent),
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(module, dm)
-    trainer.save_checkpoint(str(path))
-    return path
+    return make_checkpoint(path, embedding_dim=32, num_classes=4, images_per_identity=2, size=SIZE)
 
 
 @pytest.fixture(scope="module")

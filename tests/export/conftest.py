@@ -2,63 +2,17 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from tiny_checkpoint import make_checkpoint
 
 INPUT = 64
 DIM = 64
 NUM_CLASSES = 10
-
-
-def make_checkpoint(path: Path) -> Path:
-    """Fit IResNet-18 (width 0.25, 64x64, D=64) + ArcFace for one step; save a checkpoint."""
-    import pytorch_lightning as pl
-
-    from facerec.data.datamodule import FaceDataModule, SyntheticOptions
-    from facerec.module import FaceRecognitionModule
-
-    pl.seed_everything(0, verbose=False)
-    module = FaceRecognitionModule.from_config(
-        backbone={
-            "class_path": "facerec.models.IResNet",
-            "init_args": {
-                "depth": 18,
-                "width": 0.25,
-                "embedding_dim": DIM,
-                "input_size": [INPUT, INPUT],
-            },
-        },
-        head={"class_path": "facerec.heads.ArcFaceHead"},
-        num_classes=NUM_CLASSES,
-    )
-    dm = FaceDataModule(
-        image_size=(INPUT, INPUT),
-        synthetic=SyntheticOptions(identities=NUM_CLASSES, images_per_identity=4),
-        val_identities=0,
-        batch_size=8,
-        num_workers=0,
-    )
-    trainer = pl.Trainer(
-        max_steps=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        default_root_dir=str(path.parent),
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(module, dm)
-    trainer.save_checkpoint(str(path))
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +23,7 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def ckpt(export_dir: Path) -> Path:
     """A real facerec checkpoint (one training step)."""
-    return make_checkpoint(export_dir / "model.ckpt")
+    return make_checkpoint(export_dir / "model.ckpt", DIM, NUM_CLASSES, size=INPUT)
 
 
 @pytest.fixture(scope="session")
