@@ -31,8 +31,7 @@ from facerec.inference import (
     ImageSource,
     embed_images,
     l2_normalize,
-    load_checkpoint_embedder,
-    load_onnx_embedder,
+    load_embedder,
     resolve_device,
 )
 from facerec.metrics.verification import DEFAULT_FARS, far_key, verification_report
@@ -293,12 +292,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     roc_curves: dict[str, list] = {b.name: [] for b in benches}
     cmc_curves = []
     for (kind, path), name in zip(specs, names, strict=True):
-        if kind == "checkpoint":
-            emb = load_checkpoint_embedder(path, device, args.batch_size, args.resize_mode)
-        else:
-            emb = load_onnx_embedder(path, device, args.batch_size)
-            if args.resize_mode:
-                emb.resize_mode = args.resize_mode
+        ckpt, onnx = (path, None) if kind == "checkpoint" else (None, path)
+        emb = load_embedder(ckpt, onnx, device, args.batch_size, args.resize_mode)
         model: dict = {
             "kind": kind,
             "path": path,

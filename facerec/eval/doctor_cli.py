@@ -39,9 +39,7 @@ from facerec.errors import ConfigError, DataError, FacerecError
 from facerec.inference import (
     Embedder,
     embed_images,
-    load_checkpoint_embedder,
-    load_onnx_embedder,
-    resolve_device,
+    load_embedder,
 )
 from facerec.io import atomic_write_text
 
@@ -579,11 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.check()
         data = read_training_images(args.data)
         benches = _benches(args)
-        device = resolve_device(args.device)
-        if args.checkpoint:
-            emb = load_checkpoint_embedder(args.checkpoint, device, args.batch_size)
-        else:
-            emb = load_onnx_embedder(args.onnx, device, args.batch_size)
+        emb = load_embedder(args.checkpoint, args.onnx, args.device, args.batch_size)
         res = run_doctor(
             data,
             emb,

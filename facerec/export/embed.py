@@ -28,15 +28,12 @@ import numpy as np
 
 from facerec.align.options import Aligner, add_align_arguments
 from facerec.data.folder import list_images
-from facerec.data.image import ResizeMode
 from facerec.errors import ConfigError, DataError, FacerecError
 from facerec.inference import (
     Embedder,
     FileImages,
     embed_images,
-    load_checkpoint_embedder,
-    load_onnx_embedder,
-    resolve_device,
+    load_embedder,
 )
 from facerec.io import atomic_path
 
@@ -58,27 +55,6 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
         else:
             raise DataError(f"{p}: no such file or folder; expected image files or folders")
     return out
-
-
-def load_embedder(
-    checkpoint: str | None,
-    onnx: str | None,
-    device: str = "cpu",
-    batch_size: int = 64,
-    resize_mode: ResizeMode | None = None,
-) -> Embedder:
-    """The model as an :class:`~facerec.inference.Embedder`.
-
-    A checkpoint runs in PyTorch (:class:`~facerec.inference.TorchEmbedder`) with its stored
-    preprocessing; an ONNX file runs in onnxruntime (:class:`~facerec.inference.OnnxEmbedder`)
-    with the preprocessing of its metadata.
-    """
-    if (checkpoint is None) == (onnx is None):
-        raise ConfigError("give exactly one model: --checkpoint CKPT or --onnx MODEL")
-    if onnx is not None:
-        return load_onnx_embedder(onnx, device, batch_size, resize_mode)
-    dev = resolve_device(device)
-    return load_checkpoint_embedder(checkpoint, dev, batch_size, resize_mode)  # type: ignore[arg-type]
 
 
 def embed_files(

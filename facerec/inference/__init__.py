@@ -5,6 +5,8 @@
 * :mod:`~facerec.inference.embedder`: the :class:`Embedder` protocol, :class:`TorchEmbedder`;
 * :mod:`~facerec.inference.onnx`: ONNX metadata and :class:`OnnxEmbedder` (onnxruntime);
 * :mod:`~facerec.inference.checkpoint`: the one facerec checkpoint loader;
+* :mod:`~facerec.inference.model`: :func:`load_embedder`, a checkpoint or ONNX model as an
+  Embedder;
 * :mod:`~facerec.inference.loop`: :func:`embed_images`, the one embedding loop over an
   :class:`~facerec.data.sources.ImageSource`, and :func:`l2_normalize`.
 
@@ -23,6 +25,7 @@ from .checkpoint import (
 )
 from .embedder import Embedder, TorchEmbedder, eval_mode, resolve_device
 from .loop import EmbedStats, embed_images, l2_normalize, load_batch
+from .model import load_embedder
 from .onnx import OnnxEmbedder, OnnxMetadata, load_onnx_embedder, read_onnx_metadata
 from .preprocess import Preprocess
 
@@ -43,6 +46,7 @@ __all__ = [
     "l2_normalize",
     "load_batch",
     "load_checkpoint_embedder",
+    "load_embedder",
     "load_facerec_checkpoint",
     "load_onnx_embedder",
     "read_checkpoint_dict",

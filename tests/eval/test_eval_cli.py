@@ -171,7 +171,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
 def test_onnx_models_go_through_the_onnx_loader(tmp_path, capsys, monkeypatch):
     import torch
 
-    import facerec.eval.cli as eval_cli
+    import facerec.inference.model as inference_model
     from facerec.inference import TorchEmbedder
 
     make_data(tmp_path)
@@ -179,7 +179,9 @@ def test_onnx_models_go_through_the_onnx_loader(tmp_path, capsys, monkeypatch):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 8))
     monkeypatch.setattr(
-        eval_cli, "load_onnx_embedder", lambda p, d, bs: TorchEmbedder(net, (16, 16), d, bs)
+        inference_model,
+        "load_onnx_embedder",
+        lambda p, d, bs, rm: TorchEmbedder(net, (16, 16), d, bs),
     )
     argv = ["--onnx", str(tmp_path / "m.onnx"), "--bin", str(tmp_path / "mini.bin")]
     assert eval_main([*argv, "--no-flip", "--out", str(tmp_path / "o")]) == 0
