@@ -66,7 +66,7 @@ def locate_faces(
     min_face: int = 20,
     max_side: int = 1024,
     batch_size: int = 16,
-    workers: int = 2,
+    num_workers: int = 2,
     progress: bool = False,
     desc: str = "detecting faces",
 ) -> FaceTable:
@@ -88,7 +88,7 @@ def locate_faces(
         from tqdm import tqdm
 
         bar = tqdm(total=m, unit="img", desc=desc, file=sys.stderr)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    with ThreadPoolExecutor(max(1, num_workers)) as pool:
         for start in range(0, m, batch_size):
             idx = range(start, min(start + batch_size, m))
             loaded = list(pool.map(lambda i: _read(images, i), idx))

@@ -151,7 +151,7 @@ def run_doctor(
     clean_list: str | os.PathLike[str] | None = None,
     batch_size: int = 128,
     flip: bool = True,
-    workers: int = 2,
+    num_workers: int = 2,
     progress: bool = False,
     html_rows: int = 100,
 ) -> DoctorResult:
@@ -170,7 +170,7 @@ def run_doctor(
         data.images,
         batch_size,
         flip,
-        workers,
+        num_workers,
         skipped=skipped,
         normalize=True,
         progress=progress,
@@ -187,7 +187,7 @@ def run_doctor(
     bench_names: dict[str, list[str]] = {}
     for b in benches or []:
         e = embed_images(
-            embedder, b.images, batch_size, flip, workers, normalize=True, progress=progress
+            embedder, b.images, batch_size, flip, num_workers, normalize=True, progress=progress
         )
         bench_in[b.name] = (e, _bench_hashes(b))
         bench_names[b.name] = _bench_names(b)

@@ -165,7 +165,7 @@ def test_doctor_finds_every_planted_problem(dirty, tmp_path):
     data = read_training_images(dirty["root"])
     bench = [bm.read_pairs_csv(dirty["bench"])]
     clean = tmp_path / "clean.txt"
-    res = run_doctor(data, PixelEmbedder(), tmp_path / "out", bench, OPT, clean, workers=1)
+    res = run_doctor(data, PixelEmbedder(), tmp_path / "out", bench, OPT, clean, num_workers=1)
     out = tmp_path / "out"
     planted: set[str] = set()  # every image involved in a planted problem
 
@@ -258,7 +258,7 @@ def test_doctor_finds_every_planted_problem(dirty, tmp_path):
 def test_clean_list_is_what_the_datamodule_trains_on(dirty, tmp_path):
     data = read_training_images(dirty["root"])
     clean = tmp_path / "c.txt"
-    res = run_doctor(data, PixelEmbedder(), tmp_path / "o", None, OPT, clean, workers=1)
+    res = run_doctor(data, PixelEmbedder(), tmp_path / "o", None, OPT, clean, num_workers=1)
     dm = FaceDataModule(
         root=str(dirty["root"]),
         include_list=str(tmp_path / "c.txt"),
@@ -296,7 +296,7 @@ def test_doctor_on_recordio(dirty, tmp_path):
     data = read_training_images(tmp_path / "rec")
     assert data.kind == "recordio" and len(data) == len(paths)
     clean = tmp_path / "clean.txt"
-    res = run_doctor(data, PixelEmbedder(), tmp_path / "o", None, OPT, clean, workers=1)
+    res = run_doctor(data, PixelEmbedder(), tmp_path / "o", None, OPT, clean, num_workers=1)
     groups = sorted(sorted(name[int(data.keys[i])] for i in g) for g in
                     [[res.rows[n] for n in grp] for grp in res.diagnosis.exact])  # fmt: skip
     assert groups == sorted(sorted(q) for q in dirty["exact"])
