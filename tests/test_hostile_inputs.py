@@ -158,7 +158,7 @@ def recordio_property(said: int) -> Callable[[Env], Path]:
     def make(env: Env) -> Path:
         from facerec.data.recordio import pack_folder
 
-        pack_folder(_faces(env.tmp / "faces", 4), env.tmp / "data", workers=1)
+        pack_folder(_faces(env.tmp / "faces", 4), env.tmp / "data", num_workers=1)
         prop = env.tmp / "data" / "property"
         prop.write_text(f"{said},32,32\n")
         return prop

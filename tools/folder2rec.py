@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             size=size,
             image_format=args.format,
             quality=args.quality,
-            workers=args.workers,
+            num_workers=args.workers,
             progress=bar.update if bar is not None else None,
         )
     except FacerecError as e:

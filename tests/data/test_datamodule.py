@@ -188,7 +188,7 @@ def _packed(image_folder, tmp_path):
     from facerec.data.recordio import pack_folder
 
     out = tmp_path / "rec"
-    pack_folder(image_folder, out, size=32, workers=1)
+    pack_folder(image_folder, out, size=32, num_workers=1)
     return out
 
 

@@ -104,7 +104,7 @@ def packed(tmp_path: Path) -> tuple[Path, Path, dict[str, np.ndarray]]:
     root = tmp_path / "faces"
     pixels = make_folder(root)
     out = tmp_path / "rec"
-    pack_folder(root, out, workers=2)
+    pack_folder(root, out, num_workers=2)
     return root, out, pixels
 
 
@@ -183,7 +183,7 @@ def test_pack_folder_round_trip(packed: tuple[Path, Path, dict[str, np.ndarray]]
 def test_pack_folder_resize_and_png(tmp_path: Path) -> None:
     root = tmp_path / "faces"
     pixels = make_folder(root)
-    summary = pack_folder(root, tmp_path / "png", image_format="png", workers=1)
+    summary = pack_folder(root, tmp_path / "png", image_format="png", num_workers=1)
     assert summary.reencoded == summary.num_images == 10
     ds = RecordIODataset(tmp_path / "png" / "train.rec")
     paths, _ = expected_samples(root)

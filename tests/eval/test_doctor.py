@@ -290,7 +290,7 @@ def test_doctor_on_recordio(dirty, tmp_path):
     folder = tmp_path / "folder"
     shutil.copytree(dirty["root"], folder)
     (folder / "id_09" / "broken.png").unlink()  # packing refuses corrupt images
-    pack_folder(folder, tmp_path / "rec", workers=1)  # PNG/JPEG stored byte for byte
+    pack_folder(folder, tmp_path / "rec", num_workers=1)  # PNG/JPEG stored byte for byte
     paths, _, _ = scan_image_folder(folder)  # the packing order
     name = [Path(q).relative_to(folder).as_posix() for q in paths]
     data = read_training_images(tmp_path / "rec")

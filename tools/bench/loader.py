@@ -108,7 +108,7 @@ def write_sources(images: list[np.ndarray], labels: list[int], work: Path) -> di
         )
         assert ok
         (d / f"{i:06d}.jpg").write_bytes(buf.tobytes())
-    pack_folder(root, work / "rec", workers=1)
+    pack_folder(root, work / "rec", num_workers=1)
     return {"folder": root, "rec": work / "rec", "array": np.stack(images)}
 
 

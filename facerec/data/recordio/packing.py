@@ -76,7 +76,7 @@ def pack_folder(
     size: int | tuple[int, int] | None = None,
     image_format: ImageFormat = "auto",
     quality: int = 95,
-    workers: int = 4,
+    num_workers: int = 4,
     progress: Callable[[int], None] | None = None,
 ) -> PackSummary:
     """Pack ``root/<identity>/<image>`` into ``out/train.rec``, ``train.idx`` and ``property``.
@@ -96,7 +96,7 @@ def pack_folder(
             re-encodes anything else (BMP, PGM, WebP, ...) or any resized image as JPEG at
             ``quality``; ``jpg`` / ``png`` re-encode every image in that format.
         quality: JPEG quality (1-100) for re-encoded images.
-        workers: threads that read, check and encode images (OpenCV releases the GIL).
+        num_workers: threads that read, check and encode images (OpenCV releases the GIL).
         progress: called with the number of images done after each chunk (e.g. a tqdm update).
 
     Every image is decoded once to check it (a corrupt file raises :class:`DataError` naming
@@ -133,11 +133,11 @@ def pack_folder(
     reencoded = 0
     starts = np.searchsorted(labels, np.arange(c), side="left") + 1
     ends = np.searchsorted(labels, np.arange(c), side="right") + 1
-    chunk = max(1, 64 * max(1, workers))
+    chunk = max(1, 64 * max(1, num_workers))
     prepare = functools.partial(_prepare_image, size=target, fmt=image_format, quality=int(quality))
     with RecordIOWriter(rec_path, idx_path) as writer:
         writer.write(0, pack(IRHeader(0, [float(first_range), float(end_key)], 0, 0)))
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
             for start in range(0, n, chunk):
                 batch = paths[start : start + chunk]
                 results = pool.map(prepare, batch)
