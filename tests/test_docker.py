@@ -117,7 +117,8 @@ def test_image_installs_facerec_and_prints_help_by_default(path: Path) -> None:
     assert "ENTRYPOINT" not in kinds
     assert [a for k, a in ins if k == "CMD"][-1] == '["facerec", "--help"]'
     runs = " && ".join(a for k, a in ins if k == "RUN")
-    assert "pip install --no-deps ." in runs and '".[onnx]"' in runs
+    # ONNX export/runtime and the MTCNN detector (facerec align, --align) are in every image
+    assert "pip install --no-deps ." in runs and '".[onnx,align]"' in runs
     assert "facerec --help" in runs  # the build itself fails if the CLI does not start
     workdirs = [a for k, a in ins if k == "WORKDIR"]
     assert workdirs[-1] == "/work"
