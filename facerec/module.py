@@ -290,7 +290,7 @@ class FaceRecognitionModule(pl.LightningModule):
             student = embeddings if self.distill_proj is None else self.distill_proj(embeddings)
             out["distill"] = distill_loss(student, teacher_embeddings, self.distill.loss)
             total = total + self.distill.weight * out["distill"]
-        if self.head is not None and getattr(self.head, "returns_loss", False):
+        if self.head is not None and self.head.returns_loss:
             # A head that computes its own (e.g. distributed) cross-entropy, such as Partial FC.
             out["ce"] = self.head(embeddings, labels)
             total = total + out["ce"]
@@ -413,9 +413,8 @@ class FaceRecognitionModule(pl.LightningModule):
                 lr = self.lr * per_device * world / self.lr_reference_batch
         params = param_groups(self, self.lr_multipliers, lr)  # type: ignore[arg-type]
         opt = build_optimizer(params, self.optimizer_name, lr, self.momentum, self.weight_decay)
-        attach = getattr(self.head, "attach_optimizer", None)
-        if attach is not None:  # a sharded head saves its rows' optimiser state gathered
-            attach(opt)
+        if self.head is not None:  # a sharded head saves its rows' optimiser state gathered
+            self.head.attach_optimizer(opt)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = (
             self.trainer.max_epochs
@@ -449,9 +448,8 @@ class FaceRecognitionModule(pl.LightningModule):
                 self.distill_proj = make_projection(self.embedding_dim, self._teacher.embedding_dim)
         # Parameters a head keeps per rank (a sharded class-centre matrix) must stay out of
         # DDP's gradient all-reduce; DDP reads this attribute when it wraps the module.
-        ignore = getattr(self.head, "ddp_ignore", None)
-        if ignore:
-            self._ddp_params_and_buffers_to_ignore = [f"head.{n}" for n in ignore]
+        if self.head is not None and self.head.ddp_ignore:
+            self._ddp_params_and_buffers_to_ignore = [f"head.{n}" for n in self.head.ddp_ignore]
         dm = self._training_data()
         if dm is None:
             return

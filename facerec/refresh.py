@@ -35,6 +35,7 @@ from facerec import distributed
 from facerec.data.hard_identity import HardIdentityOptions
 from facerec.data.offline_triplets import OfflineTripletOptions
 from facerec.errors import ConfigError
+from facerec.heads.base import MarginHead
 from facerec.inference import Preprocess, TorchEmbedder, embed_images
 from facerec.mining.neighbours import broadcast_neighbours, nearest_identities
 from facerec.mining.offline import select_triplets
@@ -174,22 +175,18 @@ class HardIdentityRefresh(_PeriodicRefresh):
     def class_centres(self, pl_module: pl.LightningModule) -> torch.Tensor:
         """(C, D) class centres by ``options.centres`` (identical on every rank)."""
         mode = self.options.centres
-        head = getattr(pl_module, "head", None)
-        weight = getattr(head, "weight", None)
+        head: MarginHead | None = pl_module.head
         if mode == "auto":
-            mode = "head" if isinstance(weight, torch.Tensor) else "embeddings"
+            mode = "head" if head is not None else "embeddings"
         if mode == "head":
-            if not isinstance(weight, torch.Tensor):
+            if head is None:
                 raise ConfigError(
                     "data.hard_identity.centres is 'head' but the model has no margin head with "
                     "class weights; use centres: embeddings"
                 )
-            w = weight.detach()
-            if hasattr(head, "gather_full"):  # sharded head: every rank gathers the full matrix
-                w = head.gather_full(w)
-            c = int(getattr(head, "num_classes", w.shape[0]))
-            w = F.normalize(w.float().cpu().reshape(c, -1, w.shape[-1]), dim=2).mean(dim=1)
-            return w
+            w = head.gather_full(head.weight.detach())  # sharded: every rank gathers them all
+            w = w.float().cpu().reshape(head.num_classes, -1, w.shape[-1])
+            return F.normalize(w, dim=2).mean(dim=1)
         labels = np.asarray(self.dm.train_set.labels)
         rng = np.random.default_rng([self.seed, self.refreshes, 17])
         picks = [

@@ -319,6 +319,14 @@ class MarginHead(nn.Module):
     """
 
     flat_state: tuple[str, ...] = ()
+    #: True when ``forward`` returns the cross-entropy itself (a scalar, e.g. the sharded head's
+    #: softmax across ranks) instead of (B, C) logits; the module then uses it as the loss.
+    returns_loss = False
+    #: Parameters (names under the head) that differ per DDP rank: the module keeps them out of
+    #: DDP's broadcast and gradient all-reduce (the sharded head's class centres).
+    ddp_ignore: tuple[str, ...] = ()
+    #: The (C·K, D) class centres (this rank's rows for a sharded head).
+    weight: Tensor
 
     def __init__(self, embedding_dim: int, num_classes: int) -> None:
         super().__init__()
@@ -347,6 +355,15 @@ class MarginHead(nn.Module):
     def regularizer(self, embeddings: Tensor) -> Tensor | None:
         """Extra loss term (a scalar) to add to the cross-entropy, or None (the default)."""
         return None
+
+    def gather_full(self, rows: Tensor) -> Tensor:
+        """This rank's rows of a per-centre (C·K, ...) tensor -> all rows (a collective for a
+        sharded head); a head in one piece holds them all already."""
+        return rows
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called with the optimiser that trains the head (the sharded head makes its per-row
+        state follow the weight into and out of checkpoints); nothing by default."""
 
 
 def _flatten_state(head: MarginHead, state: dict, prefix: str, _meta: dict) -> None:

@@ -18,7 +18,7 @@ cross-entropy across ranks. How it plugs into :class:`~facerec.module.FaceRecogn
 
 * ``returns_loss = True``: the module calls ``loss = head(embeddings, labels)`` with its *local*
   (B, D) embeddings and (B,) labels, and uses the result as the cross-entropy.
-* ``ddp_ignore = ["centres.weight"]``: the module lists the shard in
+* ``ddp_ignore = ("centres.weight",)``: the module lists the shard in
   ``_ddp_params_and_buffers_to_ignore``, so DDP neither broadcasts the shard at start nor
   all-reduces its gradient.
 * ``setup_shard()`` (optional; the first forward does it otherwise) lays out this rank's rows once
@@ -430,7 +430,7 @@ class ShardedMarginHead(MarginHead):
     """
 
     returns_loss = True
-    ddp_ignore = ["centres.weight"]  # noqa: RUF012 - read by FaceRecognitionModule.setup
+    ddp_ignore = ("centres.weight",)
     flat_state = ("centres",)
 
     def __init__(
