@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -36,7 +35,7 @@ from facerec.align.transform import arcface_template
 from facerec.data.folder import list_images
 from facerec.data.image import encode_image, read_image
 from facerec.errors import ConfigError, DataError
-from facerec.io import atomic_path, atomic_write_bytes
+from facerec.io import atomic_write_bytes, atomic_write_csv
 
 __all__ = ["REPORT_COLUMNS", "align_folder", "list_photos", "main"]
 
@@ -281,13 +280,8 @@ def align_folder(
     for key, rs in rows.items():  # skipped images count by their earlier status
         if Path(key) not in todo:
             counts[rs[0][1]] = counts.get(rs[0][1], 0) + 1
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(REPORT_COLUMNS)
-    for rel in rels:
-        w.writerows(rows[rel.as_posix()])
-    with atomic_path(out / REPORT_NAME) as tmp:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    report = (row for rel in rels for row in rows[rel.as_posix()])
+    atomic_write_csv(out / REPORT_NAME, REPORT_COLUMNS, report)
     journal.unlink(missing_ok=True)
     return counts
 

@@ -20,10 +20,8 @@ in the data folder is moved or deleted.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import html
-import io
 import json
 import os
 import sys
@@ -41,11 +39,11 @@ from facerec.inference import (
     embed_images,
     load_embedder,
 )
-from facerec.io import atomic_write_text
+from facerec.io import atomic_write_csv, atomic_write_text
 
 from . import benchmarks as bm
 from .doctor import INDEX_KINDS, Diagnosis, DoctorOptions, diagnose, file_hash, images_to_drop
-from .html_report import image_data_uri
+from .html_report import image_data_uri, image_name
 from .pair_args import add_pair_benchmark_arguments, read_pair_benchmarks
 
 THUMB = 64
@@ -114,12 +112,6 @@ def _bench_hashes(b: bm.PairBenchmark) -> list[str] | None:
     return None
 
 
-def _bench_names(b: bm.PairBenchmark) -> list[str]:
-    from .html_report import image_name
-
-    return [image_name(b.images, i) for i in range(len(b.images))]
-
-
 @dataclass
 class DoctorResult:
     """What :func:`run_doctor` found and wrote."""
@@ -133,13 +125,9 @@ class DoctorResult:
     files: list[Path]
 
 
-def _csv(path: Path, head: list[str], rows: list[list]) -> Path:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(head)
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-    return path
+def _cols(*arrays: np.ndarray) -> list[tuple]:
+    """Parallel arrays as rows of Python scalars: [(a[0], b[0], ...), ...]."""
+    return list(zip(*(a.tolist() for a in arrays), strict=True))
 
 
 def run_doctor(
@@ -190,7 +178,7 @@ def run_doctor(
             embedder, b.images, batch_size, flip, num_workers, normalize=True, progress=progress
         )
         bench_in[b.name] = (e, _bench_hashes(b))
-        bench_names[b.name] = _bench_names(b)
+        bench_names[b.name] = [image_name(b.images, i) for i in range(len(b.images))]
     labels = data.labels[rows]
     d = diagnose(emb, labels, len(data.class_names), hashes, opt, bench_in, progress)
     drop_rows = images_to_drop(d, labels)
@@ -204,7 +192,7 @@ def run_doctor(
     atomic_write_text(files[-1], json.dumps(summary, indent=2) + "\n")
     files.append(outd / "doctor.html")
     atomic_write_text(
-        files[-1], _html(data, rows, d, summary, bench_names, benches or [], embedder, html_rows)
+        files[-1], _html(data, rows, d, summary, bench_names, benches or [], html_rows)
     )
     if clean_list is not None:
         write_clean_list(clean_list, data, keep)
@@ -222,40 +210,38 @@ def write_clean_list(path: str | os.PathLike[str], data: TrainingImages, keep: l
 def _write_csvs(outd, data, rows, d: Diagnosis, skipped, bench_names) -> list[Path]:
     y, names, key = data.labels, data.class_names, data.keys
     r = rows.tolist()
-    files = []
     ex = []
     for g, grp in enumerate(d.exact):
         across = len({int(y[r[n]]) for n in grp}) > 1
         ex += [[g, key[r[n]], names[y[r[n]]], int(across)] for n in grp]
-    files.append(
-        _csv(outd / "exact_duplicates.csv", ["group", "image", "identity", "across_identities"], ex)
-    )
     near = [
         [key[r[i]], names[y[r[i]]], key[r[j]], names[y[r[j]]], f"{s:.6f}", int(y[r[i]] != y[r[j]])]
-        for i, j, s in zip(d.near.i.tolist(), d.near.j.tolist(), d.near.score.tolist(), strict=True)
+        for i, j, s in _cols(d.near.i, d.near.j, d.near.score)
     ]
-    files.append(
-        _csv(
-            outd / "near_duplicates.csv",
-            ["image1", "identity1", "image2", "identity2", "cosine", "across_identities"],
-            near,
-        )
-    )
     m = d.mislabelled
     mis = [
         [key[r[n]], names[o], names[t], f"{a:.6f}", f"{b:.6f}", f"{b - a:.6f}"]
-        for n, o, t, a, b in zip(
-            m.image.tolist(),
-            m.own.tolist(),
-            m.other.tolist(),
-            m.own_score.tolist(),
-            m.other_score.tolist(),
-            strict=True,
-        )
+        for n, o, t, a, b in _cols(m.image, m.own, m.other, m.own_score, m.other_score)
     ]
-    files.append(
-        _csv(
-            outd / "mislabelled.csv",
+    counts = np.bincount(y[rows], minlength=len(names))
+    sp = [
+        [names[a], names[b], f"{s:.6f}", int(counts[a]), int(counts[b])]
+        for a, b, s in _cols(d.split.i, d.split.j, d.split.score)
+    ]
+    ov = [
+        [b, bench_names[b][q], key[r[t]], names[y[r[t]]], f"{s:.6f}", int(e)]
+        for b, o in d.overlap.items()
+        for q, t, s, e in _cols(o.bench, o.train, o.score, o.exact)
+    ]
+    tables = [
+        ("exact_duplicates", ["group", "image", "identity", "across_identities"], ex),
+        (
+            "near_duplicates",
+            ["image1", "identity1", "image2", "identity2", "cosine", "across_identities"],
+            near,
+        ),
+        (
+            "mislabelled",
             [
                 "image",
                 "identity",
@@ -265,41 +251,16 @@ def _write_csvs(outd, data, rows, d: Diagnosis, skipped, bench_names) -> list[Pa
                 "margin",
             ],
             mis,
-        )
-    )
-    counts = np.bincount(y[rows], minlength=len(names))
-    sp = [
-        [names[a], names[b], f"{s:.6f}", int(counts[a]), int(counts[b])]
-        for a, b, s in zip(
-            d.split.i.tolist(), d.split.j.tolist(), d.split.score.tolist(), strict=True
-        )
-    ]
-    files.append(
-        _csv(
-            outd / "split_identities.csv",
-            ["identity1", "identity2", "centre_cosine", "images1", "images2"],
-            sp,
-        )
-    )
-    ov = []
-    for b, o in d.overlap.items():
-        ov += [
-            [b, bench_names[b][q], key[r[t]], names[y[r[t]]], f"{s:.6f}", int(e)]
-            for q, t, s, e in zip(
-                o.bench.tolist(), o.train.tolist(), o.score.tolist(), o.exact.tolist(), strict=True
-            )
-        ]
-    files.append(
-        _csv(
-            outd / "benchmark_overlap.csv",
+        ),
+        ("split_identities", ["identity1", "identity2", "centre_cosine", "images1", "images2"], sp),
+        (
+            "benchmark_overlap",
             ["benchmark", "benchmark_image", "training_image", "identity", "cosine", "exact_copy"],
             ov,
-        )
-    )
-    files.append(
-        _csv(outd / "unreadable.csv", ["image", "reason"], [[key[i], why] for i, why in skipped])
-    )
-    return files
+        ),
+        ("unreadable", ["image", "reason"], [[key[i], why] for i, why in skipped]),
+    ]
+    return [atomic_write_csv(outd / f"{name}.csv", head, body) for name, head, body in tables]
 
 
 def _summary(data, d: Diagnosis, skipped, keep, opt: DoctorOptions) -> dict:
@@ -331,7 +292,7 @@ def _summary(data, d: Diagnosis, skipped, keep, opt: DoctorOptions) -> dict:
     }
 
 
-def _html(data, rows, d: Diagnosis, summary, bench_names, benches, embedder, limit) -> str:
+def _html(data, rows, d: Diagnosis, summary, bench_names, benches, limit) -> str:
     size = (THUMB, THUMB)
     r = rows.tolist()
     cache: dict[tuple[str, int], str] = {}
@@ -380,6 +341,10 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, embedder, lim
             )
         parts.append("</section>")
 
+    def members(c: int, but: int = -1) -> str:
+        """Thumbnails of the first three images of identity ``c`` (other than row ``but``)."""
+        return "".join(tr(k) for k in [k for k in range(len(r)) if y[r[k]] == c and k != but][:3])
+
     rows_ex = []
     for g in d.exact[:limit]:
         ids = sorted({names[y[r[n]]] for n in g})
@@ -397,9 +362,7 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, embedder, lim
     rows_nd = [
         f"<tr><td>{tr(i)}{tr(j)}</td><td>{s:.4f}</td><td>{esc(names[y[r[i]]])} / "
         f"{esc(names[y[r[j]]])}</td><td>{esc(data.keys[r[i]])}<br>{esc(data.keys[r[j]])}</td></tr>"
-        for i, j, s in list(
-            zip(d.near.i.tolist(), d.near.j.tolist(), d.near.score.tolist(), strict=True)
-        )[:limit]
+        for i, j, s in _cols(d.near.i, d.near.j, d.near.score)[:limit]
     ]
     section(
         "near",
@@ -409,25 +372,12 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, embedder, lim
         int(d.near.i.size),
     )
     m = d.mislabelled
-    rows_m = []
-    for n, o, t, a, b in list(
-        zip(
-            m.image.tolist(),
-            m.own.tolist(),
-            m.other.tolist(),
-            m.own_score.tolist(),
-            m.other_score.tolist(),
-            strict=True,
-        )
-    )[:limit]:
-        ex_own = [k for k in range(len(r)) if y[r[k]] == o and k != n][:3]
-        ex_other = [k for k in range(len(r)) if y[r[k]] == t][:3]
-        rows_m.append(
-            f"<tr><td>{tr(n)}</td><td>{esc(names[o])}: {a:.4f}<br>"
-            f"{''.join(tr(k) for k in ex_own)}</td><td>{esc(names[t])}: {b:.4f}<br>"
-            f"{''.join(tr(k) for k in ex_other)}</td><td>{b - a:.4f}</td>"
-            f"<td>{esc(data.keys[r[n]])}</td></tr>"
-        )
+    rows_m = [
+        f"<tr><td>{tr(n)}</td><td>{esc(names[o])}: {a:.4f}<br>{members(o, n)}</td><td>"
+        f"{esc(names[t])}: {b:.4f}<br>{members(t)}</td><td>{b - a:.4f}</td>"
+        f"<td>{esc(data.keys[r[n]])}</td></tr>"
+        for n, o, t, a, b in _cols(m.image, m.own, m.other, m.own_score, m.other_score)[:limit]
+    ]
     section(
         "mislabelled",
         "Likely mislabelled",
@@ -435,16 +385,11 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, embedder, lim
         rows_m,
         int(m.image.size),
     )
-    rows_s = []
-    for a, b, s in list(
-        zip(d.split.i.tolist(), d.split.j.tolist(), d.split.score.tolist(), strict=True)
-    )[:limit]:
-        ea = [k for k in range(len(r)) if y[r[k]] == a][:3]
-        eb = [k for k in range(len(r)) if y[r[k]] == b][:3]
-        rows_s.append(
-            f"<tr><td>{esc(names[a])}<br>{''.join(tr(k) for k in ea)}</td><td>"
-            f"{esc(names[b])}<br>{''.join(tr(k) for k in eb)}</td><td>{s:.4f}</td></tr>"
-        )
+    rows_s = [
+        f"<tr><td>{esc(names[a])}<br>{members(a)}</td><td>{esc(names[b])}<br>{members(b)}</td>"
+        f"<td>{s:.4f}</td></tr>"
+        for a, b, s in _cols(d.split.i, d.split.j, d.split.score)[:limit]
+    ]
     section(
         "split",
         "Identities that look like one person",
@@ -453,12 +398,9 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, embedder, lim
         int(d.split.i.size),
     )
     by_name = {b.name: b for b in benches}
-    rows_o, total = [], 0
+    rows_o = []
     for bname, o in d.overlap.items():
-        total += int(o.bench.size)
-        for q, t, s, e in list(
-            zip(o.bench.tolist(), o.train.tolist(), o.score.tolist(), o.exact.tolist(), strict=True)
-        )[:limit]:
+        for q, t, s, e in _cols(o.bench, o.train, o.score, o.exact)[:limit]:
             bimg = img(by_name[bname].images, q, bname, bench_names[bname][q])
             rows_o.append(
                 f"<tr><td>{esc(bname)}</td><td>{bimg}"
@@ -466,6 +408,7 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, embedder, lim
                 f"{esc(bench_names[bname][q])}<br>{esc(data.keys[r[t]])} "
                 f"({esc(names[y[r[t]]])})</td></tr>"
             )
+    total = sum(int(o.bench.size) for o in d.overlap.values())
     section(
         "overlap",
         "Benchmark overlap",
@@ -553,10 +496,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _benches(args: argparse.Namespace) -> list[bm.PairBenchmark]:
-    return read_pair_benchmarks(args)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``facerec doctor``; returns the exit status (2 on a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -564,19 +503,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.batch_size < 1 or args.html_rows < 0:
             raise ConfigError("--batch-size must be >= 1 and --html-rows >= 0")
+        # the threshold and search flags are named as the DoctorOptions fields
         opt = DoctorOptions(
-            near_duplicate=args.near_duplicate,
-            mislabel_margin=args.mislabel_margin,
-            split=args.split,
-            overlap=args.overlap,
-            neighbours=args.neighbours,
-            index=args.index,
-            nprobe=args.nprobe,
-            nlist=args.nlist,
+            **{k: v for k, v in vars(args).items() if k in DoctorOptions.__dataclass_fields__}
         )
         opt.check()
         data = read_training_images(args.data)
-        benches = _benches(args)
+        benches = read_pair_benchmarks(args)
         emb = load_embedder(args.checkpoint, args.onnx, args.device, args.batch_size)
         res = run_doctor(
             data,
