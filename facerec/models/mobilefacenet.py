@@ -31,7 +31,7 @@ Pair = tuple[int, int]
 
 
 class ConvBlock(nn.Module):
-    """Conv (no bias) → BN → PReLU."""
+    """Conv (no bias) → BN → PReLU; with ``linear``, conv → BN (a linear bottleneck projection)."""
 
     def __init__(
         self,
@@ -41,35 +41,13 @@ class ConvBlock(nn.Module):
         stride: Pair = (1, 1),
         padding: Pair = (0, 0),
         groups: int = 1,
+        linear: bool = False,
     ) -> None:
         super().__init__()
         self.layers = nn.Sequential(
             nn.Conv2d(in_c, out_c, kernel, stride, padding, groups=groups, bias=False),
             nn.BatchNorm2d(out_c),
-            nn.PReLU(out_c),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_c, H, W) -> (B, out_c, H', W')."""
-        return self.layers(x)
-
-
-class LinearBlock(nn.Module):
-    """Conv (no bias) → BN, no activation (the linear bottleneck projection)."""
-
-    def __init__(
-        self,
-        in_c: int,
-        out_c: int,
-        kernel: Pair = (1, 1),
-        stride: Pair = (1, 1),
-        padding: Pair = (0, 0),
-        groups: int = 1,
-    ) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(in_c, out_c, kernel, stride, padding, groups=groups, bias=False),
-            nn.BatchNorm2d(out_c),
+            *([] if linear else [nn.PReLU(out_c)]),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +76,7 @@ class DepthWise(nn.Module):
         self.layers = nn.Sequential(
             ConvBlock(in_c, groups),
             ConvBlock(groups, groups, kernel, stride, padding, groups=groups),
-            LinearBlock(groups, out_c),
+            ConvBlock(groups, out_c, linear=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,7 +110,7 @@ class GDCHead(nn.Module):
     def __init__(self, channels: int, spatial: Pair, embedding_dim: int) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            LinearBlock(channels, channels, kernel=spatial, groups=channels),
+            ConvBlock(channels, channels, kernel=spatial, groups=channels, linear=True),
             nn.Flatten(1),
             nn.Linear(channels, embedding_dim, bias=False),
             nn.BatchNorm1d(embedding_dim),
