@@ -138,9 +138,7 @@ class FrozenTeacher:
         emb = self.embedder
         if next(self.net.parameters()).device != images.device:
             self.net.to(images.device)
-        if emb.channel_order == "BGR":
-            x = x.flip(1)
-        x = (x - emb.mean.to(x.device)) / emb.std.to(x.device)
+        x = emb.preprocess.normalize(x.permute(0, 2, 3, 1))  # takes (B, H, W, 3)
         self.net.eval()
         out = self.net(x)
         if not torch.isfinite(out).all():

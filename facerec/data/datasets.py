@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from facerec.data.image import MEAN, STD, ResizeMode, fit_to_size
+from facerec.data.image import ResizeMode, fit_to_size, normalize
 from facerec.data.sources import ImageSource, describe
 from facerec.data.transforms import apply_augment, seed_augment
 from facerec.errors import DataError
@@ -30,15 +30,12 @@ def to_chw_uint8(img: np.ndarray) -> torch.Tensor:
 
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB (B, 3, H, W) -> float32 (B, 3, H, W) network input (x − 127.5)/127.5.
-
-    Runs on the tensor's device; the result equals, bit for bit, the float32 the CPU computes
-    with :func:`facerec.data.image.to_tensor_array` (one subtraction and one division, each
-    rounded once). A float tensor is returned unchanged (already normalised).
+    """uint8 RGB (B, 3, H, W) -> float32 (B, 3, H, W) network input (x − 127.5)/127.5, on the
+    tensor's device (:func:`facerec.data.image.normalize`, as
+    :func:`~facerec.data.image.to_tensor_array` on the CPU). A float tensor is returned unchanged
+    (already normalised).
     """
-    if images.dtype != torch.uint8:
-        return images
-    return (images.to(torch.float32) - MEAN) / STD
+    return normalize(images) if images.dtype == torch.uint8 else images
 
 
 #: bad-file slots in a training sample (see :class:`FaceDataset`): enough for the bad images one

@@ -7,7 +7,7 @@ Convention (the published ArcFace models'): images are RGB uint8 (H, W, 3); the 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -96,6 +96,29 @@ def fit_to_size(img: np.ndarray, size: tuple[int, int], mode: ResizeMode = "resi
     return img[top : top + h, left : left + w]
 
 
+def normalize(images: Any, mean: Any = MEAN, std: Any = STD, channel_order: str = "RGB") -> Any:
+    """The one normalisation: RGB (N, 3, H, W) images, uint8 or float, a numpy array or a torch
+    tensor -> float32 ``(x - mean) / std`` in ``channel_order`` (RGB or BGR), of the same kind (a
+    tensor stays on its device and keeps its memory layout).
+
+    ``mean`` and ``std`` are one number or one per channel, pixel units, in the model's channel
+    order. A tensor is divided by a number as torch divides by a scalar (on CUDA: times its
+    reciprocal, which can differ from a per-channel division by one ulp), so callers keep the
+    form their numbers were always given in.
+    """
+    if isinstance(images, np.ndarray):
+        x = images[:, ::-1] if channel_order == "BGR" else images
+        m, s = (np.asarray(v, np.float32).reshape(-1, 1, 1) for v in (mean, std))
+        return (x.astype(np.float32) - m) / s
+    x = images.float()
+    if channel_order == "BGR":
+        x = x.flip(1)
+    m, s = (
+        v if isinstance(v, int | float) else x.new_tensor(v).view(1, -1, 1, 1) for v in (mean, std)
+    )
+    return (x - m) / s
+
+
 def to_tensor_array(img: np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3) -> normalised float32 (3, H, W): (x - 127.5) / 127.5."""
-    return ((img.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1).copy()
+    return np.ascontiguousarray(normalize(img.transpose(2, 0, 1)[None])[0])

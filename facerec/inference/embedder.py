@@ -99,9 +99,6 @@ class TorchEmbedder:
         self.batch_size = int(batch_size)
         self.resize_mode: ResizeMode = resize_mode
         self.channel_order = channel_order
-        # (1, 3, 1, 1) per-channel constants in the model's channel order
-        self.mean = torch.tensor(self.preprocess.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.preprocess.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     @classmethod
     def from_preprocess(
@@ -137,10 +134,7 @@ class TorchEmbedder:
         with eval_mode(self.backbone), torch.inference_mode():
             for s in range(0, images.shape[0], self.batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(images[s : s + self.batch_size]))
-                x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-                if self.channel_order == "BGR":
-                    x = x.flip(1)
-                x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+                x = self.preprocess.normalize(x.to(self.device, non_blocking=True))
                 if dtype is not None:  # a half-precision network takes half-precision input
                     x = x.to(dtype)
                 outs.append(self.backbone(x).float().cpu())

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from facerec.data.image import MEAN, STD, ResizeMode
+from facerec.data.image import MEAN, STD, ResizeMode, normalize
 from facerec.errors import DataError
 
 
@@ -81,14 +81,14 @@ class Preprocess:
         return self
 
     # ------------------------------------------------------------------ use
-    def normalize(self, images: np.ndarray) -> np.ndarray:
-        """RGB uint8 (N, H, W, 3) -> float32 (N, 3, H, W) ``(x - mean) / std`` in the model's
-        channel order."""
-        x = images[..., ::-1] if self.channel_order == "BGR" else images
-        mean = np.asarray(self.mean, np.float32)
-        std = np.asarray(self.std, np.float32)
-        x = (x.astype(np.float32) - mean) / std
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    def normalize(self, images: Any) -> Any:
+        """RGB (N, H, W, 3) images, uint8 or float, numpy or torch -> float32 (N, 3, H, W)
+        ``(x - mean) / std`` in the model's channel order (:func:`facerec.data.image.normalize`);
+        an array comes back contiguous, a tensor on its device."""
+        if isinstance(images, np.ndarray):
+            x = normalize(images.transpose(0, 3, 1, 2), self.mean, self.std, self.channel_order)
+            return np.ascontiguousarray(x)
+        return normalize(images.permute(0, 3, 1, 2), self.mean, self.std, self.channel_order)
 
     # ------------------------------------------------------------------ storage
     def to_dict(self) -> dict[str, Any]:
