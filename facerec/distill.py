@@ -55,12 +55,6 @@ class DistillOptions:
         return self
 
 
-def _loaders() -> tuple[Any, Any]:
-    from facerec.inference import load_checkpoint_embedder, load_onnx_embedder
-
-    return load_checkpoint_embedder, load_onnx_embedder
-
-
 class FrozenTeacher:
     """A teacher embedding network: student-normalised (B, 3, H, W) -> (B, D_t) float32.
 
@@ -86,12 +80,15 @@ class FrozenTeacher:
                 f"model.distill.teacher: {p} not found; expected a facerec .ckpt or an .onnx "
                 "written by facerec export"
             )
+        from facerec.inference import load_checkpoint_embedder, load_onnx_embedder
+
         self.path = p
-        load_ckpt, load_onnx = _loaders()
         self.onnx = p.suffix.lower() == ".onnx"
-        self.embedder = load_onnx(str(p)) if self.onnx else load_ckpt(str(p))
+        self.embedder = (
+            load_onnx_embedder(str(p)) if self.onnx else load_checkpoint_embedder(str(p))
+        )
         self.input_size = tuple(int(s) for s in self.embedder.input_size)
-        self.resize_mode = str(getattr(self.embedder, "resize_mode", "resize"))
+        self.resize_mode = str(self.embedder.resize_mode)
         self._s_mean = torch.tensor(np.broadcast_to(student_mean, (3,)).copy()).float()
         self._s_std = torch.tensor(np.broadcast_to(student_std, (3,)).copy()).float()
         if not self.onnx:
@@ -100,9 +97,7 @@ class FrozenTeacher:
             for q in net.parameters():
                 q.requires_grad_(False)
             self.net = net
-        dim = getattr(self.embedder, "embedding_dim", None)
-        if dim is None and not self.onnx:
-            dim = getattr(self.net, "embedding_dim", None)
+        dim = self.embedder.embedding_dim if self.onnx else self.net.embedding_dim
         if not dim:  # a foreign ONNX file without the metadata: run one image
             h, w = self.input_size
             dim = int(self.embedder(np.zeros((1, h, w, 3), np.uint8)).shape[1])

@@ -28,7 +28,7 @@ from facerec import __version__, lightning_compat
 from facerec.data.datasets import normalize_images
 from facerec.data.interface import TrainingData
 from facerec.distill import DistillOptions, FrozenTeacher, make_projection
-from facerec.errors import ConfigError, FacerecError
+from facerec.errors import ConfigError, DataError, FacerecError
 from facerec.finetune import FreezeOptions, Freezer, LrMultipliers, param_groups
 from facerec.heads.base import MarginHead
 from facerec.inference.preprocess import Preprocess
@@ -185,6 +185,7 @@ class FaceRecognitionModule(pl.LightningModule):
         self.compile_mode = compile_mode
         self._compiled = False
         self.init_from = init_from
+        self._init_loaded = False
         self.lr_multipliers = coerce(lr_multipliers, LrMultipliers, "model.lr_multipliers")
         self.freeze = coerce(freeze, FreezeOptions, "model.freeze")
         self._freezer: Freezer | None = None
@@ -435,7 +436,7 @@ class FaceRecognitionModule(pl.LightningModule):
         if stage == "fit" and self.compile_backbone and not self._compiled:
             self.backbone.compile(mode=self.compile_mode)  # in place: state-dict keys unchanged
             self._compiled = True
-        if stage == "fit" and self.init_from and not getattr(self, "_init_loaded", False):
+        if stage == "fit" and self.init_from and not self._init_loaded:
             load_init_weights(self, self.init_from)
             self._init_loaded = True
         if stage == "fit" and self.freeze is not None and self._freezer is None:
@@ -522,9 +523,6 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
             (the message names the architecture the file needs).
         DataError: the file is not a PyTorch checkpoint or state dict of a known layout.
     """
-    from pathlib import Path
-
-    from facerec.errors import DataError
     from facerec.inference.checkpoint import read_checkpoint_dict
     from facerec.models.pretrained import identify_state_dict, load_foreign_state_dict
 
