@@ -32,6 +32,8 @@ from facerec.data.sources import FileImages, ImageSource
 from facerec.errors import DataError
 from facerec.io import atomic_write_text
 
+from .report import percent as _pct
+
 #: hardest genuine and impostor pairs shown per model and benchmark (``--report-pairs``)
 DEFAULT_REPORT_PAIRS = 10
 #: worst-ranked identification probes shown per model, and gallery matches per probe
@@ -271,8 +273,7 @@ def worst_probes(
 def image_data_uri(rgb: np.ndarray, fmt: str = "jpeg", quality: int = THUMB_JPEG_QUALITY) -> str:
     """An RGB uint8 (H, W, 3) image as a ``data:image/jpeg|png;base64,...`` URI."""
     data = encode_image(rgb, "png" if fmt == "png" else "jpg", quality, f"image {rgb.shape}")
-    mime = "png" if fmt == "png" else "jpeg"
-    return f"data:image/{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return _data_uri(data, "png" if fmt == "png" else "jpeg")
 
 
 def file_data_uri(path: str | os.PathLike[str]) -> str:
@@ -282,7 +283,10 @@ def file_data_uri(path: str | os.PathLike[str]) -> str:
         data = p.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{p}: plot not found; expected the PNG eval draws") from None
-    mime = "png" if p.suffix.lower() == ".png" else "jpeg"
+    return _data_uri(data, "png" if p.suffix.lower() == ".png" else "jpeg")
+
+
+def _data_uri(data: bytes, mime: str) -> str:
     return f"data:image/{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
@@ -336,10 +340,6 @@ th{background:#f2f2f2} td.l,th.l{text-align:left}
 
 def _e(x: object) -> str:
     return html.escape(str(x), quote=True)
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
 
 
 def _num(x: float | None, fmt: str = ".4f") -> str:

@@ -28,7 +28,7 @@ from facerec.metrics.verification import far_key
 from .ijb import IJB_NAMES, AlignedImages, IJBMeta, evaluate_features, load_features, read_ijb
 from .ijb import save_features as write_features
 from .ijb_protocol import IJB_FARS, IJB_FPIRS
-from .report import plot_roc
+from .report import grid, percent, plot_roc
 
 IJB_JSON_KEYS_DOC = """\
 With `--ijb`, each model of `results.json` gets `ijb.<IJBC|IJBB>` (a `--load-features` file is
@@ -238,16 +238,6 @@ def feature_model_names(paths: list[str], taken: list[str]) -> list[str]:
     return names
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}"
-
-
-def _grid(head: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    return [fmt.format(*head), "  ".join("-" * w for w in widths), *(fmt.format(*r) for r in rows)]
-
-
 def format_ijb_table(results: dict) -> str:
     """The IJB rows of the console summary ("" without IJB results)."""
     entries = [
@@ -263,18 +253,19 @@ def format_ijb_table(results: dict) -> str:
         fars = list(rows[0][1]["verification"]["tar_at_far_nearest"])
         head = ["model", "templates", "pairs", "AUC %", *(f"TAR@{f}" for f in fars)]
         lines.append(f"{key} 1:1 TAR@FAR % (insightface's rule: the ROC point nearest each FAR)")
-        lines += _grid(
+        lines += grid(
             head,
             [
                 [
                     n,
                     str(r["num_templates"]),
                     str(r["verification"]["num_pairs"]),
-                    _pct(r["verification"]["auc"]),
-                    *(_pct(r["verification"]["tar_at_far_nearest"][f]["tar"]) for f in fars),
+                    percent(r["verification"]["auc"]),
+                    *(percent(r["verification"]["tar_at_far_nearest"][f]["tar"]) for f in fars),
                 ]
                 for n, r in rows
             ],
+            left=1,
         )
         lines.append("")
         lines.append(f"{key} 1:1 calibrated: TAR % at FAR <= target (cosine threshold)")
@@ -283,9 +274,11 @@ def format_ijb_table(results: dict) -> str:
             row = [n]
             for f in fars:
                 t = r["verification"]["tar_at_far"][f]
-                row.append(f"{_pct(t['tar'])} ({t['threshold']:.4f})" if t["resolvable"] else "-")
+                row.append(
+                    f"{percent(t['tar'])} ({t['threshold']:.4f})" if t["resolvable"] else "-"
+                )
             cal.append(row)
-        lines += _grid(["model", *(f"TAR@{f}" for f in fars)], cal)
+        lines += grid(["model", *(f"TAR@{f}" for f in fars)], cal, left=1)
         id_rows = [(n, r["identification"]) for n, r in rows if "identification" in r]
         if id_rows:
             lines.append("")
@@ -305,17 +298,17 @@ def format_ijb_table(results: dict) -> str:
                 row = [
                     n,
                     str(u["num_probes"]),
-                    _pct(u["rank1"]),
-                    _pct(u["rank5"]),
-                    _pct(u["rank10"]),
+                    percent(u["rank1"]),
+                    percent(u["rank5"]),
+                    percent(u["rank10"]),
                 ]
-                row += [_pct(u["tpir_at_fpir_insightface"].get(f, {}).get("tpir")) for f in fk]
+                row += [percent(u["tpir_at_fpir_insightface"].get(f, {}).get("tpir")) for f in fk]
                 for g in galleries:
                     o = ident[g]["tpir_at_fpir"]
                     row += [
-                        _pct(o[f]["tpir"]) if f in o and o[f]["resolvable"] else "-" for f in fk
+                        percent(o[f]["tpir"]) if f in o and o[f]["resolvable"] else "-" for f in fk
                     ]
                 tab.append(row)
-            lines += _grid(head, tab)
+            lines += grid(head, tab, left=1)
         lines.append("")
     return "\n".join(lines).rstrip()

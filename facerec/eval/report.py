@@ -5,10 +5,11 @@ The JSON layout is documented in :data:`JSON_KEYS_DOC` (also in the README).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +95,8 @@ def _verification_title(ver_rows: list[tuple[str, str, dict]], default: int) -> 
     return "Verification (k-fold: " + ", ".join(f"{b} {k}" for b, k in used.items()) + ")"
 
 
-def _pct(x: float | None) -> str:
+def percent(x: float | None) -> str:
+    """A rate in percent with two decimals; "-" for None, NaN or inf."""
     return "-" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
 
 
@@ -121,7 +123,7 @@ def format_table(results: dict) -> str:
                 str(v["num_pairs"]),
                 f"{100 * v['accuracy_mean']:.2f} ± {100 * v['accuracy_std']:.2f}",
                 f"{v['auc']:.4f}",
-                _pct(v["eer"]),
+                percent(v["eer"]),
             ]
             for f in fars:
                 t = v["tar_at_far"].get(f)
@@ -129,10 +131,10 @@ def format_table(results: dict) -> str:
                     unresolvable = True
                     row.append("-")
                 else:
-                    row.append(_pct(t["tar"]))
+                    row.append(percent(t["tar"]))
             rows.append(row)
         lines.append(_verification_title(ver_rows, results.get("settings", {}).get("folds", 10)))
-        lines += _grid(head, rows)
+        lines += grid(head, rows)
         if unresolvable:
             lines.append("  - : FAR below 1/(impostor pairs), not resolvable with this many pairs")
         head = ["model", "benchmark", "k-fold", "EER"] + [f"thr@{f}" for f in fars]
@@ -146,7 +148,7 @@ def format_table(results: dict) -> str:
         lines.append("")
         lines.append("Calibrated cosine thresholds (k-fold: mean over folds, same if score > t; "
                      "EER and FAR: same if score >= t)")  # fmt: skip
-        lines += _grid(head, rows)
+        lines += grid(head, rows)
     id_rows = [(name, m["identification"]) for name, m in models.items() if m.get("identification")]
     if id_rows:
         dfars = list(id_rows[0][1].get("dir_at_far", {}))
@@ -159,41 +161,44 @@ def format_table(results: dict) -> str:
                 str(r["num_gallery_identities"]),
                 str(r["num_mated"]),
                 str(r["num_nonmated"]),
-                _pct(r["rank1"]),
-                _pct(r["rank5"]),
-                _pct(r["rank10"]),
+                percent(r["rank1"]),
+                percent(r["rank5"]),
+                percent(r["rank10"]),
             ]
             for f in dfars:
                 d = r["dir_at_far"].get(f)
-                row.append("-" if d is None or not d["resolvable"] else _pct(d["dir"]))
+                row.append("-" if d is None or not d["resolvable"] else percent(d["dir"]))
             rows.append(row)
         if lines:
             lines.append("")
         lines.append(f"Identification ({id_rows[0][1].get('index', 'flat')} index)")
-        lines += _grid(head, rows)
+        lines += grid(head, rows)
     return "\n".join(lines)
 
 
-def _grid(head: list[str], rows: list[list[str]]) -> list[str]:
+def grid(head: list[str], rows: list[list[str]], left: int = 2) -> list[str]:
+    """A console table: the head, a rule, the rows; the first ``left`` columns left-aligned."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    out = [fmt.format(*head), "  ".join("-" * w for w in widths)]
-    out += [fmt.format(*r) for r in rows]
-    return out
+    fmt = "  ".join(f"{{:<{w}}}" if i < left else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return [fmt.format(*head), "  ".join("-" * w for w in widths), *(fmt.format(*r) for r in rows)]
 
 
-def _figure():
+@contextlib.contextmanager
+def _plot(path: str | os.PathLike[str], title: str) -> Iterator:
+    """A titled 6x4.5 in figure's axes; the figure is written to ``path`` as PNG, atomically."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    return plt
-
-
-def _save(fig, path: str | os.PathLike[str]) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    try:
+        ax.set_title(title)
+        yield ax
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def plot_roc(
@@ -208,25 +213,21 @@ def plot_roc(
     Points with FAR 0 cannot be drawn on a log axis; the axis starts at ``min_far`` (default
     the smallest non-zero FAR among the curves) and ends at ``max_far`` (IJB: 1e-6 ... 1e-1).
     """
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
     lows = [float(np.min(f[f > 0])) for _, f, _ in curves if np.any(f > 0)]
     lo = min_far or (min(lows) if lows else 1e-6)
     lo = min(10.0 ** math.floor(math.log10(lo)), 0.1)  # a decade boundary, at least 1 decade
-    for label, fpr, tpr in curves:
-        fpr, tpr = np.asarray(fpr), np.asarray(tpr)
-        keep = fpr > 0
-        ax.plot(fpr[keep], tpr[keep], label=label, linewidth=1.4)
-    ax.set_xscale("log")
-    ax.set_xlim(lo, max(max_far, 10 * lo))
-    ax.set_ylim(0.0, 1.01)
-    ax.set_xlabel("false accept rate (log scale)")
-    ax.set_ylabel("true accept rate")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    with _plot(path, title) as ax:
+        for label, fpr, tpr in curves:
+            fpr, tpr = np.asarray(fpr), np.asarray(tpr)
+            keep = fpr > 0
+            ax.plot(fpr[keep], tpr[keep], label=label, linewidth=1.4)
+        ax.set_xscale("log")
+        ax.set_xlim(lo, max(max_far, 10 * lo))
+        ax.set_ylim(0.0, 1.01)
+        ax.set_xlabel("false accept rate (log scale)")
+        ax.set_ylabel("true accept rate")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
 
 
 def plot_histograms(
@@ -237,39 +238,30 @@ def plot_histograms(
     threshold: float | None = None,
 ) -> None:
     """Genuine and impostor cosine-score histograms (density) on one plot, as PNG."""
-    plt = _figure()
     s, y = np.asarray(scores, float), np.asarray(issame, bool)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
     pad = 0.02 * max(1e-6, float(s.max() - s.min()))
     bins = np.linspace(float(s.min()) - pad, float(s.max()) + pad, 81)
-    ax.hist(s[y], bins=bins, density=True, alpha=0.6, label=f"genuine ({int(y.sum())})")
-    ax.hist(s[~y], bins=bins, density=True, alpha=0.6, label=f"impostor ({int((~y).sum())})")
-    if threshold is not None and math.isfinite(threshold):
-        ax.axvline(
-            threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:.3f}"
-        )
-    ax.set_xlabel("cosine similarity")
-    ax.set_ylabel("density")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    with _plot(path, title) as ax:
+        ax.hist(s[y], bins=bins, density=True, alpha=0.6, label=f"genuine ({int(y.sum())})")
+        ax.hist(s[~y], bins=bins, density=True, alpha=0.6, label=f"impostor ({int((~y).sum())})")
+        if threshold is not None and math.isfinite(threshold):
+            label = f"threshold {threshold:.3f}"
+            ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=label)
+        ax.set_xlabel("cosine similarity")
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8)
 
 
 def plot_cmc(
     path: str | os.PathLike[str], curves: Sequence[tuple[str, np.ndarray]], title: str
 ) -> None:
     """CMC curves (label, (K,) rates) on one plot, as PNG."""
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for label, c in curves:
-        c = np.asarray(c, float)
-        ax.plot(np.arange(1, c.size + 1), c, marker="o", markersize=3, label=label)
-    ax.set_xlabel("rank")
-    ax.set_ylabel("identification rate")
-    ax.set_ylim(0.0, 1.01)
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    with _plot(path, title) as ax:
+        for label, c in curves:
+            c = np.asarray(c, float)
+            ax.plot(np.arange(1, c.size + 1), c, marker="o", markersize=3, label=label)
+        ax.set_xlabel("rank")
+        ax.set_ylabel("identification rate")
+        ax.set_ylim(0.0, 1.01)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
