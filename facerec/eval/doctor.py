@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -78,18 +77,6 @@ class DoctorOptions:
 def file_hash(data: bytes) -> str:
     """BLAKE2b-128 hex digest of a file's bytes (the exact-duplicate key)."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def hash_files(paths: Sequence[str | os.PathLike[str]], progress: bool = False) -> list[str]:
-    """:func:`file_hash` of each file; :class:`DataError` naming a file that cannot be read."""
-    out = []
-    for p in _bar(paths, "hashing", progress):
-        try:
-            with open(p, "rb") as f:
-                out.append(file_hash(f.read()))
-        except OSError as e:
-            raise DataError(f"{p}: cannot read ({e.strerror}); expected an image file") from None
-    return out
 
 
 def _bar(it, desc: str, enabled: bool, total: int | None = None):
@@ -162,6 +149,30 @@ class NearPairs:
     score: np.ndarray
 
 
+def _close_pairs(
+    x: np.ndarray,
+    k: int,
+    threshold: float,
+    opt: DoctorOptions,
+    progress: bool = False,
+    desc: str = "searching",
+    ids: np.ndarray | None = None,
+) -> NearPairs:
+    """Pairs of rows of unit ``x`` among each other's ``k`` nearest with a cosine above
+    ``threshold``, each pair once, best first; ``ids`` (rows,) renumbers the rows."""
+    s, nn = search(x, x, k + 1, opt, progress, desc)
+    rows = np.repeat(np.arange(x.shape[0]), s.shape[1])
+    s, nn = s.reshape(-1), nn.reshape(-1)
+    keep = (nn >= 0) & (nn != rows) & (s > threshold)
+    a, b = (rows[keep], nn[keep]) if ids is None else (ids[rows[keep]], ids[nn[keep]])
+    i, j, sc = np.minimum(a, b), np.maximum(a, b), s[keep]
+    if i.size:
+        _, first = np.unique(i * (int(j.max()) + 1) + j, return_index=True)
+        i, j, sc = i[first], j[first], sc[first]
+    order = np.lexsort((j, i, -sc))
+    return NearPairs(i[order].astype(np.int64), j[order].astype(np.int64), sc[order])
+
+
 def near_duplicates(
     emb: np.ndarray,
     opt: DoctorOptions,
@@ -177,22 +188,12 @@ def near_duplicates(
             out.
     """
     x = _unit(emb, "embeddings")
-    s, ids = search(x, x, opt.neighbours + 1, opt, progress, "near duplicates")
-    rows = np.repeat(np.arange(x.shape[0]), s.shape[1])
-    s, ids = s.reshape(-1), ids.reshape(-1)
-    keep = (ids >= 0) & (ids != rows) & (s > opt.near_duplicate)
-    a, b, sc = rows[keep], ids[keep], s[keep]
-    i, j = np.minimum(a, b), np.maximum(a, b)
-    if i.size:
-        key = i * x.shape[0] + j
-        _, first = np.unique(key, return_index=True)
-        i, j, sc = i[first], j[first], sc[first]
-    if exclude_hashes is not None and i.size:
+    p = _close_pairs(x, opt.neighbours, opt.near_duplicate, opt, progress, "near duplicates")
+    if exclude_hashes is not None and p.i.size:
         h = np.asarray(exclude_hashes)
-        keep = h[i] != h[j]
-        i, j, sc = i[keep], j[keep], sc[keep]
-    order = np.lexsort((j, i, -sc))
-    return NearPairs(i[order].astype(np.int64), j[order].astype(np.int64), sc[order])
+        keep = h[p.i] != h[p.j]
+        p = NearPairs(p.i[keep], p.j[keep], p.score[keep])
+    return p
 
 
 @dataclass
@@ -289,18 +290,7 @@ def split_identities(centres: Centres, opt: DoctorOptions, k: int = 5) -> NearPa
     alive = np.nonzero(centres.counts > 0)[0]
     if alive.size < 2:
         return NearPairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-    c = centres.unit[alive]
-    s, ids = search(c, c, k + 1, opt)
-    rows = np.repeat(np.arange(c.shape[0]), s.shape[1])
-    s, ids = s.reshape(-1), ids.reshape(-1)
-    keep = (ids >= 0) & (ids != rows) & (s > opt.split)
-    a, b = alive[rows[keep]], alive[ids[keep]]
-    i, j, sc = np.minimum(a, b), np.maximum(a, b), s[keep]
-    if i.size:
-        _, first = np.unique(i * centres.counts.size + j, return_index=True)
-        i, j, sc = i[first], j[first], sc[first]
-    order = np.lexsort((j, i, -sc))
-    return NearPairs(i[order].astype(np.int64), j[order].astype(np.int64), sc[order])
+    return _close_pairs(centres.unit[alive], k, opt.split, opt, ids=alive)
 
 
 @dataclass
