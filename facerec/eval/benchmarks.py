@@ -67,6 +67,16 @@ class PairBenchmark:
         return int(self.issame.shape[0])
 
 
+def read_text(path: Path, what: str, encoding: str = "utf-8") -> str:
+    """The text of ``path``; a :class:`DataError` naming ``what`` when missing or unreadable."""
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read {what} ({e})") from None
+
+
 # --------------------------------------------------------------------------------------------
 # insightface .bin
 
@@ -202,12 +212,7 @@ def parse_lfw_pairs(path: str | os.PathLike[str]) -> list[LfwPair]:
     first line that does not fit, or a line count that disagrees with the header.
     """
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{p}: LFW pairs file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{p}: cannot read LFW pairs file ({e})") from None
+    lines = read_text(p, "LFW pairs file").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -320,12 +325,7 @@ def read_pairs_csv(
     """
     p = Path(path)
     base = Path(root) if root is not None else p.parent
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{p}: pairs CSV not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{p}: cannot read pairs CSV ({e})") from None
+    text = read_text(p, "pairs CSV", "utf-8-sig")
     refs: list[tuple[Path, Path]] = []
     same: list[bool] = []
     for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):

@@ -31,6 +31,7 @@ from facerec.data.image import read_image
 from facerec.errors import DataError
 from facerec.io import atomic_path
 
+from .benchmarks import read_text
 from .ijb_protocol import (
     IJB_FARS,
     IJB_FPIRS,
@@ -87,15 +88,17 @@ class IJBMeta:
 # ----------------------------------------------------------------------------------- reading
 
 
-def _lines(path: Path, what: str) -> list[tuple[int, list[str]]]:
-    """(line number, whitespace tokens) of each non-blank line; DataError if unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read {what} ({e})") from None
-    return [(k, ln.split()) for k, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+def _lines(
+    path: Path, what: str, fields: int = 0, expected: str = ""
+) -> list[tuple[int, list[str]]]:
+    """(line number, whitespace tokens) of each non-blank line; DataError if unreadable or, with
+    ``fields``, naming the first line with another number of tokens."""
+    text = read_text(path, what)
+    rows = [(k, ln.split()) for k, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    for k, t in rows:
+        if fields and len(t) != fields:
+            raise _bad(path, k, expected, t)
+    return rows
 
 
 def _bad(path: Path, line: int, expected: str, got: list[str]) -> DataError:
@@ -140,11 +143,8 @@ def _numbers(
 def read_name_5pts_score(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``<n>_name_5pts_score.txt``: -> names (N,), landmarks (N, 5, 2) float32, faceness (N,)."""
     p = Path(path)
-    rows = _lines(p, "landmark list")
     exp = "'image x1 y1 x2 y2 x3 y3 x4 y4 x5 y5 faceness' (12 fields, numbers after the name)"
-    for k, t in rows:
-        if len(t) != 12:
-            raise _bad(p, k, exp, t)
+    rows = _lines(p, "landmark list", 12, exp)
     vals = _numbers(p, rows, slice(1, 12), np.float64, exp)
     if vals.size and not np.all(np.isfinite(vals)):
         k, t = rows[int(np.flatnonzero(~np.isfinite(vals).all(axis=1))[0])]
@@ -156,11 +156,8 @@ def read_name_5pts_score(path: str | os.PathLike[str]) -> tuple[list[str], np.nd
 def read_face_tid_mid(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``<n>_face_tid_mid.txt``: -> names (N,), template ids (N,) int64, media ids (N,) int64."""
     p = Path(path)
-    rows = _lines(p, "template/media list")
     exp = "'image template_id media_id' (3 fields, integer ids)"
-    for k, t in rows:
-        if len(t) != 3:
-            raise _bad(p, k, exp, t)
+    rows = _lines(p, "template/media list", 3, exp)
     ids = _numbers(p, rows, slice(1, 3), np.int64, exp).reshape(-1, 2)
     return [t[0] for _, t in rows], ids[:, 0].copy(), ids[:, 1].copy()
 
