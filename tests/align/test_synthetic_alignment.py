@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from facerec.align import align_face, arcface_template, estimate_alignment, transform_points
-from facerec.data.synthetic import SyntheticFaces, _Nuisance
+from facerec.data.synthetic.render import SyntheticFaces, _Nuisance
 
 ROI = (slice(36, 100), slice(26, 86))  # eyes to chin in the 112x112 crop
 

@@ -1,98 +1,29 @@
-"""Procedural synthetic face identities drawn with OpenCV: the project's embedded default data set.
-
-Each identity is a fixed random set of facial parameters (:class:`IdentityParams`: face outline,
-eye, brow, nose and mouth geometry, skin, hair and iris tone, hair style, glasses, beard, moles,
-freckles, ...), drawn from ``np.random.default_rng([seed, identity])`` so identity ``i`` is the
-same however many identities a data set has. Each image of an identity varies the nuisances:
-pose (in-plane rotation, scale, shift, a small yaw), expression (smile, open mouth, raised brows,
-half-closed eyes), illumination (brightness, contrast, colour cast, gradient), blur, noise, a
-random occluding patch, a cluttered background and clothing, and sometimes glasses taken off;
-drawn from ``np.random.default_rng([seed, identity, index, 1])``. ``difficulty`` scales all
-nuisances (0 gives canonical, frontal, neutral faces on a grey background).
-
-Faces sit where aligned faces sit in the 112x112 ArcFace template (eyes near y=51, x=38 and 73;
-nose tip near (56, 72); mouth corners near (41, 92) and (70, 92)); drawing is done at twice the
-output resolution and reduced with ``INTER_AREA`` for anti-aliasing. Images are RGB uint8
-(size, size, 3), the convention of :mod:`facerec.data.image`.
-
-Command line: ``facerec synth --out DIR --identities N --images-per-identity K [--size 112]``
-writes an image-folder tree ``DIR/id_00000/0000.png``.
-"""
+"""The renderer: :class:`SyntheticFaces` draws an identity's images (and their landmarks)."""
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
-import os
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from facerec.data.image import encode_image
-from facerec.errors import ConfigError, FacerecError
-from facerec.io import atomic_path
-
-__all__ = ["IdentityParams", "SyntheticFaces", "main", "write_synthetic_folder"]
-
-Color = tuple[float, float, float]
+from facerec.data.synthetic.identity import (
+    CX,
+    Color,
+    IdentityParams,
+    _color,
+    _make_identity,
+    _mix,
+    _scale_color,
+)
+from facerec.errors import ConfigError
 
 CANON = 112.0  # canonical coordinate frame: the 112x112 ArcFace template
-CX = 56.0  # face centre line
 _SHIFT = 3  # fractional bits for OpenCV drawing (sub-pixel coordinates)
 _ONE = float(1 << _SHIFT)
 _SUPERSAMPLE = 2  # drawing resolution / output resolution
-
-_SKIN = np.array(
-    [
-        (255, 226, 200),
-        (241, 196, 162),
-        (226, 174, 132),
-        (198, 136, 96),
-        (163, 104, 68),
-        (116, 72, 46),
-        (78, 50, 34),
-    ],
-    dtype=np.float64,
-)
-_HAIR = np.array(
-    [
-        (22, 18, 16),
-        (58, 40, 28),
-        (100, 68, 40),
-        (140, 64, 32),
-        (186, 96, 48),
-        (206, 174, 112),
-        (236, 214, 160),
-        (140, 138, 136),
-        (222, 220, 214),
-    ],
-    dtype=np.float64,
-)
-_IRIS = np.array(
-    [(92, 56, 30), (44, 30, 22), (128, 98, 52), (78, 118, 70), (70, 118, 170), (118, 128, 140)],
-    dtype=np.float64,
-)
-_METAL = np.array([(30, 30, 30), (120, 80, 40), (190, 190, 195), (200, 160, 70)], dtype=np.float64)
-
-
-def _color(c: np.ndarray | Sequence[float]) -> Color:
-    """A colour (3 numbers) -> a plain tuple of three floats clipped to 0..255."""
-    r, g, b = (min(255.0, max(0.0, float(v))) for v in c)
-    return (r, g, b)
-
-
-def _scale_color(c: Color, f: float) -> Color:
-    return _color((c[0] * f, c[1] * f, c[2] * f))
-
-
-def _mix(a: Color, b: Color, t: float) -> Color:
-    return _color([x * (1 - t) + y * t for x, y in zip(a, b, strict=True)])
-
 
 _NOISE_SIDE = 256
 
@@ -102,165 +33,6 @@ def _noise_bank() -> np.ndarray:
     """A fixed (256, 256, 3) float32 field of standard normals; images take random crops of it."""
     return np.random.default_rng(20240607).standard_normal(
         (_NOISE_SIDE, _NOISE_SIDE, 3), dtype=np.float32
-    )
-
-
-@dataclass(frozen=True)
-class IdentityParams:
-    """All per-identity facial parameters, in the 112x112 canonical frame (pixels, degrees, RGB).
-
-    Geometry is nominally that of an aligned ArcFace crop; colours are RGB floats 0..255.
-    Discrete styles are small integers (0 = absent where it applies).
-    """
-
-    # face outline
-    face_half_width: float  # half width at the widest (cheek) line
-    face_top: float  # y of the top of the head
-    cheek_y: float  # y of the widest line
-    chin_y: float  # y of the chin
-    jaw_power: float  # superellipse exponent of the lower face: ~1.5 pointed .. 3.5 square
-    jaw_taper: float  # 0..0.35: how much the jaw narrows towards the chin
-    ear_size: float  # ear half height
-    skin: Color
-    # hair
-    hair_style: int  # 0 bald, 1 short, 2 long, 3 fringe, 4 side part, 5 curly
-    hair_color: Color
-    hair_volume: float  # thickness of the hair above the skull
-    hairline: float  # y of the hairline at the centre
-    # eyes
-    eye_y: float
-    eye_half_spacing: float  # half the distance between the eye centres
-    eye_width: float
-    eye_open: float  # eye height / eye width, neutral expression
-    eye_tilt: float  # degrees, outer corner up when positive
-    iris_ratio: float  # iris radius / eye width
-    iris_color: Color
-    lid_thickness: float
-    # brows
-    brow_gap: float  # distance above the eye centre
-    brow_thickness: float
-    brow_length: float
-    brow_arch: float
-    brow_angle: float  # degrees, inner end lower when positive
-    brow_color: Color
-    # nose
-    nose_y: float  # y of the nose tip
-    nose_width: float
-    nose_style: int  # 0 nostrils + tip, 1 side line, 2 shaded bridge
-    # mouth
-    mouth_y: float
-    mouth_width: float
-    upper_lip: float
-    lower_lip: float
-    lip_color: Color
-    # accessories and marks
-    glasses: int  # 0 none, 1 round, 2 rectangular, 3 wide oval
-    glasses_color: Color
-    glasses_thickness: float
-    glasses_size: float  # lens half size / eye width
-    beard: int  # 0 none, 1 full, 2 goatee, 3 moustache, 4 stubble, 5 chin strap
-    beard_color: Color
-    moles: tuple[tuple[float, float, float], ...]  # (x, y, radius)
-    freckles: tuple[tuple[float, float], ...]  # (x, y)
-    earrings: Color | None
-    forehead_lines: int
-
-
-@functools.lru_cache(maxsize=16384)
-def _make_identity(seed: int, identity: int) -> IdentityParams:
-    """Draw the parameters of one identity from ``default_rng([seed, identity])``."""
-    r = np.random.default_rng([seed, identity])
-    u = r.uniform
-
-    w = u(30.0, 40.0)
-    face_top = u(3.0, 15.0)
-    cheek_y = u(50.0, 62.0)
-    chin_y = u(100.0, 112.0)
-    skin_t = u(0.0, len(_SKIN) - 1.0)
-    lo = int(min(skin_t, len(_SKIN) - 2))
-    skin = _color(
-        _SKIN[lo] * (1 - (skin_t - lo)) + _SKIN[lo + 1] * (skin_t - lo) + r.normal(0, 6, 3)
-    )
-
-    hair_style = int(r.choice(6, p=[0.08, 0.3, 0.22, 0.15, 0.15, 0.1]))
-    hair = _HAIR[r.integers(len(_HAIR))] * u(0.8, 1.15) + r.normal(0, 10, 3)
-    hair_color = _color(hair)
-    hair_volume = u(8.0, 16.0) if hair_style == 5 else u(1.5, 8.0)
-    hairline = face_top + u(5.0, 17.0)
-
-    eye_y = u(47.0, 55.0)
-    brow_gap = u(5.0, 10.0)
-    brow_color = _mix(hair_color, (20.0, 16.0, 14.0), u(0.0, 0.6))
-
-    nose_y = u(65.0, 78.0)
-    mouth_y = float(np.clip(u(86.0, 99.0), nose_y + 10.0, chin_y - 9.0))
-    lip_color = _mix(skin, (186.0, 72.0, 86.0), u(0.2, 0.6))
-    lip_color = _scale_color(lip_color, u(0.75, 1.0))
-
-    glasses = int(r.choice(4, p=[0.7, 0.12, 0.12, 0.06]))
-    glasses_color = _color(_METAL[r.integers(len(_METAL))] + r.normal(0, 15, 3))
-    beard = int(r.choice(6, p=[0.62, 0.1, 0.08, 0.08, 0.07, 0.05]))
-    beard_color = hair_color if r.random() < 0.8 else _color(_HAIR[r.integers(len(_HAIR))])
-
-    n_moles = int(r.choice(5, p=[0.4, 0.3, 0.15, 0.1, 0.05]))
-    moles = tuple(
-        (CX + u(-0.8, 0.8) * w, u(eye_y - 12.0, chin_y - 10.0), u(0.7, 1.9)) for _ in range(n_moles)
-    )
-    freckles: tuple[tuple[float, float], ...] = ()
-    if r.random() < 0.15:
-        n = int(r.integers(10, 26))
-        side = np.where(r.random(n) < 0.5, -1.0, 1.0)
-        xs = CX + side * u(6.0, 0.75 * w, n)
-        ys = u(nose_y - 14.0, nose_y + 2.0, n)
-        freckles = tuple((float(x), float(y)) for x, y in zip(xs, ys, strict=True))
-    earrings = _color(_METAL[r.integers(1, len(_METAL))]) if r.random() < 0.2 else None
-    forehead_lines = int(r.integers(2, 4)) if r.random() < 0.2 else 0
-
-    return IdentityParams(
-        face_half_width=w,
-        face_top=face_top,
-        cheek_y=cheek_y,
-        chin_y=chin_y,
-        jaw_power=u(1.5, 3.5),
-        jaw_taper=u(0.0, 0.35),
-        ear_size=u(9.0, 14.0),
-        skin=skin,
-        hair_style=hair_style,
-        hair_color=hair_color,
-        hair_volume=hair_volume,
-        hairline=hairline,
-        eye_y=eye_y,
-        eye_half_spacing=u(15.0, 20.5),
-        eye_width=u(9.0, 14.0),
-        eye_open=u(0.3, 0.58),
-        eye_tilt=u(-10.0, 10.0),
-        iris_ratio=u(0.27, 0.4),
-        iris_color=_color(_IRIS[r.integers(len(_IRIS))] + r.normal(0, 10, 3)),
-        lid_thickness=u(0.6, 1.8),
-        brow_gap=brow_gap,
-        brow_thickness=u(1.2, 4.5),
-        brow_length=u(11.0, 18.0),
-        brow_arch=u(-0.5, 4.0),
-        brow_angle=u(-15.0, 15.0),
-        brow_color=brow_color,
-        nose_y=nose_y,
-        nose_width=u(8.0, 17.0),
-        nose_style=int(r.integers(3)),
-        mouth_y=mouth_y,
-        mouth_width=u(20.0, 36.0),
-        upper_lip=u(1.2, 4.0),
-        lower_lip=u(1.8, 6.0),
-        lip_color=lip_color,
-        glasses=glasses,
-        glasses_color=glasses_color,
-        glasses_thickness=u(0.7, 2.0),
-        glasses_size=u(0.75, 1.05),
-        beard=beard,
-        beard_color=beard_color,
-        moles=moles,
-        freckles=freckles,
-        earrings=earrings,
-        forehead_lines=forehead_lines,
     )
 
 
@@ -346,7 +118,7 @@ def _face_outline(p: IdentityParams, n: int = 18) -> np.ndarray:
     y_up = p.cheek_y - v * (p.cheek_y - p.face_top)
     x_up = w * np.sqrt(1.0 - v**2)
     # lower half: tapered superellipse from the cheek line to the chin
-    uu = np.linspace(0.0, 1.0, n + 1)[:, None].ravel()
+    uu = np.linspace(0.0, 1.0, n + 1)
     y_lo = p.cheek_y + uu * (p.chin_y - p.cheek_y)
     x_lo = w * (1.0 - uu**p.jaw_power) ** (1.0 / p.jaw_power) * (1.0 - p.jaw_taper * uu)
     x_lo[-1] = 0.0
@@ -391,16 +163,15 @@ class SyntheticFaces:
         seed: int = 0,
         difficulty: float = 1.0,
     ) -> None:
-        if num_identities < 1:
-            raise ConfigError(f"num_identities must be at least 1, got {num_identities}")
-        if images_per_identity < 1:
-            raise ConfigError(f"images_per_identity must be at least 1, got {images_per_identity}")
-        if size < 16:
-            raise ConfigError(f"size must be at least 16 pixels, got {size}")
-        if seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {seed}")
-        if not 0.0 <= difficulty <= 2.0:
-            raise ConfigError(f"difficulty must be between 0 and 2, got {difficulty}")
+        for name, value, ok, need in (
+            ("num_identities", num_identities, num_identities >= 1, "at least 1"),
+            ("images_per_identity", images_per_identity, images_per_identity >= 1, "at least 1"),
+            ("size", size, size >= 16, "at least 16 pixels"),
+            ("seed", seed, seed >= 0, "a non-negative integer"),
+            ("difficulty", difficulty, 0.0 <= difficulty <= 2.0, "between 0 and 2"),
+        ):
+            if not ok:
+                raise ConfigError(f"{name} must be {need}, got {value}")
         self.num_identities = int(num_identities)
         self.images_per_identity = int(images_per_identity)
         self.size = int(size)
@@ -457,8 +228,6 @@ class SyntheticFaces:
 
     def render(self, identity: int, index: int) -> np.ndarray:
         """Image ``index`` of ``identity``: RGB uint8 (size, size, 3), deterministic."""
-        if identity < 0 or index < 0:
-            raise IndexError(f"identity and index must be non-negative, got {identity}, {index}")
         return self.render_with_landmarks(identity, index)[0]
 
     def landmarks(self, identity: int, index: int) -> np.ndarray:
@@ -892,114 +661,3 @@ class SyntheticFaces:
             x += z * np.float32(noise)
         x += np.float32(0.5)
         return np.clip(x, 0, 255, out=x).astype(np.uint8)
-
-
-def write_synthetic_folder(
-    out: str | Path,
-    num_identities: int,
-    images_per_identity: int,
-    size: int = 112,
-    seed: int = 0,
-    ext: str = ".png",
-) -> Path:
-    """Write an image-folder tree ``out/id_xxxxx/nnnn<ext>`` of synthetic faces; returns ``out``.
-
-    Each file is written atomically (a crash never leaves a half-written image).
-    """
-    ext = ext if ext.startswith(".") else f".{ext}"
-    if ext.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
-        raise ConfigError(f"image extension {ext!r} is not supported; expected .png, .jpg or .bmp")
-    faces = SyntheticFaces(num_identities, images_per_identity, size=size, seed=seed)
-    out = Path(out)
-    names = faces.class_names
-    for identity in range(num_identities):
-        folder = out / names[identity]
-        for index in range(images_per_identity):
-            data = encode_image(faces.render(identity, index), ext)
-            with atomic_path(folder / f"{index:04d}{ext}") as tmp:
-                tmp.write_bytes(data)
-    return out
-
-
-def write_contact_sheet(
-    path: str | os.PathLike[str],
-    num_identities: int,
-    images_per_identity: int,
-    size: int = 112,
-    seed: int = 0,
-) -> Path:
-    """Draw a grid image (PNG or JPEG by the suffix of ``path``), one row per identity and
-    one column per image, written atomically."""
-    faces = SyntheticFaces(num_identities, images_per_identity, size=size, seed=seed)
-    rows = [
-        np.concatenate([faces.render(i, j) for j in range(images_per_identity)], axis=1)
-        for i in range(num_identities)
-    ]
-    path = Path(path)
-    ext = path.suffix.lower() if path.suffix.lower() in (".png", ".jpg", ".jpeg") else ".png"
-    data = encode_image(np.concatenate(rows, axis=0), ext, source=str(path))
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return path
-
-
-def _positive_int(name: str, minimum: int = 1):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``facerec synth``: write a synthetic image-folder data set. Returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="facerec synth",
-        description="Write a procedurally generated face data set as an image-folder tree "
-        "(OUT/id_00000/0000.png, ...).",
-    )
-    parser.add_argument("--out", type=Path, help="output folder")
-    parser.add_argument(
-        "--grid",
-        type=Path,
-        metavar="IMAGE",
-        help="instead of a folder, write one .png/.jpg image (row: identity, column: image)",
-    )
-    parser.add_argument("--identities", required=True, type=_positive_int("--identities"))
-    parser.add_argument(
-        "--images-per-identity", required=True, type=_positive_int("--images-per-identity")
-    )
-    parser.add_argument("--size", default=112, type=_positive_int("--size", 16), help="pixels")
-    parser.add_argument("--seed", default=0, type=_positive_int("--seed", 0))
-    parser.add_argument("--ext", default=".png", choices=[".png", ".jpg", ".bmp"])
-    args = parser.parse_args(argv)
-    if (args.out is None) == (args.grid is None):
-        parser.error("give exactly one of --out DIR or --grid IMAGE")
-    if args.grid is not None:
-        sheet = write_contact_sheet(
-            args.grid, args.identities, args.images_per_identity, args.size, args.seed
-        )
-        print(f"wrote {args.identities}x{args.images_per_identity} contact sheet to {sheet}")
-        return 0
-    try:
-        out = write_synthetic_folder(
-            args.out, args.identities, args.images_per_identity, args.size, args.seed, args.ext
-        )
-    except FacerecError as e:
-        print(f"facerec synth: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"facerec synth: error: cannot write to {args.out}: {e.strerror}", file=sys.stderr)
-        return 2
-    n = args.identities * args.images_per_identity
-    print(f"wrote {n} images of {args.identities} identities to {out}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
