@@ -232,8 +232,7 @@ class FaceDataModule(pl.LightningDataModule):
                 "'offline_triplets'"
             )
         if sampler in ("pk", "hard_identity"):
-            batch_size = self.pk.p * self.pk.k
-            self.batch_size = batch_size
+            self.batch_size = self.pk.p * self.pk.k
         if sampler == "hard_identity":
             self.hard_identity.check()
         if sampler == "offline_triplets":
@@ -257,10 +256,7 @@ class FaceDataModule(pl.LightningDataModule):
                     "data.synthetic needs identities >= 2 and images_per_identity >= 1, got "
                     f"{s.identities} and {s.images_per_identity}"
                 )
-            index = {
-                "kind": "synthetic",
-                "class_names": [f"id_{i:05d}" for i in range(s.identities)],
-            }
+            index = {"class_names": [f"id_{i:05d}" for i in range(s.identities)]}
         elif (Path(self.root) / "train.rec").exists() or str(self.root).endswith(".rec"):
             from facerec.data.recordio import RecordIODataset
 
@@ -270,28 +266,16 @@ class FaceDataModule(pl.LightningDataModule):
             idx = self._included_indices(len(all_labels))
             names = [str(i) for i in range(num_classes)]
             split = _split(all_labels[idx], names, self._held_out_names(names), self.root)
-            index = {
-                "kind": "recordio",
-                "rec": rec,
-                "train_idx": idx[split["train"]],
-                "train_labels": split["train_labels"],
-                "val_idx": idx[split["val"]],
-                "val_labels": split["val_labels"],
-                "class_names": split["train_names"],
-            }
+            index = {part: SubsetImages(rec.images, idx[split[part]]) for part in ("train", "val")}
         else:
             paths, labels, names = scan_image_folder(self.root)
             if self.include_list:
                 paths, labels, names = self._included_paths(paths, labels, names)
             split = _split(labels, names, self._held_out_names(names), self.root)
-            index = {
-                "kind": "folder",
-                "train_paths": [paths[i] for i in split["train"]],
-                "train_labels": split["train_labels"],
-                "val_paths": [paths[i] for i in split["val"]],
-                "val_labels": split["val_labels"],
-                "class_names": split["train_names"],
-            }
+            index = {part: FileImages([paths[i] for i in split[part]]) for part in ("train", "val")}
+        if self.root is not None:  # the image sources above, and their labels
+            index["class_names"] = split["train_names"]
+            index.update(train_labels=split["train_labels"], val_labels=split["val_labels"])
         self._index = index
         return index
 
@@ -394,19 +378,15 @@ class FaceDataModule(pl.LightningDataModule):
         augment = build_augment(self.augment_spec)
         common = {"image_size": self.image_size, "resize_mode": self.resize_mode}
         if self.train_set is None:
-            if index["kind"] == "synthetic":
+            if self.root is None:
                 s = self.synthetic
                 images, labels = self._render_synthetic(
                     np.arange(s.identities), s.images_per_identity
                 )
-                images_src: Any = images
-            elif index["kind"] == "recordio":
-                images_src = SubsetImages(index["rec"].images, index["train_idx"])
-                labels = index["train_labels"]
             else:
-                images_src, labels = FileImages(index["train_paths"]), index["train_labels"]
+                images, labels = index["train"], index["train_labels"]
             self.train_set = FaceDataset(
-                images_src,
+                images,
                 labels,
                 augment=augment,
                 strict=self.strict,
@@ -415,19 +395,14 @@ class FaceDataModule(pl.LightningDataModule):
                 **common,
             )
         if self.val_set is None and self.has_validation:
-            if index["kind"] == "synthetic":
+            if self.root is None:
                 ids = SYNTHETIC_HELD_OUT_START + np.arange(self.val_identities)
                 images, labels = self._render_synthetic(ids, self.val_images_per_identity)
-                val_images: Any = images
             else:
-                if index["kind"] == "recordio":
-                    val_images = SubsetImages(index["rec"].images, index["val_idx"])
-                else:
-                    val_images = FileImages(index["val_paths"])
-                val_images, labels = _readable_only(
-                    FaceDataset(val_images, index["val_labels"], strict=True, **common)
+                images, labels = _readable_only(
+                    FaceDataset(index["val"], index["val_labels"], strict=True, **common)
                 )
-            self.val_set = FaceDataset(val_images, labels, strict=True, **common)
+            self.val_set = FaceDataset(images, labels, strict=True, **common)
             self.pairs = make_pairs(labels, self.val_pairs, seed=self.seed)
 
     # ------------------------------------------------------------ dataloaders
@@ -459,50 +434,35 @@ class FaceDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
+        labels = self.train_set.labels
+        pk = (self.pk.p, self.pk.k, self.pk.min_images, self.seed)  # P, K, min_images, seed
         if self.sampler == "pk":
             from facerec.data.samplers import PKSampler
 
-            batch_sampler = PKSampler(
-                self.train_set.labels,
-                p=self.pk.p,
-                k=self.pk.k,
-                min_images=self.pk.min_images,
-                seed=self.seed,
-            )
-            self.train_batch_sampler = batch_sampler
-            return self._resumable_loader(batch_sampler)
-        if self.sampler == "hard_identity":
+            sampler: Any = PKSampler(labels, *pk)
+        elif self.sampler == "hard_identity":
             from facerec.data.hard_identity import HardIdentitySampler
 
-            self.train_batch_sampler = HardIdentitySampler(
-                self.train_set.labels,
-                p=self.pk.p,
-                k=self.pk.k,
-                min_images=self.pk.min_images,
-                seed=self.seed,
-                hard_fraction=self.hard_identity.hard_fraction,
-                group_size=self.hard_identity.group_size,
+            h = self.hard_identity
+            sampler = HardIdentitySampler(
+                labels, *pk, hard_fraction=h.hard_fraction, group_size=h.group_size
             )
-            return self._resumable_loader(self.train_batch_sampler)
-        if self.sampler == "offline_triplets":
+        elif self.sampler == "offline_triplets":
             from facerec.data.offline_triplets import OfflineTripletSampler
 
-            self.train_batch_sampler = OfflineTripletSampler(
-                self.train_set.labels, self.offline.triplets_per_batch, seed=self.seed
-            )
-            return self._resumable_loader(self.train_batch_sampler)
-        if len(self.train_set) < self.batch_size:
-            raise DataError(
-                f"the training set has {len(self.train_set)} images, fewer than data.batch_size="
-                f"{self.batch_size}; lower the batch size"
-            )
-        from facerec.data.samplers import ShuffleBatchSampler
+            sampler = OfflineTripletSampler(labels, self.offline.triplets_per_batch, seed=self.seed)
+        else:
+            if len(self.train_set) < self.batch_size:
+                raise DataError(
+                    f"the training set has {len(self.train_set)} images, fewer than "
+                    f"data.batch_size={self.batch_size}; lower the batch size"
+                )
+            from facerec.data.samplers import ShuffleBatchSampler
 
-        # a shuffled global batch of batch_size × processes, split by rank (seeded by seed, epoch)
-        self.train_batch_sampler = ShuffleBatchSampler(
-            len(self.train_set), self.batch_size, seed=self.seed
-        )
-        return self._resumable_loader(self.train_batch_sampler)
+            # a shuffled global batch of batch_size × processes, split by rank (seed, epoch)
+            sampler = ShuffleBatchSampler(len(self.train_set), self.batch_size, seed=self.seed)
+        self.train_batch_sampler = sampler
+        return self._resumable_loader(sampler)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:

@@ -206,7 +206,7 @@ def test_recordio_holds_out_identities_by_label(tmp_path):
     from facerec.data.recordio import RecordIODataset
 
     src = RecordIODataset(rec)
-    val_keys = {int(i) for i in dm._build_index()["val_idx"]}
+    val_keys = {int(i) for i in dm._build_index()["val"].indices}
     assert {str(src.labels[i]) for i in val_keys} == set(held)
     assert dm.pairs is not None
     # val_list names RecordIO identities by label
