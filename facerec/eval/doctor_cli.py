@@ -498,7 +498,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``facerec doctor``; returns the exit status (2 on a user error)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         if args.batch_size < 1 or args.html_rows < 0:

@@ -149,7 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``facerec export``; returns the exit status (2 on a user error)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         if min(args.check_batch_sizes) < 1:

@@ -185,7 +185,6 @@ def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``facerec embed``; returns the exit status (2 on a user error)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():

@@ -117,39 +117,35 @@ def _torch_export(
     module: nn.Module, example: torch.Tensor, input_name: str, opset: int, exporter: Exporter
 ) -> bytes:
     """Export ``module`` with a dynamic batch axis; the ONNX model as bytes."""
-    if exporter == "dynamo":
-        batch = torch.export.Dim("batch", min=1)
-        with (
-            contextlib.redirect_stdout(io.StringIO()),
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore")
+    names = {"opset_version": opset, "input_names": [input_name], "output_names": [OUTPUT]}
+    dynamo = exporter == "dynamo"
+    with (
+        contextlib.redirect_stdout(io.StringIO()) if dynamo else contextlib.nullcontext(),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        if dynamo:
+            batch = torch.export.Dim("batch", min=1)
             program = torch.onnx.export(
                 module,
                 (example,),
                 None,
                 dynamo=True,
-                opset_version=opset,
-                input_names=[input_name],
-                output_names=[OUTPUT],
                 dynamic_shapes=({0: batch},),
                 optimize=True,
                 verbose=False,
+                **names,
             )
-        return program.model_proto.SerializeToString()
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+            return program.model_proto.SerializeToString()
+        buf = io.BytesIO()
         torch.onnx.export(
             module,
             (example,),
             buf,
             dynamo=False,
-            opset_version=opset,
-            input_names=[input_name],
-            output_names=[OUTPUT],
             dynamic_axes={input_name: {0: "batch"}, OUTPUT: {0: "batch"}},
             do_constant_folding=True,
+            **names,
         )
     return buf.getvalue()
 
