@@ -31,7 +31,7 @@ import numpy as np
 from facerec.align.detect import Detections, FaceDetector, build_detector
 from facerec.align.landmarks import detections_from_landmarks, read_landmarks
 from facerec.align.pipeline import KEEP_POLICIES, FaceChoice, choose_faces, detect_images
-from facerec.align.transform import arcface_template
+from facerec.align.transform import arcface_template, crop_size
 from facerec.data.folder import list_images
 from facerec.data.image import encode_image, read_image
 from facerec.errors import ConfigError, DataError
@@ -299,14 +299,6 @@ def summary(counts: dict[str, int], out: Path, keep: str) -> str:
     )
 
 
-def _size(values: list[int]) -> tuple[int, int]:
-    if len(values) == 1:
-        return values[0], values[0]
-    if len(values) == 2:
-        return values[0], values[1]
-    raise ConfigError(f"--size takes HEIGHT [WIDTH], got {len(values)} numbers")
-
-
 def main(argv: list[str] | None = None) -> int:
     """``facerec align``; returns the exit status (errors raise :class:`FacerecError`)."""
     parser = argparse.ArgumentParser(
@@ -382,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = align_folder(
         args.src,
         args.out,
-        size=_size(args.size),
+        size=crop_size(args.size),
         keep=args.keep,
         min_face=args.min_face,
         threshold=args.threshold,

@@ -18,7 +18,7 @@ from typing import Any
 
 from facerec.align.detect import FaceDetector, build_detector
 from facerec.align.source import AlignedImages, FaceTable, locate_faces
-from facerec.align.transform import arcface_template
+from facerec.align.transform import arcface_template, crop_size
 from facerec.data.sources import ImageSource
 from facerec.errors import ConfigError
 
@@ -96,10 +96,7 @@ class Aligner:
         """The aligner the parsed ``--align*`` options ask for (None without ``--align``)."""
         if not getattr(args, "align", False):
             return None
-        sizes = list(args.align_size)
-        if len(sizes) not in (1, 2):
-            raise ConfigError(f"--align-size takes HEIGHT [WIDTH], got {len(sizes)} numbers")
-        size = (sizes[0], sizes[-1])
+        size = crop_size(args.align_size, "--align-size")
         if args.align_min_face < 12:
             raise ConfigError(f"--align-min-face must be at least 12, got {args.align_min_face}")
         det_device = None if device in (None, "auto") else device

@@ -55,6 +55,13 @@ def _size_hw(size: int | Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
+def crop_size(values: Sequence[int], flag: str = "--size") -> tuple[int, int]:
+    """A command line's crop ``HEIGHT [WIDTH]`` (one or two numbers) as (height, width)."""
+    if len(values) not in (1, 2):
+        raise ConfigError(f"{flag} takes HEIGHT [WIDTH], got {len(values)} numbers")
+    return values[0], values[-1]
+
+
 def arcface_template(size: int | Sequence[int] = (112, 112)) -> np.ndarray:
     """The 5-point template (5, 2) float32 (x, y) for an output crop of ``size`` = (height, width).
 
