@@ -142,12 +142,11 @@ def _embed(
     args: argparse.Namespace,
     aligner: Aligner | None = None,
     key: str = "",
-) -> tuple[np.ndarray, EmbedStats]:
+) -> np.ndarray:
+    """(N, D) L2-normalised embeddings of ``images``."""
     if aligner is not None:  # --align: detect (once per key), warp, then the model's resize
         images = aligner.wrap(key, images)
-    stats: list[EmbedStats] = []
-    e = embed_images(emb, images, args.batch_size, not args.no_flip, args.workers, stats)
-    return e, stats[0]
+    return l2_normalize(embed_images(emb, images, args.batch_size, not args.no_flip, args.workers))
 
 
 def _identification(
@@ -159,19 +158,18 @@ def _identification(
     aligner: Aligner | None = None,
 ) -> tuple[dict, np.ndarray, int]:
     # alignment keys contain a space, so they never equal a (sanitised) benchmark name
-    g, _ = _embed(emb, FileImages(data["gallery_paths"]), args, aligner, "identification gallery")
-    p, _ = _embed(emb, FileImages(data["probe_paths"]), args, aligner, "identification probe")
+    g = _embed(emb, FileImages(data["gallery_paths"]), args, aligner, "identification gallery")
+    p = _embed(emb, FileImages(data["probe_paths"]), args, aligner, "identification probe")
     d = None
     if data["distractor_paths"]:
-        d, _ = _embed(
+        d = _embed(
             emb, FileImages(data["distractor_paths"]), args, aligner, "identification distractors"
         )
-        d = l2_normalize(d)
     t = time.perf_counter()
     r = identify(
-        l2_normalize(g),
+        g,
         data["gallery_labels"],
-        l2_normalize(p),
+        p,
         data["probe_labels"],
         distractors=d,
         kind=args.index,
@@ -180,10 +178,10 @@ def _identification(
     if report is not None:
         report.add_identification(
             model_name,
-            l2_normalize(g),
+            g,
             data["gallery_labels"],
             data["gallery_paths"],
-            l2_normalize(p),
+            p,
             data["probe_labels"],
             data["probe_paths"],
             emb.input_size,
