@@ -26,7 +26,7 @@ hard_fraction·(1 − 1/group_size)); the next epoch's order differs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -161,14 +161,14 @@ class HardIdentitySampler(PKSampler):
 
     # ------------------------------------------------------------- composition
     def step_identities(self, identities: np.ndarray, step: int) -> np.ndarray:
-        """The R·P identity ids (internal) of global ``step``, given the epoch's PK order."""
-        step_size = self.num_replicas * self.p
-        base = identities[step * step_size : (step + 1) * step_size]
+        """The step's PK identities, regrouped so ``hard_slots`` of each rank's P are
+        neighbourhoods (R·P internal ids)."""
+        base = super().step_identities(identities, step)
         if self._neighbours is None or self.hard_slots == 0:
             return base
         rng = np.random.default_rng([self.seed, self.epoch, step, 7919])
         used = np.zeros(len(self._classes), dtype=bool)
-        out = np.full(step_size, -1, dtype=np.int64)
+        out = np.full(len(base), -1, dtype=np.int64)
         blocks = base.reshape(self.num_replicas, self.p)
         # pass 1: the hard slots of every block (groups), so that neighbours are claimed first
         leftovers: list[list[int]] = []
@@ -214,18 +214,6 @@ class HardIdentitySampler(PKSampler):
             free = np.flatnonzero(self._usable_mask & ~used)
             out[empty] = rng.choice(free, size=len(empty), replace=False)
         return out
-
-    def __iter__(self) -> Iterator[list[int]]:
-        identities = self._epoch_identities()
-        start, self._start = self._start, 0
-        self._yielded = start
-        for step in range(start, self._steps):
-            chosen = self.step_identities(identities, step)
-            mine = chosen[self.rank * self.p : (self.rank + 1) * self.p]
-            rng = np.random.default_rng([self.seed, self.epoch, step, self.rank])
-            batch = np.concatenate([self._draw(int(i), rng) for i in mine])
-            self._yielded = step + 1
-            yield batch.tolist()
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

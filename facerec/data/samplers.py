@@ -279,8 +279,6 @@ class PKSampler(_ResumableBatchSampler):
         pad = self._steps * self.num_replicas * self.p - self.num_identities
         return np.concatenate([order, order[:pad]])
 
-    _epoch_identities = _epoch_plan
-
     def _draw(self, identity: int, rng: np.random.Generator) -> np.ndarray:
         """K dataset indices of ``identity``: (k,) int64."""
         start, count = self._starts[identity], self._counts[identity]
@@ -291,12 +289,15 @@ class PKSampler(_ResumableBatchSampler):
             [rng.permutation(images), rng.choice(images, size=self.k - count, replace=True)]
         )
 
+    def step_identities(self, identities: np.ndarray, step: int) -> np.ndarray:
+        """The R·P identity ids (internal) of global ``step``, given the epoch's plan."""
+        step_size = self.num_replicas * self.p
+        return identities[step * step_size : (step + 1) * step_size]
+
     def _batch(self, plan: np.ndarray, step: int) -> list[int]:
-        offset = step * self.num_replicas * self.p + self.rank * self.p
+        mine = self.step_identities(plan, step)[self.rank * self.p : (self.rank + 1) * self.p]
         rng = np.random.default_rng([self.seed, self.epoch, step, self.rank])
-        return np.concatenate(
-            [self._draw(int(i), rng) for i in plan[offset : offset + self.p]]
-        ).tolist()
+        return np.concatenate([self._draw(int(i), rng) for i in mine]).tolist()
 
 
 def lightning_batches_done(trainer: Any) -> Callable[[], int]:
