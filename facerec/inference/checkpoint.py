@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,6 @@ class LoadedModel:
     path: Path
     class_names: list[str] | None = None
     facerec_version: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -232,9 +231,7 @@ def load_facerec_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
             does not rebuild.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: checkpoint not found; {EXPECTED}")
-    ckpt = read_checkpoint_dict(p)
+    ckpt = read_checkpoint_dict(p)  # DataError "checkpoint not found" for a missing file
     check_hyperparameters(ckpt, p)
     meta = ckpt.get("facerec")
     if not isinstance(meta, dict) or "state_dict" not in ckpt:

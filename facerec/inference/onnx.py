@@ -346,10 +346,7 @@ def load_onnx_embedder(
 ) -> Embedder:
     """An exported ONNX model as an :class:`OnnxEmbedder` (a clear :class:`DataError` when the
     file is missing)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: ONNX model not found; expected a .onnx written by facerec export")
-    return OnnxEmbedder(p, device=device, batch_size=batch_size, resize_mode=resize_mode)
+    return OnnxEmbedder(path, device=device, batch_size=batch_size, resize_mode=resize_mode)
 
 
 __all__ = [
