@@ -336,13 +336,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
                     emb.input_size,
                     emb.resize_mode,
                 )
-            roc_curves[b.name].append(
-                (
-                    f"{name} (AUC {rep['auc']:.4f})",
-                    np.array(rep["roc"]["fpr"]),
-                    np.array(rep["roc"]["tpr"]),
-                )
-            )
+            label = f"{name} (AUC {rep['auc']:.4f})"
+            roc_curves[b.name].append((label, rep["roc"]["fpr"], rep["roc"]["tpr"]))
         if ident is not None:
             print(f"[{name}] identification: embedding gallery and probes", file=sys.stderr)
             model["identification"], curve, dim = _identification(

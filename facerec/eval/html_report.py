@@ -373,9 +373,7 @@ def _summary(results: dict) -> list[str]:
                 f"<td>{_pct(v['accuracy_mean'])} ± {_pct(v['accuracy_std'])}</td>",
                 f"<td>{_num(v['auc'])}</td><td>{_pct(v['eer'])}</td>",
             ]
-            for f in fars:
-                t = v["tar_at_far"].get(f)
-                cells.append(_rate_cell(t, "tar"))
+            cells += [_rate_cell(v["tar_at_far"].get(f), "tar") for f in fars]
             out.append("<tr>" + "".join(cells) + "</tr>")
         out.append("</table>")
         out.append('<p class="meta">- : FAR below 1/(impostor pairs), not resolvable with this '
@@ -392,9 +390,7 @@ def _summary(results: dict) -> list[str]:
                    f"<td>{r['num_mated']}</td><td>{r['num_nonmated']}</td>"
                    f"<td>{_pct(r['rank1'])}</td><td>{_pct(r['rank5'])}</td>"
                    f"<td>{_pct(r['rank10'])}</td>")  # fmt: skip
-            for f in dfars:
-                d = r["dir_at_far"].get(f)
-                row += _rate_cell(d, "dir")
+            row += "".join(_rate_cell(r["dir_at_far"].get(f), "dir") for f in dfars)
             out.append(row + "</tr>")
         out.append("</table>")
     out.append("</section>")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,7 @@ class IJBRun:
         self.meta = meta
         self.num_models = num_models
         self.key = meta.name
-        self.curves: list[tuple[str, np.ndarray, np.ndarray]] = []
+        self.curves: list[tuple[str, Sequence[float], Sequence[float]]] = []
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, num_models: int) -> IJBRun | None:
@@ -192,11 +193,7 @@ class IJBRun:
         )
         v = rep["verification"]
         self.curves.append(
-            (
-                f"{name} (AUC {100 * v['auc']:.2f}%)",
-                np.array(v["roc"]["fpr"]),
-                np.array(v["roc"]["tpr"]),
-            )
+            (f"{name} (AUC {100 * v['auc']:.2f}%)", v["roc"]["fpr"], v["roc"]["tpr"])
         )
         rep["plots"] = {"roc": self.plot_name}
         return rep

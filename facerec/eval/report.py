@@ -104,13 +104,10 @@ def format_table(results: dict) -> str:
     """The console summary of a results dict (see :data:`JSON_KEYS_DOC`)."""
     lines: list[str] = []
     models = results.get("models", {})
-    fars: list[str] = []
-    for m in models.values():
-        for v in m.get("verification", {}).values():
-            fars = fars or list(v["tar_at_far"])
     ver_rows = [
         (name, b, v) for name, m in models.items() for b, v in m.get("verification", {}).items()
     ]
+    fars = next((list(v["tar_at_far"]) for _, _, v in ver_rows if v["tar_at_far"]), [])
     unresolvable = False
     if ver_rows:
         head = ["model", "benchmark", "pairs", "accuracy %", "AUC", "EER %"]
@@ -203,22 +200,22 @@ def _plot(path: str | os.PathLike[str], title: str) -> Iterator:
 
 def plot_roc(
     path: str | os.PathLike[str],
-    curves: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    curves: Sequence[tuple[str, Sequence[float], Sequence[float]]],
     title: str,
     min_far: float | None = None,
     max_far: float = 1.0,
 ) -> None:
-    """ROC curves (label, fpr, tpr) on one plot, log-scale FAR axis, written as PNG.
+    """ROC curves (label, fpr, tpr: arrays or lists) on one plot, log-scale FAR axis, as PNG.
 
     Points with FAR 0 cannot be drawn on a log axis; the axis starts at ``min_far`` (default
     the smallest non-zero FAR among the curves) and ends at ``max_far`` (IJB: 1e-6 ... 1e-1).
     """
+    curves = [(label, np.asarray(f), np.asarray(t)) for label, f, t in curves]
     lows = [float(np.min(f[f > 0])) for _, f, _ in curves if np.any(f > 0)]
     lo = min_far or (min(lows) if lows else 1e-6)
     lo = min(10.0 ** math.floor(math.log10(lo)), 0.1)  # a decade boundary, at least 1 decade
     with _plot(path, title) as ax:
         for label, fpr, tpr in curves:
-            fpr, tpr = np.asarray(fpr), np.asarray(tpr)
             keep = fpr > 0
             ax.plot(fpr[keep], tpr[keep], label=label, linewidth=1.4)
         ax.set_xscale("log")
