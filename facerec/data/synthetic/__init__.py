@@ -15,15 +15,13 @@ nose tip near (56, 72); mouth corners near (41, 92) and (70, 92)); drawing is do
 output resolution and reduced with ``INTER_AREA`` for anti-aliasing. Images are RGB uint8
 (size, size, 3), the convention of :mod:`facerec.data.image`.
 
-Modules: :mod:`.identity` (the parameters), :mod:`.render` (:class:`SyntheticFaces`),
-:mod:`.write` (image folder, contact sheet) and :mod:`.cli`: ``facerec synth --out DIR
---identities N --images-per-identity K [--size 112]`` writes an image-folder tree
-``DIR/id_00000/0000.png``.
+Modules: :mod:`.render` (:class:`SyntheticFaces`), :mod:`.write` (image folder, contact sheet)
+and :mod:`.cli`: ``facerec synth --out DIR --identities N --images-per-identity K [--size 112]``
+writes an image-folder tree ``DIR/id_00000/0000.png``.
 """
 
 from facerec.data.synthetic.cli import main
-from facerec.data.synthetic.identity import IdentityParams
-from facerec.data.synthetic.render import SyntheticFaces
+from facerec.data.synthetic.render import IdentityParams, SyntheticFaces
 from facerec.data.synthetic.write import write_contact_sheet, write_synthetic_folder
 
 __all__ = [
