@@ -40,7 +40,7 @@ from . import benchmarks as bm
 from .embed import score_benchmark
 from .html_report import DEFAULT_REPORT_PAIRS, ReportData, write_html_report
 from .identification import identify
-from .ijb_cli import IJBRun, add_ijb_arguments, feature_model_names, format_ijb_table
+from .ijb_cli import IJBRun, add_ijb_arguments, format_ijb_table
 from .pair_args import add_pair_benchmark_arguments, read_pair_benchmarks, unique_names
 from .report import format_table, plot_cmc, plot_histograms, plot_roc, write_json
 
@@ -351,7 +351,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         results["models"][name] = model
     if ijb is not None:
         for path, fname in zip(
-            args.load_features, feature_model_names(args.load_features, names), strict=True
+            args.load_features, unique_names(args.load_features, names, "features"), strict=True
         ):
             results["models"][fname] = ijb.run_features(path, fname)
         ijb.finish(results, out)

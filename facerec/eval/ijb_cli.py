@@ -15,7 +15,6 @@ section), the ROC of every model to ``roc_<ijbc|ijbb>.png``.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -221,18 +220,6 @@ class IJBRun:
             "fars": sorted(self.args.ijb_fars),
             "fpirs": list(IJB_FPIRS),
         }
-
-
-def feature_model_names(paths: list[str], taken: list[str]) -> list[str]:
-    """Model names for ``--load-features`` files: the file stem, made unique against ``taken``."""
-    names: list[str] = []
-    for q in paths:
-        base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(q).stem).strip("_") or "features"
-        name, k = base, 2
-        while name in taken or name in names:
-            name, k = f"{base}_{k}", k + 1
-        names.append(name)
-    return names
 
 
 def format_ijb_table(results: dict) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from facerec.errors import ConfigError
@@ -35,18 +36,15 @@ def add_pair_benchmark_arguments(group: argparse._ArgumentGroup) -> None:
     )
 
 
-def safe_name(name: str) -> str:
-    """``name`` with everything but letters, digits, ``.``, ``_`` and ``-`` replaced by ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
-
-
-def unique_names(paths: list[str]) -> list[str]:
-    """File-name-safe stems of ``paths``, made unique with ``_2``, ``_3``, ... suffixes."""
+def unique_names(paths: list[str], taken: Sequence[str] = (), empty: str = "x") -> list[str]:
+    """File-name-safe stems of ``paths`` (everything but letters, digits, ``.``, ``_`` and ``-``
+    replaced by ``_``; ``empty`` when nothing is left), made unique among themselves and against
+    ``taken`` with ``_2``, ``_3``, ... suffixes."""
     names: list[str] = []
     for q in paths:
-        base = safe_name(Path(q).stem)
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(q).stem).strip("_") or empty
         name, k = base, 2
-        while name in names:
+        while name in taken or name in names:
             name, k = f"{base}_{k}", k + 1
         names.append(name)
     return names
