@@ -236,22 +236,20 @@ def parse_lfw_pairs(path: str | os.PathLike[str]) -> list[LfwPair]:
         fold, pos = divmod(k, 2 * per)
         matched = pos < per
         f = raw.split()
-        if matched:
-            ok = len(f) == 3 and _positive_int(f[1]) is not None and _positive_int(f[2]) is not None
-            if not ok:
-                raise DataError(
-                    f"{p}: line {lineno} is {raw.strip()!r}; expected a matched pair 'name i j' "
-                    f"(fold {fold + 1}, matched pair {pos + 1} of {per})"
-                )
-            out.append(LfwPair(f[0], int(f[1]), f[0], int(f[2]), True, fold, lineno))
-        else:
-            ok = len(f) == 4 and _positive_int(f[1]) is not None and _positive_int(f[3]) is not None
-            if not ok:
-                raise DataError(
-                    f"{p}: line {lineno} is {raw.strip()!r}; expected a mismatched pair "
-                    f"'name1 i name2 j' (fold {fold + 1}, mismatched pair {pos - per + 1} of {per})"
-                )
-            out.append(LfwPair(f[0], int(f[1]), f[2], int(f[3]), False, fold, lineno))
+        # matched: name i j (the second image is name's too); mismatched: name1 i name2 j
+        kind, form, n2 = (
+            ("matched", "'name i j'", 0) if matched else ("mismatched", "'name1 i name2 j'", 2)
+        )
+        if (
+            len(f) != (3 if matched else 4)
+            or _positive_int(f[1]) is None
+            or _positive_int(f[-1]) is None
+        ):
+            raise DataError(
+                f"{p}: line {lineno} is {raw.strip()!r}; expected a {kind} pair {form} "
+                f"(fold {fold + 1}, {kind} pair {pos % per + 1} of {per})"
+            )
+        out.append(LfwPair(f[0], int(f[1]), f[n2], int(f[-1]), matched, fold, lineno))
     if len(out) != expected:
         raise DataError(
             f"{p}: {len(out)} pair lines but the header '{n_folds} {per}' announces {expected} "
