@@ -17,9 +17,6 @@ from facerec.errors import DataError
 from .format import IRHeader, _first_label, read_index, read_property
 from .reader import RecordIOReader
 
-# ----------------------------------------------------------------------------------------------
-# The data set
-
 
 def _resolve_paths(
     root_or_rec_path: str | os.PathLike[str],

@@ -16,13 +16,10 @@ import numpy as np
 from facerec.data.folder import scan_image_folder
 from facerec.data.image import decode_image, encode_image, fit_to_size, read_image_bytes
 from facerec.errors import DataError
-from facerec.io import atomic_path
+from facerec.io import atomic_write_text
 
 from .format import _FLOAT32_EXACT, IRHeader, pack
-from .writer import RecordIOWriter, _make_readable
-
-# ----------------------------------------------------------------------------------------------
-# Packing an image folder
+from .writer import RecordIOWriter
 
 
 @dataclass(frozen=True)
@@ -152,7 +149,5 @@ def pack_folder(
             key = first_range + i
             writer.write(key, pack(IRHeader(0, [float(starts[i]), float(ends[i])], key, 0)))
     image_size = target if target is not None else sizes.most_common(1)[0][0]
-    with atomic_path(prop_path) as tmp:
-        tmp.write_text(f"{c},{image_size[0]},{image_size[1]}\n", encoding="ascii")
-        _make_readable(tmp)
+    atomic_write_text(prop_path, f"{c},{image_size[0]},{image_size[1]}\n")
     return PackSummary(rec_path, idx_path, prop_path, n, c, image_size, reencoded)

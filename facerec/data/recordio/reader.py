@@ -26,11 +26,6 @@ from .format import (
     read_index,
     unpack,
 )
-from .writer import _make_readable
-
-# ----------------------------------------------------------------------------------------------
-# Reading
-
 
 _PREAD_LOCK = threading.Lock()
 
@@ -283,7 +278,6 @@ def build_index(
     target = Path(idx_path) if idx_path is not None else reader.rec_path.with_suffix(".idx")
     count = 0
     with atomic_path(target) as tmp, open(tmp, "w", encoding="ascii") as f:
-        _make_readable(tmp)
         for count, (offset, _) in enumerate(reader.scan(), 1):
             f.write(f"{count - 1}\t{offset}\n")
     reader.close()

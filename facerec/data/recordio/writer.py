@@ -13,17 +13,6 @@ from facerec.io import atomic_path
 
 from .format import _LEN_BITS, _MAGIC_BYTES, MAX_RECORD_BYTES
 
-# ----------------------------------------------------------------------------------------------
-# Writing
-
-
-def _make_readable(path: Path) -> None:
-    """Give a temporary file the permissions a new file gets (mkstemp makes it 0600)."""
-    mask = os.umask(0o22)
-    os.umask(mask)
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o666 & ~mask)
-
 
 class RecordIOWriter:
     """Write a ``.rec`` (and its ``.idx``) exactly as dmlc's ``RecordIOWriter`` does.
@@ -60,11 +49,9 @@ class RecordIOWriter:
         stack = contextlib.ExitStack()
         try:
             rec_tmp = stack.enter_context(atomic_path(self.rec_path))
-            _make_readable(rec_tmp)
             self._rec = stack.enter_context(open(rec_tmp, "wb", buffering=1 << 20))
             if self.idx_path is not None:
                 idx_tmp = stack.enter_context(atomic_path(self.idx_path))
-                _make_readable(idx_tmp)
                 self._idx = stack.enter_context(open(idx_tmp, "w", encoding="ascii"))
         except BaseException:
             stack.close()
