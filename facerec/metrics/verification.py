@@ -340,14 +340,9 @@ def far_key(far: float) -> str:
 def tar_table(scores: np.ndarray, issame: np.ndarray, fars: Sequence[float]) -> dict:
     """:func:`tar_at_far` as results.json holds it: ``{far_key: {tar, threshold, achieved_far,
     resolvable}}`` for (N,) scores and (N,) bool labels."""
+    keys = ("tar", "threshold", "achieved_far", "resolvable")
     return {
-        far_key(t.far): {
-            "tar": t.tar,
-            "threshold": t.threshold,
-            "achieved_far": t.achieved_far,
-            "resolvable": t.resolvable,
-        }
-        for t in tar_at_far(scores, issame, fars)
+        far_key(t.far): {k: getattr(t, k) for k in keys} for t in tar_at_far(scores, issame, fars)
     }
 
 
