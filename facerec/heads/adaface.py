@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from facerec.distributed import all_reduce_
-from facerec.heads.base import CosineMarginHead, Margin, _check_float, margin_logits
+from facerec.heads.base import CosineMarginHead, Margin, check_float, margin_logits
 
 __all__ = ["AdaFaceHead", "AdaFaceMargin"]
 
@@ -50,10 +50,10 @@ class AdaFaceMargin(Margin):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        self.margin = _check_float("margin", margin, name, low=0.0, high=math.pi)
-        self.h = _check_float("h", h, name, low=0.0)
-        self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
-        self.t_alpha = _check_float("t_alpha", t_alpha, name, low=0.0, high=1.0)
+        self.margin = check_float("margin", margin, name, low=0.0, high=math.pi)
+        self.h = check_float("h", h, name, low=0.0)
+        self.scale = check_float("scale", scale, name, low=0.0, low_open=True)
+        self.t_alpha = check_float("t_alpha", t_alpha, name, low=0.0, high=1.0)
         self.register_buffer("batch_mean", torch.full((), 20.0))
         self.register_buffer("batch_std", torch.full((), 100.0))
 
@@ -93,16 +93,5 @@ class AdaFaceMargin(Margin):
         return margin_logits(cos, labels, s, target, clip=1.0 - eps)
 
 
-class AdaFaceHead(CosineMarginHead):
+class AdaFaceHead(CosineMarginHead, margin=AdaFaceMargin):
     """:class:`AdaFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
-
-    def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        margin: float = 0.4,
-        h: float = 0.333,
-        scale: float = 64.0,
-        t_alpha: float = 0.01,
-    ) -> None:
-        super().__init__(embedding_dim, num_classes, AdaFaceMargin(margin, h, scale, t_alpha))

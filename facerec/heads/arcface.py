@@ -9,7 +9,7 @@ import math
 
 from torch import Tensor
 
-from facerec.heads.base import CosineMarginHead, Margin, _check_float, arc_target, margin_logits
+from facerec.heads.base import CosineMarginHead, Margin, arc_target, check_float, margin_logits
 
 __all__ = ["ArcFaceHead", "ArcFaceMargin", "SubCenterArcFaceHead"]
 
@@ -31,8 +31,8 @@ class ArcFaceMargin(Margin):
     def __init__(self, scale: float = 64.0, margin: float = 0.5, easy_margin: bool = False) -> None:
         super().__init__()
         name = type(self).__name__
-        self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
-        self.margin = _check_float("margin", margin, name, low=0.0, high=math.pi)
+        self.scale = check_float("scale", scale, name, low=0.0, low_open=True)
+        self.margin = check_float("margin", margin, name, low=0.0, high=math.pi)
         self.easy_margin = bool(easy_margin)
 
     def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
@@ -41,18 +41,8 @@ class ArcFaceMargin(Margin):
         return margin_logits(cos, labels, s, lambda c: s * arc_target(c, m, easy_margin=easy))
 
 
-class ArcFaceHead(CosineMarginHead):
+class ArcFaceHead(CosineMarginHead, margin=ArcFaceMargin):
     """:class:`ArcFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
-
-    def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        scale: float = 64.0,
-        margin: float = 0.5,
-        easy_margin: bool = False,
-    ) -> None:
-        super().__init__(embedding_dim, num_classes, ArcFaceMargin(scale, margin, easy_margin))
 
 
 class SubCenterArcFaceHead(CosineMarginHead):

@@ -14,8 +14,10 @@ std 0.01 (the scale does not matter for the cosine heads, which normalise the ce
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
+from typing import Any, get_type_hints
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +32,9 @@ __all__ = [
     "Margin",
     "MarginHead",
     "arc_target",
+    "check_batch",
+    "check_float",
+    "check_positive_int",
     "class_cosine",
     "compute_dtype",
     "margin_logits",
@@ -46,13 +51,26 @@ SINE_EPS = 1e-8
 NORM_EPS = 1e-12
 
 
-def _check_positive_int(name: str, value: object, owner: str) -> int:
+def check_positive_int(name: str, value: object, owner: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{owner}: {name} must be a positive integer, got {value!r}.")
     return value
 
 
-def _check_float(
+def check_batch(owner: str, embeddings: Tensor, labels: Tensor, dim: int) -> None:
+    """Raise :class:`FacerecError` unless ``embeddings`` is (B, dim) and ``labels`` is (B,)."""
+    if embeddings.dim() != 2 or embeddings.shape[1] != dim:
+        raise FacerecError(
+            f"{owner}: embeddings must have shape (B, {dim}), got {tuple(embeddings.shape)}."
+        )
+    if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
+        raise FacerecError(
+            f"{owner}: labels must have shape ({embeddings.shape[0]},) to match the "
+            f"embeddings, got {tuple(labels.shape)}."
+        )
+
+
+def check_float(
     name: str,
     value: object,
     owner: str,
@@ -331,24 +349,15 @@ class MarginHead(nn.Module):
     def __init__(self, embedding_dim: int, num_classes: int) -> None:
         super().__init__()
         name = type(self).__name__
-        self.embedding_dim = _check_positive_int("embedding_dim", embedding_dim, name)
-        self.num_classes = _check_positive_int("num_classes", num_classes, name)
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim, name)
+        self.num_classes = check_positive_int("num_classes", num_classes, name)
         if self.flat_state:
             self.register_state_dict_post_hook(_flatten_state)
             self.register_load_state_dict_pre_hook(_nest_state)
 
     def _check_inputs(self, embeddings: Tensor, labels: Tensor) -> None:
         name = type(self).__name__
-        if embeddings.dim() != 2 or embeddings.shape[1] != self.embedding_dim:
-            raise FacerecError(
-                f"{name}: embeddings must have shape (B, {self.embedding_dim}), "
-                f"got {tuple(embeddings.shape)}."
-            )
-        if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
-            raise FacerecError(
-                f"{name}: labels must have shape ({embeddings.shape[0]},) to match the "
-                f"embeddings, got {tuple(labels.shape)}."
-            )
+        check_batch(name, embeddings, labels, self.embedding_dim)
         if labels.dtype not in (torch.int64, torch.int32):
             raise FacerecError(f"{name}: labels must be int64 class indices, got {labels.dtype}.")
 
@@ -386,13 +395,22 @@ class CosineMarginHead(MarginHead):
 
     Shapes: embeddings (B, D) any float dtype, labels (B,) int64 -> logits (B, C) float32,
     computed in float32 with autocast off. ``weight`` is ``centres.weight``.
+
+    A named head declares its margin, ``class ArcFaceHead(CosineMarginHead,
+    margin=ArcFaceMargin)``, and takes ``(embedding_dim, num_classes, *the margin's arguments*)``
+    with the margin's names, defaults and types (what a ``class_path`` config reads).
     """
 
     flat_state = ("centres", "margin")
 
+    def __init_subclass__(cls, margin: type[Margin] | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if margin is not None:
+            cls.__init__ = _named_head_init(cls, margin)  # type: ignore[method-assign]
+
     def __init__(self, embedding_dim: int, num_classes: int, margin: Margin, k: int = 1) -> None:
         super().__init__(embedding_dim, num_classes)
-        k = _check_positive_int("k", k, type(self).__name__)
+        k = check_positive_int("k", k, type(self).__name__)
         self.centres = ClassCentres(self.embedding_dim, self.num_classes, k)
         self.margin = margin
 
@@ -413,3 +431,22 @@ class CosineMarginHead(MarginHead):
         """The margin's extra loss term of (B, D) embeddings (MagFace's), or None."""
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             return self.margin.regularizer(embeddings.to(compute_dtype(embeddings)))
+
+
+def _named_head_init(cls: type[CosineMarginHead], margin: type[Margin]) -> Callable[..., None]:
+    """``cls.__init__(self, embedding_dim, num_classes, *margin's arguments*)``, whose signature
+    (names, defaults, resolved types) is the margin's after the two sizes."""
+    hints = get_type_hints(margin.__init__)
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    sizes = [inspect.Parameter(n, kind, annotation=int) for n in ("embedding_dim", "num_classes")]
+    own = list(inspect.signature(margin.__init__).parameters.values())
+    params = [own[0], *sizes, *(q.replace(annotation=hints[q.name]) for q in own[1:])]
+
+    def __init__(self: CosineMarginHead, embedding_dim: int, num_classes: int, *args, **kwargs):
+        CosineMarginHead.__init__(self, embedding_dim, num_classes, margin(*args, **kwargs))
+
+    __init__.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore
+    __init__.__annotations__ = {q.name: q.annotation for q in params[1:]} | {"return": None}
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    __init__.__module__ = cls.__module__
+    return __init__

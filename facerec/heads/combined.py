@@ -11,8 +11,8 @@ from facerec.heads.base import (
     SINE_EPS,
     CosineMarginHead,
     Margin,
-    _check_float,
     arc_target,
+    check_float,
     margin_logits,
 )
 
@@ -50,10 +50,10 @@ class CombinedMargin(Margin):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        self.m1 = _check_float("m1", m1, name, low=0.0, high=16.0, low_open=True)
-        self.m2 = _check_float("m2", m2, name, low=0.0, high=math.pi)
-        self.m3 = _check_float("m3", m3, name, low=0.0, high=2.0)
-        self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
+        self.m1 = check_float("m1", m1, name, low=0.0, high=16.0, low_open=True)
+        self.m2 = check_float("m2", m2, name, low=0.0, high=math.pi)
+        self.m3 = check_float("m3", m3, name, low=0.0, high=2.0)
+        self.scale = check_float("scale", scale, name, low=0.0, low_open=True)
 
     def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
         """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) norms (unused) -> logits."""
@@ -71,16 +71,5 @@ class CombinedMargin(Margin):
         return self.scale * target
 
 
-class CombinedMarginHead(CosineMarginHead):
+class CombinedMarginHead(CosineMarginHead, margin=CombinedMargin):
     """:class:`CombinedMargin` over the class centres; see :class:`CosineMarginHead`."""
-
-    def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        m1: float = 1.0,
-        m2: float = 0.5,
-        m3: float = 0.0,
-        scale: float = 64.0,
-    ) -> None:
-        super().__init__(embedding_dim, num_classes, CombinedMargin(m1, m2, m3, scale))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from facerec.heads.base import CosineMarginHead, Margin, _check_float, margin_logits
+from facerec.heads.base import CosineMarginHead, Margin, check_float, margin_logits
 
 __all__ = ["CosFaceHead", "CosFaceMargin"]
 
@@ -21,8 +21,8 @@ class CosFaceMargin(Margin):
     def __init__(self, scale: float = 64.0, margin: float = 0.35) -> None:
         super().__init__()
         name = type(self).__name__
-        self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
-        self.margin = _check_float("margin", margin, name, low=0.0, high=2.0)
+        self.scale = check_float("scale", scale, name, low=0.0, low_open=True)
+        self.margin = check_float("margin", margin, name, low=0.0, high=2.0)
 
     def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
         """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) norms (unused) -> logits."""
@@ -30,10 +30,5 @@ class CosFaceMargin(Margin):
         return margin_logits(cos, labels, s, lambda c: s * (c - m))
 
 
-class CosFaceHead(CosineMarginHead):
+class CosFaceHead(CosineMarginHead, margin=CosFaceMargin):
     """:class:`CosFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
-
-    def __init__(
-        self, embedding_dim: int, num_classes: int, scale: float = 64.0, margin: float = 0.35
-    ) -> None:
-        super().__init__(embedding_dim, num_classes, CosFaceMargin(scale, margin))

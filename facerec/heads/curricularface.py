@@ -12,8 +12,8 @@ from facerec.distributed import all_reduce_
 from facerec.heads.base import (
     CosineMarginHead,
     Margin,
-    _check_float,
     arc_target,
+    check_float,
     margin_logits,
     target_cosine,
 )
@@ -51,9 +51,9 @@ class CurricularFaceMargin(Margin):
     def __init__(self, margin: float = 0.5, scale: float = 64.0, t_alpha: float = 0.01) -> None:
         super().__init__()
         name = type(self).__name__
-        self.margin = _check_float("margin", margin, name, low=0.0, high=math.pi)
-        self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
-        self.t_alpha = _check_float("t_alpha", t_alpha, name, low=0.0, high=1.0)
+        self.margin = check_float("margin", margin, name, low=0.0, high=math.pi)
+        self.scale = check_float("scale", scale, name, low=0.0, low_open=True)
+        self.t_alpha = check_float("t_alpha", t_alpha, name, low=0.0, high=1.0)
         self.register_buffer("t", torch.zeros(()))
 
     @torch.no_grad()
@@ -82,18 +82,8 @@ class CurricularFaceMargin(Margin):
         return margin_logits(modulated, labels, s, lambda c: s * arc_target(c, m))
 
 
-class CurricularFaceHead(CosineMarginHead):
+class CurricularFaceHead(CosineMarginHead, margin=CurricularFaceMargin):
     """:class:`CurricularFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
-
-    def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        margin: float = 0.5,
-        scale: float = 64.0,
-        t_alpha: float = 0.01,
-    ) -> None:
-        super().__init__(embedding_dim, num_classes, CurricularFaceMargin(margin, scale, t_alpha))
 
 
 class _HardNegatives(torch.autograd.Function):

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from facerec.errors import ConfigError
-from facerec.heads.base import CosineMarginHead, Margin, _check_float, arc_target, margin_logits
+from facerec.heads.base import CosineMarginHead, Margin, arc_target, check_float, margin_logits
 
 __all__ = ["MagFaceHead", "MagFaceMargin"]
 
@@ -39,12 +39,12 @@ class MagFaceMargin(Margin):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
-        self.l_a = _check_float("l_a", l_a, name, low=0.0, low_open=True)
-        self.u_a = _check_float("u_a", u_a, name, low=0.0, low_open=True)
-        self.l_m = _check_float("l_m", l_m, name, low=0.0, high=math.pi)
-        self.u_m = _check_float("u_m", u_m, name, low=0.0, high=math.pi)
-        self.lambda_g = _check_float("lambda_g", lambda_g, name, low=0.0)
+        self.scale = check_float("scale", scale, name, low=0.0, low_open=True)
+        self.l_a = check_float("l_a", l_a, name, low=0.0, low_open=True)
+        self.u_a = check_float("u_a", u_a, name, low=0.0, low_open=True)
+        self.l_m = check_float("l_m", l_m, name, low=0.0, high=math.pi)
+        self.u_m = check_float("u_m", u_m, name, low=0.0, high=math.pi)
+        self.lambda_g = check_float("lambda_g", lambda_g, name, low=0.0)
         if self.l_a >= self.u_a:
             raise ConfigError(f"{name}: l_a must be below u_a, got l_a={l_a}, u_a={u_a}.")
         if self.l_m > self.u_m:
@@ -67,19 +67,5 @@ class MagFaceMargin(Margin):
         return self.lambda_g * torch.mean(a / (self.u_a**2) + 1.0 / a)
 
 
-class MagFaceHead(CosineMarginHead):
+class MagFaceHead(CosineMarginHead, margin=MagFaceMargin):
     """:class:`MagFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
-
-    def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        scale: float = 64.0,
-        l_a: float = 10.0,
-        u_a: float = 110.0,
-        l_m: float = 0.45,
-        u_m: float = 0.8,
-        lambda_g: float = 35.0,
-    ) -> None:
-        margin = MagFaceMargin(scale, l_a, u_a, l_m, u_m, lambda_g)
-        super().__init__(embedding_dim, num_classes, margin)

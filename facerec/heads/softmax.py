@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facerec.heads.base import CosineMarginHead, Margin, MarginHead, _check_float, compute_dtype
+from facerec.heads.base import CosineMarginHead, Margin, MarginHead, check_float, compute_dtype
 
 __all__ = ["NormFaceHead", "NormFaceMargin", "SoftmaxHead"]
 
@@ -51,21 +51,12 @@ class NormFaceMargin(Margin):
     def __init__(self, feature_norm: bool = False, scale: float = 30.0) -> None:
         super().__init__()
         self.feature_norm = bool(feature_norm)
-        self.scale = _check_float("scale", scale, type(self).__name__, low=0.0, low_open=True)
+        self.scale = check_float("scale", scale, type(self).__name__, low=0.0, low_open=True)
 
     def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
         """(B, C') cosines, (B,) labels (unused), (B, 1) ‖x‖ -> (B, C') logits."""
         return cos * self.scale if self.feature_norm else cos * norms
 
 
-class NormFaceHead(CosineMarginHead):
+class NormFaceHead(CosineMarginHead, margin=NormFaceMargin):
     """:class:`NormFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
-
-    def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        feature_norm: bool = False,
-        scale: float = 30.0,
-    ) -> None:
-        super().__init__(embedding_dim, num_classes, NormFaceMargin(feature_norm, scale))

@@ -11,8 +11,8 @@ from facerec.errors import ConfigError
 from facerec.heads.base import (
     CosineMarginHead,
     Margin,
-    _check_float,
-    _check_positive_int,
+    check_float,
+    check_positive_int,
     margin_logits,
 )
 
@@ -88,15 +88,15 @@ class SphereFaceMargin(Margin):
         name = type(self).__name__
         if isinstance(margin, float) and margin.is_integer():
             margin = int(margin)
-        self.margin = _check_positive_int("margin", margin, name)
+        self.margin = check_positive_int("margin", margin, name)
         if self.margin > 16:
             raise ConfigError(f"{name}: margin must be an integer in [1, 16], got {margin!r}.")
-        self.base = _check_float("base", base, name, low=0.0)
-        self.gamma = _check_float("gamma", gamma, name, low=0.0)
-        self.power = _check_float("power", power, name, low=0.0)
-        self.lambda_min = _check_float("lambda_min", lambda_min, name, low=0.0)
+        self.base = check_float("base", base, name, low=0.0)
+        self.gamma = check_float("gamma", gamma, name, low=0.0)
+        self.power = check_float("power", power, name, low=0.0)
+        self.lambda_min = check_float("lambda_min", lambda_min, name, low=0.0)
         self.feature_norm = bool(feature_norm)
-        self.scale = _check_float("scale", scale, name, low=0.0, low_open=True)
+        self.scale = check_float("scale", scale, name, low=0.0, low_open=True)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.int64))
 
     def current_lambda(self) -> Tensor:
@@ -121,20 +121,5 @@ class SphereFaceMargin(Margin):
         return margin_logits(cos, labels, norms, lambda c, n: n * mixed(c), norms)
 
 
-class SphereFaceHead(CosineMarginHead):
+class SphereFaceHead(CosineMarginHead, margin=SphereFaceMargin):
     """:class:`SphereFaceMargin` over the class centres; see :class:`CosineMarginHead`."""
-
-    def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        margin: int = 4,
-        base: float = 1000.0,
-        gamma: float = 0.12,
-        power: float = 1.0,
-        lambda_min: float = 5.0,
-        feature_norm: bool = False,
-        scale: float = 64.0,
-    ) -> None:
-        margin_fn = SphereFaceMargin(margin, base, gamma, power, lambda_min, feature_norm, scale)
-        super().__init__(embedding_dim, num_classes, margin_fn)

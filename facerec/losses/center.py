@@ -3,13 +3,12 @@ ECCV 2016): pull each embedding towards a running centre of its class."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from facerec.distributed import all_gather_nograd
-from facerec.errors import ConfigError, FacerecError
+from facerec.errors import FacerecError
+from facerec.heads.base import check_batch, check_float, check_positive_int
 
 __all__ = ["CenterLoss"]
 
@@ -49,19 +48,9 @@ class CenterLoss(nn.Module):
 
     def __init__(self, num_classes: int, embedding_dim: int, alpha: float = 0.5) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("embedding_dim", embedding_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"CenterLoss: {name} must be a positive integer, got {value!r}.")
-        if (
-            isinstance(alpha, bool)
-            or not isinstance(alpha, (int, float))
-            or math.isnan(alpha)
-            or not 0.0 <= alpha <= 1.0
-        ):
-            raise ConfigError(f"CenterLoss: alpha must be a number in [0, 1], got {alpha!r}.")
-        self.num_classes = num_classes
-        self.embedding_dim = embedding_dim
-        self.alpha = float(alpha)
+        self.num_classes = check_positive_int("num_classes", num_classes, "CenterLoss")
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim, "CenterLoss")
+        self.alpha = check_float("alpha", alpha, "CenterLoss", low=0.0, high=1.0)
         self.register_buffer("centers", torch.zeros(num_classes, embedding_dim))
 
     def extra_repr(self) -> str:
@@ -75,16 +64,7 @@ class CenterLoss(nn.Module):
 
         In training mode the centres are then updated (see the class docstring).
         """
-        if embeddings.dim() != 2 or embeddings.shape[1] != self.embedding_dim:
-            raise FacerecError(
-                f"CenterLoss: embeddings must have shape (B, {self.embedding_dim}), "
-                f"got {tuple(embeddings.shape)}."
-            )
-        if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
-            raise FacerecError(
-                f"CenterLoss: labels must have shape ({embeddings.shape[0]},) to match the "
-                f"embeddings, got {tuple(labels.shape)}."
-            )
+        check_batch("CenterLoss", embeddings, labels, self.embedding_dim)
         if labels.is_floating_point() or labels.is_complex():
             raise FacerecError(
                 f"CenterLoss: labels must be integer class indices, got {labels.dtype}."
