@@ -14,16 +14,13 @@ Shard layout of rank r of W (insightface's): ``num_local = C//W + (r < C%W)`` cl
 The head is :class:`ShardedClassCentres` (the shard, its sampling and its checkpoint layout)
 composed with any :class:`~facerec.heads.base.Margin` (ArcFace, CurricularFace, AdaFace, MagFace,
 sub-centre, ...), the same margins the one-process heads use, followed by the softmax
-cross-entropy across ranks. How it plugs into :class:`~facerec.module.FaceRecognitionModule`:
-
-* ``returns_loss = True``: the module calls ``loss = head(embeddings, labels)`` with its *local*
-  (B, D) embeddings and (B,) labels, and uses the result as the cross-entropy.
-* ``ddp_ignore = ("centres.weight",)``: the module lists the shard in
-  ``_ddp_params_and_buffers_to_ignore``, so DDP neither broadcasts the shard at start nor
-  all-reduces its gradient.
-* ``setup_shard()`` (optional; the first forward does it otherwise) lays out this rank's rows once
-  the process group exists, and ``attach_optimizer(opt)`` makes the optimiser's per-row state
-  (SGD momentum, Adam moments) follow the weight into and out of checkpoints.
+cross-entropy across ranks. Of the :class:`~facerec.heads.base.MarginHead` capabilities that
+:class:`~facerec.module.FaceRecognitionModule` reads it overrides ``returns_loss`` (``head(local
+embeddings, labels)`` is the cross-entropy), ``ddp_ignore`` (DDP neither broadcasts the shard nor
+all-reduces its gradient), ``gather_full`` and ``attach_optimizer`` (the optimiser's per-row
+state, SGD momentum or Adam moments, follows the weight into and out of checkpoints).
+``setup_shard()`` (optional; the first forward does it otherwise) lays out this rank's rows once
+the process group exists.
 
 Gradient scaling. The loss on every rank is the *global* mean cross-entropy over the gathered
 rows; the gather (:func:`facerec.distributed.all_gather_sum_grad`) sums the partial gradients of
@@ -66,8 +63,8 @@ from facerec.heads.base import (
     CosineMarginHead,
     Margin,
     MarginHead,
-    _check_float,
-    _check_positive_int,
+    check_float,
+    check_positive_int,
     class_cosine,
     compute_dtype,
     target_cosine,
@@ -443,8 +440,8 @@ class ShardedMarginHead(MarginHead):
     ) -> None:
         super().__init__(embedding_dim, num_classes)
         name = type(self).__name__
-        rate = _check_float("sample_rate", sample_rate, name, low=0.0, high=1.0, low_open=True)
-        k = _check_positive_int("k", k, name)
+        rate = check_float("sample_rate", sample_rate, name, low=0.0, high=1.0, low_open=True)
+        k = check_positive_int("k", k, name)
         margin = ArcFaceMargin() if margin is None else margin
         if not isinstance(margin, Margin):
             if isinstance(margin, Mapping) or not callable(margin):
