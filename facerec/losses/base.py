@@ -24,10 +24,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facerec import distributed
 from facerec.errors import FacerecError
+from facerec.mining import Distance, check_distance, pairwise_distances
 
 
 class MetricLoss(nn.Module, ABC):
@@ -36,14 +38,26 @@ class MetricLoss(nn.Module, ABC):
     Subclasses implement :meth:`compute` on the (possibly gathered) batch; ``forward`` checks the
     inputs, gathers under DDP, runs :meth:`compute` in float32 with autocast off (half-precision
     embeddings are upcast), records :attr:`stats` and applies the DDP gradient scaling.
+    ``distance`` and ``normalize`` are what :meth:`distances` computes.
     """
 
     stats: dict[str, Tensor]
 
-    def __init__(self, gather: bool = True) -> None:
+    def __init__(
+        self, gather: bool = True, distance: Distance = "euclidean", normalize: bool = True
+    ) -> None:
         super().__init__()
+        check_distance(distance)
         self.gather = gather
+        self.distance = distance
+        self.normalize = normalize
         self.stats = {}
+
+    def distances(self, embeddings: Tensor) -> Tensor:
+        """(N, D) -> (N, N) ``distance`` between the rows (L2-normalised first if ``normalize``)."""
+        if self.normalize:
+            embeddings = F.normalize(embeddings, dim=1)
+        return pairwise_distances(embeddings, distance=self.distance)
 
     @abstractmethod
     def compute(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

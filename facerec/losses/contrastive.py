@@ -15,7 +15,7 @@ from torch import Tensor
 
 from facerec.errors import ConfigError
 from facerec.losses.base import MetricLoss
-from facerec.mining import Distance, check_distance, pairwise_distances
+from facerec.mining import Distance
 
 
 class ContrastiveLoss(MetricLoss):
@@ -42,8 +42,7 @@ class ContrastiveLoss(MetricLoss):
         normalize: bool = True,
         gather: bool = True,
     ) -> None:
-        super().__init__(gather=gather)
-        check_distance(distance)
+        super().__init__(gather, distance, normalize)
         if margin <= 0:
             raise ConfigError(f"contrastive margin must be > 0, got {margin}")
         if pos_margin < 0 or pos_margin >= margin:
@@ -52,15 +51,11 @@ class ContrastiveLoss(MetricLoss):
             )
         self.margin = float(margin)
         self.pos_margin = float(pos_margin)
-        self.distance = distance
-        self.normalize = normalize
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss and stats on the whole batch ``embeddings`` (N, D), ``labels`` (N,)."""
-        if self.normalize:
-            embeddings = F.normalize(embeddings, dim=1)
         n = embeddings.shape[0]
-        dist = pairwise_distances(embeddings, distance=self.distance)  # (N, N)
+        dist = self.distances(embeddings)  # (N, N)
         upper = torch.ones(n, n, dtype=torch.bool, device=dist.device).triu_(diagonal=1)
         same = labels.unsqueeze(0) == labels.unsqueeze(1)
         pos, neg = same & upper, ~same & upper

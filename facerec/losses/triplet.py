@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from facerec.errors import ConfigError
@@ -21,10 +20,8 @@ from facerec.mining import (
     Fallback,
     Mining,
     Triplets,
-    check_distance,
     check_mining,
     mined_triplet_loss,
-    pairwise_distances,
     triplet_loss_from_triplets,
 )
 from facerec.mining.offline import batch_layout_triplets
@@ -72,7 +69,7 @@ class TripletLoss(MetricLoss):
         max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
         offline: Offline = "off",
     ) -> None:
-        super().__init__(gather=gather)
+        super().__init__(gather, distance, normalize)
         check_mining(mining)
         if offline not in ("off", "instead", "alongside"):
             raise ConfigError(
@@ -80,7 +77,6 @@ class TripletLoss(MetricLoss):
                 "'alongside'"
             )
         self.offline = offline
-        check_distance(distance)
         if margin < 0:
             raise ConfigError(f"triplet margin must be >= 0, got {margin}")
         if semi_hard_fallback not in ("largest", "smallest"):
@@ -92,17 +88,13 @@ class TripletLoss(MetricLoss):
             raise ConfigError(f"max_chunk_elements must be >= 1, got {max_chunk_elements}")
         self.margin = float(margin)
         self.mining = mining
-        self.distance = distance
-        self.normalize = normalize
         self.soft_margin = soft_margin
         self.semi_hard_fallback = semi_hard_fallback
         self.max_chunk_elements = max_chunk_elements
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss and stats on the whole batch ``embeddings`` (N, D), ``labels`` (N,)."""
-        if self.normalize:
-            embeddings = F.normalize(embeddings, dim=1)
-        dist = pairwise_distances(embeddings, distance=self.distance)  # (N, N)
+        dist = self.distances(embeddings)  # (N, N)
         if self.offline != "off":
             off = triplet_loss_from_triplets(
                 dist, Triplets(*batch_layout_triplets(labels)), self.margin, self.soft_margin

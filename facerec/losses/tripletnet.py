@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from facerec.errors import ConfigError
@@ -28,9 +27,7 @@ from facerec.mining import (
     Distance,
     Fallback,
     batch_hard,
-    check_distance,
     label_masks,
-    pairwise_distances,
     semi_hard,
 )
 from facerec.mining.offline import batch_layout_triplets
@@ -72,7 +69,7 @@ class TripletNetLoss(MetricLoss):
         semi_hard_fallback: Fallback = "largest",
         max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
     ) -> None:
-        super().__init__(gather=gather)
+        super().__init__(gather, distance, normalize)
         if mining not in TRIPLETNET_MININGS:
             raise ConfigError(
                 f"unknown TripletNetLoss mining {mining!r}; expected one of {TRIPLETNET_MININGS}"
@@ -81,21 +78,16 @@ class TripletNetLoss(MetricLoss):
             raise ConfigError(
                 f"unknown TripletNetLoss offline mode {offline!r}; expected 'off' or 'instead'"
             )
-        check_distance(distance)
         if max_chunk_elements < 1:
             raise ConfigError(f"max_chunk_elements must be >= 1, got {max_chunk_elements}")
         self.mining = mining
         self.offline = offline
-        self.distance = distance
-        self.normalize = normalize
         self.semi_hard_fallback = semi_hard_fallback
         self.max_chunk_elements = max_chunk_elements
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss and stats on the whole batch ``embeddings`` (N, D), ``labels`` (N,)."""
-        if self.normalize:
-            embeddings = F.normalize(embeddings, dim=1)
-        dist = pairwise_distances(embeddings, distance=self.distance)  # (N, N)
+        dist = self.distances(embeddings)  # (N, N)
         if self.offline == "instead":
             a, p, n = batch_layout_triplets(labels)
         elif self.mining == "batch_all":
