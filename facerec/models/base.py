@@ -13,11 +13,23 @@ class Backbone(nn.Module):
 
     Subclasses set ``embedding_dim`` and ``input_size`` (height, width) and implement
     ``forward``: (B, 3, H, W) float, (x − 127.5)/127.5 in RGB order -> (B, D) float, not
-    normalised.
+    normalised; or, as the built-in backbones, ``forward_features`` (the trunk) and an embedding
+    ``head`` that the inherited ``forward`` chains.
     """
 
     embedding_dim: int
     input_size: tuple[int, int]
+    head: nn.Module
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> the trunk's final feature map, which ``head`` embeds."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither forward nor this")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, embedding_dim) raw embedding (the shape checked unless traced)."""
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            self.check_input(x)
+        return self.head(self.forward_features(x))
 
     def stages(self) -> list[list[nn.Module]]:
         """The trunk's stages, input side first (the stem is part of the first); used to freeze

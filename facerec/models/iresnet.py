@@ -34,8 +34,6 @@ def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 class IBasicBlock(nn.Module):
     """BN → conv3×3 → BN → PReLU → conv3×3(stride) → BN, plus the (projected) shortcut."""
 
-    expansion = 1
-
     def __init__(
         self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
     ) -> None:
@@ -143,12 +141,6 @@ class IResNet(Backbone):
         """(B, 3, H, W) -> final feature map (B, C, H/16, W/16)."""
         x = self.prelu(self.bn1(self.conv1(x)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, embedding_dim) raw embedding."""
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            self.check_input(x)
-        return self.head(self.forward_features(x))
 
 
 def iresnet18(**kwargs) -> IResNet:

@@ -213,12 +213,6 @@ class MobileFaceNet(Backbone):
             x = layer(x)
         return self.conv_sep(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, embedding_dim) raw embedding."""
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            self.check_input(x)
-        return self.head(self.forward_features(x))
-
 
 def mbf(**kwargs) -> MobileFaceNet:
     """insightface ``mbf``: scale 2, blocks (1, 4, 6, 2)."""

@@ -74,8 +74,6 @@ class TorchvisionResNet(Backbone):
         t = list(self.trunk)
         return [t[:5], [t[5]], [t[6]], [t[7]]]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, embedding_dim) raw embedding."""
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            self.check_input(x)
-        return self.head(self.trunk(x))
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> the trunk's final feature map (B, C, h, w)."""
+        return self.trunk(x)
