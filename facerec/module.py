@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -133,13 +133,9 @@ class FaceRecognitionModule(pl.LightningModule):
             self.save_hyperparameters()
         else:  # built in Python from objects: store what is plain data
             self.save_hyperparameters(ignore=["backbone", "head", "metric_loss"])
-            if isinstance(center_loss, CenterLossOptions):  # plain data: weights_only-loadable
-                self.hparams["center_loss"] = asdict(center_loss)
-            for key, opt in (("lr_multipliers", lr_multipliers), ("freeze", freeze)):
-                if opt is not None and not isinstance(opt, dict):
-                    self.hparams[key] = asdict(opt)
-            if isinstance(distill, DistillOptions):
-                self.hparams["distill"] = asdict(distill)
+            for key in ("center_loss", "lr_multipliers", "freeze", "distill"):
+                if is_dataclass(self.hparams[key]):  # as plain data: weights_only-loadable
+                    self.hparams[key] = asdict(self.hparams[key])
         self.distill = coerce(distill, DistillOptions, "model.distill")
         if self.distill is not None:
             self.distill.validate()  # type: ignore[attr-defined]

@@ -124,6 +124,11 @@ def _images_by_identity(labels: np.ndarray) -> list[np.ndarray]:
     return np.split(order, np.flatnonzero(np.diff(labels[order])) + 1)
 
 
+def _sample_each(groups: list[np.ndarray], m: int, rng: np.random.Generator) -> np.ndarray:
+    """The groups concatenated, each longer than ``m`` cut to ``m`` random members first."""
+    return np.concatenate([g if len(g) <= m else rng.choice(g, m, replace=False) for g in groups])
+
+
 class _PeriodicRefresh(pl.Callback):
     """Calls :meth:`refresh` every ``options.every_n_steps`` steps (0: at each epoch start after
     the first) and logs ``train/mining/refresh_seconds`` plus what :meth:`_log_extra` adds."""
@@ -189,13 +194,7 @@ class HardIdentityRefresh(_PeriodicRefresh):
             return F.normalize(w, dim=2).mean(dim=1)
         labels = np.asarray(self.dm.train_set.labels)
         rng = np.random.default_rng([self.seed, self.refreshes, 17])
-        picks = [
-            g
-            if len(g) <= self.options.images_per_identity
-            else rng.choice(g, self.options.images_per_identity, replace=False)
-            for g in _images_by_identity(labels)
-        ]
-        idx = np.concatenate(picks)
+        idx = _sample_each(_images_by_identity(labels), self.options.images_per_identity, rng)
         emb, ok = embed_indices(pl_module, self.dm.train_set, idx, self.options.embed_batch_size)
         emb = F.normalize(emb, dim=1) * ok.unsqueeze(1)
         c = int(labels.max()) + 1
@@ -247,13 +246,8 @@ class OfflineTripletRefresh(_PeriodicRefresh):
         groups = [g for g in _images_by_identity(labels) if len(g) >= 2]
         n_ids = min(self.options.identities, len(groups))
         chosen = rng.choice(len(groups), n_ids, replace=False)
-        m = self.options.images_per_identity
-        return np.concatenate(
-            [
-                groups[c] if len(groups[c]) <= m else rng.choice(groups[c], m, replace=False)
-                for c in np.sort(chosen)
-            ]
-        )
+        chosen_groups = [groups[c] for c in np.sort(chosen)]
+        return _sample_each(chosen_groups, self.options.images_per_identity, rng)
 
     def refresh(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> np.ndarray:
         """Embed a subset, select triplets on rank 0, share them and give them to the sampler."""
