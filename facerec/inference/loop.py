@@ -44,29 +44,28 @@ def load_batch(
     size: tuple[int, int],
     mode: ResizeMode,
     pool: ThreadPoolExecutor | None = None,
+    bad: list[tuple[int, DataError]] | None = None,
 ) -> np.ndarray:
-    """Decode and fit images ``indices``: -> (B, H, W, 3) uint8 RGB (a bad image raises)."""
-    out = _load(images, indices, size, mode, pool)
-    for r in out:
-        if isinstance(r, DataError):
-            raise r
-    return np.stack(out) if out else np.zeros((0, *size, 3), np.uint8)  # type: ignore[arg-type]
+    """Decode and fit images ``indices``: -> (B, H, W, 3) uint8 RGB. An image that does not
+    read raises its :class:`DataError` (the first in order), or, given a ``bad`` list, is left
+    out and ``(index, error)`` appended."""
 
-
-def _load(
-    images: ImageSource,
-    indices: range | list[int],
-    size: tuple[int, int],
-    mode: ResizeMode,
-    pool: ThreadPoolExecutor | None,
-) -> list[np.ndarray | DataError]:
     def one(i: int) -> np.ndarray | DataError:
         try:
             return fit_to_size(images[i], size, mode)
         except DataError as e:
             return e
 
-    return list(pool.map(one, indices)) if pool is not None else [one(i) for i in indices]
+    good = []
+    loaded = pool.map(one, indices) if pool is not None else map(one, indices)
+    for i, r in zip(indices, list(loaded), strict=True):
+        if not isinstance(r, DataError):
+            good.append(r)
+        elif bad is None:
+            raise r
+        else:
+            bad.append((i, r))
+    return np.stack(good) if good else np.zeros((0, *size, 3), np.uint8)
 
 
 def embed_images(
@@ -110,31 +109,24 @@ def embed_images(
     try:
         with ThreadPoolExecutor(max(1, num_workers)) as pool, ThreadPoolExecutor(1) as ahead:
 
-            def fetch(r: range) -> tuple[list[np.ndarray | DataError], float]:
+            def fetch(r: range) -> tuple[np.ndarray, list[tuple[int, DataError]], float]:
                 t = time.perf_counter()
-                return _load(images, r, size, mode, pool), time.perf_counter() - t  # type: ignore[arg-type]
+                bad: list[tuple[int, DataError]] | None = None if skipped is None else []
+                batch = load_batch(images, r, size, mode, pool, bad)
+                return batch, bad or [], time.perf_counter() - t
 
             pending = ahead.submit(fetch, batches[0]) if batches else None
             for b, rng in enumerate(batches):
                 assert pending is not None
-                loaded, dt = pending.result()
+                batch, bad, dt = pending.result()  # with skipped None, raises a bad image's error
                 load_time += dt
                 pending = ahead.submit(fetch, batches[b + 1]) if b + 1 < len(batches) else None
-                good = []
-                for i, r in zip(rng, loaded, strict=True):
-                    if isinstance(r, DataError):
-                        if skipped is None:
-                            if pending is not None:
-                                pending.cancel()
-                            raise r
-                        skipped.append((i, str(r)))
-                    else:
-                        good.append(r)
+                for i, e in bad:  # only with a skipped list: else load_batch raised
+                    skipped.append((i, str(e)))  # type: ignore[union-attr]
                 if bar is not None:
                     bar.update(len(rng))
-                if not good:
+                if not len(batch):
                     continue
-                batch = np.stack(good)
                 emb = np.asarray(embedder(batch), dtype=np.float32)
                 if flip:
                     emb = emb + np.asarray(
