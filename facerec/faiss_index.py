@@ -16,6 +16,7 @@ GPUs.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal
 
@@ -26,8 +27,6 @@ from facerec.errors import ConfigError, DataError
 IndexKind = Literal["flat", "ivf", "hnsw"]
 INDEX_KINDS: tuple[str, ...] = ("flat", "ivf", "hnsw")
 IVF_SEED = 1234
-
-_GPU_RESOURCES: list[Any] = []
 
 
 def faiss_gpu_count() -> int:
@@ -41,13 +40,12 @@ def faiss_gpu_count() -> int:
         return 0
 
 
+@functools.cache
 def _gpu_resources() -> Any:
     """One StandardGpuResources for the process (it must outlive every GPU index)."""
     import faiss
 
-    if not _GPU_RESOURCES:
-        _GPU_RESOURCES.append(faiss.StandardGpuResources())
-    return _GPU_RESOURCES[0]
+    return faiss.StandardGpuResources()
 
 
 def build_index(
