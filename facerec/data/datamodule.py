@@ -362,13 +362,7 @@ class FaceDataModule(pl.LightningDataModule):
         from facerec.data.synthetic import SyntheticFaces
 
         s = self.synthetic
-        gen = SyntheticFaces(
-            num_identities=s.identities,
-            images_per_identity=per_id,
-            size=s.size,
-            seed=s.seed,
-            difficulty=s.difficulty,
-        )
+        gen = SyntheticFaces(s.identities, per_id, s.size, s.seed, s.difficulty)
         images = np.stack([gen.render(int(i), j) for i in ids for j in range(per_id)])
         labels = np.repeat(np.arange(len(ids)), per_id)
         return images, labels
