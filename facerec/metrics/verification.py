@@ -211,10 +211,16 @@ def kfold_accuracy(
     return KFoldResult(float(accs.mean()), float(accs.std()), accs, chosen)
 
 
-def _roc_counts(
-    scores: np.ndarray, issame: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """(fps, tps, thresholds) per distinct score (descending), n_pos, n_neg."""
+def roc(
+    scores: np.ndarray, issame: np.ndarray, drop_intermediate: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC curve: ``(fpr, tpr, thresholds)``, each (K+1,), K = number of distinct scores.
+
+    Identical to ``sklearn.metrics.roc_curve(issame, scores, drop_intermediate=...)``:
+    thresholds decrease from ``inf`` (nothing accepted) through every distinct score, a pair
+    being accepted when ``score >= threshold``. With ``drop_intermediate`` collinear points are
+    dropped (the drawn curve is unchanged). Needs at least one genuine and one impostor pair.
+    """
     s, y = _check(scores, issame)
     n_pos = int(y.sum())
     n_neg = y.size - n_pos
@@ -227,20 +233,7 @@ def _roc_counts(
     last = np.r_[np.nonzero(ss[:-1] != ss[1:])[0], ss.size - 1]  # last index of each score run
     tps = np.cumsum(ys)[last]
     fps = (last + 1) - tps
-    return fps, tps, ss[last], n_pos, n_neg
-
-
-def roc(
-    scores: np.ndarray, issame: np.ndarray, drop_intermediate: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve: ``(fpr, tpr, thresholds)``, each (K+1,), K = number of distinct scores.
-
-    Identical to ``sklearn.metrics.roc_curve(issame, scores, drop_intermediate=...)``:
-    thresholds decrease from ``inf`` (nothing accepted) through every distinct score, a pair
-    being accepted when ``score >= threshold``. With ``drop_intermediate`` collinear points are
-    dropped (the drawn curve is unchanged). Needs at least one genuine and one impostor pair.
-    """
-    fps, tps, thr, n_pos, n_neg = _roc_counts(scores, issame)
+    thr = ss[last]  # one point per distinct score, descending
     if drop_intermediate and fps.size > 2:
         keep = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
         fps, tps, thr = fps[keep], tps[keep], thr[keep]
