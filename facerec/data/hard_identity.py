@@ -125,7 +125,6 @@ class HardIdentitySampler(PKSampler):
         self._usable_mask = np.zeros(len(self._classes), dtype=bool)
         self._usable_mask[self._usable] = True
         self._neighbours: np.ndarray | None = None  # (num internal ids, k) internal ids, -1 pad
-        self.neighbours_version = 0
 
     # -------------------------------------------------------------- neighbours
     def set_neighbours(self, table: np.ndarray | None) -> None:
@@ -135,7 +134,6 @@ class HardIdentitySampler(PKSampler):
         """
         if table is None:
             self._neighbours = None
-            self.neighbours_version += 1
             return
         t = np.asarray(table)
         if t.ndim != 2 or not np.issubdtype(t.dtype, np.integer):
@@ -152,7 +150,6 @@ class HardIdentitySampler(PKSampler):
         src = t[self._classes[have]]
         rows[have] = np.where(src >= 0, to_id[np.clip(src, 0, top)], -1)
         self._neighbours = rows
-        self.neighbours_version += 1
 
     @property
     def neighbours(self) -> np.ndarray | None:

@@ -119,7 +119,6 @@ class OfflineTripletSampler(_ResumableBatchSampler):
         per_step = self.num_replicas * self.batch_size
         self._steps = int(batches_per_epoch) if batches_per_epoch else max(1, len(y) // per_step)
         self._pool = np.zeros((0, 3), dtype=np.int64)
-        self.pool_version = 0
         self._init_resume()
 
     def set_triplets(self, triplets: np.ndarray) -> None:
@@ -128,7 +127,6 @@ class OfflineTripletSampler(_ResumableBatchSampler):
         if len(t) and (t.min() < 0 or t.max() >= len(self.labels)):
             raise ConfigError("offline triplets index outside the dataset")
         self._pool = t
-        self.pool_version += 1
 
     @property
     def pool(self) -> np.ndarray:
