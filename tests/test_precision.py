@@ -114,6 +114,14 @@ class InfAt(torch.nn.Module):
         out = self.inner(*args)
         return out * float("inf") if self.calls >= self.at else out
 
+    def __getattr__(self, name: str):  # the rest of the wrapped head's interface (returns_loss...)
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "inner":
+                raise
+            return getattr(self.inner, name)
+
 
 @pytest.mark.parametrize(("part", "term"), [("head", "ce"), ("center_loss", "center")])
 def test_non_finite_loss_names_the_step_and_the_term(part, term):
