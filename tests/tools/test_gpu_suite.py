@@ -1,6 +1,6 @@
 """tools/bench/gpu_suite.py cannot rot: ``--smoke`` runs every part on the CPU, a hung part is
 killed at its budget, and the way onto the GPU machine (tools/bench/device_install.py) is dry-run
-here: facerec's wheel installed with the device's command, under Python 3.12 when one exists."""
+here: the carried wheels and facerec's own installed with the device's command."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "tools" / "bench"
 ROOT = BENCH.parents[1]
-PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
 
 
 def _load(name: str):
@@ -95,47 +94,65 @@ def test_a_hung_part_is_killed_at_its_budget(tmp_path, monkeypatch) -> None:
     ]
 
 
-def _python312() -> str:
+def _python312() -> str | None:
+    """A CPython 3.12 with pip here, if there is one."""
     for p in (shutil.which("python3.12"), "/root/.pyenv/versions/3.12.1/bin/python3.12"):
-        if (
-            p
-            and os.path.exists(p)
-            and subprocess.run([p, "-V"], capture_output=True).returncode == 0
-        ):
-            return p
-    return sys.executable  # the same commands under this Python
+        if p and os.path.exists(p):
+            if subprocess.run([p, "-m", "pip", "--version"], capture_output=True).returncode == 0:
+                return p
+    return None
+
+
+PROBE = """
+import sys
+import albumentations, faiss, jsonargparse, facerec
+import numpy as np
+from facerec.data.transforms import DEFAULT_AUGMENT, apply_augment, build_augment
+
+where = {m.__name__: m.__file__ for m in (albumentations, faiss, jsonargparse, facerec)}
+assert all(f.startswith(sys.argv[1]) for f in where.values()), where
+assert apply_augment(build_augment(DEFAULT_AUGMENT), np.zeros((8, 8, 3), np.uint8)).shape
+index = faiss.IndexFlatIP(4)
+index.add(np.eye(4, dtype=np.float32))
+assert index.search(np.eye(4, dtype=np.float32)[2:3], 1)[1][0, 0] == 2
+"""
 
 
 def test_device_install_path_dry_run(tmp_path) -> None:
-    """facerec's wheel, installed with the device command (--no-deps --target), imports and
-    finds its recipes; its requirements are met by the device's packages plus the carried ones."""
+    """The way onto the GPU machine (tools/bench/device_install.py), dry-run on the CPU with the
+    same commands: the carried wheels, downloaded for this Python, and facerec's own, installed
+    with the device's command (--no-deps --target) into a folder put first on the path of this
+    interpreter, whose torch, Lightning, numpy, OpenCV, onnxruntime ... stand in for the
+    device's. facerec, albumentations, jsonargparse and faiss then come from that folder, work,
+    and `facerec fit --print_config` runs. Where a CPython 3.12 exists, the device's own cp312
+    wheels install with the command too. Needs PyPI (skipped without)."""
     install = _load("device_install")
-    assert install.check() == []  # floors against the device's versions (no wheel folder)
-    wheels = tmp_path / ".whl"
-    subprocess.run(
-        [*PIP_WHEEL, "-w", str(wheels), str(_source_copy(tmp_path))],
-        check=True,
-        capture_output=True,
-    )
-    problems = install.check(wheels)
-    assert problems and all("no wheel in" in p for p in problems)  # only the carried ones
-    assert not any(p.startswith("facerec") for p in problems)
-    py = _python312()
-    if subprocess.run([py, "-m", "pip", "--version"], capture_output=True).returncode:
-        pytest.skip(f"{py} has no pip")
-    cmd = install.DEVICE_COMMAND.split(" && ")[0].replace("python3", py, 1)
-    cmd = cmd.replace("/tmp/site", str(tmp_path / "site")).replace(".whl/", f"{wheels}/")
-    subprocess.run(cmd, shell=True, check=True, capture_output=True, timeout=120)
-    probe = "import facerec.recipes as r, sys; print(sys.version_info[:2], r.recipe_dir())"
-    out = subprocess.run(
-        [py, "-c", probe],
-        env={"PYTHONPATH": str(tmp_path / "site"), "PATH": os.environ["PATH"]},
-        cwd=tmp_path,  # not the checkout: the installed copy must be the one imported
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert str(tmp_path / "site" / "facerec" / "configs") in out
+    assert install.check() == []  # floors (with the onnx extra) against the device's versions
+    src = _source_copy(tmp_path)
+    here = "{}.{}".format(*sys.version_info[:2])
+    pythons = {here: sys.executable}
+    if here != install.DEVICE_PYTHON and (py312 := _python312()):
+        pythons[install.DEVICE_PYTHON] = py312
+    for version, py in pythons.items():
+        wheels, site = tmp_path / f"whl{version}", tmp_path / f"site{version}"
+        if install.download(wheels, version, src):
+            pytest.skip("could not download the carried wheels (no PyPI?)")
+        assert install.check(wheels, version) == []
+        cmd = install.DEVICE_COMMAND.split(" && ")[0].replace("python3", py, 1)
+        cmd = cmd.replace("/tmp/site", str(site)).replace(".whl/", f"{wheels}/")
+        r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert (site / "facerec" / "configs" / "quickstart.yaml").is_file()
+    site = tmp_path / f"site{here}"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site)}
+    run = {"env": env, "cwd": tmp_path, "capture_output": True, "text": True, "timeout": 300}
+    r = subprocess.run([sys.executable, "-c", PROBE, str(site)], **run)
+    assert r.returncode == 0, r.stderr[-2000:]
+    fit = [sys.executable, "-m", "facerec", "fit", "--config", "quickstart.yaml"]
+    r = subprocess.run([*fit, "--print_config"], **run)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"using the packaged recipe {site / 'facerec' / 'configs'}" in r.stderr
+    assert "class_path: facerec." in r.stdout
 
 
 def _source_copy(tmp_path: Path) -> Path:
