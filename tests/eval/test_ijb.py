@@ -405,7 +405,12 @@ def check_results(
     assert v["num_pairs"] == len(scores) and v["num_genuine"] == sum(ref["label"])
     from sklearn.metrics import roc_auc_score
 
-    assert v["auc"] == pytest.approx(roc_auc_score(ref["label"], scores), abs=1e-9)
+    # facerec pools and scores in float32: a genuine and an impostor score closer than float32
+    # resolves may come out in either order, each such pair moving the AUC by 1/(P·N) at most
+    lab, s = np.asarray(ref["label"], bool), np.asarray(scores)
+    near = int((np.abs(s[lab][:, None] - s[~lab][None, :]) < 1e-6).sum())
+    tol = (near + 1e-6) / (lab.sum() * (~lab).sum())
+    assert v["auc"] == pytest.approx(roc_auc_score(ref["label"], scores), abs=tol)
     assert list(v["tar_at_far"]) == [far_key(x) for x in fars]
     for x in fars:
         key = far_key(x)
