@@ -86,7 +86,9 @@ def test_align_folder_end_to_end(photos, tmp_path, capsys):
     crop = read_image(out / "alice" / "2.png")
     assert crop.shape == (112, 112, 3)
     expect = align_face(read_image(photos / "alice" / "2.jpg"), lm.reshape(5, 2))
-    assert np.abs(crop.astype(int) - expect).max() <= 2  # landmarks are reported to 0.01 px
+    # the report rounds landmarks to 0.01 px: a few grey levels at edges (3 with OpenCV 4.14's
+    # warp, 2 with 5.0); a landmark 1 px off moves edges by tens of levels
+    assert np.abs(crop.astype(int) - expect).max() <= 3
     # the larger of the two faces (left, ORL s3) was kept: its box starts in the left half
     assert float(rows["pair/two.png"]["x2"]) < 100
 
