@@ -42,6 +42,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> tuple[float, float,
     from facerec.data.hard_identity import HardIdentityOptions
     from facerec.data.offline_triplets import OfflineTripletOptions
     from facerec.module import FaceRecognitionModule
+    from facerec.refresh import data_callbacks
 
     pl.seed_everything(seed, verbose=False)
     sampler = {"random PK": "pk", "hard identity": "hard_identity", "offline": "offline_triplets"}
@@ -97,7 +98,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> tuple[float, float,
         accelerator="cpu", devices=1, max_steps=args.steps, max_epochs=-1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, check_val_every_n_epoch=None, val_check_interval=args.steps,
-        callbacks=[Active()],
+        use_distributed_sampler=False, callbacks=[Active(), *data_callbacks(dm)],
     )  # fmt: skip
     start = time.perf_counter()
     torch.set_num_threads(args.threads) if args.threads else None
