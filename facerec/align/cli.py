@@ -145,7 +145,7 @@ def align_folder(
     device: str | None = None,
     redo: bool = False,
     progress: bool = True,
-    threads: int | None = 1,
+    threads: int | None = None,
 ) -> dict[str, int]:
     """Align every photo under ``src`` into ``dst`` (see the module docstring).
 
@@ -359,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="CPU threads of the detector (default 1: fastest on a shared machine; 0: all)",
+        default=0,
+        help="CPU threads of the detector (default 0: torch's, all cores; 1 is faster on a "
+        "machine other jobs keep busy)",
     )
     parser.add_argument("--redo", action="store_true", help="align every photo again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

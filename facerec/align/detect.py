@@ -177,7 +177,7 @@ def build_detector(
     threshold: float = 0.7,
     device: str | None = None,
     batch_size: int = 32,
-    threads: int | None = 1,
+    threads: int | None = None,
 ) -> FaceDetector:
     """Build a detector by name (``mtcnn``); ``threads``: CPU threads while detecting."""
     if name not in DETECTORS:
