@@ -56,3 +56,44 @@ def atomic_write_csv(
     w.writerows(rows)
     atomic_write_text(path, buf.getvalue())
     return Path(path)
+
+
+def check_output(
+    out: str | os.PathLike[str],
+    flag: str,
+    inputs: Iterable[tuple[str, str | os.PathLike[str] | None]] = (),
+    kind: str = "file",
+) -> Path:
+    """Refuse an output path before any work is done; return it as a Path.
+
+    ``flag`` names the option in messages (``--out``). ``inputs`` are ``(flag, path)`` pairs the
+    command reads: an output equal to or inside one of them is refused, so a command can never
+    overwrite what a user gave it to read. ``kind`` is ``"file"`` (an existing folder there is
+    refused) or ``"folder"`` (an existing file there is refused). The nearest existing parent
+    must be a writable folder. Raises :class:`facerec.errors.ConfigError` with one line.
+    """
+    from facerec.errors import ConfigError
+
+    target = Path(out)
+    resolved = target.resolve()
+    for in_flag, path in inputs:
+        if path is None:
+            continue
+        src = Path(path).resolve()
+        if resolved.is_relative_to(src):
+            raise ConfigError(
+                f"{flag} {target} is {'the same as' if resolved == src else 'inside'} "
+                f"{in_flag} {path}; choose an output outside what the command reads"
+            )
+    if kind == "file" and target.is_dir():
+        raise ConfigError(f"{flag} {target} is a folder; expected a file path")
+    if kind == "folder" and target.exists() and not target.is_dir():
+        raise ConfigError(f"{flag} {target} is a file; expected a folder")
+    parent = target if kind == "folder" else target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {target}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {target}: cannot write in {parent} (permission denied)")
+    return target
