@@ -1,10 +1,11 @@
-"""Embedding networks: IResNet and MobileFaceNet (insightface), torchvision ResNets."""
+"""Embedding networks: IResNet, MobileFaceNet, ViT (insightface), torchvision ResNets."""
 
 from facerec.models.base import Backbone
 from facerec.models.embedding import EmbeddingHead
 from facerec.models.iresnet import IResNet, iresnet18, iresnet34, iresnet50, iresnet100
 from facerec.models.mobilefacenet import MobileFaceNet, mbf, mbf_large
 from facerec.models.torchvision_resnet import TorchvisionResNet
+from facerec.models.vit import ViT, vit_b, vit_l, vit_s, vit_t
 
 __all__ = [
     "Backbone",
@@ -12,10 +13,15 @@ __all__ = [
     "IResNet",
     "MobileFaceNet",
     "TorchvisionResNet",
+    "ViT",
     "iresnet18",
     "iresnet34",
     "iresnet50",
     "iresnet100",
     "mbf",
     "mbf_large",
+    "vit_b",
+    "vit_l",
+    "vit_s",
+    "vit_t",
 ]
