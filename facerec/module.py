@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -367,31 +368,35 @@ class FaceRecognitionModule(pl.LightningModule):
         self._val_outputs.append((F.normalize(emb.float(), dim=1), index))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_outputs:
-            return
-        emb = torch.cat([e for e, _ in self._val_outputs])
-        idx = torch.cat([i for _, i in self._val_outputs])
+        from facerec import distributed
+
+        local = self._val_outputs
+        emb = torch.cat([e for e, _ in local]) if local else torch.zeros(0, self.embedding_dim)
+        idx = torch.cat([i for _, i in local]) if local else torch.zeros(0, dtype=torch.int64)
         self._val_outputs.clear()
-        if self.trainer.world_size > 1:
-            emb = self.all_gather(emb).flatten(0, 1)
-            idx = self.all_gather(idx).flatten(0, 1)
+        if distributed.is_distributed():  # every rank joins, even one that embedded nothing
+            emb, idx = emb.to(self.device), idx.to(self.device)
+            sizes = distributed.gather_sizes(len(idx), self.device)
+            emb = distributed.all_gather_rows(emb, sizes)
+            idx = distributed.all_gather_rows(idx, sizes)
         dm = self._training_data()
         pairs = dm.pairs if dm is not None else None
-        if pairs is None:
+        if pairs is None or len(idx) == 0:
             return
-        from facerec.metrics.verification import best_threshold_accuracy
-
-        full = torch.zeros(int(idx.max()) + 1, emb.shape[1], dtype=emb.dtype, device=emb.device)
-        full[idx] = emb
-        full = full.cpu().numpy()
-        i1, i2, same = pairs
-        acc, thr = best_threshold_accuracy((full[i1] * full[i2]).sum(1), same)
+        scored = score_embedded_pairs(emb, idx, pairs)
+        if scored is None:  # no pair has both images embedded (e.g. a short sanity check)
+            return
+        acc, thr, n_scored = scored
         if self.trainer.sanity_checking:
-            self.untrained_val_acc = float(acc)
+            # the untrained network's accuracy is reported only when the check covered every
+            # pair (num_sanity_val_steps: -1); a few batches' pairs are not that number
+            if n_scored == len(pairs[2]):
+                self.untrained_val_acc = acc
             return
-        self.val_history.append((self.global_step, float(acc)))
-        self.log("val/acc", float(acc), prog_bar=True, sync_dist=False)
-        self.log("val/threshold", float(thr), sync_dist=False)
+        self.val_history.append((self.global_step, acc))
+        self.log("val/acc", acc, prog_bar=True, sync_dist=False)
+        self.log("val/threshold", thr, sync_dist=False)
+        self.log("val/pairs", float(n_scored), sync_dist=False)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)
@@ -497,6 +502,34 @@ class FaceRecognitionModule(pl.LightningModule):
             self.val_history = [(int(s), float(a)) for s, a in history]
         if meta.get("untrained_val_acc") is not None:
             self.untrained_val_acc = float(meta["untrained_val_acc"])
+
+
+def score_embedded_pairs(
+    emb: torch.Tensor, idx: torch.Tensor, pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> tuple[float, float, int] | None:
+    """Best-threshold accuracy over the validation pairs whose two images were both embedded.
+
+    ``emb`` (N, D) normalised embeddings of the validation images ``idx`` (N,) (any order,
+    repeats allowed: several ranks may embed the same image); ``pairs`` = (i1, i2, same) over
+    validation image indices. A validation run that saw only some batches (Lightning's sanity
+    check, ``limit_val_batches``) scores the pairs it can. Returns (accuracy, threshold, pairs
+    scored), or None when no pair of both kinds (genuine and impostor) has both ends embedded.
+    """
+    from facerec.metrics.verification import best_threshold_accuracy
+
+    i1, i2, same = (np.asarray(a) for a in pairs)
+    idx_np = idx.detach().cpu().numpy().astype(np.int64)
+    size = int(max(idx_np.max(), i1.max(initial=-1), i2.max(initial=-1))) + 1
+    table = np.zeros((size, emb.shape[1]), dtype=np.float32)
+    table[idx_np] = emb.detach().float().cpu().numpy()
+    seen = np.zeros(size, dtype=bool)
+    seen[idx_np] = True
+    keep = seen[i1] & seen[i2]
+    if not keep.any() or same[keep].all() or not same[keep].any():
+        return None
+    a, b = table[i1[keep]], table[i2[keep]]
+    acc, thr = best_threshold_accuracy((a * b).sum(1), same[keep])
+    return float(acc), float(thr), int(keep.sum())
 
 
 def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:

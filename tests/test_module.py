@@ -114,3 +114,29 @@ def test_skipped_count_is_the_union_over_ranks(tmp_path):
     mp.spawn(_count_in_rank, args=(port, out), nprocs=2, join=True)
     assert (tmp_path / "warn.0").read_text().startswith("skipped 4 distinct")
     assert (tmp_path / "warn.1").read_text() == ""
+
+
+def test_validation_scores_only_pairs_whose_images_were_embedded():
+    """Lightning's sanity check embeds two batches; the pairs reach every image (issue 21 §1)."""
+    import numpy as np
+
+    from facerec.metrics.verification import best_threshold_accuracy
+    from facerec.module import score_embedded_pairs
+
+    emb = torch.nn.functional.normalize(torch.randn(10, 4), dim=1)
+    i1 = np.array([0, 1, 2, 8, 3, 9])
+    i2 = np.array([1, 2, 3, 9, 7, 0])
+    same = np.array([True, False, True, False, True, False])
+    seen = torch.tensor([3, 0, 1, 2, 7, 3])  # image 3 twice (two ranks), 8 and 9 never embedded
+    acc, thr, n = score_embedded_pairs(emb[seen], seen, (i1, i2, same))
+    keep = np.array([True, True, True, False, True, False])
+    e = emb.numpy()
+    want = best_threshold_accuracy((e[i1[keep]] * e[i2[keep]]).sum(1), same[keep])
+    assert n == 4 and (acc, thr) == pytest.approx(want)
+    # pairs past every embedded image: nothing to score, no IndexError
+    assert score_embedded_pairs(emb[:2], torch.tensor([0, 1]), (i1, i2, same)) is None
+    # only genuine pairs covered: no accuracy from one class
+    assert (
+        score_embedded_pairs(emb[:4], torch.arange(4), (i1[[0, 2]], i2[[0, 2]], same[[0, 2]]))
+        is None
+    )
