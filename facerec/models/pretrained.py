@@ -1,11 +1,13 @@
 """Recognise published backbone state dicts by their keys, and load them into facerec backbones.
 
-Three layouts are known, each saved as a bare ``{name: tensor}`` dict:
+Four layouts are known, each saved as a bare ``{name: tensor}`` dict:
 
 * insightface arcface_torch IResNet (``backbone.pth`` of r18/r34/r50/r100/r200): top-level
   ``conv1``, ``prelu``, ``layer1..4``, ``bn2``, ``fc``, ``features`` -> :class:`IResNet`;
 * insightface arcface_torch MobileFaceNet (``mbf``, ``mbf_large``): ``layers.N``, ``conv_sep``,
   ``features.layers`` -> :class:`MobileFaceNet`;
+* insightface arcface_torch ViT (``vit_t/s/b/l``): ``patch_embed``, ``pos_embed``, ``blocks.N``,
+  ``feature``, ``mask_token`` -> :class:`ViT`;
 * torchvision's ImageNet ResNet (``resnet50-*.pth``): ``conv1``, ``bn1``, ``layer1..4``, ``fc``
   (no ``prelu``) -> :class:`TorchvisionResNet`'s trunk (its ``fc`` is dropped and the face
   embedding head starts fresh; with ``face_stem`` the 7×7 stem conv does not fit the 3×3 one and
@@ -29,6 +31,7 @@ from facerec.errors import ConfigError
 from facerec.models.iresnet import LAYERS, IResNet
 from facerec.models.mobilefacenet import MobileFaceNet
 from facerec.models.torchvision_resnet import TorchvisionResNet
+from facerec.models.vit import ViT, insightface_vit_layout
 
 #: (blocks per stage, bottleneck) -> torchvision architecture
 _TV_ARCHS = {
@@ -77,6 +80,8 @@ def identify_state_dict(state: dict[str, torch.Tensor]) -> ForeignStateDict | No
         return None
     keys = list(state)
     has = set(keys).__contains__
+    if vit := insightface_vit_layout(state):
+        return ForeignStateDict("insightface_vit", *vit, state)
     if has("conv_sep.layers.0.weight") and has("features.layers.2.weight"):
         scale = state["layers.0.layers.0.weight"].shape[0] // 64
         # layers.1 is one ConvBlock when blocks[0] == 1, else a Residual of blocks[0] blocks
@@ -141,6 +146,7 @@ def load_foreign_state_dict(backbone: nn.Module, found: ForeignStateDict, source
     cls = {
         "insightface_iresnet": IResNet,
         "insightface_mbf": MobileFaceNet,
+        "insightface_vit": ViT,
         "torchvision_resnet": TorchvisionResNet,
     }[found.kind]
     if not isinstance(backbone, cls):

@@ -290,7 +290,7 @@ class ViT(Backbone):
         self.checkpointing = bool(checkpointing)
         self.patch_embed = PatchEmbed(size, int(patch_size), self.embed_dim, drop_rate)
         n = self.num_patches = self.patch_embed.num_patches
-        rates = [float(r) for r in torch.linspace(0, drop_path_rate, depth)]
+        rates = [float(r) for r in torch.linspace(0, drop_path_rate, depth, device="cpu")]
         self.blocks = nn.ModuleList(
             Block(
                 self.embed_dim,
@@ -344,7 +344,7 @@ class ViT(Backbone):
         """Four stages: the patch embedding with the first quarter of the blocks, then a
         quarter each, the last with the final norm and the mask token."""
         d = len(self.blocks)
-        cut = [round(d * i / 4) for i in range(5)]
+        cut = [(d * i + 2) // 4 for i in range(5)]
         parts: list[list[nn.Module]] = [list(self.blocks[cut[i] : cut[i + 1]]) for i in range(4)]
         return [
             [self.patch_embed, *parts[0]],
