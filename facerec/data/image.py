@@ -6,13 +6,19 @@ Convention (the published ArcFace models'): images are RGB uint8 (H, W, 3); the 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import math
 import os
+import re
+import struct
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 
-from facerec.errors import DataError
+from facerec.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
 MEAN = 127.5
@@ -20,18 +26,198 @@ STD = 127.5
 ResizeMode = Literal["resize", "center_crop"]
 
 
-def decode_image(data: bytes | np.ndarray, source: str = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes (JPEG, PNG, BMP, PGM, ...) to RGB uint8 (H, W, 3).
+NOT_DECODABLE = "not a decodable image (expected JPEG, PNG, BMP, PGM/PPM, WebP or TIFF data)"
+MAX_PIXELS = 50_000_000
+MAX_PIXELS_ENV = "FACEREC_MAX_PIXELS"
 
-    Greyscale is promoted to 3 channels and an alpha channel dropped. Raises :class:`DataError`
-    naming ``source`` when the bytes do not decode.
+
+def max_pixels() -> int:
+    """The largest image (width x height) :func:`decode_image` decodes: ``$FACEREC_MAX_PIXELS``
+    when set (a positive integer, ``1e8`` allowed), else :data:`MAX_PIXELS` (50 megapixels).
+
+    Raises :class:`ConfigError` when the variable is not a positive number.
     """
-    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return MAX_PIXELS
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 1 and math.isfinite(value)):
+        raise ConfigError(
+            f"{MAX_PIXELS_ENV}={text!r} is not a pixel count; expected a positive integer "
+            f"such as {MAX_PIXELS}"
+        )
+    return int(value)
+
+
+@contextlib.contextmanager
+def pixel_limit(limit: int | None) -> Iterator[None]:
+    """Within the block, :func:`max_pixels` is ``limit`` (None: unchanged); for every thread and
+    for worker processes started inside it (it sets ``$FACEREC_MAX_PIXELS``)."""
+    if limit is None:
+        yield
+        return
+    if limit < 1:
+        raise ConfigError(f"the pixel limit must be >= 1, got {limit}")
+    before = os.environ.get(MAX_PIXELS_ENV)
+    os.environ[MAX_PIXELS_ENV] = str(int(limit))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MAX_PIXELS_ENV, None)
+        else:
+            os.environ[MAX_PIXELS_ENV] = before
+
+
+def _jpeg_size(b: bytes) -> tuple[int, int] | None:
+    """(height, width) of the first frame header (SOFn) of JPEG bytes; None if there is none."""
+    i, n = 2, len(b)
+    while i + 9 <= n:
+        if b[i] != 0xFF:
+            return None
+        m = b[i + 1]
+        if m == 0xFF:  # fill byte
+            i += 1
+            continue
+        if m in (0x01, 0xD8) or 0xD0 <= m <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if 0xC0 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(b[i + 5 : i + 7], "big"), int.from_bytes(b[i + 7 : i + 9], "big")
+        i += 2 + int.from_bytes(b[i + 2 : i + 4], "big")
+    return None
+
+
+def _tiff_size(b: bytes) -> tuple[int, int] | None:
+    """(height, width) of the first image of TIFF or BigTIFF bytes; None if not readable.
+    (PIL cannot open every TIFF OpenCV decodes, e.g. RGB float32.)"""
+    order = {b"II": "<", b"MM": ">"}.get(b[:2])
+    if order is None:
+        return None
+    try:
+        (magic,) = struct.unpack_from(order + "H", b, 2)
+        big = magic == 43
+        if magic not in (42, 43):
+            return None
+        off = (
+            struct.unpack_from(order + "Q", b, 8)[0]
+            if big
+            else struct.unpack_from(order + "I", b, 4)[0]
+        )
+        count_fmt, entry, value_at = ("Q", 20, 12) if big else ("H", 12, 8)
+        (count,) = struct.unpack_from(order + count_fmt, b, off)
+        first = off + struct.calcsize(count_fmt)
+        size: dict[int, int] = {}
+        for k in range(min(count, 4096)):
+            at = first + k * entry
+            tag, kind = struct.unpack_from(order + "HH", b, at)
+            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT, LONG or LONG8
+                fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
+                if fmt is None:
+                    return None
+                (size[tag],) = struct.unpack_from(order + fmt, b, at + value_at)
+        return (size[257], size[256]) if len(size) == 2 else None
+    except (struct.error, KeyError):
+        return None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) of encoded image bytes from their header alone (nothing is decoded);
+    None when the format is not known or the header is broken. An image over Pillow's own hard
+    limit (twice ``PIL.Image.MAX_IMAGE_PIXELS``) gives ``(pixels, 0)``: Pillow names no size.
+
+    PNG, JPEG and TIFF are parsed here; other formats (BMP, PGM/PPM, WebP, GIF, ...) are read
+    by Pillow's ``Image.open``, which reads the header only.
+    """
+    head = bytes(data[:24])
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", head[16:24])
+        return h, w
+    if head[:3] == b"\xff\xd8\xff":
+        return _jpeg_size(bytes(data))
+    if head[:2] in (b"II", b"MM") and (size := _tiff_size(bytes(data))) is not None:
+        return size
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+        return h, w
+    except Image.DecompressionBombError as e:  # over twice Pillow's own limit (179 megapixels)
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        return (int(found[1]) if found else 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1), 0
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
+        return None
+
+
+def _to_uint8(img: np.ndarray, source: str) -> np.ndarray:
+    """8-bit pixels as they are; 16-bit scaled by 255/65535 and rounded; float in [0, 1]
+    scaled by 255 and rounded; anything else refused with one line naming ``source``."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return ((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if img.dtype.kind == "f":
+        x = img.astype(np.float32, copy=False)
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        if bad:
+            raise DataError(
+                f"{source}: {bad} of {x.size} float pixel values are NaN or infinite; expected "
+                "finite float pixels in [0, 1]"
+            )
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise DataError(
+                f"{source}: float pixel values range over [{lo:g}, {hi:g}]; expected float "
+                "pixels in [0, 1] (scale the image to [0, 1] or save it as 8- or 16-bit)"
+            )
+        return np.rint(x * 255).astype(np.uint8)
+    raise DataError(
+        f"{source}: {img.dtype} pixels are not supported; expected 8- or 16-bit unsigned "
+        "integers or float in [0, 1]"
+    )
+
+
+def decode_image(
+    data: bytes | np.ndarray, source: str = "<bytes>", limit: int | None = None
+) -> np.ndarray:
+    """Decode encoded image bytes (JPEG, PNG, BMP, PGM, WebP, TIFF, ...) to RGB uint8 (H, W, 3).
+
+    Greyscale is promoted to 3 channels and an alpha channel dropped. Pixel types: 8-bit is
+    taken as is; 16-bit (PNG, TIFF, PGM) is scaled by 255/65535 and rounded; float (TIFF) must
+    be finite and in [0, 1] and is scaled by 255 and rounded: a NaN, an infinity or a value
+    outside [0, 1] is refused, never wrapped or clipped (the scale of such an image is not
+    knowable); signed integers are refused. The size is read from the header first, and an
+    image of more than ``limit`` pixels (default :func:`max_pixels`: 50 megapixels, or
+    ``$FACEREC_MAX_PIXELS``) is refused before anything is decoded.
+
+    Raises :class:`DataError` naming ``source`` when the bytes do not decode or are refused.
+    """
+    buf = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
+    size = image_size(buf.tobytes() if isinstance(data, np.ndarray) else data) if buf.size else None
+    if size is None:
+        raise DataError(f"{source}: {NOT_DECODABLE}")
+    limit = max_pixels() if limit is None else limit
+    pixels = size[0] * size[1] if size[1] else size[0]
+    if pixels > limit:
+        dims = f"{size[1]}x{size[0]} pixels, " if size[1] else ""
+        raise DataError(
+            f"{source}: image of {dims}{pixels / 1e6:.1f} megapixels is above the limit of "
+            f"{limit / 1e6:g} megapixels; expected a smaller image (raise the limit with "
+            f"--max-pixels or the environment variable {MAX_PIXELS_ENV})"
+        )
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
     if img is None:
-        raise DataError(f"{source}: not a decodable image (expected JPEG, PNG, BMP or PGM data)")
-    if img.dtype != np.uint8:  # 16-bit PNG/TIFF
-        img = (img / (65535.0 if img.dtype == np.uint16 else img.max() or 1) * 255).astype(np.uint8)
+        raise DataError(f"{source}: {NOT_DECODABLE}")
+    img = _to_uint8(img, source)
+    if img.ndim == 3 and img.shape[2] not in (3, 4):  # grey + alpha, or extra samples
+        img = img[:, :, 0]
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.shape[2] == 4:
