@@ -45,6 +45,9 @@ HeadFactory = Callable[[int, int], MarginHead]
 warnings.filterwarnings(
     "ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule` but"
 )
+# Validation gathers every rank's embeddings before scoring, so val/* are the same on all ranks
+# and need no sync_dist reduction.
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val/")
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 

@@ -23,31 +23,19 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
-def _overrides(config: dict, tmp: Path) -> list[str]:
+def tiny_overrides(config: dict) -> list[str]:
+    """Command-line options that shrink a recipe's model and data, and nothing of its trainer:
+    a tiny IResNet-18 where it uses an IResNet, a few 32×32 synthetic identities, a batch of 8
+    (or P×K = 4×2), no loader workers. Shared with tests/test_recipes_e2e.py."""
     model = config.get("model") or {}
     data = config.get("data") or {}
     args = [
-        "--trainer.max_steps=2",
-        "--trainer.max_epochs=-1",
-        "--trainer.accelerator=cpu",
-        "--trainer.devices=1",
-        "--trainer.num_nodes=1",
-        "--trainer.strategy=auto",
-        "--trainer.precision=32-true",
-        "--trainer.num_sanity_val_steps=0",
-        "--trainer.log_every_n_steps=1",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.default_root_dir={tmp}",
-        "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
-        f"--trainer.logger.save_dir={tmp}",
         "--data.root=null",
         "--data.num_workers=0",
         "--data.pin_memory=false",
         "--data.synthetic.identities=8",
         "--data.synthetic.images_per_identity=4",
         "--data.val_identities=4",
-        "--data.val_images_per_identity=2",
         "--data.val_pairs=8",
     ]
     if data.get("sampler") in ("pk", "hard_identity"):
@@ -56,8 +44,6 @@ def _overrides(config: dict, tmp: Path) -> list[str]:
         args += ["--data.offline.triplets_per_batch=3", "--data.offline.identities=8"]
     else:
         args += ["--data.batch_size=8"]
-    if model.get("init_from"):
-        args += ["--model.init_from=null"]  # the recipe's checkpoint path does not exist here
     backbone = model.get("backbone") or {}
     init = backbone.get("init_args") or {}
     if str(backbone.get("class_path", "")).endswith("IResNet"):
@@ -72,6 +58,29 @@ def _overrides(config: dict, tmp: Path) -> list[str]:
     else:  # a backbone with a fixed input: keep the recipe's image size
         side = list(data.get("image_size") or [112, 112])
     args += [f"--data.image_size=[{side[0]}, {side[1]}]", f"--data.synthetic.size={max(side)}"]
+    return args
+
+
+def _overrides(config: dict, tmp: Path) -> list[str]:
+    args = [
+        "--trainer.max_steps=2",
+        "--trainer.max_epochs=-1",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.num_nodes=1",
+        "--trainer.strategy=auto",
+        "--trainer.precision=32-true",
+        "--trainer.log_every_n_steps=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={tmp}",
+        "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
+        f"--trainer.logger.save_dir={tmp}",
+        "--data.val_images_per_identity=2",
+        *tiny_overrides(config),
+    ]
+    if (config.get("model") or {}).get("init_from"):
+        args += ["--model.init_from=null"]  # the recipe's checkpoint path does not exist here
     return args
 
 
