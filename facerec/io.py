@@ -97,3 +97,31 @@ def check_output(
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {target}: cannot write in {parent} (permission denied)")
     return target
+
+
+def check_free_space(out: str | os.PathLike[str], need: int, flag: str = "--out") -> None:
+    """Refuse, before the work, an output whose file system has fewer than ``need`` bytes free
+    (with 1 MiB to spare). Raises :class:`facerec.errors.ConfigError` with one line."""
+    import shutil
+
+    from facerec.errors import ConfigError
+
+    target = Path(out)
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    free = shutil.disk_usage(parent).free
+    if free < need + 2**20:
+        raise ConfigError(
+            f"{flag} {target}: {free / 2**20:.1f} MiB free in {parent}; expected at least "
+            f"{(need + 2**20) / 2**20:.1f} MiB for the output"
+        )
+
+
+def write_failed(path: str | os.PathLike[str], err: OSError) -> Exception:
+    """The one-line :class:`facerec.errors.FacerecError` for an ``OSError`` while writing
+    ``path`` (disk full, permission denied, ...); raise it ``from None``."""
+    from facerec.errors import FacerecError
+
+    why = err.strerror or type(err).__name__
+    return FacerecError(f"cannot write {path}: {why}; nothing was written there")

@@ -205,7 +205,7 @@ def decode_image(
     if pixels > limit:
         dims = f"{size[1]}x{size[0]} pixels, " if size[1] else ""
         raise DataError(
-            f"{source}: image of {dims}{pixels / 1e6:.1f} megapixels is above the limit of "
+            f"{source}: image of {dims}{pixels / 1e6:.3g} megapixels is above the limit of "
             f"{limit / 1e6:g} megapixels; expected a smaller image (raise the limit with "
             f"--max-pixels or the environment variable {MAX_PIXELS_ENV})"
         )

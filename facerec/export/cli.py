@@ -8,7 +8,9 @@ Example::
 After exporting, onnxruntime is compared with PyTorch on a batch of random images and a batch of
 synthetic faces at two batch sizes (1 and 8 by default); the max abs difference and the minimum
 cosine are printed, and the file is written only if every cosine is at least 0.9999. The output
-is written atomically: on any failure nothing is left at ``--out``.
+is written atomically: on any failure nothing is left at ``--out``. ``--out`` is checked before
+anything is exported: not the checkpoint itself (nor inside a folder read), a writable folder with
+room for the model's weights.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from facerec.errors import ConfigError, FacerecError
 from facerec.inference import Preprocess
 from facerec.inference.checkpoint import load_facerec_checkpoint
 from facerec.inference.onnx import read_onnx_metadata
-from facerec.io import atomic_write_bytes
+from facerec.io import atomic_write_bytes, check_free_space, check_output, write_failed
 
 from .check import MIN_COSINE, CheckResult, check_onnx, format_check
 from .onnx import DEFAULT_OPSET, MIN_OPSET, Exporter, export_onnx
@@ -51,7 +53,10 @@ def export_checkpoint(
     out = Path(out)
     if out.exists() and out.is_dir():
         raise ConfigError(f"--out {out} is a folder; expected a file name such as model.onnx")
+    check_output(out, "--out", [("--checkpoint", checkpoint)])
     loaded = load_facerec_checkpoint(checkpoint)
+    weights = sum(t.numel() * 4 for t in loaded.backbone.state_dict().values())  # float32 in ONNX
+    check_free_space(out, weights + 2**20, "--out")
     pre = Preprocess.coerce(loaded.preprocess, str(loaded.path))
     h, w = loaded.input_size
     log(
@@ -80,7 +85,10 @@ def export_checkpoint(
                 f"{worst.min_cosine:.6f} on {worst.name} at batch {worst.batch}; expected >= "
                 f"{min_cosine}); {out} was not written"
             )
-    atomic_write_bytes(out, data)
+    try:
+        atomic_write_bytes(out, data)
+    except OSError as e:
+        raise write_failed(out, e) from None
     meta = read_onnx_metadata(out)
     if bake_normalization:
         inp = f"images uint8 (N, {h}, {w}, 3) {meta.channel_order}, normalisation in the graph"

@@ -4,20 +4,26 @@ Example::
 
     facerec embed --onnx r50.onnx photos/ extra.jpg --out gallery.npy --flip --normalize
 
-writes ``gallery.npy`` (float32, (N, D)) and ``gallery.txt`` (``--list``), whose line ``i`` is
-the image of row ``i``. Files are taken in the order given; a folder contributes its images
-(recursively, by extension) in sorted path order. Images are decoded in threads one batch ahead
-of the model and brought to the model's input size with its resize mode. ``--flip`` adds the
-embedding of the mirror image (the flip test); ``--normalize`` L2-normalises each row last.
+writes ``gallery.npy`` (float32, (N, D)) and ``gallery.jsonl`` (``--list``), whose line ``i`` is
+the path of row ``i`` as a JSON string, so any file name (newlines, quotes, commas, any Unicode)
+round-trips: read it with :func:`read_names` or ``[json.loads(line) for line in f]``. Files
+are taken in the order given; a folder contributes its images (recursively, by extension) in
+sorted path order. Images are decoded in threads one batch ahead of the model and brought to
+the model's input size with its resize mode. ``--flip`` adds the embedding of the mirror image
+(the flip test); ``--normalize`` L2-normalises each row last. Images above ``--max-pixels``
+(50 megapixels) are refused from their header, before decoding.
 
 An image that does not decode stops the run with its path named (``--skip-bad`` skips it
-instead: it is left out of both outputs and reported). Both outputs are written atomically:
-after any failure nothing is left at ``--out`` or ``--list``.
+instead: it is left out of both outputs and reported). The outputs are checked before any work
+(not inside an input, a writable folder with room for them); both are written atomically:
+after any failure nothing is left at ``--out`` or ``--list``. ``--device`` is ``auto`` by
+default (CUDA when available, else the CPU), as in ``facerec eval`` and ``facerec doctor``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -28,6 +34,7 @@ import numpy as np
 
 from facerec.align.options import Aligner, add_align_arguments
 from facerec.data.folder import list_images
+from facerec.data.image import pixel_limit
 from facerec.errors import ConfigError, DataError, FacerecError
 from facerec.inference import (
     Embedder,
@@ -35,7 +42,7 @@ from facerec.inference import (
     embed_images,
     load_embedder,
 )
-from facerec.io import atomic_path
+from facerec.io import atomic_path, check_free_space, check_output, write_failed
 
 
 def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -97,12 +104,54 @@ def embed_files(
     return emb, kept, bad
 
 
+def name_line(path: str | os.PathLike[str]) -> str:
+    """One line of the names file: ``path`` as a JSON string. Readable Unicode where it can be
+    UTF-8; a name that is not valid UTF-8 (undecodable bytes) is written with ``\\u`` escapes, so
+    ``os.fsencode(json.loads(line))`` gives its bytes back."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(text) + "\n"
+    return json.dumps(text, ensure_ascii=False) + "\n"
+
+
+def read_names(path: str | os.PathLike[str]) -> list[str]:
+    """The image paths of a names file, in row order: JSON lines (``.jsonl``, what ``facerec
+    embed`` writes), or, for a ``.txt`` written by earlier facerec versions, one path a line.
+
+    Raises:
+        DataError: the file is missing, or a line is not a JSON string.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as e:
+        raise DataError(f"{p}: cannot read the names file ({e.strerror})") from None
+    if p.suffix.lower() == ".txt":
+        return text.splitlines()
+    names = []
+    for k, line in enumerate(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")):
+        try:
+            name = json.loads(line)
+        except json.JSONDecodeError:
+            name = None
+        if not isinstance(name, str):
+            raise DataError(f"{p}: line {k + 1} is not a JSON string; expected one path a line")
+        names.append(name)
+    return names
+
+
 def write_outputs(out: Path, list_path: Path, emb: np.ndarray, paths: Sequence[Path]) -> None:
-    """Write ``emb`` to ``out`` (.npy) and the paths, one a line, to ``list_path``; atomically."""
-    with atomic_path(out) as tmp_npy, atomic_path(list_path) as tmp_txt:
-        with open(tmp_npy, "wb") as f:
-            np.save(f, emb)
-        tmp_txt.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
+    """Write ``emb`` to ``out`` (.npy) and the paths, one JSON string a line (see
+    :func:`name_line`), to ``list_path``; atomically, both or neither."""
+    try:
+        with atomic_path(out) as tmp_npy, atomic_path(list_path) as tmp_names:
+            with open(tmp_npy, "wb") as f:
+                np.save(f, emb)
+            tmp_names.write_bytes("".join(name_line(p) for p in paths).encode("utf-8"))
+    except OSError as e:
+        raise write_failed(f"{out} and {list_path}", e) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--list",
         metavar="FILE",
-        help="file list to write, line i = row i (default: --out with the suffix .txt)",
+        help="names file to write: line i is the path of row i as a JSON string (default: "
+        "--out with the suffix .jsonl)",
     )
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--flip", action="store_true", help="add the mirror image's embedding")
@@ -130,12 +180,23 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("resize", "center_crop"),
         help="for images not at the model's input size (default: the model's)",
     )
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N",
+    )
     p.add_argument("--workers", type=int, default=2, help="image decoding threads (default 2)")
     p.add_argument(
         "--skip-bad",
         action="store_true",
         help="leave out images that do not decode (default: stop with an error)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="refuse images larger than N pixels before decoding them (default 50000000, "
+        "or $FACEREC_MAX_PIXELS)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_align_arguments(p)
@@ -146,17 +207,25 @@ def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
     """Run ``facerec embed`` for parsed ``args``; returns the embeddings and their files."""
     if args.batch_size < 1 or args.workers < 1:
         raise ConfigError("--batch-size and --workers must be >= 1")
-    out = Path(args.out)
-    list_path = Path(args.list) if args.list else out.with_suffix(".txt")
+    list_path = Path(args.list) if args.list else Path(args.out).with_suffix(".jsonl")
+    if list_path.suffix.lower() == ".txt":
+        raise ConfigError(
+            f"--list {list_path}: names are written as JSON lines (one JSON string a line, so "
+            "any file name round-trips); expected a name such as names.jsonl"
+        )
+    reads = [("the input", i) for i in args.inputs]
+    reads += [("--checkpoint", args.checkpoint), ("--onnx", args.onnx)]
+    out = check_output(args.out, "--out", reads)
+    list_path = check_output(list_path, "--list", reads)
     if out.resolve() == list_path.resolve():
         raise ConfigError(f"--out and --list are the same file {out}; expected two files")
-    for q in (out, list_path):
-        if q.is_dir():
-            raise ConfigError(f"{q} is a folder; expected a file name")
     paths = collect_images(args.inputs)
     embedder = load_embedder(
         args.checkpoint, args.onnx, args.device, args.batch_size, args.resize_mode
     )
+    dim = getattr(getattr(embedder, "preprocess", None), "embedding_dim", None) or 512
+    need = 4 * int(dim) * len(paths) + sum(len(name_line(p).encode()) for p in paths) + 256
+    check_free_space(out, need, "--out")
     emb, kept, bad = embed_files(
         embedder,
         paths,
@@ -187,9 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``facerec embed``; returns the exit status (2 on a user error)."""
     args = build_parser().parse_args(argv)
     try:
+        if args.max_pixels is not None and args.max_pixels < 1:
+            raise ConfigError(f"--max-pixels must be >= 1, got {args.max_pixels}")
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning  # one line each, no source excerpt
-            run(args)
+            with pixel_limit(args.max_pixels):
+                run(args)
     except FacerecError as e:
         print(f"facerec embed: error: {e}", file=sys.stderr)
         return 2

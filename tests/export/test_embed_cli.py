@@ -10,6 +10,7 @@ import pytest
 
 from facerec.cli import main
 from facerec.data.image import fit_to_size, read_image
+from facerec.export.embed import read_names
 from facerec.inference.onnx import OnnxEmbedder
 
 DIM = 64
@@ -43,7 +44,7 @@ def test_embed_folder_and_file_shape_and_order(
     )
     assert rc == 0, err
     emb = np.load(out)
-    listed = (tmp_path / "emb.txt").read_text().splitlines()
+    listed = read_names(tmp_path / "emb.jsonl")
     expected = [image_folder / n for n in FOLDER_ORDER] + [extra]
     assert listed == [str(p) for p in expected]
     assert emb.shape == (len(expected), DIM) and emb.dtype == np.float32
@@ -57,7 +58,7 @@ def test_embed_checkpoint_equals_onnx_with_flip_normalize_and_small_batches(
     ckpt: Path, plain_onnx: Path, image_folder: Path, tmp_path: Path, capsys
 ) -> None:
     a, b = tmp_path / "ckpt.npy", tmp_path / "onnx.npy"
-    lst = tmp_path / "files.list"
+    lst = tmp_path / "files.names"
     common = [str(image_folder), "--flip", "--normalize"]
     rc, err = _embed(
         ["--checkpoint", str(ckpt), *common, "--out", str(a), "--batch-size", "2"], capsys
@@ -71,8 +72,8 @@ def test_embed_checkpoint_equals_onnx_with_flip_normalize_and_small_batches(
     assert ea.shape == eb.shape == (len(FOLDER_ORDER), DIM)
     np.testing.assert_allclose(np.linalg.norm(eb, axis=1), 1.0, rtol=1e-5)
     assert (ea * eb).sum(1).min() >= 0.9999  # unit rows: the cosine
-    assert (tmp_path / "ckpt.txt").read_text() == lst.read_text()
-    assert not (tmp_path / "onnx.txt").exists()
+    assert (tmp_path / "ckpt.jsonl").read_text() == lst.read_text()
+    assert not (tmp_path / "onnx.jsonl").exists()
     # flip-sum then L2, as documented
     paths = [image_folder / n for n in FOLDER_ORDER]
     ref = _reference(OnnxEmbedder(plain_onnx), paths, flip=True)

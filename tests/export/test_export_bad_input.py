@@ -12,6 +12,7 @@ import torch
 
 from facerec.cli import main
 from facerec.errors import DataError
+from facerec.export.embed import read_names
 from facerec.inference.checkpoint import load_facerec_checkpoint
 from facerec.inference.onnx import OnnxEmbedder, read_onnx_metadata
 
@@ -47,7 +48,7 @@ def test_not_a_facerec_checkpoint(
         assert words in err and str(path) in err and "expected a .ckpt" in err, err
         assert len(err.strip().splitlines()) == 1  # one line, no traceback
         assert not out.exists() and not _leftovers(tmp_path, out.name)
-        assert not (tmp_path / "out.txt").exists()
+        assert not (tmp_path / "out.jsonl").exists()
     with pytest.raises(DataError, match="checkpoint not found"):
         load_facerec_checkpoint(tmp_path / "missing.ckpt")
 
@@ -59,19 +60,19 @@ def test_undecodable_image_names_the_file_and_writes_nothing(
     shutil.copytree(image_folder, folder)
     bad = folder / "b" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 truncated jpeg")
-    out, lst = tmp_path / "emb.npy", tmp_path / "emb.txt"
+    out, lst = tmp_path / "emb.npy", tmp_path / "emb.jsonl"
     out.write_bytes(b"previous")  # an earlier result stays as it was
     argv = ["embed", "--no-progress", "--onnx", str(plain_onnx), str(folder), "--out", str(out)]
     assert main([*argv, "--batch-size", "2"]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "not a decodable image" in err and "--skip-bad" in err
     assert out.read_bytes() == b"previous" and not lst.exists()
-    assert not _leftovers(tmp_path, "emb.npy") and not _leftovers(tmp_path, "emb.txt")
+    assert not _leftovers(tmp_path, "emb.npy") and not _leftovers(tmp_path, "emb.jsonl")
     # --skip-bad leaves it out of both outputs and says so
     assert main([*argv, "--skip-bad"]) == 0
     err = capsys.readouterr().err
     assert "skipped" in err and str(bad) in err
-    listed = lst.read_text().splitlines()
+    listed = read_names(lst)
     assert str(bad) not in listed and len(listed) == 5
     assert np.load(out).shape == (5, 64)
 
