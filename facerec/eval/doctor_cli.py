@@ -14,7 +14,8 @@ image once (the shared embedding loop, flip test on), runs the checks of
 ``split_identities.csv``, ``benchmark_overlap.csv``, ``unreadable.csv``), ``summary.json`` and
 ``doctor.html`` (the findings with thumbnails). ``--write-clean-list FILE`` lists the images to
 keep (see :func:`facerec.eval.doctor.images_to_drop`), which ``data.include_list`` reads; nothing
-in the data folder is moved or deleted.
+in the data folder is moved or deleted. Both outputs are checked before any image is embedded:
+never inside ``--data`` or another input (the model, a benchmark), a writable folder.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import facerec
-from facerec.data.image import fit_to_size
+from facerec.data.image import fit_to_size, pixel_limit
 from facerec.data.sources import EncodedImages, FileImages, ImageSource
 from facerec.errors import ConfigError, DataError, FacerecError
 from facerec.inference import (
@@ -39,7 +40,7 @@ from facerec.inference import (
     embed_images,
     load_embedder,
 )
-from facerec.io import atomic_write_csv, atomic_write_text
+from facerec.io import atomic_write_csv, atomic_write_text, check_output, write_failed
 
 from . import benchmarks as bm
 from .doctor import INDEX_KINDS, Diagnosis, DoctorOptions, diagnose, file_hash, images_to_drop
@@ -48,6 +49,38 @@ from .pair_args import add_pair_benchmark_arguments, read_pair_benchmarks
 
 THUMB = 64
 CLEAN_LIST_HEADER = "# facerec doctor clean list"
+OUTPUT_FILES = (
+    "exact_duplicates.csv",
+    "near_duplicates.csv",
+    "mislabelled.csv",
+    "split_identities.csv",
+    "benchmark_overlap.csv",
+    "unreadable.csv",
+    "summary.json",
+    "doctor.html",
+)
+
+
+def check_outputs(
+    out: str | os.PathLike[str],
+    clean_list: str | os.PathLike[str] | None,
+    reads: list[tuple[str, str | os.PathLike[str] | None]],
+) -> None:
+    """Refuse, before any work, an ``--out`` folder or ``--write-clean-list`` file inside (or
+    equal to) something the doctor reads (``reads``: ``(flag, path)``), a file where the folder
+    goes, an unwritable place, or a clean list that is one of the doctor's own output files.
+
+    Raises :class:`ConfigError` with one line.
+    """
+    outd = check_output(out, "--out", reads, kind="folder")
+    if clean_list is None:
+        return
+    clean = check_output(clean_list, "--write-clean-list", reads)
+    if clean.resolve() in {(outd / f).resolve() for f in OUTPUT_FILES}:
+        raise ConfigError(
+            f"--write-clean-list {clean} is one of the files the doctor writes in --out; "
+            "expected another file name such as clean.txt"
+        )
 
 
 @dataclass
@@ -150,8 +183,8 @@ def run_doctor(
     """
     opt = opt or DoctorOptions()
     opt.check()
+    check_outputs(out, clean_list, [("--data", data.root)])
     outd = Path(out)
-    outd.mkdir(parents=True, exist_ok=True)
     skipped: list[tuple[int, str]] = []
     emb = embed_images(
         embedder,
@@ -186,17 +219,20 @@ def run_doctor(
     for i, why in skipped:
         drop[int(i)] = f"unreadable: {why}"
     keep = [i for i in range(len(data)) if i not in drop]
-    files = _write_csvs(outd, data, rows, d, skipped, bench_names)
     summary = _summary(data, d, skipped, keep, opt)
-    files.append(outd / "summary.json")
-    atomic_write_text(files[-1], json.dumps(summary, indent=2) + "\n")
-    files.append(outd / "doctor.html")
-    atomic_write_text(
-        files[-1], _html(data, rows, d, summary, bench_names, benches or [], html_rows)
-    )
-    if clean_list is not None:
-        write_clean_list(clean_list, data, keep)
-        files.append(Path(clean_list))
+    report = _html(data, rows, d, summary, bench_names, benches or [], html_rows)
+    try:
+        outd.mkdir(parents=True, exist_ok=True)
+        files = _write_csvs(outd, data, rows, d, skipped, bench_names)
+        files.append(outd / "summary.json")
+        atomic_write_text(files[-1], json.dumps(summary, indent=2) + "\n")
+        files.append(outd / "doctor.html")
+        atomic_write_text(files[-1], report)
+        if clean_list is not None:
+            write_clean_list(clean_list, data, keep)
+            files.append(Path(clean_list))
+    except OSError as e:
+        raise write_failed(e.filename or outd, e) from None
     return DoctorResult(d, keep, drop, skipped, rows, summary, files)
 
 
@@ -485,6 +521,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="image decoding threads (default 2)")
     s.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     s.add_argument("--html-rows", type=int, default=100, help="rows per table in doctor.html")
+    s.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="refuse (count as unreadable) images larger than N pixels before decoding them "
+        "(default 50000000, or $FACEREC_MAX_PIXELS)",
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     o = p.add_argument_group("output")
     o.add_argument(
@@ -502,6 +545,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.batch_size < 1 or args.html_rows < 0:
             raise ConfigError("--batch-size must be >= 1 and --html-rows >= 0")
+        if args.max_pixels is not None and args.max_pixels < 1:
+            raise ConfigError(f"--max-pixels must be >= 1, got {args.max_pixels}")
+        reads = [("--data", args.data), ("--checkpoint", args.checkpoint), ("--onnx", args.onnx)]
+        reads += [("--bin", b) for b in args.bin] + [("--pairs-csv", c) for c in args.pairs_csv]
+        reads += [("--lfw-pairs", args.lfw_pairs), ("--lfw-root", args.lfw_root)]
+        check_outputs(args.out, args.write_clean_list, reads)
         # the threshold and search flags are named as the DoctorOptions fields
         opt = DoctorOptions(
             **{k: v for k, v in vars(args).items() if k in DoctorOptions.__dataclass_fields__}
@@ -510,19 +559,20 @@ def main(argv: list[str] | None = None) -> int:
         data = read_training_images(args.data)
         benches = read_pair_benchmarks(args)
         emb = load_embedder(args.checkpoint, args.onnx, args.device, args.batch_size)
-        res = run_doctor(
-            data,
-            emb,
-            args.out,
-            benches,
-            opt,
-            args.write_clean_list,
-            args.batch_size,
-            not args.no_flip,
-            args.workers,
-            progress=not args.no_progress,
-            html_rows=args.html_rows,
-        )
+        with pixel_limit(args.max_pixels):
+            res = run_doctor(
+                data,
+                emb,
+                args.out,
+                benches,
+                opt,
+                args.write_clean_list,
+                args.batch_size,
+                not args.no_flip,
+                args.workers,
+                progress=not args.no_progress,
+                html_rows=args.html_rows,
+            )
     except FacerecError as e:
         print(f"facerec doctor: error: {e}", file=sys.stderr)
         return 2

@@ -17,8 +17,8 @@ from facerec.data.datamodule import FaceDataModule
 from facerec.data.synthetic import SyntheticFaces
 from facerec.eval import benchmarks as bm
 from facerec.eval.doctor import DoctorOptions, diagnose, exact_duplicates, near_duplicates
+from facerec.eval.doctor_cli import build_parser, read_training_images, run_doctor
 from facerec.eval.doctor_cli import main as doctor_main
-from facerec.eval.doctor_cli import read_training_images, run_doctor
 
 N_IDS, PER_ID, SIZE = 30, 6, 48
 #: thresholds for the pixel embedder below: distinct images of one identity reach a cosine of
@@ -336,3 +336,32 @@ def test_doctor_bad_input_is_one_line(tmp_path, capsys):
     rc = doctor_main(["--data", str(tmp_path), "--checkpoint", "x.ckpt", "--split", "3"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "split" in err[0]
+
+
+def test_doctor_outputs_inside_an_input_refused_before_any_work(tmp_path, capsys):
+    from facerec.data.synthetic import write_synthetic_folder
+
+    data = write_synthetic_folder(tmp_path / "data", 2, 2, size=32)
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    img = next(data.rglob("*.png"))
+    bench = tmp_path / "bench.csv"
+    bench.write_text("a.png,b.png,1\n")
+    model = tmp_path / "m.ckpt"  # never read: the outputs are refused first
+    base = ["--data", str(data), "--checkpoint", str(model), "--no-progress"]
+    cases = [
+        (["--out", str(tmp_path / "o"), "--write-clean-list", str(img)], "inside --data"),
+        (["--out", str(data / "report")], "--out"),
+        (["--out", str(data)], "the same as --data"),
+        (["--out", str(model)], "the same as --checkpoint"),
+        (["--out", str(tmp_path / "o"), "--pairs-csv", str(bench), "--write-clean-list",
+          str(bench)], "--pairs-csv"),
+        (["--out", str(tmp_path / "o"), "--write-clean-list", str(tmp_path / "o" / "summary.json")],
+         "one of the files the doctor writes"),
+    ]  # fmt: skip
+    for extra, words in cases:
+        assert doctor_main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+    assert bench.read_text() == "a.png,b.png,1\n" and not (tmp_path / "o").exists()
+    assert build_parser().get_default("device") == "auto"
