@@ -184,3 +184,41 @@ def test_main_contact_sheet(tmp_path, capsys) -> None:
     assert np.array_equal(img[32:, 64:], faces.render(1, 2))  # row = identity, column = image
     with pytest.raises(SystemExit):
         main([*argv, "--out", str(tmp_path / "both")])
+
+
+def test_main_refuses_a_non_empty_out_unless_overwrite(tmp_path, capsys) -> None:
+    out = tmp_path / "set"
+    out.mkdir()  # an empty folder is fine
+    argv = ["--identities", "3", "--images-per-identity", "2", "--size", "16", "--out", str(out)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    first = (out / "id_00002" / "0001.png").read_bytes()
+    assert main(argv) == 2  # written before: refused without --overwrite, left as it was
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not empty" in err and "--overwrite" in err
+    assert (out / "id_00002" / "0001.png").read_bytes() == first
+    # --overwrite replaces the earlier set: fewer identities and another format, nothing stale
+    small = ["--identities", "2", "--images-per-identity", "1", "--size", "16", "--ext", ".bmp"]
+    assert main([*small, "--out", str(out), "--overwrite", "--seed", "3"]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "id_00000",
+        "id_00000/0000.bmp",
+        "id_00001",
+        "id_00001/0000.bmp",
+    ]
+    # a folder holding anything facerec synth did not write is refused even with --overwrite
+    mine = tmp_path / "photos"
+    (mine / "alice").mkdir(parents=True)
+    (mine / "alice" / "0000.png").write_bytes(b"a user's photo")
+    for extra, words in (([], "not empty"), (["--overwrite"], "which facerec synth did not")):
+        assert main([*small, "--out", str(mine), *extra]) == 2
+        assert words in capsys.readouterr().err
+    assert (mine / "alice" / "0000.png").read_bytes() == b"a user's photo"
+    assert sorted(p.name for p in mine.iterdir()) == ["alice"]
+
+
+def test_main_grid_onto_a_folder_is_one_line(tmp_path, capsys) -> None:
+    argv = ["--grid", str(tmp_path), "--identities", "1", "--images-per-identity", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder; expected a file path" in err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from facerec.data.synthetic.write import write_contact_sheet, write_synthetic_folder
 from facerec.errors import FacerecError
+from facerec.io import check_output
 
 
 def _positive_int(name: str, minimum: int = 1):
@@ -44,24 +45,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default=112, type=_positive_int("--size", 16), help="pixels")
     parser.add_argument("--seed", default=0, type=_positive_int("--seed", 0))
     parser.add_argument("--ext", default=".png", choices=[".png", ".jpg", ".bmp"])
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a synthetic set written to --out before (default: --out must be new or "
+        "empty; a folder holding other files is always refused)",
+    )
     args = parser.parse_args(argv)
     if (args.out is None) == (args.grid is None):
         parser.error("give exactly one of --out DIR or --grid IMAGE")
-    if args.grid is not None:
-        sheet = write_contact_sheet(
-            args.grid, args.identities, args.images_per_identity, args.size, args.seed
-        )
-        print(f"wrote {args.identities}x{args.images_per_identity} contact sheet to {sheet}")
-        return 0
     try:
+        if args.grid is not None:
+            check_output(args.grid, "--grid")
+            sheet = write_contact_sheet(
+                args.grid, args.identities, args.images_per_identity, args.size, args.seed
+            )
+            print(f"wrote {args.identities}x{args.images_per_identity} contact sheet to {sheet}")
+            return 0
         out = write_synthetic_folder(
-            args.out, args.identities, args.images_per_identity, args.size, args.seed, args.ext
+            args.out,
+            args.identities,
+            args.images_per_identity,
+            args.size,
+            args.seed,
+            args.ext,
+            overwrite=args.overwrite,
         )
     except FacerecError as e:
         print(f"facerec synth: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"facerec synth: error: cannot write to {args.out}: {e.strerror}", file=sys.stderr)
+        where = args.grid if args.grid is not None else args.out
+        print(f"facerec synth: error: cannot write to {where}: {e.strerror}", file=sys.stderr)
         return 2
     n = args.identities * args.images_per_identity
     print(f"wrote {n} images of {args.identities} identities to {out}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,32 @@ import numpy as np
 from facerec.data.image import encode_image
 from facerec.data.synthetic.render import SyntheticFaces
 from facerec.errors import ConfigError
-from facerec.io import atomic_write_bytes
+from facerec.io import atomic_write_bytes, check_output
+
+_SYNTH_FILE = re.compile(r"id_\d{5}/\d{4}\.(png|jpg|jpeg|bmp)")
+
+
+def _check_out_folder(out: Path, overwrite: bool) -> list[Path]:
+    """Refuse a non-empty ``out`` (unless ``overwrite``) or one holding anything this module did
+    not write (always); the files of an earlier synthetic set in it."""
+    check_output(out, "--out", kind="folder")
+    if not out.exists():
+        return []
+    entries = list(out.rglob("*"))
+    if entries and not overwrite:
+        raise ConfigError(
+            f"--out {out} is a folder that is not empty; expected a new or empty folder "
+            "(--overwrite replaces a synthetic set written there before)"
+        )
+    files = [p for p in entries if not p.is_dir()]
+    foreign = [p for p in files if not _SYNTH_FILE.fullmatch(p.relative_to(out).as_posix())]
+    foreign += [p for p in entries if p.is_dir() and not re.fullmatch(r"id_\d{5}", p.name)]
+    if foreign:
+        raise ConfigError(
+            f"--out {out} holds {foreign[0].relative_to(out)}, which facerec synth did not write; "
+            "expected a new folder or one holding only an earlier synthetic set"
+        )
+    return files
 
 
 def write_synthetic_folder(
@@ -20,22 +46,36 @@ def write_synthetic_folder(
     size: int = 112,
     seed: int = 0,
     ext: str = ".png",
+    overwrite: bool = False,
 ) -> Path:
     """Write an image-folder tree ``out/id_xxxxx/nnnn<ext>`` of synthetic faces; returns ``out``.
 
-    Each file is written atomically (a crash never leaves a half-written image).
+    Each file is written atomically (a crash never leaves a half-written image). ``out`` must be
+    new or empty; with ``overwrite`` it may hold an earlier synthetic set (only
+    ``id_xxxxx/nnnn.<ext>`` files), which is replaced: its files that the new set does not
+    rewrite are removed after the new set is written. A folder holding anything else is always
+    refused (:class:`ConfigError`), so nothing a user made is overwritten or removed.
     """
     ext = ext if ext.startswith(".") else f".{ext}"
     if ext.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
         raise ConfigError(f"image extension {ext!r} is not supported; expected .png, .jpg or .bmp")
     faces = SyntheticFaces(num_identities, images_per_identity, size=size, seed=seed)
     out = Path(out)
+    old = _check_out_folder(out, overwrite)
     names = faces.class_names
+    written = set()
     for identity in range(num_identities):
         folder = out / names[identity]
         for index in range(images_per_identity):
             data = encode_image(faces.render(identity, index), ext)
             atomic_write_bytes(folder / f"{index:04d}{ext}", data)
+            written.add(folder / f"{index:04d}{ext}")
+    for p in old:
+        if p not in written:
+            p.unlink()
+    for d in {p.parent for p in old}:
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
     return out
 
 
