@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from facerec.align.detect import FaceDetector, build_detector
+from facerec.align.pipeline import DEFAULT_KEEP, FACE_RULES
 from facerec.align.source import AlignedImages, FaceTable, locate_faces
 from facerec.align.transform import arcface_template, crop_size
 from facerec.data.sources import ImageSource
@@ -46,9 +47,10 @@ def add_align_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--align-keep",
-        choices=("largest", "center"),
-        default="largest",
-        help="face to use when a photo has several (default largest)",
+        choices=FACE_RULES,
+        default=DEFAULT_KEEP,
+        help=f"face to use when a photo has several, as facerec align --keep (default "
+        f"{DEFAULT_KEEP})",
     )
     g.add_argument(
         "--align-min-face", type=int, default=20, metavar="PX", help="smallest face (default 20)"
@@ -68,7 +70,7 @@ class Aligner:
     Args:
         detector: a :class:`FaceDetector`.
         size: the aligned crop (height, width), as ``facerec align --size``.
-        keep: ``largest`` or ``center``.
+        keep: a one-face rule of :data:`~facerec.align.pipeline.FACE_RULES`.
         min_face: smallest face kept, pixels.
         batch_size: images per detector call.
         progress: show a progress bar while detecting.
@@ -78,7 +80,7 @@ class Aligner:
         self,
         detector: FaceDetector,
         size: Sequence[int] = (112, 112),
-        keep: str = "largest",
+        keep: str = DEFAULT_KEEP,
         min_face: int = 20,
         batch_size: int = 16,
         progress: bool = True,

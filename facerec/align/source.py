@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facerec.align.detect import FaceDetector
-from facerec.align.pipeline import choose_faces, detect_images
+from facerec.align.pipeline import DEFAULT_KEEP, FACE_RULES, choose_faces, detect_images
 from facerec.align.transform import align_face, arcface_template
 from facerec.data.image import fit_to_size
 from facerec.data.sources import ImageSource
@@ -62,7 +62,7 @@ def _read(images: ImageSource, i: int) -> np.ndarray | None:
 def locate_faces(
     images: ImageSource,
     detector: FaceDetector,
-    keep: str = "largest",
+    keep: str = DEFAULT_KEEP,
     min_face: int = 20,
     max_side: int = 1024,
     batch_size: int = 16,
@@ -72,13 +72,15 @@ def locate_faces(
 ) -> FaceTable:
     """Detect the faces of every image of ``images`` (M images) and keep one each.
 
-    ``keep`` is ``largest`` or ``center`` (one face per image; ``all`` is for ``facerec align``).
+    ``keep`` is a rule of :data:`~facerec.align.pipeline.FACE_RULES` (one face per image;
+    ``all`` is for ``facerec align``).
     Images that do not read are marked ``unreadable`` here; reading them again (when embedding)
     raises their error, so the caller's bad-image policy applies unchanged.
     """
-    if keep not in ("largest", "center"):
+    if keep not in FACE_RULES:
         raise ConfigError(
-            f"--align-keep must be largest or center (one face per image), got {keep!r}"
+            f"--align-keep must be one of {', '.join(FACE_RULES)} (one face per image), "
+            f"got {keep!r}"
         )
     m = len(images)
     landmarks = np.full((m, 5, 2), np.nan, np.float32)

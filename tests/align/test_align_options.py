@@ -89,7 +89,7 @@ def test_eval_align_equals_align_then_eval(raw, aligned, checkpoint, tmp_path):
     assert a["auc"] == b["auc"]
     np.testing.assert_allclose(a["roc"]["thresholds"][1:], b["roc"]["thresholds"][1:], atol=1e-4)
     assert a["align"]["no_face"] == 0 and a["align"]["images"] == 12
-    assert on_the_fly["settings"]["align"]["keep"] == "largest"
+    assert on_the_fly["settings"]["align"]["keep"] == "framed"
     assert on_the_fly["settings"]["align"]["size"] == [112, 112]  # then resized to the model's
     assert first["settings"]["align"] is None and "align" not in b
 
