@@ -2,14 +2,18 @@
 
 Example::
 
-    facerec align --in photos/ --out aligned/ --size 112 112 --keep largest
+    facerec align --in photos/ --out aligned/ --size 112 112 --keep framed
 
 ``photos/alice/1.jpg`` becomes ``aligned/alice/1.png``: the identity-folder layout (or a flat
-folder) is kept. Each crop is written atomically; a re-run skips the images already done, so an
-interrupted run continues where it stopped (``--redo`` starts over). ``aligned/align_report.csv``
-lists every image: status (``ok``, ``multiple``: several faces, ``--keep`` chose; ``no_face``;
-``unreadable``), the face count, score, box and the 5 landmarks. Images without a face are
-reported there and in the summary line, never silently dropped or centre-cropped.
+folder) is kept. Two photos that differ only in their extension (``a.jpg``, ``a.png``) keep it
+in their crops' names (``a.jpg.png``, ``a.png.png``), so neither is lost; the summary counts
+them. Each crop is written atomically; a re-run skips the images already done, so an
+interrupted run continues where it stopped; images unreadable before are tried again (images
+without a face are not: ``--redo`` starts over). ``aligned/align_report.csv`` lists every
+image: status (``ok``, ``multiple``: several faces, ``--keep`` chose; ``no_face``;
+``unreadable``), the face count, the rule's margin (how far the chosen face led the runner-up,
+:func:`~facerec.align.pipeline.face_values`), score, box and the 5 landmarks. Images without a
+face are reported there and in the summary line, never silently dropped or centre-cropped.
 
 ``--landmarks FILE`` aligns with given landmarks (see :mod:`facerec.align.landmarks`) and needs
 no detector; otherwise MTCNN (the ``facerec[align]`` extra) finds the faces, on the GPU when
@@ -22,6 +26,7 @@ import argparse
 import csv
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +35,13 @@ import numpy as np
 
 from facerec.align.detect import Detections, FaceDetector, build_detector
 from facerec.align.landmarks import detections_from_landmarks, read_landmarks
-from facerec.align.pipeline import KEEP_POLICIES, FaceChoice, choose_faces, detect_images
+from facerec.align.pipeline import (
+    DEFAULT_KEEP,
+    KEEP_POLICIES,
+    FaceChoice,
+    choose_faces,
+    detect_images,
+)
 from facerec.align.transform import arcface_template, crop_size
 from facerec.data.folder import list_images
 from facerec.data.image import encode_image, read_image
@@ -46,6 +57,7 @@ REPORT_COLUMNS = (
     "path",
     "status",
     "faces",
+    "margin",
     "face",
     "score",
     "x1",
@@ -71,9 +83,10 @@ def _fmt(x: float) -> str:
 def _rows_for(rel: str, choice: FaceChoice | None, outputs: list[str], error: str = "") -> list:
     """Report rows of one image: one per kept face, or one with the status only."""
     if choice is None:
-        return [[rel, "unreadable", "", "", "", *[""] * 14, "", error]]
+        return [[rel, "unreadable", "", "", "", "", *[""] * 14, "", error]]
     if len(choice.kept) == 0:
-        return [[rel, choice.status, choice.found, "", "", *[""] * 14, "", error]]
+        return [[rel, choice.status, choice.found, "", "", "", *[""] * 14, "", error]]
+    margin = f"{choice.margin:.4f}" if np.isfinite(choice.margin) else ""
     rows = []
     for k in range(len(choice.kept)):
         b, lm = choice.kept.boxes[k], choice.kept.landmarks[k].reshape(-1)
@@ -82,6 +95,7 @@ def _rows_for(rel: str, choice: FaceChoice | None, outputs: list[str], error: st
                 rel,
                 choice.status,
                 choice.found,
+                margin,
                 k,
                 f"{float(choice.kept.scores[k]):.4f}",
                 *map(_fmt, b),
@@ -94,28 +108,63 @@ def _rows_for(rel: str, choice: FaceChoice | None, outputs: list[str], error: st
 
 
 def _read_report(path: Path) -> dict[str, list[list[str]]]:
-    """Rows of an earlier report or journal, by image path (missing or unreadable: none)."""
+    """Rows of an earlier report or journal, by image path (missing or unreadable: none).
+
+    A report of an earlier version (without the ``margin`` column) is read too."""
     rows: dict[str, list[list[str]]] = {}
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
             header = next(reader, None)
-            if header is None or tuple(header) != REPORT_COLUMNS:
+            if header is None or not set(REPORT_COLUMNS) - {"margin"} <= set(header):
                 return {}
+            where = [header.index(c) if c in header else None for c in REPORT_COLUMNS]
             for r in reader:
-                if len(r) == len(REPORT_COLUMNS):
-                    rows.setdefault(r[0], []).append(r)
+                if len(r) == len(header):
+                    row = [r[i] if i is not None else "" for i in where]
+                    rows.setdefault(row[0], []).append(row)
     except (FileNotFoundError, UnicodeDecodeError, csv.Error):
         return {}
     return rows
 
 
-def _done(rows: list[list[str]], out: Path) -> bool:
-    """An image is done when its rows are complete: each written crop exists."""
-    status_col, out_col = REPORT_COLUMNS.index("status"), REPORT_COLUMNS.index("output")
+_STATUS, _OUTPUT = REPORT_COLUMNS.index("status"), REPORT_COLUMNS.index("output")
+
+
+def _done(rows: list[list[str]], out: Path, shared: set[str]) -> bool:
+    """An image is done when its rows are complete: each crop written exists and is its own
+    (not also claimed by another photo: an earlier version wrote ``a.jpg`` and ``a.png`` to one
+    ``a.png``); an image unreadable before is not done (it is tried again), one without a face
+    is."""
     return all(
-        r[status_col] in ("no_face", "unreadable") or (out / r[out_col]).is_file() for r in rows
+        r[_STATUS] == "no_face"
+        or (
+            r[_STATUS] != "unreadable" and r[_OUTPUT] not in shared and (out / r[_OUTPUT]).is_file()
+        )
+        for r in rows
     )
+
+
+def _crop_stems(rels: Sequence[Path]) -> dict[str, str]:
+    """Each photo's crop name without the crop extension: its path without its extension, or
+    with it where photos would share a name (``a.jpg``, ``A.png`` -> ``a.jpg``, ``A.png``; case
+    folded, as on Windows and macOS file systems). Names still shared are refused."""
+    groups: dict[str, list[Path]] = {}
+    for rel in rels:
+        groups.setdefault(rel.with_suffix("").as_posix().casefold(), []).append(rel)
+    stems = {
+        rel.as_posix(): (rel.as_posix() if len(g) > 1 else rel.with_suffix("").as_posix())
+        for g in groups.values()
+        for rel in g
+    }
+    seen: dict[str, str] = {}
+    for key, stem in stems.items():
+        other = seen.setdefault(stem.casefold(), key)
+        if other != key:
+            raise DataError(
+                f"photos {other!r} and {key!r} would write the same crop {stem!r}; rename one"
+            )
+    return stems
 
 
 def _batches(items: Sequence, n: int) -> Iterator[Sequence]:
@@ -134,7 +183,7 @@ def align_folder(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     size: tuple[int, int] = (112, 112),
-    keep: str = "largest",
+    keep: str = DEFAULT_KEEP,
     min_face: int = 20,
     threshold: float = 0.7,
     landmarks: str | os.PathLike[str] | None = None,
@@ -142,7 +191,7 @@ def align_folder(
     ext: str = ".png",
     batch_size: int = 16,
     max_side: int = 1024,
-    device: str | None = None,
+    device: str = "auto",
     redo: bool = False,
     progress: bool = True,
     threads: int | None = None,
@@ -151,8 +200,10 @@ def align_folder(
 
     Args:
         size: output (height, width): square, or 8:7 tall like 112x96.
-        keep: which face of an image with several: ``largest``, ``center`` or ``all``
-            (``all`` writes ``name_0.png``, ``name_1.png``, ... best score first).
+        keep: which face of an image with several: a rule of
+            :func:`~facerec.align.pipeline.face_values` (``framed``, the default;
+            ``insightface``, ``largest``, ``center``) or ``all`` (writes ``name_0.png``,
+            ``name_1.png``, ... best score first).
         min_face: smallest face (box side, pixels) the detector searches for and keeps.
         threshold: the detector's minimum face probability.
         landmarks: a landmark file; only its images are aligned, with its points (no detector).
@@ -160,11 +211,14 @@ def align_folder(
         ext: the crops' file type (``.png`` lossless, ``.jpg``, ...).
         max_side: photos are searched for faces at most this big (longer side); crops are
             taken from the full-resolution photo.
+        device: the detector's device: ``auto`` (a GPU when there is one), ``cpu``, ``cuda:N``.
         threads: torch CPU threads of the detector (None: torch's setting).
 
     Returns:
         counts: ``images``, ``ok``, ``multiple``, ``no_face``, ``unreadable``, ``skipped``
-        (already done), ``crops`` (files written now).
+        (already done), ``retried`` (unreadable before, tried again), ``renamed`` (crops named
+        with their photo's extension: another photo has the same name), ``crops`` (files
+        written now).
     """
     root, out = Path(src), Path(dst)
     ext = ext if ext.startswith(".") else f".{ext}"
@@ -195,28 +249,37 @@ def align_folder(
     except OSError:  # pragma: no cover - resolve() on an odd file system
         pass
 
+    stems = _crop_stems(rels)
     earlier: dict[str, list[list[str]]] = {}
     journal = out / _JOURNAL_NAME
     if not redo:
         earlier = _read_report(out / REPORT_NAME)
         earlier.update(_read_report(journal))
+    claims = Counter(
+        r[_OUTPUT] for rel in rels for r in earlier.get(rel.as_posix(), []) if r[_OUTPUT]
+    )
+    shared = {name for name, n in claims.items() if n > 1}
     rows: dict[str, list] = {}
     todo = []
+    counts = dict.fromkeys(("ok", "multiple", "no_face", "unreadable", "crops", "retried"), 0)
     for rel in rels:
         key = rel.as_posix()
-        if key in earlier and _done(earlier[key], out):
+        if key in earlier and _done(earlier[key], out, shared):
             rows[key] = earlier[key]
         else:
             todo.append(rel)
-    counts = dict.fromkeys(("ok", "multiple", "no_face", "unreadable", "crops"), 0)
+            counts["retried"] += key in earlier and earlier[key][0][_STATUS] == "unreadable"
     counts["images"], counts["skipped"] = len(rels), len(rels) - len(todo)
+    counts["renamed"] = sum(stems[r.as_posix()] == r.as_posix() for r in rels)
 
     if todo and given is None and detector is None:
+        from facerec.inference.embedder import resolve_device
+
         detector = build_detector(
             "mtcnn",
             min_face=min_face,
             threshold=threshold,
-            device=device,
+            device=resolve_device(device or "auto"),
             batch_size=batch_size,
             threads=threads,
         )
@@ -260,11 +323,11 @@ def align_folder(
                         det_of[i], im.shape, keep, 0.0 if given is not None else min_face
                     )
                     counts[choice.status] += 1
-                    stem = rel.with_suffix("")
+                    stem = stems[key]
                     names = (
-                        [f"{stem.as_posix()}_{k}{ext}" for k in range(len(choice.kept))]
+                        [f"{stem}_{k}{ext}" for k in range(len(choice.kept))]
                         if keep == "all"
-                        else [f"{stem.as_posix()}{ext}"] * len(choice.kept)
+                        else [f"{stem}{ext}"] * len(choice.kept)
                     )
                     for name, crop in zip(names, choice.crops(im, size), strict=True):
                         atomic_write_bytes(out / name, encode_image(crop, ext, source=name))
@@ -293,6 +356,13 @@ def summary(counts: dict[str, int], out: Path, keep: str) -> str:
     parts = [f"{counts['ok']} one face", f"{counts['multiple']} several faces (kept {keep})"]
     parts += [f"{counts['no_face']} no face", f"{counts['unreadable']} unreadable"]
     done = f"; {counts['skipped']} done before" if counts["skipped"] else ""
+    if counts.get("retried"):
+        done += f"; {counts['retried']} unreadable before tried again"
+    if counts.get("renamed"):
+        done += (
+            f"; {counts['renamed']} crops keep their photo's extension in their name "
+            "(another photo has the same name)"
+        )
     return (
         f"aligned {aligned} of {n} images into {out} ({', '.join(parts)}{done}); "
         f"report: {out / REPORT_NAME}"
@@ -323,8 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep",
         choices=KEEP_POLICIES,
-        default="largest",
-        help="face to keep when a photo has several (default largest)",
+        default=DEFAULT_KEEP,
+        help=f"face to keep when a photo has several (default {DEFAULT_KEEP}: the largest "
+        "in-frame area less the squared distance from the centre; insightface: area less "
+        "twice that; largest; center; all: every face)",
     )
     parser.add_argument(
         "--min-face",
@@ -355,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PX",
         help="search faces in photos shrunk to this long side (0: never)",
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: GPU if any)")
+    parser.add_argument(
+        "--device", default="auto", help="auto (default: cuda if available, else cpu), cpu, cuda:N"
+    )
     parser.add_argument(
         "--threads",
         type=int,
