@@ -94,7 +94,7 @@ def read_landmarks(path: str | os.PathLike[str]) -> dict[str, list[_Face]]:
 
 def detections_from_landmarks(faces: list[_Face]) -> Detections:
     """Given faces as :class:`Detections`; each box is its landmarks' bounding box (the size
-    and centre ``--keep largest/center`` compare)."""
+    and centre the ``--keep`` rules compare)."""
     if not faces:
         return Detections.empty()
     lm = np.stack([f.landmarks for f in faces]).astype(np.float32)
