@@ -181,3 +181,71 @@ class ResumeLoaderState(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         lightning_compat.restore_pending_loader_state(trainer)
+
+
+#: The lock file in a fit's run folder (``trainer.default_root_dir``).
+RUN_LOCK = "fit.lock"
+
+
+class RunLock:
+    """One ``facerec fit`` at a time per run folder: an exclusive ``flock`` on
+    ``<folder>/fit.lock``, held while the fit runs, with the holder's PID and host written in it.
+
+    Two fits in one folder would share ``checkpoints/last.ckpt`` (one run's silently lost). The
+    kernel drops the lock when its process ends, however it ends, so the lock of a killed run
+    is simply taken over; the file itself stays (removing it could let two runs hold two
+    different files). Only the launching process locks: DDP's other processes (``LOCAL_RANK``,
+    ``RANK`` ... set and not 0) belong to the run that holds it. A no-op without ``fcntl``.
+    """
+
+    RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.path = Path(folder) / RUN_LOCK
+        self._fd: int | None = None
+
+    @classmethod
+    def launching_process(cls) -> bool:
+        return all(os.environ.get(v, "0") == "0" for v in cls.RANK_VARIABLES)
+
+    def acquire(self) -> RunLock:
+        """Take the lock, or raise :class:`ConfigError` naming the run that holds it; an
+        unwritable folder raises :class:`FacerecError` (one line) before any training."""
+        import socket
+
+        from facerec.errors import ConfigError, FacerecError
+        from facerec.io import write_failed
+
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return self
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise write_failed(self.path, e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").split()
+            os.close(fd)
+            who = f"PID {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
+            raise ConfigError(
+                f"{self.path.parent} is in use by another facerec fit ({who}): two runs in one "
+                "folder would share checkpoints/last.ckpt; wait for it to end, or give this run "
+                "its own --trainer.default_root_dir"
+            ) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        except OSError as e:
+            os.close(fd)
+            raise FacerecError(f"cannot write {self.path}: {e.strerror}") from None
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None

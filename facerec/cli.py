@@ -95,8 +95,18 @@ def _cli_class():
         def before_ckpt_path(self, path: str | None) -> None:
             # Lightning merges the hyper-parameters of --ckpt_path FILE into the config after a
             # bare torch.load; read the file safely first (one line if damaged or hostile)
-            if path and os.path.isfile(path):
-                read_resume(path)
+            sub = self.config.get("subcommand")
+            if not path or not sub:
+                return
+            config = self.config[sub]
+            if path == "last" and sub == "fit":
+                path = _last_checkpoint(config)
+            if os.path.isfile(path):
+                ckpt = read_resume(path)
+                if sub == "fit":  # the model options must be the checkpoint's
+                    model = config.get("model")
+                    given = model.as_dict() if hasattr(model, "as_dict") else dict(model or {})
+                    check_resume_options(ckpt.get("hyper_parameters") or {}, given, path)
 
         def init_parser(self, **kwargs) -> LightningArgumentParser:
             parser = super().init_parser(**kwargs)
@@ -118,6 +128,8 @@ def _cli_class():
             if not any(isinstance(p, AtomicCheckpointIO) for p in plugins):
                 plugins.append(AtomicCheckpointIO())
             trainer = super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
+            if self.subcommand == "fit":  # refuse an unusable run folder before any training
+                _claim_run_folder(trainer.default_root_dir, self.model)
             # One fixed checkpoint folder per run directory (not one per logger version), so a
             # later `--ckpt_path last` finds the interrupted run's last.ckpt.
             ckdir = os.path.join(trainer.default_root_dir, "checkpoints")
@@ -161,6 +173,69 @@ def _quiet_lightning_notices() -> None:
             log.addFilter(_DropLightningTip())
 
 
+#: Run-folder locks held by this process's fits (released when the fit returns or fails).
+_HELD_LOCKS: list = []
+
+
+def _last_checkpoint(config) -> str:
+    """``--ckpt_path last`` of a fit: the run folder's ``checkpoints/last.ckpt``, or one line
+    saying there is nothing to resume (Lightning would warn and silently start afresh)."""
+    dirpath = (config.get("checkpoint") or {}).get("dirpath")
+    root = (config.get("trainer") or {}).get("default_root_dir") or "runs"
+    last = os.path.join(dirpath or os.path.join(root, "checkpoints"), "last.ckpt")
+    if not os.path.isfile(last):
+        raise ConfigError(
+            f"--ckpt_path last: there is no {last} to resume from; start the run without "
+            "--ckpt_path, or give --ckpt_path a checkpoint file"
+        )
+    return last
+
+
+#: Model options a resume may not change: the checkpoint's are used (Lightning merges them),
+#: so a different value on the command line or in the config would be silently ignored.
+_RESUME_IGNORED = ("_instantiator", "num_classes", "init_from")
+
+
+def _differences(saved, given, key: str):
+    """Dotted keys (with both values) where ``given`` differs from ``saved``, in order."""
+    if isinstance(saved, dict) and isinstance(given, dict):
+        for k in saved:
+            if k in given:
+                yield from _differences(saved[k], given[k], f"{key}.{k}" if key else k)
+        return
+    norm = lambda v: list(v) if isinstance(v, tuple | list) else v  # noqa: E731
+    if norm(saved) != norm(given):
+        yield key, saved, given
+
+
+def check_resume_options(saved: dict, given: dict, path: str) -> None:
+    """Refuse a resume whose model options contradict the checkpoint's, naming the first one
+    (``--model.backbone.init_args.depth 34`` with a depth-50 checkpoint): a resumed run keeps
+    the checkpoint's model, so the option would be silently ignored."""
+    saved = {k: v for k, v in saved.items() if k not in _RESUME_IGNORED}
+    for key, was, now in _differences(saved, given, ""):
+        raise ConfigError(
+            f"--ckpt_path {path} holds a model with model.{key}={was!r} but this run sets "
+            f"{now!r}; a resumed fit continues the checkpoint's model: drop the change, or start "
+            "a new run from its weights with --model.init_from"
+        )
+
+
+def _claim_run_folder(root: str, model) -> None:
+    """Before a fit trains: the run folder must be writable, have room for its checkpoints and
+    not be in use by another fit (:class:`facerec.callbacks.RunLock`)."""
+    from facerec.callbacks import RunLock
+    from facerec.io import check_free_space, check_output
+
+    flag = "--trainer.default_root_dir"
+    check_output(root, flag, kind="folder")
+    # last.ckpt and a best checkpoint: weights and optimiser state (SGD momentum, Adam's two)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    check_free_space(os.path.join(root, "checkpoints", "last.ckpt"), 2 * 3 * weights, flag)
+    if RunLock.launching_process():
+        _HELD_LOCKS.append(RunLock(root).acquire())
+
+
 def run_lightning(argv: list[str]) -> int:
     """Run fit / validate / test; configuration errors are raised as :class:`ConfigError`."""
     from jsonargparse import ArgumentError
@@ -172,6 +247,9 @@ def run_lightning(argv: list[str]) -> int:
     except ArgumentError as e:
         msg = " ".join(str(e).split())
         raise ConfigError(f"{msg} (see facerec {argv[0]} --help)") from None
+    finally:
+        while _HELD_LOCKS:
+            _HELD_LOCKS.pop().release()
     return 0
 
 

@@ -165,6 +165,22 @@ class FaceRecognitionModule(pl.LightningModule):
             opts = coerce(center_loss, CenterLossOptions, "model.center_loss")
             self.center_loss = CenterLoss(num_classes, self.embedding_dim, alpha=opts.alpha)
             self.center_loss_weight = opts.weight
+        for name, value, positive in (
+            ("lr", lr, True),
+            ("momentum", momentum, False),
+            ("weight_decay", weight_decay, False),
+            ("warmup_epochs", warmup_epochs, False),
+            ("metric_loss_weight", metric_loss_weight, False),
+        ):
+            if not (value > 0 if positive else value >= 0) or value != value:
+                raise ConfigError(
+                    f"model.{name} is {value!r}; expected a number {'>' if positive else '>='} 0"
+                )
+        if lr_reference_batch is not None and lr_reference_batch < 1:
+            raise ConfigError(
+                f"model.lr_reference_batch is {lr_reference_batch!r}; expected an integer >= 1 "
+                "or null"
+            )
         self.metric_loss = metric_loss
         self.metric_loss_weight = metric_loss_weight
         self.optimizer_name = optimizer
@@ -498,6 +514,7 @@ class FaceRecognitionModule(pl.LightningModule):
         proj = (checkpoint.get("state_dict") or {}).get("distill_proj.weight")
         if proj is not None and self.distill_proj is None:  # before the state dict is loaded
             self.distill_proj = make_projection(int(proj.shape[1]), int(proj.shape[0]))
+        self._check_checkpoint_shapes(checkpoint.get("state_dict") or {})
         meta = checkpoint.get("facerec") or {}
         self.class_names = meta.get("class_names")
         history = meta.get("val_history")
@@ -505,6 +522,28 @@ class FaceRecognitionModule(pl.LightningModule):
             self.val_history = [(int(s), float(a)) for s, a in history]
         if meta.get("untrained_val_acc") is not None:
             self.untrained_val_acc = float(meta["untrained_val_acc"])
+
+    def _check_checkpoint_shapes(self, state: dict[str, Any]) -> None:
+        """One line naming the first tensors whose shapes differ between a checkpoint and this
+        model (another architecture or number of identities), before Lightning's load raises
+        its page of "size mismatch" lines. A sharded head's rows (saved gathered) are its own."""
+        own = {}
+        for name, child in self.named_children():
+            if child is self.head and self.head.ddp_ignore:
+                continue  # its state dict is a collective; it checks its own rows
+            for k, t in child.state_dict(keep_vars=True).items():  # the names files hold
+                own[f"{name}.{k}"] = t.shape
+        wrong = [
+            f"{k} {tuple(v.shape)} in the file vs {tuple(own[k])} here"
+            for k, v in state.items()
+            if k in own and hasattr(v, "shape") and v.shape != own[k]
+        ]
+        if wrong:
+            more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+            raise ConfigError(
+                f"the checkpoint does not fit this model: {'; '.join(wrong[:3])}{more}; expected "
+                "a checkpoint of the same architecture and number of identities"
+            )
 
 
 def score_embedded_pairs(

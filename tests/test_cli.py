@@ -161,3 +161,114 @@ def test_arcface_r50_recipe_runs_two_steps(tmp_path):
         == 0
     )
     assert list(tmp_path.rglob("last.ckpt"))
+
+
+# ---------------------------------------------------------------- run folders and resumes
+TINY = [
+    "--trainer.max_steps=1",
+    "--trainer.num_sanity_val_steps=0",
+    "--trainer.limit_val_batches=0",
+    "--trainer.logger=false",
+    "--trainer.enable_model_summary=false",
+    "--data.synthetic.identities=8",
+    "--data.synthetic.images_per_identity=4",
+    "--data.synthetic.size=32",
+    "--data.image_size=[32, 32]",
+    "--data.val_identities=0",
+    "--data.batch_size=8",
+    "--model.backbone.init_args.depth=18",
+    "--model.backbone.init_args.width=0.0625",
+    "--model.backbone.init_args.embedding_dim=16",
+    "--model.backbone.init_args.input_size=[32, 32]",
+]
+
+
+def tiny_fit(tmp: Path, *extra: str) -> int:
+    return fit(tmp, *TINY, *extra)
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].startswith("facerec: error:"), err[-5:]
+    return err[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data.val_identities", "-3"], "data.val_identities is -3; expected an integer >= 0"),
+        (["--data.batch_size", "-8"], "data.batch_size is -8; expected an integer >= 1"),
+        (["--model.lr", "-0.1"], "model.lr is -0.1; expected a number > 0"),
+        (["--model.weight_decay=-1e-4"], "model.weight_decay is -0.0001; expected a number"),
+    ],
+)
+def test_negative_sizes_and_rates_are_one_line(tmp_path, capsys, args, message):
+    assert tiny_fit(tmp_path, *args) == 2
+    assert message in _error_line(capsys)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_second_fit_in_a_busy_run_folder_is_refused_and_a_dead_ones_lock_taken_over(
+    tmp_path, capsys
+):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from facerec.callbacks import RunLock; RunLock(sys.argv[1]).acquire();"
+            " print('held', flush=True); sys.stdin.read()",
+            str(tmp_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert tiny_fit(tmp_path) == 2
+        line = _error_line(capsys)
+        assert f"in use by another facerec fit (PID {holder.pid} on " in line
+        assert not (tmp_path / "checkpoints").exists()  # the other run's files are untouched
+    finally:
+        holder.kill()  # dies holding the lock: the kernel drops it
+        holder.wait()
+    assert (tmp_path / "fit.lock").read_text().startswith(f"{holder.pid} ")
+    assert tiny_fit(tmp_path) == 0
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_resume_problems_are_one_line(tmp_path, capsys):
+    assert tiny_fit(tmp_path, "--ckpt_path", "last") == 2
+    assert f"--ckpt_path last: there is no {tmp_path}/checkpoints/last.ckpt to resume" in (
+        _error_line(capsys)
+    )
+    assert tiny_fit(tmp_path) == 0
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    capsys.readouterr()
+    # a contradicting architecture, by name of the run's last or by file: named, not ignored
+    for ckpt in ("last", str(last)):
+        assert tiny_fit(tmp_path, "--ckpt_path", ckpt, "--model.backbone.init_args.depth=34") == 2
+        assert "holds a model with model.backbone.init_args.depth=18 but this run sets 34" in (
+            _error_line(capsys)
+        )
+    # other identities: the head's size differs; the first mismatched tensors are named
+    assert tiny_fit(tmp_path, "--ckpt_path", "last", "--data.synthetic.identities=10") == 2
+    line = _error_line(capsys)
+    assert "the checkpoint does not fit this model: head.weight (8, 16) in the file vs" in line
+    assert "(10, 16) here" in line
+    assert last.read_bytes() == before  # nothing lost
+
+
+def test_unusable_run_folder_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+    assert tiny_fit(tmp_path / "file" / "run") == 2
+    assert "--trainer.default_root_dir" in _error_line(capsys)
+    import shutil
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    assert tiny_fit(tmp_path / "full") == 2
+    assert "MiB free in" in _error_line(capsys)
+    assert not (tmp_path / "full" / "checkpoints").exists()

@@ -226,6 +226,15 @@ class FaceDataModule(pl.LightningDataModule):
         self.strict = strict
         self.seed = seed
         self.pin_memory = pin_memory
+        for name, value, least in (
+            ("batch_size", batch_size, 1),
+            ("num_workers", num_workers, 0),
+            ("val_identities", val_identities, 0),
+            ("val_images_per_identity", val_images_per_identity, 1),
+            ("val_pairs", val_pairs, 1),
+        ):
+            if not isinstance(value, int) or value < least:
+                raise ConfigError(f"data.{name} is {value!r}; expected an integer >= {least}")
         if sampler not in ("random", "pk", "hard_identity", "offline_triplets"):
             raise ConfigError(
                 f"data.sampler is {sampler!r}; expected 'random', 'pk', 'hard_identity' or "
