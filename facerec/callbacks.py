@@ -138,7 +138,9 @@ class VerificationSummary(pl.Callback):
         lines.append(f"  trained network  : {final:.2%}  (step {step}; best {best:.2%})")
         untrained = getattr(pl_module, "untrained_val_acc", None)
         if untrained is not None:
-            lines.append(f"  untrained network: {untrained:.2%}")
+            start = getattr(pl_module, "start_weights", None)
+            what = "untrained network" if start is None else f"starting weights (from {start})"
+            lines.append(f"  {what}: {untrained:.2%}")
         dm = trainer.datamodule
         if self.raw_pixel_baseline and isinstance(dm, TrainingData):
             raw = dm.raw_pixel_accuracy()

@@ -212,6 +212,9 @@ class FaceRecognitionModule(pl.LightningModule):
         self.class_names: list[str] | None = None
         self.val_history: list[tuple[int, float]] = []
         self.untrained_val_acc: float | None = None
+        #: where the weights the sanity check measured came from: None (untrained), "ckpt",
+        #: "init_from"
+        self.start_weights: str | None = None
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._bad_images: set[int] = set()  # distinct unreadable training images met
 
@@ -411,6 +414,10 @@ class FaceRecognitionModule(pl.LightningModule):
             # pair (num_sanity_val_steps: -1); a few batches' pairs are not that number
             if n_scored == len(pairs[2]):
                 self.untrained_val_acc = acc
+                # after --ckpt_path or model.init_from the check measured those weights
+                self.start_weights = (
+                    "ckpt" if self.trainer.ckpt_path else "init_from" if self.init_from else None
+                )
             return
         self.val_history.append((self.global_step, acc))
         self.log("val/acc", acc, prog_bar=True, sync_dist=False)
@@ -508,6 +515,7 @@ class FaceRecognitionModule(pl.LightningModule):
             # the run's validation results, so the summary after a resume covers the whole run
             "val_history": [[int(s), float(a)] for s, a in self.val_history],
             "untrained_val_acc": self.untrained_val_acc,
+            "start_weights": self.start_weights,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -522,6 +530,7 @@ class FaceRecognitionModule(pl.LightningModule):
             self.val_history = [(int(s), float(a)) for s, a in history]
         if meta.get("untrained_val_acc") is not None:
             self.untrained_val_acc = float(meta["untrained_val_acc"])
+            self.start_weights = meta.get("start_weights")
 
     def _check_checkpoint_shapes(self, state: dict[str, Any]) -> None:
         """One line naming the first tensors whose shapes differ between a checkpoint and this

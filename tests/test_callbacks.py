@@ -103,3 +103,28 @@ def test_summary_best_covers_the_whole_resumed_run(tmp_path: Path, capsys) -> No
     VerificationSummary(raw_pixel_baseline=False).on_fit_end(trainer, resumed)
     out = capsys.readouterr().out
     assert "89.00%  (step 30; best 91.00%)" in out and "untrained network: 55.00%" in out
+
+
+@pytest.mark.parametrize("start", ["ckpt", "init_from"])
+def test_summary_names_starting_weights_after_a_resume_or_init_from(
+    tmp_path: Path, capsys, start: str
+) -> None:
+    """The sanity check after --ckpt_path / model.init_from measured those weights, not an
+    untrained network (issue 21 §4); the label travels in the checkpoint."""
+    from facerec.models import IResNet
+    from facerec.module import FaceRecognitionModule
+
+    def module() -> FaceRecognitionModule:
+        backbone = IResNet(depth=18, width=0.125, embedding_dim=8, input_size=(32, 32))
+        return FaceRecognitionModule(backbone=backbone, num_classes=4)
+
+    first = module()
+    first.val_history, first.untrained_val_acc, first.start_weights = [(5, 0.9)], 0.8, start
+    saved: dict = {}
+    first.on_save_checkpoint(saved)
+    resumed = module()
+    resumed.on_load_checkpoint(saved)
+    trainer = SimpleNamespace(datamodule=None, checkpoint_callback=None)
+    VerificationSummary(raw_pixel_baseline=False).on_fit_end(trainer, resumed)
+    out = capsys.readouterr().out
+    assert f"starting weights (from {start}): 80.00%" in out and "untrained" not in out
