@@ -208,16 +208,38 @@ def _differences(saved, given, key: str):
         yield key, saved, given
 
 
+def _is_architecture(key: str, was, now) -> bool:
+    """Whether a differing model option changes what the checkpoint's tensors are: anything of
+    the backbone, which head / metric loss class, and whether a head, CenterLoss, metric loss or
+    distillation is there at all."""
+    if key.startswith("backbone") or key.endswith("class_path"):
+        return True
+    return key in ("head", "center_loss", "metric_loss", "distill") and (was is None) != (
+        now is None
+    )
+
+
 def check_resume_options(saved: dict, given: dict, path: str) -> None:
-    """Refuse a resume whose model options contradict the checkpoint's, naming the first one
-    (``--model.backbone.init_args.depth 34`` with a depth-50 checkpoint): a resumed run keeps
-    the checkpoint's model, so the option would be silently ignored."""
+    """A resume whose model options contradict the checkpoint's: Lightning continues with the
+    checkpoint's options, so the run's would be silently ignored. A different architecture
+    (``--model.backbone.init_args.depth 34`` with a depth-50 checkpoint) is refused, naming the
+    first such option; any other difference (a margin, a rate) is named in a warning saying the
+    checkpoint's value is used."""
     saved = {k: v for k, v in saved.items() if k not in _RESUME_IGNORED}
+    others = []
     for key, was, now in _differences(saved, given, ""):
-        raise ConfigError(
-            f"--ckpt_path {path} holds a model with model.{key}={was!r} but this run sets "
-            f"{now!r}; a resumed fit continues the checkpoint's model: drop the change, or start "
-            "a new run from its weights with --model.init_from"
+        if _is_architecture(key, was, now):
+            raise ConfigError(
+                f"--ckpt_path {path} holds a model with model.{key}={was!r} but this run sets "
+                f"{now!r}; a resumed fit continues the checkpoint's model: drop the change, or "
+                "start a new run from its weights with --model.init_from"
+            )
+        others.append(f"model.{key}={now!r} (the checkpoint's {was!r} is used)")
+    if others:
+        warnings.warn(
+            f"--ckpt_path {path}: a resumed fit keeps the checkpoint's model options, so "
+            f"{'; '.join(others)}",
+            stacklevel=2,
         )
 
 

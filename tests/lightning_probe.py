@@ -50,6 +50,13 @@ class Probe(pl.Callback):
         if kill and trainer.global_step == int(kill):
             os._exit(3)
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        out = os.environ.get("FACEREC_PROBE_OUT")
+        if out and trainer.global_rank == 0:  # the starting weights, as weights0.pt
+            Path(out).mkdir(parents=True, exist_ok=True)
+            torch.save(state, Path(out) / "weights0.pt")
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
         out = os.environ.get("FACEREC_PROBE_OUT")

@@ -250,9 +250,14 @@ def test_resume_problems_are_one_line(tmp_path, capsys):
     # a contradicting architecture, by name of the run's last or by file: named, not ignored
     for ckpt in ("last", str(last)):
         assert tiny_fit(tmp_path, "--ckpt_path", ckpt, "--model.backbone.init_args.depth=34") == 2
+        assert last.read_bytes() == before
         assert "holds a model with model.backbone.init_args.depth=18 but this run sets 34" in (
             _error_line(capsys)
         )
+    # another margin is no other architecture: the checkpoint's is used, and said so
+    with pytest.warns(UserWarning, match=r"model.head.init_args.margin=0.4 \(the checkpoint's"):
+        assert tiny_fit(tmp_path, "--ckpt_path", "last", "--model.head.init_args.margin=0.4") == 0
+    before = last.read_bytes()
     # other identities: the head's size differs; the first mismatched tensors are named
     assert tiny_fit(tmp_path, "--ckpt_path", "last", "--data.synthetic.identities=10") == 2
     line = _error_line(capsys)
