@@ -7,6 +7,7 @@ all list images here, with the same rules (extension, hidden names skipped, sort
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,21 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
     return _visible(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
 
 
+def _broken_link(path: str | os.PathLike[str]) -> bool:
+    """A symbolic link that leads nowhere: dangling, or a loop (``a -> b -> a``)."""
+    return os.path.islink(path) and not os.path.exists(path)
+
+
+def _report_broken(root: Path, broken: list[str]) -> None:
+    """One warning naming how many broken or looping links were skipped, and the first."""
+    if broken:
+        warnings.warn(
+            f"skipped {len(broken)} symbolic link(s) under {root} that lead nowhere (dangling or "
+            f"a loop), e.g. {sorted(broken)[0]}",
+            stacklevel=3,
+        )
+
+
 def list_images(folder: str | os.PathLike[str], what: str = "folder") -> list[Path]:
     """Every image file under ``folder`` at any depth, sorted by path.
 
@@ -36,9 +52,13 @@ def list_images(folder: str | os.PathLike[str], what: str = "folder") -> list[Pa
     if not root.is_dir():
         raise DataError(f"{what} {root} does not exist; expected a folder of images")
     found: list[Path] = []
+    broken: list[str] = []
     for d, dirs, files in os.walk(root):
         dirs[:] = [x for x in dirs if _visible(x)]
         found += [Path(d, f) for f in files if is_image_file(Path(d, f))]
+        # os.walk lists a link that leads nowhere among the files
+        broken += [os.path.join(d, f) for f in files if _visible(f) and _broken_link(Path(d, f))]
+    _report_broken(root, broken)
     found.sort()
     if not found:
         raise DataError(
@@ -65,7 +85,9 @@ def scan_image_folder(
         )
     if not root.is_dir():
         raise DataError(f"{what} {root} is not a folder; expected root/<identity>/<image>")
-    identities = sorted(d.name for d in os.scandir(root) if d.is_dir() and _visible(d.name))
+    entries = [e for e in os.scandir(root) if _visible(e.name)]
+    broken = [e.path for e in entries if _broken_link(e.path)]
+    identities = sorted(e.name for e in entries if e.path not in broken and e.is_dir())
     if not identities:
         raise DataError(
             f"{what} {root} has no identity sub-folders; expected root/<identity>/<image>"
@@ -73,7 +95,9 @@ def scan_image_folder(
     paths: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(identities):
-        files = sorted(e.path for e in os.scandir(root / name) if is_image_file(e.path))
+        inside = [e for e in os.scandir(root / name) if _visible(e.name)]
+        broken += [e.path for e in inside if _broken_link(e.path)]
+        files = sorted(e.path for e in inside if not _broken_link(e.path) and is_image_file(e.path))
         if not files:
             raise DataError(
                 f"identity folder {root / name} has no image files; expected at least one of "
@@ -81,6 +105,7 @@ def scan_image_folder(
             )
         paths += files
         labels += [label] * len(files)
+    _report_broken(root, broken)
     return paths, np.asarray(labels, dtype=np.int64), identities
 
 

@@ -138,3 +138,31 @@ def test_identity_with_no_readable_image_is_refused_by_name() -> None:
     msg = str(e.value)
     assert "identity 'cy' (label 2): all its 4 images are unreadable" in msg and "file_9" in msg
     assert ds[0][1] == 0  # the other identities still load
+
+
+def test_symlink_loops_and_dangling_links_are_counted_not_dropped_silently(tmp_path):
+    """A looping or dangling link named like an image (or as an identity) is skipped with one
+    warning that counts them (issue 21 §4), in both scanners."""
+    import os
+    import warnings
+
+    import cv2
+    import numpy as np
+
+    from facerec.data.folder import list_images, scan_image_folder
+
+    for who in ("a", "b"):
+        (tmp_path / who).mkdir()
+        cv2.imwrite(str(tmp_path / who / "0.png"), np.zeros((4, 4, 3), np.uint8))
+    os.symlink("loop2.jpg", tmp_path / "a" / "loop1.jpg")
+    os.symlink("loop1.jpg", tmp_path / "a" / "loop2.jpg")
+    os.symlink("gone.png", tmp_path / "b" / "dangling.png")
+    os.symlink("c", tmp_path / "c")  # an identity folder that is a loop
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths, labels, names = scan_image_folder(tmp_path)
+        found = list_images(tmp_path)
+    assert names == ["a", "b"] and len(paths) == 2 and len(found) == 2
+    messages = [str(w.message) for w in caught]
+    assert messages[0].startswith(f"skipped 4 symbolic link(s) under {tmp_path} that lead nowhere")
+    assert messages[1].startswith("skipped 4 symbolic link(s)")  # list_images sees c as a file
