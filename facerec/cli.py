@@ -101,7 +101,7 @@ def _cli_class():
             config = self.config[sub]
             if path == "last" and sub == "fit":
                 path = _last_checkpoint(config)
-            if os.path.isfile(path):
+            if path and os.path.isfile(path):
                 ckpt = read_resume(path)
                 if sub == "fit":  # the model options must be the checkpoint's
                     model = config.get("model")
@@ -167,6 +167,8 @@ def _quiet_lightning_notices() -> None:
     inside Lightning itself. Warnings about the run (data, checkpoints, metrics) stay."""
     warnings.filterwarnings("ignore", message="Starting from v1.9.0, `tensorboardX`")
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # said in one line of our own (facerec.cli._last_checkpoint)
+    warnings.filterwarnings("ignore", message=r'.*ckpt_path="last"\) is set, but there is no last')
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         log = logging.getLogger(name)
         if not any(isinstance(f, _DropLightningTip) for f in log.filters):
@@ -177,18 +179,23 @@ def _quiet_lightning_notices() -> None:
 _HELD_LOCKS: list = []
 
 
-def _last_checkpoint(config) -> str:
-    """``--ckpt_path last`` of a fit: the run folder's ``checkpoints/last.ckpt``, or one line
-    saying there is nothing to resume (Lightning would warn and silently start afresh)."""
+def _last_checkpoint(config) -> str | None:
+    """``--ckpt_path last`` of a fit: the run folder's ``checkpoints/last.ckpt``; None, with one
+    line saying so, when there is none yet: the run starts afresh, so one script both starts a
+    run and continues it after a requeue (README, SLURM)."""
+    from facerec.callbacks import RunLock
+
     dirpath = (config.get("checkpoint") or {}).get("dirpath")
     root = (config.get("trainer") or {}).get("default_root_dir") or "runs"
     last = os.path.join(dirpath or os.path.join(root, "checkpoints"), "last.ckpt")
-    if not os.path.isfile(last):
-        raise ConfigError(
-            f"--ckpt_path last: there is no {last} to resume from; start the run without "
-            "--ckpt_path, or give --ckpt_path a checkpoint file"
+    if os.path.isfile(last):
+        return last
+    if RunLock.launching_process():
+        print(
+            f"facerec: --ckpt_path last: there is no {last} yet; starting a new run",
+            file=sys.stderr,
         )
-    return last
+    return None
 
 
 #: Model options a resume may not change: the checkpoint's are used (Lightning merges them),
