@@ -20,7 +20,7 @@ vit_b      512        24     8      0.1        0.1         ``vit_b`` (checkpoint
 vit_l      768        24     8      0.05       0.05        ``vit_l_dp005_mask_005``
 =========  =========  =====  =====  =========  ==========  =============================
 
-At 112×112 with D = 512: vit_t 19.0M parameters, 1.5 GFLOPs (multiply-adds, attention
+At 112×112 with D = 512: vit_t 19.1M parameters, 1.5 GFLOPs (multiply-adds, attention
 included); see ``tests/models/test_vit.py``.
 
 Numerics as insightface's: attention scores, softmax and the weighted sum run in float32 even
