@@ -112,5 +112,5 @@ def test_posed_faces_land_where_the_upright_face_lands(seed):
     # faces is itself noisy: one face in eight measures 0.4-0.56 px with OpenCV 5.1 (0.53 broke
     # the old bound "every face under 0.5" there, 4.10 and 4.13); the mean stays 0.13-0.2.
     assert np.mean(residual) < 0.3 and max(residual) < 0.75, residual
-    # the measurement sees a 1-pixel error in the landmarks (mean about 0.9), so both are real bounds
+    # a 1-pixel landmark error measures about 0.9 on average, so both bounds are real
     assert np.mean(off_by_one) > 0.6, off_by_one
