@@ -178,7 +178,9 @@ def main() -> None:
         f"--data.synthetic.size={SIZE}", f"--trainer.max_epochs={args.pretrain_epochs}",
     )  # fmt: skip
     insightface_backbone(pre, work / "backbone.pth")
-    small = write_synthetic_folder(work / "small", args.ids, args.imgs, size=SIZE, seed=1)
+    small = write_synthetic_folder(
+        work / "small", args.ids, args.imgs, size=SIZE, seed=1, overwrite=True
+    )
     held = synthetic_held_out(1, 100, args.imgs, args.pairs)
     rows = small_set_runs(
         f"synthetic {args.ids}×{args.imgs} (seed 1)", small, held, pre, args.epochs, work
