@@ -1,6 +1,7 @@
 """Embedding networks: IResNet, MobileFaceNet, ViT (insightface), torchvision ResNets."""
 
 from facerec.models.base import Backbone
+from facerec.models.dlib_resnet import DlibResNet
 from facerec.models.embedding import EmbeddingHead
 from facerec.models.iresnet import IResNet, iresnet18, iresnet34, iresnet50, iresnet100
 from facerec.models.mobilefacenet import MobileFaceNet, mbf, mbf_large
@@ -9,6 +10,7 @@ from facerec.models.vit import ViT, vit_b, vit_l, vit_s, vit_t
 
 __all__ = [
     "Backbone",
+    "DlibResNet",
     "EmbeddingHead",
     "IResNet",
     "MobileFaceNet",

