@@ -126,13 +126,22 @@ class _Reader:
     def _take(self, n: int, what: str) -> bytes:
         if n > len(self.data) - self.pos:
             left = len(self.data) - self.pos
-            raise self.fail(
-                f"{what} of {n} bytes but only {left} bytes are left (truncated?)",
-                f"a complete {DAT_NAME}",
+            raise DataError(
+                f"{self.source}: truncated: {self.where} at byte {self.pos} needs {what} "
+                f"({n} bytes) but the file ends {left} bytes later; expected a complete {DAT_NAME}"
             )
         out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
+
+    def record(self, what: str, allowed: tuple[str, ...]) -> str:
+        """A layer record's version string, one of ``allowed``."""
+        start = self.pos
+        version = self.string(what)
+        if version not in allowed:
+            self.pos = start
+            raise self.fail(f"record {version!r}", f"{what}: {' or '.join(map(repr, allowed))}")
+        return version
 
     def int(self, what: str, signed: bool = True) -> int:
         control = self._take(1, what)[0]
@@ -198,10 +207,10 @@ class _Reader:
         for d in dims:  # capped as it grows: never a product beyond the file
             n *= d
             if n * 4 > len(self.data) - self.pos:
-                raise self.fail(
-                    f"a tensor of shape {dims} ({4 * n}+ bytes) but only "
-                    f"{len(self.data) - self.pos} bytes are left (truncated?)",
-                    f"a complete {DAT_NAME}",
+                raise DataError(
+                    f"{self.source}: truncated or corrupt: {self.where} at byte {self.pos} has "
+                    f"{what} of shape {dims} ({4 * n}+ bytes) but only "
+                    f"{len(self.data) - self.pos} bytes are left; expected a complete {DAT_NAME}"
                 )
         raw = self._take(4 * n, what)
         return np.frombuffer(raw, "<f4").astype(np.float32).reshape(dims)
@@ -222,8 +231,7 @@ def _expect(r: _Reader, got: object, want: object, what: str) -> None:
 
 def _read_con(r: _Reader, spec: tuple, in_channels: int) -> DatLayer:
     _, out, k, stride, pad = spec
-    version = r.string("a convolution record")
-    _expect(r, version in ("con_4", "con_5", "con_6"), True, f"record {version!r}: is con_4-6")
+    version = r.record("a convolution", ("con_4", "con_5", "con_6"))
     params = r.tensor("convolution parameters")
     _expect(r, r.int("num_filters"), out, "number of filters")
     _expect(r, (r.int("nr"), r.int("nc")), (k, k), "kernel size")
@@ -249,7 +257,7 @@ def _read_con(r: _Reader, spec: tuple, in_channels: int) -> DatLayer:
 
 def _read_affine(r: _Reader, spec: tuple) -> DatLayer:
     channels = spec[1]
-    version = r.string("an affine/batch-norm record")
+    version = r.record("an affine or batch norm", ("affine_", "affine_2", "bn_con2"))
     if version in ("affine_", "affine_2"):
         params = r.tensor("affine parameters")
         r.alias("gamma")
@@ -261,30 +269,28 @@ def _read_affine(r: _Reader, spec: tuple) -> DatLayer:
         _expect(r, params.size, 2 * channels, "affine parameter count")
         flat = params.reshape(-1)
         return DatLayer("affine", {"weight": flat[:channels], "bias": flat[channels:]})
-    if version == "bn_con2":  # a batch norm: folded as dlib does when it loads one into affine
-        params = r.tensor("batch-norm parameters")
-        r.alias("gamma")
-        r.alias("beta")
-        for what in ("means", "invstds"):
-            r.tensor(what)
-        mean = r.tensor("running means").reshape(-1)
-        var = r.tensor("running variances").reshape(-1)
-        r.int("num_updates", signed=False)
-        r.int("running_stats_window_size", signed=False)
-        for _ in range(4):
-            r.float("a multiplier")
-        eps = np.float32(r.float("eps"))
-        _expect(r, (params.size, mean.size, var.size), (2 * channels, channels, channels), "sizes")
-        flat = params.reshape(-1)
-        g = flat[:channels] / np.sqrt(var + eps)
-        return DatLayer("affine", {"weight": g, "bias": flat[channels:] - g * mean})
-    raise r.fail(f"record {version!r}", "'affine_', 'affine_2' or 'bn_con2'")
+    # bn_con2, a batch norm: folded as dlib does when it loads one into an affine layer
+    params = r.tensor("batch-norm parameters")
+    r.alias("gamma")
+    r.alias("beta")
+    for what in ("means", "invstds"):
+        r.tensor(what)
+    mean = r.tensor("running means").reshape(-1)
+    var = r.tensor("running variances").reshape(-1)
+    r.int("num_updates", signed=False)
+    r.int("running_stats_window_size", signed=False)
+    for _ in range(4):
+        r.float("a multiplier")
+    eps = np.float32(r.float("eps"))
+    _expect(r, (params.size, mean.size, var.size), (2 * channels, channels, channels), "sizes")
+    flat = params.reshape(-1)
+    g = flat[:channels] / np.sqrt(var + eps)
+    return DatLayer("affine", {"weight": g, "bias": flat[channels:] - g * mean})
 
 
 def _read_fc(r: _Reader, spec: tuple, in_features: int) -> DatLayer:
     out = spec[1]
-    version = r.string("a fully connected record")
-    _expect(r, version in ("fc_2", "fc_3"), True, f"record {version!r}: is fc_2/fc_3")
+    version = r.record("a fully connected layer", ("fc_2", "fc_3"))
     _expect(r, r.int("num_outputs", signed=False), out, "fc outputs")
     _expect(r, r.int("num_inputs", signed=False), in_features, "fc inputs")
     params = r.tensor("fc parameters")
@@ -302,26 +308,23 @@ def _read_fc(r: _Reader, spec: tuple, in_features: int) -> DatLayer:
 
 def _read_pool(r: _Reader, spec: tuple) -> None:
     _, kind, k, stride, pad = spec
-    version = r.string(f"a {kind}-pool record")
-    _expect(r, version, f"{kind}_pool_2", "record")
+    r.record(f"a {kind} pool", (f"{kind}_pool_2",))
     _expect(r, (r.int("nr"), r.int("nc")), (k, k), "pool size")
     _expect(r, (r.int("stride_y"), r.int("stride_x")), (stride, stride), "pool stride")
     _expect(r, (r.int("padding_y"), r.int("padding_x")), (pad, pad), "pool padding")
 
 
 def _read_plain(r: _Reader, spec: tuple) -> None:
-    version = r.string(f"a {spec[0]} record")
     if spec[0] == "relu":
-        _expect(r, version in ("relu_", "relu_2"), True, f"record {version!r}: is relu_/relu_2")
+        version = r.record("a relu", ("relu_", "relu_2"))
         if version == "relu_2" and r.bool("relu disabled"):
             raise r.fail("a disabled relu", "an enabled relu")
     else:
-        _expect(r, version, "add_prev_", "record")
+        r.record("a residual add", ("add_prev_",))
 
 
 def _read_input(r: _Reader) -> tuple[float, float, float]:
-    version = r.string("the input layer record")
-    _expect(r, version, "input_rgb_image_sized", "input layer")
+    r.record("the input layer", ("input_rgb_image_sized",))
     mean = (r.float("mean red"), r.float("mean green"), r.float("mean blue"))
     size = (r.int("rows", signed=False), r.int("columns", signed=False))
     _expect(r, size, (INPUT_SIZE, INPUT_SIZE), "input size")
@@ -357,7 +360,9 @@ def parse_dlib_resnet(data: bytes, source: str = "dlib model") -> DlibNet:
         raise r.fail(f"version {v}", "a dlib network (add_loss_layer version 1)")
     try:
         loss = r.string("the loss layer's name")
-    except DataError:
+    except DataError as e:
+        if "has no string" not in str(e):
+            raise
         raise DataError(
             f"{source}: not a dlib network (no loss layer name after its first number; dlib's "
             f"shape predictors such as shape_predictor_5_face_landmarks.dat start like this); "
