@@ -603,7 +603,7 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
             (the message names the architecture the file needs).
         DataError: the file is not a PyTorch checkpoint or state dict of a known layout.
     """
-    from facerec.inference.checkpoint import read_checkpoint_dict
+    from facerec.inference.checkpoint import check_hyperparameters, read_checkpoint_dict
     from facerec.models.pretrained import identify_state_dict, load_foreign_state_dict
 
     p = Path(path)
@@ -614,6 +614,7 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
     if not p.is_file():
         raise ConfigError(f"model.init_from: checkpoint {p} not found; {expected}")
     ckpt = read_checkpoint_dict(p, expected)
+    check_hyperparameters(ckpt, p)  # only weights are read, but a file naming code is refused
     state = ckpt.get("state_dict")
     if not isinstance(state, dict):
         # a bare state dict, or insightface's training checkpoint (checkpoint_gpu_0.pt)

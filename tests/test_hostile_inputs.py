@@ -268,6 +268,12 @@ def load_facerec_checkpoint(path: Path, env: Env, capsys) -> tuple[int, str]:
     return _library(lambda: load(path))
 
 
+def doctor_cmd(path: Path, env: Env, capsys) -> tuple[int, str]:
+    data = _faces(env.tmp / "doctor_data", 2)
+    argv = ["doctor", "--data", str(data), "--checkpoint", str(path)]
+    return _cli([*argv, "--out", str(env.tmp / "doctor_out")], capsys)
+
+
 ENTRY_POINTS: dict[str, Callable[..., tuple[int, str]]] = {
     "eval": eval_cmd,
     "export": export_cmd,
@@ -278,6 +284,7 @@ ENTRY_POINTS: dict[str, Callable[..., tuple[int, str]]] = {
     "validate_ckpt_path": validate_ckpt_path,
     "load_from_checkpoint": load_from_checkpoint,
     "load_facerec_checkpoint": load_facerec_checkpoint,
+    "doctor": doctor_cmd,
 }
 
 
@@ -300,7 +307,7 @@ CASES: list[Case] = [
     ),
     *(
         Case(f"hparams_function-{entry}", hparams_name_a_function, ENTRY_POINTS[entry],
-             ("refused", "'os.kill' (head)", "facerec.*"))
+             ("refused", "'os.kill' (head)", "facerec's own MarginHead"))
         for entry in ("eval", "export", "fit_ckpt_path", "load_from_checkpoint")
     ),
     Case("damaged_last_ckpt-fit_resume_last", damaged_last_ckpt, fit_resume_last,
@@ -374,6 +381,113 @@ def test_module_built_in_python_saves_plain_hyperparameters(tmp_path: Path):
     assert torch.load(path, weights_only=True)["hyper_parameters"]["center_loss"]["weight"] == 0.1
 
 
+# ------------------------------------------------- crafted hyper-parameters (issue 21 §2)
+WRITTEN = "WRITTEN_BY_CHECKPOINT.pth"
+
+
+def _write_spec(env: Env) -> dict:
+    """``facerec.io.atomic_write_text(path, text)`` as a class_path: built, it writes a file."""
+    return {
+        "class_path": "facerec.io.atomic_write_text",
+        "init_args": {"path": str(env.tmp / WRITTEN), "text": "import os"},
+    }
+
+
+#: name -> (edit of the real checkpoint's hyper-parameters, the class path the error names)
+CRAFTED: dict[str, tuple[Callable[[dict, Env], None], str]] = {
+    "function_as_backbone": (
+        lambda hp, env: hp.update(backbone=_write_spec(env)), "'facerec.io.atomic_write_text'"),
+    "function_as_head_string": (
+        lambda hp, env: hp.update(head="facerec.io.atomic_write_text"),
+        "'facerec.io.atomic_write_text'"),
+    "other_facerec_class": (
+        lambda hp, env: hp.update(backbone={"class_path": "facerec.data.datamodule.FaceDataModule",
+                                            "init_args": {"root": str(env.tmp)}}),
+        "'facerec.data.datamodule.FaceDataModule'"),
+    "facerec_class_of_another_kind": (
+        lambda hp, env: hp.update(head={"class_path": "facerec.models.IResNet"}),
+        "'facerec.models.IResNet'"),
+    "torch_nn_class": (
+        lambda hp, env: hp.update(metric_loss={"class_path": "torch.nn.TripletMarginLoss"}),
+        "'torch.nn.TripletMarginLoss'"),
+    "torch_nn_with_arguments": (
+        lambda hp, env: hp.update(backbone={"class_path": "torch.nn.Module",
+                                            "init_args": {"path": str(env.tmp / WRITTEN)}}),
+        "'torch.nn.Module'"),
+    "nested_in_sharded_margin": (
+        lambda hp, env: hp.update(head={"class_path": "facerec.heads.sharded.ShardedMarginHead",
+                                        "init_args": {"margin": _write_spec(env)}}),
+        "'facerec.io.atomic_write_text'"),
+    "under_an_option_key": (
+        lambda hp, env: hp.update(distill=_write_spec(env)), "'facerec.io.atomic_write_text'"),
+    "non_string_class_path": (
+        lambda hp, env: hp.update(backbone={"class_path": ["facerec.io", "atomic_write_text"]}),
+        "['facerec.io', 'atomic_write_text']"),
+    "instantiator": (
+        lambda hp, env: hp.update(_instantiator="facerec.io.atomic_write_text"),
+        "'facerec.io.atomic_write_text' (_instantiator)"),
+}  # fmt: skip
+
+
+def crafted(name: str) -> Callable[[Env], Path]:
+    def make(env: Env) -> Path:
+        ckpt = env.real()
+        CRAFTED[name][0](ckpt["hyper_parameters"], env)
+        path = env.tmp / f"{name}.ckpt"
+        torch.save(ckpt, path)
+        return path
+
+    return make
+
+
+#: every crafted file through the command-line readers; the first through every entry point
+CRAFTED_CASES = [
+    *((name, entry) for name in CRAFTED for entry in ("eval", "load_facerec_checkpoint")),
+    *(("function_as_backbone", entry) for entry in ENTRY_POINTS
+      if entry not in ("eval", "load_facerec_checkpoint")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "entry"), CRAFTED_CASES, ids=[f"{n}-{e}" for n, e in CRAFTED_CASES]
+)
+def test_crafted_hyperparameters_build_nothing(
+    name: str, entry: str, real_ckpt: Path, tmp_path: Path, capsys
+):
+    env = Env(tmp_path, real_ckpt)
+    path = crafted(name)(env)
+    rc, err = ENTRY_POINTS[entry](path, env, capsys)
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "refused" in err and CRAFTED[name][1] in err, err
+    assert str(path) in err, err
+    assert not (tmp_path / WRITTEN).exists(), "the checkpoint wrote a file"
+
+
+def test_crafted_payload_is_live(tmp_path: Path, real_ckpt: Path):
+    """Positive control: built as Lightning would build it, the spec does write its file."""
+    from pytorch_lightning.cli import instantiate_class
+
+    spec = _write_spec(Env(tmp_path, real_ckpt))
+    instantiate_class((), {"class_path": spec["class_path"], "init_args": spec["init_args"]})
+    assert (tmp_path / WRITTEN).read_text() == "import os"
+
+
+def test_allow_list_holds_only_model_parts():
+    from facerec.heads import ArcFaceHead
+    from facerec.inference.checkpoint import allowed_classes
+    from facerec.models import IResNet
+
+    allowed = allowed_classes()
+    assert allowed["facerec.models.IResNet"] == ("backbone",)
+    assert allowed["facerec.models.iresnet.IResNet"] == ("backbone",)
+    assert set(allowed["facerec.heads.ArcFaceHead"]) == {"head", "margin"}
+    assert "facerec.heads.sharded.ShardedMarginHead" in allowed
+    assert not [p for p in allowed if not p.startswith(("facerec.models.", "facerec.heads.",
+                                                        "facerec.losses."))]  # fmt: skip
+    assert IResNet and ArcFaceHead  # the names above are the classes users configure
+
+
 @pytest.mark.parametrize(
     ("hparams", "named"),
     [
@@ -399,8 +513,11 @@ def test_plain_hyperparameters_pass():
     check_hyperparameters(
         {"hyper_parameters": {
             "backbone": {"class_path": "facerec.models.IResNet", "init_args": {"depth": 18}},
-            "metric_loss": {"class_path": "torch.nn.TripletMarginLoss"},
-            "init_from": "model.ckpt", "optimizer": "sgd", "head": None,
+            "metric_loss": {"class_path": "facerec.losses.TripletLoss"},
+            "head": {"class_path": "facerec.heads.sharded.ShardedMarginHead",
+                     "init_args": {"margin": {"class_path": "facerec.heads.ArcFaceHead"}}},
+            "init_from": "model.ckpt", "optimizer": "sgd",
+            "_instantiator": "pytorch_lightning.cli.instantiate_module",
         }},
         "x.ckpt",
     )  # fmt: skip

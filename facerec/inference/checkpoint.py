@@ -12,6 +12,7 @@ state are training-only and never built.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -57,15 +58,53 @@ class LoadedModel:
 SAFE_GLOBALS: tuple[Any, ...] = ()
 
 #: Where a class named in a checkpoint's hyper-parameters may come from. ``load_from_checkpoint``
-#: imports and builds these classes (and calls ``head(embedding_dim, num_classes)``), so a
-#: checkpoint naming, say, ``os.kill`` as its head would run it: names outside these packages
-#: are refused before anything is imported.
-TRUSTED_CLASS_PREFIXES: tuple[str, ...] = ("facerec.", "torch.nn.")
-
-#: hyper-parameter keys whose string value jsonargparse resolves to a class or function
-_CLASS_KEYS = frozenset(
-    {"class_path", "_class_path", "backbone", "head", "metric_loss", "miner", "margin"}
+#: hyper-parameter keys under which a checkpoint may name a class, and the base class it must
+#: be a subclass of (module path, class name). Loading imports and builds what a checkpoint
+#: names (and calls ``head(embedding_dim, num_classes)``), so only the package's own classes of
+#: the expected kind are admitted: a function, another facerec class, a torch.nn class or
+#: anything else is refused before any name from the file is imported or called.
+CLASS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "backbone": (("facerec.models.base", "Backbone"),),
+    "head": (("facerec.heads.base", "MarginHead"),),
+    "margin": (("facerec.heads.base", "Margin"), ("facerec.heads.base", "MarginHead")),
+    "metric_loss": (("facerec.losses.base", "MetricLoss"),),
+}
+#: the packages (and modules) whose exported classes (``__all__``) :data:`CLASS_KEYS` admits
+CLASS_PACKAGES = ("facerec.models", "facerec.heads", "facerec.heads.sharded", "facerec.losses")
+#: what Lightning itself stores: the instantiator LightningCLI records (Lightning checks it
+#: against its own allow-list too) and nothing else
+LIGHTNING_INSTANTIATORS = frozenset(
+    {"pytorch_lightning.cli.instantiate_module", "lightning.pytorch.cli.instantiate_module"}
 )
+
+
+@functools.cache
+def allowed_classes() -> dict[str, tuple[str, ...]]:
+    """The class paths a checkpoint may name -> the :data:`CLASS_KEYS` keys each may stand under.
+
+    Built from facerec's own packages (never from a file): every public, concrete class that
+    :data:`CLASS_PACKAGES` export and that subclasses a key's base, under both its package name
+    (``facerec.heads.ArcFaceHead``) and its module name (``facerec.heads.arcface.ArcFaceHead``).
+    """
+    import importlib
+    import inspect
+
+    bases = {
+        key: tuple(getattr(importlib.import_module(m), n) for m, n in spec)
+        for key, spec in CLASS_KEYS.items()
+    }
+    found: dict[str, set[str]] = {}
+    for pkg_name in CLASS_PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        for name in getattr(pkg, "__all__", ()):
+            cls = getattr(pkg, name)
+            if not inspect.isclass(cls) or inspect.isabstract(cls):
+                continue
+            keys = {k for k, b in bases.items() if issubclass(cls, b) and cls not in b}
+            for path in (f"{pkg_name}.{name}", f"{cls.__module__}.{cls.__qualname__}"):
+                found.setdefault(path, set()).update(keys)
+    return {path: tuple(sorted(keys)) for path, keys in found.items() if keys}
+
 
 _REFUSED = (
     "refused: the file asks the unpickler for {what}, which a facerec checkpoint never holds "
@@ -158,30 +197,63 @@ def safe_torch_load(path: str | os.PathLike[str], expected: str = EXPECTED) -> A
 
 
 def check_hyperparameters(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Refuse a checkpoint whose hyper-parameters name a class outside facerec and torch.nn.
+    """Refuse a checkpoint whose hyper-parameters name anything but facerec's own model parts.
 
     ``load_from_checkpoint`` (and ``facerec fit --ckpt_path FILE``, which merges the file's
-    hyper-parameters into the config) imports and builds the classes a checkpoint names; this
-    check runs first, so a name such as ``os.system`` is refused before it is imported.
+    hyper-parameters into the config), ``facerec eval/export/embed/doctor --checkpoint``,
+    ``model.init_from`` and a distillation teacher import and build the classes a checkpoint
+    names. This check runs first, on every one of those paths: a class may be named only under a
+    key of :data:`CLASS_KEYS` (``backbone``, ``head``, ``margin``, ``metric_loss``), as a
+    ``class_path`` or a bare string, at any depth, and must be in :func:`allowed_classes` for
+    that key. A ``class_path`` anywhere else, any other ``_class_path`` or an unknown
+    ``_instantiator`` is refused. Nothing from the file is imported or called.
 
     Raises:
-        DataError: naming the file, the hyper-parameter and the class.
+        DataError: naming the file, the hyper-parameter and the class path, in one line.
     """
+    allowed = allowed_classes()
+
+    def refuse(value: Any, key: str, why: str) -> None:
+        raise DataError(
+            f"{path}: refused: its hyper-parameters name {value!r} ({key}); {why}; nothing "
+            "from the file was imported or run"
+        )
+
+    def admit(value: Any, key: str, where: str) -> None:
+        if not isinstance(value, str):
+            refuse(value, where, "expected a class path string")
+        if key not in allowed.get(value, ()):
+            kinds = " or ".join(n for _, n in CLASS_KEYS[key])
+            refuse(value, where, f"expected one of facerec's own {kinds} classes")
 
     def walk(value: Any, key: str) -> None:
         if isinstance(value, dict):
+            if "class_path" in value:
+                if key not in CLASS_KEYS:
+                    refuse(
+                        value["class_path"], "class_path", f"no class may be built under {key!r}"
+                    )
+                admit(value["class_path"], key, "class_path")
             for k, v in value.items():
-                walk(v, str(k))
+                k = str(k)
+                if k == "_instantiator":
+                    if v not in LIGHTNING_INSTANTIATORS:
+                        refuse(v, k, "expected Lightning's own instantiate_module")
+                elif k == "_class_path":
+                    if not (isinstance(v, str) and v.endswith(".FaceRecognitionModule")
+                            and v.startswith("facerec.")):  # fmt: skip
+                        refuse(v, k, "expected facerec's FaceRecognitionModule")
+                elif k in ("class_path", "_class_path"):
+                    continue
+                elif k == "init_args":
+                    walk(v, key)  # the arguments of the class under ``key``
+                else:
+                    walk(v, k)
         elif isinstance(value, list | tuple):
             for v in value:
                 walk(v, key)
-        elif isinstance(value, str) and key in _CLASS_KEYS and "." in value:
-            if not value.startswith(TRUSTED_CLASS_PREFIXES):
-                raise DataError(
-                    f"{path}: refused: its hyper-parameters name {value!r} ({key}); a facerec "
-                    f"checkpoint builds only classes from "
-                    f"{', '.join(p + '*' for p in TRUSTED_CLASS_PREFIXES)}"
-                )
+        elif isinstance(value, str) and key in CLASS_KEYS and "." in value:
+            admit(value, key, key)
 
     hp = ckpt.get("hyper_parameters")
     if hp is not None:
