@@ -27,6 +27,7 @@ from facerec.data.pairs import SYNTHETIC_HELD_OUT_START
 from facerec.data.sources import EncodedImages, FileImages, ImageSource
 from facerec.errors import DataError
 from facerec.io import atomic_write_bytes
+from facerec.metrics.verification import fold_ids
 
 
 @dataclass
@@ -38,8 +39,9 @@ class PairBenchmark:
         images: the M distinct images, decoded lazily (:class:`ImageSource`).
         pairs: (N, 2) int64 indices into ``images``.
         issame: (N,) bool, True for a genuine pair.
-        folds: (N,) int64 fold of each pair when the format defines folds (LFW pairs.txt), else
-            None (then KFold on the pairs in file order).
+        folds: (N,) int64 fold of each pair when the format defines folds (LFW pairs.txt; a
+            .bin: insightface's 10 contiguous folds), else None (then folds stratified by class,
+            seeded: :func:`facerec.metrics.verification.stratified_fold_ids`).
         source: where it was read from, for messages and the JSON report.
     """
 
@@ -178,6 +180,9 @@ def read_bin(path: str | os.PathLike[str], name: str | None = None) -> PairBench
         images=EncodedImages(bins, str(path)),
         pairs=pairs,
         issame=issame,
+        # insightface's protocol: 10 contiguous folds of the file (a toy file of < 10 pairs:
+        # stratified folds, as for a file that defines none)
+        folds=fold_ids(n, 10) if n >= 10 else None,
         source=str(path),
     )
 
@@ -317,9 +322,9 @@ def read_pairs_csv(
     """A CSV of ``path1,path2,same`` rows (an optional header row ``path1,path2,same``).
 
     Relative paths are taken from ``root`` (default: the CSV's folder). ``same`` is 1/0,
-    true/false, yes/no or same/different. Pairs are kept in file order; the 10-fold protocol then
-    splits them into contiguous folds, so the file should mix genuine and impostor pairs in each
-    tenth. Raises :class:`DataError` naming the line of the first bad row.
+    true/false, yes/no or same/different. Pairs are kept in file order; the k-fold protocol splits
+    them into folds stratified by class (seeded), whatever the order of the file. Raises
+    :class:`DataError` naming the line of the first bad row.
     """
     p = Path(path)
     base = Path(root) if root is not None else p.parent

@@ -84,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="number of synthetic pairs (default 2000)",
     )
     b.add_argument(
-        "--folds", type=int, default=10, help="folds where the benchmark defines none (default 10)"
+        "--folds",
+        type=int,
+        default=10,
+        help="folds where the benchmark defines none (pairs CSV, synthetic): stratified by "
+        "class, seeded (default 10); LFW pairs.txt and .bin keep their own",
     )
     i = p.add_argument_group("identification")
     i.add_argument("--gallery", metavar="DIR", help="gallery: DIR/identity/image")

@@ -152,6 +152,31 @@ class KFoldResult:
         self.threshold_mean = float(np.mean(self.fold_thresholds))
 
 
+def stratified_fold_ids(issame: np.ndarray, n_folds: int = 10, seed: int = 0) -> np.ndarray:
+    """Fold index (N,) int of each pair, stratified: every fold gets the same share (within
+    one pair) of genuine and of impostor pairs, whatever the file's order.
+
+    The pairs of each class are shuffled with ``seed`` (so a file sorted by class or by
+    difficulty gives balanced folds) and dealt to the folds in turn. Used where a benchmark does
+    not define its folds (a pairs CSV, identification-derived or synthetic pairs): contiguous
+    folds of a file listing all genuine pairs first would each hold one class, and a threshold
+    learnt on one class is tested on the other (accuracy near 0 %).
+    """
+    y = np.asarray(issame, dtype=bool).reshape(-1)
+    if n_folds < 2 or n_folds > y.size:
+        raise DataError(
+            f"{n_folds} folds for {y.size} pairs; expected 2 <= folds <= number of pairs"
+        )
+    rng = np.random.default_rng(seed)
+    out = np.empty(y.size, dtype=np.int64)
+    start = 0
+    for cls in (True, False):
+        idx = np.flatnonzero(y == cls)
+        out[rng.permutation(idx)] = (start + np.arange(idx.size)) % n_folds
+        start += idx.size  # the next class continues the deal, so fold sizes differ by <= 1
+    return out
+
+
 def kfold_accuracy(
     scores: np.ndarray,
     issame: np.ndarray,
@@ -164,12 +189,14 @@ def kfold_accuracy(
     Args:
         scores: (N,) similarities, higher = same.
         issame: (N,) bool.
-        n_folds: number of contiguous folds in file order (KFold, no shuffle); ignored when
-            ``folds`` is given.
+        n_folds: number of folds when ``folds`` is not given: stratified by class with a
+            fixed seed (:func:`stratified_fold_ids`).
         thresholds: (T,) candidate score thresholds, tried in order; the first one with the best
             training accuracy wins. Default: insightface's distance grid 0 ... 3.99 step 0.01
             mapped to scores (1.0, 0.995, ..., -0.995).
-        folds: optional (N,) int fold index of each pair (e.g. the folds of LFW's pairs.txt).
+        folds: optional (N,) int fold index of each pair, where the benchmark defines them
+            (LFW's pairs.txt; insightface's contiguous 10 folds of a .bin). Every fold must hold
+            both classes: a fold with one class is refused.
 
     Returns:
         :class:`KFoldResult`. For each fold f the threshold maximising accuracy on the pairs not
@@ -181,7 +208,14 @@ def kfold_accuracy(
     if thr.size == 0:
         raise DataError("empty threshold list; expected at least one candidate threshold")
     if folds is None:
-        fid = fold_ids(s.size, n_folds)
+        fewest = min(int(y.sum()), int((~y).sum()))
+        if 0 < fewest < n_folds:
+            kind = "genuine" if int(y.sum()) == fewest else "impostor"
+            raise DataError(
+                f"{fewest} {kind} pairs cannot fill {n_folds} folds; expected at most "
+                f"--folds {max(fewest, 2)} for these pairs (every fold needs both classes)"
+            )
+        fid = stratified_fold_ids(y, n_folds)
     else:
         fid = np.asarray(folds).reshape(-1)
         if fid.shape != s.shape:
@@ -189,6 +223,13 @@ def kfold_accuracy(
     uniq = np.unique(fid)
     if uniq.size < 2:
         raise DataError("all pairs are in one fold; expected at least two folds")
+    one_class = [int(f) for f in uniq if np.unique(y[fid == f]).size < 2]
+    if one_class and y.any() and not y.all():
+        raise DataError(
+            f"fold {one_class[0]} (of {uniq.size}) holds only "
+            f"{'genuine' if y[fid == one_class[0]].all() else 'impostor'} pairs; expected every "
+            "fold to hold both classes (a threshold learnt without one class is meaningless)"
+        )
     # correct[f, t] = pairs of fold f classified correctly at threshold t, by sorted counting.
     correct = np.zeros((uniq.size, thr.size), dtype=np.int64)
     sizes = np.zeros(uniq.size, dtype=np.int64)

@@ -26,10 +26,11 @@ def make_data(root: Path) -> dict[str, Path]:
     """A .bin, an LFW layout, a pairs CSV and gallery/probe/distractor folders of faces."""
     faces = SyntheticFaces(20, 4, size=40, seed=3)
     ids = range(500_000, 500_020)
-    # .bin: 12 pairs, alternating genuine / impostor
+    # .bin: 20 pairs, alternating genuine / impostor (each of the 10 contiguous folds holds one
+    # of each, as insightface reads a .bin)
     bins, same = [], []
-    for k in range(12):
-        a, b = ids[k], ids[k] if k % 2 == 0 else ids[(k + 1) % 12]
+    for k in range(20):
+        a, b = ids[k], ids[k] if k % 2 == 0 else ids[(k + 1) % 20]
         for who, idx in ((a, 0), (b, 1)):
             bins.append(cv2.imencode(".jpg", bgr(faces.render(who, idx)))[1].tobytes())
         same.append(k % 2 == 0)
@@ -92,6 +93,12 @@ def test_facerec_eval_end_to_end(tmp_path, checkpoint, capsys):
         "--distractors", str(tmp_path / "distractors"),
         "--batch-size", "64", "--device", "cpu", "--out", str(out),
     ]  # fmt: skip
+    # pairs.csv has 4 genuine pairs: 10 stratified folds cannot each hold one
+    assert facerec_main(argv) == 2
+    assert "4 genuine pairs cannot fill 10 folds; expected at most --folds 4" in (
+        capsys.readouterr().err
+    )
+    argv += ["--folds", "4"]
     assert facerec_main(argv) == 0
     printed = capsys.readouterr().out
     assert "Verification" in printed and "Identification" in printed and "model_a" in printed
@@ -114,7 +121,7 @@ def test_facerec_eval_end_to_end(tmp_path, checkpoint, capsys):
             assert (out / v["plots"]["histogram"]).is_file()
             assert (out / v["plots"]["roc"]).is_file()
         assert entry["verification"]["lfw"]["folds"] == 2  # folds from pairs.txt
-        assert entry["verification"]["mini"]["num_pairs"] == 12
+        assert entry["verification"]["mini"]["num_pairs"] == 20
         assert entry["verification"]["synthetic"]["num_pairs"] == 20
         ident = entry["identification"]
         assert ident["num_gallery_identities"] == 6 and ident["num_mated"] == 6

@@ -28,12 +28,13 @@ def _bgr(img: np.ndarray) -> np.ndarray:
 
 
 def _make_data(root: Path) -> None:
-    """mini.bin (12 pairs), pairs.csv over an image folder, gallery/probe folders."""
+    """mini.bin (20 pairs: one genuine and one impostor in each of insightface's 10 contiguous
+    folds), pairs.csv over an image folder, gallery/probe folders."""
     faces = SyntheticFaces(16, 4, size=40, seed=5)
     ids = range(700_000, 700_016)
     bins, same = [], []
-    for k in range(12):
-        a, b = ids[k], ids[k] if k % 2 == 0 else ids[(k + 1) % 12]
+    for k in range(20):
+        a, b = ids[k % 16], ids[k % 16] if k % 2 == 0 else ids[(k + 1) % 16]
         for who, idx in ((a, 0), (b, 1)):
             bins.append(cv2.imencode(".jpg", _bgr(faces.render(who, idx)))[1].tobytes())
         same.append(k % 2 == 0)

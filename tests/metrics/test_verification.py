@@ -21,6 +21,7 @@ from facerec.metrics.verification import (
     kfold_accuracy,
     pair_scores,
     roc,
+    stratified_fold_ids,
     tar_at_far,
     verification_report,
 )
@@ -62,7 +63,8 @@ def test_kfold_matches_insightface_loops_on_embeddings():
     n2 = e2 / np.linalg.norm(e2, axis=1, keepdims=True)
     dist = np.sum((n1 - n2) ** 2, axis=1)
     ref_acc, ref_thr = insightface_kfold(dist, issame)
-    res = kfold_accuracy(pair_scores(e1, e2), issame)
+    # insightface's .bin protocol: 10 contiguous folds (read_bin sets them)
+    res = kfold_accuracy(pair_scores(e1, e2), issame, folds=fold_ids(n, 10))
     np.testing.assert_allclose(res.fold_accuracies, ref_acc)
     np.testing.assert_allclose(res.fold_thresholds, 1 - ref_thr / 2, atol=1e-12)
     assert res.accuracy_mean == pytest.approx(ref_acc.mean())
@@ -89,8 +91,12 @@ def test_kfold_on_fixed_tied_scores_matches_slow_loop(n_folds):
     thresholds = np.linspace(1, -1, 81)
     folds = fold_ids(scores.size, n_folds)
     ref = slow_kfold(scores, issame, folds, thresholds)
-    res = kfold_accuracy(scores, issame, n_folds=n_folds, thresholds=thresholds)
+    res = kfold_accuracy(scores, issame, thresholds=thresholds, folds=folds)
     np.testing.assert_allclose(res.fold_accuracies, ref)
+    # without folds: stratified ones, the same as passing them
+    strat = stratified_fold_ids(issame, n_folds)
+    res_s = kfold_accuracy(scores, issame, n_folds=n_folds, thresholds=thresholds)
+    np.testing.assert_allclose(res_s.fold_accuracies, slow_kfold(scores, issame, strat, thresholds))
     # explicit folds (as from pairs.txt), interleaved rather than contiguous
     folds2 = np.arange(scores.size) % 3
     ref2 = slow_kfold(scores, issame, folds2, thresholds)
@@ -211,3 +217,29 @@ def test_far_key_and_input_errors():
         roc(np.array([np.nan, 0.1]), np.array([True, False]))
     with pytest.raises(DataError, match="genuine"):
         roc(np.array([0.3, 0.1]), np.array([True, True]))
+
+
+def test_stratified_folds_balance_a_file_sorted_by_class():
+    """The issue-21 case: 150 genuine pairs, then 150 impostor pairs, 2 folds. Contiguous folds
+    held one class each and printed 1.33 %; stratified folds give the separable data's accuracy."""
+    rng = np.random.default_rng(0)
+    issame = np.r_[np.ones(150, bool), np.zeros(150, bool)]
+    scores = np.where(issame, rng.normal(0.6, 0.1, 300), rng.normal(0.1, 0.1, 300))
+    ids = stratified_fold_ids(issame, 2)
+    for f in (0, 1):
+        assert (issame[ids == f]).sum() == 75 and (~issame[ids == f]).sum() == 75
+    np.testing.assert_array_equal(ids, stratified_fold_ids(issame, 2))  # seeded
+    res = kfold_accuracy(scores, issame, n_folds=2)
+    best, _ = best_threshold_accuracy(scores, issame)
+    assert res.accuracy_mean > 0.97 and abs(res.accuracy_mean - best) < 0.02
+    # odd sizes: fold sizes differ by at most one, each class by at most one
+    y = rng.random(1003) < 0.3
+    ids = stratified_fold_ids(y, 10)
+    assert np.ptp(np.bincount(ids)) <= 1
+    assert np.ptp(np.bincount(ids[y], minlength=10)) <= 1
+
+
+def test_file_folds_with_one_class_are_refused():
+    issame = np.r_[np.ones(10, bool), np.zeros(10, bool)]
+    with pytest.raises(DataError, match="fold 0 .* holds only genuine pairs"):
+        kfold_accuracy(np.linspace(0, 1, 20), issame, folds=fold_ids(20, 2))
