@@ -289,6 +289,13 @@ def read_lfw(
 ) -> PairBenchmark:
     """LFW View 2: pairs.txt plus the image root (name/name_000i.jpg); folds from the file."""
     parsed = parse_lfw_pairs(pairs_path)
+    for q in parsed:
+        for nm in (q.name1, q.name2):
+            if nm in (".", "..") or "/" in nm or "\\" in nm:
+                raise DataError(
+                    f"{pairs_path}:{q.line}: name {nm!r} leaves the image root {root}; "
+                    "expected an LFW name such as Aaron_Peirsol (one folder under --lfw-root)"
+                )
     if not Path(root).is_dir():
         raise DataError(f"{root}: LFW image folder not found; expected root/name/name_0001.jpg")
     refs = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from facerec.inference import (
     load_embedder,
     resolve_device,
 )
+from facerec.io import atomic_write_text, check_output, write_failed
 from facerec.metrics.verification import DEFAULT_FARS, far_key, verification_report
 
 from . import benchmarks as bm
@@ -270,8 +272,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         )
     device = resolve_device(args.device)
     aligner = Aligner.from_args(args, device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _prepare_out(args)
+    before = _file_stats(out)
     specs = [("checkpoint", q) for q in args.checkpoint] + [("onnx", q) for q in args.onnx]
     names = unique_names([q for _, q in specs])
     results: dict = {
@@ -291,6 +293,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         "models": {},
         "plots": {"roc": {}},
     }
+    for b in benches:  # a pair listed twice counts twice: say so once, with the count
+        uniq = np.unique(np.sort(b.pairs, axis=1), axis=0).shape[0]
+        if uniq < b.num_pairs:
+            print(
+                f"warning: {b.name}: {b.num_pairs - uniq} of {b.num_pairs} pairs repeat an "
+                "earlier pair (same two images); each is scored as listed",
+                file=sys.stderr,
+            )
     roc_curves: dict[str, list] = {b.name: [] for b in benches}
     cmc_curves = []
     for (kind, path), name in zip(specs, names, strict=True):
@@ -369,7 +379,55 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     write_json(out / "results.json", results)
     if report is not None:
         write_html_report(out / "report.html", results, report)
+    _clear_stale_outputs(out, before)
     return results
+
+
+#: the list of files an eval run wrote in its --out folder, read by the next run there
+OUTPUTS_MANIFEST = ".facerec_eval_outputs.json"
+
+
+def _prepare_out(args: argparse.Namespace) -> Path:
+    """Check ``--out`` before any work: a folder (not a file), writable, not inside an input."""
+    inputs = [("--checkpoint", q) for q in args.checkpoint] + [("--onnx", q) for q in args.onnx]
+    inputs += [("--bin", q) for q in args.bin] + [("--pairs-csv", q) for q in args.pairs_csv]
+    for flag in ("lfw_root", "gallery", "probe", "ijb"):
+        value = getattr(args, flag, None)
+        if isinstance(value, str):
+            inputs.append((f"--{flag.replace('_', '-')}", value))
+    out = check_output(args.out, "--out", inputs, kind="folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_failed(out, e) from None
+    return out
+
+
+def _file_stats(out: Path) -> dict[str, tuple[int, int, int]]:
+    """(inode, mtime ns, size) of each file in ``out``; eval writes atomically (a new inode)."""
+    stats = {}
+    for q in out.iterdir():
+        if q.is_file():
+            st = q.stat()
+            stats[q.name] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return stats
+
+
+def _clear_stale_outputs(out: Path, before: dict[str, tuple[int, int, int]]) -> None:
+    """Remove the files the previous run here wrote that this run did not rewrite (a report.html
+    beside a newer results.json), then record this run's files. Only files named in the
+    previous run's manifest are ever removed: nothing a user put in the folder."""
+    now = _file_stats(out)
+    mine = sorted(n for n, st in now.items() if n != OUTPUTS_MANIFEST and before.get(n) != st)
+    manifest = out / OUTPUTS_MANIFEST
+    try:
+        before = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        before = []
+    for name in before:
+        if isinstance(name, str) and name not in mine and Path(name).name == name:
+            (out / name).unlink(missing_ok=True)
+    atomic_write_text(manifest, json.dumps({"files": mine}, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -380,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
         results = run(args, argv)
     except FacerecError as e:
         print(f"facerec eval: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or a folder made read-only during the run
+        print(f"facerec eval: error: {write_failed(e.filename or args.out, e)}", file=sys.stderr)
         return 2
     print(format_table(results))
     if ijb_table := format_ijb_table(results):

@@ -253,6 +253,13 @@ def read_ijb(root: str | os.PathLike[str], name: str = "IJBC") -> IJBMeta:
         )
     if not names:
         raise DataError(f"{f5}: no images listed")
+    for k, nm in enumerate(names):
+        q = Path(nm)
+        if q.is_absolute() or ".." in q.parts or not q.parts:
+            raise DataError(
+                f"{f5}: image {k + 1} is {nm!r}, which leaves {r / 'loose_crop'}; expected a "
+                "file name under loose_crop/ (IJB names such as 1.jpg)"
+            )
     for k, (a, b) in enumerate(zip(names, names2, strict=True)):
         if a != b:
             raise DataError(

@@ -140,11 +140,11 @@ def test_facerec_eval_end_to_end(tmp_path, checkpoint, capsys):
     va, vb = (res["models"][m]["verification"]["mini"] for m in models)
     assert va["fold_accuracies"] == vb["fold_accuracies"]
     # every output file: one ROC per benchmark (both models on it), histograms, CMC
-    expected = {"results.json", "cmc.png"}
+    expected = {"results.json", "cmc.png", ".facerec_eval_outputs.json"}
     expected |= {f"roc_{b}.png" for b in benches}
     expected |= {f"hist_{b}_{m}.png" for b in benches for m in models}
     assert {q.name for q in out.iterdir()} == expected
-    for q in expected - {"results.json"}:
+    for q in expected - {"results.json", ".facerec_eval_outputs.json"}:
         img = cv2.imread(str(out / q))
         assert img is not None and img.shape[0] > 100, q
 
