@@ -165,6 +165,10 @@ def safe_torch_load(path: str | os.PathLike[str], expected: str = EXPECTED) -> A
     import torch
 
     p = Path(path)
+    if p.is_dir():
+        hint = sorted(p.glob("*.ckpt")) or sorted(p.glob("checkpoints/*.ckpt"))
+        also = f" (it holds {hint[-1].relative_to(p)}: give that file)" if hint else ""
+        raise DataError(f"{p}: is a folder{also}; {expected}")
     if not p.is_file():
         raise DataError(f"{p}: checkpoint not found; {expected}")
     try:
@@ -268,6 +272,27 @@ def read_checkpoint_dict(path: str | os.PathLike[str], expected: str = EXPECTED)
     return ckpt
 
 
+def state_dict_mismatch(model: dict[str, Any], found: dict[str, Any], limit: int = 3) -> str:
+    """The first differences between a model's state dict and one read from a file, as text
+    ("" when they match): tensors whose shapes differ (``name (file) vs (model)``), then
+    tensors the file lacks, then tensors the model lacks."""
+    shape = [
+        f"{k} {tuple(found[k].shape)} in the file vs {tuple(v.shape)} in the model"
+        for k, v in model.items()
+        if k in found and hasattr(found[k], "shape") and tuple(found[k].shape) != tuple(v.shape)
+    ]
+    missing = [k for k in model if k not in found]
+    extra = [k for k in found if k not in model]
+    parts = []
+    if shape:
+        parts.append(f"{len(shape)} tensors differ in shape: " + "; ".join(shape[:limit]))
+    if missing:
+        parts.append(f"{len(missing)} missing from the file: {', '.join(missing[:limit])}")
+    if extra:
+        parts.append(f"{len(extra)} not in the model: {', '.join(extra[:limit])}")
+    return "; ".join(parts)
+
+
 def _rebuild_backbone(ckpt: dict[str, Any], p: Path) -> nn.Module:
     """The backbone named by the checkpoint's hyper-parameters, with its ``backbone.*`` weights."""
     spec = (ckpt.get("hyper_parameters") or {}).get("backbone")
@@ -282,6 +307,12 @@ def _rebuild_backbone(ckpt: dict[str, Any], p: Path) -> nn.Module:
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     try:
         backbone = instantiate_class((), spec)
+        problem = state_dict_mismatch(backbone.state_dict(), state)
+        if problem:
+            raise DataError(
+                f"{p}: its weights do not fit the {spec['class_path']} its hyper-parameters "
+                f"describe ({problem}); {EXPECTED} by this facerec version"
+            )
         backbone.load_state_dict(state, strict=True)
     except FacerecError:
         raise

@@ -47,7 +47,8 @@ _TV_ARCHS = {
 class ForeignStateDict:
     """A recognised state dict: its layout, a readable name and the facerec backbone it needs.
 
-    ``kind``: ``insightface_iresnet``, ``insightface_mbf`` or ``torchvision_resnet``;
+    ``kind``: ``insightface_iresnet``, ``facerec_iresnet``, ``insightface_mbf``,
+    ``insightface_vit`` or ``torchvision_resnet``;
     ``name``: e.g. "insightface IResNet-50 (512-d)"; ``expected``: the model.backbone config
     that takes it, e.g. "facerec.models.IResNet with depth: 50, width: 1.0, embedding_dim: 512".
     """
@@ -111,6 +112,19 @@ def identify_state_dict(state: dict[str, torch.Tensor]) -> ForeignStateDict | No
             f"facerec.models.IResNet with depth: {depth}, width: {width:g}, embedding_dim: {dim}",
             state,
         )
+    if has("conv1.weight") and has("prelu.weight") and has("head.fc.weight"):
+        # facerec's own IResNet (the backbone's state dict, e.g. saved from a .ckpt's backbone)
+        blocks = _stage_blocks(keys, r"layer{s}\.(\d+)\.", 4)
+        depth = next((d for d, b in LAYERS.items() if tuple(b) == blocks), None)
+        width = state["conv1.weight"].shape[0] / 64
+        dim = state["head.fc.weight"].shape[0]
+        label = f"IResNet-{depth}" if depth else f"IResNet with blocks {list(blocks)}"
+        return ForeignStateDict(
+            "facerec_iresnet",
+            f"facerec {label} (width {width:g}, {dim}-d)",
+            f"facerec.models.IResNet with depth: {depth}, width: {width:g}, embedding_dim: {dim}",
+            state,
+        )
     if has("conv1.weight") and has("bn1.weight") and has("layer1.0.conv1.weight"):
         blocks = _stage_blocks(keys, r"layer{s}\.(\d+)\.", 4)
         arch = _TV_ARCHS.get((blocks, has("layer1.0.conv3.weight")))
@@ -141,10 +155,11 @@ def load_foreign_state_dict(backbone: nn.Module, found: ForeignStateDict, source
         ConfigError: ``backbone`` is not the architecture the file holds (other class, depth,
             width or embedding size), naming both and the model.backbone config expected.
     """
-    what = f"model.init_from: {source} is an {found.name} state dict"
+    what = f"model.init_from: {source} is a state dict of {found.name}"
     expected = f"expected model.backbone to be {found.expected}"
     cls = {
         "insightface_iresnet": IResNet,
+        "facerec_iresnet": IResNet,
         "insightface_mbf": MobileFaceNet,
         "insightface_vit": ViT,
         "torchvision_resnet": TorchvisionResNet,
@@ -154,7 +169,10 @@ def load_foreign_state_dict(backbone: nn.Module, found: ForeignStateDict, source
     if found.kind == "torchvision_resnet":
         return _load_torchvision(backbone, found, what, expected)  # type: ignore[arg-type]
     try:
-        backbone.load_insightface_state_dict(found.state)  # type: ignore[operator]
+        if found.kind == "facerec_iresnet":
+            backbone.load_state_dict(found.state, strict=True)
+        else:
+            backbone.load_insightface_state_dict(found.state)  # type: ignore[operator]
     except RuntimeError as e:
         raise ConfigError(
             f"{what} that does not fit this model.backbone ({_first_problem(e)}); {expected}"
