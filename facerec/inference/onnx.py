@@ -299,6 +299,16 @@ class OnnxEmbedder:
                 f"{p}: the input is {inputs[0].type} but the metadata says "
                 f"{self.meta.input_dtype}; expected a file written by facerec export"
             )
+        shape = list(inputs[0].shape)
+        hw = shape[1:3] if self.meta.layout == "NHWC" else shape[2:4]
+        fixed = [int(v) for v in hw if isinstance(v, int) and v > 0]
+        if len(hw) == 2 and len(fixed) == 2 and tuple(fixed) != tuple(self.meta.input_size):
+            h, w = self.meta.input_size
+            raise DataError(
+                f"{p}: the metadata says input_size {h}x{w} but the graph's input "
+                f"{inputs[0].name!r} is {shape} ({fixed[0]}x{fixed[1]}); expected them to agree "
+                "(a file edited after facerec export?)"
+            )
         self.preprocess: Preprocess = self.meta
         self.input_size: tuple[int, int] = tuple(self.meta.input_size)  # type: ignore[assignment]
         self.resize_mode: ResizeMode = resize_mode or self.meta.resize_mode

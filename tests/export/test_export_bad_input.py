@@ -133,3 +133,15 @@ def test_not_an_onnx_file(ckpt: Path, image_folder: Path, tmp_path: Path, capsys
 def test_export_refuses_a_folder_as_out(ckpt: Path, tmp_path: Path, capsys) -> None:
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_onnx_metadata_size_must_match_the_graph(plain_onnx: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(plain_onnx))
+    for prop in model.metadata_props:
+        if prop.key == "input_size":
+            prop.value = "[32, 32]"  # the graph takes 64x64
+    edited = tmp_path / "edited.onnx"
+    onnx.save(model, str(edited))
+    with pytest.raises(DataError, match=r"metadata says input_size 32x32 but the graph's input"):
+        OnnxEmbedder(edited)
+    OnnxEmbedder(plain_onnx)  # the file as exported agrees with itself
