@@ -282,3 +282,14 @@ def test_augmentation_draws_are_seeded_per_sample_and_epoch():
     assert len(resumed) == 1 and torch.equal(resumed[0], a[2])
     again = _batches(dm(0), 1)
     assert not any(torch.equal(x, y) for x, y in zip(a, again, strict=True))
+
+
+def test_identity_of_corrupt_files_is_refused_at_setup(tmp_path):
+    """Found when the data are set up (before any batch), not when the sampler draws it."""
+    root = write_folder(tmp_path / "faces", 3, 3)
+    for f in (root / "person_1").iterdir():
+        f.write_bytes(b"not an image")
+    (root / "person_2" / "000.png").write_bytes(b"broken")  # one bad file of three: fine
+    dm = FaceDataModule(root=str(root), val_identities=0, num_workers=0)
+    with pytest.raises(DataError, match=r"identity 'person_1' \(label 1\): all its 3 images"):
+        dm.num_classes  # the scan runs when the data are first indexed
