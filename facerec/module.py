@@ -165,17 +165,15 @@ class FaceRecognitionModule(pl.LightningModule):
             opts = coerce(center_loss, CenterLossOptions, "model.center_loss")
             self.center_loss = CenterLoss(num_classes, self.embedding_dim, alpha=opts.alpha)
             self.center_loss_weight = opts.weight
-        for name, value, positive in (
-            ("lr", lr, True),
-            ("momentum", momentum, False),
-            ("weight_decay", weight_decay, False),
-            ("warmup_epochs", warmup_epochs, False),
-            ("metric_loss_weight", metric_loss_weight, False),
+        for name, value in (  # lr 0 is allowed: a run that only checks the loaded weights
+            ("lr", lr),
+            ("momentum", momentum),
+            ("weight_decay", weight_decay),
+            ("warmup_epochs", warmup_epochs),
+            ("metric_loss_weight", metric_loss_weight),
         ):
-            if not (value > 0 if positive else value >= 0) or value != value:
-                raise ConfigError(
-                    f"model.{name} is {value!r}; expected a number {'>' if positive else '>='} 0"
-                )
+            if not value >= 0:  # also NaN
+                raise ConfigError(f"model.{name} is {value!r}; expected a number >= 0")
         if lr_reference_batch is not None and lr_reference_batch < 1:
             raise ConfigError(
                 f"model.lr_reference_batch is {lr_reference_batch!r}; expected an integer >= 1 "

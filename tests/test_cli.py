@@ -199,7 +199,7 @@ def _error_line(capsys) -> str:
     [
         (["--data.val_identities", "-3"], "data.val_identities is -3; expected an integer >= 0"),
         (["--data.batch_size", "-8"], "data.batch_size is -8; expected an integer >= 1"),
-        (["--model.lr", "-0.1"], "model.lr is -0.1; expected a number > 0"),
+        (["--model.lr", "-0.1"], "model.lr is -0.1; expected a number >= 0"),
         (["--model.weight_decay=-1e-4"], "model.weight_decay is -0.0001; expected a number"),
     ],
 )

@@ -20,7 +20,7 @@ the module maps it to dlib's own input, ``(x − mean_c) / 256`` with the per-ch
 from the file (122.782, 117.001, 104.298), in its first step, so the data pipeline, ``embed``,
 ``eval`` and ONNX export need nothing special. What they do need is dlib's face chip (a 150×150
 crop aligned to dlib's 5-point template with padding 0.25, :data:`DLIB_CHIP`); the model carries
-that description in ``chip`` and :meth:`DlibResNet.preprocess`.
+that description in ``chip``.
 """
 
 from __future__ import annotations
@@ -180,14 +180,6 @@ class DlibResNet(Backbone):
     def stages(self) -> list[list[nn.Module]]:
         """The stem with the 32-wide level, then the 64, 128, 256 and last 256-wide levels."""
         return [[self.conv1, self.aff1, self.levels[0]], *[[lv] for lv in self.levels[1:]]]
-
-    def preprocess(self) -> Any:
-        """The :class:`facerec.inference.preprocess.Preprocess` of this model: 150×150 RGB,
-        facerec's ``(x − 127.5)/127.5`` (dlib's own mean/256 is applied inside), raw 128-d
-        output. The face chip it expects (dlib's template) is :attr:`chip`."""
-        from facerec.inference.preprocess import Preprocess
-
-        return Preprocess(input_size=self.input_size, embedding_dim=self.embedding_dim)
 
     # ------------------------------------------------------------------ dlib weights
     def load_dlib(self, net: DlibNet) -> DlibResNet:

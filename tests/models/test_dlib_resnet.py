@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from facerec.errors import DataError
+from facerec.inference.preprocess import Preprocess
 from facerec.models import DlibResNet
 from facerec.models import dlib_resnet as dr
 from facerec.models.dlib_dat import _architecture, parse_dlib_resnet, read_dlib_resnet
@@ -75,7 +76,10 @@ def test_architecture_shapes_and_stages() -> None:
     assert len(convs) == 29
     assert sum(p.numel() for p in net.parameters()) == 5_614_592  # as in the .dat
     assert len(net.stages()) == 5
-    assert net.preprocess().input_size == (150, 150) and net.preprocess().embedding_dim == 128
+    assert (
+        Preprocess.for_backbone(net).input_size == (150, 150)
+        and Preprocess.for_backbone(net).embedding_dim == 128
+    )
     with pytest.raises(Exception, match=r"\(B, 3, 150, 150\)"):
         net(torch.randn(1, 3, 112, 112))
 
@@ -201,7 +205,7 @@ def test_onnx_export_equals_torch(model: DlibResNet) -> None:
     from facerec.export.check import check_onnx
     from facerec.export.onnx import export_onnx
 
-    pre = model.preprocess()
+    pre = Preprocess.for_backbone(model)
     data = export_onnx(model, pre, bake_normalization=True)
     results = check_onnx(data, model, pre, batch_sizes=(1, 3))
     assert all(r.ok() for r in results), results
