@@ -52,17 +52,17 @@ def _cli_class():
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
     from pytorch_lightning.cli import LightningArgumentParser
 
-    from facerec import lightning_compat
-    from facerec.callbacks import (
+    from facerec.base import lightning_compat
+    from facerec.data.datamodule import FaceDataModule
+    from facerec.training.callbacks import (
         AtomicCheckpointIO,
         ResumeLoaderState,
         VerificationSummary,
         read_resume,
     )
-    from facerec.curves import TrainingCurves
-    from facerec.data.datamodule import FaceDataModule
-    from facerec.module import FaceRecognitionModule
-    from facerec.refresh import data_callbacks
+    from facerec.training.curves import TrainingCurves
+    from facerec.training.module import FaceRecognitionModule
+    from facerec.training.refresh import data_callbacks
 
     class FacerecCLI(lightning_compat.cli_base()):  # type: ignore[misc]
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -183,7 +183,7 @@ def _last_checkpoint(config) -> str | None:
     """``--ckpt_path last`` of a fit: the run folder's ``checkpoints/last.ckpt``; None, with one
     line saying so, when there is none yet: the run starts afresh, so one script both starts a
     run and continues it after a requeue (README, SLURM)."""
-    from facerec.callbacks import RunLock
+    from facerec.training.callbacks import RunLock
 
     dirpath = (config.get("checkpoint") or {}).get("dirpath")
     root = (config.get("trainer") or {}).get("default_root_dir") or "runs"
@@ -252,9 +252,9 @@ def check_resume_options(saved: dict, given: dict, path: str) -> None:
 
 def _claim_run_folder(root: str, model) -> None:
     """Before a fit trains: the run folder must be writable, have room for its checkpoints and
-    not be in use by another fit (:class:`facerec.callbacks.RunLock`)."""
-    from facerec.callbacks import RunLock
+    not be in use by another fit (:class:`facerec.training.callbacks.RunLock`)."""
     from facerec.io import check_free_space, check_output
+    from facerec.training.callbacks import RunLock
 
     flag = "--trainer.default_root_dir"
     check_output(root, flag, kind="folder")

@@ -129,11 +129,11 @@ def train_panel(
         steps: optimiser steps; batch: images per step (random, with horizontal flips).
 
     Returns:
-        the trained :class:`~facerec.module.FaceRecognitionModule` in eval mode.
+        the trained :class:`~facerec.training.module.FaceRecognitionModule` in eval mode.
     """
     import torch
 
-    from facerec.module import FaceRecognitionModule
+    from facerec.training.module import FaceRecognitionModule
 
     torch.manual_seed(seed)
     module = FaceRecognitionModule.from_config(

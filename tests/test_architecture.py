@@ -16,38 +16,34 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "facerec"
 
-#: (module or package prefix, layer); the longest matching prefix wins.
-LAYERS: dict[str, str] = {
+#: The modules at the package root, and their layer: what every layer imports (base) and the
+#: entry points. Nothing else lives at the root (test_the_folders_are_the_layers).
+ROOT_MODULES: dict[str, str] = {
     "facerec": "base",
     "facerec.errors": "base",
     "facerec.io": "base",
-    "facerec.distributed": "base",
-    "facerec.options": "base",
-    "facerec.lightning_compat": "base",
-    "facerec.models": "blocks",
-    "facerec.heads": "blocks",
-    "facerec.losses": "blocks",
-    "facerec.mining": "blocks",
-    "facerec.optim": "blocks",
-    "facerec.metrics": "blocks",
-    "facerec.faiss_index": "blocks",
-    "facerec.data": "data",
-    "facerec.align": "data",
-    "facerec.inference": "inference",
-    "facerec.module": "training",
-    "facerec.callbacks": "training",
-    "facerec.refresh": "training",
-    "facerec.distill": "training",
-    "facerec.finetune": "training",
-    "facerec.curves": "training",
-    "facerec.eval": "eval",
-    "facerec.export": "export",
     "facerec.cli": "entry",
     "facerec.__main__": "entry",
     "facerec.visualize": "entry",
     "facerec.recipes": "entry",
-    "facerec.align.cli": "entry",
 }
+#: Every package folder and its one layer: the folder names are the layers.
+PACKAGES: dict[str, str] = {
+    "facerec.base": "base",
+    "facerec.models": "blocks",
+    "facerec.heads": "blocks",
+    "facerec.losses": "blocks",
+    "facerec.mining": "blocks",
+    "facerec.metrics": "blocks",
+    "facerec.data": "data",
+    "facerec.align": "data",
+    "facerec.inference": "inference",
+    "facerec.training": "training",
+    "facerec.eval": "eval",
+    "facerec.export": "export",
+}
+#: (module or package prefix, layer); the longest matching prefix wins.
+LAYERS: dict[str, str] = {**ROOT_MODULES, **PACKAGES}
 RANK = {"base": 0, "blocks": 1, "data": 2, "inference": 3, "training": 4, "eval": 5, "export": 5}
 RANK["entry"] = 6
 #: pairs of top-level subpackages that must not import each other (either way)
@@ -156,6 +152,27 @@ def test_the_checker_sees_relative_and_lazy_imports(tmp_path: Path) -> None:
     known = {"facerec.pkg.sub", "facerec.pkg.other", "facerec.io"}
     got = imports_of("facerec.pkg.mod", p, known)
     assert got == {"facerec.pkg.sub", "facerec.pkg.other", "facerec.io"}
-    assert layer_of("facerec.align.cli") == "entry"
+    assert layer_of("facerec.align.cli") == "data"  # a folder is one layer
     assert layer_of("facerec.align.transform") == "data"
     assert layer_of("facerec.brand_new") is None  # a new top-level module must be placed
+
+
+def test_the_folders_are_the_layers() -> None:
+    """Each package folder is one layer (no module of a folder is given another), and the root
+    holds only the base modules every layer imports and the entry points: no training code."""
+    root = {module_name(p) for p in PACKAGE.glob("*.py")}
+    assert root == set(ROOT_MODULES), (
+        f"modules at the package root other than {sorted(ROOT_MODULES)}: "
+        f"{sorted(root - set(ROOT_MODULES))}; put them in the folder of their layer"
+    )
+    folders = {
+        module_name(p.parent)
+        for p in PACKAGE.rglob("__init__.py")
+        if p.parent.parent == PACKAGE  # top-level folders; sub-folders share their layer
+    }
+    assert folders == set(PACKAGES), f"folders without a layer: {sorted(folders - set(PACKAGES))}"
+    for name in modules():
+        top = ".".join(name.split(".")[:2])
+        if name not in ROOT_MODULES:
+            assert layer_of(name) == PACKAGES[top], f"{name} is not in its folder's layer"
+    assert all(v in ("base", "entry") for v in ROOT_MODULES.values())

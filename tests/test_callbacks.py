@@ -1,5 +1,5 @@
-"""facerec.callbacks: atomic checkpoint saves that clean up after a kill, safe resume reads that
-name the newest intact checkpoint, and the summary's "best" over a resumed run."""
+"""facerec.training.callbacks: atomic checkpoint saves that clean up after a kill, safe resume
+reads that name the newest intact checkpoint, and the summary's "best" over a resumed run."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from facerec.callbacks import (
+from facerec.errors import DataError
+from facerec.training.callbacks import (
     AtomicCheckpointIO,
     VerificationSummary,
     newest_intact_checkpoint,
     read_resume,
     remove_stale_temporaries,
 )
-from facerec.errors import DataError
 
 
 def _ckpt(step: int) -> dict:
@@ -81,7 +81,7 @@ def test_summary_best_covers_the_whole_resumed_run(tmp_path: Path, capsys) -> No
     """The validation history travels in the checkpoint, so after a resume "best" is the run's
     best, next to the run's best checkpoint."""
     from facerec.models import IResNet
-    from facerec.module import FaceRecognitionModule
+    from facerec.training.module import FaceRecognitionModule
 
     def module() -> FaceRecognitionModule:
         backbone = IResNet(depth=18, width=0.125, embedding_dim=8, input_size=(32, 32))
@@ -112,7 +112,7 @@ def test_summary_names_starting_weights_after_a_resume_or_init_from(
     """The sanity check after --ckpt_path / model.init_from measured those weights, not an
     untrained network (issue 21 §4); the label travels in the checkpoint."""
     from facerec.models import IResNet
-    from facerec.module import FaceRecognitionModule
+    from facerec.training.module import FaceRecognitionModule
 
     def module() -> FaceRecognitionModule:
         backbone = IResNet(depth=18, width=0.125, embedding_dim=8, input_size=(32, 32))

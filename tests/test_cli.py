@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facerec.cli import TOOL_COMMANDS, main
-from facerec.module import FaceRecognitionModule
+from facerec.training.module import FaceRecognitionModule
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
@@ -216,8 +216,8 @@ def test_a_second_fit_in_a_busy_run_folder_is_refused_and_a_dead_ones_lock_taken
         [
             sys.executable,
             "-c",
-            "import sys; from facerec.callbacks import RunLock; RunLock(sys.argv[1]).acquire();"
-            " print('held', flush=True); sys.stdin.read()",
+            "import sys; from facerec.training.callbacks import RunLock; "
+            "RunLock(sys.argv[1]).acquire(); print('held', flush=True); sys.stdin.read()",
             str(tmp_path),
         ],
         stdin=subprocess.PIPE,

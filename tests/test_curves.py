@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from facerec.curves import TrainingCurves, plot_training_curves
+from facerec.training.curves import TrainingCurves, plot_training_curves
 
 
 class Tiny(pl.LightningModule):

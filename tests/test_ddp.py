@@ -7,7 +7,8 @@ process with ``data.batch_size 16`` against ``--trainer.strategy ddp --trainer.d
 same set of images for any number of processes (checked: the labels gathered in rank order are
 those of the one-process batch, in order). BatchNorm normalises with per-process batch statistics
 on CPUs (SyncBatchNorm needs GPUs; there ``--trainer.sync_batchnorm true`` plays this part), so
-the runs use ``facerec.callbacks.FreezeBatchNorm``. DDP averages the two ranks' gradients, which
+the runs use ``facerec.training.callbacks.FreezeBatchNorm``. DDP averages the two ranks' gradients,
+which
 is the gradient of the global-batch mean loss; CenterLoss updates its centres from the gathered
 batch.
 
@@ -44,7 +45,7 @@ TINY = [
     "--data.num_workers", "0", "--data.augment", "[]", "--model.lr_reference_batch", "null",
     "--model.lr", "0.01",
     "--model.lr_schedule", "constant", "--model.warmup_epochs", "0",
-    "--trainer.callbacks+=facerec.callbacks.FreezeBatchNorm",
+    "--trainer.callbacks+=facerec.training.callbacks.FreezeBatchNorm",
     "--trainer.callbacks+=lightning_probe.Probe",
 ]  # fmt: skip
 

@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent(
         dist.init_process_group(
             "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
         )
-        from facerec import distributed
+        from facerec.base import distributed
         from facerec.losses import ContrastiveLoss, TripletLoss
 
         sys.path.insert(0, out)
@@ -166,8 +166,8 @@ SAMPLER_SCRIPT = textwrap.dedent(
     from facerec.data.datamodule import FaceDataModule, PKOptions, SyntheticOptions
     from facerec.data.hard_identity import HardIdentityOptions
     from facerec.data.offline_triplets import OfflineTripletOptions
-    from facerec.module import FaceRecognitionModule
-    from facerec.refresh import data_callbacks
+    from facerec.training.module import FaceRecognitionModule
+    from facerec.training.refresh import data_callbacks
 
 
     class Record(pl.Callback):

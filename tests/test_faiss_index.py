@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facerec.errors import ConfigError, DataError
-from facerec.faiss_index import build_index, faiss_gpu_count, faiss_search
+from facerec.mining.faiss_index import build_index, faiss_gpu_count, faiss_search
 
 
 def unit_rows(n: int, d: int, seed: int) -> np.ndarray:

@@ -11,9 +11,9 @@ import torchvision
 
 from facerec.data.datamodule import FaceDataModule, SyntheticOptions
 from facerec.errors import ConfigError, DataError
-from facerec.finetune import FreezeOptions, LrMultipliers, param_groups
 from facerec.models import IResNet, MobileFaceNet, TorchvisionResNet
-from facerec.module import FaceRecognitionModule, load_init_weights
+from facerec.training.finetune import FreezeOptions, LrMultipliers, param_groups
+from facerec.training.module import FaceRecognitionModule, load_init_weights
 
 IRES = {
     "class_path": "facerec.models.IResNet",

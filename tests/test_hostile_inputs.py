@@ -257,7 +257,7 @@ def fit_data(path: Path, env: Env, capsys) -> tuple[int, str]:
 
 
 def load_from_checkpoint(path: Path, env: Env, capsys) -> tuple[int, str]:
-    from facerec.module import FaceRecognitionModule
+    from facerec.training.module import FaceRecognitionModule
 
     return _library(lambda: FaceRecognitionModule.load_from_checkpoint(path))
 
@@ -352,7 +352,7 @@ def test_payloads_are_live(shape: str, real_ckpt: Path, tmp_path: Path):
 def test_real_checkpoint_loads_through_every_safe_path(real_ckpt: Path, tmp_path: Path):
     """Our own checkpoints need nothing beyond weights_only=True (no allow-listed globals)."""
     from facerec.inference.checkpoint import SAFE_GLOBALS, load_facerec_checkpoint
-    from facerec.module import FaceRecognitionModule
+    from facerec.training.module import FaceRecognitionModule
 
     assert SAFE_GLOBALS == ()
     ckpt = torch.load(real_ckpt, weights_only=True)
@@ -369,7 +369,7 @@ def test_module_built_in_python_saves_plain_hyperparameters(tmp_path: Path):
     checkpoint loads with weights_only=True."""
     from facerec.heads import ArcFaceHead
     from facerec.models.iresnet import IResNet
-    from facerec.module import CenterLossOptions, FaceRecognitionModule
+    from facerec.training.module import CenterLossOptions, FaceRecognitionModule
 
     backbone = IResNet(depth=18, width=0.125, embedding_dim=8, input_size=(32, 32))
     m = FaceRecognitionModule(

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from facerec.errors import ConfigError
-from facerec.module import FaceRecognitionModule
-from facerec.optim import lr_factor
+from facerec.training.module import FaceRecognitionModule
+from facerec.training.optim import lr_factor
 
 BACKBONE = {
     "class_path": "facerec.models.IResNet",
@@ -121,7 +121,7 @@ def test_validation_scores_only_pairs_whose_images_were_embedded():
     import numpy as np
 
     from facerec.metrics.verification import best_threshold_accuracy
-    from facerec.module import score_embedded_pairs
+    from facerec.training.module import score_embedded_pairs
 
     emb = torch.nn.functional.normalize(torch.randn(10, 4), dim=1)
     i1 = np.array([0, 1, 2, 8, 3, 9])

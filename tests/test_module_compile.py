@@ -15,7 +15,7 @@ import torch
 from facerec.data.datamodule import FaceDataModule, SyntheticOptions
 from facerec.errors import ConfigError
 from facerec.models import IResNet
-from facerec.module import FaceRecognitionModule
+from facerec.training.module import FaceRecognitionModule
 
 BACKBONE = {
     "class_path": "facerec.models.IResNet",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from facerec.base.options import coerce
 from facerec.data.datamodule import FaceDataModule, PKOptions, SyntheticOptions
 from facerec.data.hard_identity import HardIdentityOptions
 from facerec.errors import ConfigError
-from facerec.options import coerce
 
 
 def test_coerce_converts_dicts_and_refuses_the_rest() -> None:

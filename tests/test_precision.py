@@ -18,7 +18,7 @@ from pytorch_lightning.plugins import MixedPrecision
 
 from facerec.data.datamodule import FaceDataModule, SyntheticOptions
 from facerec.errors import FacerecError
-from facerec.module import FaceRecognitionModule
+from facerec.training.module import FaceRecognitionModule
 
 SHARDED = "facerec.heads.sharded.ShardedMarginHead"
 BACKBONE = {

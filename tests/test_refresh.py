@@ -17,8 +17,8 @@ from facerec.data.image import to_tensor_array
 from facerec.data.offline_triplets import OfflineTripletOptions
 from facerec.errors import ConfigError
 from facerec.mining.offline import select_triplets
-from facerec.module import FaceRecognitionModule, load_init_weights
-from facerec.refresh import HardIdentityRefresh, OfflineTripletRefresh
+from facerec.training.module import FaceRecognitionModule, load_init_weights
+from facerec.training.refresh import HardIdentityRefresh, OfflineTripletRefresh
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONE = {
@@ -127,7 +127,7 @@ def test_init_from_loads_the_backbone_through_the_finetune_recipe(tmp_path: Path
 def test_data_callbacks_are_what_the_sampler_needs_and_fit_refuses_without_them() -> None:
     from types import SimpleNamespace
 
-    from facerec.refresh import check_data_callbacks, data_callbacks
+    from facerec.training.refresh import check_data_callbacks, data_callbacks
 
     hard = FaceDataModule(sampler="hard_identity", pk=PKOptions(p=4, k=2), val_identities=0)
     offline = FaceDataModule(sampler="offline_triplets", val_identities=0)
@@ -135,5 +135,5 @@ def test_data_callbacks_are_what_the_sampler_needs_and_fit_refuses_without_them(
     assert [type(c) for c in data_callbacks(offline)] == [OfflineTripletRefresh]
     assert data_callbacks(FaceDataModule(sampler="pk", val_identities=0)) == []
     check_data_callbacks(SimpleNamespace(callbacks=data_callbacks(hard)), hard)
-    with pytest.raises(ConfigError, match="needs facerec.refresh.OfflineTripletRefresh"):
+    with pytest.raises(ConfigError, match="needs facerec.training.refresh.OfflineTripletRefresh"):
         check_data_callbacks(SimpleNamespace(callbacks=[]), offline)

@@ -19,7 +19,7 @@ def make_checkpoint(
     import pytorch_lightning as pl
 
     from facerec.data.datamodule import FaceDataModule, SyntheticOptions
-    from facerec.module import FaceRecognitionModule
+    from facerec.training.module import FaceRecognitionModule
 
     pl.seed_everything(0, verbose=False)
     module = FaceRecognitionModule.from_config(

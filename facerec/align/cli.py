@@ -273,7 +273,7 @@ def align_folder(
     counts["renamed"] = sum(stems[r.as_posix()] == r.as_posix() for r in rels)
 
     if todo and given is None and detector is None:
-        from facerec.inference.embedder import resolve_device
+        from facerec.base.device import resolve_device
 
         detector = build_detector(
             "mtcnn",

@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
+from facerec.base.options import coerce
 from facerec.data.datasets import FaceDataset, IndexedDataset
 from facerec.data.folder import read_name_list, scan_image_folder
 from facerec.data.hard_identity import HardIdentityOptions
@@ -30,7 +31,6 @@ from facerec.data.pairs import SYNTHETIC_HELD_OUT_START, make_pairs
 from facerec.data.sources import FileImages, SubsetImages
 from facerec.data.transforms import DEFAULT_AUGMENT, build_augment
 from facerec.errors import ConfigError, DataError
-from facerec.options import coerce
 
 
 @dataclass

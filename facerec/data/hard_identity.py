@@ -3,7 +3,7 @@
 :class:`HardIdentitySampler` is a :class:`~facerec.data.samplers.PKSampler` (same batch shape,
 same epoch length, same DDP sharding, same resume state) whose identity choice is changed once a
 neighbour table is set (:meth:`HardIdentitySampler.set_neighbours`, called by
-:class:`facerec.refresh.HardIdentityRefresh` every N steps with each identity's nearest
+:class:`facerec.training.refresh.HardIdentityRefresh` every N steps with each identity's nearest
 identities by class centre, found with FAISS).
 
 Composition of one global step (all ranks compute the same step; rank r keeps block r):

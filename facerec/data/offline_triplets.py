@@ -2,7 +2,7 @@
 
 :class:`OfflineTripletSampler` is a batch sampler whose batches are ``T`` triplets laid out as
 ``[a₀, p₀, n₀, a₁, p₁, n₁, …]`` (3·T dataset indices). The triplets come from a pool that
-:class:`facerec.refresh.OfflineTripletRefresh` replaces every N steps with the triplets it
+:class:`facerec.training.refresh.OfflineTripletRefresh` replaces every N steps with the triplets it
 selects (:func:`facerec.mining.offline.select_triplets`) on a freshly embedded subset. A
 :class:`~facerec.losses.TripletLoss` with ``offline: instead`` (or ``alongside``) reads this
 layout back from the batch.

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
-from facerec import distributed, lightning_compat
+from facerec.base import distributed, lightning_compat
 from facerec.errors import ConfigError
 
 __all__ = ["PKSampler", "ResumableDataLoader", "ShuffleBatchSampler", "lightning_batches_done"]
@@ -148,7 +148,7 @@ class ShuffleBatchSampler(_ResumableBatchSampler):
         num_samples: N, dataset size.
         batch_size: b, images per batch on each rank.
         seed: base seed (≥ 0).
-        num_replicas, rank: ``None`` → :mod:`facerec.distributed`'s.
+        num_replicas, rank: ``None`` → :mod:`facerec.base.distributed`'s.
     """
 
     _resume_keys = ("seed", "global_batch_size", "num_samples")
@@ -220,8 +220,8 @@ class PKSampler(_ResumableBatchSampler):
         k: images per identity.
         min_images: identities with fewer images are skipped (≥ 1).
         seed: base seed (≥ 0).
-        num_replicas: number of ranks; ``None`` → :func:`facerec.distributed.world_size`.
-        rank: this rank; ``None`` → :func:`facerec.distributed.rank`.
+        num_replicas: number of ranks; ``None`` → :func:`facerec.base.distributed.world_size`.
+        rank: this rank; ``None`` → :func:`facerec.base.distributed.rank`.
     """
 
     _resume_keys = ("seed", "p", "k", "min_images", "num_replicas", "num_identities")

@@ -24,7 +24,6 @@ import numpy as np
 import facerec
 from facerec.align.options import Aligner, add_align_arguments
 from facerec.errors import ConfigError, FacerecError
-from facerec.faiss_index import INDEX_KINDS, faiss_gpu_count
 from facerec.inference import (
     Embedder,
     EmbedStats,
@@ -37,6 +36,7 @@ from facerec.inference import (
 )
 from facerec.io import atomic_write_text, check_output, write_failed
 from facerec.metrics.verification import DEFAULT_FARS, far_key, verification_report
+from facerec.mining.faiss_index import INDEX_KINDS, faiss_gpu_count
 
 from . import benchmarks as bm
 from .embed import score_benchmark

@@ -2,7 +2,7 @@
 
 Pure analysis on file hashes and L2-normalised embeddings (the model, the images and the output
 files are :mod:`facerec.eval.doctor_cli`'s business). Every search goes through the project's
-FAISS index (:func:`facerec.faiss_index.build_index`: exact ``flat``, or ``ivf`` /
+FAISS index (:func:`facerec.mining.faiss_index.build_index`: exact ``flat``, or ``ivf`` /
 ``hnsw`` for millions of images), queried in chunks with a progress bar.
 
 Findings:
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facerec.errors import ConfigError, DataError
-from facerec.faiss_index import INDEX_KINDS, build_index, faiss_search
 from facerec.metrics.verification import l2_normalize
+from facerec.mining.faiss_index import INDEX_KINDS, build_index, faiss_search
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """1:N identification with FAISS: index building, chunked search, CMC, open-set DIR@FAR.
 
 Embeddings are L2-normalised, so inner product = cosine similarity. The index comes from
-:func:`facerec.faiss_index.build_index`: exact ``flat`` by default, ``ivf`` and ``hnsw`` trade
-exactness for speed on large galleries; GPU FAISS when the installed faiss has GPUs (flat and
+:func:`facerec.mining.faiss_index.build_index`: exact ``flat`` by default, ``ivf`` and ``hnsw``
+trade exactness for speed on large galleries; GPU FAISS when the installed faiss has GPUs (flat and
 IVF). Queries are searched in chunks so the (chunk, k) result and FAISS's working memory stay
 bounded whatever the number of probes.
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from facerec.errors import DataError
-from facerec.faiss_index import IndexKind, build_index, faiss_search
+from facerec.mining.faiss_index import IndexKind, build_index, faiss_search
 
 
 def torch_search(

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from facerec.distributed import all_reduce_
+from facerec.base.distributed import all_reduce_
 from facerec.heads.base import CosineMarginHead, Margin, check_float, margin_logits
 
 __all__ = ["AdaFaceHead", "AdaFaceMargin"]

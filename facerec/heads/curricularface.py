@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from facerec.distributed import all_reduce_
+from facerec.base.distributed import all_reduce_
 from facerec.heads.base import (
     CosineMarginHead,
     Margin,

@@ -15,16 +15,17 @@ The head is :class:`ShardedClassCentres` (the shard, its sampling and its checkp
 composed with any :class:`~facerec.heads.base.Margin` (ArcFace, CurricularFace, AdaFace, MagFace,
 sub-centre, ...), the same margins the one-process heads use, followed by the softmax
 cross-entropy across ranks. Of the :class:`~facerec.heads.base.MarginHead` capabilities that
-:class:`~facerec.module.FaceRecognitionModule` reads it overrides ``returns_loss`` (``head(local
-embeddings, labels)`` is the cross-entropy), ``ddp_ignore`` (DDP neither broadcasts the shard nor
-all-reduces its gradient), ``gather_full`` and ``attach_optimizer`` (the optimiser's per-row
-state, SGD momentum or Adam moments, follows the weight into and out of checkpoints).
+:class:`~facerec.training.module.FaceRecognitionModule` reads it overrides ``returns_loss``
+(``head(local embeddings, labels)`` is the cross-entropy), ``ddp_ignore`` (DDP neither
+broadcasts the shard nor all-reduces its gradient), ``gather_full`` and ``attach_optimizer`` (the
+optimiser's per-row state, SGD momentum or Adam moments, follows the weight into and out of
+checkpoints).
 ``setup_shard()`` (optional; the first forward does it otherwise) lays out this rank's rows once
 the process group exists.
 
 Gradient scaling. The loss on every rank is the *global* mean cross-entropy over the gathered
-rows; the gather (:func:`facerec.distributed.all_gather_sum_grad`) sums the partial gradients of
-the embeddings over the ranks and multiplies them by W, so that after DDP's average the backbone
+rows; the gather (:func:`facerec.base.distributed.all_gather_sum_grad`) sums the partial gradients
+of the embeddings over the ranks and multiplies them by W, so that after DDP's average the backbone
 gets exactly the gradient of the global-batch loss. The shard, outside DDP, gets ∂L/∂W_shard:
 the unsharded head's gradient of those rows.
 
@@ -56,7 +57,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from facerec import distributed
+from facerec.base import distributed
 from facerec.errors import ConfigError, FacerecError
 from facerec.heads.arcface import ArcFaceMargin
 from facerec.heads.base import (

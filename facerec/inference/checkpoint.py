@@ -1,7 +1,8 @@
 """The one facerec checkpoint loader: read safely, rebuild the embedding network, feed it.
 
 A facerec checkpoint is a Lightning checkpoint with a ``facerec`` entry (written by
-:meth:`facerec.module.FaceRecognitionModule.on_save_checkpoint`) holding the class names and the
+:meth:`facerec.training.module.FaceRecognitionModule.on_save_checkpoint`) holding the class names
+and the
 :class:`~facerec.inference.preprocess.Preprocess` the embedding network expects. Every ``.ckpt``
 facerec opens (``facerec eval``/``export``/``embed``, ``init_from``, resuming) is read by
 :func:`read_checkpoint_dict` (``torch.load(weights_only=True)``). :func:`load_facerec_checkpoint`
@@ -53,8 +54,8 @@ class LoadedModel:
 #: Globals (classes, functions) a facerec checkpoint may ask the unpickler for, beyond the
 #: tensors, storages and plain Python data ``torch.load(weights_only=True)`` builds anyway. Our
 #: checkpoints need none: hyper-parameters are stored as plain data (class_path/init_args dicts,
-#: see :class:`facerec.module.FaceRecognitionModule`) and every callback state is tensors and
-#: plain values. Add a class here only if a facerec checkpoint really holds it.
+#: see :class:`facerec.training.module.FaceRecognitionModule`) and every callback state is tensors
+#: and plain values. Add a class here only if a facerec checkpoint really holds it.
 SAFE_GLOBALS: tuple[Any, ...] = ()
 
 #: Where a class named in a checkpoint's hyper-parameters may come from. ``load_from_checkpoint``

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from facerec.base.device import resolve_device
 from facerec.data.image import MEAN, STD, ResizeMode
-from facerec.errors import DataError, FacerecError
+from facerec.errors import DataError
 
 from .preprocess import Preprocess
 
@@ -46,21 +47,6 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in modes.items():
             m.training = training
-
-
-def resolve_device(device: str) -> str:
-    """ "auto" -> "cuda" when available else "cpu"; anything else is checked and returned."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FacerecError(f"device {device!r} asked for but CUDA is not available; use cpu")
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise FacerecError(
-            f"device {device!r} is not known; expected cpu, cuda or cuda:N"
-        ) from None
-    return device
 
 
 class TorchEmbedder:

@@ -7,8 +7,8 @@ detached scalar tensors (what the LightningModule logs).
 Global batch under DDP (``gather=True``)
 ----------------------------------------
 With ``gather=True`` in a distributed run, every rank gathers the embeddings (with
-:func:`facerec.distributed.all_gather_with_grad`: its own slice keeps its gradient, the others are
-constants) and the labels of all ranks, in rank order, and computes the loss L over the *global*
+:func:`facerec.base.distributed.all_gather_with_grad`: its own slice keeps its gradient, the others
+are constants) and the labels of all ranks, in rank order, and computes the loss L over the *global*
 batch, identical on every rank. Rank r's backward then yields ∂L/∂(its embeddings), the part of
 the global gradient that flows through its own samples; DDP *averages* parameter gradients over
 the W ranks, which would give (1/W)·∇L. So the returned loss is
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facerec import distributed
+from facerec.base import distributed
 from facerec.errors import FacerecError
 from facerec.mining import Distance, check_distance, pairwise_distances
 

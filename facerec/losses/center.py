@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from facerec.distributed import all_gather_nograd
+from facerec.base.distributed import all_gather_nograd
 from facerec.errors import FacerecError
 from facerec.heads.base import check_batch, check_float, check_positive_int
 

@@ -4,7 +4,7 @@ Used to build hard-identity batches (:mod:`facerec.data.hard_identity`): identit
 are close are the ones the model confuses. Centres are compared by cosine similarity (they are
 L2-normalised first; for unit vectors that is the same order as Euclidean distance).
 
-Index kinds (``index``, built by :func:`facerec.faiss_index.build_index` on the CPU):
+Index kinds (``index``, built by :func:`facerec.mining.faiss_index.build_index` on the CPU):
 ``"flat"``, exact, O(C²·D) time, the default, fine up to ~100k identities on a CPU; ``"ivf"``,
 approximate, for 10⁵–10⁷ identities (``nprobe`` lists searched, 16 by default); ``"hnsw"``,
 approximate (efSearch ≥ 2k).
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from facerec import distributed
+from facerec.base import distributed
 from facerec.errors import ConfigError, FacerecError
-from facerec.faiss_index import INDEX_KINDS, IndexKind, build_index, faiss_search
 from facerec.metrics.verification import l2_normalize
+from facerec.mining.faiss_index import INDEX_KINDS, IndexKind, build_index, faiss_search
 
 
 def _as_float32(centres: Tensor | np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from facerec.data.datasets import (
 from facerec.data.image import to_tensor_array
 from facerec.data.transforms import apply_augment, build_augment
 from facerec.models import IResNet
-from facerec.module import FaceRecognitionModule
+from facerec.training.module import FaceRecognitionModule
 
 AUGMENT = [
     {"name": "HorizontalFlip", "p": 0.5},

@@ -131,7 +131,7 @@ def test_callback_in_facerec_fit_logs_and_selects_the_checkpoint(fit_run) -> Non
     assert best.is_file() and best.name.startswith("step") and "synacc" in best.name
     # the callback's own state is not needed to reload: the best checkpoint evaluates the same
     cb = VerificationCallback(["synthetic:40"], batch_size=64, num_workers=1, fars=(1e-4,))
-    from facerec.module import FaceRecognitionModule
+    from facerec.training.module import FaceRecognitionModule
 
     module = FaceRecognitionModule.load_from_checkpoint(str(best), map_location="cpu")
     got = cb.compute(module)[acc_key]

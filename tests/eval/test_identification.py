@@ -7,7 +7,7 @@ import pytest
 
 from facerec.errors import ConfigError
 from facerec.eval.identification import cmc, dir_at_far, identify, rank_identities, torch_search
-from facerec.faiss_index import build_index, faiss_search
+from facerec.mining.faiss_index import build_index, faiss_search
 
 
 def unit(x: np.ndarray) -> np.ndarray:

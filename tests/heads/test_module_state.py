@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from facerec.module import FaceRecognitionModule
+from facerec.training.module import FaceRecognitionModule
 
 BACKBONE = {
     "class_path": "facerec.models.IResNet",

@@ -224,7 +224,7 @@ SHARDED = "facerec.heads.sharded.ShardedMarginHead"
 
 
 def test_margin_from_config_mapping():
-    from facerec.module import FaceRecognitionModule
+    from facerec.training.module import FaceRecognitionModule
 
     model = FaceRecognitionModule.from_config(
         backbone={
@@ -286,7 +286,7 @@ def test_margin_instance_composes_as_the_head_class(head_class, margin, k):
 GLOO_CHILD = r"""
 import contextlib, functools, json, sys
 import torch, torch.distributed as dist, torch.multiprocessing as mp
-from facerec import distributed as fdist
+from facerec.base import distributed as fdist
 import torch.nn.functional as F
 from facerec import heads as H
 from facerec.heads.sharded import ShardedMarginHead, shard_range
@@ -515,7 +515,7 @@ TINY = [
 ]  # fmt: skip
 #: BatchNorm uses per-process batch statistics on CPU (SyncBatchNorm needs GPUs): frozen for the
 #: one- against two-process comparison.
-FROZEN_BN = ("--trainer.callbacks+=facerec.callbacks.FreezeBatchNorm",)
+FROZEN_BN = ("--trainer.callbacks+=facerec.training.callbacks.FreezeBatchNorm",)
 
 
 @pytest.fixture(scope="module")
@@ -601,7 +601,7 @@ def test_two_process_fit_keeps_shard_out_of_ddp_and_saves_full_matrix(lightning_
 
 
 def test_checkpoint_from_two_processes_loads_and_resumes_in_one(lightning_runs):
-    from facerec.module import FaceRecognitionModule
+    from facerec.training.module import FaceRecognitionModule
 
     _, two, ckpt, one = lightning_runs
     rank0 = torch.load(two / "shard0.pt")

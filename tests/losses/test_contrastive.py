@@ -6,7 +6,7 @@ import pytest
 import torch
 from mining_reference import reference_contrastive_loss
 
-from facerec import distributed
+from facerec.base import distributed
 from facerec.errors import ConfigError
 from facerec.losses import ContrastiveLoss, MetricLoss
 

@@ -12,10 +12,10 @@ import pytorch_lightning as pl
 import torch
 
 from facerec.data.datamodule import FaceDataModule, SyntheticOptions
-from facerec.distill import DistillOptions, FrozenTeacher
 from facerec.errors import ConfigError, DataError
 from facerec.losses.distill import distill_loss
-from facerec.module import FaceRecognitionModule
+from facerec.training.distill import DistillOptions, FrozenTeacher
+from facerec.training.module import FaceRecognitionModule
 
 TEACHER = {
     "class_path": "facerec.models.IResNet",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mining_reference import reference_triplet_loss
 
-from facerec import distributed
+from facerec.base import distributed
 from facerec.errors import ConfigError, FacerecError
 from facerec.losses import MetricLoss, TripletLoss
 

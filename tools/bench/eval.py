@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from _common import best_time
 
-from facerec import faiss_index
 from facerec.eval import identification as ident
 from facerec.metrics import verification as ver
+from facerec.mining import faiss_index
 
 
 def bench_protocol(args) -> dict:

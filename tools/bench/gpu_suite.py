@@ -176,7 +176,7 @@ def backbone_flops(cfg: dict[str, Any]) -> float:
 def make_module(cfg: dict[str, Any], channels_last: bool, compile: bool = False) -> Any:
     import torch
 
-    from facerec.module import FaceRecognitionModule
+    from facerec.training.module import FaceRecognitionModule
 
     torch.manual_seed(0)
     return FaceRecognitionModule.from_config(

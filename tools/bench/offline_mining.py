@@ -41,8 +41,8 @@ def run(method: str, seed: int, args: argparse.Namespace) -> tuple[float, float,
     from facerec.data.datamodule import FaceDataModule, PKOptions, SyntheticOptions
     from facerec.data.hard_identity import HardIdentityOptions
     from facerec.data.offline_triplets import OfflineTripletOptions
-    from facerec.module import FaceRecognitionModule
-    from facerec.refresh import data_callbacks
+    from facerec.training.module import FaceRecognitionModule
+    from facerec.training.refresh import data_callbacks
 
     pl.seed_everything(seed, verbose=False)
     sampler = {"random PK": "pk", "hard identity": "hard_identity", "offline": "offline_triplets"}

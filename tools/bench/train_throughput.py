@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from facerec.module import FaceRecognitionModule
+from facerec.training.module import FaceRecognitionModule
 
 PRECISION = {
     "32": ("32-true", None),

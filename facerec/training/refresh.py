@@ -31,7 +31,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from facerec import distributed
+from facerec.base import distributed
 from facerec.data.hard_identity import HardIdentityOptions
 from facerec.data.offline_triplets import OfflineTripletOptions
 from facerec.errors import ConfigError
@@ -108,9 +108,9 @@ def check_data_callbacks(trainer: pl.Trainer, datamodule: Any) -> None:
     for needed in data_callbacks(datamodule):
         if not any(isinstance(cb, type(needed)) for cb in trainer.callbacks):
             raise ConfigError(
-                f"data.sampler: {datamodule.sampler} needs facerec.refresh."
+                f"data.sampler: {datamodule.sampler} needs facerec.training.refresh."
                 f"{type(needed).__name__} among the trainer's callbacks; `facerec fit` adds it, "
-                "in Python pass callbacks=facerec.refresh.data_callbacks(datamodule)"
+                "in Python pass callbacks=facerec.training.refresh.data_callbacks(datamodule)"
             )
 
 

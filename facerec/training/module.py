@@ -25,19 +25,20 @@ import torch.nn.functional as F
 from jsonargparse import lazy_instance
 from torch import nn
 
-from facerec import __version__, lightning_compat
+from facerec import __version__
+from facerec.base import lightning_compat
+from facerec.base.options import coerce
 from facerec.data.datasets import normalize_images
 from facerec.data.interface import TrainingData
-from facerec.distill import DistillOptions, FrozenTeacher, make_projection
 from facerec.errors import ConfigError, DataError, FacerecError
-from facerec.finetune import FreezeOptions, Freezer, LrMultipliers, param_groups
 from facerec.heads.base import MarginHead
 from facerec.inference.preprocess import Preprocess
 from facerec.models.base import Backbone
 from facerec.models.iresnet import IResNet
-from facerec.optim import OptimizerName, ScheduleName, build_optimizer, lr_factor
-from facerec.options import coerce
-from facerec.refresh import check_data_callbacks
+from facerec.training.distill import DistillOptions, FrozenTeacher, make_projection
+from facerec.training.finetune import FreezeOptions, Freezer, LrMultipliers, param_groups
+from facerec.training.optim import OptimizerName, ScheduleName, build_optimizer, lr_factor
+from facerec.training.refresh import check_data_callbacks
 
 HeadFactory = Callable[[int, int], MarginHead]
 # The module normalises the uint8 batches of any DataModule (on_after_batch_transfer); that is
@@ -98,13 +99,14 @@ class FaceRecognitionModule(pl.LightningModule):
             ``fit`` only; ``--ckpt_path`` (resuming) overrides it. With a new margin head (other
             identities) only the backbone is taken.
         lr_multipliers: learning rate of the backbone's trunk, its embedding head and the
-            margin head as multiples of ``lr`` (:class:`facerec.finetune.LrMultipliers`).
+            margin head as multiples of ``lr`` (:class:`facerec.training.finetune.LrMultipliers`).
         freeze: freeze the trunk (or its first N stages, and optionally the embedding head)
-            for the first K steps or the whole run (:class:`facerec.finetune.FreezeOptions`);
+            for the first K steps or the whole run
+            (:class:`facerec.training.finetune.FreezeOptions`);
             frozen weights and their BatchNorm statistics stay exactly as loaded.
         distill: embedding distillation from a frozen teacher (.ckpt or .onnx): adds
             ``weight`` × ``loss`` (l2 | cosine) between this model's and the teacher's embeddings
-            of each batch (:class:`facerec.distill.DistillOptions`). ``head: null`` with no
+            of each batch (:class:`facerec.training.distill.DistillOptions`). ``head: null`` with no
             metric loss then trains by distillation alone.
     """
 
@@ -363,7 +365,7 @@ class FaceRecognitionModule(pl.LightningModule):
             self._freezer.before_optimizer_step(self.global_step)
 
     def on_train_epoch_end(self) -> None:
-        from facerec import distributed
+        from facerec.base import distributed
 
         bad = self._bad_images
         if distributed.is_distributed():  # each rank met its own files: count the union once
@@ -388,7 +390,7 @@ class FaceRecognitionModule(pl.LightningModule):
         self._val_outputs.append((F.normalize(emb.float(), dim=1), index))
 
     def on_validation_epoch_end(self) -> None:
-        from facerec import distributed
+        from facerec.base import distributed
 
         local = self._val_outputs
         emb = torch.cat([e for e, _ in local]) if local else torch.zeros(0, self.embedding_dim)

@@ -1,5 +1,5 @@
-"""Fine-tuning controls of :class:`~facerec.module.FaceRecognitionModule`: per-part learning
-rates and freezing (part or all of the backbone, for the first K steps or the whole run).
+"""Fine-tuning controls of :class:`~facerec.training.module.FaceRecognitionModule`: per-part
+learning rates and freezing (part or all of the backbone, for the first K steps or the whole run).
 
 The parts of a model: the backbone's **trunk** (everything of ``model.backbone`` except its
 embedding head), its **embedding** head (``backbone.head``: BN/Dropout/Linear/BN1d of IResNet, the

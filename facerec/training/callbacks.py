@@ -13,7 +13,7 @@ from lightning_fabric.utilities.cloud_io import get_filesystem
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
-from facerec import lightning_compat
+from facerec.base import lightning_compat
 from facerec.data.interface import TrainingData
 from facerec.io import atomic_path
 
@@ -158,7 +158,7 @@ class FreezeBatchNorm(pl.Callback):
     For fine-tuning with small per-device batches, and for an exact comparison of a multi-process
     run with a one-process run on CPUs, where BatchNorm's batch statistics are per process and
     SyncBatchNorm (``--trainer.sync_batchnorm true``) needs GPUs. The affine weights still train.
-    Use: ``--trainer.callbacks+=facerec.callbacks.FreezeBatchNorm``.
+    Use: ``--trainer.callbacks+=facerec.training.callbacks.FreezeBatchNorm``.
     """
 
     def _freeze(self, pl_module: pl.LightningModule) -> None:
@@ -177,7 +177,8 @@ class FreezeBatchNorm(pl.Callback):
 
 class ResumeLoaderState(pl.Callback):
     """Hand a checkpoint's train-loader position to the loader even when Lightning does not
-    (Lightning issue #20550; see :func:`facerec.lightning_compat.restore_pending_loader_state`),
+    (Lightning issue #20550; see
+    :func:`facerec.base.lightning_compat.restore_pending_loader_state`),
     at ``on_train_start``, after the restore and before the first batch. ``facerec fit`` adds it.
     """
 
