@@ -167,6 +167,13 @@ def _quiet_lightning_notices() -> None:
     inside Lightning itself. Warnings about the run (data, checkpoints, metrics) stay."""
     warnings.filterwarnings("ignore", message="Starting from v1.9.0, `tensorboardX`")
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # the module normalises the uint8 batches of any DataModule (on_after_batch_transfer): the
+    # design, not the mistake Lightning's notice supposes
+    warnings.filterwarnings(
+        "ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule` but"
+    )
+    # validation gathers every rank's embeddings before scoring: val/* need no sync_dist
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val/")
     # said in one line of our own (facerec.cli._last_checkpoint)
     warnings.filterwarnings("ignore", message=r'.*ckpt_path="last"\) is set, but there is no last')
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):

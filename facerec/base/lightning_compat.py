@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-LIGHTNING_VERSION = "2.6"
-
 
 def given_hyperparameters() -> Any:
     """The config the module is being built from by LightningCLI (or :func:`from_config`), else

@@ -41,14 +41,6 @@ from facerec.training.optim import OptimizerName, ScheduleName, build_optimizer,
 from facerec.training.refresh import check_data_callbacks
 
 HeadFactory = Callable[[int, int], MarginHead]
-# The module normalises the uint8 batches of any DataModule (on_after_batch_transfer); that is
-# the design, not the mistake Lightning's notice about it supposes.
-warnings.filterwarnings(
-    "ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule` but"
-)
-# Validation gathers every rank's embeddings before scoring, so val/* are the same on all ranks
-# and need no sync_dist reduction.
-warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val/")
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 
