@@ -326,6 +326,26 @@ def _rebuild_backbone(ckpt: dict[str, Any], p: Path) -> nn.Module:
     return backbone.eval()
 
 
+#: names ``--checkpoint`` (and :func:`load_facerec_checkpoint`) take for a model that ships in
+#: a package, not as a file; a file of that name in the working folder wins
+PRETRAINED: dict[str, str] = {
+    "dlib-r29": "dlib's face ResNet (29 conv layers, 150x150, 128-d), from face-recognition-models",
+}
+
+
+def _load_pretrained(name: str) -> LoadedModel:
+    """The packaged model ``name`` of :data:`PRETRAINED` (weights read from the installed package;
+    one line saying how to install it when it is missing)."""
+    from facerec.models.dlib_resnet import load_dlib_resnet
+
+    backbone = load_dlib_resnet()
+    return LoadedModel(
+        backbone=backbone.eval(),
+        preprocess=Preprocess.for_backbone(backbone),
+        path=Path(name),
+    )
+
+
 def load_facerec_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
     """Load the embedding network of the facerec checkpoint ``path`` onto the CPU.
 
@@ -335,6 +355,8 @@ def load_facerec_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
             does not rebuild.
     """
     p = Path(path)
+    if str(path) in PRETRAINED and not p.exists():
+        return _load_pretrained(str(path))
     ckpt = read_checkpoint_dict(p)  # DataError "checkpoint not found" for a missing file
     check_hyperparameters(ckpt, p)
     meta = ckpt.get("facerec")
