@@ -43,6 +43,7 @@ class PairBenchmark:
             .bin: insightface's 10 contiguous folds), else None (then folds stratified by class,
             seeded: :func:`facerec.metrics.verification.stratified_fold_ids`).
         source: where it was read from, for messages and the JSON report.
+        fold_method: how ``folds`` were made, for results.json (empty when ``folds`` is None).
     """
 
     name: str
@@ -51,6 +52,7 @@ class PairBenchmark:
     issame: np.ndarray
     folds: np.ndarray | None = None
     source: str = ""
+    fold_method: str = ""
 
     def __post_init__(self) -> None:
         self.pairs = np.asarray(self.pairs, dtype=np.int64).reshape(-1, 2)
@@ -184,6 +186,7 @@ def read_bin(path: str | os.PathLike[str], name: str | None = None) -> PairBench
         # stratified folds, as for a file that defines none)
         folds=fold_ids(n, 10) if n >= 10 else None,
         source=str(path),
+        fold_method="insightface .bin: 10 contiguous folds in file order",
     )
 
 
@@ -285,16 +288,25 @@ def _check_exist(paths: list[Path], what: str) -> None:
 
 
 def read_lfw(
-    pairs_path: str | os.PathLike[str], root: str | os.PathLike[str], name: str = "lfw"
+    pairs_path: str | os.PathLike[str],
+    root: str | os.PathLike[str],
+    name: str = "lfw",
+    allow_outside_root: bool = False,
 ) -> PairBenchmark:
-    """LFW View 2: pairs.txt plus the image root (name/name_000i.jpg); folds from the file."""
+    """LFW View 2: pairs.txt plus the image root (name/name_000i.jpg); folds from the file.
+
+    A name that is not one folder under ``root`` (``..``, ``.``, a path separator, an absolute
+    path) is refused unless ``allow_outside_root``: a pairs file must not steer reading to
+    files elsewhere.
+    """
     parsed = parse_lfw_pairs(pairs_path)
     for q in parsed:
         for nm in (q.name1, q.name2):
-            if nm in (".", "..") or "/" in nm or "\\" in nm:
+            if not allow_outside_root and (nm in (".", "..") or "/" in nm or "\\" in nm):
                 raise DataError(
                     f"{pairs_path}:{q.line}: name {nm!r} leaves the image root {root}; "
-                    "expected an LFW name such as Aaron_Peirsol (one folder under --lfw-root)"
+                    "expected an LFW name such as Aaron_Peirsol (one folder under --lfw-root), "
+                    "or --allow-outside-root"
                 )
     if not Path(root).is_dir():
         raise DataError(f"{root}: LFW image folder not found; expected root/name/name_0001.jpg")
@@ -311,6 +323,7 @@ def read_lfw(
         issame=np.array([q.issame for q in parsed]),
         folds=np.array([q.fold for q in parsed]),
         source=str(pairs_path),
+        fold_method=f"LFW pairs.txt: the file's {parsed[-1].fold + 1} folds",
     )
 
 

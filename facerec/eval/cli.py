@@ -23,7 +23,7 @@ import numpy as np
 
 import facerec
 from facerec.align.options import Aligner, add_align_arguments
-from facerec.errors import ConfigError, FacerecError
+from facerec.errors import ConfigError, DataError, FacerecError
 from facerec.inference import (
     Embedder,
     EmbedStats,
@@ -34,8 +34,13 @@ from facerec.inference import (
     load_embedder,
     resolve_device,
 )
-from facerec.io import atomic_write_text, check_output, write_failed
-from facerec.metrics.verification import DEFAULT_FARS, far_key, verification_report
+from facerec.io import atomic_write_text, check_free_space, check_output, write_failed
+from facerec.metrics.verification import (
+    DEFAULT_FARS,
+    check_folds,
+    far_key,
+    verification_report,
+)
 from facerec.mining.faiss_index import INDEX_KINDS, faiss_gpu_count
 
 from . import benchmarks as bm
@@ -115,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="for images not at the model's input size (default: the model's)",
     )
     o.add_argument("--workers", type=int, default=2, help="image decoding threads (default 2)")
-    o.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    o.add_argument(
+        "--device",
+        default="auto",
+        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N",
+    )
     o.add_argument(
         "--out", default="runs/eval", metavar="DIR", help="output folder (default runs/eval)"
     )
@@ -255,12 +264,24 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         raise ConfigError("--batch-size must be >= 1 and --folds >= 2")
     if args.report_pairs < 0:
         raise ConfigError(f"--report-pairs is {args.report_pairs}; expected 0 or more")
+    out = _check_out(args)  # before reading anything: an output eval cannot write is one line
     report = (
         ReportData(num_pairs=args.report_pairs, num_probes=args.report_pairs)
         if args.report
         else None
     )
     benches = _load_benchmarks(args)
+    for b in benches:  # a fold the k-fold protocol cannot use: refused before any embedding
+        try:
+            n_same = int(b.issame.sum())
+            if n_same in (0, b.num_pairs):
+                raise DataError(
+                    f"all {b.num_pairs} pairs are {'genuine' if n_same else 'impostor'}; "
+                    "expected genuine and impostor pairs"
+                )
+            check_folds(b.issame, b.folds, args.folds)
+        except DataError as e:
+            raise DataError(f"{b.source or b.name}: {e}") from None
     ident = _load_identification(args)
     if args.load_features and (benches or ident) and not (args.checkpoint or args.onnx):
         raise ConfigError("--load-features evaluates IJB only; other benchmarks need a network")
@@ -270,9 +291,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             "nothing to evaluate; expected --bin, --lfw-pairs/--lfw-root, --pairs-csv, "
             "--synthetic, --gallery/--probe or --ijb"
         )
+    num_models = len(args.checkpoint) + len(args.onnx) + len(args.load_features)
+    tasks = len(benches) + (ident is not None) + (ijb is not None)
+    check_free_space(out / "results.json", _output_bytes(num_models, tasks, args), "--out")
     device = resolve_device(args.device)
     aligner = Aligner.from_args(args, device)
-    out = _prepare_out(args)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_failed(out, e) from None
     before = _file_stats(out)
     specs = [("checkpoint", q) for q in args.checkpoint] + [("onnx", q) for q in args.onnx]
     names = unique_names([q for _, q in specs])
@@ -323,7 +350,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             )
             st = stats[0]
             model["embedding_dim"] = st.dim
-            rep = verification_report(scores, b.issame, b.folds, args.folds, DEFAULT_FARS)
+            rep = verification_report(
+                scores, b.issame, b.folds, args.folds, DEFAULT_FARS, b.fold_method
+            )
             hist = f"hist_{b.name}_{name}.png"
             plot_histograms(
                 out / hist, scores, b.issame, f"{b.name}: {name}", rep["threshold_mean"]
@@ -387,20 +416,25 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 OUTPUTS_MANIFEST = ".facerec_eval_outputs.json"
 
 
-def _prepare_out(args: argparse.Namespace) -> Path:
-    """Check ``--out`` before any work: a folder (not a file), writable, not inside an input."""
+def _check_out(args: argparse.Namespace) -> Path:
+    """Check ``--out`` before any work: a folder (not a file), writable, not the same as or
+    inside anything eval reads. Nothing is created here."""
     inputs = [("--checkpoint", q) for q in args.checkpoint] + [("--onnx", q) for q in args.onnx]
     inputs += [("--bin", q) for q in args.bin] + [("--pairs-csv", q) for q in args.pairs_csv]
-    for flag in ("lfw_root", "gallery", "probe", "ijb"):
+    inputs += [("--load-features", q) for q in args.load_features]
+    for flag in ("lfw_pairs", "lfw_root", "gallery", "probe", "distractors", "ijb"):
         value = getattr(args, flag, None)
         if isinstance(value, str):
             inputs.append((f"--{flag.replace('_', '-')}", value))
-    out = check_output(args.out, "--out", inputs, kind="folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise write_failed(out, e) from None
-    return out
+    return check_output(args.out, "--out", inputs, kind="folder")
+
+
+def _output_bytes(num_models: int, tasks: int, args: argparse.Namespace) -> int:
+    """A generous estimate of what one run writes: per model and benchmark the plots and its
+    share of results.json (about 1 MiB), and with ``--report`` its thumbnails (about 0.2 MiB
+    per pair shown)."""
+    per = 2**20 + (args.report_pairs * 2**18 if args.report else 0)
+    return max(1, num_models) * max(1, tasks) * per
 
 
 def _file_stats(out: Path) -> dict[str, tuple[int, int, int]]:

@@ -225,8 +225,13 @@ def read_template_subjects(path: str | os.PathLike[str]) -> tuple[np.ndarray, np
     return tids.astype(np.int64), subj.astype(np.int64)
 
 
-def read_ijb(root: str | os.PathLike[str], name: str = "IJBC") -> IJBMeta:
+def read_ijb(
+    root: str | os.PathLike[str], name: str = "IJBC", allow_outside_root: bool = False
+) -> IJBMeta:
     """Read the meta files of ``root`` (see the module docstring).
+
+    An image name that leaves ``root/loose_crop`` (``..``, absolute) is refused unless
+    ``allow_outside_root``.
 
     Raises:
         DataError: a missing folder or file, a malformed line (file:line), the landmark and
@@ -255,10 +260,10 @@ def read_ijb(root: str | os.PathLike[str], name: str = "IJBC") -> IJBMeta:
         raise DataError(f"{f5}: no images listed")
     for k, nm in enumerate(names):
         q = Path(nm)
-        if q.is_absolute() or ".." in q.parts or not q.parts:
+        if not q.parts or (not allow_outside_root and (q.is_absolute() or ".." in q.parts)):
             raise DataError(
                 f"{f5}: image {k + 1} is {nm!r}, which leaves {r / 'loose_crop'}; expected a "
-                "file name under loose_crop/ (IJB names such as 1.jpg)"
+                "file name under loose_crop/ (IJB names such as 1.jpg), or --allow-outside-root"
             )
     for k, (a, b) in enumerate(zip(names, names2, strict=True)):
         if a != b:

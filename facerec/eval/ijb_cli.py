@@ -130,7 +130,7 @@ class IJBRun:
         if not all(0.0 < x < 1.0 for x in args.ijb_fars):
             raise ConfigError(f"--ijb-fars {args.ijb_fars}; expected rates between 0 and 1")
         print(f"{args.ijb_name}: reading the meta files of {args.ijb}", file=sys.stderr)
-        return cls(args, read_ijb(args.ijb, args.ijb_name), num_models)
+        return cls(args, read_ijb(args.ijb, args.ijb_name, args.allow_outside_root), num_models)
 
     def _features_path(self, model: str) -> Path:
         p = Path(self.args.save_features)

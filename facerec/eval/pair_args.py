@@ -17,7 +17,8 @@ from . import benchmarks as bm
 
 
 def add_pair_benchmark_arguments(group: argparse._ArgumentGroup) -> None:
-    """Add ``--bin``, ``--lfw-pairs``, ``--lfw-root`` and ``--pairs-csv`` to ``group``."""
+    """Add ``--bin``, ``--lfw-pairs``, ``--lfw-root``, ``--pairs-csv`` and
+    ``--allow-outside-root`` to ``group``."""
     group.add_argument(
         "--bin",
         action="append",
@@ -33,6 +34,12 @@ def add_pair_benchmark_arguments(group: argparse._ArgumentGroup) -> None:
         default=[],
         metavar="FILE",
         help="CSV of path1,path2,same (paths relative to the CSV; repeatable)",
+    )
+    group.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="read names that leave their image root ('..', absolute paths) in LFW pairs.txt "
+        "(and eval's IJB image lists); refused by default",
     )
 
 
@@ -64,7 +71,9 @@ def read_pair_benchmarks(
     if bool(args.lfw_pairs) != bool(args.lfw_root):
         raise ConfigError("--lfw-pairs and --lfw-root go together; expected both or neither")
     if args.lfw_pairs:
-        out.append(bm.read_lfw(args.lfw_pairs, args.lfw_root))
+        out.append(
+            bm.read_lfw(args.lfw_pairs, args.lfw_root, allow_outside_root=args.allow_outside_root)
+        )
     out += [bm.read_pairs_csv(f) for f in args.pairs_csv]
     out += extra or []
     for b, n in zip(out, unique_names([b.name for b in out]), strict=True):

@@ -31,7 +31,9 @@ a FAR is written as in metric names ("1e-4"); numbers that do not exist are `nul
     `embedding_dim`
   - `verification`: one entry per benchmark (the .bin stem, `lfw`, the CSV stem, `synthetic`)
     - `source`, `num_images` (images embedded), `num_pairs`, `num_genuine`, `num_impostor`,
-      `folds` (number of folds used: from pairs.txt for LFW, else `--folds`)
+      `folds` (number of folds used: from pairs.txt for LFW, 10 contiguous ones for a .bin of
+      10 or more pairs, else `--folds`), `fold_method` (how they were made: the file's own, or
+      "stratified by class, seed 0")
     - `accuracy_mean`, `accuracy_std` (population std over folds, as insightface),
       `fold_accuracies` [F], `fold_thresholds` [F] (each chosen on the other folds from
       insightface's grid; same when score > t), `threshold_mean`

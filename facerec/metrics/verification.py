@@ -177,6 +177,55 @@ def stratified_fold_ids(issame: np.ndarray, n_folds: int = 10, seed: int = 0) ->
     return out
 
 
+#: How folds are made where a benchmark defines none (results.json's ``fold_method``).
+STRATIFIED_FOLDS = "stratified by class, seed 0"
+
+
+def check_folds(
+    issame: np.ndarray, folds: np.ndarray | None = None, n_folds: int = 10
+) -> np.ndarray:
+    """The (N,) fold index of each pair for the k-fold protocol, checked before any scoring.
+
+    Args:
+        issame: (N,) bool.
+        folds: (N,) int folds the benchmark defines (LFW pairs.txt; insightface's 10 contiguous
+            folds of a .bin), kept as they are; None: ``n_folds`` folds stratified by class with
+            seed 0 (:func:`stratified_fold_ids`).
+        n_folds: folds to make when ``folds`` is None.
+
+    Raises:
+        DataError: fewer pairs of a class than ``n_folds`` (a stratified fold would miss it), a
+            given fold holding one class only, all pairs in one fold, or ``folds`` of another
+            length. (A set with one class only is left to the metrics that need both.)
+    """
+    y = np.asarray(issame, dtype=bool).reshape(-1)
+    if folds is None:
+        fewest = min(int(y.sum()), int((~y).sum()))
+        if 0 < fewest < n_folds:
+            kind = "genuine" if int(y.sum()) == fewest else "impostor"
+            raise DataError(
+                f"{fewest} {kind} pairs cannot fill {n_folds} folds; expected at most "
+                f"--folds {max(fewest, 2)} for these pairs (every fold needs both classes)"
+            )
+        return stratified_fold_ids(y, n_folds)
+    fid = np.asarray(folds).reshape(-1)
+    if fid.shape != y.shape:
+        raise DataError(f"{fid.size} fold ids for {y.size} pairs; expected one per pair")
+    uniq = np.unique(fid)
+    if uniq.size < 2:
+        raise DataError("all pairs are in one fold; expected at least two folds")
+    one_class = [int(f) for f in uniq if np.unique(y[fid == f]).size < 2]
+    if one_class and y.any() and not y.all():
+        f = one_class[0]
+        raise DataError(
+            f"fold {f + 1} of the {uniq.size} the file defines holds only "
+            f"{'genuine' if y[fid == f].all() else 'impostor'} pairs ({len(one_class)} such "
+            "folds); expected every fold to hold both classes (a threshold learnt without one "
+            "class is meaningless), as the benchmark's own folds do"
+        )
+    return fid
+
+
 def kfold_accuracy(
     scores: np.ndarray,
     issame: np.ndarray,
@@ -207,29 +256,8 @@ def kfold_accuracy(
     thr = thr.reshape(-1)
     if thr.size == 0:
         raise DataError("empty threshold list; expected at least one candidate threshold")
-    if folds is None:
-        fewest = min(int(y.sum()), int((~y).sum()))
-        if 0 < fewest < n_folds:
-            kind = "genuine" if int(y.sum()) == fewest else "impostor"
-            raise DataError(
-                f"{fewest} {kind} pairs cannot fill {n_folds} folds; expected at most "
-                f"--folds {max(fewest, 2)} for these pairs (every fold needs both classes)"
-            )
-        fid = stratified_fold_ids(y, n_folds)
-    else:
-        fid = np.asarray(folds).reshape(-1)
-        if fid.shape != s.shape:
-            raise DataError(f"{fid.size} fold ids for {s.size} pairs; expected one per pair")
+    fid = check_folds(y, folds, n_folds)
     uniq = np.unique(fid)
-    if uniq.size < 2:
-        raise DataError("all pairs are in one fold; expected at least two folds")
-    one_class = [int(f) for f in uniq if np.unique(y[fid == f]).size < 2]
-    if one_class and y.any() and not y.all():
-        raise DataError(
-            f"fold {one_class[0]} (of {uniq.size}) holds only "
-            f"{'genuine' if y[fid == one_class[0]].all() else 'impostor'} pairs; expected every "
-            "fold to hold both classes (a threshold learnt without one class is meaningless)"
-        )
     # correct[f, t] = pairs of fold f classified correctly at threshold t, by sorted counting.
     correct = np.zeros((uniq.size, thr.size), dtype=np.int64)
     sizes = np.zeros(uniq.size, dtype=np.int64)
@@ -386,10 +414,14 @@ def verification_report(
     folds: np.ndarray | None = None,
     n_folds: int = 10,
     fars: tuple[float, ...] | list[float] = DEFAULT_FARS,
+    fold_method: str = "given by the benchmark",
 ) -> dict:
     """Every verification number for one set of scored pairs, as a JSON-ready dict.
 
-    Keys: num_pairs, num_genuine, num_impostor, folds, accuracy_mean, accuracy_std,
+    ``fold_method`` says where given ``folds`` came from (e.g. "LFW pairs.txt"); without
+    ``folds`` it is :data:`STRATIFIED_FOLDS`.
+
+    Keys: num_pairs, num_genuine, num_impostor, folds, fold_method, accuracy_mean, accuracy_std,
     fold_accuracies, fold_thresholds, threshold_mean, best_accuracy, best_threshold, auc, eer,
     eer_threshold, min_resolvable_far, tar_at_far ({far_key: {tar, threshold, achieved_far,
     resolvable}}), roc ({fpr, tpr, thresholds}; the first threshold, +inf, is None).
@@ -405,6 +437,7 @@ def verification_report(
         "num_genuine": int(y.sum()),
         "num_impostor": n_neg,
         "folds": int(kf.fold_accuracies.size),
+        "fold_method": STRATIFIED_FOLDS if folds is None else fold_method,
         "accuracy_mean": kf.accuracy_mean,
         "accuracy_std": kf.accuracy_std,
         "fold_accuracies": kf.fold_accuracies.tolist(),

@@ -165,7 +165,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
         (["--checkpoint", "x.ckpt", "--lfw-pairs", str(bad_pairs), "--lfw-root", "."], "line 3"),
         (["--checkpoint", "x.ckpt", "--lfw-pairs", str(bad_pairs)], "go together"),
         (["--checkpoint", str(tmp_path / "none.ckpt"), "--synthetic"], "checkpoint not found"),
-        (["--checkpoint", "x.ckpt", "--gallery", str(tmp_path)], "--probe"),
+        (["--checkpoint", "x.ckpt", "--gallery", str(tmp_path / "g")], "--probe"),
     ]
     for argv, msg in cases:
         assert eval_main([*argv, "--out", str(tmp_path / "o")]) == 2, argv

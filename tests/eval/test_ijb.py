@@ -394,6 +394,21 @@ def test_meta_files_out_of_step_are_refused(mini, tmp_path) -> None:
         read_ijb(root, "IJBC")
 
 
+def test_image_names_that_leave_loose_crop_only_with_the_flag(mini, tmp_path) -> None:
+    root = tmp_path / "IJBC"
+    shutil.copytree(mini[0] / "meta", root / "meta")
+    (root / "loose_crop").mkdir()
+    for fname in ("ijbc_name_5pts_score.txt", "ijbc_face_tid_mid.txt"):
+        f = root / "meta" / fname
+        lines = f.read_text().splitlines()
+        lines[2] = "../../secret.png " + lines[2].split(" ", 1)[1]
+        f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"image 3 is '../../secret.png', which leaves .*-root"):
+        read_ijb(root, "IJBC")
+    meta = read_ijb(root, "IJBC", allow_outside_root=True)
+    assert meta.images[2] == "../../secret.png"
+
+
 def check_results(
     rep: dict, feats: np.ndarray, ref: dict, use_score: bool, fars: tuple = IJB_FARS
 ) -> None:

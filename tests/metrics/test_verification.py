@@ -12,9 +12,11 @@ from sklearn.model_selection import KFold
 from facerec.errors import DataError
 from facerec.metrics.verification import (
     INSIGHTFACE_DISTANCE_THRESHOLDS,
+    STRATIFIED_FOLDS,
     accuracy_at_threshold,
     auc,
     best_threshold_accuracy,
+    check_folds,
     eer,
     far_key,
     fold_ids,
@@ -241,5 +243,23 @@ def test_stratified_folds_balance_a_file_sorted_by_class():
 
 def test_file_folds_with_one_class_are_refused():
     issame = np.r_[np.ones(10, bool), np.zeros(10, bool)]
-    with pytest.raises(DataError, match="fold 0 .* holds only genuine pairs"):
+    with pytest.raises(DataError, match="fold 1 of the 2 the file defines holds only genuine"):
         kfold_accuracy(np.linspace(0, 1, 20), issame, folds=fold_ids(20, 2))
+    with pytest.raises(
+        DataError, match=r"fold 1 of the 10 .* only impostor pairs \(10 such folds\)"
+    ):
+        check_folds(issame[::-1], fold_ids(20, 10))
+    # folds given are kept as they are (an LFW pairs.txt's: each fold P genuine then P impostor)
+    lfw = np.repeat(np.arange(3), 4)
+    same = np.tile([True, True, False, False], 3)
+    np.testing.assert_array_equal(check_folds(same, lfw), lfw)
+    with pytest.raises(DataError, match="12 fold ids for 11 pairs"):
+        check_folds(same[:11], lfw)
+    # made folds: too few of a class for n_folds is refused, else stratified (seed 0)
+    with pytest.raises(DataError, match="2 impostor pairs cannot fill 3 folds"):
+        check_folds(np.r_[np.ones(8, bool), np.zeros(2, bool)], None, 3)
+    np.testing.assert_array_equal(check_folds(same, None, 2), stratified_fold_ids(same, 2))
+    rep = verification_report(np.linspace(0, 1, 12), same, lfw, fold_method="LFW pairs.txt")
+    assert rep["fold_method"] == "LFW pairs.txt" and rep["folds"] == 3
+    rep = verification_report(np.linspace(0, 1, 12), same, None, 2)
+    assert rep["fold_method"] == STRATIFIED_FOLDS == "stratified by class, seed 0"
