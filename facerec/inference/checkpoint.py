@@ -70,6 +70,12 @@ CLASS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "margin": (("facerec.heads.base", "Margin"), ("facerec.heads.base", "MarginHead")),
     "metric_loss": (("facerec.losses.base", "MetricLoss"),),
 }
+#: hyper-parameter keys whose value is an option record (a dataclass: CenterLossOptions,
+#: LrMultipliers, FreezeOptions, DistillOptions) and must be a dict of plain values or null.
+#: jsonargparse reads a string given for a dataclass as an import path and imports it (an
+#: importable instance of the class would do), so ``center_loss: facerec.__main__.X`` would run
+#: the facerec command line on import: such a string is refused like a class path.
+OPTION_KEYS = frozenset({"center_loss", "lr_multipliers", "freeze", "distill"})
 #: the packages (and modules) whose exported classes (``__all__``) :data:`CLASS_KEYS` admits
 CLASS_PACKAGES = ("facerec.models", "facerec.heads", "facerec.heads.sharded", "facerec.losses")
 #: what Lightning itself stores: the instantiator LightningCLI records (Lightning checks it
@@ -77,6 +83,10 @@ CLASS_PACKAGES = ("facerec.models", "facerec.heads", "facerec.heads.sharded", "f
 LIGHTNING_INSTANTIATORS = frozenset(
     {"pytorch_lightning.cli.instantiate_module", "lightning.pytorch.cli.instantiate_module"}
 )
+#: the one ``_class_path`` a checkpoint may hold (Lightning's subclass mode stores the module's
+#: class there and imports it): facerec's own training module. An exact string, since
+#: importing ``facerec.__main__`` (for ``facerec.__main__.FaceRecognitionModule``) runs the CLI.
+MODULE_CLASS_PATHS = frozenset({"facerec.training.module.FaceRecognitionModule"})
 
 
 @functools.cache
@@ -86,6 +96,8 @@ def allowed_classes() -> dict[str, tuple[str, ...]]:
     Built from facerec's own packages (never from a file): every public, concrete class that
     :data:`CLASS_PACKAGES` export and that subclasses a key's base, under both its package name
     (``facerec.heads.ArcFaceHead``) and its module name (``facerec.heads.arcface.ArcFaceHead``).
+    A short name (``ArcFaceHead``, as ``from_config`` stores it when given so) is admitted under
+    :func:`allowed_short_names`.
     """
     import importlib
     import inspect
@@ -105,6 +117,22 @@ def allowed_classes() -> dict[str, tuple[str, ...]]:
             for path in (f"{pkg_name}.{name}", f"{cls.__module__}.{cls.__qualname__}"):
                 found.setdefault(path, set()).update(keys)
     return {path: tuple(sorted(keys)) for path, keys in found.items() if keys}
+
+
+@functools.cache
+def allowed_short_names() -> dict[str, tuple[str, ...]]:
+    """Short class names (no dot) -> the :data:`CLASS_KEYS` keys they may stand under.
+
+    jsonargparse resolves a short name among the imported subclasses of the parameter's type
+    and refuses a name two classes share, so a name that one of facerec's admitted classes
+    bears resolves to that class or fails. Only those names are admitted: any other bare name
+    (``TripletMarginLoss`` resolved to ``torch.nn.TripletMarginLoss`` under ``metric_loss``, a
+    path to a YAML file) is refused.
+    """
+    short: dict[str, set[str]] = {}
+    for path, keys in allowed_classes().items():
+        short.setdefault(path.rsplit(".", 1)[1], set()).update(keys)
+    return {name: tuple(sorted(keys)) for name, keys in short.items()}
 
 
 _REFUSED = (
@@ -209,18 +237,22 @@ def check_hyperparameters(ckpt: dict[str, Any], path: str | os.PathLike[str]) ->
     ``model.init_from`` and a distillation teacher import and build the classes a checkpoint
     names. This check runs first, on every one of those paths: a class may be named only under a
     key of :data:`CLASS_KEYS` (``backbone``, ``head``, ``margin``, ``metric_loss``), as a
-    ``class_path`` or a bare string, at any depth, and must be in :func:`allowed_classes` for
-    that key. A ``class_path`` anywhere else, any other ``_class_path`` or an unknown
-    ``_instantiator`` is refused. Nothing from the file is imported or called.
+    ``class_path`` or a bare string, at any depth, and must be in :func:`allowed_classes` (or
+    :func:`allowed_short_names`) for that key; every string under such a key is such a name. A
+    ``class_path`` anywhere else, a ``_class_path`` other than :data:`MODULE_CLASS_PATHS`, an
+    ``_instantiator`` other than Lightning's, an option record of :data:`OPTION_KEYS` that is
+    not a dict, or hyper-parameters that are not a dict are refused. Nothing from the file is
+    imported or called.
 
     Raises:
         DataError: naming the file, the hyper-parameter and the class path, in one line.
     """
-    allowed = allowed_classes()
+    allowed = {**allowed_short_names(), **allowed_classes()}
 
     def refuse(value: Any, key: str, why: str) -> None:
+        shown = repr(value) if len(repr(value)) <= 160 else repr(value)[:157] + "..."
         raise DataError(
-            f"{path}: refused: its hyper-parameters name {value!r} ({key}); {why}; nothing "
+            f"{path}: refused: its hyper-parameters name {shown} ({key}); {why}; nothing "
             "from the file was imported or run"
         )
 
@@ -245,24 +277,63 @@ def check_hyperparameters(ckpt: dict[str, Any], path: str | os.PathLike[str]) ->
                     if v not in LIGHTNING_INSTANTIATORS:
                         refuse(v, k, "expected Lightning's own instantiate_module")
                 elif k == "_class_path":
-                    if not (isinstance(v, str) and v.endswith(".FaceRecognitionModule")
-                            and v.startswith("facerec.")):  # fmt: skip
-                        refuse(v, k, "expected facerec's FaceRecognitionModule")
+                    if not (isinstance(v, str) and v in MODULE_CLASS_PATHS):
+                        refuse(v, k, "expected facerec.training.module.FaceRecognitionModule")
                 elif k in ("class_path", "_class_path"):
                     continue
                 elif k == "init_args":
                     walk(v, key)  # the arguments of the class under ``key``
+                elif k in OPTION_KEYS and not (v is None or isinstance(v, dict)):
+                    refuse(v, k, "expected a dict of its options (or null)")
                 else:
                     walk(v, k)
         elif isinstance(value, list | tuple):
             for v in value:
                 walk(v, key)
-        elif isinstance(value, str) and key in CLASS_KEYS and "." in value:
-            admit(value, key, key)
+        elif isinstance(value, str) and key in CLASS_KEYS:
+            admit(value, key, key)  # a dotted path is imported, a short name resolved
 
     hp = ckpt.get("hyper_parameters")
+    if hp is not None and not isinstance(hp, dict):
+        raise DataError(
+            f"{path}: refused: its hyper_parameters are a {type(hp).__name__}, expected a dict of "
+            "the model's options; nothing from the file was imported or run"
+        )
     if hp is not None:
         walk(hp, "")
+
+
+def check_hparams_file(path: str | os.PathLike[str]) -> None:
+    """Refuse a ``load_from_checkpoint(hparams_file=...)`` whose hyper-parameters name code.
+
+    Lightning reads that file with ``yaml.full_load`` (which builds ``!!python/name:`` tags into
+    functions) and merges it over the checkpoint's hyper-parameters before building the module,
+    so it is read here with ``yaml.safe_load`` (a ``.csv``: rows of key, value) and given to
+    :func:`check_hyperparameters`. Raises DataError in one line naming the file.
+    """
+    import csv
+
+    import yaml
+
+    p = Path(path)
+    kinds = "expected a .yaml, .yml or .csv of hyper-parameters"
+    if p.suffix.lower() not in (".yaml", ".yml", ".csv"):
+        raise DataError(f"{p}: hparams_file: {kinds}")
+    try:
+        text = p.read_text(encoding="utf-8")
+        if p.suffix.lower() == ".csv":
+            hp: Any = {row[0]: row[1] for row in csv.reader(text.splitlines()) if len(row) >= 2}
+        else:
+            hp = yaml.safe_load(text)
+    except OSError as e:
+        raise DataError(f"{p}: hparams_file cannot be read ({e.strerror or e}); {kinds}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, csv.Error) as e:
+        first = (str(e).splitlines() or [""])[0][:160]
+        raise DataError(
+            f"{p}: refused: hparams_file is not plain YAML or CSV ({first}); {kinds}; nothing "
+            "from the file was imported or run"
+        ) from None
+    check_hyperparameters({"hyper_parameters": {} if hp is None else hp}, p)
 
 
 def read_checkpoint_dict(path: str | os.PathLike[str], expected: str = EXPECTED) -> dict[str, Any]:
@@ -351,8 +422,8 @@ def load_facerec_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
 
     Raises:
         DataError: the file is missing, is not a PyTorch checkpoint, has no ``facerec`` entry
-            (not written by facerec), names a class outside facerec / torch.nn, or its model
-            does not rebuild.
+            (not written by facerec), names anything but facerec's own model parts (see
+            :func:`check_hyperparameters`), or its model does not rebuild.
     """
     p = Path(path)
     if str(path) in PRETRAINED and not p.exists():
