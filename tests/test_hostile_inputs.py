@@ -244,6 +244,11 @@ def validate_ckpt_path(path: Path, env: Env, capsys) -> tuple[int, str]:
     return _cli([*argv, "--trainer.default_root_dir", str(env.tmp / "run")], capsys)
 
 
+def run_test_ckpt_path(path: Path, env: Env, capsys) -> tuple[int, str]:
+    argv = ["test", *VALIDATE_TINY, "--ckpt_path", str(path)]
+    return _cli([*argv, "--trainer.default_root_dir", str(env.tmp / "run")], capsys)
+
+
 def fit_resume_last(path: Path, env: Env, capsys) -> tuple[int, str]:
     argv = ["fit", *TINY, "--trainer.max_steps", "4", "--ckpt_path", "last"]
     return _cli([*argv, "--trainer.default_root_dir", str(env.tmp / "run")], capsys)
@@ -282,6 +287,7 @@ ENTRY_POINTS: dict[str, Callable[..., tuple[int, str]]] = {
     "fit_ckpt_path": fit_ckpt_path,
     "fit_distill_teacher": fit_distill_teacher,
     "validate_ckpt_path": validate_ckpt_path,
+    "test_ckpt_path": run_test_ckpt_path,
     "load_from_checkpoint": load_from_checkpoint,
     "load_facerec_checkpoint": load_facerec_checkpoint,
     "doctor": doctor_cmd,
@@ -393,23 +399,57 @@ def _write_spec(env: Env) -> dict:
     }
 
 
-#: name -> (edit of the real checkpoint's hyper-parameters, the class path the error names)
+def _payload_module(env: Env) -> str:
+    """A module on ``env.tmp`` (which the crafted tests put on sys.path) whose import writes
+    ``WRITTEN``: the stand-in for any module with an import-time effect (``facerec.__main__``
+    runs the command line). Named after the folder, so no earlier test's import is cached."""
+    name = "facerec_payload_" + re.sub(r"\W", "_", env.tmp.name)
+    code = f"from pathlib import Path\nPath({str(env.tmp / WRITTEN)!r}).write_text('import os')\n"
+    (env.tmp / f"{name}.py").write_text(code)
+    return name
+
+
+def _replace(hp: dict, new: dict) -> None:
+    hp.clear()
+    hp.update(new)
+
+
+#: name -> (edit of the real checkpoint's hyper-parameters, the words the refusal names). The
+#: kinds of issue 21 §2: functions, other facerec classes, torch.nn classes with side-effect
+#: arguments, builtins, class paths nested in init_args or under other keys, a short name, a
+#: string jsonargparse would import, non-string class paths, non-dict hyper-parameters.
 CRAFTED: dict[str, tuple[Callable[[dict, Env], None], str]] = {
     "function_as_backbone": (
         lambda hp, env: hp.update(backbone=_write_spec(env)), "'facerec.io.atomic_write_text'"),
     "function_as_head_string": (
         lambda hp, env: hp.update(head="facerec.io.atomic_write_text"),
-        "'facerec.io.atomic_write_text'"),
+        "'facerec.io.atomic_write_text' (head)"),
+    "os_system_as_head": (lambda hp, env: hp.update(head="os.system"), "'os.system' (head)"),
+    "builtin_open": (
+        lambda hp, env: hp.update(backbone={"class_path": "builtins.open",
+                                            "init_args": {"file": str(env.tmp / WRITTEN),
+                                                          "mode": "w"}}),
+        "'builtins.open' (class_path)"),
     "other_facerec_class": (
         lambda hp, env: hp.update(backbone={"class_path": "facerec.data.datamodule.FaceDataModule",
                                             "init_args": {"root": str(env.tmp)}}),
         "'facerec.data.datamodule.FaceDataModule'"),
+    "facerec_callback": (
+        lambda hp, env: hp.update(head={"class_path": "facerec.training.callbacks.RunLock",
+                                        "init_args": {"folder": str(env.tmp / WRITTEN)}}),
+        "'facerec.training.callbacks.RunLock'"),
+    "lightning_cli_class": (
+        lambda hp, env: hp.update(backbone={"class_path": "pytorch_lightning.cli.LightningCLI"}),
+        "'pytorch_lightning.cli.LightningCLI'"),
     "facerec_class_of_another_kind": (
         lambda hp, env: hp.update(head={"class_path": "facerec.models.IResNet"}),
         "'facerec.models.IResNet'"),
     "torch_nn_class": (
         lambda hp, env: hp.update(metric_loss={"class_path": "torch.nn.TripletMarginLoss"}),
         "'torch.nn.TripletMarginLoss'"),
+    "torch_nn_short_name": (
+        lambda hp, env: hp.update(metric_loss="TripletMarginLoss"),
+        "'TripletMarginLoss' (metric_loss)"),
     "torch_nn_with_arguments": (
         lambda hp, env: hp.update(backbone={"class_path": "torch.nn.Module",
                                             "init_args": {"path": str(env.tmp / WRITTEN)}}),
@@ -417,15 +457,29 @@ CRAFTED: dict[str, tuple[Callable[[dict, Env], None], str]] = {
     "nested_in_sharded_margin": (
         lambda hp, env: hp.update(head={"class_path": "facerec.heads.sharded.ShardedMarginHead",
                                         "init_args": {"margin": _write_spec(env)}}),
-        "'facerec.io.atomic_write_text'"),
+        "'facerec.io.atomic_write_text' (class_path)"),
+    "nested_in_backbone_init_args": (
+        lambda hp, env: hp["backbone"]["init_args"].update(block=_write_spec(env)),
+        "'facerec.io.atomic_write_text' (class_path); no class may be built under 'block'"),
     "under_an_option_key": (
         lambda hp, env: hp.update(distill=_write_spec(env)), "'facerec.io.atomic_write_text'"),
+    "under_dict_kwargs": (
+        lambda hp, env: hp["backbone"].update(dict_kwargs={"head": "facerec.io.atomic_write_text"}),
+        "'facerec.io.atomic_write_text' (head)"),
+    "import_path_as_option_record": (
+        lambda hp, env: hp.update(center_loss=f"{_payload_module(env)}.X"),
+        "(center_loss); expected a dict of its options"),
+    "module_class_path": (
+        lambda hp, env: hp.update(_class_path=f"{_payload_module(env)}.FaceRecognitionModule"),
+        "(_class_path); expected facerec.training.module.FaceRecognitionModule"),
     "non_string_class_path": (
         lambda hp, env: hp.update(backbone={"class_path": ["facerec.io", "atomic_write_text"]}),
         "['facerec.io', 'atomic_write_text']"),
     "instantiator": (
         lambda hp, env: hp.update(_instantiator="facerec.io.atomic_write_text"),
         "'facerec.io.atomic_write_text' (_instantiator)"),
+    "class_path_at_the_top": (
+        lambda hp, env: _replace(hp, _write_spec(env)), "'facerec.io.atomic_write_text'"),
 }  # fmt: skip
 
 
@@ -440,11 +494,13 @@ def crafted(name: str) -> Callable[[Env], Path]:
     return make
 
 
-#: every crafted file through the command-line readers; the first through every entry point
+#: the entry points that only read a checkpoint (about 0.1 s each): every crafted file goes
+#: through each; the ones that start a fit (about 1 s each) take two kinds of crafted file
+READERS = ("eval", "export", "embed", "doctor", "load_facerec_checkpoint", "load_from_checkpoint")
 CRAFTED_CASES = [
-    *((name, entry) for name in CRAFTED for entry in ("eval", "load_facerec_checkpoint")),
-    *(("function_as_backbone", entry) for entry in ENTRY_POINTS
-      if entry not in ("eval", "load_facerec_checkpoint")),
+    *((name, entry) for name in CRAFTED for entry in READERS),
+    *((name, entry) for name in ("function_as_backbone", "import_path_as_option_record")
+      for entry in ENTRY_POINTS if entry not in READERS),
 ]  # fmt: skip
 
 
@@ -452,15 +508,16 @@ CRAFTED_CASES = [
     ("name", "entry"), CRAFTED_CASES, ids=[f"{n}-{e}" for n, e in CRAFTED_CASES]
 )
 def test_crafted_hyperparameters_build_nothing(
-    name: str, entry: str, real_ckpt: Path, tmp_path: Path, capsys
+    name: str, entry: str, real_ckpt: Path, tmp_path: Path, capsys, monkeypatch
 ):
+    monkeypatch.syspath_prepend(str(tmp_path))  # where _payload_module writes its module
     env = Env(tmp_path, real_ckpt)
     path = crafted(name)(env)
     rc, err = ENTRY_POINTS[entry](path, env, capsys)
     assert rc == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "refused" in err and CRAFTED[name][1] in err, err
-    assert str(path) in err, err
+    assert str(path) in err and "nothing from the file was imported or run" in err, err
     assert not (tmp_path / WRITTEN).exists(), "the checkpoint wrote a file"
 
 
@@ -471,6 +528,82 @@ def test_crafted_payload_is_live(tmp_path: Path, real_ckpt: Path):
     spec = _write_spec(Env(tmp_path, real_ckpt))
     instantiate_class((), {"class_path": spec["class_path"], "init_args": spec["init_args"]})
     assert (tmp_path / WRITTEN).read_text() == "import os"
+
+
+def test_builtin_open_payload_is_live(tmp_path: Path, real_ckpt: Path):
+    """Positive control: the old rebuild (instantiate_class of the backbone spec) creates it."""
+    from pytorch_lightning.cli import instantiate_class
+
+    hp = Env(tmp_path, real_ckpt).real()["hyper_parameters"]
+    CRAFTED["builtin_open"][0](hp, Env(tmp_path, real_ckpt))
+    instantiate_class((), hp["backbone"]).close()
+    assert (tmp_path / WRITTEN).exists()
+
+
+@pytest.mark.parametrize("name", ["import_path_as_option_record", "torch_nn_short_name"])
+def test_import_and_short_name_payloads_are_live(
+    name: str, tmp_path: Path, real_ckpt: Path, monkeypatch
+):
+    """Positive control: Lightning's builder (what load_from_checkpoint and fit --ckpt_path
+    hand the hyper-parameters to) imports a string given for an option record, running the
+    module, and resolves a bare class name to torch.nn's class."""
+    from pytorch_lightning.cli import instantiate_module
+
+    from facerec.training.module import FaceRecognitionModule
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env = Env(tmp_path, real_ckpt)
+    hp = env.real()["hyper_parameters"]
+    CRAFTED[name][0](hp, env)
+    hp.pop("_instantiator", None)
+    with warnings.catch_warnings(), contextlib.suppress(Exception):
+        warnings.simplefilter("ignore")
+        module = instantiate_module(FaceRecognitionModule, hp)
+        assert type(module.metric_loss) is torch.nn.TripletMarginLoss  # the short name
+    if name == "import_path_as_option_record":
+        assert (tmp_path / WRITTEN).exists()  # the import ran (the build then failed)
+
+
+def test_hparams_file_of_load_from_checkpoint_is_checked(real_ckpt: Path, tmp_path: Path):
+    """``load_from_checkpoint(hparams_file=...)`` merges a YAML over the checkpoint's options:
+    it is checked too (read with safe_load: a ``!!python/name`` tag is refused)."""
+    from facerec.inference.checkpoint import check_hparams_file
+    from facerec.training.module import FaceRecognitionModule
+
+    bad = tmp_path / "hp.yaml"
+    bad.write_text(f"center_loss: {_payload_module(Env(tmp_path, real_ckpt))}.X\n")
+    tag = tmp_path / "tag.yaml"
+    tag.write_text("head: !!python/name:os.system\n")
+    for f, named in ((bad, "(center_loss)"), (tag, "not plain YAML or CSV")):
+        rc, err = _library(lambda f=f: FaceRecognitionModule.load_from_checkpoint(
+            real_ckpt, hparams_file=f))  # fmt: skip
+        assert rc == 2 and named in err and str(f) in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / WRITTEN).exists()
+    good = tmp_path / "good.yaml"
+    good.write_text("lr: 0.05\nhead: {class_path: facerec.heads.CosFaceHead}\n")
+    check_hparams_file(good)  # plain options and facerec's own classes pass
+
+
+def test_newest_intact_checkpoint_is_never_a_crafted_one(
+    real_ckpt: Path, tmp_path: Path, capsys, monkeypatch
+):
+    """A damaged last.ckpt: the checkpoint proposed instead is the intact one, never a newer
+    file whose hyper-parameters name code; with only such a file beside it, none is proposed."""
+    from facerec.training.callbacks import newest_intact_checkpoint
+
+    env = Env(tmp_path, real_ckpt)
+    last = damaged_last_ckpt(env)  # beside it: an intact epoch000-step000002.ckpt
+    ckdir = last.parent
+    os.utime(ckdir / "epoch000-step000002.ckpt", (1, 1))  # the oldest file
+    hostile = crafted("function_as_backbone")(env).replace(ckdir / "epoch001-step000004.ckpt")
+    assert newest_intact_checkpoint(ckdir, exclude=last) == ckdir / "epoch000-step000002.ckpt"
+    rc, err = fit_resume_last(last, env, capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "newest intact checkpoint beside it is" in err and "epoch000-step000002" in err, err
+    assert hostile.name not in err, err
+    (ckdir / "epoch000-step000002.ckpt").unlink()
+    assert newest_intact_checkpoint(ckdir, exclude=last) is None
+    assert not (tmp_path / WRITTEN).exists()
 
 
 def test_allow_list_holds_only_model_parts():
