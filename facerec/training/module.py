@@ -236,11 +236,16 @@ class FaceRecognitionModule(pl.LightningModule):
         """Lightning's ``load_from_checkpoint``, safe for a file of unknown origin.
 
         The file is read with ``torch.load(weights_only=True)`` (tensors and plain data only; no
-        unsafe mode is offered) and the classes its hyper-parameters name must come from facerec
-        or torch.nn, checked before anything is imported. Raises :class:`DataError` naming the
-        file (and the refused global or class) otherwise.
+        unsafe mode is offered) and its hyper-parameters (and ``hparams_file``'s) may name only
+        facerec's own model parts (:func:`facerec.inference.checkpoint.check_hyperparameters`),
+        checked before anything is imported. Raises :class:`DataError` naming the file (and the
+        refused global or class) otherwise.
         """
-        from facerec.inference.checkpoint import check_hyperparameters, read_checkpoint_dict
+        from facerec.inference.checkpoint import (
+            check_hparams_file,
+            check_hyperparameters,
+            read_checkpoint_dict,
+        )
 
         if kwargs.pop("weights_only", True) is not True:
             raise ConfigError(
@@ -248,6 +253,8 @@ class FaceRecognitionModule(pl.LightningModule):
             )
         ckpt = read_checkpoint_dict(Path(checkpoint_path))
         check_hyperparameters(ckpt, checkpoint_path)
+        if hparams_file is not None:  # merged over the checkpoint's before the module is built
+            check_hparams_file(hparams_file)
         del ckpt
         return super().load_from_checkpoint(  # type: ignore[return-value]
             checkpoint_path,
