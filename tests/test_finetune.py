@@ -102,8 +102,10 @@ def test_init_from_another_architecture_names_the_expected_one(tmp_path: Path) -
     torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(DataError, match="known layout"):
         load_init_weights(_module(), str(tmp_path / "other.pth"))
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match="missing.pth: checkpoint not found"):
         load_init_weights(_module(), str(tmp_path / "missing.pth"))
+    with pytest.raises(ConfigError, match=r"init_from: .*: is a folder \(it holds wide.pth"):
+        load_init_weights(_module(), str(tmp_path))  # a folder is not "not found"
 
 
 def test_init_from_torchvision_imagenet_state_dict(tmp_path: Path) -> None:

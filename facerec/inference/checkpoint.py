@@ -178,6 +178,28 @@ def pickle_globals(path: Path, limit: int = 3) -> list[str]:
     return [g for g in found if not g.startswith(("torch._utils.", "collections.OrderedDict"))]
 
 
+def not_a_file(
+    path: str | os.PathLike[str],
+    expected: str = EXPECTED,
+    what: str = "checkpoint",
+    suffixes: tuple[str, ...] = (".ckpt",),
+) -> str | None:
+    """Why ``path`` cannot be a checkpoint file, as one line, or None when it is a file: a
+    folder is called a folder (naming a file of ``suffixes`` in it or in its ``checkpoints/``,
+    the last by name, e.g. ``last.ckpt``: give that file), anything else missing is "``what``
+    not found"."""
+    p = Path(path)
+    if p.is_dir():
+        in_folder = [[f for f in sorted(d.glob("*")) if f.suffix in suffixes and f.is_file()]
+                     for d in (p, p / "checkpoints")]  # fmt: skip
+        found = in_folder[0] or in_folder[1]
+        also = f" (it holds {found[-1].relative_to(p)}: give that file)" if found else ""
+        return f"{p}: is a folder{also}; {expected}"
+    if not p.is_file():
+        return f"{p}: {what} not found; {expected}"
+    return None
+
+
 def safe_torch_load(path: str | os.PathLike[str], expected: str = EXPECTED) -> Any:
     """``torch.load(path, weights_only=True)`` onto the CPU, memory-mapped where possible.
 
@@ -194,12 +216,9 @@ def safe_torch_load(path: str | os.PathLike[str], expected: str = EXPECTED) -> A
     import torch
 
     p = Path(path)
-    if p.is_dir():
-        hint = sorted(p.glob("*.ckpt")) or sorted(p.glob("checkpoints/*.ckpt"))
-        also = f" (it holds {hint[-1].relative_to(p)}: give that file)" if hint else ""
-        raise DataError(f"{p}: is a folder{also}; {expected}")
-    if not p.is_file():
-        raise DataError(f"{p}: checkpoint not found; {expected}")
+    problem = not_a_file(p, expected)
+    if problem:
+        raise DataError(problem)
     try:
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")

@@ -74,13 +74,14 @@ class FrozenTeacher:
         student_mean: Any = 127.5,
         student_std: Any = 127.5,
     ) -> None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(
-                f"model.distill.teacher: {p} not found; expected a facerec .ckpt or an .onnx "
-                "written by facerec export"
-            )
         from facerec.inference import load_checkpoint_embedder, load_onnx_embedder
+        from facerec.inference.checkpoint import not_a_file
+
+        p = Path(path)
+        expected = "expected a facerec .ckpt or an .onnx written by facerec export"
+        problem = not_a_file(p, expected, what="teacher model")
+        if problem:  # a folder is named as one, with the .ckpt inside it
+            raise ConfigError(f"model.distill.teacher: {problem}")
 
         self.path = p
         self.onnx = p.suffix.lower() == ".onnx"

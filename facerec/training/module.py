@@ -602,7 +602,11 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
             (the message names the architecture the file needs).
         DataError: the file is not a PyTorch checkpoint or state dict of a known layout.
     """
-    from facerec.inference.checkpoint import check_hyperparameters, read_checkpoint_dict
+    from facerec.inference.checkpoint import (
+        check_hyperparameters,
+        not_a_file,
+        read_checkpoint_dict,
+    )
     from facerec.models.pretrained import identify_state_dict, load_foreign_state_dict
 
     p = Path(path)
@@ -610,8 +614,9 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
         "expected a facerec .ckpt, an insightface arcface_torch backbone.pth or a torchvision "
         "ResNet .pth"
     )
-    if not p.is_file():
-        raise ConfigError(f"model.init_from: checkpoint {p} not found; {expected}")
+    problem = not_a_file(p, expected, suffixes=(".ckpt", ".pth", ".pt"))
+    if problem:  # a folder is named as one, with the checkpoint inside it
+        raise ConfigError(f"model.init_from: {problem}")
     ckpt = read_checkpoint_dict(p, expected)
     check_hyperparameters(ckpt, p)  # only weights are read, but a file naming code is refused
     state = ckpt.get("state_dict")

@@ -143,8 +143,12 @@ def test_distilled_checkpoint_reloads_without_the_teacher(
 
 
 def test_bad_teachers_get_one_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="teacher: .*missing.ckpt not found"):
+    with pytest.raises(ConfigError, match="teacher: .*missing.ckpt: teacher model not found"):
         FrozenTeacher(str(tmp_path / "missing.ckpt"))
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"run: is a folder \(it holds checkpoints/last.ckpt"):
+        FrozenTeacher(str(tmp_path / "run"))  # a folder is not "not found"
     other = tmp_path / "state.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, other)
     with pytest.raises(DataError, match="state.pth"):
