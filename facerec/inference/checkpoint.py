@@ -384,6 +384,20 @@ def state_dict_mismatch(model: dict[str, Any], found: dict[str, Any], limit: int
     return "; ".join(parts)
 
 
+def weights_architecture(state: dict[str, Any]) -> str:
+    """ "; the weights are <the architecture they hold> (<the backbone config that takes them>)"
+    when the state dict is of a layout :func:`facerec.models.pretrained.identify_state_dict`
+    knows (facerec's or insightface's IResNet, MobileFaceNet, ViT, torchvision's ResNet), else
+    "": what a message about weights that do not fit says the file holds."""
+    from facerec.models.pretrained import identify_state_dict
+
+    try:
+        found = identify_state_dict(state)
+    except Exception:  # damaged shapes: the tensor names already say what differs
+        found = None
+    return f"; the weights are {found.name} ({found.expected})" if found is not None else ""
+
+
 def _rebuild_backbone(ckpt: dict[str, Any], p: Path) -> nn.Module:
     """The backbone named by the checkpoint's hyper-parameters, with its ``backbone.*`` weights."""
     spec = (ckpt.get("hyper_parameters") or {}).get("backbone")
@@ -402,7 +416,8 @@ def _rebuild_backbone(ckpt: dict[str, Any], p: Path) -> nn.Module:
         if problem:
             raise DataError(
                 f"{p}: its weights do not fit the {spec['class_path']} its hyper-parameters "
-                f"describe ({problem}); {EXPECTED} by this facerec version"
+                f"describe ({problem}){weights_architecture(state)}; {EXPECTED} by this "
+                "facerec version"
             )
         backbone.load_state_dict(state, strict=True)
     except FacerecError:

@@ -606,6 +606,7 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
         check_hyperparameters,
         not_a_file,
         read_checkpoint_dict,
+        weights_architecture,
     )
     from facerec.models.pretrained import identify_state_dict, load_foreign_state_dict
 
@@ -645,9 +646,12 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
                 [f"{k} missing" for k in missing[:3]]
                 + [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:3]]
             )
+            held = weights_architecture(
+                {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+            )
             raise ConfigError(
-                f"model.init_from: the backbone in {p} does not match this model's ({bad}); "
-                "expected a checkpoint of the same backbone architecture"
+                f"model.init_from: the backbone in {p} does not match this model's ({bad})"
+                f"{held}; expected a checkpoint of the same backbone architecture"
             )
         module.load_state_dict({k: state[k] for k in keys}, strict=False)
         copied += keys

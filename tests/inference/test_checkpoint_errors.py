@@ -38,6 +38,24 @@ def test_architecture_mismatch_names_the_tensors(ckpt: Path, tmp_path: Path):
     assert "do not fit the facerec.models.IResNet" in msg and "\n" not in msg
     assert "head.fc.weight (16, " in msg and "in the file vs (8, " in msg
     assert "missing from the file: layer1.2." in msg
+    # and the architecture the weights hold: the IResNet-18 the file was trained as
+    assert "; the weights are facerec IResNet-18 (width 0.25, 16-d) (facerec.models.IResNet " \
+        "with depth: 18, width: 0.25, embedding_dim: 16)" in msg  # fmt: skip
+
+
+def test_init_from_of_another_architecture_names_what_the_file_holds(ckpt: Path):
+    from facerec.training.module import FaceRecognitionModule, load_init_weights
+
+    module = FaceRecognitionModule.from_config(
+        backbone={"class_path": "facerec.models.IResNet", "init_args": {
+            "depth": 34, "width": 0.25, "embedding_dim": 16, "input_size": [32, 32]}},
+        head={"class_path": "facerec.heads.ArcFaceHead"}, num_classes=4,
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as e:
+        load_init_weights(module, str(ckpt))
+    msg = str(e.value)
+    assert "\n" not in msg and "(backbone.layer1.2.bn1.weight missing, " in msg, msg
+    assert "the weights are facerec IResNet-18 (width 0.25, 16-d)" in msg, msg
 
 
 def test_state_dict_mismatch_is_empty_for_a_match():
