@@ -23,9 +23,10 @@ from pathlib import Path
 
 from facerec.errors import ConfigError, FacerecError
 from facerec.inference import Preprocess
-from facerec.inference.checkpoint import load_facerec_checkpoint
+from facerec.inference.checkpoint import PRETRAINED, load_facerec_checkpoint, read_checkpoint_dict
 from facerec.inference.onnx import read_onnx_metadata
 from facerec.io import atomic_write_bytes, check_free_space, check_output, write_failed
+from facerec.metrics.calibration import calibration_in_checkpoint, format_calibration
 
 from .check import MIN_COSINE, CheckResult, check_onnx, format_check
 from .onnx import DEFAULT_OPSET, MIN_OPSET, Exporter, export_onnx
@@ -58,6 +59,9 @@ def export_checkpoint(
     weights = sum(t.numel() * 4 for t in loaded.backbone.state_dict().values())  # float32 in ONNX
     check_free_space(out, weights + 2**20, "--out")
     pre = Preprocess.coerce(loaded.preprocess, str(loaded.path))
+    calibration = None  # the checkpoint's, carried into the metadata (a bad entry is refused)
+    if not (str(checkpoint) in PRETRAINED and not Path(checkpoint).exists()):
+        calibration = calibration_in_checkpoint(read_checkpoint_dict(checkpoint), str(checkpoint))
     h, w = loaded.input_size
     log(
         f"exporting {type(loaded.backbone).__name__} from {loaded.path} "
@@ -71,6 +75,7 @@ def export_checkpoint(
         opset=opset,
         exporter=exporter,
         doc=f"facerec embedding network exported from {loaded.path.name}",
+        calibration=calibration,
     )
     results: list[CheckResult] = []
     if check:
@@ -102,6 +107,8 @@ def export_checkpoint(
         f"wrote {out} ({len(data) / 2**20:.1f} MiB): {inp} -> embedding float32 "
         f"(N, {meta.embedding_dim}) {norm}"
     )
+    if calibration is not None:
+        log("carried into the metadata (facerec.calibration): " + format_calibration(calibration))
     return results
 
 

@@ -34,6 +34,7 @@ from facerec.data.image import MEAN, STD
 from facerec.errors import ConfigError, FacerecError
 from facerec.inference.onnx import OnnxMetadata, require_onnx
 from facerec.inference.preprocess import Preprocess
+from facerec.metrics.calibration import ONNX_KEY, Calibration
 
 Exporter = Literal["dynamo", "torchscript"]
 MIN_OPSET = 17
@@ -158,6 +159,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     exporter: Exporter = "dynamo",
     doc: str = "",
+    calibration: Calibration | None = None,
 ) -> bytes:
     """Export the embedding network ``backbone`` to ONNX; returns the serialised model.
 
@@ -173,6 +175,8 @@ def export_onnx(
         exporter: ``dynamo`` (torch.export based, the default) or ``torchscript`` (the legacy
             tracer; much faster to run, deprecated by PyTorch).
         doc: the model's ``doc_string`` (e.g. where it came from).
+        calibration: stored as JSON under the metadata key ``facerec.calibration``
+            (:data:`facerec.metrics.calibration.ONNX_KEY`), e.g. the checkpoint's.
     """
     onnx, _ = require_onnx()
     if opset < MIN_OPSET:
@@ -206,7 +210,10 @@ def export_onnx(
     model = onnx.load_from_string(data)
     _strip_prefix(model, "backbone.")
     del model.metadata_props[:]
-    for k, v in meta.to_props().items():
+    props = meta.to_props()
+    if calibration is not None:
+        props[ONNX_KEY] = calibration.to_json()
+    for k, v in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     model.producer_name = "facerec"
