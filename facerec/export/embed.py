@@ -18,11 +18,21 @@ instead: it is left out of both outputs and reported). The outputs are checked b
 (not inside an input, a writable folder with room for them); both are written atomically:
 after any failure nothing is left at ``--out`` or ``--list``. ``--device`` is ``auto`` by
 default (CUDA when available, else the CPU), as in ``facerec eval`` and ``facerec doctor``.
+
+``--quality [METHOD]`` also writes each row's face-image quality (higher is better) to
+``--quality-out`` (default: ``--out`` with the suffix ``.quality.npy``; float32, (N,), row ``i``
+= row ``i`` of the embeddings), so the names file stays one JSON string a line. METHOD is
+``norm`` (the raw embedding's norm: for MagFace/AdaFace models), ``stability`` (model-agnostic:
+mean cosine between ``--quality-passes`` embeddings of slightly shifted, mirrored and noised
+copies, seeded) or ``auto`` (the default: ``norm`` for a checkpoint trained with a MagFace or
+AdaFace head, else ``stability``). ``--min-quality Q`` (implies ``--quality``) leaves out the
+images whose quality is below Q from every output and prints how many.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -41,8 +51,10 @@ from facerec.inference import (
     FileImages,
     embed_images,
     load_embedder,
+    read_checkpoint_dict,
 )
 from facerec.io import atomic_path, check_free_space, check_output, write_failed
+from facerec.metrics.quality import QUALITY_METHODS, QualityScorer, method_for_hparams
 
 
 def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -142,16 +154,40 @@ def read_names(path: str | os.PathLike[str]) -> list[str]:
     return names
 
 
-def write_outputs(out: Path, list_path: Path, emb: np.ndarray, paths: Sequence[Path]) -> None:
+def write_outputs(
+    out: Path,
+    list_path: Path,
+    emb: np.ndarray,
+    paths: Sequence[Path],
+    quality: np.ndarray | None = None,
+    quality_path: Path | None = None,
+) -> None:
     """Write ``emb`` to ``out`` (.npy) and the paths, one JSON string a line (see
-    :func:`name_line`), to ``list_path``; atomically, both or neither."""
+    :func:`name_line`), to ``list_path`` (and ``quality`` to ``quality_path`` when given);
+    atomically, all or none."""
+    what = f"{out} and {list_path}" + (f" and {quality_path}" if quality_path else "")
     try:
-        with atomic_path(out) as tmp_npy, atomic_path(list_path) as tmp_names:
+        with contextlib.ExitStack() as stack:
+            tmp_npy = stack.enter_context(atomic_path(out))
+            tmp_names = stack.enter_context(atomic_path(list_path))
             with open(tmp_npy, "wb") as f:
                 np.save(f, emb)
             tmp_names.write_bytes("".join(name_line(p) for p in paths).encode("utf-8"))
+            if quality is not None and quality_path is not None:
+                with open(stack.enter_context(atomic_path(quality_path)), "wb") as f:
+                    np.save(f, np.asarray(quality, np.float32))
     except OSError as e:
-        raise write_failed(f"{out} and {list_path}", e) from None
+        raise write_failed(what, e) from None
+
+
+def quality_method_of(method: str, checkpoint: str | None) -> str:
+    """``--quality``'s method; ``auto``: ``norm`` for a checkpoint file whose head ties the
+    norm to quality (MagFace, AdaFace), else ``stability`` (ONNX and named models)."""
+    if method != "auto":
+        return method
+    if checkpoint is None or not os.path.isfile(checkpoint):
+        return "stability"
+    return method_for_hparams(read_checkpoint_dict(checkpoint).get("hyper_parameters"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +235,37 @@ def build_parser() -> argparse.ArgumentParser:
         "or $FACEREC_MAX_PIXELS)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q = p.add_argument_group("face-image quality")
+    q.add_argument(
+        "--quality",
+        nargs="?",
+        const="auto",
+        choices=("auto", *QUALITY_METHODS),
+        help="also write each row's quality (higher is better) to --quality-out: norm (raw "
+        "embedding norm, for MagFace/AdaFace models), stability (model-agnostic: mean cosine "
+        "of embeddings of slightly shifted/mirrored/noised copies) or auto (default: norm for "
+        "a MagFace/AdaFace checkpoint, else stability)",
+    )
+    q.add_argument(
+        "--quality-out",
+        metavar="FILE",
+        help="qualities .npy, float32 (N,), row i = row i of --out (default: --out with the "
+        "suffix .quality.npy)",
+    )
+    q.add_argument(
+        "--min-quality",
+        type=float,
+        metavar="Q",
+        help="leave out images whose quality is below Q (implies --quality) and print how many",
+    )
+    q.add_argument(
+        "--quality-passes",
+        type=int,
+        default=8,
+        metavar="M",
+        help="perturbed embeddings per image for the stability quality (default 8)",
+    )
+    q.add_argument("--quality-seed", type=int, default=0, help="draws the perturbations (0)")
     add_align_arguments(p)
     return p
 
@@ -219,6 +286,18 @@ def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
     list_path = check_output(list_path, "--list", reads)
     if out.resolve() == list_path.resolve():
         raise ConfigError(f"--out and --list are the same file {out}; expected two files")
+    if args.min_quality is not None and args.quality is None:
+        args.quality = "auto"
+    quality_path = None
+    if args.quality is not None:
+        if args.quality_passes < 2:
+            raise ConfigError(f"--quality-passes must be >= 2, got {args.quality_passes}")
+        quality_path = Path(args.quality_out or Path(args.out).with_suffix(".quality.npy"))
+        quality_path = check_output(quality_path, "--quality-out", reads)
+        if quality_path.resolve() in (out.resolve(), list_path.resolve()):
+            raise ConfigError(
+                f"--quality-out {quality_path} is also --out or --list; expected its own file"
+            )
     paths = collect_images(args.inputs)
     embedder = load_embedder(
         args.checkpoint, args.onnx, args.device, args.batch_size, args.resize_mode
@@ -237,7 +316,35 @@ def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
         progress=not args.no_progress,
         aligner=(aligner := Aligner.from_args(args, args.device)),
     )
-    write_outputs(out, list_path, emb, kept)
+    quality, dropped = None, ""
+    if quality_path is not None:
+        method = quality_method_of(args.quality, args.checkpoint)
+        scorer = QualityScorer(embedder, method, args.quality_passes, args.quality_seed)
+        images = FileImages(kept)
+        quality = embed_images(
+            scorer,
+            images if aligner is None else aligner.wrap("quality", images),
+            args.batch_size,
+            False,
+            args.workers,
+            progress=not args.no_progress,
+        ).reshape(-1)
+        if args.min_quality is not None:
+            keep = quality >= args.min_quality
+            dropped = (
+                f", dropped {int((~keep).sum())} of {keep.size} below {method} quality "
+                f"{args.min_quality:g}"
+            )
+            if not keep.any():
+                raise DataError(
+                    f"--min-quality {args.min_quality:g} leaves none of the {keep.size} images "
+                    f"(their {method} quality is {quality.min():.4g} to {quality.max():.4g}); "
+                    "expected a lower threshold"
+                )
+            emb, quality = emb[keep], quality[keep]
+            kept = [p for p, k in zip(kept, keep, strict=True) if k]
+        dropped = f"; {method} quality in {quality_path}{dropped}"
+    write_outputs(out, list_path, emb, kept, quality, quality_path)
     for _, why in bad:
         print(f"skipped: {why}", file=sys.stderr)
     skipped = f", skipped {len(bad)} that did not decode" if bad else ""
@@ -247,7 +354,7 @@ def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
     print(
         f"wrote {out} {emb.shape[0]}x{emb.shape[1]} float32"
         f"{' L2-normalised' if args.normalize else ''}{' (flip-sum)' if args.flip else ''} "
-        f"and {list_path}{skipped}"
+        f"and {list_path}{skipped}{dropped}"
     )
     return emb, kept
 

@@ -37,6 +37,17 @@ from .verification import tar_at_far
 #: The quality scores :class:`QualityScorer` computes.
 QUALITY_METHODS = ("norm", "stability")
 
+#: Heads whose training makes the embedding's norm a quality (MagFace, AdaFace).
+NORM_HEADS = ("MagFaceHead", "AdaFaceHead")
+
+
+def method_for_hparams(hparams: Any) -> str:
+    """The ``auto`` quality of a checkpoint with these hyper-parameters: ``norm`` when its head
+    is one of :data:`NORM_HEADS`, else ``stability`` (also for None: ONNX or named models)."""
+    head = hparams.get("head") if isinstance(hparams, dict) else None
+    path = head.get("class_path", "") if isinstance(head, dict) else str(head or "")
+    return "norm" if str(path).rsplit(".", 1)[-1] in NORM_HEADS else "stability"
+
 
 def feature_norm(embeddings: np.ndarray) -> np.ndarray:
     """(N, D) raw embeddings -> (N,) L2 norms (the MagFace/AdaFace quality)."""
@@ -287,6 +298,7 @@ def drop_below(quality: np.ndarray, min_quality: float) -> np.ndarray:
 
 
 __all__ = [
+    "NORM_HEADS",
     "QUALITY_METHODS",
     "ErrorRejectCurve",
     "QualityScorer",
@@ -294,6 +306,7 @@ __all__ = [
     "embedding_stability",
     "error_versus_reject",
     "feature_norm",
+    "method_for_hparams",
     "pair_quality",
     "perturb",
     "perturbation_plan",

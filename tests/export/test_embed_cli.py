@@ -131,3 +131,90 @@ def test_onnx_and_checkpoint_scores_agree_pair_by_pair(
     for model in (plain_onnx, baked_onnx):
         got = score_benchmark(load_onnx_embedder(model), bench.images, bench.pairs, 16)
         np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_embed_quality_file_and_min_quality(
+    ckpt: Path, image_folder: Path, tmp_path: Path, capsys
+) -> None:
+    """--quality writes one quality a row beside the embeddings (auto = stability for an ArcFace
+    checkpoint, equal to the scorer run by hand); --min-quality drops the rows below it from
+    every output and says how many."""
+    from facerec.inference import load_checkpoint_embedder
+    from facerec.metrics.quality import QualityScorer
+
+    out = tmp_path / "emb.npy"
+    rc, _ = _embed(
+        [
+            "--checkpoint",
+            str(ckpt),
+            str(image_folder),
+            "--out",
+            str(out),
+            "--quality",
+            "--quality-passes",
+            "4",
+        ],
+        capsys,
+    )
+    assert rc == 0
+    q = np.load(tmp_path / "emb.quality.npy")
+    names = read_names(tmp_path / "emb.jsonl")
+    assert q.shape == (len(names),) == (5,) and q.dtype == np.float32
+    scorer = QualityScorer(load_checkpoint_embedder(ckpt), "stability", passes=4, seed=0)
+    by_hand = [scorer(fit_to_size(read_image(n), (64, 64), "resize")[None])[0, 0] for n in names]
+    assert np.allclose(q, by_hand, atol=1e-5)
+    # the cut between the 2nd and 3rd lowest keeps the three best
+    cut = float(np.sort(q)[1:3].mean())
+    out2 = tmp_path / "kept.npy"
+    rc = main(
+        [
+            "embed",
+            "--no-progress",
+            "--checkpoint",
+            str(ckpt),
+            str(image_folder),
+            "--out",
+            str(out2),
+            "--min-quality",
+            str(cut),
+            "--quality-passes",
+            "4",
+        ]
+    )
+    said = capsys.readouterr().out
+    assert rc == 0 and "dropped 2 of 5 below stability quality" in said
+    kept = read_names(tmp_path / "kept.jsonl")
+    assert kept == [n for n, v in zip(names, q, strict=True) if v >= cut]
+    assert np.allclose(np.load(tmp_path / "kept.quality.npy"), q[q >= cut])
+    assert np.allclose(np.load(out2), np.load(out)[q >= cut], atol=1e-5)
+
+
+def test_embed_quality_refusals(
+    plain_onnx: Path, ckpt: Path, image_folder: Path, tmp_path: Path, capsys
+) -> None:
+    """One line each, nothing written: norm on an L2-normalised model, a threshold above every
+    image, one pass, --quality-out naming --out."""
+    normed = tmp_path / "normed.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(normed), "--l2-normalize"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "e.npy"
+    base = [str(image_folder), "--out", str(out)]
+    cases = [
+        (["--onnx", str(normed), "--quality", "norm"], "returns L2-normalised"),
+        (
+            ["--onnx", str(plain_onnx), "--min-quality", "2", "--quality-passes", "2"],
+            "leaves none of the 5 images",
+        ),
+        (["--onnx", str(plain_onnx), "--quality", "--quality-passes", "1"], "--quality-passes"),
+        (["--onnx", str(plain_onnx), "--quality", "--quality-out", str(out)], "its own file"),
+    ]
+    for extra, msg in cases:
+        rc, err = _embed([*extra, *base], capsys)
+        assert rc == 2 and msg in err and err.count("\n") == 1, err
+        assert not out.exists() and not (tmp_path / "e.quality.npy").exists()
+    # norm on a raw model works and is the embedding's norm
+    rc, _ = _embed(["--onnx", str(plain_onnx), "--quality", "norm", *base], capsys)
+    assert rc == 0
+    assert np.allclose(
+        np.load(tmp_path / "e.quality.npy"), np.linalg.norm(np.load(out), axis=1), rtol=1e-5
+    )
