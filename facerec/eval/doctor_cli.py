@@ -33,7 +33,7 @@ import numpy as np
 
 import facerec
 from facerec.data.image import fit_to_size, pixel_limit
-from facerec.data.sources import EncodedImages, FileImages, ImageSource
+from facerec.data.sources import EncodedImages, FileImages, ImageSource, SubsetImages
 from facerec.errors import ConfigError, DataError, FacerecError
 from facerec.inference import (
     Embedder,
@@ -46,6 +46,7 @@ from . import benchmarks as bm
 from .doctor import INDEX_KINDS, Diagnosis, DoctorOptions, diagnose, file_hash, images_to_drop
 from .html_report import image_data_uri, image_name
 from .pair_args import add_pair_benchmark_arguments, read_pair_benchmarks
+from .quality import quality_method, score_images
 
 THUMB = 64
 CLEAN_LIST_HEADER = "# facerec doctor clean list"
@@ -56,6 +57,7 @@ OUTPUT_FILES = (
     "split_identities.csv",
     "benchmark_overlap.csv",
     "unreadable.csv",
+    "quality.csv",
     "summary.json",
     "doctor.html",
 )
@@ -175,11 +177,15 @@ def run_doctor(
     num_workers: int = 2,
     progress: bool = False,
     html_rows: int = 100,
+    quality: str | None = None,
+    quality_passes: int = 8,
 ) -> DoctorResult:
     """Embed ``data`` and the benchmarks' images with ``embedder``, diagnose, write the outputs.
 
     Images that cannot be read are left out of the analysis, listed in ``unreadable.csv`` and
-    left out of the clean list.
+    left out of the clean list. With ``quality`` (``norm`` or ``stability``, see
+    :mod:`facerec.metrics.quality`) each readable image's quality is written to ``quality.csv``
+    (worst first) and summarised in ``summary.json``.
     """
     opt = opt or DoctorOptions()
     opt.check()
@@ -220,10 +226,36 @@ def run_doctor(
         drop[int(i)] = f"unreadable: {why}"
     keep = [i for i in range(len(data)) if i not in drop]
     summary = _summary(data, d, skipped, keep, opt)
+    qrows: list[list] = []
+    if quality is not None:
+        q = score_images(
+            embedder,
+            SubsetImages(data.images, rows),
+            quality,
+            quality_passes,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+        )
+        order = np.argsort(q, kind="mergesort")
+        qrows = [
+            [k + 1, data.keys[rows[n]], data.class_names[data.labels[rows[n]]], f"{q[n]:.6f}"]
+            for k, n in enumerate(order.tolist())
+        ]
+        summary["quality"] = {
+            "method": quality,
+            "min": float(q.min()),
+            "median": float(np.median(q)),
+            "max": float(q.max()),
+            "worst": [r[1] for r in qrows[:10]],
+        }
     report = _html(data, rows, d, summary, bench_names, benches or [], html_rows)
     try:
         outd.mkdir(parents=True, exist_ok=True)
         files = _write_csvs(outd, data, rows, d, skipped, bench_names)
+        if quality is not None:
+            head = ["rank", "image", "identity", "quality"]
+            files.append(atomic_write_csv(outd / "quality.csv", head, qrows))
         files.append(outd / "summary.json")
         atomic_write_text(files[-1], json.dumps(summary, indent=2) + "\n")
         files.append(outd / "doctor.html")
@@ -529,6 +561,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 50000000, or $FACEREC_MAX_PIXELS)",
     )
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.add_argument(
+        "--quality",
+        nargs="?",
+        const="auto",
+        choices=("auto", "norm", "stability"),
+        help="also score each image's face quality into quality.csv (worst first): norm (raw "
+        "embedding norm, MagFace/AdaFace), stability (model-agnostic, --quality-passes "
+        "forwards an image) or auto (default: norm for a MagFace/AdaFace checkpoint)",
+    )
+    s.add_argument(
+        "--quality-passes", type=int, default=8, help="perturbed passes of stability (default 8)"
+    )
     o = p.add_argument_group("output")
     o.add_argument(
         "--out", default="runs/doctor", metavar="DIR", help="output folder (default runs/doctor)"
@@ -545,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.batch_size < 1 or args.html_rows < 0:
             raise ConfigError("--batch-size must be >= 1 and --html-rows >= 0")
+        if args.quality_passes < 2:
+            raise ConfigError(f"--quality-passes must be >= 2, got {args.quality_passes}")
         if args.max_pixels is not None and args.max_pixels < 1:
             raise ConfigError(f"--max-pixels must be >= 1, got {args.max_pixels}")
         reads = [("--data", args.data), ("--checkpoint", args.checkpoint), ("--onnx", args.onnx)]
@@ -572,6 +618,10 @@ def main(argv: list[str] | None = None) -> int:
                 args.workers,
                 progress=not args.no_progress,
                 html_rows=args.html_rows,
+                quality=None
+                if args.quality is None
+                else quality_method(args.quality, args.checkpoint),
+                quality_passes=args.quality_passes,
             )
     except FacerecError as e:
         print(f"facerec doctor: error: {e}", file=sys.stderr)
@@ -590,6 +640,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  overlap with {b:<11} {o['images']} images ({o['exact_copies']} exact copies, "
             f"{o['training_identities']} training identities)"
+        )
+    if "quality" in s:
+        qs = s["quality"]
+        print(
+            f"  {qs['method']} quality       min {qs['min']:.4g}, median {qs['median']:.4g}, "
+            f"max {qs['max']:.4g} (quality.csv, worst first)"
         )
     print(f"keep {s['keep']}, drop {s['drop']}; wrote {args.out}/doctor.html and CSV files")
     if args.write_clean_list:

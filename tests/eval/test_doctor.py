@@ -365,3 +365,34 @@ def test_doctor_outputs_inside_an_input_refused_before_any_work(tmp_path, capsys
     assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
     assert bench.read_text() == "a.png,b.png,1\n" and not (tmp_path / "o").exists()
     assert build_parser().get_default("device") == "auto"
+
+
+def test_doctor_quality_column(dirty, tmp_path):
+    """quality.csv: one row per readable image, worst first, the scorer's own numbers; the
+    summary gives its range and the worst images."""
+    from facerec.metrics.quality import QualityScorer
+
+    data = read_training_images(dirty["root"])
+    res = run_doctor(
+        data,
+        PixelEmbedder(),
+        tmp_path / "out",
+        None,
+        OPT,
+        num_workers=1,
+        quality="stability",
+        quality_passes=3,
+    )
+    rows = _read(tmp_path / "out" / "quality.csv")
+    assert len(rows) == res.rows.size and [int(r["rank"]) for r in rows] == list(
+        range(1, len(rows) + 1)
+    )
+    q = np.array([float(r["quality"]) for r in rows])
+    assert np.all(np.diff(q) >= 0)
+    scorer = QualityScorer(PixelEmbedder(), "stability", passes=3)
+    first = data.keys.index(rows[0]["image"])
+    img = cv2.resize(data.images[first], (SIZE, SIZE))
+    assert scorer(img[None])[0, 0] == pytest.approx(q[0], abs=1e-5)
+    s = res.summary["quality"]
+    assert s["method"] == "stability" and s["min"] == pytest.approx(q[0], abs=1e-5)
+    assert s["worst"][0] == rows[0]["image"]
