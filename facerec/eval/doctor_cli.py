@@ -567,8 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
         const="auto",
         choices=("auto", "norm", "stability"),
         help="also score each image's face quality into quality.csv (worst first): norm (raw "
-        "embedding norm, MagFace/AdaFace), stability (model-agnostic, --quality-passes "
-        "forwards an image) or auto (default: norm for a MagFace/AdaFace checkpoint)",
+        "embedding norm; auto, the default, is norm) or stability (experimental, "
+        "--quality-passes forwards an image)",
     )
     s.add_argument(
         "--quality-passes", type=int, default=8, help="perturbed passes of stability (default 8)"
@@ -618,9 +618,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.workers,
                 progress=not args.no_progress,
                 html_rows=args.html_rows,
-                quality=None
-                if args.quality is None
-                else quality_method(args.quality, args.checkpoint),
+                quality=None if args.quality is None else quality_method(args.quality),
                 quality_passes=args.quality_passes,
             )
     except FacerecError as e:

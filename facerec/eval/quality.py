@@ -9,34 +9,23 @@ gives the error-versus-reject curve of a pair benchmark from its images' qualiti
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from facerec.data.sources import ImageSource
-from facerec.errors import FacerecError
-from facerec.inference import Embedder, embed_images, read_checkpoint_dict
+from facerec.inference import Embedder, embed_images
 from facerec.metrics.quality import (
     ErrorRejectCurve,
     QualityScorer,
     error_versus_reject,
-    method_for_hparams,
     pair_quality,
+    resolve_method,
 )
 
 
-def quality_method(method: str, checkpoint: str | os.PathLike[str] | None = None) -> str:
-    """``method`` unless it is ``auto``: then ``norm`` for a checkpoint whose head is one of
-    :data:`~facerec.metrics.quality.NORM_HEADS` (MagFace, AdaFace), else ``stability`` (ONNX
-    models, named models such as dlib-r29, other heads)."""
-    if method != "auto":
-        return method
-    if checkpoint is None or not os.path.isfile(checkpoint):
-        return "stability"
-    try:
-        return method_for_hparams(read_checkpoint_dict(checkpoint).get("hyper_parameters"))
-    except FacerecError:
-        return "stability"
+def quality_method(method: str) -> str:
+    """``method`` unless it is ``auto``, which is ``norm`` for every model
+    (:func:`facerec.metrics.quality.resolve_method` says why)."""
+    return resolve_method(method)
 
 
 def score_images(

@@ -22,11 +22,11 @@ default (CUDA when available, else the CPU), as in ``facerec eval`` and ``facere
 ``--quality [METHOD]`` also writes each row's face-image quality (higher is better) to
 ``--quality-out`` (default: ``--out`` with the suffix ``.quality.npy``; float32, (N,), row ``i``
 = row ``i`` of the embeddings), so the names file stays one JSON string a line. METHOD is
-``norm`` (the raw embedding's norm: for MagFace/AdaFace models), ``stability`` (model-agnostic:
-mean cosine between ``--quality-passes`` embeddings of slightly shifted, mirrored and noised
-copies, seeded) or ``auto`` (the default: ``norm`` for a checkpoint trained with a MagFace or
-AdaFace head, else ``stability``). ``--min-quality Q`` (implies ``--quality``) leaves out the
-images whose quality is below Q from every output and prints how many.
+``norm`` (the raw embedding's norm; ``auto``, the default, is ``norm``) or ``stability``
+(experimental: mean cosine between ``--quality-passes`` embeddings of slightly shifted,
+mirrored and noised copies, seeded; on ORL it ranked degraded copies above the originals).
+``--min-quality Q`` (implies ``--quality``) leaves out the images whose quality is below Q from
+every output and prints how many.
 """
 
 from __future__ import annotations
@@ -51,10 +51,9 @@ from facerec.inference import (
     FileImages,
     embed_images,
     load_embedder,
-    read_checkpoint_dict,
 )
 from facerec.io import atomic_path, check_free_space, check_output, write_failed
-from facerec.metrics.quality import QUALITY_METHODS, QualityScorer, method_for_hparams
+from facerec.metrics.quality import QUALITY_METHODS, QualityScorer, resolve_method
 
 
 def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -180,16 +179,6 @@ def write_outputs(
         raise write_failed(what, e) from None
 
 
-def quality_method_of(method: str, checkpoint: str | None) -> str:
-    """``--quality``'s method; ``auto``: ``norm`` for a checkpoint file whose head ties the
-    norm to quality (MagFace, AdaFace), else ``stability`` (ONNX and named models)."""
-    if method != "auto":
-        return method
-    if checkpoint is None or not os.path.isfile(checkpoint):
-        return "stability"
-    return method_for_hparams(read_checkpoint_dict(checkpoint).get("hyper_parameters"))
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``facerec embed`` argument parser."""
     p = argparse.ArgumentParser(
@@ -242,9 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
         const="auto",
         choices=("auto", *QUALITY_METHODS),
         help="also write each row's quality (higher is better) to --quality-out: norm (raw "
-        "embedding norm, for MagFace/AdaFace models), stability (model-agnostic: mean cosine "
-        "of embeddings of slightly shifted/mirrored/noised copies) or auto (default: norm for "
-        "a MagFace/AdaFace checkpoint, else stability)",
+        "embedding norm; auto, the default, is norm) or stability (experimental: mean cosine "
+        "of embeddings of slightly shifted/mirrored/noised copies; ranked degraded ORL copies "
+        "above the originals)",
     )
     q.add_argument(
         "--quality-out",
@@ -318,7 +307,7 @@ def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
     )
     quality, dropped = None, ""
     if quality_path is not None:
-        method = quality_method_of(args.quality, args.checkpoint)
+        method = resolve_method(args.quality)
         scorer = QualityScorer(embedder, method, args.quality_passes, args.quality_seed)
         images = FileImages(kept)
         quality = embed_images(

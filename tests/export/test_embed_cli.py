@@ -136,9 +136,9 @@ def test_onnx_and_checkpoint_scores_agree_pair_by_pair(
 def test_embed_quality_file_and_min_quality(
     ckpt: Path, image_folder: Path, tmp_path: Path, capsys
 ) -> None:
-    """--quality writes one quality a row beside the embeddings (auto = stability for an ArcFace
-    checkpoint, equal to the scorer run by hand); --min-quality drops the rows below it from
-    every output and says how many."""
+    """--quality writes one quality a row beside the embeddings (stability equals the scorer run
+    by hand; auto is the embedding norm); --min-quality drops the rows below it from every output
+    and says how many."""
     from facerec.inference import load_checkpoint_embedder
     from facerec.metrics.quality import QualityScorer
 
@@ -151,6 +151,7 @@ def test_embed_quality_file_and_min_quality(
             "--out",
             str(out),
             "--quality",
+            "stability",
             "--quality-passes",
             "4",
         ],
@@ -175,6 +176,8 @@ def test_embed_quality_file_and_min_quality(
             str(image_folder),
             "--out",
             str(out2),
+            "--quality",
+            "stability",
             "--min-quality",
             str(cut),
             "--quality-passes",
@@ -187,6 +190,14 @@ def test_embed_quality_file_and_min_quality(
     assert kept == [n for n, v in zip(names, q, strict=True) if v >= cut]
     assert np.allclose(np.load(tmp_path / "kept.quality.npy"), q[q >= cut])
     assert np.allclose(np.load(out2), np.load(out)[q >= cut], atol=1e-5)
+    # auto is the norm of the raw embedding (stability ranked degraded faces higher on ORL)
+    out3 = tmp_path / "auto.npy"
+    rc, _ = _embed(["--checkpoint", str(ckpt), str(image_folder), "--out", str(out3),
+                    "--quality"], capsys)  # fmt: skip
+    assert rc == 0
+    assert np.allclose(
+        np.load(tmp_path / "auto.quality.npy"), np.linalg.norm(np.load(out3), axis=1), rtol=1e-5
+    )
 
 
 def test_embed_quality_refusals(
@@ -202,10 +213,22 @@ def test_embed_quality_refusals(
     cases = [
         (["--onnx", str(normed), "--quality", "norm"], "returns L2-normalised"),
         (
-            ["--onnx", str(plain_onnx), "--min-quality", "2", "--quality-passes", "2"],
+            [
+                "--onnx",
+                str(plain_onnx),
+                "--quality",
+                "stability",
+                "--min-quality",
+                "2",
+                "--quality-passes",
+                "2",
+            ],
             "leaves none of the 5 images",
         ),
-        (["--onnx", str(plain_onnx), "--quality", "--quality-passes", "1"], "--quality-passes"),
+        (
+            ["--onnx", str(plain_onnx), "--quality", "stability", "--quality-passes", "1"],
+            "--quality-passes",
+        ),
         (["--onnx", str(plain_onnx), "--quality", "--quality-out", str(out)], "its own file"),
     ]
     for extra, msg in cases:

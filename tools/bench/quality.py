@@ -76,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = list_images(args.data)
     ids = np.asarray([p.parent.name for p in paths])
     emb_model = load_embedder(args.checkpoint, args.onnx, "cpu", 64)
-    methods = ["stability"]
-    if quality_method("auto", args.checkpoint) == "norm" or args.onnx is None:
-        methods.insert(0, "norm")
+    methods = [quality_method("auto"), "stability"]  # auto is norm
     with tempfile.TemporaryDirectory(prefix="facerec-quality-") as tmp:
         bad_paths, kinds = [], []
         for i, path in enumerate(paths):
