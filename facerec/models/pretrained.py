@@ -68,6 +68,24 @@ def _stage_blocks(keys: list[str], pattern: str, stages: int) -> tuple[int, ...]
     return tuple(counts)
 
 
+def _iresnet(
+    state: dict[str, torch.Tensor], keys: list[str], origin: str, fc: str
+) -> ForeignStateDict:
+    """An IResNet state dict of ``origin`` (insightface or facerec, whose embedding layer is
+    ``fc``), described by the depth, width and embedding size its keys and shapes hold."""
+    blocks = _stage_blocks(keys, r"layer{s}\.(\d+)\.", 4)
+    depth = next((d for d, b in LAYERS.items() if tuple(b) == blocks), None)
+    width = state["conv1.weight"].shape[0] / 64
+    dim = state[fc].shape[0]
+    label = f"IResNet-{depth}" if depth else f"IResNet with blocks {list(blocks)}"
+    return ForeignStateDict(
+        f"{origin}_iresnet",
+        f"{origin} {label} (width {width:g}, {dim}-d)",
+        f"facerec.models.IResNet with depth: {depth}, width: {width:g}, embedding_dim: {dim}",
+        state,
+    )
+
+
 def identify_state_dict(state: dict[str, torch.Tensor]) -> ForeignStateDict | None:
     """Recognise an insightface IResNet / MobileFaceNet or a torchvision ResNet state dict.
 
@@ -101,30 +119,10 @@ def identify_state_dict(state: dict[str, torch.Tensor]) -> ForeignStateDict | No
             state,
         )
     if has("conv1.weight") and has("prelu.weight") and has("features.weight") and has("fc.weight"):
-        blocks = _stage_blocks(keys, r"layer{s}\.(\d+)\.", 4)
-        depth = next((d for d, b in LAYERS.items() if tuple(b) == blocks), None)
-        width = state["conv1.weight"].shape[0] / 64
-        dim = state["fc.weight"].shape[0]
-        label = f"IResNet-{depth}" if depth else f"IResNet with blocks {list(blocks)}"
-        return ForeignStateDict(
-            "insightface_iresnet",
-            f"insightface {label} (width {width:g}, {dim}-d)",
-            f"facerec.models.IResNet with depth: {depth}, width: {width:g}, embedding_dim: {dim}",
-            state,
-        )
+        return _iresnet(state, keys, "insightface", "fc.weight")
     if has("conv1.weight") and has("prelu.weight") and has("head.fc.weight"):
         # facerec's own IResNet (the backbone's state dict, e.g. saved from a .ckpt's backbone)
-        blocks = _stage_blocks(keys, r"layer{s}\.(\d+)\.", 4)
-        depth = next((d for d, b in LAYERS.items() if tuple(b) == blocks), None)
-        width = state["conv1.weight"].shape[0] / 64
-        dim = state["head.fc.weight"].shape[0]
-        label = f"IResNet-{depth}" if depth else f"IResNet with blocks {list(blocks)}"
-        return ForeignStateDict(
-            "facerec_iresnet",
-            f"facerec {label} (width {width:g}, {dim}-d)",
-            f"facerec.models.IResNet with depth: {depth}, width: {width:g}, embedding_dim: {dim}",
-            state,
-        )
+        return _iresnet(state, keys, "facerec", "head.fc.weight")
     if has("conv1.weight") and has("bn1.weight") and has("layer1.0.conv1.weight"):
         blocks = _stage_blocks(keys, r"layer{s}\.(\d+)\.", 4)
         arch = _TV_ARCHS.get((blocks, has("layer1.0.conv3.weight")))
