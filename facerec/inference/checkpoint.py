@@ -363,15 +363,25 @@ def read_checkpoint_dict(path: str | os.PathLike[str], expected: str = EXPECTED)
     return ckpt
 
 
+def shape_mismatches(
+    model: dict[str, Any], found: dict[str, Any], here: str = "in the model"
+) -> list[str]:
+    """``name (file shape) in the file vs (model shape) <here>`` for each tensor both a model's
+    state dict (or its tensors' shapes) and one read from a file hold with different shapes."""
+    return [
+        f"{k} {tuple(found[k].shape)} in the file vs {tuple(getattr(v, 'shape', v))} {here}"
+        for k, v in model.items()
+        if k in found
+        and hasattr(found[k], "shape")
+        and tuple(found[k].shape) != tuple(getattr(v, "shape", v))
+    ]
+
+
 def state_dict_mismatch(model: dict[str, Any], found: dict[str, Any], limit: int = 3) -> str:
     """The first differences between a model's state dict and one read from a file, as text
     ("" when they match): tensors whose shapes differ (``name (file) vs (model)``), then
     tensors the file lacks, then tensors the model lacks."""
-    shape = [
-        f"{k} {tuple(found[k].shape)} in the file vs {tuple(v.shape)} in the model"
-        for k, v in model.items()
-        if k in found and hasattr(found[k], "shape") and tuple(found[k].shape) != tuple(v.shape)
-    ]
+    shape = shape_mismatches(model, found)
     missing = [k for k in model if k not in found]
     extra = [k for k in found if k not in model]
     parts = []

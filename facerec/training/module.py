@@ -541,11 +541,9 @@ class FaceRecognitionModule(pl.LightningModule):
                 continue  # its state dict is a collective; it checks its own rows
             for k, t in child.state_dict(keep_vars=True).items():  # the names files hold
                 own[f"{name}.{k}"] = t.shape
-        wrong = [
-            f"{k} {tuple(v.shape)} in the file vs {tuple(own[k])} here"
-            for k, v in state.items()
-            if k in own and hasattr(v, "shape") and v.shape != own[k]
-        ]
+        from facerec.inference.checkpoint import shape_mismatches
+
+        wrong = shape_mismatches(own, state, here="here")
         if wrong:
             more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
             raise ConfigError(
