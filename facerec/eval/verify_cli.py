@@ -43,9 +43,9 @@ from facerec.metrics.calibration import (
 from facerec.metrics.verification import far_key
 
 HOW_TO = (
-    "fit one on a benchmark with `facerec eval --calibrate` (or in Python: "
-    "facerec.metrics.calibration.fit_calibration, then "
-    "facerec.eval.verify_cli.write_checkpoint_calibration)"
+    "fit one on a benchmark's scores in Python with "
+    "facerec.metrics.calibration.fit_calibration, then store it with "
+    "facerec.eval.verify_cli.write_checkpoint_calibration (a command for it is not built yet)"
 )
 
 
