@@ -23,7 +23,7 @@ from typing import Any
 from torch import nn
 
 from facerec.data.image import ResizeMode
-from facerec.errors import DataError, FacerecError
+from facerec.errors import ConfigError, DataError, FacerecError
 
 from .embedder import TorchEmbedder
 from .preprocess import Preprocess
@@ -459,6 +459,26 @@ def _load_pretrained(name: str) -> LoadedModel:
         preprocess=Preprocess.for_backbone(backbone),
         path=Path(name),
     )
+
+
+def load_pretrained_into(backbone: nn.Module, name: str) -> list[str]:
+    """Copy the packaged model ``name``'s weights into ``backbone`` (``model.init_from
+    dlib-r29``); returns the names loaded (``backbone.…``).
+
+    Raises:
+        ConfigError: ``backbone`` is not that model's architecture (names the config expected).
+        DataError: the weights package is not installed (says how to install it).
+    """
+    from facerec.models.dlib_resnet import DlibResNet, load_dlib_resnet
+
+    if not isinstance(backbone, DlibResNet):
+        raise ConfigError(
+            f"model.init_from: {name} is {PRETRAINED[name]}; expected model.backbone to be "
+            f"facerec.models.DlibResNet (it is {type(backbone).__name__})"
+        )
+    state = load_dlib_resnet().state_dict()
+    backbone.load_state_dict(state)
+    return [f"backbone.{k}" for k in state]
 
 
 def load_facerec_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:

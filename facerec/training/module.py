@@ -601,7 +601,9 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
         DataError: the file is not a PyTorch checkpoint or state dict of a known layout.
     """
     from facerec.inference.checkpoint import (
+        PRETRAINED,
         check_hyperparameters,
+        load_pretrained_into,
         not_a_file,
         read_checkpoint_dict,
         weights_architecture,
@@ -609,9 +611,11 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
     from facerec.models.pretrained import identify_state_dict, load_foreign_state_dict
 
     p = Path(path)
+    if str(path) in PRETRAINED and not p.exists():  # a packaged model by name (dlib-r29)
+        return load_pretrained_into(module.backbone, str(path))
     expected = (
-        "expected a facerec .ckpt, an insightface arcface_torch backbone.pth or a torchvision "
-        "ResNet .pth"
+        "expected a facerec .ckpt, an insightface arcface_torch backbone.pth, a torchvision "
+        f"ResNet .pth or a packaged model ({', '.join(PRETRAINED)})"
     )
     problem = not_a_file(p, expected, suffixes=(".ckpt", ".pth", ".pt"))
     if problem:  # a folder is named as one, with the checkpoint inside it

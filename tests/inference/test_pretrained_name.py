@@ -39,3 +39,21 @@ def test_a_file_of_that_name_wins(tmp_path, monkeypatch):
     (tmp_path / "dlib-r29").write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="dlib-r29: not a PyTorch checkpoint"):
         load_checkpoint_embedder("dlib-r29")
+
+
+def test_init_from_dlib_r29_loads_the_trunk_and_refuses_another_backbone(tmp_path, monkeypatch):
+    from facerec.errors import ConfigError
+    from facerec.models import DlibResNet, IResNet
+    from facerec.models.dlib_resnet import load_dlib_resnet
+    from facerec.training.module import FaceRecognitionModule, load_init_weights
+
+    monkeypatch.chdir(tmp_path)
+    module = FaceRecognitionModule(backbone=DlibResNet(), num_classes=5)
+    names = load_init_weights(module, "dlib-r29")
+    assert names and all(n.startswith("backbone.") for n in names)
+    x = torch.rand(2, 3, 150, 150) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(module.backbone.eval()(x), load_dlib_resnet()(x))
+    other = FaceRecognitionModule(backbone=IResNet(depth=18, embedding_dim=128), num_classes=5)
+    with pytest.raises(ConfigError, match=r"dlib-r29 .*expected model.backbone to be .*DlibResNet"):
+        load_init_weights(other, "dlib-r29")
