@@ -1,11 +1,13 @@
 """The frozen teacher of embedding distillation (``model.distill``), fed the training batch.
 
-The teacher is a facerec checkpoint (``.ckpt``) or an exported ONNX model (``.onnx``), loaded by
-the package's embedders (:func:`load_checkpoint_embedder`, :func:`load_onnx_embedder`), so it is
-fed with its own preprocessing (input size, resize mode, channel order, mean/std) from the
-checkpoint's or the ONNX file's metadata: the student's normalised batch is turned back into
-pixels and prepared as the teacher expects. It runs in evaluation mode without gradients and is
-not part of the student (not in its state dict, optimiser, DDP wrapper or checkpoints); under
+The teacher is a facerec checkpoint (``.ckpt``), an exported ONNX model (``.onnx``) or a model
+that ships in a package, by name (``dlib-r29``: dlib's face ResNet, see
+:data:`facerec.inference.checkpoint.PRETRAINED`), loaded by the package's embedders
+(:func:`load_checkpoint_embedder`, :func:`load_onnx_embedder`), so it is fed with its own
+preprocessing (input size, resize mode, channel order, mean/std) from the checkpoint's or the
+ONNX file's metadata: the student's normalised batch is turned back into pixels and prepared as
+the teacher expects. It runs in evaluation mode without gradients and is not part of the student
+(not in its state dict, optimiser, DDP wrapper or checkpoints); under
 DDP every rank loads it and embeds its own share of the batch.
 
 A PyTorch teacher runs on the batch's device; an ONNX teacher runs in onnxruntime on the CPU (or
@@ -23,8 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facerec.errors import ConfigError, FacerecError
+from facerec.errors import ConfigError, DataError, FacerecError
 from facerec.losses.distill import KINDS, DistillKind
+
+#: what model.distill.teacher takes, for messages
+TEACHER_EXPECTED = (
+    "expected a facerec .ckpt, an .onnx written by facerec export or a packaged model (dlib-r29)"
+)
 
 
 @dataclass
@@ -32,8 +39,9 @@ class DistillOptions:
     """``model.distill``: add ``weight`` × a loss between the student's and a teacher's embeddings.
 
     ``teacher``: a facerec checkpoint (.ckpt) or ONNX model (.onnx) of any architecture and
-    input size. ``loss``: ``cosine`` (1 − cosine, scale-free) or ``l2`` (mean squared error of
-    the raw embeddings). When the embedding sizes differ, a learned linear projection (no bias)
+    input size, or a packaged model by name (``dlib-r29``; a file of that name wins).
+    ``loss``: ``cosine`` (1 − cosine, scale-free) or ``l2`` (mean squared error of the raw
+    embeddings). When the embedding sizes differ, a learned linear projection (no bias)
     maps the student's embedding to the teacher's size for this loss only; it is trained with the
     student, saved in its checkpoints and not exported (the student's own embedding is).
     """
@@ -45,9 +53,7 @@ class DistillOptions:
     def validate(self) -> DistillOptions:
         """Raise :class:`ConfigError` for an empty teacher, a negative weight or unknown loss."""
         if not self.teacher:
-            raise ConfigError(
-                "model.distill.teacher is empty; expected a facerec .ckpt or an exported .onnx"
-            )
+            raise ConfigError(f"model.distill.teacher is empty; {TEACHER_EXPECTED}")
         if self.weight < 0:
             raise ConfigError(f"model.distill.weight is {self.weight}; expected >= 0")
         if self.loss not in KINDS:
@@ -59,12 +65,14 @@ class FrozenTeacher:
     """A teacher embedding network: student-normalised (B, 3, H, W) -> (B, D_t) float32.
 
     Args:
-        path: the teacher, a facerec ``.ckpt`` or an ``.onnx`` written by ``facerec export``.
+        path: the teacher, a facerec ``.ckpt``, an ``.onnx`` written by ``facerec export`` or a
+            packaged model's name (``dlib-r29``, when no file of that name exists).
         student_mean, student_std: the student's normalisation (pixel units, RGB), to turn the
             batch back into pixels.
 
     Raises:
-        ConfigError: the file does not exist.
+        ConfigError: the file does not exist; a packaged model's package is not installed (the
+            line says how to install it).
         DataError: it is not a facerec checkpoint / ONNX model (one line from the loader).
     """
 
@@ -75,19 +83,25 @@ class FrozenTeacher:
         student_std: Any = 127.5,
     ) -> None:
         from facerec.inference import load_checkpoint_embedder, load_onnx_embedder
-        from facerec.inference.checkpoint import not_a_file
+        from facerec.inference.checkpoint import PRETRAINED, not_a_file
 
         p = Path(path)
-        expected = "expected a facerec .ckpt or an .onnx written by facerec export"
-        problem = not_a_file(p, expected, what="teacher model")
+        packaged = str(path) in PRETRAINED and not p.exists()  # a file of that name wins
+        problem = None if packaged else not_a_file(p, TEACHER_EXPECTED, what="teacher model")
         if problem:  # a folder is named as one, with the .ckpt inside it
             raise ConfigError(f"model.distill.teacher: {problem}")
 
         self.path = p
-        self.onnx = p.suffix.lower() == ".onnx"
-        self.embedder = (
-            load_onnx_embedder(str(p)) if self.onnx else load_checkpoint_embedder(str(p))
-        )
+        self.onnx = not packaged and p.suffix.lower() == ".onnx"
+        try:
+            self.embedder = (
+                load_onnx_embedder(str(p)) if self.onnx else load_checkpoint_embedder(str(p))
+            )
+        except DataError as e:
+            if not packaged:
+                raise
+            # the weights package is missing: the line already says how to install it
+            raise ConfigError(f"model.distill.teacher: {e}") from None
         self.input_size = tuple(int(s) for s in self.embedder.input_size)
         self.resize_mode = str(self.embedder.resize_mode)
         self._s_mean = torch.tensor(np.broadcast_to(student_mean, (3,)).copy()).float()
@@ -151,4 +165,4 @@ def make_projection(student_dim: int, teacher_dim: int) -> nn.Linear | None:
     return proj
 
 
-__all__ = ["DistillOptions", "FrozenTeacher", "make_projection"]
+__all__ = ["TEACHER_EXPECTED", "DistillOptions", "FrozenTeacher", "make_projection"]
