@@ -1,0 +1,212 @@
+"""Per-group (fairness) verification metrics (pure NumPy).
+
+Every pair carries a group label (e.g. the race of RFW, or a group read from a GROUPS.csv).
+:func:`group_report` gives each group its own :func:`~facerec.metrics.verification.
+verification_report` (k-fold accuracy, ROC, AUC, EER, TAR@FAR on that group's pairs only) and
+the spread between groups:
+
+* accuracy: the best and worst group's k-fold accuracy and their difference (max − min);
+* TAR@FAR: at each FAR, the best group's TAR divided by the worst group's (among the groups
+  whose impostor pairs resolve that FAR);
+* FMR/FNMR at one shared threshold: the deployed threshold (by default the one reaching FAR
+  1e-3 on all pairs together, as a system would be set up once for everybody), applied to each
+  group. This is what fairness studies report: groups with equal accuracies can have false-match
+  rates that differ by an order of magnitude at the threshold actually used.
+
+A pair whose label is None is outside every group and only counted (``num_excluded_pairs``):
+the caller labels so a pair whose two images are in different groups (an impostor across
+groups belongs to neither group's error rates, and a "mixed" group of such pairs would have
+no genuine pairs) or an image without a group. Excluded pairs still count towards the deployed
+threshold, which is a property of the whole benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from facerec.errors import DataError
+
+from .verification import (
+    DEFAULT_FARS,
+    STRATIFIED_FOLDS,
+    _check,
+    check_folds,
+    far_key,
+    tar_at_far,
+    verification_report,
+)
+
+#: The FAR whose threshold on all pairs is the shared (deployed) threshold, by default.
+DEPLOYED_FAR = 1e-3
+
+
+def _labels(groups: Sequence[str | None] | np.ndarray, n: int) -> list[str | None]:
+    labels = [None if g is None or (isinstance(g, str) and not g) else str(g) for g in groups]
+    if len(labels) != n:
+        raise DataError(f"{len(labels)} group labels for {n} pairs; expected one per pair")
+    return labels
+
+
+def _group_folds(
+    name: str, y: np.ndarray, folds: np.ndarray | None, n_folds: int, fold_method: str
+) -> tuple[np.ndarray | None, int, str, str | None]:
+    """The folds of one group's pairs: ``(folds or None, n_folds, fold_method, warning)``.
+
+    The benchmark's own folds restricted to the group where every fold keeps both classes;
+    else folds stratified by class (fewer of them where the group has fewer pairs of a class
+    than ``n_folds``), with a warning saying so.
+    """
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise DataError(
+            f"group {name!r} has {n_pos} genuine and {n_neg} impostor pairs; expected at least "
+            "one of each (every group needs both to be verified)"
+        )
+    if folds is not None:
+        try:
+            check_folds(y, folds)
+            return folds, n_folds, fold_method, None
+        except DataError as e:
+            why = str(e)
+    else:
+        why = ""
+    fewest = min(n_pos, n_neg)
+    k = min(n_folds, fewest)
+    if k < 2:
+        kind = "genuine" if n_pos == fewest else "impostor"
+        raise DataError(
+            f"group {name!r} has {fewest} {kind} pair; expected at least 2 genuine and 2 "
+            "impostor pairs per group for k-fold accuracy"
+        )
+    if not why and k == n_folds:
+        return None, n_folds, STRATIFIED_FOLDS, None
+    reason = (
+        f"the benchmark's folds do not fit its pairs ({why})"
+        if why
+        else f"it has only {fewest} pairs of a class for {n_folds} folds"
+    )
+    return (
+        None,
+        k,
+        STRATIFIED_FOLDS,
+        f"group {name!r}: {k} folds stratified by class, as {reason}",
+    )
+
+
+def _spread_of(values: dict[str, float]) -> dict:
+    """max, min, their groups, max − min and max / min (None when min is 0) of ``values``."""
+    hi = max(values, key=lambda g: values[g])
+    lo = min(values, key=lambda g: values[g])
+    vmax, vmin = values[hi], values[lo]
+    return {
+        "max": vmax,
+        "min": vmin,
+        "highest": hi,
+        "lowest": lo,
+        "gap": vmax - vmin,
+        "ratio": vmax / vmin if vmin > 0 else None,
+    }
+
+
+def group_report(
+    scores: np.ndarray,
+    issame: np.ndarray,
+    groups: Sequence[str | None] | np.ndarray,
+    folds: np.ndarray | None = None,
+    n_folds: int = 10,
+    fars: Sequence[float] = DEFAULT_FARS,
+    deployed_far: float = DEPLOYED_FAR,
+    fold_method: str = "given by the benchmark",
+) -> dict:
+    """Per-group verification and the spread between groups, as a JSON-ready dict.
+
+    Args:
+        scores: (N,) similarities, higher = same.
+        issame: (N,) bool.
+        groups: (N,) group label of each pair; None (or "") leaves the pair out of every group.
+        folds: (N,) fold of each pair where the benchmark defines them; each group uses them
+            restricted to its pairs when every fold keeps both classes, else stratified folds
+            (a warning in ``warnings``). None: stratified folds per group.
+        n_folds: folds to make where they are stratified.
+        fars: FARs of each group's TAR@FAR and of the TAR ratio.
+        deployed_far: the FAR whose threshold on all N pairs is applied to every group.
+        fold_method: where given ``folds`` came from (as :func:`verification_report`).
+
+    Returns:
+        ``groups``: {label: verification_report of the group's pairs plus ``fmr``, ``fnmr``,
+        ``false_matches``, ``false_non_matches`` at the deployed threshold}, labels sorted;
+        ``num_pairs``, ``num_grouped_pairs``, ``num_excluded_pairs``; ``deployed``: {far,
+        threshold, achieved_far, resolvable, rule} on all pairs; ``spread``: ``accuracy``,
+        ``fmr``, ``fnmr`` (each {max, min, highest, lowest, gap, ratio}: ratio = max / min,
+        None when min is 0) and ``tar_at_far`` ({far_key: {max, min, highest, lowest, gap,
+        ratio, groups}} over the groups that resolve the FAR; None where fewer than two do);
+        ``warnings``: things the caller should print.
+
+    Raises:
+        DataError: labels of another length, no labelled pair, a group without genuine or
+            without impostor pairs (or fewer than two of a class).
+    """
+    s, y = _check(scores, issame)
+    labels = _labels(groups, s.size)
+    fid = None if folds is None else np.asarray(folds).reshape(-1)
+    if fid is not None and fid.size != s.size:
+        raise DataError(f"{fid.size} fold ids for {s.size} pairs; expected one per pair")
+    names = sorted({g for g in labels if g is not None})
+    if not names:
+        raise DataError(f"none of the {s.size} pairs has a group; expected a group per pair")
+    lab = np.array([g if g is not None else "" for g in labels], dtype=object)
+    warnings: list[str] = []
+    if len(names) == 1:
+        warnings.append(f"only one group ({names[0]!r}): there is no spread to measure")
+    dep = tar_at_far(s, y, [deployed_far])[0]
+    per: dict[str, dict] = {}
+    for g in names:
+        m = lab == g
+        gs, gy = s[m], y[m]
+        gf, k, method, warn = _group_folds(
+            g, gy, None if fid is None else fid[m], n_folds, fold_method
+        )
+        if warn:
+            warnings.append(warn)
+        try:
+            rep = verification_report(gs, gy, gf, k, list(fars), method)
+        except DataError as e:
+            raise DataError(f"group {g!r}: {e}") from None
+        fm = int(np.sum(gs[~gy] >= dep.threshold))
+        fnm = int(np.sum(gs[gy] < dep.threshold))
+        rep.update(
+            false_matches=fm,
+            false_non_matches=fnm,
+            fmr=fm / int((~gy).sum()),
+            fnmr=fnm / int(gy.sum()),
+        )
+        per[g] = rep
+    tar_spread: dict[str, dict | None] = {}
+    for far in fars:
+        key = far_key(far)
+        ok = {g: r["tar_at_far"][key]["tar"] for g, r in per.items()
+              if r["tar_at_far"][key]["resolvable"]}  # fmt: skip
+        tar_spread[key] = {**_spread_of(ok), "groups": len(ok)} if len(ok) >= 2 else None
+    n_in = int(sum(r["num_pairs"] for r in per.values()))
+    return {
+        "num_pairs": int(s.size),
+        "num_grouped_pairs": n_in,
+        "num_excluded_pairs": int(s.size) - n_in,
+        "deployed": {
+            "far": float(deployed_far),
+            "threshold": dep.threshold,
+            "achieved_far": dep.achieved_far,
+            "resolvable": dep.resolvable,
+            "rule": "same when score >= threshold",
+        },
+        "groups": per,
+        "spread": {
+            "accuracy": _spread_of({g: r["accuracy_mean"] for g, r in per.items()}),
+            "tar_at_far": tar_spread,
+            "fmr": _spread_of({g: r["fmr"] for g, r in per.items()}),
+            "fnmr": _spread_of({g: r["fnmr"] for g, r in per.items()}),
+        },
+        "warnings": warnings,
+    }
