@@ -19,6 +19,13 @@ Findings:
   two names;
 * **benchmark overlap**: benchmark images whose bytes equal a training image's, or whose nearest
   training image is more similar than ``overlap``.
+
+The cosine thresholds depend on the model (:func:`model_thresholds`): the defaults of
+:class:`DoctorOptions` fit facerec's own margin-trained models (ArcFace and the like spread
+identities over the sphere, so two different people score near 0 and two photos of one person
+rarely above 0.9); dlib's ResNet (``dlib-r29``) packs every face into a narrow cone (on ORL two
+different people score 0.86 median, up to 0.95), so its thresholds are its own
+(:data:`MODEL_THRESHOLDS`).
 """
 
 from __future__ import annotations
@@ -72,6 +79,48 @@ class DoctorOptions:
             raise ConfigError("doctor neighbours, nprobe, nlist and chunk size must be >= 1")
         if self.index not in INDEX_KINDS:
             raise ConfigError(f"index {self.index!r}; expected one of {', '.join(INDEX_KINDS)}")
+
+
+#: the thresholds a model's embeddings need (the fields of :class:`DoctorOptions` they set)
+THRESHOLD_KEYS = ("near_duplicate", "mislabel_margin", "split", "overlap")
+
+#: per-model thresholds of the packaged models (``--checkpoint NAME``), cosines of L2-normalised
+#: embeddings. dlib-r29: dlib's own same-person rule is a Euclidean distance below 0.6 between
+#: its raw descriptors, whose norm is about √2 (ORL chips: 1.25–1.57, median 1.41), i.e. a cosine
+#: above 1 − 0.6²/4 = 0.91; on the 400 dlib-aligned ORL chips (tools/bench/doctor_orl.py) distinct
+#: photos of one person reach 0.998 (99th percentile of each photo's nearest: 0.9977), distinct
+#: people's centres 0.947. So: near duplicate and overlap above 0.998 (distance ≈ 0.09, 0.15 of
+#: dlib's rule), split above 0.96 (centre distance ≈ 0.28), a label error as for any model (the
+#: nearest other centre beats the own one).
+MODEL_THRESHOLDS: dict[str, dict[str, float]] = {
+    "dlib-r29": {"near_duplicate": 0.998, "mislabel_margin": 0.0, "split": 0.96, "overlap": 0.998},
+}
+
+
+def model_thresholds(model: str | None, backbone: object = None) -> tuple[dict[str, float], str]:
+    """The doctor's thresholds for a model, and one line saying where they come from.
+
+    Rule: a packaged model by name (``dlib-r29``) has its own, measured, in
+    :data:`MODEL_THRESHOLDS`; a facerec checkpoint of dlib's architecture
+    (:class:`~facerec.models.DlibResNet`, e.g. fine-tuned from dlib-r29) takes dlib-r29's (its
+    embeddings keep dlib's narrow cone; check the counts after long fine-tuning); any other
+    model, facerec's own checkpoints and ONNX files, :class:`DoctorOptions`' defaults (margin
+    heads: different people near cosine 0). Flags given on the command line override each value.
+
+    Args:
+        model: ``--checkpoint`` (a file or a packaged name) or ``--onnx``; None for none.
+        backbone: the loaded network, when it is a PyTorch one.
+    """
+    from facerec.models.dlib_resnet import NAME as DLIB
+    from facerec.models.dlib_resnet import DlibResNet
+
+    defaults = DoctorOptions()
+    if model is not None and str(model) in MODEL_THRESHOLDS:
+        return dict(MODEL_THRESHOLDS[str(model)]), f"{model}'s own (measured on ORL)"
+    if isinstance(backbone, DlibResNet):
+        return dict(MODEL_THRESHOLDS[DLIB]), f"{DLIB}'s: the model is a DlibResNet"
+    mine = {k: getattr(defaults, k) for k in THRESHOLD_KEYS}
+    return mine, "the defaults for facerec's margin-trained models"
 
 
 def file_hash(data: bytes) -> str:

@@ -40,15 +40,27 @@ from facerec.inference import (
     embed_images,
     load_embedder,
 )
+from facerec.inference.checkpoint import PRETRAINED
 from facerec.io import atomic_write_csv, atomic_write_text, check_output, write_failed
 
 from . import benchmarks as bm
-from .doctor import INDEX_KINDS, Diagnosis, DoctorOptions, diagnose, file_hash, images_to_drop
+from .doctor import (
+    INDEX_KINDS,
+    THRESHOLD_KEYS,
+    Diagnosis,
+    DoctorOptions,
+    diagnose,
+    file_hash,
+    images_to_drop,
+    model_thresholds,
+)
 from .html_report import image_data_uri, image_name
 from .pair_args import add_pair_benchmark_arguments, read_pair_benchmarks
 from .quality import quality_method, score_images
 
 THUMB = 64
+#: the model the doctor uses when given none (when its weights package is installed)
+DEFAULT_MODEL = "dlib-r29"
 CLEAN_LIST_HEADER = "# facerec doctor clean list"
 OUTPUT_FILES = (
     "exact_duplicates.csv",
@@ -501,37 +513,41 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROOT",
         help="image folder ROOT/identity/image, or a folder with train.rec/train.idx",
     )
-    m = p.add_mutually_exclusive_group(required=True)
-    m.add_argument("--checkpoint", metavar="CKPT", help="facerec Lightning checkpoint")
+    m = p.add_mutually_exclusive_group()
+    m.add_argument(
+        "--checkpoint",
+        metavar="CKPT",
+        help=f"facerec Lightning checkpoint or a packaged model ({', '.join(PRETRAINED)}); "
+        f"default {DEFAULT_MODEL} when face-recognition-models (facerec[pretrained]) is installed",
+    )
     m.add_argument("--onnx", metavar="FILE", help="exported ONNX model")
     b = p.add_argument_group("benchmarks to check for overlap (as facerec eval)")
     add_pair_benchmark_arguments(b)
     d = DoctorOptions()
-    t = p.add_argument_group("thresholds (cosine similarity)")
+    t = p.add_argument_group(
+        "thresholds (cosine similarity; each defaults to the model's: dlib-r29 and DlibResNet "
+        "checkpoints have their own, other models the values below)"
+    )
     t.add_argument(
         "--near-duplicate",
         type=float,
-        default=d.near_duplicate,
-        help=f"pairs above it are near duplicates (default {d.near_duplicate})",
+        help=f"pairs above it are near duplicates ({d.near_duplicate})",
     )
     t.add_argument(
         "--mislabel-margin",
         type=float,
-        default=d.mislabel_margin,
         help="flag an image whose nearest other identity centre beats its own centre "
-        f"by more than this (default {d.mislabel_margin})",
+        f"by more than this ({d.mislabel_margin})",
     )
     t.add_argument(
         "--split",
         type=float,
-        default=d.split,
-        help=f"identity centres above it look like one person (default {d.split})",
+        help=f"identity centres above it look like one person ({d.split})",
     )
     t.add_argument(
         "--overlap",
         type=float,
-        default=d.overlap,
-        help=f"benchmark image this close to a training image overlaps (default {d.overlap})",
+        help=f"benchmark image this close to a training image overlaps ({d.overlap})",
     )
     s = p.add_argument_group("search and run")
     s.add_argument(
@@ -583,6 +599,48 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def default_model() -> str:
+    """:data:`DEFAULT_MODEL` when its weights package is installed, else :class:`ConfigError`
+    saying to install ``facerec[pretrained]`` or give a model."""
+    from facerec.models.dlib_resnet import find_dat
+
+    try:
+        find_dat()
+    except DataError:
+        raise ConfigError(
+            f"no --checkpoint or --onnx given, and the default model {DEFAULT_MODEL} needs "
+            'face-recognition-models: pip install "facerec[pretrained]", or give --checkpoint '
+            "CKPT or --onnx FILE"
+        ) from None
+    return DEFAULT_MODEL
+
+
+def resolve_options(
+    args: argparse.Namespace, backbone: object = None, echo: bool = True
+) -> DoctorOptions:
+    """The :class:`DoctorOptions` of the parsed flags: each threshold not given on the command
+    line is the model's (:func:`facerec.eval.doctor.model_thresholds`); with ``echo`` prints one
+    line with the thresholds and where they come from. Raises :class:`ConfigError` for a value
+    out of range."""
+    model = args.checkpoint if args.checkpoint is not None else args.onnx
+    own, source = model_thresholds(model, backbone)
+    given = [k for k in THRESHOLD_KEYS if getattr(args, k) is not None]
+    values = {k: getattr(args, k) if k in given else own[k] for k in THRESHOLD_KEYS}
+    # the search flags are named as the DoctorOptions fields
+    rest = {
+        k: v
+        for k, v in vars(args).items()
+        if k in DoctorOptions.__dataclass_fields__ and k not in THRESHOLD_KEYS
+    }
+    opt = DoctorOptions(**values, **rest)
+    opt.check()
+    if not echo:
+        return opt
+    shown = ", ".join(f"{k.replace('_', ' ')} {values[k]:g}" for k in THRESHOLD_KEYS)
+    print(f"thresholds: {shown} ({source}{'; given: ' + ', '.join(given) if given else ''})")
+    return opt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``facerec doctor``; returns the exit status (2 on a user error)."""
     args = build_parser().parse_args(argv)
@@ -597,14 +655,15 @@ def main(argv: list[str] | None = None) -> int:
         reads += [("--bin", b) for b in args.bin] + [("--pairs-csv", c) for c in args.pairs_csv]
         reads += [("--lfw-pairs", args.lfw_pairs), ("--lfw-root", args.lfw_root)]
         check_outputs(args.out, args.write_clean_list, reads)
-        # the threshold and search flags are named as the DoctorOptions fields
-        opt = DoctorOptions(
-            **{k: v for k, v in vars(args).items() if k in DoctorOptions.__dataclass_fields__}
-        )
-        opt.check()
+        resolve_options(args, echo=False)  # flags out of range: before any work
+        if args.checkpoint is None and args.onnx is None:
+            args.checkpoint = default_model()
+            print(f"facerec doctor: no --checkpoint or --onnx: using {args.checkpoint} "
+                  f"({PRETRAINED[args.checkpoint]})")  # fmt: skip
         data = read_training_images(args.data)
         benches = read_pair_benchmarks(args)
         emb = load_embedder(args.checkpoint, args.onnx, args.device, args.batch_size)
+        opt = resolve_options(args, getattr(emb, "backbone", None))
         with pixel_limit(args.max_pixels):
             res = run_doctor(
                 data,
