@@ -44,6 +44,8 @@ class PairBenchmark:
             seeded: :func:`facerec.metrics.verification.stratified_fold_ids`).
         source: where it was read from, for messages and the JSON report.
         fold_method: how ``folds`` were made, for results.json (empty when ``folds`` is None).
+        groups: (M,) group label (str) of each image where the format defines groups (RFW: the
+            race), else None; ``facerec.eval.groups`` turns it into a group per pair.
     """
 
     name: str
@@ -53,6 +55,7 @@ class PairBenchmark:
     folds: np.ndarray | None = None
     source: str = ""
     fold_method: str = ""
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.pairs = np.asarray(self.pairs, dtype=np.int64).reshape(-1, 2)
@@ -64,6 +67,13 @@ class PairBenchmark:
             )
         if self.folds is not None:
             self.folds = np.asarray(self.folds, dtype=np.int64).reshape(-1)
+        if self.groups is not None:
+            self.groups = np.asarray(self.groups, dtype=object).reshape(-1)
+            if self.groups.size != len(self.images):
+                raise DataError(
+                    f"{self.source or self.name}: {self.groups.size} group labels for "
+                    f"{len(self.images)} images; expected one per image"
+                )
 
     @property
     def num_pairs(self) -> int:
@@ -211,13 +221,19 @@ def _positive_int(text: str) -> int | None:
     return int(text) if text.isdigit() and int(text) > 0 else None
 
 
-def parse_lfw_pairs(path: str | os.PathLike[str]) -> list[LfwPair]:
+def parse_lfw_pairs(
+    path: str | os.PathLike[str], headerless_folds: int | None = None
+) -> list[LfwPair]:
     """Parse an LFW View 2 pairs.txt exactly.
 
     Format: a header ``"F P"`` (F folds, P pairs per class per fold), then for each fold P matched
     lines ``name i j`` followed by P mismatched lines ``name1 i name2 j`` (image numbers from 1).
     Blank lines at the end are allowed. Raises :class:`DataError` naming the line number of the
     first line that does not fit, or a line count that disagrees with the header.
+
+    With ``headerless_folds`` a file without the header is read too (RFW's pairs files: the
+    same lines, no header): ``headerless_folds`` folds of equal size, each its matched lines
+    then its mismatched lines.
     """
     p = Path(path)
     lines = read_text(p, "LFW pairs file").splitlines()
@@ -226,16 +242,26 @@ def parse_lfw_pairs(path: str | os.PathLike[str]) -> list[LfwPair]:
     if not lines:
         raise DataError(f"{p}: empty; expected a header line 'folds pairs_per_fold'")
     head = lines[0].split()
+    first = 1  # index in ``lines`` of the first pair line
     if len(head) != 2 or _positive_int(head[0]) is None or _positive_int(head[1]) is None:
-        raise DataError(
-            f"{p}: line 1 is {lines[0].strip()!r}; expected the View 2 header "
-            "'folds pairs_per_fold' (two positive integers, e.g. '10 300')"
-        )
+        if headerless_folds is None or len(head) not in (3, 4):
+            raise DataError(
+                f"{p}: line 1 is {lines[0].strip()!r}; expected the View 2 header "
+                "'folds pairs_per_fold' (two positive integers, e.g. '10 300')"
+            )
+        if len(lines) % (2 * headerless_folds):
+            raise DataError(
+                f"{p}: {len(lines)} pair lines and no 'folds pairs_per_fold' header; expected "
+                f"{headerless_folds} folds of as many matched as mismatched pairs (a multiple "
+                f"of {2 * headerless_folds} lines, e.g. RFW's 6000)"
+            )
+        head = [str(headerless_folds), str(len(lines) // (2 * headerless_folds))]
+        first = 0
     n_folds, per = int(head[0]), int(head[1])
     expected = n_folds * 2 * per
     out: list[LfwPair] = []
-    for k, raw in enumerate(lines[1:]):
-        lineno = k + 2
+    for k, raw in enumerate(lines[first:]):
+        lineno = k + first + 1
         if k >= expected:
             raise DataError(
                 f"{p}: line {lineno} is beyond the {expected} pair lines the header "
@@ -287,19 +313,14 @@ def _check_exist(paths: list[Path], what: str) -> None:
         )
 
 
-def read_lfw(
+def _lfw_refs(
     pairs_path: str | os.PathLike[str],
     root: str | os.PathLike[str],
-    name: str = "lfw",
-    allow_outside_root: bool = False,
-) -> PairBenchmark:
-    """LFW View 2: pairs.txt plus the image root (name/name_000i.jpg); folds from the file.
-
-    A name that is not one folder under ``root`` (``..``, ``.``, a path separator, an absolute
-    path) is refused unless ``allow_outside_root``: a pairs file must not steer reading to
-    files elsewhere.
-    """
-    parsed = parse_lfw_pairs(pairs_path)
+    allow_outside_root: bool,
+    headerless_folds: int | None = None,
+) -> tuple[list[LfwPair], list[tuple[Path, Path]]]:
+    """The parsed lines of an LFW-format pairs file and the two image paths of each."""
+    parsed = parse_lfw_pairs(pairs_path, headerless_folds)
     for q in parsed:
         for nm in (q.name1, q.name2):
             if not allow_outside_root and (nm in (".", "..") or "/" in nm or "\\" in nm):
@@ -314,16 +335,113 @@ def read_lfw(
         (lfw_image_path(root, q.name1, q.index1), lfw_image_path(root, q.name2, q.index2))
         for q in parsed
     ]
+    return parsed, refs
+
+
+def read_lfw(
+    pairs_path: str | os.PathLike[str],
+    root: str | os.PathLike[str],
+    name: str = "lfw",
+    allow_outside_root: bool = False,
+) -> PairBenchmark:
+    """LFW View 2: pairs.txt plus the image root (name/name_000i.jpg); folds from the file.
+
+    A name that is not one folder under ``root`` (``..``, ``.``, a path separator, an absolute
+    path) is refused unless ``allow_outside_root``: a pairs file must not steer reading to
+    files elsewhere.
+    """
+    parsed, refs = _lfw_refs(pairs_path, root, allow_outside_root)
+    return _lfw_benchmark(
+        name,
+        parsed,
+        refs,
+        str(pairs_path),
+        f"LFW pairs.txt: the file's {parsed[-1].fold + 1} folds",
+    )
+
+
+def _lfw_benchmark(
+    name: str,
+    parsed: list[LfwPair],
+    refs: list[tuple[Path, Path]],
+    source: str,
+    fold_method: str,
+    image_group: dict[Path, str] | None = None,
+) -> PairBenchmark:
+    """The benchmark of LFW-format pairs: their images (each once, all checked to exist), the
+    file's folds and, with ``image_group``, the group of each image."""
     uniq, where = _index_paths([a for r in refs for a in r])
-    _check_exist(uniq, str(pairs_path))
+    _check_exist(uniq, source)
     return PairBenchmark(
         name=name,
         images=FileImages(uniq),
         pairs=np.array([[where[a], where[b]] for a, b in refs], dtype=np.int64),
         issame=np.array([q.issame for q in parsed]),
         folds=np.array([q.fold for q in parsed]),
-        source=str(pairs_path),
-        fold_method=f"LFW pairs.txt: the file's {parsed[-1].fold + 1} folds",
+        source=source,
+        fold_method=fold_method,
+        groups=None if image_group is None else np.array([image_group[q] for q in uniq], object),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# RFW (Racial Faces in-the-Wild)
+
+#: RFW's four test sets, each a group of the combined benchmark.
+RFW_RACES = ("African", "Asian", "Caucasian", "Indian")
+
+
+def read_rfw(
+    root: str | os.PathLike[str], name: str = "rfw", allow_outside_root: bool = False
+) -> PairBenchmark:
+    """RFW's test layout as one benchmark with the race of each image as its group.
+
+    ``root/txts/<Race>/<Race>_pairs.txt`` (LFW's pairs lines, with or without the ``10 300``
+    header) and ``root/data/<Race>/<identity>/<identity>_000i.jpg`` for the four races of
+    :data:`RFW_RACES`. Pairs keep file order, race after race; fold k of the benchmark is fold
+    k of every race's file (10 folds of 300 matched + 300 mismatched pairs), so each race
+    restricted to its pairs has exactly its own file's folds.
+
+    Raises:
+        DataError: a missing pairs file or image folder (naming the path RFW's layout expects),
+            a malformed pairs line, a missing image.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise DataError(
+            f"{base}: RFW folder not found; expected txts/<Race>/<Race>_pairs.txt and "
+            "data/<Race>/<identity>/<image>.jpg inside"
+        )
+    parsed: list[LfwPair] = []
+    refs: list[tuple[Path, Path]] = []
+    races: list[str] = []
+    for race in RFW_RACES:
+        pairs_path = base / "txts" / race / f"{race}_pairs.txt"
+        images = base / "data" / race
+        if not pairs_path.is_file():
+            raise DataError(
+                f"{pairs_path}: RFW pairs file not found; expected RFW's layout with the four "
+                f"races {', '.join(RFW_RACES)}: txts/<Race>/<Race>_pairs.txt"
+            )
+        if not images.is_dir():
+            raise DataError(
+                f"{images}: RFW image folder not found; expected data/<Race>/<identity>/"
+                "<identity>_0001.jpg for each race"
+            )
+        p, r = _lfw_refs(pairs_path, images, allow_outside_root, headerless_folds=10)
+        parsed += p
+        refs += r
+        races += [race] * len(p)
+    image_race: dict[Path, str] = {}
+    for (a, b), race in zip(refs, races, strict=True):
+        image_race[a] = image_race[b] = race
+    return _lfw_benchmark(
+        name,
+        parsed,
+        refs,
+        str(base),
+        "RFW pairs files: each race's 10 folds (fold k = fold k of every race)",
+        image_race,
     )
 
 

@@ -1,7 +1,8 @@
 """The pair-benchmark arguments shared by ``facerec eval`` and ``facerec doctor``.
 
 Both commands take the same verification benchmarks (.bin, LFW pairs.txt + image root, pairs
-CSV); this module defines those flags and reads them into :class:`PairBenchmark` objects once.
+CSV, RFW's folder); this module defines those flags and reads them into :class:`PairBenchmark`
+objects once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from . import benchmarks as bm
 
 
 def add_pair_benchmark_arguments(group: argparse._ArgumentGroup) -> None:
-    """Add ``--bin``, ``--lfw-pairs``, ``--lfw-root``, ``--pairs-csv`` and
+    """Add ``--bin``, ``--lfw-pairs``, ``--lfw-root``, ``--pairs-csv``, ``--rfw`` and
     ``--allow-outside-root`` to ``group``."""
     group.add_argument(
         "--bin",
@@ -34,6 +35,12 @@ def add_pair_benchmark_arguments(group: argparse._ArgumentGroup) -> None:
         default=[],
         metavar="FILE",
         help="CSV of path1,path2,same (paths relative to the CSV; repeatable)",
+    )
+    group.add_argument(
+        "--rfw",
+        metavar="ROOT",
+        help="RFW test folder (txts/<Race>/<Race>_pairs.txt, data/<Race>/<identity>/*.jpg): "
+        "one benchmark 'rfw' of the four races, each race a group (per-group report)",
     )
     group.add_argument(
         "--allow-outside-root",
@@ -75,6 +82,8 @@ def read_pair_benchmarks(
             bm.read_lfw(args.lfw_pairs, args.lfw_root, allow_outside_root=args.allow_outside_root)
         )
     out += [bm.read_pairs_csv(f) for f in args.pairs_csv]
+    if getattr(args, "rfw", None):
+        out.append(bm.read_rfw(args.rfw, allow_outside_root=args.allow_outside_root))
     out += extra or []
     for b, n in zip(out, unique_names([b.name for b in out]), strict=True):
         b.name = n
