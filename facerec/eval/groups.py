@@ -38,7 +38,7 @@ import numpy as np
 
 from facerec.errors import ConfigError, DataError
 from facerec.metrics.groups import DEPLOYED_FAR, group_report
-from facerec.metrics.verification import DEFAULT_FARS
+from facerec.metrics.verification import DEFAULT_FARS, far_key
 
 from .benchmarks import PairBenchmark, read_text
 from .report import grid, percent
@@ -193,7 +193,7 @@ def pair_groups(b: PairBenchmark, table: GroupTable | None = None) -> PairGroups
     used: set[str] = set()
     if b.groups is not None:
         img: list[str | None] = [None if g is None else str(g) for g in b.groups]
-        source, by = f"the groups {b.name} defines", "benchmark"
+        source, by = f"{b.name}'s own groups", "benchmark"
     elif table is None:
         return None
     else:
@@ -384,7 +384,7 @@ def spread_lines(entry: dict) -> list[str]:
                 f"{percent(t['max'])} %, {t['lowest']} {percent(t['min'])} %)"
             )
     out.append(
-        f"shared threshold {d['threshold']:.4f} (FAR {d['far']:g} on all pairs, achieved "
+        f"shared threshold {d['threshold']:.4f} (FAR {far_key(d['far'])} on all pairs, achieved "
         f"{d['achieved_far']:.2e}{'' if d['resolvable'] else ', not resolvable'}; "
         f"{d['rule']}):"
     )
@@ -404,10 +404,15 @@ def spread_lines(entry: dict) -> list[str]:
     return out
 
 
+def _source(entry: dict) -> str:
+    """Where the groups came from, for a title: "rfw's own groups", "g.csv by identity"."""
+    return entry["source"] if entry["by"] == "benchmark" else f"{entry['source']} by {entry['by']}"
+
+
 def format_groups(model: str, bench: str, entry: dict) -> list[str]:
     """Console lines of one model's per-group entry on ``bench``: a title, the table, the spread."""
     head, rows = group_rows(entry)
-    lines = [f"Groups: {model} on {bench} (groups from {entry['source']})"]
+    lines = [f"Groups: {model} on {bench} ({_source(entry)})"]
     lines += grid(head, rows, left=1)
     return lines + ["  " + s for s in spread_lines(entry)]
 
@@ -430,6 +435,6 @@ def groups_html(model: str, bench: str, entry: dict) -> str:
     items = "".join(f"<li>{_e(s)}</li>" for s in spread_lines(entry))
     return (
         f'<section class="groups"><h3>Groups: {_e(model)} on {_e(bench)}</h3>'
-        f'<p class="meta">groups from {_e(entry["source"])}</p>'
+        f'<p class="meta">{_e(_source(entry))}</p>'
         f'<table class="groups"><tr>{ths}</tr>{body}</table><ul>{items}</ul></section>'
     )
