@@ -1,4 +1,5 @@
-"""Five-point face alignment: the ArcFace template, Umeyama's similarity estimate and the warp.
+"""Five-point face alignment: the templates (ArcFace, dlib's face chip), Umeyama's similarity
+estimate and the warp.
 
 Pure numpy + OpenCV (always installed). Landmark order everywhere: left eye, right eye, nose tip,
 left mouth corner, right mouth corner, "left"/"right" as seen in the image. Points are (x, y) in
@@ -8,11 +9,25 @@ The estimate is Umeyama (1991), as scikit-image's ``SimilarityTransform.estimate
 insightface uses: for source X and destination Y (N, 2) with means mx, my and centred Xc, Yc,
 ``sigma2 = mean |Xc|^2``, ``Sigma = Yc^T Xc / N = U D V^T``, ``S = diag(1, det(U) det(V))``,
 ``R = U S V^T``, ``c = tr(D S) / sigma2``, ``t = my - c R mx``; the warp matrix is ``[c R | t]``.
+
+A model declares its template by name (:data:`TEMPLATES`, recorded in its
+:class:`~facerec.inference.Preprocess` as ``align_template``):
+
+* ``arcface``: insightface's ``arcface_dst`` scaled to the crop (:func:`arcface_template`);
+* ``dlib``: dlib's face chip (``get_face_chip_details(shape, 150, 0.25)``, what dlib's face
+  ResNet was trained on). dlib places a face by its own landmarks (eye corners and the base of
+  the nose of ``shape_predictor_5_face_landmarks``, :func:`dlib_chip_points`), which MTCNN does
+  not give. :func:`dlib_template` therefore places MTCNN's five points where they sit on dlib's
+  mean face (the 68-point ``mean_face_shape`` of ``get_face_chip_details``, in the same unit
+  square as the 5-point template): eye centres (mean of the corners 36, 39 and 42, 45), nose tip
+  30, mouth corners 48, 54, padded and scaled as dlib pads its template. Measured against dlib's
+  own chips on ORL by ``tools/bench/align_dlib_chip.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,9 +36,15 @@ from facerec.errors import ConfigError, DataError
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
+    "DEFAULT_TEMPLATE",
+    "TEMPLATES",
     "align_face",
     "arcface_template",
+    "dlib_chip_points",
+    "dlib_template",
     "reduce_68_to_5",
+    "template_of",
+    "template_points",
     "transform_points",
     "umeyama",
 ]
@@ -39,6 +60,38 @@ ARCFACE_TEMPLATE_112 = np.array(
     ],
     dtype=np.float32,
 )
+
+#: the alignment templates a model can declare (``Preprocess.align_template``)
+TEMPLATES = ("arcface", "dlib")
+#: the template of a model that declares none (every checkpoint written before templates)
+DEFAULT_TEMPLATE = "arcface"
+
+#: dlib's 5-point template (``get_face_chip_details`` for ``shape_predictor_5_face_landmarks``:
+#: outer and inner corner of the eye on the image's right, outer and inner corner of the other
+#: eye, base of the nose) in the unit square before padding
+DLIB_TEMPLATE_5 = np.array(
+    [
+        [0.8595674595992, 0.2134981538014],
+        [0.6460604764104, 0.2289674387677],
+        [0.1205750620789, 0.2137274526848],
+        [0.3340850613712, 0.2290642403242],
+        [0.4901123135679, 0.6277975316475],
+    ]
+)
+#: dlib's mean face (``get_face_chip_details``' ``mean_face_shape_x/y``) at the five points of
+#: MTCNN's order: eye centres (mean of 68-point corners 36 and 39, 42 and 45), nose tip (30),
+#: mouth corners (48, 54); same unit square as :data:`DLIB_TEMPLATE_5`
+DLIB_MEAN_FACE_5 = np.array(
+    [
+        [(0.121737 + 0.334606) / 2, (0.216423 + 0.231733) / 2],
+        [(0.645647 + 0.858516) / 2, (0.231733 + 0.216423) / 2],
+        [0.490127, 0.515625],
+        [0.254149, 0.780233],
+        [0.726104, 0.780233],
+    ]
+)
+#: dlib's chip: 150x150, padding 0.25 (``dnn_face_recognition_ex.cpp``)
+DLIB_CHIP_SIZE, DLIB_CHIP_PADDING = 150, 0.25
 
 
 def _size_hw(size: int | Sequence[int]) -> tuple[int, int]:
@@ -82,6 +135,46 @@ def arcface_template(size: int | Sequence[int] = (112, 112)) -> np.ndarray:
         f"no alignment template for a {h}x{w} crop; expected a square size (e.g. 112x112, 64x64) "
         "or the SphereFace height:width of 112:96 (e.g. 112x96)"
     )
+
+
+def _dlib_pad(unit: np.ndarray, size: int, padding: float) -> np.ndarray:
+    return (padding + unit) / (2 * padding + 1) * size
+
+
+def dlib_chip_points(size: int = DLIB_CHIP_SIZE, padding: float = DLIB_CHIP_PADDING) -> np.ndarray:
+    """dlib's own 5 chip points (its 5-point predictor's landmarks) in chip pixels, (5, 2)
+    float64 (x, y): where ``get_face_chip_details(shape, size, padding)`` puts them."""
+    return _dlib_pad(DLIB_TEMPLATE_5, size, padding)
+
+
+def dlib_template(
+    size: int | Sequence[int] = DLIB_CHIP_SIZE, padding: float = DLIB_CHIP_PADDING
+) -> np.ndarray:
+    """MTCNN's 5 points (left eye, right eye, nose tip, mouth corners) where dlib's chip of
+    ``size`` (square) and ``padding`` puts them on dlib's mean face, (5, 2) float32."""
+    h, w = _size_hw(size)
+    if h != w:
+        raise ConfigError(f"dlib's face chip is square; got a {h}x{w} crop (expected e.g. 150x150)")
+    return _dlib_pad(DLIB_MEAN_FACE_5, h, padding).astype(np.float32)
+
+
+def template_points(template: str, size: int | Sequence[int]) -> np.ndarray:
+    """The (5, 2) float32 destination points of ``template`` (:data:`TEMPLATES`) for a crop of
+    ``size``; an unknown name or a size the template has no form for is a :class:`ConfigError`."""
+    if template == "arcface":
+        return arcface_template(size)
+    if template == "dlib":
+        return dlib_template(size)
+    raise ConfigError(
+        f"unknown alignment template {template!r}; expected one of {', '.join(TEMPLATES)}"
+    )
+
+
+def template_of(model: Any) -> str:
+    """The template ``model`` declares: its ``align_template`` (a ``Preprocess``, a backbone) or
+    its ``preprocess``'s (an embedder); :data:`DEFAULT_TEMPLATE` when it declares none."""
+    pre = getattr(model, "preprocess", model)
+    return getattr(pre, "align_template", None) or DEFAULT_TEMPLATE
 
 
 def _points(pts: np.ndarray, name: str, n: int | None = None) -> np.ndarray:
@@ -147,22 +240,28 @@ def reduce_68_to_5(pts: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def estimate_alignment(landmarks: np.ndarray, size: int | Sequence[int] = (112, 112)) -> np.ndarray:
-    """The (2, 3) float64 warp from an image's (5, 2) landmarks to the template of ``size``."""
-    return umeyama(_points(landmarks, "landmarks", 5), arcface_template(size))
+def estimate_alignment(
+    landmarks: np.ndarray,
+    size: int | Sequence[int] = (112, 112),
+    template: str = DEFAULT_TEMPLATE,
+) -> np.ndarray:
+    """The (2, 3) float64 warp from an image's (5, 2) landmarks to ``template`` at ``size``."""
+    return umeyama(_points(landmarks, "landmarks", 5), template_points(template, size))
 
 
 def align_face(
     image: np.ndarray,
     landmarks: np.ndarray,
     size: int | Sequence[int] = (112, 112),
+    template: str = DEFAULT_TEMPLATE,
 ) -> np.ndarray:
-    """Warp a face onto the ArcFace template.
+    """Warp a face onto an alignment template (the ArcFace one by default).
 
     Args:
         image: (H, W, 3) uint8 image (any channel order; kept as given) or (H, W) grey.
         landmarks: (5, 2) landmarks in image pixels (left eye, right eye, nose, mouth L, mouth R).
         size: output (height, width) or one side; see :func:`arcface_template`.
+        template: a name of :data:`TEMPLATES` (:func:`template_points`).
 
     Returns:
         (h, w, 3) uint8 aligned crop (same channels as ``image``); pixels from outside the
@@ -172,7 +271,7 @@ def align_face(
     if img.ndim not in (2, 3) or img.shape[0] < 1 or img.shape[1] < 1:
         raise DataError(f"an image must be (H, W, 3) or (H, W), got shape {img.shape}")
     h, w = _size_hw(size)
-    m = estimate_alignment(landmarks, (h, w))
+    m = estimate_alignment(landmarks, (h, w), template)
     return cv2.warpAffine(
         img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )

@@ -165,9 +165,9 @@ def export_onnx(
 
     Args:
         backbone: (B, 3, H, W) normalised -> (B, D) (a checkpoint's ``module.backbone``).
-        preprocess: input size, channel order, mean, std (pixel units) and embedding size
-            (a :class:`Preprocess`, or a checkpoint's ``facerec.preprocess`` dict); written to
-            the metadata.
+        preprocess: input size, channel order, mean, std (pixel units), embedding size and
+            alignment template (a :class:`Preprocess`, or a checkpoint's ``facerec.preprocess``
+            dict); written to the metadata.
         bake_normalization: put cast, NHWC -> NCHW and normalisation in the graph, so the
             input is uint8 (N, H, W, 3) images in the model's channel order.
         l2_normalize: L2-normalise the output in the graph.

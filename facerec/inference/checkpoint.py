@@ -450,7 +450,8 @@ PRETRAINED: dict[str, str] = {
 
 def _load_pretrained(name: str) -> LoadedModel:
     """The packaged model ``name`` of :data:`PRETRAINED` (weights read from the installed package;
-    one line saying how to install it when it is missing)."""
+    one line saying how to install it when it is missing), with the preprocessing it declares
+    (dlib-r29: 150x150, dlib's face chip as its alignment template)."""
     from facerec.models.dlib_resnet import load_dlib_resnet
 
     backbone = load_dlib_resnet()
@@ -519,13 +520,16 @@ def load_checkpoint_embedder(
 ) -> TorchEmbedder:
     """A facerec Lightning checkpoint as a :class:`TorchEmbedder` of its embedding network.
 
-    The input size, resize mode, channel order and mean/std come from the checkpoint's stored
-    :class:`Preprocess`; ``resize_mode`` overrides the saved mode.
+    The input size, resize mode, channel order, mean/std and alignment template come from the
+    checkpoint's stored :class:`Preprocess` (what it lacks, from the model's declaration);
+    ``resize_mode`` overrides the saved mode.
 
     Raises:
         DataError: the file is missing or is not a facerec checkpoint.
     """
     loaded = load_facerec_checkpoint(path)
-    return TorchEmbedder.from_preprocess(
+    emb = TorchEmbedder.from_preprocess(
         loaded.backbone.to(device), loaded.preprocess, device, batch_size, resize_mode
     )
+    emb.preprocess.align_template = loaded.preprocess.align_template  # from_preprocess drops it
+    return emb

@@ -4,11 +4,13 @@ The preprocessing is stored in the ONNX metadata (``metadata_props``), one key e
 :data:`METADATA_KEYS`): ``input_size`` "[H, W]", ``channel_order`` "RGB", ``mean`` and ``std``
 "[m, m, m]" (pixel units, 0..255), ``layout`` "NCHW" or "NHWC", ``input_dtype`` "float32" or
 "uint8", ``normalization_in_graph`` "true"/"false", ``embedding_dim`` "D", ``normalized_output``
-"true"/"false", ``resize_mode`` "resize", ``facerec_version``.
+"true"/"false", ``resize_mode`` "resize", ``align_template`` "arcface" or "dlib" (the crops'
+5-point template), ``facerec_version``.
 
 A file without these keys is read with the documented defaults (112×112 RGB, mean = std = 127.5,
-float32 NCHW input, raw output; a static input size in the graph and a uint8 input type override
-them), with a warning saying so. Writing models is :mod:`facerec.export.onnx`'s job.
+float32 NCHW input, raw output, the ArcFace template; a static input size in the graph and a
+uint8 input type override them), with a warning saying so. Writing models is
+:mod:`facerec.export.onnx`'s job.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from facerec.align.transform import DEFAULT_TEMPLATE
 from facerec.data.image import ResizeMode, fit_to_size
 from facerec.errors import ConfigError, DataError, FacerecError
 
@@ -42,6 +45,7 @@ METADATA_KEYS = (
     "embedding_dim",
     "normalized_output",
     "resize_mode",
+    "align_template",
 )
 
 
@@ -91,6 +95,7 @@ class OnnxMetadata(Preprocess):
             embedding_dim=preprocess.embedding_dim,
             normalized_output=bool(l2_normalize or preprocess.normalized_output),
             resize_mode=preprocess.resize_mode,
+            align_template=preprocess.align_template,
             input_dtype="uint8" if bake_normalization else "float32",
             normalization_in_graph=bake_normalization,
             facerec_version=version,
@@ -140,6 +145,7 @@ class OnnxMetadata(Preprocess):
                 embedding_dim=int(dim) if dim else None,
                 normalized_output=props.get("normalized_output", "false") == "true",
                 resize_mode=props.get("resize_mode", "resize"),  # type: ignore[arg-type]
+                align_template=props.get("align_template", DEFAULT_TEMPLATE),
                 facerec_version=props.get("facerec_version"),
             )
         except (ValueError, TypeError, IndexError, DataError, json.JSONDecodeError) as e:

@@ -2,7 +2,9 @@
 
 :class:`Preprocess` plays the role of timm's pretrained config: input size, channel order, mean
 and std (pixel units, 0..255, in the model's channel order), layout, embedding size, whether the
-output is L2-normalised, and how images of another size are brought to the input size. It is
+output is L2-normalised, how images of another size are brought to the input size, and the
+alignment template of its crops (``align_template``: ``--align`` warps photos onto it). The
+network declares these (``Backbone.preprocessing``, read by :meth:`Preprocess.for_backbone`). It is
 written to checkpoints (``checkpoint["facerec"]["preprocess"]``, :meth:`Preprocess.to_dict`) and,
 through :class:`facerec.inference.onnx.OnnxMetadata`, to ONNX ``metadata_props``.
 """
@@ -14,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from facerec.align.transform import DEFAULT_TEMPLATE, TEMPLATES
 from facerec.data.image import MEAN, STD, ResizeMode, normalize
 from facerec.errors import DataError
 
@@ -42,6 +45,9 @@ class Preprocess:
         normalized_output: True when the network's output rows already have unit length.
         resize_mode: how images of another size are brought to ``input_size``
             ("resize" or "center_crop").
+        align_template: the 5-point template the network's crops are aligned to
+            (:data:`facerec.align.transform.TEMPLATES`; "arcface" for records written before
+            templates were recorded).
     """
 
     input_size: tuple[int, int] = (112, 112)
@@ -52,6 +58,7 @@ class Preprocess:
     embedding_dim: int | None = None
     normalized_output: bool = False
     resize_mode: ResizeMode = "resize"
+    align_template: str = DEFAULT_TEMPLATE
 
     def __post_init__(self) -> None:
         size = self.input_size
@@ -63,6 +70,7 @@ class Preprocess:
         self.std = _three(self.std, "std", "preprocess")
         self.embedding_dim = int(self.embedding_dim) if self.embedding_dim else None
         self.normalized_output = bool(self.normalized_output)
+        self.align_template = str(self.align_template)
 
     # ------------------------------------------------------------------ checks
     def validate(self, source: str = "preprocess") -> Preprocess:
@@ -74,6 +82,10 @@ class Preprocess:
             problems.append(f"layout {self.layout!r} (expected NCHW or NHWC)")
         if self.resize_mode not in ("resize", "center_crop"):
             problems.append(f"resize_mode {self.resize_mode!r} (expected resize or center_crop)")
+        if self.align_template not in TEMPLATES:
+            problems.append(
+                f"align_template {self.align_template!r} (expected {' or '.join(TEMPLATES)})"
+            )
         if min(self.input_size) < 1 or min(abs(s) for s in self.std) == 0:
             problems.append(f"input_size {self.input_size} / std {self.std}")
         if problems:
@@ -130,8 +142,13 @@ class Preprocess:
 
     @classmethod
     def for_backbone(cls, backbone: Any) -> Preprocess:
-        """The preprocessing of a backbone built here: its input size and embedding size, RGB,
-        ``(x - 127.5) / 127.5``, NCHW, raw output."""
+        """The preprocessing ``backbone`` declares (``facerec.models.base.Backbone.
+        preprocessing``: input and embedding size, channel order, mean, std, alignment
+        template), NCHW, raw output. A module without the declaration: its ``input_size`` and
+        ``embedding_dim``, RGB ``(x - 127.5) / 127.5``, the ArcFace template."""
+        declared = getattr(backbone, "preprocessing", None)
+        if callable(declared):
+            return cls(**declared()).validate(type(backbone).__name__)
         size = getattr(backbone, "input_size", (112, 112))
         return cls(input_size=size, embedding_dim=int(getattr(backbone, "embedding_dim", 0)))
 

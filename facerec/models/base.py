@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -11,8 +13,9 @@ from facerec.errors import ConfigError
 class Backbone(nn.Module):
     """Base class of the embedding networks (backbone + embedding head: what is exported).
 
-    Subclasses set ``embedding_dim`` and ``input_size`` (height, width) and implement
-    ``forward``: (B, 3, H, W) float, (x − 127.5)/127.5 in RGB order -> (B, D) float, not
+    Subclasses set ``embedding_dim`` and ``input_size`` (height, width), declare what else
+    their input needs (class attributes below, :meth:`preprocessing`) and implement
+    ``forward``: (B, 3, H, W) float, ``(x − input_mean)/input_std`` -> (B, D) float, not
     normalised; or, as the built-in backbones, ``forward_features`` (the trunk) and an embedding
     ``head`` that the inherited ``forward`` chains.
     """
@@ -20,6 +23,32 @@ class Backbone(nn.Module):
     embedding_dim: int
     input_size: tuple[int, int]
     head: nn.Module
+
+    #: What the network expects of its input, read by ``Preprocess.for_backbone`` into the
+    #: record written to checkpoints and ONNX metadata; a subclass overrides what differs.
+    #: ``input_mean``/``input_std`` are per channel, pixel units (0..255), in
+    #: ``input_channel_order``; ``align_template`` names the 5-point template of its crops
+    #: (``facerec.align.transform.TEMPLATES``: "arcface", or "dlib" for dlib's face chip).
+    #: Training feeds every backbone (x − 127.5)/127.5 RGB (``facerec.data.datasets.
+    #: normalize_images``), so a trainable backbone with other statistics converts inside
+    #: ``forward`` (as :class:`~facerec.models.DlibResNet` does) until training reads these.
+    input_channel_order: str = "RGB"
+    input_mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    input_std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    align_template: str = "arcface"
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The network's declared preprocessing as plain values: ``input_size``,
+        ``embedding_dim``, ``channel_order``, ``mean``, ``std``, ``align_template`` (the keys of
+        ``facerec.inference.Preprocess``)."""
+        return {
+            "input_size": tuple(self.input_size),
+            "embedding_dim": int(self.embedding_dim),
+            "channel_order": self.input_channel_order,
+            "mean": tuple(self.input_mean),
+            "std": tuple(self.input_std),
+            "align_template": self.align_template,
+        }
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> the trunk's final feature map, which ``head`` embeds."""

