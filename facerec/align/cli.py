@@ -1,8 +1,13 @@
-"""``facerec align``: a folder of photos -> aligned face crops on the ArcFace template.
+"""``facerec align``: a folder of photos -> aligned face crops on a 5-point template.
 
 Example::
 
     facerec align --in photos/ --out aligned/ --size 112 112 --keep framed
+    facerec align --in photos/ --out chips/ --template dlib          # dlib-r29's 150x150 chip
+
+``--template`` is ``arcface`` (default; insightface's template) or ``dlib`` (dlib's face chip,
+150x150 with padding 0.25 by default, what ``dlib-r29`` takes;
+:func:`~facerec.align.transform.dlib_template`).
 
 ``photos/alice/1.jpg`` becomes ``aligned/alice/1.png``: the identity-folder layout (or a flat
 folder) is kept. Two photos that differ only in their extension (``a.jpg``, ``a.png``) keep it
@@ -33,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.align.detect import Detections, FaceDetector, build_detector
+from facerec.align.detect import Detections, FaceDetector, MTCNNDetector
 from facerec.align.landmarks import detections_from_landmarks, read_landmarks
 from facerec.align.pipeline import (
     DEFAULT_KEEP,
@@ -42,7 +47,13 @@ from facerec.align.pipeline import (
     choose_faces,
     detect_images,
 )
-from facerec.align.transform import arcface_template, crop_size
+from facerec.align.transform import (
+    DEFAULT_TEMPLATE,
+    DLIB_CHIP_SIZE,
+    TEMPLATES,
+    crop_size,
+    template_points,
+)
 from facerec.data.folder import list_images
 from facerec.data.image import encode_image, read_image
 from facerec.errors import ConfigError, DataError
@@ -186,6 +197,7 @@ def align_folder(
     keep: str = DEFAULT_KEEP,
     min_face: int = 20,
     threshold: float = 0.7,
+    template: str = DEFAULT_TEMPLATE,
     landmarks: str | os.PathLike[str] | None = None,
     detector: FaceDetector | None = None,
     ext: str = ".png",
@@ -199,7 +211,8 @@ def align_folder(
     """Align every photo under ``src`` into ``dst`` (see the module docstring).
 
     Args:
-        size: output (height, width): square, or 8:7 tall like 112x96.
+        size: output (height, width): square, or 8:7 tall like 112x96 (``arcface`` only).
+        template: a name of :data:`~facerec.align.transform.TEMPLATES`.
         keep: which face of an image with several: a rule of
             :func:`~facerec.align.pipeline.face_values` (``framed``, the default;
             ``insightface``, ``largest``, ``center``) or ``all`` (writes ``name_0.png``,
@@ -228,7 +241,7 @@ def align_folder(
         )
     if keep not in KEEP_POLICIES:
         raise ConfigError(f"unknown --keep {keep!r}; expected one of {', '.join(KEEP_POLICIES)}")
-    arcface_template(size)  # an unsupported crop size fails here, before any work
+    template_points(template, size)  # an unknown template or crop size fails before any work
     given = None
     if landmarks is not None:
         given = read_landmarks(landmarks)
@@ -275,8 +288,7 @@ def align_folder(
     if todo and given is None and detector is None:
         from facerec.base.device import resolve_device
 
-        detector = build_detector(
-            "mtcnn",
+        detector = MTCNNDetector(
             min_face=min_face,
             threshold=threshold,
             device=resolve_device(device or "auto"),
@@ -329,7 +341,8 @@ def align_folder(
                         if keep == "all"
                         else [f"{stem}{ext}"] * len(choice.kept)
                     )
-                    for name, crop in zip(names, choice.crops(im, size), strict=True):
+                    crops = choice.crops(im, size, template)
+                    for name, crop in zip(names, crops, strict=True):
                         atomic_write_bytes(out / name, encode_image(crop, ext, source=name))
                         counts["crops"] += 1
                     new = _rows_for(key, choice, names)
@@ -369,11 +382,16 @@ def summary(counts: dict[str, int], out: Path, keep: str) -> str:
     )
 
 
+def _default_size(template: str) -> list[int]:
+    return [DLIB_CHIP_SIZE] * 2 if template == "dlib" else [112, 112]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``facerec align``; returns the exit status (errors raise :class:`FacerecError`)."""
     parser = argparse.ArgumentParser(
         prog="facerec align",
-        description="Detect faces in photos and warp each onto the ArcFace 5-point template. "
+        description="Detect faces in photos and warp each onto a 5-point template (ArcFace's, "
+        "or dlib's face chip). "
         "Keeps the folder layout; writes align_report.csv; a re-run continues.",
     )
     parser.add_argument(
@@ -386,9 +404,17 @@ def main(argv: list[str] | None = None) -> int:
         "--size",
         nargs="+",
         type=int,
-        default=[112, 112],
+        default=None,
         metavar="PX",
-        help="crop HEIGHT [WIDTH] (default 112 112; e.g. 64, or 112 96 for SphereFace)",
+        help="crop HEIGHT [WIDTH] (default 112 112, 150 with --template dlib; e.g. 64, or "
+        "112 96 for SphereFace)",
+    )
+    parser.add_argument(
+        "--template",
+        choices=TEMPLATES,
+        default=DEFAULT_TEMPLATE,
+        help="alignment template: arcface (default, insightface's) or dlib (dlib's face chip, "
+        "padding 0.25, what the dlib-r29 model takes)",
     )
     parser.add_argument(
         "--keep",
@@ -449,10 +475,11 @@ def main(argv: list[str] | None = None) -> int:
     counts = align_folder(
         args.src,
         args.out,
-        size=crop_size(args.size),
+        size=crop_size(args.size or _default_size(args.template)),
         keep=args.keep,
         min_face=args.min_face,
         threshold=args.threshold,
+        template=args.template,
         landmarks=args.landmarks,
         ext=args.ext,
         batch_size=args.batch_size,

@@ -20,7 +20,7 @@ import numpy as np
 
 from facerec.errors import ConfigError, DataError
 
-__all__ = ["DETECTORS", "Detections", "FaceDetector", "MTCNNDetector", "build_detector"]
+__all__ = ["Detections", "FaceDetector", "MTCNNDetector"]
 
 INSTALL_HINT = "pip install 'facerec[align]'"
 
@@ -165,27 +165,3 @@ class MTCNNDetector:
             order = np.argsort(-p, kind="stable")
             dets.append(Detections(b[order], p[order], pt[order]))
         return dets
-
-
-#: detector name -> class; ``build_detector`` looks names up here.
-DETECTORS = {"mtcnn": MTCNNDetector}
-
-
-def build_detector(
-    name: str = "mtcnn",
-    min_face: int = 20,
-    threshold: float = 0.7,
-    device: str | None = None,
-    batch_size: int = 32,
-    threads: int | None = None,
-) -> FaceDetector:
-    """Build a detector by name (``mtcnn``); ``threads``: CPU threads while detecting."""
-    if name not in DETECTORS:
-        raise ConfigError(f"unknown face detector {name!r}; expected one of {sorted(DETECTORS)}")
-    return DETECTORS[name](
-        min_face=min_face,
-        threshold=threshold,
-        device=device,
-        batch_size=batch_size,
-        threads=threads,
-    )

@@ -2,11 +2,13 @@
 
 ``--align`` detects and aligns raw photos on the fly with the code of ``facerec align`` (MTCNN,
 the ``facerec[align]`` extra): each image source is searched once (:func:`locate_faces`) and
-served as the crops ``facerec align --size`` would write (:class:`AlignedImages`, default
-112x112), which the embedding loop then brings to each model's input size with the model's
-resize mode, exactly as it does with crops read from disk. So ``--align`` gives what aligning
-first and evaluating the crops gives. Images without a face are centre-cropped, counted,
-printed and stored in the report.
+served warped onto the template the model declares (its ``Preprocess.align_template``): for the
+ArcFace template, the crops ``facerec align --size`` would write (:class:`AlignedImages`,
+default 112x112), which the embedding loop then brings to each model's input size with the
+model's resize mode, exactly as it does with crops read from disk (so ``--align`` gives what
+aligning first and evaluating the crops gives); for another template (dlib-r29's face chip),
+the chip at the model's input size, as ``facerec align --template dlib --size 150`` writes it.
+Images without a face are centre-cropped, counted, printed and stored in the report.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from facerec.align.detect import FaceDetector, build_detector
+from facerec.align.detect import FaceDetector, MTCNNDetector
 from facerec.align.pipeline import DEFAULT_KEEP, FACE_RULES
 from facerec.align.source import AlignedImages, FaceTable, locate_faces
-from facerec.align.transform import arcface_template, crop_size
+from facerec.align.transform import DEFAULT_TEMPLATE, arcface_template, crop_size, template_of
 from facerec.data.sources import ImageSource
 from facerec.errors import ConfigError
 
-__all__ = ["Aligner", "add_align_arguments"]
+__all__ = ["Aligner", "add_align_arguments", "aligner_from_args"]
 
 
 def add_align_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,66 +67,66 @@ def add_align_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class Aligner:
-    """Finds the faces of image sources once and aligns them for any model input size.
+    """Finds the faces of image sources once and aligns them as each model expects.
+
+    Built from plain arguments (:func:`aligner_from_args` turns ``--align*`` options into them).
 
     Args:
-        detector: a :class:`FaceDetector`.
-        size: the aligned crop (height, width), as ``facerec align --size``.
+        size: the ArcFace crop (height, width), as ``facerec align --size``; a model declaring
+            another template (e.g. dlib-r29's chip) is aligned at its own input size.
         keep: a one-face rule of :data:`~facerec.align.pipeline.FACE_RULES`.
-        min_face: smallest face kept, pixels.
+        min_face: smallest face kept, pixels (at least 12).
+        threshold: the detector's minimum face probability.
+        device: the detector's device (None: the GPU when there is one).
+        detector: a :class:`FaceDetector` to use instead of building MTCNN.
         batch_size: images per detector call.
         progress: show a progress bar while detecting.
     """
 
     def __init__(
         self,
-        detector: FaceDetector,
         size: Sequence[int] = (112, 112),
         keep: str = DEFAULT_KEEP,
         min_face: int = 20,
+        threshold: float = 0.7,
+        device: str | None = None,
+        detector: FaceDetector | None = None,
         batch_size: int = 16,
         progress: bool = True,
-        settings: dict[str, Any] | None = None,
     ) -> None:
-        self.detector, self.keep, self.min_face = detector, keep, min_face
+        if keep not in FACE_RULES:
+            raise ConfigError(
+                f"align keep must be one of {', '.join(FACE_RULES)} (one face per image), "
+                f"got {keep!r}"
+            )
+        if min_face < 12:
+            raise ConfigError(f"align min_face must be at least 12 pixels, got {min_face}")
         self.size = (int(size[0]), int(size[1]))
         arcface_template(self.size)  # an unsupported crop size fails before any work
+        self.keep, self.min_face = keep, int(min_face)
         self.batch_size, self.progress = batch_size, progress
-        self.settings = settings or {"size": list(self.size), "keep": keep, "min_face": min_face}
+        if detector is None:
+            detector = MTCNNDetector(min_face=min_face, threshold=threshold, device=device)
+            name = "mtcnn (facenet-pytorch 2.5.3)"
+        else:
+            name = type(detector).__name__
+        self.detector = detector
+        #: what ``results.json`` records of the alignment (``report`` adds the counts)
+        self.settings: dict[str, Any] = {
+            "detector": name,
+            "size": list(self.size),
+            "keep": keep,
+            "min_face": self.min_face,
+            "threshold": threshold,
+            "no_face": "center_crop",
+        }
         self._tables: dict[str, FaceTable] = {}
+        self._templates: dict[str, dict[str, list[int]]] = {}
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, device: str | None = None) -> Aligner | None:
-        """The aligner the parsed ``--align*`` options ask for (None without ``--align``)."""
-        if not getattr(args, "align", False):
-            return None
-        size = crop_size(args.align_size, "--align-size")
-        if args.align_min_face < 12:
-            raise ConfigError(f"--align-min-face must be at least 12, got {args.align_min_face}")
-        det_device = None if device in (None, "auto") else device
-        detector = build_detector(
-            "mtcnn",
-            min_face=args.align_min_face,
-            threshold=args.align_threshold,
-            device=det_device,
-        )
-        settings = {
-            "detector": "mtcnn (facenet-pytorch 2.5.3)",
-            "size": list(size),
-            "keep": args.align_keep,
-            "min_face": args.align_min_face,
-            "threshold": args.align_threshold,
-            "no_face": "center_crop",
-        }
-        progress = not getattr(args, "no_progress", False)
-        return cls(
-            detector,
-            size,
-            args.align_keep,
-            args.align_min_face,
-            progress=progress,
-            settings=settings,
-        )
+        """Deprecated alias of :func:`aligner_from_args` (the CLIs' call)."""
+        return aligner_from_args(args, device)
 
     def faces(self, key: str, images: ImageSource) -> FaceTable:
         """The faces of ``images`` (searched the first time ``key`` is asked for)."""
@@ -147,10 +149,48 @@ class Aligner:
                 )
         return self._tables[key]
 
-    def wrap(self, key: str, images: ImageSource) -> AlignedImages:
-        """``images`` as aligned crops of :attr:`size`; faces found once per ``key``."""
-        return AlignedImages(images, self.faces(key, images), self.size)
+    def crop_for(self, model: Any = None) -> tuple[str, tuple[int, int]]:
+        """(template, crop size) for ``model``: a :class:`~facerec.inference.Preprocess`, an
+        embedder (its ``preprocess``) or None. The ArcFace template is cut at :attr:`size`
+        (then the model's resize, as crops from ``facerec align``); another template at the
+        model's input size."""
+        template = template_of(model)
+        if template == DEFAULT_TEMPLATE:
+            return template, self.size
+        size = tuple(int(v) for v in getattr(model, "preprocess", model).input_size)
+        return template, (size[0], size[1])
+
+    def wrap(self, key: str, images: ImageSource, model: Any = None) -> AlignedImages:
+        """``images`` aligned as ``model`` expects (:meth:`crop_for`; None: the ArcFace crop of
+        :attr:`size`); faces found once per ``key``, warped per template."""
+        template, size = self.crop_for(model)
+        self._templates.setdefault(key, {})[template] = list(size)
+        return AlignedImages(images, self.faces(key, images), size, template)
 
     def report(self, key: str) -> dict[str, Any]:
-        """What ``results.json`` stores for source ``key``: the settings and the counts."""
-        return {**self.settings, **self._tables[key].summary()}
+        """What ``results.json`` stores for source ``key``: the settings, the template(s) the
+        images were warped onto (name -> crop size) and the counts."""
+        out = {**self.settings, **self._tables[key].summary()}
+        if self._templates.get(key):
+            out["templates"] = dict(self._templates[key])
+        return out
+
+
+def aligner_from_args(args: argparse.Namespace, device: str | None = None) -> Aligner | None:
+    """The :class:`Aligner` the parsed ``--align*`` options ask for (None without ``--align``);
+    ``device``: the detector's (``auto``/None: the GPU when there is one)."""
+    if not getattr(args, "align", False):
+        return None
+    if args.align_min_face < 12:
+        raise ConfigError(f"--align-min-face must be at least 12, got {args.align_min_face}")
+    try:
+        return Aligner(
+            size=crop_size(args.align_size, "--align-size"),
+            keep=args.align_keep,
+            min_face=args.align_min_face,
+            threshold=args.align_threshold,
+            device=None if device in (None, "auto") else device,
+            progress=not getattr(args, "no_progress", False),
+        )
+    except ConfigError as e:
+        raise ConfigError(f"--align: {e}") from None

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from facerec.align.detect import Detections, FaceDetector
-from facerec.align.transform import align_face
+from facerec.align.transform import DEFAULT_TEMPLATE, align_face
 from facerec.errors import ConfigError
 
 __all__ = [
@@ -54,9 +54,15 @@ class FaceChoice:
     kept: Detections
     margin: float = float("nan")
 
-    def crops(self, image: np.ndarray, size: int | Sequence[int] = (112, 112)) -> list[np.ndarray]:
-        """The kept faces of ``image`` (H, W, 3) aligned: K crops (h, w, 3) uint8."""
-        return [align_face(image, lm, size) for lm in self.kept.landmarks]
+    def crops(
+        self,
+        image: np.ndarray,
+        size: int | Sequence[int] = (112, 112),
+        template: str = DEFAULT_TEMPLATE,
+    ) -> list[np.ndarray]:
+        """The kept faces of ``image`` (H, W, 3) aligned onto ``template``: K crops (h, w, 3)
+        uint8."""
+        return [align_face(image, lm, size, template) for lm in self.kept.landmarks]
 
 
 def face_values(boxes: np.ndarray, image_shape: Sequence[int], rule: str) -> np.ndarray:

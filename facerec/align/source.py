@@ -1,10 +1,11 @@
-"""Align any image source on the fly: ``facerec embed --align`` and ``facerec eval --align``.
+"""Align any image source on the fly: ``facerec embed/eval --align`` and IJB's given landmarks.
 
 :func:`locate_faces` runs the detector over an :class:`~facerec.data.sources.ImageSource` once,
 in batches, and keeps one face per image (the same choice and landmarks as ``facerec align``);
-:class:`AlignedImages` then serves each image warped onto the template at any model's input size,
+:class:`AlignedImages` then serves each image warped onto a template (the model's) at a size,
 so several models share one detection pass. An image where no face is found is centre-cropped
 (the published verification protocols' fallback: the pair is kept, never dropped) and counted.
+Landmarks that come with a benchmark (IJB-B/C) make a table with :meth:`FaceTable.given`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from facerec.align.detect import FaceDetector
 from facerec.align.pipeline import DEFAULT_KEEP, FACE_RULES, choose_faces, detect_images
-from facerec.align.transform import align_face, arcface_template
+from facerec.align.transform import DEFAULT_TEMPLATE, align_face, template_points
 from facerec.data.image import fit_to_size
 from facerec.data.sources import ImageSource
 from facerec.errors import ConfigError, DataError
@@ -40,6 +41,15 @@ class FaceTable:
 
     def __len__(self) -> int:
         return int(self.status.shape[0])
+
+    @classmethod
+    def given(cls, landmarks: np.ndarray) -> FaceTable:
+        """The table of landmarks that come with the images ((M, 5, 2); NaN rows: no face)."""
+        lm = np.asarray(landmarks, np.float32)
+        if lm.ndim != 3 or lm.shape[1:] != (5, 2):
+            raise DataError(f"landmarks of shape {lm.shape}; expected (M, 5, 2) (x, y) pixels")
+        ok = np.isfinite(lm).all(axis=(1, 2))
+        return cls(lm, np.where(ok, "ok", "no_face").astype(str))
 
     def count(self, status: str) -> int:
         """How many images have ``status``."""
@@ -114,11 +124,19 @@ def locate_faces(
 class AlignedImages:
     """An :class:`ImageSource` of aligned crops: ``src[i]`` -> RGB uint8 (h, w, 3).
 
-    Image ``i`` of ``images`` warped with ``faces.landmarks[i]`` onto the template of ``size``
-    (h, w); where no face was found, the image centre-cropped to ``size`` (aspect kept).
+    Image ``i`` of ``images`` warped with ``faces.landmarks[i]`` onto ``template``
+    (:data:`~facerec.align.transform.TEMPLATES`) at ``size`` (h, w); where no face was found, the
+    image centre-cropped to ``size`` (aspect kept). The one aligned source of ``--align`` and of
+    IJB (its landmarks given: :meth:`FaceTable.given`).
     """
 
-    def __init__(self, images: ImageSource, faces: FaceTable, size: Sequence[int]) -> None:
+    def __init__(
+        self,
+        images: ImageSource,
+        faces: FaceTable,
+        size: Sequence[int],
+        template: str = DEFAULT_TEMPLATE,
+    ) -> None:
         if len(faces) != len(images):
             raise ConfigError(
                 f"the face table has {len(faces)} rows for {len(images)} images; locate the faces "
@@ -126,7 +144,8 @@ class AlignedImages:
             )
         self.images, self.faces = images, faces
         self.size = (int(size[0]), int(size[1]))
-        arcface_template(self.size)  # an unsupported crop size fails here
+        self.template = template
+        template_points(template, self.size)  # an unknown template or crop size fails here
 
     def __len__(self) -> int:
         return len(self.images)
@@ -135,5 +154,5 @@ class AlignedImages:
         img = self.images[i]
         lm = self.faces.landmarks[i]
         if np.isfinite(lm).all():
-            return align_face(img, lm, self.size)
+            return align_face(img, lm, self.size, self.template)
         return fit_to_size(img, self.size, "center_crop")

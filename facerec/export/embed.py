@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.align.options import Aligner, add_align_arguments
+from facerec.align.options import Aligner, add_align_arguments, aligner_from_args
 from facerec.data.folder import list_images
 from facerec.data.image import pixel_limit
 from facerec.errors import ConfigError, DataError, FacerecError
@@ -90,14 +90,15 @@ def embed_files(
 
     With ``skip_bad`` images that do not decode are left out; otherwise the first one raises
     :class:`DataError` naming it. With an ``aligner`` (``--align``) each photo is detected and
-    aligned to the model's input first (no face: centre-cropped and counted).
+    aligned first, onto the template the model declares (its ``preprocess.align_template``:
+    dlib-r29 gets dlib's face chip with no flag); no face: centre-cropped and counted.
     """
     skipped: list[tuple[int, str]] | None = [] if skip_bad else None
     images = FileImages(paths)
     try:
         emb = embed_images(
             embedder,
-            images if aligner is None else aligner.wrap("images", images),
+            images if aligner is None else aligner.wrap("images", images, embedder),
             batch_size,
             flip,
             num_workers,
@@ -303,7 +304,7 @@ def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
         num_workers=args.workers,
         skip_bad=args.skip_bad,
         progress=not args.no_progress,
-        aligner=(aligner := Aligner.from_args(args, args.device)),
+        aligner=(aligner := aligner_from_args(args, args.device)),
     )
     quality, dropped = None, ""
     if quality_path is not None:
@@ -312,7 +313,7 @@ def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
         images = FileImages(kept)
         quality = embed_images(
             scorer,
-            images if aligner is None else aligner.wrap("quality", images),
+            images if aligner is None else aligner.wrap("quality", images, embedder),
             args.batch_size,
             False,
             args.workers,

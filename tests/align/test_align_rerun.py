@@ -160,11 +160,11 @@ def test_device_defaults_to_auto(tmp_path, monkeypatch, capsys):
 
     asked = {}
 
-    def fake_build(name, **kw):
+    def fake_build(**kw):
         asked.update(kw)
         return Boxes(ONE)
 
-    monkeypatch.setattr(align_cli, "build_detector", fake_build)
+    monkeypatch.setattr(align_cli, "MTCNNDetector", fake_build)
     _photo(tmp_path / "raw" / "a.png", 100)
     argv = ["align", "--in", str(tmp_path / "raw"), "--out", str(tmp_path / "o"), "--no-progress"]
     assert cli.main(argv) == 0

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facerec.align.detect import Detections, FaceDetector, build_detector
+from facerec.align.detect import Detections, FaceDetector, MTCNNDetector
 from facerec.align.pipeline import choose_faces, detect_images
 from facerec.data.image import read_image
 from facerec.errors import ConfigError, DataError
@@ -79,10 +79,8 @@ def test_missing_extra_is_one_line_naming_it(monkeypatch):
     for name in ("facenet_pytorch", "facenet_pytorch.models", "facenet_pytorch.models.mtcnn"):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ConfigError, match=r"pip install 'facerec\[align\]'") as err:
-        build_detector("mtcnn")
+        MTCNNDetector()
     assert "\n" not in str(err.value)
-    with pytest.raises(ConfigError, match="unknown face detector 'retina'"):
-        build_detector("retina")
 
 
 def _dets(boxes) -> Detections:
