@@ -10,9 +10,9 @@ Layout (as insightface distributes the meta files; ``<n>`` is ``ijbc`` or ``ijbb
     ROOT/meta/<n>_1N_probe_mixed.csv             CSV with a header, columns template, subject, ...
 
 The 1:N files are optional. A malformed line raises one :class:`DataError` naming the file and
-line. Each image is aligned from its 5 landmarks onto the ArcFace template at the model's input
-size (:func:`facerec.align.align_face`), embedded with the flip test by the shared loop
-(:func:`facerec.inference.embed_images`), then pooled and scored by
+line. Each image is aligned from its 5 landmarks onto the model's template (ArcFace's unless it
+declares another) at its input size (:func:`aligned_images`), embedded with the flip test by the
+shared loop (:func:`facerec.inference.embed_images`), then pooled and scored by
 :mod:`facerec.eval.ijb_protocol`.
 """
 
@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.align import align_face
-from facerec.data.image import read_image
+from facerec.align.source import AlignedImages, FaceTable
+from facerec.align.transform import DEFAULT_TEMPLATE
+from facerec.data.sources import FileImages
 from facerec.errors import DataError
 from facerec.io import atomic_path
 
@@ -301,23 +302,13 @@ def read_ijb(
 # --------------------------------------------------------------------------------- images
 
 
-class AlignedImages:
-    """The loose crops of an :class:`IJBMeta`, each aligned from its landmarks: an ImageSource.
-
-    ``src[i]`` -> (h, w, 3) uint8 RGB, the image warped onto the ArcFace template at ``size``.
-    """
-
-    def __init__(self, meta: IJBMeta, size: tuple[int, int] = (112, 112)) -> None:
-        self.folder = meta.image_folder
-        self.images = meta.images
-        self.landmarks = meta.landmarks
-        self.size = (int(size[0]), int(size[1]))
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return align_face(read_image(self.folder / self.images[i]), self.landmarks[i], self.size)
+def aligned_images(
+    meta: IJBMeta, size: tuple[int, int] = (112, 112), template: str = DEFAULT_TEMPLATE
+) -> AlignedImages:
+    """The loose crops of ``meta``, each warped from its given landmarks onto ``template`` at
+    ``size``: ``src[i]`` -> (h, w, 3) uint8 RGB (facerec.align's one :class:`AlignedImages`)."""
+    files = FileImages([meta.image_folder / name for name in meta.images])
+    return AlignedImages(files, FaceTable.given(meta.landmarks), size, template)
 
 
 # ------------------------------------------------------------------------------- features

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from facerec.align.transform import template_of
 from facerec.errors import ConfigError
 from facerec.inference import Embedder, EmbedStats, embed_images
 from facerec.metrics.verification import far_key
 
-from .ijb import IJB_NAMES, AlignedImages, IJBMeta, evaluate_features, load_features, read_ijb
+from .ijb import IJB_NAMES, IJBMeta, aligned_images, evaluate_features, load_features, read_ijb
 from .ijb import save_features as write_features
 from .ijb_protocol import IJB_FARS, IJB_FPIRS
 from .report import grid, percent, plot_roc
@@ -148,7 +149,7 @@ class IJBRun:
         stats: list[EmbedStats] = []
         feats = embed_images(
             embedder,
-            AlignedImages(self.meta, embedder.input_size),
+            aligned_images(self.meta, embedder.input_size, template_of(embedder)),
             a.batch_size,
             not a.no_flip,
             a.workers,
