@@ -1,9 +1,9 @@
 """The data doctor on real faces with planted problems: dlib-r29 against the quick-start model.
 
 ORL (40 people × 10 photos, ../shared/data/orl_faces) as dlib-aligned 150×150 chips (dlib's HOG
-detector and 5-point landmarks, ``get_face_chip(…, 150, 0.25)``, built by tools/bench/dlib_resnet.py;
-the centre crop where dlib finds no face), written as PNG to a temporary folder, then planted
-(seeded):
+detector and 5-point landmarks, ``get_face_chip(…, 150, 0.25)``, built by
+tools/bench/dlib_resnet.py; the centre crop where dlib finds no face), written as PNG to a
+temporary folder, then planted (seeded):
 
 * ``--dups`` near duplicates: a photo re-saved as JPEG (quality 85, brightness +8) beside itself;
 * ``--exact`` exact duplicates: a byte copy beside itself (found by hash, by any model);
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['cross']}/{p['cross']}",
                 f"{r['swap']}/{p['swap']}",
                 str(r["false_positives"]),
-            ]  # fmt: skip
+            ]
             if r["folder"] == "planted"
             else ["", "", "", "", str(r["drop"])]
         )
