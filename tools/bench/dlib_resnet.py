@@ -13,10 +13,13 @@ kfold_accuracy: each fold's threshold chosen on the other nine) of the cosine of
 * this model's embeddings of centre-crop chips (the photo's middle 92×92, resized to 150),
 * this model's embeddings of dlib-aligned chips (dlib's HOG detector and 5-point landmarks,
   ``get_face_chip(…, 150, 0.25)``; the centre crop where no face is found),
-* raw pixels (the centre-crop chip, grey, mean-subtracted).
+* raw pixels (the centre-crop chip, grey, mean-subtracted),
+* with ``--checkpoint CKPT`` (e.g. the quick-start model), that facerec checkpoint's embeddings
+  of both chips, each brought to its input size by its own resize mode (``fit_to_size``).
 
     python tools/bench/dlib_resnet.py                 # everything (a few minutes on 2 cores)
     python tools/bench/dlib_resnet.py --quick         # smoke run: 4 people, few timings
+    python tools/bench/dlib_resnet.py --accuracy-only --checkpoint /tmp/qs/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -102,7 +105,18 @@ def orl_pairs(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return np.stack([i[idx], j[idx]], 1)[order], same[order]
 
 
-def accuracy(people: int) -> dict:
+def embed_checkpoint(path: str, chips: np.ndarray) -> np.ndarray:
+    """A facerec checkpoint's embeddings of (N, H, W, 3) uint8 chips, each fitted to its input
+    size by its own resize mode."""
+    from facerec.data.image import fit_to_size
+    from facerec.inference import load_checkpoint_embedder
+
+    emb = load_checkpoint_embedder(path)
+    size = tuple(emb.input_size)
+    return emb(np.stack([fit_to_size(c, size, emb.resize_mode) for c in chips]))
+
+
+def accuracy(people: int, checkpoint: str | None = None) -> dict:
     from facerec.models.dlib_resnet import load_dlib_resnet
 
     paths = [ORL / f"s{s}" / f"{k}.pgm" for s in range(1, people + 1) for k in range(1, 11)]
@@ -122,11 +136,17 @@ def accuracy(people: int) -> dict:
         "dlib_faces_found": found,
         "dlib_align_seconds": round(t_align, 1),
     }
-    for name, emb in [
+    runs = [
         ("dlib-r29 centre crop", embed_torch(model, centre)),
         ("dlib-r29 dlib-aligned", embed_torch(model, aligned)),
         ("raw pixels", grey),
-    ]:
+    ]
+    if checkpoint:
+        runs += [
+            (f"{checkpoint} centre crop", embed_checkpoint(checkpoint, centre)),
+            (f"{checkpoint} dlib-aligned", embed_checkpoint(checkpoint, aligned)),
+        ]
+    for name, emb in runs:
         m, s = kfold(emb, pairs, same)
         res[name] = {"acc": round(100 * m, 2), "std": round(100 * s, 2)}
     return res
@@ -191,13 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed-only", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--runtime", default="torch", help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--checkpoint", help="also a facerec checkpoint on the ORL pairs")
+    ap.add_argument("--accuracy-only", action="store_true", help="no timings")
     a = ap.parse_args(argv)
     seconds = 0.5 if a.quick else a.seconds
     if a.speed_only:
         print(json.dumps(speed(a.runtime, a.speed_only, 32, seconds)))
         return 0
     results: dict = {"cpu": os.cpu_count(), "load_before": os.getloadavg()}
-    for t in a.threads:
+    for t in [] if a.accuracy_only else a.threads:
         env = dict(os.environ)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(t)
@@ -209,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             results[f"speed_{t}_threads"].update(json.loads(run.stdout.strip().splitlines()[-1]))
         print(f"{t} thread(s), embeddings/s:", results[f"speed_{t}_threads"], flush=True)
     if ORL.is_dir():
-        results["orl"] = accuracy(4 if a.quick else 40)
+        results["orl"] = accuracy(4 if a.quick else 40, a.checkpoint)
         print("ORL 10-fold:", json.dumps(results["orl"]), flush=True)
     else:
         print(f"{ORL} is absent: no accuracy", flush=True)
