@@ -123,11 +123,6 @@ class Aligner:
         self._tables: dict[str, FaceTable] = {}
         self._templates: dict[str, dict[str, list[int]]] = {}
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, device: str | None = None) -> Aligner | None:
-        """Deprecated alias of :func:`aligner_from_args` (the CLIs' call)."""
-        return aligner_from_args(args, device)
-
     def faces(self, key: str, images: ImageSource) -> FaceTable:
         """The faces of ``images`` (searched the first time ``key`` is asked for)."""
         if key not in self._tables:

@@ -31,7 +31,9 @@ from facerec.data.image import ResizeMode, encode_image, fit_to_size
 from facerec.data.sources import FileImages, ImageSource
 from facerec.errors import DataError
 from facerec.io import atomic_write_text
+from facerec.metrics.verification import far_key
 
+from .groups import groups_html
 from .report import percent as _pct
 
 #: hardest genuine and impostor pairs shown per model and benchmark (``--report-pairs``)
@@ -502,6 +504,80 @@ def _probes(pr: ProbeRanking) -> list[str]:
     return out
 
 
+def _quality(bench: str, models: dict, erc_png: str | None, out_dir: Path) -> list[str]:
+    """A benchmark's face-image quality (``--quality``): the ERC plot and each model's ERC
+    areas and ``--min-quality`` counts."""
+    rows = [
+        (m, mv["verification"][bench]["quality"])
+        for m, mv in models.items()
+        if mv.get("verification", {}).get(bench, {}).get("quality")
+    ]
+    if not rows:
+        return []
+    far = rows[0][1]["erc"]["far"]
+    out = [f'<div class="quality" id="{_anchor("q", bench)}"><h3>Face-image quality</h3>']
+    if erc_png:
+        out.append(f'<div class="plots"><img class="erc" alt="ERC {_e(bench)}" '
+                   f'src="{file_data_uri(out_dir / erc_png)}"></div>')  # fmt: skip
+    body = "".join(
+        f'<tr><td class="l">{_e(m)}</td><td class="l">{_e(q["method"])}</td>'
+        f"<td>{q['num_images']}</td><td>{_num(q['image_quality']['median'], '.4g')}</td>"
+        f"<td>{_pct(q['erc']['area'])}</td><td>{_pct(q['erc']['area_oracle'])}</td>"
+        f"<td>{_pct(q['erc']['area_random'])}</td>"
+        + (
+            f"<td>{_e(format(q['min_quality'], 'g'))}</td><td>{q['images_below']}</td>"
+            f"<td>{q['pairs_dropped']}</td>"
+            if q.get("min_quality") is not None
+            else "<td>-</td><td>-</td><td>-</td>"
+        )
+        + "</tr>"
+        for m, q in rows
+    )
+    out.append('<table class="quality"><tr><th class="l">model</th><th class="l">method</th>'
+               "<th>images</th><th>median quality</th><th>ERC area %</th><th>oracle %</th>"
+               "<th>no rejection %</th><th>min quality</th><th>images below</th>"
+               f"<th>pairs left out</th></tr>{body}</table>")  # fmt: skip
+    out.append(f'<p class="meta">ERC: FNMR of the genuine pairs kept at the threshold of FAR '
+               f"{far:g} (fixed on all pairs) while the lowest-quality 0-50 % of pairs are "
+               "rejected (a pair has its worse image's quality); area = mean FNMR over that "
+               "range, lower is better, the oracle is the best any quality could do. With a "
+               "minimum quality every other number of this benchmark is over the kept pairs."
+               "</p></div>")  # fmt: skip
+    return out
+
+
+def _calibration(models: dict, out_dir: Path) -> list[str]:
+    """The match-confidence section (``--calibrate``): reliability diagram, held-out ECE and
+    Brier, the thresholds stored, and where."""
+    rows = [(m, mv["calibration"]) for m, mv in models.items() if mv.get("calibration")]
+    if not rows:
+        return []
+    out = ['<section id="calibration"><h2>Match confidence (calibration)</h2>']
+    for m, c in rows:
+        out.append(f'<div class="model" id="{_anchor("c", m)}"><h3>{_e(m)}: {_e(c["method"])} '
+                   f"on {_e(c['benchmark'])} ({c['n_genuine']} genuine + {c['n_impostor']} "
+                   "impostor pairs)</h3>")  # fmt: skip
+        if c.get("plot"):
+            out.append(f'<div class="plots"><img class="reliability" alt="reliability {_e(m)}" '
+                       f'src="{file_data_uri(out_dir / c["plot"])}"></div>')  # fmt: skip
+        thr = "".join(
+            f"<tr><td>{_e(far_key(t['far']))}</td><td>{_num(t['threshold'])}</td></tr>"
+            for t in c["thresholds"]
+        )
+        where = (
+            f"stored in <code>{_e(c['written_to'])}</code>"
+            if c.get("written_to")
+            else f"not stored: {_e(c.get('not_written', ''))}"
+        )
+        out.append(f'<p>Held-out ({c["folds"]}-fold) expected calibration error '
+                   f'<b class="ece">{_num(c["ece"])}</b> ({c["bins"]} equal-width bins), Brier '
+                   f"{_num(c['brier'])}; {where}.</p>"
+                   '<table class="thresholds"><tr><th>FAR</th><th>cosine threshold (same when '
+                   f"score &gt;= t)</th></tr>{thr}</table></div>")  # fmt: skip
+    out.append("</section>")
+    return out
+
+
 def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLike[str]) -> str:
     """The report page as a string (see the module doc).
 
@@ -528,6 +604,8 @@ def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLi
         f"<code>{_e(' '.join(results.get('command', [])))}</code></p>",
         "<nav>" + '<a href="#summary">summary</a>'
         + "".join(f'<a href="#{_anchor("b", b)}">{_e(b)}</a>' for b in benches)
+        + ('<a href="#calibration">calibration</a>'
+           if any(mv.get("calibration") for mv in models.values()) else "")
         + ('<a href="#identification">identification</a>' if data.identification else "")
         + "</nav>",
     ]  # fmt: skip
@@ -538,6 +616,7 @@ def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLi
         if b in roc:
             doc.append(f'<div class="plots"><img class="roc" alt="ROC {_e(b)}" '
                        f'src="{file_data_uri(out_dir / roc[b])}"></div>')  # fmt: skip
+        doc += _quality(b, models, results.get("plots", {}).get("erc", {}).get(b), out_dir)
         for m, mv in models.items():
             v = mv.get("verification", {}).get(b)
             if v is None:
@@ -551,11 +630,14 @@ def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLi
                 doc.append(f'<img class="hist" alt="histogram {_e(b)} {_e(m)}" '
                            f'src="{file_data_uri(out_dir / hist)}">')  # fmt: skip
             doc.append(_threshold_table(v) + "</div>")
+            if v.get("groups"):
+                doc.append(groups_html(m, b, v["groups"]))
             ps = by_key.get((m, b))
             if ps is not None and data.num_pairs > 0:
                 doc += _errors(ps, data.num_pairs)
             doc.append("</div>")
         doc.append("</section>")
+    doc += _calibration(models, out_dir)
     if data.identification or any(mv.get("identification") for mv in models.values()):
         doc.append('<section id="identification"><h2>Identification</h2>')
         cmc = results.get("plots", {}).get("cmc")

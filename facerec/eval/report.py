@@ -11,10 +11,12 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from facerec.io import atomic_path, atomic_write_text
+from facerec.metrics.verification import far_key
 
 JSON_KEYS_DOC = """\
 `results.json` holds every number of a `facerec eval` run. Rates are fractions in [0, 1]
@@ -25,7 +27,9 @@ a FAR is written as in metric names ("1e-4"); numbers that do not exist are `nul
 - `settings`: `flip`, `folds` (for benchmarks without their own), `index`, `batch_size`,
   `device`, `fars` (verification), `dir_fars` (open-set identification), `align` (with
   `--align`: `detector`, `size` [h, w] of the aligned crop, `keep`, `min_face`, `threshold`,
-  `no_face` (what photos without a face get: `center_crop`); `null` without)
+  `no_face` (what photos without a face get: `center_crop`); `null` without), `quality`
+  (the method of `--quality`, `null` without), `min_quality`, `calibrate` (the method of
+  `--calibrate`), `calibrate_on` (the benchmark it was fitted on)
 - `models`: one entry per `--checkpoint` / `--onnx`, named by file stem (made unique: `_2`, ...)
   - `kind` (`checkpoint` or `onnx`), `path`, `input_size` [h, w], `resize_mode`,
     `embedding_dim`
@@ -47,10 +51,32 @@ a FAR is written as in metric names ("1e-4"); numbers that do not exist are `nul
     - `roc`: `fpr`, `tpr`, `thresholds` (scikit-learn's roc_curve with collinear points
       dropped; the first threshold, +inf, is `null`)
     - `embed_seconds`, `images_per_second` (decode + resize + model, flip test included)
-    - `plots`: `roc`, `histogram` (PNG file names in the output folder)
+    - `plots`: `roc`, `histogram`, `erc` (PNG file names in the output folder)
+    - `quality` (with `--quality` or `--min-quality`): `method`, `num_images`,
+      `image_quality` (`min`, `median`, `max`), `erc` (the error-versus-reject curve over all
+      pairs, a pair's quality being its worse image's: `reject` fractions, `fnmr` of the kept
+      genuine pairs at the `threshold` fixed at `far` 1e-2 on all pairs, `kept_genuine`,
+      `area` (mean FNMR over the range; lower is better), `area_oracle` (the best possible),
+      `area_random` (no rejection)), `min_quality`, and with `--min-quality`
+      `images_below`, `pairs_dropped`, `pairs_kept` (every other number is then over the kept
+      pairs only)
     - `align` (with `--align`): the `settings.align` keys plus the image counts `images`,
       `ok`, `multiple` (several faces; `keep` chose), `no_face` (centre-cropped and still
       scored, never dropped), `unreadable`
+    - `groups` (with `--groups GROUPS.csv`, or `--rfw` whose races are its groups): `source`,
+      `by` (image, identity or benchmark), `groups` (per group: every key of a benchmark
+      entry above plus `fmr`, `fnmr`, `false_matches`, `false_non_matches` at the shared
+      threshold), `deployed` (`far` 1e-3, `threshold` over all pairs, `achieved_far`,
+      `resolvable`, `rule`), `spread` (`accuracy`, `fmr`, `fnmr`: `max`, `min`, `highest`,
+      `lowest`, `gap` = max - min, `ratio` = max / min; `tar_at_far` per FAR likewise, `null`
+      where fewer than two groups resolve it), `num_pairs`, `num_grouped_pairs`,
+      `num_excluded_pairs`, `num_ungrouped_pairs`, `num_cross_group_pairs` {`genuine`,
+      `impostor`} (pairs joining two groups: in no group), `warnings`
+  - `calibration` (with `--calibrate`): the stored record (`method`, `parameters`,
+    `thresholds` [{`far`, `threshold`}], `ece` and `brier` of the held-out folds, `n_pairs`,
+    `n_genuine`, `n_impostor`, `benchmark`, `folds`, `seed`, `bins`, `reliability` [[lo, hi,
+    mean predicted, observed, count]]), `plot` (the reliability diagram), `written_to` (the
+    model file that carries it, or `null` with `not_written` saying why)
   - `identification` (with `--gallery` and `--probe`):
     - `gallery`, `probe`, `distractors` (paths; `null` without), `index`, `faiss_gpu`
     - `num_gallery_images`, `num_gallery_identities`, `num_probes`, `num_mated` (probes whose
@@ -62,7 +88,8 @@ a FAR is written as in metric names ("1e-4"); numbers that do not exist are `nul
       searches)
     - `search_seconds`, `plots`: `cmc`
     - `align` (with `--align`): `gallery`, `probe`, `distractors`, each as verification's `align`
-- `plots`: `roc` (benchmark -> one ROC PNG with every model), `cmc` (all models)
+- `plots`: `roc` (benchmark -> one ROC PNG with every model), `erc` (benchmark -> one ERC
+  PNG with every model, with `--quality`), `cmc` (all models)
 """
 
 
@@ -148,6 +175,7 @@ def format_table(results: dict) -> str:
         lines.append("Calibrated cosine thresholds (k-fold: mean over folds, same if score > t; "
                      "EER and FAR: same if score >= t)")  # fmt: skip
         lines += grid(head, rows)
+    lines += _quality_lines(ver_rows) + _calibration_lines(models)
     id_rows = [(name, m["identification"]) for name, m in models.items() if m.get("identification")]
     if id_rows:
         dfars = list(id_rows[0][1].get("dir_at_far", {}))
@@ -173,6 +201,58 @@ def format_table(results: dict) -> str:
         lines.append(f"Identification ({id_rows[0][1].get('index', 'flat')} index)")
         lines += grid(head, rows)
     return "\n".join(lines)
+
+
+def _quality_lines(ver_rows: list[tuple[str, str, dict]]) -> list[str]:
+    """The face-image quality table (``--quality``): the ERC's areas and what
+    ``--min-quality`` left out."""
+    rows = [(name, b, v["quality"]) for name, b, v in ver_rows if v.get("quality")]
+    if not rows:
+        return []
+    head = ["model", "benchmark", "method", "images", "median q", "ERC area", "oracle", "none"]
+    head += ["min q", "images below", "pairs left out"]
+    body = []
+    for name, b, q in rows:
+        e = q["erc"]
+        body.append(
+            [name, b, q["method"], str(q["num_images"]), f"{q['image_quality']['median']:.4g}"]
+            + [percent(e["area"]), percent(e["area_oracle"]), percent(e["area_random"])]
+            + (
+                [f"{q['min_quality']:g}", str(q["images_below"]), str(q["pairs_dropped"])]
+                if q.get("min_quality") is not None
+                else ["-", "-", "-"]
+            )
+        )
+    far = rows[0][2]["erc"]["far"]
+    return [
+        "",
+        f"Face-image quality: mean FNMR % at FAR {far:g} while rejecting 0-50 % of pairs, worst "
+        "image first (ERC area; oracle = best possible, none = no rejection; lower is better)",
+        *grid(head, body),
+    ]
+
+
+def _calibration_lines(models: dict) -> list[str]:
+    """The match-confidence table (``--calibrate``): held-out ECE, thresholds, where stored."""
+    rows = [(name, m["calibration"]) for name, m in models.items() if m.get("calibration")]
+    if not rows:
+        return []
+    fars = ["1e-2", "1e-3", "1e-4"]
+    head = ["model", "benchmark", "method", "ECE", "Brier", *[f"thr@{f}" for f in fars], "stored"]
+    body = []
+    for name, c in rows:
+        thr = {far_key(t["far"]): t["threshold"] for t in c["thresholds"]}
+        body.append(
+            [name, c["benchmark"], c["method"], f"{c['ece']:.4f}", f"{c['brier']:.4f}"]
+            + [f"{thr[f]:.4f}" if f in thr else "-" for f in fars]
+            + [c.get("written_to") or "not stored"]
+        )
+    return [
+        "",
+        f"Match confidence: score -> P(same identity), checked on {rows[0][1]['folds']} "
+        "held-out folds (ECE: expected calibration error, 15 bins)",
+        *grid(head, body),
+    ]
 
 
 def grid(head: list[str], rows: list[list[str]], left: int = 2) -> list[str]:
@@ -264,3 +344,39 @@ def plot_cmc(
         ax.set_ylim(0.0, 1.01)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
+
+
+def plot_erc(path: str | os.PathLike[str], curves: Sequence[tuple[str, Any]], title: str) -> None:
+    """Error-versus-reject curves (label, :class:`~facerec.metrics.quality.ErrorRejectCurve`)
+    on one plot, as PNG: FNMR of the kept genuine pairs against the fraction of pairs rejected
+    by quality (lowest first), with each model's oracle dotted."""
+    with _plot(path, title) as ax:
+        for label, c in curves:
+            (line,) = ax.plot(c.reject, c.fnmr, marker="o", markersize=3, label=label)
+            ax.axhline(c.area_random, color=line.get_color(), linestyle=":", linewidth=0.8)
+        ax.set_xlabel("fraction of pairs rejected (lowest quality first)")
+        ax.set_ylabel(f"FNMR at FAR {curves[0][1].far:g} (threshold fixed)" if curves else "FNMR")
+        ax.set_ylim(bottom=0.0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+
+
+def plot_reliability(path: str | os.PathLike[str], calibration: Any, title: str) -> None:
+    """The reliability diagram of a :class:`~facerec.metrics.calibration.Calibration`: observed
+    rate of genuine pairs against the mean predicted probability per bin (held-out folds), the
+    diagonal being perfect calibration; the ECE in the legend."""
+    bins = [r for r in calibration.reliability if r.count]
+    with _plot(path, title) as ax:
+        ax.plot([0, 1], [0, 1], color="k", linestyle="--", linewidth=0.8, label="perfect")
+        ax.plot(
+            [r.mean_predicted for r in bins],
+            [r.observed for r in bins],
+            marker="o",
+            label=f"{calibration.method} (ECE {calibration.ece:.4f})",
+        )
+        ax.set_xlim(0.0, 1.0)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xlabel("predicted P(same identity)")
+        ax.set_ylabel("observed fraction of genuine pairs")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from facerec.align.options import Aligner, add_align_arguments
+from facerec.align.options import add_align_arguments, aligner_from_args
 from facerec.errors import ConfigError, DataError, FacerecError
 from facerec.inference import FileImages, embed_images, load_embedder, read_checkpoint_dict
 from facerec.inference.checkpoint import PRETRAINED
@@ -43,9 +43,8 @@ from facerec.metrics.calibration import (
 from facerec.metrics.verification import far_key
 
 HOW_TO = (
-    "fit one on a benchmark's scores in Python with "
-    "facerec.metrics.calibration.fit_calibration, then store it with "
-    "facerec.eval.verify_cli.write_checkpoint_calibration (a command for it is not built yet)"
+    "fit and store one with: facerec eval --checkpoint MODEL --pairs-csv PAIRS.csv --calibrate "
+    "(writes MODEL.calibrated.ckpt; --calibrate-in-place stores it in MODEL)"
 )
 
 
@@ -203,10 +202,10 @@ def verify(args: argparse.Namespace) -> dict[str, Any]:
     cal = read_calibration(args.checkpoint, args.onnx)
     embedder = load_embedder(args.checkpoint, args.onnx, args.device, 2, args.resize_mode)
     images: Any = FileImages(paths)
-    aligner = Aligner.from_args(args, args.device)
+    aligner = aligner_from_args(args, args.device)
     if aligner is not None:
         aligner.progress = False
-        images = aligner.wrap("images", images)
+        images = aligner.wrap("images", images, embedder)
         table = aligner.faces("images", FileImages(paths))
         for p, status in zip(paths, table.status, strict=True):
             if status == "no_face":

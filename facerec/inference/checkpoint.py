@@ -528,8 +528,6 @@ def load_checkpoint_embedder(
         DataError: the file is missing or is not a facerec checkpoint.
     """
     loaded = load_facerec_checkpoint(path)
-    emb = TorchEmbedder.from_preprocess(
+    return TorchEmbedder.from_preprocess(
         loaded.backbone.to(device), loaded.preprocess, device, batch_size, resize_mode
     )
-    emb.preprocess.align_template = loaded.preprocess.align_template  # from_preprocess drops it
-    return emb

@@ -108,6 +108,7 @@ class TorchEmbedder:
         )
         emb.preprocess.embedding_dim = preprocess.embedding_dim
         emb.preprocess.normalized_output = preprocess.normalized_output
+        emb.preprocess.align_template = preprocess.align_template
         return emb
 
     def __call__(self, images: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from facerec.align import align_face
 from facerec.data.synthetic import SyntheticFaces
 from facerec.errors import DataError
 from facerec.eval.cli import main as eval_main
-from facerec.eval.ijb import AlignedImages, load_features, read_ijb
+from facerec.eval.ijb import aligned_images, load_features, read_ijb
 from facerec.eval.ijb_cli import IJB_JSON_KEYS_DOC
 from facerec.eval.ijb_protocol import (
     IJB_FARS,
@@ -340,7 +340,7 @@ def test_reader_reads_the_published_formats(mini) -> None:
         assert s.tolist() == [truth["subject_of"][v] for v in t]
     assert meta.probes[0].tolist() == sorted(truth["probes"])
     # the loose crops, aligned with their landmarks, are the faces as drawn, aligned
-    src = AlignedImages(meta, (48, 48))
+    src = aligned_images(meta, (48, 48))
     for i in (0, 7, len(src) - 1):
         img, lmk = truth["renders"][i]
         want = align_face(img, lmk, (48, 48)).astype(float)
