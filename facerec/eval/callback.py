@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -21,16 +20,7 @@ from facerec.metrics.verification import far_key, kfold_accuracy, tar_at_far
 
 from . import benchmarks as bm
 from .embed import score_benchmark
-
-
-def _load(spec: str) -> bm.PairBenchmark:
-    if spec == "synthetic":
-        return bm.synthetic_pairs()
-    if spec.startswith("synthetic:"):
-        return bm.synthetic_pairs(num_pairs=int(spec.split(":", 1)[1]))
-    if spec.endswith(".csv"):
-        return bm.read_pairs_csv(spec)
-    return bm.read_bin(spec)
+from .pair_args import load_benchmark, name_benchmarks
 
 
 class VerificationCallback(pl.Callback):
@@ -98,12 +88,7 @@ class VerificationCallback(pl.Callback):
     def benchmarks(self) -> list[bm.PairBenchmark]:
         """The loaded benchmarks (read on first use, so a bad path fails at setup)."""
         if self._benchmarks is None:
-            self._benchmarks = [_load(s) for s in self.specs]
-            seen: set[str] = set()
-            for b, s in zip(self._benchmarks, self.specs, strict=True):
-                if b.name in seen:
-                    b.name = Path(s).parent.name + "_" + b.name
-                seen.add(b.name)
+            self._benchmarks = name_benchmarks([load_benchmark(s) for s in self.specs])
         return self._benchmarks
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

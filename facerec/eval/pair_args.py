@@ -84,7 +84,25 @@ def read_pair_benchmarks(
     out += [bm.read_pairs_csv(f) for f in args.pairs_csv]
     if getattr(args, "rfw", None):
         out.append(bm.read_rfw(args.rfw, allow_outside_root=args.allow_outside_root))
-    out += extra or []
-    for b, n in zip(out, unique_names([b.name for b in out]), strict=True):
+    return name_benchmarks(out + (extra or []))
+
+
+def load_benchmark(spec: str) -> bm.PairBenchmark:
+    """One benchmark from a config string (the in-training callback's ``benchmarks``):
+    ``synthetic`` / ``synthetic:N`` (N held-out synthetic pairs), a pairs ``.csv``, or a
+    ``.bin``."""
+    if spec == "synthetic":
+        return bm.synthetic_pairs()
+    if spec.startswith("synthetic:"):
+        return bm.synthetic_pairs(num_pairs=int(spec.split(":", 1)[1]))
+    if spec.endswith(".csv"):
+        return bm.read_pairs_csv(spec)
+    return bm.read_bin(spec)
+
+
+def name_benchmarks(benches: list[bm.PairBenchmark]) -> list[bm.PairBenchmark]:
+    """Give every benchmark a unique, file-name-safe name (``lfw``, ``lfw_2``, ...), the names
+    of results.json, the plots and the logged metrics; returns ``benches``."""
+    for b, n in zip(benches, unique_names([b.name for b in benches]), strict=True):
         b.name = n
-    return out
+    return benches
