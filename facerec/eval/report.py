@@ -72,11 +72,12 @@ a FAR is written as in metric names ("1e-4"); numbers that do not exist are `nul
       where fewer than two groups resolve it), `num_pairs`, `num_grouped_pairs`,
       `num_excluded_pairs`, `num_ungrouped_pairs`, `num_cross_group_pairs` {`genuine`,
       `impostor`} (pairs joining two groups: in no group), `warnings`
-  - `calibration` (with `--calibrate`): the stored record (`method`, `parameters`,
-    `thresholds` [{`far`, `threshold`}], `ece` and `brier` of the held-out folds, `n_pairs`,
-    `n_genuine`, `n_impostor`, `benchmark`, `folds`, `seed`, `bins`, `reliability` [[lo, hi,
-    mean predicted, observed, count]]), `plot` (the reliability diagram), `written_to` (the
-    model file that carries it, or `null` with `not_written` saying why)
+  - `calibration` (with `--calibrate`): the stored record (`format` (its layout version),
+    `method`, `parameters`, `thresholds` [{`far`, `threshold`}], `ece` and `brier` of the
+    held-out folds, `n_pairs`, `n_genuine`, `n_impostor`, `benchmark`, `folds`, `seed`, `bins`,
+    `reliability` [[lo, hi, mean predicted, observed, count]]), `plot` (the reliability
+    diagram), `written_to` (the model file that carries it, or `null` with `not_written`
+    saying why)
   - `identification` (with `--gallery` and `--probe`):
     - `gallery`, `probe`, `distractors` (paths; `null` without), `index`, `faiss_gpu`
     - `num_gallery_images`, `num_gallery_identities`, `num_probes`, `num_mated` (probes whose

@@ -18,6 +18,14 @@ from facerec.inference import load_embedder
 from facerec.metrics.calibration import Calibration
 
 
+def assert_documented(entries: list[dict]) -> None:
+    """Every key of these results.json entries is in JSON_KEYS_DOC (README's section)."""
+    from facerec.eval.report import JSON_KEYS_DOC
+
+    missing = [k for d in entries for k in d if f"`{k}`" not in JSON_KEYS_DOC]
+    assert not missing, missing
+
+
 def test_quality_min_quality_and_erc(fit_run, tmp_path, capsys):
     out = tmp_path / "q"
     base = ["--checkpoint", str(fit_run.checkpoint), "--synthetic", "--synthetic-pairs", "400"]
@@ -33,6 +41,7 @@ def test_quality_min_quality_and_erc(fit_run, tmp_path, capsys):
     assert (out / "erc_synthetic.png").stat().st_size > 1000
     html = (out / "report.html").read_text()
     assert 'class="erc"' in html and "Face-image quality" in html
+    assert_documented([first["settings"], q, q["image_quality"], erc, v["plots"]])
     console = capsys.readouterr().out
     assert "Face-image quality" in console and f"{100 * erc['area']:.2f}" in console
 
@@ -73,6 +82,7 @@ def test_calibrate_writes_a_copy_verify_reads_and_onnx_carries(fit_run, tmp_path
     a, b = torch.load(ckpt, weights_only=False), torch.load(copy, weights_only=False)
     assert a["state_dict"].keys() == b["state_dict"].keys()
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert_documented([c])
     html = (out / "report.html").read_text()
     m = re.search(r'class="ece">([0-9.]+)<', html)
     assert m and float(m.group(1)) == pytest.approx(c["ece"], abs=1e-4)
@@ -185,6 +195,9 @@ def test_groups_end_to_end_console_json_html_agree(fit_run, tmp_path, capsys):
     v = json.loads((out / "results.json").read_text())["models"]["last"]["verification"]["pairs"]
     entry = v["groups"]
     assert sorted(entry["groups"]) == ["north", "south"]
+    spread = entry["spread"]
+    assert_documented([entry, entry["deployed"], spread, spread["accuracy"]])
+    assert_documented([{k: 0 for k in entry["groups"]["north"] if k not in v}])
     assert sum(g["num_pairs"] for g in entry["groups"].values()) == v["num_pairs"] == 80
     assert "\n".join(gr.format_groups("last", "pairs", entry)) in console
     page = (out / "report.html").read_text()
@@ -199,3 +212,12 @@ def test_groups_end_to_end_console_json_html_agree(fit_run, tmp_path, capsys):
     north = np.array(["p0" <= r.split("/")[0] <= "p3" for r in rows[1:]])
     want = verification_report(scores[north], b.issame[north], n_folds=4)
     assert entry["groups"]["north"]["auc"] == pytest.approx(want["auc"], abs=1e-9)
+
+
+def test_readme_holds_the_results_json_keys():
+    from pathlib import Path
+
+    from facerec.eval.report import JSON_KEYS_DOC
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    assert JSON_KEYS_DOC in readme.read_text(encoding="utf-8")
