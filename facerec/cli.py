@@ -67,7 +67,11 @@ def _cli_class():
 
     class FacerecCLI(lightning_compat.cli_base()):  # type: ignore[misc]
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            # data -> model, one way: what the model needs of the data, declared here once
+            parser.link_arguments("data.image_size", "model.backbone.init_args.input_size")
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+            # images per device and step (P·K for P×K batches): the lr scaling rule's batch
+            parser.link_arguments("data.batch_size", "model.batch_size", apply_on="instantiate")
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
             parser.add_argument(
                 "--checkpoint_every_n_steps",
@@ -152,6 +156,9 @@ def _cli_class():
             # What the data needs from the trainer, wired here: the DataModule builds data only.
             trainer.callbacks.append(ResumeLoaderState())  # mid-epoch resume of the samplers
             trainer.callbacks += data_callbacks(self.datamodule)  # the sampler's mining refresh
+            # the held-out pairs and identity names exist once the data are set up: the module
+            # is handed the data's TrainingData interface (not a link: no value yet to copy)
+            self.model.attach_data(self.datamodule)
             return trainer
 
     return FacerecCLI, FaceRecognitionModule, FaceDataModule
@@ -208,7 +215,7 @@ def _last_checkpoint(config) -> str | None:
 
 #: Model options a resume may not change: the checkpoint's are used (Lightning merges them),
 #: so a different value on the command line or in the config would be silently ignored.
-_RESUME_IGNORED = ("_instantiator", "num_classes", "init_from")
+_RESUME_IGNORED = ("_instantiator", "num_classes", "batch_size", "init_from")
 
 
 def _differences(saved, given, key: str):
@@ -283,11 +290,36 @@ def run_lightning(argv: list[str]) -> int:
         _run_cli(cli_cls, module_cls, dm_cls, argv)
     except ArgumentError as e:
         msg = " ".join(str(e).split())
-        raise ConfigError(f"{msg} (see facerec {argv[0]} --help)") from None
+        raise ConfigError(_renamed_key(msg) or f"{msg} (see facerec {argv[0]} --help)") from None
     finally:
         while _HELD_LOCKS:
             _HELD_LOCKS.pop().release()
     return 0
+
+
+#: config keys renamed by issue 23 -> what to write instead
+RENAMED_KEYS: dict[str, str] = {
+    "data.pk": "data.sampler: {class_path: facerec.data.samplers.PKBatches, init_args: {p, k, "
+    "min_images}}",
+    "data.hard_identity": "data.sampler: {class_path: facerec.data.hard_identity."
+    "HardIdentityBatches, init_args: {p, k, min_images, mining: {...}}}",
+    "data.offline": "data.sampler: {class_path: facerec.data.datamodule.OfflineTripletBatches, "
+    "init_args: {mining: {...}}}",
+}
+
+
+def _renamed_key(message: str) -> str | None:
+    """One line naming the new key when a parse error is about a key renamed by issue 23 (the
+    flat optimiser keys now under ``model.optim``), else None."""
+    import re
+
+    from facerec.training.optim import FLAT_KEYS
+
+    renamed = {f"model.{k}": f"model.optim.{v}" for k, v in FLAT_KEYS.items()} | RENAMED_KEYS
+    for old, new in renamed.items():  # jsonargparse: "does not accept option 'model.lr'"
+        if re.search(rf"(?<![\w.]){re.escape(old)}(?![\w])", message):
+            return f"{old} is no longer a key; write {new} (issue 23 moved it)"
+    return None
 
 
 def _run_cli(cli_cls, module_cls, dm_cls, argv: list[str]) -> None:

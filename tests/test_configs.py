@@ -23,6 +23,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
+def _takes_input_size(class_path: str) -> bool:
+    """Whether the backbone ``class_path`` has an ``input_size`` argument (not a fixed input)."""
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    if not module:
+        return False
+    cls = getattr(importlib.import_module(module), name)
+    return "input_size" in inspect.signature(cls).parameters
+
+
 def tiny_overrides(config: dict) -> list[str]:
     """Command-line options that shrink a recipe's model and data, and nothing of its trainer:
     a tiny IResNet-18 where it uses an IResNet, a few 32×32 synthetic identities, a batch of 8
@@ -45,16 +57,14 @@ def tiny_overrides(config: dict) -> list[str]:
     else:
         args += ["--data.batch_size=8"]
     backbone = model.get("backbone") or {}
-    init = backbone.get("init_args") or {}
     if str(backbone.get("class_path", "")).endswith("IResNet"):
         args += [
             "--model.backbone.init_args.depth=18",
             "--model.backbone.init_args.width=0.0625",
             "--model.backbone.init_args.embedding_dim=32",
         ]
-    if str(backbone.get("class_path", "")).endswith("IResNet") or "input_size" in init:
-        args += ["--model.backbone.init_args.input_size=[32, 32]"]
-        side = [32, 32]
+    if _takes_input_size(str(backbone.get("class_path", ""))):
+        side = [32, 32]  # facerec fit gives the backbone data.image_size
     else:  # a backbone with a fixed input: keep the recipe's image size
         side = list(data.get("image_size") or [112, 112])
     args += [f"--data.image_size=[{side[0]}, {side[1]}]", f"--data.synthetic.size={max(side)}"]

@@ -71,11 +71,11 @@ CLASS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "metric_loss": (("facerec.losses.base", "MetricLoss"),),
 }
 #: hyper-parameter keys whose value is an option record (a dataclass: CenterLossOptions,
-#: LrMultipliers, FreezeOptions, DistillOptions) and must be a dict of plain values or null.
+#: OptimOptions, LrMultipliers, FreezeOptions, DistillOptions), a dict of plain values or null.
 #: jsonargparse reads a string given for a dataclass as an import path and imports it (an
 #: importable instance of the class would do), so ``center_loss: facerec.__main__.X`` would run
 #: the facerec command line on import: such a string is refused like a class path.
-OPTION_KEYS = frozenset({"center_loss", "lr_multipliers", "freeze", "distill"})
+OPTION_KEYS = frozenset({"center_loss", "optim", "lr_multipliers", "freeze", "distill"})
 #: the packages (and modules) whose exported classes (``__all__``) :data:`CLASS_KEYS` admits
 CLASS_PACKAGES = ("facerec.models", "facerec.heads", "facerec.heads.sharded", "facerec.losses")
 #: what Lightning itself stores: the instantiator LightningCLI records (Lightning checks it

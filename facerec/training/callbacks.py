@@ -141,7 +141,7 @@ class VerificationSummary(pl.Callback):
             start = getattr(pl_module, "start_weights", None)
             what = "untrained network" if start is None else f"starting weights (from {start})"
             lines.append(f"  {what}: {untrained:.2%}")
-        dm = trainer.datamodule
+        dm = getattr(pl_module, "training_data", None)  # what the module was given (attach_data)
         if self.raw_pixel_baseline and isinstance(dm, TrainingData):
             raw = dm.raw_pixel_accuracy()
             if raw is not None:

@@ -37,8 +37,7 @@ from facerec.models.base import Backbone
 from facerec.models.iresnet import IResNet
 from facerec.training.distill import DistillOptions, FrozenTeacher, make_projection
 from facerec.training.finetune import FreezeOptions, Freezer, LrMultipliers, param_groups
-from facerec.training.optim import OptimizerName, ScheduleName, build_optimizer, lr_factor
-from facerec.training.refresh import check_data_callbacks
+from facerec.training.optim import FLAT_KEYS, OptimOptions, build_optimizer, lr_factor
 
 HeadFactory = Callable[[int, int], MarginHead]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
@@ -70,14 +69,12 @@ class FaceRecognitionModule(pl.LightningModule):
         center_loss: add CenterLoss with this weight and centre learning rate alpha.
         metric_loss: a triplet/contrastive loss on the embeddings, added with
             ``metric_loss_weight``.
-        optimizer: ``sgd`` (momentum) or ``adamw``.
-        lr: base learning rate for a global batch of ``lr_reference_batch`` images; the
-            learning rate used is lr·global_batch/lr_reference_batch (linear scaling rule).
-            Set ``lr_reference_batch: null`` to use ``lr`` as it is.
-        momentum, weight_decay: optimiser settings (weight decay applies to every parameter,
-            as in insightface's recipes).
-        warmup_epochs: linear warm-up length in epochs (fractions allowed).
-        lr_schedule: ``poly`` (power ``poly_power``), ``cosine`` or ``constant`` after warm-up.
+        optim: optimiser and learning-rate schedule (:class:`facerec.training.optim.OptimOptions`:
+            name, lr, lr_reference_batch, momentum, weight_decay, warmup_epochs, schedule,
+            poly_power); None: its defaults.
+        batch_size: images per device and step, the batch of the learning-rate scaling rule;
+            ``facerec fit`` links it from the data (``data.batch_size``, P·K for P×K batches).
+            None uses ``optim.lr`` unscaled.
         channels_last: run the backbone in channels-last memory format.
         compile: compile the backbone with ``torch.compile`` when a fit starts (``mode``:
             ``compile_mode``, None = torch's default). The weights keep their names
@@ -110,14 +107,8 @@ class FaceRecognitionModule(pl.LightningModule):
         center_loss: CenterLossOptions | None = None,
         metric_loss: nn.Module | None = None,
         metric_loss_weight: float = 1.0,
-        optimizer: OptimizerName = "sgd",
-        lr: float = 0.1,
-        lr_reference_batch: int | None = 512,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        warmup_epochs: float = 1.0,
-        lr_schedule: ScheduleName = "poly",
-        poly_power: float = 2.0,
+        optim: OptimOptions | None = None,
+        batch_size: int | None = None,
         channels_last: bool = False,
         compile: bool = False,
         compile_mode: CompileMode | None = None,
@@ -131,7 +122,7 @@ class FaceRecognitionModule(pl.LightningModule):
             self.save_hyperparameters()
         else:  # built in Python from objects: store what is plain data
             self.save_hyperparameters(ignore=["backbone", "head", "metric_loss"])
-            for key in ("center_loss", "lr_multipliers", "freeze", "distill"):
+            for key in ("center_loss", "optim", "lr_multipliers", "freeze", "distill"):
                 if is_dataclass(self.hparams[key]):  # as plain data: weights_only-loadable
                     self.hparams[key] = asdict(self.hparams[key])
         self.distill = coerce(distill, DistillOptions, "model.distill")
@@ -159,30 +150,18 @@ class FaceRecognitionModule(pl.LightningModule):
             opts = coerce(center_loss, CenterLossOptions, "model.center_loss")
             self.center_loss = CenterLoss(num_classes, self.embedding_dim, alpha=opts.alpha)
             self.center_loss_weight = opts.weight
-        for name, value in (  # lr 0 is allowed: a run that only checks the loaded weights
-            ("lr", lr),
-            ("momentum", momentum),
-            ("weight_decay", weight_decay),
-            ("warmup_epochs", warmup_epochs),
-            ("metric_loss_weight", metric_loss_weight),
-        ):
-            if not value >= 0:  # also NaN
-                raise ConfigError(f"model.{name} is {value!r}; expected a number >= 0")
-        if lr_reference_batch is not None and lr_reference_batch < 1:
+        if not metric_loss_weight >= 0:  # also NaN
             raise ConfigError(
-                f"model.lr_reference_batch is {lr_reference_batch!r}; expected an integer >= 1 "
-                "or null"
+                f"model.metric_loss_weight is {metric_loss_weight!r}; expected a number >= 0"
             )
+        self.optim: OptimOptions = coerce(optim, OptimOptions, "model.optim") or OptimOptions()
+        self.optim.check()
+        if batch_size is not None and batch_size < 1:
+            raise ConfigError(f"model.batch_size is {batch_size!r}; expected an integer >= 1")
+        self.batch_size = batch_size
+        self.num_classes = num_classes
         self.metric_loss = metric_loss
         self.metric_loss_weight = metric_loss_weight
-        self.optimizer_name = optimizer
-        self.lr = lr
-        self.lr_reference_batch = lr_reference_batch
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.warmup_epochs = warmup_epochs
-        self.lr_schedule = lr_schedule
-        self.poly_power = poly_power
         self.channels_last = channels_last
         if compile_mode not in (None, *COMPILE_MODES):
             raise ConfigError(
@@ -202,6 +181,7 @@ class FaceRecognitionModule(pl.LightningModule):
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         self.class_names: list[str] | None = None
+        self._data: TrainingData | None = None  # attach_data: pairs, class names, baseline
         self.val_history: list[tuple[int, float]] = []
         self.untrained_val_acc: float | None = None
         #: where the weights the sanity check measured came from: None (untrained), "ckpt",
@@ -255,6 +235,10 @@ class FaceRecognitionModule(pl.LightningModule):
         check_hyperparameters(ckpt, checkpoint_path)
         if hparams_file is not None:  # merged over the checkpoint's before the module is built
             check_hparams_file(hparams_file)
+        hp = ckpt.get("hyper_parameters") or {}
+        if "optim" not in kwargs and hp.get("optim") is None and any(k in hp for k in FLAT_KEYS):
+            # a checkpoint from before model.optim: its flat optimiser keys, as the record
+            kwargs["optim"] = {new: hp[old] for old, new in FLAT_KEYS.items() if old in hp}
         del ckpt
         return super().load_from_checkpoint(  # type: ignore[return-value]
             checkpoint_path,
@@ -264,6 +248,30 @@ class FaceRecognitionModule(pl.LightningModule):
             weights_only=True,
             **kwargs,
         )
+
+    def attach_data(self, data: TrainingData) -> None:
+        """Take from the fit's data what the module needs of it: the label → identity map
+        (saved in checkpoints) and, at each validation, the held-out ``pairs``.
+
+        ``facerec fit`` calls it with its DataModule; in Python call it before
+        ``trainer.fit`` (``model.attach_data(datamodule)``), or the fit has no ``val/acc`` and
+        its checkpoints no identity names. The data are read here and at validation only; the
+        module never looks them up through the trainer.
+        """
+        names = list(data.class_names) if data.class_names is not None else None
+        if names is not None and self.head is not None and len(names) != self.num_classes:
+            raise ConfigError(
+                f"the data have {len(names)} identities but the model was built for "
+                f"{self.num_classes}; leave model.num_classes unset so `facerec fit` links it "
+                "from the data"
+            )
+        self.class_names = names
+        self._data = data
+
+    @property
+    def training_data(self) -> TrainingData | None:
+        """What :meth:`attach_data` was given, or None."""
+        return self._data
 
     @property
     def preprocess(self) -> Preprocess:
@@ -276,12 +284,23 @@ class FaceRecognitionModule(pl.LightningModule):
         run's input precision (float32, or e.g. bf16 under ``precision: bf16-true``)."""
         if isinstance(batch, list | tuple) and batch and isinstance(batch[0], torch.Tensor):
             if batch[0].dtype == torch.uint8:
+                self._check_image_size(batch[0])
                 images = normalize_images(batch[0])
                 if lightning_compat.attached_trainer(self) is not None:
                     images = self.trainer.precision_plugin.convert_input(images)
                 rest = list(batch[1:])
                 batch = [images, *rest] if isinstance(batch, list) else (images, *rest)
         return batch
+
+    def _check_image_size(self, images: torch.Tensor) -> None:
+        """One line when the data's images (B, 3, H, W) are not the backbone's input size."""
+        size, want = tuple(images.shape[-2:]), tuple(self.backbone.input_size)
+        if size != want:
+            raise ConfigError(
+                f"the data's images are {size} but the backbone takes {want}; set "
+                f"data.image_size: {list(want)} (`facerec fit` gives the backbone data.image_size "
+                "where the backbone has an input_size)"
+            )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised RGB (or uint8 RGB, normalised here) -> (B, D) raw
@@ -400,8 +419,7 @@ class FaceRecognitionModule(pl.LightningModule):
             sizes = distributed.gather_sizes(len(idx), self.device)
             emb = distributed.all_gather_rows(emb, sizes)
             idx = distributed.all_gather_rows(idx, sizes)
-        dm = self._training_data()
-        pairs = dm.pairs if dm is not None else None
+        pairs = self._data.pairs if self._data is not None else None
         if pairs is None or len(idx) == 0:
             return
         scored = score_embedded_pairs(emb, idx, pairs)
@@ -431,15 +449,11 @@ class FaceRecognitionModule(pl.LightningModule):
 
     # ------------------------------------------------------------ optimiser
     def configure_optimizers(self) -> dict[str, Any]:
-        lr = self.lr
-        if self.lr_reference_batch:
-            dm = self._training_data()
-            per_device = dm.batch_size if dm is not None else None
-            if per_device:
-                world = self.trainer.world_size * self.trainer.accumulate_grad_batches
-                lr = self.lr * per_device * world / self.lr_reference_batch
+        o = self.optim
+        world = self.trainer.world_size * self.trainer.accumulate_grad_batches
+        lr = o.scaled_lr(self.batch_size * world if self.batch_size else None)
         params = param_groups(self, self.lr_multipliers, lr)  # type: ignore[arg-type]
-        opt = build_optimizer(params, self.optimizer_name, lr, self.momentum, self.weight_decay)
+        opt = build_optimizer(params, o.name, lr, o.momentum, o.weight_decay)
         if self.head is not None:  # a sharded head saves its rows' optimiser state gathered
             self.head.attach_optimizer(opt)
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -449,11 +463,11 @@ class FaceRecognitionModule(pl.LightningModule):
             else None
         )
         steps_per_epoch = total / epochs if epochs else total
-        warmup = round(self.warmup_epochs * steps_per_epoch)
+        warmup = round(o.warmup_epochs * steps_per_epoch)
         warmup = min(warmup, total // 2)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt,
-            lambda s: lr_factor(s, total, warmup, self.lr_schedule, self.poly_power),
+            lambda s: lr_factor(s, total, warmup, o.schedule, o.poly_power),
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
@@ -477,34 +491,6 @@ class FaceRecognitionModule(pl.LightningModule):
         # DDP's gradient all-reduce; DDP reads this attribute when it wraps the module.
         if self.head is not None and self.head.ddp_ignore:
             self._ddp_params_and_buffers_to_ignore = [f"head.{n}" for n in self.head.ddp_ignore]
-        dm = self._training_data()
-        if dm is None:
-            return
-        if stage == "fit":
-            check_data_callbacks(self.trainer, self.trainer.datamodule)
-        names = dm.class_names
-        if names is not None:
-            if self.head is not None and len(names) != self.hparams.get("num_classes", len(names)):
-                raise ConfigError(
-                    f"the data have {len(names)} identities but the model was built for "
-                    f"{self.hparams.get('num_classes')}; leave model.num_classes unset so "
-                    "`facerec fit` links it from the data"
-                )
-            self.class_names = list(names)
-        size = dm.image_size
-        if tuple(size) != tuple(self.backbone.input_size):
-            raise ConfigError(
-                f"data.image_size is {tuple(size)} but the backbone takes "
-                f"{tuple(self.backbone.input_size)}; set model.backbone.init_args.input_size "
-                "to the same value"
-            )
-
-    def _training_data(self) -> TrainingData | None:
-        """The trainer's DataModule when it offers :class:`TrainingData` (the documented
-        interface the module reads), else None."""
-        trainer = lightning_compat.attached_trainer(self)
-        dm = trainer.datamodule if trainer is not None else None
-        return dm if isinstance(dm, TrainingData) else None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["facerec"] = {

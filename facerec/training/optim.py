@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -12,6 +13,72 @@ from facerec.errors import ConfigError
 
 OptimizerName = Literal["sgd", "adamw"]
 ScheduleName = Literal["poly", "cosine", "constant"]
+
+#: the module's flat optimiser keys before issue 23 -> their key in :class:`OptimOptions`
+FLAT_KEYS: dict[str, str] = {
+    "optimizer": "name",
+    "lr": "lr",
+    "lr_reference_batch": "lr_reference_batch",
+    "momentum": "momentum",
+    "weight_decay": "weight_decay",
+    "warmup_epochs": "warmup_epochs",
+    "lr_schedule": "schedule",
+    "poly_power": "poly_power",
+}
+
+
+@dataclass
+class OptimOptions:
+    """Optimiser and learning-rate schedule of a fit (``model.optim``).
+
+    name: ``sgd`` (momentum) or ``adamw``.
+    lr: base learning rate for a global batch of ``lr_reference_batch`` images; the rate used is
+        lr·global_batch/lr_reference_batch (linear scaling rule); ``lr_reference_batch: null``
+        uses ``lr`` as it is.
+    momentum, weight_decay: optimiser settings (weight decay applies to every parameter, as in
+        insightface's recipes).
+    warmup_epochs: linear warm-up length in epochs (fractions allowed).
+    schedule: ``poly`` (power ``poly_power``), ``cosine`` or ``constant`` after warm-up.
+    """
+
+    name: OptimizerName = "sgd"
+    lr: float = 0.1
+    lr_reference_batch: int | None = 512
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    schedule: ScheduleName = "poly"
+    poly_power: float = 2.0
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` naming the first out-of-range option."""
+        if self.name not in ("sgd", "adamw"):
+            raise ConfigError(f"model.optim.name is {self.name!r}; expected 'sgd' or 'adamw'")
+        if self.schedule not in ("poly", "cosine", "constant"):
+            raise ConfigError(
+                f"model.optim.schedule is {self.schedule!r}; expected poly, cosine or constant"
+            )
+        for key in ("lr", "momentum", "weight_decay", "warmup_epochs", "poly_power"):
+            value = getattr(self, key)  # lr 0 is allowed: a run that only checks loaded weights
+            if not value >= 0:  # also NaN
+                raise ConfigError(f"model.optim.{key} is {value!r}; expected a number >= 0")
+        if self.lr_reference_batch is not None and self.lr_reference_batch < 1:
+            raise ConfigError(
+                f"model.optim.lr_reference_batch is {self.lr_reference_batch!r}; expected an "
+                "integer >= 1 or null"
+            )
+
+    def scaled_lr(self, global_batch: int | None) -> float:
+        """The learning rate for ``global_batch`` images per step (linear scaling rule)."""
+        if self.lr_reference_batch and global_batch:
+            return self.lr * global_batch / self.lr_reference_batch
+        return self.lr
+
+
+def renamed_flat_key(key: str) -> str | None:
+    """``model.optim.<new>`` for a pre-issue-23 flat key (``lr``, ``lr_schedule``, ...)."""
+    new = FLAT_KEYS.get(key)
+    return None if new is None else f"model.optim.{new}"
 
 
 def build_optimizer(
@@ -26,7 +93,7 @@ def build_optimizer(
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ConfigError(f"model.optimizer is {name!r}; expected 'sgd' or 'adamw'")
+    raise ConfigError(f"model.optim.name is {name!r}; expected 'sgd' or 'adamw'")
 
 
 def lr_factor(
@@ -55,5 +122,7 @@ def lr_factor(
     elif schedule == "cosine":
         f = 0.5 * (1.0 + math.cos(math.pi * progress))
     else:
-        raise ConfigError(f"model.lr_schedule is {schedule!r}; expected poly, cosine or constant")
+        raise ConfigError(
+            f"model.optim.schedule is {schedule!r}; expected poly, cosine or constant"
+        )
     return max(min_factor, f)
