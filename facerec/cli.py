@@ -26,7 +26,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
         "verification (LFW .bin, pairs) and FAISS identification benchmarks",
     ),
     "export": ("facerec.export.cli", "export the embedding network to ONNX and check it"),
-    "embed": ("facerec.export.embed", "embed images or a folder into embeddings.npy"),
+    "embed": ("facerec.eval.embed_cli", "embed images or a folder into embeddings.npy"),
     "verify": ("facerec.eval.verify_cli", "are two face images one person? score, probability"),
     "doctor": ("facerec.eval.doctor_cli", "find duplicates, label errors and benchmark overlap"),
     "plot-features": ("facerec.visualize", "draw the 2-D/3-D features each margin head learns"),

@@ -89,7 +89,7 @@ def test_quickstart_fits_loss_falls_and_checkpoint_reloads(tmp_path, capsys):
         "1",
         "--data.batch_size",
         "32",
-        "--model.lr_reference_batch",
+        "--model.optim.lr_reference_batch",
         "32",
     ]
     assert fit(tmp_path, *steps) == 0
@@ -179,7 +179,6 @@ TINY = [
     "--model.backbone.init_args.depth=18",
     "--model.backbone.init_args.width=0.0625",
     "--model.backbone.init_args.embedding_dim=16",
-    "--model.backbone.init_args.input_size=[32, 32]",
 ]
 
 
@@ -199,8 +198,11 @@ def _error_line(capsys) -> str:
     [
         (["--data.val_identities", "-3"], "data.val_identities is -3; expected an integer >= 0"),
         (["--data.batch_size", "-8"], "data.batch_size is -8; expected an integer >= 1"),
-        (["--model.lr", "-0.1"], "model.lr is -0.1; expected a number >= 0"),
-        (["--model.weight_decay=-1e-4"], "model.weight_decay is -0.0001; expected a number"),
+        (["--model.optim.lr", "-0.1"], "model.optim.lr is -0.1; expected a number >= 0"),
+        (["--model.optim.weight_decay=-1e-4"], "model.optim.weight_decay is -0.0001; expected"),
+        # keys renamed by issue 23: one line naming the new key
+        (["--model.lr", "0.1"], "model.lr is no longer a key; write model.optim.lr"),
+        (["--model.lr_schedule=poly"], "write model.optim.schedule"),
     ],
 )
 def test_negative_sizes_and_rates_are_one_line(tmp_path, capsys, args, message):

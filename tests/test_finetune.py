@@ -153,7 +153,10 @@ def test_frozen_trunk_stays_bit_identical_while_the_rest_trains(tmp_path: Path) 
 
 
 def test_freeze_for_the_first_steps_then_train(tmp_path: Path) -> None:
-    m = _module(freeze=FreezeOptions(stages=None, embedding=True, steps=2), warmup_epochs=0.0)
+    m = _module(
+        freeze=FreezeOptions(stages=None, embedding=True, steps=2),
+        optim={"warmup_epochs": 0.0},
+    )
     before = {k: v.clone() for k, v in m.state_dict().items()}
     snapshots = []
 
@@ -179,7 +182,9 @@ def test_freeze_for_the_first_steps_then_train(tmp_path: Path) -> None:
 
 def test_lr_multipliers_reach_the_optimiser_groups(tmp_path: Path) -> None:
     mult = LrMultipliers(backbone=0.1, embedding=0.5, head=10.0)
-    m = _module(lr_multipliers=mult, lr=0.2, lr_reference_batch=None, warmup_epochs=0.0)
+    m = _module(
+        lr_multipliers=mult, optim={"lr": 0.2, "lr_reference_batch": None, "warmup_epochs": 0.0}
+    )
     trainer = _fit(m, tmp_path, steps=1)
     groups = {g["name"]: g for g in trainer.optimizers[0].param_groups}
     assert set(groups) == {"backbone", "embedding", "head"}

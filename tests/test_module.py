@@ -2,6 +2,7 @@ import itertools
 import math
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from facerec.errors import ConfigError
@@ -140,3 +141,54 @@ def test_validation_scores_only_pairs_whose_images_were_embedded():
         score_embedded_pairs(emb[:4], torch.arange(4), (i1[[0, 2]], i2[[0, 2]], same[[0, 2]]))
         is None
     )
+
+
+# ------------------------------------------------------------- issue 23: optim record, data in
+def test_optim_record_from_a_dict_and_bad_values_name_the_key():
+    from facerec.training.optim import OptimOptions
+
+    m = FaceRecognitionModule.from_config(
+        backbone=BACKBONE, num_classes=4, optim={"name": "adamw", "lr": 0.01, "schedule": "cosine"}
+    )
+    assert m.optim == OptimOptions(name="adamw", lr=0.01, schedule="cosine")
+    assert m.hparams["optim"] == {"name": "adamw", "lr": 0.01, "schedule": "cosine"}
+    with pytest.raises(ConfigError, match=r"model.optim.lr is -1.0; expected a number >= 0"):
+        FaceRecognitionModule.from_config(backbone=BACKBONE, num_classes=4, optim={"lr": -1.0})
+    from facerec.base.options import coerce
+
+    with pytest.raises(ConfigError, match="model.optim: .*'lr_schedule'.*OptimOptions"):
+        coerce({"lr_schedule": "poly"}, OptimOptions, "model.optim")
+    assert OptimOptions(lr=0.1, lr_reference_batch=128).scaled_lr(256) == pytest.approx(0.2)
+    assert OptimOptions(lr=0.1, lr_reference_batch=None).scaled_lr(256) == 0.1
+
+
+def test_a_checkpoint_with_the_old_flat_optimiser_keys_loads_them_as_the_record(tmp_path):
+    m = FaceRecognitionModule.from_config(backbone=BACKBONE, num_classes=4)
+    path = tmp_path / "old.ckpt"
+    hp = {k: v for k, v in dict(m.hparams).items() if k != "optim"}
+    hp.update(optimizer="adamw", lr=0.03, lr_schedule="constant", warmup_epochs=0.0)
+    torch.save({"state_dict": m.state_dict(), "hyper_parameters": hp,
+                "pytorch-lightning_version": pl.__version__}, path)  # fmt: skip
+    old = FaceRecognitionModule.load_from_checkpoint(path)
+    assert (old.optim.name, old.optim.lr, old.optim.schedule) == ("adamw", 0.03, "constant")
+
+
+def test_attach_data_gives_names_and_pairs_and_checks_the_class_count():
+    from types import SimpleNamespace
+
+    m = FaceRecognitionModule.from_config(backbone=BACKBONE, num_classes=3)
+    data = SimpleNamespace(class_names=["a", "b", "c"], pairs=None, batch_size=4,
+                           image_size=(32, 32), raw_pixel_accuracy=lambda: None)  # fmt: skip
+    m.attach_data(data)
+    assert m.class_names == ["a", "b", "c"] and m.training_data is data
+    with pytest.raises(ConfigError, match="the data have 2 identities but the model was built"):
+        m.attach_data(SimpleNamespace(**{**vars(data), "class_names": ["a", "b"]}))
+
+
+def test_images_of_another_size_than_the_backbone_are_one_line():
+
+    m = FaceRecognitionModule.from_config(backbone=BACKBONE, num_classes=3)
+    with pytest.raises(
+        ConfigError, match=r"images are \(24, 24\) but the backbone takes \(32, 32\)"
+    ):
+        m.on_after_batch_transfer([torch.zeros(2, 3, 24, 24, dtype=torch.uint8)], 0)

@@ -159,7 +159,7 @@ def test_fit_with_a_corrupt_held_out_image_validates_and_checkpoints(image_folde
         "fit", "--config", str(root), "--trainer.default_root_dir", str(tmp_path / "run"),
         "--data.root", str(image_folder), "--data.val_list", str(lst), "--data.val_identities",
         "0", "--data.val_pairs", "6", "--data.image_size", "[32,32]", "--data.batch_size", "2",
-        "--data.num_workers", "0", "--model.backbone.init_args.input_size", "[32,32]",
+        "--data.num_workers", "0",
         "--model.backbone.init_args.width", "0.125",
         "--model.backbone.init_args.embedding_dim", "8", "--trainer.max_epochs", "1",
         "--trainer.num_sanity_val_steps", "0", "--trainer.logger", "false",
