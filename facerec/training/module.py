@@ -38,6 +38,7 @@ from facerec.models.iresnet import IResNet
 from facerec.training.distill import DistillOptions, FrozenTeacher, make_projection
 from facerec.training.finetune import FreezeOptions, Freezer, LrMultipliers, param_groups
 from facerec.training.optim import FLAT_KEYS, OptimOptions, build_optimizer, lr_factor
+from facerec.training.refresh import check_data_callbacks
 
 HeadFactory = Callable[[int, int], MarginHead]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
@@ -491,6 +492,8 @@ class FaceRecognitionModule(pl.LightningModule):
         # DDP's gradient all-reduce; DDP reads this attribute when it wraps the module.
         if self.head is not None and self.head.ddp_ignore:
             self._ddp_params_and_buffers_to_ignore = [f"head.{n}" for n in self.head.ddp_ignore]
+        if stage == "fit" and self._data is not None:  # the sampler's refresh is there
+            check_data_callbacks(self.trainer, self._data)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["facerec"] = {
