@@ -3,7 +3,8 @@
 Submodules are imported on demand: ``benchmarks`` (readers), ``identification`` (FAISS search,
 CMC, DIR@FAR), ``embed`` (scoring pairs), ``report`` (console table, JSON, plots), ``callback``
 (in-training evaluation), ``evaluation`` (``facerec eval`` as a function:
-:func:`evaluate` with :class:`EvalOptions`, importable from here), ``cli`` (its flags). The
+:func:`evaluate` with :class:`EvalOptions`, importable from here), ``cli`` (its flags),
+``embed_cli`` (``facerec embed``), ``verify_cli`` (``facerec verify``), ``doctor_cli``. The
 pair-verification maths (k-fold accuracy, ROC, EER, TAR@FAR) is
 :mod:`facerec.metrics.verification`, below training, so validation during ``fit`` uses it too.
 """

@@ -22,7 +22,6 @@ from facerec.errors import ConfigError, FacerecError
 from facerec.inference import resolve_device
 from facerec.io import atomic_write_text, check_free_space, check_output, write_failed
 from facerec.metrics.calibration import METHODS as CALIBRATION_METHODS
-from facerec.metrics.quality import QUALITY_METHODS
 from facerec.mining.faiss_index import INDEX_KINDS
 
 from . import benchmarks as bm
@@ -31,6 +30,7 @@ from .groups import add_group_arguments, format_groups, read_groups_csv
 from .html_report import DEFAULT_REPORT_PAIRS
 from .ijb_cli import IJBRun, add_ijb_arguments, format_ijb_table
 from .pair_args import add_pair_benchmark_arguments, read_pair_benchmarks
+from .quality import add_quality_arguments
 from .report import format_table
 
 
@@ -121,32 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"hardest genuine and impostor pairs (and worst probes) shown (default "
         f"{DEFAULT_REPORT_PAIRS})",
     )
-    q = p.add_argument_group("face-image quality")
-    q.add_argument(
-        "--quality",
-        nargs="?",
-        const="auto",
-        choices=("auto", *QUALITY_METHODS),
-        metavar="METHOD",
-        help="score each image's quality (higher is better; as facerec embed --quality) and "
-        "draw the error-versus-reject curve (erc_<benchmark>.png): auto (= norm, the raw "
-        "embedding's norm), norm or stability (experimental)",
+    add_quality_arguments(
+        p.add_argument_group("face-image quality"),
+        "draw the error-versus-reject curve (erc_<benchmark>.png); --min-quality leaves out "
+        "the pairs with an image below Q from every metric",
     )
-    q.add_argument(
-        "--min-quality",
-        type=float,
-        metavar="Q",
-        help="leave out the pairs with an image of quality below Q from every metric (implies "
-        "--quality; the counts are printed and in results.json)",
-    )
-    q.add_argument(
-        "--quality-passes",
-        type=int,
-        default=8,
-        metavar="N",
-        help="perturbed embeddings per image for the stability quality (default 8)",
-    )
-    q.add_argument("--quality-seed", type=int, default=0, help="draws the perturbations (0)")
     c = p.add_argument_group("match confidence")
     c.add_argument(
         "--calibrate",

@@ -53,7 +53,9 @@ from facerec.inference import (
     load_embedder,
 )
 from facerec.io import atomic_path, check_free_space, check_output, write_failed
-from facerec.metrics.quality import QUALITY_METHODS, QualityScorer, resolve_method
+from facerec.metrics.quality import QualityScorer, resolve_method
+
+from .quality import add_quality_arguments
 
 
 def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -226,36 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     q = p.add_argument_group("face-image quality")
-    q.add_argument(
-        "--quality",
-        nargs="?",
-        const="auto",
-        choices=("auto", *QUALITY_METHODS),
-        help="also write each row's quality (higher is better) to --quality-out: norm (raw "
-        "embedding norm; auto, the default, is norm) or stability (experimental: mean cosine "
-        "of embeddings of slightly shifted/mirrored/noised copies; ranked degraded ORL copies "
-        "above the originals)",
-    )
+    add_quality_arguments(q, "write it to --quality-out (row i = row i of --out)")
     q.add_argument(
         "--quality-out",
         metavar="FILE",
         help="qualities .npy, float32 (N,), row i = row i of --out (default: --out with the "
         "suffix .quality.npy)",
     )
-    q.add_argument(
-        "--min-quality",
-        type=float,
-        metavar="Q",
-        help="leave out images whose quality is below Q (implies --quality) and print how many",
-    )
-    q.add_argument(
-        "--quality-passes",
-        type=int,
-        default=8,
-        metavar="M",
-        help="perturbed embeddings per image for the stability quality (default 8)",
-    )
-    q.add_argument("--quality-seed", type=int, default=0, help="draws the perturbations (0)")
     add_align_arguments(p)
     return p
 

@@ -9,17 +9,50 @@ gives the error-versus-reject curve of a pair benchmark from its images' qualiti
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 from facerec.data.sources import ImageSource
 from facerec.inference import Embedder, embed_images
 from facerec.metrics.quality import (
+    QUALITY_METHODS,
     ErrorRejectCurve,
     QualityScorer,
     error_versus_reject,
     pair_quality,
     resolve_method,
 )
+
+
+def add_quality_arguments(group: argparse._ArgumentGroup, what: str) -> None:
+    """``--quality [METHOD]``, ``--min-quality Q``, ``--quality-passes``, ``--quality-seed``:
+    the face-image quality flags of ``facerec embed`` and ``facerec eval``; ``what`` says what
+    the quality is used for and what ``--min-quality`` leaves out."""
+    group.add_argument(
+        "--quality",
+        nargs="?",
+        const="auto",
+        choices=("auto", *QUALITY_METHODS),
+        metavar="METHOD",
+        help=f"score each image's quality (higher is better) and {what}: auto (= norm, the "
+        "raw embedding's norm), norm or stability (experimental: mean cosine of embeddings of "
+        "slightly shifted/mirrored/noised copies; ranked degraded ORL copies above originals)",
+    )
+    group.add_argument(
+        "--min-quality",
+        type=float,
+        metavar="Q",
+        help="leave out what has quality below Q (implies --quality) and print how many",
+    )
+    group.add_argument(
+        "--quality-passes",
+        type=int,
+        default=8,
+        metavar="N",
+        help="perturbed embeddings per image for the stability quality (default 8)",
+    )
+    group.add_argument("--quality-seed", type=int, default=0, help="draws the perturbations (0)")
 
 
 def quality_method(method: str) -> str:
@@ -62,4 +95,4 @@ def benchmark_erc(
     return error_versus_reject(scores, issame, q, far)
 
 
-__all__ = ["benchmark_erc", "quality_method", "score_images"]
+__all__ = ["add_quality_arguments", "benchmark_erc", "quality_method", "score_images"]

@@ -1,7 +1,8 @@
-"""Deployment: ONNX export of the embedding network and ``facerec embed``.
+"""Deployment: ONNX export of the embedding network.
 
 Submodules: ``onnx`` (writing the ONNX file), ``check`` (its self-check against PyTorch),
-``cli`` (``facerec export``), ``embed`` (``facerec embed``). Loading checkpoints and running
+``cli`` (``facerec export``); ``facerec embed`` is :mod:`facerec.eval.embed_cli`, beside the
+other commands that run a model on images. Loading checkpoints and running
 models (:class:`~facerec.inference.OnnxEmbedder`) is :mod:`facerec.inference`'s job. ``onnx``
 and ``onnxruntime`` come with the ``onnx`` extra and are imported only when needed.
 """

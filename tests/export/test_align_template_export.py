@@ -40,7 +40,7 @@ def test_embed_align_of_dlib_r29_uses_the_dlib_chip(tmp_path: Path) -> None:
     from facerec.align.pipeline import choose_faces
     from facerec.align.transform import align_face
     from facerec.data.image import read_image
-    from facerec.export.embed import main
+    from facerec.eval.embed_cli import main
     from facerec.models.dlib_resnet import load_dlib_resnet
 
     photos = [ORL / "s3" / "2.pgm", ORL / "s17" / "5.pgm"]

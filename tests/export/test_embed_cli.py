@@ -1,4 +1,5 @@
-"""``facerec embed`` and ``facerec eval --onnx``: output shape and order, options, parity."""
+"""``facerec embed`` (facerec.eval.embed_cli) and ``facerec eval --onnx`` on the models exported
+by this folder's fixtures: output shape and order, options, parity."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from facerec.cli import main
 from facerec.data.image import fit_to_size, read_image
-from facerec.export.embed import read_names
+from facerec.eval.embed_cli import read_names
 from facerec.inference.onnx import OnnxEmbedder
 
 DIM = 64

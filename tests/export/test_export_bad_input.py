@@ -12,7 +12,7 @@ import torch
 
 from facerec.cli import main
 from facerec.errors import DataError
-from facerec.export.embed import read_names
+from facerec.eval.embed_cli import read_names
 from facerec.inference.checkpoint import load_facerec_checkpoint
 from facerec.inference.onnx import OnnxEmbedder, read_onnx_metadata
 

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
+import facerec.eval.embed_cli as embed_mod
 import facerec.export.cli as export_cli
-import facerec.export.embed as embed_mod
 from facerec.cli import main
 from facerec.data.image import fit_to_size, read_image
-from facerec.export.embed import build_parser, name_line, read_names
+from facerec.eval.embed_cli import build_parser, name_line, read_names
 from facerec.inference.onnx import OnnxEmbedder
 
 ODD_NAMES = ["new\nline.png", "comma,name.png", 'quote"d.png', "été 顔 😀.png", "back\\slash.png"]
