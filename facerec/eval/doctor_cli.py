@@ -54,7 +54,7 @@ from .doctor import (
     images_to_drop,
     model_thresholds,
 )
-from .html_report import image_data_uri, image_name
+from .html_report import html_page, html_table, image_data_uri, image_name
 from .pair_args import add_pair_benchmark_arguments, read_pair_benchmarks
 from .quality import quality_method, score_images
 
@@ -391,34 +391,26 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, limit) -> str
 
     names, y, esc = data.class_names, data.labels, html.escape
     parts = [
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>facerec doctor</title>',
-        "<style>body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}"
-        "table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ccc;"
-        "padding:3px 6px;vertical-align:middle}th{background:#f2f2f2}img{width:64px;height:64px;"
-        "margin-right:2px}.meta{color:#666}</style></head><body>",
         f"<h1>facerec doctor: {esc(data.root)}</h1>",
         f'<p class="meta">{summary["num_images"]} images, {summary["num_identities"]} '
         f"identities; keep {summary['keep']}, drop {summary['drop']}. Tables show at most "
         f"{limit} rows; the CSV files hold all.</p>",
-        '<table id="summary"><tr><th>finding</th><th>count</th></tr>'
-        + "".join(
-            f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>"
-            for k, v in summary.items()
-            if k not in ("options", "created_utc", "facerec_version")
-        )
-        + "</table>",
+        html_table(
+            ["finding", "count"],
+            [
+                f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>"
+                for k, v in summary.items()
+                if k not in ("options", "created_utc", "facerec_version")
+            ],
+            "findings",
+            "summary",
+        ),
     ]
 
     def section(sid: str, title: str, head: list[str], body: list[str], total: int) -> None:
         parts.append(f'<section id="{sid}"><h2>{esc(title)} ({total})</h2>')
         if body:
-            parts.append(
-                "<table><tr>"
-                + "".join(f"<th>{esc(h)}</th>" for h in head)
-                + "</tr>"
-                + "".join(body)
-                + "</table>"
-            )
+            parts.append(html_table(head, body, "findings"))
         parts.append("</section>")
 
     def members(c: int, but: int = -1) -> str:
@@ -496,8 +488,7 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, limit) -> str
         rows_o,
         total,
     )
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return html_page(f"facerec doctor: {data.root}", parts)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -337,7 +337,29 @@ th{background:#f2f2f2} td.l,th.l{text-align:left}
 .probe figure img{width:96px}
 .probe figure.true{outline:3px solid #3a3} .probe figure.query{outline:3px solid #36c}
 .meta{color:#666;font-size:.85em} nav a{margin-right:1em}
+table.findings td{vertical-align:middle;text-align:left}
+table.findings img{width:64px;height:64px;margin-right:2px}
 """
+
+
+def html_page(title: str, body: list[str]) -> str:
+    """A self-contained page with facerec's one stylesheet: ``title`` (escaped) and the HTML
+    ``body`` parts, in order. The eval report and the doctor's page are both built here."""
+    head = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+    ]
+    return "\n".join([*head, *body, "</body></html>"]) + "\n"
+
+
+def html_table(head: list[str], rows: list[str], cls: str = "", table_id: str = "") -> str:
+    """A table of escaped ``head`` cells and ready-made ``<tr>`` ``rows``."""
+    th = "".join(f"<th>{_e(h)}</th>" for h in head)
+    attrs = (f' id="{_e(table_id)}"' if table_id else "") + (f' class="{_e(cls)}"' if cls else "")
+    return f"<table{attrs}><tr>{th}</tr>{''.join(rows)}</table>"
 
 
 def _e(x: object) -> str:
@@ -594,11 +616,6 @@ def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLi
         timespec="seconds"
     )
     doc = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>facerec evaluation report</title>",
-        f"<style>{_CSS}</style></head><body>",
         "<h1>facerec evaluation report</h1>",
         f'<p class="meta">facerec {_e(results.get("facerec_version", "?"))}, {_e(created)}<br>'
         f"<code>{_e(' '.join(results.get('command', [])))}</code></p>",
@@ -647,8 +664,7 @@ def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLi
         for pr in data.identification:
             doc += _probes(pr)
         doc.append("</section>")
-    doc.append("</body></html>")
-    return "\n".join(doc) + "\n"
+    return html_page("facerec evaluation report", doc)
 
 
 def write_html_report(path: str | os.PathLike[str], results: dict, data: ReportData) -> Path:

@@ -42,7 +42,7 @@ model:
   backbone:
     class_path: facerec.models.IResNet
     init_args: {depth: 18, width: 0.25, embedding_dim: 32, input_size: [32, 32]}
-  lr_reference_batch: null
+  optim: {lr_reference_batch: null}
 data:
   image_size: [32, 32]
   batch_size: 16
