@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             "finetune": ("fine-tuned from dlib-r29", []),
             "scratch": ("from scratch", ["--model.init_from=null", "--model.freeze=null",
                                          "--model.lr_multipliers=null",
-                                         f"--model.lr={a.scratch_lr}"]),
+                                         f"--model.optim.lr={a.scratch_lr}"]),
             "frozen": ("fine-tuned, trunk frozen throughout", ["--model.freeze.steps=0"]),
         }  # fmt: skip
         for run in [r for r in a.runs if r in fits]:
