@@ -297,17 +297,6 @@ def run_lightning(argv: list[str]) -> int:
     return 0
 
 
-#: config keys renamed by issue 23 -> what to write instead
-RENAMED_KEYS: dict[str, str] = {
-    "data.pk": "data.sampler: {class_path: facerec.data.samplers.PKBatches, init_args: {p, k, "
-    "min_images}}",
-    "data.hard_identity": "data.sampler: {class_path: facerec.data.hard_identity."
-    "HardIdentityBatches, init_args: {p, k, min_images, mining: {...}}}",
-    "data.offline": "data.sampler: {class_path: facerec.data.datamodule.OfflineTripletBatches, "
-    "init_args: {mining: {...}}}",
-}
-
-
 def _renamed_key(message: str) -> str | None:
     """One line naming the new key when a parse error is about a key renamed by issue 23 (the
     flat optimiser keys now under ``model.optim``), else None."""
@@ -315,7 +304,7 @@ def _renamed_key(message: str) -> str | None:
 
     from facerec.training.optim import FLAT_KEYS
 
-    renamed = {f"model.{k}": f"model.optim.{v}" for k, v in FLAT_KEYS.items()} | RENAMED_KEYS
+    renamed = {f"model.{k}": f"model.optim.{v}" for k, v in FLAT_KEYS.items()}
     for old, new in renamed.items():  # jsonargparse: "does not accept option 'model.lr'"
         if re.search(rf"(?<![\w.]){re.escape(old)}(?![\w])", message):
             return f"{old} is no longer a key; write {new} (issue 23 moved it)"

@@ -42,9 +42,9 @@ TINY = [
     "--data.synthetic.size", "32", "--data.image_size", "[32,32]", "--data.val_identities", "0",
     "--model.backbone.init_args.input_size", "[32,32]", "--model.backbone.init_args.depth", "18",
     "--model.backbone.init_args.width", "0.125", "--model.backbone.init_args.embedding_dim", "16",
-    "--data.num_workers", "0", "--data.augment", "[]", "--model.lr_reference_batch", "null",
-    "--model.lr", "0.01",
-    "--model.lr_schedule", "constant", "--model.warmup_epochs", "0",
+    "--data.num_workers", "0", "--data.augment", "[]", "--model.optim.lr_reference_batch", "null",
+    "--model.optim.lr", "0.01",
+    "--model.optim.schedule", "constant", "--model.optim.warmup_epochs", "0",
     "--trainer.callbacks+=facerec.training.callbacks.FreezeBatchNorm",
     "--trainer.callbacks+=lightning_probe.Probe",
 ]  # fmt: skip

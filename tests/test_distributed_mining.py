@@ -191,8 +191,9 @@ SAMPLER_SCRIPT = textwrap.dedent(
                 "depth": 18, "width": 0.0625, "embedding_dim": 16, "input_size": [32, 32]}},
             metric_loss={"class_path": "facerec.losses.TripletLoss",
                          "init_args": {"offline": "alongside"} if "offline" in data_kw else {}},
-            num_classes=24, lr=0.01, lr_reference_batch=None, warmup_epochs=0,
+            num_classes=24, optim={"lr": 0.01, "lr_reference_batch": None, "warmup_epochs": 0},
         )
+        model.attach_data(dm)
         rec = Record()
         trainer = pl.Trainer(
             accelerator="cpu", devices=2, strategy="ddp", max_steps=3, logger=False,

@@ -75,6 +75,7 @@ def test_skipped_count_is_distinct_bad_files_over_epochs(tmp_path):
                          default_root_dir=tmp_path)  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        m.attach_data(dm)
         trainer.fit(m, dm)
     counts = [str(w.message) for w in caught if "distinct corrupt" in str(w.message)]
     assert len(counts) == 3 and all(c.startswith("skipped 2 distinct") for c in counts), counts
@@ -181,6 +182,10 @@ def test_attach_data_gives_names_and_pairs_and_checks_the_class_count():
                            image_size=(32, 32), raw_pixel_accuracy=lambda: None)  # fmt: skip
     m.attach_data(data)
     assert m.class_names == ["a", "b", "c"] and m.training_data is data
+    assert m.batch_size == 4  # the learning-rate scaling's batch comes with the data
+    given = FaceRecognitionModule.from_config(backbone=BACKBONE, num_classes=3, batch_size=8)
+    given.attach_data(data)
+    assert given.batch_size == 8  # a batch size given (or linked by the CLI) is kept
     with pytest.raises(ConfigError, match="the data have 2 identities but the model was built"):
         m.attach_data(SimpleNamespace(**{**vars(data), "class_names": ["a", "b"]}))
 
@@ -192,3 +197,15 @@ def test_images_of_another_size_than_the_backbone_are_one_line():
         ConfigError, match=r"images are \(24, 24\) but the backbone takes \(32, 32\)"
     ):
         m.on_after_batch_transfer([torch.zeros(2, 3, 24, 24, dtype=torch.uint8)], 0)
+
+
+def test_an_unscalable_learning_rate_is_one_line_not_a_silent_change():
+    """Without the batch size (no attach_data, no batch_size=) the rate for lr_reference_batch
+    images cannot be scaled: refused, rather than training at a rate 512/batch times too high."""
+    m = FaceRecognitionModule.from_config(backbone=BACKBONE, num_classes=3)
+    m.trainer = pl.Trainer(accelerator="cpu", logger=False, max_steps=1)
+    with pytest.raises(ConfigError, match=r"model.batch_size is not set.*attach_data"):
+        m.configure_optimizers()
+    m.batch_size = 16
+    opt = m.configure_optimizers()["optimizer"]
+    assert opt.param_groups[0]["initial_lr"] == pytest.approx(0.1 * 16 / 512)

@@ -47,7 +47,7 @@ def test_compiled_fit_saves_plain_checkpoint(tmp_path, monkeypatch) -> None:
         num_classes=dm.num_classes,
         compile=True,
         compile_mode="default",
-        warmup_epochs=0,
+        optim={"warmup_epochs": 0},
     )
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -57,6 +57,7 @@ def test_compiled_fit_saves_plain_checkpoint(tmp_path, monkeypatch) -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
     )
+    m.attach_data(dm)
     trainer.fit(m, dm)
     assert calls == ["default"]  # the backbone, once, with the configured mode
     assert m._compiled and m.backbone._compiled_call_impl is not None  # compiled, in place

@@ -36,8 +36,9 @@ def data() -> FaceDataModule:
 
 def model(head: str = "facerec.heads.ArcFaceHead", **kw) -> FaceRecognitionModule:
     return FaceRecognitionModule.from_config(
-        backbone=BACKBONE, head={"class_path": head}, num_classes=8, lr=0.01,
-        lr_reference_batch=None, warmup_epochs=0, lr_schedule="constant", **kw,
+        backbone=BACKBONE, head={"class_path": head}, num_classes=8,
+        optim={"lr": 0.01, "lr_reference_batch": None, "warmup_epochs": 0, "schedule": "constant"},
+        **kw,
     )  # fmt: skip
 
 

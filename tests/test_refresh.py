@@ -105,8 +105,8 @@ def test_init_from_loads_the_backbone_through_the_finetune_recipe(tmp_path: Path
         "0", "--data.augment", "[]", "--data.pin_memory", "false", "--data.pk.p", "4",
         "--data.pk.k", "2", "--model.backbone.init_args.depth", "18",
         "--model.backbone.init_args.width", "0.0625", "--model.backbone.init_args.embedding_dim",
-        "16", "--model.backbone.init_args.input_size", "[32,32]", "--model.lr", "0",
-        "--model.weight_decay", "0", "--model.init_from", str(ckpt),
+        "16", "--model.backbone.init_args.input_size", "[32,32]", "--model.optim.lr", "0",
+        "--model.optim.weight_decay", "0", "--model.init_from", str(ckpt),
     ]  # fmt: skip
     cfg = str(ROOT / "configs/arcface_triplet_finetune.yaml")
     assert main(["fit", "--config", cfg, *tiny]) == 0

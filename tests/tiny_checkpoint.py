@@ -53,6 +53,7 @@ def make_checkpoint(
         limit_val_batches=0,
         default_root_dir=str(path.parent),
     )
+    module.attach_data(dm)  # the Python API's one-way data -> model step (batch, names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(module, dm)

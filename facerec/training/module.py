@@ -252,7 +252,8 @@ class FaceRecognitionModule(pl.LightningModule):
 
     def attach_data(self, data: TrainingData) -> None:
         """Take from the fit's data what the module needs of it: the label → identity map
-        (saved in checkpoints) and, at each validation, the held-out ``pairs``.
+        (saved in checkpoints), the batch size of the learning-rate scaling (unless
+        ``batch_size`` was given) and, at each validation, the held-out ``pairs``.
 
         ``facerec fit`` calls it with its DataModule; in Python call it before
         ``trainer.fit`` (``model.attach_data(datamodule)``), or the fit has no ``val/acc`` and
@@ -268,6 +269,8 @@ class FaceRecognitionModule(pl.LightningModule):
             )
         self.class_names = names
         self._data = data
+        if self.batch_size is None and getattr(data, "batch_size", None):
+            self.batch_size = int(data.batch_size)  # the batch of the learning-rate scaling
 
     @property
     def training_data(self) -> TrainingData | None:
@@ -451,6 +454,13 @@ class FaceRecognitionModule(pl.LightningModule):
     # ------------------------------------------------------------ optimiser
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.optim
+        if o.lr_reference_batch and not self.batch_size:  # never a silently unscaled rate
+            raise ConfigError(
+                f"model.batch_size is not set, so model.optim.lr ({o.lr}, for a batch of "
+                f"{o.lr_reference_batch}) cannot be scaled to this run's batch; `facerec fit` "
+                "links it from the data: in Python call model.attach_data(datamodule) before "
+                "trainer.fit, pass batch_size=, or set optim lr_reference_batch=None"
+            )
         world = self.trainer.world_size * self.trainer.accumulate_grad_batches
         lr = o.scaled_lr(self.batch_size * world if self.batch_size else None)
         params = param_groups(self, self.lr_multipliers, lr)  # type: ignore[arg-type]

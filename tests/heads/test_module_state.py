@@ -31,8 +31,7 @@ def _module(head: str) -> FaceRecognitionModule:
         head={"class_path": f"facerec.heads.{head}"},
         num_classes=C,
         center_loss={"weight": 0.01, "alpha": 0.5},
-        lr_reference_batch=None,
-        warmup_epochs=0.0,
+        optim={"lr_reference_batch": None, "warmup_epochs": 0.0},
     )
 
 

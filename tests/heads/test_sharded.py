@@ -514,7 +514,8 @@ TINY = [
     "--model.backbone.init_args.input_size", "[32,32]", "--model.backbone.init_args.depth", "18",
     "--model.backbone.init_args.width", "0.125", "--model.backbone.init_args.embedding_dim", "16",
     "--data.num_workers", "0", "--data.augment", "[]",
-    "--model.lr_schedule", "constant", "--model.lr", "0.001", "--model.lr_reference_batch", "null",
+    "--model.optim.schedule", "constant", "--model.optim.lr", "0.001",
+    "--model.optim.lr_reference_batch", "null",
     "--model.center_loss.weight", "0.01",
     "--trainer.callbacks+=lightning_probe.Probe", "--trainer.callbacks+=lightning_probe.ShardCheck",
 ]  # fmt: skip

@@ -99,7 +99,7 @@ def test_teacher_uses_its_own_preprocessing_and_stays_frozen(teacher_ckpt: Path)
 def test_distillation_fits_with_a_projection_and_no_margin_head(teacher_ckpt: Path) -> None:
     torch.manual_seed(0)
     m = FaceRecognitionModule.from_config(
-        backbone=STUDENT, head=None, num_classes=8, lr=0.05, lr_reference_batch=None,
+        backbone=STUDENT, head=None, num_classes=8, optim={"lr": 0.05, "lr_reference_batch": None},
         distill={"teacher": str(teacher_ckpt), "weight": 1.0, "loss": "cosine"},
     )  # fmt: skip
     assert m.head is None
@@ -130,7 +130,9 @@ def test_distilled_checkpoint_reloads_without_the_teacher(
         distill={"teacher": str(teacher_ckpt), "weight": 0.5, "loss": "l2"},
     )  # fmt: skip
     trainer = _trainer(1)
-    trainer.fit(m, datamodule=_dm())
+    dm = _dm()
+    m.attach_data(dm)
+    trainer.fit(m, datamodule=dm)
     path = tmp_path / "student.ckpt"
     trainer.save_checkpoint(path)
     moved = tmp_path / "gone.ckpt"

@@ -52,7 +52,7 @@ def test_a_student_distils_from_dlib_r29_by_name(tmp_path: Path, monkeypatch) ->
         "init_args": {"embedding_dim": 16, "scale": 1, "input_size": [32, 32]},
     }
     m = FaceRecognitionModule.from_config(
-        backbone=student, head=None, num_classes=8, lr=0.05, lr_reference_batch=None,
+        backbone=student, head=None, num_classes=8, optim={"lr": 0.05, "lr_reference_batch": None},
         distill={"teacher": "dlib-r29", "weight": 1.0, "loss": "cosine"},
     )  # fmt: skip
     dm = FaceDataModule(

@@ -183,10 +183,12 @@ def make_module(cfg: dict[str, Any], channels_last: bool, compile: bool = False)
         backbone={"class_path": "facerec.models.IResNet", "init_args": dict(cfg["backbone"])},
         head={"class_path": "facerec.heads.ArcFaceHead"},
         num_classes=cfg["classes"],
-        lr=0.01,
-        lr_reference_batch=None,
-        warmup_epochs=0.0,
-        lr_schedule="constant",
+        optim={
+            "lr": 0.01,
+            "lr_reference_batch": None,
+            "warmup_epochs": 0.0,
+            "schedule": "constant",
+        },
         channels_last=channels_last,
         compile=compile,
     )

@@ -85,8 +85,9 @@ def run(method: str, seed: int, args: argparse.Namespace) -> tuple[float, float,
                 "input_size": [args.size, args.size],
             },
         },
-        metric_loss=loss, num_classes=args.identities, optimizer="adamw", lr=args.lr,
-        lr_reference_batch=None, weight_decay=5e-4, warmup_epochs=0, lr_schedule="cosine",
+        metric_loss=loss, num_classes=args.identities,
+        optim={"name": "adamw", "lr": args.lr, "lr_reference_batch": None, "weight_decay": 5e-4,
+               "warmup_epochs": 0, "schedule": "cosine"},
     )  # fmt: skip
     active: list[float] = []
 
@@ -102,6 +103,7 @@ def run(method: str, seed: int, args: argparse.Namespace) -> tuple[float, float,
     )  # fmt: skip
     start = time.perf_counter()
     torch.set_num_threads(args.threads) if args.threads else None
+    model.attach_data(dm)  # names, pairs (val/acc) and the sampler the refresh checks
     trainer.fit(model, dm)
     seconds = time.perf_counter() - start
     acc = model.val_history[-1][1] if model.val_history else float("nan")

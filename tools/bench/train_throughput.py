@@ -41,10 +41,12 @@ def make_module(args: argparse.Namespace) -> FaceRecognitionModule:
         },
         head={"class_path": f"facerec.heads.{args.head}"},
         num_classes=args.classes,
-        lr=0.01,
-        lr_reference_batch=None,
-        warmup_epochs=0.0,
-        lr_schedule="constant",
+        optim={
+            "lr": 0.01,
+            "lr_reference_batch": None,
+            "warmup_epochs": 0.0,
+            "schedule": "constant",
+        },
         channels_last=args.channels_last,
     )
 
