@@ -79,7 +79,9 @@ def fit(train: Path, out: Path, steps: int, extra: list[str]) -> tuple[Path, flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--steps", type=int, default=100, help="optimiser steps of each fit")
-    ap.add_argument("--scratch-lr", type=float, default=0.1, help="from scratch: the base rate")
+    ap.add_argument(
+        "--scratch-lr", type=float, default=0.01, help="from scratch: the base rate (0.1 diverged)"
+    )
     ap.add_argument(
         "--runs",
         nargs="+",
