@@ -16,6 +16,7 @@ as its recipe says, i.e. from the arcface_r50 run before it in the same folder.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -27,6 +28,8 @@ from pathlib import Path
 import pytest
 import yaml
 from test_configs import tiny_overrides
+
+from facerec.models.dlib_resnet import PACKAGE as PRETRAINED_PACKAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "configs").glob("*.yaml"))
@@ -65,6 +68,8 @@ def _args(path: Path) -> list[str]:
     ]
     if path.stem == "finetune_small":
         args.append("--model.init_from=null")  # its backbone.pth is the user's download
+    if path.stem == "finetune_dlib_r29" and importlib.util.find_spec(PRETRAINED_PACKAGE) is None:
+        args.append("--model.init_from=null")  # dlib's weights come with facerec[pretrained]
     if path.stem == "partial_fc_r50":  # 8 GPUs; the recipe's own line for a try on CPUs
         args += ["--trainer.accelerator=cpu", "--trainer.devices=2"]
     return args
