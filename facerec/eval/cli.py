@@ -28,7 +28,7 @@ from . import benchmarks as bm
 from .evaluation import EvalOptions, IdentificationSet, check_benchmarks, evaluate
 from .groups import add_group_arguments, format_groups, read_groups_csv
 from .html_report import DEFAULT_REPORT_PAIRS
-from .ijb_cli import IJBRun, add_ijb_arguments, format_ijb_table
+from .ijb_cli import add_ijb_arguments, format_ijb_table, ijb_run_from_args
 from .pair_args import add_pair_benchmark_arguments, read_pair_benchmarks
 from .quality import add_quality_arguments
 from .report import format_table
@@ -210,7 +210,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         ident = IdentificationSet.from_folders(args.gallery, args.probe, args.distractors)
     if args.load_features and (benches or ident) and not (args.checkpoint or args.onnx):
         raise ConfigError("--load-features evaluates IJB only; other benchmarks need a network")
-    ijb = IJBRun.from_args(args, len(args.checkpoint) + len(args.onnx))
+    ijb = ijb_run_from_args(args, len(args.checkpoint) + len(args.onnx))
     if not benches and ident is None and ijb is None:
         raise ConfigError(
             "nothing to evaluate; expected --bin, --lfw-pairs/--lfw-root, --pairs-csv, --rfw, "

@@ -109,39 +109,52 @@ def add_ijb_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class IJBRun:
-    """One ``facerec eval`` invocation's IJB work: the meta files, each model, the plots."""
+def _check_fars(fars: Sequence[float]) -> None:
+    if not all(0.0 < x < 1.0 for x in fars):
+        raise ConfigError(f"--ijb-fars {list(fars)}; expected rates between 0 and 1")
 
-    def __init__(self, args: argparse.Namespace, meta: IJBMeta, num_models: int) -> None:
-        self.args = args
+
+class IJBRun:
+    """One evaluation's IJB work: the meta files, each model, the plots.
+
+    Built from plain arguments (:func:`ijb_run_from_args` converts ``facerec eval``'s flags):
+    ``meta`` from :func:`facerec.eval.ijb.read_ijb`, ``num_models`` networks (features files
+    are named per model when several), ``save_features`` a ``.npz`` path or None, and the
+    embedding and scoring settings.
+    """
+
+    def __init__(
+        self,
+        meta: IJBMeta,
+        num_models: int = 1,
+        *,
+        batch_size: int = 128,
+        flip: bool = True,
+        workers: int = 2,
+        save_features: str | None = None,
+        detector_score: bool = True,
+        normalize_images: bool = False,
+        fars: Sequence[float] = IJB_FARS,
+    ) -> None:
+        _check_fars(fars)
         self.meta = meta
         self.num_models = num_models
         self.key = meta.name
+        self.batch_size, self.flip, self.workers = batch_size, flip, workers
+        self.save_features = save_features
+        self.detector_score = detector_score
+        self.normalize_images = normalize_images
+        self.fars = tuple(sorted(fars))
         self.curves: list[tuple[str, Sequence[float], Sequence[float]]] = []
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, num_models: int) -> IJBRun | None:
-        """None without ``--ijb``; ConfigError for feature flags without it."""
-        if not args.ijb:
-            if args.load_features or args.save_features:
-                raise ConfigError("--save-features and --load-features need --ijb ROOT")
-            return None
-        if args.save_features and num_models == 0:
-            raise ConfigError("--save-features needs a network (--checkpoint or --onnx)")
-        if not all(0.0 < x < 1.0 for x in args.ijb_fars):
-            raise ConfigError(f"--ijb-fars {args.ijb_fars}; expected rates between 0 and 1")
-        print(f"{args.ijb_name}: reading the meta files of {args.ijb}", file=sys.stderr)
-        return cls(args, read_ijb(args.ijb, args.ijb_name, args.allow_outside_root), num_models)
-
     def _features_path(self, model: str) -> Path:
-        p = Path(self.args.save_features)
+        p = Path(str(self.save_features))
         if self.num_models > 1:
             p = p.with_name(f"{p.stem}_{model}{p.suffix or '.npz'}")
         return p
 
     def run_model(self, embedder: Embedder, name: str) -> dict:
         """Embed the aligned images with ``embedder``, then :meth:`evaluate` them."""
-        a = self.args
         print(
             f"[{name}] {self.key}: aligning and embedding {len(self.meta.images)} images",
             file=sys.stderr,
@@ -150,14 +163,14 @@ class IJBRun:
         feats = embed_images(
             embedder,
             aligned_images(self.meta, embedder.input_size, template_of(embedder)),
-            a.batch_size,
-            not a.no_flip,
-            a.workers,
+            self.batch_size,
+            self.flip,
+            self.workers,
             stats,
             progress=True,
         )
         saved = None
-        if a.save_features:
+        if self.save_features:
             saved = self._features_path(name)
             write_features(saved, feats, self.meta)
         rep = self.evaluate(feats, name)
@@ -187,9 +200,9 @@ class IJBRun:
         rep, _, _ = evaluate_features(
             features,
             self.meta,
-            detector_score=not self.args.ijb_no_detector_score,
-            normalize_images=self.args.ijb_normalize_images,
-            fars=tuple(sorted(self.args.ijb_fars)),
+            detector_score=self.detector_score,
+            normalize_images=self.normalize_images,
+            fars=self.fars,
         )
         v = rep["verification"]
         self.curves.append(
@@ -209,18 +222,42 @@ class IJBRun:
             out / self.plot_name,
             self.curves,
             f"ROC: {self.key} 1:1 ({len(np.unique(self.meta.templates))} templates, {n} pairs)",
-            min_far=min(1e-6, *self.args.ijb_fars),
-            max_far=max(1e-1, *self.args.ijb_fars),
+            min_far=min(1e-6, *self.fars),
+            max_far=max(1e-1, *self.fars),
         )
         results["plots"]["roc"][self.key] = self.plot_name
         results["settings"]["ijb"] = {
             "root": str(self.meta.root),
             "name": self.key,
-            "detector_score": not self.args.ijb_no_detector_score,
-            "normalize_images": self.args.ijb_normalize_images,
-            "fars": sorted(self.args.ijb_fars),
+            "detector_score": self.detector_score,
+            "normalize_images": self.normalize_images,
+            "fars": list(self.fars),
             "fpirs": list(IJB_FPIRS),
         }
+
+
+def ijb_run_from_args(args: argparse.Namespace, num_models: int) -> IJBRun | None:
+    """The :class:`IJBRun` of ``facerec eval``'s IJB flags: None without ``--ijb``;
+    ConfigError for feature flags without it."""
+    if not args.ijb:
+        if args.load_features or args.save_features:
+            raise ConfigError("--save-features and --load-features need --ijb ROOT")
+        return None
+    if args.save_features and num_models == 0:
+        raise ConfigError("--save-features needs a network (--checkpoint or --onnx)")
+    _check_fars(args.ijb_fars)  # before the meta files are read
+    print(f"{args.ijb_name}: reading the meta files of {args.ijb}", file=sys.stderr)
+    return IJBRun(
+        read_ijb(args.ijb, args.ijb_name, args.allow_outside_root),
+        num_models,
+        batch_size=args.batch_size,
+        flip=not args.no_flip,
+        workers=args.workers,
+        save_features=args.save_features,
+        detector_score=not args.ijb_no_detector_score,
+        normalize_images=args.ijb_normalize_images,
+        fars=args.ijb_fars,
+    )
 
 
 def format_ijb_table(results: dict) -> str:
