@@ -3,7 +3,7 @@
 from facerec.models.base import Backbone
 from facerec.models.dlib_resnet import DlibResNet
 from facerec.models.embedding import EmbeddingHead
-from facerec.models.iresnet import IResNet, iresnet18, iresnet34, iresnet50, iresnet100
+from facerec.models.iresnet import IResNet
 from facerec.models.mobilefacenet import MobileFaceNet, mbf, mbf_large
 from facerec.models.torchvision_resnet import TorchvisionResNet
 from facerec.models.vit import ViT, vit_b, vit_l, vit_s, vit_t
@@ -16,10 +16,6 @@ __all__ = [
     "MobileFaceNet",
     "TorchvisionResNet",
     "ViT",
-    "iresnet18",
-    "iresnet34",
-    "iresnet50",
-    "iresnet100",
     "mbf",
     "mbf_large",
     "vit_b",

@@ -141,19 +141,3 @@ class IResNet(Backbone):
         """(B, 3, H, W) -> final feature map (B, C, H/16, W/16)."""
         x = self.prelu(self.bn1(self.conv1(x)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-
-def iresnet18(**kwargs) -> IResNet:
-    return IResNet(depth=18, **kwargs)
-
-
-def iresnet34(**kwargs) -> IResNet:
-    return IResNet(depth=34, **kwargs)
-
-
-def iresnet50(**kwargs) -> IResNet:
-    return IResNet(depth=50, **kwargs)
-
-
-def iresnet100(**kwargs) -> IResNet:
-    return IResNet(depth=100, **kwargs)
