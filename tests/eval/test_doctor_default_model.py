@@ -78,3 +78,29 @@ def test_no_model_uses_dlib_r29_with_its_thresholds(tmp_path: Path, capsys) -> N
     assert summary["num_images"] == 9
     for k in THRESHOLD_KEYS:
         assert summary["options"][k] == MODEL_THRESHOLDS["dlib-r29"][k]
+
+
+def test_photos_not_cropped_for_the_model_get_one_warning_line(tmp_path):
+    """The doctor's thresholds assume the model's own crops: photos of another size are named
+    with the `facerec align` call that makes the right ones (measured on ORL, module doc)."""
+    from types import SimpleNamespace
+
+    import cv2
+    import numpy as np
+
+    from facerec.eval.doctor_cli import crop_hint, read_training_images
+
+    for who in ("a", "b"):
+        (tmp_path / who).mkdir()
+        cv2.imwrite(str(tmp_path / who / "1.png"), np.zeros((112, 96, 3), np.uint8))
+    data = read_training_images(tmp_path)
+    dlib_like = SimpleNamespace(
+        input_size=(150, 150), preprocess=SimpleNamespace(align_template="dlib")
+    )
+    hint = crop_hint(data, dlib_like)
+    assert hint is not None and "the photos are 112x96" in hint
+    assert "`facerec align --template dlib --size 150`" in hint
+    same = SimpleNamespace(
+        input_size=(112, 96), preprocess=SimpleNamespace(align_template="arcface")
+    )
+    assert crop_hint(data, same) is None
