@@ -37,6 +37,7 @@ everything. Other processes share the CPU: the CPU seconds are the steadier figu
 
     .venv/bin/python tools/bench/vit_accuracy.py                 # both sets, both optimisers
     .venv/bin/python tools/bench/vit_accuracy.py --orl-seeds 0 1 2 --skip-quickstart
+    .venv/bin/python tools/bench/vit_accuracy.py --skip-orl --optims adamw --nets vit
     .venv/bin/python tools/bench/vit_accuracy.py --smoke         # a minute: checks that it runs
 
 Images are copied to a temporary folder (``--keep`` to keep the runs), never into the
@@ -220,6 +221,7 @@ def main() -> None:
     ap.add_argument("--orl-train", type=int, default=28, help="ORL identities trained on")
     ap.add_argument("--orl-epochs", type=int, default=40)
     ap.add_argument("--orl-pairs", type=int, default=500, help="genuine (= impostor) pairs")
+    ap.add_argument("--nets", nargs="+", choices=["iresnet", "vit"], default=["iresnet", "vit"])
     ap.add_argument("--skip-quickstart", action="store_true")
     ap.add_argument("--skip-orl", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
@@ -253,13 +255,14 @@ def main() -> None:
         f"ViT p{args.vit_patch} d{args.vit_depth} w{width} h{args.vit_heads}": vit_net,
     }
     info = {}
-    for name, spec in nets.items():
+    for name, spec in nets.items():  # FLOPs and parameters of both, whichever are trained
         m = build(spec)
         info[name] = {
             "mmacs": macs(m, SIZE) / 1e6,
             "params_m": sum(p.numel() for p in m.parameters()) / 1e6,
         }
 
+    nets = {k: v for k, v in nets.items() if k.split("-")[0].split()[0].lower() in args.nets}
     rows: list[dict[str, Any]] = []
     sets = [] if args.skip_quickstart else ["quick start"]
     if not args.skip_orl:
