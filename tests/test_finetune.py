@@ -42,6 +42,7 @@ def _fit(module: FaceRecognitionModule, tmp: Path, steps: int = 3) -> pl.Trainer
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, default_root_dir=tmp,
     )  # fmt: skip
+    module.attach_data(dm)
     trainer.fit(module, datamodule=dm)
     return trainer
 
@@ -173,6 +174,7 @@ def test_freeze_for_the_first_steps_then_train(tmp_path: Path) -> None:
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, callbacks=[Snap()],
     )  # fmt: skip
+    m.attach_data(dm)
     trainer.fit(m, datamodule=dm)
     ref = before["backbone.layer3.0.conv2.weight"]
     assert torch.equal(snapshots[0], ref) and torch.equal(snapshots[1], ref)  # steps 0, 1
