@@ -326,7 +326,7 @@ def main() -> None:
             f"| {r['train_cpu_s'] / r['steps']:.2f} | {r['fit_wall_s']:.0f} "
             f"| {r['fit_cpu_s']:.0f} |"
         )
-    if len(args.seeds) > 1 or len(args.orl_seeds) > 1:
+    if any(len(args.seeds if w == "quick start" else args.orl_seeds) > 1 for w in sets):
         print("\n| set | optimiser | network | seeds | mean ± std over seeds |")
         print("|---|---|---|---:|---:|")
         for where in sets:
@@ -337,6 +337,8 @@ def main() -> None:
                         for r in rows
                         if (r["set"], r["optim"], r["network"]) == (where, opt, name)
                     ]
+                    if len(accs) < 2:
+                        continue
                     mean = pct(float(np.mean(accs)), float(np.std(accs)))
                     print(f"| {where} | {opt} | {name} | {len(accs)} | {mean} |")
     if args.json:
