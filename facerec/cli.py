@@ -299,15 +299,27 @@ def run_lightning(argv: list[str]) -> int:
 
 def _renamed_key(message: str) -> str | None:
     """One line naming the new key when a parse error is about a key renamed by issue 23 (the
-    flat optimiser keys now under ``model.optim``), else None."""
+    flat optimiser keys now under ``model.optim``; the ``data.sampler`` strings and the
+    ``data.pk`` / ``data.hard_identity`` / ``data.offline`` groups, now a sampler class), else
+    None."""
     import re
 
+    from facerec.data.datamodule import OLD_SAMPLER_KEYS, old_sampler_message
     from facerec.training.optim import FLAT_KEYS
 
     renamed = {f"model.{k}": f"model.optim.{v}" for k, v in FLAT_KEYS.items()}
     for old, new in renamed.items():  # jsonargparse: "does not accept option 'model.lr'"
         if re.search(rf"(?<![\w.]){re.escape(old)}(?![\w])", message):
             return f"{old} is no longer a key; write {new} (issue 23 moved it)"
+    given = re.search(r'Parser key "data\.sampler":.*Given value: (\w+)', message)
+    if given and (line := old_sampler_message(given.group(1))):
+        return line  # data.sampler: pk
+    for old in OLD_SAMPLER_KEYS:  # --data.pk.p=4; a config's data: {pk: {p: 4}}
+        short = re.escape(old.removeprefix("data."))
+        if re.search(rf"(?<![\w.]){re.escape(old)}(?![\w])", message) or re.search(
+            rf"Group 'data' does not accept option '{short}(?![\w])", message
+        ):
+            return old_sampler_message(old)
     return None
 
 

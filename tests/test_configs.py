@@ -50,10 +50,15 @@ def tiny_overrides(config: dict) -> list[str]:
         "--data.val_identities=4",
         "--data.val_pairs=8",
     ]
-    if data.get("sampler") in ("pk", "hard_identity"):
-        args += ["--data.pk.p=4", "--data.pk.k=2", "--data.pk.min_images=2"]
-    elif data.get("sampler") == "offline_triplets":
-        args += ["--data.offline.triplets_per_batch=3", "--data.offline.identities=8"]
+    sampler = str((data.get("sampler") or {}).get("class_path", ""))
+    if sampler.endswith(("PKBatches", "HardIdentityBatches")):
+        p_k = ["p=4", "k=2", "min_images=2"]
+        args += [f"--data.sampler.init_args.{a}" for a in p_k]
+    elif sampler.endswith("OfflineTripletBatches"):
+        args += [
+            "--data.sampler.init_args.triplets_per_batch=3",
+            "--data.sampler.init_args.mining.identities=8",
+        ]
     else:
         args += ["--data.batch_size=8"]
     backbone = model.get("backbone") or {}

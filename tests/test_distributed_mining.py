@@ -163,9 +163,9 @@ SAMPLER_SCRIPT = textwrap.dedent(
     import pytorch_lightning as pl
     import torch
 
-    from facerec.data.datamodule import FaceDataModule, PKOptions, SyntheticOptions
-    from facerec.data.hard_identity import HardIdentityOptions
-    from facerec.data.offline_triplets import OfflineTripletOptions
+    from facerec.data.datamodule import FaceDataModule, SyntheticOptions
+    from facerec.data.hard_identity import HardIdentityBatches, HardIdentityOptions
+    from facerec.data.offline_triplets import OfflineTripletBatches, OfflineTripletOptions
     from facerec.training.module import FaceRecognitionModule
     from facerec.training.refresh import data_callbacks
 
@@ -178,19 +178,19 @@ SAMPLER_SCRIPT = textwrap.dedent(
             self.labels.append(batch[1].tolist())
 
 
-    def fit(name, out, **data_kw):
+    def fit(name, out, sampler):
         pl.seed_everything(0)
         torch.set_num_threads(1)
         dm = FaceDataModule(
             image_size=(32, 32), num_workers=0, augment=[], val_identities=0,
             synthetic=SyntheticOptions(identities=24, images_per_identity=4, size=32),
-            pk=PKOptions(p=3, k=2), **data_kw,
+            sampler=sampler,
         )
         model = FaceRecognitionModule.from_config(
             backbone={"class_path": "facerec.models.IResNet", "init_args": {
                 "depth": 18, "width": 0.0625, "embedding_dim": 16, "input_size": [32, 32]}},
             metric_loss={"class_path": "facerec.losses.TripletLoss",
-                         "init_args": {"offline": "alongside"} if "offline" in data_kw else {}},
+                         "init_args": {"offline": "alongside"} if name == "offline" else {}},
             num_classes=24, optim={"lr": 0.01, "lr_reference_batch": None, "warmup_epochs": 0},
         )
         model.attach_data(dm)
@@ -216,11 +216,10 @@ SAMPLER_SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         out = sys.argv[1]
-        fit("hard", out, sampler="hard_identity", hard_identity=HardIdentityOptions(
-            every_n_steps=1, neighbours=4, group_size=2, hard_fraction=1.0, centres="embeddings"))
-        fit("offline", out, sampler="offline_triplets", offline=OfflineTripletOptions(
-            triplets_per_batch=3, every_n_steps=1, identities=12, images_per_identity=3,
-            selection="hard"))
+        fit("hard", out, HardIdentityBatches(3, 2, mining=HardIdentityOptions(
+            every_n_steps=1, neighbours=4, group_size=2, hard_fraction=1.0, centres="embeddings")))
+        fit("offline", out, OfflineTripletBatches(3, mining=OfflineTripletOptions(
+            every_n_steps=1, identities=12, images_per_identity=3, selection="hard")))
     """
 )
 

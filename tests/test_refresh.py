@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from mining_reference import brute_force_neighbours
 
 from facerec.cli import main
-from facerec.data.datamodule import FaceDataModule, PKOptions, SyntheticOptions
-from facerec.data.hard_identity import HardIdentityOptions
+from facerec.data.datamodule import FaceDataModule, SyntheticOptions
+from facerec.data.hard_identity import HardIdentityBatches, HardIdentityOptions
 from facerec.data.image import to_tensor_array
-from facerec.data.offline_triplets import OfflineTripletOptions
+from facerec.data.offline_triplets import OfflineTripletBatches, OfflineTripletOptions
+from facerec.data.samplers import Batches, PKBatches
 from facerec.errors import ConfigError
 from facerec.mining.offline import select_triplets
 from facerec.training.module import FaceRecognitionModule, load_init_weights
@@ -27,11 +28,10 @@ BACKBONE = {
 }
 
 
-def data(sampler: str, **kw) -> FaceDataModule:
+def data(sampler: Batches) -> FaceDataModule:
     dm = FaceDataModule(
         image_size=(32, 32), num_workers=0, augment=[], val_identities=0, sampler=sampler,
         synthetic=SyntheticOptions(identities=12, images_per_identity=5, size=32),
-        pk=PKOptions(p=4, k=2), **kw,
     )  # fmt: skip
     dm.setup("fit")
     dm.train_dataloader()
@@ -55,7 +55,7 @@ def embed_all(module, dm, idx) -> torch.Tensor:
 
 
 def test_head_centres_give_brute_force_neighbours() -> None:
-    dm, m = data("hard_identity"), model(head=True)
+    dm, m = data(HardIdentityBatches(p=4, k=2)), model(head=True)
     cb = HardIdentityRefresh(dm, HardIdentityOptions(neighbours=3, centres="auto"))
     table = cb.refresh(None, m)
     np.testing.assert_array_equal(table, brute_force_neighbours(m.head.weight.detach(), 3))
@@ -63,7 +63,7 @@ def test_head_centres_give_brute_force_neighbours() -> None:
 
 
 def test_mean_embedding_centres_in_eval_mode_without_augmentation() -> None:
-    dm, m = data("hard_identity"), model(head=False)
+    dm, m = data(HardIdentityBatches(p=4, k=2)), model(head=False)
     cb = HardIdentityRefresh(dm, HardIdentityOptions(neighbours=4, images_per_identity=99))
     centres = cb.class_centres(m)
     assert m.training  # restored after the embedding pass
@@ -76,8 +76,8 @@ def test_mean_embedding_centres_in_eval_mode_without_augmentation() -> None:
 
 
 def test_offline_pool_is_the_selection_on_the_embedded_subset() -> None:
-    opts = OfflineTripletOptions(triplets_per_batch=4, identities=6, images_per_identity=3)
-    dm, m = data("offline_triplets", offline=opts), model(head=False)
+    opts = OfflineTripletOptions(identities=6, images_per_identity=3)
+    dm, m = data(OfflineTripletBatches(4, mining=opts)), model(head=False)
     cb = OfflineTripletRefresh(dm, opts)
     idx = cb.subset()
     assert len(idx) == 18 and len(np.unique(dm.train_set.labels[idx])) == 6
@@ -102,8 +102,8 @@ def test_init_from_loads_the_backbone_through_the_finetune_recipe(tmp_path: Path
         "--checkpoint_every_n_steps", "0", "--data.root", "null", "--data.num_workers", "0",
         "--data.synthetic.identities", "12", "--data.synthetic.images_per_identity", "5",
         "--data.synthetic.size", "32", "--data.image_size", "[32,32]", "--data.val_identities",
-        "0", "--data.augment", "[]", "--data.pin_memory", "false", "--data.pk.p", "4",
-        "--data.pk.k", "2", "--model.backbone.init_args.depth", "18",
+        "0", "--data.augment", "[]", "--data.pin_memory", "false", "--data.sampler.init_args.p",
+        "4", "--data.sampler.init_args.k", "2", "--model.backbone.init_args.depth", "18",
         "--model.backbone.init_args.width", "0.0625", "--model.backbone.init_args.embedding_dim",
         "16", "--model.backbone.init_args.input_size", "[32,32]", "--model.optim.lr", "0",
         "--model.optim.weight_decay", "0", "--model.init_from", str(ckpt),
@@ -129,11 +129,16 @@ def test_data_callbacks_are_what_the_sampler_needs_and_fit_refuses_without_them(
 
     from facerec.training.refresh import check_data_callbacks, data_callbacks
 
-    hard = FaceDataModule(sampler="hard_identity", pk=PKOptions(p=4, k=2), val_identities=0)
-    offline = FaceDataModule(sampler="offline_triplets", val_identities=0)
+    mining = HardIdentityOptions(neighbours=3)
+    hard = FaceDataModule(sampler=HardIdentityBatches(4, 2, mining=mining), val_identities=0)
+    offline = FaceDataModule(sampler=OfflineTripletBatches(), val_identities=0)
     assert [type(c) for c in data_callbacks(hard)] == [HardIdentityRefresh]
+    assert data_callbacks(hard)[0].options is mining  # the sampler's own mining options
     assert [type(c) for c in data_callbacks(offline)] == [OfflineTripletRefresh]
-    assert data_callbacks(FaceDataModule(sampler="pk", val_identities=0)) == []
+    assert data_callbacks(FaceDataModule(sampler=PKBatches(), val_identities=0)) == []
+    assert data_callbacks(FaceDataModule(val_identities=0)) == []
     check_data_callbacks(SimpleNamespace(callbacks=data_callbacks(hard)), hard)
-    with pytest.raises(ConfigError, match="needs facerec.training.refresh.OfflineTripletRefresh"):
+    with pytest.raises(
+        ConfigError, match="OfflineTripletBatches needs facerec.training.refresh.Off"
+    ):
         check_data_callbacks(SimpleNamespace(callbacks=[]), offline)

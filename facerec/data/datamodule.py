@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -24,10 +24,9 @@ from torch.utils.data import DataLoader
 from facerec.base.options import coerce
 from facerec.data.datasets import FaceDataset, IndexedDataset
 from facerec.data.folder import read_name_list, scan_image_folder
-from facerec.data.hard_identity import HardIdentityOptions
 from facerec.data.image import ResizeMode
-from facerec.data.offline_triplets import OfflineTripletOptions
 from facerec.data.pairs import SYNTHETIC_HELD_OUT_START, make_pairs
+from facerec.data.samplers import Batches
 from facerec.data.sources import FileImages, SubsetImages
 from facerec.data.transforms import DEFAULT_AUGMENT, build_augment
 from facerec.errors import ConfigError, DataError
@@ -49,13 +48,61 @@ class SyntheticOptions:
     difficulty: float = 1.0
 
 
-@dataclass
-class PKOptions:
-    """P identities × K images per batch (used when ``sampler: pk``; P·K replaces batch_size)."""
+#: the ``data.sampler`` strings of before issue 23 -> how to write them now
+OLD_SAMPLER_SPELLING = {
+    "random": "leave data.sampler out (null: shuffled batches of data.batch_size)",
+    "pk": "data.sampler: {class_path: facerec.data.samplers.PKBatches, init_args: {p: 32, k: 4, "
+    "min_images: 2}}",
+    "hard_identity": "data.sampler: {class_path: facerec.data.hard_identity.HardIdentityBatches, "
+    "init_args: {p: 32, k: 4, min_images: 2, mining: {every_n_steps: 1000, ...}}}",
+    "offline_triplets": "data.sampler: {class_path: "
+    "facerec.data.offline_triplets.OfflineTripletBatches, init_args: {triplets_per_batch: 32, "
+    "mining: {every_n_steps: 1000, ...}}}",
+}
+#: the option groups of before issue 23 -> (where their keys went, the sampler they belong to)
+OLD_SAMPLER_KEYS = {
+    "data.pk": ("data.sampler.init_args (p, k, min_images)", "pk"),
+    "data.hard_identity": ("data.sampler.init_args.mining", "hard_identity"),
+    "data.offline": (
+        "data.sampler.init_args (triplets_per_batch) and data.sampler.init_args.mining (the rest)",
+        "offline_triplets",
+    ),
+}
 
-    p: int = 32
-    k: int = 4
-    min_images: int = 2
+
+def old_sampler_message(old: str) -> str | None:
+    """One line naming the new spelling of ``old``: a ``data.sampler`` string or option key of
+    before issue 23 (``pk``, ``data.hard_identity``, ...); None for anything else."""
+    if old in OLD_SAMPLER_SPELLING:
+        return (
+            f"data.sampler: {old} is the spelling of before issue 23; now "
+            f"{OLD_SAMPLER_SPELLING[old]}"
+        )
+    if old in OLD_SAMPLER_KEYS:
+        where, kind = OLD_SAMPLER_KEYS[old]
+        return (
+            f"{old} is no longer a key (issue 23): its keys go under {where} of "
+            f"{OLD_SAMPLER_SPELLING[kind]} (a config.yaml saved before issue 23 holds data.pk, "
+            "data.hard_identity and data.offline even when unused: delete them)"
+        )
+    return None
+
+
+def _checked_sampler(sampler: Any) -> Batches | None:
+    """``data.sampler`` as given (a :class:`Batches`, checked, or None), or one line saying what
+    to write."""
+    if sampler is None:
+        return None
+    if isinstance(sampler, Batches):
+        sampler.check()
+        return sampler
+    if isinstance(sampler, str) and sampler in OLD_SAMPLER_SPELLING:
+        raise ConfigError(str(old_sampler_message(sampler)))
+    raise ConfigError(
+        f"data.sampler is {sampler!r}; expected null (shuffled batches) or a sampler class: "
+        "facerec.data.samplers.PKBatches, facerec.data.hard_identity.HardIdentityBatches or "
+        "facerec.data.offline_triplets.OfflineTripletBatches (by class_path, like model.backbone)"
+    )
 
 
 class _EpochKeys:
@@ -178,12 +225,14 @@ class FaceDataModule(pl.LightningDataModule):
             (insightface RecordIO); None uses the synthetic faces.
         image_size: (height, width) of the network input; images of other sizes are resized or
             centre-cropped (``resize_mode``).
-        batch_size: images per batch per process (with ``sampler: pk`` it is P·K).
+        batch_size: images per batch per process (a ``sampler`` sets its own: P·K, 3·T).
         num_workers: DataLoader worker processes.
-        sampler: ``random`` (shuffle), ``pk`` (P identities × K images, see ``pk``),
-            ``hard_identity`` (P×K batches partly from FAISS neighbourhoods of the class centres,
-            see ``hard_identity``; P and K from ``pk``) or ``offline_triplets`` (FaceNet's
-            offline selection, see ``offline``; the batch is 3 × triplets_per_batch).
+        sampler: how training batches are drawn, a :class:`~facerec.data.samplers.Batches` given
+            by ``class_path`` like ``model.backbone``: ``facerec.data.samplers.PKBatches`` (P
+            identities × K images), ``facerec.data.hard_identity.HardIdentityBatches`` (P×K
+            batches partly from FAISS neighbourhoods of the class centres) or
+            ``facerec.data.offline_triplets.OfflineTripletBatches`` (FaceNet's offline
+            selection); null (default): shuffled batches of ``batch_size``.
         augment: albumentations pipeline as a list of {name: ..., args...}; default: a
             horizontal flip with probability 0.5 (``[]``: none; null: the default). Each
             sample's draws are seeded by (seed, epoch, sample index): the same seed gives the
@@ -212,10 +261,7 @@ class FaceDataModule(pl.LightningDataModule):
         resize_mode: ResizeMode = "resize",
         batch_size: int = 128,
         num_workers: int = 2,
-        sampler: Literal["random", "pk", "hard_identity", "offline_triplets"] = "random",
-        pk: PKOptions = PKOptions(),
-        hard_identity: HardIdentityOptions = HardIdentityOptions(),
-        offline: OfflineTripletOptions = OfflineTripletOptions(),
+        sampler: Batches | None = None,
         augment: list[dict[str, Any]] | None = DEFAULT_AUGMENT,
         synthetic: SyntheticOptions = SyntheticOptions(),
         val_identities: int = 50,
@@ -233,18 +279,10 @@ class FaceDataModule(pl.LightningDataModule):
         self.resize_mode = resize_mode
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.sampler = sampler
-        # option dicts (from YAML) are converted, anything else refused; None: the defaults
-        self.pk = coerce(pk, PKOptions, "data.pk") or PKOptions()
-        self.hard_identity = (
-            coerce(hard_identity, HardIdentityOptions, "data.hard_identity")
-            or HardIdentityOptions()
-        )
-        self.offline = coerce(offline, OfflineTripletOptions, "data.offline") or (
-            OfflineTripletOptions()
-        )
+        self.sampler = _checked_sampler(sampler)
         self.train_batch_sampler: Any = None
         self.augment_spec = list(DEFAULT_AUGMENT if augment is None else augment)
+        # an option dict (from YAML) is converted, anything else refused; None: the defaults
         self.synthetic = coerce(synthetic, SyntheticOptions, "data.synthetic") or SyntheticOptions()
         self.val_identities = val_identities
         self.val_list = val_list
@@ -263,18 +301,8 @@ class FaceDataModule(pl.LightningDataModule):
         ):
             if not isinstance(value, int) or value < least:
                 raise ConfigError(f"data.{name} is {value!r}; expected an integer >= {least}")
-        if sampler not in ("random", "pk", "hard_identity", "offline_triplets"):
-            raise ConfigError(
-                f"data.sampler is {sampler!r}; expected 'random', 'pk', 'hard_identity' or "
-                "'offline_triplets'"
-            )
-        if sampler in ("pk", "hard_identity"):
-            self.batch_size = self.pk.p * self.pk.k
-        if sampler == "hard_identity":
-            self.hard_identity.check()
-        if sampler == "offline_triplets":
-            self.offline.check()
-            self.batch_size = 3 * self.offline.triplets_per_batch
+        if self.sampler is not None:
+            self.batch_size = self.sampler.batch_size
         build_augment(self.augment_spec)  # fail at configuration time on a bad pipeline
         self._index: dict[str, Any] | None = None
         self.train_set: FaceDataset | None = None
@@ -466,23 +494,9 @@ class FaceDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
-        labels = self.train_set.labels
-        pk = (self.pk.p, self.pk.k, self.pk.min_images, self.seed)  # P, K, min_images, seed
-        if self.sampler == "pk":
-            from facerec.data.samplers import PKSampler
-
-            sampler: Any = PKSampler(labels, *pk)
-        elif self.sampler == "hard_identity":
-            from facerec.data.hard_identity import HardIdentitySampler
-
-            h = self.hard_identity
-            sampler = HardIdentitySampler(
-                labels, *pk, hard_fraction=h.hard_fraction, group_size=h.group_size
-            )
-        elif self.sampler == "offline_triplets":
-            from facerec.data.offline_triplets import OfflineTripletSampler
-
-            sampler = OfflineTripletSampler(labels, self.offline.triplets_per_batch, seed=self.seed)
+        sampler: Any
+        if self.sampler is not None:
+            sampler = self.sampler.build(self.train_set.labels, self.seed)
         else:
             if len(self.train_set) < self.batch_size:
                 raise DataError(

@@ -1,5 +1,9 @@
 """Hard-identity batches: P×K batches whose identities come partly from confusable neighbourhoods.
 
+A config names them as ``data.sampler: {class_path: facerec.data.hard_identity.HardIdentityBatches,
+init_args: {p, k, min_images, mining: {...}}}`` (:class:`HardIdentityBatches`);
+``facerec fit`` adds the refresh they need (:func:`facerec.training.refresh.data_callbacks`).
+
 :class:`HardIdentitySampler` is a :class:`~facerec.data.samplers.PKSampler` (same batch shape,
 same epoch length, same DDP sharding, same resume state) whose identity choice is changed once a
 neighbour table is set (:meth:`HardIdentitySampler.set_neighbours`, called by
@@ -33,13 +37,17 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from facerec.data.samplers import PKSampler
+from facerec.base.options import coerce
+from facerec.data.samplers import PKBatches, PKSampler
 from facerec.errors import ConfigError
+
+#: where the options below stand in a config (for messages)
+KEY = "data.sampler.init_args.mining"
 
 
 @dataclass
 class HardIdentityOptions:
-    """Hard-identity batches (``data.sampler: hard_identity``; P, K and min_images from ``pk``).
+    """The mining options of :class:`HardIdentityBatches` (``init_args.mining``).
 
     every_n_steps: recompute the neighbourhoods every N optimiser steps (0: once per epoch).
     neighbours: nearest identities kept per identity (FAISS k).
@@ -63,29 +71,58 @@ class HardIdentityOptions:
     def check(self) -> None:
         """Raise :class:`ConfigError` on an out-of-range option."""
         if self.every_n_steps < 0:
-            raise ConfigError(
-                f"data.hard_identity.every_n_steps must be >= 0, got {self.every_n_steps}"
-            )
+            raise ConfigError(f"{KEY}.every_n_steps must be >= 0, got {self.every_n_steps}")
         if self.neighbours < 1:
-            raise ConfigError(f"data.hard_identity.neighbours must be >= 1, got {self.neighbours}")
+            raise ConfigError(f"{KEY}.neighbours must be >= 1, got {self.neighbours}")
         if self.group_size < 2:
-            raise ConfigError(f"data.hard_identity.group_size must be >= 2, got {self.group_size}")
+            raise ConfigError(f"{KEY}.group_size must be >= 2, got {self.group_size}")
         if not 0.0 <= self.hard_fraction <= 1.0:
-            raise ConfigError(
-                f"data.hard_identity.hard_fraction must be in [0, 1], got {self.hard_fraction}"
-            )
+            raise ConfigError(f"{KEY}.hard_fraction must be in [0, 1], got {self.hard_fraction}")
         if self.centres not in ("auto", "head", "embeddings"):
             raise ConfigError(
-                f"data.hard_identity.centres is {self.centres!r}; expected auto, head or embeddings"
+                f"{KEY}.centres is {self.centres!r}; expected auto, head or embeddings"
             )
         if self.images_per_identity < 1 or self.embed_batch_size < 1:
-            raise ConfigError(
-                "data.hard_identity.images_per_identity and embed_batch_size must be >= 1"
-            )
+            raise ConfigError(f"{KEY}.images_per_identity and embed_batch_size must be >= 1")
         if self.index not in ("flat", "ivf", "hnsw"):
-            raise ConfigError(
-                f"data.hard_identity.index is {self.index!r}; expected flat, ivf or hnsw"
-            )
+            raise ConfigError(f"{KEY}.index is {self.index!r}; expected flat, ivf or hnsw")
+
+
+class HardIdentityBatches(PKBatches):
+    """P×K batches, ``mining.hard_fraction`` of their identities from FAISS neighbourhoods of the
+    class centres, refreshed every ``mining.every_n_steps`` (:class:`HardIdentitySampler`).
+
+    Args:
+        p, k, min_images: as :class:`~facerec.data.samplers.PKBatches`.
+        mining: :class:`HardIdentityOptions` (or a dict of them, as YAML gives it).
+    """
+
+    def __init__(
+        self,
+        p: int = 32,
+        k: int = 4,
+        min_images: int = 2,
+        mining: HardIdentityOptions = HardIdentityOptions(),
+    ) -> None:
+        super().__init__(p, k, min_images)
+        self.mining = mining
+
+    def check(self) -> None:
+        super().check()
+        self.mining = coerce(self.mining, HardIdentityOptions, KEY) or HardIdentityOptions()
+        self.mining.check()
+
+    def build(self, labels: np.ndarray, seed: int) -> HardIdentitySampler:
+        m = self.mining
+        return HardIdentitySampler(
+            labels,
+            self.p,
+            self.k,
+            self.min_images,
+            seed,
+            hard_fraction=m.hard_fraction,
+            group_size=m.group_size,
+        )
 
 
 class HardIdentitySampler(PKSampler):
@@ -226,4 +263,4 @@ class HardIdentitySampler(PKSampler):
             self._neighbours = np.asarray(table).astype(np.int64)
 
 
-__all__ = ["HardIdentityOptions", "HardIdentitySampler"]
+__all__ = ["HardIdentityBatches", "HardIdentityOptions", "HardIdentitySampler"]

@@ -1,5 +1,10 @@
 """Batches of offline-selected triplets (FaceNet): (anchor, positive, negative) image indices.
 
+A config names them as ``data.sampler: {class_path:
+facerec.data.offline_triplets.OfflineTripletBatches, init_args: {triplets_per_batch, mining:
+{...}}}`` (:class:`OfflineTripletBatches`); ``facerec fit`` adds the refresh they need
+(:func:`facerec.training.refresh.data_callbacks`).
+
 :class:`OfflineTripletSampler` is a batch sampler whose batches are ``T`` triplets laid out as
 ``[a₀, p₀, n₀, a₁, p₁, n₁, …]`` (3·T dataset indices). The triplets come from a pool that
 :class:`facerec.training.refresh.OfflineTripletRefresh` replaces every N steps with the triplets it
@@ -25,15 +30,18 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from facerec.data.samplers import _check_ranks, _ResumableBatchSampler
+from facerec.base.options import coerce
+from facerec.data.samplers import Batches, _check_ranks, _ResumableBatchSampler, check_count
 from facerec.errors import ConfigError
+
+#: where the options below stand in a config (for messages)
+KEY = "data.sampler.init_args.mining"
 
 
 @dataclass
 class OfflineTripletOptions:
-    """Offline triplet selection (``data.sampler: offline_triplets``).
+    """Offline triplet selection: the ``mining`` options of :class:`OfflineTripletBatches`.
 
-    triplets_per_batch: T; the batch holds 3·T images (this replaces ``batch_size``).
     every_n_steps: select new triplets every N optimiser steps (0: once per epoch).
     identities / images_per_identity: the subset embedded for each selection (identities with
         at least 2 images, drawn at random; FaceNet: ~40 images per identity).
@@ -43,7 +51,6 @@ class OfflineTripletOptions:
     embed_batch_size: images per forward pass of the embedding pass.
     """
 
-    triplets_per_batch: int = 32
     every_n_steps: int = 1000
     identities: int = 1000
     images_per_identity: int = 10
@@ -55,22 +62,45 @@ class OfflineTripletOptions:
 
     def check(self) -> None:
         """Raise :class:`ConfigError` on an out-of-range option."""
-        for name in ("triplets_per_batch", "identities", "search_k", "embed_batch_size"):
+        for name in ("identities", "search_k", "embed_batch_size"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"data.offline.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{KEY}.{name} must be >= 1, got {getattr(self, name)}")
         if self.images_per_identity < 2:
             raise ConfigError(
-                f"data.offline.images_per_identity must be >= 2 (anchor and positive), got "
+                f"{KEY}.images_per_identity must be >= 2 (anchor and positive), got "
                 f"{self.images_per_identity}"
             )
         if self.every_n_steps < 0:
-            raise ConfigError(f"data.offline.every_n_steps must be >= 0, got {self.every_n_steps}")
+            raise ConfigError(f"{KEY}.every_n_steps must be >= 0, got {self.every_n_steps}")
         if self.selection not in ("semi_hard", "hard"):
-            raise ConfigError(
-                f"data.offline.selection is {self.selection!r}; expected semi_hard or hard"
-            )
+            raise ConfigError(f"{KEY}.selection is {self.selection!r}; expected semi_hard or hard")
         if self.margin < 0:
-            raise ConfigError(f"data.offline.margin must be >= 0, got {self.margin}")
+            raise ConfigError(f"{KEY}.margin must be >= 0, got {self.margin}")
+
+
+class OfflineTripletBatches(Batches):
+    """Batches of T offline-selected triplets, 3·T images (:class:`OfflineTripletSampler`); the
+    pool is selected anew every ``mining.every_n_steps`` steps.
+
+    Args:
+        triplets_per_batch: T, triplets per batch and process.
+        mining: :class:`OfflineTripletOptions` (or a dict of them, as YAML gives it).
+    """
+
+    def __init__(
+        self, triplets_per_batch: int = 32, mining: OfflineTripletOptions = OfflineTripletOptions()
+    ) -> None:
+        self.triplets_per_batch, self.mining = triplets_per_batch, mining
+
+    def check(self) -> None:
+        name = f"data.sampler {type(self).__name__}"
+        t = check_count(name, "triplets_per_batch", self.triplets_per_batch, 1)
+        self.triplets_per_batch, self.batch_size = t, 3 * t
+        self.mining = coerce(self.mining, OfflineTripletOptions, KEY) or OfflineTripletOptions()
+        self.mining.check()
+
+    def build(self, labels: np.ndarray, seed: int) -> OfflineTripletSampler:
+        return OfflineTripletSampler(labels, self.triplets_per_batch, seed=seed)
 
 
 class OfflineTripletSampler(_ResumableBatchSampler):
@@ -175,4 +205,4 @@ class OfflineTripletSampler(_ResumableBatchSampler):
             self._pool = np.asarray(state["pool"]).astype(np.int64).reshape(-1, 3)
 
 
-__all__ = ["OfflineTripletOptions", "OfflineTripletSampler"]
+__all__ = ["OfflineTripletBatches", "OfflineTripletOptions", "OfflineTripletSampler"]

@@ -1,9 +1,14 @@
 """Batch samplers that know the DDP ranks and can resume in the middle of an epoch.
 
-* :class:`ShuffleBatchSampler` (``data.sampler: random``): a shuffled global batch of
+* :class:`Batches`: what ``data.sampler`` names by ``class_path`` (as ``model.backbone``): the
+  batch settings, checked when the config is read, that build the batch sampler once the
+  labels are known. :class:`PKBatches` here; ``HardIdentityBatches``
+  (:mod:`facerec.data.hard_identity`) and ``OfflineTripletBatches``
+  (:mod:`facerec.data.offline_triplets`) beside their samplers.
+* :class:`ShuffleBatchSampler` (``data.sampler: null``, the default): a shuffled global batch of
   ``batch_size × world_size`` images per step, rank r taking the r-th slice, so the images of a
   step are the same for any number of processes with the same global batch.
-* :class:`PKSampler` (``data.sampler: pk``): P identities × K images per batch, for metric
+* :class:`PKSampler` (:class:`PKBatches`): P identities × K images per batch, for metric
   learning; the ranks hold disjoint identities within a step.
 * :class:`ResumableDataLoader`: a DataLoader over one of these whose ``state_dict`` (the epoch
   and the batches trained in it) Lightning stores in every checkpoint (the fit loop saves the
@@ -30,7 +35,79 @@ from torch.utils.data import DataLoader, Sampler
 from facerec.base import distributed, lightning_compat
 from facerec.errors import ConfigError
 
-__all__ = ["PKSampler", "ResumableDataLoader", "ShuffleBatchSampler", "lightning_batches_done"]
+__all__ = [
+    "Batches",
+    "PKBatches",
+    "PKSampler",
+    "ResumableDataLoader",
+    "ShuffleBatchSampler",
+    "check_count",
+    "lightning_batches_done",
+]
+
+
+def check_count(owner: str, key: str, value: Any, least: int) -> int:
+    """``value`` as an int, or :class:`ConfigError` naming ``owner``'s ``key`` and the bound."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{owner} {key} is {value!r}; expected an integer >= {least}")
+    return int(value)
+
+
+class Batches:
+    """How training batches are drawn: the class ``data.sampler`` names by ``class_path``.
+
+    Built when the config is read; the DataModule calls :meth:`check` at once (bad settings are
+    refused then, in one line: a check inside the constructor would reach the user wrapped in
+    jsonargparse's message about the ``Batches | None`` union) and :meth:`build` once the
+    training labels are known. A subclass that needs a mining
+    refresh gets it from :func:`facerec.training.refresh.data_callbacks`, which holds the one
+    table from batch kind to refresh callback.
+
+    Attributes:
+        batch_size: images per batch and process (it replaces ``data.batch_size``).
+    """
+
+    batch_size: int
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` on a bad setting; convert option dicts (from YAML)."""
+        raise NotImplementedError
+
+    def build(self, labels: np.ndarray, seed: int) -> _ResumableBatchSampler:
+        """The batch sampler over dataset items of ``labels`` (N,), seeded by ``seed``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "batch_size")
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class PKBatches(Batches):
+    """P identities × K images per batch (:class:`PKSampler`); the batch holds P·K images.
+
+    Args:
+        p: identities per batch (per process).
+        k: images per identity.
+        min_images: identities with fewer images are left out (>= 1).
+    """
+
+    def __init__(self, p: int = 32, k: int = 4, min_images: int = 2) -> None:
+        self.p, self.k, self.min_images = p, k, min_images
+
+    def check(self) -> None:
+        name = f"data.sampler {type(self).__name__}"
+        self.p = check_count(name, "p", self.p, 1)
+        self.k = check_count(name, "k", self.k, 1)
+        self.min_images = check_count(name, "min_images", self.min_images, 1)
+        self.batch_size = self.p * self.k
+
+    def build(self, labels: np.ndarray, seed: int) -> PKSampler:
+        return PKSampler(labels, self.p, self.k, self.min_images, seed)
 
 
 class _EpochForwarder:

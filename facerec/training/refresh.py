@@ -1,17 +1,18 @@
 """Lightning callbacks that refresh what the samplers mine from: neighbourhoods and triplet pools.
 
-* :class:`HardIdentityRefresh` (``data.sampler: hard_identity``): every N steps takes the class
+* :class:`HardIdentityRefresh` (for ``HardIdentityBatches``): every N steps takes the class
   centres (the margin head's weights, or the mean embedding of a few images per identity), finds
   each identity's nearest identities with FAISS and hands the table to the
   :class:`~facerec.data.hard_identity.HardIdentitySampler`.
-* :class:`OfflineTripletRefresh` (``data.sampler: offline_triplets``): at the start of training and
-  every N steps embeds a random subset with the current weights (no gradient, eval mode), selects
+* :class:`OfflineTripletRefresh` (for ``OfflineTripletBatches``): at the start of training and every
+  N steps embeds a random subset with the current weights (no gradient, eval mode), selects
   hard or semi-hard triplets there (:func:`facerec.mining.offline.select_triplets`) and hands them
   to the :class:`~facerec.data.offline_triplets.OfflineTripletSampler`.
 
 ``facerec fit`` adds the right callback when the data's sampler needs one
-(:func:`data_callbacks`), so the sampler option is the only switch; in Python pass
-``callbacks=data_callbacks(datamodule)`` to the Trainer (the module refuses to fit without it).
+(:func:`data_callbacks`, from the one table :data:`REFRESH`), so ``data.sampler`` is the only
+switch; in Python pass ``callbacks=data_callbacks(datamodule)`` to the Trainer (the module
+refuses to fit without it).
 Under DDP every rank takes part in the embedding pass (each embeds 1/R of the subset; the
 embeddings are all-gathered), rank 0 runs the FAISS search, and the result is broadcast, so all
 ranks use the same table. Batches the DataLoader has already prefetched (about
@@ -32,8 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from facerec.base import distributed
-from facerec.data.hard_identity import HardIdentityOptions
-from facerec.data.offline_triplets import OfflineTripletOptions
+from facerec.data.hard_identity import HardIdentityBatches, HardIdentityOptions
+from facerec.data.offline_triplets import OfflineTripletBatches, OfflineTripletOptions
 from facerec.errors import ConfigError
 from facerec.heads.base import MarginHead
 from facerec.inference import Preprocess, TorchEmbedder, embed_images
@@ -93,13 +94,15 @@ def embed_indices(
 
 
 def data_callbacks(datamodule: Any) -> list[pl.Callback]:
-    """The refresh callback the datamodule's sampler needs (``data.sampler``), or none."""
+    """The refresh callback the datamodule's sampler needs (``data.sampler``), or none.
+
+    :data:`REFRESH` is the one place a batch kind meets its refresh.
+    """
     sampler = getattr(datamodule, "sampler", None)
     seed = int(getattr(datamodule, "seed", 0))
-    if sampler == "hard_identity":
-        return [HardIdentityRefresh(datamodule, datamodule.hard_identity, seed=seed)]
-    if sampler == "offline_triplets":
-        return [OfflineTripletRefresh(datamodule, datamodule.offline, seed=seed)]
+    for kind, refresh in REFRESH.items():
+        if isinstance(sampler, kind):
+            return [refresh(datamodule, sampler.mining, seed=seed)]
     return []
 
 
@@ -108,9 +111,10 @@ def check_data_callbacks(trainer: pl.Trainer, datamodule: Any) -> None:
     for needed in data_callbacks(datamodule):
         if not any(isinstance(cb, type(needed)) for cb in trainer.callbacks):
             raise ConfigError(
-                f"data.sampler: {datamodule.sampler} needs facerec.training.refresh."
-                f"{type(needed).__name__} among the trainer's callbacks; `facerec fit` adds it, "
-                "in Python pass callbacks=facerec.training.refresh.data_callbacks(datamodule)"
+                f"data.sampler {type(datamodule.sampler).__name__} needs "
+                f"facerec.training.refresh.{type(needed).__name__} among the trainer's callbacks; "
+                "`facerec fit` adds it, in Python pass "
+                "callbacks=facerec.training.refresh.data_callbacks(datamodule)"
             )
 
 
@@ -186,8 +190,8 @@ class HardIdentityRefresh(_PeriodicRefresh):
         if mode == "head":
             if head is None:
                 raise ConfigError(
-                    "data.hard_identity.centres is 'head' but the model has no margin head with "
-                    "class weights; use centres: embeddings"
+                    "data.sampler.init_args.mining.centres is 'head' but the model has no margin "
+                    "head with class weights; use centres: embeddings"
                 )
             w = head.gather_full(head.weight.detach())  # sharded: every rank gathers them all
             w = w.float().cpu().reshape(head.num_classes, -1, w.shape[-1])
@@ -284,7 +288,15 @@ class OfflineTripletRefresh(_PeriodicRefresh):
         pl_module.log("train/mining/pool_size", float(self.last_pool), batch_size=1)
 
 
+#: the refresh each batch kind needs (data.sampler's class -> callback, built with its
+#: ``mining`` options): the one place hard-identity and offline-triplet mining are wired
+REFRESH: dict[type, type[_PeriodicRefresh]] = {
+    HardIdentityBatches: HardIdentityRefresh,
+    OfflineTripletBatches: OfflineTripletRefresh,
+}
+
 __all__ = [
+    "REFRESH",
     "HardIdentityRefresh",
     "OfflineTripletRefresh",
     "check_data_callbacks",

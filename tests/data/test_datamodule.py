@@ -104,7 +104,7 @@ def test_augment_from_config_and_errors():
         build_augment([{"name": "NotATransform"}])
     with pytest.raises(ConfigError, match="HorizontalFlip"):
         build_augment([{"name": "HorizontalFlip", "prob": 0.5}])
-    with pytest.raises(ConfigError, match="data.sampler"):
+    with pytest.raises(ConfigError, match="data.sampler is 'balanced'; expected null"):
         FaceDataModule(sampler="balanced")  # type: ignore[arg-type]
 
 

@@ -4,11 +4,11 @@ Trains the same small IResNet with the triplet loss on the embedded synthetic id
 fixed number of steps, with the same seed, three ways:
 
 ==============  ===================================================================================
-random PK       ``data.sampler: pk``; TripletLoss(batch_hard) on P×K batches
-hard identity   ``data.sampler: hard_identity``; the same loss; every ``--refresh`` steps the mean
+random PK       ``PKBatches``; TripletLoss(batch_hard) on P×K batches
+hard identity   ``HardIdentityBatches``; the same loss; every ``--refresh`` steps the mean
                 embeddings of the identities are searched with FAISS and half of each batch comes
                 in groups of mutually close identities
-offline         ``data.sampler: offline_triplets``; every ``--refresh`` steps a subset is embedded
+offline         ``OfflineTripletBatches``; every ``--refresh`` steps a subset is embedded
                 and one semi-hard negative chosen per anchor-positive pair (FaceNet);
                 TripletLoss(offline: instead) on batches of T = P·K/3 of those triplets
 ==============  ===================================================================================
@@ -38,30 +38,46 @@ def run(method: str, seed: int, args: argparse.Namespace) -> tuple[float, float,
     import pytorch_lightning as pl
     import torch
 
-    from facerec.data.datamodule import FaceDataModule, PKOptions, SyntheticOptions
-    from facerec.data.hard_identity import HardIdentityOptions
-    from facerec.data.offline_triplets import OfflineTripletOptions
+    from facerec.data.datamodule import FaceDataModule, SyntheticOptions
+    from facerec.data.hard_identity import HardIdentityBatches, HardIdentityOptions
+    from facerec.data.offline_triplets import OfflineTripletBatches, OfflineTripletOptions
+    from facerec.data.samplers import PKBatches
     from facerec.training.module import FaceRecognitionModule
     from facerec.training.refresh import data_callbacks
 
     pl.seed_everything(seed, verbose=False)
-    sampler = {"random PK": "pk", "hard identity": "hard_identity", "offline": "offline_triplets"}
     t = max(1, args.p * args.k // 3)
+    sampler = {
+        "random PK": PKBatches(args.p, args.k),
+        "hard identity": HardIdentityBatches(
+            args.p,
+            args.k,
+            mining=HardIdentityOptions(
+                every_n_steps=args.refresh,
+                neighbours=8,
+                group_size=4,
+                hard_fraction=0.5,
+                centres="embeddings",
+                images_per_identity=4,
+            ),
+        ),
+        "offline": OfflineTripletBatches(
+            t,
+            mining=OfflineTripletOptions(
+                every_n_steps=args.refresh,
+                identities=args.subset_ids,
+                images_per_identity=min(args.images, 10),
+                selection="semi_hard",
+                margin=args.margin,
+                distance="euclidean",
+            ),
+        ),
+    }
     dm = FaceDataModule(
         image_size=(args.size, args.size),
         num_workers=0,
         augment=[],
         sampler=sampler[method],
-        pk=PKOptions(p=args.p, k=args.k),
-        hard_identity=HardIdentityOptions(
-            every_n_steps=args.refresh, neighbours=8, group_size=4, hard_fraction=0.5,
-            centres="embeddings", images_per_identity=4,
-        ),
-        offline=OfflineTripletOptions(
-            triplets_per_batch=t, every_n_steps=args.refresh, identities=args.subset_ids,
-            images_per_identity=min(args.images, 10), selection="semi_hard", margin=args.margin,
-            distance="euclidean",
-        ),
         synthetic=SyntheticOptions(
             identities=args.identities, images_per_identity=args.images, size=args.size, seed=seed
         ),
