@@ -20,7 +20,7 @@ Each is trained by the real trainer (``facerec fit --config configs/quickstart.y
 
 Runs, every one with the same data, steps and seed for both networks:
 
-1. quick start: 150 synthetic training identities × 20 images, 8 epochs at batch 128; the
+1. quick start: 200 synthetic training identities × 20 images, 8 epochs at batch 128; the
    held-out accuracy is ``val/acc`` after the last epoch (1,000 + 1,000 pairs of 50 identities
    never trained on, best threshold, as the quick start prints) and ``facerec eval --synthetic``
    on ``last.ckpt`` (2,000 held-out pairs, 10-fold mean ± std, flip test);
