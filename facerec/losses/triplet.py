@@ -45,8 +45,8 @@ class TripletLoss(MetricLoss):
             d_an (TensorFlow, default) or ``"smallest"`` (the hardest negative).
         max_chunk_elements: bound on the (chunk, B) temporaries of batch-all and semi-hard.
         offline: ``"off"`` (online mining only), ``"instead"`` (the batch is offline-selected
-            triplets laid out as [a, p, n, …] by ``data.sampler: offline_triplets``; the loss is
-            the mean of their terms and ``mining`` is not used) or ``"alongside"`` (those
+            triplets laid out as [a, p, n, …] by ``OfflineTripletBatches`` (``data.sampler``); the
+            loss is the mean of their terms and ``mining`` is not used) or ``"alongside"`` (those
             triplets' loss plus the online-mined loss on the same batch; the offline triplets'
             stats are logged with an ``offline_`` prefix).
 

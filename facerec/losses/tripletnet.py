@@ -10,7 +10,7 @@ averaged over the triplets. It has no margin: it keeps pushing until d₋ ≫ d�
 as σ(d₊ − d₋)² does). Which triplets: Hoffer & Ailon sample them at random; here ``mining``
 picks them on the batch (``batch_all`` every valid triplet, ``batch_hard``, ``semi_hard``, see
 :mod:`facerec.mining.triplets`), or ``offline: instead`` takes the batch's offline triplets (the
-layout of ``data.sampler: offline_triplets``), as :class:`~facerec.losses.TripletLoss` does.
+layout of ``OfflineTripletBatches``), as :class:`~facerec.losses.TripletLoss` does.
 """
 
 from __future__ import annotations

@@ -151,7 +151,8 @@ def batch_layout_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     if b % 3 != 0 or b == 0:
         raise FacerecError(
             f"offline triplet loss needs a batch of 3·T images laid out as (anchor, positive, "
-            f"negative) triplets, got {b} images; use data.sampler: offline_triplets"
+            f"negative) triplets, got {b} images; use data.sampler: "
+            "facerec.data.offline_triplets.OfflineTripletBatches"
         )
     idx = torch.arange(b, device=labels.device)
     a, p, n = idx[0::3], idx[1::3], idx[2::3]
@@ -159,7 +160,7 @@ def batch_layout_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         raise FacerecError(
             "offline triplet loss: the batch is not laid out as (anchor, positive, negative) "
             "triplets (labels of a and p must agree, of a and n differ); use "
-            "data.sampler: offline_triplets"
+            "data.sampler: facerec.data.offline_triplets.OfflineTripletBatches"
         )
     return a, p, n
 

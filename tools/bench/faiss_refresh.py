@@ -1,10 +1,10 @@
 """Benchmark: what one hard-identity refresh costs in FAISS, for 10k to 1M identities.
 
-A refresh (``data.sampler: hard_identity``) searches each identity's nearest identities among the
+A refresh (``HardIdentityBatches``) searches each identity's nearest identities among the
 class centres. This times :func:`facerec.mining.neighbours.nearest_identities` on random
 L2-normalised centres (C × D, float32) for each index type, so a user can pick
-``data.hard_identity.every_n_steps`` (the time is added once per refresh; the centres of a margin
-head are already in memory, ``centres: embeddings`` adds an embedding pass on top).
+``data.sampler.init_args.mining.every_n_steps`` (the time is added once per refresh; the centres
+of a margin head are already in memory, ``centres: embeddings`` adds an embedding pass on top).
 
 Exact search (``flat``) is O(C²·D): it is skipped above ``--flat-max`` identities (default 200k;
 1M × 1M × 512 is ~5·10¹⁴ multiply-adds). ``ivf`` (nprobe 16) and ``hnsw`` are approximate;
