@@ -25,6 +25,7 @@ from facerec.metrics.calibration import METHODS as CALIBRATION_METHODS
 from facerec.mining.faiss_index import INDEX_KINDS
 
 from . import benchmarks as bm
+from .embed import add_model_run_arguments
 from .evaluation import EvalOptions, IdentificationSet, check_benchmarks, evaluate
 from .groups import add_group_arguments, format_groups, read_groups_csv
 from .html_report import DEFAULT_REPORT_PAIRS
@@ -94,17 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("run")
     o.add_argument("--batch-size", type=int, default=128, help="images per forward (default 128)")
     o.add_argument("--no-flip", action="store_true", help="skip the flip test")
-    o.add_argument(
-        "--resize-mode",
-        choices=("resize", "center_crop"),
-        help="for images not at the model's input size (default: the model's)",
-    )
+    add_model_run_arguments(o)
     o.add_argument("--workers", type=int, default=2, help="image decoding threads (default 2)")
-    o.add_argument(
-        "--device",
-        default="auto",
-        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N",
-    )
     o.add_argument(
         "--out", default="runs/eval", metavar="DIR", help="output folder (default runs/eval)"
     )

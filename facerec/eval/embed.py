@@ -1,6 +1,9 @@
-"""Scoring verification pairs with an embedder: each image embedded once, cosine per pair."""
+"""Scoring verification pairs with an embedder: each image embedded once, cosine per pair; and
+the flags every command that runs a model on images shares."""
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 
@@ -28,3 +31,17 @@ def score_benchmark(
     emb = l2_normalize(emb).astype(np.float64)
     inv = inverse.reshape(-1, 2)
     return np.einsum("nd,nd->n", emb[inv[:, 0]], emb[inv[:, 1]])
+
+
+def add_model_run_arguments(group: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--resize-mode`` and ``--device``, as ``eval``, ``embed`` and ``verify`` take them."""
+    group.add_argument(
+        "--resize-mode",
+        choices=("resize", "center_crop"),
+        help="for images not at the model's input size (default: the model's)",
+    )
+    group.add_argument(
+        "--device",
+        default="auto",
+        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N",
+    )

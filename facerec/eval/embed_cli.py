@@ -55,6 +55,7 @@ from facerec.inference import (
 from facerec.io import atomic_path, check_free_space, check_output, write_failed
 from facerec.metrics.quality import QualityScorer, resolve_method
 
+from .embed import add_model_run_arguments
 from .quality import add_quality_arguments
 
 
@@ -203,16 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--flip", action="store_true", help="add the mirror image's embedding")
     p.add_argument("--normalize", action="store_true", help="L2-normalise each embedding")
-    p.add_argument(
-        "--resize-mode",
-        choices=("resize", "center_crop"),
-        help="for images not at the model's input size (default: the model's)",
-    )
-    p.add_argument(
-        "--device",
-        default="auto",
-        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N",
-    )
+    add_model_run_arguments(p)
     p.add_argument("--workers", type=int, default=2, help="image decoding threads (default 2)")
     p.add_argument(
         "--skip-bad",

@@ -42,6 +42,8 @@ from facerec.metrics.calibration import (
 )
 from facerec.metrics.verification import far_key
 
+from .embed import add_model_run_arguments
+
 HOW_TO = (
     "fit and store one with: facerec eval --checkpoint MODEL --pairs-csv PAIRS.csv --calibrate "
     "(writes MODEL.calibrated.ckpt; --calibrate-in-place stores it in MODEL)"
@@ -175,16 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="decide at this cosine score instead (same person when score >= T)",
     )
     p.add_argument("--flip", action="store_true", help="add the mirror image's embedding")
-    p.add_argument(
-        "--resize-mode",
-        choices=("resize", "center_crop"),
-        help="for images not at the model's input size (default: the model's)",
-    )
-    p.add_argument(
-        "--device",
-        default="auto",
-        help="auto (default: cuda when available, else cpu), cpu, cuda or cuda:N",
-    )
+    add_model_run_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     add_align_arguments(p)
     return p
