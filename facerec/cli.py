@@ -113,6 +113,12 @@ def _cli_class():
                     given = model.as_dict() if hasattr(model, "as_dict") else dict(model or {})
                     check_resume_options(ckpt.get("hyper_parameters") or {}, given, path)
 
+        def ckpt_hyperparameters(self, hparams: dict) -> dict:
+            # a checkpoint from before model.optim resumes: its flat keys become the record
+            from facerec.training.optim import upgrade_flat_keys
+
+            return upgrade_flat_keys(hparams)
+
         def init_parser(self, **kwargs) -> LightningArgumentParser:
             parser = super().init_parser(**kwargs)
             parser.exit_on_error = False  # errors reach main() as one line, not a usage page

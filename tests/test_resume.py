@@ -82,3 +82,25 @@ def test_killed_fit_resumes_with_the_next_batch_and_same_state(tmp_path):
     assert float(w_ref["head.t"]) != 0.0  # the running buffer moved
     for k in w_ref:
         torch.testing.assert_close(w_got[k], w_ref[k], rtol=1e-6, atol=1e-6, msg=k)
+
+
+def test_a_checkpoint_from_before_the_optim_record_resumes(tmp_path):
+    """A checkpoint whose hyper-parameters hold the flat optimiser keys of before issue 23
+    (``lr``, ``lr_schedule``, ...) resumes with ``--ckpt_path FILE``: its keys are read as the
+    ``model.optim`` record (they were refused at parse time, so an old run could not go on)."""
+    args = [a for a in ARGS if a != "--trainer.callbacks+=lightning_probe.Probe"]
+    first = fit(tmp_path / "a", *args, "--trainer.max_steps", "2")
+    assert first.returncode == 0, first.stderr[-4000:]
+    ckpt = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=False)
+    hp = ckpt["hyper_parameters"]
+    optim = hp.pop("optim")
+    flat = {"name": "optimizer", "schedule": "lr_schedule"}
+    hp.update({flat.get(k, k): v for k, v in optim.items()})
+    assert "lr_schedule" in hp and "optim" not in hp  # the layout of before
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    resumed = fit(tmp_path / "b", *args, "--trainer.max_steps", "4", "--ckpt_path", str(old))
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    after = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert after["global_step"] == 4
+    assert after["hyper_parameters"]["optim"]["schedule"] == optim["schedule"] == "cosine"

@@ -7,6 +7,7 @@ and tests/data/test_samplers.py exercise every function.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -69,7 +70,8 @@ def cli_base() -> type:
     ``filter_callbacks(config, callbacks)`` sees the callbacks built from the parser's callback
     arguments (``--checkpoint.*``) before the Trainer is made, and ``before_ckpt_path(path)``
     sees ``--ckpt_path`` before Lightning loads it (to merge its hyper-parameters into the
-    config). Why: LightningCLI builds those callbacks and reads that file inside
+    config), and ``ckpt_hyperparameters(hparams)`` may bring those of an older layout up to date
+    before the merge. Why: LightningCLI builds those callbacks and reads that file inside
     ``_instantiate_trainer`` and ``_parse_ckpt_path``, with no hook around either."""
     from pytorch_lightning.cli import LightningCLI
 
@@ -83,9 +85,26 @@ def cli_base() -> type:
         def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
             return super()._instantiate_trainer(config, self.filter_callbacks(config, callbacks))
 
+        def ckpt_hyperparameters(self, hparams: dict[str, Any]) -> dict[str, Any]:
+            return hparams
+
         def _parse_ckpt_path(self) -> None:
+            # LightningCLI._parse_ckpt_path (2.6), with ckpt_hyperparameters between the load
+            # and the merge: a checkpoint of an older layout is brought up to date first
             sub = self.config.get("subcommand")
-            self.before_ckpt_path(self.config[sub].get("ckpt_path") if sub else None)
-            super()._parse_ckpt_path()
+            path = self.config[sub].get("ckpt_path") if sub else None
+            self.before_ckpt_path(path)
+            if not path or not os.path.isfile(path):
+                return
+            import torch
+
+            ckpt = torch.load(path, weights_only=True, map_location="cpu")
+            hparams = self.ckpt_hyperparameters(dict(ckpt.get("hyper_parameters") or {}))
+            hparams.pop("_instantiator", None)
+            if not hparams:
+                return
+            if "_class_path" in hparams:
+                hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+            self.config = self.parser.parse_object({sub: {"model": hparams}}, self.config)
 
     return CompatCLI

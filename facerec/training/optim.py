@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -73,6 +73,16 @@ class OptimOptions:
         if self.lr_reference_batch and global_batch:
             return self.lr * global_batch / self.lr_reference_batch
         return self.lr
+
+
+def upgrade_flat_keys(hparams: dict[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters saved before ``model.optim`` (flat ``lr``, ``lr_schedule``, ...) with
+    those keys moved into the ``optim`` record; others are returned as they are."""
+    if hparams.get("optim") is not None or not any(k in hparams for k in FLAT_KEYS):
+        return hparams
+    out = {k: v for k, v in hparams.items() if k not in FLAT_KEYS}
+    out["optim"] = {new: hparams[old] for old, new in FLAT_KEYS.items() if old in hparams}
+    return out
 
 
 def renamed_flat_key(key: str) -> str | None:
