@@ -184,17 +184,25 @@ def _model_specs(models: Sequence[ModelSpec]) -> list[tuple[str, Any, str]]:
     return out
 
 
+def check_pairs(b: bm.PairBenchmark, n_folds: int) -> None:
+    """DataError unless the k-fold protocol can use ``b``'s pairs: both classes, and folds
+    that each hold both (:func:`facerec.metrics.verification.check_folds`)."""
+    n_same = int(b.issame.sum())
+    if n_same in (0, b.num_pairs):
+        what = (
+            "no pairs"
+            if b.num_pairs == 0
+            else f"all {b.num_pairs} pairs are {'genuine' if n_same else 'impostor'}"
+        )
+        raise DataError(f"{what}; expected genuine and impostor pairs")
+    check_folds(b.issame, b.folds, n_folds)
+
+
 def check_benchmarks(benchmarks: Sequence[bm.PairBenchmark], folds: int) -> None:
     """Refuse, before any embedding, a benchmark the k-fold protocol cannot use."""
     for b in benchmarks:
         try:
-            n_same = int(b.issame.sum())
-            if n_same in (0, b.num_pairs):
-                raise DataError(
-                    f"all {b.num_pairs} pairs are {'genuine' if n_same else 'impostor'}; "
-                    "expected genuine and impostor pairs"
-                )
-            check_folds(b.issame, b.folds, folds)
+            check_pairs(b, folds)
         except DataError as e:
             raise DataError(f"{b.source or b.name}: {e}") from None
 
@@ -300,12 +308,11 @@ def _identification(
 
 @dataclass
 class _Scored:
-    """One model's scores on one benchmark, after ``--min-quality``."""
+    """One model's scores on one benchmark: ``bench`` is the benchmark itself, or the view of
+    the pairs ``--min-quality`` kept (``keep``, a mask over the benchmark's pairs)."""
 
     scores: np.ndarray
-    issame: np.ndarray
-    pairs: np.ndarray
-    folds: np.ndarray | None
+    bench: bm.PairBenchmark
     stats: EmbedStats
     keep: np.ndarray | None = None
     quality: dict | None = None
@@ -319,7 +326,7 @@ def _score(
     ``--min-quality`` selection."""
     stats: list[EmbedStats] = []
     scores = score_benchmark(emb, images, b.pairs, opts.batch_size, opts.flip, opts.workers, stats)
-    out = _Scored(scores, b.issame, b.pairs, b.folds, stats[0])
+    out = _Scored(scores, b, stats[0])
     if opts.quality is None:
         return out
     method = quality_method(opts.quality)
@@ -363,17 +370,11 @@ def _score(
             f"{out.quality['pairs_dropped']} of {b.num_pairs} pairs",
             file=sys.stderr,
         )
-        out.keep = keep
-        out.scores, out.issame, out.pairs = scores[keep], b.issame[keep], b.pairs[keep]
-        out.folds = None if b.folds is None else b.folds[keep]
+        out.keep, out.scores = keep, scores[keep]
+        folds = None if b.folds is None else b.folds[keep]
+        out.bench = dataclasses.replace(b, pairs=b.pairs[keep], issame=b.issame[keep], folds=folds)
         try:
-            n_same = int(out.issame.sum())
-            if n_same in (0, out.issame.size):
-                raise DataError(
-                    f"{out.issame.size} pairs are left and none is "
-                    f"{'an impostor' if n_same else 'genuine'} pair"
-                )
-            check_folds(out.issame, out.folds, opts.folds)
+            check_pairs(out.bench, opts.folds)
         except DataError as e:
             raise DataError(
                 f"{b.name}: after --min-quality {opts.min_quality:g} ({method} quality, images "
@@ -382,12 +383,11 @@ def _score(
     return out
 
 
-def _groups(s: _Scored, b: bm.PairBenchmark, pg: Any, opts: EvalOptions) -> dict:
+def _groups(s: _Scored, pg: Any, opts: EvalOptions) -> dict:
     """The per-group entry of one model on ``b`` (over the pairs ``--min-quality`` kept)."""
     if s.keep is not None:
-        b = dataclasses.replace(b, pairs=s.pairs, issame=s.issame, folds=s.folds)
         pg = dataclasses.replace(pg, labels=pg.labels[s.keep])
-    entry = group_entry(s.scores, b, pg, opts.folds, DEFAULT_FARS)
+    entry = group_entry(s.scores, s.bench, pg, opts.folds, DEFAULT_FARS)
     for w in entry["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     return entry
@@ -407,7 +407,7 @@ def _calibrate(
     from .verify_cli import write_checkpoint_calibration, write_onnx_calibration
 
     cal: Calibration = fit_calibration(
-        s.scores, s.issame, opts.calibrate, opts.calibrate_folds, benchmark=bench
+        s.scores, s.bench.issame, opts.calibrate, opts.calibrate_folds, benchmark=bench
     )
     entry: dict[str, Any] = {**cal.to_dict(), "written_to": None}
     print(f"[{name}] " + format_calibration(cal), file=sys.stderr)
@@ -526,8 +526,9 @@ def evaluate(
             images = b.images if aligner is None else aligner.wrap(b.name, b.images, emb)
             s = _score(emb, b, images, opts, name)
             model["embedding_dim"] = s.stats.dim
+            kept = s.bench
             rep = verification_report(
-                s.scores, s.issame, s.folds, opts.folds, DEFAULT_FARS, b.fold_method
+                s.scores, kept.issame, kept.folds, opts.folds, DEFAULT_FARS, b.fold_method
             )
             rep.update(
                 source=b.source,
@@ -538,9 +539,8 @@ def evaluate(
             )
             if out_dir is not None:
                 hist = f"hist_{b.name}_{name}.png"
-                plot_histograms(
-                    out_dir / hist, s.scores, s.issame, f"{b.name}: {name}", rep["threshold_mean"]
-                )
+                title = f"{b.name}: {name}"
+                plot_histograms(out_dir / hist, s.scores, kept.issame, title, rep["threshold_mean"])
                 rep["plots"]["histogram"] = hist
             if s.quality is not None:
                 rep["quality"] = s.quality
@@ -549,15 +549,15 @@ def evaluate(
             if aligner is not None:  # faces not found: centre-cropped, counted (never dropped)
                 rep["align"] = aligner.report(b.name)
             if b.name in plans:
-                rep["groups"] = _groups(s, b, plans[b.name], opts)
+                rep["groups"] = _groups(s, plans[b.name], opts)
             model["verification"][b.name] = rep
             if report is not None:
                 report.add_pairs(
                     name,
                     b.name,
                     images,
-                    s.pairs,
-                    s.issame,
+                    kept.pairs,
+                    kept.issame,
                     s.scores,
                     rep["threshold_mean"],
                     emb.input_size,
