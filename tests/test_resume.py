@@ -91,7 +91,7 @@ def test_a_checkpoint_from_before_the_optim_record_resumes(tmp_path):
     args = [a for a in ARGS if a != "--trainer.callbacks+=lightning_probe.Probe"]
     first = fit(tmp_path / "a", *args, "--trainer.max_steps", "2")
     assert first.returncode == 0, first.stderr[-4000:]
-    ckpt = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=True)
     hp = ckpt["hyper_parameters"]
     optim = hp.pop("optim")
     flat = {"name": "optimizer", "schedule": "lr_schedule"}
@@ -101,6 +101,6 @@ def test_a_checkpoint_from_before_the_optim_record_resumes(tmp_path):
     torch.save(ckpt, old)
     resumed = fit(tmp_path / "b", *args, "--trainer.max_steps", "4", "--ckpt_path", str(old))
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    after = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
+    after = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)
     assert after["global_step"] == 4
     assert after["hyper_parameters"]["optim"]["schedule"] == optim["schedule"] == "cosine"

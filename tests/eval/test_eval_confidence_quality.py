@@ -79,7 +79,7 @@ def test_calibrate_writes_a_copy_verify_reads_and_onnx_carries(fit_run, tmp_path
     record = {k: v for k, v in c.items() if k not in ("plot", "written_to", "not_written")}
     assert stored is not None and stored.to_dict() == Calibration.from_dict(record).to_dict()
     # the copy is the same model: same weights, only the calibration added
-    a, b = torch.load(ckpt, weights_only=False), torch.load(copy, weights_only=False)
+    a, b = torch.load(ckpt, weights_only=True), torch.load(copy, weights_only=True)
     assert a["state_dict"].keys() == b["state_dict"].keys()
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert_documented([c])
