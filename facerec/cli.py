@@ -97,21 +97,24 @@ def _cli_class():
                 callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
             return callbacks
 
-        def before_ckpt_path(self, path: str | None) -> None:
-            # Lightning merges the hyper-parameters of --ckpt_path FILE into the config after a
-            # bare torch.load; read the file safely first (one line if damaged or hostile)
+        def before_ckpt_path(self, path: str | None) -> dict | None:
+            # the hyper-parameters of --ckpt_path FILE are merged into the config from this
+            # safe read (one line if damaged or hostile); returned so it is read only once
             sub = self.config.get("subcommand")
             if not path or not sub:
-                return
+                return None
             config = self.config[sub]
+            given_path = path
             if path == "last" and sub == "fit":
                 path = _last_checkpoint(config)
-            if path and os.path.isfile(path):
-                ckpt = read_resume(path)
-                if sub == "fit":  # the model options must be the checkpoint's
-                    model = config.get("model")
-                    given = model.as_dict() if hasattr(model, "as_dict") else dict(model or {})
-                    check_resume_options(ckpt.get("hyper_parameters") or {}, given, path)
+            if not (path and os.path.isfile(path)):
+                return None
+            ckpt = read_resume(path)
+            if sub == "fit":  # the model options must be the checkpoint's
+                model = config.get("model")
+                given = model.as_dict() if hasattr(model, "as_dict") else dict(model or {})
+                check_resume_options(ckpt.get("hyper_parameters") or {}, given, path)
+            return ckpt if path == given_path else None
 
         def ckpt_hyperparameters(self, hparams: dict) -> dict:
             # a checkpoint from before model.optim resumes: its flat keys become the record

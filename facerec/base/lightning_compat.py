@@ -66,12 +66,13 @@ def restore_pending_loader_state(trainer: Any) -> None:
 
 
 def cli_base() -> type:
-    """A LightningCLI with two public hooks in place of private methods:
+    """A LightningCLI with public hooks in place of private methods:
     ``filter_callbacks(config, callbacks)`` sees the callbacks built from the parser's callback
-    arguments (``--checkpoint.*``) before the Trainer is made, and ``before_ckpt_path(path)``
-    sees ``--ckpt_path`` before Lightning loads it (to merge its hyper-parameters into the
-    config), and ``ckpt_hyperparameters(hparams)`` may bring those of an older layout up to date
-    before the merge. Why: LightningCLI builds those callbacks and reads that file inside
+    arguments (``--checkpoint.*``) before the Trainer is made; ``before_ckpt_path(path)`` sees
+    ``--ckpt_path`` before its hyper-parameters are merged into the config (returning the
+    checkpoint dict it read from ``path``, if it did, spares a second read); and
+    ``ckpt_hyperparameters(hparams)`` may bring those of an older layout up to date before the
+    merge. Why: LightningCLI builds those callbacks and reads that file inside
     ``_instantiate_trainer`` and ``_parse_ckpt_path``, with no hook around either."""
     from pytorch_lightning.cli import LightningCLI
 
@@ -79,8 +80,8 @@ def cli_base() -> type:
         def filter_callbacks(self, config: dict[str, Any], callbacks: list) -> list:
             return callbacks
 
-        def before_ckpt_path(self, path: str | None) -> None:
-            pass
+        def before_ckpt_path(self, path: str | None) -> dict[str, Any] | None:
+            return None
 
         def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
             return super()._instantiate_trainer(config, self.filter_callbacks(config, callbacks))
@@ -93,12 +94,13 @@ def cli_base() -> type:
             # and the merge: a checkpoint of an older layout is brought up to date first
             sub = self.config.get("subcommand")
             path = self.config[sub].get("ckpt_path") if sub else None
-            self.before_ckpt_path(path)
+            ckpt = self.before_ckpt_path(path)
             if not path or not os.path.isfile(path):
                 return
-            import torch
+            if ckpt is None:  # the hook did not read the file already
+                import torch
 
-            ckpt = torch.load(path, weights_only=True, map_location="cpu")
+                ckpt = torch.load(path, weights_only=True, map_location="cpu")
             hparams = self.ckpt_hyperparameters(dict(ckpt.get("hyper_parameters") or {}))
             hparams.pop("_instantiator", None)
             if not hparams:
