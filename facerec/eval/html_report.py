@@ -34,6 +34,7 @@ from facerec.io import atomic_write_text
 from facerec.metrics.verification import far_key
 
 from .groups import groups_html
+from .report import QUALITY_HEAD, quality_cells
 from .report import percent as _pct
 
 #: hardest genuine and impostor pairs shown per model and benchmark (``--report-pairs``)
@@ -355,9 +356,14 @@ def html_page(title: str, body: list[str]) -> str:
     return "\n".join([*head, *body, "</body></html>"]) + "\n"
 
 
-def html_table(head: list[str], rows: list[str], cls: str = "", table_id: str = "") -> str:
-    """A table of escaped ``head`` cells and ready-made ``<tr>`` ``rows``."""
-    th = "".join(f"<th>{_e(h)}</th>" for h in head)
+def html_table(
+    head: list[str], rows: list[str], cls: str = "", table_id: str = "", left: int = 0
+) -> str:
+    """A table of escaped ``head`` cells (the first ``left`` aligned left, as their columns)
+    and ready-made ``<tr>`` ``rows``."""
+    th = "".join(
+        ('<th class="l">' if i < left else "<th>") + f"{_e(h)}</th>" for i, h in enumerate(head)
+    )
     attrs = (f' id="{_e(table_id)}"' if table_id else "") + (f' class="{_e(cls)}"' if cls else "")
     return f"<table{attrs}><tr>{th}</tr>{''.join(rows)}</table>"
 
@@ -541,24 +547,12 @@ def _quality(bench: str, models: dict, erc_png: str | None, out_dir: Path) -> li
     if erc_png:
         out.append(f'<div class="plots"><img class="erc" alt="ERC {_e(bench)}" '
                    f'src="{file_data_uri(out_dir / erc_png)}"></div>')  # fmt: skip
-    body = "".join(
-        f'<tr><td class="l">{_e(m)}</td><td class="l">{_e(q["method"])}</td>'
-        f"<td>{q['num_images']}</td><td>{_num(q['image_quality']['median'], '.4g')}</td>"
-        f"<td>{_pct(q['erc']['area'])}</td><td>{_pct(q['erc']['area_oracle'])}</td>"
-        f"<td>{_pct(q['erc']['area_random'])}</td>"
-        + (
-            f"<td>{_e(format(q['min_quality'], 'g'))}</td><td>{q['images_below']}</td>"
-            f"<td>{q['pairs_dropped']}</td>"
-            if q.get("min_quality") is not None
-            else "<td>-</td><td>-</td><td>-</td>"
-        )
-        + "</tr>"
-        for m, q in rows
-    )
-    out.append('<table class="quality"><tr><th class="l">model</th><th class="l">method</th>'
-               "<th>images</th><th>median quality</th><th>ERC area %</th><th>oracle %</th>"
-               "<th>no rejection %</th><th>min quality</th><th>images below</th>"
-               f"<th>pairs left out</th></tr>{body}</table>")  # fmt: skip
+    body = []
+    for m, q in rows:
+        method, *rest = quality_cells(q)
+        cells = "".join(f"<td>{_e(c)}</td>" for c in rest)
+        body.append(f'<tr><td class="l">{_e(m)}</td><td class="l">{_e(method)}</td>{cells}</tr>')
+    out.append(html_table(["model", *QUALITY_HEAD], body, "quality", left=2))
     out.append(f'<p class="meta">ERC: FNMR of the genuine pairs kept at the threshold of FAR '
                f"{far:g} (fixed on all pairs) while the lowest-quality 0-50 % of pairs are "
                "rejected (a pair has its worse image's quality); area = mean FNMR over that "

@@ -204,32 +204,35 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+#: the columns of the face-image quality table after the model (and, in the console, the
+#: benchmark): console and HTML report show the same cells (:func:`quality_cells`)
+QUALITY_HEAD = ["method", "images", "median quality", "ERC area %", "oracle %", "no rejection %"]
+QUALITY_HEAD += ["min quality", "images below", "pairs left out"]
+
+
+def quality_cells(q: dict) -> list[str]:
+    """One model's ``quality`` entry of a benchmark as the cells of :data:`QUALITY_HEAD`."""
+    e, median = q["erc"], q["image_quality"]["median"]
+    cells = [q["method"], str(q["num_images"]), "-" if median is None else f"{median:.4g}"]
+    cells += [percent(e["area"]), percent(e["area_oracle"]), percent(e["area_random"])]
+    if q.get("min_quality") is None:
+        return [*cells, "-", "-", "-"]
+    return [*cells, f"{q['min_quality']:g}", str(q["images_below"]), str(q["pairs_dropped"])]
+
+
 def _quality_lines(ver_rows: list[tuple[str, str, dict]]) -> list[str]:
     """The face-image quality table (``--quality``): the ERC's areas and what
     ``--min-quality`` left out."""
     rows = [(name, b, v["quality"]) for name, b, v in ver_rows if v.get("quality")]
     if not rows:
         return []
-    head = ["model", "benchmark", "method", "images", "median q", "ERC area", "oracle", "none"]
-    head += ["min q", "images below", "pairs left out"]
-    body = []
-    for name, b, q in rows:
-        e = q["erc"]
-        body.append(
-            [name, b, q["method"], str(q["num_images"]), f"{q['image_quality']['median']:.4g}"]
-            + [percent(e["area"]), percent(e["area_oracle"]), percent(e["area_random"])]
-            + (
-                [f"{q['min_quality']:g}", str(q["images_below"]), str(q["pairs_dropped"])]
-                if q.get("min_quality") is not None
-                else ["-", "-", "-"]
-            )
-        )
+    body = [[name, b, *quality_cells(q)] for name, b, q in rows]
     far = rows[0][2]["erc"]["far"]
     return [
         "",
         f"Face-image quality: mean FNMR % at FAR {far:g} while rejecting 0-50 % of pairs, worst "
-        "image first (ERC area; oracle = best possible, none = no rejection; lower is better)",
-        *grid(head, body),
+        "image first (ERC area; the oracle is the best possible; lower is better)",
+        *grid(["model", "benchmark", *QUALITY_HEAD], body),
     ]
 
 
