@@ -10,10 +10,8 @@ Layout (as insightface distributes the meta files; ``<n>`` is ``ijbc`` or ``ijbb
     ROOT/meta/<n>_1N_probe_mixed.csv             CSV with a header, columns template, subject, ...
 
 The 1:N files are optional. A malformed line raises one :class:`DataError` naming the file and
-line. Each image is aligned from its 5 landmarks onto the model's template (ArcFace's unless it
-declares another) at its input size (:func:`aligned_images`), embedded with the flip test by the
-shared loop (:func:`facerec.inference.embed_images`), then pooled and scored by
-:mod:`facerec.eval.ijb_protocol`.
+line. Images are aligned from their 5 landmarks (:func:`aligned_images`), embedded, then pooled
+and scored by :mod:`facerec.eval.ijb_protocol`.
 """
 
 from __future__ import annotations
@@ -46,27 +44,12 @@ from .ijb_protocol import (
 IJB_NAMES = ("IJBC", "IJBB")
 
 
-def _gallery_keys(name: str) -> tuple[str, str]:
-    return ("G1", "G2") if name == "IJBC" else ("S1", "S2")
-
-
 @dataclass
 class IJBMeta:
-    """The meta files of one IJB benchmark.
-
-    Attributes:
-        root: the benchmark folder (holding ``loose_crop/`` and ``meta/``).
-        name: "IJBC" or "IJBB".
-        images: (N,) image file names under ``loose_crop/``.
-        landmarks: (N, 5, 2) float32 landmarks (x, y) in image pixels.
-        faceness: (N,) float32 detector scores.
-        templates: (N,) int64 template id of each image.
-        medias: (N,) int64 media id of each image.
-        pairs: (P, 2) int64 template ids of the 1:1 pairs.
-        labels: (P,) int8, 1 for a mated pair.
-        galleries: 1:N gallery name ("G1"/"G2" or "S1"/"S2") -> ((G,) template ids, (G,)
-            subject ids); empty without 1:N files.
-        probes: ((Q,) template ids, (Q,) subject ids) of the mixed probes, or None.
+    """The meta files of one IJB benchmark: per image (N) its name under ``loose_crop/``,
+    landmarks (N, 5, 2) float32 in pixels, faceness, template and media ids; the 1:1 pairs
+    (P, 2) of template ids with labels (P,) int8 (1 mated); the 1:N galleries ("G1"/"G2" or
+    "S1"/"S2" -> (template ids, subject ids)) and mixed probes, empty / None without 1:N files.
     """
 
     root: Path
@@ -86,9 +69,6 @@ class IJBMeta:
         return self.root / "loose_crop"
 
 
-# ----------------------------------------------------------------------------------- reading
-
-
 def _lines(
     path: Path, what: str, fields: int = 0, expected: str = ""
 ) -> list[tuple[int, list[str]]]:
@@ -98,11 +78,11 @@ def _lines(
     rows = [(k, ln.split()) for k, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     for k, t in rows:
         if fields and len(t) != fields:
-            raise _bad(path, k, expected, t)
+            raise _bad(path, k, t, expected)
     return rows
 
 
-def _bad(path: Path, line: int, expected: str, got: list[str]) -> DataError:
+def _bad(path: Path, line: int, got: list[str], expected: str) -> DataError:
     shown = " ".join(got)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     return DataError(f"{path}:{line}: malformed line {shown!r}; expected {expected}")
@@ -116,11 +96,8 @@ def _numbers(
     expected: str,
     whitespace_file: bool = True,
 ) -> np.ndarray:
-    """Columns ``cols`` of every row as ``dtype``; DataError naming the first bad line.
-
-    A whitespace-separated file is parsed by ``np.loadtxt`` (C, several times faster than
-    converting the tokens); anything it refuses is found line by line.
-    """
+    """Columns ``cols`` of every row as ``dtype``; DataError naming the first bad line. A
+    whitespace-separated file is tried with ``np.loadtxt`` first (several times faster)."""
     if whitespace_file:
         try:
             arr = np.loadtxt(
@@ -137,7 +114,7 @@ def _numbers(
             try:
                 np.array(t[cols], dtype=dtype)
             except (ValueError, OverflowError):
-                raise _bad(path, k, expected, t) from None
+                raise _bad(path, k, t, expected) from None
         raise
 
 
@@ -149,7 +126,7 @@ def read_name_5pts_score(path: str | os.PathLike[str]) -> tuple[list[str], np.nd
     vals = _numbers(p, rows, slice(1, 12), np.float64, exp)
     if vals.size and not np.all(np.isfinite(vals)):
         k, t = rows[int(np.flatnonzero(~np.isfinite(vals).all(axis=1))[0])]
-        raise _bad(p, k, exp + " (finite numbers)", t)
+        raise _bad(p, k, t, exp + " (finite numbers)")
     names = [t[0] for _, t in rows]
     return names, vals[:, :10].reshape(-1, 5, 2).astype(np.float32), vals[:, 10].astype(np.float32)
 
@@ -165,10 +142,7 @@ def read_face_tid_mid(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarr
 
 def read_template_pairs(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """``<n>_template_pair_label.txt``: -> pairs (P, 2) int64 template ids, labels (P,) int8.
-
-    Fast path ``np.loadtxt`` (IJB-B has 8 million lines); on any problem the file is scanned
-    line by line for the first malformed one.
-    """
+    Fast path ``np.loadtxt`` (IJB-B has 8M lines), else the first malformed line is found."""
     p = Path(path)
     exp = "'template1 template2 label' (3 integers, label 0 or 1)"
     if not p.is_file():
@@ -185,18 +159,14 @@ def read_template_pairs(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nd
         raise DataError(f"{p}: no template pairs; expected lines {exp}")
     for k, t in rows:
         if len(t) != 3 or t[2] not in ("0", "1"):
-            raise _bad(p, k, exp, t)
+            raise _bad(p, k, t, exp)
     arr = _numbers(p, rows, slice(0, 3), np.int64, exp, whitespace_file=False).reshape(-1, 3)
     return arr[:, :2].copy(), arr[:, 2].astype(np.int8)
 
 
 def read_template_subjects(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """A 1:N CSV (header, then template id, subject id, ...; one row per image).
-
-    Returns:
-        (K,) int64 unique template ids (sorted) and (K,) int64 their subject ids. A template
-        listed with two subjects is a DataError.
-    """
+    """A 1:N CSV (header, then template id, subject id, ...; one row per image) -> (K,) int64
+    sorted unique template ids and (K,) int64 their subjects (two subjects: DataError)."""
     p = Path(path)
     exp = "'TEMPLATE_ID,SUBJECT_ID,...' (integers in the first two columns, after a header)"
     try:
@@ -211,7 +181,7 @@ def read_template_subjects(path: str | os.PathLike[str]) -> tuple[np.ndarray, np
         raise DataError(f"{p}: no templates; expected a header and rows {exp}")
     for k, r in body:
         if len(r) < 2:
-            raise _bad(p, k, exp, [",".join(r)])
+            raise _bad(p, k, [",".join(r)], exp)
     body_tokens = [(k, [c.strip() for c in r]) for k, r in body]
     vals = _numbers(p, body_tokens, slice(0, 2), np.int64, exp, whitespace_file=False)
     tids, first, inv = np.unique(vals[:, 0], return_index=True, return_inverse=True)
@@ -229,10 +199,8 @@ def read_template_subjects(path: str | os.PathLike[str]) -> tuple[np.ndarray, np
 def read_ijb(
     root: str | os.PathLike[str], name: str = "IJBC", allow_outside_root: bool = False
 ) -> IJBMeta:
-    """Read the meta files of ``root`` (see the module docstring).
-
-    An image name that leaves ``root/loose_crop`` (``..``, absolute) is refused unless
-    ``allow_outside_root``.
+    """Read the meta files of ``root`` (see the module docstring). An image name that leaves
+    ``root/loose_crop`` (``..``, absolute) is refused unless ``allow_outside_root``.
 
     Raises:
         DataError: a missing folder or file, a malformed line (file:line), the landmark and
@@ -283,11 +251,10 @@ def read_ijb(
             f"({int(missing.sum())} such pair entries); expected every template to have images"
         )
     probe = meta / f"{n}_1N_probe_mixed.csv"
-    gk = _gallery_keys(name)
+    gk = ("G1", "G2") if name == "IJBC" else ("S1", "S2")
     gfiles = {k: meta / f"{n}_1N_gallery_{k}.csv" for k in gk}
     if probe.is_file() or any(f.is_file() for f in gfiles.values()):
-        for k, f in gfiles.items():
-            out.galleries[k] = read_template_subjects(f)
+        out.galleries = {k: read_template_subjects(f) for k, f in gfiles.items()}
         out.probes = read_template_subjects(probe)
         for what, (t, _) in [*out.galleries.items(), ("probe_mixed", out.probes)]:
             bad = ~np.isin(t, known)
@@ -299,9 +266,6 @@ def read_ijb(
     return out
 
 
-# --------------------------------------------------------------------------------- images
-
-
 def aligned_images(
     meta: IJBMeta, size: tuple[int, int] = (112, 112), template: str = DEFAULT_TEMPLATE
 ) -> AlignedImages:
@@ -309,9 +273,6 @@ def aligned_images(
     ``size``: ``src[i]`` -> (h, w, 3) uint8 RGB (facerec.align's one :class:`AlignedImages`)."""
     files = FileImages([meta.image_folder / name for name in meta.images])
     return AlignedImages(files, FaceTable.given(meta.landmarks), size, template)
-
-
-# ------------------------------------------------------------------------------- features
 
 
 def save_features(path: str | os.PathLike[str], features: np.ndarray, meta: IJBMeta) -> None:
@@ -327,10 +288,7 @@ def save_features(path: str | os.PathLike[str], features: np.ndarray, meta: IJBM
 
 def load_features(path: str | os.PathLike[str], meta: IJBMeta) -> np.ndarray:
     """Features saved by :func:`save_features` for ``meta``'s images: -> (N, D) float32.
-
-    Raises:
-        DataError: missing or unreadable file, another benchmark or another image list.
-    """
+    DataError for a missing or unreadable file, another benchmark or another image list."""
     p = Path(path)
     try:
         with np.load(p, allow_pickle=False) as z:
@@ -358,9 +316,6 @@ def load_features(path: str | os.PathLike[str], meta: IJBMeta) -> np.ndarray:
     return np.asarray(feats, np.float32)
 
 
-# ---------------------------------------------------------------------------- evaluation
-
-
 def evaluate_features(
     features: np.ndarray,
     meta: IJBMeta,
@@ -369,12 +324,8 @@ def evaluate_features(
     fars: tuple[float, ...] = IJB_FARS,
     fpirs: tuple[float, ...] = IJB_FPIRS,
 ) -> tuple[dict, np.ndarray, Templates]:
-    """Pool, score and report one model's image features (N, D) on ``meta``.
-
-    Returns:
-        ``(report, scores, templates)``: the JSON-ready report (keys in README's eval
-        section), the (P,) float32 pair scores and the pooled :class:`Templates`.
-    """
+    """Pool, score and report one model's image features (N, D) on ``meta``: -> the JSON-ready
+    report (keys in README's eval section), the (P,) float32 pair scores, the templates."""
     t0 = time.perf_counter()
     tpl = pool_templates(
         features,
@@ -402,19 +353,14 @@ def evaluate_features(
         t3 = time.perf_counter()
         pt, ps = meta.probes
         q = tpl.features[tpl.index_of(pt, "probe template")]
-        ident: dict = {}
-        g_all = np.concatenate([t for t, _ in meta.galleries.values()])
-        s_all = np.concatenate([s for _, s in meta.galleries.values()])
-        g_all, first = np.unique(g_all, return_index=True)
-        s_all = s_all[first]
-        union = "+".join(meta.galleries)
-        ident[union] = identification_1n(
-            q, ps, tpl.features[tpl.index_of(g_all, "gallery template")], s_all, fpirs
+        g_all, first = np.unique(
+            np.concatenate([t for t, _ in meta.galleries.values()]), return_index=True
         )
-        for k, (gt, gs) in meta.galleries.items():
-            ident[k] = identification_1n(
-                q, ps, tpl.features[tpl.index_of(gt, "gallery template")], gs, fpirs
-            )
+        s_all = np.concatenate([s for _, s in meta.galleries.values()])[first]
+        ident: dict = {}
+        for k, (gt, gs) in {"+".join(meta.galleries): (g_all, s_all), **meta.galleries}.items():
+            g = tpl.features[tpl.index_of(gt, "gallery template")]
+            ident[k] = identification_1n(q, ps, g, gs, fpirs)
         ident["search_seconds"] = time.perf_counter() - t3
         rep["identification"] = ident
     return rep, scores, tpl

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -114,38 +115,31 @@ def _check_fars(fars: Sequence[float]) -> None:
         raise ConfigError(f"--ijb-fars {list(fars)}; expected rates between 0 and 1")
 
 
+@dataclass
 class IJBRun:
-    """One evaluation's IJB work: the meta files, each model, the plots.
+    """One evaluation's IJB work: the meta files (:func:`facerec.eval.ijb.read_ijb`), each
+    model, the plots. ``num_models`` networks (features files are named per model when
+    several), ``save_features`` a ``.npz`` path or None. :func:`ijb_run_from_args` builds it
+    from ``facerec eval``'s flags."""
 
-    Built from plain arguments (:func:`ijb_run_from_args` converts ``facerec eval``'s flags):
-    ``meta`` from :func:`facerec.eval.ijb.read_ijb`, ``num_models`` networks (features files
-    are named per model when several), ``save_features`` a ``.npz`` path or None, and the
-    embedding and scoring settings.
-    """
+    meta: IJBMeta
+    num_models: int = 1
+    _: KW_ONLY
+    batch_size: int = 128
+    flip: bool = True
+    workers: int = 2
+    save_features: str | None = None
+    detector_score: bool = True
+    normalize_images: bool = False
+    fars: Sequence[float] = IJB_FARS
+    curves: list[tuple[str, Sequence[float], Sequence[float]]] = field(
+        default_factory=list, init=False
+    )
 
-    def __init__(
-        self,
-        meta: IJBMeta,
-        num_models: int = 1,
-        *,
-        batch_size: int = 128,
-        flip: bool = True,
-        workers: int = 2,
-        save_features: str | None = None,
-        detector_score: bool = True,
-        normalize_images: bool = False,
-        fars: Sequence[float] = IJB_FARS,
-    ) -> None:
-        _check_fars(fars)
-        self.meta = meta
-        self.num_models = num_models
-        self.key = meta.name
-        self.batch_size, self.flip, self.workers = batch_size, flip, workers
-        self.save_features = save_features
-        self.detector_score = detector_score
-        self.normalize_images = normalize_images
-        self.fars = tuple(sorted(fars))
-        self.curves: list[tuple[str, Sequence[float], Sequence[float]]] = []
+    def __post_init__(self) -> None:
+        _check_fars(self.fars)
+        self.key = self.meta.name
+        self.fars = tuple(sorted(self.fars))
 
     def _features_path(self, model: str) -> Path:
         p = Path(str(self.save_features))
@@ -267,41 +261,29 @@ def format_ijb_table(results: dict) -> str:
         for name, m in results.get("models", {}).items()
         for key, rep in m.get("ijb", {}).items()
     ]
-    if not entries:
-        return ""
     lines: list[str] = []
     for key in sorted({k for _, k, _ in entries}):
-        rows = [(n, r) for n, k, r in entries if k == key]
-        fars = list(rows[0][1]["verification"]["tar_at_far_nearest"])
-        head = ["model", "templates", "pairs", "AUC %", *(f"TAR@{f}" for f in fars)]
+        rows = [(n, r["verification"], r) for n, k, r in entries if k == key]
+        fars = list(rows[0][1]["tar_at_far_nearest"])
+        tars = [f"TAR@{f}" for f in fars]
         lines.append(f"{key} 1:1 TAR@FAR % (insightface's rule: the ROC point nearest each FAR)")
-        lines += grid(
-            head,
-            [
-                [
-                    n,
-                    str(r["num_templates"]),
-                    str(r["verification"]["num_pairs"]),
-                    percent(r["verification"]["auc"]),
-                    *(percent(r["verification"]["tar_at_far_nearest"][f]["tar"]) for f in fars),
-                ]
-                for n, r in rows
-            ],
-            left=1,
-        )
-        lines.append("")
-        lines.append(f"{key} 1:1 calibrated: TAR % at FAR <= target (cosine threshold)")
-        cal = []
-        for n, r in rows:
-            row = [n]
-            for f in fars:
-                t = r["verification"]["tar_at_far"][f]
-                row.append(
-                    f"{percent(t['tar'])} ({t['threshold']:.4f})" if t["resolvable"] else "-"
-                )
-            cal.append(row)
-        lines += grid(["model", *(f"TAR@{f}" for f in fars)], cal, left=1)
-        id_rows = [(n, r["identification"]) for n, r in rows if "identification" in r]
+        nearest = [
+            [n, str(r["num_templates"]), str(v["num_pairs"]), percent(v["auc"])]
+            + [percent(v["tar_at_far_nearest"][f]["tar"]) for f in fars]
+            for n, v, r in rows
+        ]
+        lines += grid(["model", "templates", "pairs", "AUC %", *tars], nearest, left=1)
+        lines += ["", f"{key} 1:1 calibrated: TAR % at FAR <= target (cosine threshold)"]
+        cal = [
+            [n]
+            + [
+                f"{percent(t['tar'])} ({t['threshold']:.4f})" if t["resolvable"] else "-"
+                for t in (v["tar_at_far"][f] for f in fars)
+            ]
+            for n, v, _ in rows
+        ]
+        lines += grid(["model", *tars], cal, left=1)
+        id_rows = [(n, r["identification"]) for n, _, r in rows if "identification" in r]
         if id_rows:
             lines.append("")
             lines.append(
@@ -317,13 +299,7 @@ def format_ijb_table(results: dict) -> str:
             tab = []
             for n, ident in id_rows:
                 u = ident[union]
-                row = [
-                    n,
-                    str(u["num_probes"]),
-                    percent(u["rank1"]),
-                    percent(u["rank5"]),
-                    percent(u["rank10"]),
-                ]
+                row = [n, str(u["num_probes"]), *(percent(u[f"rank{k}"]) for k in (1, 5, 10))]
                 row += [percent(u["tpir_at_fpir_insightface"].get(f, {}).get("tpir")) for f in fk]
                 for g in galleries:
                     o = ident[g]["tpir_at_fpir"]

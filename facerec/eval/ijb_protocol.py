@@ -1,25 +1,12 @@
 """IJB-B / IJB-C protocol maths: template pooling, pair scoring, the 1:1 table, 1:N search.
 
-Pure numpy + torch, vectorised (no Python loop over images, templates, pairs or probes) and in
-bounded memory, exact to insightface's ``eval_ijbc.py`` (1:1) and ``ijb_1n.py`` (1:N):
-
-* image features f_i (N, D): flip-summed raw embeddings of the aligned loose crops;
-* optionally L2-normalised (insightface's test mode N0; its default, N1, keeps the norm as a
-  quality weight) and multiplied by the detector's faceness score s_i (test mode D1, default on);
-* media feature = mean over the images of one media (video frames) within a template; template
-  feature = sum of its media features, L2-normalised. Both steps together are one weighted sum,
-  ``t = sum_i (s_i / n_i) f_i`` with n_i the number of images of image i's media in its
-  template: one sparse (T, N) x (N, D) product;
-* pair score = cosine of the two template features.
-
-1:1 reporting (:func:`verification_1to1`): the ROC of scikit-learn's ``roc_curve`` (collinear
-points dropped, as insightface calls it), AUC, and TAR at each FAR twice: insightface's
-"nearest" rule (the ROC point whose FPR is nearest the target, which can exceed it; the numbers
-of published tables) and the calibrated one (the best TAR with FAR <= target, with its
-threshold, :func:`facerec.metrics.verification.tar_at_far`).
-
-1:N (:func:`identification_1n`): closed-set rank-k over mated probes, insightface's
-``ijb_1n.py`` TPIR@FPIR and the open-set (NIST) TPIR@FPIR with non-mated probes.
+Pure numpy + torch, vectorised and in bounded memory, exact to insightface's ``eval_ijbc.py``
+(1:1) and ``ijb_1n.py`` (1:N). Image features f_i (N, D) are flip-summed raw embeddings,
+optionally L2-normalised (insightface's mode N0; the default N1 keeps the norm as a quality
+weight) and weighted by the faceness score s_i (mode D1, default). A template feature is the sum
+over its media of the mean over each media's images, L2-normalised: ``t = sum_i (s_i / n_i) f_i``
+with n_i the images of image i's media in its template. A pair score is the cosine of the two
+template features.
 """
 
 from __future__ import annotations
@@ -44,15 +31,8 @@ IJB_RANKS = (1, 5, 10)
 
 @dataclass
 class Templates:
-    """Pooled templates.
-
-    Attributes:
-        ids: (T,) int64 template ids, sorted ascending.
-        features: (T, D) float32 L2-normalised template features (a template whose weights are
-            all zero has a zero row and scores 0 with everything).
-        num_images: (T,) int64 images (frames included) per template.
-        num_media: (T,) int64 media per template.
-    """
+    """Pooled templates: ids (T,) int64 sorted; features (T, D) float32 unit rows (a zero row
+    when all weights are zero); num_images and num_media (T,) int64 per template."""
 
     ids: np.ndarray
     features: np.ndarray
@@ -62,8 +42,7 @@ class Templates:
     def index_of(self, template_ids: np.ndarray, what: str = "template") -> np.ndarray:
         """Row of each id of ``template_ids`` (K,) -> (K,) int64; DataError for unknown ids."""
         q = np.asarray(template_ids, np.int64).reshape(-1)
-        pos = np.searchsorted(self.ids, q)
-        pos = np.minimum(pos, self.ids.size - 1)
+        pos = np.minimum(np.searchsorted(self.ids, q), self.ids.size - 1)
         bad = self.ids[pos] != q
         if np.any(bad):
             k = int(np.flatnonzero(bad)[0])
@@ -77,17 +56,13 @@ class Templates:
 def pooling_weights(
     templates: np.ndarray, medias: np.ndarray, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-image pooling coefficients of media-then-template pooling.
-
-    Args:
-        templates: (N,) int template id of each image.
-        medias: (N,) int media id of each image (media are grouped within a template).
-        weights: optional (N,) float per-image weight (the faceness score), default 1.
+    """Per-image coefficients of media-then-template pooling, from (N,) template ids, media ids
+    and optional weights (default 1).
 
     Returns:
-        ``(ids, row, coef, num_media)``: ids (T,) sorted template ids, row (N,) int64 template
-        row of each image, coef (N,) float64 = weight / images of the image's media in its
-        template, num_media (T,) int64.
+        ``(ids, row, coef, num_media)``: (T,) sorted template ids, (N,) int64 template row of
+        each image, (N,) float64 weight / images of the image's media in its template, (T,)
+        int64 media per template.
     """
     t = np.asarray(templates).reshape(-1)
     m = np.asarray(medias).reshape(-1)
@@ -113,19 +88,9 @@ def pool_templates(
     normalize_images: bool = False,
     chunk: int = 65536,
 ) -> Templates:
-    """Media pooling then template pooling of image features.
-
-    Args:
-        features: (N, D) float image features (flip-summed raw embeddings).
-        templates: (N,) int template id of each image.
-        medias: (N,) int media id of each image.
-        weights: optional (N,) faceness score of each image (None: all 1).
-        normalize_images: L2-normalise each image feature first (insightface's N0 mode).
-        chunk: images per block when computing image norms.
-
-    Returns:
-        :class:`Templates`: per template ``normalize(sum_media mean_frames(w_i f_i))``.
-    """
+    """Media pooling then template pooling of (N, D) image features (see the module docstring):
+    ``weights`` the (N,) faceness scores (None: all 1), ``normalize_images`` insightface's N0
+    mode, ``chunk`` the images per block when computing image norms."""
     f = np.asarray(features)
     if f.ndim != 2 or f.shape[0] != np.asarray(templates).size:
         raise DataError(
@@ -135,13 +100,8 @@ def pool_templates(
     f = np.ascontiguousarray(f, dtype=np.float32)
     ids, row, coef, num_media = pooling_weights(templates, medias, weights)
     if normalize_images:
-        norms = (
-            np.concatenate(
-                [np.linalg.norm(f[s : s + chunk], axis=1) for s in range(0, f.shape[0], chunk)]
-            )
-            if f.shape[0]
-            else np.zeros(0, np.float32)
-        )
+        blocks = range(0, max(1, f.shape[0]), chunk)
+        norms = np.concatenate([np.linalg.norm(f[s : s + chunk], axis=1) for s in blocks])
         coef = coef / np.maximum(norms.astype(np.float64), 1e-12)
     n_t = ids.size
     order = np.argsort(row, kind="stable")
@@ -158,7 +118,7 @@ def pool_templates(
         pooled = (mat @ torch.from_numpy(f)).numpy()
     norm = np.sqrt(np.einsum("ij,ij->i", pooled, pooled, dtype=np.float64))[:, None]
     pooled *= (1.0 / np.where(norm > 0, norm, np.inf)).astype(np.float32)
-    return Templates(ids, pooled, np.bincount(row, minlength=n_t).astype(np.int64), num_media)
+    return Templates(ids, pooled, np.diff(crow), num_media)
 
 
 def pair_scores(
@@ -171,12 +131,10 @@ def pair_scores(
 ) -> np.ndarray:
     """Dot products of feature rows ``rows1[k]``, ``rows2[k]``: (T, D), (P,), (P,) -> (P,) float32.
 
-    Each pair is put in order (smaller row first: the score is symmetric), then pairs are
-    grouped by blocks of ``block`` consecutive first rows. A block whose pairs fill at least
-    ``density`` of its (rows x distinct second rows) grid is scored by one matrix product of
-    that grid (IJB-B's 8M pairs among 12k templates: half the full Gram matrix in all); a
-    sparser one by gathering row pairs ``gather_chunk`` at a time (IJB-C). Memory: one
-    (block, T) grid and O(P) indices.
+    Pairs are ordered (smaller row first) and grouped by blocks of ``block`` first rows. A block
+    whose pairs fill at least ``density`` of its (rows x distinct second rows) grid is scored by
+    one matrix product (IJB-B), a sparser one by gathering ``gather_chunk`` row pairs at a time
+    (IJB-C). Memory: one (block, T) grid and O(P) indices.
     """
     x = np.ascontiguousarray(features, dtype=np.float32)
     a = np.asarray(rows1, np.int64).reshape(-1)
@@ -227,11 +185,8 @@ def pair_scores(
 def nearest_far_tar(
     fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray, fars: tuple[float, ...]
 ) -> dict[str, dict]:
-    """insightface's TAR@FAR table rule on a ROC curve.
-
-    For each target x the ROC point with the smallest ``|fpr - x|`` is taken, searching the
-    curve from its last point backwards (``np.flipud`` then the first minimum), so ties go to
-    the later point (higher TPR). The point's FPR can exceed x.
+    """insightface's TAR@FAR rule: for each target x the ROC point with the smallest
+    ``|fpr - x|``, ties to the later point (higher TPR); its FPR can exceed x.
 
     Returns:
         ``{far_key: {"tar", "fpr", "threshold"}}`` (threshold None for the +inf start point).
@@ -240,23 +195,16 @@ def nearest_far_tar(
     out = {}
     for x in fars:
         i = int(np.argmin(np.abs(f - x)))
-        thr = float(th[i])
-        out[far_key(x)] = {
-            "tar": float(t[i]),
-            "fpr": float(f[i]),
-            "threshold": None if math.isinf(thr) else thr,
-        }
+        thr = None if math.isinf(th[i]) else float(th[i])
+        out[far_key(x)] = {"tar": float(t[i]), "fpr": float(f[i]), "threshold": thr}
     return out
 
 
 def reduced_roc(
     fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray, points_per_decade: int = 40
 ) -> dict[str, list]:
-    """A ROC curve thinned for storage and plotting: the points nearest below a log FPR grid.
-
-    Keeps the first and last points and, for each grid value g (``points_per_decade`` per
-    decade from 1/(impostors) to 1), the last point with ``fpr <= g`` (its highest TPR).
-    """
+    """A ROC thinned for storage: the first and last points and, for each of a log FPR grid
+    (``points_per_decade``, from 1/(impostors) to 1), the last point with ``fpr <=`` it."""
     pos = fpr[fpr > 0]
     lo = math.floor(math.log10(float(pos.min()))) if pos.size else 0
     grid = np.logspace(lo, 0, (0 - lo) * points_per_decade + 1)
@@ -272,18 +220,10 @@ def reduced_roc(
 def verification_1to1(
     scores: np.ndarray, labels: np.ndarray, fars: tuple[float, ...] = IJB_FARS
 ) -> dict:
-    """Every 1:1 number of a set of template-pair scores, JSON-ready.
-
-    Args:
-        scores: (P,) cosine scores.
-        labels: (P,) 1 for a genuine (mated) pair, 0 for an impostor pair.
-        fars: target FARs.
-
-    Returns:
-        ``num_pairs``, ``num_genuine``, ``num_impostor``, ``auc``, ``tar_at_far_nearest``
-        (:func:`nearest_far_tar`), ``tar_at_far`` (calibrated: ``tar``, ``threshold``,
-        ``achieved_far``, ``resolvable``), ``roc`` (:func:`reduced_roc`).
-    """
+    """Every 1:1 number of (P,) pair scores and (P,) labels (1 mated), JSON-ready: the counts,
+    ``auc``, ``tar_at_far_nearest`` (:func:`nearest_far_tar`), ``tar_at_far`` (calibrated,
+    :func:`facerec.metrics.verification.tar_table`) and ``roc`` (:func:`reduced_roc`) of
+    scikit-learn's ROC with collinear points dropped, as insightface calls it."""
     y = np.asarray(labels).reshape(-1).astype(bool)
     fpr, tpr, thr = roc(scores, y, drop_intermediate=True)
     return {
@@ -306,30 +246,15 @@ def identification_1n(
     ranks: tuple[int, ...] = IJB_RANKS,
     chunk: int = 1024,
 ) -> dict:
-    """Template search of probes against a gallery (one template per subject).
+    """Search (Q, D) unit probe templates in a (G, D) gallery with one template per subject
+    (DataError otherwise), ``chunk`` probes at a time.
 
-    Args:
-        probe_features: (Q, D) unit probe template features.
-        probe_subjects: (Q,) subject id of each probe template.
-        gallery_features: (G, D) unit gallery template features.
-        gallery_subjects: (G,) subject ids, each at most once (DataError otherwise).
-        fpirs: target false-positive identification rates.
-        ranks: closed-set ranks.
-        chunk: probes scored per block (memory: one (chunk, G) score block).
-
-    A probe is mated when its subject is in the gallery. The rank of a mated probe is 1 + the
-    number of gallery templates scoring strictly higher than its mate.
-
-    Returns:
-        ``num_probes``, ``num_mated``, ``num_nonmated``, ``num_gallery``;
-        ``rank{k}``: closed-set fraction of mated probes with rank <= k;
-        ``tpir_at_fpir_insightface``: ``ijb_1n.py``'s rule over the mated probes: threshold =
-        the ceil(mated * fpir)-th largest non-mate score of mated probes, TPIR = fraction of
-        mated probes whose mate scores strictly above it (``tpir``, ``threshold``);
-        ``tpir_at_fpir``: the open-set (NIST) rule with the non-mated probes: the threshold
-        admits at most floor(fpir * non-mated) non-mated probes (top score > threshold), TPIR =
-        fraction of mated probes at rank 1 with mate score > threshold (``tpir``,
-        ``threshold``, ``achieved_fpir``, ``resolvable``); empty without non-mated probes.
+    A probe is mated when its subject is in the gallery; its rank is 1 + the gallery templates
+    scoring strictly above its mate. Returns the counts, ``rank{k}`` (closed set over mated
+    probes), ``tpir_at_fpir_insightface`` (``ijb_1n.py``: threshold = the ceil(mated * fpir)-th
+    largest non-mate score of mated probes, TPIR = mated probes whose mate scores above it) and
+    ``tpir_at_fpir`` (open set, NIST: the threshold admits at most floor(fpir * non-mated)
+    non-mated top scores, TPIR = mated probes at rank 1 above it; empty without non-mated).
     """
     q = np.ascontiguousarray(probe_features, dtype=np.float32)
     g = np.ascontiguousarray(gallery_features, dtype=np.float32)
@@ -364,8 +289,7 @@ def identification_1n(
         e = min(ps.size, s + chunk)
         sim = (torch.from_numpy(q[s:e]) @ gt.T).numpy()
         top_score[s:e] = sim.max(axis=1)
-        m = mated[s:e]
-        r = np.flatnonzero(m)
+        r = np.flatnonzero(mated[s:e])
         ms = sim[r, mate[s:e][r]]
         mate_score[s:e][r] = ms
         rank[s:e][r] = 1 + (sim[r] > ms[:, None]).sum(axis=1)
