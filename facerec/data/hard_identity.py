@@ -1,31 +1,21 @@
 """Hard-identity batches: P×K batches whose identities come partly from confusable neighbourhoods.
 
-A config names them as ``data.sampler: {class_path: facerec.data.hard_identity.HardIdentityBatches,
-init_args: {p, k, min_images, mining: {...}}}`` (:class:`HardIdentityBatches`);
-``facerec fit`` adds the refresh they need (:func:`facerec.training.refresh.data_callbacks`).
+``data.sampler: {class_path: facerec.data.hard_identity.HardIdentityBatches, init_args: {p, k,
+min_images, mining: {...}}}``; ``facerec fit`` adds the refresh they need.
 
-:class:`HardIdentitySampler` is a :class:`~facerec.data.samplers.PKSampler` (same batch shape,
-same epoch length, same DDP sharding, same resume state) whose identity choice is changed once a
-neighbour table is set (:meth:`HardIdentitySampler.set_neighbours`, called by
-:class:`facerec.training.refresh.HardIdentityRefresh` every N steps with each identity's nearest
-identities by class centre, found with FAISS).
-
-Composition of one global step (all ranks compute the same step; rank r keeps block r):
+:class:`HardIdentitySampler` is a :class:`~facerec.data.samplers.PKSampler` whose identity choice
+changes once :class:`facerec.training.refresh.HardIdentityRefresh` sets a neighbour table (each
+identity's nearest identities by class centre). One global step (rank r keeps block r):
 
 1. PKSampler's order gives the step's R·P distinct identities, R blocks of P.
-2. In each block, ``h = round(hard_fraction·P)`` slots are *hard*: they are filled group by group.
-   A group starts at the block's next PK identity (the seed) and continues with the seed's nearest
-   identities (most similar first), skipping identities already in the step, until the group
-   holds ``group_size`` identities or the hard slots are full. The remaining P − h slots keep
-   their PK identities (random ones), in order, skipping any taken by a group.
-3. A slot that cannot be filled that way (neighbours exhausted or all taken) is filled with an
-   identity not yet in the step, drawn with the step's seeded generator.
+2. In each block, ``h = round(hard_fraction·P)`` slots are filled group by group: the block's
+   next PK identity (the seed), then its nearest identities not yet in the step, until the group
+   holds ``group_size`` or the hard slots are full. The other P − h slots keep their PK
+   identities in order, skipping any taken by a group.
+3. A slot still empty gets an identity not yet in the step, drawn with the step's generator.
 
-So every batch still holds exactly P distinct identities × K images, the ranks of one step hold
-disjoint identities, every rank yields ``len(sampler)`` batches, and the whole thing is a pure
-function of (seed, epoch, step, neighbour table). Before the first table, batches are PKSampler's.
-Identities replaced by neighbours are not visited in that epoch (a share of about
-hard_fraction·(1 − 1/group_size)); the next epoch's order differs.
+Batches stay P distinct identities × K images, disjoint across the ranks of a step, and a pure
+function of (seed, epoch, step, neighbour table); before the first table they are PKSampler's.
 """
 
 from __future__ import annotations
@@ -38,7 +28,7 @@ import numpy as np
 import torch
 
 from facerec.base.options import coerce
-from facerec.data.samplers import PKBatches, PKSampler
+from facerec.data.samplers import PKBatches, PKSampler, _check_int
 from facerec.errors import ConfigError
 
 #: where the options below stand in a config (for messages)
@@ -70,14 +60,14 @@ class HardIdentityOptions:
 
     def check(self) -> None:
         """Raise :class:`ConfigError` on an out-of-range option."""
-        if self.every_n_steps < 0:
-            raise ConfigError(f"{KEY}.every_n_steps must be >= 0, got {self.every_n_steps}")
-        if self.neighbours < 1:
-            raise ConfigError(f"{KEY}.neighbours must be >= 1, got {self.neighbours}")
-        if self.group_size < 2:
-            raise ConfigError(f"{KEY}.group_size must be >= 2, got {self.group_size}")
-        if not 0.0 <= self.hard_fraction <= 1.0:
-            raise ConfigError(f"{KEY}.hard_fraction must be in [0, 1], got {self.hard_fraction}")
+        for name, ok, need in (
+            ("every_n_steps", self.every_n_steps >= 0, ">= 0"),
+            ("neighbours", self.neighbours >= 1, ">= 1"),
+            ("group_size", self.group_size >= 2, ">= 2"),
+            ("hard_fraction", 0.0 <= self.hard_fraction <= 1.0, "in [0, 1]"),
+        ):
+            if not ok:
+                raise ConfigError(f"{KEY}.{name} must be {need}, got {getattr(self, name)}")
         if self.centres not in ("auto", "head", "embeddings"):
             raise ConfigError(
                 f"{KEY}.centres is {self.centres!r}; expected auto, head or embeddings"
@@ -132,10 +122,6 @@ class HardIdentitySampler(PKSampler):
         labels, p, k, min_images, seed, num_replicas, rank: as :class:`PKSampler`.
         hard_fraction: share of each batch's P identities taken from neighbourhoods, in [0, 1].
         group_size: identities per neighbourhood (the seed plus its nearest), ≥ 2.
-
-    The neighbour table (``set_neighbours``) is indexed by *label*: row y lists the labels of
-    identity y's nearest identities, most similar first (-1 entries are ignored). Labels that are
-    not usable (fewer than ``min_images`` images, or absent) are skipped when they appear there.
     """
 
     def __init__(
@@ -153,22 +139,18 @@ class HardIdentitySampler(PKSampler):
         super().__init__(labels, p, k, min_images, seed, num_replicas, rank)
         if not 0.0 <= hard_fraction <= 1.0:
             raise ConfigError(f"hard_fraction must be in [0, 1], got {hard_fraction}")
-        if int(group_size) != group_size or group_size < 2:
-            raise ConfigError(f"group_size must be an integer >= 2, got {group_size}")
+        self.group_size = _check_int("group_size", group_size, 2)
         self.hard_fraction = float(hard_fraction)
-        self.group_size = int(group_size)
         self.hard_slots = round(self.hard_fraction * self.p)
         self._classes = np.unique(np.asarray(labels))  # label of each internal identity id
         self._usable_mask = np.zeros(len(self._classes), dtype=bool)
         self._usable_mask[self._usable] = True
         self._neighbours: np.ndarray | None = None  # (num internal ids, k) internal ids, -1 pad
 
-    # -------------------------------------------------------------- neighbours
     def set_neighbours(self, table: np.ndarray | None) -> None:
-        """Use ``table`` (C, k) int (row = label, entries = labels, -1 = none) from now on.
-
-        ``None`` goes back to plain PK batches. Every rank must set the same table.
-        """
+        """Use ``table`` (C, k) int from now on: row y lists the labels nearest to label y, most
+        similar first (-1 and unusable labels are skipped). ``None`` goes back to PK batches.
+        Every rank must set the same table."""
         if table is None:
             self._neighbours = None
             return
@@ -193,7 +175,6 @@ class HardIdentitySampler(PKSampler):
         """The current table in internal identity ids (None before the first refresh)."""
         return self._neighbours
 
-    # ------------------------------------------------------------- composition
     def step_identities(self, identities: np.ndarray, step: int) -> np.ndarray:
         """The step's PK identities, regrouped so ``hard_slots`` of each rank's P are
         neighbourhoods (R·P internal ids)."""
@@ -208,40 +189,27 @@ class HardIdentitySampler(PKSampler):
         leftovers: list[list[int]] = []
         for r in range(self.num_replicas):
             block = [int(i) for i in blocks[r]]
-            filled = 0
+            hard: list[int] = []
             pos = 0
-            while filled < self.hard_slots and pos < len(block):
+            while len(hard) < self.hard_slots and pos < len(block):
                 seed_id = block[pos]
                 pos += 1
                 if used[seed_id]:
                     continue
                 used[seed_id] = True
-                out[r * self.p + filled] = seed_id
-                filled += 1
-                in_group = 1
-                for nb in self._neighbours[seed_id]:
-                    if in_group >= self.group_size or filled >= self.hard_slots:
-                        break
-                    if nb < 0 or used[nb]:
-                        continue
-                    used[nb] = True
-                    out[r * self.p + filled] = nb
-                    filled += 1
-                    in_group += 1
+                row = self._neighbours[seed_id]
+                near = dict.fromkeys(int(nb) for nb in row if nb >= 0 and not used[nb])
+                group = [seed_id, *near][: min(self.group_size, self.hard_slots - len(hard))]
+                used[group] = True
+                hard += group
+            out[r * self.p : r * self.p + len(hard)] = hard
             leftovers.append(block[pos:])
         # pass 2: the random slots keep the block's remaining PK identities, skipping taken ones
         for r in range(self.num_replicas):
-            slot = r * self.p
-            while slot < (r + 1) * self.p and out[slot] >= 0:
-                slot += 1
-            for ident in leftovers[r]:
-                if slot >= (r + 1) * self.p:
-                    break
-                if used[ident]:
-                    continue
-                used[ident] = True
-                out[slot] = ident
-                slot += 1
+            slots = r * self.p + np.flatnonzero(out[r * self.p : (r + 1) * self.p] < 0)
+            rest = [i for i in leftovers[r] if not used[i]][: len(slots)]
+            out[slots[: len(rest)]] = rest
+            used[rest] = True
         # pass 3: anything still empty gets an unused usable identity
         empty = np.flatnonzero(out < 0)
         if len(empty):
@@ -251,7 +219,7 @@ class HardIdentitySampler(PKSampler):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        # a tensor, not an ndarray, so the checkpoint loads with torch.load(weights_only=True)
+        # a tensor, so the checkpoint loads with torch.load(weights_only=True)
         nb = self._neighbours
         state["neighbours"] = None if nb is None else torch.from_numpy(nb.copy())
         return state

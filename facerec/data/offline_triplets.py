@@ -1,24 +1,14 @@
 """Batches of offline-selected triplets (FaceNet): (anchor, positive, negative) image indices.
 
-A config names them as ``data.sampler: {class_path:
-facerec.data.offline_triplets.OfflineTripletBatches, init_args: {triplets_per_batch, mining:
-{...}}}`` (:class:`OfflineTripletBatches`); ``facerec fit`` adds the refresh they need
-(:func:`facerec.training.refresh.data_callbacks`).
+``data.sampler: {class_path: facerec.data.offline_triplets.OfflineTripletBatches, init_args:
+{triplets_per_batch, mining: {...}}}``; ``facerec fit`` adds the refresh they need.
 
-:class:`OfflineTripletSampler` is a batch sampler whose batches are ``T`` triplets laid out as
-``[a₀, p₀, n₀, a₁, p₁, n₁, …]`` (3·T dataset indices). The triplets come from a pool that
-:class:`facerec.training.refresh.OfflineTripletRefresh` replaces every N steps with the triplets it
-selects (:func:`facerec.mining.offline.select_triplets`) on a freshly embedded subset. A
-:class:`~facerec.losses.TripletLoss` with ``offline: instead`` (or ``alongside``) reads this
-layout back from the batch.
-
-Per global step s of epoch e, R·T pool rows are drawn with the generator seeded by
-(seed, e, s) (without replacement when the pool is large enough) and rank r keeps rows
-[r·T, (r + 1)·T): the ranks of a step hold different triplets, every rank yields
-``len(sampler)`` batches, and the batches are a pure function of (seed, epoch, step, pool). While
-the pool is empty (before the first selection, or when nothing qualified), the triplets are
-random: an identity with ≥ 2 images, two different images of it, and an image of another
-identity.
+:class:`OfflineTripletSampler` yields ``T`` triplets per batch as ``[a₀, p₀, n₀, a₁, …]`` (3·T
+dataset indices) from a pool that :class:`facerec.training.refresh.OfflineTripletRefresh`
+replaces every N steps (:func:`facerec.mining.offline.select_triplets`). Per global step s of
+epoch e, R·T pool rows are drawn with a generator seeded by (seed, e, s) (without replacement
+when the pool is large enough) and rank r keeps rows [r·T, (r + 1)·T). While the pool is empty
+the triplets are random: two images of an identity and one of another.
 """
 
 from __future__ import annotations
@@ -31,7 +21,13 @@ import numpy as np
 import torch
 
 from facerec.base.options import coerce
-from facerec.data.samplers import Batches, _check_ranks, _ResumableBatchSampler, check_count
+from facerec.data.samplers import (
+    Batches,
+    _check_int,
+    _check_ranks,
+    _ResumableBatchSampler,
+    check_count,
+)
 from facerec.errors import ConfigError
 
 #: where the options below stand in a config (for messages)
@@ -43,8 +39,7 @@ class OfflineTripletOptions:
     """Offline triplet selection: the ``mining`` options of :class:`OfflineTripletBatches`.
 
     every_n_steps: select new triplets every N optimiser steps (0: once per epoch).
-    identities / images_per_identity: the subset embedded for each selection (identities with
-        at least 2 images, drawn at random; FaceNet: ~40 images per identity).
+    identities / images_per_identity: the random subset embedded for each selection.
     selection: ``semi_hard`` (FaceNet's band d_ap < d_an < d_ap + margin) or ``hard``.
     margin / distance: the band's α and the distance (FaceNet: squared Euclidean, 0.2).
     search_k: candidate negatives per anchor in the FAISS search.
@@ -79,8 +74,7 @@ class OfflineTripletOptions:
 
 
 class OfflineTripletBatches(Batches):
-    """Batches of T offline-selected triplets, 3·T images (:class:`OfflineTripletSampler`); the
-    pool is selected anew every ``mining.every_n_steps`` steps.
+    """Batches of T offline-selected triplets, 3·T images (:class:`OfflineTripletSampler`).
 
     Args:
         triplets_per_batch: T, triplets per batch and process.
@@ -128,23 +122,14 @@ class OfflineTripletSampler(_ResumableBatchSampler):
         y = np.asarray(labels)
         if y.ndim != 1 or y.size == 0 or not np.issubdtype(y.dtype, np.integer):
             raise ConfigError(f"OfflineTripletSampler needs 1-D integer labels, got {y.shape}")
-        if int(triplets_per_batch) != triplets_per_batch or triplets_per_batch < 1:
-            raise ConfigError(
-                f"triplets_per_batch must be an integer >= 1, got {triplets_per_batch}"
-            )
+        self.t = _check_int("triplets_per_batch", triplets_per_batch, 1)
         self.num_replicas, self.rank = _check_ranks("OfflineTripletSampler", num_replicas, rank)
-        classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-        if (counts >= 2).sum() < 1 or len(classes) < 2:
+        counts = self._group(y)
+        if not (counts >= 2).any() or len(counts) < 2:
             raise ConfigError(
                 "offline triplets need at least one identity with >= 2 images and 2 identities"
             )
-        self.labels = y
-        self.t = int(triplets_per_batch)
-        self.batch_size = 3 * self.t
-        self.seed = int(seed)
-        self._order = np.argsort(inverse, kind="stable")
-        self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        self._counts = counts
+        self.labels, self.batch_size, self.seed = y, 3 * self.t, int(seed)
         self._anchor_ids = np.flatnonzero(counts >= 2)
         per_step = self.num_replicas * self.batch_size
         self._steps = int(batches_per_epoch) if batches_per_epoch else max(1, len(y) // per_step)
@@ -167,34 +152,27 @@ class OfflineTripletSampler(_ResumableBatchSampler):
         ids = rng.choice(self._anchor_ids, size=n)
         out = np.empty((n, 3), dtype=np.int64)
         for i, c in enumerate(ids):
-            imgs = self._order[self._starts[c] : self._starts[c] + self._counts[c]]
-            out[i, :2] = rng.choice(imgs, size=2, replace=False)
+            out[i, :2] = rng.choice(self._images(c), size=2, replace=False)
             other = rng.integers(len(self._counts) - 1)
             other = other + (other >= c)
-            start = self._starts[other]
-            out[i, 2] = self._order[start + rng.integers(self._counts[other])]
+            out[i, 2] = self._images(other)[rng.integers(self._counts[other])]
         return out
-
-    def step_triplets(self, step: int) -> np.ndarray:
-        """The (R·T, 3) triplets of global ``step`` of the current epoch (every rank's)."""
-        rng = np.random.default_rng([self.seed, self.epoch, step])
-        need = self.num_replicas * self.t
-        m = len(self._pool)
-        if m == 0:
-            return self._random_triplets(need, rng)
-        rows = rng.choice(m, size=need, replace=m < need)
-        return self._pool[rows]
 
     def _epoch_plan(self) -> None:
         return None  # each step's triplets are drawn from the pool as the step comes
 
     def _batch(self, plan: None, step: int) -> list[int]:
-        mine = self.step_triplets(step)[self.rank * self.t : (self.rank + 1) * self.t]
-        return mine.reshape(-1).tolist()
+        """Rank r's rows of the step's (R·T, 3) triplets, flattened."""
+        rng = np.random.default_rng([self.seed, self.epoch, step])
+        need, m = self.num_replicas * self.t, len(self._pool)
+        if m == 0:
+            step_triplets = self._random_triplets(need, rng)
+        else:
+            step_triplets = self._pool[rng.choice(m, size=need, replace=m < need)]
+        return step_triplets[self.rank * self.t : (self.rank + 1) * self.t].reshape(-1).tolist()
 
     def state_dict(self) -> dict[str, Any]:
-        """Epoch, batches handed out, seed and the current pool (a tensor, so the checkpoint
-        loads with ``torch.load(weights_only=True)``)."""
+        """Epoch, batches handed out, seed and the pool (a tensor, for weights_only loading)."""
         state = super().state_dict()
         state["pool"] = torch.from_numpy(self._pool.copy())
         return state

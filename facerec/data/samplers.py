@@ -1,25 +1,17 @@
 """Batch samplers that know the DDP ranks and can resume in the middle of an epoch.
 
-* :class:`Batches`: what ``data.sampler`` names by ``class_path`` (as ``model.backbone``): the
-  batch settings, checked when the config is read, that build the batch sampler once the
-  labels are known. :class:`PKBatches` here; ``HardIdentityBatches``
-  (:mod:`facerec.data.hard_identity`) and ``OfflineTripletBatches``
-  (:mod:`facerec.data.offline_triplets`) beside their samplers.
-* :class:`ShuffleBatchSampler` (``data.sampler: null``, the default): a shuffled global batch of
-  ``batch_size × world_size`` images per step, rank r taking the r-th slice, so the images of a
-  step are the same for any number of processes with the same global batch.
-* :class:`PKSampler` (:class:`PKBatches`): P identities × K images per batch, for metric
-  learning; the ranks hold disjoint identities within a step.
-* :class:`ResumableDataLoader`: a DataLoader over one of these whose ``state_dict`` (the epoch
-  and the batches trained in it) Lightning stores in every checkpoint (the fit loop saves the
-  state of each *stateful* train loader, ``CombinedLoader._state_dicts``) and hands back before
-  the first batch of a resumed fit, so ``--ckpt_path last`` continues with the very next batch.
+* :class:`Batches`: what ``data.sampler`` names by ``class_path``; builds the batch sampler once
+  the labels are known (:class:`PKBatches` here, the others beside their samplers).
+* :class:`ShuffleBatchSampler` (the default): a shuffled global batch of ``batch_size ×
+  world_size`` images per step, rank r taking the r-th slice.
+* :class:`PKSampler`: P identities × K images per batch; the ranks of a step hold disjoint
+  identities.
+* :class:`ResumableDataLoader`: its ``state_dict`` (epoch, batches trained) is stored by
+  Lightning in every checkpoint, so ``--ckpt_path last`` continues with the very next batch.
 
-Under Lightning with DDP pass ``use_distributed_sampler=False`` to the Trainer (``facerec fit``
-does): the samplers shard by rank themselves, and Lightning cannot rebuild a custom batch sampler
-around a DistributedSampler (it raises a TypeError otherwise). Lightning calls ``set_epoch`` on
-``loader.sampler`` and on ``loader.batch_sampler.sampler`` only, so each batch sampler's
-:attr:`sampler` attribute forwards it.
+Under DDP pass ``use_distributed_sampler=False`` to the Trainer (``facerec fit`` does): the
+samplers shard by rank themselves. Lightning calls ``set_epoch`` only on ``loader.sampler`` and
+``loader.batch_sampler.sampler``, so each batch sampler's :attr:`sampler` forwards it.
 """
 
 from __future__ import annotations
@@ -56,12 +48,9 @@ def check_count(owner: str, key: str, value: Any, least: int) -> int:
 class Batches:
     """How training batches are drawn: the class ``data.sampler`` names by ``class_path``.
 
-    Built when the config is read; the DataModule calls :meth:`check` at once (bad settings are
-    refused then, in one line: a check inside the constructor would reach the user wrapped in
-    jsonargparse's message about the ``Batches | None`` union) and :meth:`build` once the
-    training labels are known. A subclass that needs a mining
-    refresh gets it from :func:`facerec.training.refresh.data_callbacks`, which holds the one
-    table from batch kind to refresh callback.
+    The DataModule calls :meth:`check` at once (not the constructor, whose errors jsonargparse
+    would wrap) and :meth:`build` once the training labels are known. Mining refreshes come
+    from :func:`facerec.training.refresh.data_callbacks`.
 
     Attributes:
         batch_size: images per batch and process (it replaces ``data.batch_size``).
@@ -120,6 +109,19 @@ class _EpochForwarder:
         self.owner.set_epoch(epoch)
 
 
+def _check_int(what: str, value: Any, least: int) -> int:
+    """``value`` as an int, or :class:`ConfigError` "``what`` must be an integer >= least"."""
+    if isinstance(value, bool) or int(value) != value or value < least:
+        raise ConfigError(f"{what} must be an integer >= {least}, got {value}")
+    return int(value)
+
+
+def _check_seed(name: str, seed: Any) -> int:
+    if int(seed) != seed or seed < 0:
+        raise ConfigError(f"{name} seed must be a non-negative integer, got {seed}")
+    return int(seed)
+
+
 def _check_ranks(name: str, num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     num_replicas = distributed.world_size() if num_replicas is None else num_replicas
     rank = distributed.rank() if rank is None else rank
@@ -133,9 +135,8 @@ def _check_ranks(name: str, num_replicas: int | None, rank: int | None) -> tuple
 class _ResumableBatchSampler(Sampler[list[int]]):
     """Epoch selection and mid-epoch resume shared by the batch samplers.
 
-    A subclass sets ``_steps`` (batches per epoch on every rank), implements
-    :meth:`_epoch_plan` and :meth:`_batch`, and lists in ``_resume_keys`` the settings a saved
-    state must match.
+    A subclass sets ``_steps`` (batches per epoch on every rank), implements :meth:`_epoch_plan`
+    and :meth:`_batch`, and lists in ``_resume_keys`` the settings a saved state must match.
     """
 
     _steps: int
@@ -160,6 +161,19 @@ class _ResumableBatchSampler(Sampler[list[int]]):
             self._yielded = 0
         self.epoch = int(epoch)
 
+    def _group(self, labels: np.ndarray) -> np.ndarray:
+        """Index the dataset by identity; returns the image count of each sorted label."""
+        _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        self._order = np.argsort(inverse, kind="stable")  # dataset indices grouped by identity
+        self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self._counts = counts
+        return counts
+
+    def _images(self, identity: int) -> np.ndarray:
+        """The dataset indices of internal identity ``identity``."""
+        start = self._starts[identity]
+        return self._order[start : start + self._counts[identity]]
+
     def _epoch_plan(self) -> Any:
         raise NotImplementedError
 
@@ -182,11 +196,8 @@ class _ResumableBatchSampler(Sampler[list[int]]):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue ``state["epoch"]`` after ``state["batches_yielded"]`` batches.
-
-        Raises :class:`ConfigError` when the state was saved with other settings (see
-        ``_resume_keys``) or its position does not fit this sampler.
-        """
+        """Continue ``state["epoch"]`` after ``state["batches_yielded"]`` batches;
+        :class:`ConfigError` when it was saved with other settings or does not fit."""
         name = type(self).__name__
         for key in self._resume_keys:
             if key in state and state[key] != getattr(self, key):
@@ -212,14 +223,11 @@ class _ResumableBatchSampler(Sampler[list[int]]):
 class ShuffleBatchSampler(_ResumableBatchSampler):
     """Shuffled batches of a global batch split over the ranks; drops the incomplete last one.
 
-    Per epoch, the dataset indices are permuted with a generator seeded by ``(seed, epoch)``; step
-    s takes the global batch ``perm[s·G : (s+1)·G]`` with G = ``batch_size × num_replicas``, and
-    rank r takes its r-th slice of ``batch_size``. So one process with batch 2b and two with
-    batch b train on the same images at every step, and every rank yields ``⌊N / G⌋`` batches.
-
-    Resuming: :meth:`state_dict` / :meth:`load_state_dict` (epoch and batches handed out), as for
-    :class:`PKSampler`. A state saved with another number of processes loads as long as the
-    global batch is the same: the position is counted in global batches.
+    Per epoch, the indices are permuted by a generator seeded with ``(seed, epoch)``; step s
+    takes ``perm[s·G : (s+1)·G]`` with G = ``batch_size × num_replicas``, rank r its r-th slice.
+    So one process with batch 2b and two with batch b train on the same images, and every rank
+    yields ``⌊N / G⌋`` batches. A state saved with another number of processes loads as long
+    as the global batch is the same.
 
     Args:
         num_samples: N, dataset size.
@@ -240,13 +248,10 @@ class ShuffleBatchSampler(_ResumableBatchSampler):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        for key, value in (("num_samples", num_samples), ("batch_size", batch_size)):
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ConfigError(f"{name} {key} must be an integer >= 1, got {value}")
-        if int(seed) != seed or seed < 0:
-            raise ConfigError(f"{name} seed must be a non-negative integer, got {seed}")
+        self.num_samples = _check_int(f"{name} num_samples", num_samples, 1)
+        self.batch_size = _check_int(f"{name} batch_size", batch_size, 1)
+        self.seed = _check_seed(name, seed)
         self.num_replicas, self.rank = _check_ranks(name, num_replicas, rank)
-        self.num_samples, self.batch_size, self.seed = int(num_samples), int(batch_size), int(seed)
         self.global_batch_size = self.batch_size * self.num_replicas
         if self.num_samples < self.global_batch_size:
             raise ConfigError(
@@ -269,36 +274,20 @@ class ShuffleBatchSampler(_ResumableBatchSampler):
 class PKSampler(_ResumableBatchSampler):
     """Batch sampler: every batch holds exactly P identities × K images (dataset indices).
 
-    Rules, per epoch:
-
-    * Identities with fewer than ``min_images`` images are skipped; the rest are *usable*.
-    * The usable identities are shuffled (seeded by ``seed`` and the epoch) and dealt out in
-      global steps of ``num_replicas × p`` distinct identities; rank r takes the r-th block of
-      ``p`` in each step, so within a step the ranks hold disjoint identities, and every rank
-      yields the same number of batches, ``ceil(U / (num_replicas·p))`` for U usable identities.
-      Every usable identity is visited once per epoch; to fill the last step, identities from the
-      start of that epoch's order are visited a second time (never twice within one step).
-    * For each identity in a batch, K of its images are drawn: without replacement when it has
-      at least K images, otherwise all of its images plus K − n drawn again with replacement.
-    * Batches are lists of ``p·k`` dataset indices, identity by identity (K consecutive each).
-    * Deterministic for (seed, epoch, num_replicas, rank): call :meth:`set_epoch` each epoch
-      (Lightning's loops do, through :attr:`sampler`); a different epoch gives a different
-      order and different draws.
-
-    Resuming mid-epoch: :meth:`state_dict` records the epoch and how many batches this sampler has
-    handed out in it; after :meth:`load_state_dict` the next iteration of that epoch yields only
-    the remaining batches, identical to those of an uninterrupted run. A DataLoader with workers
-    (and Lightning's fetcher) takes batch indices ahead of training, so
-    :class:`ResumableDataLoader` stores the number of batches actually trained instead.
+    Per epoch, the *usable* identities (at least ``min_images`` images) are shuffled (seeded by
+    ``seed`` and the epoch) and dealt out in global steps of ``num_replicas × p`` distinct
+    identities, rank r taking the r-th block of ``p``; every rank yields ``ceil(U /
+    (num_replicas·p))`` batches. The last step is filled from the start of the epoch's order
+    (never twice within one step). Each identity contributes K images, drawn without
+    replacement when it has K, else all of them plus K − n drawn again with replacement; a batch
+    lists them identity by identity. Deterministic for (seed, epoch, num_replicas, rank).
 
     Args:
         labels: identity label of each dataset item, (N,) integers.
-        p: identities per batch (per rank).
-        k: images per identity.
+        p, k: identities per batch (per rank), images per identity.
         min_images: identities with fewer images are skipped (≥ 1).
         seed: base seed (≥ 0).
-        num_replicas: number of ranks; ``None`` → :func:`facerec.base.distributed.world_size`.
-        rank: this rank; ``None`` → :func:`facerec.base.distributed.rank`.
+        num_replicas, rank: ``None`` → :mod:`facerec.base.distributed`'s.
     """
 
     _resume_keys = ("seed", "p", "k", "min_images", "num_replicas", "num_identities")
@@ -321,17 +310,11 @@ class PKSampler(_ResumableBatchSampler):
             )
         if not np.issubdtype(labels_arr.dtype, np.integer):
             raise ConfigError(f"PKSampler needs integer labels, got dtype {labels_arr.dtype}")
-        for name, value, low in (("p", p, 1), ("k", k, 1), ("min_images", min_images, 1)):
-            if int(value) != value or value < low:
-                raise ConfigError(f"PKSampler {name} must be an integer >= {low}, got {value}")
-        if int(seed) != seed or seed < 0:
-            raise ConfigError(f"PKSampler seed must be a non-negative integer, got {seed}")
+        self.p, self.k = _check_int("PKSampler p", p, 1), _check_int("PKSampler k", k, 1)
+        self.min_images = _check_int("PKSampler min_images", min_images, 1)
+        self.seed = _check_seed("PKSampler", seed)
         num_replicas, rank = _check_ranks("PKSampler", num_replicas, rank)
-
-        _, inverse, counts = np.unique(labels_arr, return_inverse=True, return_counts=True)
-        self._order = np.argsort(inverse, kind="stable")  # dataset indices grouped by identity
-        self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        self._counts = counts
+        counts = self._group(labels_arr)
         self._usable = np.flatnonzero(counts >= min_images)  # identity ids (into counts)
         needed = p * num_replicas
         if len(self._usable) < needed:
@@ -342,7 +325,6 @@ class PKSampler(_ResumableBatchSampler):
                 f"{len(counts) - len(self._usable)} skipped for too few images); lower p or "
                 "min_images"
             )
-        self.p, self.k, self.min_images, self.seed = int(p), int(k), int(min_images), int(seed)
         self.num_replicas, self.rank = num_replicas, rank
         self.batch_size = self.p * self.k
         self.num_identities = len(self._usable)
@@ -358,8 +340,7 @@ class PKSampler(_ResumableBatchSampler):
 
     def _draw(self, identity: int, rng: np.random.Generator) -> np.ndarray:
         """K dataset indices of ``identity``: (k,) int64."""
-        start, count = self._starts[identity], self._counts[identity]
-        images = self._order[start : start + count]
+        images, count = self._images(identity), self._counts[identity]
         if count >= self.k:
             return rng.choice(images, size=self.k, replace=False)
         return np.concatenate(
@@ -378,12 +359,8 @@ class PKSampler(_ResumableBatchSampler):
 
 
 def lightning_batches_done(trainer: Any) -> Callable[[], int]:
-    """A function returning how many batches of the current epoch ``trainer`` has trained.
-
-    That is the fit loop's ``batch_progress.current.processed``, the count Lightning itself
-    resumes from (a checkpoint written in ``on_train_batch_end`` of batch i restarts at i + 1).
-    Holds the trainer by weak reference.
-    """
+    """A function returning how many batches of the current epoch ``trainer`` has trained
+    (the count Lightning itself resumes from); holds the trainer by weak reference."""
     ref = weakref.ref(trainer)
 
     def done() -> int:
@@ -398,19 +375,13 @@ def lightning_batches_done(trainer: Any) -> Callable[[], int]:
 class ResumableDataLoader(DataLoader):
     """A DataLoader over a resumable batch sampler that Lightning checkpoints and restores.
 
-    Lightning's fit loop saves ``state_dict()`` of every train loader that has ``state_dict`` and
-    ``load_state_dict`` (under ``loops.fit_loop.state_dict.combined_loader`` in the checkpoint)
-    and calls ``load_state_dict`` before it iterates a resumed epoch, so the first batch after
-    ``--ckpt_path`` is the one an uninterrupted run would have trained next.
+    Lightning saves ``state_dict()`` of a stateful train loader in the checkpoint and calls
+    ``load_state_dict`` before a resumed epoch. Batch indices are handed out ahead of training
+    (prefetching), so the state stores ``batches_done()`` (:func:`lightning_batches_done`), the
+    batches actually trained, when it is given.
 
-    The sampler hands out batch indices ahead of training (worker prefetching, and Lightning
-    fetches one batch ahead to know the last one), so the state stores ``batches_done()`` (see
-    :func:`lightning_batches_done`), the batches actually trained, when it is set; otherwise
-    the batches handed out.
-
-    Args: those of :class:`~torch.utils.data.DataLoader`, with ``batch_sampler`` required to have
-    ``state_dict``/``load_state_dict`` (:class:`ShuffleBatchSampler`, :class:`PKSampler`), and
-    ``batches_done``: optional () -> int.
+    Args: those of :class:`~torch.utils.data.DataLoader` (``batch_sampler`` must have
+    ``state_dict``/``load_state_dict``), and ``batches_done``: optional () -> int.
     """
 
     def __init__(

@@ -33,7 +33,7 @@ _METAL = _palette("1e1e1e 785028 bebec3 c8a046")
 
 
 def _color(c: np.ndarray | Sequence[float]) -> Color:
-    """A colour (3 numbers) -> a plain tuple of three floats clipped to 0..255."""
+    """Three numbers -> a tuple of floats clipped to 0..255."""
     r, g, b = (min(255.0, max(0.0, float(v))) for v in c)
     return (r, g, b)
 
@@ -51,7 +51,7 @@ _NOISE_SIDE = 256
 
 @functools.lru_cache(maxsize=1)
 def _noise_bank() -> np.ndarray:
-    """A fixed (256, 256, 3) float32 field of standard normals; images take random crops of it."""
+    """A fixed (256, 256, 3) float32 field of standard normals; images take crops of it."""
     return np.random.default_rng(20240607).standard_normal(
         (_NOISE_SIDE, _NOISE_SIDE, 3), dtype=np.float32
     )
@@ -59,11 +59,8 @@ def _noise_bank() -> np.ndarray:
 
 @dataclass(frozen=True)
 class IdentityParams:
-    """All per-identity facial parameters, in the 112x112 canonical frame (pixels, degrees, RGB).
-
-    Geometry is nominally that of an aligned ArcFace crop; colours are RGB floats 0..255.
-    Discrete styles are small integers (0 = absent where it applies).
-    """
+    """Per-identity facial parameters in the 112x112 canonical frame (pixels, degrees, RGB
+    floats 0..255); discrete styles are small integers (0 = absent where it applies)."""
 
     # face outline
     face_half_width: float  # half width at the widest (cheek) line
@@ -232,20 +229,15 @@ class _Nuisance:
 
 
 class _Painter:
-    """Draws canonical-frame (112x112) shapes onto a supersampled canvas under a pose transform.
+    """Draws canonical-frame (N, 2) point shapes onto a supersampled canvas under a pose.
 
-    Points are (N, 2) float arrays in the canonical frame. ``depth`` (canonical pixels in front
-    of the face surface) enables the yaw warp for points on the front of the face; ``None``
-    leaves them unwarped (the silhouette: outline, hair, ears).
+    ``depth`` (canonical pixels in front of the face surface) enables the yaw warp; ``None``
+    leaves points unwarped (the silhouette: outline, hair, ears).
     """
 
     def __init__(self, img: np.ndarray, m: np.ndarray, k: float, yaw: float, radius: float):
-        self.img = img
-        self.m = m  # (2, 3) canonical -> canvas pixels
-        self.k = k  # canvas pixels per canonical pixel, including the pose scale
+        self.img, self.m, self.k, self.yaw, self.radius = img, m, k, yaw, radius
         self.sin_yaw = math.sin(yaw)
-        self.yaw = yaw
-        self.radius = radius
 
     def transform(self, pts: np.ndarray, depth: float | None = None) -> np.ndarray:
         """(N, 2) canonical points -> (N, 2) float64 canvas points (yaw warp, then pose)."""
@@ -288,6 +280,17 @@ def _ellipse(cx: float, cy: float, ax: float, ay: float, n: int = 24, angle: flo
         a = math.radians(angle)
         x, y = x * math.cos(a) - y * math.sin(a), x * math.sin(a) + y * math.cos(a)
     return np.stack([cx + x, cy + y], axis=1)
+
+
+def _symmetric(half: Sequence[tuple[float, float]]) -> np.ndarray:
+    """A polygon mirrored about the centre line: ``half`` (dx, y) at CX - dx, then reversed at
+    CX + dx."""
+    return np.array([[CX - dx, y] for dx, y in half] + [[CX + dx, y] for dx, y in half[::-1]])
+
+
+def _box(left: float, top: float, right: float, bottom: float) -> np.ndarray:
+    """The corners of an axis-aligned rectangle, clockwise from the top left."""
+    return np.array([[left, top], [right, top], [right, bottom], [left, bottom]])
 
 
 def _face_outline(p: IdentityParams, n: int = 18) -> np.ndarray:
@@ -455,15 +458,8 @@ class SyntheticFaces:
         a = math.radians(nz.angle)
         c, s = math.cos(a) * nz.scale, math.sin(a) * nz.scale
         ox, oy = CX, 62.0
-        m = (
-            np.array(
-                [
-                    [c, -s, ox - c * ox + s * oy + nz.shift[0]],
-                    [s, c, oy - s * ox - c * oy + nz.shift[1]],
-                ]
-            )
-            * k0
-        )
+        tx, ty = ox - c * ox + s * oy + nz.shift[0], oy - s * ox - c * oy + nz.shift[1]
+        m = np.array([[c, -s, tx], [s, c, ty]]) * k0
         return _Painter(canvas, m, k0 * nz.scale, nz.yaw, p.face_half_width * 1.15)
 
     def _landmarks(self, p: IdentityParams, nz: _Nuisance) -> np.ndarray:
@@ -511,16 +507,7 @@ class SyntheticFaces:
         cloth = _color(np.array([90.0, 90.0, 100.0]) + d * (r.uniform(0, 255, 3) - 90.0))
         w = p.face_half_width
         cy = p.chin_y
-        shoulders = np.array(
-            [
-                [CX - 70, 150],
-                [CX - 62, cy + 14],
-                [CX - 22, cy + 4],
-                [CX + 22, cy + 4],
-                [CX + 62, cy + 14],
-                [CX + 70, 150],
-            ]
-        )
+        shoulders = _symmetric([(70, 150), (62, cy + 14), (22, cy + 4)])
         if p.hair_style == 2:  # long hair falls behind the shoulders
             top = p.face_top - p.hair_volume
             hair = np.array(
@@ -536,15 +523,7 @@ class SyntheticFaces:
             )
             pt.fill(hair, _scale_color(p.hair_color, 0.85))
         pt.fill(shoulders, cloth)
-        neck_w = 0.55 * w
-        neck = np.array(
-            [
-                [CX - neck_w, cy - 14],
-                [CX - neck_w, cy + 10],
-                [CX + neck_w, cy + 10],
-                [CX + neck_w, cy - 14],
-            ]
-        )
+        neck = _symmetric([(0.55 * w, cy - 14), (0.55 * w, cy + 10)])
         pt.fill(neck, _scale_color(p.skin, 0.8))
 
     def _draw_head(self, pt: _Painter, p: IdentityParams, nz: _Nuisance) -> None:
@@ -643,14 +622,7 @@ class SyntheticFaces:
         ny, nw = p.nose_y, p.nose_width
         depth = 7.0
         if p.nose_style == 2:  # shaded bridge
-            bridge = np.array(
-                [
-                    [CX - 2.5, p.eye_y + 2],
-                    [CX - nw * 0.35, ny - 1],
-                    [CX + nw * 0.35, ny - 1],
-                    [CX + 2.5, p.eye_y + 2],
-                ]
-            )
+            bridge = _symmetric([(2.5, p.eye_y + 2), (nw * 0.35, ny - 1)])
             pt.fill(bridge, _scale_color(p.skin, 0.9), depth * 0.5)
         elif p.nose_style == 1:  # one side line down the bridge
             side = np.array([[CX - 3.0, p.eye_y + 4], [CX - 4.0, ny - 6], [CX - nw * 0.3, ny - 1]])
@@ -774,14 +746,7 @@ class SyntheticFaces:
             if p.glasses == 1:
                 lens = _ellipse(ex, p.eye_y + 0.5, r * 0.85, r * 0.8, 20)
             elif p.glasses == 2:
-                lens = np.array(
-                    [
-                        [ex - r, p.eye_y - r * 0.6],
-                        [ex + r, p.eye_y - r * 0.6],
-                        [ex + r, p.eye_y + r * 0.65],
-                        [ex - r, p.eye_y + r * 0.65],
-                    ]
-                )
+                lens = _box(ex - r, p.eye_y - r * 0.6, ex + r, p.eye_y + r * 0.65)
             else:
                 lens = _ellipse(ex, p.eye_y + 0.5, r * 1.05, r * 0.62, 20)
             pt.line(lens, col, th, 2.0, closed=True)
@@ -800,8 +765,7 @@ class SyntheticFaces:
         x, y = r.uniform(25.0, 87.0), r.uniform(35.0, 105.0)
         ax, ay = r.uniform(7.0, 18.0, 2)
         if r.random() < 0.5:
-            pts = np.array([[x - ax, y - ay], [x + ax, y - ay], [x + ax, y + ay], [x - ax, y + ay]])
-            pt.fill(pts, col)
+            pt.fill(_box(x - ax, y - ay, x + ax, y + ay), col)
         else:
             pt.fill(_ellipse(x, y, ax, ay, 20, r.uniform(0, 180)), col)
 
