@@ -1,30 +1,18 @@
 """Match confidence: a verification score -> the probability that the pair is one identity.
 
-:func:`fit_calibration` fits the map on a benchmark's pairs and checks it by k-fold
-cross-validation: the pairs are split into ``folds`` folds stratified by class (a fixed seed),
-each fold is predicted by a map fitted on the other folds, and the held-out predictions give the
-expected calibration error (ECE), the Brier score and the reliability diagram. The map stored in
-the returned :class:`Calibration` is then fitted on all pairs. Two maps (NumPy only):
+:func:`fit_calibration` fits the map on a benchmark's pairs and checks it by stratified k-fold
+(fixed seed): held-out predictions give the expected calibration error (ECE, ``bins``
+equal-width bins of the probability: ``sum_b n_b / N * |mean predicted_b - observed rate_b|``),
+the Brier score and the reliability diagram; the stored map is then fitted on all pairs. Maps:
 
-* ``logistic`` (Platt scaling): ``p = 1 / (1 + exp(-(a * score + b)))``, two parameters fitted
-  by Newton's method (iteratively reweighted least squares) on the log-likelihood, with a tiny
-  ridge (1e-6) so that separable pairs still give finite parameters;
-* ``isotonic``: the non-decreasing step map of least squares (pool-adjacent-violators), stored
-  as knots ``x`` (scores, increasing) and ``y`` (probabilities, non-decreasing) and read by
-  linear interpolation between knots, flat beyond the ends (as scikit-learn's
-  ``IsotonicRegression(out_of_bounds="clip")``).
+* ``logistic`` (Platt scaling): ``p = sigmoid(a * score + b)`` by Newton / IRLS, ridge 1e-6;
+* ``isotonic``: pool-adjacent-violators knots ``x`` (increasing), ``y`` (non-decreasing), read
+  by linear interpolation, flat beyond the ends (scikit-learn's ``out_of_bounds="clip"``).
 
-ECE uses :data:`DEFAULT_BINS` (15) equal-width bins of the predicted probability on [0, 1]:
-``sum_b n_b / N * |mean predicted_b - observed rate_b|``. The thresholds at the standard FARs
-(:data:`STANDARD_FARS`, 1e-1 ... 1e-6) are those of
-:func:`facerec.metrics.verification.tar_at_far` on all pairs (a pair is "same" when
-``score >= threshold``); a FAR is kept only where the impostor pairs resolve it
-(``far * n_impostors >= 1``).
-
-A :class:`Calibration` is stored in checkpoints and ONNX metadata as plain JSON data
-(:meth:`Calibration.to_dict`); :meth:`Calibration.from_dict` checks every field and refuses a
-bad entry in one line (:class:`facerec.errors.DataError`). Nothing is ever evaluated or
-unpickled.
+Thresholds at the FARs are :func:`facerec.metrics.verification.tar_at_far`'s on all pairs
+("same" when ``score >= threshold``), kept where ``far * n_impostors >= 1``. A
+:class:`Calibration` is stored as plain JSON data; :meth:`Calibration.from_dict` checks every
+field (:class:`facerec.errors.DataError` in one line). Nothing is evaluated or unpickled.
 """
 
 from __future__ import annotations
@@ -38,10 +26,9 @@ import numpy as np
 
 from facerec.errors import ConfigError, DataError
 
-from .verification import far_key, tar_at_far
+from .verification import DEFAULT_FARS, far_key, tar_at_far
 
 METHODS = ("logistic", "isotonic")
-STANDARD_FARS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 DEFAULT_BINS = 15
 DEFAULT_FOLDS = 5
 #: the version of :meth:`Calibration.to_dict`'s layout
@@ -52,12 +39,13 @@ ONNX_KEY = "facerec.calibration"
 _RIDGE = 1e-6
 
 
-# --------------------------------------------------------------------------------------------
-# the two maps
-
-
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # exact and overflow-free
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ConfigError(f"calibration method {method!r} is not known; expected one of {METHODS}")
 
 
 def fit_logistic(scores: np.ndarray, same: np.ndarray, max_iter: int = 100) -> tuple[float, float]:
@@ -85,49 +73,33 @@ def fit_isotonic(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.n
     Equal scores are pooled first; each pooled block contributes its first and last score as
     knots (one knot for a block of one score), so interpolation is flat inside a block.
     """
-    s = np.asarray(scores, np.float64)
-    y = np.asarray(same, np.float64)
-    xs, inv = np.unique(s, return_inverse=True)
+    xs, inv = np.unique(np.asarray(scores, np.float64), return_inverse=True)
     wsum = np.bincount(inv).astype(np.float64)
-    ysum = np.bincount(inv, weights=y)
-    # blocks as a stack: value (mean), weight, first and last distinct-score index
-    val: list[float] = []
-    wt: list[float] = []
-    lo: list[int] = []
-    hi: list[int] = []
+    ysum = np.bincount(inv, weights=np.asarray(same, np.float64))
+    blocks: list[list[Any]] = []  # [mean, weight, first, last distinct-score index]
     for i in range(xs.size):
-        val.append(ysum[i] / wsum[i])
-        wt.append(wsum[i])
-        lo.append(i)
-        hi.append(i)
-        while len(val) > 1 and val[-2] >= val[-1]:
-            w2 = wt[-2] + wt[-1]
-            v2 = (val[-2] * wt[-2] + val[-1] * wt[-1]) / w2
-            h = hi[-1]
-            for lst in (val, wt, lo, hi):
-                lst.pop()
-            val[-1], wt[-1], hi[-1] = v2, w2, h
+        blocks.append([ysum[i] / wsum[i], wsum[i], i, i])
+        while len(blocks) > 1 and blocks[-2][0] >= blocks[-1][0]:
+            v2, w2, _, hi = blocks.pop()
+            v1, w1, lo, _ = blocks[-1]
+            blocks[-1] = [(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, lo, hi]
     kx: list[float] = []
     ky: list[float] = []
-    for v, a, b in zip(val, lo, hi, strict=True):
-        kx.append(float(xs[a]))
-        ky.append(v)
-        if b != a:
-            kx.append(float(xs[b]))
-            ky.append(v)
+    for v, _, lo, hi in blocks:
+        ends = (lo,) if hi == lo else (lo, hi)
+        kx += [float(xs[j]) for j in ends]
+        ky += [v] * len(ends)
     return np.asarray(kx), np.clip(np.asarray(ky), 0.0, 1.0)
 
 
 def predict(method: str, parameters: dict[str, Any], scores: np.ndarray) -> np.ndarray:
     """The probability of "same identity" for ``scores`` under a fitted map."""
+    _check_method(method)
     s = np.asarray(scores, np.float64)
     if method == "logistic":
         return _sigmoid(parameters["a"] * s + parameters["b"])
-    if method == "isotonic":
-        x = np.asarray(parameters["x"], np.float64)
-        y = np.asarray(parameters["y"], np.float64)
-        return np.interp(s, x, y)
-    raise ConfigError(f"calibration method {method!r} is not known; expected one of {METHODS}")
+    x = np.asarray(parameters["x"], np.float64)
+    return np.interp(s, x, np.asarray(parameters["y"], np.float64))
 
 
 def _fit(method: str, scores: np.ndarray, same: np.ndarray) -> dict[str, Any]:
@@ -138,15 +110,10 @@ def _fit(method: str, scores: np.ndarray, same: np.ndarray) -> dict[str, Any]:
     return {"x": x.tolist(), "y": y.tolist()}
 
 
-# --------------------------------------------------------------------------------------------
-# measures
-
-
 @dataclass(frozen=True)
 class ReliabilityBin:
     """One bin of the reliability diagram: [lo, hi) of the predicted probability (the last bin
-    includes 1), the mean predicted probability, the observed rate of "same" and the count
-    (mean and rate are None for an empty bin)."""
+    includes 1); mean and observed rate of "same" are None for an empty bin."""
 
     lo: float
     hi: float
@@ -167,15 +134,8 @@ def reliability(
     for b in range(bins):
         m = idx == b
         n = int(m.sum())
-        out.append(
-            ReliabilityBin(
-                lo=b / bins,
-                hi=(b + 1) / bins,
-                mean_predicted=float(p[m].mean()) if n else None,
-                observed=float(y[m].mean()) if n else None,
-                count=n,
-            )
-        )
+        mean, obs = (float(p[m].mean()), float(y[m].mean())) if n else (None, None)
+        out.append(ReliabilityBin(b / bins, (b + 1) / bins, mean, obs, n))
     return out
 
 
@@ -208,25 +168,14 @@ def stratified_folds(same: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# the record
-
-
 @dataclass
 class Calibration:
     """A fitted score -> P(same identity) map with its check and the thresholds at FARs.
 
-    Attributes:
-        method: ``logistic`` or ``isotonic``.
-        parameters: ``{"a", "b"}`` (logistic) or ``{"x": [...], "y": [...]}`` (isotonic knots).
-        thresholds: ``{far: score threshold}`` at the resolvable standard FARs ("same" when
-            ``score >= threshold``).
-        ece: expected calibration error of the held-out fold predictions (``bins`` bins).
-        brier: Brier score of the held-out predictions.
-        n_pairs, n_genuine, n_impostor: the pairs it was fitted on.
-        benchmark: the name of the benchmark the pairs came from.
-        folds, seed, bins: how it was checked.
-        reliability: the reliability diagram of the held-out predictions.
+    ``parameters``: ``{"a", "b"}`` (logistic) or ``{"x": [...], "y": [...]}`` (isotonic knots);
+    ``thresholds``: ``{far: score threshold}`` ("same" when ``score >= threshold``); ``ece``,
+    ``brier`` and ``reliability`` are of the held-out fold predictions; ``n_*`` count the pairs
+    it was fitted on; ``folds``, ``seed``, ``bins`` say how it was checked.
     """
 
     method: str
@@ -262,18 +211,9 @@ class Calibration:
         """Plain JSON data (the layout :meth:`from_dict` reads)."""
         return {
             "format": FORMAT,
-            "method": self.method,
+            **{k: getattr(self, k) for k in _FIELDS[1:]},
             "parameters": dict(self.parameters),
             "thresholds": [{"far": f, "threshold": t} for f, t in self.thresholds.items()],
-            "ece": self.ece,
-            "brier": self.brier,
-            "n_pairs": self.n_pairs,
-            "n_genuine": self.n_genuine,
-            "n_impostor": self.n_impostor,
-            "benchmark": self.benchmark,
-            "folds": self.folds,
-            "seed": self.seed,
-            "bins": self.bins,
             "reliability": [
                 [r.lo, r.hi, r.mean_predicted, r.observed, r.count] for r in self.reliability
             ],
@@ -344,16 +284,12 @@ def _parse(entry: Any, source: str) -> Calibration:
     par = entry["parameters"]
     if not isinstance(par, dict):
         raise bad("parameters", f"a {type(par).__name__} (expected a dict)")
+    keys = ("a", "b") if method == "logistic" else ("x", "y")
+    if set(par) != set(keys):
+        raise bad("parameters", f"keys {sorted(map(str, par))} (expected {' and '.join(keys)})")
     if method == "logistic":
-        if set(par) != {"a", "b"}:
-            raise bad("parameters", f"keys {sorted(map(str, par))} (expected a and b)")
-        parameters: dict[str, Any] = {
-            "a": num(par["a"], "parameters.a"),
-            "b": num(par["b"], "parameters.b"),
-        }
+        parameters: dict[str, Any] = {k: num(par[k], f"parameters.{k}") for k in keys}
     else:
-        if set(par) != {"x", "y"}:
-            raise bad("parameters", f"keys {sorted(map(str, par))} (expected x and y)")
         xs, ys = par["x"], par["y"]
         if not (isinstance(xs, list) and isinstance(ys, list) and 0 < len(xs) == len(ys)):
             raise bad("parameters", "x and y must be non-empty lists of the same length")
@@ -373,8 +309,7 @@ def _parse(entry: Any, source: str) -> Calibration:
         if f <= 0.0 or f in thresholds:
             raise bad("thresholds", f"FAR {f!r} (expected distinct FARs in (0, 1])")
         thresholds[f] = num(item["threshold"], "thresholds.threshold")
-    pairs = sorted(thresholds.items())
-    if (np.diff([t for _, t in pairs]) > 0).any():  # by rising FAR: thresholds must not rise
+    if (np.diff([t for _, t in sorted(thresholds.items())]) > 0).any():  # by rising FAR
         raise bad(
             "thresholds",
             "a lower FAR with a lower threshold (expected thresholds to rise as the FAR falls)",
@@ -398,15 +333,8 @@ def _parse(entry: Any, source: str) -> Calibration:
         n = count(r[4], "reliability.count")
         mean = None if r[2] is None and not n else num(r[2], "reliability.mean", 0.0, 1.0)
         obs = None if r[3] is None and not n else num(r[3], "reliability.observed", 0.0, 1.0)
-        rows.append(
-            ReliabilityBin(
-                num(r[0], "reliability.lo", 0.0, 1.0),
-                num(r[1], "reliability.hi", 0.0, 1.0),
-                mean,
-                obs,
-                n,
-            )
-        )
+        lo = num(r[0], "reliability.lo", 0.0, 1.0)
+        rows.append(ReliabilityBin(lo, num(r[1], "reliability.hi", 0.0, 1.0), mean, obs, n))
     return Calibration(
         method=method,
         parameters=parameters,
@@ -424,10 +352,6 @@ def _parse(entry: Any, source: str) -> Calibration:
     )
 
 
-# --------------------------------------------------------------------------------------------
-# fitting
-
-
 def fit_calibration(
     scores: np.ndarray,
     same: np.ndarray,
@@ -436,18 +360,14 @@ def fit_calibration(
     seed: int = 0,
     bins: int = DEFAULT_BINS,
     benchmark: str = "",
-    fars: tuple[float, ...] = STANDARD_FARS,
+    fars: tuple[float, ...] = DEFAULT_FARS,
 ) -> Calibration:
     """Fit score -> P(same identity) on verification pairs and check it by k-fold.
 
     Args:
         scores: (N,) cosine scores of the pairs.
         same: (N,) bool, True for a genuine pair.
-        method: ``logistic`` (Platt) or ``isotonic``.
-        folds: k of the stratified k-fold check (each class needs at least k pairs).
-        seed: the fold assignment's seed.
-        bins: equal-width bins of the ECE and the reliability diagram (15).
-        benchmark: recorded in the result.
+        folds: k of the stratified k-fold check, the folds dealt with ``seed``.
         fars: the FARs whose thresholds are stored (only those the impostors resolve).
 
     Raises:
@@ -455,8 +375,7 @@ def fit_calibration(
         DataError: scores and labels of different lengths, a non-finite score, or fewer than
             ``folds`` pairs of either class.
     """
-    if method not in METHODS:
-        raise ConfigError(f"calibration method {method!r} is not known; expected one of {METHODS}")
+    _check_method(method)
     if folds < 2 or bins < 1:
         raise ConfigError(f"folds {folds} and bins {bins}: expected folds >= 2 and bins >= 1")
     s = np.asarray(scores, np.float64).reshape(-1)
@@ -517,17 +436,16 @@ def calibration_in_onnx_props(props: dict[str, str], source: str = "<onnx>") -> 
 
 def format_calibration(cal: Calibration) -> str:
     """A few lines for the console: the method, the held-out ECE and Brier, the thresholds."""
-    lines = [
+    text = (
         f"calibration ({cal.method}, {cal.benchmark or 'pairs'}: {cal.n_genuine} genuine + "
         f"{cal.n_impostor} impostor pairs): held-out ECE {cal.ece:.4f} ({cal.bins} equal-width "
-        f"bins, {cal.folds}-fold), Brier {cal.brier:.4f}",
-    ]
+        f"bins, {cal.folds}-fold), Brier {cal.brier:.4f}"
+    )
     if cal.thresholds:
-        lines.append(
-            "  thresholds: "
-            + ", ".join(f"FAR {far_key(f)}: {t:.4f}" for f, t in cal.thresholds.items())
+        text += "\n  thresholds: " + ", ".join(
+            f"FAR {far_key(f)}: {t:.4f}" for f, t in cal.thresholds.items()
         )
-    return "\n".join(lines)
+    return text
 
 
 __all__ = [
@@ -535,7 +453,6 @@ __all__ = [
     "DEFAULT_BINS",
     "METHODS",
     "ONNX_KEY",
-    "STANDARD_FARS",
     "Calibration",
     "ReliabilityBin",
     "brier",
