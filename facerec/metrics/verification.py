@@ -1,17 +1,11 @@
 """Pair-verification metrics on similarity scores (pure NumPy).
 
-Scores are similarities, higher meaning "more likely the same person": the cosine between the
-L2-normalised (flip-summed) embeddings of the two images of a pair. On unit vectors the squared
-L2 distance used by the insightface protocol is ``d = 2 - 2 * score``, so a distance threshold
-``t`` ("same" when ``d < t``) is the score threshold ``1 - t / 2`` ("same" when
-``score > 1 - t / 2``).
-
-Two threshold conventions, each the one of its reference:
-
-* :func:`kfold_accuracy` and :func:`best_threshold_accuracy` predict "same" when
-  ``score > threshold`` (insightface's strict ``dist < threshold``).
-* :func:`roc`, :func:`tar_at_far` and :func:`eer` follow scikit-learn's ``roc_curve``: "same"
-  when ``score >= threshold``, and every threshold is one of the scores.
+Scores are cosines of L2-normalised embeddings, higher = same person. insightface's squared L2
+distance threshold ``t`` ("same" when ``2 - 2 * score < t``) is the score threshold ``1 - t / 2``.
+Two conventions, each its reference's: :func:`kfold_accuracy` and
+:func:`best_threshold_accuracy` predict "same" when ``score > threshold`` (insightface);
+:func:`roc`, :func:`tar_at_far` and :func:`eer` when ``score >= threshold``, every threshold
+one of the scores (scikit-learn's ``roc_curve``).
 """
 
 from __future__ import annotations
@@ -24,8 +18,8 @@ import numpy as np
 
 from facerec.errors import DataError
 
-#: insightface's distance grid (0 ... 3.99, step 0.01) as score thresholds, in the same order, so
-#: that ties between thresholds are broken towards the smallest distance as insightface does.
+#: insightface's distance grid (0 ... 3.99, step 0.01) as score thresholds, in its order (ties
+#: go to the smallest distance, as there).
 INSIGHTFACE_DISTANCE_THRESHOLDS = np.arange(0, 4, 0.01)
 INSIGHTFACE_SCORE_THRESHOLDS = 1.0 - INSIGHTFACE_DISTANCE_THRESHOLDS / 2.0
 
@@ -49,20 +43,14 @@ def _check(scores: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows to unit length: (N, D) -> (N, D), float64 kept, else float32; a zero row stays zero.
-
-    The one L2 normalisation of embeddings (scoring, search, the embedding loop).
-    """
+    """Rows to unit length: (N, D) -> (N, D), float64 kept, else float32; a zero row stays zero."""
     x = np.asarray(x)
     x = x if x.dtype == np.float64 else x.astype(np.float32, copy=False)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
 
 
 def pair_scores(emb1: np.ndarray, emb2: np.ndarray) -> np.ndarray:
-    """Cosine similarity of matching rows: (N, D), (N, D) -> (N,) float64.
-
-    Rows are L2-normalised first (a zero row gives score 0).
-    """
+    """Cosine similarity of matching rows: (N, D), (N, D) -> (N,) float64 (zero row: 0)."""
     a = np.asarray(emb1, dtype=np.float64)
     b = np.asarray(emb2, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 2:
@@ -79,19 +67,11 @@ def accuracy_at_threshold(scores: np.ndarray, issame: np.ndarray, threshold: flo
 
 
 def best_threshold_accuracy(scores: np.ndarray, issame: np.ndarray) -> tuple[float, float]:
-    """Best accuracy over all thresholds on one set of pairs, and that threshold.
+    """``(accuracy, threshold)``: the best accuracy of "same when ``score > threshold``" on
+    these (N,) scores and (N,) bool labels, in-sample (:func:`kfold_accuracy` is the protocol).
 
-    Args:
-        scores: (N,) similarities (e.g. cosine of L2-normalised embeddings), higher = same.
-        issame: (N,) bool, True for a genuine (same-identity) pair.
-
-    Returns:
-        ``(accuracy, threshold)``: accuracy in [0, 1] of the rule "same when ``score >
-        threshold``" with the threshold chosen on these same pairs (an optimistic, in-sample
-        number; use :func:`kfold_accuracy` for the reported protocol). The threshold is the
-        midpoint between the two neighbouring distinct scores where the cut is made, so ``>`` and
-        ``>=`` give the same result on these scores. Among equally good cuts the highest threshold
-        is returned. Exact (every distinct cut is tried), O(N log N).
+    Exact, O(N log N). The threshold is the midpoint between the neighbouring distinct scores of
+    the cut (``>`` and ``>=`` agree there); among equally good cuts the highest one.
     """
     s, y = _check(scores, issame)
     order = np.argsort(-s, kind="stable")
@@ -118,13 +98,15 @@ def best_threshold_accuracy(scores: np.ndarray, issame: np.ndarray) -> tuple[flo
     return float(correct[best]) / n, thr
 
 
-def fold_ids(n: int, n_folds: int = 10) -> np.ndarray:
-    """Fold index (N,) int of each pair for KFold(n_folds, shuffle=False) in file order.
-
-    As scikit-learn's ``KFold``: contiguous folds, the first ``n % n_folds`` one pair larger.
-    """
+def _check_n_folds(n_folds: int, n: int) -> None:
     if n_folds < 2 or n_folds > n:
         raise DataError(f"{n_folds} folds for {n} pairs; expected 2 <= folds <= number of pairs")
+
+
+def fold_ids(n: int, n_folds: int = 10) -> np.ndarray:
+    """Fold index (N,) of each pair as scikit-learn's ``KFold(n_folds)``: contiguous folds in
+    file order, the first ``n % n_folds`` one pair larger."""
+    _check_n_folds(n_folds, n)
     sizes = np.full(n_folds, n // n_folds)
     sizes[: n % n_folds] += 1
     return np.repeat(np.arange(n_folds), sizes)
@@ -132,15 +114,8 @@ def fold_ids(n: int, n_folds: int = 10) -> np.ndarray:
 
 @dataclass
 class KFoldResult:
-    """Result of :func:`kfold_accuracy`.
-
-    Attributes:
-        accuracy_mean: mean of the per-fold test accuracies.
-        accuracy_std: population standard deviation (ddof=0, as insightface) of them.
-        fold_accuracies: (F,) test accuracy of each fold.
-        fold_thresholds: (F,) score threshold chosen on the other folds ("same" if score > thr).
-        threshold_mean: mean of ``fold_thresholds``.
-    """
+    """Result of :func:`kfold_accuracy`: mean and std (ddof=0, as insightface) of the (F,)
+    per-fold test accuracies, and the (F,) thresholds chosen on the other folds."""
 
     accuracy_mean: float
     accuracy_std: float
@@ -153,20 +128,11 @@ class KFoldResult:
 
 
 def stratified_fold_ids(issame: np.ndarray, n_folds: int = 10, seed: int = 0) -> np.ndarray:
-    """Fold index (N,) int of each pair, stratified: every fold gets the same share (within
-    one pair) of genuine and of impostor pairs, whatever the file's order.
-
-    The pairs of each class are shuffled with ``seed`` (so a file sorted by class or by
-    difficulty gives balanced folds) and dealt to the folds in turn. Used where a benchmark does
-    not define its folds (a pairs CSV, identification-derived or synthetic pairs): contiguous
-    folds of a file listing all genuine pairs first would each hold one class, and a threshold
-    learnt on one class is tested on the other (accuracy near 0 %).
-    """
+    """Fold index (N,) of each pair, stratified: each class shuffled with ``seed`` and dealt to
+    the folds in turn, so every fold holds the same share (within one pair) of both classes
+    whatever the file's order. For benchmarks that define no folds."""
     y = np.asarray(issame, dtype=bool).reshape(-1)
-    if n_folds < 2 or n_folds > y.size:
-        raise DataError(
-            f"{n_folds} folds for {y.size} pairs; expected 2 <= folds <= number of pairs"
-        )
+    _check_n_folds(n_folds, y.size)
     rng = np.random.default_rng(seed)
     out = np.empty(y.size, dtype=np.int64)
     start = 0
@@ -184,19 +150,12 @@ STRATIFIED_FOLDS = "stratified by class, seed 0"
 def check_folds(
     issame: np.ndarray, folds: np.ndarray | None = None, n_folds: int = 10
 ) -> np.ndarray:
-    """The (N,) fold index of each pair for the k-fold protocol, checked before any scoring.
+    """The (N,) fold of each pair for the k-fold protocol, checked before any scoring.
 
-    Args:
-        issame: (N,) bool.
-        folds: (N,) int folds the benchmark defines (LFW pairs.txt; insightface's 10 contiguous
-            folds of a .bin), kept as they are; None: ``n_folds`` folds stratified by class with
-            seed 0 (:func:`stratified_fold_ids`).
-        n_folds: folds to make when ``folds`` is None.
-
-    Raises:
-        DataError: fewer pairs of a class than ``n_folds`` (a stratified fold would miss it), a
-            given fold holding one class only, all pairs in one fold, or ``folds`` of another
-            length. (A set with one class only is left to the metrics that need both.)
+    ``folds``: (N,) folds the benchmark defines, kept as they are; None: ``n_folds`` folds
+    stratified by class, seed 0 (:func:`stratified_fold_ids`). DataError for fewer pairs of a
+    class than ``n_folds``, a given fold of one class, one fold only, or ``folds`` of another
+    length (a set of one class only is left to the metrics that need both).
     """
     y = np.asarray(issame, dtype=bool).reshape(-1)
     if folds is None:
@@ -233,23 +192,11 @@ def kfold_accuracy(
     thresholds: np.ndarray | None = None,
     folds: np.ndarray | None = None,
 ) -> KFoldResult:
-    """K-fold verification accuracy, each fold's threshold chosen on the other folds.
+    """K-fold verification accuracy: each fold tested ("same" when ``score > threshold``) at
+    the threshold with the best accuracy on the other folds.
 
-    Args:
-        scores: (N,) similarities, higher = same.
-        issame: (N,) bool.
-        n_folds: number of folds when ``folds`` is not given: stratified by class with a
-            fixed seed (:func:`stratified_fold_ids`).
-        thresholds: (T,) candidate score thresholds, tried in order; the first one with the best
-            training accuracy wins. Default: insightface's distance grid 0 ... 3.99 step 0.01
-            mapped to scores (1.0, 0.995, ..., -0.995).
-        folds: optional (N,) int fold index of each pair, where the benchmark defines them
-            (LFW's pairs.txt; insightface's contiguous 10 folds of a .bin). Every fold must hold
-            both classes: a fold with one class is refused.
-
-    Returns:
-        :class:`KFoldResult`. For each fold f the threshold maximising accuracy on the pairs not
-        in f is applied to the pairs in f ("same" when ``score > threshold``).
+    ``thresholds``: (T,) candidates, the first best one wins (default: insightface's distance
+    grid as scores, 1.0, 0.995, ..., -0.995). ``folds``/``n_folds``: as :func:`check_folds`.
     """
     s, y = _check(scores, issame)
     thr = INSIGHTFACE_SCORE_THRESHOLDS if thresholds is None else np.asarray(thresholds, float)
@@ -317,12 +264,8 @@ def auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
 
 
 def eer(scores: np.ndarray, issame: np.ndarray) -> tuple[float, float]:
-    """Equal error rate and its threshold: ``(eer, threshold)``.
-
-    The ROC is walked to the first point where the false-reject rate ``1 - tpr`` no longer
-    exceeds the false-accept rate; the EER is linearly interpolated between that point and the
-    previous one (where ``fnr - fpr`` changes sign), the threshold is the score at that point.
-    """
+    """``(eer, threshold)``: at the first ROC point where ``1 - tpr <= fpr``, the EER linearly
+    interpolated from the previous point, and that point's threshold."""
     fpr, tpr, thr = roc(scores, issame)
     fnr = 1.0 - tpr
     diff = fnr - fpr  # decreasing from 1 to -1
@@ -337,18 +280,9 @@ def eer(scores: np.ndarray, issame: np.ndarray) -> tuple[float, float]:
 
 @dataclass
 class TarAtFar:
-    """True-accept rate at one target false-accept rate.
-
-    Attributes:
-        far: the target FAR.
-        tar: the best TAR among operating points whose FAR is at most ``far``.
-        threshold: the calibrated score threshold of that point ("same" when score >= it).
-        achieved_far: the FAR actually reached at that threshold (<= ``far``).
-        resolvable: False when ``far * n_impostors < 1``: with this many impostor pairs the
-            smallest non-zero FAR is ``1 / n_impostors``, so the target cannot be measured and
-            the numbers are those at FAR 0 (the threshold lies above every impostor score).
-        n_impostors: number of impostor pairs behind the estimate.
-    """
+    """The best TAR with FAR <= ``far``, its threshold ("same" when score >= it) and the FAR
+    reached there. ``resolvable`` is False when ``far * n_impostors < 1``: the target cannot be
+    measured and the numbers are those at FAR 0."""
 
     far: float
     tar: float
@@ -374,22 +308,12 @@ def tar_at_far(
     n_neg = int((~y).sum())
     out = []
     for far in fars:
-        ok = np.nonzero(fpr <= far + 1e-15)[0]
-        i = int(ok[-1])  # fpr non-decreasing, tpr too: the last admissible point is the best
+        i = int(np.nonzero(fpr <= far + 1e-15)[0][-1])  # tpr non-decreasing: the last is best
         t = float(thr[i])
-        if math.isinf(t):  # nothing accepted: the threshold just above the top score, in the
-            # scores' own precision (so float32 scores compare the same way)
+        if math.isinf(t):  # nothing accepted: just above the top score, in the scores' precision
             t = float(np.nextafter(dtype.type(s.max()), dtype.type(np.inf)))
-        out.append(
-            TarAtFar(
-                far=float(far),
-                tar=float(tpr[i]),
-                threshold=t,
-                achieved_far=float(fpr[i]),
-                resolvable=far * n_neg >= 1.0,
-                n_impostors=n_neg,
-            )
-        )
+        ok = far * n_neg >= 1.0
+        out.append(TarAtFar(float(far), float(tpr[i]), t, float(fpr[i]), ok, n_neg))
     return out
 
 
@@ -418,13 +342,8 @@ def verification_report(
 ) -> dict:
     """Every verification number for one set of scored pairs, as a JSON-ready dict.
 
-    ``fold_method`` says where given ``folds`` came from (e.g. "LFW pairs.txt"); without
-    ``folds`` it is :data:`STRATIFIED_FOLDS`.
-
-    Keys: num_pairs, num_genuine, num_impostor, folds, fold_method, accuracy_mean, accuracy_std,
-    fold_accuracies, fold_thresholds, threshold_mean, best_accuracy, best_threshold, auc, eer,
-    eer_threshold, min_resolvable_far, tar_at_far ({far_key: {tar, threshold, achieved_far,
-    resolvable}}), roc ({fpr, tpr, thresholds}; the first threshold, +inf, is None).
+    ``fold_method`` says where given ``folds`` came from (without them: :data:`STRATIFIED_FOLDS`).
+    ``tar_at_far`` is :func:`tar_table`'s; ``roc`` is {fpr, tpr, thresholds}, +inf as None.
     """
     s, y = _check(scores, issame)
     kf = kfold_accuracy(s, y, n_folds=n_folds, folds=folds)
