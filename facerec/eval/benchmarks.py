@@ -91,8 +91,7 @@ def read_text(path: Path, what: str, encoding: str = "utf-8") -> str:
         raise DataError(f"{path}: cannot read {what} ({e})") from None
 
 
-# --------------------------------------------------------------------------------------------
-# insightface .bin
+# -- insightface .bin
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -140,17 +139,17 @@ def load_bin(path: str | os.PathLike[str]) -> tuple[list[bytes], np.ndarray]:
     try:
         # encoding="bytes": Python 2 str (the JPEG data) comes back as bytes, not decoded text.
         obj = _PlainUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as e:
-        if "refused" in str(e):
+    except Exception as e:  # also truncated or garbage data: EOFError, ValueError, KeyError, ...
+        ours = isinstance(e, pickle.UnpicklingError)
+        if ours and "refused" in str(e):
             raise DataError(
                 f"{p}: the pickle asks to run or build an object ({str(e)[8:]}); a verification "
                 ".bin may hold only a list of image bytes and a list of bools, so it was refused "
                 "without running anything"
             ) from None
-        raise DataError(f"{p}: not a readable pickle ({e}); expected an insightface .bin") from None
-    except Exception as e:  # truncated or garbage data: EOFError, ValueError, KeyError, ...
+        why = e if ours else f"{type(e).__name__}: {e}"
         raise DataError(
-            f"{p}: not a readable pickle ({type(e).__name__}: {e}); expected an insightface .bin"
+            f"{p}: not a readable pickle ({why}); expected an insightface .bin"
         ) from None
     if not (isinstance(obj, tuple | list) and len(obj) == 2):
         raise DataError(
@@ -200,8 +199,7 @@ def read_bin(path: str | os.PathLike[str], name: str | None = None) -> PairBench
     )
 
 
-# --------------------------------------------------------------------------------------------
-# LFW pairs.txt (View 2)
+# -- LFW pairs.txt (View 2)
 
 
 @dataclass(frozen=True)
@@ -274,11 +272,7 @@ def parse_lfw_pairs(
         kind, form, n2 = (
             ("matched", "'name i j'", 0) if matched else ("mismatched", "'name1 i name2 j'", 2)
         )
-        if (
-            len(f) != (3 if matched else 4)
-            or _positive_int(f[1]) is None
-            or _positive_int(f[-1]) is None
-        ):
+        if len(f) != (3 if matched else 4) or not _positive_int(f[1]) or not _positive_int(f[-1]):
             raise DataError(
                 f"{p}: line {lineno} is {raw.strip()!r}; expected a {kind} pair {form} "
                 f"(fold {fold + 1}, {kind} pair {pos % per + 1} of {per})"
@@ -295,22 +289,6 @@ def parse_lfw_pairs(
 def lfw_image_path(root: str | os.PathLike[str], name: str, index: int) -> Path:
     """``root/name/name_%04d.jpg``, LFW's layout."""
     return Path(root) / name / f"{name}_{index:04d}.jpg"
-
-
-def _index_paths(paths: list[Path]) -> tuple[list[Path], dict[Path, int]]:
-    uniq: dict[Path, int] = {}
-    for q in paths:
-        uniq.setdefault(q, len(uniq))
-    return list(uniq), uniq
-
-
-def _check_exist(paths: list[Path], what: str) -> None:
-    missing = [q for q in paths if not q.is_file()]
-    if missing:
-        raise DataError(
-            f"{missing[0]}: image not found ({len(missing)} of the {len(paths)} images that "
-            f"{what} names are missing)"
-        )
 
 
 def _lfw_refs(
@@ -351,41 +329,43 @@ def read_lfw(
     files elsewhere.
     """
     parsed, refs = _lfw_refs(pairs_path, root, allow_outside_root)
-    return _lfw_benchmark(
-        name,
-        parsed,
-        refs,
-        str(pairs_path),
-        f"LFW pairs.txt: the file's {parsed[-1].fold + 1} folds",
-    )
+    method = f"LFW pairs.txt: the file's {parsed[-1].fold + 1} folds"
+    return _file_pairs(name, refs, [q.issame for q in parsed], str(pairs_path), parsed, method)
 
 
-def _lfw_benchmark(
+def _file_pairs(
     name: str,
-    parsed: list[LfwPair],
     refs: list[tuple[Path, Path]],
+    issame: list[bool],
     source: str,
-    fold_method: str,
+    parsed: list[LfwPair] | None = None,
+    fold_method: str = "",
     image_group: dict[Path, str] | None = None,
 ) -> PairBenchmark:
-    """The benchmark of LFW-format pairs: their images (each once, all checked to exist), the
-    file's folds and, with ``image_group``, the group of each image."""
-    uniq, where = _index_paths([a for r in refs for a in r])
-    _check_exist(uniq, source)
+    """The benchmark of the image files ``refs``: each image once (all checked to exist), the
+    folds of the ``parsed`` LFW-format lines and, with ``image_group``, each image's group."""
+    where: dict[Path, int] = {}
+    for q in (a for r in refs for a in r):
+        where.setdefault(q, len(where))
+    missing = [q for q in where if not q.is_file()]
+    if missing:
+        raise DataError(
+            f"{missing[0]}: image not found ({len(missing)} of the {len(where)} images that "
+            f"{source} names are missing)"
+        )
     return PairBenchmark(
         name=name,
-        images=FileImages(uniq),
+        images=FileImages(list(where)),
         pairs=np.array([[where[a], where[b]] for a, b in refs], dtype=np.int64),
-        issame=np.array([q.issame for q in parsed]),
-        folds=np.array([q.fold for q in parsed]),
+        issame=np.array(issame),
+        folds=None if parsed is None else np.array([q.fold for q in parsed]),
         source=source,
         fold_method=fold_method,
-        groups=None if image_group is None else np.array([image_group[q] for q in uniq], object),
+        groups=None if image_group is None else np.array([image_group[q] for q in where], object),
     )
 
 
-# --------------------------------------------------------------------------------------------
-# RFW (Racial Faces in-the-Wild)
+# -- RFW (Racial Faces in-the-Wild)
 
 #: RFW's four test sets, each a group of the combined benchmark.
 RFW_RACES = ("African", "Asian", "Caucasian", "Indian")
@@ -435,18 +415,12 @@ def read_rfw(
     image_race: dict[Path, str] = {}
     for (a, b), race in zip(refs, races, strict=True):
         image_race[a] = image_race[b] = race
-    return _lfw_benchmark(
-        name,
-        parsed,
-        refs,
-        str(base),
-        "RFW pairs files: each race's 10 folds (fold k = fold k of every race)",
-        image_race,
-    )
+    method = "RFW pairs files: each race's 10 folds (fold k = fold k of every race)"
+    issame = [q.issame for q in parsed]
+    return _file_pairs(name, refs, issame, str(base), parsed, method, image_race)
 
 
-# --------------------------------------------------------------------------------------------
-# generic pairs CSV
+# -- generic pairs CSV
 
 _TRUE = {"1", "true", "yes", "same", "y", "t"}
 _FALSE = {"0", "false", "no", "different", "diff", "n", "f"}
@@ -485,19 +459,10 @@ def read_pairs_csv(
         same.append(flag in _TRUE)
     if not refs:
         raise DataError(f"{p}: no pairs; expected rows 'path1,path2,same'")
-    uniq, where = _index_paths([a for r in refs for a in r])
-    _check_exist(uniq, str(p))
-    return PairBenchmark(
-        name=name or p.stem,
-        images=FileImages(uniq),
-        pairs=np.array([[where[a], where[b]] for a, b in refs], dtype=np.int64),
-        issame=np.array(same),
-        source=str(p),
-    )
+    return _file_pairs(name or p.stem, refs, same, str(p))
 
 
-# --------------------------------------------------------------------------------------------
-# synthetic held-out pairs
+# -- synthetic held-out pairs
 
 
 class SyntheticImages:
@@ -531,12 +496,7 @@ def synthetic_pairs(
     from facerec.data.pairs import make_pairs
     from facerec.data.synthetic import SyntheticFaces
 
-    renderer = SyntheticFaces(
-        num_identities=num_identities,
-        images_per_identity=images_per_identity,
-        size=size,
-        seed=seed,
-    )
+    renderer = SyntheticFaces(num_identities, images_per_identity, size, seed)
     refs = [
         (first_identity + i, j) for i in range(num_identities) for j in range(images_per_identity)
     ]
@@ -551,8 +511,7 @@ def synthetic_pairs(
     )
 
 
-# --------------------------------------------------------------------------------------------
-# identification folders
+# -- identification folders
 
 
 def read_identity_folder(

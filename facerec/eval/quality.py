@@ -1,10 +1,7 @@
-"""Image quality with a model, for ``facerec eval`` / ``facerec doctor`` (issue 24).
+"""Image quality with a model, for ``facerec eval`` / ``facerec doctor`` / ``facerec embed``.
 
 :func:`score_images` runs a :class:`facerec.metrics.quality.QualityScorer` through the one
 embedding loop, so images are decoded, resized and skipped exactly as when embedding them.
-:func:`quality_method` picks ``norm`` for checkpoints trained with a head that ties the norm of
-the embedding to quality (MagFace, AdaFace) and ``stability`` otherwise. :func:`benchmark_erc`
-gives the error-versus-reject curve of a pair benchmark from its images' qualities.
 """
 
 from __future__ import annotations
@@ -15,20 +12,12 @@ import numpy as np
 
 from facerec.data.sources import ImageSource
 from facerec.inference import Embedder, embed_images
-from facerec.metrics.quality import (
-    QUALITY_METHODS,
-    ErrorRejectCurve,
-    QualityScorer,
-    error_versus_reject,
-    pair_quality,
-    resolve_method,
-)
+from facerec.metrics.quality import QUALITY_METHODS, QualityScorer, resolve_method
 
 
 def add_quality_arguments(group: argparse._ArgumentGroup, what: str) -> None:
-    """``--quality [METHOD]``, ``--min-quality Q``, ``--quality-passes``, ``--quality-seed``:
-    the face-image quality flags of ``facerec embed`` and ``facerec eval``; ``what`` says what
-    the quality is used for and what ``--min-quality`` leaves out."""
+    """``--quality [METHOD]``, ``--min-quality Q``, ``--quality-passes``, ``--quality-seed``;
+    ``what`` says what the quality is used for and what ``--min-quality`` leaves out."""
     group.add_argument(
         "--quality",
         nargs="?",
@@ -81,18 +70,4 @@ def score_images(
     return q.reshape(-1).astype(np.float32)
 
 
-def benchmark_erc(
-    scores: np.ndarray,
-    issame: np.ndarray,
-    quality: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    far: float = 1e-2,
-) -> ErrorRejectCurve:
-    """The ERC of a pair benchmark: pair ``k`` is images ``left[k]``, ``right[k]`` with
-    similarity ``scores[k]``; its quality is the lower of their two ``quality`` values."""
-    q = pair_quality(quality[np.asarray(left)], quality[np.asarray(right)])
-    return error_versus_reject(scores, issame, q, far)
-
-
-__all__ = ["add_quality_arguments", "benchmark_erc", "quality_method", "score_images"]
+__all__ = ["add_quality_arguments", "quality_method", "score_images"]
