@@ -1,26 +1,18 @@
 """Per-group (fairness) evaluation for ``facerec eval``: GROUPS.csv, RFW's races, the outputs.
 
-Where groups come from:
+Groups come from ``--groups GROUPS.csv`` (header ``image,group`` or ``identity,group``; an image
+named by its path or its last parts, the longest match winning: ``Alice/Alice_0001.jpg`` matches
+``/data/lfw/Alice/Alice_0001.jpg``; an image of a .bin as ``lfw.bin #12``; an identity is an
+image's folder name) or from the benchmark itself (``--rfw``: each image's race, which
+GROUPS.csv does not override).
 
-* ``--groups GROUPS.csv``: a header ``image,group`` or ``identity,group``, then one row per
-  image or identity. An image is named as the benchmark names it: its path, or its last
-  parts (``Alice/Alice_0001.jpg`` or ``Alice_0001.jpg`` match ``/data/lfw/Alice/
-  Alice_0001.jpg``; the longest match wins); an image of a .bin as ``lfw.bin #12`` (its index
-  in the file, as the HTML report shows it). An identity is an image's parent folder name.
-* ``--rfw ROOT``: the benchmark carries the race of each image
-  (:func:`facerec.eval.benchmarks.read_rfw`); GROUPS.csv does not override it.
+A pair's group is that of its two images. A pair across two groups (``num_cross_group_pairs``)
+or with an ungrouped image (``num_ungrouped_pairs``) is left out of every group and counted, as
+a warning. The deployed threshold is still set on all pairs.
 
-A pair's group is the group of its two images. A pair whose images are in two different groups
-(an impostor pair across groups, or a genuine pair of a person labelled with two groups) is left
-out of every group and counted (``num_cross_group_pairs``), as is a pair with an image that has
-no group (``num_ungrouped_pairs``); both are warnings, never errors. A "mixed" group was not made
-of them: it would hold (nearly) only impostors, and its rates are not any group's. The deployed
-threshold is still set on all pairs.
-
-The lead's eval calls, per benchmark: :func:`plan_groups` once before embedding (reads nothing
-but the labels; refuses a group without genuine or impostor pairs before any embedding), then
-:func:`group_entry` with the scores (the ``results.json`` entry, a plain dict), then
-:func:`format_groups` (console lines) and :func:`groups_html` (an HTML section) of that entry.
+Per benchmark: :func:`plan_groups` before embedding (refuses a group without genuine or impostor
+pairs), :func:`group_entry` with the scores (the ``results.json`` entry), then
+:func:`format_groups` (console) and :func:`groups_html` of that entry.
 """
 
 from __future__ import annotations
@@ -77,8 +69,8 @@ def read_groups_csv(path: str | os.PathLike[str]) -> GroupTable:
     """Read GROUPS.csv (see the module's docstring).
 
     Raises:
-        DataError: a missing file, a header other than ``image,group`` / ``identity,group``, a
-            row without two non-empty cells, a name given two different groups, no rows.
+        DataError: a missing file, a bad header, a row without two non-empty cells, a name
+            given two different groups, no rows.
     """
     p = Path(path)
     text = read_text(p, "GROUPS.csv", "utf-8-sig")
@@ -87,9 +79,9 @@ def read_groups_csv(path: str | os.PathLike[str]) -> GroupTable:
     by = ""
     for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         cells = [c.strip() for c in row]
+        if not any(cells):
+            continue
         if not by:
-            if not any(cells):
-                continue
             head = [c.lower() for c in cells]
             if len(head) != 2 or head[1] != "group" or head[0] not in BY_KINDS:
                 raise DataError(
@@ -97,8 +89,6 @@ def read_groups_csv(path: str | os.PathLike[str]) -> GroupTable:
                     "'image,group' or 'identity,group'"
                 )
             by = head[0]
-            continue
-        if not any(cells):
             continue
         if len(cells) != 2 or not cells[0] or not cells[1]:
             raise DataError(
@@ -215,16 +205,12 @@ def pair_groups(b: PairBenchmark, table: GroupTable | None = None) -> PairGroups
             img.append(None if hit is None else table.labels[hit])
     if all(g is None for g in img):
         return None
-    ga = [img[i] for i in b.pairs[:, 0]]
-    gb = [img[i] for i in b.pairs[:, 1]]
-    labels = np.array(
-        [a if a is not None and a == c else None for a, c in zip(ga, gb, strict=True)],
-        dtype=object,
-    )
-    ungrouped = np.array([a is None or c is None for a, c in zip(ga, gb, strict=True)])
-    cross = ~ungrouped & np.array([a != c for a, c in zip(ga, gb, strict=True)])
+    g = np.array(img, dtype=object)
+    ga, gb = g[b.pairs[:, 0]], g[b.pairs[:, 1]]
+    ungrouped = np.equal(ga, None) | np.equal(gb, None)
+    cross = ~ungrouped & (ga != gb)
     return PairGroups(
-        labels=labels,
+        labels=np.where(ungrouped | cross, None, ga),
         source=source,
         by=by,
         num_ungrouped=int(ungrouped.sum()),
@@ -237,16 +223,13 @@ def pair_groups(b: PairBenchmark, table: GroupTable | None = None) -> PairGroups
 def plan_groups(
     benches: Sequence[PairBenchmark], table: GroupTable | None = None
 ) -> tuple[dict[str, PairGroups], list[str]]:
-    """The pair groups of every benchmark that has groups, and the warnings to print, checked
-    before any embedding.
-
-    Returns ``({benchmark name: PairGroups}, warnings)``: benchmarks without groups are absent
-    (a warning where ``table`` names none of their images); warnings also count pairs left out
-    and GROUPS.csv rows that name no image of any benchmark.
+    """``({benchmark name: PairGroups}, warnings)`` for the benchmarks that have groups, checked
+    before any embedding; the warnings count pairs left out, benchmarks ``table`` names none of
+    the images of, and GROUPS.csv rows that name no image of any benchmark.
 
     Raises:
-        DataError: ``table`` names no image of any benchmark (names written another way than
-            the benchmarks name them), or a group without genuine or without impostor pairs.
+        DataError: ``table`` names no image of any benchmark, or a group has fewer than 2
+            genuine or impostor pairs.
         ConfigError: see :func:`pair_groups`, where no benchmark can be grouped (else a
             warning for the one that cannot).
     """
@@ -367,33 +350,28 @@ def _ratio(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def _extremes(s: dict) -> str:
+    """ "(highest max %, lowest min %)" of one spread entry."""
+    return f"({s['highest']} {percent(s['max'])} %, {s['lowest']} {percent(s['min'])} %)"
+
+
 def spread_lines(entry: dict) -> list[str]:
     """The spread and the deployed threshold as plain sentences (console and HTML)."""
     d, sp = entry["deployed"], entry["spread"]
     acc = sp["accuracy"]
-    out = [
-        f"accuracy spread (max - min): {percent(acc['gap'])} points ({acc['highest']} "
-        f"{percent(acc['max'])} %, {acc['lowest']} {percent(acc['min'])} %)",
-    ]
+    out = [f"accuracy spread (max - min): {percent(acc['gap'])} points {_extremes(acc)}"]
     for f, t in sp["tar_at_far"].items():
         if t is None:
             out.append(f"TAR@{f} ratio (best / worst): - (fewer than two groups resolve it)")
         else:
-            out.append(
-                f"TAR@{f} ratio (best / worst): {_ratio(t['ratio'])} ({t['highest']} "
-                f"{percent(t['max'])} %, {t['lowest']} {percent(t['min'])} %)"
-            )
+            out.append(f"TAR@{f} ratio (best / worst): {_ratio(t['ratio'])} {_extremes(t)}")
     out.append(
         f"shared threshold {d['threshold']:.4f} (FAR {far_key(d['far'])} on all pairs, achieved "
         f"{d['achieved_far']:.2e}{'' if d['resolvable'] else ', not resolvable'}; "
         f"{d['rule']}):"
     )
     for k in ("fmr", "fnmr"):
-        s = sp[k]
-        out.append(
-            f"{k.upper()} max / min: {_ratio(s['ratio'])} ({s['highest']} {percent(s['max'])} %, "
-            f"{s['lowest']} {percent(s['min'])} %)"
-        )
+        out.append(f"{k.upper()} max / min: {_ratio(sp[k]['ratio'])} {_extremes(sp[k])}")
     cross = entry["num_cross_group_pairs"]
     left = entry["num_ungrouped_pairs"] + cross["genuine"] + cross["impostor"]
     if left:
@@ -421,20 +399,22 @@ def _e(x: object) -> str:
     return html.escape(str(x), quote=True)
 
 
+def _cells(tag: str, cells: list[str]) -> str:
+    """Escaped ``<tag>`` cells of one row, the first aligned left."""
+    return "".join(
+        f"<{tag}{' class=l' if i == 0 else ''}>{_e(c)}</{tag}>" for i, c in enumerate(cells)
+    )
+
+
 def groups_html(model: str, bench: str, entry: dict) -> str:
     """An HTML section (escaped, plain) of one model's per-group entry on ``bench``: the table
     of :func:`group_rows` and the sentences of :func:`spread_lines`."""
     head, rows = group_rows(entry)
-    ths = "".join(f"<th{' class=l' if i == 0 else ''}>{_e(h)}</th>" for i, h in enumerate(head))
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td{' class=l' if i == 0 else ''}>{_e(c)}</td>" for i, c in enumerate(r))
-        + "</tr>"
-        for r in rows
-    )
+    body = "".join(f"<tr>{_cells('td', r)}</tr>" for r in rows)
     items = "".join(f"<li>{_e(s)}</li>" for s in spread_lines(entry))
     return (
         f'<section class="groups"><h3>Groups: {_e(model)} on {_e(bench)}</h3>'
         f'<p class="meta">{_e(_source(entry))}</p>'
-        f'<table class="groups"><tr>{ths}</tr>{body}</table><ul>{items}</ul></section>'
+        f'<table class="groups"><tr>{_cells("th", head)}</tr>{body}</table><ul>{items}</ul>'
+        "</section>"
     )
