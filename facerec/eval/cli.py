@@ -13,6 +13,7 @@ Writes ``results.json`` (every number, keys in :data:`facerec.eval.report.JSON_K
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -43,20 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         "EER, TAR@FAR) and identification (FAISS, CMC, open-set DIR@FAR).",
     )
     m = p.add_argument_group("models (one or more)")
-    m.add_argument(
-        "--checkpoint",
-        action="append",
-        default=[],
-        metavar="CKPT",
-        help="facerec Lightning checkpoint (repeatable)",
-    )
-    m.add_argument(
-        "--onnx",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="exported ONNX model (repeatable)",
-    )
+    for flag, meta, what in (
+        ("--checkpoint", "CKPT", "facerec Lightning checkpoint"),
+        ("--onnx", "FILE", "exported ONNX model"),
+    ):
+        m.add_argument(flag, action="append", default=[], metavar=meta, help=f"{what} (repeatable)")
     b = p.add_argument_group("verification benchmarks")
     add_pair_benchmark_arguments(b)
     b.add_argument(
@@ -154,31 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_benchmarks(args: argparse.Namespace) -> list[bm.PairBenchmark]:
-    extra = [bm.synthetic_pairs(num_pairs=args.synthetic_pairs)] if args.synthetic else []
-    return read_pair_benchmarks(args, extra)
-
-
 def options_from_args(args: argparse.Namespace, device: str) -> EvalOptions:
-    """The :class:`EvalOptions` of parsed ``facerec eval`` flags."""
+    """The :class:`EvalOptions` of parsed ``facerec eval`` flags (each field is the flag of
+    its name, but ``flip`` = not ``--no-flip``)."""
+    fields = [f.name for f in dataclasses.fields(EvalOptions) if f.name not in ("flip", "device")]
     return EvalOptions(
-        batch_size=args.batch_size,
-        flip=not args.no_flip,
-        folds=args.folds,
-        workers=args.workers,
-        device=device,
-        resize_mode=args.resize_mode,
-        index=args.index,
-        report=args.report,
-        report_pairs=args.report_pairs,
-        quality=args.quality,
-        min_quality=args.min_quality,
-        quality_passes=args.quality_passes,
-        quality_seed=args.quality_seed,
-        calibrate=args.calibrate,
-        calibrate_on=args.calibrate_on,
-        calibrate_folds=args.calibrate_folds,
-        calibrate_in_place=args.calibrate_in_place,
+        flip=not args.no_flip, device=device, **{k: getattr(args, k) for k in fields}
     )
 
 
@@ -191,7 +164,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     opts = options_from_args(args, "cpu")
     opts.check()
     out = _check_out(args)  # before reading anything: an output eval cannot write is one line
-    benches = _load_benchmarks(args)
+    extra = [bm.synthetic_pairs(num_pairs=args.synthetic_pairs)] if args.synthetic else []
+    benches = read_pair_benchmarks(args, extra)
     check_benchmarks(benches, args.folds)  # before any embedding
     ident = None
     if args.gallery or args.probe or args.distractors:
@@ -239,25 +213,22 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 OUTPUTS_MANIFEST = ".facerec_eval_outputs.json"
 
 
+#: the flags that name files or folders eval reads (the list ones are repeatable)
+_INPUT_FLAGS = (
+    "checkpoint onnx bin pairs_csv load_features lfw_pairs lfw_root rfw groups gallery probe "
+    "distractors ijb"
+).split()
+
+
 def _check_out(args: argparse.Namespace) -> Path:
     """Check ``--out`` before any work: a folder (not a file), writable, not the same as or
     inside anything eval reads. Nothing is created here."""
-    inputs = [("--checkpoint", q) for q in args.checkpoint] + [("--onnx", q) for q in args.onnx]
-    inputs += [("--bin", q) for q in args.bin] + [("--pairs-csv", q) for q in args.pairs_csv]
-    inputs += [("--load-features", q) for q in args.load_features]
-    for flag in (
-        "lfw_pairs",
-        "lfw_root",
-        "rfw",
-        "groups",
-        "gallery",
-        "probe",
-        "distractors",
-        "ijb",
-    ):
+    inputs = []
+    for flag in _INPUT_FLAGS:
         value = getattr(args, flag, None)
-        if isinstance(value, str):
-            inputs.append((f"--{flag.replace('_', '-')}", value))
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str):
+                inputs.append((f"--{flag.replace('_', '-')}", v))
     return check_output(args.out, "--out", inputs, kind="folder")
 
 

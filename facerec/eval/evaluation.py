@@ -11,21 +11,17 @@ Example::
     results["models"]["last"]["verification"][bench.name]["accuracy_mean"]
 
 ``models`` are checkpoint paths (or ``dlib-r29``), ``.onnx`` paths, ``("checkpoint" | "onnx",
-path)`` pairs, or ``(name, embedder)`` pairs of an already built
-:class:`~facerec.inference.Embedder`. With ``out`` the plots, ``results.json`` and (with
-``options.report``) ``report.html`` are written there; without it only the dict is returned.
+path)`` pairs, or ``(name, embedder)`` pairs of a built :class:`~facerec.inference.Embedder`.
+With ``out`` the plots, ``results.json`` and (``options.report``) ``report.html`` are written
+there; without it only the dict is returned. Per benchmark and model, besides verification:
 
-Per benchmark and model, besides the verification numbers:
-
-* ``options.quality`` (``norm`` | ``stability`` | ``auto``): each image's face-image quality
-  (:mod:`facerec.metrics.quality`, the same score as ``facerec embed --quality``), the
-  error-versus-reject curve of the pairs (``erc_<benchmark>.png``) and, with
-  ``options.min_quality``, the pairs with an image below it left out of every metric (counted);
-* ``options.calibrate`` (``isotonic`` | ``logistic``): score -> P(same identity) fitted on the
-  benchmark ``options.calibrate_on`` (k-fold checked: held-out ECE, Brier, reliability diagram
-  ``reliability_<model>.png``) with the thresholds at the standard FARs, written into a copy of
-  the model (``<out>/<model>.calibrated.ckpt`` / ``.onnx``) or, with
-  ``options.calibrate_in_place``, into the model file itself; ``facerec verify`` reads it.
+* ``options.quality`` (``norm`` | ``stability`` | ``auto``): each image's quality (as
+  ``facerec embed --quality``), the error-versus-reject curve (``erc_<benchmark>.png``) and,
+  with ``options.min_quality``, the pairs with an image below it left out of every metric;
+* ``options.calibrate`` (``isotonic`` | ``logistic``): score -> P(same identity) fitted on
+  ``options.calibrate_on`` (k-fold checked: held-out ECE, Brier, ``reliability_<model>.png``)
+  with the thresholds at the standard FARs, written into ``<out>/<model>.calibrated.ckpt`` /
+  ``.onnx`` or, with ``options.calibrate_in_place``, the model file itself.
 """
 
 from __future__ import annotations
@@ -66,14 +62,7 @@ from .html_report import DEFAULT_REPORT_PAIRS, ReportData, write_html_report
 from .identification import identify
 from .pair_args import unique_names
 from .quality import quality_method, score_images
-from .report import (
-    plot_cmc,
-    plot_erc,
-    plot_histograms,
-    plot_reliability,
-    plot_roc,
-    write_json,
-)
+from .report import plot_cmc, plot_erc, plot_histograms, plot_reliability, plot_roc, write_json
 
 DIR_FARS = (1e-1, 1e-2, 1e-3)
 #: the FAR at which the error-versus-reject curve's threshold is set
@@ -253,13 +242,7 @@ def _identification(
         d = _embed(emb, data.distractor_paths, opts, aligner, "identification distractors")
     t = time.perf_counter()
     r = identify(
-        g,
-        data.gallery_labels,
-        p,
-        data.probe_labels,
-        distractors=d,
-        kind=opts.index,
-        fars=DIR_FARS,
+        g, data.gallery_labels, p, data.probe_labels, distractors=d, kind=opts.index, fars=DIR_FARS
     )
     if report is not None:
         report.add_identification(
@@ -290,10 +273,7 @@ def _identification(
         "cmc": r.cmc.tolist(),
         "dir_at_far": {
             far_key(x.far): {
-                "dir": x.dir,
-                "threshold": x.threshold,
-                "achieved_far": x.achieved_far,
-                "resolvable": x.resolvable,
+                k: getattr(x, k) for k in ("dir", "threshold", "achieved_far", "resolvable")
             }
             for x in r.dir_at_far
         },
@@ -383,24 +363,8 @@ def _score(
     return out
 
 
-def _groups(s: _Scored, pg: Any, opts: EvalOptions) -> dict:
-    """The per-group entry of one model on ``b`` (over the pairs ``--min-quality`` kept)."""
-    if s.keep is not None:
-        pg = dataclasses.replace(pg, labels=pg.labels[s.keep])
-    entry = group_entry(s.scores, s.bench, pg, opts.folds, DEFAULT_FARS)
-    for w in entry["warnings"]:
-        print(f"warning: {w}", file=sys.stderr)
-    return entry
-
-
 def _calibrate(
-    kind: str,
-    path: str,
-    name: str,
-    s: _Scored,
-    bench: str,
-    opts: EvalOptions,
-    out: Path | None,
+    kind: str, path: str, name: str, s: _Scored, bench: str, opts: EvalOptions, out: Path | None
 ) -> dict:
     """Fit the calibration of one model, plot its reliability diagram and store it in the
     model (a copy in ``out``, or the file itself); the results entry."""
@@ -469,11 +433,9 @@ def evaluate(
     if not specs and not features:
         raise ConfigError("no model given; expected a checkpoint, an ONNX model or IJB features")
     out_dir = Path(out) if out is not None else None
-    report = (
-        ReportData(num_pairs=opts.report_pairs, num_probes=opts.report_pairs)
-        if opts.report and out_dir is not None
-        else None
-    )
+    report = None
+    if opts.report and out_dir is not None:
+        report = ReportData(num_pairs=opts.report_pairs, num_probes=opts.report_pairs)
     names = unique_names([p for _, _, p in specs])
     results: dict = {
         "facerec_version": facerec.__version__,
@@ -548,8 +510,13 @@ def evaluate(
                 erc_curves[b.name].append((name, s.erc))
             if aligner is not None:  # faces not found: centre-cropped, counted (never dropped)
                 rep["align"] = aligner.report(b.name)
-            if b.name in plans:
-                rep["groups"] = _groups(s, plans[b.name], opts)
+            if b.name in plans:  # over the pairs --min-quality kept
+                pg = plans[b.name]
+                if s.keep is not None:
+                    pg = dataclasses.replace(pg, labels=pg.labels[s.keep])
+                rep["groups"] = group_entry(s.scores, kept, pg, opts.folds, DEFAULT_FARS)
+                for w in rep["groups"]["warnings"]:
+                    print(f"warning: {w}", file=sys.stderr)
             model["verification"][b.name] = rep
             if report is not None:
                 report.add_pairs(
