@@ -17,15 +17,8 @@ __all__ = ["ArcFaceHead", "ArcFaceMargin", "SubCenterArcFaceHead"]
 class ArcFaceMargin(Margin):
     """Additive angular margin: logits s·cos θ_j for j ≠ y and s·cos(θ_y + m) for the target.
 
-    Where θ_y + m > π (cos θ_y < cos(π − m)) the target becomes s·(cos θ_y − m·sin m), so it
-    keeps decreasing in θ_y; with ``easy_margin`` the margin is applied only where cos θ_y > 0
-    instead. Unlike insightface's current code (margin under ``torch.no_grad``, straight-through
-    gradient, no fallback) the gradient goes through the margin exactly.
-
-    Args:
-        scale: s, default 64.0.
-        margin: m in radians, default 0.5 (≈ 28.6°), in [0, π).
-        easy_margin: default False.
+    Where θ_y + m > π the target is s·(cos θ_y − m·sin m) (see :func:`arc_target`, also for
+    ``easy_margin``). Unlike insightface's code the gradient goes through the margin exactly.
     """
 
     def __init__(self, scale: float = 64.0, margin: float = 0.5, easy_margin: bool = False) -> None:
@@ -36,7 +29,6 @@ class ArcFaceMargin(Margin):
         self.easy_margin = bool(easy_margin)
 
     def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
-        """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) norms (unused) -> logits."""
         s, m, easy = self.scale, self.margin, self.easy_margin
         return margin_logits(cos, labels, s, lambda c: s * arc_target(c, m, easy_margin=easy))
 
@@ -46,15 +38,8 @@ class ArcFaceHead(CosineMarginHead, margin=ArcFaceMargin):
 
 
 class SubCenterArcFaceHead(CosineMarginHead):
-    """:class:`ArcFaceMargin` over the best of K sub-centres per class.
-
-    ``weight`` is (num_classes·K, D); row c·K + k is sub-centre k of class c (the layout of
-    insightface and of pytorch-metric-learning's SubCenterArcFaceLoss, whose W is this
-    transposed). cos θ_j = max_k cos(x, w_{j,k}); the gradient goes to the maximising
-    sub-centre only. Then ArcFace exactly as :class:`ArcFaceHead`. Costs K times the matrix
-    products and a (B, C·K) intermediate. ``k`` (default 3) sub-centres per class; the other
-    arguments as :class:`ArcFaceHead`.
-    """
+    """:class:`ArcFaceMargin` over the best of ``k`` sub-centres per class: ``weight`` row c·K + k
+    is sub-centre k of class c (insightface's and pytorch-metric-learning's layout)."""
 
     def __init__(
         self,

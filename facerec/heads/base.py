@@ -1,15 +1,9 @@
 """Building blocks of the heads: class centres, margins, and the maths kernels they share.
 
-A head is class centres composed with a margin (as insightface's ``CombinedMarginLoss`` with its
-FC layer or ``PartialFC_V2(margin_loss=...)``): :class:`ClassCentres` (one process) or the
-sharded centres of :mod:`facerec.heads.sharded` own the (C·K, D) matrix and turn embeddings
-into cosines; a :class:`Margin` turns cosines, labels and ‖x‖ into logits and owns its running
-state (CurricularFace's t, AdaFace's μ and σ, ...). :class:`CosineMarginHead` composes the two;
-the named heads (``ArcFaceHead``, ...) are that composition with their paper's margin. Every
-head computes in float32 with autocast disabled, whatever the precision of the backbone.
-
-Weights are initialised as insightface's arcface_torch does for its FC layer: normal, mean 0,
-std 0.01 (the scale does not matter for the cosine heads, which normalise the centres).
+A head is class centres (:class:`ClassCentres`, or the sharded ones of
+:mod:`facerec.heads.sharded`: the (C·K, D) matrix, embeddings -> cosines) composed with a
+:class:`Margin` (cosines, labels, ‖x‖ -> logits, with its running state), as insightface's
+``CombinedMarginLoss``. Heads compute in float32 with autocast off; centres start N(0, 0.01²).
 """
 
 from __future__ import annotations
@@ -42,10 +36,8 @@ __all__ = [
     "target_cosine",
 ]
 
-#: Lower clamp of 1 − cos² under the square root in sin θ = sqrt(1 − cos² θ). It keeps the
-#: gradient of cos(θ + m) finite (at most sin m / sqrt(SINE_EPS) = 1e4·sin m per unit of cos θ;
-#: the true one is infinite at θ = 0) and changes sin θ only for θ < 1e-4 rad. In float32,
-#: 1 − cos² is either 0 or above 1.1e-7, so the clamp acts only at |cos θ| = 1 exactly.
+#: Lower clamp of 1 − cos² in sin θ = sqrt(1 − cos² θ): keeps the gradient of cos(θ + m) finite
+#: and changes sin θ only for θ < 1e-4 rad (in float32, only at |cos θ| = 1 exactly).
 SINE_EPS = 1e-8
 #: Lower clamp of the norms before dividing by them (as ``torch.nn.functional.normalize``).
 NORM_EPS = 1e-12
@@ -90,12 +82,8 @@ def check_float(
 
 
 class _NormalizedCosine(torch.autograd.Function):
-    """cos[b, j] = <x_b, w_j> / (‖x_b‖·‖w_j‖) without materialising the normalised (C, D) weight.
-
-    The forward is one (B, D) @ (D, C) product and an in-place rescale of its (B, C) output; the
-    backward is two products plus rank-one corrections applied in place, so neither pass makes a
-    (C, D) temporary beyond the weight gradient itself, and the backward makes one (B, C) buffer.
-    """
+    """cos[b, j] = <x_b, w_j> / (‖x_b‖·‖w_j‖) without a normalised (C, D) copy of the weight;
+    the backward makes one (B, C) buffer and rank-one corrections in place."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor) -> Tensor:
@@ -126,21 +114,16 @@ class _NormalizedCosine(torch.autograd.Function):
 
 
 def normalized_cosine(x: Tensor, weight: Tensor) -> Tensor:
-    """Cosines between the rows of ``x`` (B, D) and of ``weight`` (C, D) -> (B, C), input dtype.
-
-    Equal to ``F.normalize(x) @ F.normalize(weight).T`` (norms clamped at 1e-12) with the exact
-    gradient, but without the normalised (C, D) copy of the weight in forward or backward.
-    """
+    """``F.normalize(x) @ F.normalize(weight).T`` for (B, D), (C, D) -> (B, C), exact gradient,
+    without the normalised (C, D) copy of the weight."""
     return _NormalizedCosine.apply(x, weight)
 
 
 class _MarginLogits(torch.autograd.Function):
     """logits = scale·clip(cos), then logits[b, y_b] = target_fn(cos[b, y_b], *extras)[b].
 
-    The (B, 1) target function runs on a detached copy of the gathered target cosines under its
-    own small autograd graph (as activation checkpointing does), so the (B, C) work is one
-    output tensor in forward and one gradient tensor in backward, with no dense gather/scatter
-    gradients to accumulate.
+    ``target_fn`` runs on detached (B, 1) target cosines under its own small graph, so the
+    (B, C) work is one tensor in forward and one in backward.
     """
 
     @staticmethod
@@ -174,8 +157,7 @@ class _MarginLogits(torch.autograd.Function):
         wanted = [leaf] + [e for e in extra_leaves if e.requires_grad]
         if target.requires_grad:
             with torch.enable_grad():
-                # retain the tiny (B, 1) graph so that a retain_graph=True outer backward can
-                # run again; it is freed with this node
+                # retained so that a retain_graph=True outer backward can run again
                 grads = torch.autograd.grad(
                     target, wanted, g_target, retain_graph=True, allow_unused=True
                 )
@@ -204,24 +186,15 @@ def margin_logits(
     *extras: Tensor,
     clip: float | None = None,
 ) -> Tensor:
-    """Scaled cosines with each row's target logit computed by ``target_fn``.
+    """(B, C) cosines -> scaled logits with each row's target logit from ``target_fn``.
 
     Args:
-        cos: (B, C) cosines (of all classes or of one shard of them).
-        labels: (B,) int64 column of each row's target in ``cos``, or −1 where the target is not
-            among these columns; such rows are ``scale·clip(cos)`` unchanged.
-        scale: a float, or a (B, 1) tensor (e.g. ‖x‖).
-        target_fn: ``target_fn(cos_t (B, 1), *extras) -> (B, 1)`` target logits, already scaled;
-            it gets the unclipped target cosines (of every row; the values of rows with label
-            −1 are discarded). It runs under its own small autograd graph: a tensor it reads
-            that needs a gradient must be passed in ``extras``; tensors it closes over are
-            constants.
-        extras: tensors ``target_fn`` also reads, e.g. a (B, 1) margin; gradients flow to them.
-        clip: if given, every non-target cosine is clamped to [−clip, clip] (gradient 0 outside).
-
-    Returns:
-        (B, C) logits. With a float scale (or one without grad) it makes one (B, C) tensor in
-        forward and one in backward; a scale that requires grad falls back to plain autograd.
+        labels: (B,) each row's target column in ``cos``, or −1 (row left ``scale·clip(cos)``).
+        scale: a float, or a (B, 1) tensor (e.g. ‖x‖; with a gradient, plain autograd is used).
+        target_fn: ``(cos_t (B, 1), *extras) -> (B, 1)`` scaled target logits of the unclipped
+            target cosines. Tensors it closes over are constants: pass in ``extras`` those
+            that need a gradient (e.g. a (B, 1) margin).
+        clip: if given, non-target cosines are clamped to [−clip, clip] (gradient 0 outside).
     """
     valid = (labels >= 0).unsqueeze(1)
     index = labels.clamp(min=0).unsqueeze(1)
@@ -249,19 +222,10 @@ def target_cosine(cos: Tensor, labels: Tensor) -> Tensor:
 def arc_target(
     cos_t: Tensor, margin: float | Tensor, *, easy_margin: bool = False, fallback: bool = True
 ) -> Tensor:
-    """cos(θ + m) from cos θ with the ArcFace monotonic fallback; true gradient throughout.
+    """(B, 1) cos θ -> unscaled cos(θ + m), m in radians (a float or (B, 1)); exact gradient.
 
-    Args:
-        cos_t: (B, 1) target cosines.
-        margin: additive angular margin m in radians, a float or a (B, 1) tensor.
-        easy_margin: use cos(θ + m) only where cos θ > 0 and cos θ elsewhere.
-        fallback: (when not easy_margin) where θ + m > π, i.e. cos θ < cos(π − m), use
-            cos θ − m·sin m instead, so the target decreases monotonically in θ.
-
-    Returns:
-        (B, 1) unscaled target values.
-
-    cos(θ + m) = cos θ·cos m − sin θ·sin m with sin θ = sqrt(clamp(1 − cos² θ, min=SINE_EPS)).
+    ``easy_margin``: cos(θ + m) only where cos θ > 0, else cos θ. ``fallback`` (otherwise):
+    where θ + m > π use cos θ − m·sin m, so the target keeps decreasing in θ.
     """
     if isinstance(margin, Tensor):
         cos_m, sin_m = torch.cos(margin), torch.sin(margin)
@@ -286,13 +250,11 @@ def compute_dtype(t: Tensor) -> torch.dtype:
 class Margin(nn.Module):
     """Cosines -> logits; owns its running state (buffers) but no class centres.
 
-    ``forward(cos (B, C'), labels (B,), norms (B, 1)) -> (B, C')`` float32 logits: ``cos``
-    against all classes or some (a shard, a sample), ``labels`` each row's target column or −1
-    where it is not among them (no margin), ``norms`` ‖x‖ with its graph.
+    ``forward(cos (B, C'), labels (B,), norms (B, 1)) -> (B, C')`` float32 logits, ``labels``
+    being each row's target column or −1 where it is not among them, ``norms`` ‖x‖.
     """
 
-    #: True when rows whose target is elsewhere still need cos θ_y (CurricularFace's
-    #: hard-negative threshold): a sharded head then supplies it as an extra column.
+    #: True when rows whose target is elsewhere still need cos θ_y (a sharded head adds it).
     needs_target_cosine = False
 
     def extra_repr(self) -> str:  # the constructor's arguments, as set in __init__
@@ -305,17 +267,14 @@ class Margin(nn.Module):
 
 
 def class_cosine(x: Tensor, weight: Tensor, k: int) -> Tensor:
-    """(B, D), (C'·K, D) -> (B, C') cosines, the best of each class's K sub-centres (rows c·K + j,
-    insightface's and PML's layout); the gradient goes to the maximising sub-centre only."""
+    """(B, D), (C'·K, D) -> (B, C') cosines, the best of each class's K sub-centres (rows
+    c·K + j)."""
     cos = normalized_cosine(x, weight)
     return cos if k == 1 else cos.view(x.shape[0], -1, k).max(dim=2).values
 
 
 class ClassCentres(nn.Module):
-    """One process's class centres ``weight`` (C·K, D), N(0, 0.01²) at init (insightface's).
-
-    ``forward(x (B, D) float32/64) -> (B, C)`` cosines with the centres (the best of K).
-    """
+    """One process's class centres ``weight`` (C·K, D); ``forward(x (B, D)) -> (B, C)`` cosines."""
 
     def __init__(self, embedding_dim: int, num_classes: int, k: int = 1) -> None:
         super().__init__()
@@ -330,18 +289,13 @@ class ClassCentres(nn.Module):
 
 
 class MarginHead(nn.Module):
-    """Base of all heads: (B, D) embeddings and (B,) labels -> (B, C) logits (or a loss).
+    """Base of all heads: (B, D) embeddings and (B,) labels -> (B, C) logits (or a loss)."""
 
-    Children named in ``flat_state`` keep their state_dict entries directly under the head's
-    prefix (``weight``, ``t``: the checkpoint layout from before centres and margins split).
-    """
-
+    #: Children whose state_dict entries sit directly under the head's prefix (``weight``, ``t``).
     flat_state: tuple[str, ...] = ()
-    #: True when ``forward`` returns the cross-entropy itself (a scalar, e.g. the sharded head's
-    #: softmax across ranks) instead of (B, C) logits; the module then uses it as the loss.
+    #: True when ``forward`` returns the cross-entropy itself (a scalar), not logits.
     returns_loss = False
-    #: Parameters (names under the head) that differ per DDP rank: the module keeps them out of
-    #: DDP's broadcast and gradient all-reduce (the sharded head's class centres).
+    #: Parameters that differ per DDP rank, kept out of DDP's broadcast and all-reduce.
     ddp_ignore: tuple[str, ...] = ()
     #: The (C·K, D) class centres (this rank's rows for a sharded head).
     weight: Tensor
@@ -366,13 +320,11 @@ class MarginHead(nn.Module):
         return None
 
     def gather_full(self, rows: Tensor) -> Tensor:
-        """This rank's rows of a per-centre (C·K, ...) tensor -> all rows (a collective for a
-        sharded head); a head in one piece holds them all already."""
+        """This rank's rows of a per-centre (C·K, ...) tensor -> all rows (sharded heads)."""
         return rows
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        """Called with the optimiser that trains the head (the sharded head makes its per-row
-        state follow the weight into and out of checkpoints); nothing by default."""
+        """Called with the optimiser that trains the head; nothing by default."""
 
 
 def _flatten_state(head: MarginHead, state: dict, prefix: str, _meta: dict) -> None:
@@ -393,12 +345,8 @@ def _nest_state(head: MarginHead, state: dict, prefix: str, *_: object) -> None:
 class CosineMarginHead(MarginHead):
     """``margin(centres(x), y, ‖x‖)``: a :class:`Margin` over :class:`ClassCentres` (K per class).
 
-    Shapes: embeddings (B, D) any float dtype, labels (B,) int64 -> logits (B, C) float32,
-    computed in float32 with autocast off. ``weight`` is ``centres.weight``.
-
-    A named head declares its margin, ``class ArcFaceHead(CosineMarginHead,
-    margin=ArcFaceMargin)``, and takes ``(embedding_dim, num_classes, *the margin's arguments*)``
-    with the margin's names, defaults and types (what a ``class_path`` config reads).
+    A named head, ``class ArcFaceHead(CosineMarginHead, margin=ArcFaceMargin)``, takes
+    ``(embedding_dim, num_classes, *the margin's arguments*)`` with their names, defaults, types.
     """
 
     flat_state = ("centres", "margin")
@@ -416,11 +364,9 @@ class CosineMarginHead(MarginHead):
 
     @property
     def weight(self) -> nn.Parameter:
-        """The (C·K, D) class centres."""
         return self.centres.weight
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """(B, D) raw embeddings, (B,) int64 labels in [0, C) -> (B, C) float32 logits."""
         self._check_inputs(embeddings, labels)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             x = embeddings.to(compute_dtype(embeddings))
@@ -428,14 +374,12 @@ class CosineMarginHead(MarginHead):
             return self.margin(self.centres(x), labels.long(), norms)
 
     def regularizer(self, embeddings: Tensor) -> Tensor | None:
-        """The margin's extra loss term of (B, D) embeddings (MagFace's), or None."""
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             return self.margin.regularizer(embeddings.to(compute_dtype(embeddings)))
 
 
 def _named_head_init(cls: type[CosineMarginHead], margin: type[Margin]) -> Callable[..., None]:
-    """``cls.__init__(self, embedding_dim, num_classes, *margin's arguments*)``, whose signature
-    (names, defaults, resolved types) is the margin's after the two sizes."""
+    """The named head's ``__init__(self, embedding_dim, num_classes, *margin's arguments*)``."""
     hints = get_type_hints(margin.__init__)
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     sizes = [inspect.Parameter(n, kind, annotation=int) for n in ("embedding_dim", "num_classes")]

@@ -10,13 +10,7 @@ __all__ = ["CosFaceHead", "CosFaceMargin"]
 
 
 class CosFaceMargin(Margin):
-    """Additive cosine margin: logits s·cos θ_j, target s·(cos θ_y − m).
-
-    Args:
-        scale: s, default 64.0.
-        margin: m (a cosine offset, dimensionless), default 0.35 (AM-Softmax paper: s = 30,
-            m = 0.35; insightface's CosFace configs use m = 0.4).
-    """
+    """Additive cosine margin: logits s·cos θ_j, target s·(cos θ_y − m) (m a cosine offset)."""
 
     def __init__(self, scale: float = 64.0, margin: float = 0.35) -> None:
         super().__init__()
@@ -25,7 +19,6 @@ class CosFaceMargin(Margin):
         self.margin = check_float("margin", margin, name, low=0.0, high=2.0)
 
     def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
-        """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) norms (unused) -> logits."""
         s, m = self.scale, self.margin
         return margin_logits(cos, labels, s, lambda c: s * (c - m))
 

@@ -22,27 +22,12 @@ __all__ = ["CurricularFaceHead", "CurricularFaceMargin"]
 
 
 class CurricularFaceMargin(Margin):
-    """CurricularFace margin.
+    """CurricularFace margin: the ArcFace target; a non-target cos θ_j above cos(θ_y + m) (a hard
+    negative, constant mask) becomes cos θ_j·(t + cos θ_j); all logits scaled by s.
 
-    Target s·cos(θ_y + m) with the ArcFace fallback s·(cos θ_y − m·sin m) where θ_y + m > π.
-    A non-target cosine greater than cos(θ_y + m) (a hard negative) becomes cos θ_j·(t + cos θ_j),
-    other non-targets stay cos θ_j; all logits are scaled by s. t is a buffer (starts at 0,
-    saved in the state_dict) updated in training, before it is used, as in the official code:
-    t ← t_alpha·mean(cos θ_y) + (1 − t_alpha)·t, without gradient. The mean is over the rows
-    whose label is >= 0, summed over all DDP ranks with ``all_reduce_`` so t stays identical on
-    every rank; a step with no such row leaves t unchanged. Every rank must make the same
-    training-mode calls (as DDP steps do), since each one is a collective. Rows with label −1
-    (target among other columns) get plain s·cos θ_j: no hard-negative re-weighting, since
-    cos(θ_y + m) is unknown there; hence ``needs_target_cosine``: a sharded head appends the
-    global cos θ_y as an extra column for such rows.
-
-    The hard-negative mask is a constant (no gradient); the gradient of cos·(t + cos) is
-    t + 2·cos.
-
-    Args:
-        margin: m in radians, default 0.5.
-        scale: s, default 64.0.
-        t_alpha: EMA rate of t, default 0.01.
+    The buffer t (starts at 0) is updated in training before use, as the official code:
+    t ← t_alpha·mean(cos θ_y) + (1 − t_alpha)·t over the rows with label >= 0 of all DDP ranks
+    (a collective per call). Rows with label −1 get plain s·cos θ_j.
     """
 
     t: Tensor
@@ -58,7 +43,6 @@ class CurricularFaceMargin(Margin):
 
     @torch.no_grad()
     def _update_t(self, cos_t: Tensor, valid: Tensor) -> None:
-        """EMA of the mean target cosine over valid rows of all ranks; no host sync."""
         stats = torch.stack(
             [torch.where(valid, cos_t, torch.zeros_like(cos_t)).sum(), valid.sum()]
         ).to(torch.float64)
@@ -68,7 +52,6 @@ class CurricularFaceMargin(Margin):
         self.t.copy_(torch.where(stats[1] > 0, new, self.t.to(torch.float64)))
 
     def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
-        """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) norms (unused) -> logits."""
         valid = (labels >= 0).unsqueeze(1)  # (B, 1)
         index = labels.clamp(min=0).unsqueeze(1)
         m, s = self.margin, self.scale
@@ -87,11 +70,8 @@ class CurricularFaceHead(CosineMarginHead, margin=CurricularFaceMargin):
 
 
 class _HardNegatives(torch.autograd.Function):
-    """out = cos·(t + cos) where cos > threshold (per row) and not the target column, else cos.
-
-    Fused so that forward and backward each make one (B, C) tensor (plus a (B, C) bool mask);
-    the mask is a constant, d out/d cos = t + 2·cos on it and 1 elsewhere.
-    """
+    """out = cos·(t + cos) where cos > threshold (per row) and not the target column, else cos;
+    fused: one (B, C) tensor (and a bool mask) per pass."""
 
     @staticmethod
     def forward(

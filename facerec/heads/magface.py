@@ -14,19 +14,9 @@ __all__ = ["MagFaceHead", "MagFaceMargin"]
 
 
 class MagFaceMargin(Margin):
-    """MagFace margin.
-
-    a = clip(‖x‖, l_a, u_a) (not detached: the margin is how the magnitude learns quality);
-    m(a) = (u_m − l_m)/(u_a − l_a)·(a − l_a) + l_m; target s·cos(θ_y + m(a)) with the ArcFace
-    fallback s·(cos θ_y − m(a)·sin m(a)) where θ_y + m(a) > π; others s·cos θ_j.
-    :meth:`regularizer` returns λ_g·mean(g(a)), g(a) = a/u_a² + 1/a, to add to the loss.
-
-    Args:
-        scale: s, default 64.0.
-        l_a, u_a: magnitude range, defaults 10.0 and 110.0.
-        l_m, u_m: margin range in radians, defaults 0.45 and 0.8.
-        lambda_g: weight of the regulariser, default 35.0 (the paper's code; FaceX-Zoo uses 20).
-    """
+    """MagFace margin: the ArcFace target with margin m(a), linear from l_m to u_m (radians) as
+    a = clip(‖x‖, l_a, u_a) (not detached) goes from l_a to u_a; :meth:`regularizer` is added
+    to the loss."""
 
     def __init__(
         self,
@@ -56,13 +46,12 @@ class MagFaceMargin(Margin):
         return (self.u_m - self.l_m) / (self.u_a - self.l_a) * (a - self.l_a) + self.l_m
 
     def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
-        """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) ‖x‖ -> (B, C') logits."""
         s = self.scale
         margin = self.margin_of(norms)  # (B, 1), with the gradient to ‖x‖
         return margin_logits(cos, labels, s, lambda c, m: s * arc_target(c, m), margin)
 
     def regularizer(self, x: Tensor) -> Tensor:
-        """(B, D) embeddings -> scalar λ_g·mean(a/u_a² + 1/a), a = clip(‖x‖, l_a, u_a)."""
+        """(B, D) embeddings -> scalar λ_g·mean(a/u_a² + 1/a)."""
         a = torch.linalg.vector_norm(x, dim=1).clamp(min=self.l_a, max=self.u_a)
         return self.lambda_g * torch.mean(a / (self.u_a**2) + 1.0 / a)
 

@@ -1,48 +1,22 @@
 """Sharded margin head (Partial FC, An et al. 2022; insightface ``partial_fc_v2.py``).
 
-Each of the W ranks holds 1/W of the class centres; embeddings and labels are gathered from all
-ranks; each rank computes the logits of its own classes, and the softmax cross-entropy over all C
-classes is computed across ranks (all-reduce of the row maximum and of the sum of exponentials).
-At sample rate 1.0 the loss and the gradients equal those of the unsharded head (up to float
-rounding); a sample rate ρ < 1 keeps, on each rank, every class centre that is a target in the
-global batch plus random other centres up to ⌊ρ·num_local⌋.
+Each of the W ranks holds 1/W of the class centres (rank r: ``num_local = C//W + (r < C%W)``
+classes from ``class_start = (C//W)·r + min(r, C%W)``, rows ``class_start·K ..`` of the
+(C·K, D) matrix); embeddings and labels are gathered from all ranks, each rank computes the
+logits of its classes with any :class:`~facerec.heads.base.Margin`, and the softmax
+cross-entropy over all C classes is computed across ranks. At sample rate 1.0 loss and gradients
+equal the unsharded head's (up to rounding). The loss is the global-batch mean; the gather
+(:func:`facerec.base.distributed.all_gather_sum_grad`) sums the embedding gradients over ranks
+times W, so after DDP's average the backbone gets the global-batch gradient; the shard, outside
+DDP (``ddp_ignore``), gets the unsharded gradient of its rows.
 
-Shard layout of rank r of W (insightface's): ``num_local = C//W + (r < C%W)`` classes starting at
-``class_start = (C//W)·r + min(r, C%W)``; a head with K sub-centres per class holds rows
-``class_start·K .. (class_start + num_local)·K`` of the (C·K, D) matrix.
-
-The head is :class:`ShardedClassCentres` (the shard, its sampling and its checkpoint layout)
-composed with any :class:`~facerec.heads.base.Margin` (ArcFace, CurricularFace, AdaFace, MagFace,
-sub-centre, ...), the same margins the one-process heads use, followed by the softmax
-cross-entropy across ranks. Of the :class:`~facerec.heads.base.MarginHead` capabilities that
-:class:`~facerec.training.module.FaceRecognitionModule` reads it overrides ``returns_loss``
-(``head(local embeddings, labels)`` is the cross-entropy), ``ddp_ignore`` (DDP neither
-broadcasts the shard nor all-reduces its gradient), ``gather_full`` and ``attach_optimizer`` (the
-optimiser's per-row state, SGD momentum or Adam moments, follows the weight into and out of
-checkpoints).
-``setup_shard()`` (optional; the first forward does it otherwise) lays out this rank's rows once
-the process group exists.
-
-Gradient scaling. The loss on every rank is the *global* mean cross-entropy over the gathered
-rows; the gather (:func:`facerec.base.distributed.all_gather_sum_grad`) sums the partial gradients
-of the embeddings over the ranks and multiplies them by W, so that after DDP's average the backbone
-gets exactly the gradient of the global-batch loss. The shard, outside DDP, gets ∂L/∂W_shard:
-the unsharded head's gradient of those rows.
-
-Checkpoints. ``state_dict()`` holds the *full* (C·K, D) matrix under ``weight``, assembled from
-all ranks (a collective: every rank must call ``state_dict()``, as Lightning's checkpointing does;
-with W > 1 the full matrix is assembled in host memory, never on one GPU), and loading slices this
-rank's rows, so a run resumes on a different number of processes, and a checkpoint loads into a
-single process to export the embedding network. The optimiser state of the shard is gathered and
-sliced the same way by the hooks :meth:`ShardedMarginHead.attach_optimizer` installs; a saved
-state whose rows fit neither layout is dropped with a warning (the momentum restarts at zero).
-
-Initial weights are N(0, 0.01²) as insightface's, drawn in blocks of 65,536 rows seeded from one
-construction-time seed, so the full matrix is the same whatever the number of processes and no
-process materialises more than its shard. Until the layout is known (a model built before the
-process group exists, as LightningCLI does) ``weight`` is a (0, D) placeholder whose data
-:meth:`setup_shard`, the first forward, ``state_dict()`` or ``load_state_dict()`` replace in
-place (an optimiser built before still holds the same Parameter).
+``state_dict()`` holds the *full* (C·K, D) matrix under ``weight`` (a collective, assembled in
+host memory) and loading slices this rank's rows, so a run resumes on another number of
+processes or loads into one process; the optimiser's per-row state follows the same way
+(:meth:`ShardedMarginHead.attach_optimizer`; rows that fit neither layout are dropped with a
+warning). Initial weights are N(0, 0.01²) drawn in seeded blocks of 65,536 rows, the same for
+any number of processes. Until the layout is known ``weight`` is a (0, D) placeholder that
+:meth:`setup_shard`, the first forward or a state_dict call fills in place.
 """
 
 from __future__ import annotations
@@ -71,24 +45,15 @@ from facerec.heads.base import (
     target_cosine,
 )
 
-__all__ = [
-    "ShardedClassCentres",
-    "ShardedMarginHead",
-    "distributed_cross_entropy",
-    "shard_range",
-]
+__all__ = ["ShardedClassCentres", "ShardedMarginHead", "distributed_cross_entropy", "shard_range"]
 
-#: Rows per block of the world-size-independent initialisation.
+#: Rows per block of the world-size-independent initialisation, and its std (insightface's).
 INIT_BLOCK_ROWS = 65536
-#: Standard deviation of the initial centres (insightface's FC init).
 INIT_STD = 0.01
 
 
 def shard_range(num_classes: int, world: int, rank: int) -> tuple[int, int]:
-    """(class_start, num_local) of rank ``rank`` of ``world`` for ``num_classes`` classes.
-
-    num_local = C//W + (r < C%W); class_start = (C//W)·r + min(r, C%W) (insightface's layout).
-    """
+    """(class_start, num_local) of rank ``rank`` of ``world`` (insightface's layout)."""
     base, extra = divmod(num_classes, world)
     return base * rank + min(rank, extra), base + (1 if rank < extra else 0)
 
@@ -98,7 +63,6 @@ def _process_group() -> tuple[int, int]:
     return distributed.world_size(), distributed.rank()
 
 
-# ---------------------------------------------------------------------- distributed softmax
 class _DistributedCrossEntropy(torch.autograd.Function):
     """Mean softmax cross-entropy over classes split across ranks; see distributed_cross_entropy."""
 
@@ -145,38 +109,22 @@ class _DistributedCrossEntropy(torch.autograd.Function):
 
 
 def distributed_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Softmax cross-entropy whose classes are split over the ranks (Partial FC).
+    """Mean softmax cross-entropy over classes split across the ranks, the same on every rank.
 
-    Args:
-        logits: (N, C_r) float this rank's logits of all N gathered rows; its buffer is reused
-            for the probabilities and then for the gradient, so pass logits nothing else reads.
-        labels: (N,) int64 column of each row's target in ``logits``, or −1 where the target
-            lies on another rank (exactly one rank must hold each row's target).
-
-    Returns:
-        Scalar mean over the N rows of logsumexp_j(z_j) − z_y over all ranks' classes: the
-        same value on every rank. The gradient to ``logits`` is (softmax − one-hot)/N.
-        In a single process it equals ``F.cross_entropy(logits, labels)``.
+    ``logits`` (N, C_r) are this rank's columns of all N gathered rows (their buffer is reused
+    for the gradient: pass logits nothing else reads); ``labels`` (N,) each row's column, or −1
+    where another rank holds the target. In one process it is ``F.cross_entropy``.
     """
     return _DistributedCrossEntropy.apply(logits, labels)
 
 
-# ---------------------------------------------------------------------------- the centres
 class ShardedClassCentres(nn.Module):
     """This rank's rows of the (C·K, D) class centres, their sampling and checkpoint layout.
 
-    Args:
-        embedding_dim: D.
-        num_classes: C, over all ranks.
-        k: centres per class (sub-centres), default 1.
-        sample_rate: ρ in (0, 1]; below 1, each training step keeps, per rank, every centre that
-            is a target in the global batch plus random other centres up to ⌊ρ·num_local⌋ (only
-            the targets if they are more). Evaluation mode uses all centres.
-
-    ``weight`` is this rank's (num_local·K, D) rows ((0, D) until the layout is known);
-    ``last_sample`` the (S,) sorted shard-local classes of the last sampled step (else None).
-    ``forward(x (N, D), labels (N,) in [0, C))`` -> ``(cos (N, S), local (N,))``: cosines with
-    this rank's (sampled) classes and each row's column among them, or −1.
+    ``sample_rate`` ρ in (0, 1]: below 1 a training step keeps, per rank, every centre that is a
+    target in the global batch plus random others up to ⌊ρ·num_local⌋; ``last_sample`` is then
+    the (S,) sorted shard-local classes kept. ``forward(x (N, D), labels (N,))`` -> cosines
+    (N, S) with this rank's (sampled) classes and each row's column among them, or −1.
     """
 
     def __init__(
@@ -206,7 +154,7 @@ class ShardedClassCentres(nn.Module):
         return shard_range(self.num_classes, world, rank)
 
     def _init_rows(self, start: int, stop: int) -> Tensor:
-        """Rows [start, stop) of the initial (C·K, D) matrix, independent of the layout."""
+        """Rows [start, stop) of the initial (C·K, D) matrix."""
         d, b = self.embedding_dim, INIT_BLOCK_ROWS
         out = torch.empty(stop - start, d)
         for block in range(start // b, (stop - 1) // b + 1 if stop > start else 0):
@@ -218,17 +166,16 @@ class ShardedClassCentres(nn.Module):
         return out
 
     def reset_parameters(self) -> None:
-        """Re-draw this rank's rows of the initial matrix (N(0, 0.01²), layout-independent)."""
+        """Re-draw this rank's rows of the initial matrix."""
         start, count = self.shard
         rows = self._init_rows(start * self.k, (start + count) * self.k)
         self.weight.data = rows.to(device=self.weight.device, dtype=self.weight.dtype)
 
     def setup_shard(self) -> None:
-        """Hold this rank's rows for the current process group (call once it exists).
+        """Hold this rank's rows for the current process group (idempotent).
 
-        Idempotent. A placeholder becomes the initial rows; a full matrix (from a single
-        process, e.g. loaded from a checkpoint) is sliced. Raises :class:`FacerecError` when the
-        rows of another multi-process layout are held: those cannot be re-split locally.
+        A placeholder becomes the initial rows, a one-process matrix is sliced; the rows of
+        another multi-process layout raise :class:`FacerecError`.
         """
         want = _process_group()
         if self._layout == want:
@@ -278,14 +225,9 @@ class ShardedClassCentres(nn.Module):
             weight = weight[rows.flatten() if k > 1 else index]
         return class_cosine(x, weight.to(x.dtype), self.k), local
 
-    # ------------------------------------------------------------------------- checkpoints
     def gather_full(self, rows: Tensor) -> Tensor:
-        """This rank's (num_local·K, ...) rows -> the full (C·K, ...) tensor from all ranks.
-
-        A collective (every rank must call it). In a single process returns ``rows``; otherwise
-        the result is in host memory, built one rank's shard at a time (broadcast), so no device
-        holds more than one shard of extra memory.
-        """
+        """This rank's (num_local·K, ...) rows -> the full (C·K, ...) tensor, in host memory
+        with W > 1 (a collective: every rank must call it)."""
         world, rank = self._layout or _process_group()
         if world == 1:
             return rows
@@ -305,22 +247,13 @@ class ShardedClassCentres(nn.Module):
         self.setup_shard()
         destination[prefix + "weight"] = self.gather_full(self.weight.detach())
 
-    def _load_from_state_dict(
-        self,
-        state_dict: Mapping[str, Any],
-        prefix: str,
-        local_metadata: dict,
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
-    ) -> None:
+    def _load_from_state_dict(self, state_dict: Mapping, prefix: str, *args: Any) -> None:
         key = prefix + "weight"
         if key in state_dict:
             full = state_dict[key]
             expected = (self.num_classes * self.k, self.embedding_dim)
             if tuple(full.shape) != expected:
-                error_msgs.append(
+                args[-1].append(
                     f"ShardedMarginHead: weight has shape {tuple(full.shape)}, expected the full "
                     f"class-centre matrix {expected} (num_classes·k, embedding_dim)."
                 )
@@ -331,20 +264,11 @@ class ShardedClassCentres(nn.Module):
                 local, device=self.weight.device, dtype=self.weight.dtype
             )
             state_dict = {**state_dict, key: local}
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
-    # --------------------------------------------------------------------------- optimiser
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        """Make ``optimizer``'s state of ``weight`` full-size in its state_dict, sliced on load.
-
-        Installs a state_dict post-hook (gathers the per-row state, e.g. SGD's momentum_buffer,
-        AdamW's exp_avg/exp_avg_sq, into (C·K, D) tensors; a collective, like ``state_dict()``)
-        and a load_state_dict pre-hook (slices this rank's rows; a state whose rows fit neither
-        the full matrix nor this shard is dropped with a warning, so the momentum restarts).
-        Calling it again for the same optimiser does nothing.
-        """
+        """Make ``optimizer``'s per-row state of ``weight`` (momentum, Adam moments) full-size
+        in its state_dict (a collective) and sliced on load; idempotent."""
         if not any(p is self.weight for g in optimizer.param_groups for p in g["params"]):
             raise FacerecError(
                 "ShardedMarginHead.attach_optimizer: the optimiser does not hold the class centres."
@@ -356,16 +280,16 @@ class ShardedClassCentres(nn.Module):
         optimizer.register_state_dict_post_hook(self._gather_optimizer_state)
         optimizer.register_load_state_dict_pre_hook(self._slice_optimizer_state)
 
-    def _state_id(self, optimizer: torch.optim.Optimizer, state_dict: dict) -> Any:
-        """The id under which ``weight`` appears in an optimiser state_dict."""
+    def _state_entry(self, optimizer: torch.optim.Optimizer, state_dict: dict) -> tuple[Any, Any]:
+        """The id of ``weight`` in an optimiser state_dict and its state there (or None)."""
         current = [p for g in optimizer.param_groups for p in g["params"]]
         saved = list(itertools.chain.from_iterable(g["params"] for g in state_dict["param_groups"]))
         pos = next(i for i, p in enumerate(current) if p is self.weight)
-        return saved[pos] if pos < len(saved) else None
+        pid = saved[pos] if pos < len(saved) else None
+        return pid, state_dict["state"].get(pid)
 
     def _gather_optimizer_state(self, optimizer: torch.optim.Optimizer, state_dict: dict) -> dict:
-        pid = self._state_id(optimizer, state_dict)
-        entry = state_dict["state"].get(pid)
+        pid, entry = self._state_entry(optimizer, state_dict)
         if entry is None or (self._layout or (1, 0))[0] == 1:
             return state_dict
         rows = self.weight.shape[0]
@@ -379,8 +303,7 @@ class ShardedClassCentres(nn.Module):
         return state_dict
 
     def _slice_optimizer_state(self, optimizer: torch.optim.Optimizer, state_dict: dict) -> dict:
-        pid = self._state_id(optimizer, state_dict)
-        entry = state_dict["state"].get(pid)
+        pid, entry = self._state_entry(optimizer, state_dict)
         if entry is None:
             return state_dict
         self.setup_shard()
@@ -408,23 +331,13 @@ class ShardedClassCentres(nn.Module):
         return state_dict
 
 
-# ---------------------------------------------------------------------------------- the head
 class ShardedMarginHead(MarginHead):
     """Class centres split over the DDP ranks and a margin; returns the global-batch loss.
 
-    Args:
-        embedding_dim: D.
-        num_classes: C, over all ranks.
-        margin: a :class:`~facerec.heads.base.Margin` (e.g. ``facerec.heads.ArcFaceMargin``), or
-            a one-process head class or factory (``margin(D, 1)``, e.g. ``class_path:
-            facerec.heads.ArcFaceHead``) lending its margin and K; default ArcFace (64, 0.5).
-        sample_rate: ρ in (0, 1] of :class:`ShardedClassCentres`, default 1.0.
-        k: centres per class when ``margin`` is a :class:`Margin` (sub-centres), default 1.
-
-    Shapes: forward(embeddings (B, D) float, labels (B,) int64 in [0, C)) -> scalar float32 loss
-    (the mean softmax cross-entropy over all ranks' rows, plus the margin's ``regularizer`` of
-    the local rows, e.g. MagFace's, which DDP then averages). The state_dict holds the full
-    matrix under ``weight`` and the margin's buffers under ``margin.``.
+    ``margin``: a :class:`~facerec.heads.base.Margin`, or a one-process head class or factory
+    (``margin(D, 1)``, e.g. ``class_path: facerec.heads.ArcFaceHead``) lending its margin and K;
+    default ArcFace (64, 0.5). ``k``: centres per class with a Margin. ``forward`` returns the
+    scalar float32 cross-entropy plus the margin's ``regularizer`` of the local rows.
     """
 
     returns_loss = True
@@ -465,33 +378,27 @@ class ShardedMarginHead(MarginHead):
 
     @property
     def weight(self) -> nn.Parameter:
-        """This rank's (num_local·K, D) class centres."""
         return self.centres.weight
 
     @property
     def shard(self) -> tuple[int, int]:
-        """(class_start, num_local) of this rank."""
         return self.centres.shard
 
     def setup_shard(self) -> None:
-        """See :meth:`ShardedClassCentres.setup_shard`."""
         self.centres.setup_shard()
 
     def gather_full(self, rows: Tensor) -> Tensor:
-        """See :meth:`ShardedClassCentres.gather_full` (a collective)."""
         return self.centres.gather_full(rows)
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        """See :meth:`ShardedClassCentres.attach_optimizer`."""
         self.centres.attach_optimizer(optimizer)
 
     def _margin_logits(self, cos: Tensor, local: Tensor, norms: Tensor) -> Tensor:
         """(N, C') cosines, (N,) shard columns or −1, (N, 1) norms -> (N, C') logits."""
         if not (self.margin.needs_target_cosine and distributed.is_distributed()):
             return self.margin(cos, local, norms)
-        # Every rank needs cos θ_y of every row: append it as a column that the rows whose
-        # target is elsewhere point at. Each row is then "valid" on all W ranks, so the running
-        # mean of cos θ_y sums each row W times over W·N rows: the same mean.
+        # every rank needs cos θ_y of every row: append it as a column that the rows whose
+        # target is elsewhere point at (each row then counts W times in a running mean)
         with torch.no_grad():
             cos_t = distributed.all_reduce_(target_cosine(cos, local), "sum")
         extended = torch.cat([cos, cos_t], dim=1)

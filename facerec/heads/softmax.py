@@ -12,14 +12,7 @@ __all__ = ["NormFaceHead", "NormFaceMargin", "SoftmaxHead"]
 
 
 class SoftmaxHead(MarginHead):
-    """Plain linear classifier with bias, no normalisation: logits = x·Wᵀ + b.
-
-    Equivalent to ``nn.Linear(embedding_dim, num_classes)``; ``weight`` (C, D) starts N(0, 0.01²)
-    as in insightface and ``bias`` (C,) starts at 0. ``labels`` are accepted for the common
-    interface and ignored.
-
-    Shapes: embeddings (B, D), labels (B,) -> logits (B, C) float32.
-    """
+    """Plain linear classifier with bias: logits = x·Wᵀ + b (labels ignored)."""
 
     def __init__(self, embedding_dim: int, num_classes: int) -> None:
         super().__init__(embedding_dim, num_classes)
@@ -27,7 +20,6 @@ class SoftmaxHead(MarginHead):
         self.bias = nn.Parameter(torch.zeros(num_classes))
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """(B, D) raw embeddings, (B,) labels (unused) -> (B, C) logits."""
         self._check_inputs(embeddings, labels)
         dtype = compute_dtype(embeddings)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
@@ -35,18 +27,8 @@ class SoftmaxHead(MarginHead):
 
 
 class NormFaceMargin(Margin):
-    """NormFace: softmax with L2-normalised class weights and no bias; no margin.
-
-    * W-Norm (``feature_norm=False``, default): logit_j = ‖x‖·cos θ_j (= x·ŵ_j); the gradient
-      goes through ‖x‖ and ``scale`` is unused.
-    * F-Norm (``feature_norm=True``): features normalised too, logit_j = s·cos θ_j. NormFace
-      showed a fixed s is needed for the normalised softmax to converge; 30 is our default (the
-      AM-Softmax value), not a number from the NormFace paper, which also learns s.
-
-    Args:
-        feature_norm: pick F-Norm instead of W-Norm, default False.
-        scale: s for F-Norm, default 30.0.
-    """
+    """NormFace: normalised class weights, no bias, no margin. W-Norm (default): logit_j =
+    ‖x‖·cos θ_j; F-Norm (``feature_norm``): s·cos θ_j (s = 30, the AM-Softmax value)."""
 
     def __init__(self, feature_norm: bool = False, scale: float = 30.0) -> None:
         super().__init__()
@@ -54,7 +36,6 @@ class NormFaceMargin(Margin):
         self.scale = check_float("scale", scale, type(self).__name__, low=0.0, low_open=True)
 
     def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
-        """(B, C') cosines, (B,) labels (unused), (B, 1) ‖x‖ -> (B, C') logits."""
         return cos * self.scale if self.feature_norm else cos * norms
 
 

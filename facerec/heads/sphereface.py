@@ -20,10 +20,7 @@ __all__ = ["SphereFaceHead", "SphereFaceMargin", "chebyshev_cos_multiple", "sphe
 
 
 def chebyshev_cos_multiple(cos_t: Tensor, m: int) -> Tensor:
-    """cos(m·θ) from cos θ by the Chebyshev recurrence T_{n+1} = 2c·T_n − T_{n−1} (any shape).
-
-    For m = 4 this is 8c⁴ − 8c² + 1. Differentiable; exact for |c| <= 1.
-    """
+    """cos(m·θ) from cos θ by the Chebyshev recurrence T_{n+1} = 2c·T_n − T_{n−1} (any shape)."""
     prev, cur = torch.ones_like(cos_t), cos_t
     if m == 0:
         return prev
@@ -35,9 +32,7 @@ def chebyshev_cos_multiple(cos_t: Tensor, m: int) -> Tensor:
 def sphereface_psi(cos_t: Tensor, m: int) -> Tensor:
     """ψ(θ) = (−1)^k·cos(mθ) − 2k with k = ⌊θ·m/π⌋ ∈ {0..m−1}, from cos θ (any shape).
 
-    k counts the thresholds cos(jπ/m), j = 1..m−1, that cos θ lies at or below, which equals
-    ⌊θ·m/π⌋ without an arccos (θ = π gives k = m − 1, the paper's last interval). k carries no
-    gradient (it is piecewise constant); ψ is continuous and decreasing on [0, π].
+    k counts the thresholds cos(jπ/m), j = 1..m−1, at or above cos θ (no arccos, no gradient).
     """
     k = torch.zeros_like(cos_t)
     for j in range(1, m):
@@ -49,27 +44,10 @@ def sphereface_psi(cos_t: Tensor, m: int) -> Tensor:
 class SphereFaceMargin(Margin):
     """A-Softmax margin with the annealed target of the released Caffe code.
 
-    Target logit ‖x‖·(λ·cos θ_y + ψ(θ_y))/(1 + λ), other logits ‖x‖·cos θ_j, where
-    ψ(θ) = (−1)^k·cos(mθ) − 2k, k = ⌊θm/π⌋ and
-    λ = max(lambda_min, base·(1 + gamma·iteration)^(−power)). ``iteration`` is a buffer (saved
-    in the state_dict) read before and incremented once by each training-mode call of
-    :meth:`forward`, so the first step uses λ = base (as the Caffe layer's counter, it
-    counts forward passes: with gradient accumulation, micro-batches). Every DDP rank makes the
-    same calls, so λ is the same on every rank. With ``base = lambda_min = 0`` the
-    target is ‖x‖·ψ(θ_y), pytorch-metric-learning's SphereFaceLoss (which has no λ).
-
-    ``feature_norm=True`` gives the F-Norm variant: ‖x‖ is replaced by the fixed scale s
-    everywhere (normalised features). In the default W-Norm form the gradient flows through ‖x‖.
-
-    Args:
-        margin: integer multiplicative angular margin m >= 1 (θ_y is multiplied by m; θ in
-            radians), default 4.
-        base: λ at iteration 0, default 1000.0.
-        gamma: default 0.12.
-        power: default 1.0.
-        lambda_min: floor of λ, default 5.0.
-        feature_norm: default False.
-        scale: s for the F-Norm variant, default 64.0 (unused otherwise).
+    Target ‖x‖·(λ·cos θ_y + ψ(θ_y))/(1 + λ), others ‖x‖·cos θ_j, with integer ``margin`` m and
+    λ = max(lambda_min, base·(1 + gamma·iteration)^(−power)); the buffer ``iteration`` counts
+    training-mode forward calls (after reading it). ``feature_norm``: ‖x‖ is replaced by the
+    fixed ``scale`` s (F-Norm).
     """
 
     iteration: Tensor
@@ -100,13 +78,12 @@ class SphereFaceMargin(Margin):
         self.register_buffer("iteration", torch.zeros((), dtype=torch.int64))
 
     def current_lambda(self) -> Tensor:
-        """λ for the current ``iteration``: a 0-d float64 tensor on the buffer's device."""
+        """λ for the current ``iteration`` (0-d float64)."""
         it = self.iteration.to(torch.float64)
         lam = self.base * torch.pow(1.0 + self.gamma * it, -self.power)
         return torch.clamp(lam, min=self.lambda_min)
 
     def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
-        """(B, C') cosines, (B,) labels (−1 = no target here), (B, 1) ‖x‖ -> (B, C') logits."""
         lam = self.current_lambda().to(cos.dtype)
         if self.training:
             self.iteration += 1
