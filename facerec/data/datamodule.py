@@ -1,11 +1,7 @@
 """FaceDataModule: image folders, RecordIO or the embedded synthetic faces, with held-out pairs.
 
-Training data come from ``root`` (root/<identity>/<image>, or a folder holding insightface
-``train.rec``/``train.idx``) or, when ``root`` is not set, from the procedural synthetic faces.
-A set of identities is held out of training; verification pairs drawn from their images form
-the validation set (``val/acc``). The number of training identities reaches the margin head
-through ``num_classes`` (LightningCLI links it), and ``class_names`` is the label → identity
-map saved with every checkpoint.
+Identities held out of training give the verification pairs of ``val/acc``. ``num_classes``
+reaches the margin head (LightningCLI links it); ``class_names`` is saved with checkpoints.
 """
 
 from __future__ import annotations
@@ -22,7 +18,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from facerec.base.options import coerce
-from facerec.data.datasets import FaceDataset, IndexedDataset
+from facerec.data.datasets import FaceDataset, IndexedDataset, label_groups
 from facerec.data.folder import read_name_list, scan_image_folder
 from facerec.data.image import ResizeMode
 from facerec.data.pairs import SYNTHETIC_HELD_OUT_START, make_pairs
@@ -106,13 +102,9 @@ def _checked_sampler(sampler: Any) -> Batches | None:
 
 
 class _EpochKeys:
-    """A batch sampler whose batches are ``(index, epoch)`` keys instead of indices.
-
-    :class:`FaceDataset` seeds each sample's augmentation by ``(seed, epoch, index)`` from the
-    key, so the draws depend neither on the DataLoader worker nor on the loading order: the same
-    seed gives the same run and a resumed run draws what the uninterrupted one would have.
-    Everything else (``set_epoch`` through ``sampler``, ``state_dict``, ``len``) is the wrapped
-    sampler's.
+    """A batch sampler whose batches are ``(index, epoch)`` keys instead of indices, so
+    :class:`FaceDataset` seeds each sample's augmentation by ``(seed, epoch, index)``; everything
+    else (``set_epoch`` through ``sampler``, ``state_dict``, ``len``) is the wrapped sampler's.
     """
 
     def __init__(self, inner: Any) -> None:
@@ -133,18 +125,11 @@ class _EpochKeys:
 
 
 def _check_each_identity_readable(paths: list[str], labels: np.ndarray, names: list[str]) -> None:
-    """Refuse, at setup, an identity none of whose image files has a readable image header.
-
-    Reads files of each identity until one has a header (one file per identity in the usual
-    case: about 5 s for 100k identities), so an identity of corrupt files is named before
-    training, not when the sampler first draws it. A file with a good header and a damaged body
-    is still found when it is decoded (replaced within its identity, counted).
-    """
+    """Refuse, at setup, an identity none of whose image files has a readable image header
+    (reads files of each identity until one has a header)."""
     from facerec.data.image import image_size, read_image_bytes
 
-    order = np.argsort(labels, kind="stable")
-    bounds = np.flatnonzero(np.diff(labels[order])) + 1
-    for group in np.split(order, bounds):
+    for group in label_groups(labels):
         for i in group:
             try:
                 if image_size(read_image_bytes(paths[i])) is not None:
@@ -189,10 +174,8 @@ def _split(labels: np.ndarray, names: list[str], held: set[str], root: Any) -> d
 
 
 def _readable_only(held_out: FaceDataset) -> tuple[Any, np.ndarray]:
-    """Decode every held-out image now; leave the unreadable ones out, naming them.
-
-    Validation reads its images strictly, so a bad one would otherwise end the fit at the first
-    validation, after an epoch of work. Returns (images, labels) of the readable images.
+    """(images, labels) of the held-out images that decode now; the others are left out, named
+    in a warning (validation reads strictly, so one would end the fit at the first validation).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -234,13 +217,11 @@ class FaceDataModule(pl.LightningDataModule):
             ``facerec.data.offline_triplets.OfflineTripletBatches`` (FaceNet's offline
             selection); null (default): shuffled batches of ``batch_size``.
         augment: albumentations pipeline as a list of {name: ..., args...}; default: a
-            horizontal flip with probability 0.5 (``[]``: none; null: the default). Each
-            sample's draws are seeded by (seed, epoch, sample index): the same seed gives the
-            same run, whatever the number of workers, and a resumed run the same draws.
+            horizontal flip with probability 0.5 (``[]``: none; null: the default). Draws are
+            seeded by (seed, epoch, sample index), whatever the number of workers.
         val_identities: number of identities held out of training for validation pairs
             (synthetic: fresh identities; folders and RecordIO: chosen with ``seed``). 0
-            disables validation. Held-out images are all decoded when the data are set up; an
-            unreadable one is left out (named, with its pairs) instead of stopping the fit.
+            disables validation. Unreadable held-out images are left out, named.
         val_list: a file naming held-out identities, instead of a count (folders: folder
             names; RecordIO: labels).
         include_list: a file naming the images to use, one a line (as ``facerec doctor
@@ -282,7 +263,6 @@ class FaceDataModule(pl.LightningDataModule):
         self.sampler = _checked_sampler(sampler)
         self.train_batch_sampler: Any = None
         self.augment_spec = list(DEFAULT_AUGMENT if augment is None else augment)
-        # an option dict (from YAML) is converted, anything else refused; None: the defaults
         self.synthetic = coerce(synthetic, SyntheticOptions, "data.synthetic") or SyntheticOptions()
         self.val_identities = val_identities
         self.val_list = val_list

@@ -1,12 +1,7 @@
-"""Torch data sets that turn a source of RGB images into training samples.
+"""Torch data sets that turn an :class:`~facerec.data.sources.ImageSource` into samples.
 
-A source is an :class:`~facerec.data.sources.ImageSource`: image files
-(:class:`~facerec.data.sources.FileImages`), an in-memory array (the synthetic faces) or a
-RecordIO set's ``images``.
-:class:`FaceDataset` brings each image to the input size and augments it, and hands it on as a
-uint8 (3, H, W) tensor: a quarter of the bytes of float32 between DataLoader workers and to the
-device. :func:`normalize_images` turns a batch into the network input, (x − 127.5)/127.5 in RGB
-order, on the device the model is on (``FaceRecognitionModule.on_after_batch_transfer``).
+Images travel as uint8 (3, H, W) tensors (a quarter of the bytes of float32);
+:func:`normalize_images` makes the network input on the model's device.
 """
 
 from __future__ import annotations
@@ -24,22 +19,24 @@ from facerec.data.transforms import apply_augment, seed_augment
 from facerec.errors import DataError
 
 
+def label_groups(labels: np.ndarray) -> list[np.ndarray]:
+    """The sample indices of each label, in label order (stable within a label)."""
+    order = np.argsort(labels, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(labels[order])) + 1)
+
+
 def to_chw_uint8(img: np.ndarray) -> torch.Tensor:
     """RGB uint8 (H, W, 3) array -> uint8 (3, H, W) tensor (contiguous; no normalisation)."""
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
 
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB (B, 3, H, W) -> float32 (B, 3, H, W) network input (x − 127.5)/127.5, on the
-    tensor's device (:func:`facerec.data.image.normalize`, as
-    :func:`~facerec.data.image.to_tensor_array` on the CPU). A float tensor is returned unchanged
-    (already normalised).
-    """
+    """uint8 RGB (B, 3, H, W) -> float32 network input (x − 127.5)/127.5 on the tensor's device
+    (:func:`facerec.data.image.normalize`); a float tensor is returned unchanged."""
     return normalize(images) if images.dtype == torch.uint8 else images
 
 
-#: bad-file slots in a training sample (see :class:`FaceDataset`): enough for the bad images one
-#: sample meets in practice; more are still skipped and warned about, not counted
+#: bad-file slots in a training sample (more are still skipped and warned about, not counted)
 MAX_BAD_PER_SAMPLE = 8
 #: unreadable images in a row (one sample's tries) before the data set is taken as unreadable
 MAX_TRIES = 50
@@ -59,16 +56,13 @@ class FaceDataset(Dataset):
         seed: seed for choosing replacements of corrupt images and for the augmentation draws.
         names: label -> identity name, for messages.
 
-    A sample is indexed by ``i`` or by the key ``(i, epoch)`` (the training loader's, see
-    :class:`facerec.data.datamodule.FaceDataModule`); with a key, the augmentation draws are
-    seeded by ``(seed, epoch, i)`` (:func:`~facerec.data.transforms.seed_augment`), so they do
-    not depend on the worker or the order samples are loaded in.
+    A sample is indexed by ``i`` or by the key ``(i, epoch)``; with a key, the augmentation
+    draws are seeded by ``(seed, epoch, i)`` (:func:`~facerec.data.transforms.seed_augment`).
 
-    A corrupt or unreadable image is, unless ``strict``, replaced by another image of the same
-    identity (a seeded draw among those not yet found unreadable), never by another identity's:
-    an identity all of whose images are unreadable is refused with :class:`DataError` naming it.
-    ``bad`` holds the indices of the unreadable images this sample met (-1 padded), so the
-    training loop counts distinct bad files; a warning names each bad file once per worker.
+    Unless ``strict``, an unreadable image is replaced by a seeded draw among the other images
+    of its identity not yet found unreadable (an identity with none left is a
+    :class:`DataError`); ``bad`` holds the unreadable images met (-1 padded), and a warning
+    names each once per worker.
     """
 
     def __init__(
@@ -113,9 +107,8 @@ class FaceDataset(Dataset):
     def _replacement(self, i: int, tried: list[int]) -> int:
         """Another image of sample ``i``'s identity not found unreadable (seeded draw)."""
         if self._by_label is None:
-            order = np.argsort(self.labels, kind="stable")
-            bounds = np.flatnonzero(np.diff(self.labels[order])) + 1
-            self._by_label = {int(self.labels[g[0]]): g for g in np.split(order, bounds) if len(g)}
+            groups = label_groups(self.labels)
+            self._by_label = {int(self.labels[g[0]]): g for g in groups if len(g)}
         label = int(self.labels[i])
         same = self._by_label[label]
         pool = same[~np.isin(same, list(self._warned | set(tried)))]

@@ -1,7 +1,7 @@
 """Image decoding and resizing with OpenCV; the one place images are read.
 
-Convention (the published ArcFace models'): images are RGB uint8 (H, W, 3); the network input is
-``(x - 127.5) / 127.5`` in RGB channel order, shape (3, H, W) float32.
+Images are RGB uint8 (H, W, 3); the network input is ``(x - 127.5) / 127.5`` in RGB order,
+(3, H, W) float32 (the published ArcFace models' convention).
 """
 
 from __future__ import annotations
@@ -33,10 +33,8 @@ MAX_PIXELS_ENV = "FACEREC_MAX_PIXELS"
 
 def max_pixels() -> int:
     """The largest image (width x height) :func:`decode_image` decodes: ``$FACEREC_MAX_PIXELS``
-    when set (a positive integer, ``1e8`` allowed), else :data:`MAX_PIXELS` (50 megapixels).
-
-    Raises :class:`ConfigError` when the variable is not a positive number.
-    """
+    when set (``1e8`` allowed; :class:`ConfigError` if not a positive number), else
+    :data:`MAX_PIXELS` (50 megapixels)."""
     text = os.environ.get(MAX_PIXELS_ENV, "").strip()
     if not text:
         return MAX_PIXELS
@@ -102,11 +100,7 @@ def _tiff_size(b: bytes) -> tuple[int, int] | None:
         big = magic == 43
         if magic not in (42, 43):
             return None
-        off = (
-            struct.unpack_from(order + "Q", b, 8)[0]
-            if big
-            else struct.unpack_from(order + "I", b, 4)[0]
-        )
+        (off,) = struct.unpack_from(order + ("Q" if big else "I"), b, 8 if big else 4)
         count_fmt, entry, value_at = ("Q", 20, 12) if big else ("H", 12, 8)
         (count,) = struct.unpack_from(order + count_fmt, b, off)
         first = off + struct.calcsize(count_fmt)
@@ -125,12 +119,9 @@ def _tiff_size(b: bytes) -> tuple[int, int] | None:
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) of encoded image bytes from their header alone (nothing is decoded);
-    None when the format is not known or the header is broken. An image over Pillow's own hard
-    limit (twice ``PIL.Image.MAX_IMAGE_PIXELS``) gives ``(pixels, 0)``: Pillow names no size.
-
-    PNG, JPEG and TIFF are parsed here; other formats (BMP, PGM/PPM, WebP, GIF, ...) are read
-    by Pillow's ``Image.open``, which reads the header only.
+    """(height, width) of encoded image bytes from their header alone; None when the format is
+    not known or the header is broken. PNG, JPEG and TIFF are parsed here, others by Pillow's
+    ``Image.open``; an image over Pillow's hard limit gives ``(pixels, 0)`` (it names no size).
     """
     head = bytes(data[:24])
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
@@ -186,14 +177,9 @@ def decode_image(
 ) -> np.ndarray:
     """Decode encoded image bytes (JPEG, PNG, BMP, PGM, WebP, TIFF, ...) to RGB uint8 (H, W, 3).
 
-    Greyscale is promoted to 3 channels and an alpha channel dropped. Pixel types: 8-bit is
-    taken as is; 16-bit (PNG, TIFF, PGM) is scaled by 255/65535 and rounded; float (TIFF) must
-    be finite and in [0, 1] and is scaled by 255 and rounded: a NaN, an infinity or a value
-    outside [0, 1] is refused, never wrapped or clipped (the scale of such an image is not
-    knowable); signed integers are refused. The size is read from the header first, and an
-    image of more than ``limit`` pixels (default :func:`max_pixels`: 50 megapixels, or
-    ``$FACEREC_MAX_PIXELS``) is refused before anything is decoded.
-
+    Greyscale is promoted to 3 channels and alpha dropped; pixel types as :func:`_to_uint8`
+    (non-finite or out-of-range float and signed integers are refused). An image of more than
+    ``limit`` pixels (default :func:`max_pixels`) is refused from its header, before decoding.
     Raises :class:`DataError` naming ``source`` when the bytes do not decode or are refused.
     """
     buf = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
@@ -244,10 +230,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 def encode_image(
     rgb: np.ndarray, fmt: str = "jpg", quality: int = 95, source: str = "<image>"
 ) -> bytes:
-    """Encode an RGB uint8 (H, W, 3) image: ``fmt`` png, jpg/jpeg (``quality`` 0-100) or bmp.
-
-    Raises :class:`DataError` naming ``source`` when OpenCV cannot encode it.
-    """
+    """Encode an RGB uint8 (H, W, 3) image: ``fmt`` png, jpg/jpeg (``quality`` 0-100) or bmp;
+    :class:`DataError` naming ``source`` when it cannot."""
     ext = "." + fmt.lower().lstrip(".")
     if ext not in (".png", ".jpg", ".jpeg", ".bmp"):
         raise DataError(f"{source}: image format {fmt!r} is not known; expected png, jpg or bmp")
@@ -260,12 +244,8 @@ def encode_image(
 
 
 def fit_to_size(img: np.ndarray, size: tuple[int, int], mode: ResizeMode = "resize") -> np.ndarray:
-    """Bring an (H, W, 3) image to ``size`` = (height, width).
-
-    ``resize`` scales to the exact size (aspect ratio not kept); ``center_crop`` scales the
-    shorter side to fit and crops the centre, keeping the aspect ratio. An image already of the
-    right size is returned unchanged.
-    """
+    """Bring an (H, W, 3) image to ``size`` = (height, width): ``resize`` scales to it (aspect
+    ratio not kept), ``center_crop`` scales the shorter side to fit and crops the centre."""
     h, w = size
     if img.shape[0] == h and img.shape[1] == w:
         return img
@@ -283,14 +263,10 @@ def fit_to_size(img: np.ndarray, size: tuple[int, int], mode: ResizeMode = "resi
 
 
 def normalize(images: Any, mean: Any = MEAN, std: Any = STD, channel_order: str = "RGB") -> Any:
-    """The one normalisation: RGB (N, 3, H, W) images, uint8 or float, a numpy array or a torch
-    tensor -> float32 ``(x - mean) / std`` in ``channel_order`` (RGB or BGR), of the same kind (a
-    tensor stays on its device and keeps its memory layout).
-
-    ``mean`` and ``std`` are one number or one per channel, pixel units, in the model's channel
-    order. A tensor is divided by a number as torch divides by a scalar (on CUDA: times its
-    reciprocal, which can differ from a per-channel division by one ulp), so callers keep the
-    form their numbers were always given in.
+    """The one normalisation: RGB (N, 3, H, W) images, uint8 or float, numpy or torch ->
+    float32 ``(x - mean) / std`` in ``channel_order`` (RGB or BGR), of the same kind (a tensor
+    stays on its device). ``mean`` and ``std`` are one number or one per channel (pixel units,
+    the model's channel order); a tensor is divided by a number as torch divides by a scalar.
     """
     if isinstance(images, np.ndarray):
         x = images[:, ::-1] if channel_order == "BGR" else images

@@ -1,14 +1,8 @@
 """Augmentation pipelines built from YAML with albumentations.
 
-A pipeline is a list of transforms, each a mapping with ``name`` (a class of albumentations)
-and its keyword arguments, e.g.::
-
-    augment:
-      - {name: HorizontalFlip, p: 0.5}
-      - {name: RandomBrightnessContrast, brightness_limit: 0.2, contrast_limit: 0.2, p: 0.5}
-
-Augmentations act on RGB uint8 (H, W, 3) images after they are brought to the input size and
-before normalisation.
+A pipeline is a list of mappings, ``name`` (an albumentations class) and its keyword arguments,
+e.g. ``[{name: HorizontalFlip, p: 0.5}]``; it acts on RGB uint8 (H, W, 3) images at the input
+size, before normalisation.
 """
 
 from __future__ import annotations
@@ -27,11 +21,8 @@ DEFAULT_AUGMENT: list[dict[str, Any]] = [{"name": "HorizontalFlip", "p": 0.5}]
 
 
 def build_augment(specs: Sequence[Mapping[str, Any]] | None) -> A.Compose | None:
-    """Build an ``albumentations.Compose`` from a list of ``{name: ..., **kwargs}`` mappings.
-
-    Returns None for an empty or missing list. Raises :class:`ConfigError` naming the entry
-    when a name is not an albumentations transform or its arguments are rejected.
-    """
+    """An ``albumentations.Compose`` of ``{name: ..., **kwargs}`` mappings (None for none);
+    :class:`ConfigError` naming the entry whose name or arguments albumentations rejects."""
     if not specs:
         return None
     transforms = []
@@ -52,30 +43,25 @@ def build_augment(specs: Sequence[Mapping[str, Any]] | None) -> A.Compose | None
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 transforms.append(cls(**kwargs))
-            invalid = [str(w.message) for w in caught if "not valid" in str(w.message)]
-            if invalid:
-                raise ConfigError(
-                    f"data.augment[{i}] ({spec['name']}): {invalid[0]}; expected arguments of "
-                    f"albumentations.{spec['name']}"
-                )
-        except ConfigError:
-            raise
         except Exception as e:  # albumentations validates with pydantic; report one line
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ConfigError(
                 f"data.augment[{i}] ({spec['name']}): bad arguments {kwargs}: {msg}"
             ) from None
+        invalid = [str(w.message) for w in caught if "not valid" in str(w.message)]
+        if invalid:
+            raise ConfigError(
+                f"data.augment[{i}] ({spec['name']}): {invalid[0]}; expected arguments of "
+                f"albumentations.{spec['name']}"
+            )
     return A.Compose(transforms)
 
 
 def seed_augment(augment: A.Compose | None, key: Sequence[int]) -> None:
     """Seed every random draw of ``augment`` from ``key``, e.g. ``(data.seed, epoch, sample)``.
 
-    The pipeline and all its transforms share one numpy and one Python generator (set once),
-    both put into a state derived from ``key`` alone: a sample's augmentation depends on nothing
-    else (not on the DataLoader worker that loads it, nor on the samples loaded before it), so
-    the same seed gives the same run and a resumed run draws what the uninterrupted one would
-    have. Cheap enough per sample (a hash and two state assignments, no SeedSequence).
+    The transforms share one numpy and one Python generator, put into a state hashed from
+    ``key`` alone, so a sample's draws depend neither on the worker nor on the loading order.
     """
     if augment is None:
         return

@@ -20,10 +20,6 @@ record 0 is a header with flag > 0 and no image: labels ``(first_range_key, end_
 ``1 .. first_range_key - 1`` are the images, keys ``first_range_key .. end_key - 1`` hold one
 ``(start, end)`` key range per identity (``end`` exclusive). ``property`` is one line
 ``num_classes,height,width``.
-
-Reading uses ``os.pread`` on a file descriptor that each process opens for itself on first use
-(the owning pid is recorded; a forked DataLoader worker opens its own), so a
-:class:`RecordIODataset` can be read from any number of workers.
 """
 
 from .dataset import RecordIODataset

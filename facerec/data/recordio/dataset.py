@@ -18,9 +18,7 @@ from .format import IRHeader, _first_label, read_index, read_property
 from .reader import RecordIOReader
 
 
-def _resolve_paths(
-    root_or_rec_path: str | os.PathLike[str],
-) -> tuple[Path, Path, Path]:
+def _resolve_paths(root_or_rec_path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
     path = Path(root_or_rec_path)
     if path.is_dir():
         return path / "train.rec", path / "train.idx", path / "property"
@@ -30,17 +28,18 @@ def _resolve_paths(
 class RecordIODataset(Dataset):
     """An insightface-style RecordIO face set: ``(RGB uint8 (H, W, 3) image, int label)`` items.
 
-    ``root_or_rec_path`` is a folder with ``train.rec``, ``train.idx`` and optionally
-    ``property``, or the path of a ``.rec`` (its ``.idx`` beside it with the same name).
-
     If record 0 is an insightface header (flag > 0, no image bytes) the samples are keys
-    ``1 .. label[0] - 1`` and :attr:`identity_ranges` comes from the range records; otherwise
-    (a plain ``im2rec`` file) every key in the index is a sample, in index order, and the
-    label is the header's scalar label (or the first of its label vector).
+    ``1 .. label[0] - 1``; otherwise (a plain ``im2rec`` file) every key in the index is a
+    sample, in index order, labelled by the header's (first) label. No image is decoded here.
+
+    Args:
+        root_or_rec_path: folder with ``train.rec`` / ``train.idx``, or a ``.rec`` path.
+        idx_path: the ``.idx`` file if not beside the ``.rec`` with the same name.
+        property_path: the ``property`` file if not beside the ``.rec``; read if present.
+        transform: applied to the RGB uint8 image in ``__getitem__`` (None: returned as is).
 
     Attributes:
-        rec_path, idx_path: the files read.
-        keys: (N,) int64 record key of each sample; sample ``i`` is record ``keys[i]``.
+        keys: (N,) int64 record key of each sample.
         image_size: (height, width) from ``property``, or None without one.
     """
 
@@ -51,14 +50,6 @@ class RecordIODataset(Dataset):
         property_path: str | os.PathLike[str] | None = None,
         transform: Callable[[np.ndarray], Any] | None = None,
     ) -> None:
-        """Read the index, the header record and ``property``; no image is decoded.
-
-        Args:
-            root_or_rec_path: folder with ``train.rec`` / ``train.idx``, or a ``.rec`` path.
-            idx_path: the ``.idx`` file if not beside the ``.rec`` with the same name.
-            property_path: the ``property`` file if not beside the ``.rec``; read if present.
-            transform: applied to the RGB uint8 image in ``__getitem__`` (None: returned as is).
-        """
         rec_path, default_idx, default_prop = _resolve_paths(root_or_rec_path)
         if not rec_path.exists():
             raise DataError(
@@ -75,12 +66,9 @@ class RecordIODataset(Dataset):
         self.idx_path = idx
         self.transform = transform
         self.property_path = Path(property_path) if property_path is not None else default_prop
-        self._property: tuple[int, int, int] | None = None
-        if property_path is not None or self.property_path.exists():
-            self._property = read_property(self.property_path)
-        self.image_size: tuple[int, int] | None = (
-            (self._property[1], self._property[2]) if self._property else None
-        )
+        has_property = property_path is not None or self.property_path.exists()
+        self._property = read_property(self.property_path) if has_property else None
+        self.image_size = self._property[1:] if self._property else None
         self._range_keys: tuple[int, int] | None = None
         self._labels: np.ndarray | None = None
         self._identity_ranges: np.ndarray | None = None
@@ -109,8 +97,6 @@ class RecordIODataset(Dataset):
             self.keys = self.reader.keys.copy()
         self._offsets = self.reader.offsets_of(self.keys)
 
-    # -- sizes and labels ----------------------------------------------------------------------
-
     def __len__(self) -> int:
         return int(self.keys.size)
 
@@ -124,11 +110,8 @@ class RecordIODataset(Dataset):
 
     @property
     def identity_ranges(self) -> np.ndarray | None:
-        """(C, 2) int64 ``[start_key, end_key)`` record-key range of each identity, or None.
-
-        From the range records of an insightface set (sample index = key - 1 there); None for
-        a file without a header record.
-        """
+        """(C, 2) int64 ``[start_key, end_key)`` record-key range of each identity from the range
+        records of an insightface set (sample index = key - 1); None without a header record."""
         if self._identity_ranges is None and self._range_keys is not None:
             first, end = self._range_keys
             offsets = self.reader.offsets_of(np.arange(first, end, dtype=np.int64))
@@ -140,8 +123,7 @@ class RecordIODataset(Dataset):
                     f"{self.rec_path}: identity-range record {first + i} (offset {offsets[i]}) "
                     f"has {flags[i]} label(s); expected 2 (start key, end key)"
                 )
-            ranges = ranges.astype(np.int64)
-            self._identity_ranges = ranges
+            self._identity_ranges = ranges.astype(np.int64)
         return self._identity_ranges
 
     @property
@@ -154,16 +136,9 @@ class RecordIODataset(Dataset):
         return int(self.labels.max()) + 1 if len(self) else 0
 
     def checked_num_classes(self) -> int:
-        """Number of identities, checked against the labels the records hold (no image decoded).
-
-        The labels must run from 0; ``property`` (when present) and the identity-range records
-        (when present) must give as many identities as the labels do (max label + 1). A
-        ``property`` with fewer would index past the margin head; one with more would train
-        identities that do not exist.
-
-        Raises:
-            DataError: naming the file and what disagrees.
-        """
+        """Number of identities (max label + 1), checked: labels must run from 0, and
+        ``property`` and the identity-range records (when present) must agree; :class:`DataError`
+        naming the file and what disagrees."""
         labels = self.labels
         if not len(labels):
             raise DataError(f"{self.rec_path}: holds no image records; expected face images")
@@ -201,8 +176,6 @@ class RecordIODataset(Dataset):
             )
         return found
 
-    # -- items -------------------------------------------------------------------------------
-
     def read_record(self, index: int) -> tuple[IRHeader, bytes]:
         """(IRHeader, encoded image bytes) of sample ``index``."""
         return self.reader.read_header_at(int(self._offsets[index]))
@@ -221,6 +194,7 @@ class RecordIODataset(Dataset):
         return RecordIOImages(self)
 
     def _load(self, index: int) -> tuple[np.ndarray, int]:
+        """(RGB image, label) of sample ``index``."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"sample {index} is out of range for {len(self)} samples")
         header, data = self.reader.read_header_at(int(self._offsets[index]))
@@ -228,9 +202,7 @@ class RecordIODataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         image, label = self._load(index)
-        if self.transform is not None:
-            return self.transform(image), label
-        return image, label
+        return (image if self.transform is None else self.transform(image)), label
 
     def close(self) -> None:
         """Close this process's file descriptor."""

@@ -27,24 +27,16 @@ _FLOAT32_EXACT = 1 << 24  # keys stored as float32 labels must stay exact intege
 
 # A record's first 40 bytes: magic, lrecord, IRHeader, first two extra labels (when flag > 0).
 _HEAD_DTYPE = np.dtype(
-    [
-        ("magic", "<u4"),
-        ("lrec", "<u4"),
-        ("flag", "<u4"),
-        ("label", "<f4"),
-        ("id", "<u8"),
-        ("id2", "<u8"),
-        ("label0", "<f4"),
-        ("label1", "<f4"),
-    ]
+    {
+        "names": ["magic", "lrec", "flag", "label", "id", "id2", "label0", "label1"],
+        "formats": ["<u4", "<u4", "<u4", "<f4", "<u8", "<u8", "<f4", "<f4"],
+    }
 )
 
 
 class IRHeader(NamedTuple):
-    """MXNet's image-record header.
-
-    ``label`` is a float, or a float32 vector of length ``flag`` when ``flag > 0``.
-    """
+    """MXNet's image-record header; ``label`` is a float, or a float32 vector of length ``flag``
+    when ``flag > 0``."""
 
     flag: int
     label: float | np.ndarray
@@ -67,12 +59,8 @@ def pack(header: IRHeader | tuple[Any, ...], data: bytes = b"") -> bytes:
 
 
 def unpack(payload: bytes, source: str = "<record>") -> tuple[IRHeader, bytes]:
-    """Split a record payload into its :class:`IRHeader` and the remaining (image) bytes.
-
-    Like ``mxnet.recordio.unpack``: when flag > 0 the header's label is the float32 vector of
-    ``flag`` labels that follows the header. :class:`DataError` naming ``source`` when the
-    payload is shorter than the header says.
-    """
+    """Split a record payload into its :class:`IRHeader` and the remaining (image) bytes, as
+    ``mxnet.recordio.unpack``; :class:`DataError` naming ``source`` when it is too short."""
     if len(payload) < IR_SIZE:
         raise DataError(
             f"{source}: record payload is {len(payload)} bytes, shorter than the {IR_SIZE}-byte "
@@ -97,8 +85,14 @@ def _first_label(header: IRHeader) -> float:
     return float(label) if header.flag == 0 else float(label[0])  # type: ignore[index]
 
 
-# ----------------------------------------------------------------------------------------------
-# Index and property files
+def _read_bytes(path: Path, what: str, hint: str = "") -> bytes:
+    """The bytes of ``path``; :class:`DataError` naming ``what`` when missing or unreadable."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} file not found{hint}") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read {what} file ({e.strerror})") from None
 
 
 def read_index(idx_path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -108,15 +102,11 @@ def read_index(idx_path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
     a repeated key.
     """
     path = Path(idx_path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(
-            f"{path}: index file not found; expected 'key<TAB>offset' lines next to the .rec "
-            "(facerec.data.recordio.build_index can rebuild it from the .rec)"
-        ) from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read index file ({e.strerror})") from None
+    hint = (
+        "; expected 'key<TAB>offset' lines next to the .rec "
+        "(facerec.data.recordio.build_index can rebuild it from the .rec)"
+    )
+    data = _read_bytes(path, "index", hint)
     n_lines = sum(1 for line in data.splitlines() if line.strip())
     pairs: np.ndarray | None = None
     tokens = data.split()
@@ -152,12 +142,7 @@ def read_index(idx_path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
 def read_property(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     """Read an insightface ``property`` file: (num_classes, height, width)."""
     path = Path(path)
-    try:
-        text = path.read_text(errors="replace").strip()
-    except FileNotFoundError:
-        raise DataError(f"{path}: property file not found") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read property file ({e.strerror})") from None
+    text = _read_bytes(path, "property").decode(errors="replace").strip()
     fields = [f.strip() for f in text.split(",")]
     try:
         if len(fields) != 3:

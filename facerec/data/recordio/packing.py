@@ -24,7 +24,8 @@ from .writer import RecordIOWriter
 
 @dataclass(frozen=True)
 class PackSummary:
-    """What :func:`pack_folder` wrote."""
+    """What :func:`pack_folder` wrote; ``image_size`` is the (height, width) in ``property``,
+    ``reencoded`` the images not stored as their original bytes."""
 
     rec_path: Path
     idx_path: Path
@@ -32,9 +33,7 @@ class PackSummary:
     num_images: int
     num_classes: int
     image_size: tuple[int, int]
-    """(height, width) written to ``property``: the resize target or the most common size."""
     reencoded: int
-    """Images stored re-encoded rather than as their original bytes."""
 
     def describe(self) -> str:
         """One line for people: what was written where."""
@@ -96,20 +95,15 @@ def pack_folder(
         num_workers: threads that read, check and encode images (OpenCV releases the GIL).
         progress: called with the number of images done after each chunk (e.g. a tqdm update).
 
-    Every image is decoded once to check it (a corrupt file raises :class:`DataError` naming
-    it); ``property`` gets the resize target or else the most common image size.
+    Every image is decoded once to check it (:class:`DataError` naming a corrupt one);
+    ``property`` gets the resize target or else the most common image size.
     """
     if image_format not in ("auto", "jpg", "png"):
         raise DataError(f"image format {image_format!r} is not known; expected auto, jpg or png")
     if not 1 <= int(quality) <= 100:
         raise DataError(f"JPEG quality {quality} is out of range; expected 1 to 100")
-    target: tuple[int, int] | None
-    if size is None:
-        target = None
-    elif isinstance(size, int):
-        target = (size, size)
-    else:
-        target = (int(size[0]), int(size[1]))
+    hw = (size, size) if isinstance(size, int) else size
+    target = None if hw is None else (int(hw[0]), int(hw[1]))
     if target is not None and min(target) <= 0:
         raise DataError(f"image size {size} is not positive; expected e.g. 112 or (112, 112)")
 

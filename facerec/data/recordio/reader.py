@@ -42,9 +42,8 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
 class RecordIOReader:
     """Random access to the records of a ``.rec`` file by byte offset or by ``.idx`` key.
 
-    The file is opened lazily by each process that reads (the pid is recorded and a forked
-    child opens its own descriptor), and read with ``os.pread``, so one reader may be used
-    from many threads and DataLoader worker processes. Pickling drops the descriptor.
+    Each process opens its own descriptor on first read and reads with ``os.pread``, so one
+    reader serves many threads and DataLoader workers. Pickling drops the descriptor.
     """
 
     def __init__(
@@ -53,12 +52,9 @@ class RecordIOReader:
         idx_path: str | os.PathLike[str] | None = None,
         use_index: bool = True,
     ) -> None:
-        """Open ``rec_path``; ``idx_path`` defaults to the same name with ``.idx``.
-
-        The index is read (and checked against the size of the .rec) when given, or when the
-        default one exists and ``use_index`` is true; without one only :meth:`read_at` and
-        :meth:`scan` work.
-        """
+        """``idx_path`` defaults to the same name with ``.idx``; it is read (and checked against
+        the .rec) when given, or when it exists and ``use_index`` is true. Without one only
+        :meth:`read_at` and :meth:`scan` work."""
         self.rec_path = Path(rec_path)
         if not self.rec_path.exists():
             raise DataError(f"{self.rec_path}: RecordIO file not found")
@@ -86,8 +82,6 @@ class RecordIOReader:
                 "or the index belongs to another file"
             )
 
-    # -- file handle, one per process --------------------------------------------------------
-
     def _file(self) -> int:
         pid = os.getpid()
         if self._fd is None or self._pid != pid:
@@ -106,25 +100,19 @@ class RecordIOReader:
         if self._fd is not None and self._pid == os.getpid():
             with contextlib.suppress(OSError):
                 os.close(self._fd)
-        self._fd = None
-        self._pid = None
+        self._fd = self._pid = None
 
     def __del__(self) -> None:
         self.close()
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_fd"] = None
-        state["_pid"] = None
-        return state
+        return {**self.__dict__, "_fd": None, "_pid": None}
 
     def __enter__(self) -> RecordIOReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- records -----------------------------------------------------------------------------
 
     def _bad_magic(self, offset: int) -> DataError:
         return DataError(
@@ -213,11 +201,9 @@ class RecordIOReader:
     ) -> tuple[np.ndarray, np.ndarray]:
         """IRHeader flags and first ``count`` labels of the records at ``offsets``, no image read.
 
-        Returns (flags (M,) int64, labels (M, count) float64). A record's labels are its scalar
-        header label when flag is 0 (then only column 0 is set), else its first ``count`` of
-        ``flag`` labels; columns a record does not have are NaN. Only the first 40 bytes of each
-        record are read (magic, lrecord, IRHeader, two labels), vectorised through a memory
-        map; a record whose header is split by a continuation part is read whole.
+        Returns (flags (M,) int64, labels (M, count) float64): the scalar label when flag is 0,
+        else the first ``count`` of the label vector; missing columns are NaN. Only each
+        record's first 40 bytes are read, through a memory map (a split header: the record).
         """
         if count not in (1, 2):
             raise ValueError(f"count must be 1 or 2, got {count}")
@@ -269,11 +255,8 @@ class RecordIOReader:
 def build_index(
     rec_path: str | os.PathLike[str], idx_path: str | os.PathLike[str] | None = None
 ) -> int:
-    """Rebuild a ``.idx`` for ``rec_path`` by scanning it: key i = the i-th record in the file.
-
-    This is the numbering insightface and ``im2rec`` write (keys in file order from 0). Returns
-    the number of records. Written atomically.
-    """
+    """Rebuild a ``.idx`` for ``rec_path`` atomically, key i = the i-th record in the file (as
+    insightface and ``im2rec`` number them); returns the number of records."""
     reader = RecordIOReader(rec_path, use_index=False)
     target = Path(idx_path) if idx_path is not None else reader.rec_path.with_suffix(".idx")
     count = 0

@@ -25,17 +25,13 @@ class RecordIOWriter:
     """
 
     def __init__(
-        self,
-        rec_path: str | os.PathLike[str],
-        idx_path: str | os.PathLike[str] | None = None,
-        write_index: bool = True,
+        self, rec_path: str | os.PathLike[str], idx_path: str | os.PathLike[str] | None = None
     ) -> None:
-        """``idx_path`` defaults to ``rec_path`` with ``.idx``; ``write_index=False``: no index."""
+        """``idx_path`` defaults to ``rec_path`` with ``.idx``."""
         self.rec_path = Path(rec_path)
-        self.idx_path: Path | None = None
-        if write_index:
-            default = self.rec_path.with_suffix(".idx")
-            self.idx_path = Path(idx_path) if idx_path is not None else default
+        self.idx_path = (
+            Path(idx_path) if idx_path is not None else self.rec_path.with_suffix(".idx")
+        )
         self._stack: contextlib.ExitStack | None = None
         self._rec: Any = None
         self._idx: Any = None
@@ -50,9 +46,8 @@ class RecordIOWriter:
         try:
             rec_tmp = stack.enter_context(atomic_path(self.rec_path))
             self._rec = stack.enter_context(open(rec_tmp, "wb", buffering=1 << 20))
-            if self.idx_path is not None:
-                idx_tmp = stack.enter_context(atomic_path(self.idx_path))
-                self._idx = stack.enter_context(open(idx_tmp, "w", encoding="ascii"))
+            idx_tmp = stack.enter_context(atomic_path(self.idx_path))
+            self._idx = stack.enter_context(open(idx_tmp, "w", encoding="ascii"))
         except BaseException:
             stack.close()
             raise
@@ -74,12 +69,11 @@ class RecordIOWriter:
                 f"{self.rec_path}: record of {size} bytes is too large; RecordIO records must be "
                 f"under 2**29 = {MAX_RECORD_BYTES} bytes"
             )
-        if self._idx is not None:
-            if key is None or int(key) < 0:
-                raise ValueError(f"record key must be a non-negative int, got {key!r}")
-            if int(key) in self._keys:
-                raise ValueError(f"record key {key} written twice to {self.rec_path}")
-            self._keys.add(int(key))
+        if key is None or int(key) < 0:
+            raise ValueError(f"record key must be a non-negative int, got {key!r}")
+        if int(key) in self._keys:
+            raise ValueError(f"record key {key} written twice to {self.rec_path}")
+        self._keys.add(int(key))
         offset = self.position
         out = self._rec
         view = memoryview(payload)
@@ -101,6 +95,5 @@ class RecordIOWriter:
         if pad:
             out.write(b"\0" * pad)
         self.position += 8 + rest + pad
-        if self._idx is not None:
-            self._idx.write(f"{int(key)}\t{offset}\n")  # type: ignore[arg-type]
+        self._idx.write(f"{int(key)}\t{offset}\n")
         return offset

@@ -54,23 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.out is None) == (args.grid is None):
         parser.error("give exactly one of --out DIR or --grid IMAGE")
+    faces = (args.identities, args.images_per_identity, args.size, args.seed)
     try:
         if args.grid is not None:
             check_output(args.grid, "--grid")
-            sheet = write_contact_sheet(
-                args.grid, args.identities, args.images_per_identity, args.size, args.seed
-            )
+            sheet = write_contact_sheet(args.grid, *faces)
             print(f"wrote {args.identities}x{args.images_per_identity} contact sheet to {sheet}")
             return 0
-        out = write_synthetic_folder(
-            args.out,
-            args.identities,
-            args.images_per_identity,
-            args.size,
-            args.seed,
-            args.ext,
-            overwrite=args.overwrite,
-        )
+        out = write_synthetic_folder(args.out, *faces, args.ext, overwrite=args.overwrite)
     except FacerecError as e:
         print(f"facerec synth: error: {e}", file=sys.stderr)
         return 2

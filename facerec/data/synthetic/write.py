@@ -17,8 +17,8 @@ _SYNTH_FILE = re.compile(r"id_\d{5}/\d{4}\.(png|jpg|jpeg|bmp)")
 
 
 def _check_out_folder(out: Path, overwrite: bool) -> list[Path]:
-    """Refuse a non-empty ``out`` (unless ``overwrite``) or one holding anything this module did
-    not write (always); the files of an earlier synthetic set in it."""
+    """The files of an earlier synthetic set in ``out``; :class:`ConfigError` if it is not empty
+    (unless ``overwrite``) or holds anything this module did not write (always)."""
     check_output(out, "--out", kind="folder")
     if not out.exists():
         return []
@@ -48,13 +48,10 @@ def write_synthetic_folder(
     ext: str = ".png",
     overwrite: bool = False,
 ) -> Path:
-    """Write an image-folder tree ``out/id_xxxxx/nnnn<ext>`` of synthetic faces; returns ``out``.
-
-    Each file is written atomically (a crash never leaves a half-written image). ``out`` must be
-    new or empty; with ``overwrite`` it may hold an earlier synthetic set (only
-    ``id_xxxxx/nnnn.<ext>`` files), which is replaced: its files that the new set does not
-    rewrite are removed after the new set is written. A folder holding anything else is always
-    refused (:class:`ConfigError`), so nothing a user made is overwritten or removed.
+    """Write an image-folder tree ``out/id_xxxxx/nnnn<ext>`` of synthetic faces (each file
+    atomically); returns ``out``. ``out`` must be new or empty; with ``overwrite`` it may hold
+    an earlier synthetic set, whose files the new set does not rewrite are then removed. A
+    folder holding anything else is always refused (:class:`ConfigError`).
     """
     ext = ext if ext.startswith(".") else f".{ext}"
     if ext.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
@@ -67,9 +64,9 @@ def write_synthetic_folder(
     for identity in range(num_identities):
         folder = out / names[identity]
         for index in range(images_per_identity):
-            data = encode_image(faces.render(identity, index), ext)
-            atomic_write_bytes(folder / f"{index:04d}{ext}", data)
-            written.add(folder / f"{index:04d}{ext}")
+            path = folder / f"{index:04d}{ext}"
+            atomic_write_bytes(path, encode_image(faces.render(identity, index), ext))
+            written.add(path)
     for p in old:
         if p not in written:
             p.unlink()
