@@ -1,11 +1,7 @@
 """Evaluation: verification benchmarks (.bin, LFW, pairs CSV, synthetic), identification, reports.
 
-Submodules are imported on demand: ``benchmarks`` (readers), ``identification`` (FAISS search,
-CMC, DIR@FAR), ``embed`` (scoring pairs), ``report`` (console table, JSON, plots), ``callback``
-(in-training evaluation), ``evaluation`` (``facerec eval`` as a function:
-:func:`evaluate` with :class:`EvalOptions`, importable from here), ``cli`` (its flags),
-``embed_cli`` (``facerec embed``), ``verify_cli`` (``facerec verify``), ``doctor_cli``. The
-pair-verification maths (k-fold accuracy, ROC, EER, TAR@FAR) is
+Submodules are imported on demand; :func:`evaluate` and :class:`EvalOptions` (``facerec eval``
+as a function, :mod:`.evaluation`) from here too. The pair-verification maths is
 :mod:`facerec.metrics.verification`, below training, so validation during ``fit`` uses it too.
 """
 

@@ -1,13 +1,9 @@
-"""Verification benchmark readers: insightface .bin, LFW pairs.txt, a pairs CSV, synthetic pairs.
+"""Verification benchmark readers: insightface .bin, LFW pairs.txt, RFW, a pairs CSV, synthetic
+pairs; each returns a :class:`PairBenchmark` whose images are decoded only when embedded, each
+once however many pairs it is in.
 
-Every reader returns a :class:`PairBenchmark`: a lazily decoded list of images, (N, 2) indices of
-the two images of each pair, (N,) same/different flags and, where the format defines them, the
-fold of each pair. Images are decoded only when embedded, each image once even when it appears in
-several pairs.
-
-A .bin file is a pickle, and unpickling can run arbitrary code; it is therefore read with a
-restricted unpickler that builds only plain values (tuples, lists, bytes, str, bools, ints) and
-refuses any other object the pickle asks for, before anything of it runs.
+A .bin file is a pickle, which can run arbitrary code: it is read with an unpickler that builds
+only plain values and refuses any other object the pickle asks for, before anything runs.
 """
 
 from __future__ import annotations
@@ -39,9 +35,8 @@ class PairBenchmark:
         images: the M distinct images, decoded lazily (:class:`ImageSource`).
         pairs: (N, 2) int64 indices into ``images``.
         issame: (N,) bool, True for a genuine pair.
-        folds: (N,) int64 fold of each pair when the format defines folds (LFW pairs.txt; a
-            .bin: insightface's 10 contiguous folds), else None (then folds stratified by class,
-            seeded: :func:`facerec.metrics.verification.stratified_fold_ids`).
+        folds: (N,) int64 fold of each pair where the format defines folds (LFW pairs.txt, a
+            .bin), else None (then stratified by class, seeded).
         source: where it was read from, for messages and the JSON report.
         fold_method: how ``folds`` were made, for results.json (empty when ``folds`` is None).
         groups: (M,) group label (str) of each image where the format defines groups (RFW: the
@@ -116,14 +111,8 @@ class _PlainUnpickler(pickle.Unpickler):
 
 
 def load_bin(path: str | os.PathLike[str]) -> tuple[list[bytes], np.ndarray]:
-    """Read an insightface verification .bin safely: ``(bins, issame)``.
-
-    Args:
-        path: a pickle of ``(bins, issame_list)`` written by Python 2 or 3 (any protocol).
-
-    Returns:
-        ``bins``: list of 2N encoded image byte strings (pair i = bins[2i], bins[2i+1]);
-        ``issame``: (N,) bool.
+    """Read an insightface verification .bin (a pickle of ``(bins, issame_list)`` by Python 2 or
+    3, any protocol) safely: 2N encoded images (pair i = bins[2i], bins[2i+1]), (N,) bool.
 
     Raises:
         DataError: missing file, not a pickle, a pickle that asks for any class or function
@@ -222,16 +211,13 @@ def _positive_int(text: str) -> int | None:
 def parse_lfw_pairs(
     path: str | os.PathLike[str], headerless_folds: int | None = None
 ) -> list[LfwPair]:
-    """Parse an LFW View 2 pairs.txt exactly.
+    """Parse an LFW View 2 pairs.txt exactly: a header ``"F P"`` (F folds, P pairs per class per
+    fold), then per fold P matched lines ``name i j`` and P mismatched lines ``name1 i name2 j``
+    (image numbers from 1); blank lines at the end allowed. With ``headerless_folds`` a file
+    without the header (RFW's) is read as that many folds of equal size.
 
-    Format: a header ``"F P"`` (F folds, P pairs per class per fold), then for each fold P matched
-    lines ``name i j`` followed by P mismatched lines ``name1 i name2 j`` (image numbers from 1).
-    Blank lines at the end are allowed. Raises :class:`DataError` naming the line number of the
-    first line that does not fit, or a line count that disagrees with the header.
-
-    With ``headerless_folds`` a file without the header is read too (RFW's pairs files: the
-    same lines, no header): ``headerless_folds`` folds of equal size, each its matched lines
-    then its mismatched lines.
+    Raises:
+        DataError: naming the first line that does not fit, or a count against the header.
     """
     p = Path(path)
     lines = read_text(p, "LFW pairs file").splitlines()
@@ -376,11 +362,9 @@ def read_rfw(
 ) -> PairBenchmark:
     """RFW's test layout as one benchmark with the race of each image as its group.
 
-    ``root/txts/<Race>/<Race>_pairs.txt`` (LFW's pairs lines, with or without the ``10 300``
-    header) and ``root/data/<Race>/<identity>/<identity>_000i.jpg`` for the four races of
-    :data:`RFW_RACES`. Pairs keep file order, race after race; fold k of the benchmark is fold
-    k of every race's file (10 folds of 300 matched + 300 mismatched pairs), so each race
-    restricted to its pairs has exactly its own file's folds.
+    ``root/txts/<Race>/<Race>_pairs.txt`` (LFW's pairs lines, header optional) and
+    ``root/data/<Race>/<identity>/<identity>_000i.jpg`` for each of :data:`RFW_RACES`; pairs in
+    file order, race after race; fold k is fold k of every race's file.
 
     Raises:
         DataError: a missing pairs file or image folder (naming the path RFW's layout expects),
@@ -431,12 +415,9 @@ def read_pairs_csv(
     root: str | os.PathLike[str] | None = None,
     name: str | None = None,
 ) -> PairBenchmark:
-    """A CSV of ``path1,path2,same`` rows (an optional header row ``path1,path2,same``).
-
-    Relative paths are taken from ``root`` (default: the CSV's folder). ``same`` is 1/0,
-    true/false, yes/no or same/different. Pairs are kept in file order; the k-fold protocol splits
-    them into folds stratified by class (seeded), whatever the order of the file. Raises
-    :class:`DataError` naming the line of the first bad row.
+    """A CSV of ``path1,path2,same`` rows (header optional; ``same`` 1/0, true/false, yes/no or
+    same/different; paths relative to ``root``, default the CSV's folder). No folds: the k-fold
+    protocol stratifies them. Raises :class:`DataError` naming the line of the first bad row.
     """
     p = Path(path)
     base = Path(root) if root is not None else p.parent
@@ -488,11 +469,8 @@ def synthetic_pairs(
     seed: int = 0,
     first_identity: int = SYNTHETIC_HELD_OUT_START,
 ) -> PairBenchmark:
-    """Held-out synthetic verification pairs: identities ``first_identity ...`` never trained on.
-
-    Renders with ``facerec.data.synthetic.SyntheticFaces`` and picks ``num_pairs // 2``
-    genuine and as many impostor pairs, interleaved, with ``facerec.data.pairs.make_pairs``.
-    """
+    """Held-out synthetic verification pairs of identities ``first_identity ...`` (never trained
+    on): ``num_pairs // 2`` genuine and as many impostor pairs (``make_pairs``), interleaved."""
     from facerec.data.pairs import make_pairs
     from facerec.data.synthetic import SyntheticFaces
 
@@ -517,10 +495,8 @@ def synthetic_pairs(
 def read_identity_folder(
     root: str | os.PathLike[str], what: str = "image folder"
 ) -> tuple[list[Path], list[str]]:
-    """Images in an ``identity/image`` layout: ``(paths, identity name of each)``, sorted.
-
-    Scanned by :func:`facerec.data.folder.scan_image_folder` (the training folders' rules).
-    """
+    """Images in an ``identity/image`` layout: ``(paths, identity name of each)``, sorted, as
+    :func:`facerec.data.folder.scan_image_folder` scans training folders."""
     paths, labels, names = scan_image_folder(root, what)
     return [Path(p) for p in paths], [names[k] for k in labels]
 

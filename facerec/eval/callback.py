@@ -41,11 +41,9 @@ class VerificationCallback(pl.Callback):
         prog_bar: show the accuracies in the progress bar.
 
     ``pl_module`` must have a ``backbone`` (B, 3, H, W) -> (B, D); its ``preprocess``
-    (:class:`~facerec.inference.Preprocess` or its dict) gives input_size, resize_mode, mean and
-    std (default: the backbone's input size, 127.5/127.5).
-    The latest numbers are kept in :attr:`last_metrics`, all of them as (global step, metrics)
-    in :attr:`history`. Under DDP rank 0 evaluates and
-    broadcasts the numbers so every rank logs the same values.
+    (:class:`~facerec.inference.Preprocess` or its dict; default: the backbone's input size,
+    127.5/127.5) says how images are fed. The latest numbers are in :attr:`last_metrics`, all
+    as (global step, metrics) in :attr:`history`. Under DDP rank 0 evaluates and broadcasts.
     """
 
     def __init__(
@@ -81,8 +79,6 @@ class VerificationCallback(pl.Callback):
         self._evaluated_since_epoch_end = False
         self.last_metrics: dict[str, float] = {}
         self.history: list[tuple[int, dict[str, float]]] = []
-
-    # -- loading and computing -------------------------------------------------------------
 
     @property
     def benchmarks(self) -> list[bm.PairBenchmark]:
@@ -125,21 +121,13 @@ class VerificationCallback(pl.Callback):
         assert metrics is not None
         self.last_metrics = dict(metrics)
         self.history.append((trainer.global_step, dict(metrics)))
-        for k, v in metrics.items():
-            pl_module.log(
-                k,
-                float(v),
-                on_step=on_step,
-                on_epoch=not on_step,
-                prog_bar=self.prog_bar,
-                logger=True,
-                sync_dist=False,
-            )
+        values = {k: float(v) for k, v in metrics.items()}
+        pl_module.log_dict(
+            values, on_step=on_step, on_epoch=not on_step, prog_bar=self.prog_bar, logger=True
+        )
         if trainer.is_global_zero and not on_step:
             text = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
             print(f"[VerificationCallback] epoch {trainer.current_epoch}: {text}", file=sys.stderr)
-
-    # -- hooks -------------------------------------------------------------------------------
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         n = self.every_n_steps

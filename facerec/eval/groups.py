@@ -261,7 +261,7 @@ def plan_groups(
         plans[b.name] = pg
         warnings += pg.warnings(b.name)
     if table is not None:
-        used = set().union(*(pg.used for pg in plans.values())) if plans else set()
+        used = set().union(*(pg.used for pg in plans.values()))
         if not used and refused and len(refused) == sum(b.groups is None for b in benches):
             raise refused[0]
         if not used and any(b.groups is None for b in benches):

@@ -1,9 +1,5 @@
-"""The pair-benchmark arguments shared by ``facerec eval`` and ``facerec doctor``.
-
-Both commands take the same verification benchmarks (.bin, LFW pairs.txt + image root, pairs
-CSV, RFW's folder); this module defines those flags and reads them into :class:`PairBenchmark`
-objects once.
-"""
+"""The pair-benchmark flags of ``facerec eval`` and ``facerec doctor`` (.bin, LFW pairs.txt +
+image root, pairs CSV, RFW), read into :class:`PairBenchmark` objects in one place."""
 
 from __future__ import annotations
 
@@ -18,8 +14,7 @@ from . import benchmarks as bm
 
 
 def add_pair_benchmark_arguments(group: argparse._ArgumentGroup) -> None:
-    """Add ``--bin``, ``--lfw-pairs``, ``--lfw-root``, ``--pairs-csv``, ``--rfw`` and
-    ``--allow-outside-root`` to ``group``."""
+    """Add the flags of the verification benchmarks (and ``--allow-outside-root``)."""
     group.add_argument(
         "--bin",
         action="append",
@@ -67,8 +62,7 @@ def unique_names(paths: list[str], taken: Sequence[str] = (), empty: str = "x") 
 def read_pair_benchmarks(
     args: argparse.Namespace, extra: list[bm.PairBenchmark] | None = None
 ) -> list[bm.PairBenchmark]:
-    """The benchmarks the flags of :func:`add_pair_benchmark_arguments` name (plus ``extra``),
-    each with a unique, file-name-safe name.
+    """The benchmarks the flags name (plus ``extra``), each with a unique, file-name-safe name.
 
     Raises:
         ConfigError: ``--lfw-pairs`` without ``--lfw-root`` or the reverse.
@@ -88,9 +82,8 @@ def read_pair_benchmarks(
 
 
 def load_benchmark(spec: str) -> bm.PairBenchmark:
-    """One benchmark from a config string (the in-training callback's ``benchmarks``):
-    ``synthetic`` / ``synthetic:N`` (N held-out synthetic pairs), a pairs ``.csv``, or a
-    ``.bin``."""
+    """One benchmark of the in-training callback: ``synthetic`` / ``synthetic:N`` (N held-out
+    synthetic pairs), a pairs ``.csv``, or a ``.bin``."""
     if spec == "synthetic":
         return bm.synthetic_pairs()
     if spec.startswith("synthetic:"):
