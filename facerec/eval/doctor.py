@@ -1,31 +1,19 @@
 """Data doctor: duplicates, likely label errors, split identities and benchmark overlap.
 
-Pure analysis on file hashes and L2-normalised embeddings (the model, the images and the output
-files are :mod:`facerec.eval.doctor_cli`'s business). Every search goes through the project's
-FAISS index (:func:`facerec.mining.faiss_index.build_index`: exact ``flat``, or ``ivf`` /
-``hnsw`` for millions of images), queried in chunks with a progress bar.
+Pure analysis on file hashes and L2-normalised embeddings (the model, images and output files
+are :mod:`facerec.eval.doctor_cli`'s). Every search goes through the project's FAISS index
+(:func:`facerec.mining.faiss_index.build_index`), queried in chunks with a progress bar.
 
-Findings:
+* **exact duplicates**: equal file bytes (BLAKE2b), within one identity or across identities;
+* **near duplicates**: image pairs above a cosine (exact duplicates excluded);
+* **likely mislabelled**: images closer to another identity's centre than to their own
+  (leave-one-out: the mean of the identity's *other* images);
+* **split identities**: identity pairs whose centres are above a cosine (one person, two names);
+* **benchmark overlap**: benchmark images equal to, or above a cosine with, a training image.
 
-* **exact duplicates**: images whose file bytes hash the same (BLAKE2b), within one identity or
-  across identities;
-* **near duplicates**: image pairs whose cosine similarity exceeds ``near_duplicate`` (each
-  image's ``neighbours`` nearest are searched), exact duplicates excluded;
-* **likely mislabelled**: images closer to another identity's centre than to their own. The own
-  centre is the mean of the identity's *other* images (leave-one-out, so an image does not pull
-  its own centre), the other centre the most similar centre of any other identity; flagged when
-  ``margin = other - own > mislabel_margin``;
-* **split identities**: identity pairs whose centres' cosine exceeds ``split``, one person under
-  two names;
-* **benchmark overlap**: benchmark images whose bytes equal a training image's, or whose nearest
-  training image is more similar than ``overlap``.
-
-The cosine thresholds depend on the model (:func:`model_thresholds`): the defaults of
-:class:`DoctorOptions` fit facerec's own margin-trained models (ArcFace and the like spread
-identities over the sphere, so two different people score near 0 and two photos of one person
-rarely above 0.9); dlib's ResNet (``dlib-r29``) packs every face into a narrow cone (on ORL two
-different people score 0.86 median, up to 0.95), so its thresholds are its own
-(:data:`MODEL_THRESHOLDS`).
+The cosine thresholds depend on the model (:func:`model_thresholds`): facerec's margin-trained
+models spread identities over the sphere (:class:`DoctorOptions`' defaults), dlib's ResNet packs
+every face into a narrow cone and has its own (:data:`MODEL_THRESHOLDS`).
 """
 
 from __future__ import annotations
@@ -46,15 +34,12 @@ from facerec.mining.faiss_index import INDEX_KINDS, build_index, faiss_search
 
 @dataclass
 class DoctorOptions:
-    """Thresholds (cosine similarities of unit embeddings) and search settings.
+    """Thresholds (cosines of unit embeddings) and search settings.
 
-    near_duplicate: pairs above it are near duplicates. mislabel_margin: an image is flagged when
-    its best other centre beats its own (leave-one-out) centre by more than this. split: identity
-    centres above it are one person split in two. overlap: a benchmark image whose nearest
-    training image is above it overlaps. neighbours: images searched per image for near
-    duplicates. index: FAISS index kind (flat, ivf, hnsw); nprobe: IVF lists searched; nlist:
-    IVF lists (default √N).
-    chunk_size: queries per FAISS call (the progress bar's step).
+    mislabel_margin: an image is flagged when its best other centre beats its own (leave-one-out)
+    centre by more than this; overlap: a benchmark image whose nearest training image is above it
+    overlaps; neighbours: images searched per image for near duplicates; index: FAISS index kind;
+    nprobe / nlist: IVF lists searched / made (default √N); chunk_size: queries per FAISS call.
     """
 
     near_duplicate: float = 0.95
@@ -84,14 +69,10 @@ class DoctorOptions:
 #: the thresholds a model's embeddings need (the fields of :class:`DoctorOptions` they set)
 THRESHOLD_KEYS = ("near_duplicate", "mislabel_margin", "split", "overlap")
 
-#: per-model thresholds of the packaged models (``--checkpoint NAME``), cosines of L2-normalised
-#: embeddings. dlib-r29: dlib's own same-person rule is a Euclidean distance below 0.6 between
-#: its raw descriptors, whose norm is about √2 (ORL chips: 1.25–1.57, median 1.41), i.e. a cosine
-#: above 1 − 0.6²/4 = 0.91; on the 400 dlib-aligned ORL chips (tools/bench/doctor_orl.py) distinct
-#: photos of one person reach 0.998 (99th percentile of each photo's nearest: 0.9977), distinct
-#: people's centres 0.947. So: near duplicate and overlap above 0.998 (distance ≈ 0.09, 0.15 of
-#: dlib's rule), split above 0.96 (centre distance ≈ 0.28), a label error as for any model (the
-#: nearest other centre beats the own one).
+#: per-model thresholds of the packaged models (``--checkpoint NAME``). dlib-r29, measured on the
+#: 400 dlib-aligned ORL chips (tools/bench/doctor_orl.py): distinct photos of one person reach a
+#: cosine of 0.998 (99th percentile of each photo's nearest: 0.9977), distinct people's centres
+#: 0.947 (two different people: 0.86 median, up to 0.95).
 MODEL_THRESHOLDS: dict[str, dict[str, float]] = {
     "dlib-r29": {"near_duplicate": 0.998, "mislabel_margin": 0.0, "split": 0.96, "overlap": 0.998},
 }
@@ -100,16 +81,11 @@ MODEL_THRESHOLDS: dict[str, dict[str, float]] = {
 def model_thresholds(model: str | None, backbone: object = None) -> tuple[dict[str, float], str]:
     """The doctor's thresholds for a model, and one line saying where they come from.
 
-    Rule: a packaged model by name (``dlib-r29``) has its own, measured, in
-    :data:`MODEL_THRESHOLDS`; a facerec checkpoint of dlib's architecture
-    (:class:`~facerec.models.DlibResNet`, e.g. fine-tuned from dlib-r29) takes dlib-r29's (its
-    embeddings keep dlib's narrow cone; check the counts after long fine-tuning); any other
-    model, facerec's own checkpoints and ONNX files, :class:`DoctorOptions`' defaults (margin
-    heads: different people near cosine 0). Flags given on the command line override each value.
-
-    Args:
-        model: ``--checkpoint`` (a file or a packaged name) or ``--onnx``; None for none.
-        backbone: the loaded network, when it is a PyTorch one.
+    A packaged model by name has its own (:data:`MODEL_THRESHOLDS`); a
+    :class:`~facerec.models.DlibResNet` checkpoint (e.g. fine-tuned from dlib-r29) takes
+    dlib-r29's (its embeddings keep dlib's cone); any other model :class:`DoctorOptions`'
+    defaults. ``model``: ``--checkpoint`` or ``--onnx`` (None for none); ``backbone``: the
+    loaded PyTorch network, if any.
     """
     from facerec.models.dlib_resnet import NAME as DLIB
     from facerec.models.dlib_resnet import DlibResNet
@@ -179,14 +155,11 @@ def search(
     index = _index(base, opt)
     k = min(int(k), base.shape[0])
     cs = opt.chunk_size
-    parts_s, parts_i = [], []
-    for s in _bar(range(0, queries.shape[0], cs), desc, progress, -(-queries.shape[0] // cs)):
-        d, i = faiss_search(index, queries[s : s + cs], k, chunk_size=cs)
-        parts_s.append(d)
-        parts_i.append(i)
-    if not parts_s:
+    chunks = _bar(range(0, queries.shape[0], cs), desc, progress, -(-queries.shape[0] // cs))
+    parts = [faiss_search(index, queries[s : s + cs], k, chunk_size=cs) for s in chunks]
+    if not parts:
         return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
-    return np.concatenate(parts_s), np.concatenate(parts_i)
+    return np.concatenate([d for d, _ in parts]), np.concatenate([i for _, i in parts])
 
 
 @dataclass
@@ -230,11 +203,8 @@ def near_duplicates(
 ) -> NearPairs:
     """Pairs of images whose cosine exceeds ``opt.near_duplicate``, each pair once, best first.
 
-    Args:
-        emb: (N, D) embeddings (normalised here). Each image's ``opt.neighbours`` nearest are
-            searched, so an image with more near copies than that lists only those.
-        exclude_hashes: (N,) file hashes; pairs with equal hashes (exact duplicates) are left
-            out.
+    emb: (N, D) (normalised here); only each image's ``opt.neighbours`` nearest are searched.
+    exclude_hashes: (N,) file hashes; pairs with equal hashes (exact duplicates) are left out.
     """
     x = _unit(emb, "embeddings")
     p = _close_pairs(x, opt.neighbours, opt.near_duplicate, opt, progress, "near duplicates")
@@ -408,11 +378,9 @@ def diagnose(
 ) -> Diagnosis:
     """Run every check on a training set's embeddings.
 
-    Args:
-        emb: (N, D) embeddings of the N images (normalised here).
-        labels: (N,) int identity of each; num_classes: number of identities.
-        hashes: (N,) :func:`file_hash` of each image's bytes.
-        bench: benchmark name -> ((M, D) embeddings of its images, (M,) hashes or None).
+    emb: (N, D) (normalised here); labels: (N,) int identity of each; hashes: (N,)
+    :func:`file_hash` of each image's bytes; bench: name -> ((M, D) embeddings, (M,) hashes or
+    None).
     """
     opt = opt or DoctorOptions()
     opt.check()
@@ -434,12 +402,9 @@ def diagnose(
 def images_to_drop(d: Diagnosis, labels: np.ndarray) -> dict[int, str]:
     """The images a clean list leaves out, each with the reason (first reason wins).
 
-    * exact duplicates: within one identity all copies but the first; across identities every
-      copy (which label is right cannot be told);
-    * near duplicates: within one identity the later image; across identities both;
-    * likely mislabelled images; training images matching a benchmark image.
-
-    Split identities are reported only (merging them is a relabelling, not a deletion).
+    Exact and near duplicates: within one identity all but the first, across identities all
+    (which label is right cannot be told); likely mislabelled images; training images matching
+    a benchmark image. Split identities are only reported (merging them is a relabelling).
     """
     y = np.asarray(labels, np.int64)
     drop: dict[int, str] = {}

@@ -7,15 +7,11 @@ Example::
     facerec fit --config configs/quickstart.yaml --data.root data/faces \\
         --data.include_list runs/doctor/clean.txt
 
-Reads an image folder (``ROOT/identity/image``) or an insightface RecordIO set, embeds every
-image once (the shared embedding loop, flip test on), runs the checks of
-:mod:`facerec.eval.doctor` and writes to ``--out``: one CSV per finding
-(``exact_duplicates.csv``, ``near_duplicates.csv``, ``mislabelled.csv``,
-``split_identities.csv``, ``benchmark_overlap.csv``, ``unreadable.csv``), ``summary.json`` and
-``doctor.html`` (the findings with thumbnails). ``--write-clean-list FILE`` lists the images to
-keep (see :func:`facerec.eval.doctor.images_to_drop`), which ``data.include_list`` reads; nothing
-in the data folder is moved or deleted. Both outputs are checked before any image is embedded:
-never inside ``--data`` or another input (the model, a benchmark), a writable folder.
+Embeds every image of an image folder (``ROOT/identity/image``) or insightface RecordIO set
+once (flip test on), runs the checks of :mod:`facerec.eval.doctor` and writes to ``--out`` one
+CSV per finding (:data:`CSV_HEADS`), ``summary.json`` and ``doctor.html`` (with thumbnails).
+``--write-clean-list FILE`` lists the images to keep (for ``data.include_list``); nothing in the
+data folder is moved or deleted. Both outputs are checked before any image is embedded.
 """
 
 from __future__ import annotations
@@ -37,11 +33,7 @@ from facerec.align.transform import template_of
 from facerec.data.image import fit_to_size, pixel_limit
 from facerec.data.sources import EncodedImages, FileImages, ImageSource, SubsetImages
 from facerec.errors import ConfigError, DataError, FacerecError
-from facerec.inference import (
-    Embedder,
-    embed_images,
-    load_embedder,
-)
+from facerec.inference import Embedder, embed_images, load_embedder
 from facerec.inference.checkpoint import PRETRAINED
 from facerec.io import atomic_write_csv, atomic_write_text, check_output, write_failed
 
@@ -64,17 +56,16 @@ THUMB = 64
 #: the model the doctor uses when given none (when its weights package is installed)
 DEFAULT_MODEL = "dlib-r29"
 CLEAN_LIST_HEADER = "# facerec doctor clean list"
-OUTPUT_FILES = (
-    "exact_duplicates.csv",
-    "near_duplicates.csv",
-    "mislabelled.csv",
-    "split_identities.csv",
-    "benchmark_overlap.csv",
-    "unreadable.csv",
-    "quality.csv",
-    "summary.json",
-    "doctor.html",
-)
+#: the CSV file of each finding (``NAME.csv``) and its columns
+CSV_HEADS = {
+    "exact_duplicates": "group image identity across_identities",
+    "near_duplicates": "image1 identity1 image2 identity2 cosine across_identities",
+    "mislabelled": "image identity likely_identity own_centre_cosine other_centre_cosine margin",
+    "split_identities": "identity1 identity2 centre_cosine images1 images2",
+    "benchmark_overlap": "benchmark benchmark_image training_image identity cosine exact_copy",
+    "unreadable": "image reason",
+}
+OUTPUT_FILES = (*(f"{n}.csv" for n in CSV_HEADS), "quality.csv", "summary.json", "doctor.html")
 
 
 def check_outputs(
@@ -83,11 +74,8 @@ def check_outputs(
     reads: list[tuple[str, str | os.PathLike[str] | None]],
 ) -> None:
     """Refuse, before any work, an ``--out`` folder or ``--write-clean-list`` file inside (or
-    equal to) something the doctor reads (``reads``: ``(flag, path)``), a file where the folder
-    goes, an unwritable place, or a clean list that is one of the doctor's own output files.
-
-    Raises :class:`ConfigError` with one line.
-    """
+    equal to) an input (``reads``: ``(flag, path)``), an unwritable place, or a clean list that
+    is one of the doctor's own output files. Raises :class:`ConfigError` with one line."""
     outd = check_output(out, "--out", reads, kind="folder")
     if clean_list is None:
         return
@@ -128,28 +116,18 @@ def read_training_images(root: str | os.PathLike[str]) -> TrainingImages:
 
         rec = RecordIODataset(r)
         labels = np.asarray(rec.labels, np.int64)
-        n = int(labels.max()) + 1 if labels.size else 0
+        names = [str(i) for i in range(int(labels.max()) + 1 if labels.size else 0)]
+        keys = [str(i) for i in range(len(rec))]
         return TrainingImages(
-            rec.images,
-            labels,
-            [str(i) for i in range(n)],
-            [str(i) for i in range(len(rec))],
-            "recordio",
-            str(r),
-            lambda i: rec.read_record(i)[1],
+            rec.images, labels, names, keys, "recordio", str(r), lambda i: rec.read_record(i)[1]
         )
     from facerec.data.folder import scan_image_folder
 
     paths, labels, names = scan_image_folder(r)
     keys = [Path(p).relative_to(r).as_posix() for p in paths]
+    files = FileImages(paths)
     return TrainingImages(
-        FileImages(paths),
-        labels,
-        names,
-        keys,
-        "folder",
-        str(r),
-        lambda i: Path(paths[i]).read_bytes(),
+        files, labels, names, keys, "folder", str(r), lambda i: Path(paths[i]).read_bytes()
     )
 
 
@@ -196,26 +174,18 @@ def run_doctor(
 ) -> DoctorResult:
     """Embed ``data`` and the benchmarks' images with ``embedder``, diagnose, write the outputs.
 
-    Images that cannot be read are left out of the analysis, listed in ``unreadable.csv`` and
-    left out of the clean list. With ``quality`` (``norm`` or ``stability``, see
-    :mod:`facerec.metrics.quality`) each readable image's quality is written to ``quality.csv``
-    (worst first) and summarised in ``summary.json``.
+    Unreadable images are left out of the analysis and the clean list and listed in
+    ``unreadable.csv``. With ``quality`` (``norm`` or ``stability``, see
+    :mod:`facerec.metrics.quality`) each readable image's quality goes to ``quality.csv`` (worst
+    first) and ``summary.json``.
     """
     opt = opt or DoctorOptions()
     opt.check()
     check_outputs(out, clean_list, [("--data", data.root)])
     outd = Path(out)
+    run = {"batch_size": batch_size, "num_workers": num_workers, "progress": progress}
     skipped: list[tuple[int, str]] = []
-    emb = embed_images(
-        embedder,
-        data.images,
-        batch_size,
-        flip,
-        num_workers,
-        skipped=skipped,
-        normalize=True,
-        progress=progress,
-    )
+    emb = embed_images(embedder, data.images, flip=flip, skipped=skipped, normalize=True, **run)
     bad = {i for i, _ in skipped}
     rows = np.asarray([i for i in range(len(data)) if i not in bad], np.int64)
     if rows.size == 0:
@@ -227,34 +197,22 @@ def run_doctor(
     bench_in: dict = {}
     bench_names: dict[str, list[str]] = {}
     for b in benches or []:
-        e = embed_images(
-            embedder, b.images, batch_size, flip, num_workers, normalize=True, progress=progress
-        )
+        e = embed_images(embedder, b.images, flip=flip, normalize=True, **run)
         bench_in[b.name] = (e, _bench_hashes(b))
         bench_names[b.name] = [image_name(b.images, i) for i in range(len(b.images))]
     labels = data.labels[rows]
     d = diagnose(emb, labels, len(data.class_names), hashes, opt, bench_in, progress)
-    drop_rows = images_to_drop(d, labels)
-    drop = {int(rows[r]): why for r, why in drop_rows.items()}
+    drop = {int(rows[r]): why for r, why in images_to_drop(d, labels).items()}
     for i, why in skipped:
         drop[int(i)] = f"unreadable: {why}"
     keep = [i for i in range(len(data)) if i not in drop]
     summary = _summary(data, d, skipped, keep, opt)
     qrows: list[list] = []
     if quality is not None:
-        q = score_images(
-            embedder,
-            SubsetImages(data.images, rows),
-            quality,
-            quality_passes,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            progress=progress,
-        )
-        order = np.argsort(q, kind="mergesort")
+        q = score_images(embedder, SubsetImages(data.images, rows), quality, quality_passes, **run)
         qrows = [
             [k + 1, data.keys[rows[n]], data.class_names[data.labels[rows[n]]], f"{q[n]:.6f}"]
-            for k, n in enumerate(order.tolist())
+            for k, n in enumerate(np.argsort(q, kind="mergesort").tolist())
         ]
         summary["quality"] = {
             "method": quality,
@@ -315,34 +273,11 @@ def _write_csvs(outd, data, rows, d: Diagnosis, skipped, bench_names) -> list[Pa
         for b, o in d.overlap.items()
         for q, t, s, e in _cols(o.bench, o.train, o.score, o.exact)
     ]
-    tables = [
-        ("exact_duplicates", ["group", "image", "identity", "across_identities"], ex),
-        (
-            "near_duplicates",
-            ["image1", "identity1", "image2", "identity2", "cosine", "across_identities"],
-            near,
-        ),
-        (
-            "mislabelled",
-            [
-                "image",
-                "identity",
-                "likely_identity",
-                "own_centre_cosine",
-                "other_centre_cosine",
-                "margin",
-            ],
-            mis,
-        ),
-        ("split_identities", ["identity1", "identity2", "centre_cosine", "images1", "images2"], sp),
-        (
-            "benchmark_overlap",
-            ["benchmark", "benchmark_image", "training_image", "identity", "cosine", "exact_copy"],
-            ov,
-        ),
-        ("unreadable", ["image", "reason"], [[key[i], why] for i, why in skipped]),
+    bodies = [ex, near, mis, sp, ov, [[key[i], why] for i, why in skipped]]
+    return [
+        atomic_write_csv(outd / f"{name}.csv", head.split(), body)
+        for (name, head), body in zip(CSV_HEADS.items(), bodies, strict=True)
     ]
-    return [atomic_write_csv(outd / f"{name}.csv", head, body) for name, head, body in tables]
 
 
 def _summary(data, d: Diagnosis, skipped, keep, opt: DoctorOptions) -> dict:
@@ -374,24 +309,42 @@ def _summary(data, d: Diagnosis, skipped, keep, opt: DoctorOptions) -> dict:
     }
 
 
+#: the sections of doctor.html: id -> (title, column heads)
+_SECTIONS = {
+    "exact": ("Exact duplicates (groups)", ["images", "identities", "files"]),
+    "near": ("Near duplicates", ["images", "cosine", "identities", "files"]),
+    "mislabelled": (
+        "Likely mislabelled",
+        ["image", "labelled (own centre cosine)", "looks like (centre cosine)", "margin", "file"],
+    ),
+    "split": ("Identities that look like one person", ["identity", "identity", "centre cosine"]),
+    "overlap": (
+        "Benchmark overlap",
+        ["benchmark", "benchmark / training image", "cosine", "files"],
+    ),
+}
+
+
 def _html(data, rows, d: Diagnosis, summary, bench_names, benches, limit) -> str:
-    size = (THUMB, THUMB)
-    r = rows.tolist()
+    r, names, y, keys, esc = rows.tolist(), data.class_names, data.labels, data.keys, html.escape
     cache: dict[tuple[str, int], str] = {}
 
     def img(source: ImageSource, i: int, tag: str, title: str) -> str:
         if (tag, i) not in cache:
             try:
-                cache[(tag, i)] = image_data_uri(fit_to_size(source[i], size, "resize"))
+                cache[(tag, i)] = image_data_uri(fit_to_size(source[i], (THUMB, THUMB), "resize"))
             except DataError:
                 cache[(tag, i)] = ""
         e = html.escape(title, quote=True)
         return f'<img src="{cache[(tag, i)]}" alt="{e}" title="{e}">' if cache[(tag, i)] else e
 
     def tr(n: int) -> str:
-        return img(data.images, r[n], "train", data.keys[r[n]])
+        return img(data.images, r[n], "train", keys[r[n]])
 
-    names, y, esc = data.class_names, data.labels, html.escape
+    def members(c: int, but: int = -1) -> str:
+        """Thumbnails of the first three images of identity ``c`` (other than row ``but``)."""
+        return "".join(tr(k) for k in [k for k in range(len(r)) if y[r[k]] == c and k != but][:3])
+
     parts = [
         f"<h1>facerec doctor: {esc(data.root)}</h1>",
         f'<p class="meta">{summary["num_images"]} images, {summary["num_identities"]} '
@@ -408,89 +361,64 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, limit) -> str
             "summary",
         ),
     ]
-
-    def section(sid: str, title: str, head: list[str], body: list[str], total: int) -> None:
-        parts.append(f'<section id="{sid}"><h2>{esc(title)} ({total})</h2>')
-        if body:
-            parts.append(html_table(head, body, "findings"))
-        parts.append("</section>")
-
-    def members(c: int, but: int = -1) -> str:
-        """Thumbnails of the first three images of identity ``c`` (other than row ``but``)."""
-        return "".join(tr(k) for k in [k for k in range(len(r)) if y[r[k]] == c and k != but][:3])
-
-    rows_ex = []
-    for g in d.exact[:limit]:
-        ids = sorted({names[y[r[n]]] for n in g})
-        rows_ex.append(
-            f"<tr><td>{''.join(tr(n) for n in g[:8])}</td><td>{esc(', '.join(ids))}"
-            f"</td><td>{esc(' '.join(data.keys[r[n]] for n in g))}</td></tr>"
-        )
-    section(
-        "exact",
-        "Exact duplicates (groups)",
-        ["images", "identities", "files"],
-        rows_ex,
-        len(d.exact),
-    )
-    rows_nd = [
+    ex = [
+        f"<tr><td>{''.join(tr(n) for n in g[:8])}</td><td>"
+        f"{esc(', '.join(sorted({names[y[r[n]]] for n in g})))}</td>"
+        f"<td>{esc(' '.join(keys[r[n]] for n in g))}</td></tr>"
+        for g in d.exact[:limit]
+    ]
+    near = [
         f"<tr><td>{tr(i)}{tr(j)}</td><td>{s:.4f}</td><td>{esc(names[y[r[i]]])} / "
-        f"{esc(names[y[r[j]]])}</td><td>{esc(data.keys[r[i]])}<br>{esc(data.keys[r[j]])}</td></tr>"
+        f"{esc(names[y[r[j]]])}</td><td>{esc(keys[r[i]])}<br>{esc(keys[r[j]])}</td></tr>"
         for i, j, s in _cols(d.near.i, d.near.j, d.near.score)[:limit]
     ]
-    section(
-        "near",
-        "Near duplicates",
-        ["images", "cosine", "identities", "files"],
-        rows_nd,
-        int(d.near.i.size),
-    )
     m = d.mislabelled
-    rows_m = [
+    mis = [
         f"<tr><td>{tr(n)}</td><td>{esc(names[o])}: {a:.4f}<br>{members(o, n)}</td><td>"
         f"{esc(names[t])}: {b:.4f}<br>{members(t)}</td><td>{b - a:.4f}</td>"
-        f"<td>{esc(data.keys[r[n]])}</td></tr>"
+        f"<td>{esc(keys[r[n]])}</td></tr>"
         for n, o, t, a, b in _cols(m.image, m.own, m.other, m.own_score, m.other_score)[:limit]
     ]
-    section(
-        "mislabelled",
-        "Likely mislabelled",
-        ["image", "labelled (own centre cosine)", "looks like (centre cosine)", "margin", "file"],
-        rows_m,
-        int(m.image.size),
-    )
-    rows_s = [
+    split = [
         f"<tr><td>{esc(names[a])}<br>{members(a)}</td><td>{esc(names[b])}<br>{members(b)}</td>"
         f"<td>{s:.4f}</td></tr>"
         for a, b, s in _cols(d.split.i, d.split.j, d.split.score)[:limit]
     ]
-    section(
-        "split",
-        "Identities that look like one person",
-        ["identity", "identity", "centre cosine"],
-        rows_s,
-        int(d.split.i.size),
-    )
     by_name = {b.name: b for b in benches}
-    rows_o = []
+    overlap = []
     for bname, o in d.overlap.items():
         for q, t, s, e in _cols(o.bench, o.train, o.score, o.exact)[:limit]:
             bimg = img(by_name[bname].images, q, bname, bench_names[bname][q])
-            rows_o.append(
+            overlap.append(
                 f"<tr><td>{esc(bname)}</td><td>{bimg}"
                 f"{tr(t)}</td><td>{s:.4f}{' (same bytes)' if e else ''}</td><td>"
-                f"{esc(bench_names[bname][q])}<br>{esc(data.keys[r[t]])} "
+                f"{esc(bench_names[bname][q])}<br>{esc(keys[r[t]])} "
                 f"({esc(names[y[r[t]]])})</td></tr>"
             )
-    total = sum(int(o.bench.size) for o in d.overlap.values())
-    section(
-        "overlap",
-        "Benchmark overlap",
-        ["benchmark", "benchmark / training image", "cosine", "files"],
-        rows_o,
-        total,
-    )
+    found = {
+        "exact": (ex, len(d.exact)),
+        "near": (near, int(d.near.i.size)),
+        "mislabelled": (mis, int(m.image.size)),
+        "split": (split, int(d.split.i.size)),
+        "overlap": (overlap, sum(int(o.bench.size) for o in d.overlap.values())),
+    }
+    for sid, (body, total) in found.items():
+        title, head = _SECTIONS[sid]
+        parts.append(f'<section id="{sid}"><h2>{esc(title)} ({total})</h2>')
+        if body:
+            parts.append(html_table(head, body, "findings"))
+        parts.append("</section>")
     return html_page(f"facerec doctor: {data.root}", parts)
+
+
+#: the help of each threshold flag (``--near-duplicate`` ...), its default appended
+_THRESHOLD_HELP = {
+    "near_duplicate": "pairs above it are near duplicates",
+    "mislabel_margin": "flag an image whose nearest other identity centre beats its own centre "
+    "by more than this",
+    "split": "identity centres above it look like one person",
+    "overlap": "benchmark image this close to a training image overlaps",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -521,27 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
         "thresholds (cosine similarity; each defaults to the model's: dlib-r29 and DlibResNet "
         "checkpoints have their own, other models the values below)"
     )
-    t.add_argument(
-        "--near-duplicate",
-        type=float,
-        help=f"pairs above it are near duplicates ({d.near_duplicate})",
-    )
-    t.add_argument(
-        "--mislabel-margin",
-        type=float,
-        help="flag an image whose nearest other identity centre beats its own centre "
-        f"by more than this ({d.mislabel_margin})",
-    )
-    t.add_argument(
-        "--split",
-        type=float,
-        help=f"identity centres above it look like one person ({d.split})",
-    )
-    t.add_argument(
-        "--overlap",
-        type=float,
-        help=f"benchmark image this close to a training image overlaps ({d.overlap})",
-    )
+    for k in THRESHOLD_KEYS:
+        flag = "--" + k.replace("_", "-")
+        t.add_argument(flag, type=float, help=f"{_THRESHOLD_HELP[k]} ({getattr(d, k)})")
     s = p.add_argument_group("search and run")
     s.add_argument(
         "--index",
@@ -611,10 +521,9 @@ def default_model() -> str:
 def resolve_options(
     args: argparse.Namespace, backbone: object = None, echo: bool = True
 ) -> DoctorOptions:
-    """The :class:`DoctorOptions` of the parsed flags: each threshold not given on the command
-    line is the model's (:func:`facerec.eval.doctor.model_thresholds`); with ``echo`` prints one
-    line with the thresholds and where they come from. Raises :class:`ConfigError` for a value
-    out of range."""
+    """The :class:`DoctorOptions` of the parsed flags, each threshold not given being the
+    model's (:func:`~facerec.eval.doctor.model_thresholds`); ``echo`` prints them and their
+    source on one line. Raises :class:`ConfigError` for a value out of range."""
     model = args.checkpoint if args.checkpoint is not None else args.onnx
     own, source = model_thresholds(model, backbone)
     given = [k for k in THRESHOLD_KEYS if getattr(args, k) is not None]
@@ -635,10 +544,9 @@ def resolve_options(
 
 
 def crop_hint(data: TrainingImages, emb: Any) -> str | None:
-    """A line when the photos are not the crops the model expects (another size than its
-    input: cropped for another template, or not aligned): its thresholds assume its own crops.
-    Measured on ORL with dlib-r29: dlib chips (``facerec align --template dlib``) 1 photo of
-    400 proposed for dropping, ArcFace 112x112 crops 6 and 123 split-identity pairs."""
+    """A warning line when the photos are not of the model's input size (cropped for another
+    template, or not aligned): its thresholds assume its own crops (on ORL with dlib-r29,
+    ArcFace 112x112 crops gave 6 drops and 123 split pairs, dlib chips 1 and none)."""
     try:
         h, w = data.images[0].shape[:2]
     except (DataError, IndexError):
@@ -700,14 +608,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     s = res.summary
     print(f"{s['num_images']} images, {s['num_identities']} identities")
-    print(f"  unreadable images        {s['unreadable']}")
-    print(
-        f"  exact duplicate groups   {s['exact_duplicate_groups']} "
-        f"({s['exact_duplicate_images']} images)"
-    )
-    print(f"  near duplicate pairs     {s['near_duplicate_pairs']}")
-    print(f"  likely mislabelled       {s['mislabelled']}")
-    print(f"  split identity pairs     {s['split_identity_pairs']}")
+    counts = {
+        "unreadable images": s["unreadable"],
+        "exact duplicate groups": f"{s['exact_duplicate_groups']} "
+        f"({s['exact_duplicate_images']} images)",
+        "near duplicate pairs": s["near_duplicate_pairs"],
+        "likely mislabelled": s["mislabelled"],
+        "split identity pairs": s["split_identity_pairs"],
+    }
+    for what, n in counts.items():
+        print(f"  {what:<24} {n}")
     for b, o in s["benchmark_overlap"].items():
         print(
             f"  overlap with {b:<11} {o['images']} images ({o['exact_copies']} exact copies, "
