@@ -1,8 +1,5 @@
-"""The one image scanner: image files under a folder, and the root/<identity>/<image> layout.
-
-Training folders, eval galleries and distractors, ``facerec embed`` inputs and RecordIO packing
-all list images here, with the same rules (extension, hidden names skipped, sorted paths).
-"""
+"""The one image scanner: image files under a folder, and the root/<identity>/<image> layout
+(by extension, hidden names skipped, sorted paths)."""
 
 from __future__ import annotations
 
@@ -42,12 +39,8 @@ def _report_broken(root: Path, broken: list[str]) -> None:
 
 
 def list_images(folder: str | os.PathLike[str], what: str = "folder") -> list[Path]:
-    """Every image file under ``folder`` at any depth, sorted by path.
-
-    The one scanner's rules: files by extension (:data:`IMAGE_EXTENSIONS`, any case); hidden
-    files and folders (names starting with ".") skipped. Raises :class:`DataError` naming
-    ``what`` when ``folder`` is missing or holds no image file.
-    """
+    """Every image file under ``folder`` at any depth, sorted by path (hidden files and folders
+    skipped); :class:`DataError` naming ``what`` when ``folder`` is missing or holds none."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"{what} {root} does not exist; expected a folder of images")
@@ -56,7 +49,6 @@ def list_images(folder: str | os.PathLike[str], what: str = "folder") -> list[Pa
     for d, dirs, files in os.walk(root):
         dirs[:] = [x for x in dirs if _visible(x)]
         found += [Path(d, f) for f in files if is_image_file(Path(d, f))]
-        # os.walk lists a link that leads nowhere among the files
         broken += [os.path.join(d, f) for f in files if _visible(f) and _broken_link(Path(d, f))]
     _report_broken(root, broken)
     found.sort()
@@ -73,10 +65,9 @@ def scan_image_folder(
 ) -> tuple[list[str], np.ndarray, list[str]]:
     """List the images under ``root/<identity>/`` (sorted, so the label map is reproducible).
 
-    Returns (paths, labels (N,) int64, class_names) where ``labels[i]`` indexes ``class_names``.
-    Same rules as :func:`list_images` (hidden identities and files skipped); raises
-    :class:`DataError` naming ``what`` for a missing root, a root with no identity folders, or an
-    identity folder with no image files.
+    Returns (paths, labels (N,) int64, class_names) where ``labels[i]`` indexes ``class_names``;
+    :class:`DataError` naming ``what`` for a missing root, no identity folders, or an identity
+    folder with no image files.
     """
     root = Path(root)
     if not root.exists():

@@ -9,8 +9,7 @@ import numpy as np
 
 @runtime_checkable
 class TrainingData(Protocol):
-    """The attributes :class:`facerec.training.module.FaceRecognitionModule` and the fit callbacks
-    read from ``trainer.datamodule`` (:class:`facerec.data.datamodule.FaceDataModule` has them).
+    """What the training module and fit callbacks read from ``trainer.datamodule``.
 
     Attributes:
         batch_size: images per device and step (the batch of the learning-rate scaling rule).

@@ -14,17 +14,10 @@ SYNTHETIC_HELD_OUT_START = 1_000_000
 def make_pairs(
     labels: np.ndarray, num_pairs: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw ``num_pairs`` genuine and ``num_pairs`` impostor pairs over sample indices.
+    """Draw ``num_pairs`` genuine pairs (distinct samples of one identity) and ``num_pairs``
+    impostor pairs (two identities) over the samples of ``labels`` (N,), seeded by ``seed``.
 
-    Args:
-        labels: (N,) identity of each sample.
-        num_pairs: pairs of each kind; genuine pairs are distinct samples of one identity,
-            impostor pairs samples of two different identities.
-        seed: the same seed and labels give the same pairs.
-
-    Returns:
-        (idx1, idx2, issame): int64 (2·num_pairs,), int64 (2·num_pairs,), bool (2·num_pairs,),
-        genuine and impostor pairs interleaved.
+    Returns (idx1, idx2, issame): int64, int64 and bool (2·num_pairs,), the kinds interleaved.
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)

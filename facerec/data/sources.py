@@ -1,9 +1,4 @@
-"""The image-source protocol: a random-access list of RGB images, decoded on access.
-
-Training datasets, eval benchmarks and galleries, ``facerec embed`` inputs and RecordIO packing
-all read images through an :class:`ImageSource`; files are decoded by
-:func:`facerec.data.image.read_image`, encoded bytes by :func:`facerec.data.image.decode_image`.
-"""
+"""The image-source protocol: a random-access list of RGB images, decoded on access."""
 
 from __future__ import annotations
 
@@ -19,9 +14,9 @@ from facerec.data.image import decode_image, read_image
 class ImageSource(Protocol):
     """A random-access list of images: ``len(src)`` and ``src[i]`` -> RGB uint8 (H, W, 3).
 
-    ``src[i]`` raises :class:`facerec.errors.DataError` naming the image when it does not read.
-    A source may also have ``describe(i)``: where image i comes from, for messages (see
-    :func:`describe`). An (N, H, W, 3) uint8 array is a source as it is.
+    ``src[i]`` raises :class:`facerec.errors.DataError` naming the image when it does not read;
+    an optional ``describe(i)`` says where image i comes from. An (N, H, W, 3) uint8 array is a
+    source as it is.
     """
 
     def __len__(self) -> int: ...

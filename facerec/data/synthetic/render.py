@@ -293,6 +293,18 @@ def _box(left: float, top: float, right: float, bottom: float) -> np.ndarray:
     return np.array([[left, top], [right, top], [right, bottom], [left, bottom]])
 
 
+def _band(x: np.ndarray, y1: np.ndarray, y2: np.ndarray) -> np.ndarray:
+    """The closed polygon between the curves (x, y1) and (x, y2)."""
+    return np.concatenate([np.stack([x, y1], 1), np.stack([x, y2], 1)[::-1]], 0)
+
+
+def _mirror(pts: np.ndarray) -> np.ndarray:
+    """``pts`` reflected in the centre line."""
+    out = pts.copy()
+    out[:, 0] = 2 * CX - out[:, 0]
+    return out
+
+
 def _face_outline(p: IdentityParams, n: int = 18) -> np.ndarray:
     """(4n, 2) closed outline of the face (forehead, cheeks, jaw, chin)."""
     w = p.face_half_width
@@ -306,8 +318,7 @@ def _face_outline(p: IdentityParams, n: int = 18) -> np.ndarray:
     x_lo = w * (1.0 - uu**p.jaw_power) ** (1.0 / p.jaw_power) * (1.0 - p.jaw_taper * uu)
     x_lo[-1] = 0.0
     right = np.stack([np.concatenate([x_up, x_lo]), np.concatenate([y_up, y_lo])], axis=1)
-    left = right[::-1].copy()
-    left[:, 0] *= -1
+    left = right[::-1] * [-1.0, 1.0]
     pts = np.concatenate([right, left[1:-1]], axis=0)
     pts[:, 0] += CX
     return pts
@@ -334,8 +345,8 @@ class SyntheticFaces:
         difficulty: scale of the per-image nuisance variation, 0..2; 0 draws canonical faces
             (frontal, neutral, evenly lit, grey background), 1 is the calibrated default.
 
-    ``render(identity, index)`` is defined for any non-negative identity and index, so held-out
-    identities (for example 10000+) can be drawn from the same generator.
+    ``render(identity, index)`` is defined for any non-negative identity and index (held-out
+    identities come from the same generator).
     """
 
     def __init__(
@@ -391,8 +402,6 @@ class SyntheticFaces:
         identity, index = divmod(i, self.images_per_identity)
         return self.render(identity, index), identity
 
-    # ----------------------------------------------------------------------------- rendering
-
     def _nuisance(self, r: np.random.Generator, p: IdentityParams) -> _Nuisance:
         d = self.difficulty
         u = r.uniform
@@ -415,19 +424,13 @@ class SyntheticFaces:
 
     def landmarks(self, identity: int, index: int) -> np.ndarray:
         """The 5 landmarks of image ``index`` of ``identity`` (without drawing it): (5, 2) float32
-        (x, y) output pixels, in the order left eye, right eye, nose tip, left mouth corner,
-        right mouth corner (image left/right), as :mod:`facerec.align` expects.
-
-        They are where the renderer puts those features, under the image's pose (rotation,
-        scale, shift, yaw) and expression (smile): the eye centres (midpoint of the corners),
-        the nose tip, and the ends of the line between the lips.
-        """
+        (x, y) output pixels of the eye centres, nose tip and mouth corners (image left before
+        right), as :mod:`facerec.align` expects, under the image's pose and expression."""
         p, nz, _ = self._draw_state(identity, index)
         return self._landmarks(p, nz)
 
     def render_with_landmarks(self, identity: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image ``index`` of ``identity`` and its landmarks: RGB uint8 (size, size, 3) and
-        (5, 2) float32, the same as :meth:`render` and :meth:`landmarks`."""
+        """:meth:`render` and :meth:`landmarks` of image ``index`` of ``identity``, together."""
         p, nz, r = self._draw_state(identity, index)
         d = self.difficulty
         big = self.size * _SUPERSAMPLE
@@ -614,9 +617,7 @@ class SyntheticFaces:
         slope = math.tan(math.radians(p.brow_angle))
         y = base_y - p.brow_arch * np.sin(np.pi * t) + slope * p.brow_length * (0.5 - t)
         half = p.brow_thickness / 2 * (1.0 - 0.55 * t)
-        top = np.stack([x, y - half], 1)
-        bot = np.stack([x, y + half], 1)
-        pt.fill(np.concatenate([top, bot[::-1]], 0), p.brow_color, 0.5)
+        pt.fill(_band(x, y - half, y + half), p.brow_color, 0.5)
 
     def _draw_nose(self, pt: _Painter, p: IdentityParams, dark: Color) -> None:
         ny, nw = p.nose_y, p.nose_width
@@ -661,16 +662,10 @@ class SyntheticFaces:
         lo_in = line_y + gap * 0.6 * env
         lo_out = lo_in + p.lower_lip * env
         if gap > 0.3:
-            inside = np.concatenate([np.stack([x, up_in], 1), np.stack([x, lo_in], 1)[::-1]], 0)
-            pt.fill(inside, (60.0, 20.0, 24.0), 2.0)
-            teeth = np.concatenate(
-                [np.stack([x, up_in], 1), np.stack([x, up_in + gap * 0.3 * env], 1)[::-1]], 0
-            )
-            pt.fill(teeth, (235.0, 232.0, 220.0), 2.0)
-        upper = np.concatenate([np.stack([x, up_out], 1), np.stack([x, up_in], 1)[::-1]], 0)
-        lower = np.concatenate([np.stack([x, lo_in], 1), np.stack([x, lo_out], 1)[::-1]], 0)
-        pt.fill(upper, _scale_color(p.lip_color, 0.9), 2.0)
-        pt.fill(lower, p.lip_color, 2.0)
+            pt.fill(_band(x, up_in, lo_in), (60.0, 20.0, 24.0), 2.0)
+            pt.fill(_band(x, up_in, up_in + gap * 0.3 * env), (235.0, 232.0, 220.0), 2.0)
+        pt.fill(_band(x, up_out, up_in), _scale_color(p.lip_color, 0.9), 2.0)
+        pt.fill(_band(x, lo_in, lo_out), p.lip_color, 2.0)
         pt.line(np.stack([x, line_y], 1), _scale_color(p.lip_color, 0.55), 0.6, 2.0)
 
     def _draw_beard(self, pt: _Painter, p: IdentityParams) -> None:
@@ -691,14 +686,10 @@ class SyntheticFaces:
         right = np.stack([CX + xs, ys], 1)  # down the right jaw to the chin
         if p.beard == 5:  # chin strap: a band along the jaw
             band = np.concatenate([right, np.stack([CX + xs * 0.75, ys - 4.0], 1)[::-1]], 0)
-            mirrored = band.copy()
-            mirrored[:, 0] = 2 * CX - mirrored[:, 0]
             pt.fill(band, col)
-            pt.fill(mirrored, col)
+            pt.fill(_mirror(band), col)
             return
-        left = right[::-1].copy()
-        left[:, 0] = 2 * CX - left[:, 0]
-        pt.fill(np.concatenate([right, left], 0), col)
+        pt.fill(np.concatenate([right, _mirror(right[::-1])], 0), col)
 
     def _draw_hair(self, pt: _Painter, p: IdentityParams) -> None:
         if p.hair_style == 0:  # bald: a little hair above the ears
