@@ -1,23 +1,11 @@
 """Per-group (fairness) verification metrics (pure NumPy).
 
-Every pair carries a group label (e.g. the race of RFW, or a group read from a GROUPS.csv).
-:func:`group_report` gives each group its own :func:`~facerec.metrics.verification.
-verification_report` (k-fold accuracy, ROC, AUC, EER, TAR@FAR on that group's pairs only) and
-the spread between groups:
-
-* accuracy: the best and worst group's k-fold accuracy and their difference (max − min);
-* TAR@FAR: at each FAR, the best group's TAR divided by the worst group's (among the groups
-  whose impostor pairs resolve that FAR);
-* FMR/FNMR at one shared threshold: the deployed threshold (by default the one reaching FAR
-  1e-3 on all pairs together, as a system would be set up once for everybody), applied to each
-  group. This is what fairness studies report: groups with equal accuracies can have false-match
-  rates that differ by an order of magnitude at the threshold actually used.
-
-A pair whose label is None is outside every group and only counted (``num_excluded_pairs``):
-the caller labels so a pair whose two images are in different groups (an impostor across
-groups belongs to neither group's error rates, and a "mixed" group of such pairs would have
-no genuine pairs) or an image without a group. Excluded pairs still count towards the deployed
-threshold, which is a property of the whole benchmark.
+:func:`group_report` gives each group of pairs (e.g. RFW's races) its own
+:func:`~facerec.metrics.verification.verification_report` and the spread between groups: of the
+k-fold accuracy, of the TAR at each FAR (over the groups that resolve it), and of FMR/FNMR at one
+deployed threshold (by default FAR 1e-3 on all pairs), applied to every group, as fairness
+studies report. A pair labelled None (e.g. across groups) is in no group but still counts
+towards the deployed threshold.
 """
 
 from __future__ import annotations
@@ -52,12 +40,8 @@ def _labels(groups: Sequence[str | None] | np.ndarray, n: int) -> list[str | Non
 def _group_folds(
     name: str, y: np.ndarray, folds: np.ndarray | None, n_folds: int, fold_method: str
 ) -> tuple[np.ndarray | None, int, str, str | None]:
-    """The folds of one group's pairs: ``(folds or None, n_folds, fold_method, warning)``.
-
-    The benchmark's own folds restricted to the group where every fold keeps both classes;
-    else folds stratified by class (fewer of them where the group has fewer pairs of a class
-    than ``n_folds``), with a warning saying so.
-    """
+    """``(folds or None, n_folds, fold_method, warning)`` of one group: the benchmark's folds
+    where each keeps both classes, else stratified folds (fewer for a small class), warned."""
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         raise DataError(
@@ -87,18 +71,12 @@ def _group_folds(
         if why
         else f"it has only {fewest} pairs of a class for {n_folds} folds"
     )
-    return (
-        None,
-        k,
-        STRATIFIED_FOLDS,
-        f"group {name!r}: {k} folds stratified by class, as {reason}",
-    )
+    return None, k, STRATIFIED_FOLDS, f"group {name!r}: {k} folds stratified by class, as {reason}"
 
 
 def _spread_of(values: dict[str, float]) -> dict:
     """max, min, their groups, max − min and max / min (None when min is 0) of ``values``."""
-    hi = max(values, key=lambda g: values[g])
-    lo = min(values, key=lambda g: values[g])
+    hi, lo = max(values, key=values.__getitem__), min(values, key=values.__getitem__)
     vmax, vmin = values[hi], values[lo]
     return {
         "max": vmax,
@@ -123,26 +101,16 @@ def group_report(
     """Per-group verification and the spread between groups, as a JSON-ready dict.
 
     Args:
-        scores: (N,) similarities, higher = same.
-        issame: (N,) bool.
         groups: (N,) group label of each pair; None (or "") leaves the pair out of every group.
-        folds: (N,) fold of each pair where the benchmark defines them; each group uses them
-            restricted to its pairs when every fold keeps both classes, else stratified folds
-            (a warning in ``warnings``). None: stratified folds per group.
-        n_folds: folds to make where they are stratified.
-        fars: FARs of each group's TAR@FAR and of the TAR ratio.
+        folds: (N,) benchmark folds, used per group where each keeps both classes, else
+            ``n_folds`` stratified folds (with a warning); None: stratified folds.
         deployed_far: the FAR whose threshold on all N pairs is applied to every group.
-        fold_method: where given ``folds`` came from (as :func:`verification_report`).
 
     Returns:
-        ``groups``: {label: verification_report of the group's pairs plus ``fmr``, ``fnmr``,
-        ``false_matches``, ``false_non_matches`` at the deployed threshold}, labels sorted;
-        ``num_pairs``, ``num_grouped_pairs``, ``num_excluded_pairs``; ``deployed``: {far,
-        threshold, achieved_far, resolvable, rule} on all pairs; ``spread``: ``accuracy``,
-        ``fmr``, ``fnmr`` (each {max, min, highest, lowest, gap, ratio}: ratio = max / min,
-        None when min is 0) and ``tar_at_far`` ({far_key: {max, min, highest, lowest, gap,
-        ratio, groups}} over the groups that resolve the FAR; None where fewer than two do);
-        ``warnings``: things the caller should print.
+        ``groups`` ({label: its verification_report plus fmr, fnmr, false_matches,
+        false_non_matches at the deployed threshold}), pair counts, ``deployed``, ``spread``
+        (accuracy, fmr, fnmr, and per FAR key tar_at_far, each :func:`_spread_of`; None where
+        fewer than two groups resolve the FAR) and ``warnings`` to print.
 
     Raises:
         DataError: labels of another length, no labelled pair, a group without genuine or
@@ -176,12 +144,8 @@ def group_report(
             raise DataError(f"group {g!r}: {e}") from None
         fm = int(np.sum(gs[~gy] >= dep.threshold))
         fnm = int(np.sum(gs[gy] < dep.threshold))
-        rep.update(
-            false_matches=fm,
-            false_non_matches=fnm,
-            fmr=fm / int((~gy).sum()),
-            fnmr=fnm / int(gy.sum()),
-        )
+        n_imp, n_gen = int((~gy).sum()), int(gy.sum())
+        rep.update(false_matches=fm, false_non_matches=fnm, fmr=fm / n_imp, fnmr=fnm / n_gen)
         per[g] = rep
     tar_spread: dict[str, dict | None] = {}
     for far in fars:
@@ -205,8 +169,7 @@ def group_report(
         "spread": {
             "accuracy": _spread_of({g: r["accuracy_mean"] for g, r in per.items()}),
             "tar_at_far": tar_spread,
-            "fmr": _spread_of({g: r["fmr"] for g, r in per.items()}),
-            "fnmr": _spread_of({g: r["fnmr"] for g, r in per.items()}),
+            **{k: _spread_of({g: r[k] for g, r in per.items()}) for k in ("fmr", "fnmr")},
         },
         "warnings": warnings,
     }

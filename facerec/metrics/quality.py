@@ -1,25 +1,13 @@
 """Face-image quality: per-image scores, pair quality and the error-versus-reject curve (ERC).
 
-Two scores, both "higher is better":
+Two scores, higher is better: ``norm``, the L2 norm of the raw embedding (the quality of
+MagFace/AdaFace heads; refused on a model whose output is L2-normalised), and ``stability``, in
+the spirit of SER-FIQ (Terhörst et al., CVPR 2020): the mean pairwise cosine of the image's
+embeddings under ``passes`` small perturbations (shift, mirror, noise; the same for every image).
 
-* ``norm``: the L2 norm of the *raw* (un-normalised) embedding. Heads that tie the norm to
-  quality (MagFace, AdaFace) train it to be one; for other heads it is a weaker signal. It is
-  meaningless on a model whose output is already L2-normalised (refused there).
-* ``stability``: model-agnostic, in the spirit of SER-FIQ (Terhörst et al., CVPR 2020): the
-  image is embedded ``passes`` times under small perturbations (a shift of a few pixels,
-  a mirror, mild Gaussian noise; the same perturbations for every image, drawn from ``seed``)
-  and the quality is the mean pairwise cosine similarity of those embeddings. A face the model
-  sees clearly keeps its embedding; a blurred, noisy, occluded or tiny one moves.
-
-:class:`QualityScorer` wraps any embedder (``input_size``, ``resize_mode``, ``__call__(uint8
-images) -> (N, D)``) and is itself one whose output is (N, 1) qualities, so the one embedding
-loop (:func:`facerec.inference.embed_images`, ``flip=False``) scores image sources with the
-same decoding, resizing, alignment and bad-image policy as embedding.
-
-:func:`error_versus_reject` is the ERC of the face-quality literature (Grother & Tabassi 2007;
-Schlett et al. 2022): pairs get the quality of their worse image, the threshold is fixed once at
-a target FAR on *all* pairs, then the lowest-quality fraction ``r`` of pairs is rejected and the
-FNMR of the rest measured, for ``r`` from 0 to 0.5.
+:func:`error_versus_reject` is the ERC (Grother & Tabassi 2007; Schlett et al. 2022): the
+threshold is fixed once at a FAR on all pairs, then the lowest-quality fraction of pairs is
+rejected and the FNMR of the rest measured.
 """
 
 from __future__ import annotations
@@ -39,14 +27,9 @@ QUALITY_METHODS = ("norm", "stability")
 
 
 def resolve_method(method: str) -> str:
-    """``--quality``'s method: ``auto`` is ``norm``, whatever the model.
-
-    Measured on ORL with planted degraded copies (``tools/bench/quality.py``, two ArcFace
-    models): the feature norm ranks degraded below originals (AUC 0.67-0.72) while the
-    perturbation ``stability`` ranks them the wrong way round (AUC 0.22-0.37: blurred, tiny and
-    occluded faces barely move under small shifts), so ``stability`` is only used when asked
-    for, as an experiment. Raises nothing: an unknown method is refused by the caller's choices.
-    """
+    """``--quality``'s method: ``auto`` is ``norm``, whatever the model (on ORL with degraded
+    copies, ``tools/bench/quality.py``, the norm ranks them right, AUC 0.67-0.72, ``stability``
+    wrong, AUC 0.22-0.37). An unknown method is left to the caller's choices."""
     return "norm" if method == "auto" else method
 
 
@@ -105,17 +88,12 @@ def perturb(images: np.ndarray, step: dict[str, Any]) -> np.ndarray:
 
 
 class QualityScorer:
-    """An embedder whose "embedding" is the (N, 1) quality of each image.
+    """An embedder whose "embedding" is the (N, 1) quality of each image, so the one embedding
+    loop scores images as it embeds them.
 
-    Args:
-        embedder: anything with ``input_size``, ``resize_mode`` and ``__call__(uint8) -> (N, D)``.
-        method: ``"norm"`` or ``"stability"`` (see the module docstring).
-        passes: perturbed embeddings per image for ``stability`` (>= 2).
-        seed: draws the perturbations; the same seed gives the same scores, whatever the batch.
-
-    Raises:
-        ConfigError: an unknown method, fewer than 2 passes, or ``norm`` on a model that returns
-            L2-normalised embeddings.
+    ``embedder``: anything with ``input_size``, ``resize_mode`` and ``__call__(uint8) -> (N, D)``;
+    ``passes``: perturbed embeddings per image for ``stability`` (>= 2), drawn from ``seed``.
+    ConfigError for an unknown method, < 2 passes, or ``norm`` on L2-normalised output.
     """
 
     def __init__(self, embedder: Any, method: str = "stability", passes: int = 8, seed: int = 0):
@@ -126,10 +104,9 @@ class QualityScorer:
             )
         if method == "stability" and passes < 2:
             raise ConfigError(f"quality passes must be >= 2, got {passes}")
-        pre = getattr(embedder, "preprocess", None)
         normalized = getattr(embedder, "normalized_output", None)
         if normalized is None:
-            normalized = getattr(pre, "normalized_output", False)
+            normalized = getattr(getattr(embedder, "preprocess", None), "normalized_output", False)
         if method == "norm" and normalized:
             raise ConfigError(
                 "quality method 'norm' needs raw embeddings but this model returns L2-normalised "
@@ -163,11 +140,9 @@ def quality_auc(good: np.ndarray, bad: np.ndarray) -> float:
     allq = np.concatenate([g, b])
     order = np.argsort(allq, kind="mergesort")
     ranks = np.empty(allq.size)
-    sorted_q = allq[order]
-    # average ranks over ties (1-based)
-    _, start, counts = np.unique(sorted_q, return_index=True, return_counts=True)
-    avg = start + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
+    # average 1-based ranks over ties
+    _, start, counts = np.unique(allq[order], return_index=True, return_counts=True)
+    ranks[order] = np.repeat(start + (counts + 1) / 2.0, counts)
     r_good = ranks[: g.size].sum()
     return float((r_good - g.size * (g.size + 1) / 2.0) / (g.size * b.size))
 
@@ -179,19 +154,11 @@ def pair_quality(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ErrorRejectCurve:
-    """The error-versus-reject curve at a fixed threshold.
+    """The error-versus-reject curve at a threshold set at ``far`` on all pairs.
 
-    Attributes:
-        reject: rejected fractions of pairs, ascending (0 ... ``max_reject``).
-        fnmr: false non-match rate of the kept genuine pairs at each fraction.
-        kept_genuine: genuine pairs kept at each fraction.
-        threshold: the score threshold, set at ``far`` on all pairs (before any rejection).
-        far: the target FAR of the threshold.
-        area: area under ``fnmr(reject)`` (trapezoid), divided by ``max_reject``: the mean FNMR
-            over the range; lower is better.
-        area_oracle: the same for an oracle that rejects the genuine pairs that fail first
-            (the best any quality could do), and ``area_random`` for no quality at all
-            (the FNMR at 0, flat): a quality is useful when its area lies between them.
+    ``fnmr`` and ``kept_genuine`` are of the genuine pairs kept at each ``reject`` fraction;
+    ``area`` is the mean FNMR over the range (trapezoid), lower is better; ``area_oracle`` that of
+    rejecting the failing genuine pairs first (the best possible), ``area_random`` the FNMR at 0.
     """
 
     reject: np.ndarray
@@ -247,17 +214,9 @@ def error_versus_reject(
     far: float = 1e-2,
     reject: Sequence[float] | np.ndarray | None = None,
 ) -> ErrorRejectCurve:
-    """The ERC of verification pairs (see :class:`ErrorRejectCurve`).
-
-    Args:
-        scores: (P,) similarity of each pair ("same" when score >= threshold).
-        issame: (P,) genuine (True) or impostor pair.
-        quality: (P,) pair quality, e.g. :func:`pair_quality` of its two images.
-        far: the FAR at which the threshold is set, once, on all pairs.
-        reject: fractions to reject (default 0, 0.05, ..., 0.5).
-
-    Pairs of equal quality are rejected in their given order (a stable sort).
-    """
+    """The ERC of (P,) pair scores ("same" when score >= threshold), (P,) labels and (P,) pair
+    qualities (:func:`pair_quality`), rejecting the ``reject`` fractions (default 0, 0.05, ...,
+    0.5) of lowest quality; equal qualities are rejected in their given order."""
     s = np.asarray(scores, np.float64).reshape(-1)
     y = np.asarray(issame).reshape(-1).astype(bool)
     q = np.asarray(quality, np.float64).reshape(-1)
@@ -279,23 +238,15 @@ def error_versus_reject(
     # the oracle rejects failing genuine pairs first, then the rest (genuine or not)
     oracle = np.argsort(~(y & miss), kind="mergesort")
     fnmr_o, _ = _fnmr_after_reject(oracle, y, miss, r)
-    base = float(miss[y].mean())
+    area, area_oracle = _area(r, fnmr), _area(r, fnmr_o)
     return ErrorRejectCurve(
-        reject=r,
-        fnmr=fnmr,
-        kept_genuine=kept,
-        threshold=float(t),
-        far=float(far),
-        area=_area(r, fnmr),
-        area_oracle=_area(r, fnmr_o),
-        area_random=base,
+        r, fnmr, kept, float(t), float(far), area, area_oracle, float(miss[y].mean())
     )
 
 
 def drop_below(quality: np.ndarray, min_quality: float) -> np.ndarray:
     """Boolean mask of the rows kept by ``--min-quality``: quality >= ``min_quality``."""
-    q = np.asarray(quality, np.float64).reshape(-1)
-    return q >= float(min_quality)
+    return np.asarray(quality, np.float64).reshape(-1) >= float(min_quality)
 
 
 __all__ = [
