@@ -5,24 +5,14 @@ Example::
     facerec align --in photos/ --out aligned/ --size 112 112 --keep framed
     facerec align --in photos/ --out chips/ --template dlib          # dlib-r29's 150x150 chip
 
-``--template`` is ``arcface`` (default; insightface's template) or ``dlib`` (dlib's face chip,
-150x150 with padding 0.25 by default, what ``dlib-r29`` takes;
-:func:`~facerec.align.transform.dlib_template`).
-
-``photos/alice/1.jpg`` becomes ``aligned/alice/1.png``: the identity-folder layout (or a flat
-folder) is kept. Two photos that differ only in their extension (``a.jpg``, ``a.png``) keep it
-in their crops' names (``a.jpg.png``, ``a.png.png``), so neither is lost; the summary counts
-them. Each crop is written atomically; a re-run skips the images already done, so an
-interrupted run continues where it stopped; images unreadable before are tried again (images
-without a face are not: ``--redo`` starts over). ``aligned/align_report.csv`` lists every
-image: status (``ok``, ``multiple``: several faces, ``--keep`` chose; ``no_face``;
-``unreadable``), the face count, the rule's margin (how far the chosen face led the runner-up,
-:func:`~facerec.align.pipeline.face_values`), score, box and the 5 landmarks. Images without a
-face are reported there and in the summary line, never silently dropped or centre-cropped.
-
-``--landmarks FILE`` aligns with given landmarks (see :mod:`facerec.align.landmarks`) and needs
-no detector; otherwise MTCNN (the ``facerec[align]`` extra) finds the faces, on the GPU when
-there is one.
+``photos/alice/1.jpg`` becomes ``aligned/alice/1.png`` (the folder layout is kept); photos that
+differ only in their extension keep it in their crops' names (``a.jpg.png``, ``a.png.png``).
+Crops are written atomically and a re-run skips the images done (unreadable ones are tried
+again; ``--redo`` starts over). ``aligned/align_report.csv`` lists every image: status (``ok``,
+``multiple``: ``--keep`` chose; ``no_face``; ``unreadable``), face count, the rule's margin
+(:func:`~facerec.align.pipeline.face_values`), score, box and 5 landmarks; images without a face
+are reported, never dropped or centre-cropped. ``--landmarks FILE``
+(:mod:`facerec.align.landmarks`) needs no detector; otherwise MTCNN (``facerec[align]``) runs.
 """
 
 from __future__ import annotations
@@ -32,7 +22,7 @@ import csv
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -64,22 +54,14 @@ __all__ = ["REPORT_COLUMNS", "align_folder", "list_photos", "main"]
 REPORT_NAME = "align_report.csv"
 _JOURNAL_NAME = ".align_report.partial.csv"
 _LM = ("le", "re", "nose", "lm", "rm")
+_BOX = ("x1", "y1", "x2", "y2")
 REPORT_COLUMNS = (
-    "path",
-    "status",
-    "faces",
-    "margin",
-    "face",
-    "score",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
+    *("path", "status", "faces", "margin", "face", "score", *_BOX),
     *(f"{p}_{c}" for p in _LM for c in "xy"),
-    "output",
-    "error",
+    *("output", "error"),
 )
 _WRITE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
+_STATUS, _OUTPUT = REPORT_COLUMNS.index("status"), REPORT_COLUMNS.index("output")
 
 
 def list_photos(root: Path) -> list[Path]:
@@ -87,41 +69,24 @@ def list_photos(root: Path) -> list[Path]:
     return [p.relative_to(root) for p in list_images(root, "photo folder (--in)")]
 
 
-def _fmt(x: float) -> str:
-    return f"{float(x):.2f}"
-
-
 def _rows_for(rel: str, choice: FaceChoice | None, outputs: list[str], error: str = "") -> list:
     """Report rows of one image: one per kept face, or one with the status only."""
-    if choice is None:
-        return [[rel, "unreadable", "", "", "", "", *[""] * 14, "", error]]
-    if len(choice.kept) == 0:
-        return [[rel, choice.status, choice.found, "", "", "", *[""] * 14, "", error]]
+    if choice is None or len(choice.kept) == 0:
+        head = [rel, "unreadable", ""] if choice is None else [rel, choice.status, choice.found]
+        return [[*head, *[""] * 18, error]]
     margin = f"{choice.margin:.4f}" if np.isfinite(choice.margin) else ""
-    rows = []
-    for k in range(len(choice.kept)):
-        b, lm = choice.kept.boxes[k], choice.kept.landmarks[k].reshape(-1)
-        rows.append(
-            [
-                rel,
-                choice.status,
-                choice.found,
-                margin,
-                k,
-                f"{float(choice.kept.scores[k]):.4f}",
-                *map(_fmt, b),
-                *map(_fmt, lm),
-                outputs[k],
-                error,
-            ]
-        )
-    return rows
+    kept = choice.kept
+    return [
+        [rel, choice.status, choice.found, margin, k, f"{float(kept.scores[k]):.4f}"]
+        + [f"{float(x):.2f}" for x in (*kept.boxes[k], *kept.landmarks[k].reshape(-1))]
+        + [outputs[k], error]
+        for k in range(len(kept))
+    ]
 
 
 def _read_report(path: Path) -> dict[str, list[list[str]]]:
-    """Rows of an earlier report or journal, by image path (missing or unreadable: none).
-
-    A report of an earlier version (without the ``margin`` column) is read too."""
+    """Rows of an earlier report or journal by image path (none if missing or unreadable); a
+    report without the ``margin`` column is read too."""
     rows: dict[str, list[list[str]]] = {}
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -139,14 +104,9 @@ def _read_report(path: Path) -> dict[str, list[list[str]]]:
     return rows
 
 
-_STATUS, _OUTPUT = REPORT_COLUMNS.index("status"), REPORT_COLUMNS.index("output")
-
-
 def _done(rows: list[list[str]], out: Path, shared: set[str]) -> bool:
-    """An image is done when its rows are complete: each crop written exists and is its own
-    (not also claimed by another photo: an earlier version wrote ``a.jpg`` and ``a.png`` to one
-    ``a.png``); an image unreadable before is not done (it is tried again), one without a face
-    is."""
+    """Whether an image is done: no face found, or every crop exists and is its own (not
+    ``shared`` with another photo, as an earlier version wrote); unreadable ones are not."""
     return all(
         r[_STATUS] == "no_face"
         or (
@@ -158,8 +118,8 @@ def _done(rows: list[list[str]], out: Path, shared: set[str]) -> bool:
 
 def _crop_stems(rels: Sequence[Path]) -> dict[str, str]:
     """Each photo's crop name without the crop extension: its path without its extension, or
-    with it where photos would share a name (``a.jpg``, ``A.png`` -> ``a.jpg``, ``A.png``; case
-    folded, as on Windows and macOS file systems). Names still shared are refused."""
+    with it where photos would share a name (case folded, as on Windows and macOS). Names still
+    shared are refused."""
     groups: dict[str, list[Path]] = {}
     for rel in rels:
         groups.setdefault(rel.with_suffix("").as_posix().casefold(), []).append(rel)
@@ -178,16 +138,15 @@ def _crop_stems(rels: Sequence[Path]) -> dict[str, str]:
     return stems
 
 
-def _batches(items: Sequence, n: int) -> Iterator[Sequence]:
-    for s in range(0, len(items), n):
-        yield items[s : s + n]
-
-
-def _load(root: Path, rel: Path) -> np.ndarray | DataError:
-    try:
-        return read_image(root / rel)
-    except DataError as e:
-        return e
+def _load(root: Path, rels: Sequence[Path]) -> list[np.ndarray | DataError]:
+    """The images ``rels`` under ``root``, or the error of each that does not read."""
+    out: list[np.ndarray | DataError] = []
+    for rel in rels:
+        try:
+            out.append(read_image(root / rel))
+        except DataError as e:
+            out.append(e)
+    return out
 
 
 def align_folder(
@@ -212,26 +171,19 @@ def align_folder(
 
     Args:
         size: output (height, width): square, or 8:7 tall like 112x96 (``arcface`` only).
-        template: a name of :data:`~facerec.align.transform.TEMPLATES`.
-        keep: which face of an image with several: a rule of
-            :func:`~facerec.align.pipeline.face_values` (``framed``, the default;
-            ``insightface``, ``largest``, ``center``) or ``all`` (writes ``name_0.png``,
-            ``name_1.png``, ... best score first).
-        min_face: smallest face (box side, pixels) the detector searches for and keeps.
-        threshold: the detector's minimum face probability.
+        keep: a rule of :func:`~facerec.align.pipeline.face_values` or ``all`` (writes
+            ``name_0.png``, ``name_1.png``, ... best score first).
+        min_face, threshold: the smallest face side (pixels) and face probability kept.
         landmarks: a landmark file; only its images are aligned, with its points (no detector).
         detector: a :class:`FaceDetector` to use instead of building MTCNN.
-        ext: the crops' file type (``.png`` lossless, ``.jpg``, ...).
-        max_side: photos are searched for faces at most this big (longer side); crops are
-            taken from the full-resolution photo.
-        device: the detector's device: ``auto`` (a GPU when there is one), ``cpu``, ``cuda:N``.
-        threads: torch CPU threads of the detector (None: torch's setting).
+        max_side: photos are searched at most this big (longer side); crops come from the full
+            photo.
+        device, threads: the detector's device (``auto``: a GPU if any) and torch CPU threads.
 
     Returns:
         counts: ``images``, ``ok``, ``multiple``, ``no_face``, ``unreadable``, ``skipped``
-        (already done), ``retried`` (unreadable before, tried again), ``renamed`` (crops named
-        with their photo's extension: another photo has the same name), ``crops`` (files
-        written now).
+        (done before), ``retried`` (unreadable before), ``renamed`` (crops named with their
+        photo's extension), ``crops`` (files written now).
     """
     root, out = Path(src), Path(dst)
     ext = ext if ext.startswith(".") else f".{ext}"
@@ -263,11 +215,8 @@ def align_folder(
         pass
 
     stems = _crop_stems(rels)
-    earlier: dict[str, list[list[str]]] = {}
     journal = out / _JOURNAL_NAME
-    if not redo:
-        earlier = _read_report(out / REPORT_NAME)
-        earlier.update(_read_report(journal))
+    earlier = {} if redo else {**_read_report(out / REPORT_NAME), **_read_report(journal)}
     claims = Counter(
         r[_OUTPUT] for rel in rels for r in earlier.get(rel.as_posix(), []) if r[_OUTPUT]
     )
@@ -311,13 +260,13 @@ def align_folder(
         jw = csv.writer(jf)
         if new_journal:
             jw.writerow(REPORT_COLUMNS)
-        chunks = list(_batches(todo, batch_size))
-        ahead = pool.submit(lambda c: [_load(root, r) for r in c], chunks[0]) if chunks else None
+        chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
+        ahead = pool.submit(_load, root, chunks[0]) if chunks else None
         for b, chunk in enumerate(chunks):
             assert ahead is not None
             loaded = ahead.result()
             if b + 1 < len(chunks):
-                ahead = pool.submit(lambda c: [_load(root, r) for r in c], chunks[b + 1])
+                ahead = pool.submit(_load, root, chunks[b + 1])
             good = [i for i, im in enumerate(loaded) if not isinstance(im, DataError)]
             if given is not None:
                 dets = [detections_from_landmarks(given[chunk[i].as_posix()]) for i in good]
@@ -328,26 +277,19 @@ def align_folder(
             for i, rel in enumerate(chunk):
                 key, im = rel.as_posix(), loaded[i]
                 if isinstance(im, DataError):
-                    new = _rows_for(key, None, [], str(im))
+                    rows[key] = _rows_for(key, None, [], str(im))
                     counts["unreadable"] += 1
                 else:
-                    choice = choose_faces(
-                        det_of[i], im.shape, keep, 0.0 if given is not None else min_face
-                    )
+                    least = 0.0 if given is not None else min_face
+                    choice = choose_faces(det_of[i], im.shape, keep, least)
                     counts[choice.status] += 1
-                    stem = stems[key]
-                    names = (
-                        [f"{stem}_{k}{ext}" for k in range(len(choice.kept))]
-                        if keep == "all"
-                        else [f"{stem}{ext}"] * len(choice.kept)
-                    )
-                    crops = choice.crops(im, size, template)
-                    for name, crop in zip(names, crops, strict=True):
+                    tags = [f"_{k}" if keep == "all" else "" for k in range(len(choice.kept))]
+                    names = [f"{stems[key]}{tag}{ext}" for tag in tags]
+                    for name, crop in zip(names, choice.crops(im, size, template), strict=True):
                         atomic_write_bytes(out / name, encode_image(crop, ext, source=name))
                         counts["crops"] += 1
-                    new = _rows_for(key, choice, names)
-                rows[key] = new
-                jw.writerows(new)
+                    rows[key] = _rows_for(key, choice, names)
+                jw.writerows(rows[key])
             jf.flush()
             if bar is not None:
                 bar.update(len(chunk))
@@ -364,7 +306,6 @@ def align_folder(
 
 def summary(counts: dict[str, int], out: Path, keep: str) -> str:
     """The one-line summary printed at the end of ``facerec align``."""
-    n = counts["images"]
     aligned = counts["ok"] + counts["multiple"]
     parts = [f"{counts['ok']} one face", f"{counts['multiple']} several faces (kept {keep})"]
     parts += [f"{counts['no_face']} no face", f"{counts['unreadable']} unreadable"]
@@ -377,13 +318,9 @@ def summary(counts: dict[str, int], out: Path, keep: str) -> str:
             "(another photo has the same name)"
         )
     return (
-        f"aligned {aligned} of {n} images into {out} ({', '.join(parts)}{done}); "
+        f"aligned {aligned} of {counts['images']} images into {out} ({', '.join(parts)}{done}); "
         f"report: {out / REPORT_NAME}"
     )
-
-
-def _default_size(template: str) -> list[int]:
-    return [DLIB_CHIP_SIZE] * 2 if template == "dlib" else [112, 112]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,32 +328,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="facerec align",
         description="Detect faces in photos and warp each onto a 5-point template (ArcFace's, "
-        "or dlib's face chip). "
-        "Keeps the folder layout; writes align_report.csv; a re-run continues.",
+        "or dlib's face chip). Keeps the folder layout; writes align_report.csv; a re-run "
+        "continues.",
     )
-    parser.add_argument(
-        "--in", dest="src", required=True, type=Path, metavar="RAW", help="folder of photos"
-    )
-    parser.add_argument(
-        "--out", required=True, type=Path, metavar="ALIGNED", help="folder for the crops"
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    add("--in", dest="src", required=True, type=Path, metavar="RAW", help="folder of photos")
+    add("--out", required=True, type=Path, metavar="ALIGNED", help="folder for the crops")
+    add(
         "--size",
         nargs="+",
         type=int,
-        default=None,
         metavar="PX",
         help="crop HEIGHT [WIDTH] (default 112 112, 150 with --template dlib; e.g. 64, or "
         "112 96 for SphereFace)",
     )
-    parser.add_argument(
+    add(
         "--template",
         choices=TEMPLATES,
         default=DEFAULT_TEMPLATE,
         help="alignment template: arcface (default, insightface's) or dlib (dlib's face chip, "
         "padding 0.25, what the dlib-r29 model takes)",
     )
-    parser.add_argument(
+    add(
         "--keep",
         choices=KEEP_POLICIES,
         default=DEFAULT_KEEP,
@@ -424,47 +357,22 @@ def main(argv: list[str] | None = None) -> int:
         "in-frame area less the squared distance from the centre; insightface: area less "
         "twice that; largest; center; all: every face)",
     )
-    parser.add_argument(
-        "--min-face",
-        type=int,
-        default=20,
-        metavar="PX",
-        help="smallest face side searched for, pixels (default 20)",
-    )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=0.7,
-        metavar="P",
-        help="minimum face probability (default 0.7)",
-    )
-    parser.add_argument(
-        "--landmarks",
-        type=Path,
-        metavar="FILE.csv",
-        help="align with these landmarks (path,x1,y1,...,x5,y5 per face); no detector",
-    )
-    parser.add_argument("--ext", default=".png", choices=_WRITE_EXT, help="crop file type")
-    parser.add_argument("--batch-size", type=int, default=16, help="photos per detector call")
-    parser.add_argument(
+    add("--min-face", type=int, default=20, metavar="PX", help="smallest face, pixels (default 20)")
+    add("--threshold", type=float, default=0.7, metavar="P", help="min probability (default 0.7)")
+    add("--landmarks", type=Path, metavar="FILE.csv", help="align with these (path,x1,y1,...,y5)")
+    add("--ext", default=".png", choices=_WRITE_EXT, help="crop file type")
+    add("--batch-size", type=int, default=16, help="photos per detector call")
+    add(
         "--max-side",
         type=int,
         default=1024,
         metavar="PX",
-        help="search faces in photos shrunk to this long side (0: never)",
+        help="longest side searched (0: full size)",
     )
-    parser.add_argument(
-        "--device", default="auto", help="auto (default: cuda if available, else cpu), cpu, cuda:N"
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="CPU threads of the detector (default 0: torch's, all cores; 1 is faster on a "
-        "machine other jobs keep busy)",
-    )
-    parser.add_argument("--redo", action="store_true", help="align every photo again")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add("--device", default="auto", help="auto (default: cuda if available, else cpu), cpu, cuda:N")
+    add("--threads", type=int, default=0, help="detector CPU threads (default 0: torch's, all)")
+    add("--redo", action="store_true", help="align every photo again")
+    add("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -475,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = align_folder(
         args.src,
         args.out,
-        size=crop_size(args.size or _default_size(args.template)),
+        size=crop_size(args.size or [DLIB_CHIP_SIZE if args.template == "dlib" else 112] * 2),
         keep=args.keep,
         min_face=args.min_face,
         threshold=args.threshold,

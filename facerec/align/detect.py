@@ -1,13 +1,9 @@
 """Face detectors with 5-point landmarks: a small interface and MTCNN (facenet-pytorch).
 
-A detector maps an RGB uint8 image (H, W, 3) to :class:`Detections`: ``boxes`` (N, 4) float32
-(x1, y1, x2, y2), ``scores`` (N,) float32 in descending order and ``landmarks`` (N, 5, 2) float32
-(left eye, right eye, nose, left and right mouth corner, in image pixels). Any object with
-``detect_batch(images) -> list[Detections]`` can stand in for :class:`MTCNNDetector`.
-
-MTCNN comes from ``facenet-pytorch==2.5.3`` (MIT), whose P/R/O-net weights ship inside the wheel:
-nothing is downloaded. It is the optional extra ``facerec[align]``; without it, building the
-detector raises one :class:`~facerec.errors.ConfigError` line naming the extra.
+A detector maps RGB uint8 images (H, W, 3) to :class:`Detections`; any object with
+``detect_batch(images) -> list[Detections]`` can stand in for :class:`MTCNNDetector`. MTCNN
+comes from ``facenet-pytorch==2.5.3`` (MIT; its weights ship in the wheel), the optional extra
+``facerec[align]``; without it, building the detector raises one ConfigError line naming it.
 """
 
 from __future__ import annotations
@@ -27,13 +23,9 @@ INSTALL_HINT = "pip install 'facerec[align]'"
 
 @dataclass(frozen=True)
 class Detections:
-    """The faces found in one image, best score first.
-
-    Attributes:
-        boxes: (N, 4) float32 (x1, y1, x2, y2) pixels.
-        scores: (N,) float32 face probabilities, descending.
-        landmarks: (N, 5, 2) float32 (x, y) pixels, anatomical order (see module docstring).
-    """
+    """The faces found in one image, best score first: ``boxes`` (N, 4) float32 (x1, y1, x2, y2)
+    pixels, ``scores`` (N,) float32 descending, ``landmarks`` (N, 5, 2) float32 (x, y) pixels
+    (left eye, right eye, nose, left and right mouth corner)."""
 
     boxes: np.ndarray
     scores: np.ndarray
@@ -62,30 +54,16 @@ def _check_image(img: np.ndarray) -> np.ndarray:
     return a
 
 
-def _facenet_mtcnn():
-    """Import facenet-pytorch's MTCNN, or raise one line naming the extra to install."""
-    try:
-        from facenet_pytorch.models.mtcnn import MTCNN
-    except ImportError as e:
-        raise ConfigError(
-            f"the face detector needs facenet-pytorch==2.5.3, which is not installed ({e.name} "
-            f"is missing); install the extra: {INSTALL_HINT}"
-        ) from None
-    return MTCNN
-
-
 class MTCNNDetector:
     """MTCNN (Zhang et al. 2016) as packaged by facenet-pytorch 2.5.3, batched.
 
     Args:
-        min_face: smallest face side searched for, pixels (MTCNN's ``min_face_size``, default 20).
-        threshold: minimum final (O-net) face probability kept, 0..1 (MTCNN's default 0.7).
+        min_face: smallest face side searched for, pixels (MTCNN's ``min_face_size``).
+        threshold: minimum final (O-net) face probability kept, 0..1.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: the GPU when there is one.
-        batch_size: images run through the networks together (equal-sized images only; a batch
-            of mixed sizes is grouped by size).
-        threads: torch CPU threads while detecting (restored after); None leaves torch's
-            setting. MTCNN is many small operations: on a shared 2-vCPU machine one thread ran
-            3x faster than two (BENCHMARKS.md).
+        batch_size: images run through the networks together (grouped by size).
+        threads: torch CPU threads while detecting (restored after; None: torch's setting).
+            On a shared 2-vCPU machine one thread ran 3x faster than two (BENCHMARKS.md).
     """
 
     def __init__(
@@ -102,7 +80,13 @@ class MTCNNDetector:
             raise ConfigError(f"threshold must be a probability in (0, 1), got {threshold}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-        mtcnn_cls = _facenet_mtcnn()
+        try:
+            from facenet_pytorch.models.mtcnn import MTCNN
+        except ImportError as e:
+            raise ConfigError(
+                f"the face detector needs facenet-pytorch==2.5.3, which is not installed ({e.name} "
+                f"is missing); install the extra: {INSTALL_HINT}"
+            ) from None
         import torch
 
         if device is None:
@@ -113,7 +97,7 @@ class MTCNNDetector:
         self.batch_size = int(batch_size)
         self.threads = threads if self.device.type == "cpu" else None
         # keep_all: every face; select_largest=False: facenet's order is by probability
-        self._mtcnn = mtcnn_cls(
+        self._mtcnn = MTCNN(
             min_face_size=self.min_face,
             thresholds=[0.6, 0.7, self.threshold],
             keep_all=True,
@@ -128,12 +112,10 @@ class MTCNNDetector:
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """RGB uint8 (H, W, 3) images (any sizes) -> one :class:`Detections` per image."""
         imgs = [_check_image(im) for im in images]
-        out: list[Detections | None] = [None] * len(imgs)
+        out = [Detections.empty() for _ in imgs]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, im in enumerate(imgs):
-            if min(im.shape[:2]) < self.min_face:  # smaller than the smallest face searched for
-                out[i] = Detections.empty()
-            else:
+            if min(im.shape[:2]) >= self.min_face:  # a smaller image holds no face searched for
                 groups.setdefault(im.shape[:2], []).append(i)
         for idx in groups.values():
             for start in range(0, len(idx), self.batch_size):
@@ -141,7 +123,7 @@ class MTCNNDetector:
                 dets = self._run(np.stack([imgs[i] for i in chunk]))
                 for i, det in zip(chunk, dets, strict=True):
                     out[i] = det
-        return [d if d is not None else Detections.empty() for d in out]
+        return out
 
     def _run(self, batch: np.ndarray) -> list[Detections]:
         """(B, H, W, 3) uint8 of one size -> B Detections (facenet's object arrays cast)."""

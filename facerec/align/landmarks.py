@@ -54,25 +54,15 @@ def _is_number(text: str) -> bool:
 
 
 def read_landmarks(path: str | os.PathLike[str]) -> dict[str, list[_Face]]:
-    """The faces of each image named in a landmark file, in file order.
-
-    Returns:
-        image path (as written in the file) -> its faces (landmarks (5, 2) float32, score; the
-        score is 1.0 where the file gives none).
-    """
+    """Image path (as written in the file) -> its faces in file order (landmarks (5, 2)
+    float32, score: 1.0 where the file gives none)."""
     out: dict[str, list[_Face]] = {}
-    first = True
-    for n, fields in _rows(path):
-        if first and len(fields) > 1 and not _is_number(fields[1]):
-            first = False
+    for row, (n, fields) in enumerate(_rows(path)):
+        if row == 0 and len(fields) > 1 and not _is_number(fields[1]):
             continue  # a header line
-        first = False
         nums = fields[1:]
-        if len(nums) in (136, 137):
-            k = 136
-        elif len(nums) in (10, 11):
-            k = 10
-        else:
+        k = {10: 10, 11: 10, 136: 136, 137: 136}.get(len(nums))
+        if k is None:
             raise DataError(
                 f"{path}, line {n}: expected an image path then 10 numbers x1,y1,...,x5,y5 "
                 f"(or 136 for 68 points), optionally a score; got {len(nums)} values"

@@ -1,14 +1,9 @@
 """The ``--align`` options of ``facerec embed`` and ``facerec eval``, and the aligner they build.
 
-``--align`` detects and aligns raw photos on the fly with the code of ``facerec align`` (MTCNN,
-the ``facerec[align]`` extra): each image source is searched once (:func:`locate_faces`) and
-served warped onto the template the model declares (its ``Preprocess.align_template``): for the
-ArcFace template, the crops ``facerec align --size`` would write (:class:`AlignedImages`,
-default 112x112), which the embedding loop then brings to each model's input size with the
-model's resize mode, exactly as it does with crops read from disk (so ``--align`` gives what
-aligning first and evaluating the crops gives); for another template (dlib-r29's face chip),
-the chip at the model's input size, as ``facerec align --template dlib --size 150`` writes it.
-Images without a face are centre-cropped, counted, printed and stored in the report.
+``--align`` finds the faces of each image source once (MTCNN, ``facerec[align]``) and serves them
+warped onto the template the model declares: for ArcFace's, the crops ``facerec align --size``
+writes (then the model's resize, as for crops read from disk); for another (dlib-r29's chip),
+the chip at the model's input size. Images without a face are centre-cropped and counted.
 """
 
 from __future__ import annotations
@@ -29,16 +24,16 @@ __all__ = ["Aligner", "add_align_arguments", "aligner_from_args"]
 
 
 def add_align_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--align``, ``--align-size``, ``--align-keep``, ``--align-min-face``,
-    ``--align-threshold``."""
+    """Add ``--align`` and ``--align-{size,keep,min-face,threshold}``."""
     g = parser.add_argument_group("alignment of raw photos (needs facerec[align])")
-    g.add_argument(
+    add = g.add_argument
+    add(
         "--align",
         action="store_true",
         help="detect and align each image onto the 5-point template first (as facerec align); "
         "images without a face are centre-cropped and counted",
     )
-    g.add_argument(
+    add(
         "--align-size",
         nargs="+",
         type=int,
@@ -47,17 +42,12 @@ def add_align_arguments(parser: argparse.ArgumentParser) -> None:
         help="aligned crop HEIGHT [WIDTH] before the model's resize, as facerec align --size "
         "(default 112 112; 112 96 for SphereFace-style models)",
     )
-    g.add_argument(
-        "--align-keep",
-        choices=FACE_RULES,
-        default=DEFAULT_KEEP,
-        help=f"face to use when a photo has several, as facerec align --keep (default "
-        f"{DEFAULT_KEEP})",
+    keep_help = (
+        f"face to use when a photo has several, as facerec align --keep (default {DEFAULT_KEEP})"
     )
-    g.add_argument(
-        "--align-min-face", type=int, default=20, metavar="PX", help="smallest face (default 20)"
-    )
-    g.add_argument(
+    add("--align-keep", choices=FACE_RULES, default=DEFAULT_KEEP, help=keep_help)
+    add("--align-min-face", type=int, default=20, metavar="PX", help="smallest face (default 20)")
+    add(
         "--align-threshold",
         type=float,
         default=0.7,
@@ -69,18 +59,13 @@ def add_align_arguments(parser: argparse.ArgumentParser) -> None:
 class Aligner:
     """Finds the faces of image sources once and aligns them as each model expects.
 
-    Built from plain arguments (:func:`aligner_from_args` turns ``--align*`` options into them).
-
     Args:
         size: the ArcFace crop (height, width), as ``facerec align --size``; a model declaring
-            another template (e.g. dlib-r29's chip) is aligned at its own input size.
+            another template is aligned at its own input size.
         keep: a one-face rule of :data:`~facerec.align.pipeline.FACE_RULES`.
-        min_face: smallest face kept, pixels (at least 12).
-        threshold: the detector's minimum face probability.
+        min_face, threshold: smallest face kept (pixels, at least 12), face probability.
         device: the detector's device (None: the GPU when there is one).
         detector: a :class:`FaceDetector` to use instead of building MTCNN.
-        batch_size: images per detector call.
-        progress: show a progress bar while detecting.
     """
 
     def __init__(
@@ -126,7 +111,7 @@ class Aligner:
     def faces(self, key: str, images: ImageSource) -> FaceTable:
         """The faces of ``images`` (searched the first time ``key`` is asked for)."""
         if key not in self._tables:
-            table = locate_faces(
+            table = self._tables[key] = locate_faces(
                 images,
                 self.detector,
                 keep=self.keep,
@@ -135,7 +120,6 @@ class Aligner:
                 progress=self.progress,
                 desc=f"detecting faces ({key})",
             )
-            self._tables[key] = table
             n = table.count("no_face")
             if n:
                 print(
@@ -152,8 +136,8 @@ class Aligner:
         template = template_of(model)
         if template == DEFAULT_TEMPLATE:
             return template, self.size
-        size = tuple(int(v) for v in getattr(model, "preprocess", model).input_size)
-        return template, (size[0], size[1])
+        h, w = getattr(model, "preprocess", model).input_size[:2]
+        return template, (int(h), int(w))
 
     def wrap(self, key: str, images: ImageSource, model: Any = None) -> AlignedImages:
         """``images`` aligned as ``model`` expects (:meth:`crop_for`; None: the ArcFace crop of

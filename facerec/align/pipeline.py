@@ -20,7 +20,6 @@ __all__ = [
     "DEFAULT_KEEP",
     "FACE_RULES",
     "KEEP_POLICIES",
-    "STATUSES",
     "FaceChoice",
     "choose_faces",
     "detect_images",
@@ -33,21 +32,14 @@ FACE_RULES = ("framed", "insightface", "largest", "center")
 KEEP_POLICIES = (*FACE_RULES, "all")
 #: the default rule: the one that picked the subject most often (tools/bench/align_choice.py)
 DEFAULT_KEEP = "framed"
-#: per-image outcome written to align_report.csv
-STATUSES = ("ok", "no_face", "multiple", "unreadable")
 
 
 @dataclass(frozen=True)
 class FaceChoice:
-    """The outcome for one image.
-
-    Attributes:
-        status: ``ok`` (one face), ``multiple`` (several found; ``keep`` picked), ``no_face``.
-        found: number of faces found at least ``min_face`` pixels tall/wide.
-        kept: the kept faces' detections (boxes (K, 4), scores (K,), landmarks (K, 5, 2)).
-        margin: with several faces and a one-face rule, how far the chosen face's value is above
-            the runner-up's (:func:`face_values`, in units of the image's area); NaN otherwise.
-    """
+    """The outcome for one image: ``status`` (``ok``, ``multiple``: ``keep`` picked,
+    ``no_face``), ``found`` (faces at least ``min_face`` pixels), the ``kept`` detections and,
+    with several faces and a one-face rule, the ``margin`` of the chosen face's value over the
+    runner-up's (:func:`face_values`; NaN otherwise)."""
 
     status: str
     found: int
@@ -60,27 +52,20 @@ class FaceChoice:
         size: int | Sequence[int] = (112, 112),
         template: str = DEFAULT_TEMPLATE,
     ) -> list[np.ndarray]:
-        """The kept faces of ``image`` (H, W, 3) aligned onto ``template``: K crops (h, w, 3)
-        uint8."""
+        """The kept faces of ``image`` aligned onto ``template``: K crops (h, w, 3) uint8."""
         return [align_face(image, lm, size, template) for lm in self.kept.landmarks]
 
 
 def face_values(boxes: np.ndarray, image_shape: Sequence[int], rule: str) -> np.ndarray:
-    """How much each face box looks like the photo's subject under ``rule`` (higher: more).
+    """How much each face box looks like the photo's subject under ``rule`` (higher: more), in
+    units of the image area (H * W).
 
-    Values are in units of the image area (H * W), so margins compare across photo sizes.
-
-    - ``largest``: the box area.
-    - ``center``: minus the squared distance of the box centre from the image centre.
-    - ``insightface``: area minus twice that squared distance, the rule of insightface's
-      ``FaceAnalysis.get(max_num=...)`` and facenet's ``align_dataset_mtcnn``.
-    - ``framed`` (default): the area of the box inside the frame minus the squared distance
-      (weight 1, not 2): a face cut by the frame edge counts only what the photo shows of it
-      (detector boxes of cut faces reach far outside, x = -105 on LFW), and a larger subject
-      off the centre (a portrait by the rule of thirds) beats a small face behind it near the
-      centre. On composites of real faces it chose the subject in 97.6% of the photos with
-      several faces, insightface's rule in 94.8%, largest in 67.2%
-      (``tools/bench/align_choice.py --seed 1``, 400 scenes).
+    ``largest``: the box area; ``center``: minus the squared distance of the box centre from the
+    image centre; ``insightface``: area minus twice that (insightface's ``FaceAnalysis.get``,
+    facenet's ``align_dataset_mtcnn``); ``framed``: the box area inside the frame minus the
+    squared distance, so a face cut by the frame counts only what the photo shows. It chose the
+    subject in 97.6% of composites with several faces, insightface's rule in 94.8%, largest in
+    67.2% (``tools/bench/align_choice.py --seed 1``, 400 scenes).
     """
     if rule not in FACE_RULES:
         raise ConfigError(f"unknown --keep {rule!r}; expected one of {', '.join(KEEP_POLICIES)}")
@@ -100,21 +85,16 @@ def choose_faces(
     keep: str = DEFAULT_KEEP,
     min_face: float = 0.0,
 ) -> FaceChoice:
-    """Pick the face(s) to keep among an image's detections.
+    """Pick the face(s) to keep among an image's detections (best score first).
 
-    Args:
-        det: the image's detections (best score first).
-        image_shape: (H, W, ...) of the image.
-        keep: a rule of :func:`face_values` (the face with the highest value; ties: the
-            better detector score) or ``all`` (every face, best score first).
-        min_face: faces whose box is smaller than this (min of width and height, pixels) are
-            ignored.
+    ``keep``: a rule of :func:`face_values` (the highest value; ties: the better score) or
+    ``all``; faces whose box side is below ``min_face`` pixels are ignored.
     """
     if keep not in KEEP_POLICIES:
         raise ConfigError(f"unknown --keep {keep!r}; expected one of {', '.join(KEEP_POLICIES)}")
     b = det.boxes
-    wh = np.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1) if len(det) else np.zeros((0, 2))
-    idx = np.flatnonzero(wh.min(axis=1) >= min_face) if len(det) else np.zeros(0, np.int64)
+    side = np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) if len(det) else np.zeros(0)
+    idx = np.flatnonzero(side >= min_face)
     n = int(idx.size)
     if n == 0:
         return FaceChoice("no_face", 0, Detections.empty())

@@ -1,11 +1,9 @@
 """Align any image source on the fly: ``facerec embed/eval --align`` and IJB's given landmarks.
 
-:func:`locate_faces` runs the detector over an :class:`~facerec.data.sources.ImageSource` once,
-in batches, and keeps one face per image (the same choice and landmarks as ``facerec align``);
-:class:`AlignedImages` then serves each image warped onto a template (the model's) at a size,
-so several models share one detection pass. An image where no face is found is centre-cropped
-(the published verification protocols' fallback: the pair is kept, never dropped) and counted.
-Landmarks that come with a benchmark (IJB-B/C) make a table with :meth:`FaceTable.given`.
+:func:`locate_faces` detects the faces of an :class:`~facerec.data.sources.ImageSource` once
+and keeps one per image (as ``facerec align`` chooses); :class:`AlignedImages` serves each image
+warped onto a template at a size, so several models share one detection pass. An image without
+a face is centre-cropped (the verification protocols' fallback: the pair is kept) and counted.
 """
 
 from __future__ import annotations
@@ -29,12 +27,8 @@ __all__ = ["AlignedImages", "FaceTable", "locate_faces"]
 
 @dataclass(frozen=True)
 class FaceTable:
-    """One face per image of a source.
-
-    Attributes:
-        landmarks: (M, 5, 2) float32; NaN rows where no face was found or the image is unreadable.
-        status: (M,) str: ``ok``, ``multiple`` (the ``keep`` choice), ``no_face``, ``unreadable``.
-    """
+    """One face per image of a source: ``landmarks`` (M, 5, 2) float32 (NaN rows: none) and
+    ``status`` (M,) str: ``ok``, ``multiple`` (the ``keep`` choice), ``no_face``, ``unreadable``."""
 
     landmarks: np.ndarray
     status: np.ndarray
@@ -57,9 +51,9 @@ class FaceTable:
 
     def summary(self) -> dict[str, int]:
         """Counts for the report: images, ok, multiple, no_face (centre-cropped), unreadable."""
-        out = {"images": len(self)}
-        out.update({s: self.count(s) for s in ("ok", "multiple", "no_face", "unreadable")})
-        return out
+        return {"images": len(self)} | {
+            s: self.count(s) for s in ("ok", "multiple", "no_face", "unreadable")
+        }
 
 
 def _read(images: ImageSource, i: int) -> np.ndarray | None:
@@ -80,13 +74,10 @@ def locate_faces(
     progress: bool = False,
     desc: str = "detecting faces",
 ) -> FaceTable:
-    """Detect the faces of every image of ``images`` (M images) and keep one each.
-
-    ``keep`` is a rule of :data:`~facerec.align.pipeline.FACE_RULES` (one face per image;
-    ``all`` is for ``facerec align``).
-    Images that do not read are marked ``unreadable`` here; reading them again (when embedding)
-    raises their error, so the caller's bad-image policy applies unchanged.
-    """
+    """Detect the faces of the M images and keep one each (``keep``: a rule of
+    :data:`~facerec.align.pipeline.FACE_RULES`). Images that do not read are marked
+    ``unreadable``; reading them again when embedding raises their error, so the caller's
+    bad-image policy applies."""
     if keep not in FACE_RULES:
         raise ConfigError(
             f"--align-keep must be one of {', '.join(FACE_RULES)} (one face per image), "
@@ -94,7 +85,7 @@ def locate_faces(
         )
     m = len(images)
     landmarks = np.full((m, 5, 2), np.nan, np.float32)
-    status = np.empty(m, dtype=object)
+    status = np.full(m, "unreadable", dtype=object)  # until the image is read
     bar = None
     if progress:
         from tqdm import tqdm
@@ -106,9 +97,6 @@ def locate_faces(
             loaded = list(pool.map(lambda i: _read(images, i), idx))
             good = [k for k, im in enumerate(loaded) if im is not None]
             dets = detect_images(detector, [loaded[k] for k in good], max_side=max_side)
-            for k, i in enumerate(idx):
-                if loaded[k] is None:
-                    status[i] = "unreadable"
             for k, det in zip(good, dets, strict=True):
                 choice = choose_faces(det, loaded[k].shape, keep, min_face)
                 status[start + k] = choice.status
@@ -122,13 +110,9 @@ def locate_faces(
 
 
 class AlignedImages:
-    """An :class:`ImageSource` of aligned crops: ``src[i]`` -> RGB uint8 (h, w, 3).
-
-    Image ``i`` of ``images`` warped with ``faces.landmarks[i]`` onto ``template``
-    (:data:`~facerec.align.transform.TEMPLATES`) at ``size`` (h, w); where no face was found, the
-    image centre-cropped to ``size`` (aspect kept). The one aligned source of ``--align`` and of
-    IJB (its landmarks given: :meth:`FaceTable.given`).
-    """
+    """An :class:`ImageSource` of aligned crops: image ``i`` warped with ``faces.landmarks[i]``
+    onto ``template`` at ``size`` (h, w), RGB uint8; where no face was found, the image
+    centre-cropped to ``size`` (aspect kept). Used by ``--align`` and IJB."""
 
     def __init__(
         self,
@@ -151,8 +135,7 @@ class AlignedImages:
         return len(self.images)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        img = self.images[i]
-        lm = self.faces.landmarks[i]
+        img, lm = self.images[i], self.faces.landmarks[i]
         if np.isfinite(lm).all():
             return align_face(img, lm, self.size, self.template)
         return fit_to_size(img, self.size, "center_crop")

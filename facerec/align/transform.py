@@ -1,27 +1,17 @@
 """Five-point face alignment: the templates (ArcFace, dlib's face chip), Umeyama's similarity
-estimate and the warp.
+estimate and the warp (numpy + OpenCV).
 
-Pure numpy + OpenCV (always installed). Landmark order everywhere: left eye, right eye, nose tip,
-left mouth corner, right mouth corner, "left"/"right" as seen in the image. Points are (x, y) in
-pixels.
+Landmark order everywhere: left eye, right eye, nose tip, left and right mouth corner (as seen
+in the image), (x, y) pixels. The estimate is Umeyama (1991), as scikit-image's
+``SimilarityTransform.estimate`` that insightface uses: ``sigma2 = mean |Xc|^2``,
+``Sigma = Yc^T Xc / N = U D V^T``, ``S = diag(1, det(U) det(V))``, ``R = U S V^T``,
+``c = tr(D S) / sigma2``, ``t = my - c R mx``; the warp is ``[c R | t]``.
 
-The estimate is Umeyama (1991), as scikit-image's ``SimilarityTransform.estimate`` which
-insightface uses: for source X and destination Y (N, 2) with means mx, my and centred Xc, Yc,
-``sigma2 = mean |Xc|^2``, ``Sigma = Yc^T Xc / N = U D V^T``, ``S = diag(1, det(U) det(V))``,
-``R = U S V^T``, ``c = tr(D S) / sigma2``, ``t = my - c R mx``; the warp matrix is ``[c R | t]``.
-
-A model declares its template by name (:data:`TEMPLATES`, recorded in its
-:class:`~facerec.inference.Preprocess` as ``align_template``):
-
-* ``arcface``: insightface's ``arcface_dst`` scaled to the crop (:func:`arcface_template`);
-* ``dlib``: dlib's face chip (``get_face_chip_details(shape, 150, 0.25)``, what dlib's face
-  ResNet was trained on). dlib places a face by its own landmarks (eye corners and the base of
-  the nose of ``shape_predictor_5_face_landmarks``, :func:`dlib_chip_points`), which MTCNN does
-  not give. :func:`dlib_template` therefore places MTCNN's five points where they sit on dlib's
-  mean face (the 68-point ``mean_face_shape`` of ``get_face_chip_details``, in the same unit
-  square as the 5-point template): eye centres (mean of the corners 36, 39 and 42, 45), nose tip
-  30, mouth corners 48, 54, padded and scaled as dlib pads its template. Measured against dlib's
-  own chips on ORL by ``tools/bench/align_dlib_chip.py``.
+A model declares its template (:data:`TEMPLATES`, ``Preprocess.align_template``): ``arcface``,
+insightface's ``arcface_dst`` scaled to the crop; ``dlib``, dlib's face chip
+(``get_face_chip_details(shape, 150, 0.25)``), with MTCNN's five points placed where they sit
+on dlib's 68-point mean face (:func:`dlib_template`; dlib's own 5 points are
+:func:`dlib_chip_points`). Measured against dlib's chips by ``tools/bench/align_dlib_chip.py``.
 """
 
 from __future__ import annotations
@@ -63,12 +53,11 @@ ARCFACE_TEMPLATE_112 = np.array(
 
 #: the alignment templates a model can declare (``Preprocess.align_template``)
 TEMPLATES = ("arcface", "dlib")
-#: the template of a model that declares none (every checkpoint written before templates)
+#: the template of a model that declares none
 DEFAULT_TEMPLATE = "arcface"
 
-#: dlib's 5-point template (``get_face_chip_details`` for ``shape_predictor_5_face_landmarks``:
-#: outer and inner corner of the eye on the image's right, outer and inner corner of the other
-#: eye, base of the nose) in the unit square before padding
+#: dlib's 5-point template (``shape_predictor_5_face_landmarks``: outer and inner corner of the
+#: eye on the image's right, of the other eye, base of the nose), unit square before padding
 DLIB_TEMPLATE_5 = np.array(
     [
         [0.8595674595992, 0.2134981538014],
@@ -78,9 +67,8 @@ DLIB_TEMPLATE_5 = np.array(
         [0.4901123135679, 0.6277975316475],
     ]
 )
-#: dlib's mean face (``get_face_chip_details``' ``mean_face_shape_x/y``) at the five points of
-#: MTCNN's order: eye centres (mean of 68-point corners 36 and 39, 42 and 45), nose tip (30),
-#: mouth corners (48, 54); same unit square as :data:`DLIB_TEMPLATE_5`
+#: dlib's mean face (``mean_face_shape_x/y``) at MTCNN's five points: eye centres (68-point
+#: corners 36 and 39, 42 and 45), nose tip (30), mouth corners (48, 54); same unit square
 DLIB_MEAN_FACE_5 = np.array(
     [
         [(0.121737 + 0.334606) / 2, (0.216423 + 0.231733) / 2],
@@ -116,25 +104,23 @@ def crop_size(values: Sequence[int], flag: str = "--size") -> tuple[int, int]:
 
 
 def arcface_template(size: int | Sequence[int] = (112, 112)) -> np.ndarray:
-    """The 5-point template (5, 2) float32 (x, y) for an output crop of ``size`` = (height, width).
+    """The 5-point template (5, 2) float32 (x, y) for a crop of ``size`` = (height, width).
 
-    Square crops scale insightface's 112x112 template by ``side / 112``. A crop 8/7 times as tall
-    as wide (the SphereFace 112x96 crop, or e.g. 64x56) is the 112x112 crop with 8/112 of the
-    width cut on each side: the template scaled by ``height / 112`` with x shifted left by
-    ``8 * height / 112`` (x - 8 at 112x96). Other aspect ratios are refused (no published template).
+    Square crops scale insightface's 112x112 template by ``side / 112``. A crop of height:width
+    112:96 (SphereFace's) is the 112x112 crop with 8/112 of the width cut on each side. Other
+    aspect ratios are refused (no published template).
     """
     h, w = _size_hw(size)
+    if w != h and w * 112 != h * 96:
+        raise ConfigError(
+            f"no alignment template for a {h}x{w} crop; expected a square size (e.g. 112x112, "
+            "64x64) or the SphereFace height:width of 112:96 (e.g. 112x96)"
+        )
     s = h / 112.0
-    if w == h:
-        return (ARCFACE_TEMPLATE_112 * np.float32(s)).astype(np.float32)
-    if w * 112 == h * 96:
-        out = ARCFACE_TEMPLATE_112 * np.float32(s)
+    out = ARCFACE_TEMPLATE_112 * np.float32(s)
+    if w != h:
         out[:, 0] -= np.float32(8.0 * s)
-        return out.astype(np.float32)
-    raise ConfigError(
-        f"no alignment template for a {h}x{w} crop; expected a square size (e.g. 112x112, 64x64) "
-        "or the SphereFace height:width of 112:96 (e.g. 112x96)"
-    )
+    return out.astype(np.float32)
 
 
 def _dlib_pad(unit: np.ndarray, size: int, padding: float) -> np.ndarray:
@@ -159,12 +145,11 @@ def dlib_template(
 
 
 def template_points(template: str, size: int | Sequence[int]) -> np.ndarray:
-    """The (5, 2) float32 destination points of ``template`` (:data:`TEMPLATES`) for a crop of
-    ``size``; an unknown name or a size the template has no form for is a :class:`ConfigError`."""
-    if template == "arcface":
-        return arcface_template(size)
-    if template == "dlib":
-        return dlib_template(size)
+    """The (5, 2) float32 points of ``template`` (:data:`TEMPLATES`) for a crop of ``size``;
+    ConfigError for an unknown name or a size the template has no form for."""
+    make = {"arcface": arcface_template, "dlib": dlib_template}.get(template)
+    if make is not None:
+        return make(size)
     raise ConfigError(
         f"unknown alignment template {template!r}; expected one of {', '.join(TEMPLATES)}"
     )
@@ -188,16 +173,8 @@ def _points(pts: np.ndarray, name: str, n: int | None = None) -> np.ndarray:
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The least-squares similarity transform mapping ``src`` onto ``dst``.
-
-    Args:
-        src: (N, 2) source points (x, y), N >= 2 (e.g. detected landmarks).
-        dst: (N, 2) destination points (e.g. :func:`arcface_template`).
-
-    Returns:
-        (2, 3) float64 matrix ``[c R | t]`` with ``dst ~ c R src + t`` (reflection excluded),
-        ready for ``cv2.warpAffine``.
-    """
+    """The least-squares similarity transform mapping ``src`` onto ``dst`` ((N, 2) (x, y),
+    N >= 2): a (2, 3) float64 ``[c R | t]`` with ``dst ~ c R src + t`` (no reflection)."""
     x = _points(src, "source landmarks")
     y = _points(dst, "destination landmarks", x.shape[0])
     n = x.shape[0]
@@ -233,10 +210,7 @@ def reduce_68_to_5(pts: np.ndarray) -> np.ndarray:
     mean of 36 and 39 (left eye), mean of 42 and 45 (right eye), 30 (nose tip), 48 and 54 (mouth
     corners), 0-based indices."""
     p = _points(pts, "68-point landmarks", 68)
-    out = np.stack(
-        [(p[36] + p[39]) / 2.0, (p[42] + p[45]) / 2.0, p[30], p[48], p[54]],
-        axis=0,
-    )
+    out = np.stack([(p[36] + p[39]) / 2.0, (p[42] + p[45]) / 2.0, p[30], p[48], p[54]])
     return out.astype(np.float32)
 
 
@@ -255,18 +229,9 @@ def align_face(
     size: int | Sequence[int] = (112, 112),
     template: str = DEFAULT_TEMPLATE,
 ) -> np.ndarray:
-    """Warp a face onto an alignment template (the ArcFace one by default).
-
-    Args:
-        image: (H, W, 3) uint8 image (any channel order; kept as given) or (H, W) grey.
-        landmarks: (5, 2) landmarks in image pixels (left eye, right eye, nose, mouth L, mouth R).
-        size: output (height, width) or one side; see :func:`arcface_template`.
-        template: a name of :data:`TEMPLATES` (:func:`template_points`).
-
-    Returns:
-        (h, w, 3) uint8 aligned crop (same channels as ``image``); pixels from outside the
-        image are 0 (``cv2.warpAffine``, bilinear, constant border 0).
-    """
+    """Warp the face of ``image`` ((H, W, 3) uint8, any channel order, or (H, W) grey) with
+    (5, 2) ``landmarks`` onto ``template`` at ``size`` (h, w) or one side: an (h, w, 3) uint8
+    crop (bilinear; pixels from outside the image are 0)."""
     img = np.asarray(image)
     if img.ndim not in (2, 3) or img.shape[0] < 1 or img.shape[1] < 1:
         raise DataError(f"an image must be (H, W, 3) or (H, W), got shape {img.shape}")
