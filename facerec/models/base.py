@@ -13,34 +13,26 @@ from facerec.errors import ConfigError
 class Backbone(nn.Module):
     """Base class of the embedding networks (backbone + embedding head: what is exported).
 
-    Subclasses set ``embedding_dim`` and ``input_size`` (height, width), declare what else
-    their input needs (class attributes below, :meth:`preprocessing`) and implement
-    ``forward``: (B, 3, H, W) float, ``(x − input_mean)/input_std`` -> (B, D) float, not
-    normalised; or, as the built-in backbones, ``forward_features`` (the trunk) and an embedding
-    ``head`` that the inherited ``forward`` chains.
+    Subclasses set ``embedding_dim`` and ``input_size`` (height, width) and implement
+    ``forward`` ((B, 3, H, W) ``(x − input_mean)/input_std`` -> (B, D), not normalised) or
+    ``forward_features`` and an embedding ``head``, which the inherited ``forward`` chains.
     """
 
     embedding_dim: int
     input_size: tuple[int, int]
     head: nn.Module
 
-    #: What the network expects of its input, read by ``Preprocess.for_backbone`` into the
-    #: record written to checkpoints and ONNX metadata; a subclass overrides what differs.
-    #: ``input_mean``/``input_std`` are per channel, pixel units (0..255), in
-    #: ``input_channel_order``; ``align_template`` names the 5-point template of its crops
-    #: (``facerec.align.transform.TEMPLATES``: "arcface", or "dlib" for dlib's face chip).
-    #: Training feeds every backbone (x − 127.5)/127.5 RGB (``facerec.data.datasets.
-    #: normalize_images``), so a trainable backbone with other statistics converts inside
-    #: ``forward`` (as :class:`~facerec.models.DlibResNet` does) until training reads these.
+    #: What the network expects of its input (recorded by ``Preprocess.for_backbone``): mean and
+    #: std per channel in pixel units, and the 5-point template of its crops
+    #: (``facerec.align.transform.TEMPLATES``). Training feeds (x − 127.5)/127.5 RGB, so a
+    #: backbone with other statistics converts inside ``forward`` (as DlibResNet does).
     input_channel_order: str = "RGB"
     input_mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
     input_std: tuple[float, float, float] = (127.5, 127.5, 127.5)
     align_template: str = "arcface"
 
     def preprocessing(self) -> dict[str, Any]:
-        """The network's declared preprocessing as plain values: ``input_size``,
-        ``embedding_dim``, ``channel_order``, ``mean``, ``std``, ``align_template`` (the keys of
-        ``facerec.inference.Preprocess``)."""
+        """The declared preprocessing (the keys of ``facerec.inference.Preprocess``)."""
         return {
             "input_size": tuple(self.input_size),
             "embedding_dim": int(self.embedding_dim),
@@ -61,15 +53,15 @@ class Backbone(nn.Module):
         return self.head(self.forward_features(x))
 
     def stages(self) -> list[list[nn.Module]]:
-        """The trunk's stages, input side first (the stem is part of the first); used to freeze
-        the first N stages when fine-tuning. The embedding head (``head``) is not a stage."""
+        """The trunk's stages, input side first (the stem in the first, not ``head``), for
+        freezing the first N when fine-tuning."""
         raise ConfigError(
             f"{type(self).__name__} does not list its stages; freeze the whole trunk "
             "(model.freeze.stages: null) instead of its first N stages"
         )
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise a clear :class:`ConfigError` when ``x`` is not (B, 3, H, W) at the input size."""
+        """Raise :class:`ConfigError` when ``x`` is not (B, 3, H, W) at the input size."""
         if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != tuple(self.input_size):
             h, w = self.input_size
             raise ConfigError(

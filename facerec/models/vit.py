@@ -1,89 +1,43 @@
-"""Vision Transformer (ViT) backbones of insightface arcface_torch (``vit_t/s/b/l``).
+"""Vision Transformer (ViT) backbones of insightface arcface_torch (``vit_t/s/b/l``, VARIANTS).
 
-Layout (insightface ``backbones/vit.py``, the WebFace42M models): a patch embedding (a conv with
-kernel = stride = ``patch_size``, 9 at 112×112, so 12×12 = 144 patches from the top-left 108×108
-pixels) plus a learned position embedding (no class token); ``depth`` pre-norm blocks
-(LayerNorm → multi-head self-attention, LayerNorm → MLP with ReLU6, each residual with stochastic
-depth); a final LayerNorm; then the feature head on all patch tokens flattened:
-Linear(N·C → C, no bias) → BN1d → Linear(C → D, no bias) → BN1d (eps 2e-5).
+Layout (insightface ``backbones/vit.py``): a patch embedding (kernel = stride = ``patch_size``,
+9 at 112×112: 12×12 patches of the top-left 108×108 pixels) plus a learned position embedding
+(no class token); ``depth`` pre-norm blocks (attention and a ReLU6 MLP, each residual with
+stochastic depth); a final LayerNorm; then a head on all tokens flattened: Linear(N·C → C) →
+BN1d → Linear(C → D) → BN1d (no biases, eps 2e-5). In training a random ``mask_ratio`` of the
+patches is dropped per sample after the position embedding and refilled with a learned
+``mask_token`` after the final norm.
 
-Patch masking (training only, as arcface_torch): after the position embedding a random
-``mask_ratio`` of the patches is dropped per sample; the blocks see the rest; after the final
-norm the dropped positions are filled with a learned ``mask_token``, so the head sees N tokens.
-
-=========  =========  =====  =====  =========  ==========  =============================
-variant    embed_dim  depth  heads  drop_path  mask_ratio  insightface name
-=========  =========  =====  =====  =========  ==========  =============================
-vit_t      256        12     8      0.1        0.1         ``vit_t``
-vit_s      512        12     8      0.1        0.1         ``vit_s``
-vit_b      512        24     8      0.1        0.1         ``vit_b`` (checkpointing)
-vit_l      768        24     8      0.05       0.05        ``vit_l_dp005_mask_005``
-=========  =========  =====  =====  =========  ==========  =============================
-
-At 112×112 with D = 512: vit_t 19.1M parameters, 1.5 GFLOPs (multiply-adds, attention
-included); see ``tests/models/test_vit.py``.
-
-Numerics as insightface's: attention scores, softmax and the weighted sum run in float32 even
-under autocast (their ``autocast(False)`` block), and the final norm takes float32. Two
-deliberate differences: (1) insightface forces fp16 autocast on for qkv, proj and the MLP even in
-an fp32 run; here those follow the ambient precision (``trainer.precision``); (2) its
-``random_masking`` is always called with its default ratio 0.1 whatever ``mask_ratio`` says
-(``mask_ratio`` only switches it on); here ``mask_ratio`` is the ratio. The two agree for
-vit_t/s/b (0.1); vit_l masks 5% here, 10% in insightface.
-
-Module names are insightface's except three, mapped by :meth:`ViT.load_insightface_state_dict`:
-their ``feature`` head is ``head``, their top-level ``pos_embed`` is ``patch_embed.pos_embed``
-and ``mask_token`` is ``masking.mask_token`` (so every parameter sits in a sub-module, and
-freezing the trunk or its first stages freezes them too).
+Numerics as insightface's (attention in float32 even under autocast) except: qkv, proj and the
+MLP follow the ambient precision (insightface forces fp16), and ``mask_ratio`` is the ratio
+(insightface masks 10% whenever it is non-zero, so vit_l masks 5% here). Module names are
+insightface's except ``feature`` (``head``), ``pos_embed`` (``patch_embed.pos_embed``) and
+``mask_token`` (``masking.mask_token``), mapped by :meth:`ViT.load_insightface_state_dict`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from torchvision.ops import StochasticDepth
 
 from facerec.errors import ConfigError
 from facerec.models.base import Backbone
 
-#: variant -> constructor arguments (arcface_torch ``backbones/__init__.py`` ``get_model``)
+#: variant -> constructor arguments (arcface_torch ``get_model``; all with 8 heads, the default)
 VARIANTS: dict[str, dict[str, Any]] = {
-    "vit_t": dict(embed_dim=256, depth=12, num_heads=8, drop_path_rate=0.1, mask_ratio=0.1),
-    "vit_s": dict(embed_dim=512, depth=12, num_heads=8, drop_path_rate=0.1, mask_ratio=0.1),
-    "vit_b": dict(
-        embed_dim=512, depth=24, num_heads=8, drop_path_rate=0.1, mask_ratio=0.1, checkpointing=True
-    ),
+    "vit_t": dict(embed_dim=256, depth=12, drop_path_rate=0.1, mask_ratio=0.1),
+    "vit_s": dict(embed_dim=512, depth=12, drop_path_rate=0.1, mask_ratio=0.1),
+    "vit_b": dict(embed_dim=512, depth=24, drop_path_rate=0.1, mask_ratio=0.1, checkpointing=True),
     "vit_l": dict(
-        embed_dim=768,
-        depth=24,
-        num_heads=8,
-        drop_path_rate=0.05,
-        mask_ratio=0.05,
-        checkpointing=True,
+        embed_dim=768, depth=24, drop_path_rate=0.05, mask_ratio=0.05, checkpointing=True
     ),
 }
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: in training, zero a sample's residual branch with probability ``p``
-    and scale the kept ones by 1/(1 − p) (timm's ``DropPath``). (B, ...) -> (B, ...)."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = float(p)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        r = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * r.div_(keep)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class PatchNorm(nn.Module):
@@ -118,12 +72,7 @@ class Attention(nn.Module):
     """Multi-head self-attention; scores, softmax and the weighted sum in float32."""
 
     def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        qkv_bias: bool = False,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
+        self, dim: int, num_heads: int, qkv_bias: bool, attn_drop: float, proj_drop: float
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -156,25 +105,25 @@ class Attention(nn.Module):
 
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)), each branch
-    through stochastic depth."""
+    through stochastic depth; ``norm()`` makes a norm layer."""
 
     def __init__(
         self,
         dim: int,
         num_heads: int,
-        num_patches: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = False,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        norm_layer: str = "ln",
+        norm: Callable[[], nn.Module],
+        mlp_ratio: float,
+        qkv_bias: bool,
+        drop: float,
+        attn_drop: float,
+        drop_path: float,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim) if norm_layer == "ln" else PatchNorm(num_patches)
+        self.norm1 = norm()
         self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim) if norm_layer == "ln" else PatchNorm(num_patches)
+        # timm's DropPath: a sample's branch zeroed with probability p, the others scaled 1/(1 − p)
+        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+        self.norm2 = norm()
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -233,28 +182,16 @@ class PatchMasking(nn.Module):
 
 
 class ViT(Backbone):
-    """Vision Transformer embedding network (insightface arcface_torch ``vit_*``).
+    """Vision Transformer embedding network: (B, 3, H, W) in [-1, 1] -> (B, embedding_dim).
 
     Args:
-        embedding_dim: size D of the output embedding (insightface's ``num_features``, 512).
-        input_size: (height, width) of the input; 112×112 in insightface's models.
-        patch_size: side of the square patches (9: 12×12 patches at 112×112).
-        embed_dim: token width C (256 vit_t, 512 vit_s/vit_b, 768 vit_l).
-        depth: number of transformer blocks (12 vit_t/vit_s, 24 vit_b/vit_l).
-        num_heads: attention heads; must divide ``embed_dim`` (8 in every insightface variant).
-        mlp_ratio: MLP hidden width / C (4).
-        qkv_bias: bias on the query/key/value projection (False in insightface).
-        drop_rate: dropout after the position embedding, in the MLP and after attention's
-            projection (0).
-        attn_drop_rate: dropout on the attention weights (0).
+        embed_dim: token width C; ``num_heads`` must divide it.
+        drop_rate: dropout after the position embedding, in the MLP and after attention.
         drop_path_rate: stochastic depth of the last block, linearly from 0 at the first.
-        norm_layer: "ln" (LayerNorm over C, every insightface variant) or "bn" (BatchNorm
-            over the patch axis, insightface's ``VITBatchNorm``; needs ``mask_ratio: 0``).
+        norm_layer: "ln" (LayerNorm) or "bn" (BatchNorm over the patch axis, insightface's
+            ``VITBatchNorm``; needs ``mask_ratio: 0``).
         mask_ratio: fraction of patches masked per sample in training (0 = off).
-        checkpointing: recompute each block's activations in backward (activation
-            checkpointing, insightface's ``using_checkpoint``) to save memory.
-
-    Shapes: (B, 3, H, W) float in [-1, 1] -> (B, embedding_dim).
+        checkpointing: activation checkpointing of each block (insightface's ``using_checkpoint``).
     """
 
     def __init__(
@@ -276,12 +213,33 @@ class ViT(Backbone):
     ) -> None:
         super().__init__()
         size = (int(input_size[0]), int(input_size[1]))
-        _check_config(size, patch_size, embed_dim, depth, num_heads, norm_layer, mask_ratio)
-        for name, p in (
-            ("drop_rate", drop_rate),
-            ("attn_drop_rate", attn_drop_rate),
-            ("drop_path_rate", drop_path_rate),
-        ):
+        if patch_size < 1 or min(size) < patch_size:
+            raise ConfigError(
+                f"ViT patch_size {patch_size} with input_size {list(size)}: expected "
+                f"1 <= patch_size <= the input's smaller side"
+            )
+        if depth < 1 or num_heads < 1 or embed_dim < 1 or embed_dim % num_heads:
+            raise ConfigError(
+                f"ViT depth {depth}, embed_dim {embed_dim}, num_heads {num_heads}: expected "
+                "depth >= 1 and embed_dim a multiple of num_heads"
+            )
+        if norm_layer not in ("ln", "bn"):
+            raise ConfigError(f"ViT norm_layer {norm_layer!r}: expected 'ln' or 'bn'")
+        n = (size[0] // patch_size) * (size[1] // patch_size)
+        if not 0 <= mask_ratio < 1 or (mask_ratio > 0 and int(n * (1 - mask_ratio)) < 1):
+            raise ConfigError(
+                f"ViT mask_ratio {mask_ratio} with {n} patches: expected 0 <= mask_ratio < 1 "
+                "leaving at least one patch"
+            )
+        if norm_layer == "bn" and mask_ratio > 0:
+            raise ConfigError(
+                "ViT norm_layer 'bn' normalises each patch position, so it cannot see a masked "
+                f"sequence; set mask_ratio: 0 (got {mask_ratio}) or norm_layer: ln"
+            )
+        drops = dict(
+            drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate
+        )
+        for name, p in drops.items():
             if not 0 <= p < 1:
                 raise ConfigError(f"ViT {name} is {p}; expected 0 <= {name} < 1")
         self.embedding_dim = int(embedding_dim)
@@ -291,21 +249,17 @@ class ViT(Backbone):
         self.patch_embed = PatchEmbed(size, int(patch_size), self.embed_dim, drop_rate)
         n = self.num_patches = self.patch_embed.num_patches
         rates = [float(r) for r in torch.linspace(0, drop_path_rate, depth, device="cpu")]
+
+        def norm() -> nn.Module:
+            return nn.LayerNorm(self.embed_dim) if norm_layer == "ln" else PatchNorm(n)
+
         self.blocks = nn.ModuleList(
             Block(
-                self.embed_dim,
-                num_heads,
-                n,
-                mlp_ratio,
-                qkv_bias,
-                drop_rate,
-                attn_drop_rate,
-                r,
-                norm_layer,
+                self.embed_dim, num_heads, norm, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, r
             )
             for r in rates
         )
-        self.norm = nn.LayerNorm(self.embed_dim) if norm_layer == "ln" else PatchNorm(n)
+        self.norm = norm()
         self.masking = PatchMasking(self.embed_dim, mask_ratio)
         self.head = nn.Sequential(
             nn.Linear(self.embed_dim * n, self.embed_dim, bias=False),
@@ -354,12 +308,8 @@ class ViT(Backbone):
         ]
 
     def load_insightface_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Load a state dict saved by insightface's arcface_torch ``VisionTransformer`` (strict).
-
-        Their ``feature`` head is ``head`` here, ``pos_embed`` is ``patch_embed.pos_embed`` and
-        ``mask_token`` is ``masking.mask_token``. Raises torch's error on a missing/unexpected
-        key or a shape mismatch (``model.init_from`` turns that into a :class:`ConfigError`).
-        """
+        """Load a state dict saved by insightface's ``VisionTransformer`` (strict; torch's error
+        on a missing/unexpected key or a shape mismatch)."""
         self.load_state_dict({_facerec_name(k): v for k, v in state_dict.items()}, strict=True)
 
 
@@ -370,45 +320,9 @@ def _facerec_name(key: str) -> str:
     return {"pos_embed": "patch_embed.pos_embed", "mask_token": "masking.mask_token"}.get(key, key)
 
 
-def _check_config(
-    size: tuple[int, int],
-    patch_size: int,
-    embed_dim: int,
-    depth: int,
-    num_heads: int,
-    norm_layer: str,
-    mask_ratio: float,
-) -> None:
-    """Raise :class:`ConfigError` naming the first ViT argument no network can be built from."""
-    if patch_size < 1 or min(size) < patch_size:
-        raise ConfigError(
-            f"ViT patch_size {patch_size} with input_size {list(size)}: expected "
-            f"1 <= patch_size <= the input's smaller side"
-        )
-    if depth < 1 or num_heads < 1 or embed_dim < 1 or embed_dim % num_heads:
-        raise ConfigError(
-            f"ViT depth {depth}, embed_dim {embed_dim}, num_heads {num_heads}: expected "
-            "depth >= 1 and embed_dim a multiple of num_heads"
-        )
-    if norm_layer not in ("ln", "bn"):
-        raise ConfigError(f"ViT norm_layer {norm_layer!r}: expected 'ln' or 'bn'")
-    n = (size[0] // patch_size) * (size[1] // patch_size)
-    if not 0 <= mask_ratio < 1 or (mask_ratio > 0 and int(n * (1 - mask_ratio)) < 1):
-        raise ConfigError(
-            f"ViT mask_ratio {mask_ratio} with {n} patches: expected 0 <= mask_ratio < 1 "
-            "leaving at least one patch"
-        )
-    if norm_layer == "bn" and mask_ratio > 0:
-        raise ConfigError(
-            "ViT norm_layer 'bn' normalises each patch position, so it cannot see a masked "
-            f"sequence; set mask_ratio: 0 (got {mask_ratio}) or norm_layer: ln"
-        )
-
-
 def insightface_vit_layout(state: dict[str, torch.Tensor]) -> tuple[str, str] | None:
     """Recognise an insightface ViT state dict: (readable name, the model.backbone config that
-    takes it), or None for any other dict. ``num_heads`` is not stored in the file (it changes
-    no shape); every insightface variant uses 8, which :class:`ViT` defaults to."""
+    takes it; ``num_heads``, not in the file, is left at 8), or None for any other dict."""
     need = ("patch_embed.proj.weight", "pos_embed", "mask_token", "feature.2.weight")
     if not all(k in state for k in need):
         return None
@@ -436,22 +350,20 @@ def _variant(name: str, kwargs: dict[str, Any]) -> ViT:
 
 
 def vit_t(**kwargs: Any) -> ViT:
-    """insightface ``vit_t``: embed_dim 256, depth 12, 8 heads, drop path 0.1, mask 0.1."""
+    """insightface ``vit_t`` (VARIANTS; ``kwargs`` override)."""
     return _variant("vit_t", kwargs)
 
 
 def vit_s(**kwargs: Any) -> ViT:
-    """insightface ``vit_s``: embed_dim 512, depth 12, 8 heads, drop path 0.1, mask 0.1."""
+    """insightface ``vit_s``."""
     return _variant("vit_s", kwargs)
 
 
 def vit_b(**kwargs: Any) -> ViT:
-    """insightface ``vit_b``: embed_dim 512, depth 24, 8 heads, drop path 0.1, mask 0.1,
-    activation checkpointing."""
+    """insightface ``vit_b``."""
     return _variant("vit_b", kwargs)
 
 
 def vit_l(**kwargs: Any) -> ViT:
-    """insightface ``vit_l_dp005_mask_005``: embed_dim 768, depth 24, 8 heads, drop path 0.05,
-    mask 0.05, activation checkpointing."""
+    """insightface ``vit_l_dp005_mask_005``."""
     return _variant("vit_l", kwargs)
