@@ -65,6 +65,8 @@ from .quality import quality_method, score_images
 from .report import plot_cmc, plot_erc, plot_histograms, plot_reliability, plot_roc, write_json
 
 DIR_FARS = (1e-1, 1e-2, 1e-3)
+#: the results.json keys of each open-set DIR@FAR entry (fields of DirAtFar)
+_DIR_KEYS = ("dir", "threshold", "achieved_far", "resolvable")
 #: the FAR at which the error-versus-reject curve's threshold is set
 ERC_FAR = 1e-2
 
@@ -97,22 +99,19 @@ class EvalOptions:
             raise ConfigError("--batch-size must be >= 1, --folds >= 2 and --workers >= 0")
         if self.report_pairs < 0:
             raise ConfigError(f"--report-pairs is {self.report_pairs}; expected 0 or more")
-        if self.index not in INDEX_KINDS:
-            raise ConfigError(f"--index {self.index!r}; expected one of {', '.join(INDEX_KINDS)}")
         if self.min_quality is not None and self.quality is None:
             self.quality = "auto"  # --min-quality implies --quality
-        if self.quality is not None and self.quality not in (*QUALITY_METHODS, "auto"):
-            raise ConfigError(
-                f"--quality {self.quality!r}; expected one of auto, {', '.join(QUALITY_METHODS)}"
-            )
+        for flag, value, choices in (
+            ("--index", self.index, INDEX_KINDS),
+            ("--quality", self.quality, ("auto", *QUALITY_METHODS)),
+            ("--calibrate", self.calibrate, CALIBRATION_METHODS),
+        ):
+            if value is not None and value not in choices:
+                raise ConfigError(f"{flag} {value!r}; expected one of {', '.join(choices)}")
         if self.quality_passes < 2:
             raise ConfigError(f"--quality-passes must be >= 2, got {self.quality_passes}")
         if self.min_quality is not None and not np.isfinite(self.min_quality):
             raise ConfigError(f"--min-quality is {self.min_quality}; expected a finite number")
-        if self.calibrate is not None and self.calibrate not in CALIBRATION_METHODS:
-            raise ConfigError(
-                f"--calibrate {self.calibrate!r}; expected one of {', '.join(CALIBRATION_METHODS)}"
-            )
         if self.calibrate_folds < 2:
             raise ConfigError(f"--calibrate-folds must be >= 2, got {self.calibrate_folds}")
 
@@ -271,12 +270,7 @@ def _identification(
         "rank5": r.rank5,
         "rank10": r.rank10,
         "cmc": r.cmc.tolist(),
-        "dir_at_far": {
-            far_key(x.far): {
-                k: getattr(x, k) for k in ("dir", "threshold", "achieved_far", "resolvable")
-            }
-            for x in r.dir_at_far
-        },
+        "dir_at_far": {far_key(x.far): {k: getattr(x, k) for k in _DIR_KEYS} for x in r.dir_at_far},
         "search_seconds": time.perf_counter() - t,
         "plots": {"cmc": "cmc.png"},
     }
@@ -314,14 +308,9 @@ def _score(
     print(
         f"[{name}] {b.name}: face-image quality ({method}) of {used.size} images", file=sys.stderr
     )
+    sub = SubsetImages(images, used)
     q_used = score_images(
-        emb,
-        SubsetImages(images, used),
-        method,
-        opts.quality_passes,
-        opts.quality_seed,
-        opts.batch_size,
-        opts.workers,
+        emb, sub, method, opts.quality_passes, opts.quality_seed, opts.batch_size, opts.workers
     )
     inv = inverse.reshape(-1, 2)
     pq = pair_quality(q_used[inv[:, 0]], q_used[inv[:, 1]])
