@@ -1,10 +1,7 @@
-"""Deployment: ONNX export of the embedding network.
-
-Submodules: ``onnx`` (writing the ONNX file), ``check`` (its self-check against PyTorch),
-``cli`` (``facerec export``); ``facerec embed`` is :mod:`facerec.eval.embed_cli`, beside the
-other commands that run a model on images. Loading checkpoints and running
-models (:class:`~facerec.inference.OnnxEmbedder`) is :mod:`facerec.inference`'s job. ``onnx``
-and ``onnxruntime`` come with the ``onnx`` extra and are imported only when needed.
+"""Deployment: ONNX export of the embedding network: ``onnx`` (writing the file), ``check`` (its
+self-check against PyTorch), ``cli`` (``facerec export``). Running models is
+:mod:`facerec.inference`'s job. ``onnx`` and ``onnxruntime`` (the ``onnx`` extra) are imported
+only when needed.
 """
 
 from __future__ import annotations

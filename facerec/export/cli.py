@@ -5,12 +5,9 @@ Example::
     facerec export --checkpoint runs/r50/last.ckpt --out r50.onnx
     facerec export --checkpoint runs/r50/last.ckpt --out r50_uint8.onnx --bake-normalization
 
-After exporting, onnxruntime is compared with PyTorch on a batch of random images and a batch of
-synthetic faces at two batch sizes (1 and 8 by default); the max abs difference and the minimum
-cosine are printed, and the file is written only if every cosine is at least 0.9999. The output
-is written atomically: on any failure nothing is left at ``--out``. ``--out`` is checked before
-anything is exported: not the checkpoint itself (nor inside a folder read), a writable folder with
-room for the model's weights.
+After exporting, onnxruntime is compared with PyTorch on random images and synthetic faces
+(:mod:`facerec.export.check`); ``--out`` is checked first and written atomically, only if every
+cosine is at least ``--min-cosine``.
 """
 
 from __future__ import annotations
@@ -45,14 +42,10 @@ def export_checkpoint(
     log: Callable[[str], None] = print,
 ) -> list[CheckResult]:
     """Export ``checkpoint``'s embedding network to ``out`` and check it; the check results.
-
-    Raises:
-        DataError: not a facerec checkpoint.
-        FacerecError: the export fails or the check finds a cosine below ``min_cosine``; in
-            both cases ``out`` is left as it was.
-    """
+    DataError for a checkpoint not facerec's; FacerecError (``out`` left as it was) when the
+    export fails or the check finds a cosine below ``min_cosine``."""
     out = Path(out)
-    if out.exists() and out.is_dir():
+    if out.is_dir():
         raise ConfigError(f"--out {out} is a folder; expected a file name such as model.onnx")
     check_output(out, "--out", [("--checkpoint", checkpoint)])
     loaded = load_facerec_checkpoint(checkpoint)
@@ -67,15 +60,9 @@ def export_checkpoint(
         f"exporting {type(loaded.backbone).__name__} from {loaded.path} "
         f"(input {h}x{w} {pre.channel_order}, {exporter} exporter, opset {opset})"
     )
+    doc = f"facerec embedding network exported from {loaded.path.name}"
     data = export_onnx(
-        loaded.backbone,
-        pre,
-        bake_normalization=bake_normalization,
-        l2_normalize=l2_normalize,
-        opset=opset,
-        exporter=exporter,
-        doc=f"facerec embedding network exported from {loaded.path.name}",
-        calibration=calibration,
+        loaded.backbone, pre, bake_normalization, l2_normalize, opset, exporter, doc, calibration
     )
     results: list[CheckResult] = []
     if check:

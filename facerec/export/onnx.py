@@ -1,19 +1,11 @@
 """ONNX export of the embedding network (writing only; running is :mod:`facerec.inference.onnx`).
 
-What is exported is the embedding network only (``module.backbone``: backbone + embedding head;
-no margin head, no Lightning wrapper, so parameter names carry no ``backbone.``/``model.``
-prefix), with a dynamic batch axis and opset 17 or newer. Two input conventions:
-
-* plain (default): input ``input``, float32 (N, 3, H, W), already normalised as
-  ``(x − mean) / std`` in the model's channel order (RGB: ``(x − 127.5) / 127.5``);
-* baked normalisation (``bake_normalization=True``): input ``images``, **uint8 (N, H, W, 3)**
-  in the model's channel order (RGB), exactly as decoded images come; the cast, the
-  NHWC → NCHW transpose and ``(x − mean) / std`` are in the graph.
-
-The output ``embedding`` is float32 (N, D): raw, or L2-normalised with ``l2_normalize=True``.
-The preprocessing goes into the file's metadata as
-:class:`facerec.inference.onnx.OnnxMetadata` writes it. The self-check against PyTorch is
-:mod:`facerec.export.check`.
+Only ``module.backbone`` (backbone + embedding head, parameter names without the ``backbone.``
+prefix) is exported, with a dynamic batch axis. The input is ``input``, float32 (N, 3, H, W)
+normalised as ``(x - mean) / std`` in the model's channel order, or with baked normalisation
+``images``, uint8 (N, H, W, 3) as decoded images come (cast, transpose and normalisation in the
+graph). The output ``embedding`` is float32 (N, D), raw or L2-normalised. The preprocessing goes
+into the metadata as :class:`facerec.inference.onnx.OnnxMetadata` writes it.
 """
 
 from __future__ import annotations
@@ -32,6 +24,7 @@ from torch import nn
 from facerec import __version__
 from facerec.data.image import MEAN, STD
 from facerec.errors import ConfigError, FacerecError
+from facerec.inference import eval_mode
 from facerec.inference.onnx import OnnxMetadata, require_onnx
 from facerec.inference.preprocess import Preprocess
 from facerec.metrics.calibration import ONNX_KEY, Calibration
@@ -44,16 +37,8 @@ BAKED_INPUT = "images"
 OUTPUT = "embedding"
 
 
-# --------------------------------------------------------------------------------------------
-# export
-
-
 class ExportModule(nn.Module):
-    """What goes into the ONNX file: the embedding network plus the optional in-graph steps.
-
-    With ``bake_normalization`` the input is uint8 (N, H, W, 3) and the graph casts, transposes
-    to NCHW and normalises it; with ``l2_normalize`` the output rows have unit length.
-    """
+    """What goes into the ONNX file: the embedding network plus the optional in-graph steps."""
 
     def __init__(
         self,
@@ -67,12 +52,9 @@ class ExportModule(nn.Module):
         self.backbone = backbone
         self.bake_normalization = bake_normalization
         self.l2_normalize = l2_normalize
-        self.register_buffer(
-            "mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1), False
-        )
-        self.register_buffer(
-            "inv_std", 1.0 / torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1), False
-        )
+        m, sd = (torch.tensor(list(v), dtype=torch.float32).view(1, 3, 1, 1) for v in (mean, std))
+        self.register_buffer("mean", m, False)
+        self.register_buffer("inv_std", 1.0 / sd, False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) float normalised, or (N, H, W, 3) uint8 when baked -> (N, D)."""
@@ -87,29 +69,25 @@ class ExportModule(nn.Module):
 def _example_input(meta: OnnxMetadata, batch: int, rng: np.random.Generator) -> torch.Tensor:
     h, w = meta.input_size
     img = rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
-    if meta.normalization_in_graph:
-        return torch.from_numpy(img)
-    return torch.from_numpy(meta.normalize(img))
+    return torch.from_numpy(img if meta.normalization_in_graph else meta.normalize(img))
 
 
 def _strip_prefix(model: Any, prefix: str) -> None:
     """Rename initializers (and their uses) ``prefix + name`` -> ``name`` in place."""
     g = model.graph
     taken = {i.name for i in g.initializer} | {i.name for i in g.input}
-    rename: dict[str, str] = {}
-    for init in g.initializer:
-        if init.name.startswith(prefix):
-            new = init.name[len(prefix) :]
-            if new not in taken:
-                rename[init.name] = new
+    rename = {
+        i.name: i.name.removeprefix(prefix)
+        for i in g.initializer
+        if i.name.startswith(prefix) and i.name.removeprefix(prefix) not in taken
+    }
     if not rename:
         return
     for init in g.initializer:
         init.name = rename.get(init.name, init.name)
     for node in g.node:
         for k, name in enumerate(node.input):
-            if name in rename:
-                node.input[k] = rename[name]
+            node.input[k] = rename.get(name, name)
     for vi in list(g.value_info) + list(g.input):
         vi.name = rename.get(vi.name, vi.name)
 
@@ -118,7 +96,7 @@ def _torch_export(
     module: nn.Module, example: torch.Tensor, input_name: str, opset: int, exporter: Exporter
 ) -> bytes:
     """Export ``module`` with a dynamic batch axis; the ONNX model as bytes."""
-    names = {"opset_version": opset, "input_names": [input_name], "output_names": [OUTPUT]}
+    kw: dict[str, Any] = dict(opset_version=opset, input_names=[input_name], output_names=[OUTPUT])
     dynamo = exporter == "dynamo"
     with (
         contextlib.redirect_stdout(io.StringIO()) if dynamo else contextlib.nullcontext(),
@@ -126,28 +104,13 @@ def _torch_export(
     ):
         warnings.simplefilter("ignore")
         if dynamo:
-            batch = torch.export.Dim("batch", min=1)
-            program = torch.onnx.export(
-                module,
-                (example,),
-                None,
-                dynamo=True,
-                dynamic_shapes=({0: batch},),
-                optimize=True,
-                verbose=False,
-                **names,
-            )
+            kw.update(dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False)
+            program = torch.onnx.export(module, (example,), None, dynamo=True, optimize=True, **kw)
             return program.model_proto.SerializeToString()
         buf = io.BytesIO()
-        torch.onnx.export(
-            module,
-            (example,),
-            buf,
-            dynamo=False,
-            dynamic_axes={input_name: {0: "batch"}, OUTPUT: {0: "batch"}},
-            do_constant_folding=True,
-            **names,
-        )
+        axes = {input_name: {0: "batch"}, OUTPUT: {0: "batch"}}
+        kw.update(dynamic_axes=axes, do_constant_folding=True)
+        torch.onnx.export(module, (example,), buf, dynamo=False, **kw)
     return buf.getvalue()
 
 
@@ -161,22 +124,14 @@ def export_onnx(
     doc: str = "",
     calibration: Calibration | None = None,
 ) -> bytes:
-    """Export the embedding network ``backbone`` to ONNX; returns the serialised model.
+    """Export ``backbone`` ((B, 3, H, W) normalised -> (B, D)) to ONNX; the serialised model.
 
     Args:
-        backbone: (B, 3, H, W) normalised -> (B, D) (a checkpoint's ``module.backbone``).
-        preprocess: input size, channel order, mean, std (pixel units), embedding size and
-            alignment template (a :class:`Preprocess`, or a checkpoint's ``facerec.preprocess``
-            dict); written to the metadata.
-        bake_normalization: put cast, NHWC -> NCHW and normalisation in the graph, so the
-            input is uint8 (N, H, W, 3) images in the model's channel order.
-        l2_normalize: L2-normalise the output in the graph.
-        opset: ONNX opset, 17 or newer.
-        exporter: ``dynamo`` (torch.export based, the default) or ``torchscript`` (the legacy
-            tracer; much faster to run, deprecated by PyTorch).
-        doc: the model's ``doc_string`` (e.g. where it came from).
-        calibration: stored as JSON under the metadata key ``facerec.calibration``
-            (:data:`facerec.metrics.calibration.ONNX_KEY`), e.g. the checkpoint's.
+        preprocess: a :class:`Preprocess` or a checkpoint's ``facerec.preprocess`` dict, written
+            to the metadata.
+        exporter: ``dynamo`` (torch.export) or ``torchscript`` (the legacy tracer; faster).
+        doc: the model's ``doc_string``.
+        calibration: stored as JSON under the metadata key ``facerec.calibration``.
     """
     onnx, _ = require_onnx()
     if opset < MIN_OPSET:
@@ -187,9 +142,7 @@ def export_onnx(
     meta = OnnxMetadata.for_export(pre, bake_normalization, l2_normalize, __version__)
     meta.validate()
     module = ExportModule(backbone, meta.mean, meta.std, bake_normalization, l2_normalize)
-    was_training = backbone.training
-    backbone.eval()
-    try:
+    with eval_mode(backbone):
         example = _example_input(meta, 2, np.random.default_rng(0))
         with torch.no_grad():
             out = module(example)
@@ -205,8 +158,6 @@ def export_onnx(
             raise FacerecError(
                 f"ONNX export with the {exporter} exporter failed: {type(e).__name__}: {msg}{hint}"
             ) from e
-    finally:
-        backbone.train(was_training)
     model = onnx.load_from_string(data)
     _strip_prefix(model, "backbone.")
     del model.metadata_props[:]
