@@ -5,28 +5,11 @@ Example::
     facerec embed --onnx r50.onnx photos/ extra.jpg --out gallery.npy --flip --normalize
 
 writes ``gallery.npy`` (float32, (N, D)) and ``gallery.jsonl`` (``--list``), whose line ``i`` is
-the path of row ``i`` as a JSON string, so any file name (newlines, quotes, commas, any Unicode)
-round-trips: read it with :func:`read_names` or ``[json.loads(line) for line in f]``. Files
-are taken in the order given; a folder contributes its images (recursively, by extension) in
-sorted path order. Images are decoded in threads one batch ahead of the model and brought to
-the model's input size with its resize mode. ``--flip`` adds the embedding of the mirror image
-(the flip test); ``--normalize`` L2-normalises each row last. Images above ``--max-pixels``
-(50 megapixels) are refused from their header, before decoding.
-
-An image that does not decode stops the run with its path named (``--skip-bad`` skips it
-instead: it is left out of both outputs and reported). The outputs are checked before any work
-(not inside an input, a writable folder with room for them); both are written atomically:
-after any failure nothing is left at ``--out`` or ``--list``. ``--device`` is ``auto`` by
-default (CUDA when available, else the CPU), as in ``facerec eval`` and ``facerec doctor``.
-
-``--quality [METHOD]`` also writes each row's face-image quality (higher is better) to
-``--quality-out`` (default: ``--out`` with the suffix ``.quality.npy``; float32, (N,), row ``i``
-= row ``i`` of the embeddings), so the names file stays one JSON string a line. METHOD is
-``norm`` (the raw embedding's norm; ``auto``, the default, is ``norm``) or ``stability``
-(experimental: mean cosine between ``--quality-passes`` embeddings of slightly shifted,
-mirrored and noised copies, seeded; on ORL it ranked degraded copies above the originals).
-``--min-quality Q`` (implies ``--quality``) leaves out the images whose quality is below Q from
-every output and prints how many.
+the path of row ``i`` as a JSON string (:func:`read_names`). Files are taken in the order given,
+a folder's images in sorted path order. An image that does not decode stops the run (or is left
+out with ``--skip-bad``). Outputs are checked before any work and written atomically, all or
+none. ``--quality [METHOD]`` also writes each row's face-image quality to ``--quality-out``;
+``--min-quality Q`` leaves out the images below Q.
 """
 
 from __future__ import annotations
@@ -61,11 +44,7 @@ from .quality import add_quality_arguments
 
 def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Files in the order given; each folder's image files recursively, sorted by path
-    (:func:`facerec.data.folder.list_images`).
-
-    Raises:
-        DataError: an input does not exist, or a folder holds no image file.
-    """
+    (:func:`facerec.data.folder.list_images`). DataError for a missing input or empty folder."""
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -93,8 +72,7 @@ def embed_files(
 
     With ``skip_bad`` images that do not decode are left out; otherwise the first one raises
     :class:`DataError` naming it. With an ``aligner`` (``--align``) each photo is detected and
-    aligned first, onto the template the model declares (its ``preprocess.align_template``:
-    dlib-r29 gets dlib's face chip with no flag); no face: centre-cropped and counted.
+    aligned onto the model's template first (no face: centre-cropped and counted).
     """
     skipped: list[tuple[int, str]] | None = [] if skip_bad else None
     images = FileImages(paths)
@@ -133,11 +111,8 @@ def name_line(path: str | os.PathLike[str]) -> str:
 
 def read_names(path: str | os.PathLike[str]) -> list[str]:
     """The image paths of a names file, in row order: JSON lines (``.jsonl``, what ``facerec
-    embed`` writes), or, for a ``.txt`` written by earlier facerec versions, one path a line.
-
-    Raises:
-        DataError: the file is missing, or a line is not a JSON string.
-    """
+    embed`` writes), or one path a line for a ``.txt`` of earlier versions. DataError for a
+    missing file or a line that is not a JSON string."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8", errors="surrogateescape")
@@ -146,7 +121,7 @@ def read_names(path: str | os.PathLike[str]) -> list[str]:
     if p.suffix.lower() == ".txt":
         return text.splitlines()
     names = []
-    for k, line in enumerate(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")):
+    for k, line in enumerate(text.removesuffix("\n").split("\n")):
         try:
             name = json.loads(line)
         except json.JSONDecodeError:

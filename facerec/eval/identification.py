@@ -1,10 +1,5 @@
-"""1:N identification with FAISS: index building, chunked search, CMC, open-set DIR@FAR.
-
-Embeddings are L2-normalised, so inner product = cosine similarity. The index comes from
-:func:`facerec.mining.faiss_index.build_index`: exact ``flat`` by default, ``ivf`` and ``hnsw``
-trade exactness for speed on large galleries; GPU FAISS when the installed faiss has GPUs (flat and
-IVF). Queries are searched in chunks so the (chunk, k) result and FAISS's working memory stay
-bounded whatever the number of probes.
+"""1:N identification with FAISS (:func:`facerec.mining.faiss_index.build_index`): chunked
+search of L2-normalised embeddings, CMC, open-set DIR@FAR.
 
 Closed-set ranks are by identity: an identity's score is the best score over its gallery images,
 and rank r means the true identity is among the r best identities.
@@ -31,13 +26,9 @@ def torch_search(
     gallery_chunk: int | None = None,
     max_elements: int = 1 << 27,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k inner-product search by chunked matrix products (reference and baseline).
-
-    Queries go ``chunk_size`` at a time and the gallery ``gallery_chunk`` rows at a time (default:
-    as many as keep the similarity block under ``max_elements`` floats, 512 MiB), the partial
-    top-k merged, so memory stays bounded whatever the sizes. Same outputs as
-    :func:`faiss_search` (ties may order differently).
-    """
+    """Exact top-k inner-product search by chunked matrix products, as :func:`faiss_search`
+    (ties may order differently): ``chunk_size`` queries against ``gallery_chunk`` gallery rows
+    at a time (default: a similarity block under ``max_elements`` floats), top-k merged."""
     g = torch.as_tensor(
         np.asarray(gallery, np.float32) if isinstance(gallery, np.ndarray) else gallery
     )
@@ -70,17 +61,9 @@ def torch_search(
 def rank_identities(
     scores: np.ndarray, ids: np.ndarray, gallery_labels: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Collapse image neighbours to identities: best score per identity, in order.
-
-    Args:
-        scores, ids: (Q, K) image search results, descending.
-        gallery_labels: (G,) int identity of each gallery row.
-        k: identities to keep.
-
-    Returns:
-        ``(id_scores, id_labels)``: (Q, k) float32 and (Q, k) int64, padded with -inf / -1 when
-        fewer than k distinct identities were among the neighbours.
-    """
+    """Collapse (Q, K) descending image search results to the best ``k`` identities (by
+    ``gallery_labels`` (G,)): -> (Q, k) float32 scores and (Q, k) int64 labels, padded with
+    -inf / -1 when fewer than k distinct identities were among the neighbours."""
     q = scores.shape[0]
     out_s = np.full((q, k), -np.inf, np.float32)
     out_l = np.full((q, k), -1, np.int64)
@@ -94,10 +77,8 @@ def rank_identities(
 
 
 def cmc(id_labels: np.ndarray, probe_labels: np.ndarray) -> np.ndarray:
-    """Cumulative match characteristic: (Q, k) ranked identities, (Q,) truth -> (k,) rates.
-
-    ``cmc[r - 1]`` = fraction of probes whose identity is among the first r.
-    """
+    """Cumulative match characteristic: (Q, k) ranked identities, (Q,) truth -> (k,) rates;
+    ``cmc[r - 1]`` = fraction of probes whose identity is among the first r."""
     hit = id_labels == np.asarray(probe_labels).reshape(-1, 1)
     first = np.where(hit.any(1), hit.argmax(1), id_labels.shape[1])
     counts = np.bincount(first, minlength=id_labels.shape[1] + 1)[: id_labels.shape[1]]
@@ -106,17 +87,9 @@ def cmc(id_labels: np.ndarray, probe_labels: np.ndarray) -> np.ndarray:
 
 @dataclass
 class DirAtFar:
-    """Open-set detection-and-identification rate at one false-positive identification rate.
-
-    Attributes:
-        far: target FPIR (fraction of non-mated searches whose top score passes the threshold).
-        dir: fraction of mated probes whose true identity is rank 1 with score >= threshold.
-        threshold: the calibrated top-1 score threshold (accept when score >= it).
-        achieved_far: the FPIR reached at that threshold.
-        resolvable: False when ``far * n_nonmated < 1`` (no non-mated search may pass; the
-            threshold then lies above every non-mated score).
-        n_nonmated: number of non-mated searches.
-    """
+    """Open-set detection-and-identification rate (``dir``: mated probes right at rank 1 with
+    score >= ``threshold``) at a target FPIR ``far``; ``resolvable`` is False when
+    ``far * n_nonmated < 1`` (the threshold then lies above every non-mated score)."""
 
     far: float
     dir: float
@@ -132,13 +105,8 @@ def dir_at_far(
     nonmated_top1_scores: np.ndarray,
     fars: tuple[float, ...] | list[float] = (1e-1, 1e-2, 1e-3),
 ) -> list[DirAtFar]:
-    """DIR at each FPIR: the lowest threshold letting at most ``floor(far·n)`` non-mated pass.
-
-    Args:
-        mated_top1_scores: (M,) top-1 identity score of each mated probe.
-        mated_top1_correct: (M,) bool, rank-1 identity is the true one.
-        nonmated_top1_scores: (U,) top-1 score of each non-mated search (U >= 1).
-    """
+    """DIR at each FPIR: the lowest threshold letting at most ``floor(far·n)`` of the (U,)
+    non-mated top-1 scores pass, from the (M,) mated top-1 scores and whether each is right."""
     raw_neg = np.asarray(nonmated_top1_scores)
     # the threshold is made in the scores' own precision (float32 from FAISS), so that it
     # separates the same scores whether it is applied in float32 or in float64
@@ -151,39 +119,22 @@ def dir_at_far(
     out = []
     for far in fars:
         allowed = math.floor(far * neg.size + 1e-9)
-        if allowed >= neg.size:
-            thr = -np.inf
-        else:
+        thr = -np.inf
+        if allowed < neg.size:
             thr = float(np.nextafter(dtype.type(neg[allowed]), dtype.type(np.inf)))
         if math.isinf(thr):
             thr = float(min(neg.min(), ms.min() if ms.size else neg.min()))
         rate = float(np.mean(mc & (ms >= thr))) if ms.size else float("nan")
-        out.append(
-            DirAtFar(
-                far=float(far),
-                dir=rate,
-                threshold=thr,
-                achieved_far=float(np.mean(neg >= thr)),
-                resolvable=far * neg.size >= 1.0,
-                n_nonmated=int(neg.size),
-            )
-        )
+        achieved = float(np.mean(neg >= thr))
+        out.append(DirAtFar(float(far), rate, thr, achieved, far * neg.size >= 1.0, int(neg.size)))
     return out
 
 
 @dataclass
 class IdentificationResult:
-    """Closed- and open-set results of :func:`identify`.
-
-    Attributes:
-        cmc: (K,) closed-set CMC over mated probes (rank 1 ... K).
-        rank1, rank5, rank10: CMC at those ranks (nan when K is smaller).
-        num_mated: probes whose identity is in the gallery.
-        num_nonmated: non-mated searches (probes of unenrolled identities plus distractors).
-        dir_at_far: open-set results, empty without non-mated searches.
-        mated_top1_scores: (M,) top-1 identity score of each mated probe.
-        nonmated_top1_scores: (U,) top-1 score of each non-mated search.
-    """
+    """Closed- and open-set results of :func:`identify`: the (K,) CMC over mated probes and its
+    rank 1/5/10 (nan when K is smaller); non-mated searches are probes of unenrolled identities
+    plus distractors; ``dir_at_far`` is empty without them."""
 
     cmc: np.ndarray
     rank1: float
@@ -208,15 +159,9 @@ def identify(
     chunk_size: int = 4096,
     use_gpu: bool | None = None,
 ) -> IdentificationResult:
-    """Closed-set CMC and open-set DIR@FAR from normalised embeddings.
-
-    Args:
-        gallery: (G, D) unit rows; gallery_labels: (G,) int identities.
-        probes: (P, D) unit rows; probe_labels: (P,) int, -1 (or any label not in the gallery)
-            for a probe of an unenrolled identity, which is a non-mated search.
-        distractors: optional (U, D) unit rows searched as non-mated probes.
-        kind: FAISS index kind. max_rank: K of the CMC.
-    """
+    """Closed-set CMC (K = ``max_rank``) and open-set DIR@FAR of (G, D) and (P, D) unit rows
+    with int labels; a probe whose label is not in the gallery (-1) and each optional (U, D)
+    distractor row is a non-mated search. ``kind``: the FAISS index kind."""
     gallery_labels = np.asarray(gallery_labels, np.int64)
     probe_labels = np.asarray(probe_labels, np.int64)
     index = build_index(gallery, kind=kind, use_gpu=use_gpu)

@@ -327,13 +327,8 @@ def evaluate_features(
     """Pool, score and report one model's image features (N, D) on ``meta``: -> the JSON-ready
     report (keys in README's eval section), the (P,) float32 pair scores, the templates."""
     t0 = time.perf_counter()
-    tpl = pool_templates(
-        features,
-        meta.templates,
-        meta.medias,
-        meta.faceness if detector_score else None,
-        normalize_images=normalize_images,
-    )
+    weights = meta.faceness if detector_score else None
+    tpl = pool_templates(features, meta.templates, meta.medias, weights, normalize_images)
     t1 = time.perf_counter()
     rows = tpl.index_of(meta.pairs.reshape(-1), "pair template").reshape(-1, 2)
     scores = pair_scores(tpl.features, rows[:, 0], rows[:, 1])

@@ -154,14 +154,9 @@ class IJBRun:
             file=sys.stderr,
         )
         stats: list[EmbedStats] = []
+        images = aligned_images(self.meta, embedder.input_size, template_of(embedder))
         feats = embed_images(
-            embedder,
-            aligned_images(self.meta, embedder.input_size, template_of(embedder)),
-            self.batch_size,
-            self.flip,
-            self.workers,
-            stats,
-            progress=True,
+            embedder, images, self.batch_size, self.flip, self.workers, stats, progress=True
         )
         saved = None
         if self.save_features:
@@ -192,11 +187,7 @@ class IJBRun:
     def evaluate(self, features: np.ndarray, name: str) -> dict:
         """Pool, score and report ``features``; remembers the ROC for the plot."""
         rep, _, _ = evaluate_features(
-            features,
-            self.meta,
-            detector_score=self.detector_score,
-            normalize_images=self.normalize_images,
-            fars=self.fars,
+            features, self.meta, self.detector_score, self.normalize_images, self.fars
         )
         v = rep["verification"]
         self.curves.append(

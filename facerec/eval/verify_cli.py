@@ -3,17 +3,12 @@
 Example::
 
     facerec verify a.jpg b.jpg --checkpoint runs/r50/last.ckpt --far 1e-3
-    facerec verify a.jpg b.jpg --onnx r50.onnx --align
 
-prints the cosine score of the two embeddings, the calibrated probability that they show one
-identity (when the model carries a :class:`~facerec.metrics.calibration.Calibration`), and the
-decision at the chosen FAR's threshold (``same`` when ``score >= threshold``). ``--threshold T``
-decides at a score of your own instead. ``--json`` prints the same as one JSON object.
-
-A calibration is stored in a checkpoint's ``facerec`` entry under ``calibration`` and in an ONNX
-model's metadata under ``facerec.calibration`` (JSON); ``facerec export`` carries it from the
-checkpoint into the ONNX file. In Python: :func:`read_calibration`,
-:func:`write_checkpoint_calibration`, :func:`write_onnx_calibration`.
+prints the cosine score of the two embeddings, the calibrated match probability (when the model
+carries a :class:`~facerec.metrics.calibration.Calibration`) and the decision at the FAR's
+threshold (``same`` when ``score >= threshold``), or at ``--threshold T``. A calibration is stored
+in a checkpoint's ``facerec`` entry under ``calibration`` and in an ONNX model's metadata under
+``facerec.calibration`` (JSON).
 """
 
 from __future__ import annotations
@@ -50,10 +45,6 @@ HOW_TO = (
 )
 
 
-# --------------------------------------------------------------------------------------------
-# carrying a calibration in a model file
-
-
 def _load_onnx(path: Path) -> Any:
     onnx, _ = require_onnx()
     if not path.is_file():
@@ -69,11 +60,8 @@ def _load_onnx(path: Path) -> Any:
 def read_calibration(
     checkpoint: str | os.PathLike[str] | None = None, onnx: str | os.PathLike[str] | None = None
 ) -> Calibration | None:
-    """The calibration a checkpoint or an ONNX model carries (None when it has none).
-
-    Raises:
-        DataError: the file is missing or unreadable, or its calibration entry is bad.
-    """
+    """The calibration a checkpoint or an ONNX model carries (None when it has none); DataError
+    for a missing or unreadable file or a bad calibration entry."""
     if (checkpoint is None) == (onnx is None):
         raise ConfigError("give exactly one model: --checkpoint CKPT or --onnx MODEL")
     if onnx is not None:
@@ -90,14 +78,8 @@ def write_checkpoint_calibration(
     calibration: Calibration,
     out: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Store ``calibration`` in the checkpoint's ``facerec`` entry; the path written.
-
-    Written atomically to ``out`` (a copy), or in place when ``out`` is None (a calibration
-    stored before is replaced). Everything else in the checkpoint is kept as it was.
-
-    Raises:
-        DataError: not a facerec checkpoint. FacerecError: the file cannot be written.
-    """
+    """Store ``calibration`` in the checkpoint's ``facerec`` entry, atomically, in ``out`` (a
+    copy) or in place when None; the path written. DataError: not a facerec checkpoint."""
     import torch
 
     src = Path(checkpoint)
@@ -144,10 +126,6 @@ def write_onnx_calibration(
     except OSError as e:
         raise write_failed(target, e) from None
     return target
-
-
-# --------------------------------------------------------------------------------------------
-# the command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,28 +187,24 @@ def verify(args: argparse.Namespace) -> dict[str, Any]:
                 )
     emb = embed_images(embedder, images, 2, args.flip, 1, normalize=True)
     score = float(np.dot(emb[0], emb[1]))
-    model = str(args.checkpoint or args.onnx)
-    out: dict[str, Any] = {"a": str(paths[0]), "b": str(paths[1]), "model": model}
-    out["score"] = score
-    out["probability"] = None if cal is None else float(cal.probability(score))
-    out["calibration"] = None
-    if cal is not None:
-        out["calibration"] = {
-            "method": cal.method,
-            "benchmark": cal.benchmark,
-            "ece": cal.ece,
-            "n_pairs": cal.n_pairs,
-        }
     threshold, source = None, None
     if args.threshold is not None:
         threshold, source = float(args.threshold), "--threshold"
     elif cal is not None:
         threshold, source = cal.threshold(args.far), f"FAR {far_key(args.far)}"
-    out["far"] = None if args.threshold is not None or cal is None else args.far
-    out["threshold"] = threshold
-    out["same"] = None if threshold is None else score >= threshold
-    out["_source"] = source
-    return out
+    fields = ("method", "benchmark", "ece", "n_pairs")
+    return {
+        "a": str(paths[0]),
+        "b": str(paths[1]),
+        "model": str(args.checkpoint or args.onnx),
+        "score": score,
+        "probability": None if cal is None else float(cal.probability(score)),
+        "calibration": None if cal is None else {k: getattr(cal, k) for k in fields},
+        "far": None if args.threshold is not None or cal is None else args.far,
+        "threshold": threshold,
+        "same": None if threshold is None else score >= threshold,
+        "_source": source,
+    }
 
 
 def format_result(r: dict[str, Any]) -> str:
@@ -269,15 +243,6 @@ def main(argv: list[str] | None = None) -> int:
         print(format_result(r))
     return 0
 
-
-__all__ = [
-    "build_parser",
-    "main",
-    "read_calibration",
-    "verify",
-    "write_checkpoint_calibration",
-    "write_onnx_calibration",
-]
 
 if __name__ == "__main__":
     sys.exit(main())
