@@ -1,17 +1,11 @@
 """``facerec eval --report``: one self-contained HTML page of the results and the hardest errors.
 
-The page (``report.html`` beside ``results.json``) holds, per benchmark and model, the summary
-table, the ROC and score histogram PNGs that eval already drew, the calibrated threshold table
-and the hardest pairs at the k-fold threshold: the N lowest-scoring genuine pairs and the N
-highest-scoring impostor pairs, each as the two images the model saw (brought to its input size)
-side by side with the score and the file names. For identification it shows the probes whose
-true identity ranks worst, each with its best gallery matches.
-
-Every image is embedded as a ``data:`` URI (PNG plots, JPEG faces), so the file can be mailed or
-opened offline; there is no script and no external style sheet.
-
-The eval run hands over what it already computed (:class:`ReportData`: pair scores, the image
-sources, L2-normalised identification embeddings); nothing is embedded again.
+``report.html`` (beside ``results.json``) holds, per benchmark and model, the summary table, the
+plots eval drew, the calibrated thresholds and the hardest pairs at the k-fold threshold (the
+lowest-scoring genuine and highest-scoring impostor pairs, as the model saw them); for
+identification, the probes whose true identity ranks worst with their best gallery matches.
+Every image is a ``data:`` URI; there is no script and no external style sheet. The eval run
+hands over what it computed (:class:`ReportData`); nothing is embedded again.
 """
 
 from __future__ import annotations
@@ -19,7 +13,6 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +27,15 @@ from facerec.io import atomic_write_text
 from facerec.metrics.verification import far_key
 
 from .groups import groups_html
-from .report import QUALITY_HEAD, quality_cells
+from .report import (
+    IDENTIFICATION_HEAD,
+    QUALITY_HEAD,
+    VERIFICATION_HEAD,
+    identification_cells,
+    number,
+    quality_cells,
+    verification_cells,
+)
 from .report import percent as _pct
 
 #: hardest genuine and impostor pairs shown per model and benchmark (``--report-pairs``)
@@ -50,15 +51,10 @@ THUMB_JPEG_QUALITY = 92
 
 @dataclass
 class PairScores:
-    """One model on one verification benchmark, as scored by eval.
-
-    Attributes:
-        model, benchmark: names as in ``results.json``.
-        images: the benchmark's image source (decoded lazily; only shown pairs are decoded).
-        pairs: (N, 2) int64 indices into ``images``; issame: (N,) bool; scores: (N,) cosine.
-        threshold: the k-fold threshold (mean over folds; "same" when score > threshold).
-        input_size, resize_mode: how the model's input was made from each image.
-    """
+    """One model on one verification benchmark, as scored by eval: ``images`` (decoded only
+    for the pairs shown), ``pairs`` (N, 2) int64 into them, ``issame`` (N,) bool, ``scores``
+    (N,) cosine, the k-fold ``threshold`` (same when score > it), and how the model's input was
+    made from each image (``input_size``, ``resize_mode``)."""
 
     model: str
     benchmark: str
@@ -73,10 +69,8 @@ class PairScores:
 
 @dataclass
 class ProbeRow:
-    """One identification probe: its true identity's rank and its best gallery matches.
-
-    ``matches``: (identity, best gallery image of it, score), best first.
-    """
+    """One identification probe: its true identity's rank and its best gallery matches
+    (``matches``: (identity, best gallery image of it, score), best first)."""
 
     probe: str
     identity: str
@@ -121,19 +115,11 @@ class ReportData:
         resize_mode: ResizeMode,
     ) -> None:
         """Keep one model's (N,) pair ``scores`` on a benchmark (pairs (N, 2), issame (N,))."""
-        self.verification.append(
-            PairScores(
-                model,
-                benchmark,
-                images,
-                np.asarray(pairs, np.int64).reshape(-1, 2),
-                np.asarray(issame, bool).reshape(-1),
-                np.asarray(scores, np.float64).reshape(-1),
-                float(threshold),
-                (int(input_size[0]), int(input_size[1])),
-                resize_mode,
-            )
-        )
+        pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+        y, s = np.asarray(issame, bool).reshape(-1), np.asarray(scores, np.float64).reshape(-1)
+        size = (int(input_size[0]), int(input_size[1]))
+        ps = PairScores(model, benchmark, images, pairs, y, s, float(threshold), size, resize_mode)
+        self.verification.append(ps)
 
     def add_identification(
         self,
@@ -171,14 +157,9 @@ class ReportData:
 
 
 def hardest_pairs(scores: np.ndarray, issame: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` lowest-scoring genuine and the ``n`` highest-scoring impostor pairs.
-
-    Args:
-        scores: (N,) similarities; issame: (N,) bool.
-
-    Returns:
-        ``(genuine, impostor)``: pair indices, (<= n,) int64 each, hardest first (ties by index).
-    """
+    """``(genuine, impostor)``: the indices of the ``n`` lowest-scoring genuine and ``n``
+    highest-scoring impostor pairs of (N,) ``scores`` and ``issame``, (<= n,) int64 each,
+    hardest first (ties by index)."""
     s = np.asarray(scores, np.float64).reshape(-1)
     y = np.asarray(issame, bool).reshape(-1)
     gen = np.nonzero(y)[0]
@@ -205,17 +186,11 @@ def worst_probes(
 ) -> tuple[list[ProbeRow], int]:
     """The ``n`` mated probes whose true identity ranks worst, with their ``top`` matches.
 
-    Ranks are by identity, as in :func:`facerec.eval.identification.identify`: an identity
-    scores its best gallery image; rank 1 + the number of identities scoring higher than the
-    true one. Exact: probes are scored against the whole gallery in chunks of at most
-    ``max_elements`` similarities. Worst = highest rank, then lowest true score.
-
-    Args:
-        gallery: (G, D) unit rows; gallery_labels: (G,) int.
-        probes: (P, D) unit rows; probe_labels: (P,) int (labels not in the gallery are skipped).
-
-    Returns:
-        ``(rows, num_mated)``: up to ``n`` :class:`ProbeRow`, worst first.
+    Ranks are by identity, as in :func:`facerec.eval.identification.identify` (an identity
+    scores its best gallery image), exact, in chunks of at most ``max_elements`` similarities.
+    Worst = highest rank, then lowest true score. gallery: (G, D) unit rows, gallery_labels (G,);
+    probes: (P, D) unit rows, probe_labels (P,) (labels not in the gallery are skipped).
+    Returns ``(rows, num_mated)``: up to ``n`` :class:`ProbeRow`, worst first.
     """
     g = np.asarray(gallery, np.float32)
     gl = np.asarray(gallery_labels, np.int64).reshape(-1)
@@ -251,22 +226,13 @@ def worst_probes(
                              range(ids.size)])  # fmt: skip
         best = sim[best_img]
         top_ids = np.argsort(-best, kind="stable")[:top]
+        paths = [gallery_paths[order[best_img[i]]] for i in top_ids]
         matches = [
-            (_identity_of(gallery_paths[order[best_img[i]]]), gallery_paths[order[best_img[i]]],
-             float(best[i]))
-            for i in top_ids
-        ]  # fmt: skip
-        c = col[w]
-        rows.append(
-            ProbeRow(
-                probe=probe_paths[mated[w]],
-                identity=_identity_of(probe_paths[mated[w]]),
-                rank=int(ranks[w]),
-                true_score=float(true_s[w]),
-                true_image=gallery_paths[order[best_img[c]]],
-                matches=matches,
-            )
-        )
+            (_identity_of(q), q, float(best[i])) for q, i in zip(paths, top_ids, strict=True)
+        ]
+        probe, true_img = probe_paths[mated[w]], gallery_paths[order[best_img[col[w]]]]
+        score = float(true_s[w])
+        rows.append(ProbeRow(probe, _identity_of(probe), int(ranks[w]), score, true_img, matches))
     return rows, int(mated.size)
 
 
@@ -361,30 +327,30 @@ def html_table(
 ) -> str:
     """A table of escaped ``head`` cells (the first ``left`` aligned left, as their columns)
     and ready-made ``<tr>`` ``rows``."""
+    return "".join(_table_lines(head, rows, cls, table_id, left))
+
+
+def _table_lines(
+    head: list[str], rows: list[str], cls: str = "", table_id: str = "", left: int = 0
+) -> list[str]:
+    """:func:`html_table` as its parts: the head row, each row, the end tag."""
     th = "".join(
         ('<th class="l">' if i < left else "<th>") + f"{_e(h)}</th>" for i, h in enumerate(head)
     )
     attrs = (f' id="{_e(table_id)}"' if table_id else "") + (f' class="{_e(cls)}"' if cls else "")
-    return f"<table{attrs}><tr>{th}</tr>{''.join(rows)}</table>"
+    return [f"<table{attrs}><tr>{th}</tr>", *rows, "</table>"]
+
+
+def _cells(cells: list[str]) -> str:
+    return "".join(f"<td>{_e(c)}</td>" for c in cells)
 
 
 def _e(x: object) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _num(x: float | None, fmt: str = ".4f") -> str:
-    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
-
-
 def _anchor(*parts: str) -> str:
     return "-".join("".join(c if c.isalnum() else "_" for c in p) for p in parts)
-
-
-def _rate_cell(entry: dict | None, key: str) -> str:
-    """A table cell with ``entry[key]`` in percent, "-" where it is not resolvable."""
-    if entry is None or not entry["resolvable"]:
-        return "<td>-</td>"
-    return f"<td>{_pct(entry[key])}</td>"
 
 
 def _summary(results: dict) -> list[str]:
@@ -393,36 +359,30 @@ def _summary(results: dict) -> list[str]:
     rows = [(m, b, v) for m, mv in models.items() for b, v in mv.get("verification", {}).items()]
     if rows:
         fars = list(rows[0][2]["tar_at_far"])
-        out.append('<table class="summary"><tr><th class="l">model</th><th class="l">benchmark'
-                   "</th><th>pairs</th><th>accuracy %</th><th>AUC</th><th>EER %</th>"
-                   + "".join(f"<th>TAR@{_e(f)} %</th>" for f in fars) + "</tr>")  # fmt: skip
-        for m, b, v in rows:
-            cells = [
-                f'<td class="l">{_e(m)}</td><td class="l"><a href="#{_anchor("b", b)}">{_e(b)}'
-                f"</a></td><td>{v['num_pairs']}</td>",
-                f"<td>{_pct(v['accuracy_mean'])} ± {_pct(v['accuracy_std'])}</td>",
-                f"<td>{_num(v['auc'])}</td><td>{_pct(v['eer'])}</td>",
-            ]
-            cells += [_rate_cell(v["tar_at_far"].get(f), "tar") for f in fars]
-            out.append("<tr>" + "".join(cells) + "</tr>")
-        out.append("</table>")
+        out += _table_lines(
+            [*VERIFICATION_HEAD, *(f"TAR@{f} %" for f in fars)],
+            [
+                f'<tr><td class="l">{_e(m)}</td><td class="l"><a href="#{_anchor("b", b)}">'
+                f"{_e(b)}</a></td>" + _cells(verification_cells(v, fars)) + "</tr>"
+                for m, b, v in rows
+            ],
+            "summary",
+            left=2,
+        )
         out.append('<p class="meta">- : FAR below 1/(impostor pairs), not resolvable with this '
                    "many pairs. Accuracy: k-fold, mean ± std over folds.</p>")  # fmt: skip
     ids = [(m, mv["identification"]) for m, mv in models.items() if mv.get("identification")]
     if ids:
         dfars = list(ids[0][1].get("dir_at_far", {}))
-        out.append('<table class="summary"><tr><th class="l">model</th><th>gallery ids</th>'
-                   "<th>mated</th><th>non-mated</th><th>rank-1 %</th><th>rank-5 %</th>"
-                   "<th>rank-10 %</th>" + "".join(f"<th>DIR@{_e(f)} %</th>" for f in dfars)
-                   + "</tr>")  # fmt: skip
-        for m, r in ids:
-            row = (f'<tr><td class="l">{_e(m)}</td><td>{r["num_gallery_identities"]}</td>'
-                   f"<td>{r['num_mated']}</td><td>{r['num_nonmated']}</td>"
-                   f"<td>{_pct(r['rank1'])}</td><td>{_pct(r['rank5'])}</td>"
-                   f"<td>{_pct(r['rank10'])}</td>")  # fmt: skip
-            row += "".join(_rate_cell(r["dir_at_far"].get(f), "dir") for f in dfars)
-            out.append(row + "</tr>")
-        out.append("</table>")
+        out += _table_lines(
+            [*IDENTIFICATION_HEAD, *(f"DIR@{f} %" for f in dfars)],
+            [
+                f'<tr><td class="l">{_e(m)}</td>' + _cells(identification_cells(r, dfars)) + "</tr>"
+                for m, r in ids
+            ],
+            "summary",
+            left=1,
+        )
     out.append("</section>")
     return out
 
@@ -436,10 +396,10 @@ def _threshold_table(v: dict) -> str:
     ]  # fmt: skip
     for f, t in v["tar_at_far"].items():
         if t["resolvable"]:
-            rows.append((f"FAR {f} (achieved {_num(t['achieved_far'], '.2e')})", t["threshold"],
+            rows.append((f"FAR {f} (achieved {number(t['achieved_far'], '.2e')})", t["threshold"],
                          t["tar"], "TAR", ">= t"))  # fmt: skip
     body = "".join(
-        f'<tr><td class="l">{_e(a)}</td><td>{_num(t)}</td><td class="l">{_e(w)}</td>'
+        f'<tr><td class="l">{_e(a)}</td><td>{number(t)}</td><td class="l">{_e(w)}</td>'
         f'<td>{_pct(x)} %</td><td class="l">{_e(rule)}</td></tr>'
         for a, t, x, w, rule in rows
     )
@@ -577,7 +537,7 @@ def _calibration(models: dict, out_dir: Path) -> list[str]:
             out.append(f'<div class="plots"><img class="reliability" alt="reliability {_e(m)}" '
                        f'src="{file_data_uri(out_dir / c["plot"])}"></div>')  # fmt: skip
         thr = "".join(
-            f"<tr><td>{_e(far_key(t['far']))}</td><td>{_num(t['threshold'])}</td></tr>"
+            f"<tr><td>{_e(far_key(t['far']))}</td><td>{number(t['threshold'])}</td></tr>"
             for t in c["thresholds"]
         )
         where = (
@@ -586,8 +546,8 @@ def _calibration(models: dict, out_dir: Path) -> list[str]:
             else f"not stored: {_e(c.get('not_written', ''))}"
         )
         out.append(f'<p>Held-out ({c["folds"]}-fold) expected calibration error '
-                   f'<b class="ece">{_num(c["ece"])}</b> ({c["bins"]} equal-width bins), Brier '
-                   f"{_num(c['brier'])}; {where}.</p>"
+                   f'<b class="ece">{number(c["ece"])}</b> ({c["bins"]} equal-width bins), Brier '
+                   f"{number(c['brier'])}; {where}.</p>"
                    '<table class="thresholds"><tr><th>FAR</th><th>cosine threshold (same when '
                    f"score &gt;= t)</th></tr>{thr}</table></div>")  # fmt: skip
     out.append("</section>")
@@ -595,11 +555,8 @@ def _calibration(models: dict, out_dir: Path) -> list[str]:
 
 
 def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLike[str]) -> str:
-    """The report page as a string (see the module doc).
-
-    ``results`` is eval's results dict (its ``plots`` name PNGs in ``out_dir``); ``data`` holds
-    the per-pair scores and image sources handed over by the run.
-    """
+    """The report page (see the module doc) of eval's ``results`` dict (its ``plots`` name PNGs
+    in ``out_dir``) and the scores and images the run handed over (``data``)."""
     out_dir = Path(out_dir)
     models = results.get("models", {})
     by_key = {(p.model, p.benchmark): p for p in data.verification}

@@ -9,7 +9,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,39 @@ def percent(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
 
 
+def number(x: float | None, fmt: str = ".4f") -> str:
+    """``x`` formatted with ``fmt``; "-" for None, NaN or inf."""
+    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+def rate(entry: dict | None, key: str, show: Callable[[float], str] = percent) -> str:
+    """``show(entry[key])`` of a per-FAR entry; "-" without one or where it is not resolvable."""
+    return "-" if entry is None or not entry["resolvable"] else show(entry[key])
+
+
+#: the heads of the verification and identification summaries (console and HTML report), which
+#: then have a column per FAR
+VERIFICATION_HEAD = ["model", "benchmark", "pairs", "accuracy %", "AUC", "EER %"]
+IDENTIFICATION_HEAD = ["model", "gallery ids", "mated", "non-mated", "rank-1 %", "rank-5 %"]
+IDENTIFICATION_HEAD += ["rank-10 %"]
+
+
+def verification_cells(v: dict, fars: list[str]) -> list[str]:
+    """A benchmark entry's summary cells after the model and benchmark: pairs, accuracy, AUC,
+    EER and the TAR at each of ``fars``."""
+    acc = f"{percent(v['accuracy_mean'])} ± {percent(v['accuracy_std'])}"
+    cells = [str(v["num_pairs"]), acc, number(v["auc"]), percent(v["eer"])]
+    return cells + [rate(v["tar_at_far"].get(f), "tar") for f in fars]
+
+
+def identification_cells(r: dict, fars: list[str]) -> list[str]:
+    """An identification entry's summary cells after the model: gallery identities, mated and
+    non-mated searches, rank-1/5/10 and the DIR at each of ``fars``."""
+    cells = [str(r[k]) for k in ("num_gallery_identities", "num_mated", "num_nonmated")]
+    cells += [percent(r[k]) for k in ("rank1", "rank5", "rank10")]
+    return cells + [rate(r["dir_at_far"].get(f), "dir") for f in fars]
+
+
 def format_table(results: dict) -> str:
     """The console summary of a results dict (see :data:`JSON_KEYS_DOC`)."""
     lines: list[str] = []
@@ -138,40 +171,18 @@ def format_table(results: dict) -> str:
         (name, b, v) for name, m in models.items() for b, v in m.get("verification", {}).items()
     ]
     fars = next((list(v["tar_at_far"]) for _, _, v in ver_rows if v["tar_at_far"]), [])
-    unresolvable = False
     if ver_rows:
-        head = ["model", "benchmark", "pairs", "accuracy %", "AUC", "EER %"]
-        head += [f"TAR@{f}" for f in fars]
-        rows = []
-        for name, b, v in ver_rows:
-            row = [
-                name,
-                b,
-                str(v["num_pairs"]),
-                f"{100 * v['accuracy_mean']:.2f} ± {100 * v['accuracy_std']:.2f}",
-                f"{v['auc']:.4f}",
-                percent(v["eer"]),
-            ]
-            for f in fars:
-                t = v["tar_at_far"].get(f)
-                if t is None or not t["resolvable"]:
-                    unresolvable = True
-                    row.append("-")
-                else:
-                    row.append(percent(t["tar"]))
-            rows.append(row)
+        rows = [[name, b, *verification_cells(v, fars)] for name, b, v in ver_rows]
         lines.append(_verification_title(ver_rows, results.get("settings", {}).get("folds", 10)))
-        lines += grid(head, rows)
-        if unresolvable:
+        lines += grid([*VERIFICATION_HEAD, *(f"TAR@{f}" for f in fars)], rows)
+        if any(rate(v["tar_at_far"].get(f), "tar") == "-" for _, _, v in ver_rows for f in fars):
             lines.append("  - : FAR below 1/(impostor pairs), not resolvable with this many pairs")
         head = ["model", "benchmark", "k-fold", "EER"] + [f"thr@{f}" for f in fars]
-        rows = []
-        for name, b, v in ver_rows:
-            row = [name, b, f"{v['threshold_mean']:.4f}", f"{v['eer_threshold']:.4f}"]
-            for f in fars:
-                t = v["tar_at_far"].get(f)
-                row.append("-" if t is None or not t["resolvable"] else f"{t['threshold']:.4f}")
-            rows.append(row)
+        rows = [
+            [name, b, f"{v['threshold_mean']:.4f}", f"{v['eer_threshold']:.4f}"]
+            + [rate(v["tar_at_far"].get(f), "threshold", number) for f in fars]
+            for name, b, v in ver_rows
+        ]
         lines.append("")
         lines.append("Calibrated cosine thresholds (k-fold: mean over folds, same if score > t; "
                      "EER and FAR: same if score >= t)")  # fmt: skip
@@ -180,27 +191,11 @@ def format_table(results: dict) -> str:
     id_rows = [(name, m["identification"]) for name, m in models.items() if m.get("identification")]
     if id_rows:
         dfars = list(id_rows[0][1].get("dir_at_far", {}))
-        head = ["model", "gallery ids", "mated", "non-mated", "rank-1 %", "rank-5 %", "rank-10 %"]
-        head += [f"DIR@{f}" for f in dfars]
-        rows = []
-        for name, r in id_rows:
-            row = [
-                name,
-                str(r["num_gallery_identities"]),
-                str(r["num_mated"]),
-                str(r["num_nonmated"]),
-                percent(r["rank1"]),
-                percent(r["rank5"]),
-                percent(r["rank10"]),
-            ]
-            for f in dfars:
-                d = r["dir_at_far"].get(f)
-                row.append("-" if d is None or not d["resolvable"] else percent(d["dir"]))
-            rows.append(row)
+        rows = [[name, *identification_cells(r, dfars)] for name, r in id_rows]
         if lines:
             lines.append("")
         lines.append(f"Identification ({id_rows[0][1].get('index', 'flat')} index)")
-        lines += grid(head, rows)
+        lines += grid([*IDENTIFICATION_HEAD, *(f"DIR@{f}" for f in dfars)], rows)
     return "\n".join(lines)
 
 
@@ -267,8 +262,12 @@ def grid(head: list[str], rows: list[list[str]], left: int = 2) -> list[str]:
 
 
 @contextlib.contextmanager
-def _plot(path: str | os.PathLike[str], title: str) -> Iterator:
-    """A titled 6x4.5 in figure's axes; the figure is written to ``path`` as PNG, atomically."""
+def _plot(
+    path: str | os.PathLike[str], title: str, xlabel: str, ylabel: str, legend: str, grid="major"
+) -> Iterator:
+    """A titled, labelled 6x4.5 in figure's axes to draw on; then the grid lines (``grid``:
+    "major", "both" or None) and the legend (at ``legend``) are added and the figure is written
+    to ``path`` as PNG, atomically."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -278,6 +277,11 @@ def _plot(path: str | os.PathLike[str], title: str) -> Iterator:
     try:
         ax.set_title(title)
         yield ax
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if grid:
+            ax.grid(True, which=grid, alpha=0.3)
+        ax.legend(loc=legend, fontsize=8)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     finally:
@@ -300,17 +304,14 @@ def plot_roc(
     lows = [float(np.min(f[f > 0])) for _, f, _ in curves if np.any(f > 0)]
     lo = min_far or (min(lows) if lows else 1e-6)
     lo = min(10.0 ** math.floor(math.log10(lo)), 0.1)  # a decade boundary, at least 1 decade
-    with _plot(path, title) as ax:
+    xlabel = "false accept rate (log scale)"
+    with _plot(path, title, xlabel, "true accept rate", "lower right", "both") as ax:
         for label, fpr, tpr in curves:
             keep = fpr > 0
             ax.plot(fpr[keep], tpr[keep], label=label, linewidth=1.4)
         ax.set_xscale("log")
         ax.set_xlim(lo, max(max_far, 10 * lo))
         ax.set_ylim(0.0, 1.01)
-        ax.set_xlabel("false accept rate (log scale)")
-        ax.set_ylabel("true accept rate")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
 
 
 def plot_histograms(
@@ -324,45 +325,36 @@ def plot_histograms(
     s, y = np.asarray(scores, float), np.asarray(issame, bool)
     pad = 0.02 * max(1e-6, float(s.max() - s.min()))
     bins = np.linspace(float(s.min()) - pad, float(s.max()) + pad, 81)
-    with _plot(path, title) as ax:
+    with _plot(path, title, "cosine similarity", "density", "best", None) as ax:
         ax.hist(s[y], bins=bins, density=True, alpha=0.6, label=f"genuine ({int(y.sum())})")
         ax.hist(s[~y], bins=bins, density=True, alpha=0.6, label=f"impostor ({int((~y).sum())})")
         if threshold is not None and math.isfinite(threshold):
             label = f"threshold {threshold:.3f}"
             ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=label)
-        ax.set_xlabel("cosine similarity")
-        ax.set_ylabel("density")
-        ax.legend(fontsize=8)
 
 
 def plot_cmc(
     path: str | os.PathLike[str], curves: Sequence[tuple[str, np.ndarray]], title: str
 ) -> None:
     """CMC curves (label, (K,) rates) on one plot, as PNG."""
-    with _plot(path, title) as ax:
+    with _plot(path, title, "rank", "identification rate", "lower right") as ax:
         for label, c in curves:
             c = np.asarray(c, float)
             ax.plot(np.arange(1, c.size + 1), c, marker="o", markersize=3, label=label)
-        ax.set_xlabel("rank")
-        ax.set_ylabel("identification rate")
         ax.set_ylim(0.0, 1.01)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
 
 
 def plot_erc(path: str | os.PathLike[str], curves: Sequence[tuple[str, Any]], title: str) -> None:
     """Error-versus-reject curves (label, :class:`~facerec.metrics.quality.ErrorRejectCurve`)
     on one plot, as PNG: FNMR of the kept genuine pairs against the fraction of pairs rejected
     by quality (lowest first), with each model's oracle dotted."""
-    with _plot(path, title) as ax:
+    xlabel = "fraction of pairs rejected (lowest quality first)"
+    ylabel = f"FNMR at FAR {curves[0][1].far:g} (threshold fixed)" if curves else "FNMR"
+    with _plot(path, title, xlabel, ylabel, "upper right") as ax:
         for label, c in curves:
             (line,) = ax.plot(c.reject, c.fnmr, marker="o", markersize=3, label=label)
             ax.axhline(c.area_random, color=line.get_color(), linestyle=":", linewidth=0.8)
-        ax.set_xlabel("fraction of pairs rejected (lowest quality first)")
-        ax.set_ylabel(f"FNMR at FAR {curves[0][1].far:g} (threshold fixed)" if curves else "FNMR")
         ax.set_ylim(bottom=0.0)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
 
 
 def plot_reliability(path: str | os.PathLike[str], calibration: Any, title: str) -> None:
@@ -370,17 +362,10 @@ def plot_reliability(path: str | os.PathLike[str], calibration: Any, title: str)
     rate of genuine pairs against the mean predicted probability per bin (held-out folds), the
     diagonal being perfect calibration; the ECE in the legend."""
     bins = [r for r in calibration.reliability if r.count]
-    with _plot(path, title) as ax:
+    label = f"{calibration.method} (ECE {calibration.ece:.4f})"
+    xlabel, ylabel = "predicted P(same identity)", "observed fraction of genuine pairs"
+    with _plot(path, title, xlabel, ylabel, "upper left") as ax:
         ax.plot([0, 1], [0, 1], color="k", linestyle="--", linewidth=0.8, label="perfect")
-        ax.plot(
-            [r.mean_predicted for r in bins],
-            [r.observed for r in bins],
-            marker="o",
-            label=f"{calibration.method} (ECE {calibration.ece:.4f})",
-        )
+        ax.plot([r.mean_predicted for r in bins], [r.observed for r in bins], "o-", label=label)
         ax.set_xlim(0.0, 1.0)
         ax.set_ylim(0.0, 1.0)
-        ax.set_xlabel("predicted P(same identity)")
-        ax.set_ylabel("observed fraction of genuine pairs")
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
