@@ -176,15 +176,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         ident = IdentificationSet.from_folders(args.gallery, args.probe, args.distractors)
     if args.load_features and (benches or ident) and not (args.checkpoint or args.onnx):
         raise ConfigError("--load-features evaluates IJB only; other benchmarks need a network")
-    ijb = ijb_run_from_args(args, len(args.checkpoint) + len(args.onnx))
+    models = [("checkpoint", q) for q in args.checkpoint] + [("onnx", q) for q in args.onnx]
+    ijb = ijb_run_from_args(args, len(models))
     if not benches and ident is None and ijb is None:
         raise ConfigError(
             "nothing to evaluate; expected --bin, --lfw-pairs/--lfw-root, --pairs-csv, --rfw, "
             "--synthetic, --gallery/--probe or --ijb"
         )
-    num_models = len(args.checkpoint) + len(args.onnx) + len(args.load_features)
+    num_models = len(models) + len(args.load_features)
     tasks = len(benches) + (ident is not None) + (ijb is not None)
-    check_free_space(out / "results.json", _output_bytes(num_models, tasks, args), "--out")
+    # generously, per model and task: 1 MiB of plots and JSON, 1/4 MiB a report pair shown
+    per = 2**20 + (args.report_pairs * 2**18 if args.report else 0)
+    check_free_space(out / "results.json", max(1, num_models) * max(1, tasks) * per, "--out")
     opts.device = resolve_device(args.device)
     aligner = aligner_from_args(args, opts.device)
     try:
@@ -192,7 +195,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     except OSError as e:
         raise write_failed(out, e) from None
     before = _file_stats(out)
-    models = [("checkpoint", q) for q in args.checkpoint] + [("onnx", q) for q in args.onnx]
     results = evaluate(
         models,
         benches,
@@ -230,14 +232,6 @@ def _check_out(args: argparse.Namespace) -> Path:
             if isinstance(v, str):
                 inputs.append((f"--{flag.replace('_', '-')}", v))
     return check_output(args.out, "--out", inputs, kind="folder")
-
-
-def _output_bytes(num_models: int, tasks: int, args: argparse.Namespace) -> int:
-    """A generous estimate of what one run writes: per model and benchmark the plots and its
-    share of results.json (about 1 MiB), and with ``--report`` its thumbnails (about 0.2 MiB
-    per pair shown)."""
-    per = 2**20 + (args.report_pairs * 2**18 if args.report else 0)
-    return max(1, num_models) * max(1, tasks) * per
 
 
 def _file_stats(out: Path) -> dict[str, tuple[int, int, int]]:

@@ -321,10 +321,6 @@ def group_entry(
 # ------------------------------------------------------------------------------ renderings
 
 
-def _tar_cell(t: dict) -> str:
-    return percent(t["tar"]) if t["resolvable"] else "-"
-
-
 def group_rows(entry: dict) -> tuple[list[str], list[list[str]]]:
     """The per-group table (head, rows) the console and the HTML both show."""
     fars = list(next(iter(entry["groups"].values()))["tar_at_far"])
@@ -332,16 +328,11 @@ def group_rows(entry: dict) -> tuple[list[str], list[list[str]]]:
     head += [f"TAR@{f} %" for f in fars] + ["FMR %", "FNMR %"]
     rows = []
     for g, v in entry["groups"].items():
-        row = [
-            g,
-            str(v["num_pairs"]),
-            str(v["num_genuine"]),
-            str(v["num_impostor"]),
-            f"{percent(v['accuracy_mean'])} ± {percent(v['accuracy_std'])}",
-            f"{v['auc']:.4f}",
-            percent(v["eer"]),
-        ]
-        row += [_tar_cell(v["tar_at_far"][f]) for f in fars]
+        row = [g, *(str(v[k]) for k in ("num_pairs", "num_genuine", "num_impostor"))]
+        row.append(f"{percent(v['accuracy_mean'])} ± {percent(v['accuracy_std'])}")
+        row += [f"{v['auc']:.4f}", percent(v["eer"])]
+        tars = [v["tar_at_far"][f] for f in fars]
+        row += [percent(t["tar"]) if t["resolvable"] else "-" for t in tars]
         rows.append([*row, percent(v["fmr"]), percent(v["fnmr"])])
     return head, rows
 
