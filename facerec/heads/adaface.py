@@ -10,8 +10,6 @@ from torch import Tensor
 from facerec.base.distributed import all_reduce_
 from facerec.heads.base import CosineMarginHead, Margin, check_float, margin_logits
 
-__all__ = ["AdaFaceHead", "AdaFaceMargin"]
-
 #: ε of the official code: cosine clamp ±(1 − ε), θ clip [ε, π − ε] and σ + ε.
 ADAFACE_EPS = 1e-3
 

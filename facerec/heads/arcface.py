@@ -11,8 +11,6 @@ from torch import Tensor
 
 from facerec.heads.base import CosineMarginHead, Margin, arc_target, check_float, margin_logits
 
-__all__ = ["ArcFaceHead", "ArcFaceMargin", "SubCenterArcFaceHead"]
-
 
 class ArcFaceMargin(Margin):
     """Additive angular margin: logits s·cos θ_j for j ≠ y and s·cos(θ_y + m) for the target.

@@ -19,23 +19,6 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from facerec.errors import ConfigError, FacerecError
 
-__all__ = [
-    "SINE_EPS",
-    "ClassCentres",
-    "CosineMarginHead",
-    "Margin",
-    "MarginHead",
-    "arc_target",
-    "check_batch",
-    "check_float",
-    "check_positive_int",
-    "class_cosine",
-    "compute_dtype",
-    "margin_logits",
-    "normalized_cosine",
-    "target_cosine",
-]
-
 #: Lower clamp of 1 − cos² in sin θ = sqrt(1 − cos² θ): keeps the gradient of cos(θ + m) finite
 #: and changes sin θ only for θ < 1e-4 rad (in float32, only at |cos θ| = 1 exactly).
 SINE_EPS = 1e-8

@@ -16,8 +16,6 @@ from facerec.heads.base import (
     margin_logits,
 )
 
-__all__ = ["CombinedMargin", "CombinedMarginHead"]
-
 
 class CombinedMargin(Margin):
     """insightface's combined margin: target s·(cos(m1·θ_y + m2) − m3), others s·cos θ_j.

@@ -6,8 +6,6 @@ from torch import Tensor
 
 from facerec.heads.base import CosineMarginHead, Margin, check_float, margin_logits
 
-__all__ = ["CosFaceHead", "CosFaceMargin"]
-
 
 class CosFaceMargin(Margin):
     """Additive cosine margin: logits s·cos θ_j, target s·(cos θ_y − m) (m a cosine offset)."""

@@ -18,8 +18,6 @@ from facerec.heads.base import (
     target_cosine,
 )
 
-__all__ = ["CurricularFaceHead", "CurricularFaceMargin"]
-
 
 class CurricularFaceMargin(Margin):
     """CurricularFace margin: the ArcFace target; a non-target cos θ_j above cos(θ_y + m) (a hard

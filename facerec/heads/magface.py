@@ -10,8 +10,6 @@ from torch import Tensor
 from facerec.errors import ConfigError
 from facerec.heads.base import CosineMarginHead, Margin, arc_target, check_float, margin_logits
 
-__all__ = ["MagFaceHead", "MagFaceMargin"]
-
 
 class MagFaceMargin(Margin):
     """MagFace margin: the ArcFace target with margin m(a), linear from l_m to u_m (radians) as

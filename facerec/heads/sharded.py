@@ -45,8 +45,6 @@ from facerec.heads.base import (
     target_cosine,
 )
 
-__all__ = ["ShardedClassCentres", "ShardedMarginHead", "distributed_cross_entropy", "shard_range"]
-
 #: Rows per block of the world-size-independent initialisation, and its std (insightface's).
 INIT_BLOCK_ROWS = 65536
 INIT_STD = 0.01

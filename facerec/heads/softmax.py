@@ -8,8 +8,6 @@ from torch import Tensor, nn
 
 from facerec.heads.base import CosineMarginHead, Margin, MarginHead, check_float, compute_dtype
 
-__all__ = ["NormFaceHead", "NormFaceMargin", "SoftmaxHead"]
-
 
 class SoftmaxHead(MarginHead):
     """Plain linear classifier with bias: logits = x·Wᵀ + b (labels ignored)."""

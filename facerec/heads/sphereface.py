@@ -16,8 +16,6 @@ from facerec.heads.base import (
     margin_logits,
 )
 
-__all__ = ["SphereFaceHead", "SphereFaceMargin", "chebyshev_cos_multiple", "sphereface_psi"]
-
 
 def chebyshev_cos_multiple(cos_t: Tensor, m: int) -> Tensor:
     """cos(m·θ) from cos θ by the Chebyshev recurrence T_{n+1} = 2c·T_n − T_{n−1} (any shape)."""

@@ -394,6 +394,3 @@ def read_dlib_resnet(path: str | Path) -> DlibNet:
     if not data:
         raise DataError(f"{p}: empty file; expected {DAT_NAME}")
     return parse_dlib_resnet(data, str(p))
-
-
-__all__ = ["DAT_NAME", "DatLayer", "DlibNet", "parse_dlib_resnet", "read_dlib_resnet"]

@@ -191,15 +191,3 @@ def find_dat() -> Path:
 def load_dlib_resnet(path: str | Path | None = None) -> DlibResNet:
     """dlib's face ResNet with its weights from ``path``, else from the installed package."""
     return from_dat(find_dat() if path is None else path)
-
-
-__all__ = [
-    "DLIB_MEAN_RGB",
-    "NAME",
-    "Affine",
-    "DlibResNet",
-    "find_dat",
-    "from_dat",
-    "load_dlib_resnet",
-    "padded_add",
-]

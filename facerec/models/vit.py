@@ -49,7 +49,6 @@ class PatchNorm(nn.Module):
         self.bn = nn.BatchNorm1d(num_patches)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C) -> (B, N, C)."""
         return self.bn(x)
 
 
@@ -64,7 +63,6 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C) -> (B, N, C)."""
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
@@ -83,7 +81,6 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C) -> (B, N, C)."""
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
         qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, heads, N, C/heads)
@@ -127,7 +124,6 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C) -> (B, N, C)."""
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -148,7 +144,6 @@ class PatchEmbed(nn.Module):
         self.pos_drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, N, C)."""
         x = self.proj(x).flatten(2).transpose(1, 2)
         return self.pos_drop(x + self.pos_embed)
 
@@ -300,12 +295,9 @@ class ViT(Backbone):
         d = len(self.blocks)
         cut = [(d * i + 2) // 4 for i in range(5)]
         parts: list[list[nn.Module]] = [list(self.blocks[cut[i] : cut[i + 1]]) for i in range(4)]
-        return [
-            [self.patch_embed, *parts[0]],
-            parts[1],
-            parts[2],
-            [*parts[3], self.norm, self.masking],
-        ]
+        parts[0].insert(0, self.patch_embed)
+        parts[3] += [self.norm, self.masking]
+        return parts
 
     def load_insightface_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Load a state dict saved by insightface's ``VisionTransformer`` (strict; torch's error
