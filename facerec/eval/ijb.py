@@ -64,10 +64,6 @@ class IJBMeta:
     galleries: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     probes: tuple[np.ndarray, np.ndarray] | None = None
 
-    @property
-    def image_folder(self) -> Path:
-        return self.root / "loose_crop"
-
 
 def _lines(
     path: Path, what: str, fields: int = 0, expected: str = ""
@@ -199,13 +195,9 @@ def read_template_subjects(path: str | os.PathLike[str]) -> tuple[np.ndarray, np
 def read_ijb(
     root: str | os.PathLike[str], name: str = "IJBC", allow_outside_root: bool = False
 ) -> IJBMeta:
-    """Read the meta files of ``root`` (see the module docstring). An image name that leaves
-    ``root/loose_crop`` (``..``, absolute) is refused unless ``allow_outside_root``.
-
-    Raises:
-        DataError: a missing folder or file, a malformed line (file:line), the landmark and
-            template lists out of step, or pairs naming templates without images.
-    """
+    """Read the meta files of ``root`` (see the module docstring). DataError for a missing file,
+    a malformed line, lists out of step, a template without images, or an image name that leaves
+    ``root/loose_crop`` (``..``, absolute) without ``allow_outside_root``."""
     name = name.upper()
     if name not in IJB_NAMES:
         raise DataError(f"IJB benchmark {name!r} is not known; expected IJBC or IJBB")
@@ -271,19 +263,15 @@ def aligned_images(
 ) -> AlignedImages:
     """The loose crops of ``meta``, each warped from its given landmarks onto ``template`` at
     ``size``: ``src[i]`` -> (h, w, 3) uint8 RGB (facerec.align's one :class:`AlignedImages`)."""
-    files = FileImages([meta.image_folder / name for name in meta.images])
+    files = FileImages([meta.root / "loose_crop" / name for name in meta.images])
     return AlignedImages(files, FaceTable.given(meta.landmarks), size, template)
 
 
 def save_features(path: str | os.PathLike[str], features: np.ndarray, meta: IJBMeta) -> None:
     """Write image features (N, D) with the image names and benchmark name, atomically (.npz)."""
+    feats = np.asarray(features, np.float32)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(
-            fh,
-            features=np.asarray(features, np.float32),
-            images=np.asarray(meta.images),
-            name=np.asarray(meta.name),
-        )
+        np.savez(fh, features=feats, images=np.asarray(meta.images), name=np.asarray(meta.name))
 
 
 def load_features(path: str | os.PathLike[str], meta: IJBMeta) -> np.ndarray:

@@ -141,12 +141,6 @@ class IJBRun:
         self.key = self.meta.name
         self.fars = tuple(sorted(self.fars))
 
-    def _features_path(self, model: str) -> Path:
-        p = Path(str(self.save_features))
-        if self.num_models > 1:
-            p = p.with_name(f"{p.stem}_{model}{p.suffix or '.npz'}")
-        return p
-
     def run_model(self, embedder: Embedder, name: str) -> dict:
         """Embed the aligned images with ``embedder``, then :meth:`evaluate` them."""
         print(
@@ -160,7 +154,9 @@ class IJBRun:
         )
         saved = None
         if self.save_features:
-            saved = self._features_path(name)
+            saved = Path(self.save_features)
+            if self.num_models > 1:  # one file per model
+                saved = saved.with_name(f"{saved.stem}_{name}{saved.suffix or '.npz'}")
             write_features(saved, feats, self.meta)
         rep = self.evaluate(feats, name)
         rep.update(

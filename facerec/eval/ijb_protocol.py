@@ -57,13 +57,9 @@ def pooling_weights(
     templates: np.ndarray, medias: np.ndarray, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-image coefficients of media-then-template pooling, from (N,) template ids, media ids
-    and optional weights (default 1).
-
-    Returns:
-        ``(ids, row, coef, num_media)``: (T,) sorted template ids, (N,) int64 template row of
-        each image, (N,) float64 weight / images of the image's media in its template, (T,)
-        int64 media per template.
-    """
+    and optional weights (default 1): -> (T,) sorted template ids, (N,) int64 template row of
+    each image, (N,) float64 weight / images of the image's media in its template, (T,) int64
+    media per template."""
     t = np.asarray(templates).reshape(-1)
     m = np.asarray(medias).reshape(-1)
     if t.shape != m.shape:
@@ -186,11 +182,8 @@ def nearest_far_tar(
     fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray, fars: tuple[float, ...]
 ) -> dict[str, dict]:
     """insightface's TAR@FAR rule: for each target x the ROC point with the smallest
-    ``|fpr - x|``, ties to the later point (higher TPR); its FPR can exceed x.
-
-    Returns:
-        ``{far_key: {"tar", "fpr", "threshold"}}`` (threshold None for the +inf start point).
-    """
+    ``|fpr - x|``, ties to the later point (higher TPR); its FPR can exceed x. -> ``{far_key:
+    {"tar", "fpr", "threshold"}}`` (threshold None for the +inf start point)."""
     f, t, th = fpr[::-1], tpr[::-1], thresholds[::-1]
     out = {}
     for x in fars:
