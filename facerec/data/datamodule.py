@@ -22,7 +22,12 @@ from facerec.data.datasets import FaceDataset, IndexedDataset, label_groups
 from facerec.data.folder import read_name_list, scan_image_folder
 from facerec.data.image import ResizeMode
 from facerec.data.pairs import SYNTHETIC_HELD_OUT_START, make_pairs
-from facerec.data.samplers import Batches
+from facerec.data.samplers import (
+    Batches,
+    ResumableDataLoader,
+    ShuffleBatchSampler,
+    lightning_batches_done,
+)
 from facerec.data.sources import FileImages, SubsetImages
 from facerec.data.transforms import DEFAULT_AUGMENT, build_augment
 from facerec.errors import ConfigError, DataError
@@ -210,12 +215,11 @@ class FaceDataModule(pl.LightningDataModule):
             centre-cropped (``resize_mode``).
         batch_size: images per batch per process (a ``sampler`` sets its own: P·K, 3·T).
         num_workers: DataLoader worker processes.
-        sampler: how training batches are drawn, a :class:`~facerec.data.samplers.Batches` given
-            by ``class_path`` like ``model.backbone``: ``facerec.data.samplers.PKBatches`` (P
-            identities × K images), ``facerec.data.hard_identity.HardIdentityBatches`` (P×K
-            batches partly from FAISS neighbourhoods of the class centres) or
-            ``facerec.data.offline_triplets.OfflineTripletBatches`` (FaceNet's offline
-            selection); null (default): shuffled batches of ``batch_size``.
+        sampler: how training batches are drawn, a :class:`~facerec.data.samplers.Batches` by
+            ``class_path``: ``facerec.data.samplers.PKBatches``,
+            ``facerec.data.hard_identity.HardIdentityBatches`` or
+            ``facerec.data.offline_triplets.OfflineTripletBatches``; null (default): shuffled
+            batches of ``batch_size``.
         augment: albumentations pipeline as a list of {name: ..., args...}; default: a
             horizontal flip with probability 0.5 (``[]``: none; null: the default). Draws are
             seeded by (seed, epoch, sample index), whatever the number of workers.
@@ -447,30 +451,12 @@ class FaceDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------ dataloaders
     def _loader_kwargs(self) -> dict[str, Any]:
-        return {
-            "num_workers": self.num_workers,
-            "pin_memory": self._pin_memory(),
-            "persistent_workers": self.num_workers > 0,
-        }
-
-    def _pin_memory(self) -> bool:
-        """``pin_memory`` as set, or (None) whether the trainer's device is a CUDA GPU."""
-        if self.pin_memory is not None:
-            return bool(self.pin_memory)
-        trainer = self.trainer
-        return trainer is not None and trainer.strategy.root_device.type == "cuda"
-
-    def _resumable_loader(self, batch_sampler: Any) -> DataLoader:
-        """Train loader whose position Lightning checkpoints (``--ckpt_path`` resumes mid-epoch)."""
-        from facerec.data.samplers import ResumableDataLoader, lightning_batches_done
-
-        done = lightning_batches_done(self.trainer) if self.trainer is not None else None
-        return ResumableDataLoader(
-            self.train_set,
-            batch_sampler=_EpochKeys(batch_sampler),
-            batches_done=done,
-            **self._loader_kwargs(),
-        )
+        """Worker settings; ``pin_memory`` None: on when the trainer's device is a CUDA GPU."""
+        pin = self.pin_memory
+        if pin is None:
+            pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        workers = self.num_workers
+        return {"num_workers": workers, "pin_memory": bool(pin), "persistent_workers": workers > 0}
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
@@ -483,12 +469,17 @@ class FaceDataModule(pl.LightningDataModule):
                     f"the training set has {len(self.train_set)} images, fewer than "
                     f"data.batch_size={self.batch_size}; lower the batch size"
                 )
-            from facerec.data.samplers import ShuffleBatchSampler
-
             # a shuffled global batch of batch_size × processes, split by rank (seed, epoch)
             sampler = ShuffleBatchSampler(len(self.train_set), self.batch_size, seed=self.seed)
         self.train_batch_sampler = sampler
-        return self._resumable_loader(sampler)
+        # a train loader whose position Lightning checkpoints (--ckpt_path resumes mid-epoch)
+        done = lightning_batches_done(self.trainer) if self.trainer is not None else None
+        return ResumableDataLoader(
+            self.train_set,
+            batch_sampler=_EpochKeys(sampler),
+            batches_done=done,
+            **self._loader_kwargs(),
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
