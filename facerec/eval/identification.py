@@ -29,13 +29,11 @@ def torch_search(
     """Exact top-k inner-product search by chunked matrix products, as :func:`faiss_search`
     (ties may order differently): ``chunk_size`` queries against ``gallery_chunk`` gallery rows
     at a time (default: a similarity block under ``max_elements`` floats), top-k merged."""
-    g = torch.as_tensor(
-        np.asarray(gallery, np.float32) if isinstance(gallery, np.ndarray) else gallery
+    g, qs = (
+        torch.as_tensor(np.asarray(x, np.float32) if isinstance(x, np.ndarray) else x)
+        for x in (gallery, queries)
     )
     g = g.to(device, torch.float32)
-    qs = torch.as_tensor(
-        np.asarray(queries, np.float32) if isinstance(queries, np.ndarray) else queries
-    )
     k = min(int(k), g.shape[0])
     gc = gallery_chunk or max(k, min(g.shape[0], max_elements // max(1, chunk_size)))
     out_s, out_i = [], []
