@@ -1,22 +1,10 @@
 """Common base of the metric-learning losses (triplet, contrastive, ...).
 
-A :class:`MetricLoss` maps raw embeddings (B, D) and labels (B,) to a scalar loss, so it can be
-used alone or added to a margin head's loss. After each forward, :attr:`MetricLoss.stats` holds
-detached scalar tensors (what the LightningModule logs).
-
-Global batch under DDP (``gather=True``)
-----------------------------------------
-With ``gather=True`` in a distributed run, every rank gathers the embeddings (with
-:func:`facerec.base.distributed.all_gather_with_grad`: its own slice keeps its gradient, the others
-are constants) and the labels of all ranks, in rank order, and computes the loss L over the *global*
-batch, identical on every rank. Rank r's backward then yields ∂L/∂(its embeddings), the part of
-the global gradient that flows through its own samples; DDP *averages* parameter gradients over
-the W ranks, which would give (1/W)·∇L. So the returned loss is
-``L + (W − 1)·(L − L.detach())``: its value is L (what gets logged) and its gradient is W·∇_local L,
-so that after DDP's averaging the parameters receive exactly ∇L of the global-batch loss, as in a
-single process on the concatenated batch. Every rank must pass the same batch size B (PKSampler
-guarantees it; use ``drop_last`` otherwise). With ``gather=False`` each rank's loss covers its own
-batch only, and DDP averages those per-rank gradients as for any other loss.
+Under DDP with ``gather=True`` every rank computes the loss L on the global batch (embeddings
+gathered with :func:`facerec.base.distributed.all_gather_with_grad`, in rank order; every rank
+must pass the same B) and returns ``L + (W − 1)·(L − L.detach())``: value L, gradient W·∇_local L,
+so that after DDP averages over the W ranks the parameters get exactly ∇L, as in one process.
+With ``gather=False`` each rank's loss covers its own batch.
 """
 
 from __future__ import annotations
@@ -35,10 +23,8 @@ from facerec.mining import Distance, check_distance, pairwise_distances
 class MetricLoss(nn.Module, ABC):
     """Base class: ``forward(embeddings (B, D) raw, labels (B,)) -> scalar Tensor``.
 
-    Subclasses implement :meth:`compute` on the (possibly gathered) batch; ``forward`` checks the
-    inputs, gathers under DDP, runs :meth:`compute` in float32 with autocast off (half-precision
-    embeddings are upcast), records :attr:`stats` and applies the DDP gradient scaling.
-    ``distance`` and ``normalize`` are what :meth:`distances` computes.
+    Subclasses implement :meth:`compute` on the (gathered) batch, which ``forward`` runs in
+    float32 with autocast off; :attr:`stats` then holds its detached scalars (logged).
     """
 
     stats: dict[str, Tensor]

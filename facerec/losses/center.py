@@ -16,32 +16,14 @@ __all__ = ["CenterLoss"]
 class CenterLoss(nn.Module):
     """L_c = ½·(1/B)·Σ_i ‖x_i − c_{y_i}‖², with centres updated by the paper's rule, not by SGD.
 
-    The value is averaged over the batch as in Wen et al.'s Caffe layer (``dot / M / 2``), so it
-    does not grow with the batch size; the caller multiplies it by λ (typically 1e-4 to 0.1) and
-    adds it to the softmax loss. Under DDP each rank averages over its own batch and DDP averages
-    the gradients, which is the mean over the global batch. The gradient is
-    ∂L_c/∂x_i = (x_i − c_{y_i})/B; none flows into the centres.
+    Averaged over the batch as in Wen et al.'s Caffe layer; the caller multiplies it by λ and adds
+    it to the softmax loss. No gradient flows into the centres: they are a buffer (zeros at start,
+    in the state_dict, C·D·4 bytes on every rank), moved in training mode by c_j ← c_j − α·Δc_j,
+    Δc_j = Σ_{i: y_i = j}(c_j − x_i)/(1 + n_j), over the GLOBAL batch (all-gathered; every rank
+    passes the same B and applies the same deterministic update).
 
-    Centres are a buffer (not a Parameter: the optimiser, weight decay and gradient clipping
-    never touch them), zeros at start, saved in the state_dict. In training mode, after the loss
-    is computed, they move by c_j ← c_j − α·Δc_j with Δc_j = Σ_{i: y_i = j}(c_j − x_i)/(1 + n_j)
-    (n_j = samples of class j in the batch; classes absent from the batch do not move). The batch
-    here is the GLOBAL one: detached embeddings and labels are all-gathered from every rank
-    (``all_gather_nograd``; every rank must pass the same B) and every rank applies the same
-    deterministic update, so the centres stay identical across ranks. The per-class sums use a
-    (N, N) same-label matrix product over the N gathered samples (no (C, D) temporary, no atomic
-    adds whose order could differ between ranks).
-
-    Memory: the centres take C·D·4 bytes (float32), e.g. 100k × 512 = 195 MiB and
-    1M × 512 = 2 GiB on every rank, in addition to the head's own (C, D) weight.
-
-    Args:
-        num_classes: C.
-        embedding_dim: D.
-        alpha: centre learning rate α in [0, 1], default 0.5.
-
-    Shapes: embeddings (B, D) raw (any float dtype; computed in float32), labels (B,) int64 in
-    [0, C) -> scalar float32 loss.
+    Args: ``num_classes`` C, ``embedding_dim`` D, ``alpha`` α in [0, 1]. Shapes: embeddings
+    (B, D) (computed in float32), labels (B,) int64 in [0, C) -> scalar float32 loss.
     """
 
     centers: Tensor
@@ -60,10 +42,7 @@ class CenterLoss(nn.Module):
         )
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """(B, D) embeddings, (B,) int64 labels -> scalar ½·mean_i ‖x_i − c_{y_i}‖².
-
-        In training mode the centres are then updated (see the class docstring).
-        """
+        """(B, D) embeddings, (B,) int64 labels -> scalar loss; then, in training, the update."""
         check_batch("CenterLoss", embeddings, labels, self.embedding_dim)
         if labels.is_floating_point() or labels.is_complex():
             raise FacerecError(
@@ -81,7 +60,8 @@ class CenterLoss(nn.Module):
 
     @torch.no_grad()
     def _update(self, x: Tensor, labels: Tensor) -> None:
-        """c_j ← c_j − α·Σ_{i: y_i = j}(c_j − x_i)/(1 + n_j) over the global batch."""
+        """c_j ← c_j − α·Σ_{i: y_i = j}(c_j − x_i)/(1 + n_j) over the global batch, by an (N, N)
+        same-label product (deterministic: no atomic adds whose order could differ by rank)."""
         x = all_gather_nograd(x)  # (N, D)
         labels = all_gather_nograd(labels)  # (N,)
         centers = self.centers.index_select(0, labels).to(x.dtype)  # (N, D) c_{y_i}

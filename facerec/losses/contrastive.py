@@ -1,10 +1,7 @@
 """Contrastive loss (Hadsell, Chopra & LeCun 2006) over every pair of the (gathered) batch.
 
-With Y = 0 for a similar pair (same label) and Y = 1 for a dissimilar one, and D the distance:
-L = (1 − Y)·½·max(0, D − m₊)² + Y·½·max(0, m − D)². With ``pos_margin`` m₊ = 0 (the default) the
-similar term is the paper's ½·D². The loss is the mean over all B·(B − 1)/2 unordered pairs i < j
-of the batch, the zero terms included (the paper sums over pairs; the mean keeps the scale
-independent of B). In a P×K batch most pairs are dissimilar (a share (B − K)/(B − 1)).
+L = (1 − Y)·½·max(0, D − m₊)² + Y·½·max(0, m − D)² (Y = 1 for a dissimilar pair, D the
+distance), averaged over all B·(B − 1)/2 pairs i < j, zero terms included.
 """
 
 from __future__ import annotations
@@ -21,17 +18,9 @@ from facerec.mining import Distance
 class ContrastiveLoss(MetricLoss):
     """Hadsell et al.'s contrastive loss, averaged over all pairs of the batch.
 
-    Args:
-        margin: m, dissimilar pairs closer than m are pushed apart (> 0).
-        pos_margin: m₊ ≥ 0, similar pairs closer than m₊ are left alone (0: the paper's ½·D²).
-        distance: ``"euclidean"`` (the paper's), ``"squared_euclidean"`` or ``"cosine"``.
-        normalize: L2-normalise the embeddings first.
-        gather: under DDP, use every pair of the global batch (see :mod:`facerec.losses.base`).
-
-    ``forward(embeddings (B, D), labels (B,)) -> scalar``. :attr:`stats` after a forward:
-    ``active_fraction`` (share of the pairs with a non-zero term), ``mean_d_pos``,
-    ``mean_d_neg`` (mean distance of the similar / dissimilar pairs), ``num_pairs``,
-    ``num_pos_pairs``.
+    ``margin`` m > 0 pushes dissimilar pairs apart; similar pairs closer than ``pos_margin``
+    m₊ ≥ 0 are left alone (0: the paper's ½·D²). :attr:`stats`: ``active_fraction`` (pairs with a
+    non-zero term), ``mean_d_pos``, ``mean_d_neg``, ``num_pairs``, ``num_pos_pairs``.
     """
 
     def __init__(

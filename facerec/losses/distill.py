@@ -1,14 +1,6 @@
-"""Embedding distillation: pull a student's embeddings towards a frozen teacher's.
+"""Embedding distillation: pull a student's embeddings (B, D) towards a frozen teacher's.
 
-Two losses between the student's embeddings ``s`` (B, D) (projected to the teacher's size D when
-the sizes differ) and the teacher's ``t`` (B, D) of the same images:
-
-* ``l2``: mean squared error over the batch and the D components of the raw embeddings,
-  (1/(B·D))·Σ_i ‖s_i − t_i‖² (the student also learns the teacher's embedding norms);
-* ``cosine``: (1/B)·Σ_i (1 − cos(s_i, t_i)), scale-free: only directions, which is what cosine
-  verification compares.
-
-The teacher's embeddings are a target: no gradient flows into them.
+``l2``: (1/(B·D))·Σ_i ‖s_i − t_i‖² (norms too); ``cosine``: (1/B)·Σ_i (1 − cos(s_i, t_i)).
 """
 
 from __future__ import annotations
@@ -25,11 +17,8 @@ KINDS = ("l2", "cosine")
 
 
 def distill_loss(student: Tensor, teacher: Tensor, kind: DistillKind = "cosine") -> Tensor:
-    """Distillation loss between (B, D) student and (B, D) teacher embeddings -> scalar.
-
-    Computed in float32 whatever the input dtype (bf16 under mixed precision); ``teacher`` is
-    detached. ``kind``: ``l2`` (mean squared error) or ``cosine`` (mean of 1 − cosine).
-    """
+    """Distillation loss of (B, D) student and teacher embeddings -> scalar, in float32; no
+    gradient flows into ``teacher``."""
     if kind not in KINDS:
         raise ConfigError(f"model.distill.loss is {kind!r}; expected one of {', '.join(KINDS)}")
     if student.shape != teacher.shape or student.ndim != 2:

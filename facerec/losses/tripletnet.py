@@ -1,16 +1,9 @@
 """Triplet network loss (Hoffer & Ailon 2015, "Deep metric learning using Triplet network").
 
-For a triplet (a, p, n) with d₊ = ‖f(a) − f(p)‖ and d₋ = ‖f(a) − f(n)‖ (Euclidean, not squared),
-the two distances go through a two-way softmax, (d₊', d₋') = softmax(d₊, d₋), and the loss is the
-squared error against the target (0, 1):
-
-    L = ‖(d₊', d₋' − 1)‖² = d₊'² + (d₋' − 1)² = 2·d₊'²,   d₊' = σ(d₊ − d₋),
-
-averaged over the triplets. It has no margin: it keeps pushing until d₋ ≫ d₊ (the gradient fades
-as σ(d₊ − d₋)² does). Which triplets: Hoffer & Ailon sample them at random; here ``mining``
-picks them on the batch (``batch_all`` every valid triplet, ``batch_hard``, ``semi_hard``, see
-:mod:`facerec.mining.triplets`), or ``offline: instead`` takes the batch's offline triplets (the
-layout of ``OfflineTripletBatches``), as :class:`~facerec.losses.TripletLoss` does.
+For a triplet with d₊ = d(a, p) and d₋ = d(a, n), (d₊', d₋') = softmax(d₊, d₋) is compared with
+the target (0, 1): L = d₊'² + (d₋' − 1)² = 2·σ(d₊ − d₋)², averaged over the triplets (no margin:
+the gradient fades as σ(d₊ − d₋)² does). The triplets are mined on the batch
+(:mod:`facerec.mining.triplets`) or, with ``offline: instead``, the batch's offline triplets.
 """
 
 from __future__ import annotations
@@ -26,9 +19,12 @@ from facerec.mining import (
     DEFAULT_CHUNK_ELEMENTS,
     Distance,
     Fallback,
+    TripletLossResult,
+    Triplets,
     batch_hard,
     label_masks,
     semi_hard,
+    triplet_loss_from_triplets,
 )
 from facerec.mining.offline import batch_layout_triplets
 from facerec.mining.triplets import _anchor_chunk, positives_table
@@ -43,20 +39,12 @@ def tripletnet_terms(d_ap: Tensor, d_an: Tensor) -> Tensor:
 
 
 class TripletNetLoss(MetricLoss):
-    """Hoffer & Ailon's triplet-network loss as a metric loss (see the module doc).
+    """Hoffer & Ailon's triplet-network loss as a metric loss; arguments as
+    :class:`~facerec.losses.TripletLoss` (``offline``: ``"off"`` or ``"instead"``).
 
-    Args:
-        mining: ``batch_all`` (default), ``batch_hard`` or ``semi_hard``.
-        offline: ``"off"`` (mine the batch) or ``"instead"`` (the batch's offline triplets).
-        distance: ``euclidean`` (the paper's), ``squared_euclidean`` or ``cosine``.
-        normalize: L2-normalise the embeddings first (the paper does not; with unit vectors
-            d ≤ 2, so the softmax stays soft: consider ``normalize: false`` for the paper's setup).
-        gather: under DDP, use the global batch (see :mod:`facerec.losses.base`).
-        semi_hard_fallback / max_chunk_elements: as :class:`~facerec.losses.TripletLoss`.
-
-    ``forward(embeddings (B, D), labels (B,)) -> scalar``. :attr:`stats`: ``active_fraction``
-    (share of the triplets still ordered wrongly, d₊ ≥ d₋), ``mean_d_ap``, ``mean_d_an``,
-    ``num_valid_triplets``.
+    ``normalize`` is not the paper's setup: with unit vectors d ≤ 2 and the softmax stays soft.
+    :attr:`stats`: ``active_fraction`` (share of triplets with d₊ ≥ d₋), ``mean_d_ap``,
+    ``mean_d_an``, ``num_valid_triplets``.
     """
 
     def __init__(
@@ -89,24 +77,18 @@ class TripletNetLoss(MetricLoss):
         """Loss and stats on the whole batch ``embeddings`` (N, D), ``labels`` (N,)."""
         dist = self.distances(embeddings)  # (N, N)
         if self.offline == "instead":
-            a, p, n = batch_layout_triplets(labels)
+            triplets = Triplets(*batch_layout_triplets(labels))
         elif self.mining == "batch_all":
-            return self._batch_all(dist, labels)
+            result = self._batch_all(dist, labels)
+            return result.loss, result.stats()
         elif self.mining == "batch_hard":
-            a, p, n = batch_hard(dist, labels)
+            triplets = batch_hard(dist, labels)
         else:
-            a, p, n = semi_hard(dist, labels, self.semi_hard_fallback, self.max_chunk_elements)
-        d_ap, d_an = dist[a, p], dist[a, n]
-        count = torch.tensor(a.shape[0], device=dist.device)
-        if a.shape[0] == 0:
-            zero = dist.sum() * 0.0
-            return zero, _stats(count, count, zero.detach(), zero.detach())
-        loss = tripletnet_terms(d_ap, d_an).mean()
-        with torch.no_grad():
-            stats = _stats(count, (d_ap >= d_an).sum(), d_ap.mean(), d_an.mean())
-        return loss, stats
+            triplets = semi_hard(dist, labels, self.semi_hard_fallback, self.max_chunk_elements)
+        result = triplet_loss_from_triplets(dist, triplets, 0.0, terms_fn=_terms)
+        return result.loss, result.stats()
 
-    def _batch_all(self, dist: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def _batch_all(self, dist: Tensor, labels: Tensor) -> TripletLossResult:
         """Mean over every valid triplet, in chunks of anchors: O(B²·P_max) memory."""
         pos, neg = label_masks(labels)
         pos_index, pos_valid = positives_table(pos)  # (B, P)
@@ -129,7 +111,7 @@ class TripletNetLoss(MetricLoss):
             mean_ap = ((d * pos).sum(1) * n_neg).sum() / denom
             mean_an = ((d * neg).sum(1) * n_pos).sum() / denom
         loss = total / count.clamp_min(1).to(dist.dtype)
-        return loss, _stats(count, wrong, mean_ap, mean_an)
+        return TripletLossResult(loss, count, wrong, mean_ap, mean_an)
 
     def extra_repr(self) -> str:
         return (
@@ -138,14 +120,9 @@ class TripletNetLoss(MetricLoss):
         )
 
 
-def _stats(count: Tensor, wrong: Tensor, mean_ap: Tensor, mean_an: Tensor) -> dict[str, Tensor]:
-    n = count.to(mean_ap.dtype)
-    return {
-        "active_fraction": (wrong.to(n.dtype) / n.clamp_min(1)).detach(),
-        "mean_d_ap": mean_ap.detach(),
-        "mean_d_an": mean_an.detach(),
-        "num_valid_triplets": count.detach().to(n.dtype),
-    }
+def _terms(d_ap: Tensor, d_an: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-triplet terms and "wrongly ordered" mask (d₊ ≥ d₋)."""
+    return tripletnet_terms(d_ap, d_an), d_ap >= d_an
 
 
 __all__ = ["TRIPLETNET_MININGS", "TripletNetLoss", "tripletnet_terms"]

@@ -45,6 +45,7 @@ derivatives through it are not supported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -210,15 +211,23 @@ def _terms(d_ap: Tensor, d_an: Tensor, margin: float, soft_margin: bool) -> tupl
 
 
 def triplet_loss_from_triplets(
-    dist: Tensor, triplets: Triplets, margin: float, soft_margin: bool = False
+    dist: Tensor,
+    triplets: Triplets,
+    margin: float,
+    soft_margin: bool = False,
+    terms_fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
 ) -> TripletLossResult:
     """Mean of the per-triplet terms over ``triplets`` (0, still attached to ``dist``, if none).
 
-    Differentiable with respect to ``dist`` (B, B).
+    ``terms_fn(d_ap, d_an) -> (terms, active)`` replaces the hinge / soft margin. Differentiable
+    with respect to ``dist`` (B, B).
     """
     a, p, n = triplets
     d_ap, d_an = dist[a, p], dist[a, n]  # (T,)
-    terms, active = _terms(d_ap, d_an, margin, soft_margin)
+    if terms_fn is None:
+        terms, active = _terms(d_ap, d_an, margin, soft_margin)
+    else:
+        terms, active = terms_fn(d_ap, d_an)
     count = torch.tensor(a.shape[0], device=dist.device)
     if a.shape[0] == 0:
         zero = dist.sum() * 0.0
