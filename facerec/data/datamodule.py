@@ -451,12 +451,17 @@ class FaceDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------ dataloaders
     def _loader_kwargs(self) -> dict[str, Any]:
-        """Worker settings; ``pin_memory`` None: on when the trainer's device is a CUDA GPU."""
-        pin = self.pin_memory
-        if pin is None:
-            pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        workers = self.num_workers
-        return {"num_workers": workers, "pin_memory": bool(pin), "persistent_workers": workers > 0}
+        return {
+            "num_workers": self.num_workers,
+            "pin_memory": self._pin_memory(),
+            "persistent_workers": self.num_workers > 0,
+        }
+
+    def _pin_memory(self) -> bool:
+        """``pin_memory`` as set, or (None) whether the trainer's device is a CUDA GPU."""
+        if self.pin_memory is not None:
+            return bool(self.pin_memory)
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"

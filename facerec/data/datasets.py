@@ -145,9 +145,8 @@ class FaceDataset(Dataset):
         if epoch is not None:
             seed_augment(self.augment, (self.seed, epoch, i))
         img = apply_augment(self.augment, img)
-        bad = torch.full((MAX_BAD_PER_SAMPLE,), -1, dtype=torch.int64)
-        if tried:
-            bad[: len(tried[:MAX_BAD_PER_SAMPLE])] = torch.tensor(tried[:MAX_BAD_PER_SAMPLE])
+        kept = tried[:MAX_BAD_PER_SAMPLE]
+        bad = torch.tensor(kept + [-1] * (MAX_BAD_PER_SAMPLE - len(kept)), dtype=torch.int64)
         return to_chw_uint8(img), int(self.labels[i]), bad
 
 

@@ -173,20 +173,14 @@ class RecordIOReader:
             raise DataError(
                 f"{self.rec_path}: no .idx index file, so records cannot be read by key"
             )
-        sorted_keys = self.keys[self._sorted]
-        pos = np.searchsorted(sorted_keys, keys)
-        pos_c = np.minimum(pos, max(sorted_keys.size - 1, 0))
-        found = (
-            (pos < sorted_keys.size) & (sorted_keys[pos_c] == keys)
-            if sorted_keys.size
-            else (np.zeros(keys.shape, dtype=bool))
-        )
+        found = np.isin(keys, self.keys)
         if not found.all():
             missing = int(keys[~found][0])
             raise DataError(
                 f"{self.idx_path}: key {missing} is not in the index; the index is incomplete"
             )
-        return self.offsets[self._sorted[pos_c]]
+        sorted_keys = self.keys[self._sorted]
+        return self.offsets[self._sorted[np.searchsorted(sorted_keys, keys)]]
 
     def read(self, key: int) -> bytes:
         """The payload of the record with ``key`` (from the .idx)."""
