@@ -1,9 +1,7 @@
 """Margin heads: ``head(embeddings (B, D), labels (B,)) -> logits (B, C)``; cross-entropy outside.
 
-Select one in a config with ``class_path: facerec.heads.ArcFaceHead`` and its ``init_args``
-(``embedding_dim`` and ``num_classes`` are passed by the module). Add ``head.regularizer(x)``
-to the loss when it is not None (MagFace). All margins are in radians. A head is class centres
-with a :class:`Margin` (``ArcFaceMargin``, ...), which the sharded head takes too.
+Config: ``class_path: facerec.heads.ArcFaceHead`` (the module passes ``embedding_dim`` and
+``num_classes``); add ``head.regularizer(x)`` to the loss when not None. Margins in radians.
 """
 
 from facerec.heads.adaface import AdaFaceHead, AdaFaceMargin

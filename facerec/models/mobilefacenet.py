@@ -1,12 +1,9 @@
 """MobileFaceNet, the small backbone of insightface arcface_torch (``mbf``, ``mbf_large``).
 
-Layout (Chen et al. 2018, as insightface ``backbones/mobilefacenet.py``): a 3×3/2 stem; a
-depthwise stage; three stride-2 inverted bottlenecks (1×1 expand → depthwise 3×3 → 1×1 linear),
-each followed by ``blocks[1..3]`` residual ones, widths 64·scale and 128·scale (expansions not
-scaled); a 1×1 conv to 512 (``conv_sep``); and the GDC head: a depthwise conv over the whole
-final map, Linear (no bias) to D, BatchNorm1d. ``mbf`` (2.06M parameters at D = 512) and
-``mbf_large`` (6.3M). Module names are insightface's except ``features`` (the GDC head), which
-is ``head`` here (:meth:`MobileFaceNet.load_insightface_state_dict` maps it).
+As insightface ``backbones/mobilefacenet.py`` (Chen et al. 2018): a 3×3/2 stem, a depthwise
+stage, three stride-2 inverted bottlenecks each followed by residual ones, a 1×1 conv to 512
+(``conv_sep``) and the GDC head (a depthwise conv over the whole map, Linear, BatchNorm1d),
+which insightface names ``features`` (:meth:`MobileFaceNet.load_insightface_state_dict`).
 """
 
 from __future__ import annotations
@@ -102,6 +99,8 @@ class MobileFaceNet(Backbone):
     four stages (see :func:`mbf`, :func:`mbf_large`).
     """
 
+    insightface_names = (("features", "head"),)
+
     def __init__(
         self,
         embedding_dim: int = 512,
@@ -154,15 +153,6 @@ class MobileFaceNet(Backbone):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-
-    def load_insightface_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Load a state dict saved by insightface's ``mobilefacenet`` (strict; torch's error on a
-        missing/unexpected key or a shape mismatch)."""
-        renamed = {
-            (f"head.{k.removeprefix('features.')}" if k.startswith("features.") else k): v
-            for k, v in state_dict.items()
-        }
-        self.load_state_dict(renamed, strict=True)
 
     def stages(self) -> list[list[nn.Module]]:
         """Stem + depthwise stage at 1/2; then each stride-2 block with its residual blocks

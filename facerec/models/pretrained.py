@@ -1,13 +1,10 @@
 """Recognise published backbone state dicts by their keys, and load them into facerec backbones.
 
-Known bare ``{name: tensor}`` layouts: insightface arcface_torch's IResNet (``conv1``, ``prelu``,
-``layer1..4``, ``bn2``, ``fc``, ``features``), MobileFaceNet (``layers.N``, ``conv_sep``,
-``features.layers``) and ViT (``patch_embed``, ``pos_embed``, ``blocks.N``, ``feature``,
-``mask_token``); facerec's own IResNet; torchvision's ImageNet ResNet (``conv1``, ``bn1``,
-``layer1..4``, ``fc``: loaded into :class:`TorchvisionResNet`'s trunk, its ``fc`` and a 7×7
-stem that does not fit the face stem left fresh). A ``module.`` prefix (DataParallel/DDP) is
-removed. Depth, width and embedding size are read from the keys and shapes, so a mismatch is
-reported as "this file is X; expected model.backbone to be X".
+Known layouts: insightface arcface_torch's IResNet, MobileFaceNet and ViT, facerec's own IResNet
+and torchvision's ImageNet ResNet (into :class:`TorchvisionResNet`'s trunk; its ``fc`` and a 7×7
+stem that does not fit the face stem stay fresh); a ``module.`` prefix is removed. The
+architecture is read from keys and shapes, so a mismatch says "this file is X; expected
+model.backbone to be X".
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
 """Vision Transformer (ViT) backbones of insightface arcface_torch (``vit_t/s/b/l``, VARIANTS).
 
-Layout (insightface ``backbones/vit.py``): a patch embedding (kernel = stride = ``patch_size``,
-9 at 112×112: 12×12 patches of the top-left 108×108 pixels) plus a learned position embedding
-(no class token); ``depth`` pre-norm blocks (attention and a ReLU6 MLP, each residual with
-stochastic depth); a final LayerNorm; then a head on all tokens flattened: Linear(N·C → C) →
-BN1d → Linear(C → D) → BN1d (no biases, eps 2e-5). In training a random ``mask_ratio`` of the
-patches is dropped per sample after the position embedding and refilled with a learned
-``mask_token`` after the final norm.
-
-Numerics as insightface's (attention in float32 even under autocast) except: qkv, proj and the
-MLP follow the ambient precision (insightface forces fp16), and ``mask_ratio`` is the ratio
-(insightface masks 10% whenever it is non-zero, so vit_l masks 5% here). Module names are
-insightface's except ``feature`` (``head``), ``pos_embed`` (``patch_embed.pos_embed``) and
-``mask_token`` (``masking.mask_token``), mapped by :meth:`ViT.load_insightface_state_dict`.
+As insightface ``backbones/vit.py``: patch embedding (9×9 patches: 12×12 of the top-left 108×108
+pixels at 112×112) plus a learned position embedding; pre-norm blocks (float32 attention, ReLU6
+MLP, stochastic depth); a final norm; a head Linear(N·C → C) → BN1d → Linear(C → D) → BN1d on
+all tokens. In training ``mask_ratio`` of the patches (insightface: always 10%) are dropped
+after the position embedding and refilled with ``mask_token`` after the norm. qkv, proj and the
+MLP follow the ambient precision (insightface forces fp16). Three names differ from
+insightface's; :meth:`ViT.load_insightface_state_dict` maps them.
 """
 
 from __future__ import annotations
@@ -189,6 +183,12 @@ class ViT(Backbone):
         checkpointing: activation checkpointing of each block (insightface's ``using_checkpoint``).
     """
 
+    insightface_names = (
+        ("feature", "head"),
+        ("pos_embed", "patch_embed.pos_embed"),
+        ("mask_token", "masking.mask_token"),
+    )
+
     def __init__(
         self,
         embedding_dim: int = 512,
@@ -298,18 +298,6 @@ class ViT(Backbone):
         parts[0].insert(0, self.patch_embed)
         parts[3] += [self.norm, self.masking]
         return parts
-
-    def load_insightface_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Load a state dict saved by insightface's ``VisionTransformer`` (strict; torch's error
-        on a missing/unexpected key or a shape mismatch)."""
-        self.load_state_dict({_facerec_name(k): v for k, v in state_dict.items()}, strict=True)
-
-
-def _facerec_name(key: str) -> str:
-    """An insightface ViT state-dict key -> this module's name for it."""
-    if key.startswith("feature."):
-        return "head." + key.removeprefix("feature.")
-    return {"pos_embed": "patch_embed.pos_embed", "mask_token": "masking.mask_token"}.get(key, key)
 
 
 def insightface_vit_layout(state: dict[str, torch.Tensor]) -> tuple[str, str] | None:
