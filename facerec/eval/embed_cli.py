@@ -46,14 +46,10 @@ def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Files in the order given; each folder's image files recursively, sorted by path
     (:func:`facerec.data.folder.list_images`). DataError for a missing input or empty folder."""
     out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out += list_images(p)
-        elif p.is_file():
-            out.append(p)
-        else:
+    for p in map(Path, inputs):
+        if not (p.is_dir() or p.is_file()):
             raise DataError(f"{p}: no such file or folder; expected image files or folders")
+        out += list_images(p) if p.is_dir() else [p]
     return out
 
 
