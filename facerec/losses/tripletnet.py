@@ -27,7 +27,7 @@ from facerec.mining import (
     triplet_loss_from_triplets,
 )
 from facerec.mining.offline import batch_layout_triplets
-from facerec.mining.triplets import _anchor_chunk, positives_table
+from facerec.mining.triplets import _anchor_chunks, positives_table
 
 TripletNetMining = Literal["batch_all", "batch_hard", "semi_hard"]
 TRIPLETNET_MININGS: tuple[str, ...] = ("batch_all", "batch_hard", "semi_hard")
@@ -97,9 +97,8 @@ class TripletNetLoss(MetricLoss):
         d_neg = dist.masked_fill(~neg, float("inf"))  # (B, B)
         total = dist.sum() * 0.0
         wrong = torch.zeros((), dtype=torch.long, device=dist.device)
-        step = _anchor_chunk(b, p_max, self.max_chunk_elements)
-        for s in range(0, b if p_max else 0, step):
-            x = d_pos[s : s + step].unsqueeze(2) - d_neg[s : s + step].unsqueeze(1)  # (c, P, B)
+        for rows in _anchor_chunks(b, p_max, self.max_chunk_elements):
+            x = d_pos[rows].unsqueeze(2) - d_neg[rows].unsqueeze(1)  # (c, P, B)
             total = total + tripletnet_terms(x, torch.zeros((), dtype=x.dtype)).sum()
             with torch.no_grad():
                 wrong += (x >= 0).sum()  # -inf on invalid combinations: never counted

@@ -1,16 +1,8 @@
-"""Pairwise distance matrices for metric losses and miners.
+"""Pairwise distance matrices for metric losses and miners, "smaller is more similar":
+``"euclidean"`` ‖x_i − x_j‖₂, ``"squared_euclidean"`` ‖x_i − x_j‖₂², ``"cosine"`` 1 − cos(x_i, x_j).
 
-Three distances, all "smaller is more similar":
-
-* ``"euclidean"``: ‖x_i − x_j‖₂
-* ``"squared_euclidean"``: ‖x_i − x_j‖₂²
-* ``"cosine"``: 1 − cos(x_i, x_j), in [0, 2] (the inputs are normalised inside, whatever they are)
-
-The matrix comes from one matrix product (‖x‖² + ‖y‖² − 2·x·yᵀ, clamped at 0), so it costs
-O(B²·D) time and O(B²) memory. The Euclidean square root is guarded: an entry whose squared
-distance is 0 (the diagonal, or two identical embeddings, as a PK batch drawn with replacement can
-hold) is exactly 0 with gradient 0 instead of NaN (first derivatives only: the guarded square
-root does not support double backward).
+One matrix product (‖x‖² + ‖y‖² − 2·x·yᵀ, clamped at 0); the Euclidean square root of a zero
+entry (the diagonal, identical embeddings) has gradient 0, not NaN (no double backward).
 """
 
 from __future__ import annotations
@@ -51,11 +43,8 @@ class _SafeSqrt(torch.autograd.Function):
 
 
 def pairwise_distances(x: Tensor, y: Tensor | None = None, distance: str = "euclidean") -> Tensor:
-    """Distance matrix between the rows of ``x`` (N, D) and ``y`` (M, D) (``y=None``: ``x``).
-
-    Returns (N, M) in the dtype of ``x``. When ``y`` is ``None`` the diagonal is exactly 0.
-    Differentiable with respect to ``x`` and ``y``.
-    """
+    """(N, M) distances, in ``x``'s dtype, between the rows of ``x`` (N, D) and ``y`` (M, D)
+    (``y=None``: ``x``, with an exactly zero diagonal)."""
     check_distance(distance)
     same = y is None
     y = x if y is None else y

@@ -1,17 +1,10 @@
-"""The one FAISS index builder: inner-product ``flat`` / ``ivf`` / ``hnsw``, on the CPU or a GPU.
-
-Used by the hard-identity neighbours (:mod:`facerec.mining.neighbours`), 1:N identification
-(:mod:`facerec.eval.identification`) and the data doctor. Rows are compared by inner product
-(cosine for unit rows):
+"""The one FAISS inner-product index builder (cosine for unit rows), on the CPU or a GPU.
 
 * ``flat``: exact (``IndexFlatIP``).
 * ``ivf``: ``IndexIVFFlat`` with ``nlist`` ≈ 4·√N lists (at most N/39), trained with k-means
   seed :data:`IVF_SEED` on at most 64·nlist rows drawn with ``numpy`` seed 0, ``nprobe`` lists
-  searched (default nlist / 8); exact when nprobe = nlist.
+  searched (default nlist / 8, at most nlist); exact when nprobe = nlist.
 * ``hnsw``: ``IndexHNSWFlat`` (``hnsw_m`` links, ``ef_search``); CPU only.
-
-GPU FAISS is used for flat and IVF when ``use_gpu`` is True, or None and the installed faiss has
-GPUs.
 """
 
 from __future__ import annotations
@@ -57,17 +50,8 @@ def build_index(
     hnsw_m: int = 32,
     ef_search: int = 128,
 ) -> Any:
-    """A FAISS inner-product index holding ``rows`` (N, D) float32 (unit length for cosine).
-
-    Args:
-        kind: ``flat`` (exact, default), ``ivf`` or ``hnsw`` (approximate), see the module doc.
-        use_gpu: None = GPU FAISS when available (flat, ivf); True requires it; False never.
-        nlist, nprobe: IVF lists and lists searched (defaults in the module doc; nprobe is
-            clipped to nlist).
-        hnsw_m, ef_search: HNSW links per node and search breadth.
-
-    Returns:
-        the FAISS index (``.ntotal == N``).
+    """A FAISS inner-product index holding ``rows`` (N, D) float32 (``kind``: see the module
+    doc). ``use_gpu``: None = GPU FAISS when available (flat, ivf); True requires it; False never.
     """
     import faiss
 
@@ -107,17 +91,9 @@ def build_index(
 def faiss_search(
     index: Any, queries: np.ndarray, k: int, chunk_size: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k inner-product search, ``chunk_size`` queries at a time.
-
-    Args:
-        index: from :func:`build_index`.
-        queries: (Q, D) float32.
-        k: neighbours per query (clipped to the index size).
-
-    Returns:
-        ``(scores, ids)``: (Q, k) float32 descending and (Q, k) int64 row indices (-1 where an
-        approximate index found fewer).
-    """
+    """Top-k search of (Q, D) ``queries`` in a :func:`build_index` index, ``chunk_size`` at a
+    time: ``(scores, ids)``, (Q, k) float32 descending and (Q, k) int64 row indices (-1 where an
+    approximate index found fewer); k is clipped to the index size."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(int(k), int(index.ntotal))
     if hasattr(index, "hnsw"):

@@ -1,16 +1,9 @@
-"""Nearest identities with FAISS: each class centre's k most similar other centres.
+"""Nearest identities with FAISS: each class centre's k most similar other centres (cosine), for
+hard-identity batches (:mod:`facerec.data.hard_identity`).
 
-Used to build hard-identity batches (:mod:`facerec.data.hard_identity`): identities whose centres
-are close are the ones the model confuses. Centres are compared by cosine similarity (they are
-L2-normalised first; for unit vectors that is the same order as Euclidean distance).
-
-Index kinds (``index``, built by :func:`facerec.mining.faiss_index.build_index` on the CPU):
-``"flat"``, exact, O(C²·D) time, the default, fine up to ~100k identities on a CPU; ``"ivf"``,
-approximate, for 10⁵–10⁷ identities (``nprobe`` lists searched, 16 by default); ``"hnsw"``,
-approximate (efSearch ≥ 2k).
-
-Results are deterministic for ``flat`` and ``ivf`` (fixed training seed); under DDP compute them
-on one rank and broadcast (:func:`broadcast_neighbours`), so every rank uses the same table.
+``index`` (on the CPU): ``"flat"``, exact, fine up to ~100k identities; ``"ivf"``, approximate, for
+10⁵–10⁷ (``nprobe`` lists searched); ``"hnsw"``, approximate. Under DDP compute on one rank and
+:func:`broadcast_neighbours` the table.
 """
 
 from __future__ import annotations
@@ -42,18 +35,9 @@ def nearest_identities(
     nprobe: int = 16,
     threads: int | None = None,
 ) -> np.ndarray:
-    """The ``k`` nearest other identities of each centre, most similar first.
-
-    Args:
-        centres: (C, D) class centres (any scale; normalised inside).
-        k: neighbours per identity, 1 ≤ k < C.
-        index: ``"flat"`` (exact), ``"ivf"`` or ``"hnsw"`` (approximate), see the module doc.
-        nprobe: inverted lists searched by ``"ivf"``.
-        threads: FAISS OpenMP threads (None: FAISS's default).
-
-    Returns:
-        (C, k) int64 identity indices; row c never contains c. Where an approximate index finds
-        fewer than k others, the row is padded with -1.
+    """The ``k`` (1 ≤ k < C) nearest other identities of each of the (C, D) ``centres`` (any
+    scale), most similar first: (C, k) int64, row c never holding c, padded with -1 where an
+    approximate index finds fewer. ``threads``: FAISS OpenMP threads (None: its default).
     """
     if index not in INDEX_KINDS:
         raise ConfigError(f"unknown neighbour index {index!r}; expected one of {INDEX_KINDS}")
@@ -87,11 +71,8 @@ def _drop_self(found: np.ndarray, k: int) -> np.ndarray:
 def broadcast_neighbours(
     table: np.ndarray | None, device: torch.device | str = "cpu"
 ) -> np.ndarray:
-    """Rank 0's (C, k) int64 table on every rank (a no-op in a single process).
-
-    Every rank must call it; only rank 0's ``table`` is read (the others may pass None).
-    ``device`` is where the collective runs (the module's device: CUDA for NCCL).
-    """
+    """Rank 0's (C, k) int64 table on every rank (a no-op in a single process); every rank calls
+    it, the others may pass None. ``device``: where the collective runs (CUDA for NCCL)."""
     if not distributed.is_distributed():
         if table is None:
             raise FacerecError("broadcast_neighbours: no table in a single process")
@@ -111,7 +92,4 @@ def broadcast_neighbours(
     return buf.cpu().numpy()
 
 
-__all__ = [
-    "broadcast_neighbours",
-    "nearest_identities",
-]
+__all__ = ["broadcast_neighbours", "nearest_identities"]

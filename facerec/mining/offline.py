@@ -1,23 +1,11 @@
 """Offline triplet selection (FaceNet, Schroff et al. 2015 §3.1) with FAISS.
 
-Every N steps the latest network embeds a subset of the training data (no gradient, eval mode);
-for every anchor-positive pair (a, p) of that subset a negative n is chosen there, and the chosen
-triplets are what the next batches are built from (:mod:`facerec.data.offline_triplets`).
-
-Definitions, with d the chosen distance between L2-normalised embeddings (FaceNet: squared
-Euclidean) and α the margin:
-
-* ``"hard"``: n = argmin over negatives of d(a, n) (the hardest negative of the anchor).
-* ``"semi_hard"``: n = argmin of d(a, n) over the negatives with d(a, p) < d(a, n) < d(a, p) + α
-  (FaceNet's semi-hard band, the hardest one inside it). Pairs without a negative in the band are
-  not used.
-
-Candidates are the anchor's ``search_k`` nearest neighbours in the subset (a FAISS flat search);
-with ``search_k ≥`` the subset size the choice is exact. With a smaller ``search_k``, ``hard`` is
-still exact as long as some candidate is a negative (the anchor's nearest negative is then among
-them) and ``semi_hard`` is exact whenever some candidate lies beyond d(a, p); a pair for which the
-candidates cannot decide (every candidate is a positive, or no candidate negative lies beyond
-d(a, p)) is dropped. Ties are broken towards the nearer FAISS rank, then the lower index.
+For every anchor-positive pair (a, p) of an embedded subset a negative n is chosen, with d the
+distance between L2-normalised embeddings and α the margin: ``"hard"``, n = argmin d(a, n);
+``"semi_hard"``, the argmin within FaceNet's band d(a, p) < d(a, n) < d(a, p) + α (pairs without
+one are dropped). Candidates are the anchor's ``search_k`` nearest neighbours in the subset
+(exact when it covers the subset); a pair the candidates cannot decide (no candidate negative,
+or none beyond d(a, p)) is dropped. Ties go to the nearer FAISS rank, then the lower index.
 """
 
 from __future__ import annotations
@@ -63,28 +51,16 @@ def select_triplets(
     distance: str = "squared_euclidean",
     search_k: int = 200,
 ) -> np.ndarray:
-    """Choose one negative for every anchor-positive pair of an embedded subset.
-
-    Args:
-        embeddings: (N, D) embeddings of the subset (normalised inside).
-        labels: (N,) integer identities.
-        selection: ``"hard"`` or ``"semi_hard"`` (see the module doc).
-        margin: α of the semi-hard band (in units of ``distance``).
-        distance: ``"squared_euclidean"`` (FaceNet), ``"euclidean"`` or ``"cosine"``.
-        search_k: candidate negatives per anchor (FAISS nearest neighbours in the subset).
-
-    Returns:
-        (T, 3) int64 rows (anchor, positive, negative) indexing the subset, ordered by anchor
-        then positive.
+    """One negative for every anchor-positive pair of (N, D) ``embeddings`` (normalised inside)
+    with (N,) integer ``labels``: (T, 3) int64 rows (anchor, positive, negative), ordered by
+    anchor then positive. ``margin`` is in units of ``distance`` (FaceNet: squared Euclidean).
     """
     if selection not in SELECTIONS:
         raise ConfigError(f"unknown offline selection {selection!r}; expected one of {SELECTIONS}")
     check_distance(distance)
     if margin < 0:
         raise ConfigError(f"offline selection margin must be >= 0, got {margin}")
-    x = torch.as_tensor(
-        np.asarray(embeddings) if not isinstance(embeddings, Tensor) else embeddings
-    )
+    x = embeddings if isinstance(embeddings, Tensor) else torch.as_tensor(np.asarray(embeddings))
     y = torch.as_tensor(np.asarray(labels)).long()
     if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise FacerecError(
@@ -141,12 +117,8 @@ def select_triplets(
 
 
 def batch_layout_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The triplets of an offline batch laid out as [a₀, p₀, n₀, a₁, …]: (T,) index tensors.
-
-    ``labels`` (3·T,). Raises :class:`FacerecError` unless every consecutive three has
-    y_a = y_p ≠ y_n (the layout :class:`~facerec.data.offline_triplets.OfflineTripletSampler`
-    produces; under DDP the gathered batch keeps it, rank after rank).
-    """
+    """The (T,) index tensors of an offline batch laid out as [a₀, p₀, n₀, a₁, …] (``labels``
+    (3·T,)); FacerecError unless every consecutive three has y_a = y_p ≠ y_n."""
     b = labels.shape[0]
     if b % 3 != 0 or b == 0:
         raise FacerecError(

@@ -1,46 +1,22 @@
 """Online triplet mining on a (B, B) distance matrix, vectorised, in O(B²) memory.
 
-Notation: ``dist`` is a (B, B) distance matrix (smaller = more similar, see
-:mod:`facerec.mining.distances`), ``labels`` (B,) integer identities. A *valid triplet* (a, p, n)
-has a ≠ p, y_a = y_p and y_n ≠ y_a. d_ap = dist[a, p], d_an = dist[a, n], α = margin.
+A *valid triplet* (a, p, n) has a ≠ p, y_a = y_p ≠ y_n; d_ap = dist[a, p], d_an = dist[a, n].
+Its term is the hinge [d_ap − d_an + α]₊ (*active* when positive) or the soft margin
+log(1 + exp(d_ap − d_an)) (*active* when d_ap > d_an). ``tests/mining_reference.py`` spells out
+each strategy as a plain loop:
 
-Per-triplet loss ("term"):
+* **batch-all**: every valid triplet; hinge: the sum over active triplets / their number (0 when
+  none), soft margin: the mean over all valid triplets.
+* **batch-hard**: per anchor with a positive and a negative, the largest d_ap and smallest d_an;
+  the mean over those anchors.
+* **semi-hard** (TensorFlow's ``triplet_semihard_loss``): per anchor-positive pair whose anchor has
+  a negative, the negative with the smallest d_an > d_ap (strictly); if there is none, the
+  fallback: ``"largest"`` d_an (TensorFlow) or ``"smallest"``. The mean over all the pairs.
 
-* hinge (default): [d_ap − d_an + α]₊; the triplet is *active* when d_ap − d_an + α > 0;
-* soft margin (Hermans et al. 2017): log(1 + exp(d_ap − d_an)), α is not used; the triplet is
-  *active* when d_ap > d_an.
-
-Strategies (exact definitions; ``tests/mining_reference.py`` spells each out as a plain loop):
-
-* **batch-all** (Hermans et al.): every valid triplet. Loss = sum of the terms over active
-  triplets / number of active triplets (hinge; 0 when none is active), or the mean of the terms
-  over all valid triplets (soft margin, where every term is positive).
-* **batch-hard** (Hermans et al.): one triplet per anchor that has at least one positive and one
-  negative: the hardest positive p = argmax_{p} d_ap and the hardest negative n = argmin_{n} d_an.
-  Loss = mean of the terms over those anchors.
-* **semi-hard** (FaceNet, as TensorFlow's ``triplet_semihard_loss`` implements it): one triplet per
-  anchor-positive pair (a, p) whose anchor has at least one negative. The negative is the one with
-  the smallest d_an among negatives with d_an > d_ap (strictly), i.e. the hardest negative beyond
-  the positive: when it lies in FaceNet's band d_ap < d_an < d_ap + α the triplet has a loss, when
-  it is beyond the band the pair is already satisfied (term 0). When no negative has d_an > d_ap
-  (every negative is harder than the positive), the fallback is used: ``"largest"`` (TensorFlow's
-  ``negatives_inside``, the default) takes the negative with the *largest* d_an, i.e. the least
-  hard one; ``"smallest"`` takes the hardest negative (smallest d_an). Loss = mean of the terms over
-  all the pairs, zero terms included (as TensorFlow divides by the number of positive pairs).
-
-Ties are broken towards the lowest index (``argmax``/``argmin`` return the first extremum).
-
-Memory: the (B, B, B) triplet cube is never built. Batch-all and semi-hard walk over the anchors
-in chunks; for each anchor only its positives are expanded: a padded table of the (at most
-P_max = largest identity count − 1) positives per anchor gives (chunk, P_max, B) slices of
-"d_ap − d_an" over all candidate negatives, with chunk·P_max·B ≤ ``max_chunk_elements``. In a
-P×K batch P_max = K − 1, so the work is O(B²·K) and the memory O(B² + max_chunk_elements).
-Batch-all does that work without autograd
-and differentiates analytically: the gradient of its loss with respect to ``dist`` is a (B, B)
-weight matrix W (for the hinge, W[a, p] = #active triplets (a, p, ·)/N and W[a, n] = −#active
-triplets (a, ·, n)/N), attached to the value by a small autograd function (the equivalent of
-``value + Σ W ⊙ (dist − dist.detach())``). Its value and first derivative are exact; second
-derivatives through it are not supported.
+Ties go to the lowest index. Batch-all and semi-hard walk the anchors in chunks of (chunk, P_max,
+B) "d_ap − d_an" slices (P_max = most positives of an anchor), at most ``max_chunk_elements``
+each. Batch-all differentiates analytically: its gradient with respect to ``dist`` is a (B, B)
+weight matrix attached by a small autograd function (first derivatives only).
 """
 
 from __future__ import annotations
@@ -71,13 +47,8 @@ class Triplets(NamedTuple):
 
 @dataclass
 class TripletLossResult:
-    """A mined triplet loss and its statistics (scalars; all but ``loss`` carry no gradient).
-
-    ``num_triplets`` is the number of triplets the loss is defined over (batch-all: every valid
-    triplet; batch-hard: anchors with a positive and a negative; semi-hard: anchor-positive pairs
-    with a negative); ``num_active`` how many of them are active; ``mean_d_ap``/``mean_d_an`` the
-    mean anchor-positive/anchor-negative distance over those triplets (0 when there are none).
-    """
+    """A mined triplet loss and its statistics (scalars; all but ``loss`` carry no gradient):
+    the triplets the loss is defined over, how many are active, and their mean d_ap and d_an."""
 
     loss: Tensor
     num_triplets: Tensor
@@ -122,12 +93,8 @@ def label_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def positives_table(pos: Tensor) -> tuple[Tensor, Tensor]:
-    """Each anchor's positives as a padded table, from the (B, B) positive mask.
-
-    Returns ``index`` (B, P_max) int64, the positives of each row in ascending order, padded with
-    the anchor's own index, and ``valid`` (B, P_max) bool marking the real entries. Reading the
-    valid entries row by row gives the anchor-positive pairs in row-major order.
-    """
+    """Each anchor's positives, from the (B, B) positive mask: ``index`` (B, P_max) int64 in
+    ascending order, padded with the anchor's own index, and ``valid`` (B, P_max) bool."""
     b = pos.shape[0]
     a_idx, p_idx = torch.nonzero(pos, as_tuple=True)  # row-major: rows ascending
     counts = pos.sum(dim=1)
@@ -140,16 +107,14 @@ def positives_table(pos: Tensor) -> tuple[Tensor, Tensor]:
     return index, valid
 
 
-def _anchor_chunk(batch: int, p_max: int, max_chunk_elements: int) -> int:
-    """Anchors per chunk so that a (chunk, p_max, batch) temporary stays within the bound."""
-    return max(1, max_chunk_elements // max(batch * p_max, 1))
+def _anchor_chunks(batch: int, p_max: int, max_chunk_elements: int) -> list[slice]:
+    """Slices of anchors such that a (chunk, p_max, batch) temporary stays within the bound."""
+    step = max(1, max_chunk_elements // max(batch * p_max, 1))
+    return [slice(s, s + step) for s in range(0, batch if p_max else 0, step)]
 
 
 def batch_hard(dist: Tensor, labels: Tensor) -> Triplets:
-    """Batch-hard triplets: per anchor (with a positive and a negative) the hardest of each.
-
-    ``dist`` (B, B), ``labels`` (B,). Returns :class:`Triplets` of length T ≤ B, anchors ascending.
-    """
+    """Batch-hard :class:`Triplets` of ``dist`` (B, B), ``labels`` (B,), anchors ascending."""
     _check_inputs(dist, labels)
     with torch.no_grad():
         pos, neg = label_masks(labels)
@@ -166,11 +131,8 @@ def semi_hard(
     fallback: Fallback = "largest",
     max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> Triplets:
-    """FaceNet/TensorFlow semi-hard triplets: one per anchor-positive pair (see the module doc).
-
-    ``dist`` (B, B), ``labels`` (B,). Returns :class:`Triplets` of length T = number of
-    anchor-positive pairs whose anchor has a negative, in row-major (anchor, positive) order.
-    """
+    """Semi-hard :class:`Triplets` of ``dist`` (B, B), ``labels`` (B,), in (anchor, positive)
+    order."""
     _check_inputs(dist, labels)
     if fallback not in ("largest", "smallest"):
         raise ConfigError(
@@ -188,14 +150,13 @@ def semi_hard(
         neg_index = torch.zeros_like(pos_index)  # (B, P)
         d_neg = d.masked_fill(~neg, float("inf"))  # (B, B): only negatives are finite
         b, p_max = pos_index.shape
-        step = _anchor_chunk(b, p_max, max_chunk_elements)
-        for s in range(0, b if p_max else 0, step):
-            d_an = d_neg[s : s + step].unsqueeze(1)  # (c, 1, B)
-            d_ap = d[s : s + step].gather(1, pos_index[s : s + step]).unsqueeze(2)  # (c, P, 1)
+        for rows in _anchor_chunks(b, p_max, max_chunk_elements):
+            d_an = d_neg[rows].unsqueeze(1)  # (c, 1, B)
+            d_ap = d[rows].gather(1, pos_index[rows]).unsqueeze(2)  # (c, P, 1)
             # nearest negative with d_an > d_ap; +inf where there is none
             nearest, nearest_idx = torch.where(d_an > d_ap, d_an, float("inf")).min(dim=2)
-            neg_index[s : s + step] = torch.where(
-                nearest < float("inf"), nearest_idx, fallback_neg[s : s + step].unsqueeze(1)
+            neg_index[rows] = torch.where(
+                nearest < float("inf"), nearest_idx, fallback_neg[rows].unsqueeze(1)
             )
         anchors = torch.arange(b, device=d.device).unsqueeze(1).expand(b, p_max)
         return Triplets(anchors[pos_valid], pos_index[pos_valid], neg_index[pos_valid])
@@ -248,12 +209,7 @@ def batch_all(
     soft_margin: bool = False,
     max_chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> TripletLossResult:
-    """Batch-all triplet loss over every valid triplet, computed in chunks of anchors.
-
-    ``dist`` (B, B), ``labels`` (B,). Hinge: mean over active triplets (0 if none); soft margin:
-    mean over all valid triplets. The gradient with respect to ``dist`` is exact (analytic
-    (B, B) weights, see the module doc); memory O(B² + max_chunk_elements).
-    """
+    """Batch-all triplet loss of ``dist`` (B, B), ``labels`` (B,), in chunks of anchors."""
     _check_inputs(dist, labels)
     device = dist.device
     acc = torch.float64 if device.type != "mps" else torch.float32
@@ -275,9 +231,7 @@ def batch_all(
         total = torch.zeros((), dtype=acc, device=device)
         n_active = torch.zeros((), dtype=torch.long, device=device)
         b, p_max = pos_index.shape
-        step = _anchor_chunk(b, p_max, max_chunk_elements)
-        for s in range(0, b if p_max else 0, step):
-            rows = slice(s, s + step)
+        for rows in _anchor_chunks(b, p_max, max_chunk_elements):
             x = d_pos[rows].unsqueeze(2) - d_neg[rows].unsqueeze(1)  # (c, P, B): d_ap (+α) - d_an
             if soft_margin:
                 total += F.softplus(x).sum().to(acc)
@@ -306,10 +260,7 @@ def batch_all(
 
 
 class _ValueWithGradient(torch.autograd.Function):
-    """Returns ``value`` (a constant scalar); its gradient with respect to ``dist`` is ``weights``.
-
-    Equivalent to ``value + Σ weights ⊙ (dist − dist.detach())`` without any (B, B) work forward.
-    """
+    """``value + Σ weights ⊙ (dist − dist.detach())`` without any (B, B) work forward."""
 
     @staticmethod
     def forward(
