@@ -250,18 +250,14 @@ def identity_centres(emb: np.ndarray, labels: np.ndarray, num_classes: int) -> C
 
 @dataclass
 class Mislabelled:
-    """Likely label errors: image (M,), own and other identity (M,), own / other cosine and
-    margin = other - own (M,), largest margin first."""
+    """Likely label errors: image (M,), own and other identity (M,), own / other cosine (M,),
+    largest margin (other - own) first."""
 
     image: np.ndarray
     own: np.ndarray
     other: np.ndarray
     own_score: np.ndarray
     other_score: np.ndarray
-
-    @property
-    def margin(self) -> np.ndarray:
-        return self.other_score - self.own_score
 
 
 def mislabelled(

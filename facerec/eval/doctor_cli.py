@@ -149,7 +149,6 @@ class DoctorResult:
     unreadable: list[tuple[int, str]]
     rows: np.ndarray  # (R,) training-image index of each embedded row
     summary: dict
-    files: list[Path]
 
 
 def _cols(*arrays: np.ndarray) -> list[tuple]:
@@ -224,20 +223,16 @@ def run_doctor(
     report = _html(data, rows, d, summary, bench_names, benches or [], html_rows)
     try:
         outd.mkdir(parents=True, exist_ok=True)
-        files = _write_csvs(outd, data, rows, d, skipped, bench_names)
+        _write_csvs(outd, data, rows, d, skipped, bench_names)
         if quality is not None:
-            head = ["rank", "image", "identity", "quality"]
-            files.append(atomic_write_csv(outd / "quality.csv", head, qrows))
-        files.append(outd / "summary.json")
-        atomic_write_text(files[-1], json.dumps(summary, indent=2) + "\n")
-        files.append(outd / "doctor.html")
-        atomic_write_text(files[-1], report)
+            atomic_write_csv(outd / "quality.csv", ["rank", "image", "identity", "quality"], qrows)
+        atomic_write_text(outd / "summary.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(outd / "doctor.html", report)
         if clean_list is not None:
             write_clean_list(clean_list, data, keep)
-            files.append(Path(clean_list))
     except OSError as e:
         raise write_failed(e.filename or outd, e) from None
-    return DoctorResult(d, keep, drop, skipped, rows, summary, files)
+    return DoctorResult(d, keep, drop, skipped, rows, summary)
 
 
 def write_clean_list(path: str | os.PathLike[str], data: TrainingImages, keep: list[int]) -> None:
@@ -247,7 +242,7 @@ def write_clean_list(path: str | os.PathLike[str], data: TrainingImages, keep: l
     atomic_write_text(path, head + "\n" + "".join(data.keys[i] + "\n" for i in keep))
 
 
-def _write_csvs(outd, data, rows, d: Diagnosis, skipped, bench_names) -> list[Path]:
+def _write_csvs(outd, data, rows, d: Diagnosis, skipped, bench_names) -> None:
     y, names, key = data.labels, data.class_names, data.keys
     r = rows.tolist()
     ex = []
@@ -274,10 +269,8 @@ def _write_csvs(outd, data, rows, d: Diagnosis, skipped, bench_names) -> list[Pa
         for q, t, s, e in _cols(o.bench, o.train, o.score, o.exact)
     ]
     bodies = [ex, near, mis, sp, ov, [[key[i], why] for i, why in skipped]]
-    return [
+    for (name, head), body in zip(CSV_HEADS.items(), bodies, strict=True):
         atomic_write_csv(outd / f"{name}.csv", head.split(), body)
-        for (name, head), body in zip(CSV_HEADS.items(), bodies, strict=True)
-    ]
 
 
 def _summary(data, d: Diagnosis, skipped, keep, opt: DoctorOptions) -> dict:
@@ -345,21 +338,17 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, limit) -> str
         """Thumbnails of the first three images of identity ``c`` (other than row ``but``)."""
         return "".join(tr(k) for k in [k for k in range(len(r)) if y[r[k]] == c and k != but][:3])
 
+    counts = [
+        f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>"
+        for k, v in summary.items()
+        if k not in ("options", "created_utc", "facerec_version")
+    ]
     parts = [
         f"<h1>facerec doctor: {esc(data.root)}</h1>",
         f'<p class="meta">{summary["num_images"]} images, {summary["num_identities"]} '
         f"identities; keep {summary['keep']}, drop {summary['drop']}. Tables show at most "
         f"{limit} rows; the CSV files hold all.</p>",
-        html_table(
-            ["finding", "count"],
-            [
-                f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>"
-                for k, v in summary.items()
-                if k not in ("options", "created_utc", "facerec_version")
-            ],
-            "findings",
-            "summary",
-        ),
+        html_table(["finding", "count"], counts, "findings", "summary"),
     ]
     ex = [
         f"<tr><td>{''.join(tr(n) for n in g[:8])}</td><td>"
@@ -528,12 +517,8 @@ def resolve_options(
     own, source = model_thresholds(model, backbone)
     given = [k for k in THRESHOLD_KEYS if getattr(args, k) is not None]
     values = {k: getattr(args, k) if k in given else own[k] for k in THRESHOLD_KEYS}
-    # the search flags are named as the DoctorOptions fields
-    rest = {
-        k: v
-        for k, v in vars(args).items()
-        if k in DoctorOptions.__dataclass_fields__ and k not in THRESHOLD_KEYS
-    }
+    fields = DoctorOptions.__dataclass_fields__  # the search flags are named as its fields
+    rest = {k: v for k, v in vars(args).items() if k in fields and k not in THRESHOLD_KEYS}
     opt = DoctorOptions(**values, **rest)
     opt.check()
     if not echo:

@@ -239,10 +239,9 @@ def worst_probes(
 # ------------------------------------------------------------------------------------- images
 
 
-def image_data_uri(rgb: np.ndarray, fmt: str = "jpeg", quality: int = THUMB_JPEG_QUALITY) -> str:
-    """An RGB uint8 (H, W, 3) image as a ``data:image/jpeg|png;base64,...`` URI."""
-    data = encode_image(rgb, "png" if fmt == "png" else "jpg", quality, f"image {rgb.shape}")
-    return _data_uri(data, "png" if fmt == "png" else "jpeg")
+def image_data_uri(rgb: np.ndarray) -> str:
+    """An RGB uint8 (H, W, 3) image as a ``data:image/jpeg;base64,...`` URI."""
+    return _data_uri(encode_image(rgb, "jpg", THUMB_JPEG_QUALITY, f"image {rgb.shape}"), "jpeg")
 
 
 def file_data_uri(path: str | os.PathLike[str]) -> str:
@@ -462,27 +461,23 @@ def _probes(pr: ProbeRanking) -> list[str]:
             srcs[path] = _thumb(FileImages([path]), 0, pr.input_size, pr.resize_mode)
         return srcs[path]
 
+    def fig(cls: str, path: str, alt: str, caption: str) -> str:
+        return (f'<figure class="{cls}"><img src="{thumb(path)}" alt="{_e(alt)}"><figcaption>'
+                f"{caption}</figcaption></figure>")  # fmt: skip
+
+    def match(cls: str, k: int, ident: str, path: str, score: float) -> str:
+        return fig(cls, path, ident, f"#{k} {_e(ident)} {score:.4f}<br>{_e(Path(path).name)}")
+
     for r in pr.rows:
-        figs = [
-            f'<figure class="query"><img src="{thumb(r.probe)}" alt="probe"><figcaption>probe '
-            f"{_e('/'.join(Path(r.probe).parts[-2:]))}<br>true: {_e(r.identity)}, rank "
-            f"{r.rank}, {r.true_score:.4f}</figcaption></figure>"
+        name = _e("/".join(Path(r.probe).parts[-2:]))
+        true = f"true: {_e(r.identity)}, rank {r.rank}, {r.true_score:.4f}"
+        figs = [fig("query", r.probe, "probe", f"probe {name}<br>{true}")]
+        figs += [
+            match("true" if ident == r.identity else "match", k, ident, path, s)
+            for k, (ident, path, s) in enumerate(r.matches, 1)
         ]
-        shown = False
-        for k, (ident, path, s) in enumerate(r.matches, 1):
-            true = ident == r.identity
-            shown |= true
-            figs.append(
-                f'<figure class="{"true" if true else "match"}"><img src="{thumb(path)}" '
-                f'alt="{_e(ident)}"><figcaption>#{k} {_e(ident)} {s:.4f}<br>'
-                f"{_e(Path(path).name)}</figcaption></figure>"
-            )
-        if not shown:
-            figs.append(
-                f'<figure class="true"><img src="{thumb(r.true_image)}" alt="{_e(r.identity)}">'
-                f"<figcaption>#{r.rank} {_e(r.identity)} {r.true_score:.4f}<br>"
-                f"{_e(Path(r.true_image).name)}</figcaption></figure>"
-            )
+        if all(ident != r.identity for ident, _, _ in r.matches):
+            figs.append(match("true", r.rank, r.identity, r.true_image, r.true_score))
         out.append(
             f'<div class="probe" data-rank="{r.rank}" data-probe="{_e(r.probe)}">'
             + "".join(figs)
