@@ -41,9 +41,8 @@ class CurricularFaceMargin(Margin):
 
     @torch.no_grad()
     def _update_t(self, cos_t: Tensor, valid: Tensor) -> None:
-        stats = torch.stack(
-            [torch.where(valid, cos_t, torch.zeros_like(cos_t)).sum(), valid.sum()]
-        ).to(torch.float64)
+        """EMA of the mean of ``cos_t`` (0 where not ``valid``) over the valid rows of all ranks."""
+        stats = torch.stack([cos_t.sum(), valid.sum()]).to(torch.float64)
         all_reduce_(stats, "sum")
         mean = stats[0] / stats[1].clamp(min=1.0)
         new = self.t_alpha * mean + (1.0 - self.t_alpha) * self.t.to(torch.float64)

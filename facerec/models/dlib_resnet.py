@@ -144,9 +144,7 @@ class DlibResNet(Backbone):
             for block in level:
                 convs += [block.conv1, block.conv2]
                 affines += [block.aff1, block.aff2]
-        con = [lay for lay in net.layers if lay.kind == "con"]
-        aff = [lay for lay in net.layers if lay.kind == "affine"]
-        fc = [lay for lay in net.layers if lay.kind == "fc"]
+        con, aff, fc = ([x for x in net.layers if x.kind == k] for k in ("con", "affine", "fc"))
         if (len(con), len(aff), len(fc)) != (len(convs), len(affines), 1):
             raise DataError(
                 f"dlib network has {len(con)} conv, {len(aff)} affine, {len(fc)} fc layers; "

@@ -142,9 +142,6 @@ class MobileFaceNet(Backbone):
         self.conv_sep = ConvBlock(c2, 512)
         spatial = (conv_output_size(self.input_size[0], 4), conv_output_size(self.input_size[1], 4))
         self.head = GDCHead(512, spatial, self.embedding_dim)
-        self._initialize_weights()
-
-    def _initialize_weights(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
