@@ -362,18 +362,11 @@ def fit_calibration(
     benchmark: str = "",
     fars: tuple[float, ...] = DEFAULT_FARS,
 ) -> Calibration:
-    """Fit score -> P(same identity) on verification pairs and check it by k-fold.
+    """Fit score -> P(same identity) on (N,) pair scores and (N,) bool labels (True: genuine)
+    and check it by a ``folds``-fold stratified check dealt with ``seed``.
 
-    Args:
-        scores: (N,) cosine scores of the pairs.
-        same: (N,) bool, True for a genuine pair.
-        folds: k of the stratified k-fold check, the folds dealt with ``seed``.
-        fars: the FARs whose thresholds are stored (only those the impostors resolve).
-
-    Raises:
-        ConfigError: an unknown method, folds < 2 or bins < 1.
-        DataError: scores and labels of different lengths, a non-finite score, or fewer than
-            ``folds`` pairs of either class.
+    ConfigError for an unknown method, folds < 2 or bins < 1; DataError for scores and labels of
+    different lengths, a non-finite score, or fewer than ``folds`` pairs of either class.
     """
     _check_method(method)
     if folds < 2 or bins < 1:

@@ -48,14 +48,13 @@ def _group_folds(
             f"group {name!r} has {n_pos} genuine and {n_neg} impostor pairs; expected at least "
             "one of each (every group needs both to be verified)"
         )
+    why = ""
     if folds is not None:
         try:
             check_folds(y, folds)
             return folds, n_folds, fold_method, None
         except DataError as e:
             why = str(e)
-    else:
-        why = ""
     fewest = min(n_pos, n_neg)
     k = min(n_folds, fewest)
     if k < 2:

@@ -13,7 +13,7 @@ rejected and the FNMR of the rest measured.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -169,19 +169,15 @@ class ErrorRejectCurve:
     area: float
     area_oracle: float
     area_random: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (lists and floats) for results files and reports."""
+        scalars = ("threshold", "far", "area", "area_oracle", "area_random")
         return {
             "reject": [float(r) for r in self.reject],
             "fnmr": [float(f) for f in self.fnmr],
             "kept_genuine": [int(k) for k in self.kept_genuine],
-            "threshold": self.threshold,
-            "far": self.far,
-            "area": self.area,
-            "area_oracle": self.area_oracle,
-            "area_random": self.area_random,
+            **{k: getattr(self, k) for k in scalars},
         }
 
 

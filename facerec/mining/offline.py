@@ -96,8 +96,8 @@ def select_triplets(
         neg = nbr_sorted[a_idx, 0]
     else:
         d_ap = _to_distance(((x[a_idx] - x[p_idx]) ** 2).sum(-1), distance)  # (T,)
-        out: list[Tensor] = []
-        keep_parts: list[Tensor] = []
+        negs: list[Tensor] = []
+        in_band: list[Tensor] = []
         chunk = max(1, (1 << 22) // k)
         for s in range(0, a_idx.shape[0], chunk):
             a, dap = a_idx[s : s + chunk], d_ap[s : s + chunk]
@@ -106,11 +106,10 @@ def select_triplets(
             first = beyond.to(torch.int8).argmax(dim=1)  # first candidate with d_an > d_ap
             found = beyond.any(dim=1)
             d_first = d_a.gather(1, first.unsqueeze(1)).squeeze(1)
-            in_band = found & torch.isfinite(d_first) & (d_first < dap + margin)
-            out.append(nbr_sorted[a].gather(1, first.unsqueeze(1)).squeeze(1))
-            keep_parts.append(in_band)
-        neg = torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
-        keep = keep & (torch.cat(keep_parts) if keep_parts else keep)
+            negs.append(nbr_sorted[a].gather(1, first.unsqueeze(1)).squeeze(1))
+            in_band.append(found & torch.isfinite(d_first) & (d_first < dap + margin))
+        neg = torch.cat(negs) if negs else torch.zeros(0, dtype=torch.long)
+        keep = keep & (torch.cat(in_band) if in_band else keep)
     if not bool(keep.any()):
         return empty
     return torch.stack([a_idx[keep], p_idx[keep], neg[keep]], dim=1).numpy().astype(np.int64)
@@ -137,9 +136,4 @@ def batch_layout_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return a, p, n
 
 
-__all__ = [
-    "SELECTIONS",
-    "Selection",
-    "batch_layout_triplets",
-    "select_triplets",
-]
+__all__ = ["SELECTIONS", "Selection", "batch_layout_triplets", "select_triplets"]
