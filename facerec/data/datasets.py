@@ -43,17 +43,15 @@ MAX_TRIES = 50
 
 
 class FaceDataset(Dataset):
-    """(image, label, bad) samples: image (3, H, W) uint8 RGB (see :func:`normalize_images`),
-    label int64, bad (MAX_BAD_PER_SAMPLE,) int64.
+    """(image, label, bad) samples: image (3, H, W) uint8 RGB, label int64, bad
+    (MAX_BAD_PER_SAMPLE,) int64.
 
     Args:
-        images: the N images (:class:`~facerec.data.sources.ImageSource`).
-        labels: (N,) int64 identity label of each sample.
-        image_size: (height, width) the network takes.
-        resize_mode: how images of another size are brought to it ('resize' or 'center_crop').
+        images: the N images (:class:`~facerec.data.sources.ImageSource`); labels: (N,) int64.
+        image_size, resize_mode: the network's (height, width), and how other sizes reach it.
         augment: an albumentations pipeline or None.
         strict: raise on a corrupt image instead of replacing it.
-        seed: seed for choosing replacements of corrupt images and for the augmentation draws.
+        seed: seed of the replacements of corrupt images and of the augmentation draws.
         names: label -> identity name, for messages.
 
     A sample is indexed by ``i`` or by the key ``(i, epoch)``; with a key, the augmentation

@@ -80,7 +80,7 @@ class HardIdentityOptions:
 
 class HardIdentityBatches(PKBatches):
     """P×K batches, ``mining.hard_fraction`` of their identities from FAISS neighbourhoods of the
-    class centres, refreshed every ``mining.every_n_steps`` (:class:`HardIdentitySampler`).
+    class centres (:class:`HardIdentitySampler`).
 
     Args:
         p, k, min_images: as :class:`~facerec.data.samplers.PKBatches`.

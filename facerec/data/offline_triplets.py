@@ -103,7 +103,7 @@ class OfflineTripletSampler(_ResumableBatchSampler):
     Args:
         labels: identity of each dataset item, (N,) integers.
         triplets_per_batch: T, triplets per batch per rank.
-        seed: base seed; num_replicas / rank: DDP layout (None: from torch.distributed).
+        seed, num_replicas, rank: as :class:`~facerec.data.samplers.PKSampler`.
         batches_per_epoch: None → N // (R·3T) (at least 1), as a shuffled loader with drop_last.
     """
 
