@@ -1,9 +1,5 @@
-"""The ``facerec`` command: fit / validate / test through LightningCLI, plus our own tools.
-
-``facerec fit --config configs/quickstart.yaml`` trains; dotted overrides such as
-``--trainer.max_steps 10`` or ``--data.root DIR`` change any key. The other subcommands
-(synth, eval, export, embed) are plain argparse programs in their own modules.
-"""
+"""The ``facerec`` command: fit / validate / test through LightningCLI (any config key can be
+overridden, ``--trainer.max_steps 10``), plus the argparse tools of :data:`TOOL_COMMANDS`."""
 
 from __future__ import annotations
 
@@ -12,7 +8,6 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable
 
 from facerec.errors import ConfigError, FacerecError
 
@@ -67,10 +62,9 @@ def _cli_class():
 
     class FacerecCLI(lightning_compat.cli_base()):  # type: ignore[misc]
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-            # data -> model, one way: what the model needs of the data, declared here once
+            # what the model needs of the data (batch_size: the lr scaling rule's, P·K for P×K)
             parser.link_arguments("data.image_size", "model.backbone.init_args.input_size")
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-            # images per device and step (P·K for P×K batches): the lr scaling rule's batch
             parser.link_arguments("data.batch_size", "model.batch_size", apply_on="instantiate")
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
             parser.add_argument(
@@ -98,8 +92,7 @@ def _cli_class():
             return callbacks
 
         def before_ckpt_path(self, path: str | None) -> dict | None:
-            # the hyper-parameters of --ckpt_path FILE are merged into the config from this
-            # safe read (one line if damaged or hostile); returned so it is read only once
+            # a safe read of --ckpt_path FILE (one line if damaged), returned to be merged
             sub = self.config.get("subcommand")
             if not path or not sub:
                 return None
@@ -117,8 +110,7 @@ def _cli_class():
             return ckpt if path == given_path else None
 
         def ckpt_hyperparameters(self, hparams: dict) -> dict:
-            # a checkpoint from before model.optim resumes: its flat keys become the record
-            from facerec.training.optim import upgrade_flat_keys
+            from facerec.training.optim import upgrade_flat_keys  # a checkpoint before model.optim
 
             return upgrade_flat_keys(hparams)
 
@@ -128,24 +120,22 @@ def _cli_class():
             return parser
 
         def instantiate_trainer(self, **kwargs):
-            # keep the callbacks of the config (--trainer.callbacks+=...) and add ours
-            given = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
-            callbacks = list(given) if isinstance(given, list | tuple) else [given]
+            # keep the callbacks and plugins of the config (--trainer.callbacks+=...), add ours
+            config = self._get(self.config_init, "trainer", default={})
+            callbacks = _as_list(config.get("callbacks"))
             callbacks += list(kwargs.pop("callbacks", None) or [])
             callbacks.append(VerificationSummary())
             if not any(isinstance(c, TrainingCurves) for c in callbacks):
                 callbacks.append(TrainingCurves())  # curves.png in the run folder
-            if self._get(self.config_init, "trainer", default={}).get("logger") is not False:
+            if config.get("logger") is not False:
                 callbacks.append(LearningRateMonitor(logging_interval="step"))  # needs a logger
-            plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
-            plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+            plugins = _as_list(config.get("plugins"))
             if not any(isinstance(p, AtomicCheckpointIO) for p in plugins):
                 plugins.append(AtomicCheckpointIO())
             trainer = super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
             if self.subcommand == "fit":  # refuse an unusable run folder before any training
                 _claim_run_folder(trainer.default_root_dir, self.model)
-            # One fixed checkpoint folder per run directory (not one per logger version), so a
-            # later `--ckpt_path last` finds the interrupted run's last.ckpt.
+            # one checkpoint folder per run folder (not per logger version): `--ckpt_path last`
             ckdir = os.path.join(trainer.default_root_dir, "checkpoints")
             for cb in trainer.checkpoint_callbacks:
                 if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
@@ -162,15 +152,18 @@ def _cli_class():
                         enable_version_counter=False,
                     )
                 )
-            # What the data needs from the trainer, wired here: the DataModule builds data only.
             trainer.callbacks.append(ResumeLoaderState())  # mid-epoch resume of the samplers
             trainer.callbacks += data_callbacks(self.datamodule)  # the sampler's mining refresh
-            # the held-out pairs and identity names exist once the data are set up: the module
-            # is handed the data's TrainingData interface (not a link: no value yet to copy)
-            self.model.attach_data(self.datamodule)
+            self.model.attach_data(self.datamodule)  # pairs and names: not known at link time
             return trainer
 
     return FacerecCLI, FaceRecognitionModule, FaceDataModule
+
+
+def _as_list(value) -> list:
+    """A config's list, single value or None as a new list."""
+    value = value or []
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 class _DropLightningTip(logging.Filter):
@@ -179,19 +172,14 @@ class _DropLightningTip(logging.Filter):
 
 
 def _quiet_lightning_notices() -> None:
-    """Hide Lightning notices that say nothing about the user's run: the advert for a cloud
-    logger, the note that CSV is the default logger without TensorBoard, and a deprecation
-    inside Lightning itself. Warnings about the run (data, checkpoints, metrics) stay."""
+    """Hide Lightning notices that say nothing about the user's run (adverts, deprecations
+    inside Lightning, notices about what facerec does by design)."""
     warnings.filterwarnings("ignore", message="Starting from v1.9.0, `tensorboardX`")
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    # the module normalises the uint8 batches of any DataModule (on_after_batch_transfer): the
-    # design, not the mistake Lightning's notice supposes
     warnings.filterwarnings(
         "ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule` but"
     )
-    # validation gathers every rank's embeddings before scoring: val/* need no sync_dist
     warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val/")
-    # said in one line of our own (facerec.cli._last_checkpoint)
     warnings.filterwarnings("ignore", message=r'.*ckpt_path="last"\) is set, but there is no last')
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         log = logging.getLogger(name)
@@ -204,9 +192,8 @@ _HELD_LOCKS: list = []
 
 
 def _last_checkpoint(config) -> str | None:
-    """``--ckpt_path last`` of a fit: the run folder's ``checkpoints/last.ckpt``; None, with one
-    line saying so, when there is none yet: the run starts afresh, so one script both starts a
-    run and continues it after a requeue (README, SLURM)."""
+    """``--ckpt_path last`` of a fit: the run folder's ``checkpoints/last.ckpt``, or None (said
+    in one line) when there is none yet, so one script both starts and continues a run."""
     from facerec.training.callbacks import RunLock
 
     dirpath = (config.get("checkpoint") or {}).get("dirpath")
@@ -215,15 +202,12 @@ def _last_checkpoint(config) -> str | None:
     if os.path.isfile(last):
         return last
     if RunLock.launching_process():
-        print(
-            f"facerec: --ckpt_path last: there is no {last} yet; starting a new run",
-            file=sys.stderr,
-        )
+        note = f"facerec: --ckpt_path last: there is no {last} yet; starting a new run"
+        print(note, file=sys.stderr)
     return None
 
 
-#: Model options a resume may not change: the checkpoint's are used (Lightning merges them),
-#: so a different value on the command line or in the config would be silently ignored.
+#: Model options a resume takes from the checkpoint without comparing them.
 _RESUME_IGNORED = ("_instantiator", "num_classes", "batch_size", "init_from")
 
 
@@ -240,22 +224,17 @@ def _differences(saved, given, key: str):
 
 
 def _is_architecture(key: str, was, now) -> bool:
-    """Whether a differing model option changes what the checkpoint's tensors are: anything of
-    the backbone, which head / metric loss class, and whether a head, CenterLoss, metric loss or
-    distillation is there at all."""
+    """Whether a differing model option changes the checkpoint's tensors: the backbone, a class,
+    or whether a head, CenterLoss, metric loss or distillation is there at all."""
     if key.startswith("backbone") or key.endswith("class_path"):
         return True
-    return key in ("head", "center_loss", "metric_loss", "distill") and (was is None) != (
-        now is None
-    )
+    optional = key in ("head", "center_loss", "metric_loss", "distill")
+    return optional and (was is None) != (now is None)
 
 
 def check_resume_options(saved: dict, given: dict, path: str) -> None:
-    """A resume whose model options contradict the checkpoint's: Lightning continues with the
-    checkpoint's options, so the run's would be silently ignored. A different architecture
-    (``--model.backbone.init_args.depth 34`` with a depth-50 checkpoint) is refused, naming the
-    first such option; any other difference (a margin, a rate) is named in a warning saying the
-    checkpoint's value is used."""
+    """Refuse a resume whose model options change the checkpoint's architecture (naming the
+    first); warn of any other difference, since the checkpoint's options are the ones used."""
     saved = {k: v for k, v in saved.items() if k not in _RESUME_IGNORED}
     others = []
     for key, was, now in _differences(saved, given, ""):
@@ -275,8 +254,7 @@ def check_resume_options(saved: dict, given: dict, path: str) -> None:
 
 
 def _claim_run_folder(root: str, model) -> None:
-    """Before a fit trains: the run folder must be writable, have room for its checkpoints and
-    not be in use by another fit (:class:`facerec.training.callbacks.RunLock`)."""
+    """Refuse a run folder that is not writable, has no room for checkpoints or is in use."""
     from facerec.io import check_free_space, check_output
     from facerec.training.callbacks import RunLock
 
@@ -296,7 +274,17 @@ def run_lightning(argv: list[str]) -> int:
     cli_cls, module_cls, dm_cls = _cli_class()
     _quiet_lightning_notices()
     try:
-        _run_cli(cli_cls, module_cls, dm_cls, argv)
+        cli_cls(
+            module_cls,
+            dm_cls,
+            args=None if argv == sys.argv[1:] else argv,  # LightningCLI warns if they differ
+            save_config_kwargs={"overwrite": True},
+            # the train batch samplers shard by rank themselves: no DistributedSampler
+            trainer_defaults={"default_root_dir": "runs", "use_distributed_sampler": False},
+            parser_kwargs={"prog": "facerec"},
+            seed_everything_default=0,
+            auto_configure_optimizers=False,
+        )
     except ArgumentError as e:
         msg = " ".join(str(e).split())
         raise ConfigError(_renamed_key(msg) or f"{msg} (see facerec {argv[0]} --help)") from None
@@ -307,56 +295,32 @@ def run_lightning(argv: list[str]) -> int:
 
 
 def _renamed_key(message: str) -> str | None:
-    """One line naming the new key when a parse error is about a key renamed by issue 23 (the
-    flat optimiser keys now under ``model.optim``; the ``data.sampler`` strings and the
-    ``data.pk`` / ``data.hard_identity`` / ``data.offline`` groups, now a sampler class), else
-    None."""
+    """One line naming the new key when a parse error is about a key renamed by issue 23 (flat
+    optimiser keys, the old ``data.sampler`` strings and groups), else None."""
     import re
 
     from facerec.data.datamodule import OLD_SAMPLER_KEYS, old_sampler_message
     from facerec.training.optim import FLAT_KEYS
 
-    renamed = {f"model.{k}": f"model.optim.{v}" for k, v in FLAT_KEYS.items()}
-    for old, new in renamed.items():  # jsonargparse: "does not accept option 'model.lr'"
-        if re.search(rf"(?<![\w.]){re.escape(old)}(?![\w])", message):
-            return f"{old} is no longer a key; write {new} (issue 23 moved it)"
+    def mentions(key: str) -> bool:
+        return re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", message) is not None
+
+    for old, new in FLAT_KEYS.items():  # jsonargparse: "does not accept option 'model.lr'"
+        if mentions(f"model.{old}"):
+            return f"model.{old} is no longer a key; write model.optim.{new} (issue 23 moved it)"
     given = re.search(r'Parser key "data\.sampler":.*Given value: (\w+)', message)
     if given and (line := old_sampler_message(given.group(1))):
         return line  # data.sampler: pk
     for old in OLD_SAMPLER_KEYS:  # --data.pk.p=4; a config's data: {pk: {p: 4}}
         short = re.escape(old.removeprefix("data."))
-        if re.search(rf"(?<![\w.]){re.escape(old)}(?![\w])", message) or re.search(
-            rf"Group 'data' does not accept option '{short}(?![\w])", message
-        ):
+        group = rf"Group 'data' does not accept option '{short}(?![\w])"
+        if mentions(old) or re.search(group, message):
             return old_sampler_message(old)
     return None
 
 
-def _run_cli(cli_cls, module_cls, dm_cls, argv: list[str]) -> None:
-    # LightningCLI warns when ``args`` differ from sys.argv; pass None when they are the same.
-    args = None if argv == sys.argv[1:] else argv
-    cli_cls(
-        module_cls,
-        dm_cls,
-        args=args,
-        save_config_kwargs={"overwrite": True},
-        # the train batch samplers shard by rank themselves (the same global batch for any
-        # number of processes): Lightning must not wrap them in a DistributedSampler
-        trainer_defaults={"default_root_dir": "runs", "use_distributed_sampler": False},
-        parser_kwargs={"prog": "facerec"},
-        seed_everything_default=0,
-        auto_configure_optimizers=False,
-    )
-
-
-def _tool(name: str) -> Callable[[list[str]], int]:
-    module, _ = TOOL_COMMANDS[name]
-    return importlib.import_module(module).main
-
-
 def _one_line(error: FacerecError) -> str:
-    """The message of ``error``; for one raised in a DataLoader worker (which torch re-raises
-    with the worker's traceback in the message), the original message alone."""
+    """The message of ``error``, without the worker traceback of one raised in a DataLoader."""
     text = str(error)
     if "Original Traceback" in text:
         last = [ln for ln in text.splitlines() if ln.strip()][-1]
@@ -378,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if argv[0] in TOOL_COMMANDS:
-            return int(_tool(argv[0])(argv[1:]) or 0)
+            tool = importlib.import_module(TOOL_COMMANDS[argv[0]][0])
+            return int(tool.main(argv[1:]) or 0)
         if argv[0] in LIGHTNING_COMMANDS:
             from facerec.recipes import resolve_config_args  # a bare recipe name works anywhere
 

@@ -7,12 +7,10 @@ held-out images (not used for training), one colour per identity, side by side i
 
     facerec plot-features --out features.png
 
-The panels train in ``--jobs`` worker processes with one thread each (several single-threaded
-processes use a small, shared CPU far better than one process with several threads).
-Expected: Softmax spreads each class radially from the origin (the features grow along a
-direction, so classes are separable by angle but not compact); CenterLoss pulls each class into
-a compact cluster; the normalised heads place the classes at separated points on the sphere,
-more tightly the larger the margin.
+The panels train in ``--jobs`` single-threaded worker processes. Expected: Softmax spreads
+each class radially from the origin; CenterLoss pulls each class into a compact cluster; the
+normalised heads place the classes at separated points on the sphere, tighter the larger the
+margin.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,63 +39,48 @@ class Panel:
     dim: int
     center_loss: dict[str, float] | None = None
     lr: float = 3e-3
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _head(name: str, **init_args: Any) -> dict[str, Any]:
+    """The config of ``facerec.heads.<name>`` with ``init_args``."""
+    head: dict[str, Any] = {"class_path": f"facerec.heads.{name}"}
+    return {**head, "init_args": init_args} if init_args else head
 
 
 # Scales are lower than the 64 of face recognition (s = 16 suits 3-D features and few classes);
 # margins are the papers' (ArcFace m in radians, CosFace m a cosine offset, SphereFace m = 4).
 PANELS = (
-    Panel("Softmax", {"class_path": "facerec.heads.SoftmaxHead"}, 2),
+    Panel("Softmax", _head("SoftmaxHead"), 2),
     Panel(
         "Softmax + CenterLoss (λ=0.1, α=0.5)",
-        {"class_path": "facerec.heads.SoftmaxHead"},
+        _head("SoftmaxHead"),
         2,
         {"weight": 0.1, "alpha": 0.5},
     ),
-    Panel(
-        "NormFace (F-Norm, s=16)",
-        {
-            "class_path": "facerec.heads.NormFaceHead",
-            "init_args": {"feature_norm": True, "scale": 16.0},
-        },
-        3,
-    ),
+    Panel("NormFace (F-Norm, s=16)", _head("NormFaceHead", feature_norm=True, scale=16.0), 3),
     Panel(
         "SphereFace (m=4, F-Norm s=16)",
-        {
-            "class_path": "facerec.heads.SphereFaceHead",
-            "init_args": {
-                "margin": 4,
-                "feature_norm": True,
-                "scale": 16.0,
-                "base": 100.0,
-                "gamma": 0.1,
-                "lambda_min": 2.0,
-            },
-        },
+        _head(
+            "SphereFaceHead",
+            margin=4,
+            feature_norm=True,
+            scale=16.0,
+            base=100.0,
+            gamma=0.1,
+            lambda_min=2.0,
+        ),
         3,
     ),
-    Panel(
-        "CosFace (s=16, m=0.35)",
-        {"class_path": "facerec.heads.CosFaceHead", "init_args": {"scale": 16.0, "margin": 0.35}},
-        3,
-    ),
-    Panel(
-        "ArcFace (s=16, m=0.5 rad)",
-        {"class_path": "facerec.heads.ArcFaceHead", "init_args": {"scale": 16.0, "margin": 0.5}},
-        3,
-    ),
+    Panel("CosFace (s=16, m=0.35)", _head("CosFaceHead", scale=16.0, margin=0.35), 3),
+    Panel("ArcFace (s=16, m=0.5 rad)", _head("ArcFaceHead", scale=16.0, margin=0.5), 3),
 )
 
 
 def synthetic_set(
     identities: int, images: int, size: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 3, size, size) float32 normalised images and (N,) int64 labels, N = identities·images.
-
-    The first ``identities`` identities of the embedded synthetic face generator, rendered and
-    resized to ``size``×``size`` pixels, (x − 127.5)/127.5 in RGB order.
-    """
+    """(N, 3, size, size) float32 normalised RGB images of the first ``identities`` synthetic
+    identities and their (N,) int64 labels, N = identities·images."""
     from facerec.data.image import fit_to_size, to_tensor_array
     from facerec.data.synthetic import SyntheticFaces
 
@@ -122,37 +105,21 @@ def train_panel(
     seed: int,
     width: float = 0.25,
 ) -> Any:
-    """Train one small IResNet-18 with ``panel``'s loss in a plain loop (AdamW, one-cycle LR).
-
-    Args:
-        x: (N, 3, size, size) float32 images; y: (N,) int64 labels in [0, C).
-        steps: optimiser steps; batch: images per step (random, with horizontal flips).
-
-    Returns:
-        the trained :class:`~facerec.training.module.FaceRecognitionModule` in eval mode.
-    """
+    """Train one small IResNet-18 with ``panel``'s loss in a plain loop (AdamW, one-cycle LR) on
+    ``x`` (N, 3, size, size) and labels ``y`` (N,); return the module in eval mode."""
     import torch
 
     from facerec.training.module import FaceRecognitionModule
 
     torch.manual_seed(seed)
+    net = {"depth": 18, "width": width, "embedding_dim": panel.dim, "input_size": [size, size]}
     module = FaceRecognitionModule.from_config(
-        backbone={
-            "class_path": "facerec.models.IResNet",
-            "init_args": {
-                "depth": 18,
-                "width": width,
-                "embedding_dim": panel.dim,
-                "input_size": [size, size],
-            },
-        },
+        backbone={"class_path": "facerec.models.IResNet", "init_args": net},
         head=panel.head,
         num_classes=int(y.max()) + 1,
         center_loss=panel.center_loss,
     )
-    # As in the papers' toy networks, the feature is the last linear layer's output: drop the
-    # embedding's final BatchNorm1d (affine weight frozen at 1), which would fix each feature
-    # dimension's scale and hide how the softmax features grow along their class direction.
+    # as in the papers' toy networks the feature is the last linear layer's: no final BN1d
     module.backbone.head.features = torch.nn.Identity()
     opt = torch.optim.AdamW(module.parameters(), lr=panel.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=panel.lr, total_steps=max(steps, 1))
@@ -174,16 +141,16 @@ def train_panel(
 
 
 def _panel_features(job: tuple) -> tuple[np.ndarray, np.ndarray, float]:
-    """Worker: train one panel single-threaded; return the features (N_train, dim) of the
-    training images, those (N_test, dim) of the held-out images, and the seconds it took."""
+    """Worker: train one panel single-threaded; return the training and held-out images'
+    features and the seconds it took."""
     import torch
 
-    panel, x_train, y_train, x_test, steps, size, batch, seed, width = job
+    panel, x_train, y_train, x_test, a = job
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         t0 = time.perf_counter()
-        module = train_panel(panel, x_train, y_train, steps, size, batch, seed, width)
+        module = train_panel(panel, x_train, y_train, a.steps, a.size, a.batch, a.seed, a.width)
         with torch.no_grad():
             f_train = module(torch.from_numpy(x_train)).numpy()
             f_test = module(torch.from_numpy(x_test)).numpy()
@@ -193,15 +160,16 @@ def _panel_features(job: tuple) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 Result = tuple[Panel, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: scatter styles of the training features (dots) and the held-out ones (outlined)
+STYLES = (
+    {"s": 4, "alpha": 0.45, "linewidths": 0},
+    {"s": 16, "alpha": 0.95, "edgecolors": "k", "linewidths": 0.4},
+)
 
 
 def draw(results: list[Result], out: str, note: str = "") -> None:
-    """Draw each panel's features to the PNG ``out`` (written atomically).
-
-    ``results``: (panel, training features (N, dim), their labels (N,), held-out features
-    (M, dim), their labels (M,)). 2-D features are drawn as they are, 3-D ones as directions on
-    the unit sphere; training features are small dots, held-out ones larger outlined markers.
-    """
+    """Draw each panel's (panel, training features, labels, held-out features, labels) to the
+    PNG ``out``: 2-D features as they are, 3-D ones as directions on the unit sphere."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,23 +196,12 @@ def draw(results: list[Result], out: str, note: str = "") -> None:
                 np.cos(a) * np.sin(b), np.sin(a) * np.sin(b), np.cos(b), color="0.88", lw=0.3
             )
             ax.set_box_aspect((1, 1, 1))
-            ax.set_xlim(-1, 1)
-            ax.set_ylim(-1, 1)
-            ax.set_zlim(-1, 1)
+            ax.set(xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1))
             ax.set_axis_off()
-        for (f, y), style in zip(
-            pts,
-            (
-                {"s": 4, "alpha": 0.45, "linewidths": 0},
-                {"s": 16, "alpha": 0.95, "edgecolors": "k", "linewidths": 0.4},
-            ),
-            strict=True,
-        ):
+        shade = {"depthshade": False} if panel.dim == 3 else {}
+        for (f, y), style in zip(pts, STYLES, strict=True):
             for c in np.unique(y):
-                if panel.dim == 3:
-                    ax.scatter(*f[y == c].T, color=cmap(c % 10), depthshade=False, **style)
-                else:
-                    ax.scatter(f[y == c, 0], f[y == c, 1], color=cmap(c % 10), **style)
+                ax.scatter(*f[y == c].T, color=cmap(c % 10), **shade, **style)
         ax.set_title(panel.title, fontsize=11)
     classes = len(np.unique(results[0][2])) if results else 0
     fig.suptitle(
@@ -287,20 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # the generator or OpenCV failing is not a user error to debug
         raise FacerecError(f"could not render the synthetic identities: {e}") from e
     train = (np.arange(len(y)) % args.images) < int(args.images * 0.75)
-    jobs = [
-        (
-            panel,
-            x[train],
-            y[train],
-            x[~train],
-            args.steps,
-            args.size,
-            args.batch,
-            args.seed,
-            args.width,
-        )
-        for panel in PANELS
-    ]
+    jobs = [(panel, x[train], y[train], x[~train], args) for panel in PANELS]
     t0 = time.perf_counter()
     if args.jobs == 1:
         outputs = map(_panel_features, jobs)

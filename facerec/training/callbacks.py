@@ -19,17 +19,14 @@ from facerec.io import atomic_path
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to a temporary file beside it and rename it into place.
-
-    A fit killed while saving leaves the previous checkpoint intact, never a truncated file.
-    Remote (fsspec) paths fall back to Lightning's own writer.
-    """
+    """Write each checkpoint to a temporary file beside it and rename it into place, so a kill
+    while saving never leaves a truncated file; read them safely (:func:`read_resume`). Remote
+    (fsspec) paths fall back to Lightning's own writer."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
     ) -> None:
-        fs = get_filesystem(path)
-        if fs.protocol not in ("file", ("file", "local")) and "file" not in fs.protocol:
+        if _remote(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         with atomic_path(path) as tmp:
             started = tmp.stat().st_mtime
@@ -39,23 +36,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(
         self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        """Read a checkpoint to resume from (``--ckpt_path``), safely: see :func:`read_resume`.
-
-        ``weights_only`` other than True is ignored: facerec never unpickles code.
-        """
-        fs = get_filesystem(path)
-        if fs.protocol not in ("file", ("file", "local")) and "file" not in fs.protocol:
+        # ``weights_only`` other than True is ignored: facerec never unpickles code
+        if _remote(path):
             return super().load_checkpoint(path, map_location=map_location, weights_only=True)
         return read_resume(path)
 
 
-def remove_stale_temporaries(folder: str | os.PathLike, before: float) -> list[Path]:
-    """Delete the temporary files of checkpoint saves in ``folder`` that a kill left behind.
+def _remote(path: str | os.PathLike) -> bool:
+    fs = get_filesystem(path)
+    return fs.protocol not in ("file", ("file", "local")) and "file" not in fs.protocol
 
-    Those are ``.<name>.ckpt.<random>.tmp`` files (see :func:`facerec.io.atomic_path`) last
-    written before ``before`` (a time stamp), i.e. before the save that just succeeded began, so
-    no save in progress is touched. Returns the files removed.
-    """
+
+def remove_stale_temporaries(folder: str | os.PathLike, before: float) -> list[Path]:
+    """Delete the ``.<name>.ckpt.<random>.tmp`` files of checkpoint saves a kill left in
+    ``folder``: those last written before the time stamp ``before`` (so no save in progress is
+    touched). Returns the files removed."""
     removed = []
     for f in Path(folder).glob(".*.ckpt.*.tmp"):
         with contextlib.suppress(OSError):  # gone already, or not ours to remove
@@ -69,19 +64,14 @@ def read_resume(path: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint dict of ``path`` for a resume, read with ``weights_only=True``.
 
     Raises:
-        DataError: one line naming ``path`` and why it cannot be read (damaged, truncated, or a
-            pickle that asks for code) and the newest intact checkpoint beside it, if any, with
-            the ``--ckpt_path`` that resumes from it.
+        DataError: one line naming ``path``, why it cannot be read, and the newest intact
+            checkpoint beside it (with the ``--ckpt_path`` that resumes from it), if any.
     """
     from facerec.errors import DataError
-    from facerec.inference.checkpoint import check_hyperparameters, read_checkpoint_dict
 
     p = Path(path)
-    expected = "expected a checkpoint written by facerec fit"
     try:
-        ckpt = read_checkpoint_dict(p, expected)
-        check_hyperparameters(ckpt, p)
-        return ckpt
+        return _read_checked(p, "expected a checkpoint written by facerec fit")
     except DataError as e:
         other = newest_intact_checkpoint(p.parent, exclude=p)
         hint = (
@@ -97,18 +87,15 @@ def newest_intact_checkpoint(
     folder: str | os.PathLike, exclude: str | os.PathLike | None = None
 ) -> Path | None:
     """The most recently written ``*.ckpt`` in ``folder`` (not ``exclude``) that reads safely
-    as a checkpoint (``weights_only=True``, trusted hyper-parameters, with the training state);
-    None if there is none."""
+    with the training state in it; None if there is none."""
     from facerec.errors import DataError
-    from facerec.inference.checkpoint import check_hyperparameters, read_checkpoint_dict
 
     folder = Path(folder)
     skip = Path(exclude).resolve() if exclude is not None else None
     files = [f for f in folder.glob("*.ckpt") if f.is_file() and f.resolve() != skip]
     for f in sorted(files, key=lambda f: f.stat().st_mtime, reverse=True):
         try:
-            ckpt = read_checkpoint_dict(f)
-            check_hyperparameters(ckpt, f)
+            ckpt = _read_checked(f)
         except DataError:
             continue
         if "state_dict" in ckpt and "loops" in ckpt:
@@ -116,13 +103,20 @@ def newest_intact_checkpoint(
     return None
 
 
-class VerificationSummary(pl.Callback):
-    """At the end of fit, print held-out verification accuracy next to its baselines.
+def _read_checked(path: Path, *expected: str) -> dict[str, Any]:
+    """``path``'s checkpoint dict (``weights_only=True``), its hyper-parameters checked;
+    ``expected``: the hint of the error message, if not the default."""
+    from facerec.inference.checkpoint import check_hyperparameters, read_checkpoint_dict
 
-    The untrained network's accuracy is measured by the sanity check when
-    ``trainer.num_sanity_val_steps`` is -1 (the whole validation set before training);
-    the raw-pixel baseline is mean-centred pixel cosine on the same pairs.
-    """
+    ckpt = read_checkpoint_dict(path, *expected)
+    check_hyperparameters(ckpt, path)
+    return ckpt
+
+
+class VerificationSummary(pl.Callback):
+    """At the end of fit, print held-out verification accuracy next to its baselines: the
+    untrained network's (measured when ``num_sanity_val_steps`` is -1) and mean-centred pixel
+    cosine on the same pairs."""
 
     def __init__(self, raw_pixel_baseline: bool = True) -> None:
         self.raw_pixel_baseline = raw_pixel_baseline
@@ -153,12 +147,9 @@ class VerificationSummary(pl.Callback):
 
 
 class FreezeBatchNorm(pl.Callback):
-    """Keep every BatchNorm layer in evaluation mode during training (running statistics).
-
-    For fine-tuning with small per-device batches, and for an exact comparison of a multi-process
-    run with a one-process run on CPUs, where BatchNorm's batch statistics are per process and
-    SyncBatchNorm (``--trainer.sync_batchnorm true``) needs GPUs. The affine weights still train.
-    Use: ``--trainer.callbacks+=facerec.training.callbacks.FreezeBatchNorm``.
+    """Keep every BatchNorm layer in evaluation mode during training (the affine weights still
+    train): for small per-device batches, or to compare a DDP run on CPUs exactly with one
+    process. Use: ``--trainer.callbacks+=facerec.training.callbacks.FreezeBatchNorm``.
     """
 
     def _freeze(self, pl_module: pl.LightningModule) -> None:
@@ -176,11 +167,8 @@ class FreezeBatchNorm(pl.Callback):
 
 
 class ResumeLoaderState(pl.Callback):
-    """Hand a checkpoint's train-loader position to the loader even when Lightning does not
-    (Lightning issue #20550; see
-    :func:`facerec.base.lightning_compat.restore_pending_loader_state`),
-    at ``on_train_start``, after the restore and before the first batch. ``facerec fit`` adds it.
-    """
+    """Hand a checkpoint's train-loader position to the loader at ``on_train_start`` even when
+    Lightning does not (:func:`facerec.base.lightning_compat.restore_pending_loader_state`)."""
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         lightning_compat.restore_pending_loader_state(trainer)
@@ -191,14 +179,10 @@ RUN_LOCK = "fit.lock"
 
 
 class RunLock:
-    """One ``facerec fit`` at a time per run folder: an exclusive ``flock`` on
-    ``<folder>/fit.lock``, held while the fit runs, with the holder's PID and host written in it.
-
-    Two fits in one folder would share ``checkpoints/last.ckpt`` (one run's silently lost). The
-    kernel drops the lock when its process ends, however it ends, so the lock of a killed run
-    is simply taken over; the file itself stays (removing it could let two runs hold two
-    different files). Only the launching process locks: DDP's other processes (``LOCAL_RANK``,
-    ``RANK`` ... set and not 0) belong to the run that holds it. A no-op without ``fcntl``.
+    """One ``facerec fit`` at a time per run folder (two would share ``last.ckpt``): an
+    exclusive ``flock`` on ``<folder>/fit.lock`` holding the PID and host, dropped by the kernel
+    when the process ends however it ends. Only the launching process locks (DDP's other ranks
+    belong to its run). A no-op without ``fcntl``.
     """
 
     RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")

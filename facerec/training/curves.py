@@ -1,11 +1,8 @@
 """``curves.png`` at the end of ``facerec fit``: loss, learning rate and validation accuracy.
 
-:class:`TrainingCurves` records, at every training step, the logged training loss
-(``train/loss``) and the learning rate the step used (first parameter group), and at every
-validation the logged accuracies (``val/acc`` and any ``val/<benchmark>/acc``), then draws them
-one above the other, over optimizer steps, into ``<run folder>/curves.png`` when the fit ends
-(also when it is interrupted), so a run can be judged at a glance without TensorBoard. The
-history is part of the callback's checkpoint state, so a resumed run draws the whole run.
+:class:`TrainingCurves` records the training loss and learning rate of every step and the
+accuracies of every validation, and draws them over optimizer steps when the fit ends (also when
+interrupted). The history is in the callback's checkpoint state, so a resumed run draws it all.
 """
 
 from __future__ import annotations
@@ -43,7 +40,6 @@ class TrainingCurves(pl.Callback):
         self.history: dict[str, list[tuple[int, float]]] = {"loss": [], "lr": []}
         self._lr: float | None = None
 
-    # ------------------------------------------------------------------ recording
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
@@ -53,12 +49,7 @@ class TrainingCurves(pl.Callback):
         )
 
     def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, i: int
     ) -> None:
         step = int(trainer.global_step)
         loss = trainer.callback_metrics.get(self.loss_key)
@@ -75,7 +66,6 @@ class TrainingCurves(pl.Callback):
             if VAL_KEYS.match(key):
                 self.history.setdefault(key, []).append((step, float(value)))
 
-    # ------------------------------------------------------------------ drawing
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._draw(trainer)
 
@@ -89,7 +79,6 @@ class TrainingCurves(pl.Callback):
             path = Path(trainer.default_root_dir) / self.filename
             plot_training_curves(path, self.history, self.smoothing)
 
-    # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:
         return {"history": {k: list(v) for k, v in self.history.items()}}
 
@@ -115,41 +104,27 @@ def plot_training_curves(
     smoothing: float = 0.9,
 ) -> None:
     """Draw loss (raw and smoothed), learning rate and validation accuracies over steps as PNG.
-
-    ``history`` maps "loss", "lr" and validation metric names to (step, value) lists; empty or
-    missing series are left out (their panel says so).
-    """
+    ``history`` maps "loss", "lr" and validation metric names to (step, value) lists."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+    for ax, label in zip(axes, ("loss", "learning rate", "validation accuracy %"), strict=True):
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
     loss = np.asarray(history.get("loss", []), dtype=np.float64).reshape(-1, 2)
     ax = axes[0]
     finite = loss[np.isfinite(loss[:, 1])] if loss.size else loss
     if finite.size:
-        ax.plot(
-            finite[:, 0],
-            finite[:, 1],
-            color="tab:blue",
-            alpha=0.35,
-            linewidth=0.8,
-            label="training loss",
-        )
+        ax.plot(*finite.T, color="tab:blue", alpha=0.35, linewidth=0.8, label="training loss")
         if smoothing > 0 and finite.shape[0] > 2:
-            ax.plot(
-                finite[:, 0],
-                _ema(finite[:, 1], smoothing),
-                color="tab:blue",
-                linewidth=1.6,
-                label=f"moving average ({smoothing:g})",
-            )
+            ema, label = _ema(finite[:, 1], smoothing), f"moving average ({smoothing:g})"
+            ax.plot(finite[:, 0], ema, color="tab:blue", linewidth=1.6, label=label)
         ax.legend(fontsize=8, loc="upper right")
     else:
         ax.text(0.5, 0.5, "no training loss logged", ha="center", transform=ax.transAxes)
-    ax.set_ylabel("loss")
-    ax.grid(True, alpha=0.3)
     lr = np.asarray(history.get("lr", []), dtype=np.float64).reshape(-1, 2)
     ax = axes[1]
     if lr.size:
@@ -158,8 +133,6 @@ def plot_training_curves(
             ax.set_yscale("log")
     else:
         ax.text(0.5, 0.5, "no learning rate recorded", ha="center", transform=ax.transAxes)
-    ax.set_ylabel("learning rate")
-    ax.grid(True, alpha=0.3)
     ax = axes[2]
     vals = {
         k: np.asarray(v, np.float64).reshape(-1, 2)
@@ -168,21 +141,13 @@ def plot_training_curves(
     }
     for k, v in sorted(vals.items()):
         best = int(np.nanargmax(v[:, 1])) if np.isfinite(v[:, 1]).any() else 0
-        ax.plot(
-            v[:, 0],
-            100 * v[:, 1],
-            marker="o",
-            markersize=3,
-            linewidth=1.4,
-            label=f"{k} (last {100 * v[-1, 1]:.2f} %, best {100 * v[best, 1]:.2f} %)",
-        )
+        label = f"{k} (last {100 * v[-1, 1]:.2f} %, best {100 * v[best, 1]:.2f} %)"
+        ax.plot(v[:, 0], 100 * v[:, 1], marker="o", markersize=3, linewidth=1.4, label=label)
     if vals:
         ax.legend(fontsize=8, loc="lower right")
     else:
         ax.text(0.5, 0.5, "no validation run", ha="center", transform=ax.transAxes)
-    ax.set_ylabel("validation accuracy %")
     ax.set_xlabel("optimizer step")
-    ax.grid(True, alpha=0.3)
     last = max((int(s) for v in history.values() for s, _ in v), default=0)
     title = f"training curves ({last} steps)"
     if finite.size and math.isfinite(finite[-1, 1]):

@@ -1,17 +1,10 @@
 """The frozen teacher of embedding distillation (``model.distill``), fed the training batch.
 
-The teacher is a facerec checkpoint (``.ckpt``), an exported ONNX model (``.onnx``) or a model
-that ships in a package, by name (``dlib-r29``: dlib's face ResNet, see
-:data:`facerec.inference.checkpoint.PRETRAINED`), loaded by the package's embedders
-(:func:`load_checkpoint_embedder`, :func:`load_onnx_embedder`), so it is fed with its own
-preprocessing (input size, resize mode, channel order, mean/std) from the checkpoint's or the
-ONNX file's metadata: the student's normalised batch is turned back into pixels and prepared as
-the teacher expects. It runs in evaluation mode without gradients and is not part of the student
-(not in its state dict, optimiser, DDP wrapper or checkpoints); under
-DDP every rank loads it and embeds its own share of the batch.
-
-A PyTorch teacher runs on the batch's device; an ONNX teacher runs in onnxruntime on the CPU (or
-CUDA with onnxruntime-gpu) on uint8 copies of the images.
+The teacher (a facerec ``.ckpt``, an exported ``.onnx`` or a packaged model such as ``dlib-r29``)
+is loaded by the package's embedders and fed with its own preprocessing: the student's batch is
+turned back into pixels and prepared as the teacher expects. It runs in eval mode without
+gradients and is no part of the student (state dict, optimiser, DDP, checkpoints). A PyTorch
+teacher runs on the batch's device, an ONNX one in onnxruntime on uint8 copies of the images.
 """
 
 from __future__ import annotations
@@ -38,12 +31,10 @@ TEACHER_EXPECTED = (
 class DistillOptions:
     """``model.distill``: add ``weight`` × a loss between the student's and a teacher's embeddings.
 
-    ``teacher``: a facerec checkpoint (.ckpt) or ONNX model (.onnx) of any architecture and
-    input size, or a packaged model by name (``dlib-r29``; a file of that name wins).
-    ``loss``: ``cosine`` (1 − cosine, scale-free) or ``l2`` (mean squared error of the raw
-    embeddings). When the embedding sizes differ, a learned linear projection (no bias)
-    maps the student's embedding to the teacher's size for this loss only; it is trained with the
-    student, saved in its checkpoints and not exported (the student's own embedding is).
+    ``teacher``: a facerec .ckpt or .onnx of any architecture and input size, or a packaged
+    model's name (a file of that name wins). ``loss``: ``cosine`` (1 − cosine) or ``l2`` (mean
+    squared error). When the embedding sizes differ, a learned linear projection (no bias, saved
+    in checkpoints, not exported) maps the student's embedding to the teacher's size.
     """
 
     teacher: str = ""
@@ -64,24 +55,11 @@ class DistillOptions:
 class FrozenTeacher:
     """A teacher embedding network: student-normalised (B, 3, H, W) -> (B, D_t) float32.
 
-    Args:
-        path: the teacher, a facerec ``.ckpt``, an ``.onnx`` written by ``facerec export`` or a
-            packaged model's name (``dlib-r29``, when no file of that name exists).
-        student_mean, student_std: the student's normalisation (pixel units, RGB), to turn the
-            batch back into pixels.
-
-    Raises:
-        ConfigError: the file does not exist; a packaged model's package is not installed (the
-            line says how to install it).
-        DataError: it is not a facerec checkpoint / ONNX model (one line from the loader).
+    ``student_mean``, ``student_std``: the student's normalisation (pixel units, RGB). Raises
+    ConfigError (no such file, a packaged model's package missing) or DataError (not a model).
     """
 
-    def __init__(
-        self,
-        path: str,
-        student_mean: Any = 127.5,
-        student_std: Any = 127.5,
-    ) -> None:
+    def __init__(self, path: str, student_mean: Any = 127.5, student_std: Any = 127.5) -> None:
         from facerec.inference import load_checkpoint_embedder, load_onnx_embedder
         from facerec.inference.checkpoint import PRETRAINED, not_a_file
 
@@ -90,7 +68,6 @@ class FrozenTeacher:
         problem = None if packaged else not_a_file(p, TEACHER_EXPECTED, what="teacher model")
         if problem:  # a folder is named as one, with the .ckpt inside it
             raise ConfigError(f"model.distill.teacher: {problem}")
-
         self.path = p
         self.onnx = not packaged and p.suffix.lower() == ".onnx"
         try:
@@ -100,18 +77,13 @@ class FrozenTeacher:
         except DataError as e:
             if not packaged:
                 raise
-            # the weights package is missing: the line already says how to install it
             raise ConfigError(f"model.distill.teacher: {e}") from None
         self.input_size = tuple(int(s) for s in self.embedder.input_size)
         self.resize_mode = str(self.embedder.resize_mode)
         self._s_mean = torch.tensor(np.broadcast_to(student_mean, (3,)).copy()).float()
         self._s_std = torch.tensor(np.broadcast_to(student_std, (3,)).copy()).float()
         if not self.onnx:
-            net: nn.Module = self.embedder.backbone
-            net.eval()
-            for q in net.parameters():
-                q.requires_grad_(False)
-            self.net = net
+            self.net: nn.Module = self.embedder.backbone.eval().requires_grad_(False)
         dim = self.embedder.embedding_dim if self.onnx else self.net.embedding_dim
         if not dim:  # a foreign ONNX file without the metadata: run one image
             h, w = self.input_size
@@ -119,8 +91,7 @@ class FrozenTeacher:
         self.embedding_dim = int(dim)
 
     def _pixels(self, images: torch.Tensor) -> torch.Tensor:
-        """Student-normalised (or uint8) (B, 3, H, W) -> RGB pixels in [0, 255], float32, at
-        the teacher's size."""
+        """Student-normalised (or uint8) (B, 3, H, W) -> float32 RGB pixels, teacher's size."""
         if images.dtype == torch.uint8:
             x = images.float()
         else:

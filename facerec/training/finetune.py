@@ -1,17 +1,11 @@
 """Fine-tuning controls of :class:`~facerec.training.module.FaceRecognitionModule`: per-part
 learning rates and freezing (part or all of the backbone, for the first K steps or the whole run).
 
-The parts of a model: the backbone's **trunk** (everything of ``model.backbone`` except its
-embedding head), its **embedding** head (``backbone.head``: BN/Dropout/Linear/BN1d of IResNet, the
-GDC head of MobileFaceNet), the margin **head** (``model.head``), and **other** trained parameters
-(CenterLoss centres, a distillation projection) at the base rate.
-
-Freezing is exact: frozen parameters get no update at all (no gradient step, no momentum, no
-weight decay), and the BatchNorm layers of the frozen part keep their running statistics
-(evaluation mode) while frozen. Frozen for the whole run, the parameters stop requiring
-gradients (no backward through them); frozen for the first K steps, they stay in the optimiser
-and in DDP's gradient reduction and only their gradients are dropped before each step, so they
-train normally from step K on, on every rank alike.
+The parts: the backbone's **trunk**, its **embedding** head (``backbone.head``), the margin
+**head** and **other** parameters (CenterLoss centres, a distillation projection). Frozen
+parameters get no update at all and the frozen part's BatchNorm statistics stay as loaded.
+Frozen for the whole run they stop requiring gradients; frozen for K steps, only their gradients
+are dropped before each step, so DDP's reduction is the same on every rank.
 """
 
 from __future__ import annotations
@@ -25,12 +19,9 @@ from facerec.errors import ConfigError
 
 @dataclass
 class LrMultipliers:
-    """Learning rate of each part, as a multiple of the module's ``lr``.
-
-    ``backbone``: the trunk; ``embedding``: the backbone's embedding head; ``head``: the margin
-    head. E.g. ``{backbone: 0.1, embedding: 1.0, head: 10.0}`` to fine-tune a pre-trained
-    network gently with a new margin head. 0 keeps a part's weights (weight decay included).
-    """
+    """Learning rate of each part as a multiple of ``lr``: ``backbone`` (the trunk),
+    ``embedding`` (the backbone's embedding head), ``head`` (the margin head); 0 keeps a part's
+    weights (weight decay included)."""
 
     backbone: float = 1.0
     embedding: float = 1.0
@@ -41,10 +32,9 @@ class LrMultipliers:
 class FreezeOptions:
     """Which part of the backbone to freeze, and for how long.
 
-    ``stages``: freeze the first N stages of the trunk (the stem belongs to the first; IResNet,
-    the torchvision ResNets and MobileFaceNet have 4); null freezes the whole trunk.
-    ``embedding``: freeze the backbone's embedding head too. ``steps``: train the frozen part
-    again from this optimiser step on; 0 keeps it frozen for the whole run.
+    ``stages``: the first N stages of the trunk (the stem belongs to the first); null: the whole
+    trunk. ``embedding``: the embedding head too. ``steps``: train the frozen part again from
+    this optimiser step on; 0 keeps it frozen for the whole run.
     """
 
     stages: int | None = None
@@ -52,29 +42,19 @@ class FreezeOptions:
     steps: int = 0
 
 
-def _trunk_and_embedding(backbone: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    head = getattr(backbone, "head", None)
-    emb_ids = {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
-    emb = [p for p in backbone.parameters() if id(p) in emb_ids]
-    trunk = [p for p in backbone.parameters() if id(p) not in emb_ids]
-    return trunk, emb
-
-
 def param_groups(model: nn.Module, mult: LrMultipliers | None, lr: float) -> list[dict]:
-    """Optimiser parameter groups of ``model`` (a FaceRecognitionModule) at ``lr`` × multiplier.
-
-    Groups, in this order, each only if it has trainable parameters: ``backbone`` (the trunk),
-    ``embedding``, ``head`` (the margin head), ``other``; each dict has ``params``, ``lr`` and
-    ``name``. Parameters that do not require gradients are left out.
-    """
+    """Optimiser parameter groups of ``model`` (a FaceRecognitionModule) at ``lr`` × multiplier:
+    ``backbone`` (the trunk), ``embedding``, ``head``, ``other``, each with ``params``, ``lr``
+    and ``name``, only if it has parameters that require gradients."""
     mult = mult or LrMultipliers()
     for part in ("backbone", "embedding", "head"):
         if getattr(mult, part) < 0:
             raise ConfigError(f"model.lr_multipliers.{part} is negative; expected >= 0")
     backbone = model.backbone  # type: ignore[attr-defined]
-    trunk, emb = _trunk_and_embedding(backbone)
-    margin = getattr(model, "head", None)
-    head = list(margin.parameters()) if isinstance(margin, nn.Module) else []
+    emb_ids = {id(p) for p in _params(getattr(backbone, "head", None))}
+    emb = [p for p in backbone.parameters() if id(p) in emb_ids]
+    trunk = [p for p in backbone.parameters() if id(p) not in emb_ids]
+    head = _params(getattr(model, "head", None))
     seen = {id(p) for p in (*trunk, *emb, *head)}
     other = [p for p in model.parameters() if id(p) not in seen]
     groups = []
@@ -90,13 +70,14 @@ def param_groups(model: nn.Module, mult: LrMultipliers | None, lr: float) -> lis
     return groups
 
 
-class Freezer:
-    """Freeze part of a backbone as :class:`FreezeOptions` says.
+def _params(module: object) -> list[nn.Parameter]:
+    """The parameters of ``module`` if it is an ``nn.Module``, else none."""
+    return list(module.parameters()) if isinstance(module, nn.Module) else []
 
-    Call :meth:`setup` once the weights are loaded (before the optimiser and DDP are built),
-    :meth:`train_batch_start` before each training batch and :meth:`before_optimizer_step`
-    between backward and the optimiser step, with the global step.
-    """
+
+class Freezer:
+    """Freeze part of a backbone as :class:`FreezeOptions` says: call :meth:`setup` once the
+    weights are loaded (before the optimiser and DDP), then the two hooks with the global step."""
 
     def __init__(self, backbone: nn.Module, options: FreezeOptions) -> None:
         if options.steps < 0:
@@ -118,13 +99,9 @@ class Freezer:
         if options.embedding and isinstance(getattr(backbone, "head", None), nn.Module):
             modules.append(backbone.head)  # type: ignore[arg-type]
         self.modules = modules
-        ids: set[int] = set()
-        self.params: list[nn.Parameter] = []
-        for m in modules:
-            for p in m.parameters():
-                if id(p) not in ids and p.requires_grad:  # e.g. the BN1d weight fixed at 1 stays
-                    ids.add(id(p))
-                    self.params.append(p)
+        # each once; a parameter fixed already (e.g. the BN1d weight at 1) is not touched
+        unique = {id(p): p for m in modules for p in m.parameters() if p.requires_grad}
+        self.params: list[nn.Parameter] = list(unique.values())
         self._modes: list[bool] | None = None
         self.batchnorms = [
             b
@@ -144,8 +121,8 @@ class Freezer:
                 p.requires_grad_(False)
 
     def train_batch_start(self, step: int) -> None:
-        """Keep the frozen part's BatchNorm statistics (eval mode) while frozen; once unfrozen,
-        give them back the mode they had before (train, or eval under FreezeBatchNorm)."""
+        """Keep the frozen part's BatchNorm layers in eval mode while frozen; then give them back
+        the mode they had (train, or eval under FreezeBatchNorm)."""
         if self.frozen(step):
             self._modes = [b.training for b in self.batchnorms]
             for b in self.batchnorms:

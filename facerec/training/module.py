@@ -1,12 +1,8 @@
 """FaceRecognitionModule: backbone + embedding head + margin head + losses, wired for Lightning.
 
-No maths lives here: the backbone, heads and losses are plain modules tested on their own. This
-class only joins them, logs, validates on held-out pairs and sets up the optimiser.
-
-Checkpoints carry, besides the weights and hyper-parameters, a ``facerec`` entry with the
-label → identity map (``class_names``) and the preprocessing the embedding network expects, so
-``FaceRecognitionModule.load_from_checkpoint(path)`` needs no other argument and the exporter
-and evaluator know how to feed the network.
+No maths lives here (the parts are plain modules tested on their own). Checkpoints carry a
+``facerec`` entry with the label → identity map and the preprocessing the network expects, so
+``FaceRecognitionModule.load_from_checkpoint(path)`` needs no other argument.
 """
 
 from __future__ import annotations
@@ -37,7 +33,7 @@ from facerec.models.base import Backbone
 from facerec.models.iresnet import IResNet
 from facerec.training.distill import DistillOptions, FrozenTeacher, make_projection
 from facerec.training.finetune import FreezeOptions, Freezer, LrMultipliers, param_groups
-from facerec.training.optim import FLAT_KEYS, OptimOptions, build_optimizer, lr_factor
+from facerec.training.optim import OptimOptions, build_optimizer, lr_factor, upgrade_flat_keys
 from facerec.training.refresh import check_data_callbacks
 
 HeadFactory = Callable[[int, int], MarginHead]
@@ -63,41 +59,23 @@ class FaceRecognitionModule(pl.LightningModule):
     """Train an embedding network with a margin head, CenterLoss and/or a metric loss.
 
     Args:
-        backbone: the embedding network, (B, 3, H, W) -> (B, D) (IResNet, TorchvisionResNet).
-        head: margin head class (and its arguments), built as ``head(D, num_classes)``;
-            None trains with ``metric_loss`` alone.
-        num_classes: training identities; LightningCLI links it from ``data.num_classes``.
+        backbone: the embedding network, (B, 3, H, W) -> (B, D).
+        head: margin head class, built as ``head(D, num_classes)``; None trains with
+            ``metric_loss`` (or ``distill``) alone.
+        num_classes: training identities; ``facerec fit`` links it from ``data.num_classes``.
         center_loss: add CenterLoss with this weight and centre learning rate alpha.
-        metric_loss: a triplet/contrastive loss on the embeddings, added with
-            ``metric_loss_weight``.
-        optim: optimiser and learning-rate schedule (:class:`facerec.training.optim.OptimOptions`:
-            name, lr, lr_reference_batch, momentum, weight_decay, warmup_epochs, schedule,
-            poly_power); None: its defaults.
-        batch_size: images per device and step, the batch of the learning-rate scaling rule;
-            ``facerec fit`` links it from the data (``data.batch_size``, P·K for P×K batches).
-            None uses ``optim.lr`` unscaled.
+        metric_loss: a triplet/contrastive loss on the embeddings, times ``metric_loss_weight``.
+        optim: optimiser and schedule (:class:`~facerec.training.optim.OptimOptions`).
+        batch_size: images per device and step, the batch of the learning-rate scaling rule
+            (``facerec fit`` links ``data.batch_size``); None uses ``optim.lr`` unscaled.
         channels_last: run the backbone in channels-last memory format.
-        compile: compile the backbone with ``torch.compile`` when a fit starts (``mode``:
-            ``compile_mode``, None = torch's default). The weights keep their names
-            (``nn.Module.compile`` compiles in place; no ``_orig_mod.`` in checkpoints), and a
-            model loaded from a checkpoint for evaluation or export is not compiled.
-        init_from: pre-trained weights that start a fit (fine-tuning): a facerec checkpoint
-            (``.ckpt``: the backbone, all of whose weights must be there with the same shapes,
-            and the margin head when it has the same shape), an insightface arcface_torch
-            ``backbone.pth`` (IResNet r18/r34/r50/r100, MobileFaceNet mbf) or torchvision's
-            ImageNet ResNet ``.pth`` (see :func:`load_init_weights`). Loaded at the start of
-            ``fit`` only; ``--ckpt_path`` (resuming) overrides it. With a new margin head (other
-            identities) only the backbone is taken.
-        lr_multipliers: learning rate of the backbone's trunk, its embedding head and the
-            margin head as multiples of ``lr`` (:class:`facerec.training.finetune.LrMultipliers`).
-        freeze: freeze the trunk (or its first N stages, and optionally the embedding head)
-            for the first K steps or the whole run
-            (:class:`facerec.training.finetune.FreezeOptions`);
-            frozen weights and their BatchNorm statistics stay exactly as loaded.
-        distill: embedding distillation from a frozen teacher (.ckpt or .onnx): adds
-            ``weight`` × ``loss`` (l2 | cosine) between this model's and the teacher's embeddings
-            of each batch (:class:`facerec.training.distill.DistillOptions`). ``head: null`` with no
-            metric loss then trains by distillation alone.
+        compile: ``torch.compile`` the backbone in place when a fit starts (mode
+            ``compile_mode``); checkpoint keys are unchanged.
+        init_from: pre-trained weights loaded when ``fit`` starts (see :func:`load_init_weights`);
+            ``--ckpt_path`` overrides it.
+        lr_multipliers, freeze: fine-tuning controls (:mod:`facerec.training.finetune`).
+        distill: embedding distillation from a frozen teacher
+            (:class:`~facerec.training.distill.DistillOptions`).
     """
 
     def __init__(
@@ -185,24 +163,14 @@ class FaceRecognitionModule(pl.LightningModule):
         self._data: TrainingData | None = None  # attach_data: pairs, class names, baseline
         self.val_history: list[tuple[int, float]] = []
         self.untrained_val_acc: float | None = None
-        #: where the weights the sanity check measured came from: None (untrained), "ckpt",
-        #: "init_from"
-        self.start_weights: str | None = None
+        self.start_weights: str | None = None  # what the sanity check measured: "ckpt", ...
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._bad_images: set[int] = set()  # distinct unreadable training images met
 
-    # ------------------------------------------------------------- building
     @classmethod
     def from_config(cls, **config: Any) -> FaceRecognitionModule:
-        """Build from a config dict as written in YAML (class_path/init_args), e.g.::
-
-            FaceRecognitionModule.from_config(
-                backbone={"class_path": "facerec.models.IResNet", "init_args": {"depth": 18}},
-                head={"class_path": "facerec.heads.CosFaceHead"}, num_classes=100)
-
-        The config is stored as the hyper-parameters, so the checkpoint reloads with
-        ``load_from_checkpoint(path)`` alone, as it does for models built by ``facerec fit``.
-        """
+        """Build from a YAML-style config (class_path/init_args), stored as the hyper-parameters
+        so that ``load_from_checkpoint(path)`` alone reloads it."""
         return lightning_compat.from_config(cls, config)
 
     @classmethod
@@ -214,14 +182,9 @@ class FaceRecognitionModule(pl.LightningModule):
         strict: bool | None = None,
         **kwargs: Any,
     ) -> FaceRecognitionModule:
-        """Lightning's ``load_from_checkpoint``, safe for a file of unknown origin.
-
-        The file is read with ``torch.load(weights_only=True)`` (tensors and plain data only; no
-        unsafe mode is offered) and its hyper-parameters (and ``hparams_file``'s) may name only
-        facerec's own model parts (:func:`facerec.inference.checkpoint.check_hyperparameters`),
-        checked before anything is imported. Raises :class:`DataError` naming the file (and the
-        refused global or class) otherwise.
-        """
+        """Lightning's ``load_from_checkpoint``, safe for a file of unknown origin: read with
+        ``weights_only=True``, and its hyper-parameters (and ``hparams_file``'s) may name only
+        facerec's own classes. Raises :class:`DataError` naming the file otherwise."""
         from facerec.inference.checkpoint import (
             check_hparams_file,
             check_hyperparameters,
@@ -237,9 +200,9 @@ class FaceRecognitionModule(pl.LightningModule):
         if hparams_file is not None:  # merged over the checkpoint's before the module is built
             check_hparams_file(hparams_file)
         hp = ckpt.get("hyper_parameters") or {}
-        if "optim" not in kwargs and hp.get("optim") is None and any(k in hp for k in FLAT_KEYS):
-            # a checkpoint from before model.optim: its flat optimiser keys, as the record
-            kwargs["optim"] = {new: hp[old] for old, new in FLAT_KEYS.items() if old in hp}
+        upgraded = upgrade_flat_keys(hp)  # a checkpoint from before model.optim: flat keys
+        if upgraded is not hp and "optim" not in kwargs:
+            kwargs["optim"] = upgraded["optim"]
         del ckpt
         return super().load_from_checkpoint(  # type: ignore[return-value]
             checkpoint_path,
@@ -251,15 +214,9 @@ class FaceRecognitionModule(pl.LightningModule):
         )
 
     def attach_data(self, data: TrainingData) -> None:
-        """Take from the fit's data what the module needs of it: the label → identity map
-        (saved in checkpoints), the batch size of the learning-rate scaling (unless
-        ``batch_size`` was given) and, at each validation, the held-out ``pairs``.
-
-        ``facerec fit`` calls it with its DataModule; in Python call it before
-        ``trainer.fit`` (``model.attach_data(datamodule)``), or the fit has no ``val/acc`` and
-        its checkpoints no identity names. The data are read here and at validation only; the
-        module never looks them up through the trainer.
-        """
+        """Take the identity names, the lr-scaling batch size (unless ``batch_size`` was given)
+        and, at each validation, the held-out ``pairs`` from ``data``. ``facerec fit`` calls it;
+        in Python call it before ``trainer.fit``, or the fit has no ``val/acc``."""
         names = list(data.class_names) if data.class_names is not None else None
         if names is not None and self.head is not None and len(names) != self.num_classes:
             raise ConfigError(
@@ -270,7 +227,7 @@ class FaceRecognitionModule(pl.LightningModule):
         self.class_names = names
         self._data = data
         if self.batch_size is None and getattr(data, "batch_size", None):
-            self.batch_size = int(data.batch_size)  # the batch of the learning-rate scaling
+            self.batch_size = int(data.batch_size)
 
     @property
     def training_data(self) -> TrainingData | None:
@@ -279,13 +236,12 @@ class FaceRecognitionModule(pl.LightningModule):
 
     @property
     def preprocess(self) -> Preprocess:
-        """What the embedding network expects as input (stored in checkpoints and ONNX files)."""
+        """What the embedding network expects as input."""
         return Preprocess.for_backbone(self.backbone)
 
-    # -------------------------------------------------------------- forward
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Normalise the uint8 (B, 3, H, W) images the loaders deliver, on the device, into the
-        run's input precision (float32, or e.g. bf16 under ``precision: bf16-true``)."""
+        """Normalise the loaders' uint8 (B, 3, H, W) images on the device, in the run's input
+        precision."""
         if isinstance(batch, list | tuple) and batch and isinstance(batch[0], torch.Tensor):
             if batch[0].dtype == torch.uint8:
                 self._check_image_size(batch[0])
@@ -307,8 +263,7 @@ class FaceRecognitionModule(pl.LightningModule):
             )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised RGB (or uint8 RGB, normalised here) -> (B, D) raw
-        embeddings."""
+        """(B, 3, H, W) normalised (or uint8) RGB -> (B, D) raw embeddings."""
         images = normalize_images(images)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -320,10 +275,8 @@ class FaceRecognitionModule(pl.LightningModule):
         labels: torch.Tensor,
         teacher_embeddings: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """All loss terms for a batch; ``loss`` is their weighted sum.
-
-        ``teacher_embeddings`` (B, D_t): the distillation teacher's, when ``distill`` is set.
-        """
+        """All loss terms for a batch; ``loss`` is their weighted sum. ``teacher_embeddings``
+        (B, D_t): the distillation teacher's."""
         out: dict[str, torch.Tensor] = {}
         total = embeddings.new_zeros((), dtype=torch.float32)
         if teacher_embeddings is not None and self.distill is not None:
@@ -333,7 +286,6 @@ class FaceRecognitionModule(pl.LightningModule):
             out["distill"] = distill_loss(student, teacher_embeddings, self.distill.loss)
             total = total + self.distill.weight * out["distill"]
         if self.head is not None and self.head.returns_loss:
-            # A head that computes its own (e.g. distributed) cross-entropy, such as Partial FC.
             out["ce"] = self.head(embeddings, labels)
             total = total + out["ce"]
         elif self.head is not None:
@@ -357,10 +309,8 @@ class FaceRecognitionModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images, labels = batch[0], batch[1]
-        if len(batch) > 2:
-            bad = batch[2]
-            if bool((bad >= 0).any()):
-                self._bad_images.update(bad[bad >= 0].tolist())
+        if len(batch) > 2:  # indices of unreadable images replaced in this batch, else -1
+            self._bad_images.update(batch[2][batch[2] >= 0].tolist())
         teacher = self._teacher(images) if self._teacher is not None else None
         losses = self.compute_losses(self(images), labels, teacher)
         if not torch.isfinite(losses["loss"]):
@@ -405,7 +355,6 @@ class FaceRecognitionModule(pl.LightningModule):
                 stacklevel=1,
             )
 
-    # ----------------------------------------------------------- validation
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         images, index = batch
         emb = self(images) + self(torch.flip(images, dims=[3]))  # flip test
@@ -431,11 +380,8 @@ class FaceRecognitionModule(pl.LightningModule):
             return
         acc, thr, n_scored = scored
         if self.trainer.sanity_checking:
-            # the untrained network's accuracy is reported only when the check covered every
-            # pair (num_sanity_val_steps: -1); a few batches' pairs are not that number
-            if n_scored == len(pairs[2]):
+            if n_scored == len(pairs[2]):  # the check covered every pair (num_sanity_val_steps -1)
                 self.untrained_val_acc = acc
-                # after --ckpt_path or model.init_from the check measured those weights
                 self.start_weights = (
                     "ckpt" if self.trainer.ckpt_path else "init_from" if self.init_from else None
                 )
@@ -445,13 +391,9 @@ class FaceRecognitionModule(pl.LightningModule):
         self.log("val/threshold", thr, sync_dist=False)
         self.log("val/pairs", float(n_scored), sync_dist=False)
 
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
+    test_step = validation_step
+    on_test_epoch_end = on_validation_epoch_end
 
-    def on_test_epoch_end(self) -> None:
-        self.on_validation_epoch_end()
-
-    # ------------------------------------------------------------ optimiser
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.optim
         if o.lr_reference_batch and not self.batch_size:  # never a silently unscaled rate
@@ -468,41 +410,35 @@ class FaceRecognitionModule(pl.LightningModule):
         if self.head is not None:  # a sharded head saves its rows' optimiser state gathered
             self.head.attach_optimizer(opt)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        epochs = (
-            self.trainer.max_epochs
-            if self.trainer.max_epochs and self.trainer.max_epochs > 0
-            else None
-        )
-        steps_per_epoch = total / epochs if epochs else total
-        warmup = round(o.warmup_epochs * steps_per_epoch)
-        warmup = min(warmup, total // 2)
+        epochs = self.trainer.max_epochs
+        steps_per_epoch = total / epochs if epochs and epochs > 0 else total
+        warmup = min(round(o.warmup_epochs * steps_per_epoch), total // 2)
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt,
-            lambda s: lr_factor(s, total, warmup, o.schedule, o.poly_power),
+            opt, lambda s: lr_factor(s, total, warmup, o.schedule, o.poly_power)
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    # ---------------------------------------------------------- checkpoints
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.compile_backbone and not self._compiled:
+        # a sharded head's per-rank rows stay out of DDP's all-reduce (DDP reads this attribute)
+        if self.head is not None and self.head.ddp_ignore:
+            self._ddp_params_and_buffers_to_ignore = [f"head.{n}" for n in self.head.ddp_ignore]
+        if stage != "fit":
+            return
+        if self.compile_backbone and not self._compiled:
             self.backbone.compile(mode=self.compile_mode)  # in place: state-dict keys unchanged
             self._compiled = True
-        if stage == "fit" and self.init_from and not self._init_loaded:
+        if self.init_from and not self._init_loaded:
             load_init_weights(self, self.init_from)
             self._init_loaded = True
-        if stage == "fit" and self.freeze is not None and self._freezer is None:
+        if self.freeze is not None and self._freezer is None:
             self._freezer = Freezer(self.backbone, self.freeze)  # type: ignore[arg-type]
             self._freezer.setup()
-        if stage == "fit" and self.distill is not None and self._teacher is None:
+        if self.distill is not None and self._teacher is None:
             pre = self.preprocess
             self._teacher = FrozenTeacher(self.distill.teacher, pre.mean, pre.std)
             if self.distill_proj is None:
                 self.distill_proj = make_projection(self.embedding_dim, self._teacher.embedding_dim)
-        # Parameters a head keeps per rank (a sharded class-centre matrix) must stay out of
-        # DDP's gradient all-reduce; DDP reads this attribute when it wraps the module.
-        if self.head is not None and self.head.ddp_ignore:
-            self._ddp_params_and_buffers_to_ignore = [f"head.{n}" for n in self.head.ddp_ignore]
-        if stage == "fit" and self._data is not None:  # the sampler's refresh is there
+        if self._data is not None:  # the sampler's refresh is there
             check_data_callbacks(self.trainer, self._data)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -510,7 +446,6 @@ class FaceRecognitionModule(pl.LightningModule):
             "version": __version__,
             "class_names": self.class_names,
             "preprocess": self.preprocess.to_dict(),
-            # the run's validation results, so the summary after a resume covers the whole run
             "val_history": [[int(s), float(a)] for s, a in self.val_history],
             "untrained_val_acc": self.untrained_val_acc,
             "start_weights": self.start_weights,
@@ -531,9 +466,8 @@ class FaceRecognitionModule(pl.LightningModule):
             self.start_weights = meta.get("start_weights")
 
     def _check_checkpoint_shapes(self, state: dict[str, Any]) -> None:
-        """One line naming the first tensors whose shapes differ between a checkpoint and this
-        model (another architecture or number of identities), before Lightning's load raises
-        its page of "size mismatch" lines. A sharded head's rows (saved gathered) are its own."""
+        """One line naming the first tensors whose shapes differ from the checkpoint's, before
+        Lightning's page of "size mismatch" lines."""
         own = {}
         for name, child in self.named_children():
             if child is self.head and self.head.ddp_ignore:
@@ -554,13 +488,11 @@ class FaceRecognitionModule(pl.LightningModule):
 def score_embedded_pairs(
     emb: torch.Tensor, idx: torch.Tensor, pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> tuple[float, float, int] | None:
-    """Best-threshold accuracy over the validation pairs whose two images were both embedded.
+    """Best-threshold accuracy over the pairs whose two images were both embedded.
 
-    ``emb`` (N, D) normalised embeddings of the validation images ``idx`` (N,) (any order,
-    repeats allowed: several ranks may embed the same image); ``pairs`` = (i1, i2, same) over
-    validation image indices. A validation run that saw only some batches (Lightning's sanity
-    check, ``limit_val_batches``) scores the pairs it can. Returns (accuracy, threshold, pairs
-    scored), or None when no pair of both kinds (genuine and impostor) has both ends embedded.
+    ``emb`` (N, D) normalised embeddings of validation images ``idx`` (N,) (any order, repeats
+    allowed); ``pairs`` = (i1, i2, same). Returns (accuracy, threshold, pairs scored), or None
+    when no genuine and impostor pair has both ends embedded.
     """
     from facerec.metrics.verification import best_threshold_accuracy
 
@@ -582,22 +514,10 @@ def score_embedded_pairs(
 def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
     """Copy pre-trained weights from ``path`` into ``module`` (``model.init_from``).
 
-    ``path`` is one of:
-
-    * a facerec checkpoint (``.ckpt``): the backbone, all of whose weights must be there with
-      the same shapes, and the margin head when it has the same shape (same identities);
-    * an insightface arcface_torch ``backbone.pth`` (IResNet r18/r34/r50/r100/r200 or
-      MobileFaceNet mbf/mbf_large), recognised by its keys and loaded strictly;
-    * torchvision's ImageNet ResNet state dict (``resnet50-*.pth``) for a
-      :class:`~facerec.models.TorchvisionResNet` of the same arch (trunk only).
-
-    Every file is read with ``torch.load(weights_only=True)``. Returns the names of the
-    parameters and buffers copied (``backbone.…``, ``head.…``).
-
-    Raises:
-        ConfigError: the file is missing, or holds another architecture than model.backbone
-            (the message names the architecture the file needs).
-        DataError: the file is not a PyTorch checkpoint or state dict of a known layout.
+    ``path``: a facerec ``.ckpt`` (the whole backbone, and the margin head when its shape
+    matches), an insightface arcface_torch ``backbone.pth``, torchvision's ImageNet ResNet
+    ``.pth`` or a packaged model's name; read with ``weights_only=True``. Returns the names
+    copied. Raises ConfigError (missing file, another architecture) or DataError (unknown layout).
     """
     from facerec.inference.checkpoint import (
         PRETRAINED,

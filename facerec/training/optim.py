@@ -31,14 +31,11 @@ FLAT_KEYS: dict[str, str] = {
 class OptimOptions:
     """Optimiser and learning-rate schedule of a fit (``model.optim``).
 
-    name: ``sgd`` (momentum) or ``adamw``.
-    lr: base learning rate for a global batch of ``lr_reference_batch`` images; the rate used is
-        lr·global_batch/lr_reference_batch (linear scaling rule); ``lr_reference_batch: null``
-        uses ``lr`` as it is.
-    momentum, weight_decay: optimiser settings (weight decay applies to every parameter, as in
-        insightface's recipes).
-    warmup_epochs: linear warm-up length in epochs (fractions allowed).
-    schedule: ``poly`` (power ``poly_power``), ``cosine`` or ``constant`` after warm-up.
+    name: ``sgd`` (momentum) or ``adamw``. lr: the rate for a global batch of
+    ``lr_reference_batch`` images, scaled linearly to the run's (null: used as it is).
+    weight_decay applies to every parameter, as in insightface's recipes. warmup_epochs: linear
+    warm-up (fractions allowed). schedule: ``poly`` (power ``poly_power``), ``cosine`` or
+    ``constant`` after warm-up.
     """
 
     name: OptimizerName = "sgd"
@@ -69,7 +66,7 @@ class OptimOptions:
             )
 
     def scaled_lr(self, global_batch: int | None) -> float:
-        """The learning rate for ``global_batch`` images per step (linear scaling rule)."""
+        """The learning rate for ``global_batch`` images per step."""
         if self.lr_reference_batch and global_batch:
             return self.lr * global_batch / self.lr_reference_batch
         return self.lr
@@ -83,12 +80,6 @@ def upgrade_flat_keys(hparams: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in hparams.items() if k not in FLAT_KEYS}
     out["optim"] = {new: hparams[old] for old, new in FLAT_KEYS.items() if old in hparams}
     return out
-
-
-def renamed_flat_key(key: str) -> str | None:
-    """``model.optim.<new>`` for a pre-issue-23 flat key (``lr``, ``lr_schedule``, ...)."""
-    new = FLAT_KEYS.get(key)
-    return None if new is None else f"model.optim.{new}"
 
 
 def build_optimizer(
@@ -112,15 +103,10 @@ def lr_factor(
     warmup_steps: int,
     schedule: ScheduleName,
     power: float = 2.0,
-    min_factor: float = 0.0,
 ) -> float:
-    """Multiplier of the base learning rate at ``step`` (0-based).
-
-    Warm-up rises linearly from 1/warmup_steps to 1 over ``warmup_steps``; then ``poly`` decays
-    as (1 − progress)^power (insightface's PolyScheduler uses power 2), ``cosine`` as
-    ½(1 + cos(π·progress)), and ``constant`` stays at 1. The factor never drops below
-    ``min_factor``.
-    """
+    """Multiplier of the base learning rate at ``step`` (0-based): a linear warm-up from
+    1/warmup_steps to 1, then (1 − progress)^power (``poly``; insightface's PolyScheduler),
+    ½(1 + cos(π·progress)) (``cosine``) or 1 (``constant``)."""
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant":
@@ -128,11 +114,7 @@ def lr_factor(
     span = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / span)
     if schedule == "poly":
-        f = (1.0 - progress) ** power
-    elif schedule == "cosine":
-        f = 0.5 * (1.0 + math.cos(math.pi * progress))
-    else:
-        raise ConfigError(
-            f"model.optim.schedule is {schedule!r}; expected poly, cosine or constant"
-        )
-    return max(min_factor, f)
+        return (1.0 - progress) ** power
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ConfigError(f"model.optim.schedule is {schedule!r}; expected poly, cosine or constant")

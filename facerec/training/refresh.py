@@ -1,24 +1,14 @@
-"""Lightning callbacks that refresh what the samplers mine from: neighbourhoods and triplet pools.
+"""Lightning callbacks that refresh what the samplers mine from, every N steps.
 
-* :class:`HardIdentityRefresh` (for ``HardIdentityBatches``): every N steps takes the class
-  centres (the margin head's weights, or the mean embedding of a few images per identity), finds
-  each identity's nearest identities with FAISS and hands the table to the
-  :class:`~facerec.data.hard_identity.HardIdentitySampler`.
-* :class:`OfflineTripletRefresh` (for ``OfflineTripletBatches``): at the start of training and every
-  N steps embeds a random subset with the current weights (no gradient, eval mode), selects
-  hard or semi-hard triplets there (:func:`facerec.mining.offline.select_triplets`) and hands them
-  to the :class:`~facerec.data.offline_triplets.OfflineTripletSampler`.
+* :class:`HardIdentityRefresh` (``HardIdentityBatches``): each identity's nearest identities by
+  class centre (the margin head's weights, or mean embeddings), found with FAISS.
+* :class:`OfflineTripletRefresh` (``OfflineTripletBatches``): hard or semi-hard triplets of a
+  random subset embedded with the current weights.
 
-``facerec fit`` adds the right callback when the data's sampler needs one
-(:func:`data_callbacks`, from the one table :data:`REFRESH`), so ``data.sampler`` is the only
-switch; in Python pass ``callbacks=data_callbacks(datamodule)`` to the Trainer (the module
-refuses to fit without it).
-Under DDP every rank takes part in the embedding pass (each embeds 1/R of the subset; the
-embeddings are all-gathered), rank 0 runs the FAISS search, and the result is broadcast, so all
-ranks use the same table. Batches the DataLoader has already prefetched (about
-``2·num_workers``) still come from the previous table. Logged:
-``train/mining/refresh_seconds`` and ``train/mining/pool_size`` (offline) or
-``train/mining/neighbour_similarity`` (mean cosine of each identity to its nearest, hard-identity).
+``facerec fit`` adds the callback the sampler needs (:func:`data_callbacks`); in Python pass
+``callbacks=data_callbacks(datamodule)`` to the Trainer. Under DDP every rank embeds its share,
+rank 0 searches and the result is broadcast. Logged: ``train/mining/refresh_seconds`` and
+``train/mining/pool_size`` or ``train/mining/neighbour_similarity``.
 """
 
 from __future__ import annotations
@@ -62,13 +52,9 @@ def embed_indices(
     batch_size: int = 256,
     num_workers: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embed dataset items ``indices`` (n,) with the current weights, shared across ranks.
-
-    Eval mode, no gradient, no augmentation, through :func:`facerec.inference.embed_images`
-    (images that do not read are skipped); each rank embeds 1/R of the items and the results
-    are all-gathered. Returns (n, D) float32 raw embeddings on the CPU (zero rows for images
-    that could not be read) and the (n,) bool mask of those that could. Every rank must call it
-    with the same ``indices``.
+    """Embed dataset items ``indices`` (n,) unaugmented with the current weights, 1/R on each
+    rank (a collective: every rank passes the same ``indices``). Returns (n, D) float32 raw CPU
+    embeddings (zero rows for unreadable images) and the (n,) bool mask of readable ones.
     """
     n = len(indices)
     world, rank = distributed.world_size(), distributed.rank()
@@ -94,10 +80,7 @@ def embed_indices(
 
 
 def data_callbacks(datamodule: Any) -> list[pl.Callback]:
-    """The refresh callback the datamodule's sampler needs (``data.sampler``), or none.
-
-    :data:`REFRESH` is the one place a batch kind meets its refresh.
-    """
+    """The refresh callback the datamodule's sampler needs (from :data:`REFRESH`), or none."""
     sampler = getattr(datamodule, "sampler", None)
     seed = int(getattr(datamodule, "seed", 0))
     for kind, refresh in REFRESH.items():
@@ -135,7 +118,10 @@ def _sample_each(groups: list[np.ndarray], m: int, rng: np.random.Generator) -> 
 
 class _PeriodicRefresh(pl.Callback):
     """Calls :meth:`refresh` every ``options.every_n_steps`` steps (0: at each epoch start after
-    the first) and logs ``train/mining/refresh_seconds`` plus what :meth:`_log_extra` adds."""
+    the first) and logs ``train/mining/refresh_seconds`` and the refresh's own statistic."""
+
+    #: the sampler's method that takes the new table
+    SETTER = ""
 
     def __init__(self, datamodule: Any, options: Any, seed: int = 0) -> None:
         self.dm = datamodule
@@ -144,12 +130,22 @@ class _PeriodicRefresh(pl.Callback):
         self.refreshes = 0
         self.last_step = -1
         self.last_seconds: float | None = None
+        self.last_stat: tuple[str, float] = ("", 0.0)
+
+    def mine(self, pl_module: pl.LightningModule) -> tuple[np.ndarray, tuple[str, float]]:
+        """The new table (the same on every rank) and the (name, value) to log with it."""
+        raise NotImplementedError
 
     def refresh(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> np.ndarray:
-        raise NotImplementedError
-
-    def _log_extra(self, pl_module: pl.LightningModule) -> None:
-        raise NotImplementedError
+        """Mine a new table and give it to the sampler."""
+        start = time.perf_counter()
+        table, self.last_stat = self.mine(pl_module)
+        sampler = getattr(self.dm, "train_batch_sampler", None)
+        if sampler is not None:
+            getattr(sampler, self.SETTER)(table)
+        self.refreshes += 1
+        self.last_seconds = time.perf_counter() - start
+        return table
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.options.every_n_steps == 0 and trainer.current_epoch > 0:
@@ -164,23 +160,16 @@ class _PeriodicRefresh(pl.Callback):
             self.refresh(trainer, pl_module)
         if self.last_seconds is not None:
             pl_module.log("train/mining/refresh_seconds", self.last_seconds, batch_size=1)
-            self._log_extra(pl_module)
+            pl_module.log(*self.last_stat, batch_size=1)
 
 
 class HardIdentityRefresh(_PeriodicRefresh):
-    """Recompute the hard-identity neighbourhoods every ``options.every_n_steps`` steps.
-
-    ``every_n_steps: 0`` refreshes at the start of each epoch after the first. The first table
-    comes after N steps (or one epoch): until then the batches are plain PK batches.
-    """
+    """Recompute the hard-identity neighbourhoods; until the first refresh the batches are
+    plain PK batches."""
 
     options: HardIdentityOptions
+    SETTER = "set_neighbours"
 
-    def __init__(self, datamodule: Any, options: HardIdentityOptions, seed: int = 0) -> None:
-        super().__init__(datamodule, options, seed)
-        self.last_similarity: float | None = None
-
-    # ---------------------------------------------------------------- centres
     def class_centres(self, pl_module: pl.LightningModule) -> torch.Tensor:
         """(C, D) class centres by ``options.centres`` (identical on every rank)."""
         mode = self.options.centres
@@ -202,46 +191,27 @@ class HardIdentityRefresh(_PeriodicRefresh):
         emb, ok = embed_indices(pl_module, self.dm.train_set, idx, self.options.embed_batch_size)
         emb = F.normalize(emb, dim=1) * ok.unsqueeze(1)
         c = int(labels.max()) + 1
-        centres = torch.zeros(c, emb.shape[1]).index_add_(0, torch.from_numpy(labels[idx]), emb)
-        return centres
+        return torch.zeros(c, emb.shape[1]).index_add_(0, torch.from_numpy(labels[idx]), emb)
 
-    # ---------------------------------------------------------------- refresh
-    def refresh(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> np.ndarray:
-        """Compute the neighbour table, share it from rank 0 and give it to the sampler."""
-        start = time.perf_counter()
+    def mine(self, pl_module: pl.LightningModule) -> tuple[np.ndarray, tuple[str, float]]:
+        """Each identity's nearest identities, searched on rank 0, and their mean similarity."""
         centres = self.class_centres(pl_module)
         table = None
         k = min(self.options.neighbours, centres.shape[0] - 1)
         if distributed.rank() == 0:
             table = nearest_identities(centres, k, index=self.options.index)
         table = broadcast_neighbours(table, device=pl_module.device)
-        sampler = getattr(self.dm, "train_batch_sampler", None)
-        if sampler is not None:
-            sampler.set_neighbours(table)
         x = F.normalize(centres, dim=1)
         first = torch.from_numpy(table[:, 0]).clamp_min(0)
-        self.last_similarity = float((x * x[first]).sum(1).mean())
-        self.refreshes += 1
-        self.last_seconds = time.perf_counter() - start
-        return table
-
-    def _log_extra(self, pl_module: pl.LightningModule) -> None:
-        pl_module.log(
-            "train/mining/neighbour_similarity", float(self.last_similarity), batch_size=1
-        )
+        similarity = float((x * x[first]).sum(1).mean())
+        return table, ("train/mining/neighbour_similarity", similarity)
 
 
 class OfflineTripletRefresh(_PeriodicRefresh):
-    """Select a new pool of offline triplets at the start and every ``every_n_steps`` steps.
-
-    ``every_n_steps: 0`` selects at the start of every epoch.
-    """
+    """Select a new pool of offline triplets at the start of training and at each refresh."""
 
     options: OfflineTripletOptions
-
-    def __init__(self, datamodule: Any, options: OfflineTripletOptions, seed: int = 0) -> None:
-        super().__init__(datamodule, options, seed)
-        self.last_pool = 0
+    SETTER = "set_triplets"
 
     def subset(self) -> np.ndarray:
         """Dataset indices of this refresh's subset (the same on every rank)."""
@@ -253,43 +223,26 @@ class OfflineTripletRefresh(_PeriodicRefresh):
         chosen_groups = [groups[c] for c in np.sort(chosen)]
         return _sample_each(chosen_groups, self.options.images_per_identity, rng)
 
-    def refresh(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> np.ndarray:
-        """Embed a subset, select triplets on rank 0, share them and give them to the sampler."""
-        start = time.perf_counter()
+    def mine(self, pl_module: pl.LightningModule) -> tuple[np.ndarray, tuple[str, float]]:
+        """Embed a subset and select triplets there on rank 0; the pool and its size."""
         idx = self.subset()
         emb, ok = embed_indices(pl_module, self.dm.train_set, idx, self.options.embed_batch_size)
         triplets = None
         if distributed.rank() == 0:
             labels = np.asarray(self.dm.train_set.labels)[idx][ok.numpy()]
             kept = idx[ok.numpy()]
-            local = select_triplets(
-                emb[ok],
-                labels,
-                self.options.selection,
-                self.options.margin,
-                self.options.distance,
-                self.options.search_k,
-            )
+            o = self.options
+            local = select_triplets(emb[ok], labels, o.selection, o.margin, o.distance, o.search_k)
             triplets = kept[local] if len(local) else np.full((1, 3), -1, dtype=np.int64)
         triplets = broadcast_neighbours(triplets, device=pl_module.device)
         triplets = triplets[triplets[:, 0] >= 0]
-        sampler = getattr(self.dm, "train_batch_sampler", None)
-        if sampler is not None:
-            sampler.set_triplets(triplets)
-        self.refreshes += 1
-        self.last_pool = len(triplets)
-        self.last_seconds = time.perf_counter() - start
-        return triplets
+        return triplets, ("train/mining/pool_size", float(len(triplets)))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.refresh(trainer, pl_module)
 
-    def _log_extra(self, pl_module: pl.LightningModule) -> None:
-        pl_module.log("train/mining/pool_size", float(self.last_pool), batch_size=1)
 
-
-#: the refresh each batch kind needs (data.sampler's class -> callback, built with its
-#: ``mining`` options): the one place hard-identity and offline-triplet mining are wired
+#: data.sampler's class -> the refresh callback it needs (built with its ``mining`` options)
 REFRESH: dict[type, type[_PeriodicRefresh]] = {
     HardIdentityBatches: HardIdentityRefresh,
     OfflineTripletBatches: OfflineTripletRefresh,
