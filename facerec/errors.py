@@ -1,10 +1,5 @@
-"""User-facing errors.
-
-Every mistake a user can make (a missing path, a corrupt file, an unknown config key, a wrong
-shape) is raised as :class:`FacerecError` with one sentence naming what is wrong and what was
-expected. The CLI prints such errors as a single line and exits with status 2, instead of a
-traceback from deep inside a library.
-"""
+"""User-facing errors: each mistake a user can make is a :class:`FacerecError` with one sentence
+naming what is wrong and what was expected; the CLI prints it as one line and exits with 2."""
 
 from __future__ import annotations
 

@@ -13,11 +13,8 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
-
-    The temporary file lives in the same directory, so the final ``os.replace`` is atomic on
-    POSIX and Windows. On any exception the temporary file is removed and ``path`` is untouched.
-    """
+    """Yield a temporary path beside ``path`` and move it onto ``path`` (atomically) only if the
+    block succeeds; otherwise it is removed and ``path`` is untouched."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -64,13 +61,11 @@ def check_output(
     inputs: Iterable[tuple[str, str | os.PathLike[str] | None]] = (),
     kind: str = "file",
 ) -> Path:
-    """Refuse an output path before any work is done; return it as a Path.
+    """Refuse an output path before any work is done (:class:`ConfigError`); return it as a Path.
 
-    ``flag`` names the option in messages (``--out``). ``inputs`` are ``(flag, path)`` pairs the
-    command reads: an output equal to or inside one of them is refused, so a command can never
-    overwrite what a user gave it to read. ``kind`` is ``"file"`` (an existing folder there is
-    refused) or ``"folder"`` (an existing file there is refused). The nearest existing parent
-    must be a writable folder. Raises :class:`facerec.errors.ConfigError` with one line.
+    ``flag`` names the option in messages. ``inputs``: ``(flag, path)`` pairs the command reads,
+    which the output may not be or lie inside. ``kind``: ``"file"`` or ``"folder"`` (something
+    else there is refused). The nearest existing parent must be a writable folder.
     """
     from facerec.errors import ConfigError
 
@@ -89,9 +84,7 @@ def check_output(
         raise ConfigError(f"{flag} {target} is a folder; expected a file path")
     if kind == "folder" and target.exists() and not target.is_dir():
         raise ConfigError(f"{flag} {target} is a file; expected a folder")
-    parent = target if kind == "folder" else target.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = _existing_parent(target if kind == "folder" else target.parent)
     if not parent.is_dir():
         raise ConfigError(f"{flag} {target}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -100,16 +93,14 @@ def check_output(
 
 
 def check_free_space(out: str | os.PathLike[str], need: int, flag: str = "--out") -> None:
-    """Refuse, before the work, an output whose file system has fewer than ``need`` bytes free
-    (with 1 MiB to spare). Raises :class:`facerec.errors.ConfigError` with one line."""
+    """Refuse (:class:`ConfigError`), before the work, an output whose file system has fewer
+    than ``need`` bytes free (with 1 MiB to spare)."""
     import shutil
 
     from facerec.errors import ConfigError
 
     target = Path(out)
-    parent = target.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = _existing_parent(target.parent)
     free = shutil.disk_usage(parent).free
     if free < need + 2**20:
         raise ConfigError(
@@ -118,9 +109,16 @@ def check_free_space(out: str | os.PathLike[str], need: int, flag: str = "--out"
         )
 
 
+def _existing_parent(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def write_failed(path: str | os.PathLike[str], err: OSError) -> Exception:
-    """The one-line :class:`facerec.errors.FacerecError` for an ``OSError`` while writing
-    ``path`` (disk full, permission denied, ...); raise it ``from None``."""
+    """The one-line :class:`FacerecError` for an ``OSError`` while writing ``path``; raise it
+    ``from None``."""
     from facerec.errors import FacerecError
 
     why = err.strerror or type(err).__name__

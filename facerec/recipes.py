@@ -1,12 +1,8 @@
 """The training recipes (``configs/*.yaml``) wherever facerec is installed: find, list, copy out.
 
-``configs/`` at the top of the repository is the one source of truth. A wheel carries a copy of
-it as ``facerec/configs/`` (copied there when the wheel is built, see ``setup.py``); an editable
-install or a clone reads ``configs/`` itself. So ``facerec fit --config quickstart.yaml`` works
-from any folder: a local file of that name always wins, otherwise the bare name (or
-``configs/NAME``) is looked up among the packaged recipes and the path used is printed.
-
-``facerec recipes`` lists them; ``facerec recipes copy NAME [DEST]`` copies one out to edit.
+A wheel carries ``configs/`` as ``facerec/configs/`` (see ``setup.py``); a checkout reads
+``configs/`` itself. ``--config NAME.yaml`` uses a local file of that name if there is one, else
+the packaged recipe. ``facerec recipes [copy NAME [DEST]]`` lists them or copies one out.
 """
 
 from __future__ import annotations
@@ -23,8 +19,7 @@ CONFIG_FLAGS = ("--config", "-c")
 
 
 def recipe_dir() -> Path | None:
-    """The folder holding the recipes: the wheel's ``facerec/configs`` or the checkout's
-    ``configs/`` (editable install, clone); None when neither exists."""
+    """The wheel's ``facerec/configs`` or the checkout's ``configs/``; None if neither exists."""
     here = Path(__file__).resolve().parent
     if (here / "configs").is_dir():  # a wheel's copy
         return here / "configs"
@@ -36,9 +31,7 @@ def recipe_dir() -> Path | None:
 def list_recipes() -> dict[str, Path]:
     """Recipe name (file stem) -> path, sorted by name; empty when no recipes are installed."""
     d = recipe_dir()
-    if d is None:
-        return {}
-    return {p.stem: p for p in sorted(d.glob("*.yaml"))}
+    return {} if d is None else {p.stem: p for p in sorted(d.glob("*.yaml"))}
 
 
 def find_recipe(name: str) -> Path:
@@ -54,16 +47,10 @@ def find_recipe(name: str) -> Path:
 
 
 def resolve_config(value: str) -> tuple[str, bool]:
-    """Map a ``--config`` value to a file: (path, True when it is a packaged recipe).
-
-    A file that exists is used as given. A missing bare name (``arcface_r50.yaml``) or
-    ``configs/NAME.yaml`` becomes the packaged recipe of that name when there is one; anything
-    else is returned unchanged (LightningCLI then reports the missing file).
-    """
+    """Map a ``--config`` value to a file: (path, True when it is a packaged recipe). A missing
+    ``NAME.yaml`` or ``configs/NAME.yaml`` becomes the recipe of that name, if there is one."""
     p = Path(value)
-    if p.exists() or not value.endswith((".yaml", ".yml")):
-        return value, False
-    if str(p.parent) not in (".", "configs"):
+    if p.exists() or not value.endswith((".yaml", ".yml")) or str(p.parent) not in (".", "configs"):
         return value, False
     try:
         return str(find_recipe(value)), True
@@ -72,9 +59,8 @@ def resolve_config(value: str) -> tuple[str, bool]:
 
 
 def resolve_config_args(argv: list[str]) -> list[str]:
-    """``argv`` of fit/validate/test with every ``--config`` value resolved by
-    :func:`resolve_config`; each packaged recipe used is named on stderr. A missing bare
-    ``NAME.yaml`` that is no recipe either raises :class:`ConfigError` listing the recipes."""
+    """``argv`` of fit/validate/test with every ``--config`` value resolved (each packaged recipe
+    used named on stderr); a missing bare ``NAME.yaml`` that is no recipe is a ConfigError."""
     out = list(argv)
     for i, arg in enumerate(out):
         flag, eq, value = arg.partition("=")

@@ -1,3 +1,1 @@
-"""The base layer below every other (with ``facerec.errors`` and ``facerec.io`` at the package
-root): collectives (``distributed``), option records (``options``) and every use of Lightning
-internals (``lightning_compat``)."""
+"""The base layer below every other: collectives, option records and Lightning internals."""

@@ -1,8 +1,5 @@
-"""Thin helpers over ``torch.distributed`` that are no-ops in a single process.
-
-Everything distributed in facerec runs on torch.distributed as Lightning sets it up (DDP with NCCL
-on GPUs, gloo on CPU); these functions only hide the ``is_initialized()`` checks.
-"""
+"""Thin helpers over ``torch.distributed`` (as Lightning sets it up) that are no-ops in a single
+process."""
 
 from __future__ import annotations
 
@@ -27,10 +24,7 @@ def rank() -> int:
 
 
 def all_gather_nograd(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` (N, ...) from every rank along dim 0, in rank order; no gradient.
-
-    Every rank must pass the same shape. Returns ``x`` itself in a single process.
-    """
+    """Concatenate ``x`` (N, ...) of every rank (same shape on all) along dim 0; no gradient."""
     if not is_distributed():
         return x
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
@@ -39,12 +33,8 @@ def all_gather_nograd(x: torch.Tensor) -> torch.Tensor:
 
 
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` (N, ...) from every rank along dim 0; the local slice keeps its gradient.
-
-    The slices from other ranks are constants here (their own rank back-propagates through its
-    own slice), which is what a loss over the global batch needs: each rank's gradient is the
-    gradient of the global loss with respect to its local inputs, summed by DDP as usual.
-    """
+    """Concatenate ``x`` (N, ...) from every rank along dim 0; the local slice keeps its gradient
+    (the others are constants here: each rank back-propagates through its own)."""
     if not is_distributed():
         return x
     gathered = list(all_gather_nograd(x.detach()).chunk(dist.get_world_size(), dim=0))
@@ -53,15 +43,10 @@ def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 
 def all_reduce_(x: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """In-place all-reduce (``op`` in sum, max, min, mean) without gradient; returns ``x``."""
-    if not is_distributed():
-        return x
-    if op == "mean":
-        dist.all_reduce(x, op=dist.ReduceOp.SUM)
-        x /= dist.get_world_size()
-        return x
-    ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
-    dist.all_reduce(x, op=ops[op])
+    """In-place all-reduce (``op`` in sum, max, min) without gradient; returns ``x``."""
+    if is_distributed():
+        ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+        dist.all_reduce(x, op=ops[op])
     return x
 
 
@@ -102,21 +87,16 @@ class _GatherSumGrad(torch.autograd.Function):
 
 
 def all_gather_sum_grad(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """(B_r, D) local rows -> (Σ B_r, D) rows of all ranks in rank order, with a gradient.
-
-    Rank r's rows get the sum over ranks of the gradients reaching them, times W, so that after
-    DDP's average a global-batch loss split over ranks (Partial FC) gives its exact gradient
-    (insightface's ``grad_out *= world_size``). Identity in a single process.
-    """
+    """(B_r, D) local rows -> (Σ B_r, D) rows of all ranks in rank order, with a gradient: the
+    sum over ranks of the gradients reaching rank r's rows, times W, so that after DDP's average
+    a loss split over ranks (Partial FC) gets its exact gradient (insightface's
+    ``grad_out *= world_size``)."""
     return x if len(sizes) == 1 else _GatherSumGrad.apply(x, sizes)
 
 
 def gather_rows_to_host(rows: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    """Every rank's (counts[r], ...) rows -> all of them in rank order, in host memory.
-
-    A collective, one rank's block at a time (broadcast): no device holds more than the largest
-    block of extra memory. Returns ``rows`` itself in a single process.
-    """
+    """Every rank's (counts[r], ...) rows -> all of them in rank order, in host memory, one
+    rank's block at a time (no device holds more than the largest block extra)."""
     if len(counts) == 1:
         return rows
     out = torch.empty(sum(counts), *rows.shape[1:], dtype=rows.dtype)

@@ -1,8 +1,6 @@
 """Every use of PyTorch Lightning internals, in one place (written against Lightning 2.6).
 
-Lightning has no public way for any of these; each function says what it needs and why. On a
-Lightning upgrade check this module first: tests/test_module.py, test_resume.py, test_cli.py
-and tests/data/test_samplers.py exercise every function.
+Each function says why no public way serves; on a Lightning upgrade check this module first.
 """
 
 from __future__ import annotations
@@ -13,18 +11,16 @@ from typing import Any
 
 def given_hyperparameters() -> Any:
     """The config the module is being built from by LightningCLI (or :func:`from_config`), else
-    None. Why: ``save_hyperparameters`` stores init arguments as objects; only this private
-    context variable says that a plain-data config (class_path/init_args) exists to store
-    instead, which keeps checkpoints loadable with ``weights_only=True``."""
+    None. Why: only this private context says a plain-data config exists to store instead of
+    objects, which keeps checkpoints loadable with ``weights_only=True``."""
     from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 
     return _given_hyperparameters.get()
 
 
 def from_config(cls: type, config: dict[str, Any]) -> Any:
-    """Build a LightningModule ``cls`` from a class_path/init_args ``config`` so that it stores
-    ``config`` as its hyper-parameters, as LightningCLI does. Why: ``instantiate_module`` (the
-    public builder) does not set the context LightningCLI sets around it."""
+    """Build ``cls`` from a class_path/init_args ``config`` stored as its hyper-parameters, as
+    LightningCLI does. Why: ``instantiate_module`` does not set LightningCLI's context."""
     from pytorch_lightning.cli import instantiate_module
     from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters_context
 
@@ -40,20 +36,17 @@ def attached_trainer(module: Any) -> Any:
 
 
 def batches_processed(trainer: Any) -> int:
-    """Batches of the current epoch the fit loop has trained: the count Lightning resumes from
-    (a checkpoint written in ``on_train_batch_end`` of batch i restarts at i + 1). Why: the
-    loop's ``batch_progress`` is the only counter that matches Lightning's own resume point."""
+    """Batches of the current epoch the fit loop has trained: the count Lightning resumes from.
+    Why: the loop's ``batch_progress`` is the only counter that matches it."""
     return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
 
 def restore_pending_loader_state(trainer: Any) -> None:
     """Hand a checkpoint's train-loader position to the loader now, if Lightning has not.
 
-    Why (Lightning issue #20550): Lightning loads stateful train loaders' states in
-    ``FitLoop.setup_data``, but when ``configure_optimizers`` reads
-    ``trainer.estimated_stepping_batches`` the loader is set up before the checkpoint is restored
-    and the state stays pending. This loads it and restarts the loader's iterator, as the
-    proposed upstream fix does; it does nothing when no state is pending.
+    Why (Lightning issue #20550): when ``configure_optimizers`` reads
+    ``trainer.estimated_stepping_batches`` the loader is set up before the restore and its state
+    stays pending; this loads it and restarts the iterator, as the proposed upstream fix does.
     """
     loop = trainer.fit_loop
     pending = getattr(loop, "_combined_loader_states_to_load", None)
@@ -66,14 +59,11 @@ def restore_pending_loader_state(trainer: Any) -> None:
 
 
 def cli_base() -> type:
-    """A LightningCLI with public hooks in place of private methods:
-    ``filter_callbacks(config, callbacks)`` sees the callbacks built from the parser's callback
-    arguments (``--checkpoint.*``) before the Trainer is made; ``before_ckpt_path(path)`` sees
-    ``--ckpt_path`` before its hyper-parameters are merged into the config (returning the
-    checkpoint dict it read from ``path``, if it did, spares a second read); and
-    ``ckpt_hyperparameters(hparams)`` may bring those of an older layout up to date before the
-    merge. Why: LightningCLI builds those callbacks and reads that file inside
-    ``_instantiate_trainer`` and ``_parse_ckpt_path``, with no hook around either."""
+    """A LightningCLI with public hooks: ``filter_callbacks(config, callbacks)`` sees the
+    callbacks of ``--checkpoint.*`` before the Trainer is made; ``before_ckpt_path(path)`` sees
+    ``--ckpt_path`` before its hyper-parameters are merged (and may return the dict it read);
+    ``ckpt_hyperparameters(hparams)`` may update an older layout before the merge. Why: no hook
+    surrounds ``_instantiate_trainer`` and ``_parse_ckpt_path``."""
     from pytorch_lightning.cli import LightningCLI
 
     class CompatCLI(LightningCLI):
@@ -90,8 +80,7 @@ def cli_base() -> type:
             return hparams
 
         def _parse_ckpt_path(self) -> None:
-            # LightningCLI._parse_ckpt_path (2.6), with ckpt_hyperparameters between the load
-            # and the merge: a checkpoint of an older layout is brought up to date first
+            # LightningCLI._parse_ckpt_path (2.6), with the two hooks
             sub = self.config.get("subcommand")
             path = self.config[sub].get("ckpt_path") if sub else None
             ckpt = self.before_ckpt_path(path)
