@@ -12,7 +12,7 @@ import csv
 import io
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +84,15 @@ def read_text(path: Path, what: str, encoding: str = "utf-8") -> str:
         raise DataError(f"{path}: {what} not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read {what} ({e})") from None
+
+
+def csv_rows(path: Path, what: str) -> Iterator[tuple[int, list[str], list[str]]]:
+    """(line number, row, stripped cells) of each non-blank row of the CSV file ``path``."""
+    text = read_text(path, what, "utf-8-sig")
+    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        cells = [c.strip() for c in row]
+        if any(cells):
+            yield lineno, row, cells
 
 
 # -- insightface .bin
@@ -421,13 +430,9 @@ def read_pairs_csv(
     """
     p = Path(path)
     base = Path(root) if root is not None else p.parent
-    text = read_text(p, "pairs CSV", "utf-8-sig")
     refs: list[tuple[Path, Path]] = []
     same: list[bool] = []
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row or all(not c.strip() for c in row):
-            continue
-        cells = [c.strip() for c in row]
+    for lineno, row, cells in csv_rows(p, "pairs CSV"):
         if lineno == 1 and [c.lower() for c in cells] == ["path1", "path2", "same"]:
             continue
         flag = cells[2].lower() if len(cells) == 3 else None

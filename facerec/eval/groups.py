@@ -18,9 +18,7 @@ pairs), :func:`group_entry` with the scores (the ``results.json`` entry), then
 from __future__ import annotations
 
 import argparse
-import csv
 import html
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ from facerec.errors import ConfigError, DataError
 from facerec.metrics.groups import DEPLOYED_FAR, group_report
 from facerec.metrics.verification import DEFAULT_FARS, far_key
 
-from .benchmarks import PairBenchmark, read_text
+from .benchmarks import PairBenchmark, csv_rows
 from .report import grid, percent
 
 BY_KINDS = ("image", "identity")
@@ -73,14 +71,10 @@ def read_groups_csv(path: str | os.PathLike[str]) -> GroupTable:
             given two different groups, no rows.
     """
     p = Path(path)
-    text = read_text(p, "GROUPS.csv", "utf-8-sig")
     labels: dict[str, str] = {}
     lines: dict[str, int] = {}
     by = ""
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        cells = [c.strip() for c in row]
-        if not any(cells):
-            continue
+    for lineno, row, cells in csv_rows(p, "GROUPS.csv"):
         if not by:
             head = [c.lower() for c in cells]
             if len(head) != 2 or head[1] != "group" or head[0] not in BY_KINDS:
