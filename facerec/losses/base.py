@@ -80,6 +80,3 @@ class MetricLoss(nn.Module, ABC):
 def scale_gradient(loss: Tensor, factor: float) -> Tensor:
     """Same value as ``loss``, gradient multiplied by ``factor``: L + (f − 1)·(L − L.detach())."""
     return loss + (factor - 1.0) * (loss - loss.detach())
-
-
-__all__ = ["MetricLoss", "scale_gradient"]

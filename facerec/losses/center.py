@@ -10,8 +10,6 @@ from facerec.base.distributed import all_gather_nograd
 from facerec.errors import FacerecError
 from facerec.heads.base import check_batch, check_float, check_positive_int
 
-__all__ = ["CenterLoss"]
-
 
 class CenterLoss(nn.Module):
     """L_c = ½·(1/B)·Σ_i ‖x_i − c_{y_i}‖², with centres updated by the paper's rule, not by SGD.

@@ -32,6 +32,3 @@ def distill_loss(student: Tensor, teacher: Tensor, kind: DistillKind = "cosine")
     if kind == "l2":
         return F.mse_loss(s, t)
     return (1.0 - F.cosine_similarity(s, t, dim=1, eps=1e-8)).mean()
-
-
-__all__ = ["KINDS", "DistillKind", "distill_loss"]

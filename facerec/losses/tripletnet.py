@@ -122,6 +122,3 @@ class TripletNetLoss(MetricLoss):
 def _terms(d_ap: Tensor, d_an: Tensor) -> tuple[Tensor, Tensor]:
     """Per-triplet terms and "wrongly ordered" mask (d₊ ≥ d₋)."""
     return tripletnet_terms(d_ap, d_an), d_ap >= d_an
-
-
-__all__ = ["TRIPLETNET_MININGS", "TripletNetLoss", "tripletnet_terms"]

@@ -439,24 +439,3 @@ def format_calibration(cal: Calibration) -> str:
             f"FAR {far_key(f)}: {t:.4f}" for f, t in cal.thresholds.items()
         )
     return text
-
-
-__all__ = [
-    "CHECKPOINT_KEY",
-    "DEFAULT_BINS",
-    "METHODS",
-    "ONNX_KEY",
-    "Calibration",
-    "ReliabilityBin",
-    "brier",
-    "calibration_in_checkpoint",
-    "calibration_in_onnx_props",
-    "ece",
-    "fit_calibration",
-    "fit_isotonic",
-    "fit_logistic",
-    "format_calibration",
-    "predict",
-    "reliability",
-    "stratified_folds",
-]

@@ -243,19 +243,3 @@ def error_versus_reject(
 def drop_below(quality: np.ndarray, min_quality: float) -> np.ndarray:
     """Boolean mask of the rows kept by ``--min-quality``: quality >= ``min_quality``."""
     return np.asarray(quality, np.float64).reshape(-1) >= float(min_quality)
-
-
-__all__ = [
-    "QUALITY_METHODS",
-    "ErrorRejectCurve",
-    "QualityScorer",
-    "drop_below",
-    "embedding_stability",
-    "error_versus_reject",
-    "feature_norm",
-    "pair_quality",
-    "perturb",
-    "perturbation_plan",
-    "quality_auc",
-    "resolve_method",
-]

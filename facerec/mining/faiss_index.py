@@ -104,6 +104,3 @@ def faiss_search(
         d, i = index.search(q[s : s + chunk_size], k)
         scores[s : s + chunk_size], ids[s : s + chunk_size] = d, i
     return scores, ids
-
-
-__all__ = ["INDEX_KINDS", "IndexKind", "build_index", "faiss_gpu_count", "faiss_search"]

@@ -90,6 +90,3 @@ def broadcast_neighbours(
         buf = torch.empty(int(shape[0]), int(shape[1]), dtype=torch.int64, device=device)
     dist.broadcast(buf, src=0)
     return buf.cpu().numpy()
-
-
-__all__ = ["broadcast_neighbours", "nearest_identities"]

@@ -134,6 +134,3 @@ def batch_layout_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             "data.sampler: facerec.data.offline_triplets.OfflineTripletBatches"
         )
     return a, p, n
-
-
-__all__ = ["SELECTIONS", "Selection", "batch_layout_triplets", "select_triplets"]
