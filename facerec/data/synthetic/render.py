@@ -493,9 +493,8 @@ class SyntheticFaces:
             x, y = r.uniform(0, big, 2)
             e = r.uniform(0.05, 0.35) * big
             if kind == 0:
-                cv2.rectangle(
-                    bg, (int(x), int(y)), (int(x + e), int(y + e * r.uniform(0.3, 2))), col, -1
-                )
+                corner = (int(x + e), int(y + e * r.uniform(0.3, 2)))
+                cv2.rectangle(bg, (int(x), int(y)), corner, col, -1)
             elif kind == 1:
                 cv2.circle(bg, (int(x), int(y)), int(e / 2), col, -1)
             else:
@@ -556,16 +555,8 @@ class SyntheticFaces:
         if p.beard in (1, 2, 3):
             mw = p.mouth_width * 0.55
             y0 = p.mouth_y - p.upper_lip - 0.5
-            tache = np.array(
-                [
-                    [CX - mw, y0 + 2.5],
-                    [CX - mw * 0.6, y0 - 3.5],
-                    [CX, y0 - 4.0],
-                    [CX + mw * 0.6, y0 - 3.5],
-                    [CX + mw, y0 + 2.5],
-                    [CX, y0 + 0.5],
-                ]
-            )
+            half = _symmetric([(mw, y0 + 2.5), (mw * 0.6, y0 - 3.5)])
+            tache = np.concatenate([half[:2], [[CX, y0 - 4.0]], half[2:], [[CX, y0 + 0.5]]])
             pt.fill(tache, p.beard_color, 1.0)
         for x, y, rad in p.moles:
             pt.circle(x, y, rad, _scale_color(skin, 0.45))
@@ -631,22 +622,12 @@ class SyntheticFaces:
         # alae (nose wings) and nostrils
         for sgn in (-1.0, 1.0):
             t = np.linspace(-0.6 * np.pi, 0.55 * np.pi, 8)
-            ala = np.stack(
-                [CX + sgn * (nw / 2 - 2.0 + 2.0 * np.cos(t)), ny - 1 + 2.4 * np.sin(t)], 1
-            )
-            pt.line(ala, dark, 0.8, depth * 0.6)
-            pt.fill(
-                _ellipse(CX + sgn * nw * 0.2, ny + 0.5, nw * 0.11, 0.9, 10),
-                _scale_color(p.skin, 0.4),
-                depth * 0.8,
-            )
-        tip = np.stack(
-            [
-                CX + np.linspace(-nw * 0.15, nw * 0.15, 5),
-                ny + 1.6 - 0.8 * np.cos(np.linspace(-1.2, 1.2, 5)),
-            ],
-            1,
-        )
+            ala_x = CX + sgn * (nw / 2 - 2.0 + 2.0 * np.cos(t))
+            pt.line(np.stack([ala_x, ny - 1 + 2.4 * np.sin(t)], 1), dark, 0.8, depth * 0.6)
+            nostril = _ellipse(CX + sgn * nw * 0.2, ny + 0.5, nw * 0.11, 0.9, 10)
+            pt.fill(nostril, _scale_color(p.skin, 0.4), depth * 0.8)
+        tip_x = CX + np.linspace(-nw * 0.15, nw * 0.15, 5)
+        tip = np.stack([tip_x, ny + 1.6 - 0.8 * np.cos(np.linspace(-1.2, 1.2, 5))], 1)
         pt.line(tip, dark, 0.6, depth)
 
     def _draw_mouth(self, pt: _Painter, p: IdentityParams, nz: _Nuisance) -> None:
@@ -703,12 +684,10 @@ class SyntheticFaces:
         # outer contour over the top of the head, from the left side to the right
         a = np.linspace(np.pi, 2 * np.pi, 17)
         cy = p.cheek_y
-        outer = np.stack(
-            [CX + (w + vol * 0.6) * np.cos(a), cy + (cy - p.face_top + vol) * np.sin(a)], 1
-        )
-        outer = np.concatenate(
-            [[[CX - w - vol * 0.3, side_y]], outer, [[CX + w + vol * 0.3, side_y]]]
-        )
+        arc_x = CX + (w + vol * 0.6) * np.cos(a)
+        arc = np.stack([arc_x, cy + (cy - p.face_top + vol) * np.sin(a)], 1)
+        left_end, right_end = [CX - w - vol * 0.3, side_y], [CX + w + vol * 0.3, side_y]
+        outer = np.concatenate([[left_end], arc, [right_end]])
         # inner contour (the hairline), from the right side back to the left
         tt = np.linspace(0.0, 1.0, 13)
         xs = CX + w * (1.0 - 2.0 * tt)
@@ -732,6 +711,7 @@ class SyntheticFaces:
         col = p.glasses_color
         th = p.glasses_thickness
         r = p.glasses_size * p.eye_width
+        rim = r * (0.85 if p.glasses == 1 else 1.0)  # lens half width at the eye line
         for sgn in (-1.0, 1.0):
             ex = CX + sgn * p.eye_half_spacing
             if p.glasses == 1:
@@ -741,12 +721,9 @@ class SyntheticFaces:
             else:
                 lens = _ellipse(ex, p.eye_y + 0.5, r * 1.05, r * 0.62, 20)
             pt.line(lens, col, th, 2.0, closed=True)
-            outer_x = ex + sgn * (r * (0.85 if p.glasses == 1 else 1.0))
-            temple = np.array(
-                [[outer_x, p.eye_y], [CX + sgn * (p.face_half_width + 1.0), p.eye_y + 2]]
-            )
-            pt.line(temple, col, th, None)
-        inner = p.eye_half_spacing - r * (0.85 if p.glasses == 1 else 1.0)
+            ear_x = CX + sgn * (p.face_half_width + 1.0)
+            pt.line(np.array([[ex + sgn * rim, p.eye_y], [ear_x, p.eye_y + 2]]), col, th, None)
+        inner = p.eye_half_spacing - rim
         bridge = np.array([[CX - inner, p.eye_y], [CX, p.eye_y - 1.5], [CX + inner, p.eye_y]])
         pt.line(bridge, col, th, 3.0)
 
