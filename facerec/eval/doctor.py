@@ -1,17 +1,9 @@
 """Data doctor: duplicates, likely label errors, split identities and benchmark overlap.
 
 Pure analysis on file hashes and L2-normalised embeddings (the model, images and output files
-are :mod:`facerec.eval.doctor_cli`'s). Every search goes through the project's FAISS index
-(:func:`facerec.mining.faiss_index.build_index`), queried in chunks with a progress bar.
-
-* **exact duplicates**: equal file bytes (BLAKE2b), within one identity or across identities;
-* **near duplicates**: image pairs above a cosine (exact duplicates excluded);
-* **likely mislabelled**: images closer to another identity's centre than to their own
-  (leave-one-out: the mean of the identity's *other* images);
-* **split identities**: identity pairs whose centres are above a cosine (one person, two names);
-* **benchmark overlap**: benchmark images equal to, or above a cosine with, a training image.
-
-The cosine thresholds depend on the model (:func:`model_thresholds`): facerec's margin-trained
+are :mod:`facerec.eval.doctor_cli`'s); every search goes through the project's FAISS index
+(:func:`facerec.mining.faiss_index.build_index`), queried in chunks with a progress bar. The
+cosine thresholds depend on the model (:func:`model_thresholds`): facerec's margin-trained
 models spread identities over the sphere (:class:`DoctorOptions`' defaults), dlib's ResNet packs
 every face into a narrow cone and has its own (:data:`MODEL_THRESHOLDS`).
 """
@@ -147,11 +139,9 @@ def search(
     progress: bool = False,
     desc: str = "searching",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` cosine neighbours in ``base`` (B, D) of each query (Q, D), unit rows.
-
-    Returns ``(scores, ids)``: (Q, k') float32 descending and int64 rows of ``base`` (-1 where an
-    approximate index found fewer), k' = min(k, B).
-    """
+    """Top-``k`` cosine neighbours in ``base`` (B, D) of each query (Q, D), unit rows:
+    ``(scores, ids)``, (Q, min(k, B)) float32 descending and int64 rows of ``base`` (-1 where an
+    approximate index found fewer)."""
     index = _index(base, opt)
     k = min(int(k), base.shape[0])
     cs = opt.chunk_size
@@ -225,10 +215,8 @@ class Centres:
 
 
 def identity_centres(emb: np.ndarray, labels: np.ndarray, num_classes: int) -> Centres:
-    """Sum, count and normalised mean of each identity's unit embeddings.
-
-    emb: (N, D); labels: (N,) in [0, num_classes). An identity without images has a zero centre.
-    """
+    """Sum, count and normalised mean of each identity's unit embeddings (emb: (N, D); labels:
+    (N,) in [0, num_classes)); an identity without images has a zero centre."""
     x = _unit(emb, "embeddings")
     y = np.asarray(labels, np.int64).reshape(-1)
     if y.shape[0] != x.shape[0] or (y.size and (y.min() < 0 or y.max() >= num_classes)):
@@ -267,10 +255,8 @@ def mislabelled(
     opt: DoctorOptions,
     progress: bool = False,
 ) -> Mislabelled:
-    """Images closer to another identity's centre than to their own (leave-one-out) centre.
-
-    Images that are alone in their identity have no own centre and are not judged.
-    emb: (N, D); labels: (N,).
+    """Images (emb: (N, D); labels: (N,)) closer to another identity's centre than to their own
+    (leave-one-out) centre; images alone in their identity have no own centre and are not judged.
     """
     x = _unit(emb, "embeddings")
     y = np.asarray(labels, np.int64).reshape(-1)
@@ -327,11 +313,9 @@ def benchmark_overlap(
     bench_hashes: Sequence[str] | None = None,
     progress: bool = False,
 ) -> Overlap:
-    """Benchmark images equal (by hash) or too similar (> ``opt.overlap``) to a training image.
-
-    train_emb: (N, D); bench_emb: (M, D). Each benchmark image is reported once, with its
-    nearest training image (or, for an exact copy, the first training image of equal bytes).
-    """
+    """Benchmark images (M, D) equal (by hash) or too similar (> ``opt.overlap``) to a training
+    image (N, D), each once, with its nearest training image (for an exact copy, the first
+    training image of equal bytes)."""
     x = _unit(train_emb, "training embeddings")
     q = _unit(bench_emb, "benchmark embeddings")
     s, ids = search(x, q, 1, opt, progress, "benchmark overlap")

@@ -48,7 +48,7 @@ from .doctor import (
     images_to_drop,
     model_thresholds,
 )
-from .html_report import html_page, html_table, image_data_uri, image_name
+from .html_report import html_page, html_row, html_table, image_data_uri, image_name
 from .pair_args import add_pair_benchmark_arguments, read_pair_benchmarks
 from .quality import quality_method, score_images
 
@@ -338,11 +338,8 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, limit) -> str
         """Thumbnails of the first three images of identity ``c`` (other than row ``but``)."""
         return "".join(tr(k) for k in [k for k in range(len(r)) if y[r[k]] == c and k != but][:3])
 
-    counts = [
-        f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>"
-        for k, v in summary.items()
-        if k not in ("options", "created_utc", "facerec_version")
-    ]
+    skip = ("options", "created_utc", "facerec_version")
+    counts = [html_row([k, v]) for k, v in summary.items() if k not in skip]
     parts = [
         f"<h1>facerec doctor: {esc(data.root)}</h1>",
         f'<p class="meta">{summary["num_images"]} images, {summary["num_identities"]} '

@@ -333,15 +333,19 @@ def _table_lines(
     head: list[str], rows: list[str], cls: str = "", table_id: str = "", left: int = 0
 ) -> list[str]:
     """:func:`html_table` as its parts: the head row, each row, the end tag."""
-    th = "".join(
-        ('<th class="l">' if i < left else "<th>") + f"{_e(h)}</th>" for i, h in enumerate(head)
-    )
     attrs = (f' id="{_e(table_id)}"' if table_id else "") + (f' class="{_e(cls)}"' if cls else "")
-    return [f"<table{attrs}><tr>{th}</tr>", *rows, "</table>"]
+    return [f"<table{attrs}><tr>{_cells('th', head, left)}</tr>", *rows, "</table>"]
 
 
-def _cells(cells: list[str]) -> str:
-    return "".join(f"<td>{_e(c)}</td>" for c in cells)
+def html_row(cells: list, left: int = 0) -> str:
+    """A ``<tr>`` of escaped ``cells``, the first ``left`` aligned left."""
+    return f"<tr>{_cells('td', cells, left)}</tr>"
+
+
+def _cells(tag: str, cells: list, left: int = 0) -> str:
+    """Escaped ``cells`` as ``tag`` (td, th) elements, the first ``left`` aligned left."""
+    cls = [f'<{tag} class="l">' if i < left else f"<{tag}>" for i in range(len(cells))]
+    return "".join(f"{c}{_e(x)}</{tag}>" for c, x in zip(cls, cells, strict=True))
 
 
 def _e(x: object) -> str:
@@ -358,30 +362,21 @@ def _summary(results: dict) -> list[str]:
     rows = [(m, b, v) for m, mv in models.items() for b, v in mv.get("verification", {}).items()]
     if rows:
         fars = list(rows[0][2]["tar_at_far"])
-        out += _table_lines(
-            [*VERIFICATION_HEAD, *(f"TAR@{f} %" for f in fars)],
-            [
-                f'<tr><td class="l">{_e(m)}</td><td class="l"><a href="#{_anchor("b", b)}">'
-                f"{_e(b)}</a></td>" + _cells(verification_cells(v, fars)) + "</tr>"
-                for m, b, v in rows
-            ],
-            "summary",
-            left=2,
-        )
+        head = [*VERIFICATION_HEAD, *(f"TAR@{f} %" for f in fars)]
+        body = [
+            f'<tr><td class="l">{_e(m)}</td><td class="l"><a href="#{_anchor("b", b)}">{_e(b)}'
+            f"</a></td>{_cells('td', verification_cells(v, fars))}</tr>"
+            for m, b, v in rows
+        ]
+        out += _table_lines(head, body, "summary", left=2)
         out.append('<p class="meta">- : FAR below 1/(impostor pairs), not resolvable with this '
                    "many pairs. Accuracy: k-fold, mean ± std over folds.</p>")  # fmt: skip
     ids = [(m, mv["identification"]) for m, mv in models.items() if mv.get("identification")]
     if ids:
         dfars = list(ids[0][1].get("dir_at_far", {}))
-        out += _table_lines(
-            [*IDENTIFICATION_HEAD, *(f"DIR@{f} %" for f in dfars)],
-            [
-                f'<tr><td class="l">{_e(m)}</td>' + _cells(identification_cells(r, dfars)) + "</tr>"
-                for m, r in ids
-            ],
-            "summary",
-            left=1,
-        )
+        head = [*IDENTIFICATION_HEAD, *(f"DIR@{f} %" for f in dfars)]
+        body = [html_row([m, *identification_cells(r, dfars)], left=1) for m, r in ids]
+        out += _table_lines(head, body, "summary", left=1)
     out.append("</section>")
     return out
 
@@ -412,8 +407,7 @@ def _pair_cards(ps: PairScores, idx: np.ndarray, kind: str) -> str:
     for k in idx:
         i, j = (int(x) for x in ps.pairs[k])
         s = float(ps.scores[k])
-        same = kind == "genuine"
-        error = (s > ps.threshold) != same
+        error = (s > ps.threshold) != (kind == "genuine")
         n1, n2 = image_name(ps.images, i), image_name(ps.images, j)
         a = _thumb(ps.images, i, ps.input_size, ps.resize_mode)
         b = _thumb(ps.images, j, ps.input_size, ps.resize_mode)
@@ -502,11 +496,7 @@ def _quality(bench: str, models: dict, erc_png: str | None, out_dir: Path) -> li
     if erc_png:
         out.append(f'<div class="plots"><img class="erc" alt="ERC {_e(bench)}" '
                    f'src="{file_data_uri(out_dir / erc_png)}"></div>')  # fmt: skip
-    body = []
-    for m, q in rows:
-        method, *rest = quality_cells(q)
-        cells = "".join(f"<td>{_e(c)}</td>" for c in rest)
-        body.append(f'<tr><td class="l">{_e(m)}</td><td class="l">{_e(method)}</td>{cells}</tr>')
+    body = [html_row([m, *quality_cells(q)], left=2) for m, q in rows]
     out.append(html_table(["model", *QUALITY_HEAD], body, "quality", left=2))
     out.append(f'<p class="meta">ERC: FNMR of the genuine pairs kept at the threshold of FAR '
                f"{far:g} (fixed on all pairs) while the lowest-quality 0-50 % of pairs are "
