@@ -53,9 +53,8 @@ def fit_logistic(scores: np.ndarray, same: np.ndarray, max_iter: int = 100) -> t
     s = np.asarray(scores, np.float64)
     y = np.asarray(same, np.float64)
     x = np.stack([s, np.ones_like(s)], 1)
-    w = np.zeros(2)
     prior = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-    w[1] = math.log(prior / (1 - prior))
+    w = np.array([0.0, math.log(prior / (1 - prior))])
     for _ in range(max_iter):
         p = _sigmoid(x @ w)
         grad = x.T @ (p - y) + _RIDGE * w
@@ -422,9 +421,7 @@ def calibration_in_checkpoint(ckpt: Any, source: str = "checkpoint") -> Calibrat
 def calibration_in_onnx_props(props: dict[str, str], source: str = "<onnx>") -> Calibration | None:
     """The calibration stored in ONNX ``metadata_props`` under :data:`ONNX_KEY` (or None)."""
     text = props.get(ONNX_KEY)
-    if text is None:
-        return None
-    return Calibration.from_json(text, f"{source}: metadata {ONNX_KEY}")
+    return None if text is None else Calibration.from_json(text, f"{source}: metadata {ONNX_KEY}")
 
 
 def format_calibration(cal: Calibration) -> str:

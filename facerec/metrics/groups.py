@@ -105,15 +105,10 @@ def group_report(
             ``n_folds`` stratified folds (with a warning); None: stratified folds.
         deployed_far: the FAR whose threshold on all N pairs is applied to every group.
 
-    Returns:
-        ``groups`` ({label: its verification_report plus fmr, fnmr, false_matches,
-        false_non_matches at the deployed threshold}), pair counts, ``deployed``, ``spread``
-        (accuracy, fmr, fnmr, and per FAR key tar_at_far, each :func:`_spread_of`; None where
-        fewer than two groups resolve the FAR) and ``warnings`` to print.
-
-    Raises:
-        DataError: labels of another length, no labelled pair, a group without genuine or
-            without impostor pairs (or fewer than two of a class).
+    ``groups`` holds each label's verification_report plus fmr, fnmr, false_matches and
+    false_non_matches at the deployed threshold; ``spread`` the :func:`_spread_of` accuracy, fmr,
+    fnmr and, per FAR, tar_at_far (None where fewer than two groups resolve it). DataError for
+    labels of another length, no labelled pair, or a group short of either class.
     """
     s, y = _check(scores, issame)
     labels = _labels(groups, s.size)

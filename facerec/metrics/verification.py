@@ -230,12 +230,9 @@ def kfold_accuracy(
 def roc(
     scores: np.ndarray, issame: np.ndarray, drop_intermediate: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve: ``(fpr, tpr, thresholds)``, each (K+1,), K = number of distinct scores.
-
-    Identical to ``sklearn.metrics.roc_curve(issame, scores, drop_intermediate=...)``:
-    thresholds decrease from ``inf`` (nothing accepted) through every distinct score, a pair
-    being accepted when ``score >= threshold``. With ``drop_intermediate`` collinear points are
-    dropped (the drawn curve is unchanged). Needs at least one genuine and one impostor pair.
+    """ROC curve ``(fpr, tpr, thresholds)``, identical to ``sklearn.metrics.roc_curve(issame,
+    scores, drop_intermediate=...)``: thresholds from ``inf`` down through every distinct score.
+    Needs at least one genuine and one impostor pair.
     """
     s, y = _check(scores, issame)
     n_pos = int(y.sum())
@@ -295,12 +292,8 @@ class TarAtFar:
 def tar_at_far(
     scores: np.ndarray, issame: np.ndarray, fars: tuple[float, ...] | list[float] = DEFAULT_FARS
 ) -> list[TarAtFar]:
-    """TAR and calibrated threshold at each target FAR (see :class:`TarAtFar`).
-
-    At each target the operating point of the ROC (:func:`roc`) with the highest TPR whose FPR
-    does not exceed the target is taken, i.e. the lowest threshold admitting at most
-    ``floor(far * n_impostors)`` impostors.
-    """
+    """:class:`TarAtFar` at each target FAR: the ROC point with the highest TPR whose FPR does
+    not exceed it (the lowest threshold admitting at most ``floor(far * n_impostors)``)."""
     s, y = _check(scores, issame)
     raw = np.asarray(scores)
     dtype = raw.dtype if raw.dtype in (np.float32, np.float64) else np.dtype(np.float64)
