@@ -57,10 +57,7 @@ def _prepare_image(
     raw = read_image_bytes(path)
     rgb = decode_image(raw, source=path)  # every image is checked, even when kept as is
     resized = fit_to_size(rgb, size) if size is not None else rgb
-    keep = (
-        fmt == "auto" and resized is rgb and (raw.startswith(_JPEG_SIG) or raw.startswith(_PNG_SIG))
-    )
-    if keep:
+    if fmt == "auto" and resized is rgb and raw.startswith((_JPEG_SIG, _PNG_SIG)):
         return raw, (rgb.shape[0], rgb.shape[1]), False
     out_fmt = "png" if fmt == "png" else "jpg"
     return encode_image(resized, out_fmt, quality, path), (resized.shape[0], resized.shape[1]), True

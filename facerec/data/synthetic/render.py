@@ -592,10 +592,9 @@ class SyntheticFaces:
         pt.circle(ex, iy, ir * 0.45, (18.0, 14.0, 12.0))
         # eyelids: cover the iris outside the eye opening with skin
         big = 2.2 * ir + 2.0
-        lid_up = np.concatenate([upper, [[hw + 1.5, -big], [-hw - 1.5, -big]]], 0)
-        lid_lo = np.concatenate([lower, [[hw + 1.5, big], [-hw - 1.5, big]]], 0)
-        pt.fill(place(lid_up), p.skin, 0.0)
-        pt.fill(place(lid_lo), p.skin, 0.0)
+        for curve, edge in ((upper, -big), (lower, big)):
+            lid = np.concatenate([curve, [[hw + 1.5, edge], [-hw - 1.5, edge]]], 0)
+            pt.fill(place(lid), p.skin, 0.0)
         pt.line(place(upper), (28.0, 22.0, 20.0), p.lid_thickness, 0.0)
         pt.line(place(lower), _scale_color(p.skin, 0.7), 0.5, 0.0)
 
