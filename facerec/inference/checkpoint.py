@@ -1,14 +1,10 @@
 """The one facerec checkpoint loader: read safely, rebuild the embedding network, feed it.
 
-A facerec checkpoint is a Lightning checkpoint with a ``facerec`` entry (written by
-:meth:`facerec.training.module.FaceRecognitionModule.on_save_checkpoint`) holding the class names
-and the
-:class:`~facerec.inference.preprocess.Preprocess` the embedding network expects. Every ``.ckpt``
-facerec opens (``facerec eval``/``export``/``embed``, ``init_from``, resuming) is read by
-:func:`read_checkpoint_dict` (``torch.load(weights_only=True)``). :func:`load_facerec_checkpoint`
-rebuilds only the ``backbone`` (backbone + embedding head) from the stored ``class_path`` /
-``init_args`` and its ``backbone.*`` weights: the margin head, CenterLoss centres and optimiser
-state are training-only and never built.
+A facerec checkpoint is a Lightning checkpoint with a ``facerec`` entry (class names and the
+:class:`~facerec.inference.preprocess.Preprocess` of the network). Every ``.ckpt`` facerec opens
+is read by :func:`read_checkpoint_dict` (``torch.load(weights_only=True)``);
+:func:`load_facerec_checkpoint` rebuilds only the ``backbone`` (backbone + embedding head) from
+its ``class_path``/``init_args`` and ``backbone.*`` weights, never the training-only parts.
 """
 
 from __future__ import annotations
@@ -33,11 +29,8 @@ EXPECTED = "expected a .ckpt written by facerec fit"
 
 @dataclass
 class LoadedModel:
-    """The embedding network of a checkpoint and what it expects as input.
-
-    ``backbone``: (B, 3, H, W) normalised -> (B, D) raw embeddings, in eval mode on the CPU.
-    ``preprocess``: the checkpoint's :class:`Preprocess`.
-    """
+    """``backbone``: (B, 3, H, W) normalised -> (B, D) raw embeddings (eval mode, CPU), fed as
+    ``preprocess`` says."""
 
     backbone: nn.Module
     preprocess: Preprocess
@@ -51,53 +44,39 @@ class LoadedModel:
         return self.preprocess.input_size
 
 
-#: Globals (classes, functions) a facerec checkpoint may ask the unpickler for, beyond the
-#: tensors, storages and plain Python data ``torch.load(weights_only=True)`` builds anyway. Our
-#: checkpoints need none: hyper-parameters are stored as plain data (class_path/init_args dicts,
-#: see :class:`facerec.training.module.FaceRecognitionModule`) and every callback state is tensors
-#: and plain values. Add a class here only if a facerec checkpoint really holds it.
+#: Globals the unpickler may build beyond tensors and plain data: none (hyper-parameters are
+#: plain class_path/init_args dicts). Add a class only if a facerec checkpoint really holds it.
 SAFE_GLOBALS: tuple[Any, ...] = ()
 
-#: Where a class named in a checkpoint's hyper-parameters may come from. ``load_from_checkpoint``
-#: hyper-parameter keys under which a checkpoint may name a class, and the base class it must
-#: be a subclass of (module path, class name). Loading imports and builds what a checkpoint
-#: names (and calls ``head(embedding_dim, num_classes)``), so only the package's own classes of
-#: the expected kind are admitted: a function, another facerec class, a torch.nn class or
-#: anything else is refused before any name from the file is imported or called.
+#: Hyper-parameter keys under which a checkpoint may name a class, and the base(s) it must
+#: subclass (module, class name). Loading imports and builds what a checkpoint names, so only the
+#: package's own classes of the expected kind are admitted, checked before anything is imported.
 CLASS_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "backbone": (("facerec.models.base", "Backbone"),),
     "head": (("facerec.heads.base", "MarginHead"),),
     "margin": (("facerec.heads.base", "Margin"), ("facerec.heads.base", "MarginHead")),
     "metric_loss": (("facerec.losses.base", "MetricLoss"),),
 }
-#: hyper-parameter keys whose value is an option record (a dataclass: CenterLossOptions,
-#: OptimOptions, LrMultipliers, FreezeOptions, DistillOptions), a dict of plain values or null.
-#: jsonargparse reads a string given for a dataclass as an import path and imports it (an
-#: importable instance of the class would do), so ``center_loss: facerec.__main__.X`` would run
-#: the facerec command line on import: such a string is refused like a class path.
+#: keys whose value is an option record (a dict or null). jsonargparse imports a string given
+#: for a dataclass (``center_loss: facerec.__main__.X`` would run the CLI), so one is refused.
 OPTION_KEYS = frozenset({"center_loss", "optim", "lr_multipliers", "freeze", "distill"})
-#: the packages (and modules) whose exported classes (``__all__``) :data:`CLASS_KEYS` admits
+#: the packages whose exported classes (``__all__``) :data:`CLASS_KEYS` admits
 CLASS_PACKAGES = ("facerec.models", "facerec.heads", "facerec.heads.sharded", "facerec.losses")
-#: what Lightning itself stores: the instantiator LightningCLI records (Lightning checks it
-#: against its own allow-list too) and nothing else
+#: the ``_instantiator`` Lightning's CLI records (and checks against its own allow-list)
 LIGHTNING_INSTANTIATORS = frozenset(
     {"pytorch_lightning.cli.instantiate_module", "lightning.pytorch.cli.instantiate_module"}
 )
-#: the one ``_class_path`` a checkpoint may hold (Lightning's subclass mode stores the module's
-#: class there and imports it): facerec's own training module. An exact string, since
-#: importing ``facerec.__main__`` (for ``facerec.__main__.FaceRecognitionModule``) runs the CLI.
+#: the one ``_class_path`` admitted (Lightning imports it): an exact string, since importing
+#: ``facerec.__main__`` runs the CLI
 MODULE_CLASS_PATHS = frozenset({"facerec.training.module.FaceRecognitionModule"})
 
 
 @functools.cache
 def allowed_classes() -> dict[str, tuple[str, ...]]:
-    """The class paths a checkpoint may name -> the :data:`CLASS_KEYS` keys each may stand under.
+    """Class paths a checkpoint may name -> the :data:`CLASS_KEYS` keys each may stand under.
 
-    Built from facerec's own packages (never from a file): every public, concrete class that
-    :data:`CLASS_PACKAGES` export and that subclasses a key's base, under both its package name
-    (``facerec.heads.ArcFaceHead``) and its module name (``facerec.heads.arcface.ArcFaceHead``).
-    A short name (``ArcFaceHead``, as ``from_config`` stores it when given so) is admitted under
-    :func:`allowed_short_names`.
+    Every public concrete class :data:`CLASS_PACKAGES` export that subclasses a key's base, under
+    its package and its module path; built from facerec itself, never from a file.
     """
     import importlib
     import inspect
@@ -121,24 +100,17 @@ def allowed_classes() -> dict[str, tuple[str, ...]]:
 
 @functools.cache
 def allowed_short_names() -> dict[str, tuple[str, ...]]:
-    """Short class names (no dot) -> the :data:`CLASS_KEYS` keys they may stand under.
-
-    jsonargparse resolves a short name among the imported subclasses of the parameter's type
-    and refuses a name two classes share, so a name that one of facerec's admitted classes
-    bears resolves to that class or fails. Only those names are admitted: any other bare name
-    (``TripletMarginLoss`` resolved to ``torch.nn.TripletMarginLoss`` under ``metric_loss``, a
-    path to a YAML file) is refused.
-    """
+    """Short names (``ArcFaceHead``) of :func:`allowed_classes` -> their keys. jsonargparse
+    resolves a short name among imported subclasses and refuses an ambiguous one, so only these
+    are admitted (not e.g. ``TripletMarginLoss``, which is torch's)."""
     short: dict[str, set[str]] = {}
     for path, keys in allowed_classes().items():
         short.setdefault(path.rsplit(".", 1)[1], set()).update(keys)
     return {name: tuple(sorted(keys)) for name, keys in short.items()}
 
 
-_REFUSED = (
-    "refused: the file asks the unpickler for {what}, which a facerec checkpoint never holds "
-    "(it was read with weights_only=True, so nothing in it ran); {expected}"
-)
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [""])[0]
 
 
 def _pickle_bytes(path: Path) -> bytes:
@@ -153,11 +125,10 @@ def _pickle_bytes(path: Path) -> bytes:
 
 
 def pickle_globals(path: Path, limit: int = 3) -> list[str]:
-    """The classes/functions the pickle in ``path`` names (``module.name``), in file order.
+    """Up to ``limit`` globals (``module.name``) the pickle in ``path`` names, in file order.
 
-    Reads the opcodes with :mod:`pickletools` only: nothing is imported or built. For a
-    ``STACK_GLOBAL`` the two strings pushed last are taken (exact for pickles written by
-    ``pickle``/``torch.save``). Returns at most ``limit`` names; [] for an unreadable stream.
+    Reads opcodes with :mod:`pickletools` only (nothing is imported); a ``STACK_GLOBAL`` takes
+    the two strings pushed last. [] for an unreadable stream.
     """
     import pickletools
 
@@ -184,10 +155,8 @@ def not_a_file(
     what: str = "checkpoint",
     suffixes: tuple[str, ...] = (".ckpt",),
 ) -> str | None:
-    """Why ``path`` cannot be a checkpoint file, as one line, or None when it is a file: a
-    folder is called a folder (naming a file of ``suffixes`` in it or in its ``checkpoints/``,
-    the last by name, e.g. ``last.ckpt``: give that file), anything else missing is "``what``
-    not found"."""
+    """Why ``path`` is not a checkpoint file, in one line (None when it is a file). A folder is
+    called one, naming its (or its ``checkpoints/``) last file of ``suffixes`` to give instead."""
     p = Path(path)
     if p.is_dir():
         in_folder = [[f for f in sorted(d.glob("*")) if f.suffix in suffixes and f.is_file()]
@@ -200,16 +169,13 @@ def not_a_file(
     return None
 
 
-def safe_torch_load(path: str | os.PathLike[str], expected: str = EXPECTED) -> Any:
-    """``torch.load(path, weights_only=True)`` onto the CPU, memory-mapped where possible.
+def read_checkpoint_dict(path: str | os.PathLike[str], expected: str = EXPECTED) -> dict[str, Any]:
+    """The checkpoint dict in ``path``: ``torch.load(weights_only=True)`` onto the CPU,
+    memory-mapped where possible.
 
-    The one way facerec opens a ``.ckpt``/``.pth``/``.pt``: the unpickler builds only tensors and
-    plain Python data (plus :data:`SAFE_GLOBALS`), so a file whose pickle names code (a
-    ``__reduce__`` payload, any class) is refused before any of it runs.
-
-    Raises:
-        DataError: one line naming the file and, for a refused pickle, the global it asks for;
-            ``expected`` ends the message.
+    Only tensors and plain data (plus :data:`SAFE_GLOBALS`) are built: a pickle naming code is
+    refused before any of it runs. Raises DataError naming the file (and the refused global)
+    and ending with ``expected``, also for a file that holds something else than a dict.
     """
     import pickle
 
@@ -223,17 +189,21 @@ def safe_torch_load(path: str | os.PathLike[str], expected: str = EXPECTED) -> A
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             try:
-                return torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
+                ckpt = torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
             except RuntimeError as e:
                 if "mmap" not in str(e):
                     raise
-                return torch.load(str(p), map_location="cpu", weights_only=True)
+                ckpt = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         import re
 
         named = re.findall(r"GLOBAL ([\w.]+)", str(e)) or pickle_globals(p)
         if named:
-            raise DataError(f"{p}: " + _REFUSED.format(what=named[0], expected=expected)) from None
+            raise DataError(
+                f"{p}: refused: the file asks the unpickler for {named[0]}, which a facerec "
+                "checkpoint never holds (it was read with weights_only=True, so nothing in it "
+                f"ran); {expected}"
+            ) from None
         lines = [x.strip() for x in str(e).splitlines() if x.strip()]
         msg = next((x for x in lines if "Unsupported" in x or "rror" in x), lines[-1:] or [""])
         raise DataError(
@@ -241,27 +211,26 @@ def safe_torch_load(path: str | os.PathLike[str], expected: str = EXPECTED) -> A
             f"{expected}"
         ) from None
     except Exception as e:
-        msg = (str(e).splitlines() or [""])[0].split(". This is an internal")[0][:160]
+        msg = _first_line(e).split(". This is an internal")[0][:160]
         raise DataError(
             f"{p}: not a PyTorch checkpoint (damaged or truncated? {type(e).__name__}: {msg}); "
             f"{expected}"
         ) from None
+    if not isinstance(ckpt, dict):
+        raise DataError(f"{path}: holds a {type(ckpt).__name__}, not a checkpoint dict; {expected}")
+    return ckpt
 
 
 def check_hyperparameters(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Refuse a checkpoint whose hyper-parameters name anything but facerec's own model parts.
 
-    ``load_from_checkpoint`` (and ``facerec fit --ckpt_path FILE``, which merges the file's
-    hyper-parameters into the config), ``facerec eval/export/embed/doctor --checkpoint``,
-    ``model.init_from`` and a distillation teacher import and build the classes a checkpoint
-    names. This check runs first, on every one of those paths: a class may be named only under a
-    key of :data:`CLASS_KEYS` (``backbone``, ``head``, ``margin``, ``metric_loss``), as a
-    ``class_path`` or a bare string, at any depth, and must be in :func:`allowed_classes` (or
-    :func:`allowed_short_names`) for that key; every string under such a key is such a name. A
-    ``class_path`` anywhere else, a ``_class_path`` other than :data:`MODULE_CLASS_PATHS`, an
-    ``_instantiator`` other than Lightning's, an option record of :data:`OPTION_KEYS` that is
-    not a dict, or hyper-parameters that are not a dict are refused. Nothing from the file is
-    imported or called.
+    Runs before every path that imports and builds what a checkpoint names
+    (``load_from_checkpoint``, ``fit --ckpt_path``, ``--checkpoint``, ``init_from``, a teacher).
+    A class may be named only under a :data:`CLASS_KEYS` key (as a ``class_path`` or a bare
+    string, at any depth) and must be admitted for it (:func:`allowed_classes`,
+    :func:`allowed_short_names`). Refused too: a ``class_path`` elsewhere, a ``_class_path`` not
+    in :data:`MODULE_CLASS_PATHS`, an ``_instantiator`` not Lightning's, an :data:`OPTION_KEYS`
+    value that is not a dict, hyper-parameters that are not a dict. Nothing is imported.
 
     Raises:
         DataError: naming the file, the hyper-parameter and the class path, in one line.
@@ -298,7 +267,7 @@ def check_hyperparameters(ckpt: dict[str, Any], path: str | os.PathLike[str]) ->
                 elif k == "_class_path":
                     if not (isinstance(v, str) and v in MODULE_CLASS_PATHS):
                         refuse(v, k, "expected facerec.training.module.FaceRecognitionModule")
-                elif k in ("class_path", "_class_path"):
+                elif k == "class_path":
                     continue
                 elif k == "init_args":
                     walk(v, key)  # the arguments of the class under ``key``
@@ -325,10 +294,9 @@ def check_hyperparameters(ckpt: dict[str, Any], path: str | os.PathLike[str]) ->
 def check_hparams_file(path: str | os.PathLike[str]) -> None:
     """Refuse a ``load_from_checkpoint(hparams_file=...)`` whose hyper-parameters name code.
 
-    Lightning reads that file with ``yaml.full_load`` (which builds ``!!python/name:`` tags into
-    functions) and merges it over the checkpoint's hyper-parameters before building the module,
-    so it is read here with ``yaml.safe_load`` (a ``.csv``: rows of key, value) and given to
-    :func:`check_hyperparameters`. Raises DataError in one line naming the file.
+    Lightning reads it with ``yaml.full_load`` (``!!python/name:`` builds functions) and merges
+    it over the checkpoint's; here it is read with ``yaml.safe_load`` (a ``.csv``: key, value
+    rows) and checked by :func:`check_hyperparameters`. Raises DataError naming the file.
     """
     import csv
 
@@ -347,20 +315,11 @@ def check_hparams_file(path: str | os.PathLike[str]) -> None:
     except OSError as e:
         raise DataError(f"{p}: hparams_file cannot be read ({e.strerror or e}); {kinds}") from None
     except (yaml.YAMLError, UnicodeDecodeError, csv.Error) as e:
-        first = (str(e).splitlines() or [""])[0][:160]
         raise DataError(
-            f"{p}: refused: hparams_file is not plain YAML or CSV ({first}); {kinds}; nothing "
-            "from the file was imported or run"
+            f"{p}: refused: hparams_file is not plain YAML or CSV ({_first_line(e)[:160]}); "
+            f"{kinds}; nothing from the file was imported or run"
         ) from None
     check_hyperparameters({"hyper_parameters": {} if hp is None else hp}, p)
-
-
-def read_checkpoint_dict(path: str | os.PathLike[str], expected: str = EXPECTED) -> dict[str, Any]:
-    """:func:`safe_torch_load` of a file that must hold a checkpoint dict (DataError if not)."""
-    ckpt = safe_torch_load(path, expected)
-    if not isinstance(ckpt, dict):
-        raise DataError(f"{path}: holds a {type(ckpt).__name__}, not a checkpoint dict; {expected}")
-    return ckpt
 
 
 def shape_mismatches(
@@ -378,9 +337,8 @@ def shape_mismatches(
 
 
 def state_dict_mismatch(model: dict[str, Any], found: dict[str, Any], limit: int = 3) -> str:
-    """The first differences between a model's state dict and one read from a file, as text
-    ("" when they match): tensors whose shapes differ (``name (file) vs (model)``), then
-    tensors the file lacks, then tensors the model lacks."""
+    """The first differences between a model's state dict and one from a file ("" if none):
+    shapes that differ, tensors the file lacks, tensors the model lacks."""
     shape = shape_mismatches(model, found)
     missing = [k for k in model if k not in found]
     extra = [k for k in found if k not in model]
@@ -395,10 +353,8 @@ def state_dict_mismatch(model: dict[str, Any], found: dict[str, Any], limit: int
 
 
 def weights_architecture(state: dict[str, Any]) -> str:
-    """ "; the weights are <the architecture they hold> (<the backbone config that takes them>)"
-    when the state dict is of a layout :func:`facerec.models.pretrained.identify_state_dict`
-    knows (facerec's or insightface's IResNet, MobileFaceNet, ViT, torchvision's ResNet), else
-    "": what a message about weights that do not fit says the file holds."""
+    """ "; the weights are <architecture> (<the backbone config that takes them>)" for a state
+    dict :func:`facerec.models.pretrained.identify_state_dict` knows, else ""."""
     from facerec.models.pretrained import identify_state_dict
 
     try:
@@ -433,43 +389,23 @@ def _rebuild_backbone(ckpt: dict[str, Any], p: Path) -> nn.Module:
     except FacerecError:
         raise
     except Exception as e:
-        msg = (str(e).splitlines() or [""])[0][:200]
         raise DataError(
             f"{p}: the facerec model does not rebuild from this checkpoint "
-            f"({type(e).__name__}: {msg}); {EXPECTED} by this facerec version"
+            f"({type(e).__name__}: {_first_line(e)[:200]}); {EXPECTED} by this facerec version"
         ) from None
     return backbone.eval()
 
 
-#: names ``--checkpoint`` (and :func:`load_facerec_checkpoint`) take for a model that ships in
-#: a package, not as a file; a file of that name in the working folder wins
+#: names ``--checkpoint`` takes for a model that ships in a package (a file of that name wins)
 PRETRAINED: dict[str, str] = {
     "dlib-r29": "dlib's face ResNet (29 conv layers, 150x150, 128-d), from face-recognition-models",
 }
 
 
-def _load_pretrained(name: str) -> LoadedModel:
-    """The packaged model ``name`` of :data:`PRETRAINED` (weights read from the installed package;
-    one line saying how to install it when it is missing), with the preprocessing it declares
-    (dlib-r29: 150x150, dlib's face chip as its alignment template)."""
-    from facerec.models.dlib_resnet import load_dlib_resnet
-
-    backbone = load_dlib_resnet()
-    return LoadedModel(
-        backbone=backbone.eval(),
-        preprocess=Preprocess.for_backbone(backbone),
-        path=Path(name),
-    )
-
-
 def load_pretrained_into(backbone: nn.Module, name: str) -> list[str]:
     """Copy the packaged model ``name``'s weights into ``backbone`` (``model.init_from
-    dlib-r29``); returns the names loaded (``backbone.…``).
-
-    Raises:
-        ConfigError: ``backbone`` is not that model's architecture (names the config expected).
-        DataError: the weights package is not installed (says how to install it).
-    """
+    dlib-r29``); returns the names loaded (``backbone.…``). ConfigError for another
+    architecture, DataError when the weights package is not installed."""
     from facerec.models.dlib_resnet import DlibResNet, load_dlib_resnet
 
     if not isinstance(backbone, DlibResNet):
@@ -483,16 +419,20 @@ def load_pretrained_into(backbone: nn.Module, name: str) -> list[str]:
 
 
 def load_facerec_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
-    """Load the embedding network of the facerec checkpoint ``path`` onto the CPU.
+    """Load the embedding network of the facerec checkpoint (or :data:`PRETRAINED` name)
+    ``path`` onto the CPU.
 
     Raises:
-        DataError: the file is missing, is not a PyTorch checkpoint, has no ``facerec`` entry
-            (not written by facerec), names anything but facerec's own model parts (see
-            :func:`check_hyperparameters`), or its model does not rebuild.
+        DataError: the file is missing, is not a PyTorch checkpoint, has no ``facerec`` entry,
+            names anything but facerec's own model parts (:func:`check_hyperparameters`), or
+            its model does not rebuild.
     """
     p = Path(path)
     if str(path) in PRETRAINED and not p.exists():
-        return _load_pretrained(str(path))
+        from facerec.models.dlib_resnet import load_dlib_resnet
+
+        backbone = load_dlib_resnet().eval()
+        return LoadedModel(backbone, Preprocess.for_backbone(backbone), p)
     ckpt = read_checkpoint_dict(p)  # DataError "checkpoint not found" for a missing file
     check_hyperparameters(ckpt, p)
     meta = ckpt.get("facerec")
@@ -518,15 +458,8 @@ def load_checkpoint_embedder(
     batch_size: int = 256,
     resize_mode: ResizeMode | None = None,
 ) -> TorchEmbedder:
-    """A facerec Lightning checkpoint as a :class:`TorchEmbedder` of its embedding network.
-
-    The input size, resize mode, channel order, mean/std and alignment template come from the
-    checkpoint's stored :class:`Preprocess` (what it lacks, from the model's declaration);
-    ``resize_mode`` overrides the saved mode.
-
-    Raises:
-        DataError: the file is missing or is not a facerec checkpoint.
-    """
+    """A facerec checkpoint as a :class:`TorchEmbedder` fed as its stored :class:`Preprocess`
+    says (``resize_mode`` overrides); DataError for a missing or non-facerec file."""
     loaded = load_facerec_checkpoint(path)
     return TorchEmbedder.from_preprocess(
         loaded.backbone.to(device), loaded.preprocess, device, batch_size, resize_mode

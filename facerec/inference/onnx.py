@@ -1,15 +1,10 @@
 """Running exported ONNX models: their metadata, an onnxruntime session, :class:`OnnxEmbedder`.
 
-The preprocessing is stored in the ONNX metadata (``metadata_props``), one key each (see
-:data:`METADATA_KEYS`): ``input_size`` "[H, W]", ``channel_order`` "RGB", ``mean`` and ``std``
-"[m, m, m]" (pixel units, 0..255), ``layout`` "NCHW" or "NHWC", ``input_dtype`` "float32" or
-"uint8", ``normalization_in_graph`` "true"/"false", ``embedding_dim`` "D", ``normalized_output``
-"true"/"false", ``resize_mode`` "resize", ``align_template`` "arcface" or "dlib" (the crops'
-5-point template), ``facerec_version``.
-
-A file without these keys is read with the documented defaults (112×112 RGB, mean = std = 127.5,
-float32 NCHW input, raw output, the ArcFace template; a static input size in the graph and a
-uint8 input type override them), with a warning saying so. Writing models is
+The preprocessing is stored in ``metadata_props``, one string per :data:`METADATA_KEYS` key
+(lists as JSON: ``input_size`` "[H, W]", ``mean``/``std`` "[m, m, m]" in pixel units; booleans
+"true"/"false"). A file without them is read with the documented defaults (112x112 RGB,
+mean = std = 127.5, float32 NCHW input, raw output, the ArcFace template; a static input size
+and a uint8 input in the graph override them), with a warning. Writing is
 :mod:`facerec.export.onnx`'s job.
 """
 
@@ -19,34 +14,39 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from facerec.align.transform import DEFAULT_TEMPLATE
 from facerec.data.image import ResizeMode, fit_to_size
 from facerec.errors import ConfigError, DataError, FacerecError
 
 from .embedder import Embedder
 from .preprocess import Preprocess
 
-#: Metadata keys written by ``facerec export`` (values are strings; lists are JSON).
+#: Metadata keys written by ``facerec export``, in order (values are strings; lists are JSON).
 METADATA_KEYS = (
-    "facerec_version",
-    "input_size",
-    "channel_order",
-    "mean",
-    "std",
-    "layout",
-    "input_dtype",
-    "normalization_in_graph",
-    "embedding_dim",
-    "normalized_output",
-    "resize_mode",
+    *("facerec_version", "input_size", "channel_order", "mean", "std", "layout", "input_dtype"),
+    *("normalization_in_graph", "embedding_dim", "normalized_output", "resize_mode"),
     "align_template",
 )
+_FLAGS = ("normalization_in_graph", "normalized_output")
+
+
+def _onnx_file(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: ONNX model not found; expected a .onnx written by facerec export")
+    return p
+
+
+def _static_size(shape: Sequence[Any] | None, layout: str) -> tuple[int, int] | None:
+    """The (H, W) a graph input of ``shape`` fixes (None where it is symbolic or missing)."""
+    hw = list(shape or [])[1:3] if layout == "NHWC" else list(shape or [])[2:4]
+    ok = len(hw) == 2 and all(isinstance(v, int) and v > 0 for v in hw)
+    return (int(hw[0]), int(hw[1])) if ok else None
 
 
 def require_onnx() -> tuple[Any, Any]:
@@ -65,11 +65,8 @@ def require_onnx() -> tuple[Any, Any]:
 @dataclass
 class OnnxMetadata(Preprocess):
     """A :class:`Preprocess` as stored in (or defaulted for) an ONNX file, plus how the graph
-    takes its input (``input_dtype``, ``normalization_in_graph``).
-
-    ``from_facerec`` is False when the file had no facerec metadata and the defaults (plus what
-    the graph's input says) were used; ``notes`` then says what was assumed.
-    """
+    takes its input; ``from_facerec`` is False when the file had no facerec metadata (``notes``
+    then says what was assumed)."""
 
     input_dtype: str = "float32"
     normalization_in_graph: bool = False
@@ -86,20 +83,13 @@ class OnnxMetadata(Preprocess):
         version: str | None = None,
     ) -> OnnxMetadata:
         """The metadata of a model exported from ``preprocess`` (baked input: uint8 NHWC)."""
-        return cls(
-            input_size=preprocess.input_size,
-            channel_order=preprocess.channel_order,
-            mean=preprocess.mean,
-            std=preprocess.std,
-            layout="NHWC" if bake_normalization else "NCHW",
-            embedding_dim=preprocess.embedding_dim,
-            normalized_output=bool(l2_normalize or preprocess.normalized_output),
-            resize_mode=preprocess.resize_mode,
-            align_template=preprocess.align_template,
-            input_dtype="uint8" if bake_normalization else "float32",
-            normalization_in_graph=bake_normalization,
-            facerec_version=version,
-        )
+        meta = cls(**{f.name: getattr(preprocess, f.name) for f in fields(Preprocess)})
+        meta.layout = "NHWC" if bake_normalization else "NCHW"
+        meta.normalized_output = bool(l2_normalize or preprocess.normalized_output)
+        meta.input_dtype = "uint8" if bake_normalization else "float32"
+        meta.normalization_in_graph = bake_normalization
+        meta.facerec_version = version
+        return meta
 
     def to_props(self) -> dict[str, str]:
         """The ONNX ``metadata_props`` (string -> string) for this metadata."""
@@ -124,30 +114,19 @@ class OnnxMetadata(Preprocess):
         input_shape: Sequence[Any] | None = None,
         source: str = "<onnx>",
     ) -> OnnxMetadata:
-        """Parse ``metadata_props``; fall back to the defaults (and the graph input).
-
-        ``input_type`` is onnxruntime's type string (``tensor(uint8)``) and ``input_shape`` its
-        shape (ints or symbolic names) of the model's single input.
-        """
+        """Parse ``metadata_props`` (keys it lacks keep their defaults); without them, the
+        defaults and what the graph's single input says: ``input_type``, onnxruntime's type
+        string (``tensor(uint8)``), and ``input_shape`` (ints or symbolic names)."""
         if "input_size" not in props:
             return cls._defaults(input_type, input_shape, source)
         try:
-            size = json.loads(props["input_size"])
-            dim = props.get("embedding_dim")
-            meta = cls(
-                input_size=(int(size[0]), int(size[1])),
-                channel_order=props.get("channel_order", "RGB"),
-                mean=json.loads(props.get("mean", "127.5")),
-                std=json.loads(props.get("std", "127.5")),
-                layout=props.get("layout", "NCHW"),
-                input_dtype=props.get("input_dtype", "float32"),
-                normalization_in_graph=props.get("normalization_in_graph", "false") == "true",
-                embedding_dim=int(dim) if dim else None,
-                normalized_output=props.get("normalized_output", "false") == "true",
-                resize_mode=props.get("resize_mode", "resize"),  # type: ignore[arg-type]
-                align_template=props.get("align_template", DEFAULT_TEMPLATE),
-                facerec_version=props.get("facerec_version"),
-            )
+            kw: dict[str, Any] = {k: props[k] for k in METADATA_KEYS if k in props}
+            size, dim = json.loads(kw["input_size"]), kw.get("embedding_dim")
+            kw["input_size"] = (int(size[0]), int(size[1]))
+            kw["embedding_dim"] = int(dim) if dim else None
+            kw |= {k: json.loads(kw[k]) for k in ("mean", "std") if k in kw}
+            kw |= {k: kw[k] == "true" for k in _FLAGS if k in kw}
+            meta = cls(**kw)
         except (ValueError, TypeError, IndexError, DataError, json.JSONDecodeError) as e:
             raise DataError(
                 f"{source}: unreadable facerec metadata ({e}); expected the keys written by "
@@ -167,11 +146,11 @@ class OnnxMetadata(Preprocess):
             meta.layout, meta.input_dtype, meta.normalization_in_graph = "NHWC", "uint8", True
             if len(shape) == 4 and shape[1] == 3 and shape[3] != 3:
                 meta.layout = "NCHW"
-        hw = shape[1:3] if meta.layout == "NHWC" else shape[2:4]
         size_note = "112x112"
-        if len(hw) == 2 and all(isinstance(s, int) and s > 0 for s in hw):
-            meta.input_size = (int(hw[0]), int(hw[1]))
-            size_note = f"{hw[0]}x{hw[1]} (from the graph's input shape)"
+        fixed = _static_size(shape, meta.layout)
+        if fixed is not None:
+            meta.input_size = fixed
+            size_note = f"{fixed[0]}x{fixed[1]} (from the graph's input shape)"
         what = (
             f"uint8 {meta.layout} input with the normalisation in the graph"
             if baked
@@ -197,9 +176,7 @@ class OnnxMetadata(Preprocess):
 def read_onnx_metadata(path: str | os.PathLike[str]) -> OnnxMetadata:
     """Read the preprocessing of an ONNX file (defaults, with a note, when it has none)."""
     onnx, _ = require_onnx()
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: ONNX model not found; expected a .onnx written by facerec export")
+    p = _onnx_file(path)
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as e:
@@ -259,19 +236,11 @@ def make_session(
 class OnnxEmbedder:
     """An exported ONNX model as an :class:`~facerec.inference.embedder.Embedder` (onnxruntime).
 
-    ``__call__(images)``: RGB uint8 (N, H, W, 3) -> float32 (N, D) embeddings (raw unless the
-    model was exported with L2 normalisation). The preprocessing comes from the file's metadata
-    (:class:`OnnxMetadata`): plain models get ``(x − mean) / std`` as float32 NCHW, models with
-    the normalisation baked in get the uint8 images as they are (NHWC, or NCHW if so declared).
-    Images not at ``input_size`` are brought to it with ``resize_mode``.
-
-    Args:
-        path: the .onnx file.
-        device: cpu, cuda, cuda:N or auto (CUDA needs onnxruntime-gpu; else the CPU is used,
-            with a warning).
-        batch_size: images per onnxruntime call.
-        resize_mode: overrides the file's resize mode.
-        threads: intra-op threads (0: onnxruntime's default).
+    RGB uint8 (N, H, W, 3) -> float32 (N, D), fed as the file's :class:`OnnxMetadata` says
+    (``(x − mean) / std`` float32 NCHW, or uint8 as they are where the normalisation is in the
+    graph); images of another size are brought to ``input_size`` with ``resize_mode`` (which
+    overrides the file's). ``device``: cpu, cuda, cuda:N or auto (without onnxruntime-gpu, the
+    CPU with a warning); ``threads``: intra-op threads (0: onnxruntime's default).
     """
 
     def __init__(
@@ -282,11 +251,7 @@ class OnnxEmbedder:
         resize_mode: ResizeMode | None = None,
         threads: int = 0,
     ) -> None:
-        p = Path(path)
-        if not p.is_file():
-            raise DataError(
-                f"{p}: ONNX model not found; expected a .onnx written by facerec export"
-            )
+        p = _onnx_file(path)
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size} must be >= 1")
         self.path = p
@@ -305,15 +270,13 @@ class OnnxEmbedder:
                 f"{p}: the input is {inputs[0].type} but the metadata says "
                 f"{self.meta.input_dtype}; expected a file written by facerec export"
             )
-        shape = list(inputs[0].shape)
-        hw = shape[1:3] if self.meta.layout == "NHWC" else shape[2:4]
-        fixed = [int(v) for v in hw if isinstance(v, int) and v > 0]
-        if len(hw) == 2 and len(fixed) == 2 and tuple(fixed) != tuple(self.meta.input_size):
+        fixed = _static_size(inputs[0].shape, self.meta.layout)
+        if fixed is not None and fixed != tuple(self.meta.input_size):
             h, w = self.meta.input_size
             raise DataError(
                 f"{p}: the metadata says input_size {h}x{w} but the graph's input "
-                f"{inputs[0].name!r} is {shape} ({fixed[0]}x{fixed[1]}); expected them to agree "
-                "(a file edited after facerec export?)"
+                f"{inputs[0].name!r} is {list(inputs[0].shape)} ({fixed[0]}x{fixed[1]}); "
+                "expected them to agree (a file edited after facerec export?)"
             )
         self.preprocess: Preprocess = self.meta
         self.input_size: tuple[int, int] = tuple(self.meta.input_size)  # type: ignore[assignment]
