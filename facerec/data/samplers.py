@@ -109,9 +109,9 @@ class _EpochForwarder:
         self.owner.set_epoch(epoch)
 
 
-def _check_int(what: str, value: Any, least: int) -> int:
+def _check_int(what: str, value: Any, least: int, bool_ok: bool = True) -> int:
     """``value`` as an int, or :class:`ConfigError` "``what`` must be an integer >= least"."""
-    if isinstance(value, bool) or int(value) != value or value < least:
+    if (not bool_ok and isinstance(value, bool)) or int(value) != value or value < least:
         raise ConfigError(f"{what} must be an integer >= {least}, got {value}")
     return int(value)
 
@@ -248,8 +248,8 @@ class ShuffleBatchSampler(_ResumableBatchSampler):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        self.num_samples = _check_int(f"{name} num_samples", num_samples, 1)
-        self.batch_size = _check_int(f"{name} batch_size", batch_size, 1)
+        self.num_samples = _check_int(f"{name} num_samples", num_samples, 1, bool_ok=False)
+        self.batch_size = _check_int(f"{name} batch_size", batch_size, 1, bool_ok=False)
         self.seed = _check_seed(name, seed)
         self.num_replicas, self.rank = _check_ranks(name, num_replicas, rank)
         self.global_batch_size = self.batch_size * self.num_replicas
