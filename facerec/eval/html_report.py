@@ -521,10 +521,8 @@ def _calibration(models: dict, out_dir: Path) -> list[str]:
         if c.get("plot"):
             out.append(f'<div class="plots"><img class="reliability" alt="reliability {_e(m)}" '
                        f'src="{file_data_uri(out_dir / c["plot"])}"></div>')  # fmt: skip
-        thr = "".join(
-            f"<tr><td>{_e(far_key(t['far']))}</td><td>{number(t['threshold'])}</td></tr>"
-            for t in c["thresholds"]
-        )
+        thr = [html_row([far_key(t["far"]), number(t["threshold"])]) for t in c["thresholds"]]
+        head = ["FAR", "cosine threshold (same when score >= t)"]
         where = (
             f"stored in <code>{_e(c['written_to'])}</code>"
             if c.get("written_to")
@@ -533,8 +531,7 @@ def _calibration(models: dict, out_dir: Path) -> list[str]:
         out.append(f'<p>Held-out ({c["folds"]}-fold) expected calibration error '
                    f'<b class="ece">{number(c["ece"])}</b> ({c["bins"]} equal-width bins), Brier '
                    f"{number(c['brier'])}; {where}.</p>"
-                   '<table class="thresholds"><tr><th>FAR</th><th>cosine threshold (same when '
-                   f"score &gt;= t)</th></tr>{thr}</table></div>")  # fmt: skip
+                   f"{html_table(head, thr, 'thresholds')}</div>")  # fmt: skip
     out.append("</section>")
     return out
 
@@ -545,9 +542,7 @@ def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLi
     out_dir = Path(out_dir)
     models = results.get("models", {})
     by_key = {(p.model, p.benchmark): p for p in data.verification}
-    benches: list[str] = []
-    for mv in models.values():
-        benches += [b for b in mv.get("verification", {}) if b not in benches]
+    benches = list(dict.fromkeys(b for mv in models.values() for b in mv.get("verification", {})))
     created = results.get("created_utc") or datetime.datetime.now(datetime.UTC).isoformat(
         timespec="seconds"
     )
