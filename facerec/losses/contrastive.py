@@ -54,10 +54,7 @@ class ContrastiveLoss(MetricLoss):
             0.5 * F.relu(self.margin - dist) ** 2,
         )  # (N, N)
         num_pairs = upper.sum()
-        if n < 2:
-            loss = dist.sum() * 0.0
-        else:
-            loss = terms[upper].sum() / num_pairs
+        loss = dist.sum() * 0.0 if n < 2 else terms[upper].sum() / num_pairs
         with torch.no_grad():
             d = dist.detach()
             num_pos, num_neg = pos.sum(), neg.sum()

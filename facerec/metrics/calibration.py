@@ -103,10 +103,8 @@ def predict(method: str, parameters: dict[str, Any], scores: np.ndarray) -> np.n
 
 def _fit(method: str, scores: np.ndarray, same: np.ndarray) -> dict[str, Any]:
     if method == "logistic":
-        a, b = fit_logistic(scores, same)
-        return {"a": a, "b": b}
-    x, y = fit_isotonic(scores, same)
-    return {"x": x.tolist(), "y": y.tolist()}
+        return dict(zip("ab", fit_logistic(scores, same), strict=True))
+    return {k: v.tolist() for k, v in zip("xy", fit_isotonic(scores, same), strict=True)}
 
 
 @dataclass(frozen=True)
@@ -124,8 +122,7 @@ class ReliabilityBin:
 def reliability(
     prob: np.ndarray, same: np.ndarray, bins: int = DEFAULT_BINS
 ) -> list[ReliabilityBin]:
-    """The reliability diagram of ``prob`` against the labels ``same``: ``bins`` equal-width
-    bins."""
+    """The reliability diagram of ``prob`` against the labels ``same``, equal-width bins."""
     p = np.asarray(prob, np.float64)
     y = np.asarray(same, np.float64)
     idx = np.minimum((p * bins).astype(np.int64), bins - 1)

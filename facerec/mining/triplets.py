@@ -164,11 +164,8 @@ def semi_hard(
 
 def _terms(d_ap: Tensor, d_an: Tensor, margin: float, soft_margin: bool) -> tuple[Tensor, Tensor]:
     """Per-triplet loss terms and active mask (any matching shapes)."""
-    if soft_margin:
-        x = d_ap - d_an
-        return F.softplus(x), x > 0
-    x = d_ap - d_an + margin
-    return F.relu(x), x > 0
+    x = d_ap - d_an if soft_margin else d_ap - d_an + margin
+    return (F.softplus(x) if soft_margin else F.relu(x)), x > 0
 
 
 def triplet_loss_from_triplets(
@@ -194,11 +191,7 @@ def triplet_loss_from_triplets(
         zero = dist.sum() * 0.0
         return TripletLossResult(zero, count, count.clone(), zero.detach(), zero.detach())
     return TripletLossResult(
-        loss=terms.mean(),
-        num_triplets=count,
-        num_active=active.sum(),
-        mean_d_ap=d_ap.detach().mean(),
-        mean_d_an=d_an.detach().mean(),
+        terms.mean(), count, active.sum(), d_ap.detach().mean(), d_an.detach().mean()
     )
 
 
