@@ -1,8 +1,5 @@
-"""Losses: metric-learning losses (triplet, contrastive) on embeddings, and CenterLoss.
-
-All take ``(embeddings (B, D), labels (B,))`` and return a scalar, so they can be used alone or
-added to a margin head's loss. ``CenterLoss`` lives in :mod:`facerec.losses.center` and is imported
-on first access.
+"""Losses on ``(embeddings (B, D), labels (B,))`` -> scalar, alone or added to a margin head's:
+metric-learning losses (triplet, contrastive) and ``CenterLoss`` (imported on first access).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -115,16 +115,13 @@ def fold_ids(n: int, n_folds: int = 10) -> np.ndarray:
 @dataclass
 class KFoldResult:
     """Result of :func:`kfold_accuracy`: mean and std (ddof=0, as insightface) of the (F,)
-    per-fold test accuracies, and the (F,) thresholds chosen on the other folds."""
+    per-fold test accuracies, the (F,) thresholds chosen on the other folds and their mean."""
 
     accuracy_mean: float
     accuracy_std: float
     fold_accuracies: np.ndarray
     fold_thresholds: np.ndarray
-    threshold_mean: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.threshold_mean = float(np.mean(self.fold_thresholds))
+    threshold_mean: float
 
 
 def stratified_fold_ids(issame: np.ndarray, n_folds: int = 10, seed: int = 0) -> np.ndarray:
@@ -224,7 +221,7 @@ def kfold_accuracy(
         best = int(np.argmax(train))
         chosen[i] = thr[best]
         accs[i] = correct[i, best] / sizes[i]
-    return KFoldResult(float(accs.mean()), float(accs.std()), accs, chosen)
+    return KFoldResult(float(accs.mean()), float(accs.std()), accs, chosen, float(np.mean(chosen)))
 
 
 def roc(

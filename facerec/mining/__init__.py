@@ -1,8 +1,5 @@
-"""Online triplet mining: distances and vectorised miners (batch-all, batch-hard, semi-hard).
-
-All miners are pure functions of a (B, B) distance matrix and (B,) labels; see
-:mod:`facerec.mining.triplets` for the exact definitions and ``tests/mining_reference.py`` for
-the same definitions written as plain loops.
+"""Online triplet mining: distances and vectorised miners (batch-all, batch-hard, semi-hard),
+pure functions of a (B, B) distance matrix and (B,) labels (:mod:`facerec.mining.triplets`).
 """
 
 from facerec.mining.distances import DISTANCES, Distance, check_distance, pairwise_distances
