@@ -36,6 +36,9 @@ from facerec.heads.base import (
     target_cosine,
 )
 
+#: read by facerec.inference.checkpoint.allowed_classes: the classes a checkpoint may name
+__all__ = ["ShardedClassCentres", "ShardedMarginHead", "distributed_cross_entropy", "shard_range"]
+
 #: Rows per block of the world-size-independent initialisation, and its std (insightface's).
 INIT_BLOCK_ROWS = 65536
 INIT_STD = 0.01
