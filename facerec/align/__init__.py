@@ -1,9 +1,6 @@
 """Face alignment: 5-point similarity warp onto a template (ArcFace's, dlib's face chip),
-detectors, ``facerec align`` and the :class:`Aligner` of ``--align``.
-
-Light to import (numpy + OpenCV only); the detector (torch, facenet-pytorch) loads on demand from
-:mod:`facerec.align.detect`.
-"""
+detectors, ``facerec align`` and the :class:`Aligner` of ``--align``. Light to import (numpy +
+OpenCV); the detector (torch, facenet-pytorch) loads on demand."""
 
 from facerec.align.options import Aligner
 from facerec.align.source import AlignedImages, FaceTable

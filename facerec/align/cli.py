@@ -49,8 +49,6 @@ from facerec.data.image import encode_image, read_image
 from facerec.errors import ConfigError, DataError
 from facerec.io import atomic_write_bytes, atomic_write_csv
 
-__all__ = ["REPORT_COLUMNS", "align_folder", "list_photos", "main"]
-
 REPORT_NAME = "align_report.csv"
 _JOURNAL_NAME = ".align_report.partial.csv"
 _LM = ("le", "re", "nose", "lm", "rm")
@@ -62,11 +60,6 @@ REPORT_COLUMNS = (
 )
 _WRITE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
 _STATUS, _OUTPUT = REPORT_COLUMNS.index("status"), REPORT_COLUMNS.index("output")
-
-
-def list_photos(root: Path) -> list[Path]:
-    """Image files under ``root`` (any depth, the one scanner's rules), relative to ``root``."""
-    return [p.relative_to(root) for p in list_images(root, "photo folder (--in)")]
 
 
 def _rows_for(rel: str, choice: FaceChoice | None, outputs: list[str], error: str = "") -> list:
@@ -207,7 +200,7 @@ def align_folder(
         if not root.is_dir():
             raise DataError(f"image root (--in) {root} does not exist; expected a folder")
     else:
-        rels = list_photos(root)
+        rels = [p.relative_to(root) for p in list_images(root, "photo folder (--in)")]
     try:
         if out.resolve() == root.resolve() or out.resolve().is_relative_to(root.resolve()):
             raise ConfigError(f"--out {out} is inside --in {root}; choose a folder outside it")

@@ -16,8 +16,6 @@ import numpy as np
 
 from facerec.errors import ConfigError, DataError
 
-__all__ = ["Detections", "FaceDetector", "MTCNNDetector"]
-
 INSTALL_HINT = "pip install 'facerec[align]'"
 
 
@@ -45,13 +43,6 @@ class FaceDetector(Protocol):
     """The detector interface: a batch of RGB uint8 (H, W, 3) images -> one Detections each."""
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
-
-
-def _check_image(img: np.ndarray) -> np.ndarray:
-    a = np.asarray(img)
-    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
-        raise DataError(f"a detector takes RGB uint8 images (H, W, 3), got {a.dtype} {a.shape}")
-    return a
 
 
 class MTCNNDetector:
@@ -111,7 +102,12 @@ class MTCNNDetector:
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """RGB uint8 (H, W, 3) images (any sizes) -> one :class:`Detections` per image."""
-        imgs = [_check_image(im) for im in images]
+        imgs = [np.asarray(im) for im in images]
+        for a in imgs:
+            if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+                raise DataError(
+                    f"a detector takes RGB uint8 images (H, W, 3), got {a.dtype} {a.shape}"
+                )
         out = [Detections.empty() for _ in imgs]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, im in enumerate(imgs):

@@ -21,8 +21,6 @@ from facerec.align.detect import Detections
 from facerec.align.transform import reduce_68_to_5
 from facerec.errors import DataError
 
-__all__ = ["detections_from_landmarks", "read_landmarks"]
-
 _SPLIT = re.compile(r"[,\s]+")
 
 

@@ -20,8 +20,6 @@ from facerec.align.transform import DEFAULT_TEMPLATE, arcface_template, crop_siz
 from facerec.data.sources import ImageSource
 from facerec.errors import ConfigError
 
-__all__ = ["Aligner", "add_align_arguments", "aligner_from_args"]
-
 
 def add_align_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--align`` and ``--align-{size,keep,min-face,threshold}``."""
@@ -128,21 +126,14 @@ class Aligner:
                 )
         return self._tables[key]
 
-    def crop_for(self, model: Any = None) -> tuple[str, tuple[int, int]]:
-        """(template, crop size) for ``model``: a :class:`~facerec.inference.Preprocess`, an
-        embedder (its ``preprocess``) or None. The ArcFace template is cut at :attr:`size`
-        (then the model's resize, as crops from ``facerec align``); another template at the
-        model's input size."""
-        template = template_of(model)
-        if template == DEFAULT_TEMPLATE:
-            return template, self.size
-        h, w = getattr(model, "preprocess", model).input_size[:2]
-        return template, (int(h), int(w))
-
     def wrap(self, key: str, images: ImageSource, model: Any = None) -> AlignedImages:
-        """``images`` aligned as ``model`` expects (:meth:`crop_for`; None: the ArcFace crop of
-        :attr:`size`); faces found once per ``key``, warped per template."""
-        template, size = self.crop_for(model)
+        """``images`` aligned as ``model`` (a :class:`~facerec.inference.Preprocess`, an embedder
+        or None) expects: the ArcFace template cut at :attr:`size` (then the model's resize),
+        another template at the model's input size. Faces are found once per ``key``."""
+        template, size = template_of(model), self.size
+        if template != DEFAULT_TEMPLATE:
+            h, w = getattr(model, "preprocess", model).input_size[:2]
+            size = (int(h), int(w))
         self._templates.setdefault(key, {})[template] = list(size)
         return AlignedImages(images, self.faces(key, images), size, template)
 

@@ -16,16 +16,6 @@ from facerec.align.detect import Detections, FaceDetector
 from facerec.align.transform import DEFAULT_TEMPLATE, align_face
 from facerec.errors import ConfigError
 
-__all__ = [
-    "DEFAULT_KEEP",
-    "FACE_RULES",
-    "KEEP_POLICIES",
-    "FaceChoice",
-    "choose_faces",
-    "detect_images",
-    "face_values",
-]
-
 #: one-face rules: how the face of an image with several is chosen (:func:`face_values`)
 FACE_RULES = ("framed", "insightface", "largest", "center")
 #: which face(s) of an image with several to keep: a rule, or ``all``

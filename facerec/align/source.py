@@ -22,8 +22,6 @@ from facerec.data.image import fit_to_size
 from facerec.data.sources import ImageSource
 from facerec.errors import ConfigError, DataError
 
-__all__ = ["AlignedImages", "FaceTable", "locate_faces"]
-
 
 @dataclass(frozen=True)
 class FaceTable:
@@ -86,11 +84,9 @@ def locate_faces(
     m = len(images)
     landmarks = np.full((m, 5, 2), np.nan, np.float32)
     status = np.full(m, "unreadable", dtype=object)  # until the image is read
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        bar = tqdm(total=m, unit="img", desc=desc, file=sys.stderr)
+    bar = tqdm(total=m, unit="img", desc=desc, file=sys.stderr, disable=not progress)
     with ThreadPoolExecutor(max(1, num_workers)) as pool:
         for start in range(0, m, batch_size):
             idx = range(start, min(start + batch_size, m))
@@ -102,10 +98,8 @@ def locate_faces(
                 status[start + k] = choice.status
                 if len(choice.kept):
                     landmarks[start + k] = choice.kept.landmarks[0]
-            if bar is not None:
-                bar.update(len(idx))
-    if bar is not None:
-        bar.close()
+            bar.update(len(idx))
+    bar.close()
     return FaceTable(landmarks, status.astype(str))
 
 

@@ -24,21 +24,6 @@ import numpy as np
 
 from facerec.errors import ConfigError, DataError
 
-__all__ = [
-    "ARCFACE_TEMPLATE_112",
-    "DEFAULT_TEMPLATE",
-    "TEMPLATES",
-    "align_face",
-    "arcface_template",
-    "dlib_chip_points",
-    "dlib_template",
-    "reduce_68_to_5",
-    "template_of",
-    "template_points",
-    "transform_points",
-    "umeyama",
-]
-
 #: insightface's ``arcface_dst``: the 5 landmarks of an aligned 112x112 ArcFace crop.
 ARCFACE_TEMPLATE_112 = np.array(
     [

@@ -1,16 +1,5 @@
-"""Inference: from a trained model and images to embeddings; below eval and export.
-
-* :mod:`~facerec.inference.preprocess`: :class:`Preprocess`, the one preprocessing record
-  (stored in checkpoints and ONNX metadata);
-* :mod:`~facerec.inference.embedder`: the :class:`Embedder` protocol, :class:`TorchEmbedder`;
-* :mod:`~facerec.inference.onnx`: ONNX metadata and :class:`OnnxEmbedder` (onnxruntime);
-* :mod:`~facerec.inference.checkpoint`: the one facerec checkpoint loader;
-* :mod:`~facerec.inference.model`: :func:`load_embedder`, a checkpoint or ONNX model as an
-  Embedder;
-* :mod:`~facerec.inference.loop`: :func:`embed_images`, the one embedding loop over an
-  :class:`~facerec.data.sources.ImageSource`, and :func:`l2_normalize`.
-
-``onnx`` and ``onnxruntime`` are imported only when an ONNX model is used.
+"""Inference: from a trained model (checkpoint or ONNX) and images to embeddings; below eval
+and export. ``onnx`` and ``onnxruntime`` are imported only when an ONNX model is used.
 """
 
 from __future__ import annotations

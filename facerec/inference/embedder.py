@@ -24,12 +24,8 @@ from .preprocess import Preprocess
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Anything that embeds faces.
-
-    ``__call__(images)``: (N, H, W, 3) uint8 RGB at ``input_size`` -> (N, D) float32
-    embeddings. ``input_size`` is (height, width); ``resize_mode`` is how images of another size
-    are brought to it ("resize" or "center_crop").
-    """
+    """Anything that embeds faces: (N, H, W, 3) uint8 RGB at ``input_size`` (height, width) ->
+    (N, D) float32; ``resize_mode``: how images of another size are brought to it."""
 
     input_size: tuple[int, int]
     resize_mode: ResizeMode
@@ -52,11 +48,10 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 class TorchEmbedder:
     """Wrap a backbone ``(B, 3, H, W) float -> (B, D)`` as an :class:`Embedder`.
 
-    Images are put in the model's channel order (RGB, or BGR with ``channel_order="BGR"``),
-    normalised as ``(x - mean) / std`` (default 127.5 / 127.5; a scalar or one value per
-    channel, in the model's channel order) and run under ``torch.inference_mode`` in eval mode
-    (the module's train/eval flags are restored afterwards), ``batch_size`` images at a time.
-    :meth:`from_preprocess` takes these from a :class:`Preprocess` record.
+    Images are put in ``channel_order``, normalised as ``(x - mean) / std`` (a scalar or one value
+    per channel, in that order) and run in eval mode under ``torch.inference_mode`` (the train
+    flags are restored after), ``batch_size`` at a time. :meth:`from_preprocess` takes these
+    from a :class:`Preprocess`.
     """
 
     def __init__(
@@ -72,13 +67,7 @@ class TorchEmbedder:
     ) -> None:
         if channel_order not in ("RGB", "BGR"):
             raise DataError(f"channel order {channel_order!r} is not known; expected RGB or BGR")
-        self.preprocess = Preprocess(
-            input_size=input_size,
-            channel_order=channel_order,
-            mean=mean,  # type: ignore[arg-type]
-            std=std,  # type: ignore[arg-type]
-            resize_mode=resize_mode,
-        )
+        self.preprocess = Preprocess(input_size, channel_order, mean, std, resize_mode=resize_mode)  # type: ignore[arg-type]
         self.backbone = backbone
         self.input_size = self.preprocess.input_size
         self.device = torch.device(device)
@@ -106,9 +95,8 @@ class TorchEmbedder:
             std=preprocess.std,
             channel_order=preprocess.channel_order,
         )
-        emb.preprocess.embedding_dim = preprocess.embedding_dim
-        emb.preprocess.normalized_output = preprocess.normalized_output
-        emb.preprocess.align_template = preprocess.align_template
+        for name in ("embedding_dim", "normalized_output", "align_template"):
+            setattr(emb.preprocess, name, getattr(preprocess, name))
         return emb
 
     def __call__(self, images: np.ndarray) -> np.ndarray:

@@ -1,10 +1,9 @@
 """The one embedding loop: an :class:`~facerec.data.sources.ImageSource` through an embedder.
 
-Images are decoded and brought to the embedder's input size in a small thread pool (OpenCV
-releases the GIL), one batch ahead of the model; the flip test adds the embedding of each mirror
-image. Images that do not read either stop the run (the default: :class:`DataError` naming the
-image) or are skipped and reported. ``facerec eval``, ``facerec embed``, the in-training
-verification callback, the mining refresh and the tools all embed through :func:`embed_images`.
+Images are decoded and fitted in a small thread pool (OpenCV releases the GIL), one batch ahead
+of the model; the flip test adds the embedding of each mirror image. Every embedding in facerec
+(eval, embed, the verification callback, the mining refresh, the tools) goes through
+:func:`embed_images`.
 """
 
 from __future__ import annotations
@@ -79,21 +78,17 @@ def embed_images(
     normalize: bool = False,
     progress: bool = False,
 ) -> np.ndarray:
-    """Embed every image of ``images``: -> (M, D) float32 embeddings.
+    """Embed the M images: -> (M, D) float32, each fitted to ``embedder.input_size`` with
+    ``embedder.resize_mode`` here.
 
     Args:
-        embedder: brings nothing to size itself; each image is fitted to ``embedder.input_size``
-            with ``embedder.resize_mode`` here.
-        images: M images (:class:`ImageSource`).
-        batch_size: images per model call.
         flip: return ``f(x) + f(mirror(x))`` (the flip test).
         num_workers: decoding threads, working one batch ahead of the model.
         stats: when a list, an :class:`EmbedStats` is appended to it.
-        skipped: the bad-image policy. None (default): the first image that does not read
-            raises :class:`DataError` naming it. A list: such images are left out of the result
-            (so it has fewer than M rows) and ``(index, reason)`` is appended for each.
+        skipped: the bad-image policy. None: the first image that does not read raises its
+            :class:`DataError`. A list: such images are left out of the result (fewer than M
+            rows) and ``(index, reason)`` is appended for each.
         normalize: L2-normalise each row last.
-        progress: show a progress bar on stderr.
     """
     n = len(images)
     size, mode = tuple(embedder.input_size), embedder.resize_mode
@@ -101,11 +96,9 @@ def embed_images(
     load_time = 0.0
     chunks: list[np.ndarray] = []
     batches = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        bar = tqdm(total=n, unit="img", desc="embedding", file=sys.stderr)
+    bar = tqdm(total=n, unit="img", desc="embedding", file=sys.stderr, disable=not progress)
     try:
         with ThreadPoolExecutor(max(1, num_workers)) as pool, ThreadPoolExecutor(1) as ahead:
 
@@ -123,8 +116,7 @@ def embed_images(
                 pending = ahead.submit(fetch, batches[b + 1]) if b + 1 < len(batches) else None
                 for i, e in bad:  # only with a skipped list: else load_batch raised
                     skipped.append((i, str(e)))  # type: ignore[union-attr]
-                if bar is not None:
-                    bar.update(len(rng))
+                bar.update(len(rng))
                 if not len(batch):
                     continue
                 emb = np.asarray(embedder(batch), dtype=np.float32)
@@ -139,8 +131,7 @@ def embed_images(
                     )
                 chunks.append(emb)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     out = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
     if normalize:
         out = l2_normalize(out)

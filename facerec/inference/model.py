@@ -19,13 +19,8 @@ def load_embedder(
     batch_size: int = 64,
     resize_mode: ResizeMode | None = None,
 ) -> Embedder:
-    """The model as an :class:`~facerec.inference.Embedder`: exactly one of ``checkpoint`` and
-    ``onnx``.
-
-    A checkpoint runs in PyTorch (:class:`~facerec.inference.TorchEmbedder`) with its stored
-    preprocessing; an ONNX file runs in onnxruntime (:class:`~facerec.inference.OnnxEmbedder`)
-    with the preprocessing of its metadata. ``resize_mode`` overrides the stored one.
-    """
+    """Exactly one of ``checkpoint`` (run in PyTorch) and ``onnx`` (onnxruntime) as an
+    :class:`~facerec.inference.Embedder` fed as it says (``resize_mode`` overrides)."""
     if (checkpoint is None) == (onnx is None):
         raise ConfigError("give exactly one model: --checkpoint CKPT or --onnx MODEL")
     if onnx is not None:

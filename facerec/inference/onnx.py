@@ -326,14 +326,3 @@ def load_onnx_embedder(
     """An exported ONNX model as an :class:`OnnxEmbedder` (a clear :class:`DataError` when the
     file is missing)."""
     return OnnxEmbedder(path, device=device, batch_size=batch_size, resize_mode=resize_mode)
-
-
-__all__ = [
-    "METADATA_KEYS",
-    "OnnxEmbedder",
-    "OnnxMetadata",
-    "load_onnx_embedder",
-    "make_session",
-    "read_onnx_metadata",
-    "require_onnx",
-]

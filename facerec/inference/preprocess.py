@@ -1,12 +1,8 @@
 """The one preprocessing record: what an embedding network expects as input and gives as output.
 
-:class:`Preprocess` plays the role of timm's pretrained config: input size, channel order, mean
-and std (pixel units, 0..255, in the model's channel order), layout, embedding size, whether the
-output is L2-normalised, how images of another size are brought to the input size, and the
-alignment template of its crops (``align_template``: ``--align`` warps photos onto it). The
-network declares these (``Backbone.preprocessing``, read by :meth:`Preprocess.for_backbone`). It is
-written to checkpoints (``checkpoint["facerec"]["preprocess"]``, :meth:`Preprocess.to_dict`) and,
-through :class:`facerec.inference.onnx.OnnxMetadata`, to ONNX ``metadata_props``.
+:class:`Preprocess` plays the role of timm's pretrained config. The network declares it
+(``Backbone.preprocessing``); it is stored in checkpoints (``checkpoint["facerec"]["preprocess"]``)
+and, as :class:`facerec.inference.onnx.OnnxMetadata`, in ONNX ``metadata_props``.
 """
 
 from __future__ import annotations
@@ -38,16 +34,11 @@ class Preprocess:
     Attributes:
         input_size: (height, width) of the network input.
         channel_order: "RGB" or "BGR", the order the network was trained in.
-        mean, std: per channel, pixel units, in the network's channel order; the input is
-            ``(x - mean) / std``.
+        mean, std: per channel, pixel units (0..255), in that order: ``(x - mean) / std``.
         layout: "NCHW" (or "NHWC" for an ONNX model that takes images as they are).
-        embedding_dim: D, when known.
-        normalized_output: True when the network's output rows already have unit length.
-        resize_mode: how images of another size are brought to ``input_size``
-            ("resize" or "center_crop").
-        align_template: the 5-point template the network's crops are aligned to
-            (:data:`facerec.align.transform.TEMPLATES`; "arcface" for records written before
-            templates were recorded).
+        normalized_output: True when the output rows already have unit length.
+        resize_mode: how images of another size are brought to ``input_size``.
+        align_template: the 5-point template of its crops (:data:`~facerec.align.TEMPLATES`).
     """
 
     input_size: tuple[int, int] = (112, 112)
@@ -72,7 +63,6 @@ class Preprocess:
         self.normalized_output = bool(self.normalized_output)
         self.align_template = str(self.align_template)
 
-    # ------------------------------------------------------------------ checks
     def validate(self, source: str = "preprocess") -> Preprocess:
         """Raise :class:`DataError` naming ``source`` for values no facerec model can have."""
         problems = []
@@ -92,17 +82,14 @@ class Preprocess:
             raise DataError(f"{source}: bad preprocessing: {'; '.join(problems)}")
         return self
 
-    # ------------------------------------------------------------------ use
     def normalize(self, images: Any) -> Any:
-        """RGB (N, H, W, 3) images, uint8 or float, numpy or torch -> float32 (N, 3, H, W)
-        ``(x - mean) / std`` in the model's channel order (:func:`facerec.data.image.normalize`);
-        an array comes back contiguous, a tensor on its device."""
+        """RGB (N, H, W, 3) images, numpy or torch -> float32 (N, 3, H, W) ``(x - mean) / std``
+        in the model's channel order (an array comes back contiguous, a tensor on its device)."""
         if isinstance(images, np.ndarray):
             x = normalize(images.transpose(0, 3, 1, 2), self.mean, self.std, self.channel_order)
             return np.ascontiguousarray(x)
         return normalize(images.permute(0, 3, 1, 2), self.mean, self.std, self.channel_order)
 
-    # ------------------------------------------------------------------ storage
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint entry: plain lists and numbers."""
         d = asdict(self)
@@ -134,18 +121,15 @@ class Preprocess:
 
     @classmethod
     def coerce(cls, value: Preprocess | dict[str, Any], source: str = "preprocess") -> Preprocess:
-        """A :class:`Preprocess` as it is, a dict converted by :meth:`from_dict`; anything else
-        is refused with :class:`DataError`."""
+        """A :class:`Preprocess` as it is, anything else through :meth:`from_dict`."""
         if isinstance(value, Preprocess):
             return value
         return cls.from_dict(value, source)
 
     @classmethod
     def for_backbone(cls, backbone: Any) -> Preprocess:
-        """The preprocessing ``backbone`` declares (``facerec.models.base.Backbone.
-        preprocessing``: input and embedding size, channel order, mean, std, alignment
-        template), NCHW, raw output. A module without the declaration: its ``input_size`` and
-        ``embedding_dim``, RGB ``(x - 127.5) / 127.5``, the ArcFace template."""
+        """What ``backbone`` declares (``Backbone.preprocessing``); for a module without the
+        declaration, its ``input_size`` and ``embedding_dim`` and the defaults."""
         declared = getattr(backbone, "preprocessing", None)
         if callable(declared):
             return cls(**declared()).validate(type(backbone).__name__)
