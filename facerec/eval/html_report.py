@@ -33,10 +33,10 @@ from .report import (
     VERIFICATION_HEAD,
     identification_cells,
     number,
+    percent,
     quality_cells,
     verification_cells,
 )
-from .report import percent as _pct
 
 #: hardest genuine and impostor pairs shown per model and benchmark (``--report-pairs``)
 DEFAULT_REPORT_PAIRS = 10
@@ -394,7 +394,7 @@ def _threshold_table(v: dict) -> str:
                          t["tar"], "TAR", ">= t"))  # fmt: skip
     body = "".join(
         f'<tr><td class="l">{_e(a)}</td><td>{number(t)}</td><td class="l">{_e(w)}</td>'
-        f'<td>{_pct(x)} %</td><td class="l">{_e(rule)}</td></tr>'
+        f'<td>{percent(x)} %</td><td class="l">{_e(rule)}</td></tr>'
         for a, t, x, w, rule in rows
     )
     return ('<table class="thresholds"><tr><th class="l">operating point</th><th>cosine '
@@ -570,7 +570,7 @@ def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLi
             if v is None:
                 continue
             doc.append(f'<div class="model" id="{_anchor("m", b, m)}"><h3>{_e(m)} on {_e(b)}: '
-                       f"{_pct(v['accuracy_mean'])} % ({v['num_pairs']} pairs, "
+                       f"{percent(v['accuracy_mean'])} % ({v['num_pairs']} pairs, "
                        f"{_e(v.get('source', ''))})</h3>")  # fmt: skip
             hist = v.get("plots", {}).get("histogram")
             doc.append('<div class="plots">')
