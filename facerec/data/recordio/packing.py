@@ -24,8 +24,8 @@ from .writer import RecordIOWriter
 
 @dataclass(frozen=True)
 class PackSummary:
-    """What :func:`pack_folder` wrote; ``image_size`` is the (height, width) in ``property``,
-    ``reencoded`` the images not stored as their original bytes."""
+    """What :func:`pack_folder` wrote; ``image_size`` is the (height, width) in ``property`` (the
+    resize target, else the most common size), ``reencoded`` the images not stored as given."""
 
     rec_path: Path
     idx_path: Path
@@ -74,11 +74,9 @@ def pack_folder(
 ) -> PackSummary:
     """Pack ``root/<identity>/<image>`` into ``out/train.rec``, ``train.idx`` and ``property``.
 
-    The layout is insightface's: record 0 is a header (flag 2, labels ``(N + 1, N + 1 + C)``),
-    records ``1 .. N`` are the images (flag 0, label = identity index, id = key) and records
-    ``N + 1 .. N + C`` the identity key ranges (flag 2, labels ``(start, end)``, end exclusive).
-    Identities are the sorted sub-folder names (index 0, 1, ...), images sorted by file name
-    (the same order as :func:`facerec.data.folder.scan_image_folder`).
+    The layout is insightface's (see the package doc): header record 0, images ``1 .. N``
+    (label = identity index, id = key), identity key ranges ``N + 1 .. N + C``. Identities and
+    images are in :func:`facerec.data.folder.scan_image_folder`'s sorted order.
 
     Args:
         root: image folder, one sub-folder per identity.
@@ -92,8 +90,7 @@ def pack_folder(
         num_workers: threads that read, check and encode images (OpenCV releases the GIL).
         progress: called with the number of images done after each chunk (e.g. a tqdm update).
 
-    Every image is decoded once to check it (:class:`DataError` naming a corrupt one);
-    ``property`` gets the resize target or else the most common image size.
+    Every image is decoded once to check it (:class:`DataError` naming a corrupt one).
     """
     if image_format not in ("auto", "jpg", "png"):
         raise DataError(f"image format {image_format!r} is not known; expected auto, jpg or png")
