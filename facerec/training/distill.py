@@ -116,10 +116,9 @@ class FrozenTeacher:
         if self.onnx:
             u8 = x.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             return torch.from_numpy(self.embedder(u8)).to(images.device).float()
-        emb = self.embedder
         if next(self.net.parameters()).device != images.device:
             self.net.to(images.device)
-        x = emb.preprocess.normalize(x.permute(0, 2, 3, 1))  # takes (B, H, W, 3)
+        x = self.embedder.preprocess.normalize(x.permute(0, 2, 3, 1))  # takes (B, H, W, 3)
         self.net.eval()
         out = self.net(x)
         if not torch.isfinite(out).all():

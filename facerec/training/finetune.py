@@ -83,11 +83,10 @@ class Freezer:
         if options.steps < 0:
             raise ConfigError(f"model.freeze.steps is {options.steps}; expected >= 0")
         self.options = options
-        modules: list[nn.Module] = []
         if options.stages is None:
             head = getattr(backbone, "head", None)
             inside = {id(m) for m in head.modules()} if isinstance(head, nn.Module) else set()
-            modules = [m for m in backbone.children() if id(m) not in inside]
+            modules: list[nn.Module] = [m for m in backbone.children() if id(m) not in inside]
         else:
             stages = backbone.stages()  # type: ignore[operator]
             if not 0 <= options.stages <= len(stages):
@@ -103,12 +102,8 @@ class Freezer:
         unique = {id(p): p for m in modules for p in m.parameters() if p.requires_grad}
         self.params: list[nn.Parameter] = list(unique.values())
         self._modes: list[bool] | None = None
-        self.batchnorms = [
-            b
-            for m in modules
-            for b in m.modules()
-            if isinstance(b, nn.modules.batchnorm._BatchNorm)
-        ]
+        norm = nn.modules.batchnorm._BatchNorm
+        self.batchnorms = [b for m in modules for b in m.modules() if isinstance(b, norm)]
 
     def frozen(self, step: int) -> bool:
         """Whether the part is frozen at optimiser step ``step``."""
