@@ -213,14 +213,10 @@ def kfold_accuracy(
         tn = np.searchsorted(neg, thr, side="right")  # neg with score <= t
         correct[i] = tp + tn
         sizes[i] = m.sum()
-    total = correct.sum(axis=0)
-    accs = np.empty(uniq.size)
-    chosen = np.empty(uniq.size)
-    for i in range(uniq.size):
-        train = (total - correct[i]) / (s.size - sizes[i])
-        best = int(np.argmax(train))
-        chosen[i] = thr[best]
-        accs[i] = correct[i, best] / sizes[i]
+    # each fold's threshold: the first best on the other folds
+    best = np.argmax((correct.sum(axis=0) - correct) / (s.size - sizes)[:, None], axis=1)
+    chosen = thr[best]
+    accs = correct[np.arange(uniq.size), best] / sizes
     return KFoldResult(float(accs.mean()), float(accs.std()), accs, chosen, float(np.mean(chosen)))
 
 
