@@ -154,9 +154,7 @@ def group_report(
         "num_excluded_pairs": int(s.size) - n_in,
         "deployed": {
             "far": float(deployed_far),
-            "threshold": dep.threshold,
-            "achieved_far": dep.achieved_far,
-            "resolvable": dep.resolvable,
+            **{k: getattr(dep, k) for k in ("threshold", "achieved_far", "resolvable")},
             "rule": "same when score >= threshold",
         },
         "groups": per,
