@@ -57,9 +57,7 @@ def nearest_identities(
 
 def _drop_self(found: np.ndarray, k: int) -> np.ndarray:
     """Remove each row's own index (and -1 padding) from (C, k + 1) results, keep k columns."""
-    c = found.shape[0]
-    own = found == np.arange(c)[:, None]
-    keep = ~own & (found >= 0)
+    keep = (found != np.arange(found.shape[0])[:, None]) & (found >= 0)
     # stable: position of each kept entry among the kept ones of its row
     order = np.argsort(~keep, axis=1, kind="stable")
     out = np.take_along_axis(found, order, axis=1)[:, :k].copy()
