@@ -1,18 +1,13 @@
 """Match confidence: a verification score -> the probability that the pair is one identity.
 
-:func:`fit_calibration` fits the map on a benchmark's pairs and checks it by stratified k-fold
-(fixed seed): held-out predictions give the expected calibration error (ECE, ``bins``
-equal-width bins of the probability: ``sum_b n_b / N * |mean predicted_b - observed rate_b|``),
-the Brier score and the reliability diagram; the stored map is then fitted on all pairs. Maps:
-
-* ``logistic`` (Platt scaling): ``p = sigmoid(a * score + b)`` by Newton / IRLS, ridge 1e-6;
-* ``isotonic``: pool-adjacent-violators knots ``x`` (increasing), ``y`` (non-decreasing), read
-  by linear interpolation, flat beyond the ends (scikit-learn's ``out_of_bounds="clip"``).
-
-Thresholds at the FARs are :func:`facerec.metrics.verification.tar_at_far`'s on all pairs
-("same" when ``score >= threshold``), kept where ``far * n_impostors >= 1``. A
-:class:`Calibration` is stored as plain JSON data; :meth:`Calibration.from_dict` checks every
-field (:class:`facerec.errors.DataError` in one line). Nothing is evaluated or unpickled.
+:func:`fit_calibration` fits a map on all of a benchmark's pairs; held-out predictions (stratified
+k-fold, fixed seed) give the ECE (``sum_b n_b / N * |mean predicted_b - observed rate_b|`` over
+equal-width bins), the Brier score and the reliability diagram. Maps: ``logistic`` (Platt,
+``p = sigmoid(a * score + b)``, Newton / IRLS, ridge 1e-6) and ``isotonic`` (pool-adjacent-
+violators knots, interpolated linearly, flat beyond the ends as scikit-learn's ``clip``).
+Thresholds at the FARs are :func:`facerec.metrics.verification.tar_at_far`'s on all pairs, kept
+where ``far * n_impostors >= 1``. A :class:`Calibration` is stored as plain JSON data, checked
+field by field on reading (DataError in one line); nothing is evaluated or unpickled.
 """
 
 from __future__ import annotations
