@@ -169,14 +169,12 @@ def align_folder(
         min_face, threshold: the smallest face side (pixels) and face probability kept.
         landmarks: a landmark file; only its images are aligned, with its points (no detector).
         detector: a :class:`FaceDetector` to use instead of building MTCNN.
-        max_side: photos are searched at most this big (longer side); crops come from the full
-            photo.
+        max_side: the longest side searched for faces; crops come from the full photo.
         device, threads: the detector's device (``auto``: a GPU if any) and torch CPU threads.
 
-    Returns:
-        counts: ``images``, ``ok``, ``multiple``, ``no_face``, ``unreadable``, ``skipped``
-        (done before), ``retried`` (unreadable before), ``renamed`` (crops named with their
-        photo's extension), ``crops`` (files written now).
+    Returns counts: ``images``, ``ok``, ``multiple``, ``no_face``, ``unreadable``, ``skipped``
+    (done before), ``retried`` (unreadable before), ``renamed`` (crops named with their photo's
+    extension), ``crops`` (files written now).
     """
     root, out = Path(src), Path(dst)
     ext = ext if ext.startswith(".") else f".{ext}"

@@ -224,16 +224,12 @@ def read_checkpoint_dict(path: str | os.PathLike[str], expected: str = EXPECTED)
 def check_hyperparameters(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Refuse a checkpoint whose hyper-parameters name anything but facerec's own model parts.
 
-    Runs before every path that imports and builds what a checkpoint names
-    (``load_from_checkpoint``, ``fit --ckpt_path``, ``--checkpoint``, ``init_from``, a teacher).
-    A class may be named only under a :data:`CLASS_KEYS` key (as a ``class_path`` or a bare
-    string, at any depth) and must be admitted for it (:func:`allowed_classes`,
-    :func:`allowed_short_names`). Refused too: a ``class_path`` elsewhere, a ``_class_path`` not
-    in :data:`MODULE_CLASS_PATHS`, an ``_instantiator`` not Lightning's, an :data:`OPTION_KEYS`
-    value that is not a dict, hyper-parameters that are not a dict. Nothing is imported.
-
-    Raises:
-        DataError: naming the file, the hyper-parameter and the class path, in one line.
+    Runs before every path that imports and builds what a checkpoint names. A class may be named
+    only under a :data:`CLASS_KEYS` key (a ``class_path`` or a bare string, at any depth) and
+    must be admitted for it; refused too: a ``class_path`` elsewhere, a ``_class_path`` not in
+    :data:`MODULE_CLASS_PATHS`, another ``_instantiator`` than Lightning's, an
+    :data:`OPTION_KEYS` value or hyper-parameters that are not a dict. Nothing is imported.
+    Raises DataError naming the file, the hyper-parameter and the class path, in one line.
     """
     allowed = {**allowed_short_names(), **allowed_classes()}
 

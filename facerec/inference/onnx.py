@@ -210,10 +210,8 @@ def _providers(device: str, ort: Any) -> tuple[list[Any], str | None]:
 def make_session(
     model: str | os.PathLike[str] | bytes, device: str = "cpu", threads: int = 0
 ) -> Any:
-    """An onnxruntime InferenceSession for a file or serialised model (all graph optimisations).
-
-    ``threads`` is the intra-op thread count (0: onnxruntime's default, all cores).
-    """
+    """An onnxruntime InferenceSession for a file or serialised model (all graph optimisations;
+    ``threads``: intra-op threads, 0: onnxruntime's default)."""
     _, ort = require_onnx()
     providers, note = _providers(device, ort)
     if note:

@@ -99,11 +99,8 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, entry: dict[str, Any], source: str = "checkpoint") -> Preprocess:
-        """Read a checkpoint entry; keys it does not name keep their defaults.
-
-        Raises:
-            DataError: a key this record does not have, or a value no model can have.
-        """
+        """Read a checkpoint entry (keys it does not name keep their defaults); DataError for a
+        key this record does not have or a value no model can have."""
         if not isinstance(entry, dict):
             what = type(entry).__name__
             raise DataError(f"{source}: preprocess entry is a {what}; expected a dict")
@@ -122,9 +119,7 @@ class Preprocess:
     @classmethod
     def coerce(cls, value: Preprocess | dict[str, Any], source: str = "preprocess") -> Preprocess:
         """A :class:`Preprocess` as it is, anything else through :meth:`from_dict`."""
-        if isinstance(value, Preprocess):
-            return value
-        return cls.from_dict(value, source)
+        return value if isinstance(value, Preprocess) else cls.from_dict(value, source)
 
     @classmethod
     def for_backbone(cls, backbone: Any) -> Preprocess:
