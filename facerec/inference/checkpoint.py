@@ -439,13 +439,8 @@ def load_facerec_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
         )
     backbone = _rebuild_backbone(ckpt, p)
     entry = {**Preprocess.for_backbone(backbone).to_dict(), **(meta.get("preprocess") or {})}
-    return LoadedModel(
-        backbone=backbone,
-        preprocess=Preprocess.from_dict(entry, str(p)),
-        path=p,
-        class_names=meta.get("class_names"),
-        facerec_version=meta.get("version"),
-    )
+    preprocess = Preprocess.from_dict(entry, str(p))
+    return LoadedModel(backbone, preprocess, p, meta.get("class_names"), meta.get("version"))
 
 
 def load_checkpoint_embedder(
