@@ -478,6 +478,8 @@ CRAFTED: dict[str, tuple[Callable[[dict, Env], None], str]] = {
     "instantiator": (
         lambda hp, env: hp.update(_instantiator="facerec.io.atomic_write_text"),
         "'facerec.io.atomic_write_text' (_instantiator)"),
+    "unhashable_instantiator": (
+        lambda hp, env: hp.update(_instantiator={"a": 1}), "{'a': 1} (_instantiator)"),
     "class_path_at_the_top": (
         lambda hp, env: _replace(hp, _write_spec(env)), "'facerec.io.atomic_write_text'"),
 }  # fmt: skip

@@ -112,7 +112,8 @@ def detect_images(
         s = max_side / max(im.shape[:2]) if max_side and max(im.shape[:2]) > max_side else 1.0
         if s < 1.0:
             h, w = im.shape[:2]
-            im = cv2.resize(im, (max(1, round(w * s)), max(1, round(h * s))), cv2.INTER_AREA)
+            size = (max(1, round(w * s)), max(1, round(h * s)))
+            im = cv2.resize(im, size, interpolation=cv2.INTER_AREA)
         small.append(im)
         scales.append(s)
     out = []

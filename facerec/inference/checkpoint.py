@@ -258,7 +258,7 @@ def check_hyperparameters(ckpt: dict[str, Any], path: str | os.PathLike[str]) ->
             for k, v in value.items():
                 k = str(k)
                 if k == "_instantiator":
-                    if v not in LIGHTNING_INSTANTIATORS:
+                    if not (isinstance(v, str) and v in LIGHTNING_INSTANTIATORS):
                         refuse(v, k, "expected Lightning's own instantiate_module")
                 elif k == "_class_path":
                     if not (isinstance(v, str) and v in MODULE_CLASS_PATHS):

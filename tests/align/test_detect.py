@@ -105,3 +105,19 @@ def test_choose_faces_policies():
     assert (none.status, none.found, len(none.kept)) == ("no_face", 0, 0)
     with pytest.raises(ConfigError, match="unknown --keep 'biggest'"):
         choose_faces(det, (200, 200), "biggest")
+
+
+def test_big_photos_are_shrunk_by_area_averaging():
+    """The detector sees the photo shrunk with INTER_AREA (an average over each output pixel's
+    footprint), not bilinear sampling, which aliases fine texture at large factors."""
+
+    class Recorder:
+        def detect_batch(self, images):
+            self.seen = images
+            return [Detections.empty() for _ in images]
+
+    big = np.random.default_rng(0).integers(0, 256, (301, 457, 3), dtype=np.uint8)
+    rec = Recorder()
+    detect_images(rec, [big], max_side=100)
+    want = cv2.resize(big, (100, 66), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(rec.seen[0], want)
