@@ -103,16 +103,8 @@ class HardIdentityBatches(PKBatches):
         self.mining.check()
 
     def build(self, labels: np.ndarray, seed: int) -> HardIdentitySampler:
-        m = self.mining
-        return HardIdentitySampler(
-            labels,
-            self.p,
-            self.k,
-            self.min_images,
-            seed,
-            hard_fraction=m.hard_fraction,
-            group_size=m.group_size,
-        )
+        m, pk = self.mining, (labels, self.p, self.k, self.min_images, seed)
+        return HardIdentitySampler(*pk, hard_fraction=m.hard_fraction, group_size=m.group_size)
 
 
 class HardIdentitySampler(PKSampler):

@@ -134,7 +134,6 @@ class OfflineTripletSampler(_ResumableBatchSampler):
         per_step = self.num_replicas * self.batch_size
         self._steps = int(batches_per_epoch) if batches_per_epoch else max(1, len(y) // per_step)
         self._pool = np.zeros((0, 3), dtype=np.int64)
-        self._init_resume()
 
     def set_triplets(self, triplets: np.ndarray) -> None:
         """Replace the pool with ``triplets`` (M, 3) dataset indices (a, p, n); M may be 0."""

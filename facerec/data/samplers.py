@@ -90,9 +90,8 @@ class PKBatches(Batches):
 
     def check(self) -> None:
         name = f"data.sampler {type(self).__name__}"
-        self.p = check_count(name, "p", self.p, 1)
-        self.k = check_count(name, "k", self.k, 1)
-        self.min_images = check_count(name, "min_images", self.min_images, 1)
+        for key in ("p", "k", "min_images"):
+            setattr(self, key, check_count(name, key, getattr(self, key), 1))
         self.batch_size = self.p * self.k
 
     def build(self, labels: np.ndarray, seed: int) -> PKSampler:
@@ -142,7 +141,7 @@ class _ResumableBatchSampler(Sampler[list[int]]):
     _steps: int
     _resume_keys: tuple[str, ...] = ()
 
-    def _init_resume(self) -> None:
+    def __init__(self) -> None:
         self.epoch = 0
         self.sampler = _EpochForwarder(self)  # where Lightning looks for set_epoch
         self._start = 0  # batches of the current epoch to skip on the next iteration
@@ -260,7 +259,6 @@ class ShuffleBatchSampler(_ResumableBatchSampler):
                 "batch size"
             )
         self._steps = self.num_samples // self.global_batch_size
-        self._init_resume()
 
     def _epoch_plan(self) -> np.ndarray:
         """This epoch's permutation of the dataset indices, (N,) int64."""
@@ -329,7 +327,6 @@ class PKSampler(_ResumableBatchSampler):
         self.batch_size = self.p * self.k
         self.num_identities = len(self._usable)
         self._steps = math.ceil(self.num_identities / needed)
-        self._init_resume()
 
     def _epoch_plan(self) -> np.ndarray:
         """This epoch's identity order, padded to steps·num_replicas·p: (steps·R·p,) ids."""
