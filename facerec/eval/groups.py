@@ -12,13 +12,12 @@ a warning. The deployed threshold is still set on all pairs.
 
 Per benchmark: :func:`plan_groups` before embedding (refuses a group without genuine or impostor
 pairs), :func:`group_entry` with the scores (the ``results.json`` entry), then
-:func:`format_groups` (console) and :func:`groups_html` of that entry.
+:func:`format_groups` (console) and :func:`facerec.eval.html_report.groups_html` of that entry.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from facerec.metrics.groups import DEPLOYED_FAR, group_report
 from facerec.metrics.verification import DEFAULT_FARS, far_key
 
 from .benchmarks import PairBenchmark, csv_rows
-from .report import grid, percent
+from .report import VERIFICATION_HEAD, grid, percent, verification_cells
 
 BY_KINDS = ("image", "identity")
 
@@ -318,16 +317,13 @@ def group_entry(
 def group_rows(entry: dict) -> tuple[list[str], list[list[str]]]:
     """The per-group table (head, rows) the console and the HTML both show."""
     fars = list(next(iter(entry["groups"].values()))["tar_at_far"])
-    head = ["group", "pairs", "genuine", "impostor", "accuracy %", "AUC", "EER %"]
+    head = ["group", "pairs", "genuine", "impostor", *VERIFICATION_HEAD[3:]]
     head += [f"TAR@{f} %" for f in fars] + ["FMR %", "FNMR %"]
     rows = []
     for g, v in entry["groups"].items():
-        row = [g, *(str(v[k]) for k in ("num_pairs", "num_genuine", "num_impostor"))]
-        row.append(f"{percent(v['accuracy_mean'])} ± {percent(v['accuracy_std'])}")
-        row += [f"{v['auc']:.4f}", percent(v["eer"])]
-        tars = [v["tar_at_far"][f] for f in fars]
-        row += [percent(t["tar"]) if t["resolvable"] else "-" for t in tars]
-        rows.append([*row, percent(v["fmr"]), percent(v["fnmr"])])
+        pairs, *rates = verification_cells(v, fars)
+        counts = [str(v["num_genuine"]), str(v["num_impostor"])]
+        rows.append([g, pairs, *counts, *rates, percent(v["fmr"]), percent(v["fnmr"])])
     return head, rows
 
 
@@ -367,7 +363,7 @@ def spread_lines(entry: dict) -> list[str]:
     return out
 
 
-def _source(entry: dict) -> str:
+def groups_source(entry: dict) -> str:
     """Where the groups came from, for a title: "rfw's own groups", "g.csv by identity"."""
     return entry["source"] if entry["by"] == "benchmark" else f"{entry['source']} by {entry['by']}"
 
@@ -375,31 +371,6 @@ def _source(entry: dict) -> str:
 def format_groups(model: str, bench: str, entry: dict) -> list[str]:
     """Console lines of one model's per-group entry on ``bench``: a title, the table, the spread."""
     head, rows = group_rows(entry)
-    lines = [f"Groups: {model} on {bench} ({_source(entry)})"]
+    lines = [f"Groups: {model} on {bench} ({groups_source(entry)})"]
     lines += grid(head, rows, left=1)
     return lines + ["  " + s for s in spread_lines(entry)]
-
-
-def _e(x: object) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def _cells(tag: str, cells: list[str]) -> str:
-    """Escaped ``<tag>`` cells of one row, the first aligned left."""
-    return "".join(
-        f"<{tag}{' class=l' if i == 0 else ''}>{_e(c)}</{tag}>" for i, c in enumerate(cells)
-    )
-
-
-def groups_html(model: str, bench: str, entry: dict) -> str:
-    """An HTML section (escaped, plain) of one model's per-group entry on ``bench``: the table
-    of :func:`group_rows` and the sentences of :func:`spread_lines`."""
-    head, rows = group_rows(entry)
-    body = "".join(f"<tr>{_cells('td', r)}</tr>" for r in rows)
-    items = "".join(f"<li>{_e(s)}</li>" for s in spread_lines(entry))
-    return (
-        f'<section class="groups"><h3>Groups: {_e(model)} on {_e(bench)}</h3>'
-        f'<p class="meta">{_e(_source(entry))}</p>'
-        f'<table class="groups"><tr>{_cells("th", head)}</tr>{body}</table><ul>{items}</ul>'
-        "</section>"
-    )

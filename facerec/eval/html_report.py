@@ -26,7 +26,7 @@ from facerec.errors import DataError
 from facerec.io import atomic_write_text
 from facerec.metrics.verification import far_key
 
-from .groups import groups_html
+from .groups import group_rows, groups_source, spread_lines
 from .report import (
     IDENTIFICATION_HEAD,
     QUALITY_HEAD,
@@ -350,6 +350,19 @@ def _cells(tag: str, cells: list, left: int = 0) -> str:
 
 def _e(x: object) -> str:
     return html.escape(str(x), quote=True)
+
+
+def groups_html(model: str, bench: str, entry: dict) -> str:
+    """An HTML section of one model's per-group entry on ``bench``: the table of
+    :func:`~facerec.eval.groups.group_rows` and the sentences of
+    :func:`~facerec.eval.groups.spread_lines`."""
+    head, rows = group_rows(entry)
+    table = html_table(head, [html_row(r, left=1) for r in rows], "groups", left=1)
+    items = "".join(f"<li>{_e(s)}</li>" for s in spread_lines(entry))
+    return (
+        f'<section class="groups"><h3>Groups: {_e(model)} on {_e(bench)}</h3>'
+        f'<p class="meta">{_e(groups_source(entry))}</p>{table}<ul>{items}</ul></section>'
+    )
 
 
 def _anchor(*parts: str) -> str:

@@ -169,6 +169,7 @@ def test_groups_end_to_end_console_json_html_agree(fit_run, tmp_path, capsys):
 
     from facerec.data.synthetic import SyntheticFaces
     from facerec.eval import groups as gr
+    from facerec.eval.html_report import groups_html
     from facerec.metrics.verification import verification_report
 
     faces = SyntheticFaces(8, 4, size=32, seed=5)
@@ -201,7 +202,7 @@ def test_groups_end_to_end_console_json_html_agree(fit_run, tmp_path, capsys):
     assert sum(g["num_pairs"] for g in entry["groups"].values()) == v["num_pairs"] == 80
     assert "\n".join(gr.format_groups("last", "pairs", entry)) in console
     page = (out / "report.html").read_text()
-    assert gr.groups_html("last", "pairs", entry) in page
+    assert groups_html("last", "pairs", entry) in page
     # a group's numbers are those of its own pairs (scores recomputed from the run's pairs)
     from facerec.eval.benchmarks import read_pairs_csv
     from facerec.eval.embed import score_benchmark

@@ -15,6 +15,7 @@ import pytest
 from facerec.errors import ConfigError, DataError
 from facerec.eval import benchmarks as bm
 from facerec.eval import groups as gr
+from facerec.eval.html_report import groups_html
 from facerec.eval.pair_args import add_pair_benchmark_arguments, read_pair_benchmarks
 from facerec.eval.report import _clean, percent
 
@@ -230,7 +231,7 @@ def test_console_json_and_html_carry_the_same_numbers(tmp_path):
     saved = json.loads(json.dumps(_clean(entry)))  # what results.json holds
     head, rows = gr.group_rows(saved)
     console = gr.format_groups("m", "rfw", saved)
-    page = gr.groups_html("m", "rfw", saved)
+    page = groups_html("m", "rfw", saved)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", page)
     assert [html.unescape(c) for c in cells] == [c for r in rows for c in r]
     assert [re.split(r"\s{2,}", ln.strip()) for ln in console[3 : 3 + len(rows)]] == rows
@@ -253,6 +254,6 @@ def test_html_escapes_group_names(lfw, tmp_path):
     plans, _ = gr.plan_groups([lfw], table)
     scores = np.where(lfw.issame, 0.7, 0.3)
     entry = gr.group_entry(scores, lfw, plans["lfw"], n_folds=2, fars=[0.5])
-    page = gr.groups_html("m<1>", "lfw", entry)
+    page = groups_html("m<1>", "lfw", entry)
     assert "<b>&" not in page and "&lt;b&gt;&amp;" in page and "m&lt;1&gt;" in page
     assert entry["num_cross_group_pairs"] == {"genuine": 0, "impostor": 4}
