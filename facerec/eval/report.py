@@ -1,6 +1,6 @@
 """Evaluation output: the console table, the JSON file and the PNG plots (matplotlib, Agg).
 
-The JSON layout is documented in :data:`JSON_KEYS_DOC` (also in the README).
+The JSON layout is documented in README.md, section "`results.json` keys".
 """
 
 from __future__ import annotations
@@ -17,81 +17,6 @@ import numpy as np
 
 from facerec.io import atomic_path, atomic_write_text
 from facerec.metrics.verification import far_key
-
-JSON_KEYS_DOC = """\
-`results.json` holds every number of a `facerec eval` run. Rates are fractions in [0, 1]
-(not percent); thresholds are cosine similarities of L2-normalised (flip-summed) embeddings;
-a FAR is written as in metric names ("1e-4"); numbers that do not exist are `null`.
-
-- `facerec_version`, `created_utc` (ISO 8601), `command` (the argv list)
-- `settings`: `flip`, `folds` (for benchmarks without their own), `index`, `batch_size`,
-  `device`, `fars` (verification), `dir_fars` (open-set identification), `align` (with
-  `--align`: `detector`, `size` [h, w] of the aligned crop, `keep`, `min_face`, `threshold`,
-  `no_face` (what photos without a face get: `center_crop`); `null` without), `quality`
-  (the method of `--quality`, `null` without), `min_quality`, `calibrate` (the method of
-  `--calibrate`), `calibrate_on` (the benchmark it was fitted on)
-- `models`: one entry per `--checkpoint` / `--onnx`, named by file stem (made unique: `_2`, ...)
-  - `kind` (`checkpoint` or `onnx`), `path`, `input_size` [h, w], `resize_mode`,
-    `embedding_dim`
-  - `verification`: one entry per benchmark (the .bin stem, `lfw`, the CSV stem, `synthetic`)
-    - `source`, `num_images` (images embedded), `num_pairs`, `num_genuine`, `num_impostor`,
-      `folds` (number of folds used: from pairs.txt for LFW, 10 contiguous ones for a .bin of
-      10 or more pairs, else `--folds`), `fold_method` (how they were made: the file's own, or
-      "stratified by class, seed 0")
-    - `accuracy_mean`, `accuracy_std` (population std over folds, as insightface),
-      `fold_accuracies` [F], `fold_thresholds` [F] (each chosen on the other folds from
-      insightface's grid; same when score > t), `threshold_mean`
-    - `best_accuracy`, `best_threshold`: best accuracy over all pairs at one threshold chosen
-      on those same pairs (optimistic; what the training module logs as val/acc)
-    - `auc`, `eer`, `eer_threshold`
-    - `min_resolvable_far`: 1 / `num_impostor`, the smallest FAR these pairs can measure
-    - `tar_at_far`: per FAR, `tar`, `threshold` (calibrated: same when score >= t),
-      `achieved_far` (<= the FAR), `resolvable` (false when FAR < `min_resolvable_far`;
-      the numbers are then those at FAR 0, with the threshold above every impostor score)
-    - `roc`: `fpr`, `tpr`, `thresholds` (scikit-learn's roc_curve with collinear points
-      dropped; the first threshold, +inf, is `null`)
-    - `embed_seconds`, `images_per_second` (decode + resize + model, flip test included)
-    - `plots`: `roc`, `histogram`, `erc` (PNG file names in the output folder)
-    - `quality` (with `--quality` or `--min-quality`): `method`, `num_images`,
-      `image_quality` (`min`, `median`, `max`), `erc` (the error-versus-reject curve over all
-      pairs, a pair's quality being its worse image's: `reject` fractions, `fnmr` of the kept
-      genuine pairs at the `threshold` fixed at `far` 1e-2 on all pairs, `kept_genuine`,
-      `area` (mean FNMR over the range; lower is better), `area_oracle` (the best possible),
-      `area_random` (no rejection)), `min_quality`, and with `--min-quality`
-      `images_below`, `pairs_dropped`, `pairs_kept` (every other number is then over the kept
-      pairs only)
-    - `align` (with `--align`): the `settings.align` keys plus the image counts `images`,
-      `ok`, `multiple` (several faces; `keep` chose), `no_face` (centre-cropped and still
-      scored, never dropped), `unreadable`
-    - `groups` (with `--groups GROUPS.csv`, or `--rfw` whose races are its groups): `source`,
-      `by` (image, identity or benchmark), `groups` (per group: every key of a benchmark
-      entry above plus `fmr`, `fnmr`, `false_matches`, `false_non_matches` at the shared
-      threshold), `deployed` (`far` 1e-3, `threshold` over all pairs, `achieved_far`,
-      `resolvable`, `rule`), `spread` (`accuracy`, `fmr`, `fnmr`: `max`, `min`, `highest`,
-      `lowest`, `gap` = max - min, `ratio` = max / min; `tar_at_far` per FAR likewise, `null`
-      where fewer than two groups resolve it), `num_pairs`, `num_grouped_pairs`,
-      `num_excluded_pairs`, `num_ungrouped_pairs`, `num_cross_group_pairs` {`genuine`,
-      `impostor`} (pairs joining two groups: in no group), `warnings`
-  - `calibration` (with `--calibrate`): the stored record (`format` (its layout version),
-    `method`, `parameters`, `thresholds` [{`far`, `threshold`}], `ece` and `brier` of the
-    held-out folds, `n_pairs`, `n_genuine`, `n_impostor`, `benchmark`, `folds`, `seed`, `bins`,
-    `reliability` [[lo, hi, mean predicted, observed, count]]), `plot` (the reliability
-    diagram), `written_to` (the model file that carries it, or `null` with `not_written`
-    saying why)
-  - `identification` (with `--gallery` and `--probe`):
-    - `gallery`, `probe`, `distractors` (paths; `null` without), `index`, `faiss_gpu`
-    - `num_gallery_images`, `num_gallery_identities`, `num_probes`, `num_mated` (probes whose
-      identity is in the gallery), `num_nonmated` (other probes + distractor images)
-    - `rank1`, `rank5`, `rank10`, `cmc` [10]: closed-set, identity-level (an identity scores
-      its best gallery image), over mated probes
-    - `dir_at_far`: per FPIR, `dir` (mated probes identified at rank 1 with top score >=
-      `threshold`), `threshold`, `achieved_far`, `resolvable` (empty without non-mated
-      searches)
-    - `search_seconds`, `plots`: `cmc`
-    - `align` (with `--align`): `gallery`, `probe`, `distractors`, each as verification's `align`
-- `plots`: `roc` (benchmark -> one ROC PNG with every model), `erc` (benchmark -> one ERC
-  PNG with every model, with `--quality`), `cmc` (all models)
-"""
 
 
 def _clean(obj):
@@ -164,7 +89,7 @@ def identification_cells(r: dict, fars: list[str]) -> list[str]:
 
 
 def format_table(results: dict) -> str:
-    """The console summary of a results dict (see :data:`JSON_KEYS_DOC`)."""
+    """The console summary of a results dict."""
     lines: list[str] = []
     models = results.get("models", {})
     ver_rows = [
