@@ -132,8 +132,7 @@ def _make_identity(seed: int, identity: int) -> IdentityParams:
     )
 
     hair_style = int(r.choice(6, p=[0.08, 0.3, 0.22, 0.15, 0.15, 0.1]))
-    hair = _HAIR[r.integers(len(_HAIR))] * u(0.8, 1.15) + r.normal(0, 10, 3)
-    hair_color = _color(hair)
+    hair_color = _color(_HAIR[r.integers(len(_HAIR))] * u(0.8, 1.15) + r.normal(0, 10, 3))
     hair_volume = u(8.0, 16.0) if hair_style == 5 else u(1.5, 8.0)
     hairline = face_top + u(5.0, 17.0)
 
@@ -143,8 +142,7 @@ def _make_identity(seed: int, identity: int) -> IdentityParams:
 
     nose_y = u(65.0, 78.0)
     mouth_y = float(np.clip(u(86.0, 99.0), nose_y + 10.0, chin_y - 9.0))
-    lip_color = _mix(skin, (186.0, 72.0, 86.0), u(0.2, 0.6))
-    lip_color = _scale_color(lip_color, u(0.75, 1.0))
+    lip_color = _scale_color(_mix(skin, (186.0, 72.0, 86.0), u(0.2, 0.6)), u(0.75, 1.0))
 
     glasses = int(r.choice(4, p=[0.7, 0.12, 0.12, 0.06]))
     glasses_color = _color(_METAL[r.integers(len(_METAL))] + r.normal(0, 15, 3))
@@ -256,15 +254,10 @@ class _Painter:
         cv2.fillPoly(self.img, [self.tx(pts, depth)], color, cv2.LINE_8, _SHIFT)
 
     def line(
-        self,
-        pts: np.ndarray,
-        color: Color,
-        thickness: float,
-        depth: float | None = None,
-        closed: bool = False,
+        self, pts: np.ndarray, color: Color, thickness: float, depth: float | None = None
     ) -> None:
         t = max(1, round(thickness * self.k))
-        cv2.polylines(self.img, [self.tx(pts, depth)], closed, color, t, cv2.LINE_8, _SHIFT)
+        cv2.polylines(self.img, [self.tx(pts, depth)], False, color, t, cv2.LINE_8, _SHIFT)
 
     def circle(self, x: float, y: float, r: float, color: Color, depth: float | None = 0.0) -> None:
         c = self.tx(np.array([[x, y]]), depth)[0, 0]
@@ -376,11 +369,8 @@ class SyntheticFaces:
         return self.num_identities * self.images_per_identity
 
     def __repr__(self) -> str:
-        return (
-            f"SyntheticFaces(num_identities={self.num_identities}, "
-            f"images_per_identity={self.images_per_identity}, size={self.size}, "
-            f"seed={self.seed}, difficulty={self.difficulty})"
-        )
+        names = ("num_identities", "images_per_identity", "size", "seed", "difficulty")
+        return f"SyntheticFaces({', '.join(f'{k}={getattr(self, k)}' for k in names)})"
 
     @property
     def class_names(self) -> list[str]:
@@ -432,14 +422,11 @@ class SyntheticFaces:
     def render_with_landmarks(self, identity: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`render` and :meth:`landmarks` of image ``index`` of ``identity``, together."""
         p, nz, r = self._draw_state(identity, index)
-        d = self.difficulty
-        big = self.size * _SUPERSAMPLE
-        canvas = self._background(r, big)
+        canvas = self._background(r, self.size * _SUPERSAMPLE)
         pt = self._painter(canvas, p, nz)
-
         self._draw_body(pt, p, r)
         self._draw_head(pt, p, nz)
-        if r.random() < 0.3 * d:
+        if r.random() < 0.3 * self.difficulty:
             self._draw_occluder(pt, r)
 
         img = cv2.resize(canvas, (self.size, self.size), interpolation=cv2.INTER_AREA)
@@ -507,31 +494,17 @@ class SyntheticFaces:
         """Clothing, neck and long hair behind the head."""
         d = min(1.0, self.difficulty)
         cloth = _color(np.array([90.0, 90.0, 100.0]) + d * (r.uniform(0, 255, 3) - 90.0))
-        w = p.face_half_width
-        cy = p.chin_y
-        shoulders = _symmetric([(70, 150), (62, cy + 14), (22, cy + 4)])
+        w, cy = p.face_half_width, p.chin_y
         if p.hair_style == 2:  # long hair falls behind the shoulders
-            top = p.face_top - p.hair_volume
-            hair = np.array(
-                [
-                    [CX - w - 6, p.cheek_y - 10],
-                    [CX - w - 9, cy + 12],
-                    [CX - 18, cy + 6],
-                    [CX + 18, cy + 6],
-                    [CX + w + 9, cy + 12],
-                    [CX + w + 6, p.cheek_y - 10],
-                    [CX, top],
-                ]
-            )
-            pt.fill(hair, _scale_color(p.hair_color, 0.85))
-        pt.fill(shoulders, cloth)
+            sides = _symmetric([(w + 6, p.cheek_y - 10), (w + 9, cy + 12), (18, cy + 6)])
+            top = [[CX, p.face_top - p.hair_volume]]
+            pt.fill(np.concatenate([sides, top]), _scale_color(p.hair_color, 0.85))
+        pt.fill(_symmetric([(70, 150), (62, cy + 14), (22, cy + 4)]), cloth)
         neck = _symmetric([(0.55 * w, cy - 14), (0.55 * w, cy + 10)])
         pt.fill(neck, _scale_color(p.skin, 0.8))
 
     def _draw_head(self, pt: _Painter, p: IdentityParams, nz: _Nuisance) -> None:
         skin = p.skin
-        dark = _scale_color(skin, 0.68)
-
         # ears, then the face
         ear_y = p.eye_y + 7.0
         for sgn in (-1.0, 1.0):
@@ -550,7 +523,7 @@ class SyntheticFaces:
             pt.circle(x, y, 0.6, _scale_color(skin, 0.78))
 
         self._draw_beard(pt, p)
-        self._draw_nose(pt, p, dark)
+        self._draw_nose(pt, p, _scale_color(skin, 0.68))
         self._draw_mouth(pt, p, nz)
         if p.beard in (1, 2, 3):
             mw = p.mouth_width * 0.55
@@ -651,9 +624,8 @@ class SyntheticFaces:
     def _draw_beard(self, pt: _Painter, p: IdentityParams) -> None:
         if p.beard in (0, 3):
             return
-        col = p.beard_color
-        if p.beard == 4:  # stubble: a darker tint of the lower face
-            col = _mix(p.skin, p.beard_color, 0.35)
+        # stubble (4): a darker tint of the lower face
+        col = _mix(p.skin, p.beard_color, 0.35) if p.beard == 4 else p.beard_color
         if p.beard == 2:  # goatee
             gw = p.mouth_width * 0.35
             y0 = p.mouth_y + p.lower_lip + 1.0
@@ -677,8 +649,7 @@ class SyntheticFaces:
                 x = CX + sgn * (p.face_half_width - 2.0)
                 pt.fill(_ellipse(x, p.eye_y - 2.0, 3.0, 8.0, 12), p.hair_color)
             return
-        w = p.face_half_width
-        vol = p.hair_volume
+        w, vol = p.face_half_width, p.hair_volume
         side_y = p.eye_y - 4.0 if p.hair_style != 2 else p.eye_y + 6.0
         # outer contour over the top of the head, from the left side to the right
         a = np.linspace(np.pi, 2 * np.pi, 17)
@@ -691,8 +662,7 @@ class SyntheticFaces:
         tt = np.linspace(0.0, 1.0, 13)
         xs = CX + w * (1.0 - 2.0 * tt)
         if p.hair_style == 3:  # fringe: a low, ragged edge across the forehead
-            fringe_y = p.eye_y - p.brow_gap - 2.0
-            ys = fringe_y - 2.0 * (np.arange(13) % 2) + 0.0 * tt
+            ys = p.eye_y - p.brow_gap - 2.0 - 2.0 * (np.arange(13) % 2)
             ys[0], ys[-1] = side_y, side_y
         elif p.hair_style == 4:  # side part: a sweep lower on one side
             ys = p.hairline + (side_y - p.hairline) * np.abs(1.0 - 2.0 * tt) ** 3
@@ -719,7 +689,7 @@ class SyntheticFaces:
                 lens = _box(ex - r, p.eye_y - r * 0.6, ex + r, p.eye_y + r * 0.65)
             else:
                 lens = _ellipse(ex, p.eye_y + 0.5, r * 1.05, r * 0.62, 20)
-            pt.line(lens, col, th, 2.0, closed=True)
+            pt.line(np.concatenate([lens, lens[:1]]), col, th, 2.0)  # closed
             ear_x = CX + sgn * (p.face_half_width + 1.0)
             pt.line(np.array([[ex + sgn * rim, p.eye_y], [ear_x, p.eye_y + 2]]), col, th, None)
         inner = p.eye_half_spacing - rim
