@@ -387,7 +387,7 @@ def read_rfw(
         )
     parsed: list[LfwPair] = []
     refs: list[tuple[Path, Path]] = []
-    races: list[str] = []
+    image_race: dict[Path, str] = {}
     for race in RFW_RACES:
         pairs_path = base / "txts" / race / f"{race}_pairs.txt"
         images = base / "data" / race
@@ -404,10 +404,7 @@ def read_rfw(
         p, r = _lfw_refs(pairs_path, images, allow_outside_root, headerless_folds=10)
         parsed += p
         refs += r
-        races += [race] * len(p)
-    image_race: dict[Path, str] = {}
-    for (a, b), race in zip(refs, races, strict=True):
-        image_race[a] = image_race[b] = race
+        image_race.update((q, race) for pair in r for q in pair)
     method = "RFW pairs files: each race's 10 folds (fold k = fold k of every race)"
     issame = [q.issame for q in parsed]
     return _file_pairs(name, refs, issame, str(base), parsed, method, image_race)

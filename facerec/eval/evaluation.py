@@ -172,27 +172,25 @@ def _model_specs(models: Sequence[ModelSpec]) -> list[tuple[str, Any, str]]:
     return out
 
 
-def check_pairs(b: bm.PairBenchmark, n_folds: int) -> None:
-    """DataError unless the k-fold protocol can use ``b``'s pairs: both classes, and folds
-    that each hold both (:func:`facerec.metrics.verification.check_folds`)."""
+def check_pairs(b: bm.PairBenchmark, n_folds: int, where: str, hint: str = "") -> None:
+    """``DataError("<where>: <problem><hint>")`` unless the k-fold protocol can use ``b``'s pairs:
+    both classes, and folds that each hold both (:func:`~facerec.metrics.verification.check_folds`).
+    """
     n_same = int(b.issame.sum())
-    if n_same in (0, b.num_pairs):
-        what = (
-            "no pairs"
-            if b.num_pairs == 0
-            else f"all {b.num_pairs} pairs are {'genuine' if n_same else 'impostor'}"
-        )
-        raise DataError(f"{what}; expected genuine and impostor pairs")
-    check_folds(b.issame, b.folds, n_folds)
+    try:
+        if n_same in (0, b.num_pairs):
+            what = f"all {b.num_pairs} pairs are {'genuine' if n_same else 'impostor'}"
+            what = "no pairs" if b.num_pairs == 0 else what
+            raise DataError(f"{what}; expected genuine and impostor pairs")
+        check_folds(b.issame, b.folds, n_folds)
+    except DataError as e:
+        raise DataError(f"{where}: {e}{hint}") from None
 
 
 def check_benchmarks(benchmarks: Sequence[bm.PairBenchmark], folds: int) -> None:
     """Refuse, before any embedding, a benchmark the k-fold protocol cannot use."""
     for b in benchmarks:
-        try:
-            check_pairs(b, folds)
-        except DataError as e:
-            raise DataError(f"{b.source or b.name}: {e}") from None
+        check_pairs(b, folds, b.source or b.name)
 
 
 def _calibration_benchmark(benchmarks: Sequence[bm.PairBenchmark], opts: EvalOptions) -> str | None:
@@ -342,13 +340,11 @@ def _score(
         out.keep, out.scores = keep, scores[keep]
         folds = None if b.folds is None else b.folds[keep]
         out.bench = dataclasses.replace(b, pairs=b.pairs[keep], issame=b.issame[keep], folds=folds)
-        try:
-            check_pairs(out.bench, opts.folds)
-        except DataError as e:
-            raise DataError(
-                f"{b.name}: after --min-quality {opts.min_quality:g} ({method} quality, images "
-                f"{q_used.min():.4g}..{q_used.max():.4g}): {e}; expected a lower --min-quality"
-            ) from None
+        where = (
+            f"{b.name}: after --min-quality {opts.min_quality:g} ({method} quality, images "
+            f"{q_used.min():.4g}..{q_used.max():.4g})"
+        )
+        check_pairs(out.bench, opts.folds, where, "; expected a lower --min-quality")
     return out
 
 

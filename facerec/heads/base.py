@@ -210,12 +210,8 @@ def arc_target(
     ``easy_margin``: cos(θ + m) only where cos θ > 0, else cos θ. ``fallback`` (otherwise):
     where θ + m > π use cos θ − m·sin m, so the target keeps decreasing in θ.
     """
-    if isinstance(margin, Tensor):
-        cos_m, sin_m = torch.cos(margin), torch.sin(margin)
-        threshold = torch.cos(math.pi - margin)
-    else:
-        cos_m, sin_m = math.cos(margin), math.sin(margin)
-        threshold = math.cos(math.pi - margin)
+    lib = torch if isinstance(margin, Tensor) else math
+    cos_m, sin_m, threshold = lib.cos(margin), lib.sin(margin), lib.cos(math.pi - margin)
     sin_t = torch.sqrt(torch.clamp(1.0 - cos_t * cos_t, min=SINE_EPS))
     phi = cos_t * cos_m - sin_t * sin_m
     if easy_margin:

@@ -12,7 +12,6 @@ same for any W; until the layout is known ``weight`` is a (0, D) placeholder fil
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -272,20 +271,20 @@ class ShardedClassCentres(nn.Module):
         optimizer.register_state_dict_post_hook(self._gather_optimizer_state)
         optimizer.register_load_state_dict_pre_hook(self._slice_optimizer_state)
 
-    def _state_entry(self, optimizer: torch.optim.Optimizer, state_dict: dict) -> tuple[Any, Any]:
-        """The id of ``weight`` in an optimiser state_dict and its state there (or None)."""
-        current = [p for g in optimizer.param_groups for p in g["params"]]
-        saved = list(itertools.chain.from_iterable(g["params"] for g in state_dict["param_groups"]))
+    def _state_entry(self, opt: torch.optim.Optimizer, state_dict: dict) -> tuple[dict, Any, Any]:
+        """A copy of an optimiser state_dict to edit (its ``state`` copied too), the id of
+        ``weight`` there and its state (or None)."""
+        current = [p for g in opt.param_groups for p in g["params"]]
+        saved = [p for g in state_dict["param_groups"] for p in g["params"]]
         pos = next(i for i, p in enumerate(current) if p is self.weight)
         pid = saved[pos] if pos < len(saved) else None
-        return pid, state_dict["state"].get(pid)
+        return {**state_dict, "state": dict(state_dict["state"])}, pid, state_dict["state"].get(pid)
 
     def _gather_optimizer_state(self, optimizer: torch.optim.Optimizer, state_dict: dict) -> dict:
-        pid, entry = self._state_entry(optimizer, state_dict)
+        state_dict, pid, entry = self._state_entry(optimizer, state_dict)
         if entry is None or (self._layout or (1, 0))[0] == 1:
             return state_dict
         rows = self.weight.shape[0]
-        state_dict["state"] = dict(state_dict["state"])
         state_dict["state"][pid] = {
             k: self.gather_full(v)
             if isinstance(v, Tensor) and v.dim() and v.shape[0] == rows
@@ -295,13 +294,11 @@ class ShardedClassCentres(nn.Module):
         return state_dict
 
     def _slice_optimizer_state(self, optimizer: torch.optim.Optimizer, state_dict: dict) -> dict:
-        pid, entry = self._state_entry(optimizer, state_dict)
+        state_dict, pid, entry = self._state_entry(optimizer, state_dict)
         if entry is None:
             return state_dict
         self.setup_shard()
         full_rows, rows = self.num_classes * self.k, self.weight.shape[0]
-        state_dict = dict(state_dict)
-        state_dict["state"] = dict(state_dict["state"])
         new: dict[str, Any] = {}
         for k, v in entry.items():
             if not isinstance(v, Tensor) or v.dim() == 0:

@@ -22,7 +22,7 @@ from jsonargparse import lazy_instance
 from torch import nn
 
 from facerec import __version__
-from facerec.base import lightning_compat
+from facerec.base import distributed, lightning_compat
 from facerec.base.options import coerce
 from facerec.data.datasets import normalize_images
 from facerec.data.interface import TrainingData
@@ -47,12 +47,6 @@ class CenterLossOptions:
 
     weight: float = 0.01
     alpha: float = 0.5
-
-
-def _default_head() -> HeadFactory:
-    from facerec.heads import ArcFaceHead
-
-    return ArcFaceHead
 
 
 class FaceRecognitionModule(pl.LightningModule):
@@ -108,7 +102,9 @@ class FaceRecognitionModule(pl.LightningModule):
         if self.distill is not None:
             self.distill.validate()  # type: ignore[attr-defined]
         if head is None and metric_loss is None and self.distill is None:
-            head = _default_head()
+            from facerec.heads import ArcFaceHead
+
+            head = ArcFaceHead
         self.backbone = backbone
         self.embedding_dim = int(backbone.embedding_dim)
         self.head: MarginHead | None = None
@@ -244,23 +240,19 @@ class FaceRecognitionModule(pl.LightningModule):
         precision."""
         if isinstance(batch, list | tuple) and batch and isinstance(batch[0], torch.Tensor):
             if batch[0].dtype == torch.uint8:
-                self._check_image_size(batch[0])
+                size, want = tuple(batch[0].shape[-2:]), tuple(self.backbone.input_size)
+                if size != want:
+                    raise ConfigError(
+                        f"the data's images are {size} but the backbone takes {want}; set "
+                        f"data.image_size: {list(want)} (`facerec fit` gives the backbone "
+                        "data.image_size where the backbone has an input_size)"
+                    )
                 images = normalize_images(batch[0])
                 if lightning_compat.attached_trainer(self) is not None:
                     images = self.trainer.precision_plugin.convert_input(images)
                 rest = list(batch[1:])
                 batch = [images, *rest] if isinstance(batch, list) else (images, *rest)
         return batch
-
-    def _check_image_size(self, images: torch.Tensor) -> None:
-        """One line when the data's images (B, 3, H, W) are not the backbone's input size."""
-        size, want = tuple(images.shape[-2:]), tuple(self.backbone.input_size)
-        if size != want:
-            raise ConfigError(
-                f"the data's images are {size} but the backbone takes {want}; set "
-                f"data.image_size: {list(want)} (`facerec fit` gives the backbone data.image_size "
-                "where the backbone has an input_size)"
-            )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised (or uint8) RGB -> (B, D) raw embeddings."""
@@ -336,18 +328,18 @@ class FaceRecognitionModule(pl.LightningModule):
         if self._freezer is not None:
             self._freezer.before_optimizer_step(self.global_step)
 
-    def on_train_epoch_end(self) -> None:
-        from facerec.base import distributed
+    def _gather_rows(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's rows of each (N_r, ...) tensor, in rank order (a collective: every rank
+        joins, even one with no rows); the tensors themselves in one process."""
+        sizes = distributed.gather_sizes(len(tensors[0]), self.device)
+        if not sum(sizes):
+            return list(tensors)
+        return [distributed.all_gather_rows(t.to(self.device), sizes) for t in tensors]
 
-        bad = self._bad_images
-        if distributed.is_distributed():  # each rank met its own files: count the union once
-            sizes = distributed.gather_sizes(len(bad), self.device)
-            if sum(sizes):
-                mine = torch.tensor(sorted(bad), dtype=torch.int64, device=self.device)
-                bad = set(distributed.all_gather_rows(mine, sizes).tolist())
-            if distributed.rank() != 0:
-                return
-        if bad:
+    def on_train_epoch_end(self) -> None:
+        mine = torch.tensor(sorted(self._bad_images), dtype=torch.int64)
+        bad = set(self._gather_rows(mine)[0].tolist())  # each rank met its own files: the union
+        if bad and distributed.rank() == 0:
             warnings.warn(
                 f"skipped {len(bad)} distinct corrupt or unreadable training images "
                 "so far (each was replaced by another image of the same identity); set "
@@ -361,17 +353,11 @@ class FaceRecognitionModule(pl.LightningModule):
         self._val_outputs.append((F.normalize(emb.float(), dim=1), index))
 
     def on_validation_epoch_end(self) -> None:
-        from facerec.base import distributed
-
         local = self._val_outputs
         emb = torch.cat([e for e, _ in local]) if local else torch.zeros(0, self.embedding_dim)
         idx = torch.cat([i for _, i in local]) if local else torch.zeros(0, dtype=torch.int64)
         self._val_outputs.clear()
-        if distributed.is_distributed():  # every rank joins, even one that embedded nothing
-            emb, idx = emb.to(self.device), idx.to(self.device)
-            sizes = distributed.gather_sizes(len(idx), self.device)
-            emb = distributed.all_gather_rows(emb, sizes)
-            idx = distributed.all_gather_rows(idx, sizes)
+        emb, idx = self._gather_rows(emb, idx)
         pairs = self._data.pairs if self._data is not None else None
         if pairs is None or len(idx) == 0:
             return
