@@ -154,7 +154,7 @@ def _split(labels: np.ndarray, names: list[str], held: set[str], root: Any) -> d
     """Split samples (labels (N,) indexing ``names``) into training and held-out identities.
 
     Returns sample positions ``train``/``val`` (int64), their labels renumbered from 0
-    (``train_labels``, ``val_labels``) and ``train_names`` (label -> identity of training).
+    (``train_labels``, ``val_labels``) and ``class_names`` (label -> identity of training).
     """
     is_held = np.array([n in held for n in names], dtype=bool)  # per identity, then per sample
     keep = ~is_held[labels]
@@ -174,7 +174,7 @@ def _split(labels: np.ndarray, names: list[str], held: set[str], root: Any) -> d
         "val": np.flatnonzero(~keep),
         "train_labels": remap[labels[keep]],
         "val_labels": val_remap[labels[~keep]],
-        "train_names": train_names,
+        "class_names": train_names,
     }
 
 
@@ -216,10 +216,8 @@ class FaceDataModule(pl.LightningDataModule):
         batch_size: images per batch per process (a ``sampler`` sets its own: P·K, 3·T).
         num_workers: DataLoader worker processes.
         sampler: how training batches are drawn, a :class:`~facerec.data.samplers.Batches` by
-            ``class_path``: ``facerec.data.samplers.PKBatches``,
-            ``facerec.data.hard_identity.HardIdentityBatches`` or
-            ``facerec.data.offline_triplets.OfflineTripletBatches``; null (default): shuffled
-            batches of ``batch_size``.
+            ``class_path`` (``PKBatches``, ``HardIdentityBatches``, ``OfflineTripletBatches``);
+            null (default): shuffled batches of ``batch_size``.
         augment: albumentations pipeline as a list of {name: ..., args...}; default: a
             horizontal flip with probability 0.5 (``[]``: none; null: the default). Draws are
             seeded by (seed, epoch, sample index), whatever the number of workers.
@@ -310,22 +308,18 @@ class FaceDataModule(pl.LightningDataModule):
             from facerec.data.recordio import RecordIODataset
 
             rec = RecordIODataset(self.root)
-            num_classes = rec.checked_num_classes()  # property checked against the labels
+            names = [str(i) for i in range(rec.checked_num_classes())]  # checked vs the labels
             all_labels = np.asarray(rec.labels, dtype=np.int64)
             idx = self._included_indices(len(all_labels))
-            names = [str(i) for i in range(num_classes)]
             split = _split(all_labels[idx], names, self._held_out_names(names), self.root)
-            index = {part: SubsetImages(rec.images, idx[split[part]]) for part in ("train", "val")}
+            index = split | {p: SubsetImages(rec.images, idx[split[p]]) for p in ("train", "val")}
         else:
             paths, labels, names = scan_image_folder(self.root)
             if self.include_list:
                 paths, labels, names = self._included_paths(paths, labels, names)
             _check_each_identity_readable(paths, labels, names)
             split = _split(labels, names, self._held_out_names(names), self.root)
-            index = {part: FileImages([paths[i] for i in split[part]]) for part in ("train", "val")}
-        if self.root is not None:  # the image sources above, and their labels
-            index["class_names"] = split["train_names"]
-            index.update(train_labels=split["train_labels"], val_labels=split["val_labels"])
+            index = split | {p: FileImages([paths[i] for i in split[p]]) for p in ("train", "val")}
         self._index = index
         return index
 
@@ -342,11 +336,9 @@ class FaceDataModule(pl.LightningDataModule):
                 f"{self.root} (e.g. {unknown[0]}); expected paths relative to the root"
             )
         keep = np.array([r in listed for r in rel], dtype=bool)
-        used = np.unique(labels[keep])
-        remap = np.full(len(names), -1, dtype=np.int64)
-        remap[used] = np.arange(used.size)
+        used, new_labels = np.unique(labels[keep], return_inverse=True)
         kept = [p for p, k in zip(paths, keep, strict=True) if k]
-        return kept, remap[labels[keep]], [names[i] for i in used]
+        return kept, new_labels, [names[i] for i in used]
 
     def _included_indices(self, n: int) -> np.ndarray:
         """Sample indices of a RecordIO set to train on: ``include_list``'s, else all ``n``."""
@@ -414,8 +406,7 @@ class FaceDataModule(pl.LightningDataModule):
         s = self.synthetic
         gen = SyntheticFaces(s.identities, per_id, s.size, s.seed, s.difficulty)
         images = np.stack([gen.render(int(i), j) for i in ids for j in range(per_id)])
-        labels = np.repeat(np.arange(len(ids)), per_id)
-        return images, labels
+        return images, np.repeat(np.arange(len(ids)), per_id)
 
     def setup(self, stage: str | None = None) -> None:
         index = self._build_index()
@@ -429,15 +420,8 @@ class FaceDataModule(pl.LightningDataModule):
                 )
             else:
                 images, labels = index["train"], index["train_labels"]
-            self.train_set = FaceDataset(
-                images,
-                labels,
-                augment=augment,
-                strict=self.strict,
-                seed=self.seed,
-                names=index["class_names"],
-                **common,
-            )
+            train = {"augment": augment, "strict": self.strict, "seed": self.seed, **common}
+            self.train_set = FaceDataset(images, labels, names=index["class_names"], **train)
         if self.val_set is None and self.has_validation:
             if self.root is None:
                 ids = SYNTHETIC_HELD_OUT_START + np.arange(self.val_identities)
@@ -465,17 +449,16 @@ class FaceDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
-        sampler: Any
+        n = len(self.train_set)
         if self.sampler is not None:
             sampler = self.sampler.build(self.train_set.labels, self.seed)
-        else:
-            if len(self.train_set) < self.batch_size:
-                raise DataError(
-                    f"the training set has {len(self.train_set)} images, fewer than "
-                    f"data.batch_size={self.batch_size}; lower the batch size"
-                )
-            # a shuffled global batch of batch_size × processes, split by rank (seed, epoch)
-            sampler = ShuffleBatchSampler(len(self.train_set), self.batch_size, seed=self.seed)
+        elif n < self.batch_size:
+            raise DataError(
+                f"the training set has {n} images, fewer than data.batch_size={self.batch_size}; "
+                "lower the batch size"
+            )
+        else:  # a shuffled global batch of batch_size × processes, split by rank (seed, epoch)
+            sampler = ShuffleBatchSampler(n, self.batch_size, seed=self.seed)
         self.train_batch_sampler = sampler
         # a train loader whose position Lightning checkpoints (--ckpt_path resumes mid-epoch)
         done = lightning_batches_done(self.trainer) if self.trainer is not None else None
