@@ -23,20 +23,14 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from facerec.align.detect import Detections, FaceDetector, MTCNNDetector
 from facerec.align.landmarks import detections_from_landmarks, read_landmarks
-from facerec.align.pipeline import (
-    DEFAULT_KEEP,
-    KEEP_POLICIES,
-    FaceChoice,
-    choose_faces,
-    detect_images,
-)
+from facerec.align.pipeline import DEFAULT_KEEP, KEEP_POLICIES, FaceChoice, detect_images
+from facerec.align.source import choose_in_batches
 from facerec.align.transform import (
     DEFAULT_TEMPLATE,
     DLIB_CHIP_SIZE,
@@ -129,17 +123,6 @@ def _crop_stems(rels: Sequence[Path]) -> dict[str, str]:
                 f"photos {other!r} and {key!r} would write the same crop {stem!r}; rename one"
             )
     return stems
-
-
-def _load(root: Path, rels: Sequence[Path]) -> list[np.ndarray | DataError]:
-    """The images ``rels`` under ``root``, or the error of each that does not read."""
-    out: list[np.ndarray | DataError] = []
-    for rel in rels:
-        try:
-            out.append(read_image(root / rel))
-        except DataError as e:
-            out.append(e)
-    return out
 
 
 def align_folder(
@@ -235,44 +218,39 @@ def align_folder(
             batch_size=batch_size,
             threads=threads,
         )
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        bar = tqdm(
-            total=len(todo), unit="img", desc="aligning", file=sys.stderr, dynamic_ncols=True
-        )
+    bar = tqdm(
+        total=len(todo),
+        unit="img",
+        desc="aligning",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=not (progress and todo),
+    )
+
+    def detect(images: list[np.ndarray], chunk: list[Path]) -> list[Detections]:
+        if given is not None:
+            return [detections_from_landmarks(given[rel.as_posix()]) for rel in chunk]
+        assert detector is not None
+        return detect_images(detector, images, max_side=max_side)
+
     out.mkdir(parents=True, exist_ok=True)
     new_journal = not journal.exists() or redo
-    with (
-        open(journal, "w" if new_journal else "a", newline="", encoding="utf-8") as jf,
-        ThreadPoolExecutor(2) as pool,
-    ):
+    with open(journal, "w" if new_journal else "a", newline="", encoding="utf-8") as jf:
         jw = csv.writer(jf)
         if new_journal:
             jw.writerow(REPORT_COLUMNS)
-        chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
-        ahead = pool.submit(_load, root, chunks[0]) if chunks else None
-        for b, chunk in enumerate(chunks):
-            assert ahead is not None
-            loaded = ahead.result()
-            if b + 1 < len(chunks):
-                ahead = pool.submit(_load, root, chunks[b + 1])
-            good = [i for i, im in enumerate(loaded) if not isinstance(im, DataError)]
-            if given is not None:
-                dets = [detections_from_landmarks(given[chunk[i].as_posix()]) for i in good]
-            else:
-                assert detector is not None
-                dets = detect_images(detector, [loaded[i] for i in good], max_side=max_side)
-            det_of: dict[int, Detections] = dict(zip(good, dets, strict=True))
-            for i, rel in enumerate(chunk):
-                key, im = rel.as_posix(), loaded[i]
-                if isinstance(im, DataError):
+        least = 0.0 if given is not None else min_face
+        for batch in choose_in_batches(
+            lambda rel: read_image(root / rel), todo, detect, keep, least, batch_size
+        ):
+            for rel, im, choice in batch:
+                key = rel.as_posix()
+                if choice is None:
                     rows[key] = _rows_for(key, None, [], str(im))
                     counts["unreadable"] += 1
                 else:
-                    least = 0.0 if given is not None else min_face
-                    choice = choose_faces(det_of[i], im.shape, keep, least)
                     counts[choice.status] += 1
                     tags = [f"_{k}" if keep == "all" else "" for k in range(len(choice.kept))]
                     names = [f"{stems[key]}{tag}{ext}" for tag in tags]
@@ -282,10 +260,8 @@ def align_folder(
                     rows[key] = _rows_for(key, choice, names)
                 jw.writerows(rows[key])
             jf.flush()
-            if bar is not None:
-                bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
+            bar.update(len(batch))
+    bar.close()
     for key, rs in rows.items():  # skipped images count by their earlier status
         if Path(key) not in todo:
             counts[rs[0][1]] = counts.get(rs[0][1], 0) + 1
@@ -371,22 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--threads must be 0 (all) or more, got {args.threads}")
     if args.max_side < 0:
         raise ConfigError(f"--max-side must be 0 or more, got {args.max_side}")
-    counts = align_folder(
-        args.src,
-        args.out,
-        size=crop_size(args.size or [DLIB_CHIP_SIZE if args.template == "dlib" else 112] * 2),
-        keep=args.keep,
-        min_face=args.min_face,
-        threshold=args.threshold,
-        template=args.template,
-        landmarks=args.landmarks,
-        ext=args.ext,
-        batch_size=args.batch_size,
-        max_side=args.max_side,
-        device=args.device,
-        redo=args.redo,
-        progress=not args.no_progress,
-        threads=args.threads or None,
-    )
+    size = crop_size(args.size or [DLIB_CHIP_SIZE if args.template == "dlib" else 112] * 2)
+    rest = {k: v for k, v in vars(args).items() if k not in ("src", "out", "no_progress")}
+    rest |= {"size": size, "threads": args.threads or None, "progress": not args.no_progress}
+    counts = align_folder(args.src, args.out, **rest)
     print(summary(counts, args.out, args.keep))
     return 0

@@ -9,18 +9,22 @@ a face is centre-cropped (the verification protocols' fallback: the pair is kept
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
-from facerec.align.detect import FaceDetector
-from facerec.align.pipeline import DEFAULT_KEEP, FACE_RULES, choose_faces, detect_images
+from facerec.align.detect import Detections, FaceDetector
+from facerec.align.pipeline import DEFAULT_KEEP, FACE_RULES, FaceChoice, choose_faces, detect_images
 from facerec.align.transform import DEFAULT_TEMPLATE, align_face, template_points
-from facerec.data.image import fit_to_size
+from facerec.data.image import fit_to_size, read_ahead, read_or_error
 from facerec.data.sources import ImageSource
 from facerec.errors import ConfigError, DataError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,33 @@ class FaceTable:
         }
 
 
-def _read(images: ImageSource, i: int) -> np.ndarray | None:
-    try:
-        return images[i]
-    except DataError:
-        return None
+def choose_in_batches(
+    read: Callable[[T], np.ndarray],
+    items: Sequence[T],
+    detect: Callable[[list[np.ndarray], list[T]], list[Detections]],
+    keep: str,
+    min_face: float,
+    batch_size: int,
+    num_workers: int = 1,
+) -> Iterator[list[tuple[T, np.ndarray | DataError, FaceChoice | None]]]:
+    """Read ``items`` in batches (``num_workers`` threads, one batch ahead of the detector),
+    ``detect(images, items)`` those that read and choose their faces
+    (:func:`~facerec.align.pipeline.choose_faces`): per batch, each item with its image or
+    :class:`DataError` and its choice (None: it did not read)."""
+    chunks = [items[s : s + batch_size] for s in range(0, len(items), batch_size)]
+    with ThreadPoolExecutor(max(1, num_workers)) as pool:
+
+        def load(chunk: Sequence[T]) -> list[np.ndarray | DataError]:
+            return list(pool.map(partial(read_or_error, read), chunk))
+
+        for chunk, loaded in read_ahead(load, chunks):
+            good = [i for i, im in enumerate(loaded) if not isinstance(im, DataError)]
+            found = detect([loaded[i] for i in good], [chunk[i] for i in good])
+            det_of = dict(zip(good, found, strict=True))
+            yield [
+                (x, im, choose_faces(det_of[i], im.shape, keep, min_face) if i in det_of else None)
+                for i, (x, im) in enumerate(zip(chunk, loaded, strict=True))
+            ]
 
 
 def locate_faces(
@@ -87,18 +113,18 @@ def locate_faces(
     from tqdm import tqdm
 
     bar = tqdm(total=m, unit="img", desc=desc, file=sys.stderr, disable=not progress)
-    with ThreadPoolExecutor(max(1, num_workers)) as pool:
-        for start in range(0, m, batch_size):
-            idx = range(start, min(start + batch_size, m))
-            loaded = list(pool.map(lambda i: _read(images, i), idx))
-            good = [k for k, im in enumerate(loaded) if im is not None]
-            dets = detect_images(detector, [loaded[k] for k in good], max_side=max_side)
-            for k, det in zip(good, dets, strict=True):
-                choice = choose_faces(det, loaded[k].shape, keep, min_face)
-                status[start + k] = choice.status
-                if len(choice.kept):
-                    landmarks[start + k] = choice.kept.landmarks[0]
-            bar.update(len(idx))
+
+    def detect(ims: list[np.ndarray], _: list[int]) -> list[Detections]:
+        return detect_images(detector, ims, max_side=max_side)
+
+    for batch in choose_in_batches(
+        images.__getitem__, range(m), detect, keep, min_face, batch_size, num_workers
+    ):
+        for i, _, choice in batch:
+            if choice is not None:
+                status[i] = choice.status
+                landmarks[i] = choice.kept.landmarks[0] if len(choice.kept) else np.nan
+        bar.update(len(batch))
     bar.close()
     return FaceTable(landmarks, status.astype(str))
 

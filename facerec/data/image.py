@@ -12,8 +12,9 @@ import math
 import os
 import re
 import struct
-from collections.abc import Iterator
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar
 
 import cv2
 import numpy as np
@@ -24,11 +25,13 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".
 MEAN = 127.5
 STD = 127.5
 ResizeMode = Literal["resize", "center_crop"]
-
+T = TypeVar("T")
+R = TypeVar("R")
 
 NOT_DECODABLE = "not a decodable image (expected JPEG, PNG, BMP, PGM/PPM, WebP or TIFF data)"
 MAX_PIXELS = 50_000_000
 MAX_PIXELS_ENV = "FACEREC_MAX_PIXELS"
+_TO_RGB = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}  # by channels
 
 
 def max_pixels() -> int:
@@ -204,11 +207,7 @@ def decode_image(
     img = _to_uint8(img, source)
     if img.ndim == 3 and img.shape[2] not in (3, 4):  # grey + alpha, or extra samples
         img = img[:, :, 0]
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(img, _TO_RGB[img.shape[2] if img.ndim == 3 else 1])
 
 
 def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -225,6 +224,25 @@ def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3); :class:`DataError` if missing or corrupt."""
     return decode_image(read_image_bytes(path), source=str(path))
+
+
+def read_or_error(read: Callable[[T], np.ndarray], item: T) -> np.ndarray | DataError:
+    """``read(item)``, or the :class:`DataError` it raised (a batch reads on past a bad image)."""
+    try:
+        return read(item)
+    except DataError as e:
+        return e
+
+
+def read_ahead(load: Callable[[T], R], batches: Sequence[T]) -> Iterator[tuple[T, R]]:
+    """``(batch, load(batch))`` for each batch, the next batch loading in a background thread
+    while the caller works on this one; ``load``'s error is raised where its batch is due."""
+    with ThreadPoolExecutor(1) as ahead:
+        pending = ahead.submit(load, batches[0]) if batches else None
+        for batch, following in zip(batches, [*batches[1:], None], strict=True):
+            loaded = pending.result()  # type: ignore[union-attr]
+            pending = ahead.submit(load, following) if following is not None else None
+            yield batch, loaded
 
 
 def encode_image(

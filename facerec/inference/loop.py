@@ -12,10 +12,11 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
-from facerec.data.image import ResizeMode, fit_to_size
+from facerec.data.image import ResizeMode, fit_to_size, read_ahead, read_or_error
 from facerec.data.sources import ImageSource
 from facerec.errors import DataError, FacerecError
 from facerec.metrics.verification import l2_normalize
@@ -49,14 +50,9 @@ def load_batch(
     read raises its :class:`DataError` (the first in order), or, given a ``bad`` list, is left
     out and ``(index, error)`` appended."""
 
-    def one(i: int) -> np.ndarray | DataError:
-        try:
-            return fit_to_size(images[i], size, mode)
-        except DataError as e:
-            return e
-
+    read = partial(read_or_error, lambda i: fit_to_size(images[i], size, mode))
+    loaded = pool.map(read, indices) if pool is not None else map(read, indices)
     good = []
-    loaded = pool.map(one, indices) if pool is not None else map(one, indices)
     for i, r in zip(indices, list(loaded), strict=True):
         if not isinstance(r, DataError):
             good.append(r)
@@ -100,7 +96,7 @@ def embed_images(
 
     bar = tqdm(total=n, unit="img", desc="embedding", file=sys.stderr, disable=not progress)
     try:
-        with ThreadPoolExecutor(max(1, num_workers)) as pool, ThreadPoolExecutor(1) as ahead:
+        with ThreadPoolExecutor(max(1, num_workers)) as pool:
 
             def fetch(r: range) -> tuple[np.ndarray, list[tuple[int, DataError]], float]:
                 t = time.perf_counter()
@@ -108,12 +104,8 @@ def embed_images(
                 batch = load_batch(images, r, size, mode, pool, bad)
                 return batch, bad or [], time.perf_counter() - t
 
-            pending = ahead.submit(fetch, batches[0]) if batches else None
-            for b, rng in enumerate(batches):
-                assert pending is not None
-                batch, bad, dt = pending.result()  # with skipped None, raises a bad image's error
+            for rng, (batch, bad, dt) in read_ahead(fetch, batches):
                 load_time += dt
-                pending = ahead.submit(fetch, batches[b + 1]) if b + 1 < len(batches) else None
                 for i, e in bad:  # only with a skipped list: else load_batch raised
                     skipped.append((i, str(e)))  # type: ignore[union-attr]
                 bar.update(len(rng))
