@@ -120,9 +120,10 @@ def _image_names(b: PairBenchmark) -> list[list[str]] | None:
     return None
 
 
-def _identities(b: PairBenchmark) -> list[str] | None:
+def _identities(b: PairBenchmark) -> list[list[str]] | None:
+    """For each image, its identity (its folder's name) as a one-name list; None without paths."""
     paths = getattr(b.images, "paths", None)
-    return None if paths is None else [Path(q).parent.name for q in paths]
+    return None if paths is None else [[Path(q).parent.name] for q in paths]
 
 
 @dataclass
@@ -189,13 +190,9 @@ def pair_groups(b: PairBenchmark, table: GroupTable | None = None) -> PairGroups
                 "GROUPS.csv by image for a .bin (names like 'lfw.bin #0'), and an image "
                 "folder benchmark (LFW, pairs CSV) for groups by identity"
             )
-        img = []
-        for cands in names:
-            cands = [cands] if isinstance(cands, str) else cands
-            hit = next((c for c in cands if c in table.labels), None)
-            if hit is not None:
-                used.add(hit)
-            img.append(None if hit is None else table.labels[hit])
+        hits = [next((c for c in cands if c in table.labels), None) for cands in names]
+        used = {h for h in hits if h is not None}
+        img = [None if h is None else table.labels[h] for h in hits]
     if all(g is None for g in img):
         return None
     g = np.array(img, dtype=object)
@@ -278,7 +275,7 @@ def _example(b: PairBenchmark, by: str) -> str:
     """How GROUPS.csv would name the first image of ``b`` (its last two path parts) or its
     identity."""
     if by == "identity":
-        return (_identities(b) or ["?"])[0]
+        return (_identities(b) or [["?"]])[0][0]
     names = _image_names(b)
     return "/".join(PurePosixPath(names[0][0]).parts[-2:]) if names else "?"
 

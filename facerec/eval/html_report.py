@@ -138,19 +138,11 @@ class ReportData:
         gallery: (G, D) unit rows, gallery_labels (G,); probes: (P, D) unit rows, probe_labels
         (P,) (-1: not enrolled, skipped). Identities are named by the image's parent folder.
         """
-        rows, mated = worst_probes(
-            gallery,
-            gallery_labels,
-            [str(p) for p in gallery_paths],
-            probes,
-            probe_labels,
-            [str(p) for p in probe_paths],
-            self.num_probes,
-            self.top_matches,
-        )
-        self.identification.append(
-            ProbeRanking(model, rows, mated, (int(input_size[0]), int(input_size[1])), resize_mode)
-        )
+        gp, pp = [str(q) for q in gallery_paths], [str(q) for q in probe_paths]
+        top = self.num_probes, self.top_matches
+        rows, mated = worst_probes(gallery, gallery_labels, gp, probes, probe_labels, pp, *top)
+        size = (int(input_size[0]), int(input_size[1]))
+        self.identification.append(ProbeRanking(model, rows, mated, size, resize_mode))
 
 
 # ----------------------------------------------------------------------------------- analysis
@@ -162,8 +154,7 @@ def hardest_pairs(scores: np.ndarray, issame: np.ndarray, n: int) -> tuple[np.nd
     hardest first (ties by index)."""
     s = np.asarray(scores, np.float64).reshape(-1)
     y = np.asarray(issame, bool).reshape(-1)
-    gen = np.nonzero(y)[0]
-    imp = np.nonzero(~y)[0]
+    gen, imp = np.nonzero(y)[0], np.nonzero(~y)[0]
     gen = gen[np.argsort(s[gen], kind="stable")][:n]
     imp = imp[np.argsort(-s[imp], kind="stable")][:n]
     return gen.astype(np.int64), imp.astype(np.int64)
@@ -222,8 +213,7 @@ def worst_probes(
     rows = []
     for w in worst:
         sim = gs @ p[mated[w]]  # (G,)
-        best_img = np.array([starts[i] + int(np.argmax(sim[starts[i] : ends[i]])) for i in
-                             range(ids.size)])  # fmt: skip
+        best_img = starts + [int(np.argmax(sim[a:e])) for a, e in zip(starts, ends, strict=True)]
         best = sim[best_img]
         top_ids = np.argsort(-best, kind="stable")[:top]
         paths = [gallery_paths[order[best_img[i]]] for i in top_ids]
@@ -252,6 +242,11 @@ def file_data_uri(path: str | os.PathLike[str]) -> str:
     except FileNotFoundError:
         raise DataError(f"{p}: plot not found; expected the PNG eval draws") from None
     return _data_uri(data, "png" if p.suffix.lower() == ".png" else "jpeg")
+
+
+def _img(cls: str, alt: str, png: Path) -> str:
+    """The ``<img>`` of a plot eval drew, as a ``data:`` URI."""
+    return f'<img class="{cls}" alt="{_e(alt)}" src="{file_data_uri(png)}">'
 
 
 def _data_uri(data: bytes, mime: str) -> str:
@@ -507,8 +502,7 @@ def _quality(bench: str, models: dict, erc_png: str | None, out_dir: Path) -> li
     far = rows[0][1]["erc"]["far"]
     out = [f'<div class="quality" id="{_anchor("q", bench)}"><h3>Face-image quality</h3>']
     if erc_png:
-        out.append(f'<div class="plots"><img class="erc" alt="ERC {_e(bench)}" '
-                   f'src="{file_data_uri(out_dir / erc_png)}"></div>')  # fmt: skip
+        out.append(f'<div class="plots">{_img("erc", f"ERC {bench}", out_dir / erc_png)}</div>')
     body = [html_row([m, *quality_cells(q)], left=2) for m, q in rows]
     out.append(html_table(["model", *QUALITY_HEAD], body, "quality", left=2))
     out.append(f'<p class="meta">ERC: FNMR of the genuine pairs kept at the threshold of FAR '
@@ -532,8 +526,8 @@ def _calibration(models: dict, out_dir: Path) -> list[str]:
                    f"on {_e(c['benchmark'])} ({c['n_genuine']} genuine + {c['n_impostor']} "
                    "impostor pairs)</h3>")  # fmt: skip
         if c.get("plot"):
-            out.append(f'<div class="plots"><img class="reliability" alt="reliability {_e(m)}" '
-                       f'src="{file_data_uri(out_dir / c["plot"])}"></div>')  # fmt: skip
+            img = _img("reliability", f"reliability {m}", out_dir / c["plot"])
+            out.append(f'<div class="plots">{img}</div>')
         thr = [html_row([far_key(t["far"]), number(t["threshold"])]) for t in c["thresholds"]]
         head = ["FAR", "cosine threshold (same when score >= t)"]
         where = (
@@ -549,10 +543,11 @@ def _calibration(models: dict, out_dir: Path) -> list[str]:
     return out
 
 
-def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLike[str]) -> str:
-    """The report page (see the module doc) of eval's ``results`` dict (its ``plots`` name PNGs
-    in ``out_dir``) and the scores and images the run handed over (``data``)."""
-    out_dir = Path(out_dir)
+def write_html_report(path: str | os.PathLike[str], results: dict, data: ReportData) -> Path:
+    """Write the report page (see the module doc) of eval's ``results`` dict (its ``plots`` name
+    PNGs in ``path``'s folder) and what the run handed over (``data``) to ``path``, atomically."""
+    path = Path(path)
+    out_dir = path.parent
     models = results.get("models", {})
     by_key = {(p.model, p.benchmark): p for p in data.verification}
     benches = list(dict.fromkeys(b for mv in models.values() for b in mv.get("verification", {})))
@@ -575,8 +570,7 @@ def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLi
     for b in benches:
         doc.append(f'<section class="benchmark" id="{_anchor("b", b)}"><h2>{_e(b)}</h2>')
         if b in roc:
-            doc.append(f'<div class="plots"><img class="roc" alt="ROC {_e(b)}" '
-                       f'src="{file_data_uri(out_dir / roc[b])}"></div>')  # fmt: skip
+            doc.append(f'<div class="plots">{_img("roc", f"ROC {b}", out_dir / roc[b])}</div>')
         doc += _quality(b, models, results.get("plots", {}).get("erc", {}).get(b), out_dir)
         for m, mv in models.items():
             v = mv.get("verification", {}).get(b)
@@ -588,8 +582,7 @@ def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLi
             hist = v.get("plots", {}).get("histogram")
             doc.append('<div class="plots">')
             if hist:
-                doc.append(f'<img class="hist" alt="histogram {_e(b)} {_e(m)}" '
-                           f'src="{file_data_uri(out_dir / hist)}">')  # fmt: skip
+                doc.append(_img("hist", f"histogram {b} {m}", out_dir / hist))
             doc.append(_threshold_table(v) + "</div>")
             if v.get("groups"):
                 doc.append(groups_html(m, b, v["groups"]))
@@ -603,16 +596,9 @@ def render_html_report(results: dict, data: ReportData, out_dir: str | os.PathLi
         doc.append('<section id="identification"><h2>Identification</h2>')
         cmc = results.get("plots", {}).get("cmc")
         if cmc:
-            doc.append(f'<div class="plots"><img class="cmc" alt="CMC" '
-                       f'src="{file_data_uri(out_dir / cmc)}"></div>')  # fmt: skip
+            doc.append(f'<div class="plots">{_img("cmc", "CMC", out_dir / cmc)}</div>')
         for pr in data.identification:
             doc += _probes(pr)
         doc.append("</section>")
-    return html_page("facerec evaluation report", doc)
-
-
-def write_html_report(path: str | os.PathLike[str], results: dict, data: ReportData) -> Path:
-    """Write the report page to ``path`` atomically (plots are read from its folder)."""
-    path = Path(path)
-    atomic_write_text(path, render_html_report(results, data, path.parent))
+    atomic_write_text(path, html_page("facerec evaluation report", doc))
     return path
