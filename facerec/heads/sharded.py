@@ -61,10 +61,8 @@ class _DistributedCrossEntropy(torch.autograd.Function):
     def forward(ctx: FunctionCtx, logits: Tensor, labels: Tensor) -> Tensor:
         n, cols = logits.shape
         valid = labels >= 0
-        if cols:
-            row_max = logits.amax(dim=1, keepdim=True)
-        else:  # a shard (or sample) with no class: contributes nothing
-            row_max = logits.new_full((n, 1), -math.inf)
+        # a shard (or sample) with no class contributes nothing
+        row_max = logits.amax(dim=1, keepdim=True) if cols else logits.new_full((n, 1), -math.inf)
         distributed.all_reduce_(row_max, "max")
         index = labels.clamp(min=0).unsqueeze(1)
         target = torch.zeros_like(row_max)

@@ -238,21 +238,21 @@ class FaceRecognitionModule(pl.LightningModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Normalise the loaders' uint8 (B, 3, H, W) images on the device, in the run's input
         precision."""
-        if isinstance(batch, list | tuple) and batch and isinstance(batch[0], torch.Tensor):
-            if batch[0].dtype == torch.uint8:
-                size, want = tuple(batch[0].shape[-2:]), tuple(self.backbone.input_size)
-                if size != want:
-                    raise ConfigError(
-                        f"the data's images are {size} but the backbone takes {want}; set "
-                        f"data.image_size: {list(want)} (`facerec fit` gives the backbone "
-                        "data.image_size where the backbone has an input_size)"
-                    )
-                images = normalize_images(batch[0])
-                if lightning_compat.attached_trainer(self) is not None:
-                    images = self.trainer.precision_plugin.convert_input(images)
-                rest = list(batch[1:])
-                batch = [images, *rest] if isinstance(batch, list) else (images, *rest)
-        return batch
+        first = batch[0] if isinstance(batch, list | tuple) and batch else None
+        if not isinstance(first, torch.Tensor) or first.dtype != torch.uint8:
+            return batch
+        size, want = tuple(first.shape[-2:]), tuple(self.backbone.input_size)
+        if size != want:
+            raise ConfigError(
+                f"the data's images are {size} but the backbone takes {want}; set "
+                f"data.image_size: {list(want)} (`facerec fit` gives the backbone data.image_size "
+                "where the backbone has an input_size)"
+            )
+        images = normalize_images(first)
+        if lightning_compat.attached_trainer(self) is not None:
+            images = self.trainer.precision_plugin.convert_input(images)
+        rest = list(batch[1:])
+        return [images, *rest] if isinstance(batch, list) else (images, *rest)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised (or uint8) RGB -> (B, D) raw embeddings."""
