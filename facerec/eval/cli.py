@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from facerec.align.options import add_align_arguments, aligner_from_args
-from facerec.errors import ConfigError, FacerecError
+from facerec.errors import ConfigError, run_main
 from facerec.inference import resolve_device
 from facerec.io import atomic_write_text, check_free_space, check_output, write_failed
 from facerec.metrics.calibration import METHODS as CALIBRATION_METHODS
@@ -268,15 +268,14 @@ def _clear_stale_outputs(out: Path, before: dict[str, tuple[int, int, int]]) -> 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``facerec eval``; returns the exit status (2 on a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    return run_main("eval", _run_and_print, build_parser().parse_args(argv), argv)
+
+
+def _run_and_print(args: argparse.Namespace, argv: list[str]) -> None:
     try:
         results = run(args, argv)
-    except FacerecError as e:
-        print(f"facerec eval: error: {e}", file=sys.stderr)
-        return 2
     except OSError as e:  # a full disk or a folder made read-only during the run
-        print(f"facerec eval: error: {write_failed(e.filename or args.out, e)}", file=sys.stderr)
-        return 2
+        raise write_failed(e.filename or args.out, e) from None
     print(format_table(results))
     for name, m in results["models"].items():
         for bench, v in m.get("verification", {}).items():
@@ -287,7 +286,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {Path(args.out) / 'results.json'} and plots to {args.out}")
     if args.report:
         print(f"wrote {Path(args.out) / 'report.html'}")
-    return 0
 
 
 if __name__ == "__main__":

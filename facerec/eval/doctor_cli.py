@@ -30,9 +30,9 @@ import numpy as np
 
 import facerec
 from facerec.align.transform import template_of
-from facerec.data.image import fit_to_size, pixel_limit
+from facerec.data.image import fit_to_size
 from facerec.data.sources import EncodedImages, FileImages, ImageSource, SubsetImages
-from facerec.errors import ConfigError, DataError, FacerecError
+from facerec.errors import ConfigError, DataError, run_main
 from facerec.inference import Embedder, embed_images, load_embedder
 from facerec.inference.checkpoint import PRETRAINED
 from facerec.io import atomic_write_csv, atomic_write_text, check_output, write_failed
@@ -48,6 +48,7 @@ from .doctor import (
     images_to_drop,
     model_thresholds,
 )
+from .embed_cli import add_decode_arguments, pixel_limit_of
 from .html_report import html_page, html_row, html_table, image_data_uri, image_name
 from .pair_args import add_pair_benchmark_arguments, read_pair_benchmarks
 from .quality import quality_method, score_images
@@ -458,14 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="image decoding threads (default 2)")
     s.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     s.add_argument("--html-rows", type=int, default=100, help="rows per table in doctor.html")
-    s.add_argument(
-        "--max-pixels",
-        type=int,
-        metavar="N",
-        help="refuse (count as unreadable) images larger than N pixels before decoding them "
-        "(default 50000000, or $FACEREC_MAX_PIXELS)",
-    )
-    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_decode_arguments(s, "refuse (count as unreadable)")
     s.add_argument(
         "--quality",
         nargs="?",
@@ -546,48 +540,46 @@ def crop_hint(data: TrainingImages, emb: Any) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``facerec doctor``; returns the exit status (2 on a user error)."""
-    args = build_parser().parse_args(argv)
-    try:
-        if args.batch_size < 1 or args.html_rows < 0:
-            raise ConfigError("--batch-size must be >= 1 and --html-rows >= 0")
-        if args.quality_passes < 2:
-            raise ConfigError(f"--quality-passes must be >= 2, got {args.quality_passes}")
-        if args.max_pixels is not None and args.max_pixels < 1:
-            raise ConfigError(f"--max-pixels must be >= 1, got {args.max_pixels}")
-        reads = [("--data", args.data), ("--checkpoint", args.checkpoint), ("--onnx", args.onnx)]
-        reads += [("--bin", b) for b in args.bin] + [("--pairs-csv", c) for c in args.pairs_csv]
-        reads += [("--lfw-pairs", args.lfw_pairs), ("--lfw-root", args.lfw_root)]
-        check_outputs(args.out, args.write_clean_list, reads)
-        resolve_options(args, echo=False)  # flags out of range: before any work
-        if args.checkpoint is None and args.onnx is None:
-            args.checkpoint = default_model()
-            print(f"facerec doctor: no --checkpoint or --onnx: using {args.checkpoint} "
-                  f"({PRETRAINED[args.checkpoint]})")  # fmt: skip
-        data = read_training_images(args.data)
-        benches = read_pair_benchmarks(args)
-        emb = load_embedder(args.checkpoint, args.onnx, args.device, args.batch_size)
-        opt = resolve_options(args, getattr(emb, "backbone", None))
-        if hint := crop_hint(data, emb):
-            print(f"warning: {hint}", file=sys.stderr)
-        with pixel_limit(args.max_pixels):
-            res = run_doctor(
-                data,
-                emb,
-                args.out,
-                benches,
-                opt,
-                args.write_clean_list,
-                args.batch_size,
-                not args.no_flip,
-                args.workers,
-                progress=not args.no_progress,
-                html_rows=args.html_rows,
-                quality=None if args.quality is None else quality_method(args.quality),
-                quality_passes=args.quality_passes,
-            )
-    except FacerecError as e:
-        print(f"facerec doctor: error: {e}", file=sys.stderr)
-        return 2
+    return run_main("doctor", _run_and_print, build_parser().parse_args(argv))
+
+
+def _run_and_print(args: argparse.Namespace) -> None:
+    if args.batch_size < 1 or args.html_rows < 0:
+        raise ConfigError("--batch-size must be >= 1 and --html-rows >= 0")
+    if args.quality_passes < 2:
+        raise ConfigError(f"--quality-passes must be >= 2, got {args.quality_passes}")
+    limit = pixel_limit_of(args)
+    reads = [("--data", args.data), ("--checkpoint", args.checkpoint), ("--onnx", args.onnx)]
+    reads += [("--bin", b) for b in args.bin] + [("--pairs-csv", c) for c in args.pairs_csv]
+    reads += [("--lfw-pairs", args.lfw_pairs), ("--lfw-root", args.lfw_root)]
+    check_outputs(args.out, args.write_clean_list, reads)
+    resolve_options(args, echo=False)  # flags out of range: before any work
+    if args.checkpoint is None and args.onnx is None:
+        args.checkpoint = default_model()
+        print(f"facerec doctor: no --checkpoint or --onnx: using {args.checkpoint} "
+              f"({PRETRAINED[args.checkpoint]})")  # fmt: skip
+    data = read_training_images(args.data)
+    benches = read_pair_benchmarks(args)
+    emb = load_embedder(args.checkpoint, args.onnx, args.device, args.batch_size)
+    opt = resolve_options(args, getattr(emb, "backbone", None))
+    if hint := crop_hint(data, emb):
+        print(f"warning: {hint}", file=sys.stderr)
+    with limit:
+        res = run_doctor(
+            data,
+            emb,
+            args.out,
+            benches,
+            opt,
+            args.write_clean_list,
+            args.batch_size,
+            not args.no_flip,
+            args.workers,
+            progress=not args.no_progress,
+            html_rows=args.html_rows,
+            quality=None if args.quality is None else quality_method(args.quality),
+            quality_passes=args.quality_passes,
+        )
     s = res.summary
     print(f"{s['num_images']} images, {s['num_identities']} identities")
     counts = {
@@ -614,7 +606,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"keep {s['keep']}, drop {s['drop']}; wrote {args.out}/doctor.html and CSV files")
     if args.write_clean_list:
         print(f"clean list: {args.write_clean_list} (train with --data.include_list)")
-    return 0
 
 
 if __name__ == "__main__":

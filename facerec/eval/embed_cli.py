@@ -22,19 +22,15 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from facerec.align.options import Aligner, add_align_arguments, aligner_from_args
 from facerec.data.folder import list_images
 from facerec.data.image import pixel_limit
-from facerec.errors import ConfigError, DataError, FacerecError
-from facerec.inference import (
-    Embedder,
-    FileImages,
-    embed_images,
-    load_embedder,
-)
+from facerec.errors import ConfigError, DataError, run_main
+from facerec.inference import Embedder, FileImages, embed_images, load_embedder
 from facerec.io import atomic_path, check_free_space, check_output, write_failed
 from facerec.metrics.quality import QualityScorer, resolve_method
 
@@ -182,14 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out images that do not decode (default: stop with an error)",
     )
-    p.add_argument(
-        "--max-pixels",
-        type=int,
-        metavar="N",
-        help="refuse images larger than N pixels before decoding them (default 50000000, "
-        "or $FACEREC_MAX_PIXELS)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_decode_arguments(p)
     q = p.add_argument_group("face-image quality")
     add_quality_arguments(q, "write it to --quality-out (row i = row i of --out)")
     q.add_argument(
@@ -291,20 +280,34 @@ def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
     return emb, kept
 
 
+def add_decode_arguments(parser: Any, refuse: str = "refuse") -> None:
+    """``--max-pixels`` and ``--no-progress`` (``facerec embed`` and ``facerec doctor``)."""
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help=f"{refuse} images larger than N pixels before decoding them (default 50000000, "
+        "or $FACEREC_MAX_PIXELS)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def pixel_limit_of(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """``--max-pixels`` as a :func:`~facerec.data.image.pixel_limit` block; ConfigError below 1."""
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise ConfigError(f"--max-pixels must be >= 1, got {args.max_pixels}")
+    return pixel_limit(args.max_pixels)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``facerec embed``; returns the exit status (2 on a user error)."""
-    args = build_parser().parse_args(argv)
-    try:
-        if args.max_pixels is not None and args.max_pixels < 1:
-            raise ConfigError(f"--max-pixels must be >= 1, got {args.max_pixels}")
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning  # one line each, no source excerpt
-            with pixel_limit(args.max_pixels):
-                run(args)
-    except FacerecError as e:
-        print(f"facerec embed: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main("embed", _run_limited, build_parser().parse_args(argv))
+
+
+def _run_limited(args: argparse.Namespace) -> None:
+    with pixel_limit_of(args), warnings.catch_warnings():
+        warnings.showwarning = _show_warning  # one line each, no source excerpt
+        run(args)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]

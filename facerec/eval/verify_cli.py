@@ -23,16 +23,15 @@ from typing import Any
 import numpy as np
 
 from facerec.align.options import add_align_arguments, aligner_from_args
-from facerec.errors import ConfigError, DataError, FacerecError
+from facerec.errors import ConfigError, DataError, FacerecError, run_main
 from facerec.inference import FileImages, embed_images, load_embedder, read_checkpoint_dict
-from facerec.inference.checkpoint import PRETRAINED
-from facerec.inference.onnx import require_onnx
+from facerec.inference.checkpoint import checkpoint_calibration
+from facerec.inference.onnx import load_onnx_model, set_metadata_props
 from facerec.io import atomic_path, atomic_write_bytes, check_free_space, check_output, write_failed
 from facerec.metrics.calibration import (
     CHECKPOINT_KEY,
     ONNX_KEY,
     Calibration,
-    calibration_in_checkpoint,
     calibration_in_onnx_props,
 )
 from facerec.metrics.verification import far_key
@@ -45,18 +44,6 @@ HOW_TO = (
 )
 
 
-def _load_onnx(path: Path) -> Any:
-    onnx, _ = require_onnx()
-    if not path.is_file():
-        raise DataError(f"{path}: ONNX model not found; expected a .onnx written by facerec export")
-    try:
-        return onnx.load(str(path))
-    except Exception as e:
-        raise DataError(
-            f"{path}: not an ONNX model ({type(e).__name__}); expected a .onnx"
-        ) from None
-
-
 def read_calibration(
     checkpoint: str | os.PathLike[str] | None = None, onnx: str | os.PathLike[str] | None = None
 ) -> Calibration | None:
@@ -64,13 +51,10 @@ def read_calibration(
     for a missing or unreadable file or a bad calibration entry."""
     if (checkpoint is None) == (onnx is None):
         raise ConfigError("give exactly one model: --checkpoint CKPT or --onnx MODEL")
-    if onnx is not None:
-        model = _load_onnx(Path(onnx))
-        props = {m.key: m.value for m in model.metadata_props}
-        return calibration_in_onnx_props(props, str(onnx))
-    if str(checkpoint) in PRETRAINED and not Path(str(checkpoint)).exists():
-        return None  # a packaged model carries none
-    return calibration_in_checkpoint(read_checkpoint_dict(checkpoint), str(checkpoint))
+    if onnx is None:
+        return checkpoint_calibration(checkpoint)
+    props = {m.key: m.value for m in load_onnx_model(onnx).metadata_props}
+    return calibration_in_onnx_props(props, str(onnx))
 
 
 def write_checkpoint_calibration(
@@ -109,12 +93,9 @@ def write_onnx_calibration(
     """Store ``calibration`` in an ONNX model's metadata (``facerec.calibration``, JSON); the
     path written: ``out`` (a copy) or the model itself, atomically in both cases."""
     src = Path(model_path)
-    model = _load_onnx(src)
-    keep = [(m.key, m.value) for m in model.metadata_props if m.key != ONNX_KEY]
-    del model.metadata_props[:]
-    for k, v in [*keep, (ONNX_KEY, calibration.to_json())]:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
+    model = load_onnx_model(src)
+    keep = {m.key: m.value for m in model.metadata_props if m.key != ONNX_KEY}
+    set_metadata_props(model, keep, calibration)
     target = src if out is None else check_output(out, "--out", [])
     try:
         data = model.SerializeToString()
@@ -231,17 +212,15 @@ def format_result(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``facerec verify``; returns the exit status (2 on a user error)."""
-    args = build_parser().parse_args(argv)
-    try:
-        r = verify(args)
-    except FacerecError as e:
-        print(f"facerec verify: error: {e}", file=sys.stderr)
-        return 2
+    return run_main("verify", _print_verify, build_parser().parse_args(argv))
+
+
+def _print_verify(args: argparse.Namespace) -> None:
+    r = verify(args)
     if args.json:
         print(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}))
     else:
         print(format_result(r))
-    return 0
 
 
 if __name__ == "__main__":

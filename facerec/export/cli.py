@@ -18,12 +18,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from facerec.errors import ConfigError, FacerecError
+from facerec.errors import ConfigError, FacerecError, run_main
 from facerec.inference import Preprocess
-from facerec.inference.checkpoint import PRETRAINED, load_facerec_checkpoint, read_checkpoint_dict
+from facerec.inference.checkpoint import checkpoint_calibration, load_facerec_checkpoint
 from facerec.inference.onnx import read_onnx_metadata
 from facerec.io import atomic_write_bytes, check_free_space, check_output, write_failed
-from facerec.metrics.calibration import calibration_in_checkpoint, format_calibration
+from facerec.metrics.calibration import format_calibration
 
 from .check import MIN_COSINE, CheckResult, check_onnx, format_check
 from .onnx import DEFAULT_OPSET, MIN_OPSET, Exporter, export_onnx
@@ -52,9 +52,7 @@ def export_checkpoint(
     weights = sum(t.numel() * 4 for t in loaded.backbone.state_dict().values())  # float32 in ONNX
     check_free_space(out, weights + 2**20, "--out")
     pre = Preprocess.coerce(loaded.preprocess, str(loaded.path))
-    calibration = None  # the checkpoint's, carried into the metadata (a bad entry is refused)
-    if not (str(checkpoint) in PRETRAINED and not Path(checkpoint).exists()):
-        calibration = calibration_in_checkpoint(read_checkpoint_dict(checkpoint), str(checkpoint))
+    calibration = checkpoint_calibration(checkpoint)  # carried into the metadata
     h, w = loaded.input_size
     log(
         f"exporting {type(loaded.backbone).__name__} from {loaded.path} "
@@ -151,25 +149,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``facerec export``; returns the exit status (2 on a user error)."""
-    args = build_parser().parse_args(argv)
-    try:
-        if min(args.check_batch_sizes) < 1:
-            raise ConfigError("--check-batch-sizes must be >= 1")
-        export_checkpoint(
-            args.checkpoint,
-            args.out,
-            bake_normalization=args.bake_normalization,
-            l2_normalize=args.l2_normalize,
-            opset=args.opset,
-            exporter=args.exporter,
-            check=not args.no_check,
-            batch_sizes=args.check_batch_sizes,
-            min_cosine=args.min_cosine,
-        )
-    except FacerecError as e:
-        print(f"facerec export: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main("export", run, build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run ``facerec export`` for parsed ``args``."""
+    if min(args.check_batch_sizes) < 1:
+        raise ConfigError("--check-batch-sizes must be >= 1")
+    export_checkpoint(
+        args.checkpoint,
+        args.out,
+        bake_normalization=args.bake_normalization,
+        l2_normalize=args.l2_normalize,
+        opset=args.opset,
+        exporter=args.exporter,
+        check=not args.no_check,
+        batch_sizes=args.check_batch_sizes,
+        min_cosine=args.min_cosine,
+    )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ from facerec import __version__
 from facerec.data.image import MEAN, STD
 from facerec.errors import ConfigError, FacerecError
 from facerec.inference import eval_mode
-from facerec.inference.onnx import OnnxMetadata, require_onnx
+from facerec.inference.onnx import OnnxMetadata, require_onnx, set_metadata_props
 from facerec.inference.preprocess import Preprocess
-from facerec.metrics.calibration import ONNX_KEY, Calibration
+from facerec.metrics.calibration import Calibration
 
 Exporter = Literal["dynamo", "torchscript"]
 MIN_OPSET = 17
@@ -160,13 +160,7 @@ def export_onnx(
             ) from e
     model = onnx.load_from_string(data)
     _strip_prefix(model, "backbone.")
-    del model.metadata_props[:]
-    props = meta.to_props()
-    if calibration is not None:
-        props[ONNX_KEY] = calibration.to_json()
-    for k, v in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
+    set_metadata_props(model, meta.to_props(), calibration)
     model.producer_name = "facerec"
     model.producer_version = __version__
     if doc:

@@ -20,6 +20,7 @@ from torch import nn
 
 from facerec.data.image import ResizeMode
 from facerec.errors import ConfigError, DataError, FacerecError
+from facerec.metrics.calibration import Calibration, calibration_in_checkpoint
 
 from .embedder import TorchEmbedder
 from .preprocess import Preprocess
@@ -441,6 +442,14 @@ def load_facerec_checkpoint(path: str | os.PathLike[str]) -> LoadedModel:
     entry = {**Preprocess.for_backbone(backbone).to_dict(), **(meta.get("preprocess") or {})}
     preprocess = Preprocess.from_dict(entry, str(p))
     return LoadedModel(backbone, preprocess, p, meta.get("class_names"), meta.get("version"))
+
+
+def checkpoint_calibration(path: str | os.PathLike[str]) -> Calibration | None:
+    """The calibration a checkpoint stores (None without one, or for a :data:`PRETRAINED`
+    name); DataError for a missing or unreadable file or a bad calibration entry."""
+    if str(path) in PRETRAINED and not Path(path).exists():
+        return None
+    return calibration_in_checkpoint(read_checkpoint_dict(path), str(path))
 
 
 def load_checkpoint_embedder(

@@ -22,6 +22,7 @@ import numpy as np
 
 from facerec.data.image import ResizeMode, fit_to_size
 from facerec.errors import ConfigError, DataError, FacerecError
+from facerec.metrics.calibration import ONNX_KEY, Calibration
 
 from .embedder import Embedder
 from .preprocess import Preprocess
@@ -173,14 +174,33 @@ class OnnxMetadata(Preprocess):
         return self
 
 
-def read_onnx_metadata(path: str | os.PathLike[str]) -> OnnxMetadata:
-    """Read the preprocessing of an ONNX file (defaults, with a note, when it has none)."""
+def load_onnx_model(path: str | os.PathLike[str], external_data: bool = True) -> Any:
+    """The ``onnx.ModelProto`` in ``path``; DataError for a missing file or one not ONNX."""
     onnx, _ = require_onnx()
     p = _onnx_file(path)
     try:
-        model = onnx.load(str(p), load_external_data=False)
+        return onnx.load(str(p), load_external_data=external_data)
     except Exception as e:
         raise DataError(f"{p}: not an ONNX model ({type(e).__name__}); expected a .onnx") from None
+
+
+def set_metadata_props(
+    model: Any, props: dict[str, str], calibration: Calibration | None = None
+) -> None:
+    """Replace ``model``'s ``metadata_props`` by ``props`` in order, then ``calibration`` (JSON,
+    under :data:`~facerec.metrics.calibration.ONNX_KEY`) when given."""
+    if calibration is not None:
+        props = {**props, ONNX_KEY: calibration.to_json()}
+    del model.metadata_props[:]
+    for k, v in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def read_onnx_metadata(path: str | os.PathLike[str]) -> OnnxMetadata:
+    """Read the preprocessing of an ONNX file (defaults, with a note, when it has none)."""
+    onnx, _ = require_onnx()
+    model = load_onnx_model(path, external_data=False)
     props = {m.key: m.value for m in model.metadata_props}
     inp = model.graph.input[0] if model.graph.input else None
     itype = shape = None
@@ -188,7 +208,7 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> OnnxMetadata:
         t = inp.type.tensor_type
         itype = f"tensor({onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name})"
         shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim]
-    return OnnxMetadata.from_props(props, itype, shape, str(p))
+    return OnnxMetadata.from_props(props, itype, shape, str(Path(path)))
 
 
 def _providers(device: str, ort: Any) -> tuple[list[Any], str | None]:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from facerec.data.synthetic.write import write_contact_sheet, write_synthetic_folder
-from facerec.errors import FacerecError
+from facerec.errors import FacerecError, run_main
 from facerec.io import check_output
 
 
@@ -54,21 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.out is None) == (args.grid is None):
         parser.error("give exactly one of --out DIR or --grid IMAGE")
+    return run_main("synth", _write, args)
+
+
+def _write(args: argparse.Namespace) -> None:
     faces = (args.identities, args.images_per_identity, args.size, args.seed)
     try:
         if args.grid is not None:
             check_output(args.grid, "--grid")
             sheet = write_contact_sheet(args.grid, *faces)
             print(f"wrote {args.identities}x{args.images_per_identity} contact sheet to {sheet}")
-            return 0
+            return
         out = write_synthetic_folder(args.out, *faces, args.ext, overwrite=args.overwrite)
-    except FacerecError as e:
-        print(f"facerec synth: error: {e}", file=sys.stderr)
-        return 2
     except OSError as e:
         where = args.grid if args.grid is not None else args.out
-        print(f"facerec synth: error: cannot write to {where}: {e.strerror}", file=sys.stderr)
-        return 2
+        raise FacerecError(f"cannot write to {where}: {e.strerror}") from None
     n = args.identities * args.images_per_identity
     print(f"wrote {n} images of {args.identities} identities to {out}")
-    return 0
