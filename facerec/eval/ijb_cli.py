@@ -32,33 +32,6 @@ from .ijb import save_features as write_features
 from .ijb_protocol import IJB_FARS, IJB_FPIRS
 from .report import grid, percent, plot_roc
 
-IJB_JSON_KEYS_DOC = """\
-With `--ijb`, each model of `results.json` gets `ijb.<IJBC|IJBB>` (a `--load-features` file is
-a model of `kind` `features`), and `settings.ijb` records `root`, `name`, `detector_score`,
-`normalize_images`, `fars`, `fpirs`. Rates are fractions in [0, 1]; scores and thresholds are
-cosines of the L2-normalised template features.
-
-- `root`, `num_images`, `num_templates`, `num_media`, `detector_score` (features weighted by
-  the faceness score), `normalize_images` (image features L2-normalised before pooling)
-- `verification` (1:1 template pairs):
-  - `num_pairs`, `num_genuine`, `num_impostor`, `auc`
-  - `tar_at_far_nearest`: per FAR, `tar`, `fpr`, `threshold` of the ROC point nearest the FAR
-    (insightface's table rule, the published numbers; `fpr` can exceed the FAR)
-  - `tar_at_far`: per FAR, the calibrated `tar` (best with FAR <= target), `threshold` (same
-    when score >= t), `achieved_far`, `resolvable` (false below 1 / `num_impostor`)
-  - `roc`: `fpr`, `tpr`, `thresholds`, thinned to the last point below each of 40 log-spaced
-    FPRs per decade (first threshold, +inf, is `null`)
-- `identification` (when the 1:N CSVs exist): `G1+G2` (IJB-B: `S1+S2`), `G1`, `G2` (`S1`,
-  `S2`), each with `num_probes`, `num_mated`, `num_nonmated`, `num_gallery`, `rank1`,
-  `rank5`, `rank10` (closed set over mated probes), `tpir_at_fpir_insightface` (per FPIR:
-  `tpir`, `threshold`; ijb_1n.py's rule over mated probes), `tpir_at_fpir` (per FPIR: `tpir`,
-  `threshold`, `achieved_fpir`, `resolvable`; open set with the non-mated probes, empty
-  without any); and `search_seconds`
-- `pool_seconds`, `score_seconds`, `features_file` (written or read; `null` without),
-  `embedding_dim`, `embed_seconds`, `images_per_second` (aligning + embedding, flip test
-  included; not with `--load-features`), `plots`: `roc`
-"""
-
 
 def add_ijb_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``--ijb ...`` flag group to ``facerec eval``'s parser."""
