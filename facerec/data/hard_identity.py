@@ -173,14 +173,11 @@ class HardIdentitySampler(PKSampler):
         base = super().step_identities(identities, step)
         if self._neighbours is None or self.hard_slots == 0:
             return base
-        rng = np.random.default_rng([self.seed, self.epoch, step, 7919])
         used = np.zeros(len(self._classes), dtype=bool)
-        out = np.full(len(base), -1, dtype=np.int64)
-        blocks = base.reshape(self.num_replicas, self.p)
+        out = np.full((self.num_replicas, self.p), -1, dtype=np.int64)
         # pass 1: the hard slots of every block (groups), so that neighbours are claimed first
         leftovers: list[list[int]] = []
-        for r in range(self.num_replicas):
-            block = [int(i) for i in blocks[r]]
+        for r, block in enumerate(base.reshape(self.num_replicas, self.p).tolist()):
             hard: list[int] = []
             pos = 0
             while len(hard) < self.hard_slots and pos < len(block):
@@ -194,19 +191,19 @@ class HardIdentitySampler(PKSampler):
                 group = [seed_id, *near][: min(self.group_size, self.hard_slots - len(hard))]
                 used[group] = True
                 hard += group
-            out[r * self.p : r * self.p + len(hard)] = hard
+            out[r, : len(hard)] = hard
             leftovers.append(block[pos:])
         # pass 2: the random slots keep the block's remaining PK identities, skipping taken ones
-        for r in range(self.num_replicas):
-            slots = r * self.p + np.flatnonzero(out[r * self.p : (r + 1) * self.p] < 0)
-            rest = [i for i in leftovers[r] if not used[i]][: len(slots)]
-            out[slots[: len(rest)]] = rest
+        for r, left in enumerate(leftovers):
+            slots = np.flatnonzero(out[r] < 0)
+            rest = [i for i in left if not used[i]][: len(slots)]
+            out[r, slots[: len(rest)]] = rest
             used[rest] = True
-        # pass 3: anything still empty gets an unused usable identity
-        empty = np.flatnonzero(out < 0)
-        if len(empty):
-            free = np.flatnonzero(self._usable_mask & ~used)
-            out[empty] = rng.choice(free, size=len(empty), replace=False)
+        # pass 3: anything still empty gets an unused usable identity (the step's generator)
+        out = out.reshape(-1)
+        empty, free = np.flatnonzero(out < 0), np.flatnonzero(self._usable_mask & ~used)
+        rng = np.random.default_rng([self.seed, self.epoch, step, 7919])
+        out[empty] = rng.choice(free, size=len(empty), replace=False)
         return out
 
     def state_dict(self) -> dict[str, Any]:
