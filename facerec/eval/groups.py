@@ -30,7 +30,7 @@ from facerec.metrics.groups import DEPLOYED_FAR, group_report
 from facerec.metrics.verification import DEFAULT_FARS, far_key
 
 from .benchmarks import PairBenchmark, csv_rows
-from .report import VERIFICATION_HEAD, grid, percent, verification_cells
+from .report import VERIFICATION_HEAD, grid, number, percent, verification_cells
 
 BY_KINDS = ("image", "identity")
 
@@ -324,10 +324,6 @@ def group_rows(entry: dict) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def _ratio(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3f}"
-
-
 def _extremes(s: dict) -> str:
     """ "(highest max %, lowest min %)" of one spread entry."""
     return f"({s['highest']} {percent(s['max'])} %, {s['lowest']} {percent(s['min'])} %)"
@@ -342,14 +338,14 @@ def spread_lines(entry: dict) -> list[str]:
         if t is None:
             out.append(f"TAR@{f} ratio (best / worst): - (fewer than two groups resolve it)")
         else:
-            out.append(f"TAR@{f} ratio (best / worst): {_ratio(t['ratio'])} {_extremes(t)}")
+            out.append(f"TAR@{f} ratio (best / worst): {number(t['ratio'], '.3f')} {_extremes(t)}")
     out.append(
         f"shared threshold {d['threshold']:.4f} (FAR {far_key(d['far'])} on all pairs, achieved "
         f"{d['achieved_far']:.2e}{'' if d['resolvable'] else ', not resolvable'}; "
         f"{d['rule']}):"
     )
     for k in ("fmr", "fnmr"):
-        out.append(f"{k.upper()} max / min: {_ratio(sp[k]['ratio'])} {_extremes(sp[k])}")
+        out.append(f"{k.upper()} max / min: {number(sp[k]['ratio'], '.3f')} {_extremes(sp[k])}")
     cross = entry["num_cross_group_pairs"]
     left = entry["num_ungrouped_pairs"] + cross["genuine"] + cross["impostor"]
     if left:

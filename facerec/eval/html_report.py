@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import html
 import os
 from collections.abc import Sequence
@@ -417,8 +418,7 @@ def _pair_cards(ps: PairScores, idx: np.ndarray, kind: str) -> str:
         s = float(ps.scores[k])
         error = (s > ps.threshold) != (kind == "genuine")
         n1, n2 = image_name(ps.images, i), image_name(ps.images, j)
-        a = _thumb(ps.images, i, ps.input_size, ps.resize_mode)
-        b = _thumb(ps.images, j, ps.input_size, ps.resize_mode)
+        a, b = (_thumb(ps.images, x, ps.input_size, ps.resize_mode) for x in (i, j))
         verdict = "error" if error else "correct"
         cards.append(
             f'<div class="pair {kind}{" error" if error else ""}" data-kind="{kind}" '
@@ -456,12 +456,10 @@ def _probes(pr: ProbeRanking) -> list[str]:
         '<p class="meta">Blue: the probe; then the best gallery identities, best first (green: '
         "the true identity); last, the true identity's best image when it is not among them.</p>",
     ]
-    srcs: dict[str, str] = {}
 
+    @functools.cache
     def thumb(path: str) -> str:
-        if path not in srcs:
-            srcs[path] = _thumb(FileImages([path]), 0, pr.input_size, pr.resize_mode)
-        return srcs[path]
+        return _thumb(FileImages([path]), 0, pr.input_size, pr.resize_mode)
 
     def fig(cls: str, path: str, alt: str, caption: str) -> str:
         return (f'<figure class="{cls}"><img src="{thumb(path)}" alt="{_e(alt)}"><figcaption>'
