@@ -6,9 +6,9 @@ Example::
     facerec align --in photos/ --out chips/ --template dlib          # dlib-r29's 150x150 chip
 
 ``photos/alice/1.jpg`` becomes ``aligned/alice/1.png`` (the folder layout is kept); photos that
-differ only in their extension keep it in their crops' names (``a.jpg.png``, ``a.png.png``).
-Crops are written atomically and a re-run skips the images done (unreadable ones are tried
-again; ``--redo`` starts over). ``aligned/align_report.csv`` lists every image: status (``ok``,
+differ only in their extension keep it in their crops' names (``a.jpg.png``, ``a.png.png``). Crops
+are written atomically and a re-run skips the images done (unreadable ones are tried again;
+``--redo`` starts over). ``aligned/align_report.csv`` lists every image: status (``ok``,
 ``multiple``: ``--keep`` chose; ``no_face``; ``unreadable``), face count, the rule's margin
 (:func:`~facerec.align.pipeline.face_values`), score, box and 5 landmarks; images without a face
 are reported, never dropped or centre-cropped. ``--landmarks FILE``
@@ -18,6 +18,7 @@ are reported, never dropped or centre-cropped. ``--landmarks FILE``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import sys
@@ -45,11 +46,9 @@ from facerec.io import atomic_write_bytes, atomic_write_csv
 
 REPORT_NAME = "align_report.csv"
 _JOURNAL_NAME = ".align_report.partial.csv"
-_LM = ("le", "re", "nose", "lm", "rm")
-_BOX = ("x1", "y1", "x2", "y2")
 REPORT_COLUMNS = (
-    *("path", "status", "faces", "margin", "face", "score", *_BOX),
-    *(f"{p}_{c}" for p in _LM for c in "xy"),
+    *("path", "status", "faces", "margin", "face", "score", "x1", "y1", "x2", "y2"),
+    *(f"{p}_{c}" for p in ("le", "re", "nose", "lm", "rm") for c in "xy"),
     *("output", "error"),
 )
 _WRITE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
@@ -93,7 +92,7 @@ def _read_report(path: Path) -> dict[str, list[list[str]]]:
 
 def _done(rows: list[list[str]], out: Path, shared: set[str]) -> bool:
     """Whether an image is done: no face found, or every crop exists and is its own (not
-    ``shared`` with another photo, as an earlier version wrote); unreadable ones are not."""
+    ``shared`` with another photo); unreadable ones are not."""
     return all(
         r[_STATUS] == "no_face"
         or (
@@ -182,11 +181,9 @@ def align_folder(
             raise DataError(f"image root (--in) {root} does not exist; expected a folder")
     else:
         rels = [p.relative_to(root) for p in list_images(root, "photo folder (--in)")]
-    try:
-        if out.resolve() == root.resolve() or out.resolve().is_relative_to(root.resolve()):
+    with contextlib.suppress(OSError):  # resolve() on an odd file system
+        if out.resolve().is_relative_to(root.resolve()):  # the same folder too
             raise ConfigError(f"--out {out} is inside --in {root}; choose a folder outside it")
-    except OSError:  # pragma: no cover - resolve() on an odd file system
-        pass
 
     stems = _crop_stems(rels)
     journal = out / _JOURNAL_NAME
@@ -201,7 +198,8 @@ def align_folder(
     for rel in rels:
         key = rel.as_posix()
         if key in earlier and _done(earlier[key], out, shared):
-            rows[key] = earlier[key]
+            rows[key] = earlier[key]  # counted by its earlier status
+            counts[rows[key][0][_STATUS]] = counts.get(rows[key][0][_STATUS], 0) + 1
         else:
             todo.append(rel)
             counts["retried"] += key in earlier and earlier[key][0][_STATUS] == "unreadable"
@@ -262,9 +260,6 @@ def align_folder(
             jf.flush()
             bar.update(len(batch))
     bar.close()
-    for key, rs in rows.items():  # skipped images count by their earlier status
-        if Path(key) not in todo:
-            counts[rs[0][1]] = counts.get(rs[0][1], 0) + 1
     report = (row for rel in rels for row in rows[rel.as_posix()])
     atomic_write_csv(out / REPORT_NAME, REPORT_COLUMNS, report)
     journal.unlink(missing_ok=True)
