@@ -32,8 +32,6 @@ from facerec.metrics.verification import DEFAULT_FARS, far_key
 from .benchmarks import PairBenchmark, csv_rows
 from .report import VERIFICATION_HEAD, grid, number, percent, verification_cells
 
-BY_KINDS = ("image", "identity")
-
 
 def add_group_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Add ``--groups GROUPS.csv`` to ``parser``."""
@@ -76,7 +74,7 @@ def read_groups_csv(path: str | os.PathLike[str]) -> GroupTable:
     for lineno, row, cells in csv_rows(p, "GROUPS.csv"):
         if not by:
             head = [c.lower() for c in cells]
-            if len(head) != 2 or head[1] != "group" or head[0] not in BY_KINDS:
+            if len(head) != 2 or head[1] != "group" or head[0] not in ("image", "identity"):
                 raise DataError(
                     f"{p}: line {lineno} is {','.join(row)!r}; expected the header "
                     "'image,group' or 'identity,group'"
@@ -108,11 +106,8 @@ def _image_names(b: PairBenchmark) -> list[list[str]] | None:
     has neither file paths nor a file (synthetic images)."""
     paths = getattr(b.images, "paths", None)
     if paths is not None:
-        out = []
-        for q in paths:
-            parts = PurePosixPath(_norm(str(q))).parts
-            out.append([_norm("/".join(parts[k:])) for k in range(len(parts))])
-        return out
+        parts = [PurePosixPath(_norm(str(q))).parts for q in paths]
+        return [[_norm("/".join(p[k:])) for k in range(len(p))] for p in parts]
     source = getattr(b.images, "source", None)
     if source:
         name = Path(str(source)).name
@@ -132,7 +127,7 @@ class PairGroups:
 
     Attributes:
         labels: (N,) object: the group of the pair, None for a pair left out.
-        source: where the groups came from ("RFW races" or the GROUPS.csv path).
+        source: where the groups came from ("rfw's own groups" or the GROUPS.csv path).
         by: "image", "identity" or "benchmark" (groups the benchmark carries).
         num_ungrouped: pairs with an image that has no group.
         num_cross_genuine, num_cross_impostor: pairs whose two images are in two groups.
