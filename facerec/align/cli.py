@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import csv
 import os
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ from facerec.align.transform import (
     template_points,
 )
 from facerec.data.folder import list_images
-from facerec.data.image import encode_image, read_image
+from facerec.data.image import encode_image, image_bar, read_image
 from facerec.errors import ConfigError, DataError
 from facerec.io import atomic_write_bytes, atomic_write_csv
 
@@ -216,16 +215,7 @@ def align_folder(
             batch_size=batch_size,
             threads=threads,
         )
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=len(todo),
-        unit="img",
-        desc="aligning",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        disable=not (progress and todo),
-    )
+    bar = image_bar(len(todo), "aligning", bool(progress and todo), dynamic_ncols=True)
 
     def detect(images: list[np.ndarray], chunk: list[Path]) -> list[Detections]:
         if given is not None:

@@ -8,7 +8,6 @@ a face is centre-cropped (the verification protocols' fallback: the pair is kept
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import numpy as np
 from facerec.align.detect import Detections, FaceDetector
 from facerec.align.pipeline import DEFAULT_KEEP, FACE_RULES, FaceChoice, choose_faces, detect_images
 from facerec.align.transform import DEFAULT_TEMPLATE, align_face, template_points
-from facerec.data.image import fit_to_size, read_ahead, read_or_error
+from facerec.data.image import fit_to_size, image_bar, read_ahead, read_or_error
 from facerec.data.sources import ImageSource
 from facerec.errors import ConfigError, DataError
 
@@ -110,9 +109,7 @@ def locate_faces(
     m = len(images)
     landmarks = np.full((m, 5, 2), np.nan, np.float32)
     status = np.full(m, "unreadable", dtype=object)  # until the image is read
-    from tqdm import tqdm
-
-    bar = tqdm(total=m, unit="img", desc=desc, file=sys.stderr, disable=not progress)
+    bar = image_bar(m, desc, progress)
 
     def detect(ims: list[np.ndarray], _: list[int]) -> list[Detections]:
         return detect_images(detector, ims, max_side=max_side)

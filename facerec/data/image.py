@@ -12,6 +12,7 @@ import math
 import os
 import re
 import struct
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
@@ -243,6 +244,13 @@ def read_ahead(load: Callable[[T], R], batches: Sequence[T]) -> Iterator[tuple[T
             loaded = pending.result()  # type: ignore[union-attr]
             pending = ahead.submit(load, following) if following is not None else None
             yield batch, loaded
+
+
+def image_bar(total: int, desc: str, show: bool, **options: Any) -> Any:
+    """A tqdm progress bar over ``total`` images on stderr, hidden unless ``show``."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc=desc, file=sys.stderr, disable=not show, **options)
 
 
 def encode_image(

@@ -8,7 +8,6 @@ of the model; the flip test adds the embedding of each mirror image. Every embed
 
 from __future__ import annotations
 
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from functools import partial
 
 import numpy as np
 
-from facerec.data.image import ResizeMode, fit_to_size, read_ahead, read_or_error
+from facerec.data.image import ResizeMode, fit_to_size, image_bar, read_ahead, read_or_error
 from facerec.data.sources import ImageSource
 from facerec.errors import DataError, FacerecError
 from facerec.metrics.verification import l2_normalize
@@ -92,9 +91,7 @@ def embed_images(
     load_time = 0.0
     chunks: list[np.ndarray] = []
     batches = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    from tqdm import tqdm
-
-    bar = tqdm(total=n, unit="img", desc="embedding", file=sys.stderr, disable=not progress)
+    bar = image_bar(n, "embedding", progress)
     try:
         with ThreadPoolExecutor(max(1, num_workers)) as pool:
 
