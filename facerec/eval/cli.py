@@ -163,7 +163,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         )
     opts = options_from_args(args, "cpu")
     opts.check()
-    out = _check_out(args)  # before reading anything: an output eval cannot write is one line
+    # before reading anything: an output eval cannot write is one line
+    out = check_output(args.out, "--out", flag_paths(args, _INPUT_FLAGS), kind="folder")
     extra = [bm.synthetic_pairs(num_pairs=args.synthetic_pairs)] if args.synthetic else []
     benches = read_pair_benchmarks(args, extra)
     check_benchmarks(benches, args.folds)  # before any embedding
@@ -219,19 +220,19 @@ OUTPUTS_MANIFEST = ".facerec_eval_outputs.json"
 _INPUT_FLAGS = (
     "checkpoint onnx bin pairs_csv load_features lfw_pairs lfw_root rfw groups gallery probe "
     "distractors ijb"
-).split()
+)
 
 
-def _check_out(args: argparse.Namespace) -> Path:
-    """Check ``--out`` before any work: a folder (not a file), writable, not the same as or
-    inside anything eval reads. Nothing is created here."""
-    inputs = []
-    for flag in _INPUT_FLAGS:
+def flag_paths(args: argparse.Namespace, flags: str) -> list[tuple[str, str]]:
+    """(``--flag``, path) for each path given to the space-separated ``flags`` (attribute
+    names; a repeatable flag gives one per item), for :func:`facerec.io.check_output`."""
+    out = []
+    for flag in flags.split():
         value = getattr(args, flag, None)
         for v in value if isinstance(value, list) else [value]:
             if isinstance(v, str):
-                inputs.append((f"--{flag.replace('_', '-')}", v))
-    return check_output(args.out, "--out", inputs, kind="folder")
+                out.append((f"--{flag.replace('_', '-')}", v))
+    return out
 
 
 def _file_stats(out: Path) -> dict[str, tuple[int, int, int]]:

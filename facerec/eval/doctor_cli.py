@@ -38,6 +38,7 @@ from facerec.inference.checkpoint import PRETRAINED
 from facerec.io import atomic_write_csv, atomic_write_text, check_output, write_failed
 
 from . import benchmarks as bm
+from .cli import flag_paths
 from .doctor import (
     INDEX_KINDS,
     THRESHOLD_KEYS,
@@ -549,9 +550,7 @@ def _run_and_print(args: argparse.Namespace) -> None:
     if args.quality_passes < 2:
         raise ConfigError(f"--quality-passes must be >= 2, got {args.quality_passes}")
     limit = pixel_limit_of(args)
-    reads = [("--data", args.data), ("--checkpoint", args.checkpoint), ("--onnx", args.onnx)]
-    reads += [("--bin", b) for b in args.bin] + [("--pairs-csv", c) for c in args.pairs_csv]
-    reads += [("--lfw-pairs", args.lfw_pairs), ("--lfw-root", args.lfw_root)]
+    reads = flag_paths(args, "data checkpoint onnx bin pairs_csv lfw_pairs lfw_root")
     check_outputs(args.out, args.write_clean_list, reads)
     resolve_options(args, echo=False)  # flags out of range: before any work
     if args.checkpoint is None and args.onnx is None:

@@ -183,8 +183,7 @@ def read_checkpoint_dict(path: str | os.PathLike[str], expected: str = EXPECTED)
     import torch
 
     p = Path(path)
-    problem = not_a_file(p, expected)
-    if problem:
+    if problem := not_a_file(p, expected):
         raise DataError(problem)
     try:
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)), warnings.catch_warnings():
@@ -336,17 +335,12 @@ def shape_mismatches(
 def state_dict_mismatch(model: dict[str, Any], found: dict[str, Any], limit: int = 3) -> str:
     """The first differences between a model's state dict and one from a file ("" if none):
     shapes that differ, tensors the file lacks, tensors the model lacks."""
-    shape = shape_mismatches(model, found)
-    missing = [k for k in model if k not in found]
-    extra = [k for k in found if k not in model]
-    parts = []
-    if shape:
-        parts.append(f"{len(shape)} tensors differ in shape: " + "; ".join(shape[:limit]))
-    if missing:
-        parts.append(f"{len(missing)} missing from the file: {', '.join(missing[:limit])}")
-    if extra:
-        parts.append(f"{len(extra)} not in the model: {', '.join(extra[:limit])}")
-    return "; ".join(parts)
+    kinds = (
+        ("tensors differ in shape: ", shape_mismatches(model, found), "; "),
+        ("missing from the file: ", [k for k in model if k not in found], ", "),
+        ("not in the model: ", [k for k in found if k not in model], ", "),
+    )
+    return "; ".join(f"{len(v)} {what}{sep.join(v[:limit])}" for what, v, sep in kinds if v)
 
 
 def weights_architecture(state: dict[str, Any]) -> str:

@@ -24,7 +24,6 @@ from facerec.data.image import ResizeMode, fit_to_size
 from facerec.errors import ConfigError, DataError, FacerecError
 from facerec.metrics.calibration import ONNX_KEY, Calibration
 
-from .embedder import Embedder
 from .preprocess import Preprocess
 
 #: Metadata keys written by ``facerec export``, in order (values are strings; lists are JSON).
@@ -335,12 +334,5 @@ class OnnxEmbedder:
         return np.concatenate(outs)
 
 
-def load_onnx_embedder(
-    path: str | os.PathLike[str],
-    device: str = "cpu",
-    batch_size: int = 256,
-    resize_mode: ResizeMode | None = None,
-) -> Embedder:
-    """An exported ONNX model as an :class:`OnnxEmbedder` (a clear :class:`DataError` when the
-    file is missing)."""
-    return OnnxEmbedder(path, device=device, batch_size=batch_size, resize_mode=resize_mode)
+#: An exported ONNX model as an :class:`OnnxEmbedder` (DataError when the file is missing).
+load_onnx_embedder = OnnxEmbedder
