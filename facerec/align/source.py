@@ -66,10 +66,9 @@ def choose_in_batches(
     batch_size: int,
     num_workers: int = 1,
 ) -> Iterator[list[tuple[T, np.ndarray | DataError, FaceChoice | None]]]:
-    """Read ``items`` in batches (``num_workers`` threads, one batch ahead of the detector),
-    ``detect(images, items)`` those that read and choose their faces
-    (:func:`~facerec.align.pipeline.choose_faces`): per batch, each item with its image or
-    :class:`DataError` and its choice (None: it did not read)."""
+    """Read ``items`` in batches (``num_workers`` threads, one batch ahead), ``detect(images,
+    items)`` those that read and :func:`choose_faces`: per batch, ``(item, image or DataError,
+    FaceChoice or None)`` for each item."""
     chunks = [items[s : s + batch_size] for s in range(0, len(items), batch_size)]
     with ThreadPoolExecutor(max(1, num_workers)) as pool:
 

@@ -23,12 +23,10 @@ import numpy as np
 from facerec.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff")
-MEAN = 127.5
-STD = 127.5
+MEAN = STD = 127.5  # pixel units
 ResizeMode = Literal["resize", "center_crop"]
 T = TypeVar("T")
 R = TypeVar("R")
-
 NOT_DECODABLE = "not a decodable image (expected JPEG, PNG, BMP, PGM/PPM, WebP or TIFF data)"
 MAX_PIXELS = 50_000_000
 MAX_PIXELS_ENV = "FACEREC_MAX_PIXELS"
