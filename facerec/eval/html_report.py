@@ -217,10 +217,8 @@ def worst_probes(
         best_img = starts + [int(np.argmax(sim[a:e])) for a, e in zip(starts, ends, strict=True)]
         best = sim[best_img]
         top_ids = np.argsort(-best, kind="stable")[:top]
-        paths = [gallery_paths[order[best_img[i]]] for i in top_ids]
-        matches = [
-            (_identity_of(q), q, float(best[i])) for q, i in zip(paths, top_ids, strict=True)
-        ]
+        paths = {i: gallery_paths[order[best_img[i]]] for i in top_ids}
+        matches = [(_identity_of(q), q, float(best[i])) for i, q in paths.items()]
         probe, true_img = probe_paths[mated[w]], gallery_paths[order[best_img[col[w]]]]
         score = float(true_s[w])
         rows.append(ProbeRow(probe, _identity_of(probe), int(ranks[w]), score, true_img, matches))
