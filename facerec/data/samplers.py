@@ -1,17 +1,13 @@
 """Batch samplers that know the DDP ranks and can resume in the middle of an epoch.
 
-* :class:`Batches`: what ``data.sampler`` names by ``class_path``; builds the batch sampler once
-  the labels are known (:class:`PKBatches` here, the others beside their samplers).
-* :class:`ShuffleBatchSampler` (the default): a shuffled global batch of ``batch_size ×
-  world_size`` images per step, rank r taking the r-th slice.
-* :class:`PKSampler`: P identities × K images per batch; the ranks of a step hold disjoint
-  identities.
-* :class:`ResumableDataLoader`: its ``state_dict`` (epoch, batches trained) is stored by
-  Lightning in every checkpoint, so ``--ckpt_path last`` continues with the very next batch.
+A :class:`Batches` (what ``data.sampler`` names by ``class_path``: :class:`PKBatches` here, the
+others beside their samplers) builds its batch sampler once the labels are known; without one,
+:class:`ShuffleBatchSampler`. Lightning stores :class:`ResumableDataLoader`'s state in every
+checkpoint, so ``--ckpt_path last`` continues with the very next batch.
 
 Under DDP pass ``use_distributed_sampler=False`` to the Trainer (``facerec fit`` does): the
 samplers shard by rank themselves. Lightning calls ``set_epoch`` only on ``loader.sampler`` and
-``loader.batch_sampler.sampler``, so each batch sampler's :attr:`sampler` forwards it.
+``loader.batch_sampler.sampler``, so each batch sampler is its own :attr:`sampler`.
 """
 
 from __future__ import annotations
@@ -98,16 +94,6 @@ class PKBatches(Batches):
         return PKSampler(labels, self.p, self.k, self.min_images, seed)
 
 
-class _EpochForwarder:
-    """Found by Lightning at ``batch_sampler.sampler``: forwards ``set_epoch`` to the owner."""
-
-    def __init__(self, owner: _ResumableBatchSampler) -> None:
-        self.owner = owner
-
-    def set_epoch(self, epoch: int) -> None:
-        self.owner.set_epoch(epoch)
-
-
 def _check_int(what: str, value: Any, least: int, bool_ok: bool = True) -> int:
     """``value`` as an int, or :class:`ConfigError` "``what`` must be an integer >= least"."""
     if (not bool_ok and isinstance(value, bool)) or int(value) != value or value < least:
@@ -143,7 +129,7 @@ class _ResumableBatchSampler(Sampler[list[int]]):
 
     def __init__(self) -> None:
         self.epoch = 0
-        self.sampler = _EpochForwarder(self)  # where Lightning looks for set_epoch
+        self.sampler = self  # where Lightning looks for set_epoch
         self._start = 0  # batches of the current epoch to skip on the next iteration
         self._yielded = 0  # batches of the current epoch handed out so far
 
