@@ -317,11 +317,9 @@ def read_lfw(
     name: str = "lfw",
     allow_outside_root: bool = False,
 ) -> PairBenchmark:
-    """LFW View 2: pairs.txt plus the image root (name/name_000i.jpg); folds from the file.
-
-    A name that is not one folder under ``root`` (``..``, ``.``, a path separator, an absolute
-    path) is refused unless ``allow_outside_root``: a pairs file must not steer reading to
-    files elsewhere.
+    """LFW View 2: pairs.txt plus the image root (name/name_000i.jpg); folds from the file. A
+    name that is not one folder under ``root`` (``..``, ``.``, a path separator, an absolute
+    path) is refused unless ``allow_outside_root``: a pairs file must not steer reading elsewhere.
     """
     parsed, refs = _lfw_refs(pairs_path, root, allow_outside_root)
     method = f"LFW pairs.txt: the file's {parsed[-1].fold + 1} folds"

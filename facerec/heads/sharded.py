@@ -161,11 +161,9 @@ class ShardedClassCentres(nn.Module):
         self.weight.data = rows.to(device=self.weight.device, dtype=self.weight.dtype)
 
     def setup_shard(self) -> None:
-        """Hold this rank's rows for the current process group (idempotent).
-
-        A placeholder becomes the initial rows, a one-process matrix is sliced; the rows of
-        another multi-process layout raise :class:`FacerecError`.
-        """
+        """Hold this rank's rows for the current process group (idempotent): a placeholder
+        becomes the initial rows, a one-process matrix is sliced, another layout raises
+        :class:`FacerecError`."""
         want = _process_group()
         if self._layout == want:
             return
