@@ -229,9 +229,7 @@ def parse_lfw_pairs(
         DataError: naming the first line that does not fit, or a count against the header.
     """
     p = Path(path)
-    lines = read_text(p, "LFW pairs file").splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
+    lines = read_text(p, "LFW pairs file").rstrip().splitlines()  # no trailing blank lines
     if not lines:
         raise DataError(f"{p}: empty; expected a header line 'folds pairs_per_fold'")
     head = lines[0].split()
