@@ -237,15 +237,14 @@ def align_folder(
                 key = rel.as_posix()
                 if choice is None:
                     rows[key] = _rows_for(key, None, [], str(im))
-                    counts["unreadable"] += 1
                 else:
-                    counts[choice.status] += 1
                     tags = [f"_{k}" if keep == "all" else "" for k in range(len(choice.kept))]
                     names = [f"{stems[key]}{tag}{ext}" for tag in tags]
                     for name, crop in zip(names, choice.crops(im, size, template), strict=True):
                         atomic_write_bytes(out / name, encode_image(crop, ext, source=name))
                         counts["crops"] += 1
                     rows[key] = _rows_for(key, choice, names)
+                counts[rows[key][0][_STATUS]] += 1
                 jw.writerows(rows[key])
             jf.flush()
             bar.update(len(batch))
