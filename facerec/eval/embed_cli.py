@@ -34,6 +34,7 @@ from facerec.inference import Embedder, FileImages, embed_images, load_embedder
 from facerec.io import atomic_path, check_free_space, check_output, write_failed
 from facerec.metrics.quality import QualityScorer, resolve_method
 
+from .cli import flag_paths
 from .embed import add_model_run_arguments
 from .quality import add_quality_arguments
 
@@ -201,8 +202,7 @@ def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
             f"--list {list_path}: names are written as JSON lines (one JSON string a line, so "
             "any file name round-trips); expected a name such as names.jsonl"
         )
-    reads = [("the input", i) for i in args.inputs]
-    reads += [("--checkpoint", args.checkpoint), ("--onnx", args.onnx)]
+    reads = [("the input", i) for i in args.inputs] + flag_paths(args, "checkpoint onnx")
     out = check_output(args.out, "--out", reads)
     list_path = check_output(list_path, "--list", reads)
     if out.resolve() == list_path.resolve():

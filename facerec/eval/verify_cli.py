@@ -28,12 +28,7 @@ from facerec.inference import FileImages, embed_images, load_embedder, read_chec
 from facerec.inference.checkpoint import checkpoint_calibration
 from facerec.inference.onnx import load_onnx_model, set_metadata_props
 from facerec.io import atomic_path, atomic_write_bytes, check_free_space, check_output, write_failed
-from facerec.metrics.calibration import (
-    CHECKPOINT_KEY,
-    ONNX_KEY,
-    Calibration,
-    calibration_in_onnx_props,
-)
+from facerec.metrics.calibration import CHECKPOINT_KEY, Calibration, calibration_in_onnx_props
 from facerec.metrics.verification import far_key
 
 from .embed import add_model_run_arguments
@@ -94,8 +89,7 @@ def write_onnx_calibration(
     path written: ``out`` (a copy) or the model itself, atomically in both cases."""
     src = Path(model_path)
     model = load_onnx_model(src)
-    keep = {m.key: m.value for m in model.metadata_props if m.key != ONNX_KEY}
-    set_metadata_props(model, keep, calibration)
+    set_metadata_props(model, {m.key: m.value for m in model.metadata_props}, calibration)
     target = src if out is None else check_output(out, "--out", [])
     try:
         data = model.SerializeToString()

@@ -187,9 +187,10 @@ def set_metadata_props(
     model: Any, props: dict[str, str], calibration: Calibration | None = None
 ) -> None:
     """Replace ``model``'s ``metadata_props`` by ``props`` in order, then ``calibration`` (JSON,
-    under :data:`~facerec.metrics.calibration.ONNX_KEY`) when given."""
+    under :data:`~facerec.metrics.calibration.ONNX_KEY`, last, replacing one in ``props``)."""
+    props = {k: v for k, v in props.items() if k != ONNX_KEY or calibration is None}
     if calibration is not None:
-        props = {**props, ONNX_KEY: calibration.to_json()}
+        props[ONNX_KEY] = calibration.to_json()
     del model.metadata_props[:]
     for k, v in props.items():
         entry = model.metadata_props.add()
