@@ -547,9 +547,8 @@ def write_html_report(path: str | os.PathLike[str], results: dict, data: ReportD
     models = results.get("models", {})
     by_key = {(p.model, p.benchmark): p for p in data.verification}
     benches = list(dict.fromkeys(b for mv in models.values() for b in mv.get("verification", {})))
-    created = results.get("created_utc") or datetime.datetime.now(datetime.UTC).isoformat(
-        timespec="seconds"
-    )
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    created = results.get("created_utc") or now
     doc = [
         "<h1>facerec evaluation report</h1>",
         f'<p class="meta">facerec {_e(results.get("facerec_version", "?"))}, {_e(created)}<br>'
@@ -562,12 +561,13 @@ def write_html_report(path: str | os.PathLike[str], results: dict, data: ReportD
         + "</nav>",
     ]  # fmt: skip
     doc += _summary(results)
-    roc = results.get("plots", {}).get("roc", {})
+    plots = results.get("plots", {})
+    roc = plots.get("roc", {})
     for b in benches:
         doc.append(f'<section class="benchmark" id="{_anchor("b", b)}"><h2>{_e(b)}</h2>')
         if b in roc:
             doc.append(f'<div class="plots">{_img("roc", f"ROC {b}", out_dir / roc[b])}</div>')
-        doc += _quality(b, models, results.get("plots", {}).get("erc", {}).get(b), out_dir)
+        doc += _quality(b, models, plots.get("erc", {}).get(b), out_dir)
         for m, mv in models.items():
             v = mv.get("verification", {}).get(b)
             if v is None:
@@ -590,9 +590,8 @@ def write_html_report(path: str | os.PathLike[str], results: dict, data: ReportD
     doc += _calibration(models, out_dir)
     if data.identification or any(mv.get("identification") for mv in models.values()):
         doc.append('<section id="identification"><h2>Identification</h2>')
-        cmc = results.get("plots", {}).get("cmc")
-        if cmc:
-            doc.append(f'<div class="plots">{_img("cmc", "CMC", out_dir / cmc)}</div>')
+        if plots.get("cmc"):
+            doc.append(f'<div class="plots">{_img("cmc", "CMC", out_dir / plots["cmc"])}</div>')
         for pr in data.identification:
             doc += _probes(pr)
         doc.append("</section>")
