@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
-import torch
 
 from facerec.base.options import coerce
 from facerec.data.samplers import PKBatches, PKSampler, _check_int
@@ -116,6 +115,8 @@ class HardIdentitySampler(PKSampler):
         group_size: identities per neighbourhood (the seed plus its nearest), ≥ 2.
     """
 
+    _state_arrays = ("neighbours",)
+
     def __init__(
         self,
         labels: Sequence[int] | np.ndarray,
@@ -205,19 +206,6 @@ class HardIdentitySampler(PKSampler):
         rng = np.random.default_rng([self.seed, self.epoch, step, 7919])
         out[empty] = rng.choice(free, size=len(empty), replace=False)
         return out
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        # a tensor, so the checkpoint loads with torch.load(weights_only=True)
-        nb = self._neighbours
-        state["neighbours"] = None if nb is None else torch.from_numpy(nb.copy())
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        table = state.get("neighbours")
-        if table is not None:
-            self._neighbours = np.asarray(table).astype(np.int64)
 
 
 __all__ = ["HardIdentityBatches", "HardIdentityOptions", "HardIdentitySampler"]

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
-import torch
 
 from facerec.base.options import coerce
 from facerec.data.samplers import (
@@ -108,6 +107,7 @@ class OfflineTripletSampler(_ResumableBatchSampler):
     """
 
     _resume_keys = ("seed",)
+    _state_arrays = ("pool",)
 
     def __init__(
         self,
@@ -169,17 +169,6 @@ class OfflineTripletSampler(_ResumableBatchSampler):
         else:
             step_triplets = self._pool[rng.choice(m, size=need, replace=m < need)]
         return step_triplets[self.rank * self.t : (self.rank + 1) * self.t].reshape(-1).tolist()
-
-    def state_dict(self) -> dict[str, Any]:
-        """Epoch, batches handed out, seed and the pool (a tensor, for weights_only loading)."""
-        state = super().state_dict()
-        state["pool"] = torch.from_numpy(self._pool.copy())
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        if state.get("pool") is not None:
-            self._pool = np.asarray(state["pool"]).astype(np.int64).reshape(-1, 3)
 
 
 __all__ = ["OfflineTripletBatches", "OfflineTripletOptions", "OfflineTripletSampler"]

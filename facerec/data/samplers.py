@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Sampler
 
 from facerec.base import distributed, lightning_compat
@@ -126,6 +127,9 @@ class _ResumableBatchSampler(Sampler[list[int]]):
 
     _steps: int
     _resume_keys: tuple[str, ...] = ()
+    #: int64 arrays in the state: attribute ``_key`` (or None) saved as the tensor ``key``, so
+    #: the checkpoint loads with torch.load(weights_only=True)
+    _state_arrays: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.epoch = 0
@@ -178,6 +182,9 @@ class _ResumableBatchSampler(Sampler[list[int]]):
         """Epoch, batches handed out in it, and the settings a resume must match."""
         state = {"epoch": self.epoch, "batches_yielded": self._yielded}
         state.update({k: getattr(self, k) for k in self._resume_keys})
+        for key in self._state_arrays:
+            a = getattr(self, f"_{key}")
+            state[key] = None if a is None else torch.from_numpy(a.copy())
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -203,6 +210,9 @@ class _ResumableBatchSampler(Sampler[list[int]]):
                 f"and 0 <= batches_yielded <= {self._steps}"
             )
         self.epoch, self._start, self._yielded = epoch, done, done
+        for key in self._state_arrays:
+            if state.get(key) is not None:
+                setattr(self, f"_{key}", np.asarray(state[key]).astype(np.int64))
 
 
 class ShuffleBatchSampler(_ResumableBatchSampler):
