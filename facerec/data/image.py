@@ -40,10 +40,9 @@ def max_pixels() -> int:
     text = os.environ.get(MAX_PIXELS_ENV, "").strip()
     if not text:
         return MAX_PIXELS
-    try:
+    value = float("nan")
+    with contextlib.suppress(ValueError):
         value = float(text)
-    except ValueError:
-        value = float("nan")
     if not (value >= 1 and math.isfinite(value)):
         raise ConfigError(
             f"{MAX_PIXELS_ENV}={text!r} is not a pixel count; expected a positive integer "
@@ -127,8 +126,7 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     """
     head = bytes(data[:24])
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", head[16:24])
-        return h, w
+        return struct.unpack(">II", head[16:24])[::-1]  # (width, height) stored
     if head[:3] == b"\xff\xd8\xff":
         return _jpeg_size(bytes(data))
     if head[:2] in (b"II", b"MM") and (size := _tiff_size(bytes(data))) is not None:
@@ -137,8 +135,7 @@ def image_size(data: bytes) -> tuple[int, int] | None:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-        return h, w
+            return im.size[::-1]
     except Image.DecompressionBombError as e:  # over twice Pillow's own limit (179 megapixels)
         found = re.search(r"\((\d+) pixels\)", str(e))
         return (int(found[1]) if found else 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1), 0
@@ -197,10 +194,9 @@ def decode_image(
             f"{limit / 1e6:g} megapixels; expected a smaller image (raise the limit with "
             f"--max-pixels or the environment variable {MAX_PIXELS_ENV})"
         )
-    try:
+    img = None
+    with contextlib.suppress(cv2.error):
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        img = None
     if img is None:
         raise DataError(f"{source}: {NOT_DECODABLE}")
     img = _to_uint8(img, source)
