@@ -52,9 +52,8 @@ _NOISE_SIDE = 256
 @functools.lru_cache(maxsize=1)
 def _noise_bank() -> np.ndarray:
     """A fixed (256, 256, 3) float32 field of standard normals; images take crops of it."""
-    return np.random.default_rng(20240607).standard_normal(
-        (_NOISE_SIDE, _NOISE_SIDE, 3), dtype=np.float32
-    )
+    shape = (_NOISE_SIDE, _NOISE_SIDE, 3)
+    return np.random.default_rng(20240607).standard_normal(shape, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -247,8 +246,7 @@ class _Painter:
 
     def tx(self, pts: np.ndarray, depth: float | None = None) -> np.ndarray:
         """(N, 2) canonical points -> (N, 1, 2) int32 fixed-point canvas points."""
-        out = self.transform(pts, depth)
-        return np.round(out * _ONE).astype(np.int32).reshape(-1, 1, 2)
+        return np.round(self.transform(pts, depth) * _ONE).astype(np.int32).reshape(-1, 1, 2)
 
     def fill(self, pts: np.ndarray, color: Color, depth: float | None = None) -> None:
         cv2.fillPoly(self.img, [self.tx(pts, depth)], color, cv2.LINE_8, _SHIFT)
@@ -293,9 +291,7 @@ def _band(x: np.ndarray, y1: np.ndarray, y2: np.ndarray) -> np.ndarray:
 
 def _mirror(pts: np.ndarray) -> np.ndarray:
     """``pts`` reflected in the centre line."""
-    out = pts.copy()
-    out[:, 0] = 2 * CX - out[:, 0]
-    return out
+    return pts * [-1.0, 1.0] + [2 * CX, 0.0]
 
 
 def _face_outline(p: IdentityParams, n: int = 18) -> np.ndarray:
@@ -388,8 +384,7 @@ class SyntheticFaces:
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for {n} synthetic images")
-        i %= n
-        identity, index = divmod(i, self.images_per_identity)
+        identity, index = divmod(i % n, self.images_per_identity)
         return self.render(identity, index), identity
 
     def _nuisance(self, r: np.random.Generator, p: IdentityParams) -> _Nuisance:
@@ -683,12 +678,11 @@ class SyntheticFaces:
         rim = r * (0.85 if p.glasses == 1 else 1.0)  # lens half width at the eye line
         for sgn in (-1.0, 1.0):
             ex = CX + sgn * p.eye_half_spacing
-            if p.glasses == 1:
-                lens = _ellipse(ex, p.eye_y + 0.5, r * 0.85, r * 0.8, 20)
-            elif p.glasses == 2:
+            if p.glasses == 2:  # rectangular
                 lens = _box(ex - r, p.eye_y - r * 0.6, ex + r, p.eye_y + r * 0.65)
-            else:
-                lens = _ellipse(ex, p.eye_y + 0.5, r * 1.05, r * 0.62, 20)
+            else:  # round (1) or wide oval (3)
+                ax, ay = (0.85, 0.8) if p.glasses == 1 else (1.05, 0.62)
+                lens = _ellipse(ex, p.eye_y + 0.5, r * ax, r * ay, 20)
             pt.line(np.concatenate([lens, lens[:1]]), col, th, 2.0)  # closed
             ear_x = CX + sgn * (p.face_half_width + 1.0)
             pt.line(np.array([[ex + sgn * rim, p.eye_y], [ear_x, p.eye_y + 2]]), col, th, None)
@@ -725,10 +719,9 @@ class SyntheticFaces:
         x = img.astype(np.float32)
         mean = float(x.mean())
         # (x - mean) * contrast + mean, then the gain field and colour cast, in one pass
-        gc = (gain * cast).astype(np.float32)
         x *= np.float32(contrast)
         x += np.float32(mean * (1.0 - contrast))
-        x *= field[:, :, None] * gc
+        x *= field[:, :, None] * (gain * cast).astype(np.float32)
         sigma = d * r.uniform(0.0, 1.1)
         if sigma > 0.3:
             x = cv2.GaussianBlur(x, (0, 0), sigma)
