@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from facerec import __version__
-from facerec.data.image import MEAN, STD
 from facerec.errors import ConfigError, FacerecError
 from facerec.inference import eval_mode
 from facerec.inference.onnx import OnnxMetadata, require_onnx, set_metadata_props
@@ -43,8 +42,8 @@ class ExportModule(nn.Module):
     def __init__(
         self,
         backbone: nn.Module,
-        mean: Sequence[float] = (MEAN,) * 3,
-        std: Sequence[float] = (STD,) * 3,
+        mean: Sequence[float],
+        std: Sequence[float],
         bake_normalization: bool = False,
         l2_normalize: bool = False,
     ) -> None:
@@ -64,12 +63,6 @@ class ExportModule(nn.Module):
         if self.l2_normalize:
             y = F.normalize(y, p=2.0, dim=1)
         return y
-
-
-def _example_input(meta: OnnxMetadata, batch: int, rng: np.random.Generator) -> torch.Tensor:
-    h, w = meta.input_size
-    img = rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
-    return torch.from_numpy(img if meta.normalization_in_graph else meta.normalize(img))
 
 
 def _strip_prefix(model: Any, prefix: str) -> None:
@@ -143,7 +136,8 @@ def export_onnx(
     meta.validate()
     module = ExportModule(backbone, meta.mean, meta.std, bake_normalization, l2_normalize)
     with eval_mode(backbone):
-        example = _example_input(meta, 2, np.random.default_rng(0))
+        img = np.random.default_rng(0).integers(0, 256, (2, *meta.input_size, 3), dtype=np.uint8)
+        example = torch.from_numpy(img if bake_normalization else meta.normalize(img))
         with torch.no_grad():
             out = module(example)
         meta.embedding_dim = int(out.shape[1])

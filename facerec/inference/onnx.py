@@ -301,11 +301,7 @@ class OnnxEmbedder:
         self.resize_mode: ResizeMode = resize_mode or self.meta.resize_mode
         self.batch_size = int(batch_size)
         self.normalized_output = self.meta.normalized_output
-
-    @property
-    def embedding_dim(self) -> int | None:
-        """D, from the metadata (None for a foreign file)."""
-        return self.meta.embedding_dim
+        self.embedding_dim = self.meta.embedding_dim  # D (None for a foreign file)
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """RGB uint8 (N, H, W, 3) -> the array fed to the model's input."""
