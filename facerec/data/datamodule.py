@@ -291,7 +291,6 @@ class FaceDataModule(pl.LightningDataModule):
         self.val_set: FaceDataset | None = None
         self.pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    # ------------------------------------------------------------------ index
     def _build_index(self) -> dict[str, Any]:
         """Decide the training and held-out samples (cheap: lists files, renders nothing)."""
         if self._index is not None:
@@ -399,7 +398,6 @@ class FaceDataModule(pl.LightningDataModule):
     def has_validation(self) -> bool:
         return self.val_identities > 0 or (self.root is not None and bool(self.val_list))
 
-    # ------------------------------------------------------------------ setup
     def _render_synthetic(self, ids: np.ndarray, per_id: int) -> tuple[np.ndarray, np.ndarray]:
         from facerec.data.synthetic import SyntheticFaces
 
@@ -433,7 +431,6 @@ class FaceDataModule(pl.LightningDataModule):
             self.val_set = FaceDataset(images, labels, strict=True, **common)
             self.pairs = make_pairs(labels, self.val_pairs, seed=self.seed)
 
-    # ------------------------------------------------------------ dataloaders
     def _loader_kwargs(self) -> dict[str, Any]:
         return {
             "num_workers": self.num_workers,
@@ -460,7 +457,6 @@ class FaceDataModule(pl.LightningDataModule):
         else:  # a shuffled global batch of batch_size × processes, split by rank (seed, epoch)
             sampler = ShuffleBatchSampler(n, self.batch_size, seed=self.seed)
         self.train_batch_sampler = sampler
-        # a train loader whose position Lightning checkpoints (--ckpt_path resumes mid-epoch)
         done = lightning_batches_done(self.trainer) if self.trainer is not None else None
         return ResumableDataLoader(
             self.train_set,
@@ -482,7 +478,6 @@ class FaceDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         return self.val_dataloader()
 
-    # -------------------------------------------------------------- baselines
     def raw_pixel_accuracy(self) -> float | None:
         """Verification accuracy of raw pixels (mean-centred, cosine) on the validation pairs."""
         if self.val_set is None or self.pairs is None:
