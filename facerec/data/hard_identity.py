@@ -155,8 +155,7 @@ class HardIdentitySampler(PKSampler):
         # label -> internal id (-1 for labels this sampler does not know or cannot use)
         top = int(max(int(self._classes.max()), t.shape[0] - 1, int(t.max(initial=0)))) + 1
         to_id = np.full(top + 1, -1, dtype=np.int64)
-        to_id[self._classes] = np.arange(len(self._classes))
-        to_id[self._classes[~self._usable_mask]] = -1
+        to_id[self._classes] = np.where(self._usable_mask, np.arange(len(self._classes)), -1)
         rows = np.full((len(self._classes), t.shape[1]), -1, dtype=np.int64)
         have = self._classes < t.shape[0]
         src = t[self._classes[have]]
