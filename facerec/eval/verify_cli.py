@@ -33,11 +33,6 @@ from facerec.metrics.verification import far_key
 
 from .embed import add_model_run_arguments
 
-HOW_TO = (
-    "fit and store one with: facerec eval --checkpoint MODEL --pairs-csv PAIRS.csv --calibrate "
-    "(writes MODEL.calibrated.ckpt; --calibrate-in-place stores it in MODEL)"
-)
-
 
 def read_calibration(
     checkpoint: str | os.PathLike[str] | None = None, onnx: str | os.PathLike[str] | None = None
@@ -187,7 +182,11 @@ def format_result(r: dict[str, Any]) -> str:
     lines = [f"score {r['score']:.4f} (cosine of the two embeddings)"]
     cal = r["calibration"]
     if cal is None:
-        lines.append(f"match probability: none, {r['model']} carries no calibration; {HOW_TO}")
+        lines.append(
+            f"match probability: none, {r['model']} carries no calibration; fit and store one "
+            "with: facerec eval --checkpoint MODEL --pairs-csv PAIRS.csv --calibrate (writes "
+            "MODEL.calibrated.ckpt; --calibrate-in-place stores it in MODEL)"
+        )
     else:
         bench = f" on {cal['benchmark']}" if cal["benchmark"] else ""
         lines.append(
