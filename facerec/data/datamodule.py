@@ -164,16 +164,14 @@ def _split(labels: np.ndarray, names: list[str], held: set[str], root: Any) -> d
             f"data root {root} leaves {len(train_names)} training identities after holding out "
             f"{len(held)} for validation; at least 2 training identities are needed"
         )
-    remap = np.full(len(names), -1, dtype=np.int64)
-    remap[~is_held] = np.arange(len(train_names))
-    val_remap = np.full(len(names), -1, dtype=np.int64)
-    order = {n: i for i, n in enumerate(names)}
-    val_remap[[order[n] for n in sorted(held)]] = np.arange(len(held))
+    # identity -> label: its rank among the training identities, or among the sorted held-out
+    val_label = {n: i for i, n in enumerate(sorted(held))}
+    remap = np.where(is_held, [val_label.get(n, -1) for n in names], np.cumsum(~is_held) - 1)
     return {
         "train": np.flatnonzero(keep),
         "val": np.flatnonzero(~keep),
         "train_labels": remap[labels[keep]],
-        "val_labels": val_remap[labels[~keep]],
+        "val_labels": remap[labels[~keep]],
         "class_names": train_names,
     }
 
