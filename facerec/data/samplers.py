@@ -307,19 +307,18 @@ class PKSampler(_ResumableBatchSampler):
         self.p, self.k = _check_int("PKSampler p", p, 1), _check_int("PKSampler k", k, 1)
         self.min_images = _check_int("PKSampler min_images", min_images, 1)
         self.seed = _check_seed("PKSampler", seed)
-        num_replicas, rank = _check_ranks("PKSampler", num_replicas, rank)
+        self.num_replicas, self.rank = _check_ranks("PKSampler", num_replicas, rank)
         counts = self._group(labels_arr)
         self._usable = np.flatnonzero(counts >= min_images)  # identity ids (into counts)
-        needed = p * num_replicas
+        needed = p * self.num_replicas
         if len(self._usable) < needed:
             raise ConfigError(
-                f"PKSampler needs at least p × num_replicas = {p} × {num_replicas} = {needed} "
+                f"PKSampler needs at least p × num_replicas = {p} × {self.num_replicas} = {needed} "
                 f"identities with >= min_images={min_images} images, but the labels have "
                 f"{len(self._usable)} ({len(counts)} identities, "
                 f"{len(counts) - len(self._usable)} skipped for too few images); lower p or "
                 "min_images"
             )
-        self.num_replicas, self.rank = num_replicas, rank
         self.batch_size = self.p * self.k
         self.num_identities = len(self._usable)
         self._steps = math.ceil(self.num_identities / needed)
