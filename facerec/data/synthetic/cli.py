@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from facerec.data.synthetic.write import write_contact_sheet, write_synthetic_folder
