@@ -5,7 +5,7 @@ Example::
     facerec eval --checkpoint runs/r50/last.ckpt --bin data/lfw.bin --bin data/cfp_fp.bin \\
         --gallery data/gallery --probe data/probe --distractors data/distractors --out runs/eval
 
-Writes ``results.json`` (every number, keys in :data:`facerec.eval.report.JSON_KEYS_DOC`),
+Writes ``results.json`` (every number, keys in README's ``results.json`` section),
 ``roc_<benchmark>.png`` (all models), ``hist_<benchmark>_<model>.png`` and ``cmc.png`` to
 ``--out``, and prints a table.
 """

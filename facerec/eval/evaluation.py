@@ -395,7 +395,7 @@ def evaluate(
 ) -> dict:
     """Evaluate ``models`` on pair ``benchmarks``, ``identification`` and ``ijb`` (an
     :class:`facerec.eval.ijb_cli.IJBRun`); returns the results dict (``results.json``'s layout,
-    :data:`facerec.eval.report.JSON_KEYS_DOC`). See the module doc for the options.
+    its keys in README's ``results.json`` section). See the module doc for the options.
 
     ``aligner`` (:class:`facerec.align.Aligner`) detects faces and warps them onto each
     model's own template (its Preprocess) before embedding;
