@@ -308,9 +308,26 @@ def main(argv: list[str] | None = None) -> int:
         "in-frame area less the squared distance from the centre; insightface: area less "
         "twice that; largest; center; all: every face)",
     )
-    add("--min-face", type=int, default=20, metavar="PX", help="smallest face, pixels (default 20)")
-    add("--threshold", type=float, default=0.7, metavar="P", help="min probability (default 0.7)")
-    add("--landmarks", type=Path, metavar="FILE.csv", help="align with these (path,x1,y1,...,y5)")
+    add(
+        "--min-face",
+        type=int,
+        default=20,
+        metavar="PX",
+        help="smallest face side searched for, pixels (default 20)",
+    )
+    add(
+        "--threshold",
+        type=float,
+        default=0.7,
+        metavar="P",
+        help="minimum face probability (default 0.7)",
+    )
+    add(
+        "--landmarks",
+        type=Path,
+        metavar="FILE.csv",
+        help="align with these landmarks (path,x1,y1,...,x5,y5 per face); no detector",
+    )
     add("--ext", default=".png", choices=_WRITE_EXT, help="crop file type")
     add("--batch-size", type=int, default=16, help="photos per detector call")
     add(
@@ -318,10 +335,16 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1024,
         metavar="PX",
-        help="longest side searched (0: full size)",
+        help="search faces in photos shrunk to this long side (0: never)",
     )
     add("--device", default="auto", help="auto (default: cuda if available, else cpu), cpu, cuda:N")
-    add("--threads", type=int, default=0, help="detector CPU threads (default 0: torch's, all)")
+    add(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads of the detector (default 0: torch's, all cores; 1 is faster on a "
+        "machine other jobs keep busy)",
+    )
     add("--redo", action="store_true", help="align every photo again")
     add("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

@@ -213,15 +213,20 @@ class FaceDataModule(pl.LightningDataModule):
             centre-cropped (``resize_mode``).
         batch_size: images per batch per process (a ``sampler`` sets its own: P·K, 3·T).
         num_workers: DataLoader worker processes.
-        sampler: how training batches are drawn, a :class:`~facerec.data.samplers.Batches` by
-            ``class_path`` (``PKBatches``, ``HardIdentityBatches``, ``OfflineTripletBatches``);
-            null (default): shuffled batches of ``batch_size``.
+        sampler: how training batches are drawn, a :class:`~facerec.data.samplers.Batches` given
+            by ``class_path`` like ``model.backbone``: ``facerec.data.samplers.PKBatches`` (P
+            identities × K images), ``facerec.data.hard_identity.HardIdentityBatches`` (P×K
+            batches partly from FAISS neighbourhoods of the class centres) or
+            ``facerec.data.offline_triplets.OfflineTripletBatches`` (FaceNet's offline
+            selection); null (default): shuffled batches of ``batch_size``.
         augment: albumentations pipeline as a list of {name: ..., args...}; default: a
-            horizontal flip with probability 0.5 (``[]``: none; null: the default). Draws are
-            seeded by (seed, epoch, sample index), whatever the number of workers.
+            horizontal flip with probability 0.5 (``[]``: none; null: the default). Each
+            sample's draws are seeded by (seed, epoch, sample index): the same seed gives the
+            same run, whatever the number of workers, and a resumed run the same draws.
         val_identities: number of identities held out of training for validation pairs
             (synthetic: fresh identities; folders and RecordIO: chosen with ``seed``). 0
-            disables validation. Unreadable held-out images are left out, named.
+            disables validation. Held-out images are all decoded when the data are set up; an
+            unreadable one is left out (named, with its pairs) instead of stopping the fit.
         val_list: a file naming held-out identities, instead of a count (folders: folder
             names; RecordIO: labels).
         include_list: a file naming the images to use, one a line (as ``facerec doctor

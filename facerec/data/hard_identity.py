@@ -79,7 +79,7 @@ class HardIdentityOptions:
 
 class HardIdentityBatches(PKBatches):
     """P×K batches, ``mining.hard_fraction`` of their identities from FAISS neighbourhoods of the
-    class centres (:class:`HardIdentitySampler`).
+    class centres, refreshed every ``mining.every_n_steps`` (:class:`HardIdentitySampler`).
 
     Args:
         p, k, min_images: as :class:`~facerec.data.samplers.PKBatches`.

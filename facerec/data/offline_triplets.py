@@ -73,7 +73,8 @@ class OfflineTripletOptions:
 
 
 class OfflineTripletBatches(Batches):
-    """Batches of T offline-selected triplets, 3·T images (:class:`OfflineTripletSampler`).
+    """Batches of T offline-selected triplets, 3·T images (:class:`OfflineTripletSampler`); the
+    pool is selected anew every ``mining.every_n_steps`` steps.
 
     Args:
         triplets_per_batch: T, triplets per batch and process.

@@ -45,9 +45,12 @@ def check_count(owner: str, key: str, value: Any, least: int) -> int:
 class Batches:
     """How training batches are drawn: the class ``data.sampler`` names by ``class_path``.
 
-    The DataModule calls :meth:`check` at once (not the constructor, whose errors jsonargparse
-    would wrap) and :meth:`build` once the training labels are known. Mining refreshes come
-    from :func:`facerec.training.refresh.data_callbacks`.
+    Built when the config is read; the DataModule calls :meth:`check` at once (bad settings are
+    refused then, in one line: a check inside the constructor would reach the user wrapped in
+    jsonargparse's message about the ``Batches | None`` union) and :meth:`build` once the
+    training labels are known. A subclass that needs a mining
+    refresh gets it from :func:`facerec.training.refresh.data_callbacks`, which holds the one
+    table from batch kind to refresh callback.
 
     Attributes:
         batch_size: images per batch and process (it replaces ``data.batch_size``).

@@ -41,9 +41,11 @@ class VerificationCallback(pl.Callback):
         prog_bar: show the accuracies in the progress bar.
 
     ``pl_module`` must have a ``backbone`` (B, 3, H, W) -> (B, D); its ``preprocess``
-    (:class:`~facerec.inference.Preprocess` or its dict; default: the backbone's input size,
-    127.5/127.5) says how images are fed. The latest numbers are in :attr:`last_metrics`, all
-    as (global step, metrics) in :attr:`history`. Under DDP rank 0 evaluates and broadcasts.
+    (:class:`~facerec.inference.Preprocess` or its dict) gives input_size, resize_mode, mean and
+    std (default: the backbone's input size, 127.5/127.5).
+    The latest numbers are kept in :attr:`last_metrics`, all of them as (global step, metrics)
+    in :attr:`history`. Under DDP rank 0 evaluates and
+    broadcasts the numbers so every rank logs the same values.
     """
 
     def __init__(

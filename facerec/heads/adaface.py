@@ -17,11 +17,27 @@ ADAFACE_EPS = 1e-3
 class AdaFaceMargin(Margin):
     """AdaFace margin, exactly as the official implementation (mk-minchul/AdaFace ``head.py``).
 
-    n = clip(‖x‖, 0.001, 100) (detached); in training, before use, the buffers μ (``batch_mean``,
-    starts at 20) and σ (``batch_std``, 100) move by EMA rate ``t_alpha`` towards the mean and
-    unbiased std of n over the rows with label >= 0 of all DDP ranks (a collective per call).
-    ẑ = clip(h·(n − μ)/(σ + ε), −1, 1); cosines are clamped to ±(1 − ε), ε = 1e-3; the target
-    is s·(cos(clip(θ_y − m·ẑ, ε, π − ε)) − m − m·ẑ), others s·cos θ_j. h = 0 gives CosFace.
+    With n = clip(‖x‖, 0.001, 100) (detached), running batch statistics μ (buffer ``batch_mean``,
+    starts at 20) and σ (``batch_std``, starts at 100):
+
+    * training: μ ← t_alpha·mean(n) + (1 − t_alpha)·μ, σ ← t_alpha·std(n) + (1 − t_alpha)·σ
+      (unbiased std), before they are used. The statistics are over the rows whose label is
+      >= 0, summed over all DDP ranks with ``all_reduce_``, so the buffers are the same on every
+      rank and equal the global-batch statistics (μ needs >= 1 such row, σ >= 2, else
+      unchanged). Every rank must make the same training-mode calls (as DDP steps do), since
+      each one is a collective.
+    * ẑ = clip(h·(n − μ)/(σ + ε), −1, 1); g_angle = −m·ẑ; g_add = m + m·ẑ.
+    * every cosine is clamped to ±(1 − ε); target s·(cos(clip(θ_y + g_angle, ε, π − ε)) − g_add),
+      others s·cos θ_j (so also clamped), ε = 1e-3.
+
+    With h = 0: ẑ = 0 and the target is s·(cos θ_y − m), CosFace with margin m.
+
+    Args:
+        margin: m, default 0.4: radians in the angular part (g_angle = −m·ẑ) and a cosine
+            offset in the additive part (g_add = m + m·ẑ), as in the paper.
+        h: margin scaler (dimensionless), default 0.333.
+        scale: s, default 64.0.
+        t_alpha: EMA rate of μ and σ, default 0.01.
     """
 
     batch_mean: Tensor

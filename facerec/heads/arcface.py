@@ -15,8 +15,15 @@ from facerec.heads.base import CosineMarginHead, Margin, arc_target, check_float
 class ArcFaceMargin(Margin):
     """Additive angular margin: logits s·cos θ_j for j ≠ y and s·cos(θ_y + m) for the target.
 
-    Where θ_y + m > π the target is s·(cos θ_y − m·sin m) (see :func:`arc_target`, also for
-    ``easy_margin``). Unlike insightface's code the gradient goes through the margin exactly.
+    Where θ_y + m > π (cos θ_y < cos(π − m)) the target becomes s·(cos θ_y − m·sin m), so it
+    keeps decreasing in θ_y; with ``easy_margin`` the margin is applied only where cos θ_y > 0
+    instead. Unlike insightface's current code (margin under ``torch.no_grad``, straight-through
+    gradient, no fallback) the gradient goes through the margin exactly.
+
+    Args:
+        scale: s, default 64.0.
+        margin: m in radians, default 0.5 (≈ 28.6°), in [0, π).
+        easy_margin: default False.
     """
 
     def __init__(self, scale: float = 64.0, margin: float = 0.5, easy_margin: bool = False) -> None:

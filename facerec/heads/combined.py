@@ -20,9 +20,27 @@ from facerec.heads.base import (
 class CombinedMargin(Margin):
     """insightface's combined margin: target s·(cos(m1·θ_y + m2) − m3), others s·cos θ_j.
 
-    (1, 0.5, 0) is ArcFace and (1, 0, 0.35) CosFace, value for value. With m1 = 1 the ArcFace
-    fallback s·(cos θ_y − m2·sin m2 − m3) applies where θ_y + m2 > π; with m1 != 1 nothing is
-    done, as in insightface: for θ_y > (π − m2)/m1 the target rises again with θ_y.
+    (m1, m2, m3) = (1, 0.5, 0) is :class:`~facerec.heads.ArcFaceHead` and (1, 0, 0.35) is
+    :class:`~facerec.heads.CosFaceHead`, value for value; m1 > 1 is the SphereFace-style
+    multiplicative angular margin.
+
+    Where the angle leaves [0, π]:
+
+    * m1 = 1: as insightface's ArcFace branch (and our ArcFace), where θ_y + m2 > π the target
+      is s·(cos θ_y − m2·sin m2 − m3), which keeps it monotonic.
+    * m1 != 1: as insightface's combined-margin code (the only one of its implementations that
+      accepts m1 != 1; arcface_torch raises), nothing is done: cos(m1·θ_y + m2) is used as is,
+      so for θ_y > (π − m2)/m1 the target rises again with θ_y (not monotonic). Those angles
+      are rare in training (the target is usually the closest centre) but the margin there
+      pushes the wrong way; prefer m1 = 1 unless reproducing such a recipe.
+
+    θ_y = atan2(sqrt(clamp(1 − cos², SINE_EPS)), cos), whose gradient −1/sin θ stays finite.
+
+    Args:
+        m1: multiplicative angular margin, default 1.0.
+        m2: additive angular margin in radians, default 0.5.
+        m3: additive cosine margin, default 0.0.
+        scale: s, default 64.0.
     """
 
     def __init__(

@@ -8,7 +8,13 @@ from facerec.heads.base import CosineMarginHead, Margin, check_float, margin_log
 
 
 class CosFaceMargin(Margin):
-    """Additive cosine margin: logits s·cos θ_j, target s·(cos θ_y − m) (m a cosine offset)."""
+    """Additive cosine margin: logits s·cos θ_j, target s·(cos θ_y − m).
+
+    Args:
+        scale: s, default 64.0.
+        margin: m (a cosine offset, dimensionless), default 0.35 (AM-Softmax paper: s = 30,
+            m = 0.35; insightface's CosFace configs use m = 0.4).
+    """
 
     def __init__(self, scale: float = 64.0, margin: float = 0.35) -> None:
         super().__init__()

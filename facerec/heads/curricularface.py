@@ -20,12 +20,27 @@ from facerec.heads.base import (
 
 
 class CurricularFaceMargin(Margin):
-    """CurricularFace margin: the ArcFace target; a non-target cos θ_j above cos(θ_y + m) (a hard
-    negative, constant mask) becomes cos θ_j·(t + cos θ_j); all logits scaled by s.
+    """CurricularFace margin.
 
-    The buffer t (starts at 0) is updated in training before use, as the official code:
-    t ← t_alpha·mean(cos θ_y) + (1 − t_alpha)·t over the rows with label >= 0 of all DDP ranks
-    (a collective per call). Rows with label −1 get plain s·cos θ_j.
+    Target s·cos(θ_y + m) with the ArcFace fallback s·(cos θ_y − m·sin m) where θ_y + m > π.
+    A non-target cosine greater than cos(θ_y + m) (a hard negative) becomes cos θ_j·(t + cos θ_j),
+    other non-targets stay cos θ_j; all logits are scaled by s. t is a buffer (starts at 0,
+    saved in the state_dict) updated in training, before it is used, as in the official code:
+    t ← t_alpha·mean(cos θ_y) + (1 − t_alpha)·t, without gradient. The mean is over the rows
+    whose label is >= 0, summed over all DDP ranks with ``all_reduce_`` so t stays identical on
+    every rank; a step with no such row leaves t unchanged. Every rank must make the same
+    training-mode calls (as DDP steps do), since each one is a collective. Rows with label −1
+    (target among other columns) get plain s·cos θ_j: no hard-negative re-weighting, since
+    cos(θ_y + m) is unknown there; hence ``needs_target_cosine``: a sharded head appends the
+    global cos θ_y as an extra column for such rows.
+
+    The hard-negative mask is a constant (no gradient); the gradient of cos·(t + cos) is
+    t + 2·cos.
+
+    Args:
+        margin: m in radians, default 0.5.
+        scale: s, default 64.0.
+        t_alpha: EMA rate of t, default 0.01.
     """
 
     t: Tensor

@@ -12,9 +12,19 @@ from facerec.heads.base import CosineMarginHead, Margin, arc_target, check_float
 
 
 class MagFaceMargin(Margin):
-    """MagFace margin: the ArcFace target with margin m(a), linear from l_m to u_m (radians) as
-    a = clip(‖x‖, l_a, u_a) (not detached) goes from l_a to u_a; :meth:`regularizer` is added
-    to the loss."""
+    """MagFace margin.
+
+    a = clip(‖x‖, l_a, u_a) (not detached: the margin is how the magnitude learns quality);
+    m(a) = (u_m − l_m)/(u_a − l_a)·(a − l_a) + l_m; target s·cos(θ_y + m(a)) with the ArcFace
+    fallback s·(cos θ_y − m(a)·sin m(a)) where θ_y + m(a) > π; others s·cos θ_j.
+    :meth:`regularizer` returns λ_g·mean(g(a)), g(a) = a/u_a² + 1/a, to add to the loss.
+
+    Args:
+        scale: s, default 64.0.
+        l_a, u_a: magnitude range, defaults 10.0 and 110.0.
+        l_m, u_m: margin range in radians, defaults 0.45 and 0.8.
+        lambda_g: weight of the regulariser, default 35.0 (the paper's code; FaceX-Zoo uses 20).
+    """
 
     def __init__(
         self,

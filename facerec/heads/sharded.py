@@ -319,10 +319,19 @@ class ShardedClassCentres(nn.Module):
 class ShardedMarginHead(MarginHead):
     """Class centres split over the DDP ranks and a margin; returns the global-batch loss.
 
-    ``margin``: a :class:`~facerec.heads.base.Margin`, or a one-process head class or factory
-    (``margin(D, 1)``, e.g. ``class_path: facerec.heads.ArcFaceHead``) lending its margin and K;
-    default ArcFace (64, 0.5). ``k``: centres per class with a Margin. ``forward`` returns the
-    scalar float32 cross-entropy plus the margin's ``regularizer`` of the local rows.
+    Args:
+        embedding_dim: D.
+        num_classes: C, over all ranks.
+        margin: a :class:`~facerec.heads.base.Margin` (e.g. ``facerec.heads.ArcFaceMargin``), or
+            a one-process head class or factory (``margin(D, 1)``, e.g. ``class_path:
+            facerec.heads.ArcFaceHead``) lending its margin and K; default ArcFace (64, 0.5).
+        sample_rate: ρ in (0, 1] of :class:`ShardedClassCentres`, default 1.0.
+        k: centres per class when ``margin`` is a :class:`Margin` (sub-centres), default 1.
+
+    Shapes: forward(embeddings (B, D) float, labels (B,) int64 in [0, C)) -> scalar float32 loss
+    (the mean softmax cross-entropy over all ranks' rows, plus the margin's ``regularizer`` of
+    the local rows, e.g. MagFace's, which DDP then averages). The state_dict holds the full
+    matrix under ``weight`` and the margin's buffers under ``margin.``.
     """
 
     returns_loss = True

@@ -25,8 +25,18 @@ class SoftmaxHead(MarginHead):
 
 
 class NormFaceMargin(Margin):
-    """NormFace: normalised class weights, no bias, no margin. W-Norm (default): logit_j =
-    ‖x‖·cos θ_j; F-Norm (``feature_norm``): s·cos θ_j (s = 30, the AM-Softmax value)."""
+    """NormFace: softmax with L2-normalised class weights and no bias; no margin.
+
+    * W-Norm (``feature_norm=False``, default): logit_j = ‖x‖·cos θ_j (= x·ŵ_j); the gradient
+      goes through ‖x‖ and ``scale`` is unused.
+    * F-Norm (``feature_norm=True``): features normalised too, logit_j = s·cos θ_j. NormFace
+      showed a fixed s is needed for the normalised softmax to converge; 30 is our default (the
+      AM-Softmax value), not a number from the NormFace paper, which also learns s.
+
+    Args:
+        feature_norm: pick F-Norm instead of W-Norm, default False.
+        scale: s for F-Norm, default 30.0.
+    """
 
     def __init__(self, feature_norm: bool = False, scale: float = 30.0) -> None:
         super().__init__()

@@ -42,10 +42,27 @@ def sphereface_psi(cos_t: Tensor, m: int) -> Tensor:
 class SphereFaceMargin(Margin):
     """A-Softmax margin with the annealed target of the released Caffe code.
 
-    Target ‖x‖·(λ·cos θ_y + ψ(θ_y))/(1 + λ), others ‖x‖·cos θ_j, with integer ``margin`` m and
-    λ = max(lambda_min, base·(1 + gamma·iteration)^(−power)); the buffer ``iteration`` counts
-    training-mode forward calls (after reading it). ``feature_norm``: ‖x‖ is replaced by the
-    fixed ``scale`` s (F-Norm).
+    Target logit ‖x‖·(λ·cos θ_y + ψ(θ_y))/(1 + λ), other logits ‖x‖·cos θ_j, where
+    ψ(θ) = (−1)^k·cos(mθ) − 2k, k = ⌊θm/π⌋ and
+    λ = max(lambda_min, base·(1 + gamma·iteration)^(−power)). ``iteration`` is a buffer (saved
+    in the state_dict) read before and incremented once by each training-mode call of
+    :meth:`forward`, so the first step uses λ = base (as the Caffe layer's counter, it
+    counts forward passes: with gradient accumulation, micro-batches). Every DDP rank makes the
+    same calls, so λ is the same on every rank. With ``base = lambda_min = 0`` the
+    target is ‖x‖·ψ(θ_y), pytorch-metric-learning's SphereFaceLoss (which has no λ).
+
+    ``feature_norm=True`` gives the F-Norm variant: ‖x‖ is replaced by the fixed scale s
+    everywhere (normalised features). In the default W-Norm form the gradient flows through ‖x‖.
+
+    Args:
+        margin: integer multiplicative angular margin m >= 1 (θ_y is multiplied by m; θ in
+            radians), default 4.
+        base: λ at iteration 0, default 1000.0.
+        gamma: default 0.12.
+        power: default 1.0.
+        lambda_min: floor of λ, default 5.0.
+        feature_norm: default False.
+        scale: s for the F-Norm variant, default 64.0 (unused otherwise).
     """
 
     iteration: Tensor

@@ -18,9 +18,17 @@ from facerec.mining import Distance
 class ContrastiveLoss(MetricLoss):
     """Hadsell et al.'s contrastive loss, averaged over all pairs of the batch.
 
-    ``margin`` m > 0 pushes dissimilar pairs apart; similar pairs closer than ``pos_margin``
-    m₊ ≥ 0 are left alone (0: the paper's ½·D²). :attr:`stats`: ``active_fraction`` (pairs with a
-    non-zero term), ``mean_d_pos``, ``mean_d_neg``, ``num_pairs``, ``num_pos_pairs``.
+    Args:
+        margin: m, dissimilar pairs closer than m are pushed apart (> 0).
+        pos_margin: m₊ ≥ 0, similar pairs closer than m₊ are left alone (0: the paper's ½·D²).
+        distance: ``"euclidean"`` (the paper's), ``"squared_euclidean"`` or ``"cosine"``.
+        normalize: L2-normalise the embeddings first.
+        gather: under DDP, use every pair of the global batch (see :mod:`facerec.losses.base`).
+
+    ``forward(embeddings (B, D), labels (B,)) -> scalar``. :attr:`stats` after a forward:
+    ``active_fraction`` (share of the pairs with a non-zero term), ``mean_d_pos``,
+    ``mean_d_neg`` (mean distance of the similar / dissimilar pairs), ``num_pairs``,
+    ``num_pos_pairs``.
     """
 
     def __init__(

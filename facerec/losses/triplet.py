@@ -32,21 +32,28 @@ class TripletLoss(MetricLoss):
     """Triplet margin loss over the (gathered) batch with online mining.
 
     Args:
-        margin: α in [d_ap − d_an + α]₊ (≥ 0); not used with ``soft_margin``.
-        mining: ``"batch_hard"``, ``"batch_all"`` or ``"semi_hard"``.
+        margin: α in [d_ap − d_an + α]₊ (≥ 0). Not used when ``soft_margin`` is true.
+        mining: ``"batch_hard"`` (mean over anchors of the hardest positive/negative triplet),
+            ``"batch_all"`` (mean over the active valid triplets) or ``"semi_hard"`` (FaceNet /
+            TensorFlow: one negative per anchor-positive pair, mean over the pairs).
         distance: ``"euclidean"``, ``"squared_euclidean"`` or ``"cosine"`` (1 − cos).
         normalize: L2-normalise the embeddings first (FaceNet's hypersphere).
-        soft_margin: log(1 + exp(d_ap − d_an)) instead of the hinge.
+        soft_margin: use log(1 + exp(d_ap − d_an)) instead of the hinge (Hermans et al.).
         gather: under DDP, mine over the global batch (see :mod:`facerec.losses.base`).
-        semi_hard_fallback: the negative of a semi-hard pair without any d_an > d_ap:
-            ``"largest"`` d_an (TensorFlow) or ``"smallest"``.
-        max_chunk_elements: bound on the chunked temporaries of batch-all and semi-hard.
-        offline: ``"off"``, ``"instead"`` (the batch is offline triplets laid out [a, p, n, …]
-            by ``OfflineTripletBatches``; ``mining`` is not used) or ``"alongside"`` (their loss
-            plus the online-mined one; their stats get an ``offline_`` prefix).
+        semi_hard_fallback: negative for a semi-hard pair without any d_an > d_ap: ``"largest"``
+            d_an (TensorFlow, default) or ``"smallest"`` (the hardest negative).
+        max_chunk_elements: bound on the (chunk, B) temporaries of batch-all and semi-hard.
+        offline: ``"off"`` (online mining only), ``"instead"`` (the batch is offline-selected
+            triplets laid out as [a, p, n, …] by ``OfflineTripletBatches`` (``data.sampler``); the
+            loss is the mean of their terms and ``mining`` is not used) or ``"alongside"`` (those
+            triplets' loss plus the online-mined loss on the same batch; the offline triplets'
+            stats are logged with an ``offline_`` prefix).
 
-    :attr:`stats`: ``active_fraction`` (share of the mined triplets with a non-zero hinge, or
-    d_ap > d_an), ``mean_d_ap``, ``mean_d_an``, ``num_valid_triplets`` (before the active filter).
+    ``forward(embeddings (B, D), labels (B,)) -> scalar``. :attr:`stats` after a forward:
+    ``active_fraction`` (share of the mined triplets with a non-zero hinge, or with d_ap > d_an
+    under the soft margin), ``mean_d_ap``, ``mean_d_an`` and ``num_valid_triplets`` (the number
+    of triplets the loss averages over before the active filter: every valid triplet for
+    batch-all, one per anchor for batch-hard, one per anchor-positive pair for semi-hard).
     """
 
     def __init__(

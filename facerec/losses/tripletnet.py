@@ -39,12 +39,20 @@ def tripletnet_terms(d_ap: Tensor, d_an: Tensor) -> Tensor:
 
 
 class TripletNetLoss(MetricLoss):
-    """Hoffer & Ailon's triplet-network loss as a metric loss; arguments as
-    :class:`~facerec.losses.TripletLoss` (``offline``: ``"off"`` or ``"instead"``).
+    """Hoffer & Ailon's triplet-network loss as a metric loss (see the module doc).
 
-    ``normalize`` is not the paper's setup: with unit vectors d ≤ 2 and the softmax stays soft.
-    :attr:`stats`: ``active_fraction`` (share of triplets with d₊ ≥ d₋), ``mean_d_ap``,
-    ``mean_d_an``, ``num_valid_triplets``.
+    Args:
+        mining: ``batch_all`` (default), ``batch_hard`` or ``semi_hard``.
+        offline: ``"off"`` (mine the batch) or ``"instead"`` (the batch's offline triplets).
+        distance: ``euclidean`` (the paper's), ``squared_euclidean`` or ``cosine``.
+        normalize: L2-normalise the embeddings first (the paper does not; with unit vectors
+            d ≤ 2, so the softmax stays soft: consider ``normalize: false`` for the paper's setup).
+        gather: under DDP, use the global batch (see :mod:`facerec.losses.base`).
+        semi_hard_fallback / max_chunk_elements: as :class:`~facerec.losses.TripletLoss`.
+
+    ``forward(embeddings (B, D), labels (B,)) -> scalar``. :attr:`stats`: ``active_fraction``
+    (share of the triplets still ordered wrongly, d₊ ≥ d₋), ``mean_d_ap``, ``mean_d_an``,
+    ``num_valid_triplets``.
     """
 
     def __init__(

@@ -49,10 +49,17 @@ class IBasicBlock(nn.Module):
 
 
 class IResNet(Backbone):
-    """IResNet-{18,34,50,100,200}: (B, 3, H, W) in [-1, 1] -> (B, embedding_dim).
+    """IResNet-{18,34,50,100,200} embedding network.
 
-    ``width`` multiplies every channel count (1.0 = published); ``zero_init_residual`` zeroes the
-    last BN of each block (insightface's option).
+    Args:
+        depth: 18, 34, 50, 100 or 200.
+        embedding_dim: size D of the output embedding (512 in the published models).
+        width: multiplier on every channel count (1.0 = published; 0.25 makes a fast CPU model).
+        dropout: dropout before the embedding Linear (0.0 in insightface's configs).
+        input_size: (height, width) of the input; 112×112 in the published models.
+        zero_init_residual: zero the last BN of each block (insightface's option, off by default).
+
+    Shapes: (B, 3, H, W) float in [-1, 1] -> (B, embedding_dim).
     """
 
     insightface_names = (("bn2", "head.bn2"), ("fc", "head.fc"), ("features", "head.features"))

@@ -93,10 +93,17 @@ class GDCHead(nn.Module):
 
 
 class MobileFaceNet(Backbone):
-    """MobileFaceNet: (B, 3, H, W) in [-1, 1] -> (B, embedding_dim).
+    """MobileFaceNet embedding network (insightface ``mbf`` / ``mbf_large``).
 
-    ``scale`` multiplies the 64/128-channel stages; ``blocks`` counts the residual blocks of the
-    four stages (see :func:`mbf`, :func:`mbf_large`).
+    Args:
+        embedding_dim: size D of the output embedding (512 in insightface's mbf configs).
+        scale: width multiplier on the 64/128-channel stages (2 = ``mbf``, 4 = ``mbf_large``).
+        blocks: residual blocks in the four stages, (1, 4, 6, 2) for ``mbf``,
+            (2, 8, 12, 4) for ``mbf_large``.
+        input_size: (height, width) of the input; 112×112 in the published models. The GDC
+            kernel is the final map, input/16 (7×7 at 112×112).
+
+    Shapes: (B, 3, H, W) float in [-1, 1] -> (B, embedding_dim).
     """
 
     insightface_names = (("features", "head"),)

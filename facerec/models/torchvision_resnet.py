@@ -16,10 +16,17 @@ ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
 class TorchvisionResNet(Backbone):
-    """A torchvision ResNet trunk (``arch`` in ARCHS) + the face embedding head.
+    """A torchvision ResNet trunk + the face :class:`EmbeddingHead`.
 
-    ``face_stem`` replaces the 7×7/2 conv + max-pool stem by a 3×3 stride-1 conv (as IResNet),
-    so the final map is H/16 instead of H/32.
+    Args:
+        arch: one of resnet18, resnet34, resnet50, resnet101, resnet152.
+        embedding_dim: size D of the output embedding.
+        dropout: dropout before the embedding Linear.
+        input_size: (height, width) of the input, 112×112 by default.
+        face_stem: replace the 7×7/2 conv + max-pool stem by a 3×3 stride-1 conv (as IResNet
+            does for 112×112 faces), so the final map is H/16 instead of H/32.
+
+    Shapes: (B, 3, H, W) float in [-1, 1] -> (B, embedding_dim).
     """
 
     def __init__(

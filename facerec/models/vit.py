@@ -171,16 +171,28 @@ class PatchMasking(nn.Module):
 
 
 class ViT(Backbone):
-    """Vision Transformer embedding network: (B, 3, H, W) in [-1, 1] -> (B, embedding_dim).
+    """Vision Transformer embedding network (insightface arcface_torch ``vit_*``).
 
     Args:
-        embed_dim: token width C; ``num_heads`` must divide it.
-        drop_rate: dropout after the position embedding, in the MLP and after attention.
+        embedding_dim: size D of the output embedding (insightface's ``num_features``, 512).
+        input_size: (height, width) of the input; 112×112 in insightface's models.
+        patch_size: side of the square patches (9: 12×12 patches at 112×112).
+        embed_dim: token width C (256 vit_t, 512 vit_s/vit_b, 768 vit_l).
+        depth: number of transformer blocks (12 vit_t/vit_s, 24 vit_b/vit_l).
+        num_heads: attention heads; must divide ``embed_dim`` (8 in every insightface variant).
+        mlp_ratio: MLP hidden width / C (4).
+        qkv_bias: bias on the query/key/value projection (False in insightface).
+        drop_rate: dropout after the position embedding, in the MLP and after attention's
+            projection (0).
+        attn_drop_rate: dropout on the attention weights (0).
         drop_path_rate: stochastic depth of the last block, linearly from 0 at the first.
-        norm_layer: "ln" (LayerNorm) or "bn" (BatchNorm over the patch axis, insightface's
-            ``VITBatchNorm``; needs ``mask_ratio: 0``).
+        norm_layer: "ln" (LayerNorm over C, every insightface variant) or "bn" (BatchNorm
+            over the patch axis, insightface's ``VITBatchNorm``; needs ``mask_ratio: 0``).
         mask_ratio: fraction of patches masked per sample in training (0 = off).
-        checkpointing: activation checkpointing of each block (insightface's ``using_checkpoint``).
+        checkpointing: recompute each block's activations in backward (activation
+            checkpointing, insightface's ``using_checkpoint``) to save memory.
+
+    Shapes: (B, 3, H, W) float in [-1, 1] -> (B, embedding_dim).
     """
 
     insightface_names = (

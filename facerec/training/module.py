@@ -53,23 +53,41 @@ class FaceRecognitionModule(pl.LightningModule):
     """Train an embedding network with a margin head, CenterLoss and/or a metric loss.
 
     Args:
-        backbone: the embedding network, (B, 3, H, W) -> (B, D).
-        head: margin head class, built as ``head(D, num_classes)``; None trains with
-            ``metric_loss`` (or ``distill``) alone.
-        num_classes: training identities; ``facerec fit`` links it from ``data.num_classes``.
+        backbone: the embedding network, (B, 3, H, W) -> (B, D) (IResNet, TorchvisionResNet).
+        head: margin head class (and its arguments), built as ``head(D, num_classes)``;
+            None trains with ``metric_loss`` alone.
+        num_classes: training identities; LightningCLI links it from ``data.num_classes``.
         center_loss: add CenterLoss with this weight and centre learning rate alpha.
-        metric_loss: a triplet/contrastive loss on the embeddings, times ``metric_loss_weight``.
-        optim: optimiser and schedule (:class:`~facerec.training.optim.OptimOptions`).
-        batch_size: images per device and step, the batch of the learning-rate scaling rule
-            (``facerec fit`` links ``data.batch_size``); None uses ``optim.lr`` unscaled.
+        metric_loss: a triplet/contrastive loss on the embeddings, added with
+            ``metric_loss_weight``.
+        optim: optimiser and learning-rate schedule (:class:`facerec.training.optim.OptimOptions`:
+            name, lr, lr_reference_batch, momentum, weight_decay, warmup_epochs, schedule,
+            poly_power); None: its defaults.
+        batch_size: images per device and step, the batch of the learning-rate scaling rule;
+            ``facerec fit`` links it from the data (``data.batch_size``, P·K for P×K batches).
+            None uses ``optim.lr`` unscaled.
         channels_last: run the backbone in channels-last memory format.
-        compile: ``torch.compile`` the backbone in place when a fit starts (mode
-            ``compile_mode``); checkpoint keys are unchanged.
-        init_from: pre-trained weights loaded when ``fit`` starts (see :func:`load_init_weights`);
-            ``--ckpt_path`` overrides it.
-        lr_multipliers, freeze: fine-tuning controls (:mod:`facerec.training.finetune`).
-        distill: embedding distillation from a frozen teacher
-            (:class:`~facerec.training.distill.DistillOptions`).
+        compile: compile the backbone with ``torch.compile`` when a fit starts (``mode``:
+            ``compile_mode``, None = torch's default). The weights keep their names
+            (``nn.Module.compile`` compiles in place; no ``_orig_mod.`` in checkpoints), and a
+            model loaded from a checkpoint for evaluation or export is not compiled.
+        init_from: pre-trained weights that start a fit (fine-tuning): a facerec checkpoint
+            (``.ckpt``: the backbone, all of whose weights must be there with the same shapes,
+            and the margin head when it has the same shape), an insightface arcface_torch
+            ``backbone.pth`` (IResNet r18/r34/r50/r100, MobileFaceNet mbf) or torchvision's
+            ImageNet ResNet ``.pth`` (see :func:`load_init_weights`). Loaded at the start of
+            ``fit`` only; ``--ckpt_path`` (resuming) overrides it. With a new margin head (other
+            identities) only the backbone is taken.
+        lr_multipliers: learning rate of the backbone's trunk, its embedding head and the
+            margin head as multiples of ``lr`` (:class:`facerec.training.finetune.LrMultipliers`).
+        freeze: freeze the trunk (or its first N stages, and optionally the embedding head)
+            for the first K steps or the whole run
+            (:class:`facerec.training.finetune.FreezeOptions`);
+            frozen weights and their BatchNorm statistics stay exactly as loaded.
+        distill: embedding distillation from a frozen teacher (.ckpt or .onnx): adds
+            ``weight`` × ``loss`` (l2 | cosine) between this model's and the teacher's embeddings
+            of each batch (:class:`facerec.training.distill.DistillOptions`). ``head: null`` with no
+            metric loss then trains by distillation alone.
     """
 
     def __init__(
