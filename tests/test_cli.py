@@ -55,6 +55,63 @@ def test_help_lists_every_subcommand(capsys):
     assert res.returncode == 0 and "fit" in res.stdout and "eval" in res.stdout
 
 
+def _configurable_classes() -> list[type]:
+    """Every class a recipe builds from its config (its docstring is its ``--help``)."""
+    import inspect
+
+    import facerec.heads as heads
+    import facerec.losses as losses
+    import facerec.models as models
+    from facerec.data.datamodule import FaceDataModule
+    from facerec.data.hard_identity import HardIdentityBatches
+    from facerec.data.offline_triplets import OfflineTripletBatches
+    from facerec.data.samplers import PKBatches
+    from facerec.eval.callback import VerificationCallback
+    from facerec.heads.base import CosineMarginHead, Margin
+    from facerec.heads.sharded import ShardedMarginHead
+    from facerec.losses.base import MetricLoss
+    from facerec.models.base import Backbone
+
+    found = [FaceRecognitionModule, FaceDataModule, PKBatches, HardIdentityBatches]
+    found += [OfflineTripletBatches, VerificationCallback, ShardedMarginHead]
+    for mod, base in ((models, Backbone), (heads, heads.MarginHead), (losses, MetricLoss)):
+        for name in mod.__all__:
+            c = getattr(mod, name)
+            if inspect.isclass(c) and issubclass(c, base) and c not in (base, CosineMarginHead):
+                found.append(c)
+    found += [c for c in vars(heads).values() if inspect.isclass(c) and issubclass(c, Margin)]
+    return [c for c in found if not inspect.isabstract(c) and c is not Margin]
+
+
+def test_every_config_argument_has_help():
+    """jsonargparse shows a class's docstring Args as ``--help``: every argument a config sets
+    is described (a head's sizes come from the module, not the config)."""
+    import inspect
+
+    import docstring_parser
+
+    classes = _configurable_classes()
+    assert len(classes) > 25
+    undocumented = []
+    for c in classes:
+        docs = [c.__doc__ or "", c.__init__.__doc__ or ""]
+        described = {p.arg_name for d in docs for p in docstring_parser.parse(d).params}
+        params = list(inspect.signature(c.__init__).parameters.values())[1:]
+        for p in params:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if p.name not in described and p.name not in ("embedding_dim", "num_classes"):
+                undocumented.append(f"{c.__name__}.{p.name}")
+    assert not undocumented, undocumented
+
+
+def test_a_named_heads_help_describes_its_margin(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.head.help", "ArcFaceHead"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "m in radians" in out and "--model.head.easy_margin" in out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -234,6 +234,10 @@ class FaceDataModule(pl.LightningDataModule):
             indices for RecordIO; the others are left out without touching the data folder.
         val_images_per_identity: images of each held-out synthetic identity.
         val_pairs: genuine and impostor pairs each for ``val/acc``.
+        resize_mode: how an image of another size than ``image_size`` is fitted: ``resize``
+            (stretched) or ``center_crop``.
+        synthetic: the embedded synthetic faces used when ``root`` is None (identities, images
+            per identity, size, seed, difficulty: :class:`SyntheticOptions`).
         strict: make a corrupt training image an error instead of a counted skip.
         seed: seed for the held-out split, pairs and sampling.
         pin_memory: page-locked batches for faster copies to the GPU; None (default): on when

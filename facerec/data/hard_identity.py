@@ -82,7 +82,9 @@ class HardIdentityBatches(PKBatches):
     class centres, refreshed every ``mining.every_n_steps`` (:class:`HardIdentitySampler`).
 
     Args:
-        p, k, min_images: as :class:`~facerec.data.samplers.PKBatches`.
+        p: identities per batch, as :class:`~facerec.data.samplers.PKBatches`.
+        k: images per identity.
+        min_images: identities with fewer images are not sampled.
         mining: :class:`HardIdentityOptions` (or a dict of them, as YAML gives it).
     """
 

@@ -44,7 +44,15 @@ class ArcFaceHead(CosineMarginHead, margin=ArcFaceMargin):
 
 class SubCenterArcFaceHead(CosineMarginHead):
     """:class:`ArcFaceMargin` over the best of ``k`` sub-centres per class: ``weight`` row c·K + k
-    is sub-centre k of class c (insightface's and pytorch-metric-learning's layout)."""
+    is sub-centre k of class c (insightface's and pytorch-metric-learning's layout);
+    cos θ_j = max_k cos(x, w_{j,k}), the gradient reaching the maximising sub-centre only.
+
+    Args:
+        k: sub-centres per class, default 3 (K times the matrix products).
+        scale: s, as :class:`ArcFaceMargin`.
+        margin: m in radians, as :class:`ArcFaceMargin`.
+        easy_margin: as :class:`ArcFaceMargin`.
+    """
 
     def __init__(
         self,

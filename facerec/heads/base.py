@@ -372,4 +372,5 @@ def _named_head_init(cls: type[CosineMarginHead], margin: type[Margin]) -> Calla
     __init__.__annotations__ = {q.name: q.annotation for q in params[1:]} | {"return": None}
     __init__.__qualname__ = f"{cls.__qualname__}.__init__"
     __init__.__module__ = cls.__module__
+    __init__.__doc__ = margin.__doc__  # its Args are the head's --help
     return __init__

@@ -21,8 +21,10 @@ class MagFaceMargin(Margin):
 
     Args:
         scale: s, default 64.0.
-        l_a, u_a: magnitude range, defaults 10.0 and 110.0.
-        l_m, u_m: margin range in radians, defaults 0.45 and 0.8.
+        l_a: lower end of the magnitude range, default 10.0.
+        u_a: upper end of the magnitude range, default 110.0.
+        l_m: margin (radians) at ``l_a``, default 0.45.
+        u_m: margin (radians) at ``u_a``, default 0.8.
         lambda_g: weight of the regulariser, default 35.0 (the paper's code; FaceX-Zoo uses 20).
     """
 

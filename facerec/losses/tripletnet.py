@@ -48,7 +48,8 @@ class TripletNetLoss(MetricLoss):
         normalize: L2-normalise the embeddings first (the paper does not; with unit vectors
             d ≤ 2, so the softmax stays soft: consider ``normalize: false`` for the paper's setup).
         gather: under DDP, use the global batch (see :mod:`facerec.losses.base`).
-        semi_hard_fallback / max_chunk_elements: as :class:`~facerec.losses.TripletLoss`.
+        semi_hard_fallback: as :class:`~facerec.losses.TripletLoss`.
+        max_chunk_elements: as :class:`~facerec.losses.TripletLoss`.
 
     ``forward(embeddings (B, D), labels (B,)) -> scalar``. :attr:`stats`: ``active_fraction``
     (share of the triplets still ordered wrongly, d₊ ≥ d₋), ``mean_d_ap``, ``mean_d_an``,

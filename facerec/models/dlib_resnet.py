@@ -98,6 +98,10 @@ class DlibResNet(Backbone):
 
     Random weights; :func:`from_dat` gives dlib's. The buffers ``input_scale``/``input_shift``
     map the input to dlib's ``(x − mean)/256`` (the means come from the file).
+
+    Args:
+        mean_rgb: the per-channel input means (R, G, B) dlib subtracts; :func:`from_dat`
+            sets the file's.
     """
 
     align_template = "dlib"

@@ -60,6 +60,7 @@ class FaceRecognitionModule(pl.LightningModule):
         center_loss: add CenterLoss with this weight and centre learning rate alpha.
         metric_loss: a triplet/contrastive loss on the embeddings, added with
             ``metric_loss_weight``.
+        metric_loss_weight: the weight of ``metric_loss`` in the total loss (>= 0).
         optim: optimiser and learning-rate schedule (:class:`facerec.training.optim.OptimOptions`:
             name, lr, lr_reference_batch, momentum, weight_decay, warmup_epochs, schedule,
             poly_power); None: its defaults.
@@ -71,6 +72,7 @@ class FaceRecognitionModule(pl.LightningModule):
             ``compile_mode``, None = torch's default). The weights keep their names
             (``nn.Module.compile`` compiles in place; no ``_orig_mod.`` in checkpoints), and a
             model loaded from a checkpoint for evaluation or export is not compiled.
+        compile_mode: ``torch.compile``'s ``mode`` (None: torch's default).
         init_from: pre-trained weights that start a fit (fine-tuning): a facerec checkpoint
             (``.ckpt``: the backbone, all of whose weights must be there with the same shapes,
             and the margin head when it has the same shape), an insightface arcface_torch
