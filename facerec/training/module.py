@@ -27,13 +27,26 @@ from facerec.base.options import coerce
 from facerec.data.datasets import normalize_images
 from facerec.data.interface import TrainingData
 from facerec.errors import ConfigError, DataError, FacerecError
-from facerec.heads.base import MarginHead
+from facerec.heads import ArcFaceHead, MarginHead
+from facerec.inference.checkpoint import (
+    PRETRAINED,
+    check_hparams_file,
+    check_hyperparameters,
+    load_pretrained_into,
+    not_a_file,
+    read_checkpoint_dict,
+    shape_mismatches,
+    weights_architecture,
+)
 from facerec.inference.preprocess import Preprocess
+from facerec.losses.distill import distill_loss
+from facerec.metrics.verification import best_threshold_accuracy
 from facerec.models.base import Backbone
 from facerec.models.iresnet import IResNet
+from facerec.models.pretrained import identify_state_dict, load_foreign_state_dict
 from facerec.training.distill import DistillOptions, FrozenTeacher, make_projection
 from facerec.training.finetune import FreezeOptions, Freezer, LrMultipliers, param_groups
-from facerec.training.optim import OptimOptions, build_optimizer, lr_factor, upgrade_flat_keys
+from facerec.training.optim import OptimOptions, lr_factor, upgrade_flat_keys
 from facerec.training.refresh import check_data_callbacks
 
 HeadFactory = Callable[[int, int], MarginHead]
@@ -122,8 +135,6 @@ class FaceRecognitionModule(pl.LightningModule):
         if self.distill is not None:
             self.distill.validate()  # type: ignore[attr-defined]
         if head is None and metric_loss is None and self.distill is None:
-            from facerec.heads import ArcFaceHead
-
             head = ArcFaceHead
         self.backbone = backbone
         self.embedding_dim = int(backbone.embedding_dim)
@@ -201,12 +212,6 @@ class FaceRecognitionModule(pl.LightningModule):
         """Lightning's ``load_from_checkpoint``, safe for a file of unknown origin: read with
         ``weights_only=True``, and its hyper-parameters (and ``hparams_file``'s) may name only
         facerec's own classes. Raises :class:`DataError` naming the file otherwise."""
-        from facerec.inference.checkpoint import (
-            check_hparams_file,
-            check_hyperparameters,
-            read_checkpoint_dict,
-        )
-
         if kwargs.pop("weights_only", True) is not True:
             raise ConfigError(
                 "load_from_checkpoint: facerec reads checkpoints only with weights_only=True"
@@ -292,8 +297,6 @@ class FaceRecognitionModule(pl.LightningModule):
         out: dict[str, torch.Tensor] = {}
         total = embeddings.new_zeros((), dtype=torch.float32)
         if teacher_embeddings is not None and self.distill is not None:
-            from facerec.losses.distill import distill_loss
-
             student = embeddings if self.distill_proj is None else self.distill_proj(embeddings)
             out["distill"] = distill_loss(student, teacher_embeddings, self.distill.loss)
             total = total + self.distill.weight * out["distill"]
@@ -412,7 +415,7 @@ class FaceRecognitionModule(pl.LightningModule):
         world = self.trainer.world_size * self.trainer.accumulate_grad_batches
         lr = o.scaled_lr(self.batch_size * world if self.batch_size else None)
         params = param_groups(self, self.lr_multipliers, lr)  # type: ignore[arg-type]
-        opt = build_optimizer(params, o.name, lr, o.momentum, o.weight_decay)
+        opt = o.build_optimizer(params, lr)
         if self.head is not None:  # a sharded head saves its rows' optimiser state gathered
             self.head.attach_optimizer(opt)
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -480,8 +483,6 @@ class FaceRecognitionModule(pl.LightningModule):
                 continue  # its state dict is a collective; it checks its own rows
             for k, t in child.state_dict(keep_vars=True).items():  # the names files hold
                 own[f"{name}.{k}"] = t.shape
-        from facerec.inference.checkpoint import shape_mismatches
-
         wrong = shape_mismatches(own, state, here="here")
         if wrong:
             more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
@@ -500,8 +501,6 @@ def score_embedded_pairs(
     allowed); ``pairs`` = (i1, i2, same). Returns (accuracy, threshold, pairs scored), or None
     when no genuine and impostor pair has both ends embedded.
     """
-    from facerec.metrics.verification import best_threshold_accuracy
-
     i1, i2, same = (np.asarray(a) for a in pairs)
     idx_np = idx.detach().cpu().numpy().astype(np.int64)
     size = int(max(idx_np.max(), i1.max(initial=-1), i2.max(initial=-1))) + 1
@@ -525,16 +524,6 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
     ``.pth`` or a packaged model's name; read with ``weights_only=True``. Returns the names
     copied. Raises ConfigError (missing file, another architecture) or DataError (unknown layout).
     """
-    from facerec.inference.checkpoint import (
-        PRETRAINED,
-        check_hyperparameters,
-        load_pretrained_into,
-        not_a_file,
-        read_checkpoint_dict,
-        weights_architecture,
-    )
-    from facerec.models.pretrained import identify_state_dict, load_foreign_state_dict
-
     p = Path(path)
     if str(path) in PRETRAINED and not p.exists():  # a packaged model by name (dlib-r29)
         return load_pretrained_into(module.backbone, str(path))

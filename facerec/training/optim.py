@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
 from facerec.errors import ConfigError
 
@@ -71,6 +70,16 @@ class OptimOptions:
             return self.lr * global_batch / self.lr_reference_batch
         return self.lr
 
+    def build_optimizer(self, params: list[dict], lr: float) -> torch.optim.Optimizer:
+        """SGD with momentum (the published recipes) or AdamW, at ``lr``."""
+        if self.name == "sgd":
+            return torch.optim.SGD(
+                params, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay
+            )
+        if self.name == "adamw":
+            return torch.optim.AdamW(params, lr=lr, weight_decay=self.weight_decay)
+        raise ConfigError(f"model.optim.name is {self.name!r}; expected 'sgd' or 'adamw'")
+
 
 def upgrade_flat_keys(hparams: dict[str, Any]) -> dict[str, Any]:
     """Hyper-parameters saved before ``model.optim`` (flat ``lr``, ``lr_schedule``, ...) with
@@ -80,21 +89,6 @@ def upgrade_flat_keys(hparams: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in hparams.items() if k not in FLAT_KEYS}
     out["optim"] = {new: hparams[old] for old, new in FLAT_KEYS.items() if old in hparams}
     return out
-
-
-def build_optimizer(
-    params: list[nn.Parameter] | list[dict],
-    name: OptimizerName,
-    lr: float,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-) -> torch.optim.Optimizer:
-    """SGD with momentum (the published recipes) or AdamW."""
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ConfigError(f"model.optim.name is {name!r}; expected 'sgd' or 'adamw'")
 
 
 def lr_factor(
