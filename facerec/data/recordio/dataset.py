@@ -18,13 +18,6 @@ from .format import IRHeader, _first_label, read_index, read_property
 from .reader import RecordIOReader
 
 
-def _resolve_paths(root_or_rec_path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
-    path = Path(root_or_rec_path)
-    if path.is_dir():
-        return path / "train.rec", path / "train.idx", path / "property"
-    return path, path.with_suffix(".idx"), path.parent / "property"
-
-
 class RecordIODataset(Dataset):
     """An insightface-style RecordIO face set: ``(RGB uint8 (H, W, 3) image, int label)`` items.
 
@@ -50,13 +43,14 @@ class RecordIODataset(Dataset):
         property_path: str | os.PathLike[str] | None = None,
         transform: Callable[[np.ndarray], Any] | None = None,
     ) -> None:
-        rec_path, default_idx, default_prop = _resolve_paths(root_or_rec_path)
+        path = Path(root_or_rec_path)
+        rec_path = path / "train.rec" if path.is_dir() else path
         if not rec_path.exists():
             raise DataError(
                 f"{rec_path}: RecordIO file not found; expected train.rec (with train.idx) "
                 "in the data folder, or the path of a .rec file"
             )
-        idx = Path(idx_path) if idx_path is not None else default_idx
+        idx = Path(idx_path) if idx_path is not None else rec_path.with_suffix(".idx")
         if not idx.exists():
             read_index(idx)  # raises the missing-index DataError
         self.reader = RecordIOReader(rec_path, idx)
@@ -65,6 +59,7 @@ class RecordIODataset(Dataset):
         self.rec_path = self.reader.rec_path
         self.idx_path = idx
         self.transform = transform
+        default_prop = rec_path.parent / "property"
         self.property_path = Path(property_path) if property_path is not None else default_prop
         has_property = property_path is not None or self.property_path.exists()
         self._property = read_property(self.property_path) if has_property else None
@@ -73,12 +68,10 @@ class RecordIODataset(Dataset):
         self._labels: np.ndarray | None = None
         self._identity_ranges: np.ndarray | None = None
 
-        header0: IRHeader | None = None
-        if bool((self.reader.keys == 0).any()):
+        header0, rest = IRHeader(0, 0.0, 0, 0), b""  # no header record: a plain im2rec file
+        if (self.reader.keys == 0).any():
             header0, rest = self.reader.read_header_at(self.reader.offset_of(0))
-            if header0.flag == 0 or rest:
-                header0 = None  # an ordinary image record: a plain im2rec file
-        if header0 is not None:
+        if header0.flag > 0 and not rest:  # else record 0 is an ordinary image record
             if header0.flag < 2:
                 raise DataError(
                     f"{self.rec_path}: header record 0 has {header0.flag} label(s); expected 2 "

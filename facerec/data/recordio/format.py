@@ -119,9 +119,7 @@ def read_index(idx_path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
             if not parts:
                 continue
             try:
-                if len(parts) != 2:
-                    raise ValueError
-                int(parts[0]), int(parts[1])
+                _key, _offset = (int(part) for part in parts)
             except ValueError:
                 text = line[:60].decode("utf-8", "replace")
                 raise DataError(
@@ -143,12 +141,9 @@ def read_property(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     """Read an insightface ``property`` file: (num_classes, height, width)."""
     path = Path(path)
     text = _read_bytes(path, "property").decode(errors="replace").strip()
-    fields = [f.strip() for f in text.split(",")]
     try:
-        if len(fields) != 3:
-            raise ValueError
-        num_classes, height, width = (int(f) for f in fields)
-        if num_classes <= 0 or height <= 0 or width <= 0:
+        num_classes, height, width = (int(f) for f in text.split(","))
+        if min(num_classes, height, width) <= 0:
             raise ValueError
     except ValueError:
         raise DataError(

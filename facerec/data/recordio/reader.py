@@ -63,15 +63,13 @@ class RecordIOReader:
         self.file_size = self.rec_path.stat().st_size
         self._fd: int | None = None
         self._pid: int | None = None
-        default_idx = self.rec_path.with_suffix(".idx")
-        self.idx_path: Path | None = Path(idx_path) if idx_path is not None else default_idx
-        self.keys = np.zeros(0, dtype=np.int64)
-        self.offsets = np.zeros(0, dtype=np.int64)
-        if not use_index or (idx_path is None and not default_idx.exists()):
-            self.idx_path = None
+        idx = Path(idx_path) if idx_path is not None else self.rec_path.with_suffix(".idx")
+        has_idx = use_index and (idx_path is not None or idx.exists())
+        self.idx_path: Path | None = idx if has_idx else None
+        self.keys = self.offsets = np.zeros(0, dtype=np.int64)
+        if self.idx_path is None:
             return
-        assert self.idx_path is not None
-        self.keys, self.offsets = read_index(self.idx_path)
+        self.keys, self.offsets = read_index(idx)
         self._sorted = np.argsort(self.keys, kind="stable")
         past = np.flatnonzero(self.offsets + 8 > self.file_size)
         if past.size:
@@ -143,24 +141,23 @@ class RecordIOReader:
             if magic != MAGIC:
                 raise self._bad_magic(pos)
             cflag, length = lrec >> _LEN_BITS, lrec & _LEN_MASK
-            first = not parts
-            if (first and cflag not in (0, 1)) or (not first and cflag not in (2, 3)):
-                where = "at the start of a record" if first else "inside a multi-part record"
+            if cflag not in ((2, 3) if parts else (0, 1)):
+                where = "inside a multi-part record" if parts else "at the start of a record"
                 raise DataError(
                     f"{self.rec_path}: continuation flag {cflag} at offset {pos} is not valid "
-                    f"{where} (expected {'0 or 1' if first else '2 or 3'}); the file or its "
+                    f"{where} (expected {'2 or 3' if parts else '0 or 1'}); the file or its "
                     "index is corrupt"
                 )
             padded = (length + 3) & ~3
             data = _pread(fd, padded, pos + 8) if padded else b""
             if len(data) < padded:
                 raise self._truncated(offset, pos + 8 + padded)
-            parts.append(data[:length] if padded != length else data)
+            parts.append(data[:length])
             pos += 8 + padded
             if cflag in (0, 3):
                 break
             parts.append(_MAGIC_BYTES)
-        return (parts[0] if len(parts) == 1 else b"".join(parts)), pos
+        return b"".join(parts), pos
 
     def offset_of(self, key: int) -> int:
         """Byte offset of ``key`` in the .rec; :class:`DataError` if the index lacks it."""

@@ -42,16 +42,12 @@ class RecordIOWriter:
         """How many times the magic number was found in a payload (dmlc's ``except_counter``)."""
 
     def __enter__(self) -> RecordIOWriter:
-        stack = contextlib.ExitStack()
-        try:
+        with contextlib.ExitStack() as stack:
             rec_tmp = stack.enter_context(atomic_path(self.rec_path))
             self._rec = stack.enter_context(open(rec_tmp, "wb", buffering=1 << 20))
             idx_tmp = stack.enter_context(atomic_path(self.idx_path))
             self._idx = stack.enter_context(open(idx_tmp, "w", encoding="ascii"))
-        except BaseException:
-            stack.close()
-            raise
-        self._stack = stack
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc: Any) -> bool | None:
@@ -92,8 +88,7 @@ class RecordIOWriter:
         out.write(_MAGIC_BYTES + struct.pack("<I", ((3 if dptr else 0) << _LEN_BITS) | rest))
         out.write(view[dptr:])
         pad = (-rest) % 4
-        if pad:
-            out.write(b"\0" * pad)
+        out.write(b"\0" * pad)
         self.position += 8 + rest + pad
         self._idx.write(f"{int(key)}\t{offset}\n")
         return offset
