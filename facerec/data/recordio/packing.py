@@ -109,10 +109,7 @@ def pack_folder(
             f"{root}: {n} images and {c} identities need record keys up to {end_key}, but the "
             f"insightface header stores keys as float32, exact only below {_FLOAT32_EXACT}"
         )
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rec_path, idx_path = out_dir / "train.rec", out_dir / "train.idx"
-    prop_path = out_dir / "property"
+    rec_path, idx_path, prop_path = (Path(out) / f for f in ("train.rec", "train.idx", "property"))
 
     sizes: Counter[tuple[int, int]] = Counter()
     reencoded = 0

@@ -66,7 +66,6 @@ def _write(args: argparse.Namespace) -> None:
             return
         out = write_synthetic_folder(args.out, *faces, args.ext, overwrite=args.overwrite)
     except OSError as e:
-        where = args.grid if args.grid is not None else args.out
-        raise FacerecError(f"cannot write to {where}: {e.strerror}") from None
+        raise FacerecError(f"cannot write to {args.grid or args.out}: {e.strerror}") from None
     n = args.identities * args.images_per_identity
     print(f"wrote {n} images of {args.identities} identities to {out}")

@@ -126,9 +126,8 @@ def _make_identity(seed: int, identity: int) -> IdentityParams:
     chin_y = u(100.0, 112.0)
     skin_t = u(0.0, len(_SKIN) - 1.0)
     lo = int(min(skin_t, len(_SKIN) - 2))
-    skin = _color(
-        _SKIN[lo] * (1 - (skin_t - lo)) + _SKIN[lo + 1] * (skin_t - lo) + r.normal(0, 6, 3)
-    )
+    frac = skin_t - lo
+    skin = _color(_SKIN[lo] * (1 - frac) + _SKIN[lo + 1] * frac + r.normal(0, 6, 3))
 
     hair_style = int(r.choice(6, p=[0.08, 0.3, 0.22, 0.15, 0.15, 0.1]))
     hair_color = _color(_HAIR[r.integers(len(_HAIR))] * u(0.8, 1.15) + r.normal(0, 10, 3))
@@ -323,6 +322,7 @@ def _half_width_at(p: IdentityParams, y: float) -> float:
     return w * (1.0 - uu**p.jaw_power) ** (1.0 / p.jaw_power) * (1.0 - p.jaw_taper * uu)
 
 
+@dataclass(eq=False)
 class SyntheticFaces:
     """A deterministic, procedurally drawn face-identity data set.
 
@@ -338,35 +338,30 @@ class SyntheticFaces:
     identities come from the same generator).
     """
 
-    def __init__(
-        self,
-        num_identities: int = 200,
-        images_per_identity: int = 20,
-        size: int = 112,
-        seed: int = 0,
-        difficulty: float = 1.0,
-    ) -> None:
-        for name, value, ok, need in (
-            ("num_identities", num_identities, num_identities >= 1, "at least 1"),
-            ("images_per_identity", images_per_identity, images_per_identity >= 1, "at least 1"),
-            ("size", size, size >= 16, "at least 16 pixels"),
-            ("seed", seed, seed >= 0, "a non-negative integer"),
-            ("difficulty", difficulty, 0.0 <= difficulty <= 2.0, "between 0 and 2"),
+    num_identities: int = 200
+    images_per_identity: int = 20
+    size: int = 112
+    seed: int = 0
+    difficulty: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, ok, need in (
+            ("num_identities", self.num_identities >= 1, "at least 1"),
+            ("images_per_identity", self.images_per_identity >= 1, "at least 1"),
+            ("size", self.size >= 16, "at least 16 pixels"),
+            ("seed", self.seed >= 0, "a non-negative integer"),
+            ("difficulty", 0.0 <= self.difficulty <= 2.0, "between 0 and 2"),
         ):
             if not ok:
-                raise ConfigError(f"{name} must be {need}, got {value}")
-        self.num_identities = int(num_identities)
-        self.images_per_identity = int(images_per_identity)
-        self.size = int(size)
-        self.seed = int(seed)
-        self.difficulty = float(difficulty)
+                raise ConfigError(f"{name} must be {need}, got {getattr(self, name)}")
+        self.num_identities = int(self.num_identities)
+        self.images_per_identity = int(self.images_per_identity)
+        self.size = int(self.size)
+        self.seed = int(self.seed)
+        self.difficulty = float(self.difficulty)
 
     def __len__(self) -> int:
         return self.num_identities * self.images_per_identity
-
-    def __repr__(self) -> str:
-        names = ("num_identities", "images_per_identity", "size", "seed", "difficulty")
-        return f"SyntheticFaces({', '.join(f'{k}={getattr(self, k)}' for k in names)})"
 
     @property
     def class_names(self) -> list[str]:

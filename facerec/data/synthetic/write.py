@@ -59,17 +59,14 @@ def write_synthetic_folder(
     faces = SyntheticFaces(num_identities, images_per_identity, size=size, seed=seed)
     out = Path(out)
     old = _check_out_folder(out, overwrite)
-    names = faces.class_names
     written = set()
-    for identity in range(num_identities):
-        folder = out / names[identity]
+    for identity, name in enumerate(faces.class_names):
         for index in range(images_per_identity):
-            path = folder / f"{index:04d}{ext}"
+            path = out / name / f"{index:04d}{ext}"
             atomic_write_bytes(path, encode_image(faces.render(identity, index), ext))
             written.add(path)
-    for p in old:
-        if p not in written:
-            p.unlink()
+    for p in set(old) - written:
+        p.unlink()
     for d in {p.parent for p in old}:
         if d.is_dir() and not any(d.iterdir()):
             d.rmdir()
