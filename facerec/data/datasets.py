@@ -134,10 +134,9 @@ class FaceDataset(Dataset):
             except DataError as e:
                 if self.strict:
                     raise
-                error = e
-            if j not in self._warned:
-                self._warned.add(j)
-                warnings.warn(f"skipping corrupt image: {error}", stacklevel=2)
+                if j not in self._warned:
+                    self._warned.add(j)
+                    warnings.warn(f"skipping corrupt image: {e}", stacklevel=2)
             tried.append(j)
             j = self._replacement(i, tried)
         if epoch is not None:

@@ -138,8 +138,7 @@ class HardIdentitySampler(PKSampler):
         self.hard_fraction = float(hard_fraction)
         self.hard_slots = round(self.hard_fraction * self.p)
         self._classes = np.unique(np.asarray(labels))  # label of each internal identity id
-        self._usable_mask = np.zeros(len(self._classes), dtype=bool)
-        self._usable_mask[self._usable] = True
+        self._usable_mask = self._counts >= self.min_images
         self._neighbours: np.ndarray | None = None  # (num internal ids, k) internal ids, -1 pad
 
     def set_neighbours(self, table: np.ndarray | None) -> None:
@@ -155,13 +154,12 @@ class HardIdentitySampler(PKSampler):
                 f"neighbour table must be a (C, k) integer array, got {t.shape} {t.dtype}"
             )
         # label -> internal id (-1 for labels this sampler does not know or cannot use)
-        top = int(max(int(self._classes.max()), t.shape[0] - 1, int(t.max(initial=0)))) + 1
-        to_id = np.full(top + 1, -1, dtype=np.int64)
+        to_id = np.full(max(int(self._classes.max()), int(t.max(initial=0))) + 1, -1, np.int64)
         to_id[self._classes] = np.where(self._usable_mask, np.arange(len(self._classes)), -1)
         rows = np.full((len(self._classes), t.shape[1]), -1, dtype=np.int64)
         have = self._classes < t.shape[0]
         src = t[self._classes[have]]
-        rows[have] = np.where(src >= 0, to_id[np.clip(src, 0, top)], -1)
+        rows[have] = np.where(src >= 0, to_id[np.maximum(src, 0)], -1)
         self._neighbours = rows
 
     @property
@@ -176,10 +174,9 @@ class HardIdentitySampler(PKSampler):
         if self._neighbours is None or self.hard_slots == 0:
             return base
         used = np.zeros(len(self._classes), dtype=bool)
-        out = np.full((self.num_replicas, self.p), -1, dtype=np.int64)
         # pass 1: the hard slots of every block (groups), so that neighbours are claimed first
-        leftovers: list[list[int]] = []
-        for r, block in enumerate(base.reshape(self.num_replicas, self.p).tolist()):
+        blocks: list[tuple[list[int], list[int]]] = []  # (its groups, its PK identities left)
+        for block in base.reshape(self.num_replicas, self.p).tolist():
             hard: list[int] = []
             pos = 0
             while len(hard) < self.hard_slots and pos < len(block):
@@ -187,19 +184,17 @@ class HardIdentitySampler(PKSampler):
                 pos += 1
                 if used[seed_id]:
                     continue
-                used[seed_id] = True
-                row = self._neighbours[seed_id]
-                near = dict.fromkeys(int(nb) for nb in row if nb >= 0 and not used[nb])
-                group = [seed_id, *near][: min(self.group_size, self.hard_slots - len(hard))]
+                near = (int(nb) for nb in self._neighbours[seed_id] if nb >= 0 and not used[nb])
+                group = list(dict.fromkeys([seed_id, *near]))
+                group = group[: min(self.group_size, self.hard_slots - len(hard))]
                 used[group] = True
                 hard += group
-            out[r, : len(hard)] = hard
-            leftovers.append(block[pos:])
+            blocks.append((hard, block[pos:]))
         # pass 2: the random slots keep the block's remaining PK identities, skipping taken ones
-        for r, left in enumerate(leftovers):
-            slots = np.flatnonzero(out[r] < 0)
-            rest = [i for i in left if not used[i]][: len(slots)]
-            out[r, slots[: len(rest)]] = rest
+        out = np.full((self.num_replicas, self.p), -1, dtype=np.int64)
+        for r, (hard, left) in enumerate(blocks):
+            rest = [i for i in left if not used[i]][: self.p - len(hard)]
+            out[r, : len(hard) + len(rest)] = hard + rest
             used[rest] = True
         # pass 3: anything still empty gets an unused usable identity (the step's generator)
         out = out.reshape(-1)

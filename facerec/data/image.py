@@ -109,12 +109,10 @@ def _tiff_size(b: bytes) -> tuple[int, int] | None:
         for k in range(min(count, 4096)):
             at = first + k * entry
             tag, kind = struct.unpack_from(order + "HH", b, at)
-            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT, LONG or LONG8
-                fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
-                if fmt is None:
-                    return None
+            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT, LONG or LONG8 (else KeyError)
+                fmt = {3: "H", 4: "I", 16: "Q"}[kind]
                 (size[tag],) = struct.unpack_from(order + fmt, b, at + value_at)
-        return (size[257], size[256]) if len(size) == 2 else None
+        return size[257], size[256]
     except (struct.error, KeyError):
         return None
 

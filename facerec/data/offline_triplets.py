@@ -152,10 +152,10 @@ class OfflineTripletSampler(_ResumableBatchSampler):
         ids = rng.choice(self._anchor_ids, size=n)
         out = np.empty((n, 3), dtype=np.int64)
         for i, c in enumerate(ids):
-            out[i, :2] = rng.choice(self._images(c), size=2, replace=False)
+            out[i, :2] = rng.choice(self._images[c], size=2, replace=False)
             other = rng.integers(len(self._counts) - 1)
             other = other + (other >= c)
-            out[i, 2] = self._images(other)[rng.integers(self._counts[other])]
+            out[i, 2] = self._images[other][rng.integers(self._counts[other])]
         return out
 
     def _epoch_plan(self) -> None:

@@ -29,14 +29,9 @@ def make_pairs(
             f"cannot build verification pairs from {len(ids)} identities: expected at least two "
             "identities and one with two or more images"
         )
-    idx1 = np.empty(2 * num_pairs, dtype=np.int64)
-    idx2 = np.empty(2 * num_pairs, dtype=np.int64)
-    issame = np.zeros(2 * num_pairs, dtype=bool)
+    pairs = np.empty((2, 2 * num_pairs), dtype=np.int64)  # genuine in even columns
     for n in range(num_pairs):
-        m = multi[rng.integers(len(multi))]
-        a, b = rng.choice(m, size=2, replace=False)
-        idx1[2 * n], idx2[2 * n], issame[2 * n] = a, b, True
-        i, j = rng.choice(len(members), size=2, replace=False)
-        idx1[2 * n + 1] = members[i][rng.integers(len(members[i]))]
-        idx2[2 * n + 1] = members[j][rng.integers(len(members[j]))]
-    return idx1, idx2, issame
+        pairs[:, 2 * n] = rng.choice(multi[rng.integers(len(multi))], size=2, replace=False)
+        impostors = rng.choice(len(members), size=2, replace=False)
+        pairs[:, 2 * n + 1] = [members[c][rng.integers(len(members[c]))] for c in impostors]
+    return pairs[0], pairs[1], np.arange(2 * num_pairs) % 2 == 0

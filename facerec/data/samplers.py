@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from facerec.base import distributed, lightning_compat
+from facerec.data.datasets import label_groups
 from facerec.errors import ConfigError
 
 __all__ = [
@@ -155,16 +156,9 @@ class _ResumableBatchSampler(Sampler[list[int]]):
 
     def _group(self, labels: np.ndarray) -> np.ndarray:
         """Index the dataset by identity; returns the image count of each sorted label."""
-        _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-        self._order = np.argsort(inverse, kind="stable")  # dataset indices grouped by identity
-        self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        self._counts = counts
-        return counts
-
-    def _images(self, identity: int) -> np.ndarray:
-        """The dataset indices of internal identity ``identity``."""
-        start = self._starts[identity]
-        return self._order[start : start + self._counts[identity]]
+        self._images = label_groups(labels)  # internal identity id -> its dataset indices
+        self._counts = np.array([len(g) for g in self._images])
+        return self._counts
 
     def _epoch_plan(self) -> Any:
         raise NotImplementedError
@@ -335,7 +329,7 @@ class PKSampler(_ResumableBatchSampler):
 
     def _draw(self, identity: int, rng: np.random.Generator) -> np.ndarray:
         """K dataset indices of ``identity``: (k,) int64."""
-        images, count = self._images(identity), self._counts[identity]
+        images, count = self._images[identity], self._counts[identity]
         if count >= self.k:
             return rng.choice(images, size=self.k, replace=False)
         return np.concatenate(
