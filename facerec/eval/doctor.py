@@ -82,11 +82,11 @@ def model_thresholds(model: str | None, backbone: object = None) -> tuple[dict[s
     from facerec.models.dlib_resnet import NAME as DLIB
     from facerec.models.dlib_resnet import DlibResNet
 
-    defaults = DoctorOptions()
     if model is not None and str(model) in MODEL_THRESHOLDS:
         return dict(MODEL_THRESHOLDS[str(model)]), f"{model}'s own (measured on ORL)"
     if isinstance(backbone, DlibResNet):
         return dict(MODEL_THRESHOLDS[DLIB]), f"{DLIB}'s: the model is a DlibResNet"
+    defaults = DoctorOptions()
     mine = {k: getattr(defaults, k) for k in THRESHOLD_KEYS}
     return mine, "the defaults for facerec's margin-trained models"
 
@@ -94,14 +94,6 @@ def model_thresholds(model: str | None, backbone: object = None) -> tuple[dict[s
 def file_hash(data: bytes) -> str:
     """BLAKE2b-128 hex digest of a file's bytes (the exact-duplicate key)."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def _bar(it, desc: str, enabled: bool, total: int | None = None):
-    if not enabled:
-        return it
-    from tqdm.auto import tqdm
-
-    return tqdm(it, desc=desc, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
 def exact_duplicates(hashes: Sequence[str]) -> list[np.ndarray]:
@@ -142,11 +134,14 @@ def search(
     """Top-``k`` cosine neighbours in ``base`` (B, D) of each query (Q, D), unit rows:
     ``(scores, ids)``, (Q, min(k, B)) float32 descending and int64 rows of ``base`` (-1 where an
     approximate index found fewer)."""
+    from tqdm.auto import tqdm
+
     index = _index(base, opt)
     k = min(int(k), base.shape[0])
     cs = opt.chunk_size
-    chunks = _bar(range(0, queries.shape[0], cs), desc, progress, -(-queries.shape[0] // cs))
-    parts = [faiss_search(index, queries[s : s + cs], k, chunk_size=cs) for s in chunks]
+    chunks = range(0, queries.shape[0], cs)
+    bar = tqdm(chunks, desc, disable=not progress, file=sys.stderr, leave=False, dynamic_ncols=True)
+    parts = [faiss_search(index, queries[s : s + cs], k, chunk_size=cs) for s in bar]
     if not parts:
         return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
     return np.concatenate([d for d, _ in parts]), np.concatenate([i for _, i in parts])
@@ -262,11 +257,10 @@ def mislabelled(
     y = np.asarray(labels, np.int64).reshape(-1)
     own = np.empty(x.shape[0], np.float64)
     for s in range(0, x.shape[0], 1 << 16):  # in chunks: no second (N, D) array
-        xs = x[s : s + (1 << 16)].astype(np.float64)
-        loo = centres.sums[y[s : s + (1 << 16)]] - xs  # the identity's other images
-        own[s : s + xs.shape[0]] = np.einsum("nd,nd->n", xs, loo) / np.maximum(
-            np.linalg.norm(loo, axis=1), 1e-12
-        )
+        c = slice(s, s + (1 << 16))
+        xs = x[c].astype(np.float64)
+        loo = centres.sums[y[c]] - xs  # the identity's other images
+        own[c] = np.einsum("nd,nd->n", xs, loo) / np.maximum(np.linalg.norm(loo, axis=1), 1e-12)
     alive = np.nonzero(centres.counts > 0)[0]
     s, ids = search(centres.unit[alive], x, 2, opt, progress, "centres")
     ids = np.where(ids >= 0, alive[np.clip(ids, 0, None)], -1)
@@ -322,9 +316,7 @@ def benchmark_overlap(
     best_s, best_i = s[:, 0], ids[:, 0]
     exact = np.zeros(q.shape[0], bool)
     if train_hashes is not None and bench_hashes is not None:
-        first: dict[str, int] = {}
-        for n, h in enumerate(train_hashes):
-            first.setdefault(h, n)
+        first = {h: n for n, h in reversed(list(enumerate(train_hashes)))}
         for m, h in enumerate(bench_hashes):
             if h in first:
                 exact[m] = True

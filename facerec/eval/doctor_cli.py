@@ -22,7 +22,7 @@ import html
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,9 @@ from .doctor import (
     THRESHOLD_KEYS,
     Diagnosis,
     DoctorOptions,
+    Mislabelled,
+    NearPairs,
+    Overlap,
     diagnose,
     file_hash,
     images_to_drop,
@@ -74,19 +77,20 @@ def check_outputs(
     out: str | os.PathLike[str],
     clean_list: str | os.PathLike[str] | None,
     reads: list[tuple[str, str | os.PathLike[str] | None]],
-) -> None:
+) -> Path:
     """Refuse, before any work, an ``--out`` folder or ``--write-clean-list`` file inside (or
     equal to) an input (``reads``: ``(flag, path)``), an unwritable place, or a clean list that
-    is one of the doctor's own output files. Raises :class:`ConfigError` with one line."""
+    is one of the doctor's own output files. Raises :class:`ConfigError` with one line; returns
+    ``out`` as a Path."""
     outd = check_output(out, "--out", reads, kind="folder")
-    if clean_list is None:
-        return
-    clean = check_output(clean_list, "--write-clean-list", reads)
-    if clean.resolve() in {(outd / f).resolve() for f in OUTPUT_FILES}:
-        raise ConfigError(
-            f"--write-clean-list {clean} is one of the files the doctor writes in --out; "
-            "expected another file name such as clean.txt"
-        )
+    if clean_list is not None:
+        clean = check_output(clean_list, "--write-clean-list", reads)
+        if clean.resolve() in {(outd / f).resolve() for f in OUTPUT_FILES}:
+            raise ConfigError(
+                f"--write-clean-list {clean} is one of the files the doctor writes in --out; "
+                "expected another file name such as clean.txt"
+            )
+    return outd
 
 
 @dataclass
@@ -153,9 +157,9 @@ class DoctorResult:
     summary: dict
 
 
-def _cols(*arrays: np.ndarray) -> list[tuple]:
-    """Parallel arrays as rows of Python scalars: [(a[0], b[0], ...), ...]."""
-    return list(zip(*(a.tolist() for a in arrays), strict=True))
+def _cols(finding: NearPairs | Mislabelled | Overlap) -> list[tuple]:
+    """A finding's parallel arrays (its fields) as rows of Python scalars: [(i[0], j[0]...)...]."""
+    return list(zip(*(getattr(finding, f.name).tolist() for f in fields(finding)), strict=True))
 
 
 def run_doctor(
@@ -182,8 +186,7 @@ def run_doctor(
     """
     opt = opt or DoctorOptions()
     opt.check()
-    check_outputs(out, clean_list, [("--data", data.root)])
-    outd = Path(out)
+    outd = check_outputs(out, clean_list, [("--data", data.root)])
     run = {"batch_size": batch_size, "num_workers": num_workers, "progress": progress}
     skipped: list[tuple[int, str]] = []
     emb = embed_images(embedder, data.images, flip=flip, skipped=skipped, normalize=True, **run)
@@ -253,22 +256,21 @@ def _write_csvs(outd, data, rows, d: Diagnosis, skipped, bench_names) -> None:
         ex += [[g, key[r[n]], names[y[r[n]]], int(across)] for n in grp]
     near = [
         [key[r[i]], names[y[r[i]]], key[r[j]], names[y[r[j]]], f"{s:.6f}", int(y[r[i]] != y[r[j]])]
-        for i, j, s in _cols(d.near.i, d.near.j, d.near.score)
+        for i, j, s in _cols(d.near)
     ]
-    m = d.mislabelled
     mis = [
         [key[r[n]], names[o], names[t], f"{a:.6f}", f"{b:.6f}", f"{b - a:.6f}"]
-        for n, o, t, a, b in _cols(m.image, m.own, m.other, m.own_score, m.other_score)
+        for n, o, t, a, b in _cols(d.mislabelled)
     ]
     counts = np.bincount(y[rows], minlength=len(names))
     sp = [
         [names[a], names[b], f"{s:.6f}", int(counts[a]), int(counts[b])]
-        for a, b, s in _cols(d.split.i, d.split.j, d.split.score)
+        for a, b, s in _cols(d.split)
     ]
     ov = [
         [b, bench_names[b][q], key[r[t]], names[y[r[t]]], f"{s:.6f}", int(e)]
         for b, o in d.overlap.items()
-        for q, t, s, e in _cols(o.bench, o.train, o.score, o.exact)
+        for q, t, s, e in _cols(o)
     ]
     bodies = [ex, near, mis, sp, ov, [[key[i], why] for i, why in skipped]]
     for (name, head), body in zip(CSV_HEADS.items(), bodies, strict=True):
@@ -330,7 +332,7 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, limit) -> str
                 cache[(tag, i)] = image_data_uri(fit_to_size(source[i], (THUMB, THUMB), "resize"))
             except DataError:
                 cache[(tag, i)] = ""
-        e = html.escape(title, quote=True)
+        e = esc(title)
         return f'<img src="{cache[(tag, i)]}" alt="{e}" title="{e}">' if cache[(tag, i)] else e
 
     def tr(n: int) -> str:
@@ -358,35 +360,31 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, limit) -> str
     near = [
         f"<tr><td>{tr(i)}{tr(j)}</td><td>{s:.4f}</td><td>{esc(names[y[r[i]]])} / "
         f"{esc(names[y[r[j]]])}</td><td>{esc(keys[r[i]])}<br>{esc(keys[r[j]])}</td></tr>"
-        for i, j, s in _cols(d.near.i, d.near.j, d.near.score)[:limit]
+        for i, j, s in _cols(d.near)[:limit]
     ]
-    m = d.mislabelled
     mis = [
         f"<tr><td>{tr(n)}</td><td>{esc(names[o])}: {a:.4f}<br>{members(o, n)}</td><td>"
         f"{esc(names[t])}: {b:.4f}<br>{members(t)}</td><td>{b - a:.4f}</td>"
         f"<td>{esc(keys[r[n]])}</td></tr>"
-        for n, o, t, a, b in _cols(m.image, m.own, m.other, m.own_score, m.other_score)[:limit]
+        for n, o, t, a, b in _cols(d.mislabelled)[:limit]
     ]
     split = [
         f"<tr><td>{esc(names[a])}<br>{members(a)}</td><td>{esc(names[b])}<br>{members(b)}</td>"
         f"<td>{s:.4f}</td></tr>"
-        for a, b, s in _cols(d.split.i, d.split.j, d.split.score)[:limit]
+        for a, b, s in _cols(d.split)[:limit]
     ]
     by_name = {b.name: b for b in benches}
-    overlap = []
-    for bname, o in d.overlap.items():
-        for q, t, s, e in _cols(o.bench, o.train, o.score, o.exact)[:limit]:
-            bimg = img(by_name[bname].images, q, bname, bench_names[bname][q])
-            overlap.append(
-                f"<tr><td>{esc(bname)}</td><td>{bimg}"
-                f"{tr(t)}</td><td>{s:.4f}{' (same bytes)' if e else ''}</td><td>"
-                f"{esc(bench_names[bname][q])}<br>{esc(keys[r[t]])} "
-                f"({esc(names[y[r[t]]])})</td></tr>"
-            )
+    overlap = [
+        f"<tr><td>{esc(b)}</td><td>{img(by_name[b].images, q, b, bench_names[b][q])}{tr(t)}</td>"
+        f"<td>{s:.4f}{' (same bytes)' if e else ''}</td><td>{esc(bench_names[b][q])}<br>"
+        f"{esc(keys[r[t]])} ({esc(names[y[r[t]]])})</td></tr>"
+        for b, o in d.overlap.items()
+        for q, t, s, e in _cols(o)[:limit]
+    ]
     found = {
         "exact": (ex, len(d.exact)),
         "near": (near, int(d.near.i.size)),
-        "mislabelled": (mis, int(m.image.size)),
+        "mislabelled": (mis, int(d.mislabelled.image.size)),
         "split": (split, int(d.split.i.size)),
         "overlap": (overlap, sum(int(o.bench.size) for o in d.overlap.values())),
     }
@@ -513,10 +511,9 @@ def resolve_options(
     rest = {k: v for k, v in vars(args).items() if k in fields and k not in THRESHOLD_KEYS}
     opt = DoctorOptions(**values, **rest)
     opt.check()
-    if not echo:
-        return opt
-    shown = ", ".join(f"{k.replace('_', ' ')} {values[k]:g}" for k in THRESHOLD_KEYS)
-    print(f"thresholds: {shown} ({source}{'; given: ' + ', '.join(given) if given else ''})")
+    if echo:
+        shown = ", ".join(f"{k.replace('_', ' ')} {values[k]:g}" for k in THRESHOLD_KEYS)
+        print(f"thresholds: {shown} ({source}{'; given: ' + ', '.join(given) if given else ''})")
     return opt
 
 

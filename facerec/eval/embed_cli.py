@@ -32,11 +32,11 @@ from facerec.data.image import pixel_limit
 from facerec.errors import ConfigError, DataError, run_main
 from facerec.inference import Embedder, FileImages, embed_images, load_embedder
 from facerec.io import atomic_path, check_free_space, check_output, write_failed
-from facerec.metrics.quality import QualityScorer, resolve_method
+from facerec.metrics.quality import resolve_method
 
 from .cli import flag_paths
 from .embed import add_model_run_arguments
-from .quality import add_quality_arguments
+from .quality import add_quality_arguments, score_images
 
 
 def collect_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -95,11 +95,8 @@ def name_line(path: str | os.PathLike[str]) -> str:
     UTF-8; a name that is not valid UTF-8 (undecodable bytes) is written with ``\\u`` escapes, so
     ``os.fsencode(json.loads(line))`` gives its bytes back."""
     text = os.fspath(path)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(text) + "\n"
-    return json.dumps(text, ensure_ascii=False) + "\n"
+    undecodable = any("\ud800" <= c <= "\udfff" for c in text)  # lone surrogates: not UTF-8
+    return json.dumps(text, ensure_ascii=undecodable) + "\n"
 
 
 def read_names(path: str | os.PathLike[str]) -> list[str]:
@@ -240,16 +237,17 @@ def run(args: argparse.Namespace) -> tuple[np.ndarray, list[Path]]:
     quality, dropped = None, ""
     if quality_path is not None:
         method = resolve_method(args.quality)
-        scorer = QualityScorer(embedder, method, args.quality_passes, args.quality_seed)
         images = FileImages(kept)
-        quality = embed_images(
-            scorer,
+        quality = score_images(
+            embedder,
             images if aligner is None else aligner.wrap("quality", images, embedder),
+            method,
+            args.quality_passes,
+            args.quality_seed,
             args.batch_size,
-            False,
             args.workers,
             progress=not args.no_progress,
-        ).reshape(-1)
+        )
         if args.min_quality is not None:
             keep = quality >= args.min_quality
             dropped = (
