@@ -53,29 +53,6 @@ class Templates:
         return pos
 
 
-def pooling_weights(
-    templates: np.ndarray, medias: np.ndarray, weights: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-image coefficients of media-then-template pooling, from (N,) template ids, media ids
-    and optional weights (default 1): -> (T,) sorted template ids, (N,) int64 template row of
-    each image, (N,) float64 weight / images of the image's media in its template, (T,) int64
-    media per template."""
-    t = np.asarray(templates).reshape(-1)
-    m = np.asarray(medias).reshape(-1)
-    if t.shape != m.shape:
-        raise DataError(f"{t.size} template ids but {m.size} media ids; expected one per image")
-    ids, row = np.unique(t, return_inverse=True)
-    m_ids, m_row = np.unique(m, return_inverse=True)
-    key = row.astype(np.int64) * max(1, m_ids.size) + m_row
-    key_ids, key_row, key_count = np.unique(key, return_inverse=True, return_counts=True)
-    w = np.ones(t.size) if weights is None else np.asarray(weights, np.float64).reshape(-1)
-    if w.shape != t.shape:
-        raise DataError(f"{w.size} image weights for {t.size} images; expected one per image")
-    coef = w / key_count[key_row]
-    num_media = np.bincount(key_ids // max(1, m_ids.size), minlength=ids.size).astype(np.int64)
-    return ids.astype(np.int64), row.astype(np.int64), coef, num_media
-
-
 def pool_templates(
     features: np.ndarray,
     templates: np.ndarray,
@@ -88,13 +65,23 @@ def pool_templates(
     ``weights`` the (N,) faceness scores (None: all 1), ``normalize_images`` insightface's N0
     mode, ``chunk`` the images per block when computing image norms."""
     f = np.asarray(features)
-    if f.ndim != 2 or f.shape[0] != np.asarray(templates).size:
-        raise DataError(
-            f"features of shape {f.shape} for {np.asarray(templates).size} images; "
-            "expected (images, dim)"
-        )
+    t = np.asarray(templates).reshape(-1)
+    m = np.asarray(medias).reshape(-1)
+    if f.ndim != 2 or f.shape[0] != t.size:
+        raise DataError(f"features of shape {f.shape} for {t.size} images; expected (images, dim)")
+    if t.shape != m.shape:
+        raise DataError(f"{t.size} template ids but {m.size} media ids; expected one per image")
     f = np.ascontiguousarray(f, dtype=np.float32)
-    ids, row, coef, num_media = pooling_weights(templates, medias, weights)
+    # coefficient of image i: its weight / the images of its media in its template
+    ids, row = np.unique(t, return_inverse=True)
+    m_ids, m_row = np.unique(m, return_inverse=True)
+    key = row.astype(np.int64) * max(1, m_ids.size) + m_row
+    key_ids, key_row, key_count = np.unique(key, return_inverse=True, return_counts=True)
+    w = np.ones(t.size) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    if w.shape != t.shape:
+        raise DataError(f"{w.size} image weights for {t.size} images; expected one per image")
+    coef = w / key_count[key_row]
+    num_media = np.bincount(key_ids // max(1, m_ids.size), minlength=ids.size).astype(np.int64)
     if normalize_images:
         blocks = range(0, max(1, f.shape[0]), chunk)
         norms = np.concatenate([np.linalg.norm(f[s : s + chunk], axis=1) for s in blocks])
@@ -114,7 +101,7 @@ def pool_templates(
         pooled = (mat @ torch.from_numpy(f)).numpy()
     norm = np.sqrt(np.einsum("ij,ij->i", pooled, pooled, dtype=np.float64))[:, None]
     pooled *= (1.0 / np.where(norm > 0, norm, np.inf)).astype(np.float32)
-    return Templates(ids, pooled, np.diff(crow), num_media)
+    return Templates(ids.astype(np.int64), pooled, np.diff(crow), num_media)
 
 
 def pair_scores(
