@@ -3,9 +3,7 @@
 Pure analysis on file hashes and L2-normalised embeddings (the model, images and output files
 are :mod:`facerec.eval.doctor_cli`'s); every search goes through the project's FAISS index
 (:func:`facerec.mining.faiss_index.build_index`), queried in chunks with a progress bar. The
-cosine thresholds depend on the model (:func:`model_thresholds`): facerec's margin-trained
-models spread identities over the sphere (:class:`DoctorOptions`' defaults), dlib's ResNet packs
-every face into a narrow cone and has its own (:data:`MODEL_THRESHOLDS`).
+cosine thresholds depend on the model (:func:`model_thresholds`).
 """
 
 from __future__ import annotations

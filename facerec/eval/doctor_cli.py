@@ -262,11 +262,8 @@ def _write_csvs(outd, data, rows, d: Diagnosis, skipped, bench_names) -> None:
         [key[r[n]], names[o], names[t], f"{a:.6f}", f"{b:.6f}", f"{b - a:.6f}"]
         for n, o, t, a, b in _cols(d.mislabelled)
     ]
-    counts = np.bincount(y[rows], minlength=len(names))
-    sp = [
-        [names[a], names[b], f"{s:.6f}", int(counts[a]), int(counts[b])]
-        for a, b, s in _cols(d.split)
-    ]
+    counts = np.bincount(y[rows], minlength=len(names)).tolist()
+    sp = [[names[a], names[b], f"{s:.6f}", counts[a], counts[b]] for a, b, s in _cols(d.split)]
     ov = [
         [b, bench_names[b][q], key[r[t]], names[y[r[t]]], f"{s:.6f}", int(e)]
         for b, o in d.overlap.items()
