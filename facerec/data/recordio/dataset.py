@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from facerec.data.image import decode_image
 from facerec.errors import DataError
 
-from .format import IRHeader, _first_label, read_index, read_property
+from .format import IRHeader, _first_label, read_property
 from .reader import RecordIOReader
 
 
@@ -51,9 +51,7 @@ class RecordIODataset(Dataset):
                 "in the data folder, or the path of a .rec file"
             )
         idx = Path(idx_path) if idx_path is not None else rec_path.with_suffix(".idx")
-        if not idx.exists():
-            read_index(idx)  # raises the missing-index DataError
-        self.reader = RecordIOReader(rec_path, idx)
+        self.reader = RecordIOReader(rec_path, idx)  # reads idx: DataError when it is missing
         if self.reader.keys.size == 0:
             raise DataError(f"{idx}: index file is empty; expected one 'key<TAB>offset' per record")
         self.rec_path = self.reader.rec_path

@@ -176,8 +176,7 @@ class RecordIOReader:
             raise DataError(
                 f"{self.idx_path}: key {missing} is not in the index; the index is incomplete"
             )
-        sorted_keys = self.keys[self._sorted]
-        return self.offsets[self._sorted[np.searchsorted(sorted_keys, keys)]]
+        return self.offsets[self._sorted[np.searchsorted(self.keys[self._sorted], keys)]]
 
     def read(self, key: int) -> bytes:
         """The payload of the record with ``key`` (from the .idx)."""
