@@ -30,11 +30,9 @@ from facerec.data.sources import FileImages
 from facerec.errors import DataError
 from facerec.io import atomic_path
 
-from .benchmarks import read_text
+from .benchmarks import csv_rows, read_text
 from .ijb_protocol import (
     IJB_FARS,
-    IJB_FPIRS,
-    Templates,
     identification_1n,
     pair_scores,
     pool_templates,
@@ -148,15 +146,14 @@ def read_template_pairs(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nd
         ok = arr.shape[1] == 3 and bool(np.all((arr[:, 2] == 0) | (arr[:, 2] == 1)))
     except (ValueError, OverflowError, UnicodeDecodeError):
         ok = False
-    if ok and arr.shape[0] > 0:
-        return arr[:, :2].copy(), arr[:, 2].astype(np.int8)
-    rows = _lines(p, "template pair list")
-    if not rows:
-        raise DataError(f"{p}: no template pairs; expected lines {exp}")
-    for k, t in rows:
-        if len(t) != 3 or t[2] not in ("0", "1"):
-            raise _bad(p, k, t, exp)
-    arr = _numbers(p, rows, slice(0, 3), np.int64, exp, whitespace_file=False).reshape(-1, 3)
+    if not ok or arr.shape[0] == 0:
+        rows = _lines(p, "template pair list")
+        if not rows:
+            raise DataError(f"{p}: no template pairs; expected lines {exp}")
+        for k, t in rows:
+            if len(t) != 3 or t[2] not in ("0", "1"):
+                raise _bad(p, k, t, exp)
+        arr = _numbers(p, rows, slice(0, 3), np.int64, exp, whitespace_file=False).reshape(-1, 3)
     return arr[:, :2].copy(), arr[:, 2].astype(np.int8)
 
 
@@ -165,28 +162,24 @@ def read_template_subjects(path: str | os.PathLike[str]) -> tuple[np.ndarray, np
     sorted unique template ids and (K,) int64 their subjects (two subjects: DataError)."""
     p = Path(path)
     exp = "'TEMPLATE_ID,SUBJECT_ID,...' (integers in the first two columns, after a header)"
-    try:
-        with p.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except FileNotFoundError:
-        raise DataError(f"{p}: 1:N template list not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+    try:  # the rows after the header (line 1)
+        body = [(k, row, cells) for k, row, cells in csv_rows(p, "1:N template list") if k > 1]
+    except csv.Error as e:
         raise DataError(f"{p}: cannot read 1:N template list ({e})") from None
-    body = [(k, r) for k, r in enumerate(rows[1:], 2) if any(c.strip() for c in r)]
     if not body:
         raise DataError(f"{p}: no templates; expected a header and rows {exp}")
-    for k, r in body:
-        if len(r) < 2:
-            raise _bad(p, k, [",".join(r)], exp)
-    body_tokens = [(k, [c.strip() for c in r]) for k, r in body]
-    vals = _numbers(p, body_tokens, slice(0, 2), np.int64, exp, whitespace_file=False)
+    for k, row, cells in body:
+        if len(cells) < 2:
+            raise _bad(p, k, [",".join(row)], exp)
+    tokens = [(k, cells) for k, _, cells in body]
+    vals = _numbers(p, tokens, slice(0, 2), np.int64, exp, whitespace_file=False)
     tids, first, inv = np.unique(vals[:, 0], return_index=True, return_inverse=True)
     subj = vals[first, 1]
     clash = np.flatnonzero(subj[inv] != vals[:, 1])
     if clash.size:
-        k, r = body[int(clash[0])]
+        k, _, r = body[int(clash[0])]
         raise DataError(
-            f"{p}:{k}: template {r[0].strip()} listed with subject {r[1].strip()} and "
+            f"{p}:{k}: template {r[0]} listed with subject {r[1]} and "
             f"{int(subj[inv[clash[0]]])}; expected one subject per template"
         )
     return tids.astype(np.int64), subj.astype(np.int64)
@@ -310,10 +303,9 @@ def evaluate_features(
     detector_score: bool = True,
     normalize_images: bool = False,
     fars: tuple[float, ...] = IJB_FARS,
-    fpirs: tuple[float, ...] = IJB_FPIRS,
-) -> tuple[dict, np.ndarray, Templates]:
+) -> dict:
     """Pool, score and report one model's image features (N, D) on ``meta``: -> the JSON-ready
-    report (keys in README's eval section), the (P,) float32 pair scores, the templates."""
+    report (keys in README's eval section)."""
     t0 = time.perf_counter()
     weights = meta.faceness if detector_score else None
     tpl = pool_templates(features, meta.templates, meta.medias, weights, normalize_images)
@@ -343,7 +335,7 @@ def evaluate_features(
         ident: dict = {}
         for k, (gt, gs) in {"+".join(meta.galleries): (g_all, s_all), **meta.galleries}.items():
             g = tpl.features[tpl.index_of(gt, "gallery template")]
-            ident[k] = identification_1n(q, ps, g, gs, fpirs)
+            ident[k] = identification_1n(q, ps, g, gs)
         ident["search_seconds"] = time.perf_counter() - t3
         rep["identification"] = ident
-    return rep, scores, tpl
+    return rep

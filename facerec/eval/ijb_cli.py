@@ -155,7 +155,7 @@ class IJBRun:
 
     def evaluate(self, features: np.ndarray, name: str) -> dict:
         """Pool, score and report ``features``; remembers the ROC for the plot."""
-        rep, _, _ = evaluate_features(
+        rep = evaluate_features(
             features, self.meta, self.detector_score, self.normalize_images, self.fars
         )
         v = rep["verification"]
