@@ -1,12 +1,5 @@
-"""The IJB-B / IJB-C part of ``facerec eval``: its flags, one model's run, plots and table rows.
-
-Example::
-
-    facerec eval --checkpoint r50.ckpt --ijb /data/IJB_release/IJBC --ijb-name IJBC \\
-        --save-features runs/eval/ijbc_r50.npz
-    # later, other pooling options without the network:
-    facerec eval --load-features runs/eval/ijbc_r50.npz --ijb /data/IJB_release/IJBC \\
-        --ijb-no-detector-score
+"""The IJB-B / IJB-C part of ``facerec eval``: its flags, one model's run, plots and table rows
+(examples in README's IJB section).
 
 Results go to ``results.json`` under ``models.<model>.ijb.<IJBC|IJBB>`` (keys in README's eval
 section), the ROC of every model to ``roc_<ijbc|ijbb>.png``.
@@ -30,7 +23,7 @@ from facerec.metrics.verification import far_key
 from .ijb import IJB_NAMES, IJBMeta, aligned_images, evaluate_features, load_features, read_ijb
 from .ijb import save_features as write_features
 from .ijb_protocol import IJB_FARS, IJB_FPIRS
-from .report import grid, percent, plot_roc
+from .report import grid, percent, plot_roc, rate
 
 
 def add_ijb_arguments(parser: argparse.ArgumentParser) -> None:
@@ -253,19 +246,16 @@ def format_ijb_table(results: dict) -> str:
             fk = [far_key(x) for x in IJB_FPIRS]
             galleries = [g for g in id_rows[0][1] if g != "search_seconds" and "+" not in g]
             union = next(g for g in id_rows[0][1] if "+" in g)
-            head = ["model", "probes", "rank-1", "rank-5", "rank-10"]
-            head += [f"TPIR@{f}" for f in fk]
+            head = ["model", "probes", "rank-1", "rank-5", "rank-10", *(f"TPIR@{f}" for f in fk)]
             head += [f"{g} TPIR@{f}" for g in galleries for f in fk]
             tab = []
             for n, ident in id_rows:
                 u = ident[union]
                 row = [n, str(u["num_probes"]), *(percent(u[f"rank{k}"]) for k in (1, 5, 10))]
                 row += [percent(u["tpir_at_fpir_insightface"].get(f, {}).get("tpir")) for f in fk]
-                for g in galleries:
-                    o = ident[g]["tpir_at_fpir"]
-                    row += [
-                        percent(o[f]["tpir"]) if f in o and o[f]["resolvable"] else "-" for f in fk
-                    ]
+                row += [
+                    rate(ident[g]["tpir_at_fpir"].get(f), "tpir") for g in galleries for f in fk
+                ]
                 tab.append(row)
             lines += grid(head, tab, left=1)
         lines.append("")
