@@ -7,7 +7,7 @@ reaches the margin head (LightningCLI links it); ``class_names`` is saved with c
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,9 +267,9 @@ class FaceDataModule(pl.LightningDataModule):
         self.root = root
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.resize_mode = resize_mode
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.sampler = _checked_sampler(sampler)
+        self.batch_size = batch_size if self.sampler is None else self.sampler.batch_size
+        self.num_workers = num_workers
         self.train_batch_sampler: Any = None
         self.augment_spec = list(DEFAULT_AUGMENT if augment is None else augment)
         self.synthetic = coerce(synthetic, SyntheticOptions, "data.synthetic") or SyntheticOptions()
@@ -290,8 +290,6 @@ class FaceDataModule(pl.LightningDataModule):
         ):
             if not isinstance(value, int) or value < least:
                 raise ConfigError(f"data.{name} is {value!r}; expected an integer >= {least}")
-        if self.sampler is not None:
-            self.batch_size = self.sampler.batch_size
         build_augment(self.augment_spec)  # fail at configuration time on a bad pipeline
         self._index: dict[str, Any] | None = None
         self.train_set: FaceDataset | None = None
@@ -405,7 +403,7 @@ class FaceDataModule(pl.LightningDataModule):
     def has_validation(self) -> bool:
         return self.val_identities > 0 or (self.root is not None and bool(self.val_list))
 
-    def _render_synthetic(self, ids: np.ndarray, per_id: int) -> tuple[np.ndarray, np.ndarray]:
+    def _render_synthetic(self, ids: Collection[int], per_id: int) -> tuple[np.ndarray, np.ndarray]:
         from facerec.data.synthetic import SyntheticFaces
 
         s = self.synthetic
@@ -420,9 +418,7 @@ class FaceDataModule(pl.LightningDataModule):
         if self.train_set is None:
             if self.root is None:
                 s = self.synthetic
-                images, labels = self._render_synthetic(
-                    np.arange(s.identities), s.images_per_identity
-                )
+                images, labels = self._render_synthetic(range(s.identities), s.images_per_identity)
             else:
                 images, labels = index["train"], index["train_labels"]
             train = {"augment": augment, "strict": self.strict, "seed": self.seed, **common}

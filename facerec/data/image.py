@@ -169,21 +169,19 @@ def _to_uint8(img: np.ndarray, source: str) -> np.ndarray:
     )
 
 
-def decode_image(
-    data: bytes | np.ndarray, source: str = "<bytes>", limit: int | None = None
-) -> np.ndarray:
+def decode_image(data: bytes | np.ndarray, source: str = "<bytes>") -> np.ndarray:
     """Decode encoded image bytes (JPEG, PNG, BMP, PGM, WebP, TIFF, ...) to RGB uint8 (H, W, 3).
 
     Greyscale is promoted to 3 channels and alpha dropped; pixel types as :func:`_to_uint8`
     (non-finite or out-of-range float and signed integers are refused). An image of more than
-    ``limit`` pixels (default :func:`max_pixels`) is refused from its header, before decoding.
+    :func:`max_pixels` pixels is refused from its header, before decoding.
     Raises :class:`DataError` naming ``source`` when the bytes do not decode or are refused.
     """
     buf = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
     size = image_size(buf.tobytes() if isinstance(data, np.ndarray) else data) if buf.size else None
     if size is None:
         raise DataError(f"{source}: {NOT_DECODABLE}")
-    limit = max_pixels() if limit is None else limit
+    limit = max_pixels()
     pixels = size[0] * size[1] if size[1] else size[0]
     if pixels > limit:
         dims = f"{size[1]}x{size[0]} pixels, " if size[1] else ""
@@ -290,9 +288,7 @@ def normalize(images: Any, mean: Any = MEAN, std: Any = STD, channel_order: str 
         x = images[:, ::-1] if channel_order == "BGR" else images
         m, s = (np.asarray(v, np.float32).reshape(-1, 1, 1) for v in (mean, std))
         return (x.astype(np.float32) - m) / s
-    x = images.float()
-    if channel_order == "BGR":
-        x = x.flip(1)
+    x = images.float().flip(1) if channel_order == "BGR" else images.float()
     m, s = (
         v if isinstance(v, int | float) else x.new_tensor(v).view(1, -1, 1, 1) for v in (mean, std)
     )

@@ -104,7 +104,6 @@ class OfflineTripletSampler(_ResumableBatchSampler):
         labels: identity of each dataset item, (N,) integers.
         triplets_per_batch: T, triplets per batch per rank.
         seed, num_replicas, rank: as :class:`~facerec.data.samplers.PKSampler`.
-        batches_per_epoch: None → N // (R·3T) (at least 1), as a shuffled loader with drop_last.
     """
 
     _resume_keys = ("seed",)
@@ -117,7 +116,6 @@ class OfflineTripletSampler(_ResumableBatchSampler):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
-        batches_per_epoch: int | None = None,
     ) -> None:
         super().__init__()
         y = np.asarray(labels)
@@ -133,7 +131,7 @@ class OfflineTripletSampler(_ResumableBatchSampler):
         self.labels, self.batch_size, self.seed = y, 3 * self.t, int(seed)
         self._anchor_ids = np.flatnonzero(counts >= 2)
         per_step = self.num_replicas * self.batch_size
-        self._steps = int(batches_per_epoch) if batches_per_epoch else max(1, len(y) // per_step)
+        self._steps = max(1, len(y) // per_step)  # N // (R·3T), as a shuffled loader with drop_last
         self._pool = np.zeros((0, 3), dtype=np.int64)
 
     def set_triplets(self, triplets: np.ndarray) -> None:
