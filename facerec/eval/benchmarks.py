@@ -1,9 +1,6 @@
 """Verification benchmark readers: insightface .bin, LFW pairs.txt, RFW, a pairs CSV, synthetic
 pairs; each returns a :class:`PairBenchmark` whose images are decoded only when embedded, each
 once however many pairs it is in.
-
-A .bin file is a pickle, which can run arbitrary code: it is read with an unpickler that builds
-only plain values and refuses any other object the pickle asks for, before anything runs.
 """
 
 from __future__ import annotations
@@ -183,11 +180,10 @@ def read_bin(path: str | os.PathLike[str], name: str | None = None) -> PairBench
     """A .bin file as a :class:`PairBenchmark` named after the file stem (lfw.bin -> "lfw")."""
     bins, issame = load_bin(path)
     n = issame.shape[0]
-    pairs = np.arange(2 * n, dtype=np.int64).reshape(n, 2)
     return PairBenchmark(
         name=name or Path(path).stem,
         images=EncodedImages(bins, str(path)),
-        pairs=pairs,
+        pairs=np.arange(2 * n).reshape(n, 2),
         issame=issame,
         # insightface's protocol: 10 contiguous folds of the file (a toy file of < 10 pairs:
         # stratified folds, as for a file that defines none)
@@ -233,22 +229,21 @@ def parse_lfw_pairs(
     if not lines:
         raise DataError(f"{p}: empty; expected a header line 'folds pairs_per_fold'")
     head = lines[0].split()
-    first = 1  # index in ``lines`` of the first pair line
-    if len(head) != 2 or _positive_int(head[0]) is None or _positive_int(head[1]) is None:
-        if headerless_folds is None or len(head) not in (3, 4):
-            raise DataError(
-                f"{p}: line 1 is {lines[0].strip()!r}; expected the View 2 header "
-                "'folds pairs_per_fold' (two positive integers, e.g. '10 300')"
-            )
-        if len(lines) % (2 * headerless_folds):
-            raise DataError(
-                f"{p}: {len(lines)} pair lines and no 'folds pairs_per_fold' header; expected "
-                f"{headerless_folds} folds of as many matched as mismatched pairs (a multiple "
-                f"of {2 * headerless_folds} lines, e.g. RFW's 6000)"
-            )
-        head = [str(headerless_folds), str(len(lines) // (2 * headerless_folds))]
-        first = 0
-    n_folds, per = int(head[0]), int(head[1])
+    if len(head) == 2 and _positive_int(head[0]) and _positive_int(head[1]):
+        n_folds, per, first = int(head[0]), int(head[1]), 1
+    elif headerless_folds is None or len(head) not in (3, 4):
+        raise DataError(
+            f"{p}: line 1 is {lines[0].strip()!r}; expected the View 2 header "
+            "'folds pairs_per_fold' (two positive integers, e.g. '10 300')"
+        )
+    elif len(lines) % (2 * headerless_folds):
+        raise DataError(
+            f"{p}: {len(lines)} pair lines and no 'folds pairs_per_fold' header; expected "
+            f"{headerless_folds} folds of as many matched as mismatched pairs (a multiple "
+            f"of {2 * headerless_folds} lines, e.g. RFW's 6000)"
+        )
+    else:
+        n_folds, per, first = headerless_folds, len(lines) // (2 * headerless_folds), 0
     expected = n_folds * 2 * per
     out: list[LfwPair] = []
     for k, raw in enumerate(lines[first:]):
