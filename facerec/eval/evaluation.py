@@ -242,17 +242,7 @@ def _identification(
         g, data.gallery_labels, p, data.probe_labels, distractors=d, kind=opts.index, fars=DIR_FARS
     )
     if report is not None:
-        report.add_identification(
-            model_name,
-            g,
-            data.gallery_labels,
-            data.gallery_paths,
-            p,
-            data.probe_labels,
-            data.probe_paths,
-            emb.input_size,
-            emb.resize_mode,
-        )
+        report.add_identification(model_name, g, p, data, emb)
     out = {
         "gallery": data.gallery,
         "probe": data.probe,
@@ -496,17 +486,7 @@ def evaluate(
                     print(f"warning: {w}", file=sys.stderr)
             model["verification"][b.name] = rep
             if report is not None:
-                report.add_pairs(
-                    name,
-                    b.name,
-                    images,
-                    kept.pairs,
-                    kept.issame,
-                    s.scores,
-                    rep["threshold_mean"],
-                    emb.input_size,
-                    emb.resize_mode,
-                )
+                report.add_pairs(name, images, kept, s.scores, rep["threshold_mean"], emb)
             label = f"{name} (AUC {rep['auc']:.4f})"
             roc_curves[b.name].append((label, rep["roc"]["fpr"], rep["roc"]["tpr"]))
             if b.name == cal_bench:

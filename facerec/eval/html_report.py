@@ -18,15 +18,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from facerec.data.image import ResizeMode, encode_image, fit_to_size
 from facerec.data.sources import FileImages, ImageSource
 from facerec.errors import DataError
+from facerec.inference import Embedder
 from facerec.io import atomic_write_text
 from facerec.metrics.verification import far_key
 
+from .benchmarks import PairBenchmark
 from .groups import group_rows, groups_source, spread_lines
 from .report import (
     IDENTIFICATION_HEAD,
@@ -106,44 +109,33 @@ class ReportData:
     def add_pairs(
         self,
         model: str,
-        benchmark: str,
         images: ImageSource,
-        pairs: np.ndarray,
-        issame: np.ndarray,
+        bench: PairBenchmark,
         scores: np.ndarray,
         threshold: float,
-        input_size: Sequence[int],
-        resize_mode: ResizeMode,
+        emb: Embedder,
     ) -> None:
-        """Keep one model's (N,) pair ``scores`` on a benchmark (pairs (N, 2), issame (N,))."""
-        pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-        y, s = np.asarray(issame, bool).reshape(-1), np.asarray(scores, np.float64).reshape(-1)
-        size = (int(input_size[0]), int(input_size[1]))
-        ps = PairScores(model, benchmark, images, pairs, y, s, float(threshold), size, resize_mode)
+        """Keep one model's (N,) pair ``scores`` on ``bench``, whose pairs index ``images``."""
+        y, s = bench.issame, np.asarray(scores, np.float64).reshape(-1)
+        size, mode = (int(emb.input_size[0]), int(emb.input_size[1])), emb.resize_mode
+        ps = PairScores(model, bench.name, images, bench.pairs, y, s, float(threshold), size, mode)
         self.verification.append(ps)
 
     def add_identification(
-        self,
-        model: str,
-        gallery: np.ndarray,
-        gallery_labels: np.ndarray,
-        gallery_paths: Sequence[str | os.PathLike[str]],
-        probes: np.ndarray,
-        probe_labels: np.ndarray,
-        probe_paths: Sequence[str | os.PathLike[str]],
-        input_size: Sequence[int],
-        resize_mode: ResizeMode,
+        self, model: str, gallery: np.ndarray, probes: np.ndarray, data: Any, emb: Embedder
     ) -> None:
         """Rank the probes of one model and keep the worst (see :func:`worst_probes`).
 
-        gallery: (G, D) unit rows, gallery_labels (G,); probes: (P, D) unit rows, probe_labels
-        (P,) (-1: not enrolled, skipped). Identities are named by the image's parent folder.
+        ``data``: the :class:`~facerec.eval.evaluation.IdentificationSet`; gallery: (G, D) unit
+        rows of its gallery images, probes: (P, D) unit rows of its probe images (label -1: not
+        enrolled, skipped). Identities are named by the image's parent folder.
         """
-        gp, pp = [str(q) for q in gallery_paths], [str(q) for q in probe_paths]
+        gp, pp = [str(q) for q in data.gallery_paths], [str(q) for q in data.probe_paths]
         top = self.num_probes, self.top_matches
-        rows, mated = worst_probes(gallery, gallery_labels, gp, probes, probe_labels, pp, *top)
-        size = (int(input_size[0]), int(input_size[1]))
-        self.identification.append(ProbeRanking(model, rows, mated, size, resize_mode))
+        gl, pl = data.gallery_labels, data.probe_labels
+        rows, mated = worst_probes(gallery, gl, gp, probes, pl, pp, *top)
+        size = (int(emb.input_size[0]), int(emb.input_size[1]))
+        self.identification.append(ProbeRanking(model, rows, mated, size, emb.resize_mode))
 
 
 # ----------------------------------------------------------------------------------- analysis
@@ -159,10 +151,6 @@ def hardest_pairs(scores: np.ndarray, issame: np.ndarray, n: int) -> tuple[np.nd
     gen = gen[np.argsort(s[gen], kind="stable")][:n]
     imp = imp[np.argsort(-s[imp], kind="stable")][:n]
     return gen.astype(np.int64), imp.astype(np.int64)
-
-
-def _identity_of(path: str) -> str:
-    return Path(path).parent.name
 
 
 def worst_probes(
@@ -218,10 +206,10 @@ def worst_probes(
         best = sim[best_img]
         top_ids = np.argsort(-best, kind="stable")[:top]
         paths = {i: gallery_paths[order[best_img[i]]] for i in top_ids}
-        matches = [(_identity_of(q), q, float(best[i])) for i, q in paths.items()]
+        matches = [(Path(q).parent.name, q, float(best[i])) for i, q in paths.items()]
         probe, true_img = probe_paths[mated[w]], gallery_paths[order[best_img[col[w]]]]
-        score = float(true_s[w])
-        rows.append(ProbeRow(probe, _identity_of(probe), int(ranks[w]), score, true_img, matches))
+        score, rank = float(true_s[w]), int(ranks[w])
+        rows.append(ProbeRow(probe, Path(probe).parent.name, rank, score, true_img, matches))
     return rows, int(mated.size)
 
 
@@ -233,19 +221,14 @@ def image_data_uri(rgb: np.ndarray) -> str:
     return _data_uri(encode_image(rgb, "jpg", THUMB_JPEG_QUALITY, f"image {rgb.shape}"), "jpeg")
 
 
-def file_data_uri(path: str | os.PathLike[str]) -> str:
-    """A PNG/JPEG file as a ``data:`` URI (DataError when it is missing)."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{p}: plot not found; expected the PNG eval draws") from None
-    return _data_uri(data, "png" if p.suffix.lower() == ".png" else "jpeg")
-
-
 def _img(cls: str, alt: str, png: Path) -> str:
-    """The ``<img>`` of a plot eval drew, as a ``data:`` URI."""
-    return f'<img class="{cls}" alt="{_e(alt)}" src="{file_data_uri(png)}">'
+    """The ``<img>`` of a plot eval drew, as a ``data:`` URI (DataError when it is missing)."""
+    try:
+        data = png.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{png}: plot not found; expected the PNG eval draws") from None
+    uri = _data_uri(data, "png" if png.suffix.lower() == ".png" else "jpeg")
+    return f'<img class="{cls}" alt="{_e(alt)}" src="{uri}">'
 
 
 def _data_uri(data: bytes, mime: str) -> str:
