@@ -1,9 +1,5 @@
-"""``facerec eval``: verification and identification benchmarks of one or more models.
-
-Example::
-
-    facerec eval --checkpoint runs/r50/last.ckpt --bin data/lfw.bin --bin data/cfp_fp.bin \\
-        --gallery data/gallery --probe data/probe --distractors data/distractors --out runs/eval
+"""``facerec eval``: verification and identification benchmarks of one or more models
+(examples in README's eval section).
 
 Writes ``results.json`` (every number, keys in README's ``results.json`` section),
 ``roc_<benchmark>.png`` (all models), ``hist_<benchmark>_<model>.png`` and ``cmc.png`` to
@@ -249,10 +245,9 @@ def _clear_stale_outputs(out: Path, before: dict[str, tuple[int, int, int]]) -> 
     """Remove the files the previous run here wrote that this run did not rewrite (a report.html
     beside a newer results.json), then record this run's files. Only files named in the
     previous run's manifest are ever removed: nothing a user put in the folder."""
-    now = _file_stats(out)
     mine = sorted(
         n
-        for n, st in now.items()
+        for n, st in _file_stats(out).items()
         if n != OUTPUTS_MANIFEST and before.get(n) != st and ".calibrated." not in n
     )  # a calibrated model copy is a deliverable: never removed by a later run
     manifest = out / OUTPUTS_MANIFEST
