@@ -115,9 +115,7 @@ class VerificationCallback(pl.Callback):
         return metrics
 
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, on_step: bool) -> None:
-        metrics: dict[str, float] | None = None
-        if trainer.is_global_zero:
-            metrics = self.compute(pl_module)
+        metrics = self.compute(pl_module) if trainer.is_global_zero else None
         if trainer.world_size > 1:
             metrics = trainer.strategy.broadcast(metrics, src=0)
         assert metrics is not None
