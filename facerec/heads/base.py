@@ -142,13 +142,10 @@ class _MarginLogits(torch.autograd.Function):
             with torch.enable_grad():
                 # retained so that a retain_graph=True outer backward can run again
                 grads = torch.autograd.grad(
-                    target, wanted, g_target, retain_graph=True, allow_unused=True
+                    target, wanted, g_target, retain_graph=True, materialize_grads=True
                 )
         else:  # a target that does not depend on cos or the extras
-            grads = tuple(None for _ in wanted)
-        grads = [
-            g if g is not None else torch.zeros_like(w) for g, w in zip(grads, wanted, strict=True)
-        ]
+            grads = [torch.zeros_like(w) for w in wanted]
         if ctx.clip is not None:
             # one fused kernel: grad where −clip < cos < clip, else 0 (the gradient of the clamp)
             grad_cos = torch.ops.aten.hardtanh_backward(grad, cos, -ctx.clip, ctx.clip)

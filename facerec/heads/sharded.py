@@ -89,11 +89,10 @@ class _DistributedCrossEntropy(torch.autograd.Function):
             )
         ctx.consumed = True
         probs, index, valid = ctx.saved_tensors
-        n = probs.shape[0]
         if probs.shape[1]:
             hit = probs.gather(1, index) - valid.unsqueeze(1).to(probs.dtype)
             probs.scatter_(1, index, hit)
-        probs.mul_(grad / n)
+        probs.mul_(grad / probs.shape[0])
         return probs, None
 
 
@@ -164,22 +163,20 @@ class ShardedClassCentres(nn.Module):
         """Hold this rank's rows for the current process group (idempotent): a placeholder
         becomes the initial rows, a one-process matrix is sliced, another layout raises
         :class:`FacerecError`."""
-        want = _process_group()
-        if self._layout == want:
+        (world, rank), old = _process_group(), self._layout
+        if old == (world, rank):
             return
-        world, rank = want
-        if self._layout is None:
-            self._layout = want
-            self.reset_parameters()
-            return
-        if self._layout[0] != 1:
+        if old is not None and old[0] != 1:
             raise FacerecError(
-                f"ShardedMarginHead holds the rows of rank {self._layout[1]} of "
-                f"{self._layout[0]} processes but runs as rank {rank} of {world}; save a "
+                f"ShardedMarginHead holds the rows of rank {old[1]} of "
+                f"{old[0]} processes but runs as rank {rank} of {world}; save a "
                 "checkpoint and load it in the new process group instead."
             )
-        self._layout = want
-        self.weight.data = self._local_rows_of(self.weight.data).clone()
+        self._layout = (world, rank)
+        if old is None:
+            self.reset_parameters()
+        else:
+            self.weight.data = self._local_rows_of(self.weight.data).clone()
 
     def _sample(self, local: Tensor) -> tuple[Tensor, Tensor]:
         """Pick the centres of a step: (S,) sorted shard-local classes and remapped labels."""
@@ -207,9 +204,8 @@ class ShardedClassCentres(nn.Module):
         if self.training and self.sample_rate < 1.0:
             index, local = self._sample(local)
             self.last_sample = index
-            k = self.k
-            rows = index.unsqueeze(1) * k + torch.arange(k, device=index.device)
-            weight = weight[rows.flatten() if k > 1 else index]
+            rows = index.unsqueeze(1) * self.k + torch.arange(self.k, device=index.device)
+            weight = weight[rows.flatten()]
         return class_cosine(x, weight.to(x.dtype), self.k), local
 
     def gather_full(self, rows: Tensor) -> Tensor:

@@ -20,11 +20,9 @@ from facerec.heads.base import (
 def chebyshev_cos_multiple(cos_t: Tensor, m: int) -> Tensor:
     """cos(m·θ) from cos θ by the Chebyshev recurrence T_{n+1} = 2c·T_n − T_{n−1} (any shape)."""
     prev, cur = torch.ones_like(cos_t), cos_t
-    if m == 0:
-        return prev
     for _ in range(m - 1):
         prev, cur = cur, 2.0 * cos_t * cur - prev
-    return cur
+    return cur if m else prev
 
 
 def sphereface_psi(cos_t: Tensor, m: int) -> Tensor:
