@@ -84,6 +84,4 @@ class Backbone(nn.Module):
 
 def conv_output_size(size: int, stages: int) -> int:
     """Spatial size after ``stages`` 3×3 stride-2 convolutions with padding 1."""
-    for _ in range(stages):
-        size = (size - 1) // 2 + 1
-    return size
+    return -(-size // 2**stages)  # each halves it, rounding up: ceil(size / 2**stages)

@@ -92,8 +92,8 @@ class _Reader:
         )
 
     def _take(self, n: int, what: str) -> bytes:
-        if n > len(self.data) - self.pos:
-            left = len(self.data) - self.pos
+        left = len(self.data) - self.pos
+        if n > left:
             raise DataError(
                 f"{self.source}: truncated: {self.where} at byte {self.pos} needs {what} "
                 f"({n} bytes) but the file ends {left} bytes later; expected a complete {DAT_NAME}"
@@ -221,10 +221,11 @@ def _read_con(r: _Reader, spec: tuple, in_channels: int) -> DatLayer:
 def _read_affine(r: _Reader, spec: tuple) -> DatLayer:
     channels = spec[1]
     version = r.record("an affine or batch norm", ("affine_", "affine_2", "bn_con2"))
-    if version in ("affine_", "affine_2"):
-        params = r.tensor("affine parameters")
-        r.alias("gamma")
-        r.alias("beta")
+    batch_norm = version == "bn_con2"
+    params = r.tensor("batch-norm parameters" if batch_norm else "affine parameters")
+    r.alias("gamma")
+    r.alias("beta")
+    if not batch_norm:
         mode = r.int("affine mode")
         _expect(r, mode, 0, "affine mode (0 = convolutional)")
         if version == "affine_2":
@@ -232,10 +233,7 @@ def _read_affine(r: _Reader, spec: tuple) -> DatLayer:
         _expect(r, params.size, 2 * channels, "affine parameter count")
         flat = params.reshape(-1)
         return DatLayer("affine", {"weight": flat[:channels], "bias": flat[channels:]})
-    # bn_con2, a batch norm: folded as dlib does when it loads one into an affine layer
-    params = r.tensor("batch-norm parameters")
-    r.alias("gamma")
-    r.alias("beta")
+    # a batch norm: folded as dlib does when it loads one into an affine layer
     for what in ("means", "invstds"):
         r.tensor(what)
     mean = r.tensor("running means").reshape(-1)
@@ -341,21 +339,19 @@ def parse_dlib_resnet(data: bytes, source: str = "dlib model") -> DlibNet:
     versions: list[int] = []
     for depth, spec in enumerate(arch):  # the headers, outermost first
         r.where = f"layer {depth} from the output ({spec[0]})"
-        if spec[0] in ("tag", "skip"):
-            versions.append(r.version(f"a {spec[0]} layer", (1,)))
-        elif depth == len(arch) - 1:
+        if depth == len(arch) - 1:
             versions.append(r.version("the first layer", (2, 3)))
         else:
-            versions.append(r.version(f"a {spec[0]} layer", (1, 2)))
+            allowed = (1,) if spec[0] in ("tag", "skip") else (1, 2)
+            versions.append(r.version(f"a {spec[0]} layer", allowed))
 
     r.where = "the input layer"
     mean = _read_input(r)
     layers: list[DatLayer] = []
     channels = 3
-    for depth in reversed(range(len(arch))):  # the records, input side first
-        spec = arch[depth]
-        r.where = f"layer {depth} from the output ({spec[0]})"
+    for depth, spec in reversed(list(enumerate(arch))):  # the records, input side first
         kind = spec[0]
+        r.where = f"layer {depth} from the output ({kind})"
         if kind in ("tag", "skip"):
             continue
         if kind == "con":

@@ -125,8 +125,7 @@ class DlibResNet(Backbone):
     def set_input_mean(self, mean_rgb: tuple[float, float, float]) -> None:
         """dlib input ``(p − mean)/256`` = ``x·127.5/256 + (127.5 − mean)/256``."""
         mean = torch.tensor([float(m) for m in mean_rgb], dtype=torch.float64)
-        scale = torch.full((3,), 127.5 / DLIB_SCALE, dtype=torch.float64)
-        self.input_scale.copy_(scale.view(1, 3, 1, 1).float())
+        self.input_scale.fill_(127.5 / DLIB_SCALE)
         self.input_shift.copy_(((127.5 - mean) / DLIB_SCALE).view(1, 3, 1, 1).float())
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,12 +141,8 @@ class DlibResNet(Backbone):
 
     def load_dlib(self, net: DlibNet) -> DlibResNet:
         """Copy the parameters read by :func:`facerec.models.dlib_dat.read_dlib_resnet`."""
-        convs: list[nn.Conv2d] = [self.conv1]
-        affines: list[Affine] = [self.aff1]
-        for level in self.levels:
-            for block in level:
-                convs += [block.conv1, block.conv2]
-                affines += [block.aff1, block.aff2]
+        convs = [m for m in self.modules() if isinstance(m, nn.Conv2d)]
+        affines = [m for m in self.modules() if isinstance(m, Affine)]
         con, aff, fc = ([x for x in net.layers if x.kind == k] for k in ("con", "affine", "fc"))
         if (len(con), len(aff), len(fc)) != (len(convs), len(affines), 1):
             raise DataError(

@@ -22,7 +22,6 @@ class EmbeddingHead(nn.Module):
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(in_channels * spatial[0] * spatial[1], embedding_dim)
         self.features = nn.BatchNorm1d(embedding_dim, eps=1e-5)
-        nn.init.constant_(self.features.weight, 1.0)
         self.features.weight.requires_grad = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -96,11 +96,8 @@ class IResNet(Backbone):
         self.head = EmbeddingHead(widths[3], spatial, embedding_dim, dropout)  # type: ignore[arg-type]
 
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d):  # the BNs keep torch's weight 1, bias 0
                 nn.init.normal_(m.weight, 0, 0.1)
-            elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, IBasicBlock):

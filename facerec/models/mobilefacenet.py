@@ -124,10 +124,9 @@ class MobileFaceNet(Backbone):
             )
         if int(scale) != scale or scale < 1:
             raise ConfigError(f"MobileFaceNet scale must be a whole number >= 1, got {scale}")
-        scale = int(scale)
+        self.scale = scale = int(scale)
         self.embedding_dim = int(embedding_dim)
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.scale = scale
         self.blocks = blocks
         c1, c2 = 64 * scale, 128 * scale
         self.layers = nn.ModuleList()
@@ -150,13 +149,8 @@ class MobileFaceNet(Backbone):
         spatial = (conv_output_size(self.input_size[0], 4), conv_output_size(self.input_size[1], 4))
         self.head = GDCHead(512, spatial, self.embedding_dim)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d | nn.Linear):
+            if isinstance(m, nn.Conv2d | nn.Linear):  # none has a bias; BN keeps torch's 1, 0
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def stages(self) -> list[list[nn.Module]]:
         """Stem + depthwise stage at 1/2; then each stride-2 block with its residual blocks

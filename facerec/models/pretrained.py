@@ -130,8 +130,7 @@ def identify_state_dict(state: dict[str, torch.Tensor]) -> ForeignStateDict | No
 def _first_problem(err: RuntimeError) -> str:
     """The first missing/unexpected/size-mismatch line of torch's load_state_dict error."""
     lines = [x.strip() for x in str(err).splitlines() if x.strip()]
-    line = next((x for x in lines[1:] if x), lines[0] if lines else "")
-    return line[:220]
+    return next(iter(lines[1:] or lines), "")[:220]
 
 
 def load_foreign_state_dict(backbone: nn.Module, found: ForeignStateDict, source: str) -> list[str]:

@@ -46,12 +46,11 @@ class TorchvisionResNet(Backbone):
         self.embedding_dim = embedding_dim
         self.input_size = (int(input_size[0]), int(input_size[1]))
         net = getattr(torchvision.models, arch)(weights=None)
+        stages = 5  # conv1, maxpool, layer2..layer4 halve the size
         if face_stem:
             net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
             net.maxpool = nn.Identity()
-            stages = 3  # layer2..layer4 halve the size
-        else:
-            stages = 5  # conv1, maxpool, layer2..layer4
+            stages = 3
         parts = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
         self.trunk = nn.Sequential(*(getattr(net, p) for p in parts))
         channels = net.fc.in_features
