@@ -5,6 +5,7 @@ as a function, :mod:`.evaluation`) from here too. The pair-verification maths is
 :mod:`facerec.metrics.verification`, below training, so validation during ``fit`` uses it too.
 """
 
+import importlib
 from typing import Any
 
 #: the Python API, imported on first use: ``from facerec.eval import evaluate, EvalOptions``
@@ -13,8 +14,6 @@ _API = {"evaluate", "EvalOptions", "IdentificationSet"}
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        import importlib
-
         return getattr(importlib.import_module("facerec.eval.evaluation"), name)
     raise AttributeError(f"module 'facerec.eval' has no attribute {name!r}")
 
