@@ -278,13 +278,12 @@ def check_hyperparameters(ckpt: dict[str, Any], path: str | os.PathLike[str]) ->
             admit(value, key, key)  # a dotted path is imported, a short name resolved
 
     hp = ckpt.get("hyper_parameters")
-    if hp is not None and not isinstance(hp, dict):
+    if not isinstance(hp, dict | None):
         raise DataError(
             f"{path}: refused: its hyper_parameters are a {type(hp).__name__}, expected a dict of "
             "the model's options; nothing from the file was imported or run"
         )
-    if hp is not None:
-        walk(hp, "")
+    walk(hp, "")  # None: nothing to check
 
 
 def check_hparams_file(path: str | os.PathLike[str]) -> None:

@@ -104,8 +104,7 @@ class TorchEmbedder:
         if images.ndim != 4 or images.shape[3] != 3:
             raise DataError(f"images of shape {images.shape}; expected (N, H, W, 3) RGB")
         outs = []
-        weight = next((p for p in self.backbone.parameters() if p.is_floating_point()), None)
-        dtype = weight.dtype if weight is not None else None
+        dtype = next((p.dtype for p in self.backbone.parameters() if p.is_floating_point()), None)
         with eval_mode(self.backbone), torch.inference_mode():
             for s in range(0, images.shape[0], self.batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(images[s : s + self.batch_size]))

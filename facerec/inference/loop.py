@@ -92,35 +92,32 @@ def embed_images(
     chunks: list[np.ndarray] = []
     batches = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
     bar = image_bar(n, "embedding", progress)
-    try:
-        with ThreadPoolExecutor(max(1, num_workers)) as pool:
+    with bar, ThreadPoolExecutor(max(1, num_workers)) as pool:
 
-            def fetch(r: range) -> tuple[np.ndarray, list[tuple[int, DataError]], float]:
-                t = time.perf_counter()
-                bad: list[tuple[int, DataError]] | None = None if skipped is None else []
-                batch = load_batch(images, r, size, mode, pool, bad)
-                return batch, bad or [], time.perf_counter() - t
+        def fetch(r: range) -> tuple[np.ndarray, list[tuple[int, DataError]], float]:
+            t = time.perf_counter()
+            bad: list[tuple[int, DataError]] | None = None if skipped is None else []
+            batch = load_batch(images, r, size, mode, pool, bad)
+            return batch, bad or [], time.perf_counter() - t
 
-            for rng, (batch, bad, dt) in read_ahead(fetch, batches):
-                load_time += dt
-                for i, e in bad:  # only with a skipped list: else load_batch raised
-                    skipped.append((i, str(e)))  # type: ignore[union-attr]
-                bar.update(len(rng))
-                if not len(batch):
-                    continue
-                emb = np.asarray(embedder(batch), dtype=np.float32)
-                if flip:
-                    emb = emb + np.asarray(
-                        embedder(np.ascontiguousarray(batch[:, :, ::-1])), np.float32
-                    )
-                if emb.ndim != 2 or emb.shape[0] != batch.shape[0]:
-                    raise FacerecError(
-                        f"the model returned shape {emb.shape} for {batch.shape[0]} images; "
-                        "expected (N, D) embeddings"
-                    )
-                chunks.append(emb)
-    finally:
-        bar.close()
+        for rng, (batch, bad, dt) in read_ahead(fetch, batches):
+            load_time += dt
+            for i, e in bad:  # only with a skipped list: else load_batch raised
+                skipped.append((i, str(e)))  # type: ignore[union-attr]
+            bar.update(len(rng))
+            if not len(batch):
+                continue
+            emb = np.asarray(embedder(batch), dtype=np.float32)
+            if flip:
+                emb = emb + np.asarray(
+                    embedder(np.ascontiguousarray(batch[:, :, ::-1])), np.float32
+                )
+            if emb.ndim != 2 or emb.shape[0] != batch.shape[0]:
+                raise FacerecError(
+                    f"the model returned shape {emb.shape} for {batch.shape[0]} images; "
+                    "expected (N, D) embeddings"
+                )
+            chunks.append(emb)
     out = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
     if normalize:
         out = l2_normalize(out)

@@ -96,13 +96,11 @@ class OnnxMetadata(Preprocess):
         out: dict[str, str] = {}
         for k in METADATA_KEYS:
             v = getattr(self, k)
-            if v is None:
-                continue
             if isinstance(v, bool):
                 out[k] = "true" if v else "false"
             elif isinstance(v, list | tuple):
                 out[k] = json.dumps([float(x) if k in ("mean", "std") else int(x) for x in v])
-            else:
+            elif v is not None:
                 out[k] = str(v)
         return out
 
@@ -146,11 +144,9 @@ class OnnxMetadata(Preprocess):
             meta.layout, meta.input_dtype, meta.normalization_in_graph = "NHWC", "uint8", True
             if len(shape) == 4 and shape[1] == 3 and shape[3] != 3:
                 meta.layout = "NCHW"
-        size_note = "112x112"
         fixed = _static_size(shape, meta.layout)
-        if fixed is not None:
-            meta.input_size = fixed
-            size_note = f"{fixed[0]}x{fixed[1]} (from the graph's input shape)"
+        meta.input_size = fixed or meta.input_size
+        size_note = f"{fixed[0]}x{fixed[1]} (from the graph's input shape)" if fixed else "112x112"
         what = (
             f"uint8 {meta.layout} input with the normalisation in the graph"
             if baked
@@ -202,10 +198,9 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> OnnxMetadata:
     onnx, _ = require_onnx()
     model = load_onnx_model(path, external_data=False)
     props = {m.key: m.value for m in model.metadata_props}
-    inp = model.graph.input[0] if model.graph.input else None
     itype = shape = None
-    if inp is not None:
-        t = inp.type.tensor_type
+    if model.graph.input:
+        t = model.graph.input[0].type.tensor_type
         itype = f"tensor({onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name})"
         shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim]
     return OnnxMetadata.from_props(props, itype, shape, str(Path(path)))

@@ -105,8 +105,7 @@ class Preprocess:
             what = type(entry).__name__
             raise DataError(f"{source}: preprocess entry is a {what}; expected a dict")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(entry) - known)
-        if unknown:
+        if unknown := sorted(set(entry) - known):
             raise DataError(
                 f"{source}: unknown preprocess key(s) {', '.join(unknown)}; expected "
                 f"{', '.join(sorted(known))}"
