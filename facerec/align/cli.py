@@ -225,7 +225,7 @@ def align_folder(
 
     out.mkdir(parents=True, exist_ok=True)
     new_journal = not journal.exists() or redo
-    with open(journal, "w" if new_journal else "a", newline="", encoding="utf-8") as jf:
+    with bar, open(journal, "w" if new_journal else "a", newline="", encoding="utf-8") as jf:
         jw = csv.writer(jf)
         if new_journal:
             jw.writerow(REPORT_COLUMNS)
@@ -248,7 +248,6 @@ def align_folder(
                 jw.writerows(rows[key])
             jf.flush()
             bar.update(len(batch))
-    bar.close()
     report = (row for rel in rels for row in rows[rel.as_posix()])
     atomic_write_csv(out / REPORT_NAME, REPORT_COLUMNS, report)
     journal.unlink(missing_ok=True)

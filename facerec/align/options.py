@@ -88,12 +88,8 @@ class Aligner:
         arcface_template(self.size)  # an unsupported crop size fails before any work
         self.keep, self.min_face = keep, int(min_face)
         self.batch_size, self.progress = batch_size, progress
-        if detector is None:
-            detector = MTCNNDetector(min_face=min_face, threshold=threshold, device=device)
-            name = "mtcnn (facenet-pytorch 2.5.3)"
-        else:
-            name = type(detector).__name__
-        self.detector = detector
+        name = "mtcnn (facenet-pytorch 2.5.3)" if detector is None else type(detector).__name__
+        self.detector = MTCNNDetector(min_face, threshold, device) if detector is None else detector
         #: what ``results.json`` records of the alignment (``report`` adds the counts)
         self.settings: dict[str, Any] = {
             "detector": name,
@@ -118,8 +114,7 @@ class Aligner:
                 progress=self.progress,
                 desc=f"detecting faces ({key})",
             )
-            n = table.count("no_face")
-            if n:
+            if n := table.count("no_face"):
                 print(
                     f"{key}: no face found in {n} of {len(table)} images; they are centre-cropped",
                     file=sys.stderr,

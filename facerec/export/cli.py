@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from facerec.errors import ConfigError, FacerecError, run_main
-from facerec.inference import Preprocess
 from facerec.inference.checkpoint import checkpoint_calibration, load_facerec_checkpoint
 from facerec.inference.onnx import read_onnx_metadata
 from facerec.io import atomic_write_bytes, check_free_space, check_output, write_failed
@@ -51,7 +50,7 @@ def export_checkpoint(
     loaded = load_facerec_checkpoint(checkpoint)
     weights = sum(t.numel() * 4 for t in loaded.backbone.state_dict().values())  # float32 in ONNX
     check_free_space(out, weights + 2**20, "--out")
-    pre = Preprocess.coerce(loaded.preprocess, str(loaded.path))
+    pre = loaded.preprocess
     calibration = checkpoint_calibration(checkpoint)  # carried into the metadata
     h, w = loaded.input_size
     log(

@@ -74,8 +74,6 @@ def _strip_prefix(model: Any, prefix: str) -> None:
         for i in g.initializer
         if i.name.startswith(prefix) and i.name.removeprefix(prefix) not in taken
     }
-    if not rename:
-        return
     for init in g.initializer:
         init.name = rename.get(init.name, init.name)
     for node in g.node:
