@@ -15,7 +15,9 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from facerec.base import lightning_compat
 from facerec.data.interface import TrainingData
-from facerec.io import atomic_path
+from facerec.errors import ConfigError, DataError, FacerecError
+from facerec.inference.checkpoint import check_hyperparameters, read_checkpoint_dict
+from facerec.io import atomic_path, write_failed
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -43,8 +45,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def _remote(path: str | os.PathLike) -> bool:
-    fs = get_filesystem(path)
-    return fs.protocol not in ("file", ("file", "local")) and "file" not in fs.protocol
+    return "file" not in get_filesystem(path).protocol  # "file" or ("file", "local")
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, before: float) -> list[Path]:
@@ -67,8 +68,6 @@ def read_resume(path: str | os.PathLike) -> dict[str, Any]:
         DataError: one line naming ``path``, why it cannot be read, and the newest intact
             checkpoint beside it (with the ``--ckpt_path`` that resumes from it), if any.
     """
-    from facerec.errors import DataError
-
     p = Path(path)
     try:
         return _read_checked(p, "expected a checkpoint written by facerec fit")
@@ -88,11 +87,8 @@ def newest_intact_checkpoint(
 ) -> Path | None:
     """The most recently written ``*.ckpt`` in ``folder`` (not ``exclude``) that reads safely
     with the training state in it; None if there is none."""
-    from facerec.errors import DataError
-
-    folder = Path(folder)
     skip = Path(exclude).resolve() if exclude is not None else None
-    files = [f for f in folder.glob("*.ckpt") if f.is_file() and f.resolve() != skip]
+    files = [f for f in Path(folder).glob("*.ckpt") if f.is_file() and f.resolve() != skip]
     for f in sorted(files, key=lambda f: f.stat().st_mtime, reverse=True):
         try:
             ckpt = _read_checked(f)
@@ -106,8 +102,6 @@ def newest_intact_checkpoint(
 def _read_checked(path: Path, *expected: str) -> dict[str, Any]:
     """``path``'s checkpoint dict (``weights_only=True``), its hyper-parameters checked;
     ``expected``: the hint of the error message, if not the default."""
-    from facerec.inference.checkpoint import check_hyperparameters, read_checkpoint_dict
-
     ckpt = read_checkpoint_dict(path, *expected)
     check_hyperparameters(ckpt, path)
     return ckpt
@@ -174,10 +168,6 @@ class ResumeLoaderState(pl.Callback):
         lightning_compat.restore_pending_loader_state(trainer)
 
 
-#: The lock file in a fit's run folder (``trainer.default_root_dir``).
-RUN_LOCK = "fit.lock"
-
-
 class RunLock:
     """One ``facerec fit`` at a time per run folder (two would share ``last.ckpt``): an
     exclusive ``flock`` on ``<folder>/fit.lock`` holding the PID and host, dropped by the kernel
@@ -188,7 +178,7 @@ class RunLock:
     RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
-        self.path = Path(folder) / RUN_LOCK
+        self.path = Path(folder) / "fit.lock"
         self._fd: int | None = None
 
     @classmethod
@@ -199,9 +189,6 @@ class RunLock:
         """Take the lock, or raise :class:`ConfigError` naming the run that holds it; an
         unwritable folder raises :class:`FacerecError` (one line) before any training."""
         import socket
-
-        from facerec.errors import ConfigError, FacerecError
-        from facerec.io import write_failed
 
         try:
             import fcntl
