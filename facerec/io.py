@@ -6,9 +6,12 @@ import contextlib
 import csv
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+
+from facerec.errors import ConfigError, FacerecError
 
 
 @contextlib.contextmanager
@@ -67,8 +70,6 @@ def check_output(
     which the output may not be or lie inside. ``kind``: ``"file"`` or ``"folder"`` (something
     else there is refused). The nearest existing parent must be a writable folder.
     """
-    from facerec.errors import ConfigError
-
     target = Path(out)
     resolved = target.resolve()
     for in_flag, path in inputs:
@@ -95,10 +96,6 @@ def check_output(
 def check_free_space(out: str | os.PathLike[str], need: int, flag: str = "--out") -> None:
     """Refuse (:class:`ConfigError`), before the work, an output whose file system has fewer
     than ``need`` bytes free (with 1 MiB to spare)."""
-    import shutil
-
-    from facerec.errors import ConfigError
-
     target = Path(out)
     parent = _existing_parent(target.parent)
     free = shutil.disk_usage(parent).free
@@ -119,7 +116,5 @@ def _existing_parent(path: Path) -> Path:
 def write_failed(path: str | os.PathLike[str], err: OSError) -> Exception:
     """The one-line :class:`FacerecError` for an ``OSError`` while writing ``path``; raise it
     ``from None``."""
-    from facerec.errors import FacerecError
-
     why = err.strerror or type(err).__name__
     return FacerecError(f"cannot write {path}: {why}; nothing was written there")
