@@ -37,8 +37,7 @@ def list_recipes() -> dict[str, Path]:
 def find_recipe(name: str) -> Path:
     """The packaged recipe called ``name`` (``quickstart``, ``quickstart.yaml`` or
     ``configs/quickstart.yaml``). Raises :class:`ConfigError` naming the known recipes."""
-    stem = Path(name).name
-    stem = stem[: -len(".yaml")] if stem.endswith(".yaml") else stem
+    stem = Path(name).name.removesuffix(".yaml")
     recipes = list_recipes()
     if stem not in recipes:
         known = ", ".join(recipes) or "none installed"

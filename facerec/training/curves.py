@@ -84,9 +84,8 @@ class TrainingCurves(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         hist = state_dict.get("history", {})
-        self.history = {k: [(int(s), float(v)) for s, v in pts] for k, pts in hist.items()}
-        self.history.setdefault("loss", [])
-        self.history.setdefault("lr", [])
+        self.history = {"loss": [], "lr": []}
+        self.history.update({k: [(int(s), float(v)) for s, v in pts] for k, pts in hist.items()})
 
 
 def _ema(y: np.ndarray, w: float) -> np.ndarray:
@@ -114,26 +113,24 @@ def plot_training_curves(
     for ax, label in zip(axes, ("loss", "learning rate", "validation accuracy %"), strict=True):
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
+    loss_ax, lr_ax, val_ax = axes
     loss = np.asarray(history.get("loss", []), dtype=np.float64).reshape(-1, 2)
-    ax = axes[0]
-    finite = loss[np.isfinite(loss[:, 1])] if loss.size else loss
+    finite = loss[np.isfinite(loss[:, 1])]
     if finite.size:
-        ax.plot(*finite.T, color="tab:blue", alpha=0.35, linewidth=0.8, label="training loss")
+        loss_ax.plot(*finite.T, color="tab:blue", alpha=0.35, linewidth=0.8, label="training loss")
         if smoothing > 0 and finite.shape[0] > 2:
             ema, label = _ema(finite[:, 1], smoothing), f"moving average ({smoothing:g})"
-            ax.plot(finite[:, 0], ema, color="tab:blue", linewidth=1.6, label=label)
-        ax.legend(fontsize=8, loc="upper right")
+            loss_ax.plot(finite[:, 0], ema, color="tab:blue", linewidth=1.6, label=label)
+        loss_ax.legend(fontsize=8, loc="upper right")
     else:
-        ax.text(0.5, 0.5, "no training loss logged", ha="center", transform=ax.transAxes)
+        loss_ax.text(0.5, 0.5, "no training loss logged", ha="center", transform=loss_ax.transAxes)
     lr = np.asarray(history.get("lr", []), dtype=np.float64).reshape(-1, 2)
-    ax = axes[1]
     if lr.size:
-        ax.plot(lr[:, 0], lr[:, 1], color="tab:orange", linewidth=1.4)
+        lr_ax.plot(lr[:, 0], lr[:, 1], color="tab:orange", linewidth=1.4)
         if np.all(lr[:, 1] > 0) and lr[:, 1].max() / lr[:, 1].min() > 100:
-            ax.set_yscale("log")
+            lr_ax.set_yscale("log")
     else:
-        ax.text(0.5, 0.5, "no learning rate recorded", ha="center", transform=ax.transAxes)
-    ax = axes[2]
+        lr_ax.text(0.5, 0.5, "no learning rate recorded", ha="center", transform=lr_ax.transAxes)
     vals = {
         k: np.asarray(v, np.float64).reshape(-1, 2)
         for k, v in history.items()
@@ -142,12 +139,12 @@ def plot_training_curves(
     for k, v in sorted(vals.items()):
         best = int(np.nanargmax(v[:, 1])) if np.isfinite(v[:, 1]).any() else 0
         label = f"{k} (last {100 * v[-1, 1]:.2f} %, best {100 * v[best, 1]:.2f} %)"
-        ax.plot(v[:, 0], 100 * v[:, 1], marker="o", markersize=3, linewidth=1.4, label=label)
+        val_ax.plot(v[:, 0], 100 * v[:, 1], marker="o", markersize=3, linewidth=1.4, label=label)
     if vals:
-        ax.legend(fontsize=8, loc="lower right")
+        val_ax.legend(fontsize=8, loc="lower right")
     else:
-        ax.text(0.5, 0.5, "no validation run", ha="center", transform=ax.transAxes)
-    ax.set_xlabel("optimizer step")
+        val_ax.text(0.5, 0.5, "no validation run", ha="center", transform=val_ax.transAxes)
+    val_ax.set_xlabel("optimizer step")
     last = max((int(s) for v in history.values() for s, _ in v), default=0)
     title = f"training curves ({last} steps)"
     if finite.size and math.isfinite(finite[-1, 1]):

@@ -101,10 +101,6 @@ def check_data_callbacks(trainer: pl.Trainer, datamodule: Any) -> None:
             )
 
 
-def _due(every: int, step: int, last: int) -> bool:
-    return every > 0 and step > 0 and step % every == 0 and step != last
-
-
 def _images_by_identity(labels: np.ndarray) -> list[np.ndarray]:
     """Dataset indices grouped by identity, in label order: one (n_i,) array per identity."""
     order = np.argsort(labels, kind="stable")
@@ -154,8 +150,8 @@ class _PeriodicRefresh(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, i: int
     ) -> None:
-        step = trainer.global_step
-        if _due(self.options.every_n_steps, step, self.last_step):
+        step, every = trainer.global_step, self.options.every_n_steps
+        if every > 0 and step > 0 and step % every == 0 and step != self.last_step:
             self.last_step = step
             self.refresh(trainer, pl_module)
         if self.last_seconds is not None:
