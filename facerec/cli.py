@@ -6,9 +6,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import sys
 import warnings
 
+from facerec import __version__
 from facerec.errors import ConfigError, FacerecError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
@@ -97,17 +99,15 @@ def _cli_class():
             if not path or not sub:
                 return None
             config = self.config[sub]
-            given_path = path
-            if path == "last" and sub == "fit":
-                path = _last_checkpoint(config)
-            if not (path and os.path.isfile(path)):
+            file = _last_checkpoint(config) if path == "last" and sub == "fit" else path
+            if not (file and os.path.isfile(file)):
                 return None
-            ckpt = read_resume(path)
+            ckpt = read_resume(file)
             if sub == "fit":  # the model options must be the checkpoint's
                 model = config.get("model")
                 given = model.as_dict() if hasattr(model, "as_dict") else dict(model or {})
-                check_resume_options(ckpt.get("hyper_parameters") or {}, given, path)
-            return ckpt if path == given_path else None
+                check_resume_options(ckpt.get("hyper_parameters") or {}, given, file)
+            return ckpt if file == path else None
 
         def ckpt_hyperparameters(self, hparams: dict) -> dict:
             from facerec.training.optim import upgrade_flat_keys  # a checkpoint before model.optim
@@ -297,8 +297,6 @@ def run_lightning(argv: list[str]) -> int:
 def _renamed_key(message: str) -> str | None:
     """One line naming the new key when a parse error is about a key renamed by issue 23 (flat
     optimiser keys, the old ``data.sampler`` strings and groups), else None."""
-    import re
-
     from facerec.data.datamodule import OLD_SAMPLER_KEYS, old_sampler_message
     from facerec.training.optim import FLAT_KEYS
 
@@ -336,8 +334,6 @@ def main(argv: list[str] | None = None) -> int:
         print(HELP.format(tools=tools))
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
-        from facerec import __version__
-
         print(f"facerec {__version__}")
         return 0
     try:
