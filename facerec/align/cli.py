@@ -8,11 +8,9 @@ Example::
 ``photos/alice/1.jpg`` becomes ``aligned/alice/1.png`` (the folder layout is kept); photos that
 differ only in their extension keep it in their crops' names (``a.jpg.png``, ``a.png.png``). Crops
 are written atomically and a re-run skips the images done (unreadable ones are tried again;
-``--redo`` starts over). ``aligned/align_report.csv`` lists every image: status (``ok``,
-``multiple``: ``--keep`` chose; ``no_face``; ``unreadable``), face count, the rule's margin
-(:func:`~facerec.align.pipeline.face_values`), score, box and 5 landmarks; images without a face
-are reported, never dropped or centre-cropped. ``--landmarks FILE``
-(:mod:`facerec.align.landmarks`) needs no detector; otherwise MTCNN (``facerec[align]``) runs.
+``--redo`` starts over). ``aligned/align_report.csv`` (:data:`REPORT_COLUMNS`; the README
+describes them) lists every image; images without a face are reported, never dropped or
+centre-cropped.
 """
 
 from __future__ import annotations

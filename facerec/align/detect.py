@@ -1,9 +1,6 @@
-"""Face detectors with 5-point landmarks: a small interface and MTCNN (facenet-pytorch).
-
-A detector maps RGB uint8 images (H, W, 3) to :class:`Detections`; any object with
-``detect_batch(images) -> list[Detections]`` can stand in for :class:`MTCNNDetector`. MTCNN
-comes from ``facenet-pytorch==2.5.3`` (MIT; its weights ship in the wheel), the optional extra
-``facerec[align]``; without it, building the detector raises one ConfigError line naming it.
+"""Face detectors with 5-point landmarks: the :class:`FaceDetector` interface and MTCNN from
+``facenet-pytorch==2.5.3`` (MIT; its weights ship in the wheel), the optional extra
+``facerec[align]``.
 """
 
 from __future__ import annotations

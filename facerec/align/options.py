@@ -1,10 +1,4 @@
-"""The ``--align`` options of ``facerec embed`` and ``facerec eval``, and the aligner they build.
-
-``--align`` finds the faces of each image source once (MTCNN, ``facerec[align]``) and serves them
-warped onto the template the model declares: for ArcFace's, the crops ``facerec align --size``
-writes (then the model's resize, as for crops read from disk); for another (dlib-r29's chip),
-the chip at the model's input size. Images without a face are centre-cropped and counted.
-"""
+"""The ``--align`` options of ``facerec embed`` and ``facerec eval``, and the aligner they build."""
 
 from __future__ import annotations
 

@@ -53,9 +53,8 @@ def face_values(boxes: np.ndarray, image_shape: Sequence[int], rule: str) -> np.
     ``largest``: the box area; ``center``: minus the squared distance of the box centre from the
     image centre; ``insightface``: area minus twice that (insightface's ``FaceAnalysis.get``,
     facenet's ``align_dataset_mtcnn``); ``framed``: the box area inside the frame minus the
-    squared distance, so a face cut by the frame counts only what the photo shows. It chose the
-    subject in 97.6% of composites with several faces, insightface's rule in 94.8%, largest in
-    67.2% (``tools/bench/align_choice.py --seed 1``, 400 scenes).
+    squared distance, so a face cut by the frame counts only what the photo shows (BENCHMARKS.md:
+    which face ``facerec align`` keeps).
     """
     if rule not in FACE_RULES:
         raise ConfigError(f"unknown --keep {rule!r}; expected one of {', '.join(KEEP_POLICIES)}")

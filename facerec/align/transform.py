@@ -3,9 +3,7 @@ estimate and the warp (numpy + OpenCV).
 
 Landmark order everywhere: left eye, right eye, nose tip, left and right mouth corner (as seen
 in the image), (x, y) pixels. The estimate is Umeyama (1991), as scikit-image's
-``SimilarityTransform.estimate`` that insightface uses: ``sigma2 = mean |Xc|^2``,
-``Sigma = Yc^T Xc / N = U D V^T``, ``S = diag(1, det(U) det(V))``, ``R = U S V^T``,
-``c = tr(D S) / sigma2``, ``t = my - c R mx``; the warp is ``[c R | t]``.
+``SimilarityTransform.estimate`` that insightface uses (:func:`umeyama`).
 
 A model declares its template (:data:`TEMPLATES`, ``Preprocess.align_template``): ``arcface``,
 insightface's ``arcface_dst`` scaled to the crop; ``dlib``, dlib's face chip

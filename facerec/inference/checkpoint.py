@@ -2,9 +2,8 @@
 
 A facerec checkpoint is a Lightning checkpoint with a ``facerec`` entry (class names and the
 :class:`~facerec.inference.preprocess.Preprocess` of the network). Every ``.ckpt`` facerec opens
-is read by :func:`read_checkpoint_dict` (``torch.load(weights_only=True)``);
-:func:`load_facerec_checkpoint` rebuilds only the ``backbone`` (backbone + embedding head) from
-its ``class_path``/``init_args`` and ``backbone.*`` weights, never the training-only parts.
+is read by :func:`read_checkpoint_dict`; :func:`load_facerec_checkpoint` rebuilds only the
+``backbone`` (backbone + embedding head), never the training-only parts.
 """
 
 from __future__ import annotations

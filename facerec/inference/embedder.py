@@ -1,7 +1,5 @@
-"""The :class:`Embedder` protocol and its PyTorch implementation.
-
-An embedder maps a batch of RGB uint8 images already at its ``input_size`` to (N, D) float32
-embeddings (raw unless its preprocessing says ``normalized_output``). The onnxruntime one is
+"""The :class:`Embedder` protocol (embeddings raw unless the preprocessing says
+``normalized_output``) and its PyTorch implementation; the onnxruntime one is
 :class:`facerec.inference.onnx.OnnxEmbedder`.
 """
 
