@@ -404,9 +404,7 @@ def evaluate(
     if not specs and not features:
         raise ConfigError("no model given; expected a checkpoint, an ONNX model or IJB features")
     out_dir = Path(out) if out is not None else None
-    report = None
-    if opts.report and out_dir is not None:
-        report = ReportData(num_pairs=opts.report_pairs, num_probes=opts.report_pairs)
+    report = ReportData(opts.report_pairs) if opts.report and out_dir is not None else None
     names = unique_names([p for _, _, p in specs])
     results: dict = {
         "facerec_version": facerec.__version__,

@@ -42,10 +42,9 @@ from .report import (
     verification_cells,
 )
 
-#: hardest genuine and impostor pairs shown per model and benchmark (``--report-pairs``)
+#: hardest genuine and impostor pairs shown per model and benchmark, and worst-ranked
+#: identification probes per model (``--report-pairs``); gallery matches shown per probe
 DEFAULT_REPORT_PAIRS = 10
-#: worst-ranked identification probes shown per model, and gallery matches per probe
-DEFAULT_REPORT_PROBES = 10
 DEFAULT_TOP_MATCHES = 5
 THUMB_JPEG_QUALITY = 92
 
@@ -98,11 +97,10 @@ class ProbeRanking:
 @dataclass
 class ReportData:
     """What an eval run hands to the report: filled with :meth:`add_pairs` and
-    :meth:`add_identification` while eval runs, written by :func:`write_html_report`."""
+    :meth:`add_identification` while eval runs, written by :func:`write_html_report`;
+    ``num_shown`` hardest pairs of each kind and worst probes are shown (``--report-pairs``)."""
 
-    num_pairs: int = DEFAULT_REPORT_PAIRS
-    num_probes: int = DEFAULT_REPORT_PROBES
-    top_matches: int = DEFAULT_TOP_MATCHES
+    num_shown: int = DEFAULT_REPORT_PAIRS
     verification: list[PairScores] = field(default_factory=list)
     identification: list[ProbeRanking] = field(default_factory=list)
 
@@ -131,9 +129,8 @@ class ReportData:
         enrolled, skipped). Identities are named by the image's parent folder.
         """
         gp, pp = [str(q) for q in data.gallery_paths], [str(q) for q in data.probe_paths]
-        top = self.num_probes, self.top_matches
         gl, pl = data.gallery_labels, data.probe_labels
-        rows, mated = worst_probes(gallery, gl, gp, probes, pl, pp, *top)
+        rows, mated = worst_probes(gallery, gl, gp, probes, pl, pp, self.num_shown)
         size = (int(emb.input_size[0]), int(emb.input_size[1]))
         self.identification.append(ProbeRanking(model, rows, mated, size, emb.resize_mode))
 
@@ -160,7 +157,7 @@ def worst_probes(
     probes: np.ndarray,
     probe_labels: np.ndarray,
     probe_paths: Sequence[str],
-    n: int = DEFAULT_REPORT_PROBES,
+    n: int = DEFAULT_REPORT_PAIRS,
     top: int = DEFAULT_TOP_MATCHES,
     max_elements: int = 1 << 24,
 ) -> tuple[list[ProbeRow], int]:
@@ -566,8 +563,8 @@ def write_html_report(path: str | os.PathLike[str], results: dict, data: ReportD
             if v.get("groups"):
                 doc.append(groups_html(m, b, v["groups"]))
             ps = by_key.get((m, b))
-            if ps is not None and data.num_pairs > 0:
-                doc += _errors(ps, data.num_pairs)
+            if ps is not None and data.num_shown > 0:
+                doc += _errors(ps, data.num_shown)
             doc.append("</div>")
         doc.append("</section>")
     doc += _calibration(models, out_dir)
