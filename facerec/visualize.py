@@ -246,12 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     train = (np.arange(len(y)) % args.images) < int(args.images * 0.75)
     jobs = [(panel, x[train], y[train], x[~train], args) for panel in PANELS]
     t0 = time.perf_counter()
-    if args.jobs == 1:
-        outputs = map(_panel_features, jobs)
-        pool = None
-    else:
-        pool = mp.get_context("spawn").Pool(min(args.jobs, len(jobs)))
-        outputs = pool.imap(_panel_features, jobs)
+    pool = mp.get_context("spawn").Pool(min(args.jobs, len(jobs))) if args.jobs > 1 else None
+    outputs = map(_panel_features, jobs) if pool is None else pool.imap(_panel_features, jobs)
     results = []
     try:
         for panel, (f_train, f_test, seconds) in zip(PANELS, outputs, strict=True):
