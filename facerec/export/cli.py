@@ -4,10 +4,6 @@ Example::
 
     facerec export --checkpoint runs/r50/last.ckpt --out r50.onnx
     facerec export --checkpoint runs/r50/last.ckpt --out r50_uint8.onnx --bake-normalization
-
-After exporting, onnxruntime is compared with PyTorch on random images and synthetic faces
-(:mod:`facerec.export.check`); ``--out`` is checked first and written atomically, only if every
-cosine is at least ``--min-cosine``.
 """
 
 from __future__ import annotations

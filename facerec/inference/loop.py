@@ -1,9 +1,7 @@
 """The one embedding loop: an :class:`~facerec.data.sources.ImageSource` through an embedder.
 
-Images are decoded and fitted in a small thread pool (OpenCV releases the GIL), one batch ahead
-of the model; the flip test adds the embedding of each mirror image. Every embedding in facerec
-(eval, embed, the verification callback, the mining refresh, the tools) goes through
-:func:`embed_images`.
+Every embedding in facerec (eval, embed, the verification callback, the mining refresh, the
+tools) goes through :func:`embed_images`; images decode in threads (OpenCV releases the GIL).
 """
 
 from __future__ import annotations
