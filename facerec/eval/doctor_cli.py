@@ -321,19 +321,20 @@ _SECTIONS = {
 
 def _html(data, rows, d: Diagnosis, summary, bench_names, benches, limit) -> str:
     r, names, y, keys, esc = rows.tolist(), data.class_names, data.labels, data.keys, html.escape
-    cache: dict[tuple[str, int], str] = {}
+    cache: dict[tuple[int, int], str] = {}  # (id(source), index): a benchmark may be "train"
 
-    def img(source: ImageSource, i: int, tag: str, title: str) -> str:
-        if (tag, i) not in cache:
+    def img(source: ImageSource, i: int, title: str) -> str:
+        key = (id(source), i)
+        if key not in cache:
             try:
-                cache[(tag, i)] = image_data_uri(fit_to_size(source[i], (THUMB, THUMB), "resize"))
+                cache[key] = image_data_uri(fit_to_size(source[i], (THUMB, THUMB), "resize"))
             except DataError:
-                cache[(tag, i)] = ""
+                cache[key] = ""
         e = esc(title)
-        return f'<img src="{cache[(tag, i)]}" alt="{e}" title="{e}">' if cache[(tag, i)] else e
+        return f'<img src="{cache[key]}" alt="{e}" title="{e}">' if cache[key] else e
 
     def tr(n: int) -> str:
-        return img(data.images, r[n], "train", keys[r[n]])
+        return img(data.images, r[n], keys[r[n]])
 
     def members(c: int, but: int = -1) -> str:
         """Thumbnails of the first three images of identity ``c`` (other than row ``but``)."""
@@ -372,7 +373,7 @@ def _html(data, rows, d: Diagnosis, summary, bench_names, benches, limit) -> str
     ]
     by_name = {b.name: b for b in benches}
     overlap = [
-        f"<tr><td>{esc(b)}</td><td>{img(by_name[b].images, q, b, bench_names[b][q])}{tr(t)}</td>"
+        f"<tr><td>{esc(b)}</td><td>{img(by_name[b].images, q, bench_names[b][q])}{tr(t)}</td>"
         f"<td>{s:.4f}{' (same bytes)' if e else ''}</td><td>{esc(bench_names[b][q])}<br>"
         f"{esc(keys[r[t]])} ({esc(names[y[r[t]]])})</td></tr>"
         for b, o in d.overlap.items()

@@ -4,6 +4,7 @@ benchmark overlap: every planted problem is found, false positives are counted a
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -396,3 +397,30 @@ def test_doctor_quality_column(dirty, tmp_path):
     s = res.summary["quality"]
     assert s["method"] == "stability" and s["min"] == pytest.approx(q[0], abs=1e-5)
     assert s["worst"][0] == rows[0]["image"]
+
+
+def test_a_benchmark_named_train_shows_its_own_thumbnails(dirty, tmp_path):
+    """doctor.html caches thumbnails per image source: a benchmark called "train" (train.csv)
+    whose overlapping image has the index of its training copy shows each image's own."""
+    import dataclasses
+
+    from facerec.data.image import fit_to_size
+    from facerec.data.sources import FileImages
+    from facerec.eval.doctor_cli import THUMB
+    from facerec.eval.html_report import image_data_uri
+
+    data = read_training_images(dirty["root"])
+    b = bm.read_pairs_csv(dirty["bench"])
+    names = [Path(p).name for p in b.images.paths]
+    pad = data.keys.index("id_21/1.png") - names.index("b.jpg")  # b.jpg at its copy's index
+    paths = [b.images.paths[names.index("h0_0.png")]] * pad + b.images.paths
+    b = dataclasses.replace(b, name="train", images=FileImages(paths), pairs=b.pairs + pad)
+    run_doctor(data, PixelEmbedder(), tmp_path / "o", [b], OPT, None, num_workers=1)
+    page = (tmp_path / "o" / "doctor.html").read_text()
+    shown = re.findall(r'<img src="([^"]*)" alt="([^"]*)"', page[page.index('id="overlap"') :])
+    by_key = {k: (data.images, i) for i, k in enumerate(data.keys)}
+    by_key |= {f"bench/{n}": (b.images, pad + q) for q, n in enumerate(names)}
+    assert len(shown) == 4  # a.png and b.jpg, each beside its training copy
+    for src, alt in shown:
+        images, i = by_key[alt]
+        assert src == image_data_uri(fit_to_size(images[i], (THUMB, THUMB), "resize")), alt
