@@ -276,8 +276,7 @@ class FaceRecognitionModule(pl.LightningModule):
         images = normalize_images(first)
         if lightning_compat.attached_trainer(self) is not None:
             images = self.trainer.precision_plugin.convert_input(images)
-        rest = list(batch[1:])
-        return [images, *rest] if isinstance(batch, list) else (images, *rest)
+        return [images, *batch[1:]] if isinstance(batch, list) else (images, *batch[1:])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised (or uint8) RGB -> (B, D) raw embeddings."""
@@ -337,8 +336,7 @@ class FaceRecognitionModule(pl.LightningModule):
         bs = images.shape[0]
         for k, v in losses.items():
             self.log(f"train/{k}", v.detach(), prog_bar=k in ("loss", "acc"), batch_size=bs)
-        stats = getattr(self.metric_loss, "stats", None) or {}
-        for k, v in stats.items():
+        for k, v in (getattr(self.metric_loss, "stats", None) or {}).items():
             self.log(f"train/metric/{k}", v, batch_size=bs)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
         return losses["loss"]

@@ -16,11 +16,7 @@ ScheduleName = Literal["poly", "cosine", "constant"]
 #: the module's flat optimiser keys before issue 23 -> their key in :class:`OptimOptions`
 FLAT_KEYS: dict[str, str] = {
     "optimizer": "name",
-    "lr": "lr",
-    "lr_reference_batch": "lr_reference_batch",
-    "momentum": "momentum",
-    "weight_decay": "weight_decay",
-    "warmup_epochs": "warmup_epochs",
+    **{k: k for k in ("lr", "lr_reference_batch", "momentum", "weight_decay", "warmup_epochs")},
     "lr_schedule": "schedule",
     "poly_power": "poly_power",
 }
