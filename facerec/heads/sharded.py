@@ -1,13 +1,10 @@
 """Sharded margin head (Partial FC, An et al. 2022; insightface ``partial_fc_v2.py``).
 
-Each of the W ranks holds the class centres of :func:`shard_range` (insightface's layout) and
-the logits of its classes for all gathered rows, with any :class:`~facerec.heads.base.Margin`;
-the softmax cross-entropy over all classes is computed across ranks, so at sample rate 1.0 loss
-and gradients equal the unsharded head's (the backbone's after DDP's average, through
-:func:`facerec.base.distributed.all_gather_sum_grad`). ``state_dict()`` holds the *full*
-(C·K, D) matrix and its optimiser state (a collective) and loading slices this rank's rows, so a
-run resumes on any number of processes. Initial rows are N(0, 0.01²) from seeded blocks, the
-same for any W; until the layout is known ``weight`` is a (0, D) placeholder filled in place.
+Each of the W ranks holds the class centres of :func:`shard_range` and the logits of its
+classes for all gathered rows; the softmax cross-entropy over all classes is computed across
+ranks, so at sample rate 1.0 loss and gradients equal the unsharded head's (the backbone's after
+DDP's average, through :func:`facerec.base.distributed.all_gather_sum_grad`). ``state_dict()``
+holds the full matrix and its optimiser state, so a run resumes on any number of processes.
 """
 
 from __future__ import annotations

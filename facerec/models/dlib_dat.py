@@ -85,10 +85,11 @@ class _Reader:
         self.source = source
         self.where = "the file's start"
 
-    def fail(self, found: str, expected: str) -> DataError:
+    def fail(self, found: str, expected: str, at: int | None = None) -> DataError:
+        """The error for what was found at byte ``at`` (default: the current position)."""
         return DataError(
             f"{self.source}: not dlib's face ResNet ({DAT_NAME}): {self.where} at byte "
-            f"{self.pos} has {found}; expected {expected}"
+            f"{self.pos if at is None else at} has {found}; expected {expected}"
         )
 
     def _take(self, n: int, what: str) -> bytes:
@@ -106,16 +107,16 @@ class _Reader:
         start = self.pos
         version = self.string(what)
         if version not in allowed:
-            self.pos = start
-            raise self.fail(f"record {version!r}", f"{what}: {' or '.join(map(repr, allowed))}")
+            raise self.fail(
+                f"record {version!r}", f"{what}: {' or '.join(map(repr, allowed))}", start
+            )
         return version
 
     def int(self, what: str, signed: bool = True) -> int:
         control = self._take(1, what)[0]
         size = control & 0x0F
         if size == 0 or size > 8 or control & 0x70 or (not signed and control & 0x80):
-            self.pos -= 1
-            raise self.fail(f"byte 0x{control:02x}", f"{what} (a dlib integer)")
+            raise self.fail(f"byte 0x{control:02x}", f"{what} (a dlib integer)", self.pos - 1)
         value = int.from_bytes(self._take(size, what), "little")
         return -value if control & 0x80 else value
 
@@ -124,23 +125,20 @@ class _Reader:
         try:
             n = self.int(what, signed=False)
         except DataError:
-            self.pos = start
-            raise self.fail("no string", what) from None
+            raise self.fail("no string", what, start) from None
         if n > limit:
-            self.pos = start
-            raise self.fail(f"a string length of {n}", f"{what} (at most {limit} characters)")
-        raw = self._take(n, what)
+            raise self.fail(
+                f"a string length of {n}", f"{what} (at most {limit} characters)", start
+            )
         try:
-            return raw.decode("ascii")
+            return self._take(n, what).decode("ascii")
         except UnicodeDecodeError:
-            self.pos = start
-            raise self.fail("binary bytes", f"{what} (a version string)") from None
+            raise self.fail("binary bytes", f"{what} (a version string)", start) from None
 
     def bool(self, what: str) -> bool:
         ch = self._take(1, what)
         if ch not in (b"0", b"1"):
-            self.pos -= 1
-            raise self.fail(f"byte {ch!r}", f"{what} ('0' or '1')")
+            raise self.fail(f"byte {ch!r}", f"{what} ('0' or '1')", self.pos - 1)
         return ch == b"1"
 
     def float(self, what: str) -> float:
@@ -209,13 +207,11 @@ def _read_con(r: _Reader, spec: tuple, in_channels: int) -> DatLayer:
         r.bool("use_relu")
     _expect(r, filters, (out, in_channels, k, k), "filter shape")
     n_w = out * in_channels * k * k
-    n_b = out if use_bias else 0
-    _expect(r, params.size, n_w + n_b, "convolution parameter count")
+    _expect(r, params.size, n_w + (out if use_bias else 0), "convolution parameter count")
     flat = params.reshape(-1)
-    arrays = {"weight": flat[:n_w].reshape(filters).copy()}
-    arrays["bias"] = flat[n_w:].copy() if use_bias else np.zeros(out, np.float32)
+    bias = flat[n_w:].copy() if use_bias else np.zeros(out, np.float32)
     _expect(r, biases in ((1, out, 1, 1), (0, 0, 0, 0)), True, f"bias shape {biases}: ok")
-    return DatLayer("con", arrays)
+    return DatLayer("con", {"weight": flat[:n_w].reshape(filters).copy(), "bias": bias})
 
 
 def _read_affine(r: _Reader, spec: tuple) -> DatLayer:
