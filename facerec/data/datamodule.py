@@ -478,8 +478,7 @@ class FaceDataModule(pl.LightningDataModule):
             **self._loader_kwargs(),
         )
 
-    def test_dataloader(self) -> DataLoader | list:
-        return self.val_dataloader()
+    test_dataloader = val_dataloader
 
     def raw_pixel_accuracy(self) -> float | None:
         """Verification accuracy of raw pixels (mean-centred, cosine) on the validation pairs."""
