@@ -97,7 +97,6 @@ class Freezer:
             modules = [m for stage in stages[: options.stages] for m in stage]
         if options.embedding and isinstance(getattr(backbone, "head", None), nn.Module):
             modules.append(backbone.head)  # type: ignore[arg-type]
-        self.modules = modules
         # each once; a parameter fixed already (e.g. the BN1d weight at 1) is not touched
         unique = {id(p): p for m in modules for p in m.parameters() if p.requires_grad}
         self.params: list[nn.Parameter] = list(unique.values())

@@ -62,9 +62,8 @@ def embed_indices(
     padded = np.resize(np.asarray(indices, dtype=np.int64), per * world)
     mine = padded[rank * per : (rank + 1) * per]
     pre = getattr(pl_module, "preprocess", None)
-    backbone = pl_module.backbone
-    pre = Preprocess.for_backbone(backbone) if pre is None else Preprocess.coerce(pre)
-    embedder = TorchEmbedder.from_preprocess(backbone, pre, pl_module.device, batch_size)
+    pre = Preprocess.for_backbone(pl_module.backbone) if pre is None else Preprocess.coerce(pre)
+    embedder = TorchEmbedder.from_preprocess(pl_module.backbone, pre, pl_module.device, batch_size)
     skipped: list[tuple[int, str]] = []
     out = embed_images(
         embedder, _Unaugmented(dataset, mine), batch_size, False, num_workers, skipped=skipped
