@@ -230,7 +230,7 @@ def _identification(
     report: ReportData | None,
     model_name: str,
     aligner: Any,
-) -> tuple[dict, np.ndarray, int]:
+) -> tuple[dict, int]:
     # alignment keys contain a space, so they never equal a (sanitised) benchmark name
     g = _embed(emb, data.gallery_paths, opts, aligner, "identification gallery")
     p = _embed(emb, data.probe_paths, opts, aligner, "identification probe")
@@ -261,7 +261,7 @@ def _identification(
     if aligner is not None:
         keys = ["gallery", "probe"] + (["distractors"] if data.distractor_paths else [])
         out["align"] = {k: aligner.report(f"identification {k}") for k in keys}
-    return out, r.cmc, int(g.shape[1])
+    return out, int(g.shape[1])
 
 
 @dataclass
@@ -491,11 +491,10 @@ def evaluate(
                 model["calibration"] = _calibrate(kind, path, name, s, b.name, opts, out_dir)
         if identification is not None:
             print(f"[{name}] identification: embedding gallery and probes", file=sys.stderr)
-            model["identification"], curve, dim = _identification(
+            model["identification"], model["embedding_dim"] = _identification(
                 emb, identification, opts, report, name, aligner
             )
-            model["embedding_dim"] = dim
-            cmc_curves.append((name, curve))
+            cmc_curves.append((name, model["identification"]["cmc"]))
         if ijb is not None:
             model["ijb"] = {ijb.key: ijb.run_model(emb, name)}
             model["embedding_dim"] = model["ijb"][ijb.key]["embedding_dim"]

@@ -456,11 +456,8 @@ def _probes(pr: ProbeRanking) -> list[str]:
         ]
         if all(ident != r.identity for ident, _, _ in r.matches):
             figs.append(match("true", r.rank, r.identity, r.true_image, r.true_score))
-        out.append(
-            f'<div class="probe" data-rank="{r.rank}" data-probe="{_e(r.probe)}">'
-            + "".join(figs)
-            + "</div>"
-        )
+        attrs = f'data-rank="{r.rank}" data-probe="{_e(r.probe)}"'
+        out.append(f'<div class="probe" {attrs}>' + "".join(figs) + "</div>")
     out.append("</div>")
     return out
 

@@ -25,10 +25,8 @@ def _clean(obj):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
+    if isinstance(obj, np.ndarray | np.generic):
         return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _clean(obj.item())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, Path):
