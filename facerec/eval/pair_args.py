@@ -87,7 +87,12 @@ def load_benchmark(spec: str) -> bm.PairBenchmark:
     if spec == "synthetic":
         return bm.synthetic_pairs()
     if spec.startswith("synthetic:"):
-        return bm.synthetic_pairs(num_pairs=int(spec.split(":", 1)[1]))
+        n = spec.split(":", 1)[1]
+        if not n.isdigit() or int(n) < 2:
+            raise ConfigError(
+                f"benchmark {spec!r}: expected synthetic:N with N a number of pairs >= 2"
+            )
+        return bm.synthetic_pairs(num_pairs=int(n))
     if spec.endswith(".csv"):
         return bm.read_pairs_csv(spec)
     return bm.read_bin(spec)

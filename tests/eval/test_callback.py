@@ -105,6 +105,9 @@ def test_bad_arguments():
         VerificationCallback(["x.bin"], every_n_steps=0)
     with pytest.raises(ConfigError, match="at least one"):
         VerificationCallback([])
+    for spec in ("synthetic:", "synthetic:abc", "synthetic:-3", "synthetic:1"):
+        with pytest.raises(ConfigError, match="expected synthetic:N with N a number of pairs"):
+            _ = VerificationCallback([spec]).benchmarks
 
 
 def test_callback_in_facerec_fit_logs_and_selects_the_checkpoint(fit_run) -> None:
