@@ -85,13 +85,8 @@ def synthetic_set(
     from facerec.data.synthetic import SyntheticFaces
 
     gen = SyntheticFaces(num_identities=identities, images_per_identity=images, seed=seed)
-    x = np.stack(
-        [
-            to_tensor_array(fit_to_size(gen.render(i, j), (size, size)))
-            for i in range(identities)
-            for j in range(images)
-        ]
-    )
+    faces = (gen.render(i, j) for i in range(identities) for j in range(images))
+    x = np.stack([to_tensor_array(fit_to_size(f, (size, size))) for f in faces])
     return x, np.repeat(np.arange(identities), images).astype(np.int64)
 
 
