@@ -204,10 +204,11 @@ def read_checkpoint_dict(path: str | os.PathLike[str], expected: str = EXPECTED)
                 f"ran); {expected}"
             ) from None
         lines = [x.strip() for x in str(e).splitlines() if x.strip()]
-        msg = next((x for x in lines if "Unsupported" in x or "rror" in x), lines[-1:] or [""])
+        msg = next(
+            (x for x in lines if "Unsupported" in x or "rror" in x), lines[-1] if lines else ""
+        )
         raise DataError(
-            f"{p}: not a PyTorch checkpoint (a plain pickle, or damaged: {str(msg)[:120]}); "
-            f"{expected}"
+            f"{p}: not a PyTorch checkpoint (a plain pickle, or damaged: {msg[:120]}); {expected}"
         ) from None
     except Exception as e:
         msg = _first_line(e).split(". This is an internal")[0][:160]

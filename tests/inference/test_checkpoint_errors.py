@@ -76,3 +76,22 @@ def test_facerec_iresnet_state_dict_is_recognised_as_such():
     with pytest.raises(ConfigError, match="expected model.backbone to be facerec.models.IResNet "
                        "with depth: 34"):  # fmt: skip
         load_foreign_state_dict(small, found, "r34.pth")
+
+
+def test_an_unpickling_error_without_a_named_cause_quotes_its_last_line(tmp_path, monkeypatch):
+    """The reason quoted is the error's text, not a Python list of it."""
+    import pickle
+
+    import facerec.inference.checkpoint as ck
+
+    f = tmp_path / "odd.ckpt"
+    f.write_bytes(b"not empty")
+
+    def load(*args, **kwargs):
+        raise pickle.UnpicklingError("first line\nthe last line")
+
+    monkeypatch.setattr(torch, "load", load)
+    monkeypatch.setattr(ck, "pickle_globals", lambda p: [])
+    with pytest.raises(DataError, match=r"damaged: the last line\); ") as e:
+        ck.read_checkpoint_dict(f)
+    assert "[" not in str(e.value)
