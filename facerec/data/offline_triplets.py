@@ -24,6 +24,7 @@ from facerec.data.samplers import (
     Batches,
     _check_int,
     _check_ranks,
+    _check_seed,
     _ResumableBatchSampler,
     check_count,
 )
@@ -128,7 +129,8 @@ class OfflineTripletSampler(_ResumableBatchSampler):
             raise ConfigError(
                 "offline triplets need at least one identity with >= 2 images and 2 identities"
             )
-        self.labels, self.batch_size, self.seed = y, 3 * self.t, int(seed)
+        self.labels, self.batch_size = y, 3 * self.t
+        self.seed = _check_seed("OfflineTripletSampler", seed)
         self._anchor_ids = np.flatnonzero(counts >= 2)
         per_step = self.num_replicas * self.batch_size
         self._steps = max(1, len(y) // per_step)  # N // (R·3T), as a shuffled loader with drop_last

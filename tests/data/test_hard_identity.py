@@ -125,3 +125,6 @@ def test_offline_sampler_layout_ranks_and_pool() -> None:
     assert list(samplers[0]) == list(samplers[0])
     with pytest.raises(ConfigError, match="outside"):
         samplers[0].set_triplets(np.array([[0, 1, len(labels)]]))
+    for seed in (-1, 1.5):  # checked up front like every sampler's, not deep inside numpy
+        with pytest.raises(ConfigError, match="OfflineTripletSampler seed must be a non-negative"):
+            OfflineTripletSampler(labels, 5, seed=seed)
