@@ -67,8 +67,7 @@ class _DistributedCrossEntropy(torch.autograd.Function):
             target = torch.where(valid.unsqueeze(1), logits.gather(1, index) - row_max, target)
         distributed.all_reduce_(target, "sum")  # z_y − max, from the rank holding the target
         # The logits are only read by this function: turn them into probabilities in place.
-        probs = logits
-        probs.sub_(row_max).exp_()
+        probs = logits.sub_(row_max).exp_()
         denom = probs.sum(dim=1, keepdim=True)
         distributed.all_reduce_(denom, "sum")
         probs.div_(denom)
