@@ -39,7 +39,6 @@ from facerec.inference.checkpoint import (
     weights_architecture,
 )
 from facerec.inference.preprocess import Preprocess
-from facerec.losses.distill import distill_loss
 from facerec.metrics.verification import best_threshold_accuracy
 from facerec.models.base import Backbone
 from facerec.models.iresnet import IResNet
@@ -296,6 +295,9 @@ class FaceRecognitionModule(pl.LightningModule):
         out: dict[str, torch.Tensor] = {}
         total = embeddings.new_zeros((), dtype=torch.float32)
         if teacher_embeddings is not None and self.distill is not None:
+            # not at the top: facerec.losses imported before facerec.models reorders --help
+            from facerec.losses.distill import distill_loss
+
             student = embeddings if self.distill_proj is None else self.distill_proj(embeddings)
             out["distill"] = distill_loss(student, teacher_embeddings, self.distill.loss)
             total = total + self.distill.weight * out["distill"]
