@@ -78,13 +78,10 @@ def best_threshold_accuracy(scores: np.ndarray, issame: np.ndarray) -> tuple[flo
     ss, ys = s[order], y[order]
     n = s.size
     n_neg = n - int(ys.sum())
-    # cut k = "the top k scores are predicted same", valid only between distinct scores.
     tp = np.concatenate([[0], np.cumsum(ys)])  # (N+1,)
-    k = np.arange(n + 1)
-    correct = tp + (n_neg - (k - tp))
-    valid = np.ones(n + 1, dtype=bool)
-    valid[1:n] = ss[:-1] > ss[1:]
-    correct = np.where(valid, correct, -1)
+    # cut k = "the top k scores are predicted same", valid only between distinct scores.
+    valid = np.r_[True, ss[:-1] > ss[1:], True]
+    correct = np.where(valid, tp + (n_neg - (np.arange(n + 1) - tp)), -1)
     best = int(np.argmax(correct))  # first = fewest accepted = highest threshold
     if best == 0:
         thr = float(ss[0]) + 1e-6 * max(1.0, abs(float(ss[0])))
@@ -201,18 +198,15 @@ def kfold_accuracy(
     if thr.size == 0:
         raise DataError("empty threshold list; expected at least one candidate threshold")
     fid = check_folds(y, folds, n_folds)
-    uniq = np.unique(fid)
+    uniq, sizes = np.unique(fid, return_counts=True)
     # correct[f, t] = pairs of fold f classified correctly at threshold t, by sorted counting.
     correct = np.zeros((uniq.size, thr.size), dtype=np.int64)
-    sizes = np.zeros(uniq.size, dtype=np.int64)
     for i, f in enumerate(uniq):
-        m = fid == f
-        pos = np.sort(s[m & y])
-        neg = np.sort(s[m & ~y])
+        pos = np.sort(s[(fid == f) & y])
+        neg = np.sort(s[(fid == f) & ~y])
         tp = pos.size - np.searchsorted(pos, thr, side="right")  # pos with score > t
         tn = np.searchsorted(neg, thr, side="right")  # neg with score <= t
         correct[i] = tp + tn
-        sizes[i] = m.sum()
     # each fold's threshold: the first best on the other folds
     best = np.argmax((correct.sum(axis=0) - correct) / (s.size - sizes)[:, None], axis=1)
     chosen = thr[best]
@@ -248,23 +242,17 @@ def roc(
 
 def auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
     """Area under a ROC curve by the trapezoidal rule (``fpr`` non-decreasing)."""
-    fpr = np.asarray(fpr, dtype=np.float64)
-    tpr = np.asarray(tpr, dtype=np.float64)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+    return float(np.trapezoid(np.asarray(tpr, np.float64), np.asarray(fpr, np.float64)))
 
 
 def eer(scores: np.ndarray, issame: np.ndarray) -> tuple[float, float]:
     """``(eer, threshold)``: at the first ROC point where ``1 - tpr <= fpr``, the EER linearly
     interpolated from the previous point, and that point's threshold."""
     fpr, tpr, thr = roc(scores, issame)
-    fnr = 1.0 - tpr
-    diff = fnr - fpr  # decreasing from 1 to -1
+    diff = (1.0 - tpr) - fpr  # decreasing from 1 (fpr = tpr = 0) to -1: i >= 1, d0 > 0 >= d1
     i = int(np.argmax(diff <= 0))
-    if i == 0:
-        return float(fpr[0]), float(thr[0])
     d0, d1 = diff[i - 1], diff[i]
-    w = d0 / (d0 - d1) if d0 != d1 else 0.0
-    rate = fpr[i - 1] + w * (fpr[i] - fpr[i - 1])
+    rate = fpr[i - 1] + d0 / (d0 - d1) * (fpr[i] - fpr[i - 1])
     return float(rate), float(thr[i])
 
 
@@ -298,8 +286,7 @@ def tar_at_far(
         t = float(thr[i])
         if math.isinf(t):  # nothing accepted: just above the top score, in the scores' precision
             t = float(np.nextafter(dtype.type(s.max()), dtype.type(np.inf)))
-        ok = far * n_neg >= 1.0
-        out.append(TarAtFar(float(far), float(tpr[i]), t, float(fpr[i]), ok, n_neg))
+        out.append(TarAtFar(float(far), float(tpr[i]), t, float(fpr[i]), far * n_neg >= 1.0, n_neg))
     return out
 
 
