@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from facerec.losses.base import MetricLoss, scale_gradient
+from facerec.losses.base import MetricLoss
 from facerec.losses.contrastive import ContrastiveLoss
 from facerec.losses.triplet import TripletLoss
 from facerec.losses.tripletnet import TripletNetLoss
@@ -17,7 +17,6 @@ __all__ = [
     "MetricLoss",
     "TripletLoss",
     "TripletNetLoss",
-    "scale_gradient",
 ]
 
 

@@ -74,9 +74,4 @@ class MetricLoss(nn.Module, ABC):
                 embeddings = embeddings.float()
             loss, stats = self.compute(embeddings, labels)
         self.stats = {k: v.detach() for k, v in stats.items()}
-        return scale_gradient(loss, float(world)) if world > 1 else loss
-
-
-def scale_gradient(loss: Tensor, factor: float) -> Tensor:
-    """Same value as ``loss``, gradient multiplied by ``factor``: L + (f − 1)·(L − L.detach())."""
-    return loss + (factor - 1.0) * (loss - loss.detach())
+        return loss + (world - 1.0) * (loss - loss.detach()) if world > 1 else loss

@@ -64,13 +64,12 @@ class ContrastiveLoss(MetricLoss):
         num_pairs = upper.sum()
         loss = dist.sum() * 0.0 if n < 2 else terms[upper].sum() / num_pairs
         with torch.no_grad():
-            d = dist.detach()
             num_pos, num_neg = pos.sum(), neg.sum()
             stats = {
-                "active_fraction": ((terms.detach() > 0) & upper).sum()
-                / num_pairs.clamp_min(1).to(d.dtype),
-                "mean_d_pos": (d * pos).sum() / num_pos.clamp_min(1).to(d.dtype),
-                "mean_d_neg": (d * neg).sum() / num_neg.clamp_min(1).to(d.dtype),
+                "active_fraction": ((terms > 0) & upper).sum()
+                / num_pairs.clamp_min(1).to(dist.dtype),
+                "mean_d_pos": (dist * pos).sum() / num_pos.clamp_min(1).to(dist.dtype),
+                "mean_d_neg": (dist * neg).sum() / num_neg.clamp_min(1).to(dist.dtype),
                 "num_pairs": num_pairs,
                 "num_pos_pairs": num_pos,
             }

@@ -33,11 +33,6 @@ TripletNetMining = Literal["batch_all", "batch_hard", "semi_hard"]
 TRIPLETNET_MININGS: tuple[str, ...] = ("batch_all", "batch_hard", "semi_hard")
 
 
-def tripletnet_terms(d_ap: Tensor, d_an: Tensor) -> Tensor:
-    """Per-triplet loss ‖softmax(d₊, d₋) − (0, 1)‖² = 2·σ(d₊ − d₋)², any matching shapes."""
-    return 2.0 * torch.sigmoid(d_ap - d_an) ** 2
-
-
 class TripletNetLoss(MetricLoss):
     """Hoffer & Ailon's triplet-network loss as a metric loss (see the module doc).
 
@@ -108,18 +103,17 @@ class TripletNetLoss(MetricLoss):
         wrong = torch.zeros((), dtype=torch.long, device=dist.device)
         for rows in _anchor_chunks(b, p_max, self.max_chunk_elements):
             x = d_pos[rows].unsqueeze(2) - d_neg[rows].unsqueeze(1)  # (c, P, B)
-            total = total + tripletnet_terms(x, torch.zeros((), dtype=x.dtype)).sum()
-            with torch.no_grad():
-                wrong += (x >= 0).sum()  # -inf on invalid combinations: never counted
+            # -inf on invalid combinations: a zero term, never counted wrong
+            terms, wrong_x = _terms(x, torch.zeros((), dtype=x.dtype))
+            total = total + terms.sum()
+            wrong += wrong_x.sum()
         with torch.no_grad():
             n_pos, n_neg = pos_valid.sum(1), neg.sum(1)
             count = (n_pos * n_neg).sum()
-            d = dist.detach()
-            denom = count.clamp_min(1).to(d.dtype)
-            mean_ap = ((d * pos).sum(1) * n_neg).sum() / denom
-            mean_an = ((d * neg).sum(1) * n_pos).sum() / denom
-        loss = total / count.clamp_min(1).to(dist.dtype)
-        return TripletLossResult(loss, count, wrong, mean_ap, mean_an)
+            denom = count.clamp_min(1).to(dist.dtype)
+            mean_ap = ((dist * pos).sum(1) * n_neg).sum() / denom
+            mean_an = ((dist * neg).sum(1) * n_pos).sum() / denom
+        return TripletLossResult(total / denom, count, wrong, mean_ap, mean_an)
 
     def extra_repr(self) -> str:
         return (
@@ -129,5 +123,6 @@ class TripletNetLoss(MetricLoss):
 
 
 def _terms(d_ap: Tensor, d_an: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-triplet terms and "wrongly ordered" mask (d₊ ≥ d₋)."""
-    return tripletnet_terms(d_ap, d_an), d_ap >= d_an
+    """Per-triplet loss ‖softmax(d₊, d₋) − (0, 1)‖² = 2·σ(d₊ − d₋)² and "wrongly ordered" mask
+    (d₊ ≥ d₋), any matching shapes."""
+    return 2.0 * torch.sigmoid(d_ap - d_an) ** 2, d_ap >= d_an
