@@ -26,10 +26,9 @@ def faiss_gpu_count() -> int:
     """Number of GPUs the installed faiss can use (0 for faiss-cpu)."""
     import faiss
 
-    get = getattr(faiss, "get_num_gpus", None)
     try:
-        return int(get()) if get is not None else 0
-    except Exception:
+        return int(faiss.get_num_gpus())
+    except Exception:  # no get_num_gpus in this build, or it failed
         return 0
 
 

@@ -58,12 +58,8 @@ def nearest_identities(
 def _drop_self(found: np.ndarray, k: int) -> np.ndarray:
     """Remove each row's own index (and -1 padding) from (C, k + 1) results, keep k columns."""
     keep = (found != np.arange(found.shape[0])[:, None]) & (found >= 0)
-    # stable: position of each kept entry among the kept ones of its row
-    order = np.argsort(~keep, axis=1, kind="stable")
-    out = np.take_along_axis(found, order, axis=1)[:, :k].copy()
-    kept = np.take_along_axis(keep, order, axis=1)[:, :k]
-    out[~kept] = -1
-    return out
+    order = np.argsort(~keep, axis=1, kind="stable")  # the kept entries first, in their order
+    return np.take_along_axis(np.where(keep, found, -1), order, axis=1)[:, :k].copy()
 
 
 def broadcast_neighbours(

@@ -78,13 +78,10 @@ def select_triplets(
     valid = nbr_t >= 0
     nbr_t = nbr_t.clamp_min(0)
     # exact distances (float64) to the candidates and to the positives
-    sq = ((x.unsqueeze(1) - x[nbr_t]) ** 2).sum(-1)  # (N, k)
-    d_cand = _to_distance(sq, distance)
+    d_cand = _to_distance(((x.unsqueeze(1) - x[nbr_t]) ** 2).sum(-1), distance)  # (N, k)
     cand_neg = valid & (y[nbr_t] != y.unsqueeze(1))  # (N, k)
     # re-sort candidates by exact distance (stable: FAISS rank breaks ties)
-    d_sort = d_cand.masked_fill(~cand_neg, float("inf"))
-    order = torch.sort(d_sort, dim=1, stable=True).indices
-    d_sort = d_sort.gather(1, order)
+    d_sort, order = torch.sort(d_cand.masked_fill(~cand_neg, float("inf")), dim=1, stable=True)
     nbr_sorted = nbr_t.gather(1, order)
     has_neg = torch.isfinite(d_sort[:, 0])
 
@@ -102,12 +99,11 @@ def select_triplets(
         for s in range(0, a_idx.shape[0], chunk):
             a, dap = a_idx[s : s + chunk], d_ap[s : s + chunk]
             d_a = d_sort[a]  # (c, k), +inf past the negatives
-            beyond = d_a > dap.unsqueeze(1)
-            first = beyond.to(torch.int8).argmax(dim=1)  # first candidate with d_an > d_ap
-            found = beyond.any(dim=1)
-            d_first = d_a.gather(1, first.unsqueeze(1)).squeeze(1)
-            negs.append(nbr_sorted[a].gather(1, first.unsqueeze(1)).squeeze(1))
-            in_band.append(found & torch.isfinite(d_first) & (d_first < dap + margin))
+            # first candidate with d_an > d_ap; if none, the 0th, whose d_an <= d_ap is out of band
+            first = (d_a > dap.unsqueeze(1)).to(torch.int8).argmax(dim=1, keepdim=True)
+            d_first = d_a.gather(1, first).squeeze(1)
+            negs.append(nbr_sorted[a].gather(1, first).squeeze(1))
+            in_band.append((d_first > dap) & (d_first < dap + margin))
         neg = torch.cat(negs) if negs else torch.zeros(0, dtype=torch.long)
         keep = keep & (torch.cat(in_band) if in_band else keep)
     if not bool(keep.any()):

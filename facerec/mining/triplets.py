@@ -239,15 +239,13 @@ def batch_all(
             row.scatter_add_(1, pos_index[rows], grad.sum(dim=2))
             weights[rows] = row
         n_valid = (n_pos * n_neg).sum()
-        # mean d_ap over valid triplets weights each pair by its anchor's negatives, and so on
-        sum_ap = ((d * pos).sum(dim=1).to(acc) * n_neg).sum()
-        sum_an = ((d * neg).sum(dim=1).to(acc) * n_pos).sum()
-        norm = n_valid if soft_margin else n_active
-        safe_norm = norm.clamp_min(1).to(acc)
+        safe_norm = (n_valid if soft_margin else n_active).clamp_min(1).to(acc)
         value = (total / safe_norm).to(dist.dtype)
         w = (weights / safe_norm.to(weights.dtype)).to(dist.dtype)
-        mean_ap = (sum_ap / n_valid.clamp_min(1).to(acc)).to(dist.dtype)
-        mean_an = (sum_an / n_valid.clamp_min(1).to(acc)).to(dist.dtype)
+        # mean d_ap over valid triplets weights each pair by its anchor's negatives, and so on
+        n_triplets = n_valid.clamp_min(1).to(acc)
+        mean_ap = (((d * pos).sum(dim=1).to(acc) * n_neg).sum() / n_triplets).to(dist.dtype)
+        mean_an = (((d * neg).sum(dim=1).to(acc) * n_pos).sum() / n_triplets).to(dist.dtype)
     loss = _ValueWithGradient.apply(dist, value, w)
     return TripletLossResult(loss, n_valid, n_active, mean_ap, mean_an)
 
