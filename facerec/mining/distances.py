@@ -49,12 +49,7 @@ def pairwise_distances(x: Tensor, y: Tensor | None = None, distance: str = "eucl
     same = y is None
     y = x if y is None else y
     if distance == "cosine":
-        d = torch.addmm(
-            torch.ones((), dtype=x.dtype, device=x.device),
-            F.normalize(x, dim=1),
-            F.normalize(y, dim=1).T,
-            alpha=-1.0,
-        )
+        d = torch.addmm(x.new_ones(()), F.normalize(x, dim=1), F.normalize(y, dim=1).T, alpha=-1.0)
     else:
         xx = (x * x).sum(dim=1, keepdim=True)  # (N, 1)
         yy = xx.T if same else (y * y).sum(dim=1).unsqueeze(0)  # (1, M)

@@ -121,8 +121,7 @@ def batch_layout_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             f"negative) triplets, got {b} images; use data.sampler: "
             "facerec.data.offline_triplets.OfflineTripletBatches"
         )
-    idx = torch.arange(b, device=labels.device)
-    a, p, n = idx[0::3], idx[1::3], idx[2::3]
+    a, p, n = torch.arange(b, device=labels.device).view(-1, 3).T  # the columns of [a, p, n] rows
     if not bool((labels[a] == labels[p]).all() and (labels[a] != labels[n]).all()):
         raise FacerecError(
             "offline triplet loss: the batch is not laid out as (anchor, positive, negative) "
