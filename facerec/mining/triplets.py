@@ -96,14 +96,12 @@ def positives_table(pos: Tensor) -> tuple[Tensor, Tensor]:
     """Each anchor's positives, from the (B, B) positive mask: ``index`` (B, P_max) int64 in
     ascending order, padded with the anchor's own index, and ``valid`` (B, P_max) bool."""
     b = pos.shape[0]
-    a_idx, p_idx = torch.nonzero(pos, as_tuple=True)  # row-major: rows ascending
     counts = pos.sum(dim=1)
     p_max = int(counts.max()) if b else 0
-    column = torch.arange(a_idx.shape[0], device=pos.device) - (counts.cumsum(0) - counts)[a_idx]
+    valid = torch.arange(p_max, device=pos.device) < counts.unsqueeze(1)
     index = torch.arange(b, device=pos.device).unsqueeze(1).repeat(1, p_max)
-    index[a_idx, column] = p_idx
-    valid = torch.zeros(b, p_max, dtype=torch.bool, device=pos.device)
-    valid[a_idx, column] = True
+    # both in row-major order: row r's first counts[r] slots take its positives, ascending
+    index[valid] = torch.nonzero(pos, as_tuple=True)[1]
     return index, valid
 
 
