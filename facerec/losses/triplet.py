@@ -18,7 +18,6 @@ from facerec.mining import (
     Distance,
     Fallback,
     Mining,
-    Triplets,
     check_mining,
     mined_triplet_loss,
     triplet_loss_from_triplets,
@@ -96,7 +95,7 @@ class TripletLoss(MetricLoss):
         dist = self.distances(embeddings)  # (N, N)
         if self.offline != "off":
             off = triplet_loss_from_triplets(
-                dist, Triplets(*batch_layout_triplets(labels)), self.margin, self.soft_margin
+                dist, batch_layout_triplets(labels), self.margin, self.soft_margin
             )
             if self.offline == "instead":
                 return off.loss, off.stats()

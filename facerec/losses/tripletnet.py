@@ -20,7 +20,6 @@ from facerec.mining import (
     Distance,
     Fallback,
     TripletLossResult,
-    Triplets,
     batch_hard,
     label_masks,
     semi_hard,
@@ -81,7 +80,7 @@ class TripletNetLoss(MetricLoss):
         """Loss and stats on the whole batch ``embeddings`` (N, D), ``labels`` (N,)."""
         dist = self.distances(embeddings)  # (N, N)
         if self.offline == "instead":
-            triplets = Triplets(*batch_layout_triplets(labels))
+            triplets = batch_layout_triplets(labels)
         elif self.mining == "batch_all":
             result = self._batch_all(dist, labels)
             return result.loss, result.stats()

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from facerec.errors import ConfigError, FacerecError
 from facerec.mining.distances import check_distance
+from facerec.mining.triplets import Triplets
 
 Selection = Literal["hard", "semi_hard"]
 SELECTIONS: tuple[str, ...] = ("hard", "semi_hard")
@@ -111,8 +112,8 @@ def select_triplets(
     return torch.stack([a_idx[keep], p_idx[keep], neg[keep]], dim=1).numpy().astype(np.int64)
 
 
-def batch_layout_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The (T,) index tensors of an offline batch laid out as [a₀, p₀, n₀, a₁, …] (``labels``
+def batch_layout_triplets(labels: Tensor) -> Triplets:
+    """The :class:`Triplets` of an offline batch laid out as [a₀, p₀, n₀, a₁, …] (``labels``
     (3·T,)); FacerecError unless every consecutive three has y_a = y_p ≠ y_n."""
     b = labels.shape[0]
     if b % 3 != 0 or b == 0:
@@ -128,4 +129,4 @@ def batch_layout_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             "triplets (labels of a and p must agree, of a and n differ); use "
             "data.sampler: facerec.data.offline_triplets.OfflineTripletBatches"
         )
-    return a, p, n
+    return Triplets(a, p, n)
