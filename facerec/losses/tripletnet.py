@@ -101,9 +101,8 @@ class TripletNetLoss(MetricLoss):
         total = dist.sum() * 0.0
         wrong = torch.zeros((), dtype=torch.long, device=dist.device)
         for rows in _anchor_chunks(b, p_max, self.max_chunk_elements):
-            x = d_pos[rows].unsqueeze(2) - d_neg[rows].unsqueeze(1)  # (c, P, B)
-            # -inf on invalid combinations: a zero term, never counted wrong
-            terms, wrong_x = _terms(x, torch.zeros((), dtype=x.dtype))
+            # (c, P, B); d₊ − d₋ = -inf on invalid combinations: a zero term, never counted wrong
+            terms, wrong_x = _terms(d_pos[rows].unsqueeze(2), d_neg[rows].unsqueeze(1))
             total = total + terms.sum()
             wrong += wrong_x.sum()
         with torch.no_grad():
