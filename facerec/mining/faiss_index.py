@@ -100,6 +100,5 @@ def faiss_search(
     scores = np.empty((q.shape[0], k), np.float32)
     ids = np.empty((q.shape[0], k), np.int64)
     for s in range(0, q.shape[0], chunk_size):
-        d, i = index.search(q[s : s + chunk_size], k)
-        scores[s : s + chunk_size], ids[s : s + chunk_size] = d, i
+        scores[s : s + chunk_size], ids[s : s + chunk_size] = index.search(q[s : s + chunk_size], k)
     return scores, ids

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from facerec.errors import ConfigError, FacerecError
 from facerec.mining.distances import check_distance
-from facerec.mining.triplets import Triplets
+from facerec.mining.triplets import Triplets, label_masks
 
 Selection = Literal["hard", "semi_hard"]
 SELECTIONS: tuple[str, ...] = ("hard", "semi_hard")
@@ -86,9 +86,7 @@ def select_triplets(
     nbr_sorted = nbr_t.gather(1, order)
     has_neg = torch.isfinite(d_sort[:, 0])
 
-    same = y.unsqueeze(0) == y.unsqueeze(1)
-    same.fill_diagonal_(False)
-    a_idx, p_idx = torch.nonzero(same, as_tuple=True)  # row-major: anchor then positive
+    a_idx, p_idx = torch.nonzero(label_masks(y)[0], as_tuple=True)  # anchor, then positive
     keep = has_neg[a_idx]
     if selection == "hard":
         neg = nbr_sorted[a_idx, 0]
