@@ -116,9 +116,8 @@ def batch_hard(dist: Tensor, labels: Tensor) -> Triplets:
     _check_inputs(dist, labels)
     with torch.no_grad():
         pos, neg = label_masks(labels)
-        d = dist.detach()
-        hardest_pos = d.masked_fill(~pos, float("-inf")).argmax(dim=1)
-        hardest_neg = d.masked_fill(~neg, float("inf")).argmin(dim=1)
+        hardest_pos = dist.masked_fill(~pos, float("-inf")).argmax(dim=1)
+        hardest_neg = dist.masked_fill(~neg, float("inf")).argmin(dim=1)
         anchors = torch.nonzero(pos.any(dim=1) & neg.any(dim=1)).squeeze(1)
         return Triplets(anchors, hardest_pos[anchors], hardest_neg[anchors])
 
@@ -138,25 +137,24 @@ def semi_hard(
         )
     with torch.no_grad():
         pos, neg = label_masks(labels)
-        d = dist.detach()
         pos_index, pos_valid = positives_table(pos)  # (B, P)
         pos_valid &= neg.any(dim=1, keepdim=True)  # the anchor needs a negative
+        d_neg = dist.masked_fill(~neg, float("inf"))  # (B, B): only negatives are finite
         if fallback == "largest":
-            fallback_neg = d.masked_fill(~neg, float("-inf")).argmax(dim=1)  # (B,)
+            fallback_neg = dist.masked_fill(~neg, float("-inf")).argmax(dim=1)  # (B,)
         else:
-            fallback_neg = d.masked_fill(~neg, float("inf")).argmin(dim=1)
+            fallback_neg = d_neg.argmin(dim=1)
         neg_index = torch.zeros_like(pos_index)  # (B, P)
-        d_neg = d.masked_fill(~neg, float("inf"))  # (B, B): only negatives are finite
         b, p_max = pos_index.shape
         for rows in _anchor_chunks(b, p_max, max_chunk_elements):
             d_an = d_neg[rows].unsqueeze(1)  # (c, 1, B)
-            d_ap = d[rows].gather(1, pos_index[rows]).unsqueeze(2)  # (c, P, 1)
+            d_ap = dist[rows].gather(1, pos_index[rows]).unsqueeze(2)  # (c, P, 1)
             # nearest negative with d_an > d_ap; +inf where there is none
             nearest, nearest_idx = torch.where(d_an > d_ap, d_an, float("inf")).min(dim=2)
             neg_index[rows] = torch.where(
                 nearest < float("inf"), nearest_idx, fallback_neg[rows].unsqueeze(1)
             )
-        anchors = torch.arange(b, device=d.device).unsqueeze(1).expand(b, p_max)
+        anchors = torch.arange(b, device=dist.device).unsqueeze(1).expand(b, p_max)
         return Triplets(anchors[pos_valid], pos_index[pos_valid], neg_index[pos_valid])
 
 
@@ -206,9 +204,8 @@ def batch_all(
     acc = torch.float64 if device.type != "mps" else torch.float32
     with torch.no_grad():
         pos, neg = label_masks(labels)
-        d = dist.detach()
-        if d.dtype in (torch.float16, torch.bfloat16):
-            d = d.float()  # sums and comparisons in at least float32
+        # sums and comparisons in at least float32
+        d = dist.float() if dist.dtype in (torch.float16, torch.bfloat16) else dist
         pos_index, pos_valid = positives_table(pos)  # (B, P)
         n_pos = pos_valid.sum(dim=1)  # (B,)
         n_neg = neg.sum(dim=1)  # (B,)
@@ -233,9 +230,7 @@ def batch_all(
                 total += x.clamp_min_(0).sum().to(acc)
                 n_active += grad.sum().to(torch.long)
             # d term/d d_ap = grad, d term/d d_an = -grad; the padding scatters 0 on the diagonal
-            row = -grad.sum(dim=1)  # (c, B), non-zero on negatives only
-            row.scatter_add_(1, pos_index[rows], grad.sum(dim=2))
-            weights[rows] = row
+            weights[rows] = (-grad.sum(dim=1)).scatter_add_(1, pos_index[rows], grad.sum(dim=2))
         n_valid = (n_pos * n_neg).sum()
         safe_norm = (n_valid if soft_margin else n_active).clamp_min(1).to(acc)
         value = (total / safe_norm).to(dist.dtype)
