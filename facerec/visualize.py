@@ -170,22 +170,21 @@ def draw(results: list[Result], out: str, note: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(results)
-    cols = min(n, 3)
-    rows = (n + cols - 1) // cols
+    cols = min(len(results), 3)
+    rows = (len(results) + cols - 1) // cols
     fig = plt.figure(figsize=(4.6 * cols, 4.6 * rows))
     cmap = plt.get_cmap("tab10")
     for k, (panel, f_tr, y_tr, f_te, y_te) in enumerate(results):
+        pts = [(f_tr, y_tr), (f_te, y_te)]
         if panel.dim == 2:
             ax = fig.add_subplot(rows, cols, k + 1)
-            pts = [(f_tr, y_tr), (f_te, y_te)]
             ax.axhline(0, color="0.75", lw=0.6, zorder=0)
             ax.axvline(0, color="0.75", lw=0.6, zorder=0)
             ax.set_aspect("equal", adjustable="datalim")
             ax.tick_params(labelsize=7)
         else:
             ax = fig.add_subplot(rows, cols, k + 1, projection="3d")
-            pts = [(l2_normalize(f), y) for f, y in ((f_tr, y_tr), (f_te, y_te))]
+            pts = [(l2_normalize(f), y) for f, y in pts]
             a, b = np.mgrid[0 : 2 * np.pi : 36j, 0 : np.pi : 18j]
             ax.plot_wireframe(
                 np.cos(a) * np.sin(b), np.sin(a) * np.sin(b), np.cos(b), color="0.88", lw=0.3
@@ -252,8 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         if pool is not None:
             pool.close()
             pool.join()
-    note = f"; IResNet-18 ×{args.width}, {args.size}px, {args.steps} steps"
-    draw(results, args.out, note)
+    draw(results, args.out, f"; IResNet-18 ×{args.width}, {args.size}px, {args.steps} steps")
     print(f"wrote {args.out} in {time.perf_counter() - t0:.0f} s")
     return 0
 
