@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +44,7 @@ MAX_BAD_PER_SAMPLE = 8
 MAX_TRIES = 50
 
 
+@dataclass(eq=False, repr=False)
 class FaceDataset(Dataset):
     """(image, label, bad) samples: image (3, H, W) uint8 RGB, label int64, bad
     (MAX_BAD_PER_SAMPLE,) int64.
@@ -63,25 +66,19 @@ class FaceDataset(Dataset):
     names each once per worker.
     """
 
-    def __init__(
-        self,
-        images: ImageSource,
-        labels: np.ndarray,
-        image_size: tuple[int, int] = (112, 112),
-        resize_mode: ResizeMode = "resize",
-        augment=None,
-        strict: bool = False,
-        seed: int = 0,
-        names: Sequence[str] | None = None,
-    ) -> None:
-        self.images = images
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.resize_mode = resize_mode
-        self.augment = augment
-        self.strict = strict
-        self.seed = seed
-        self.names = list(names) if names is not None else None
+    images: ImageSource
+    labels: np.ndarray
+    image_size: tuple[int, int] = (112, 112)
+    resize_mode: ResizeMode = "resize"
+    augment: Any = None
+    strict: bool = False
+    seed: int = 0
+    names: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        self.names = list(self.names) if self.names is not None else None
         self._by_label: dict[int, np.ndarray] | None = None
         self._warned: set[int] = set()  # unreadable images met by this process
 
@@ -105,8 +102,7 @@ class FaceDataset(Dataset):
     def _replacement(self, i: int, tried: list[int]) -> int:
         """Another image of sample ``i``'s identity not found unreadable (seeded draw)."""
         if self._by_label is None:
-            groups = label_groups(self.labels)
-            self._by_label = {int(self.labels[g[0]]): g for g in groups if len(g)}
+            self._by_label = {int(self.labels[g[0]]): g for g in label_groups(self.labels)}
         label = int(self.labels[i])
         same = self._by_label[label]
         pool = same[~np.isin(same, list(self._warned | set(tried)))]
