@@ -333,8 +333,7 @@ class FaceDataModule(pl.LightningDataModule):
         """Only the images ``include_list`` names; identities left without images drop out."""
         listed = set(read_name_list(str(self.include_list)))
         rel = [Path(p).relative_to(str(self.root)).as_posix() for p in paths]
-        unknown = sorted(listed - set(rel))
-        if unknown:
+        if unknown := sorted(listed - set(rel)):
             raise DataError(
                 f"data.include_list {self.include_list} names {len(unknown)} images not under "
                 f"{self.root} (e.g. {unknown[0]}); expected paths relative to the root"
@@ -366,8 +365,7 @@ class FaceDataModule(pl.LightningDataModule):
     def _held_out_names(self, names: list[str]) -> set[str]:
         if self.val_list:
             listed = read_name_list(self.val_list)
-            unknown = [n for n in listed if n not in names]
-            if unknown:
+            if unknown := [n for n in listed if n not in names]:
                 raise DataError(
                     f"data.val_list {self.val_list} names identities not under {self.root}: "
                     f"{', '.join(unknown[:5])}"

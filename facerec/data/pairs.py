@@ -19,7 +19,6 @@ def make_pairs(
 
     Returns (idx1, idx2, issame): int64, int64 and bool (2·num_pairs,), the kinds interleaved.
     """
-    labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     ids, inverse = np.unique(labels, return_inverse=True)
     members = [np.flatnonzero(inverse == i) for i in range(len(ids))]

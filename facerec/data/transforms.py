@@ -48,8 +48,7 @@ def build_augment(specs: Sequence[Mapping[str, Any]] | None) -> A.Compose | None
             raise ConfigError(
                 f"data.augment[{i}] ({spec['name']}): bad arguments {kwargs}: {msg}"
             ) from None
-        invalid = [str(w.message) for w in caught if "not valid" in str(w.message)]
-        if invalid:
+        if invalid := [str(w.message) for w in caught if "not valid" in str(w.message)]:
             raise ConfigError(
                 f"data.augment[{i}] ({spec['name']}): {invalid[0]}; expected arguments of "
                 f"albumentations.{spec['name']}"

@@ -115,11 +115,9 @@ def read_index(idx_path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
             pairs = np.array(tokens, dtype=np.int64).reshape(-1, 2)
     if pairs is None:  # slow path: find the first bad line for the message
         for lineno, line in enumerate(data.splitlines(), 1):
-            parts = line.split()
-            if not parts:
-                continue
             try:
-                _key, _offset = (int(part) for part in parts)
+                if line.strip():
+                    _key, _offset = (int(part) for part in line.split())
             except ValueError:
                 text = line[:60].decode("utf-8", "replace")
                 raise DataError(

@@ -122,8 +122,7 @@ def pack_folder(
         with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
             for start in range(0, n, chunk):
                 batch = paths[start : start + chunk]
-                results = pool.map(prepare, batch)
-                for j, (data, hw, was_encoded) in enumerate(results):
+                for j, (data, hw, was_encoded) in enumerate(pool.map(prepare, batch)):
                     key = start + j + 1
                     writer.write(key, pack(IRHeader(0, float(labels[start + j]), key, 0), data))
                     sizes[hw] += 1

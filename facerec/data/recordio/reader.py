@@ -250,8 +250,7 @@ def build_index(
     reader = RecordIOReader(rec_path, use_index=False)
     target = Path(idx_path) if idx_path is not None else reader.rec_path.with_suffix(".idx")
     count = 0
-    with atomic_path(target) as tmp, open(tmp, "w", encoding="ascii") as f:
+    with reader, atomic_path(target) as tmp, open(tmp, "w", encoding="ascii") as f:
         for count, (offset, _) in enumerate(reader.scan(), 1):
             f.write(f"{count - 1}\t{offset}\n")
-    reader.close()
     return count

@@ -154,10 +154,9 @@ def _make_identity(seed: int, identity: int) -> IdentityParams:
     freckles: tuple[tuple[float, float], ...] = ()
     if r.random() < 0.15:
         n = int(r.integers(10, 26))
-        side = np.where(r.random(n) < 0.5, -1.0, 1.0)
-        xs = CX + side * u(6.0, 0.75 * w, n)
+        xs = CX + np.where(r.random(n) < 0.5, -1.0, 1.0) * u(6.0, 0.75 * w, n)
         ys = u(nose_y - 14.0, nose_y + 2.0, n)
-        freckles = tuple((float(x), float(y)) for x, y in zip(xs, ys, strict=True))
+        freckles = tuple(zip(xs.tolist(), ys.tolist(), strict=True))
     earrings = _color(_METAL[r.integers(1, len(_METAL))]) if r.random() < 0.2 else None
     forehead_lines = int(r.integers(2, 4)) if r.random() < 0.2 else 0
 
@@ -490,8 +489,7 @@ class SyntheticFaces:
             top = [[CX, p.face_top - p.hair_volume]]
             pt.fill(np.concatenate([sides, top]), _scale_color(p.hair_color, 0.85))
         pt.fill(_symmetric([(70, 150), (62, cy + 14), (22, cy + 4)]), cloth)
-        neck = _symmetric([(0.55 * w, cy - 14), (0.55 * w, cy + 10)])
-        pt.fill(neck, _scale_color(p.skin, 0.8))
+        pt.fill(_symmetric([(0.55 * w, cy - 14), (0.55 * w, cy + 10)]), _scale_color(p.skin, 0.8))
 
     def _draw_head(self, pt: _Painter, p: IdentityParams, nz: _Nuisance) -> None:
         skin = p.skin
@@ -659,8 +657,7 @@ class SyntheticFaces:
             ys += 6.0 * np.clip(0.6 - tt, 0.0, None)
         else:
             ys = p.hairline + (side_y - p.hairline) * np.abs(1.0 - 2.0 * tt) ** 2.5
-        inner = np.stack([xs, ys], 1)
-        pt.fill(np.concatenate([outer, inner], 0), p.hair_color)
+        pt.fill(np.concatenate([outer, np.stack([xs, ys], 1)], 0), p.hair_color)
         if p.hair_style == 5:  # curls along the outer contour
             curl = _scale_color(p.hair_color, 0.8)
             for q in outer[1:-1:2]:
