@@ -48,10 +48,8 @@ class Backbone(nn.Module):
         """Load a state dict saved by insightface's arcface_torch (strict: torch's error on a
         missing/unexpected key or a shape mismatch), its names mapped by ``insightface_names``."""
         names = dict(self.insightface_names)
-        renamed = {}
-        for key, value in state_dict.items():
-            top, dot, rest = key.partition(".")
-            renamed[names.get(top, top) + dot + rest] = value
+        split = ((key.partition("."), value) for key, value in state_dict.items())
+        renamed = {names.get(top, top) + dot + rest: value for (top, dot, rest), value in split}
         self.load_state_dict(renamed, strict=True)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -219,15 +219,14 @@ def _read_affine(r: _Reader, spec: tuple) -> DatLayer:
     version = r.record("an affine or batch norm", ("affine_", "affine_2", "bn_con2"))
     batch_norm = version == "bn_con2"
     params = r.tensor("batch-norm parameters" if batch_norm else "affine parameters")
+    flat = params.reshape(-1)
     r.alias("gamma")
     r.alias("beta")
     if not batch_norm:
-        mode = r.int("affine mode")
-        _expect(r, mode, 0, "affine mode (0 = convolutional)")
+        _expect(r, r.int("affine mode"), 0, "affine mode (0 = convolutional)")
         if version == "affine_2":
             r.bool("disabled")
         _expect(r, params.size, 2 * channels, "affine parameter count")
-        flat = params.reshape(-1)
         return DatLayer("affine", {"weight": flat[:channels], "bias": flat[channels:]})
     # a batch norm: folded as dlib does when it loads one into an affine layer
     for what in ("means", "invstds"):
@@ -240,7 +239,6 @@ def _read_affine(r: _Reader, spec: tuple) -> DatLayer:
         r.float("a multiplier")
     eps = np.float32(r.float("eps"))
     _expect(r, (params.size, mean.size, var.size), (2 * channels, channels, channels), "sizes")
-    flat = params.reshape(-1)
     g = flat[:channels] / np.sqrt(var + eps)
     return DatLayer("affine", {"weight": g, "bias": flat[channels:] - g * mean})
 

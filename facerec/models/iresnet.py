@@ -98,10 +98,8 @@ class IResNet(Backbone):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):  # the BNs keep torch's weight 1, bias 0
                 nn.init.normal_(m.weight, 0, 0.1)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, IBasicBlock):
-                    nn.init.constant_(m.bn3.weight, 0)
+            elif zero_init_residual and isinstance(m, IBasicBlock):
+                nn.init.constant_(m.bn3.weight, 0)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None

@@ -129,8 +129,7 @@ class MobileFaceNet(Backbone):
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.blocks = blocks
         c1, c2 = 64 * scale, 128 * scale
-        self.layers = nn.ModuleList()
-        self.layers.append(ConvBlock(3, c1, (3, 3), (2, 2), (1, 1)))
+        self.layers = nn.ModuleList([ConvBlock(3, c1, (3, 3), (2, 2), (1, 1))])
         if blocks[0] == 1:
             self.layers.append(ConvBlock(c1, c1, (3, 3), (1, 1), (1, 1), groups=64))
         else:

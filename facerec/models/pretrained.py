@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -53,20 +54,15 @@ class ForeignStateDict:
     state: dict[str, torch.Tensor]
 
 
-def _stage_blocks(keys: list[str], pattern: str, stages: int) -> tuple[int, ...]:
+def _stage_blocks(keys: Collection[str], pattern: str, stages: int) -> tuple[int, ...]:
     """Distinct block indices of each stage (``pattern`` has a {s} for the stage)."""
-    counts = []
-    for s in range(1, stages + 1):
-        rx = re.compile(pattern.format(s=s))
-        counts.append(len({m.group(1) for k in keys if (m := rx.match(k))}))
-    return tuple(counts)
+    rxs = [re.compile(pattern.format(s=s)) for s in range(1, stages + 1)]
+    return tuple(len({m.group(1) for k in keys if (m := rx.match(k))}) for rx in rxs)
 
 
-def _iresnet(
-    state: dict[str, torch.Tensor], keys: list[str], origin: str, fc: str
-) -> ForeignStateDict:
+def _iresnet(state: dict[str, torch.Tensor], origin: str, fc: str) -> ForeignStateDict:
     """An IResNet state dict of ``origin`` (insightface or facerec; ``fc`` its embedding layer)."""
-    blocks = _stage_blocks(keys, r"layer{s}\.(\d+)\.", 4)
+    blocks = _stage_blocks(state, r"layer{s}\.(\d+)\.", 4)
     depth = next((d for d, b in LAYERS.items() if tuple(b) == blocks), None)
     width = state["conv1.weight"].shape[0] / 64
     dim = state[fc].shape[0]
@@ -87,14 +83,13 @@ def identify_state_dict(state: dict[str, torch.Tensor]) -> ForeignStateDict | No
         state = {k.removeprefix("module."): v for k, v in state.items()}
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         return None
-    keys = list(state)
-    has = set(keys).__contains__
+    has = state.__contains__
     if vit := insightface_vit_layout(state):
         return ForeignStateDict("insightface_vit", *vit, state)
     if has("conv_sep.layers.0.weight") and has("features.layers.2.weight"):
         scale = state["layers.0.layers.0.weight"].shape[0] // 64
         # layers.1 is one ConvBlock when blocks[0] == 1, else a Residual of blocks[0] blocks
-        counts = _stage_blocks(keys, r"layers\.{s}\.layers\.(\d+)\.layers\.0\.layers", 7)
+        counts = _stage_blocks(state, r"layers\.{s}\.layers\.(\d+)\.layers\.0\.layers", 7)
         first = 1 if has("layers.1.layers.0.weight") else counts[0]
         blocks = [first, counts[2], counts[4], counts[6]]
         dim = state["features.layers.2.weight"].shape[0]
@@ -109,12 +104,12 @@ def identify_state_dict(state: dict[str, torch.Tensor]) -> ForeignStateDict | No
             state,
         )
     if has("conv1.weight") and has("prelu.weight") and has("features.weight") and has("fc.weight"):
-        return _iresnet(state, keys, "insightface", "fc.weight")
+        return _iresnet(state, "insightface", "fc.weight")
     if has("conv1.weight") and has("prelu.weight") and has("head.fc.weight"):
         # facerec's own IResNet (the backbone's state dict, e.g. saved from a .ckpt's backbone)
-        return _iresnet(state, keys, "facerec", "head.fc.weight")
+        return _iresnet(state, "facerec", "head.fc.weight")
     if has("conv1.weight") and has("bn1.weight") and has("layer1.0.conv1.weight"):
-        blocks = _stage_blocks(keys, r"layer{s}\.(\d+)\.", 4)
+        blocks = _stage_blocks(state, r"layer{s}\.(\d+)\.", 4)
         arch = _TV_ARCHS.get((blocks, has("layer1.0.conv3.weight")))
         if arch is None:
             return None
