@@ -60,8 +60,7 @@ class AdaFaceMargin(Margin):
         n = norms.to(torch.float64)
         w = valid.to(torch.float64)
         stats = torch.stack([(n * w).sum(), (n * n * w).sum(), w.sum()])
-        all_reduce_(stats, "sum")
-        total, total_sq, count = stats[0], stats[1], stats[2]
+        total, total_sq, count = all_reduce_(stats, "sum")
         mean = total / count.clamp(min=1.0)
         var = (total_sq - count * mean * mean).clamp(min=0.0) / (count - 1.0).clamp(min=1.0)
         a = self.t_alpha

@@ -148,8 +148,7 @@ class _MarginLogits(torch.autograd.Function):
             grads = [torch.zeros_like(w) for w in wanted]
         if ctx.clip is not None:
             # one fused kernel: grad where −clip < cos < clip, else 0 (the gradient of the clamp)
-            grad_cos = torch.ops.aten.hardtanh_backward(grad, cos, -ctx.clip, ctx.clip)
-            grad_cos.mul_(scale)
+            grad_cos = torch.ops.aten.hardtanh_backward(grad, cos, -ctx.clip, ctx.clip).mul_(scale)
         else:
             grad_cos = grad * scale
         grad_cos.scatter_(1, index, torch.where(valid, grads[0], grad_cos.gather(1, index)))

@@ -57,11 +57,10 @@ class CurricularFaceMargin(Margin):
     @torch.no_grad()
     def _update_t(self, cos_t: Tensor, valid: Tensor) -> None:
         """EMA of the mean of ``cos_t`` (0 where not ``valid``) over the valid rows of all ranks."""
-        stats = torch.stack([cos_t.sum(), valid.sum()]).to(torch.float64)
-        all_reduce_(stats, "sum")
-        mean = stats[0] / stats[1].clamp(min=1.0)
-        new = self.t_alpha * mean + (1.0 - self.t_alpha) * self.t.to(torch.float64)
-        self.t.copy_(torch.where(stats[1] > 0, new, self.t.to(torch.float64)))
+        total, count = all_reduce_(torch.stack([cos_t.sum(), valid.sum()]).to(torch.float64), "sum")
+        old = self.t.to(torch.float64)
+        new = self.t_alpha * (total / count.clamp(min=1.0)) + (1.0 - self.t_alpha) * old
+        self.t.copy_(torch.where(count > 0, new, old))
 
     def forward(self, cos: Tensor, labels: Tensor, norms: Tensor) -> Tensor:
         valid = (labels >= 0).unsqueeze(1)  # (B, 1)

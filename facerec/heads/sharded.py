@@ -86,8 +86,7 @@ class _DistributedCrossEntropy(torch.autograd.Function):
         ctx.consumed = True
         probs, index, valid = ctx.saved_tensors
         if probs.shape[1]:
-            hit = probs.gather(1, index) - valid.unsqueeze(1).to(probs.dtype)
-            probs.scatter_(1, index, hit)
+            probs.scatter_(1, index, probs.gather(1, index) - valid.unsqueeze(1).to(probs.dtype))
         probs.mul_(grad / probs.shape[0])
         return probs, None
 
