@@ -109,9 +109,8 @@ class TripletLoss(MetricLoss):
             max_chunk_elements=self.max_chunk_elements,
         )
         if self.offline == "alongside":
-            stats = result.stats()
-            stats.update({f"offline_{k}": v for k, v in off.stats().items()})
-            return result.loss + off.loss, stats
+            offline_stats = {f"offline_{k}": v for k, v in off.stats().items()}
+            return result.loss + off.loss, {**result.stats(), **offline_stats}
         return result.loss, result.stats()
 
     def extra_repr(self) -> str:

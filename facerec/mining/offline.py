@@ -25,15 +25,6 @@ Selection = Literal["hard", "semi_hard"]
 SELECTIONS: tuple[str, ...] = ("hard", "semi_hard")
 
 
-def _search(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours (squared L2) of the rows of x (N, D) float32 among themselves."""
-    import faiss
-
-    idx = faiss.IndexFlatL2(x.shape[1])
-    idx.add(x)
-    return idx.search(x, k)
-
-
 def _to_distance(sq: Tensor, distance: str) -> Tensor:
     """Squared Euclidean between unit vectors -> ``distance``."""
     sq = sq.clamp_min(0.0)
@@ -56,6 +47,8 @@ def select_triplets(
     with (N,) integer ``labels``: (T, 3) int64 rows (anchor, positive, negative), ordered by
     anchor then positive. ``margin`` is in units of ``distance`` (FaceNet: squared Euclidean).
     """
+    import faiss
+
     if selection not in SELECTIONS:
         raise ConfigError(f"unknown offline selection {selection!r}; expected one of {SELECTIONS}")
     check_distance(distance)
@@ -74,7 +67,10 @@ def select_triplets(
         return empty
     x = torch.nn.functional.normalize(x.detach().double().cpu(), dim=1)
     k = int(min(max(int(search_k), 1) + 1, n))
-    _, nbr = _search(x.float().numpy(), k)  # (N, k) ascending distance (self usually first)
+    xf = x.float().numpy()
+    index = faiss.IndexFlatL2(xf.shape[1])  # exact
+    index.add(xf)
+    _, nbr = index.search(xf, k)  # (N, k) ascending distance (self usually first)
     nbr_t = torch.from_numpy(nbr).long()
     valid = nbr_t >= 0
     nbr_t = nbr_t.clamp_min(0)
