@@ -84,9 +84,8 @@ def model_thresholds(model: str | None, backbone: object = None) -> tuple[dict[s
         return dict(MODEL_THRESHOLDS[str(model)]), f"{model}'s own (measured on ORL)"
     if isinstance(backbone, DlibResNet):
         return dict(MODEL_THRESHOLDS[DLIB]), f"{DLIB}'s: the model is a DlibResNet"
-    defaults = DoctorOptions()
-    mine = {k: getattr(defaults, k) for k in THRESHOLD_KEYS}
-    return mine, "the defaults for facerec's margin-trained models"
+    defaults = {k: getattr(DoctorOptions, k) for k in THRESHOLD_KEYS}
+    return defaults, "the defaults for facerec's margin-trained models"
 
 
 def file_hash(data: bytes) -> str:
@@ -266,8 +265,7 @@ def mislabelled(
     other = np.where(first_is_own, ids[:, 1] if ids.shape[1] > 1 else -1, ids[:, 0])
     other_s = np.where(first_is_own, s[:, 1] if s.shape[1] > 1 else -np.inf, s[:, 0])
     judged = (centres.counts[y] >= 2) & (other >= 0)
-    flag = judged & (other_s - own > opt.mislabel_margin)
-    idx = np.nonzero(flag)[0]
+    idx = np.nonzero(judged & (other_s - own > opt.mislabel_margin))[0]
     order = idx[np.argsort(-(other_s[idx] - own[idx]), kind="stable")]
     return Mislabelled(
         order.astype(np.int64),

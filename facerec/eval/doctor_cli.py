@@ -1,11 +1,5 @@
-"""``facerec doctor``: check a training set with a model's embeddings before training on it.
-
-Example::
-
-    facerec doctor --data data/faces --checkpoint runs/r50/last.ckpt \\
-        --bin data/lfw.bin --out runs/doctor --write-clean-list runs/doctor/clean.txt
-    facerec fit --config configs/quickstart.yaml --data.root data/faces \\
-        --data.include_list runs/doctor/clean.txt
+"""``facerec doctor``: check a training set with a model's embeddings before training on it
+(examples in README's doctor section).
 
 Embeds every image of an image folder (``ROOT/identity/image``) or insightface RecordIO set
 once (flip test on), runs the checks of :mod:`facerec.eval.doctor` and writes to ``--out`` one
@@ -30,6 +24,7 @@ import numpy as np
 
 import facerec
 from facerec.align.transform import template_of
+from facerec.data.folder import scan_image_folder
 from facerec.data.image import fit_to_size
 from facerec.data.sources import EncodedImages, FileImages, ImageSource, SubsetImages
 from facerec.errors import ConfigError, DataError, run_main
@@ -127,8 +122,6 @@ def read_training_images(root: str | os.PathLike[str]) -> TrainingImages:
         return TrainingImages(
             rec.images, labels, names, keys, "recordio", str(r), lambda i: rec.read_record(i)[1]
         )
-    from facerec.data.folder import scan_image_folder
-
     paths, labels, names = scan_image_folder(r)
     keys = [Path(p).relative_to(r).as_posix() for p in paths]
     files = FileImages(paths)
@@ -207,8 +200,7 @@ def run_doctor(
     labels = data.labels[rows]
     d = diagnose(emb, labels, len(data.class_names), hashes, opt, bench_in, progress)
     drop = {int(rows[r]): why for r, why in images_to_drop(d, labels).items()}
-    for i, why in skipped:
-        drop[int(i)] = f"unreadable: {why}"
+    drop |= {int(i): f"unreadable: {why}" for i, why in skipped}
     keep = [i for i in range(len(data)) if i not in drop]
     summary = _summary(data, d, skipped, keep, opt)
     qrows: list[list] = []
@@ -591,8 +583,7 @@ def _run_and_print(args: argparse.Namespace) -> None:
             f"  overlap with {b:<11} {o['images']} images ({o['exact_copies']} exact copies, "
             f"{o['training_identities']} training identities)"
         )
-    if "quality" in s:
-        qs = s["quality"]
+    if qs := s.get("quality"):
         print(
             f"  {qs['method']} quality       min {qs['min']:.4g}, median {qs['median']:.4g}, "
             f"max {qs['max']:.4g} (quality.csv, worst first)"
