@@ -1,14 +1,11 @@
-"""``facerec embed``: embed image files or folders with a checkpoint or an ONNX model.
+"""``facerec embed``: embed image files or folders with a checkpoint or an ONNX model (example in
+README's export section).
 
-Example::
-
-    facerec embed --onnx r50.onnx photos/ extra.jpg --out gallery.npy --flip --normalize
-
-writes ``gallery.npy`` (float32, (N, D)) and ``gallery.jsonl`` (``--list``), whose line ``i`` is
-the path of row ``i`` as a JSON string (:func:`read_names`). Files are taken in the order given,
-a folder's images in sorted path order. An image that does not decode stops the run (or is left
-out with ``--skip-bad``). Outputs are checked before any work and written atomically, all or
-none. ``--quality [METHOD]`` also writes each row's face-image quality to ``--quality-out``;
+Writes ``--out`` (float32, (N, D)) and ``--list`` (default: ``--out`` with the suffix ``.jsonl``),
+whose line ``i`` is the path of row ``i`` as a JSON string (:func:`read_names`). Files are taken in
+the order given, a folder's images in sorted path order. An image that does not decode stops the run
+(or is left out with ``--skip-bad``). Outputs are checked before any work and written atomically,
+all or none. ``--quality [METHOD]`` also writes each row's face-image quality to ``--quality-out``;
 ``--min-quality Q`` leaves out the images below Q.
 """
 
@@ -83,11 +80,10 @@ def embed_files(
     except DataError as e:
         raise DataError(f"{e}; use --skip-bad to leave such files out") from None
     bad_idx = {i for i, _ in skipped or []}
-    if len(bad_idx) == len(paths):
-        raise DataError(f"none of the {len(paths)} images decoded; expected JPEG/PNG/... files")
     kept = [p for i, p in enumerate(paths) if i not in bad_idx]
-    bad = [(paths[i], why) for i, why in skipped or []]
-    return emb, kept, bad
+    if not kept:
+        raise DataError(f"none of the {len(paths)} images decoded; expected JPEG/PNG/... files")
+    return emb, kept, [(paths[i], why) for i, why in skipped or []]
 
 
 def name_line(path: str | os.PathLike[str]) -> str:
