@@ -256,7 +256,6 @@ def parse_lfw_pairs(
         fold, pos = divmod(k, 2 * per)
         matched = pos < per
         f = raw.split()
-        # matched: name i j (the second image is name's too); mismatched: name1 i name2 j
         kind, form, n2 = (
             ("matched", "'name i j'", 0) if matched else ("mismatched", "'name1 i name2 j'", 2)
         )
@@ -297,11 +296,10 @@ def _lfw_refs(
                 )
     if not Path(root).is_dir():
         raise DataError(f"{root}: LFW image folder not found; expected root/name/name_0001.jpg")
-    refs = [
+    return parsed, [
         (lfw_image_path(root, q.name1, q.index1), lfw_image_path(root, q.name2, q.index2))
         for q in parsed
     ]
-    return parsed, refs
 
 
 def read_lfw(
@@ -330,11 +328,8 @@ def _file_pairs(
 ) -> PairBenchmark:
     """The benchmark of the image files ``refs``: each image once (all checked to exist), the
     folds of the ``parsed`` LFW-format lines and, with ``image_group``, each image's group."""
-    where: dict[Path, int] = {}
-    for q in (a for r in refs for a in r):
-        where.setdefault(q, len(where))
-    missing = [q for q in where if not q.is_file()]
-    if missing:
+    where = {q: k for k, q in enumerate(dict.fromkeys(q for r in refs for q in r))}
+    if missing := [q for q in where if not q.is_file()]:
         raise DataError(
             f"{missing[0]}: image not found ({len(missing)} of the {len(where)} images that "
             f"{source} names are missing)"
