@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import operator
 import sys
 from pathlib import Path
 
@@ -233,12 +234,8 @@ def flag_paths(args: argparse.Namespace, flags: str) -> list[tuple[str, str]]:
 
 def _file_stats(out: Path) -> dict[str, tuple[int, int, int]]:
     """(inode, mtime ns, size) of each file in ``out``; eval writes atomically (a new inode)."""
-    stats = {}
-    for q in out.iterdir():
-        if q.is_file():
-            st = q.stat()
-            stats[q.name] = (st.st_ino, st.st_mtime_ns, st.st_size)
-    return stats
+    stat = operator.attrgetter("st_ino", "st_mtime_ns", "st_size")
+    return {q.name: stat(q.stat()) for q in out.iterdir() if q.is_file()}
 
 
 def _clear_stale_outputs(out: Path, before: dict[str, tuple[int, int, int]]) -> None:
