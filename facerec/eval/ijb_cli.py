@@ -136,14 +136,12 @@ class IJBRun:
     def run_features(self, path: str, name: str) -> dict:
         """A ``--load-features`` file as a model entry of ``results.json``."""
         feats = load_features(path, self.meta)
-        rep = self.evaluate(feats, name)
-        rep["features_file"] = str(path)
         return {
             "kind": "features",
             "path": str(path),
             "embedding_dim": int(feats.shape[1]),
             "verification": {},
-            "ijb": {self.key: rep},
+            "ijb": {self.key: self.evaluate(feats, name) | {"features_file": str(path)}},
         }
 
     def evaluate(self, features: np.ndarray, name: str) -> dict:

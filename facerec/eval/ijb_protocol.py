@@ -284,9 +284,8 @@ def identification_1n(
         "num_mated": n_m,
         "num_nonmated": n_n,
         "num_gallery": int(gs.size),
+        **{f"rank{k}": float(np.mean(rank[mated] <= k)) if n_m else None for k in ranks},
     }
-    for k in ranks:
-        out[f"rank{k}"] = float(np.mean(rank[mated] <= k)) if n_m else None
     negs = np.sort(np.concatenate(neg_top))[::-1] if neg_top else np.zeros(0, np.float32)
     negs = negs[np.isfinite(negs)]
     ins = {}
