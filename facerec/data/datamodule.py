@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader
 from facerec.base.options import coerce
 from facerec.data.datasets import FaceDataset, IndexedDataset, label_groups
 from facerec.data.folder import read_name_list, scan_image_folder
-from facerec.data.image import ResizeMode
+from facerec.data.image import ResizeMode, image_size, read_image_bytes
 from facerec.data.pairs import SYNTHETIC_HELD_OUT_START, make_pairs
 from facerec.data.samplers import (
     Batches,
@@ -132,8 +133,6 @@ class _EpochKeys:
 def _check_each_identity_readable(paths: list[str], labels: np.ndarray, names: list[str]) -> None:
     """Refuse, at setup, an identity none of whose image files has a readable image header
     (reads files of each identity until one has a header)."""
-    from facerec.data.image import image_size, read_image_bytes
-
     for group in label_groups(labels):
         for i in group:
             try:
@@ -180,7 +179,6 @@ def _readable_only(held_out: FaceDataset) -> tuple[Any, np.ndarray]:
     """(images, labels) of the held-out images that decode now; the others are left out, named
     in a warning (validation reads strictly, so one would end the fit at the first validation).
     """
-    from concurrent.futures import ThreadPoolExecutor
 
     def readable(i: int) -> bool:
         try:
@@ -484,8 +482,7 @@ class FaceDataModule(pl.LightningDataModule):
             return None
         from facerec.metrics.verification import best_threshold_accuracy, l2_normalize
 
-        x = np.stack([self.val_set.load(i).reshape(-1) for i in range(len(self.val_set))])
-        x = x.astype(np.float32)
+        x = np.array([self.val_set.load(i).ravel() for i in range(len(self.val_set))], np.float32)
         x = l2_normalize(x - x.mean(axis=0, keepdims=True))
         i1, i2, same = self.pairs
         acc, _ = best_threshold_accuracy((x[i1] * x[i2]).sum(1), same)

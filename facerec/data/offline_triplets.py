@@ -149,9 +149,8 @@ class OfflineTripletSampler(_ResumableBatchSampler):
         return self._pool
 
     def _random_triplets(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        ids = rng.choice(self._anchor_ids, size=n)
         out = np.empty((n, 3), dtype=np.int64)
-        for i, c in enumerate(ids):
+        for i, c in enumerate(rng.choice(self._anchor_ids, size=n)):
             out[i, :2] = rng.choice(self._images[c], size=2, replace=False)
             other = rng.integers(len(self._counts) - 1)
             other = other + (other >= c)

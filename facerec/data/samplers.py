@@ -150,8 +150,7 @@ class _ResumableBatchSampler(Sampler[list[int]]):
         if epoch < 0:
             raise ConfigError(f"{type(self).__name__} epoch must be >= 0, got {epoch}")
         if epoch != self.epoch:
-            self._start = 0
-            self._yielded = 0
+            self._start = self._yielded = 0
         self.epoch = int(epoch)
 
     def _group(self, labels: np.ndarray) -> np.ndarray:

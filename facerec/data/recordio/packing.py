@@ -113,8 +113,7 @@ def pack_folder(
 
     sizes: Counter[tuple[int, int]] = Counter()
     reencoded = 0
-    starts = np.searchsorted(labels, np.arange(c), side="left") + 1
-    ends = np.searchsorted(labels, np.arange(c), side="right") + 1
+    starts = np.searchsorted(labels, np.arange(c + 1)) + 1  # identity i: [starts[i], starts[i + 1])
     chunk = max(1, 64 * max(1, num_workers))
     prepare = functools.partial(_prepare_image, size=target, fmt=image_format, quality=int(quality))
     with RecordIOWriter(rec_path, idx_path) as writer:
@@ -131,7 +130,7 @@ def pack_folder(
                     progress(len(batch))
         for i in range(c):
             key = first_range + i
-            writer.write(key, pack(IRHeader(0, [float(starts[i]), float(ends[i])], key, 0)))
+            writer.write(key, pack(IRHeader(0, [float(starts[i]), float(starts[i + 1])], key, 0)))
     image_size = target if target is not None else sizes.most_common(1)[0][0]
     atomic_write_text(prop_path, f"{c},{image_size[0]},{image_size[1]}\n")
     return PackSummary(rec_path, idx_path, prop_path, n, c, image_size, reencoded)

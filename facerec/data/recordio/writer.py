@@ -74,8 +74,8 @@ class RecordIOWriter:
         out = self._rec
         view = memoryview(payload)
         dptr = 0
-        i = payload.find(_MAGIC_BYTES)
-        while i != -1:
+        i = -1
+        while (i := payload.find(_MAGIC_BYTES, i + 1)) != -1:
             if i % 4 == 0:  # dmlc splits only at 4-byte-aligned occurrences
                 cflag = 1 if dptr == 0 else 2
                 out.write(_MAGIC_BYTES + struct.pack("<I", (cflag << _LEN_BITS) | (i - dptr)))
@@ -83,7 +83,6 @@ class RecordIOWriter:
                 self.position += 8 + (i - dptr)  # i - dptr is a multiple of 4: no padding
                 dptr = i + 4
                 self.except_counter += 1
-            i = payload.find(_MAGIC_BYTES, i + 1)
         rest = size - dptr
         out.write(_MAGIC_BYTES + struct.pack("<I", ((3 if dptr else 0) << _LEN_BITS) | rest))
         out.write(view[dptr:])
