@@ -54,16 +54,14 @@ THUMB_JPEG_QUALITY = 92
 
 @dataclass
 class PairScores:
-    """One model on one verification benchmark, as scored by eval: ``images`` (decoded only
-    for the pairs shown), ``pairs`` (N, 2) int64 into them, ``issame`` (N,) bool, ``scores``
-    (N,) cosine, the k-fold ``threshold`` (same when score > it), and how the model's input was
-    made from each image (``input_size``, ``resize_mode``)."""
+    """One model on one verification benchmark, as scored by eval: ``bench`` (the pairs kept),
+    whose pairs index ``images`` (decoded only for the pairs shown), ``scores`` (N,) cosine, the
+    k-fold ``threshold`` (same when score > it), and how the model's input was made from each
+    image (``input_size``, ``resize_mode``)."""
 
     model: str
-    benchmark: str
+    bench: PairBenchmark
     images: ImageSource
-    pairs: np.ndarray
-    issame: np.ndarray
     scores: np.ndarray
     threshold: float
     input_size: tuple[int, int]
@@ -114,10 +112,9 @@ class ReportData:
         emb: Embedder,
     ) -> None:
         """Keep one model's (N,) pair ``scores`` on ``bench``, whose pairs index ``images``."""
-        y, s = bench.issame, np.asarray(scores, np.float64).reshape(-1)
+        s = np.asarray(scores, np.float64).reshape(-1)
         size, mode = (int(emb.input_size[0]), int(emb.input_size[1])), emb.resize_mode
-        ps = PairScores(model, bench.name, images, bench.pairs, y, s, float(threshold), size, mode)
-        self.verification.append(ps)
+        self.verification.append(PairScores(model, bench, images, s, float(threshold), size, mode))
 
     def add_identification(
         self, model: str, gallery: np.ndarray, probes: np.ndarray, data: Any, emb: Embedder
@@ -392,32 +389,31 @@ def _threshold_table(v: dict) -> str:
 def _pair_cards(ps: PairScores, idx: np.ndarray, kind: str) -> str:
     cards = []
     for k in idx:
-        i, j = (int(x) for x in ps.pairs[k])
+        i, j = (int(x) for x in ps.bench.pairs[k])
         s = float(ps.scores[k])
         error = (s > ps.threshold) != (kind == "genuine")
         n1, n2 = image_name(ps.images, i), image_name(ps.images, j)
         a, b = (_thumb(ps.images, x, ps.input_size, ps.resize_mode) for x in (i, j))
-        verdict = "error" if error else "correct"
         cards.append(
             f'<div class="pair {kind}{" error" if error else ""}" data-kind="{kind}" '
             f'data-pair="{int(k)}" data-score="{s:.6f}" data-file1="{_e(n1)}" '
             f'data-file2="{_e(n2)}"><img src="{a}" alt="{_e(n1)}" title="{_e(n1)}">'
             f'<img src="{b}" alt="{_e(n2)}" title="{_e(n2)}"><div class="cap">'
-            f'<span class="score">{s:.4f}</span> pair {int(k)}, {verdict}<br>{_e(n1)}<br>'
-            f"{_e(n2)}</div></div>"
+            f'<span class="score">{s:.4f}</span> pair {int(k)}, '
+            f"{'error' if error else 'correct'}<br>{_e(n1)}<br>{_e(n2)}</div></div>"
         )
     return '<div class="pairs">' + "".join(cards) + "</div>"
 
 
 def _errors(ps: PairScores, n: int) -> list[str]:
-    gen, imp = hardest_pairs(ps.scores, ps.issame, n)
-    n_fr = int(np.sum(ps.issame & ~(ps.scores > ps.threshold)))
-    n_fa = int(np.sum(~ps.issame & (ps.scores > ps.threshold)))
+    gen, imp = hardest_pairs(ps.scores, ps.bench.issame, n)
+    n_fr = int(np.sum(ps.bench.issame & ~(ps.scores > ps.threshold)))
+    n_fa = int(np.sum(~ps.bench.issame & (ps.scores > ps.threshold)))
     return [
-        f'<div class="errors" id="{_anchor("err", ps.benchmark, ps.model)}">',
+        f'<div class="errors" id="{_anchor("err", ps.bench.name, ps.model)}">',
         f"<p>At the k-fold threshold {ps.threshold:.4f} (same when score &gt; t): "
-        f"{n_fr} of {int(ps.issame.sum())} genuine pairs rejected, {n_fa} of "
-        f"{int((~ps.issame).sum())} impostor pairs accepted. Images as the model saw them "
+        f"{n_fr} of {int(ps.bench.issame.sum())} genuine pairs rejected, {n_fa} of "
+        f"{int((~ps.bench.issame).sum())} impostor pairs accepted. Images as the model saw them "
         f"({ps.input_size[0]}×{ps.input_size[1]}, {_e(ps.resize_mode)}); errors framed red.</p>",
         f"<h4>{len(gen)} lowest-scoring genuine pairs</h4>",
         _pair_cards(ps, gen, "genuine"),
@@ -522,7 +518,7 @@ def write_html_report(path: str | os.PathLike[str], results: dict, data: ReportD
     path = Path(path)
     out_dir = path.parent
     models = results.get("models", {})
-    by_key = {(p.model, p.benchmark): p for p in data.verification}
+    by_key = {(p.model, p.bench.name): p for p in data.verification}
     benches = list(dict.fromkeys(b for mv in models.values() for b in mv.get("verification", {})))
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     created = results.get("created_utc") or now
