@@ -202,7 +202,7 @@ def run_doctor(
     drop = {int(rows[r]): why for r, why in images_to_drop(d, labels).items()}
     drop |= {int(i): f"unreadable: {why}" for i, why in skipped}
     keep = [i for i in range(len(data)) if i not in drop]
-    summary = _summary(data, d, skipped, keep, opt)
+    summary = _summary(data, labels, d, skipped, keep, opt)
     qrows: list[list] = []
     if quality is not None:
         q = score_images(embedder, SubsetImages(data.images, rows), quality, quality_passes, **run)
@@ -266,8 +266,8 @@ def _write_csvs(outd, data, rows, d: Diagnosis, skipped, bench_names) -> None:
         atomic_write_csv(outd / f"{name}.csv", head.split(), body)
 
 
-def _summary(data, d: Diagnosis, skipped, keep, opt: DoctorOptions) -> dict:
-    y = data.labels
+def _summary(data, labels, d: Diagnosis, skipped, keep, opt: DoctorOptions) -> dict:
+    """summary.json; ``labels`` (R,) of the embedded rows, which the findings index."""
     return {
         "facerec_version": facerec.__version__,
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -286,7 +286,7 @@ def _summary(data, d: Diagnosis, skipped, keep, opt: DoctorOptions) -> dict:
             b: {
                 "images": int(o.bench.size),
                 "exact_copies": int(o.exact.sum()),
-                "training_identities": len({int(y[t]) for t in o.train.tolist()}),
+                "training_identities": len({int(labels[t]) for t in o.train.tolist()}),
             }
             for b, o in d.overlap.items()
         },

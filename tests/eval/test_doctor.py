@@ -424,3 +424,18 @@ def test_a_benchmark_named_train_shows_its_own_thumbnails(dirty, tmp_path):
     for src, alt in shown:
         images, i = by_key[alt]
         assert src == image_data_uri(fit_to_size(images[i], (THUMB, THUMB), "resize")), alt
+
+
+def test_overlap_training_identities_are_those_of_the_matched_images(dirty, tmp_path):
+    """summary.json counts the identities of the training images a benchmark matches, also when
+    an unreadable image (id_09/broken.png) comes before them."""
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    shutil.copyfile(dirty["root"] / "id_19" / "5.png", bench / "a.png")
+    shutil.copyfile(dirty["root"] / "id_20" / "0.png", bench / "b.png")
+    (bench / "pairs.csv").write_text("path1,path2,same\na.png,b.png,0\n")
+    data = read_training_images(dirty["root"])
+    b = bm.read_pairs_csv(bench / "pairs.csv")
+    res = run_doctor(data, PixelEmbedder(), tmp_path / "o", [b], OPT, None, num_workers=1)
+    overlap = res.summary["benchmark_overlap"]["pairs"]
+    assert overlap == {"images": 2, "exact_copies": 2, "training_identities": 2}
