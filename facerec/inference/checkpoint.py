@@ -8,13 +8,21 @@ is read by :func:`read_checkpoint_dict`; :func:`load_facerec_checkpoint` rebuild
 
 from __future__ import annotations
 
+import csv
 import functools
+import importlib
+import inspect
 import os
+import pickle
+import pickletools
+import re
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from facerec.data.image import ResizeMode
@@ -78,9 +86,6 @@ def allowed_classes() -> dict[str, tuple[str, ...]]:
     Every public concrete class :data:`CLASS_PACKAGES` export that subclasses a key's base, under
     its package and its module path; built from facerec itself, never from a file.
     """
-    import importlib
-    import inspect
-
     bases = {
         key: tuple(getattr(importlib.import_module(m), n) for m, n in spec)
         for key, spec in CLASS_KEYS.items()
@@ -115,8 +120,6 @@ def _first_line(e: BaseException) -> str:
 
 def _pickle_bytes(path: Path) -> bytes:
     """The pickle stream of ``path``: the ``data.pkl`` of a zip checkpoint, else the file."""
-    import zipfile
-
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
@@ -130,8 +133,6 @@ def pickle_globals(path: Path, limit: int = 3) -> list[str]:
     Reads opcodes with :mod:`pickletools` only (nothing is imported); a ``STACK_GLOBAL`` takes
     the two strings pushed last. [] for an unreadable stream.
     """
-    import pickletools
-
     found: list[str] = []
     strings: list[str] = []
     try:
@@ -177,10 +178,6 @@ def read_checkpoint_dict(path: str | os.PathLike[str], expected: str = EXPECTED)
     refused before any of it runs. Raises DataError naming the file (and the refused global)
     and ending with ``expected``, also for a file that holds something else than a dict.
     """
-    import pickle
-
-    import torch
-
     p = Path(path)
     if problem := not_a_file(p, expected):
         raise DataError(problem)
@@ -194,8 +191,6 @@ def read_checkpoint_dict(path: str | os.PathLike[str], expected: str = EXPECTED)
                     raise
                 ckpt = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        import re
-
         named = re.findall(r"GLOBAL ([\w.]+)", str(e)) or pickle_globals(p)
         if named:
             raise DataError(
@@ -263,8 +258,6 @@ def check_hyperparameters(ckpt: dict[str, Any], path: str | os.PathLike[str]) ->
                 elif k == "_class_path":
                     if not (isinstance(v, str) and v in MODULE_CLASS_PATHS):
                         refuse(v, k, "expected facerec.training.module.FaceRecognitionModule")
-                elif k == "class_path":
-                    continue
                 elif k == "init_args":
                     walk(v, key)  # the arguments of the class under ``key``
                 elif k in OPTION_KEYS and not (v is None or isinstance(v, dict)):
@@ -293,8 +286,6 @@ def check_hparams_file(path: str | os.PathLike[str]) -> None:
     it over the checkpoint's; here it is read with ``yaml.safe_load`` (a ``.csv``: key, value
     rows) and checked by :func:`check_hyperparameters`. Raises DataError naming the file.
     """
-    import csv
-
     import yaml
 
     p = Path(path)
