@@ -477,14 +477,13 @@ class FaceRecognitionModule(pl.LightningModule):
     def _check_checkpoint_shapes(self, state: dict[str, Any]) -> None:
         """One line naming the first tensors whose shapes differ from the checkpoint's, before
         Lightning's page of "size mismatch" lines."""
-        own = {}
-        for name, child in self.named_children():
-            if child is self.head and self.head.ddp_ignore:
-                continue  # its state dict is a collective; it checks its own rows
-            for k, t in child.state_dict(keep_vars=True).items():  # the names files hold
-                own[f"{name}.{k}"] = t.shape
-        wrong = shape_mismatches(own, state, here="here")
-        if wrong:
+        own = {  # a head with ddp_ignore checks its own rows (its state dict is a collective)
+            f"{name}.{k}": t.shape
+            for name, child in self.named_children()
+            if not (child is self.head and self.head.ddp_ignore)
+            for k, t in child.state_dict(keep_vars=True).items()  # the names files hold
+        }
+        if wrong := shape_mismatches(own, state, here="here"):
             more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
             raise ConfigError(
                 f"the checkpoint does not fit this model: {'; '.join(wrong[:3])}{more}; expected "
@@ -511,8 +510,7 @@ def score_embedded_pairs(
     keep = seen[i1] & seen[i2]
     if not keep.any() or same[keep].all() or not same[keep].any():
         return None
-    a, b = table[i1[keep]], table[i2[keep]]
-    acc, thr = best_threshold_accuracy((a * b).sum(1), same[keep])
+    acc, thr = best_threshold_accuracy((table[i1[keep]] * table[i2[keep]]).sum(1), same[keep])
     return float(acc), float(thr), int(keep.sum())
 
 
@@ -531,8 +529,7 @@ def load_init_weights(module: FaceRecognitionModule, path: str) -> list[str]:
         "expected a facerec .ckpt, an insightface arcface_torch backbone.pth, a torchvision "
         f"ResNet .pth or a packaged model ({', '.join(PRETRAINED)})"
     )
-    problem = not_a_file(p, expected, suffixes=(".ckpt", ".pth", ".pt"))
-    if problem:  # a folder is named as one, with the checkpoint inside it
+    if problem := not_a_file(p, expected, suffixes=(".ckpt", ".pth", ".pt")):
         raise ConfigError(f"model.init_from: {problem}")
     ckpt = read_checkpoint_dict(p, expected)
     check_hyperparameters(ckpt, p)  # only weights are read, but a file naming code is refused
