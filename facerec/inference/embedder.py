@@ -71,7 +71,6 @@ class TorchEmbedder:
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.resize_mode: ResizeMode = resize_mode
-        self.channel_order = channel_order
 
     @classmethod
     def from_preprocess(

@@ -46,7 +46,6 @@ def load_batch(
     """Decode and fit images ``indices``: -> (B, H, W, 3) uint8 RGB. An image that does not
     read raises its :class:`DataError` (the first in order), or, given a ``bad`` list, is left
     out and ``(index, error)`` appended."""
-
     read = partial(read_or_error, lambda i: fit_to_size(images[i], size, mode))
     loaded = pool.map(read, indices) if pool is not None else map(read, indices)
     good = []

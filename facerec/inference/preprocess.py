@@ -52,8 +52,7 @@ class Preprocess:
     align_template: str = DEFAULT_TEMPLATE
 
     def __post_init__(self) -> None:
-        size = self.input_size
-        h, w = (size, size) if isinstance(size, int) else size
+        h, w = (self.input_size,) * 2 if isinstance(self.input_size, int) else self.input_size
         self.input_size = (int(h), int(w))
         self.channel_order = str(self.channel_order).upper()
         self.layout = str(self.layout).upper()
@@ -92,10 +91,7 @@ class Preprocess:
 
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint entry: plain lists and numbers."""
-        d = asdict(self)
-        d["input_size"] = list(self.input_size)
-        d["mean"], d["std"] = list(self.mean), list(self.std)
-        return d
+        return asdict(self) | {k: list(getattr(self, k)) for k in ("input_size", "mean", "std")}
 
     @classmethod
     def from_dict(cls, entry: dict[str, Any], source: str = "checkpoint") -> Preprocess:
