@@ -56,16 +56,13 @@ class ContrastiveLoss(MetricLoss):
         upper = torch.ones(n, n, dtype=torch.bool, device=dist.device).triu_(diagonal=1)
         same = labels.unsqueeze(0) == labels.unsqueeze(1)
         pos, neg = same & upper, ~same & upper
-        terms = torch.where(
-            same,
-            0.5 * F.relu(dist - self.pos_margin) ** 2,
-            0.5 * F.relu(self.margin - dist) ** 2,
-        )  # (N, N)
+        hinge = torch.where(same, F.relu(dist - self.pos_margin), F.relu(self.margin - dist))
+        terms = 0.5 * hinge**2  # (N, N)
         num_pairs = upper.sum()
         loss = dist.sum() * 0.0 if n < 2 else terms[upper].sum() / num_pairs
         with torch.no_grad():
             num_pos, num_neg = pos.sum(), neg.sum()
-            stats = {
+            return loss, {
                 "active_fraction": ((terms > 0) & upper).sum()
                 / num_pairs.clamp_min(1).to(dist.dtype),
                 "mean_d_pos": (dist * pos).sum() / num_pos.clamp_min(1).to(dist.dtype),
@@ -73,7 +70,6 @@ class ContrastiveLoss(MetricLoss):
                 "num_pairs": num_pairs,
                 "num_pos_pairs": num_pos,
             }
-        return loss, stats
 
     def extra_repr(self) -> str:
         return (
