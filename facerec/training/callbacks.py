@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -124,18 +125,15 @@ class VerificationSummary(pl.Callback):
         best = max(a for _, a in history)
         lines = ["", "Held-out verification (identities never seen in training):"]
         lines.append(f"  trained network  : {final:.2%}  (step {step}; best {best:.2%})")
-        untrained = getattr(pl_module, "untrained_val_acc", None)
-        if untrained is not None:
+        if (untrained := getattr(pl_module, "untrained_val_acc", None)) is not None:
             start = getattr(pl_module, "start_weights", None)
             what = "untrained network" if start is None else f"starting weights (from {start})"
             lines.append(f"  {what}: {untrained:.2%}")
         dm = getattr(pl_module, "training_data", None)  # what the module was given (attach_data)
         if self.raw_pixel_baseline and isinstance(dm, TrainingData):
-            raw = dm.raw_pixel_accuracy()
-            if raw is not None:
+            if (raw := dm.raw_pixel_accuracy()) is not None:
                 lines.append(f"  raw-pixel cosine : {raw:.2%}")
-        ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "")
-        if ckpt:
+        if ckpt := getattr(trainer.checkpoint_callback, "best_model_path", ""):
             lines.append(f"  best checkpoint  : {ckpt}")
         print("\n".join(lines), flush=True)
 
@@ -188,8 +186,6 @@ class RunLock:
     def acquire(self) -> RunLock:
         """Take the lock, or raise :class:`ConfigError` naming the run that holds it; an
         unwritable folder raises :class:`FacerecError` (one line) before any training."""
-        import socket
-
         try:
             import fcntl
         except ImportError:  # not POSIX: no lock

@@ -7,7 +7,6 @@ interrupted). The history is in the callback's checkpoint state, so a resumed ru
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
@@ -147,7 +146,7 @@ def plot_training_curves(
     val_ax.set_xlabel("optimizer step")
     last = max((int(s) for v in history.values() for s, _ in v), default=0)
     title = f"training curves ({last} steps)"
-    if finite.size and math.isfinite(finite[-1, 1]):
+    if finite.size:
         title += f", last loss {finite[-1, 1]:.4f}"
     fig.suptitle(title)
     fig.tight_layout()

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from facerec.errors import ConfigError, DataError, FacerecError
+from facerec.inference import load_checkpoint_embedder, load_onnx_embedder
+from facerec.inference.checkpoint import PRETRAINED, not_a_file
 from facerec.losses.distill import KINDS, DistillKind
 
 #: what model.distill.teacher takes, for messages
@@ -60,13 +62,9 @@ class FrozenTeacher:
     """
 
     def __init__(self, path: str, student_mean: Any = 127.5, student_std: Any = 127.5) -> None:
-        from facerec.inference import load_checkpoint_embedder, load_onnx_embedder
-        from facerec.inference.checkpoint import PRETRAINED, not_a_file
-
         p = Path(path)
         packaged = str(path) in PRETRAINED and not p.exists()  # a file of that name wins
-        problem = None if packaged else not_a_file(p, TEACHER_EXPECTED, what="teacher model")
-        if problem:  # a folder is named as one, with the .ckpt inside it
+        if not packaged and (problem := not_a_file(p, TEACHER_EXPECTED, what="teacher model")):
             raise ConfigError(f"model.distill.teacher: {problem}")
         self.path = p
         self.onnx = not packaged and p.suffix.lower() == ".onnx"

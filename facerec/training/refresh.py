@@ -214,9 +214,8 @@ class OfflineTripletRefresh(_PeriodicRefresh):
         rng = np.random.default_rng([self.seed, self.refreshes, 29])
         groups = [g for g in _images_by_identity(labels) if len(g) >= 2]
         n_ids = min(self.options.identities, len(groups))
-        chosen = rng.choice(len(groups), n_ids, replace=False)
-        chosen_groups = [groups[c] for c in np.sort(chosen)]
-        return _sample_each(chosen_groups, self.options.images_per_identity, rng)
+        chosen = np.sort(rng.choice(len(groups), n_ids, replace=False))
+        return _sample_each([groups[c] for c in chosen], self.options.images_per_identity, rng)
 
     def mine(self, pl_module: pl.LightningModule) -> tuple[np.ndarray, tuple[str, float]]:
         """Embed a subset and select triplets there on rank 0; the pool and its size."""
