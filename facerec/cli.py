@@ -122,8 +122,7 @@ def _cli_class():
         def instantiate_trainer(self, **kwargs):
             # keep the callbacks and plugins of the config (--trainer.callbacks+=...), add ours
             config = self._get(self.config_init, "trainer", default={})
-            callbacks = _as_list(config.get("callbacks"))
-            callbacks += list(kwargs.pop("callbacks", None) or [])
+            callbacks = _as_list(config.get("callbacks")) + _as_list(kwargs.pop("callbacks", None))
             callbacks.append(VerificationSummary())
             if not any(isinstance(c, TrainingCurves) for c in callbacks):
                 callbacks.append(TrainingCurves())  # curves.png in the run folder

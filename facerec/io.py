@@ -51,9 +51,7 @@ def atomic_write_csv(
 ) -> Path:
     """Write ``head`` and ``rows`` as CSV (Unix line ends) to ``path`` atomically; ``path``."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(head)
-    w.writerows(rows)
+    csv.writer(buf, lineterminator="\n").writerows([head, *rows])
     atomic_write_text(path, buf.getvalue())
     return Path(path)
 

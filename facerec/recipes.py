@@ -116,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_bytes(dest, src.read_bytes())
         print(f"copied {src} -> {dest}")
         return 0
-    recipes = list_recipes()
-    if not recipes:
+    if not (recipes := list_recipes()):
         raise ConfigError("no recipes found with this installation of facerec")
     width = max(len(n) for n in recipes)
     print(f"recipes in {recipe_dir()} (facerec fit --config NAME.yaml):")
