@@ -128,12 +128,10 @@ def stratified_fold_ids(issame: np.ndarray, n_folds: int = 10, seed: int = 0) ->
     y = np.asarray(issame, dtype=bool).reshape(-1)
     _check_n_folds(n_folds, y.size)
     rng = np.random.default_rng(seed)
+    # the impostors continue the genuine pairs' deal, so fold sizes differ by <= 1
+    order = np.concatenate([rng.permutation(np.flatnonzero(y == cls)) for cls in (True, False)])
     out = np.empty(y.size, dtype=np.int64)
-    start = 0
-    for cls in (True, False):
-        idx = np.flatnonzero(y == cls)
-        out[rng.permutation(idx)] = (start + np.arange(idx.size)) % n_folds
-        start += idx.size  # the next class continues the deal, so fold sizes differ by <= 1
+    out[order] = np.arange(y.size) % n_folds
     return out
 
 
