@@ -51,13 +51,12 @@ def list_images(folder: str | os.PathLike[str], what: str = "folder") -> list[Pa
         found += [Path(d, f) for f in files if is_image_file(Path(d, f))]
         broken += [os.path.join(d, f) for f in files if _visible(f) and _broken_link(Path(d, f))]
     _report_broken(root, broken)
-    found.sort()
     if not found:
         raise DataError(
             f"{what} {root} holds no image files; expected files ending in "
             f"{', '.join(IMAGE_EXTENSIONS)}"
         )
-    return found
+    return sorted(found)
 
 
 def scan_image_folder(

@@ -150,8 +150,7 @@ def _to_uint8(img: np.ndarray, source: str) -> np.ndarray:
         return ((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if img.dtype.kind == "f":
         x = img.astype(np.float32, copy=False)
-        bad = int(np.count_nonzero(~np.isfinite(x)))
-        if bad:
+        if bad := int(np.count_nonzero(~np.isfinite(x))):
             raise DataError(
                 f"{source}: {bad} of {x.size} float pixel values are NaN or infinite; expected "
                 "finite float pixels in [0, 1]"

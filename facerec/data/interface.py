@@ -28,7 +28,6 @@ class TrainingData(Protocol):
 
     def raw_pixel_accuracy(self) -> float | None:
         """Accuracy of mean-centred raw-pixel cosine on ``pairs`` (a baseline), or None."""
-        ...
 
 
 __all__ = ["TrainingData"]

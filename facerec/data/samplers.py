@@ -352,8 +352,7 @@ def lightning_batches_done(trainer: Any) -> Callable[[], int]:
     ref = weakref.ref(trainer)
 
     def done() -> int:
-        t = ref()
-        if t is None:
+        if (t := ref()) is None:
             raise RuntimeError("the trainer of this DataLoader no longer exists")
         return lightning_compat.batches_processed(t)
 

@@ -114,22 +114,20 @@ def pack_folder(
     sizes: Counter[tuple[int, int]] = Counter()
     reencoded = 0
     starts = np.searchsorted(labels, np.arange(c + 1)) + 1  # identity i: [starts[i], starts[i + 1])
-    chunk = max(1, 64 * max(1, num_workers))
+    chunk = 64 * max(1, num_workers)
     prepare = functools.partial(_prepare_image, size=target, fmt=image_format, quality=int(quality))
     with RecordIOWriter(rec_path, idx_path) as writer:
         writer.write(0, pack(IRHeader(0, [float(first_range), float(end_key)], 0, 0)))
         with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
             for start in range(0, n, chunk):
                 batch = paths[start : start + chunk]
-                for j, (data, hw, was_encoded) in enumerate(pool.map(prepare, batch)):
-                    key = start + j + 1
-                    writer.write(key, pack(IRHeader(0, float(labels[start + j]), key, 0), data))
+                for key, (data, hw, was_encoded) in enumerate(pool.map(prepare, batch), start + 1):
+                    writer.write(key, pack(IRHeader(0, float(labels[key - 1]), key, 0), data))
                     sizes[hw] += 1
                     reencoded += was_encoded
                 if progress is not None:
                     progress(len(batch))
-        for i in range(c):
-            key = first_range + i
+        for i, key in enumerate(range(first_range, end_key)):
             writer.write(key, pack(IRHeader(0, [float(starts[i]), float(starts[i + 1])], key, 0)))
     image_size = target if target is not None else sizes.most_common(1)[0][0]
     atomic_write_text(prop_path, f"{c},{image_size[0]},{image_size[1]}\n")
