@@ -232,11 +232,11 @@ def _identification(
     aligner: Any,
 ) -> tuple[dict, int]:
     # alignment keys contain a space, so they never equal a (sanitised) benchmark name
-    g = _embed(emb, data.gallery_paths, opts, aligner, "identification gallery")
-    p = _embed(emb, data.probe_paths, opts, aligner, "identification probe")
-    d = None
+    paths = {"gallery": data.gallery_paths, "probe": data.probe_paths}
     if data.distractor_paths:
-        d = _embed(emb, data.distractor_paths, opts, aligner, "identification distractors")
+        paths["distractors"] = data.distractor_paths
+    e = {k: _embed(emb, v, opts, aligner, f"identification {k}") for k, v in paths.items()}
+    g, p, d = e["gallery"], e["probe"], e.get("distractors")
     t = time.perf_counter()
     r = identify(
         g, data.gallery_labels, p, data.probe_labels, distractors=d, kind=opts.index, fars=DIR_FARS
@@ -259,8 +259,7 @@ def _identification(
         "plots": {"cmc": "cmc.png"},
     }
     if aligner is not None:
-        keys = ["gallery", "probe"] + (["distractors"] if data.distractor_paths else [])
-        out["align"] = {k: aligner.report(f"identification {k}") for k in keys}
+        out["align"] = {k: aligner.report(f"identification {k}") for k in e}
     return out, int(g.shape[1])
 
 
@@ -296,8 +295,7 @@ def _score(
     q_used = score_images(
         emb, sub, method, opts.quality_passes, opts.quality_seed, opts.batch_size, opts.workers
     )
-    inv = inverse.reshape(-1, 2)
-    pq = pair_quality(q_used[inv[:, 0]], q_used[inv[:, 1]])
+    pq = pair_quality(*q_used[inverse.reshape(-1, 2)].T)
     out.erc = error_versus_reject(scores, b.issame, pq, ERC_FAR)
     out.quality = {
         "method": method,
