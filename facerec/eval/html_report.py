@@ -555,9 +555,8 @@ def write_html_report(path: str | os.PathLike[str], results: dict, data: ReportD
             doc.append(_threshold_table(v) + "</div>")
             if v.get("groups"):
                 doc.append(groups_html(m, b, v["groups"]))
-            ps = by_key.get((m, b))
-            if ps is not None and data.num_shown > 0:
-                doc += _errors(ps, data.num_shown)
+            if (m, b) in by_key and data.num_shown > 0:
+                doc += _errors(by_key[m, b], data.num_shown)
             doc.append("</div>")
         doc.append("</section>")
     doc += _calibration(models, out_dir)
