@@ -44,11 +44,10 @@ def torch_search(
             for t in range(0, g.shape[0], gc):
                 sim = q @ g[t : t + gc].T
                 ps, pi = sim.topk(min(k, sim.shape[1]), dim=1)
-                pi = pi + t
                 if best_s is None:
-                    best_s, best_i = ps, pi
+                    best_s, best_i = ps, pi + t
                 else:
-                    cs, ci = torch.cat([best_s, ps], 1), torch.cat([best_i, pi], 1)
+                    cs, ci = torch.cat([best_s, ps], 1), torch.cat([best_i, pi + t], 1)
                     best_s, j = cs.topk(k, dim=1)
                     best_i = ci.gather(1, j)
             out_s.append(best_s.cpu())
