@@ -106,9 +106,8 @@ def format_table(results: dict) -> str:
             + [rate(v["tar_at_far"].get(f), "threshold", number) for f in fars]
             for name, b, v in ver_rows
         ]
-        lines.append("")
-        lines.append("Calibrated cosine thresholds (k-fold: mean over folds, same if score > t; "
-                     "EER and FAR: same if score >= t)")  # fmt: skip
+        lines += ["", "Calibrated cosine thresholds (k-fold: mean over folds, same if score > t; "
+                  "EER and FAR: same if score >= t)"]  # fmt: skip
         lines += grid(head, rows)
     lines += _quality_lines(ver_rows) + _calibration_lines(models)
     id_rows = [(name, m["identification"]) for name, m in models.items() if m.get("identification")]
