@@ -185,8 +185,7 @@ def read_bin(path: str | os.PathLike[str], name: str | None = None) -> PairBench
         images=EncodedImages(bins, str(path)),
         pairs=np.arange(2 * n).reshape(n, 2),
         issame=issame,
-        # insightface's protocol: 10 contiguous folds of the file (a toy file of < 10 pairs:
-        # stratified folds, as for a file that defines none)
+        # a toy file of < 10 pairs: stratified folds, as for a file that defines none
         folds=fold_ids(n, 10) if n >= 10 else None,
         source=str(path),
         fold_method="insightface .bin: 10 contiguous folds in file order",

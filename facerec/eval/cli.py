@@ -226,9 +226,8 @@ def flag_paths(args: argparse.Namespace, flags: str) -> list[tuple[str, str]]:
     out = []
     for flag in flags.split():
         value = getattr(args, flag, None)
-        for v in value if isinstance(value, list) else [value]:
-            if isinstance(v, str):
-                out.append((f"--{flag.replace('_', '-')}", v))
+        values = value if isinstance(value, list) else [value]
+        out += [(f"--{flag.replace('_', '-')}", v) for v in values if isinstance(v, str)]
     return out
 
 

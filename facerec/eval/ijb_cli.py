@@ -124,14 +124,12 @@ class IJBRun:
             if self.num_models > 1:  # one file per model
                 saved = saved.with_name(f"{saved.stem}_{name}{saved.suffix or '.npz'}")
             write_features(saved, feats, self.meta)
-        rep = self.evaluate(feats, name)
-        rep.update(
-            features_file=None if saved is None else str(saved),
-            embedding_dim=int(feats.shape[1]),
-            embed_seconds=stats[0].seconds,
-            images_per_second=stats[0].images_per_second,
-        )
-        return rep
+        return self.evaluate(feats, name) | {
+            "features_file": None if saved is None else str(saved),
+            "embedding_dim": int(feats.shape[1]),
+            "embed_seconds": stats[0].seconds,
+            "images_per_second": stats[0].images_per_second,
+        }
 
     def run_features(self, path: str, name: str) -> dict:
         """A ``--load-features`` file as a model entry of ``results.json``."""
