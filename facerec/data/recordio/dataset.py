@@ -107,9 +107,8 @@ class RecordIODataset(Dataset):
             first, end = self._range_keys
             offsets = self.reader.offsets_of(np.arange(first, end, dtype=np.int64))
             flags, ranges = self.reader.read_labels(offsets, count=2)
-            bad = np.flatnonzero(flags < 2)
-            if bad.size:
-                i = int(bad[0])
+            if (flags < 2).any():
+                i = int(np.argmax(flags < 2))
                 raise DataError(
                     f"{self.rec_path}: identity-range record {first + i} (offset {offsets[i]}) "
                     f"has {flags[i]} label(s); expected 2 (start key, end key)"

@@ -209,9 +209,8 @@ class RecordIOReader:
                 offs = offsets[start : start + chunk]
                 idx = np.minimum(offs[:, None] + span, self.file_size - 1)
                 heads = np.ascontiguousarray(mm[idx]).view(_HEAD_DTYPE).ravel()
-                bad = np.flatnonzero(heads["magic"] != MAGIC)
-                if bad.size:
-                    raise self._bad_magic(int(offs[bad[0]]))
+                if (heads["magic"] != MAGIC).any():
+                    raise self._bad_magic(int(offs[np.argmax(heads["magic"] != MAGIC)]))
                 cflag = heads["lrec"] >> _LEN_BITS
                 length = heads["lrec"] & _LEN_MASK
                 flag = heads["flag"].astype(np.int64)
