@@ -328,10 +328,9 @@ def evaluate_features(
         t3 = time.perf_counter()
         pt, ps = meta.probes
         q = tpl.features[tpl.index_of(pt, "probe template")]
-        g_all, first = np.unique(
-            np.concatenate([t for t, _ in meta.galleries.values()]), return_index=True
-        )
-        s_all = np.concatenate([s for _, s in meta.galleries.values()])[first]
+        t_cat, s_cat = map(np.concatenate, zip(*meta.galleries.values(), strict=True))
+        g_all, first = np.unique(t_cat, return_index=True)
+        s_all = s_cat[first]
         ident: dict = {}
         for k, (gt, gs) in {"+".join(meta.galleries): (g_all, s_all), **meta.galleries}.items():
             g = tpl.features[tpl.index_of(gt, "gallery template")]
