@@ -100,9 +100,7 @@ class VerificationCallback(pl.Callback):
             raise ConfigError("VerificationCallback needs pl_module.backbone (an nn.Module)")
         pre = getattr(pl_module, "preprocess", None)
         pre = Preprocess.for_backbone(backbone) if pre is None else Preprocess.coerce(pre)
-        embedder = TorchEmbedder.from_preprocess(
-            backbone, pre, device=pl_module.device, batch_size=self.batch_size
-        )
+        embedder = TorchEmbedder.from_preprocess(backbone, pre, pl_module.device, self.batch_size)
         metrics: dict[str, float] = {}
         for b in self.benchmarks:
             s = score_benchmark(
