@@ -147,8 +147,7 @@ def _panel_features(job: tuple) -> tuple[np.ndarray, np.ndarray, float]:
         t0 = time.perf_counter()
         module = train_panel(panel, x_train, y_train, a.steps, a.size, a.batch, a.seed, a.width)
         with torch.no_grad():
-            f_train = module(torch.from_numpy(x_train)).numpy()
-            f_test = module(torch.from_numpy(x_test)).numpy()
+            f_train, f_test = (module(torch.from_numpy(x)).numpy() for x in (x_train, x_test))
         return f_train, f_test, time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
