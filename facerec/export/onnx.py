@@ -60,9 +60,7 @@ class ExportModule(nn.Module):
         if self.bake_normalization:
             x = (x.permute(0, 3, 1, 2).to(torch.float32) - self.mean) * self.inv_std
         y = self.backbone(x)
-        if self.l2_normalize:
-            y = F.normalize(y, p=2.0, dim=1)
-        return y
+        return F.normalize(y, p=2.0, dim=1) if self.l2_normalize else y
 
 
 def _strip_prefix(model: Any, prefix: str) -> None:
@@ -137,8 +135,7 @@ def export_onnx(
         img = np.random.default_rng(0).integers(0, 256, (2, *meta.input_size, 3), dtype=np.uint8)
         example = torch.from_numpy(img if bake_normalization else meta.normalize(img))
         with torch.no_grad():
-            out = module(example)
-        meta.embedding_dim = int(out.shape[1])
+            meta.embedding_dim = int(module(example).shape[1])
         name = BAKED_INPUT if bake_normalization else PLAIN_INPUT
         try:
             data = _torch_export(module, example, name, opset, exporter)
