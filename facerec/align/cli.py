@@ -113,8 +113,7 @@ def _crop_stems(rels: Sequence[Path]) -> dict[str, str]:
     }
     seen: dict[str, str] = {}
     for key, stem in stems.items():
-        other = seen.setdefault(stem.casefold(), key)
-        if other != key:
+        if (other := seen.setdefault(stem.casefold(), key)) != key:
             raise DataError(
                 f"photos {other!r} and {key!r} would write the same crop {stem!r}; rename one"
             )

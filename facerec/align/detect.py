@@ -105,7 +105,7 @@ class MTCNNDetector:
                 raise DataError(
                     f"a detector takes RGB uint8 images (H, W, 3), got {a.dtype} {a.shape}"
                 )
-        out = [Detections.empty() for _ in imgs]
+        found: dict[int, Detections] = {}
         groups: dict[tuple[int, int], list[int]] = {}
         for i, im in enumerate(imgs):
             if min(im.shape[:2]) >= self.min_face:  # a smaller image holds no face searched for
@@ -113,10 +113,8 @@ class MTCNNDetector:
         for idx in groups.values():
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start : start + self.batch_size]
-                dets = self._run(np.stack([imgs[i] for i in chunk]))
-                for i, det in zip(chunk, dets, strict=True):
-                    out[i] = det
-        return out
+                found.update(zip(chunk, self._run(np.stack([imgs[i] for i in chunk])), strict=True))
+        return [found[i] if i in found else Detections.empty() for i in range(len(imgs))]
 
     def _run(self, batch: np.ndarray) -> list[Detections]:
         """(B, H, W, 3) uint8 of one size -> B Detections (facenet's object arrays cast)."""

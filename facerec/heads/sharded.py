@@ -238,9 +238,7 @@ class ShardedClassCentres(nn.Module):
                 return
             self._layout = _process_group()
             local = self._local_rows_of(full)
-            self.weight.data = torch.empty_like(
-                local, device=self.weight.device, dtype=self.weight.dtype
-            )
+            self.weight.data = self.weight.new_empty(local.shape)
             state_dict = {**state_dict, key: local}
         super()._load_from_state_dict(state_dict, prefix, *args)
 

@@ -90,8 +90,7 @@ def identify_state_dict(state: dict[str, torch.Tensor]) -> ForeignStateDict | No
         scale = state["layers.0.layers.0.weight"].shape[0] // 64
         # layers.1 is one ConvBlock when blocks[0] == 1, else a Residual of blocks[0] blocks
         counts = _stage_blocks(state, r"layers\.{s}\.layers\.(\d+)\.layers\.0\.layers", 7)
-        first = 1 if has("layers.1.layers.0.weight") else counts[0]
-        blocks = [first, counts[2], counts[4], counts[6]]
+        blocks = [1 if has("layers.1.layers.0.weight") else counts[0], *counts[2::2]]
         dim = state["features.layers.2.weight"].shape[0]
         variant = {(2, (1, 4, 6, 2)): "mbf", (4, (2, 8, 12, 4)): "mbf_large"}.get(
             (scale, tuple(blocks)), "MobileFaceNet"
