@@ -47,7 +47,6 @@ class FaceTable:
         return cls(lm, np.where(ok, "ok", "no_face").astype(str))
 
     def count(self, status: str) -> int:
-        """How many images have ``status``."""
         return int((self.status == status).sum())
 
     def summary(self) -> dict[str, int]:

@@ -93,7 +93,6 @@ def export_checkpoint(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``facerec export`` argument parser."""
     p = argparse.ArgumentParser(
         prog="facerec export",
         description="Export a checkpoint's embedding network (backbone + embedding head) to "
@@ -148,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Run ``facerec export`` for parsed ``args``."""
     if min(args.check_batch_sizes) < 1:
         raise ConfigError("--check-batch-sizes must be >= 1")
     export_checkpoint(

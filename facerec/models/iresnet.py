@@ -114,7 +114,6 @@ class IResNet(Backbone):
         return nn.Sequential(*layers)
 
     def stages(self) -> list[list[nn.Module]]:
-        """Stem + layer1, layer2, layer3, layer4."""
         return [
             [self.conv1, self.bn1, self.prelu, self.layer1],
             [self.layer2],
