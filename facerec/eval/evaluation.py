@@ -158,9 +158,8 @@ def _model_specs(models: Sequence[ModelSpec]) -> list[tuple[str, Any, str]]:
     out = []
     for m in models:
         if isinstance(m, str | Path):
-            kind = "onnx" if str(m).lower().endswith(".onnx") else "checkpoint"
-            out.append((kind, str(m), str(m)))
-        elif isinstance(m, tuple) and len(m) == 2 and m[0] in ("checkpoint", "onnx"):
+            m = ("onnx" if str(m).lower().endswith(".onnx") else "checkpoint", m)
+        if isinstance(m, tuple) and len(m) == 2 and m[0] in ("checkpoint", "onnx"):
             out.append((m[0], str(m[1]), str(m[1])))
         elif isinstance(m, tuple) and len(m) == 2 and callable(m[1]):
             out.append(("embedder", m[1], str(m[0])))
