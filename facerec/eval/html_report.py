@@ -166,10 +166,8 @@ def worst_probes(
     probes: (P, D) unit rows, probe_labels (P,) (labels not in the gallery are skipped).
     Returns ``(rows, num_mated)``: up to ``n`` :class:`ProbeRow`, worst first.
     """
-    g = np.asarray(gallery, np.float32)
-    gl = np.asarray(gallery_labels, np.int64).reshape(-1)
-    p = np.asarray(probes, np.float32)
-    pl = np.asarray(probe_labels, np.int64).reshape(-1)
+    g, p = (np.asarray(x, np.float32) for x in (gallery, probes))
+    gl, pl = (np.asarray(x, np.int64).reshape(-1) for x in (gallery_labels, probe_labels))
     if g.ndim != 2 or p.ndim != 2 or g.shape[1] != p.shape[1] or g.shape[0] != gl.size:
         raise DataError(
             f"gallery {g.shape} / probes {p.shape} embeddings; expected (G, D) and (P, D) with "
@@ -372,10 +370,8 @@ def _threshold_table(v: dict) -> str:
          "> t"),
         ("EER", v["eer_threshold"], v["eer"], "EER", ">= t"),
     ]  # fmt: skip
-    for f, t in v["tar_at_far"].items():
-        if t["resolvable"]:
-            rows.append((f"FAR {f} (achieved {number(t['achieved_far'], '.2e')})", t["threshold"],
-                         t["tar"], "TAR", ">= t"))  # fmt: skip
+    rows += [(f"FAR {f} (achieved {number(t['achieved_far'], '.2e')})", t["threshold"], t["tar"],
+              "TAR", ">= t") for f, t in v["tar_at_far"].items() if t["resolvable"]]  # fmt: skip
     body = "".join(
         f'<tr><td class="l">{_e(a)}</td><td>{number(t)}</td><td class="l">{_e(w)}</td>'
         f'<td>{percent(x)} %</td><td class="l">{_e(rule)}</td></tr>'
