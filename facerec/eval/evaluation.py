@@ -421,8 +421,7 @@ def evaluate(
         "plots": {"roc": {}},
     }
     for b in benchmarks:  # a pair listed twice counts twice: say so once, with the count
-        uniq = np.unique(np.sort(b.pairs, axis=1), axis=0).shape[0]
-        if uniq < b.num_pairs:
+        if (uniq := np.unique(np.sort(b.pairs, axis=1), axis=0).shape[0]) < b.num_pairs:
             print(
                 f"warning: {b.name}: {b.num_pairs - uniq} of {b.num_pairs} pairs repeat an "
                 "earlier pair (same two images); each is scored as listed",
@@ -472,8 +471,7 @@ def evaluate(
                 erc_curves[b.name].append((name, s.erc))
             if aligner is not None:  # faces not found: centre-cropped, counted (never dropped)
                 rep["align"] = aligner.report(b.name)
-            if b.name in plans:  # over the pairs --min-quality kept
-                pg = plans[b.name]
+            if (pg := plans.get(b.name)) is not None:  # over the pairs --min-quality kept
                 if s.keep is not None:
                     pg = dataclasses.replace(pg, labels=pg.labels[s.keep])
                 rep["groups"] = group_entry(s.scores, kept, pg, opts.folds, DEFAULT_FARS)
