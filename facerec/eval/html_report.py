@@ -236,15 +236,12 @@ def image_name(images: ImageSource, i: int) -> str:
     if inner is not None and hasattr(inner, "__getitem__") and hasattr(inner, "__len__"):
         idx = getattr(images, "indices", None)
         return image_name(inner, int(idx[i]) if idx is not None else i)
-    paths = getattr(images, "paths", None)
-    if paths is not None:
+    if (paths := getattr(images, "paths", None)) is not None:
         return "/".join(Path(paths[i]).parts[-2:])
-    refs = getattr(images, "refs", None)
-    if refs is not None:
+    if (refs := getattr(images, "refs", None)) is not None:
         ident, k = refs[i]
         return f"synthetic id {ident} image {k}"
-    source = getattr(images, "source", None)
-    if source:
+    if source := getattr(images, "source", None):
         return f"{Path(str(source)).name} #{i}"
     return f"image {i}"
 
@@ -538,15 +535,13 @@ def write_html_report(path: str | os.PathLike[str], results: dict, data: ReportD
             doc.append(f'<div class="plots">{_img("roc", f"ROC {b}", out_dir / roc[b])}</div>')
         doc += _quality(b, models, plots.get("erc", {}).get(b), out_dir)
         for m, mv in models.items():
-            v = mv.get("verification", {}).get(b)
-            if v is None:
+            if (v := mv.get("verification", {}).get(b)) is None:
                 continue
             doc.append(f'<div class="model" id="{_anchor("m", b, m)}"><h3>{_e(m)} on {_e(b)}: '
                        f"{percent(v['accuracy_mean'])} % ({v['num_pairs']} pairs, "
                        f"{_e(v.get('source', ''))})</h3>")  # fmt: skip
-            hist = v.get("plots", {}).get("histogram")
             doc.append('<div class="plots">')
-            if hist:
+            if hist := v.get("plots", {}).get("histogram"):
                 doc.append(_img("hist", f"histogram {b} {m}", out_dir / hist))
             doc.append(_threshold_table(v) + "</div>")
             if v.get("groups"):
