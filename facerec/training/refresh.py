@@ -135,8 +135,7 @@ class _PeriodicRefresh(pl.Callback):
         """Mine a new table and give it to the sampler."""
         start = time.perf_counter()
         table, self.last_stat = self.mine(pl_module)
-        sampler = getattr(self.dm, "train_batch_sampler", None)
-        if sampler is not None:
+        if (sampler := getattr(self.dm, "train_batch_sampler", None)) is not None:
             getattr(sampler, self.SETTER)(table)
         self.refreshes += 1
         self.last_seconds = time.perf_counter() - start
