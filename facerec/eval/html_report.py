@@ -139,12 +139,9 @@ def hardest_pairs(scores: np.ndarray, issame: np.ndarray, n: int) -> tuple[np.nd
     """``(genuine, impostor)``: the indices of the ``n`` lowest-scoring genuine and ``n``
     highest-scoring impostor pairs of (N,) ``scores`` and ``issame``, (<= n,) int64 each,
     hardest first (ties by index)."""
-    s = np.asarray(scores, np.float64).reshape(-1)
-    y = np.asarray(issame, bool).reshape(-1)
-    gen, imp = np.nonzero(y)[0], np.nonzero(~y)[0]
-    gen = gen[np.argsort(s[gen], kind="stable")][:n]
-    imp = imp[np.argsort(-s[imp], kind="stable")][:n]
-    return gen.astype(np.int64), imp.astype(np.int64)
+    s, y = np.asarray(scores, np.float64).reshape(-1), np.asarray(issame, bool).reshape(-1)
+    gen, imp = (np.flatnonzero(m).astype(np.int64) for m in (y, ~y))
+    return gen[np.argsort(s[gen], kind="stable")][:n], imp[np.argsort(-s[imp], kind="stable")][:n]
 
 
 def worst_probes(
