@@ -69,6 +69,11 @@ class TripletNetLoss(MetricLoss):
             raise ConfigError(
                 f"unknown TripletNetLoss offline mode {offline!r}; expected 'off' or 'instead'"
             )
+        if semi_hard_fallback not in ("largest", "smallest"):
+            raise ConfigError(
+                f"unknown semi_hard_fallback {semi_hard_fallback!r}; expected 'largest' or "
+                "'smallest'"
+            )
         if max_chunk_elements < 1:
             raise ConfigError(f"max_chunk_elements must be >= 1, got {max_chunk_elements}")
         self.mining = mining

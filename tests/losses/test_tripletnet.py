@@ -108,3 +108,5 @@ def test_triplet_loss_offline_modes() -> None:
         TripletNetLoss(mining="offline")  # offline triplets are `offline: instead`, as above
     with pytest.raises(ConfigError, match="expected 'off' or 'instead'"):
         TripletNetLoss(offline="alongside")
+    with pytest.raises(ConfigError, match="unknown semi_hard_fallback 'median'"):
+        TripletNetLoss(semi_hard_fallback="median")  # at construction, as TripletLoss
