@@ -179,9 +179,10 @@ def test_the_folders_are_the_layers() -> None:
 
 
 #: The most lines the package's .py files may hold together. Issue 23 set the package's size
-#: as a budget (18,456 lines when it was filed); this number only goes down: lower it when the
-#: package shrinks, and pay for new code by removing as much elsewhere.
-LINE_BUDGET = 21_183
+#: as a budget (18,456 lines when it was filed; `python tools/package_lines.py` counts what is
+#: not issue 24's against it); this number only goes down: lower it when the package shrinks,
+#: and pay for new code by removing as much elsewhere.
+LINE_BUDGET = 20_655
 
 
 def test_the_package_does_not_grow() -> None:
