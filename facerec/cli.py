@@ -328,17 +328,19 @@ def _one_line(error: FacerecError) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``facerec`` console script and ``python -m facerec``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        tools = "\n".join(f"  {k:<13} {v[1]}" for k, v in TOOL_COMMANDS.items())
-        print(HELP.format(tools=tools))
-        return 0 if argv else 2
-    if argv[0] in ("-V", "--version"):
-        print(f"facerec {__version__}")
-        return 0
     try:
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            tools = "\n".join(f"  {k:<13} {v[1]}" for k, v in TOOL_COMMANDS.items())
+            print(HELP.format(tools=tools))
+            return 0 if argv else 2
+        if argv[0] in ("-V", "--version"):
+            print(f"facerec {__version__}")
+            return 0
         if argv[0] in TOOL_COMMANDS:
             tool = importlib.import_module(TOOL_COMMANDS[argv[0]][0])
-            return int(tool.main(argv[1:]) or 0)
+            status = int(tool.main(argv[1:]) or 0)
+            sys.stdout.flush()  # a reader that left raises here, not at exit
+            return status
         if argv[0] in LIGHTNING_COMMANDS:
             from facerec.recipes import resolve_config_args  # a bare recipe name works anywhere
 
@@ -358,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("facerec: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `facerec recipes | head`: the reader closed the pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -336,3 +336,19 @@ def test_unusable_run_folder_is_refused_before_training(tmp_path, capsys, monkey
     assert tiny_fit(tmp_path / "full") == 2
     assert "MiB free in" in _error_line(capsys)
     assert not (tmp_path / "full" / "checkpoints").exists()
+
+
+def test_output_into_a_closed_pipe_ends_without_a_traceback():
+    """`facerec recipes | head -0`: the reader is gone before facerec writes; it exits 1
+    quietly (the pipe is closed before Python has even imported facerec)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facerec", "recipes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
