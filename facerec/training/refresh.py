@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from facerec.base import distributed
+from facerec.data.datasets import label_groups
 from facerec.data.hard_identity import HardIdentityBatches, HardIdentityOptions
 from facerec.data.offline_triplets import OfflineTripletBatches, OfflineTripletOptions
 from facerec.errors import ConfigError
@@ -100,12 +101,6 @@ def check_data_callbacks(trainer: pl.Trainer, datamodule: Any) -> None:
             )
 
 
-def _images_by_identity(labels: np.ndarray) -> list[np.ndarray]:
-    """Dataset indices grouped by identity, in label order: one (n_i,) array per identity."""
-    order = np.argsort(labels, kind="stable")
-    return np.split(order, np.flatnonzero(np.diff(labels[order])) + 1)
-
-
 def _sample_each(groups: list[np.ndarray], m: int, rng: np.random.Generator) -> np.ndarray:
     """The groups concatenated, each longer than ``m`` cut to ``m`` random members first."""
     return np.concatenate([g if len(g) <= m else rng.choice(g, m, replace=False) for g in groups])
@@ -181,7 +176,7 @@ class HardIdentityRefresh(_PeriodicRefresh):
             return F.normalize(w, dim=2).mean(dim=1)
         labels = np.asarray(self.dm.train_set.labels)
         rng = np.random.default_rng([self.seed, self.refreshes, 17])
-        idx = _sample_each(_images_by_identity(labels), self.options.images_per_identity, rng)
+        idx = _sample_each(label_groups(labels), self.options.images_per_identity, rng)
         emb, ok = embed_indices(pl_module, self.dm.train_set, idx, self.options.embed_batch_size)
         emb = F.normalize(emb, dim=1) * ok.unsqueeze(1)
         c = int(labels.max()) + 1
@@ -211,7 +206,7 @@ class OfflineTripletRefresh(_PeriodicRefresh):
         """Dataset indices of this refresh's subset (the same on every rank)."""
         labels = np.asarray(self.dm.train_set.labels)
         rng = np.random.default_rng([self.seed, self.refreshes, 29])
-        groups = [g for g in _images_by_identity(labels) if len(g) >= 2]
+        groups = [g for g in label_groups(labels) if len(g) >= 2]
         n_ids = min(self.options.identities, len(groups))
         chosen = np.sort(rng.choice(len(groups), n_ids, replace=False))
         return _sample_each([groups[c] for c in chosen], self.options.images_per_identity, rng)
