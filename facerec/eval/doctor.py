@@ -312,7 +312,9 @@ def benchmark_overlap(
     best_s, best_i = s[:, 0], ids[:, 0]
     exact = np.zeros(q.shape[0], bool)
     if train_hashes is not None and bench_hashes is not None:
-        first = {h: n for n, h in reversed(list(enumerate(train_hashes)))}
+        first: dict[str, int] = {}  # the first training image of each hash
+        for n, h in enumerate(train_hashes):
+            first.setdefault(h, n)
         for m, h in enumerate(bench_hashes):
             if h in first:
                 exact[m] = True
