@@ -287,9 +287,11 @@ class ShardedClassCentres(nn.Module):
         one_process = (self._layout or (1, 0))[0] == 1
         new: dict[str, Any] = {}
         for k, v in entry.items():
-            if isinstance(v, Tensor) and v.dim() and v.shape[0] == full_rows:
+            if not isinstance(v, Tensor) or v.dim() == 0:
+                new[k] = v
+            elif v.shape[0] == full_rows:
                 new[k] = self._local_rows_of(v).clone()
-            elif not isinstance(v, Tensor) or v.dim() == 0 or (v.shape[0] == rows and one_process):
+            elif v.shape[0] == rows and one_process:
                 new[k] = v
             else:
                 warnings.warn(
