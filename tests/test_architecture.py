@@ -182,7 +182,7 @@ def test_the_folders_are_the_layers() -> None:
 #: as a budget (18,456 lines when it was filed; `python tools/package_lines.py` counts what is
 #: not issue 24's against it); this number only goes down: lower it when the package shrinks,
 #: and pay for new code by removing as much elsewhere.
-LINE_BUDGET = 20_660
+LINE_BUDGET = 20_659
 
 
 def test_the_package_does_not_grow() -> None:
